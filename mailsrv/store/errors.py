@@ -1,0 +1,25 @@
+"""Exceptions the store raises; protocol adapters map them to protocol errors."""
+
+
+class StoreError(Exception):
+    """Base class for every store failure that a client may be told about."""
+
+
+class InvalidFolderName(StoreError):
+    """A folder name that could escape the Maildir or confuse its layout."""
+
+
+class NoSuchFolder(StoreError):
+    """The named folder does not exist."""
+
+
+class FolderExists(StoreError):
+    """CREATE or RENAME onto a folder that already exists."""
+
+
+class MessageGone(StoreError, KeyError):
+    """The message was expunged (by another session or node) meanwhile."""
+
+
+class InvalidAddress(StoreError):
+    """An address that cannot name a mailbox directory safely."""

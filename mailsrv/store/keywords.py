@@ -1,0 +1,59 @@
+"""IMAP keywords of one folder, stored as Dovecot's ``dovecot-keywords``.
+
+Maildir has 26 lowercase info letters for keywords; the file maps each
+letter's index to the keyword (``0 $Junk`` means ``a`` is ``$Junk``), so
+Dovecot reading our store sees the same keywords.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+
+from mailsrv.store.maildir import replace_file
+
+FILENAME = "dovecot-keywords"
+LETTERS = string.ascii_lowercase
+
+
+class Keywords:
+    """Keyword <-> letter map, re-read when the file changes."""
+
+    def __init__(self, folder_path: str) -> None:
+        self.path = os.path.join(folder_path, FILENAME)
+        self.letter_of: dict[str, str] = {}
+        self.keyword_of: dict[str, str] = {}
+        self._mtime: int | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the file if it changed on disk."""
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime == self._mtime:
+            return
+        letter_of: dict[str, str] = {}
+        with open(self.path, "rb") as f:
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                index, _, keyword = line.partition(" ")
+                if index.isdigit() and int(index) < len(LETTERS) and keyword:
+                    letter_of[keyword] = LETTERS[int(index)]
+        self.letter_of = letter_of
+        self.keyword_of = {v: k for k, v in letter_of.items()}
+        self._mtime = mtime
+
+    def ensure(self, keywords: "set[str] | frozenset[str]") -> None:
+        """Give every keyword a letter, persisting new ones; extra ones past 26 are dropped."""
+        self.refresh()
+        missing = [k for k in sorted(keywords) if k not in self.letter_of]
+        free = [c for c in LETTERS if c not in self.keyword_of]
+        if not missing or not free:
+            return
+        for keyword, letter in zip(missing, free):
+            self.letter_of[keyword] = letter
+            self.keyword_of[letter] = keyword
+        lines = sorted((LETTERS.index(letter), kw) for kw, letter in self.letter_of.items())
+        replace_file(self.path, "".join(f"{i} {kw}\n" for i, kw in lines).encode("utf-8"))
+        self._mtime = os.stat(self.path).st_mtime_ns

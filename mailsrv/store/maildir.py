@@ -1,0 +1,140 @@
+"""Maildir file primitives: unique names, flags in names, durable writes.
+
+File names follow the Maildir convention as Dovecot writes it::
+
+    <secs>.M<usecs>P<pid>Q<n>.<host>,S=<disk size>,W=<wire size>:2,<flags>
+
+``S=`` and ``W=`` let a reader know a message's size without opening it;
+``W`` is the size with CRLF line ends, the octet count POP3 and IMAP report.
+Messages are kept on disk with LF line ends, as every Maildir reader expects.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import socket
+import time
+
+#: Maildir info letters for the IMAP system flags (maildir(5), Dovecot).
+FLAG_LETTERS = {
+    "\\Draft": "D",
+    "\\Flagged": "F",
+    "$Forwarded": "P",
+    "\\Answered": "R",
+    "\\Seen": "S",
+    "\\Deleted": "T",
+}
+LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()}
+INFO_SEP = ":2,"
+
+_counter = itertools.count()
+_HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
+_SIZE_FIELD = re.compile(r",([SW])=(\d+)")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def unique_name(disk_size: int, wire_size: int) -> str:
+    """A new, process- and host-unique Maildir base name (no info part)."""
+    now = time.time()
+    secs = int(now)
+    usecs = int((now - secs) * 1_000_000)
+    return f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}.{_HOST},S={disk_size},W={wire_size}"
+
+
+def split_name(filename: str) -> tuple[str, str]:
+    """Split a file name into (key, info letters); key is stable across flag changes."""
+    key, sep, info = filename.partition(INFO_SEP)
+    if not sep:
+        key = filename.split(":", 1)[0]
+        info = ""
+    return key, info
+
+
+def sizes_from_key(key: str) -> tuple[int | None, int | None]:
+    """The S= (disk) and W= (wire) sizes recorded in a name, if present."""
+    found = dict(_SIZE_FIELD.findall(key))
+    disk = int(found["S"]) if "S" in found else None
+    wire = int(found["W"]) if "W" in found else None
+    return disk, wire
+
+
+def to_disk(data: bytes) -> bytes:
+    """Message bytes as stored: LF line ends."""
+    return data.replace(b"\r\n", b"\n")
+
+
+def to_wire(data: bytes) -> bytes:
+    """Message bytes as sent over POP3/IMAP: CRLF line ends (RFC 5322 2.1)."""
+    if b"\r" not in data:
+        return data.replace(b"\n", b"\r\n")
+    return _BARE_LF.sub(b"\r\n", data)
+
+
+def wire_size(disk: bytes) -> int:
+    """Octets of :func:`to_wire` (*disk*) without building it."""
+    return len(disk) + disk.count(b"\n") - disk.count(b"\r\n")
+
+
+def fsync_dir(path: str) -> None:
+    """Make a directory entry change (create, rename, link) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str, data: bytes, mtime: float | None = None) -> None:
+    """Write *data* to a new file *path* and fsync it (not its directory)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def replace_file(path: str, data: bytes) -> None:
+    """Atomically replace *path* with *data*: temp file, fsync, rename, fsync dir.
+
+    Every small state file the store persists (UID lists, keywords,
+    subscriptions) goes through here, so a crash leaves the old or the new
+    version, never a torn one.
+    """
+    directory = os.path.dirname(path) or "."
+    tmp = f"{path}.{os.getpid()}.{next(_counter)}.tmp"
+    write_file(tmp, data)
+    os.replace(tmp, path)
+    fsync_dir(directory)
+
+
+def flags_to_info(flags: "frozenset[str] | set[str]", keyword_letter: "dict[str, str]") -> str:
+    """Maildir info letters for *flags*, in ASCII order as maildir(5) requires."""
+    letters = []
+    for flag in flags:
+        letter = FLAG_LETTERS.get(flag) or keyword_letter.get(flag)
+        if letter:
+            letters.append(letter)
+    return "".join(sorted(set(letters)))
+
+
+def info_to_flags(info: str, letter_keyword: "dict[str, str]") -> frozenset[str]:
+    """IMAP flags for Maildir info letters; unknown letters are ignored."""
+    flags = set()
+    for letter in info:
+        flag = LETTER_FLAGS.get(letter) or letter_keyword.get(letter)
+        if flag:
+            flags.add(flag)
+    return frozenset(flags)
+
+
+def ensure_maildir(path: str) -> None:
+    """Create ``cur/ new/ tmp/`` under *path* if missing (mode 0700)."""
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)

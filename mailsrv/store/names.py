@@ -1,0 +1,68 @@
+"""Folder names: validation and the IMAP name <-> Maildir++ directory mapping.
+
+IMAP shows ``/`` as the hierarchy separator; on disk Maildir++ joins levels
+with ``.`` (``Archive/2024`` -> ``.Archive.2024``), as Dovecot and Courier
+do. Each level is stored in modified UTF-7 (RFC 3501 5.1.3) so the directory
+names are plain ASCII; a ``.`` inside a level is written ``&AC4-``, which
+modified UTF-7 decodes back to ``.``, so no level can be split by it.
+
+Validation is the single gate that keeps every folder inside the user's
+Maildir: nothing reaches the file system without passing :func:`validate`.
+"""
+
+from __future__ import annotations
+
+import twisted.mail.imap4  # noqa: F401  (registers the imap4-utf-7 codec)
+
+from mailsrv.store.errors import InvalidFolderName
+
+SEPARATOR = "/"
+INBOX = "INBOX"
+MAX_LEVEL_BYTES = 200
+MAX_DEPTH = 16
+_FORBIDDEN = set("\\*%\x7f") | {chr(c) for c in range(0x20)}
+
+
+def validate(name: str) -> str:
+    """Return the canonical form of *name* or raise :class:`InvalidFolderName`.
+
+    INBOX is case-insensitive (RFC 3501 5.1); every other name is kept as
+    given.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidFolderName("empty folder name")
+    levels = name.split(SEPARATOR)
+    if len(levels) > MAX_DEPTH:
+        raise InvalidFolderName("folder hierarchy too deep")
+    for level in levels:
+        if not level:
+            raise InvalidFolderName("empty hierarchy level in folder name")
+        if level.startswith("."):
+            raise InvalidFolderName("folder name level may not start with '.'")
+        if _FORBIDDEN.intersection(level):
+            raise InvalidFolderName("folder name contains a forbidden character")
+        if len(_encode_level(level)) > MAX_LEVEL_BYTES:
+            raise InvalidFolderName("folder name too long")
+    if levels[0].upper() == INBOX:
+        levels[0] = INBOX
+    return SEPARATOR.join(levels)
+
+
+def _encode_level(level: str) -> str:
+    return level.encode("imap4-utf-7").decode("ascii").replace(".", "&AC4-")
+
+
+def to_dirname(name: str) -> str:
+    """The Maildir++ directory name for a validated non-INBOX folder name."""
+    return "." + ".".join(_encode_level(level) for level in name.split(SEPARATOR))
+
+
+def from_dirname(dirname: str) -> str | None:
+    """The IMAP name for a Maildir++ directory, or None if it is not one."""
+    if not dirname.startswith(".") or dirname in (".", ".."):
+        return None
+    try:
+        levels = [lvl.encode("ascii").decode("imap4-utf-7") for lvl in dirname[1:].split(".")]
+        return validate(SEPARATOR.join(levels))
+    except (UnicodeError, InvalidFolderName):
+        return None

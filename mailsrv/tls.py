@@ -1,0 +1,131 @@
+"""TLS: certificates, the server context, and "may a password be sent here?".
+
+Every listener serves TLS (STARTTLS/STLS or implicit), so a fresh install
+needs a certificate before its first start: when the config names none, a
+self-signed one is generated into ``<data_dir>/tls/`` and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
+from twisted.internet import ssl
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+
+from mailsrv.config import Config, ConfigError
+
+log = Logger()
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+_MIN_VERSION = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def generate_self_signed(cert_path: str, key_path: str, hostname: str) -> None:
+    """Write a self-signed certificate valid for *hostname*, localhost and loopback.
+
+    ECDSA P-256 keeps generation instant; the key file is created 0600 before
+    any key material is written to it.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    dns_names = list(dict.fromkeys([hostname, "localhost"]))
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName(n) for n in dns_names]
+        + [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1"))]
+    )
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    os.makedirs(os.path.dirname(key_path) or ".", mode=0o700, exist_ok=True)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def certificate_files(config: Config) -> tuple[str, str]:
+    """The (cert, key) paths to serve, generating a self-signed pair if none is set."""
+    if config.tls.cert:
+        return config.tls.cert, config.tls.key
+    tls_dir = os.path.join(config.data_dir, "tls")
+    cert_path = os.path.join(tls_dir, "selfsigned-cert.pem")
+    key_path = os.path.join(tls_dir, "selfsigned-key.pem")
+    if not (os.path.exists(cert_path) and os.path.exists(key_path)):
+        generate_self_signed(cert_path, key_path, config.hostname)
+        log.info("generated a self-signed certificate for {hostname} in {path}", hostname=config.hostname, path=cert_path)
+    return cert_path, key_path
+
+
+def server_options(config: Config) -> ssl.CertificateOptions:
+    """The server TLS options for every listener; errors name the config key."""
+    cert_path, key_path = certificate_files(config)
+    where = config.source
+    try:
+        with open(cert_path, "rb") as f:
+            pems = _PEM_CERT.findall(f.read())
+        if not pems:
+            raise ConfigError(f"{where}: tls.cert: no PEM certificate in {cert_path}")
+        with open(key_path, "rb") as f:
+            key = crypto.load_privatekey(crypto.FILETYPE_PEM, f.read())
+        chain = [crypto.load_certificate(crypto.FILETYPE_PEM, pem) for pem in pems]
+    except OSError as e:
+        raise ConfigError(f"{where}: tls: cannot read {e.filename}: {e.strerror}") from None
+    except crypto.Error as e:
+        raise ConfigError(f"{where}: tls.key/tls.cert: unreadable PEM ({e})") from None
+    options = ssl.CertificateOptions(
+        privateKey=key,
+        certificate=chain[0],
+        extraCertChain=chain[1:],
+        raiseMinimumTo=_MIN_VERSION[config.tls.min_version],
+    )
+    try:
+        options.getContext().check_privatekey()
+    except SSL.Error:
+        raise ConfigError(f"{where}: tls.key: the key does not match the certificate in {cert_path}") from None
+    return options
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def is_secure(transport: object, config: Config) -> bool:
+    """True when a password may be sent over *transport*.
+
+    That is after TLS, or on loopback when the admin set
+    ``auth.allow_plaintext_auth_on_loopback`` (RFC 8314 4.1 wants TLS for
+    every password; loopback never leaves the host).
+    """
+    if ISSLTransport.providedBy(transport):
+        return True
+    if not config.auth.allow_plaintext_auth_on_loopback:
+        return False
+    peer = transport.getPeer()  # type: ignore[attr-defined]
+    return _is_loopback(getattr(peer, "host", ""))

@@ -1,0 +1,33 @@
+"""Packaging for mailsrv: the library, the twistd plugin and the `mailsrv` command."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mailsrv",
+    version="0.1.0",
+    description="SMTP, submission, POP3 and IMAP mail server on Twisted, over one Maildir store",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["mailsrv", "mailsrv.*"]) + ["twisted.plugins"],
+    package_data={"twisted.plugins": ["mailsrv_plugin.py"]},
+    install_requires=[
+        "Twisted>=24.7,<27",
+        "zope.interface>=6,<9",
+        "pyOpenSSL>=24,<27",
+        "service-identity>=24,<27",
+        "cryptography>=42",
+        "dnspython>=2.6,<3",
+        "argon2-cffi>=23,<26",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["mailsrv = mailsrv.admin:main"]},
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: Communications :: Email :: Mail Transport Agents",
+        "Topic :: Communications :: Email :: Post-Office :: IMAP",
+        "Topic :: Communications :: Email :: Post-Office :: POP3",
+    ],
+)
