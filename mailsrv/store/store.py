@@ -75,9 +75,17 @@ class Store:
                 maildir.fsync_dir(os.path.join(path, "new"))
 
         def announce(_: None) -> None:
+            self.log.info(
+                "delivered {size} octets to {recipients} as {filename}",
+                size=len(data), recipients=[u.address for u in users], filename=filename,
+            )
             for user in users:
                 inbox = user.loaded_folder(names.INBOX)
                 if inbox is not None:
                     inbox.note_delivered(filename)
 
-        return threads.deferToThread(write).addCallback(announce)
+        def failed(failure):  # type: ignore[no-untyped-def]
+            self.log.failure("delivery to {recipients} failed", failure, recipients=[u.address for u in users])
+            return failure
+
+        return threads.deferToThread(write).addCallbacks(announce, failed)

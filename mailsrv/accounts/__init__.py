@@ -1,0 +1,20 @@
+"""Accounts: users, aliases and local domains; password hashing; cred.
+
+``<data_dir>/users`` (Dovecot passwd-file style) and ``<data_dir>/aliases``
+are the only account storage.  The server reads them through
+:class:`Directory` and re-reads them when they change; the ``mailsrv`` CLI
+(:mod:`mailsrv.admin`) edits them with the helpers in :mod:`.users` and
+:mod:`.aliases`.  Modules:
+
+* :mod:`.addresses` -- what a plain address is, case folding;
+* :mod:`.passwords` -- ``{SCHEME}hash`` strings, Argon2id;
+* :mod:`.textfile` -- atomic rewrite, edit lock, reload on change;
+* :mod:`.users`, :mod:`.aliases` -- the two file formats;
+* :mod:`.directory` -- recipient resolution;
+* :mod:`.cred` -- checker, realm and portal.
+"""
+
+from mailsrv.accounts.cred import make_portal
+from mailsrv.accounts.directory import Directory
+
+__all__ = ["Directory", "make_portal"]

@@ -1,0 +1,139 @@
+"""The twisted.cred side of accounts: one password checker, one realm.
+
+SMTP AUTH, POP3 and IMAP all log in through the one portal built by
+:func:`make_portal`, so a password is checked the same way everywhere.
+The realm knows no protocol: each protocol module registers a factory for
+its avatar interface (in tap.py), which keeps this package import-light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any, Callable, Mapping
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet import threads
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+from zope.interface.interface import InterfaceClass
+
+from mailsrv.accounts import passwords
+from mailsrv.accounts.addresses import normalize
+from mailsrv.accounts.directory import Directory
+from mailsrv.config import Config
+
+#: interface -> callable(canonical address) -> avatar providing it.
+RealmFactories = Mapping[InterfaceClass, Callable[[str], Any]]
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def _as_address(username: str | bytes) -> str | None:
+    """The canonical address a client typed as its user name, if any."""
+    try:
+        text = username.decode("utf-8") if isinstance(username, bytes) else username
+    except UnicodeDecodeError:
+        return None
+    return normalize(text)
+
+
+@implementer(ICredentialsChecker)
+class PasswordChecker:
+    """Checks ``IUsernamePassword`` against the user file.
+
+    Hash verification runs in the reactor's thread pool.  A success is
+    remembered for *cache_seconds* under (address, keyed SHA-256 of the
+    password), so a client opening several connections pays once; the whole
+    cache is dropped whenever the user file is re-read, so a removed user
+    or a changed password stops working at once.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, directory: Directory, cache_seconds: int, clock: IReactorTime | None = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self._directory = directory
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        # A per-process key: the cache never holds a plain hash of a password.
+        self._key = secrets.token_bytes(32)
+        self._cache: dict[tuple[str, bytes], float] = {}
+        self._cache_source: Mapping[str, str] | None = None
+
+    def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[str]:
+        """Fire with the canonical address, or fail with ``UnauthorizedLogin``."""
+        address = _as_address(credentials.username)
+        password = _as_bytes(credentials.password)
+        user_map = self._directory.users()
+        if user_map is not self._cache_source:
+            self._cache.clear()
+            self._cache_source = user_map
+        stored = user_map.get(address) if address is not None else None
+        if address is None or stored is None:
+            d = threads.deferToThread(passwords.verify_unknown, password)
+        else:
+            entry = (address, hmac.digest(self._key, password, hashlib.sha256))
+            if self._cache.get(entry, 0.0) > self._clock.seconds():
+                return succeed(address)
+            d = threads.deferToThread(passwords.verify, stored, password)
+            d.addCallback(self._remember, entry, user_map)
+        d.addCallback(self._result, address)
+        return d
+
+    def _remember(self, ok: bool, entry: tuple[str, bytes], user_map: Mapping[str, str]) -> bool:
+        # Only cache against the file version the hash came from: a reload
+        # while the thread ran has already cleared the cache.
+        if ok and self._cache_seconds > 0 and user_map is self._cache_source:
+            now = self._clock.seconds()
+            self._cache = {k: t for k, t in self._cache.items() if t > now}
+            self._cache[entry] = now + self._cache_seconds
+        return ok
+
+    @staticmethod
+    def _result(ok: bool, address: str | None) -> str:
+        if not ok or address is None:
+            raise UnauthorizedLogin("bad user name or password")
+        return address
+
+
+@implementer(IRealm)
+class Realm:
+    """Builds the avatar for the first requested interface with a factory.
+
+    *factories* is kept by reference, so factories registered after the
+    portal was made are used.
+    """
+
+    def __init__(self, factories: RealmFactories) -> None:
+        self._factories = factories
+
+    def requestAvatar(
+        self, avatarId: str, mind: object, *interfaces: InterfaceClass
+    ) -> tuple[InterfaceClass, Any, Callable[[], None]]:
+        """Return ``(interface, avatar, logout)`` as twisted.cred expects."""
+        for interface in interfaces:
+            factory = self._factories.get(interface)
+            if factory is not None:
+                avatar = factory(avatarId)
+                logout = getattr(avatar, "logout", None)
+                return interface, avatar, logout if callable(logout) else _no_logout
+        raise NotImplementedError(f"no avatar for {', '.join(i.getName() for i in interfaces)}")
+
+
+def _no_logout() -> None:
+    """Logout for avatars that hold nothing to release."""
+
+
+def make_portal(config: Config, directory: Directory, realm_factories: RealmFactories) -> Portal:
+    """The one portal for SMTP AUTH, POP3 and IMAP logins."""
+    checker = PasswordChecker(directory, config.auth.cache_seconds)
+    return Portal(Realm(realm_factories), [checker])

@@ -1,0 +1,102 @@
+"""Who receives mail for an address: users, aliases, catch-alls, subaddresses.
+
+:class:`Directory` is what SMTP asks at RCPT time and what the checker
+reads passwords from.  It holds no state of its own beyond the two parsed
+files, which it re-reads when they change on disk, so ``mailsrv user add``
+and hand edits take effect without a restart.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from twisted.logger import Logger
+
+from mailsrv.accounts import aliases, users
+from mailsrv.accounts.addresses import normalize, split_address
+from mailsrv.accounts.textfile import WatchedFile
+from mailsrv.config import Config
+
+log = Logger()
+
+#: Alias chains longer than this are treated as a configuration loop.
+MAX_ALIAS_DEPTH = 10
+
+
+class Directory:
+    """Local domains, users and aliases of one server (see docs/internals.rst)."""
+
+    def __init__(self, config: Config) -> None:
+        self._domains = frozenset(d.lower() for d in config.domains)
+        self._users = WatchedFile(config.users_file, users.parse)
+        self._aliases = WatchedFile(config.aliases_file, aliases.parse)
+
+    def is_local_domain(self, domain: str) -> bool:
+        """True when we are the final destination for *domain*."""
+        return domain.lower().rstrip(".") in self._domains
+
+    def users(self) -> Mapping[str, str]:
+        """Canonical address -> stored password hash, current with the file.
+
+        A new mapping object is returned after every reload, which lets the
+        credential checker notice a reload by identity.
+        """
+        return self._users.get()
+
+    def user_exists(self, address: str) -> bool:
+        """True when *address* is a user (a mailbox with a password)."""
+        canonical = normalize(address)
+        return canonical is not None and canonical in self.users()
+
+    def resolve(self, address: str) -> list[str]:
+        """Canonical user addresses to deliver *address* to; ``[]`` if none.
+
+        Anything but a plain ``local@domain`` in a local domain gives ``[]``:
+        routing syntax is refused by SMTP, and remote forwarding does not
+        exist yet.
+        """
+        parts = split_address(address)
+        if parts is None or parts[1] not in self._domains:
+            return []
+        found = self._expand(parts[0], parts[1], self._users.get(), self._aliases.get(), ())
+        return list(dict.fromkeys(found))
+
+    def _expand(
+        self,
+        local: str,
+        domain: str,
+        user_map: Mapping[str, str],
+        alias_map: Mapping[str, tuple[str, ...]],
+        path: tuple[str, ...],
+    ) -> list[str]:
+        """Users reached from ``local@domain``; *path* is the alias chain so far."""
+        address = f"{local}@{domain}"
+        if domain not in self._domains:
+            log.info("alias target {target} is not local; remote forwarding is not supported yet",
+                     target=address)
+            return []
+        if address in path or len(path) > MAX_ALIAS_DEPTH:
+            log.warn("alias loop or chain too deep at {address}: {chain}",
+                     address=address, chain=" -> ".join(path))
+            return []
+        if address in user_map:
+            return [address]
+        path += (address,)
+        targets = alias_map.get(address)
+        if targets is None and local != "postmaster":
+            base, plus, _ = local.partition("+")
+            if plus and base:
+                # RFC 5233 subaddressing: local+tag is delivered as local.
+                return self._expand(base, domain, user_map, alias_map, path)
+            targets = alias_map.get("@" + domain)
+        found = [
+            user
+            for target in targets or ()
+            for user in self._expand(*target.rsplit("@", 1), user_map, alias_map, path)
+        ]
+        if not found and local == "postmaster":
+            # RFC 5321 4.5.1: postmaster of every local domain must be
+            # accepted; with no alias or user that delivers, its own mailbox
+            # (which a catch-all must not swallow) receives the mail.
+            return [address]
+        return found

@@ -1,0 +1,81 @@
+"""The user file, Dovecot passwd-file style: ``address:{SCHEME}hash[:extra...]``.
+
+One user a line, readable and safe to edit by hand (blank lines and ``#``
+comments are allowed and kept by the CLI).  Dovecot's further fields (uid,
+gid, home, ...) are tolerated and ignored, so a file can move between the
+two servers.  A line we cannot use is skipped with a warning naming the
+file and line: one typo must not lock every other user out.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from mailsrv.accounts.addresses import normalize
+from mailsrv.accounts.passwords import UnsupportedHash, check_stored
+from mailsrv.accounts.textfile import EditError, append_line, content_lines, first_field, map_lines
+
+log = Logger()
+
+#: Password hashes are secrets even when slow to crack.
+DEFAULT_MODE = 0o600
+
+
+def key_of(line: str) -> str | None:
+    """The canonical address a line is about, ``None`` for comments/garbage."""
+    field = first_field(line)
+    return None if field is None else normalize(field)
+
+
+def parse(text: str, source: str) -> dict[str, str]:
+    """Map canonical address -> stored ``{SCHEME}hash``; *source* names the file in warnings."""
+    users: dict[str, str] = {}
+    for number, line in content_lines(text):
+        name, colon, rest = line.partition(":")
+        address = normalize(name.strip())
+        stored = rest.split(":", 1)[0]
+        try:
+            if not colon or address is None:
+                raise ValueError("expected ADDRESS:{SCHEME}HASH with a plain address")
+            if address in users:
+                raise ValueError(f"second entry for {address}, the first one is used")
+            check_stored(stored)
+        except (ValueError, UnsupportedHash) as e:
+            log.warn("{file}:{line}: {problem}; line ignored", file=source, line=number, problem=str(e))
+            continue
+        users[address] = stored
+    return users
+
+
+def listed(text: str, address: str) -> bool:
+    """True when some line of *text* is about *address*, usable or not."""
+    return any(key_of(line) == address for line in text.splitlines())
+
+
+def add(text: str, address: str, stored: str) -> str:
+    """*text* with a new user; refuses an address that already has a line."""
+    if listed(text, address):
+        raise EditError(f"user {address} already exists")
+    return append_line(text, f"{address}:{stored}")
+
+
+def remove(text: str, address: str) -> str:
+    """*text* without the user's line(s)."""
+    new, hits = map_lines(text, key_of, address, lambda line: None)
+    if not hits:
+        raise EditError(f"no such user: {address}")
+    return new
+
+
+def set_password(text: str, address: str, stored: str) -> str:
+    """*text* with the user's hash replaced, any extra Dovecot fields kept."""
+
+    def replace(line: str) -> str:
+        fields = line.strip().split(":")
+        fields[1:2] = [stored]
+        return ":".join(fields) + "\n"
+
+    new, hits = map_lines(text, key_of, address, replace)
+    if not hits:
+        raise EditError(f"no such user: {address}")
+    return new

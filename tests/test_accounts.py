@@ -1,0 +1,499 @@
+"""Accounts: address syntax, the two files, resolution, the checker and the realm."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+from argon2 import PasswordHasher
+from argon2 import low_level
+from argon2.profiles import CHEAPEST
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial import unittest
+from zope.interface import Interface
+
+from mailsrv.accounts import Directory, aliases, make_portal, passwords, users
+from mailsrv.accounts.addresses import normalize
+from mailsrv.accounts.cred import PasswordChecker, Realm
+from mailsrv.accounts.textfile import atomic_write, edit, read_text
+from mailsrv.config import Config
+
+CHEAP = PasswordHasher.from_parameters(CHEAPEST)
+DEFAULT_HASHER = passwords.HASHER  # captured at import, before any test swaps it
+
+
+@pytest.fixture(autouse=True)
+def cheap_hasher(monkeypatch):
+    """Argon2 at its cheapest so the suite stays fast; the default stays strong."""
+    monkeypatch.setattr(passwords, "HASHER", CHEAP)
+    monkeypatch.setattr(passwords, "_dummy_hash", None)
+
+
+@pytest.fixture
+def logged():
+    """Formatted text of every log event emitted during the test."""
+    events: list[str] = []
+
+    def observer(event):
+        events.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    yield events
+    globalLogPublisher.removeObserver(observer)
+
+
+def make_config(tmp_path) -> Config:
+    return Config(data_dir=str(tmp_path), domains=("example.test", "other.test"))
+
+
+def write(path, text: str) -> None:
+    atomic_write(str(path), text, 0o600)
+
+
+# --- addresses -------------------------------------------------------------
+
+
+def test_normalize_folds_case():
+    assert normalize("Alice.B+Tag@Example.TEST") == "alice.b+tag@example.test"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "",
+        "alice",
+        "@example.test",
+        "alice@",
+        '"alice"@example.test',
+        "bob%remote.test@example.test",
+        "remote.test!bob@example.test",
+        "@relay.test:bob@example.test",
+        "a..b@example.test",
+        ".a@example.test",
+        "alice@exa_mple.test",
+        "alice@-example.test",
+        "a b@example.test",
+        "x" * 65 + "@example.test",
+        "alice@example.test\n",
+    ],
+)
+def test_normalize_refuses_non_plain(address):
+    assert normalize(address) is None
+
+
+# --- password hashes ---------------------------------------------------------
+
+
+def test_default_hasher_is_argon2_recommended():
+    default, recommended = DEFAULT_HASHER, PasswordHasher()
+    assert (default.time_cost, default.memory_cost, default.parallelism) == (
+        recommended.time_cost,
+        recommended.memory_cost,
+        recommended.parallelism,
+    )
+
+
+def test_hash_and_verify():
+    stored = passwords.hash_password("s3cret")
+    assert stored.startswith("{ARGON2ID}$argon2id$")
+    assert passwords.verify(stored, b"s3cret")
+    assert not passwords.verify(stored, b"wrong")
+
+
+def test_dovecot_argon2i_verifies():
+    value = low_level.hash_secret(b"pw", b"saltsalt", 1, 8, 1, 16, low_level.Type.I).decode()
+    assert passwords.verify("{ARGON2I}" + value, b"pw")
+    assert not passwords.verify("{ARGON2I}" + value, b"pW")
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["{BLF-CRYPT}$2y$05$abcdefghijklmnopqrstuu", "{PLAIN}secret", "nohash", "{ARGON2ID}$argon2i$v=19$x"],
+)
+def test_unusable_hashes_refused(stored):
+    with pytest.raises(passwords.UnsupportedHash):
+        passwords.check_stored(stored)
+
+
+def test_verify_unknown_always_fails():
+    assert passwords.verify_unknown(b"anything") is False
+
+
+# --- user file ----------------------------------------------------------------
+
+
+def test_user_line_round_trip():
+    stored = passwords.hash_password("pw")
+    text = users.add("", "alice@example.test", stored)
+    assert text == f"alice@example.test:{stored}\n"
+    assert users.parse(text, "users") == {"alice@example.test": stored}
+
+
+def test_hand_edited_user_file(logged):
+    stored = passwords.hash_password("pw")
+    text = (
+        "# users of example.test\n"
+        "\n"
+        f"  Alice@Example.Test:{stored}  \n"
+        f"bob@example.test:{stored}:1000:1000::/home/bob::userdb_quota_rule=*:storage=1G\n"
+    )
+    assert users.parse(text, "users") == {"alice@example.test": stored, "bob@example.test": stored}
+    assert logged == []
+
+
+def test_bad_user_lines_skipped_and_logged(logged):
+    good = passwords.hash_password("pw")
+    text = (
+        f"alice@example.test:{good}\n"
+        "no colon here\n"
+        "bob@example.test:{BLF-CRYPT}$2y$05$abcdefghijklmnopqrstuu\n"
+        f"ALICE@example.test:{good}\n"
+        f"\"q\"@example.test:{good}\n"
+    )
+    assert users.parse(text, "/data/users") == {"alice@example.test": good}
+    assert len(logged) == 4
+    assert logged[0].startswith("/data/users:2: ")
+    assert logged[1].startswith("/data/users:3: unsupported password scheme {BLF-CRYPT}")
+    assert "second entry" in logged[2] and logged[2].startswith("/data/users:4:")
+    assert logged[3].startswith("/data/users:5:")
+
+
+def test_user_edits_keep_comments_and_extra_fields():
+    text = "# keep me\nalice@example.test:{ARGON2ID}$argon2id$old:1000:1000\nbob@example.test:{ARGON2ID}$argon2id$b\n"
+    changed = users.set_password(text, "alice@example.test", "{ARGON2ID}$argon2id$new")
+    assert changed == "# keep me\nalice@example.test:{ARGON2ID}$argon2id$new:1000:1000\nbob@example.test:{ARGON2ID}$argon2id$b\n"
+    assert users.remove(changed, "bob@example.test") == "# keep me\nalice@example.test:{ARGON2ID}$argon2id$new:1000:1000\n"
+    with pytest.raises(users.EditError):
+        users.add(text, "alice@example.test", "{ARGON2ID}$argon2id$x")
+    with pytest.raises(users.EditError):
+        users.remove(text, "carol@example.test")
+
+
+# --- alias file ---------------------------------------------------------------
+
+
+def test_alias_parse_merges_and_skips_bad_lines(logged):
+    text = (
+        "# aliases\n"
+        "Sales@Example.test: alice@example.test, Bob@example.test\n"
+        "sales@example.test: bob@example.test, carol@other.test\n"
+        "@other.test: alice@example.test\n"
+        "broken@example.test: not an address\n"
+        "noseparator\n"
+    )
+    assert aliases.parse(text, "/data/aliases") == {
+        "sales@example.test": ("alice@example.test", "bob@example.test", "carol@other.test"),
+        "@other.test": ("alice@example.test",),
+    }
+    assert [line.split(":")[:2] for line in logged] == [["/data/aliases", "5"], ["/data/aliases", "6"]]
+
+
+def test_alias_add_folds_into_first_line():
+    text = "# top\nsales@example.test: alice@example.test\n# mid\nsales@example.test: bob@example.test\n"
+    new = aliases.add(text, "sales@example.test", ["carol@example.test", "alice@example.test"], "a")
+    assert new == "# top\nsales@example.test: alice@example.test, bob@example.test, carol@example.test\n# mid\n"
+    assert aliases.add("", "@example.test", ["alice@example.test"], "a") == "@example.test: alice@example.test\n"
+
+
+# --- text files ---------------------------------------------------------------
+
+
+def test_atomic_write_keeps_mode_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "users"
+    atomic_write(str(path), "one\n", 0o600)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    os.chmod(path, 0o640)
+    atomic_write(str(path), "two\n", 0o600)
+    assert read_text(str(path)) == "two\n"
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["users"]
+
+
+def test_concurrent_edits_lose_nothing(tmp_path):
+    """Without the lock, each slow read-modify-write overwrites the others."""
+    path = str(tmp_path / "users")
+
+    def add_line(n):
+        def change(text):
+            time.sleep(0.02)
+            return text + f"line{n}\n"
+
+        edit(path, change, 0o600)
+
+    workers = [threading.Thread(target=add_line, args=(n,)) for n in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert sorted(read_text(path).splitlines()) == [f"line{n}" for n in range(8)]
+
+
+# --- directory ----------------------------------------------------------------
+
+STORED = "{ARGON2ID}$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"
+
+
+@pytest.fixture
+def directory(tmp_path):
+    config = make_config(tmp_path)
+    write(config.users_file, "".join(f"{u}:{STORED}\n" for u in ("alice@example.test", "bob@example.test", "carol@other.test")))
+    return Directory(config)
+
+
+def set_aliases(tmp_path, text):
+    write(tmp_path / "aliases", text)
+
+
+def test_local_domains(directory):
+    assert directory.is_local_domain("Example.TEST")
+    assert directory.is_local_domain("other.test.")
+    assert not directory.is_local_domain("example.org")
+
+
+def test_exact_user_case_insensitive(directory):
+    assert directory.resolve("Alice@EXAMPLE.test") == ["alice@example.test"]
+    assert directory.user_exists("BOB@example.test")
+    assert not directory.user_exists("dave@example.test")
+    assert not directory.user_exists("not an address")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "dave@example.test",
+        "alice@example.org",
+        '"alice"@example.test',
+        "alice%example.test@example.test",
+        "@example.test",
+        "example.test!alice@example.test",
+        "alice",
+        "",
+    ],
+)
+def test_unknown_or_not_plain_resolves_to_nothing(directory, address):
+    assert directory.resolve(address) == []
+
+
+def test_alias_expands_recursively_deduplicated(directory, tmp_path):
+    set_aliases(
+        tmp_path,
+        "team@example.test: bob@example.test, sales@example.test, alice@example.test\n"
+        "sales@example.test: alice@example.test, bob@example.test, carol@other.test\n",
+    )
+    assert directory.resolve("team@example.test") == ["bob@example.test", "alice@example.test", "carol@other.test"]
+
+
+def test_user_beats_alias_and_catch_all(directory, tmp_path):
+    set_aliases(tmp_path, "alice@example.test: bob@example.test\n@example.test: bob@example.test\n")
+    assert directory.resolve("alice@example.test") == ["alice@example.test"]
+    assert directory.resolve("whoever@example.test") == ["bob@example.test"]
+    assert directory.resolve("whoever@other.test") == []
+
+
+def test_subaddress(directory, tmp_path):
+    set_aliases(tmp_path, "list+info@example.test: bob@example.test\nlist@example.test: carol@other.test\n")
+    assert directory.resolve("alice+news@example.test") == ["alice@example.test"]
+    assert directory.resolve("alice+a+b@example.test") == ["alice@example.test"]
+    assert directory.resolve("list+info@example.test") == ["bob@example.test"]
+    assert directory.resolve("list+other@example.test") == ["carol@other.test"]
+    assert directory.resolve("+tag@example.test") == []
+    assert directory.resolve("dave+tag@example.test") == []
+
+
+def test_subaddress_of_unknown_falls_to_catch_all(directory, tmp_path):
+    set_aliases(tmp_path, "@example.test: bob@example.test\n")
+    assert directory.resolve("dave+tag@example.test") == ["bob@example.test"]
+
+
+def test_postmaster_always_resolves(directory, tmp_path):
+    # RFC 5321 4.5.1, in every local domain, even with a catch-all around.
+    set_aliases(tmp_path, "@example.test: bob@example.test\n")
+    assert directory.resolve("PostMaster@example.test") == ["postmaster@example.test"]
+    assert directory.resolve("postmaster@other.test") == ["postmaster@other.test"]
+    assert directory.resolve("postmaster+x@other.test") == ["postmaster@other.test"]
+    set_aliases(tmp_path, "postmaster@example.test: alice@example.test\npostmaster@other.test: someone@remote.test\n")
+    assert directory.resolve("postmaster@example.test") == ["alice@example.test"]
+    # An alias that delivers nowhere locally must not lose the postmaster's mail.
+    assert directory.resolve("postmaster@other.test") == ["postmaster@other.test"]
+    assert directory.resolve("postmaster@example.org") == []
+
+
+def test_alias_loops_are_cut_and_logged(directory, tmp_path, logged):
+    set_aliases(
+        tmp_path,
+        "a@example.test: b@example.test, alice@example.test\n"
+        "b@example.test: a@example.test\n"
+        "x@example.test: y@example.test\n"
+        "y@example.test: x@example.test\n",
+    )
+    assert directory.resolve("a@example.test") == ["alice@example.test"]
+    assert directory.resolve("x@example.test") == []
+    assert any("loop" in line for line in logged)
+
+
+def test_alias_chain_depth_limited(directory, tmp_path):
+    chain = "".join(f"l{n}@example.test: l{n + 1}@example.test\n" for n in range(20))
+    set_aliases(tmp_path, chain + "l20@example.test: alice@example.test\n")
+    assert directory.resolve("l15@example.test") == ["alice@example.test"]
+    assert directory.resolve("l0@example.test") == []
+
+
+def test_remote_targets_left_out_and_logged(directory, tmp_path, logged):
+    set_aliases(tmp_path, "fwd@example.test: someone@remote.test, alice@example.test\n")
+    assert directory.resolve("fwd@example.test") == ["alice@example.test"]
+    assert any("someone@remote.test" in line for line in logged)
+
+
+def test_reload_on_change(tmp_path):
+    config = make_config(tmp_path)
+    directory = Directory(config)
+    assert not directory.user_exists("alice@example.test")  # no file yet
+    write(config.users_file, f"alice@example.test:{STORED}\n")
+    assert directory.user_exists("alice@example.test")
+    # An in-place edit (same inode) is seen through its mtime.
+    with open(config.users_file, "a") as f:
+        f.write(f"bob@example.test:{STORED}\n")
+    st = os.stat(config.users_file)
+    os.utime(config.users_file, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert directory.resolve("bob@example.test") == ["bob@example.test"]
+    os.unlink(config.users_file)
+    assert directory.resolve("bob@example.test") == []
+    write(config.aliases_file, "@example.test: carol@other.test\n")
+    write(config.users_file, f"carol@other.test:{STORED}\n")
+    assert directory.resolve("anyone@example.test") == ["carol@other.test"]
+
+
+def test_users_mapping_is_stable_until_change(directory, tmp_path):
+    first = directory.users()
+    assert directory.users() is first
+    write(tmp_path / "users", f"alice@example.test:{STORED}\n")
+    assert directory.users() is not first
+
+
+# --- checker, realm, portal -----------------------------------------------------
+
+
+class IThing(Interface):
+    """An avatar interface for the tests."""
+
+
+class IOther(Interface):
+    """A second avatar interface for the tests."""
+
+
+class CheckerTests(unittest.TestCase):
+    """The IUsernamePassword checker, driven through its Deferreds."""
+
+    def setUp(self):
+        self.patch(passwords, "HASHER", CHEAP)
+        self.config = make_config(self.mktemp())
+        os.makedirs(self.config.data_dir)
+        write(self.config.users_file, users.add("", "alice@example.test", passwords.hash_password("pw")))
+        self.clock = Clock()
+        self.checker = PasswordChecker(Directory(self.config), cache_seconds=60, clock=self.clock)
+        self.calls: list[threading.Thread] = []
+        real_verify = passwords.verify
+
+        def counting_verify(stored, password):
+            self.calls.append(threading.current_thread())
+            return real_verify(stored, password)
+
+        self.patch(passwords, "verify", counting_verify)
+
+    def check(self, username, password):
+        return self.checker.requestAvatarId(UsernamePassword(username, password))
+
+    async def test_right_password(self):
+        self.assertEqual(await self.check(b"Alice@Example.TEST", b"pw"), "alice@example.test")
+        self.assertEqual(await self.check("alice@example.test", "pw"), "alice@example.test")
+
+    async def test_hashing_is_off_the_reactor_thread(self):
+        await self.check(b"alice@example.test", b"pw")
+        self.assertEqual(len(self.calls), 1)
+        self.assertIsNot(self.calls[0], threading.main_thread())
+
+    async def test_wrong_password_unknown_user_bad_name(self):
+        for username, password in (
+            (b"alice@example.test", b"PW"),
+            (b"nobody@example.test", b"pw"),
+            (b"alice", b"pw"),
+            (b"\xff@example.test", b"pw"),
+        ):
+            with self.assertRaises(UnauthorizedLogin):
+                await self.check(username, password)
+        # Unknown users cost a hash too, so timing does not reveal them.
+        self.assertEqual(len(self.calls), 4)
+
+    async def test_success_is_cached(self):
+        await self.check(b"alice@example.test", b"pw")
+        await self.check(b"ALICE@example.test", b"pw")
+        self.assertEqual(len(self.calls), 1)
+        with self.assertRaises(UnauthorizedLogin):
+            await self.check(b"alice@example.test", b"other")
+        self.assertEqual(len(self.calls), 2)
+        self.clock.advance(61)
+        await self.check(b"alice@example.test", b"pw")
+        self.assertEqual(len(self.calls), 3)
+
+    async def test_password_change_invalidates_cache(self):
+        await self.check(b"alice@example.test", b"pw")
+        text = read_text(self.config.users_file)
+        write(self.config.users_file, users.set_password(text, "alice@example.test", passwords.hash_password("new")))
+        with self.assertRaises(UnauthorizedLogin):
+            await self.check(b"alice@example.test", b"pw")
+        self.assertEqual(await self.check(b"alice@example.test", b"new"), "alice@example.test")
+        self.assertEqual(len(self.calls), 3)
+
+    async def test_removed_user_stops_matching(self):
+        await self.check(b"alice@example.test", b"pw")
+        write(self.config.users_file, "# nobody left\n")
+        with self.assertRaises(UnauthorizedLogin):
+            await self.check(b"alice@example.test", b"pw")
+
+    async def test_zero_cache_seconds_disables_cache(self):
+        self.checker = PasswordChecker(Directory(self.config), cache_seconds=0, clock=self.clock)
+        await self.check(b"alice@example.test", b"pw")
+        await self.check(b"alice@example.test", b"pw")
+        self.assertEqual(len(self.calls), 2)
+
+    async def test_portal_login(self):
+        avatars = []
+
+        class Avatar:
+            def __init__(self, address):
+                self.address = address
+                self.logged_out = False
+                avatars.append(self)
+
+            def logout(self):
+                self.logged_out = True
+
+        portal = make_portal(self.config, Directory(self.config), {IThing: Avatar})
+        iface, avatar, logout = await portal.login(UsernamePassword(b"alice@example.test", b"pw"), None, IThing)
+        self.assertIs(iface, IThing)
+        self.assertEqual(avatar.address, "alice@example.test")
+        logout()
+        self.assertTrue(avatar.logged_out)
+        with self.assertRaises(UnauthorizedLogin):
+            await portal.login(UsernamePassword(b"alice@example.test", b"bad"), None, IThing)
+
+
+def test_realm_picks_first_registered_interface():
+    factories = {IOther: lambda address: ("other", address)}
+    realm = Realm(factories)
+    iface, avatar, logout = realm.requestAvatar("alice@example.test", None, IThing, IOther)
+    assert iface is IOther
+    assert avatar == ("other", "alice@example.test")
+    assert logout() is None  # avatars without logout() get a no-op
+    factories[IThing] = lambda address: ("thing", address)  # registered late
+    assert realm.requestAvatar("alice@example.test", None, IThing, IOther)[0] is IThing
+
+
+def test_realm_refuses_unknown_interface():
+    with pytest.raises(NotImplementedError):
+        Realm({}).requestAvatar("alice@example.test", None, IThing)

@@ -1,0 +1,197 @@
+"""The ``mailsrv`` command line, run in-process through ``main([...])``."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from argon2 import PasswordHasher
+from argon2.profiles import CHEAPEST
+
+from mailsrv import admin
+from mailsrv.accounts import Directory, passwords
+from mailsrv.accounts.textfile import read_text
+from mailsrv.config import load
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def cheap_hasher(monkeypatch):
+    """Argon2 at its cheapest so the suite stays fast."""
+    monkeypatch.setattr(passwords, "HASHER", PasswordHasher.from_parameters(CHEAPEST))
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "mailsrv.toml"
+    path.write_text(f'data_dir = "{tmp_path / "data"}"\ndomains = ["example.test", "Other.Test"]\n')
+    return str(path)
+
+
+@pytest.fixture
+def run(config_file, monkeypatch, capsys):
+    """``run(*args, stdin="")`` -> (exit code, stdout, stderr)."""
+
+    def run(*args, stdin=""):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = admin.main(["--config", config_file, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def stored_hash(config_file, address):
+    return Directory(load(config_file)).users()[address]
+
+
+def test_user_add_from_stdin(run, config_file):
+    assert run("user", "add", "Alice@Example.TEST", "--password-stdin", stdin="s3cret pw\n") == (0, "", "")
+    config = load(config_file)
+    assert os.stat(config.users_file).st_mode & 0o777 == 0o600
+    assert os.path.isdir(config.data_dir)
+    stored = stored_hash(config_file, "alice@example.test")
+    assert passwords.verify(stored, b"s3cret pw")
+    assert run("user", "list") == (0, "alice@example.test\n", "")
+
+
+def test_user_add_refusals(run):
+    assert run("user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")[0] == 0
+    code, _, err = run("user", "add", "ALICE@example.test", "--password-stdin", stdin="pw\n")
+    assert code == 1 and "already exists" in err
+    code, _, err = run("user", "add", "bob@example.org", "--password-stdin", stdin="pw\n")
+    assert code == 1 and "example.org" in err and "not a local domain" in err
+    code, _, err = run("user", "add", "bob@example.test", "--password-stdin", stdin="\n")
+    assert code == 1 and "empty password" in err
+    code, _, err = run("user", "add", '"bob"@example.test', "--password-stdin", stdin="pw\n")
+    assert code == 1 and "not a plain address" in err
+    assert run("user", "list")[1] == "alice@example.test\n"
+
+
+def test_user_add_prompts_twice(run, monkeypatch, config_file):
+    answers = iter(["pw1", "pw1", "pw2", "typo"])
+    monkeypatch.setattr(admin.getpass, "getpass", lambda prompt: next(answers))
+    assert run("user", "add", "alice@other.test")[0] == 0
+    assert passwords.verify(stored_hash(config_file, "alice@other.test"), b"pw1")
+    code, _, err = run("user", "add", "bob@other.test")
+    assert code == 1 and "do not match" in err
+
+
+def test_user_passwd_and_del(run, config_file):
+    run("user", "add", "alice@example.test", "--password-stdin", stdin="old\n")
+    run("user", "add", "bob@example.test", "--password-stdin", stdin="bob\n")
+    assert run("user", "passwd", "alice@example.test", "--password-stdin", stdin="new\r\n")[0] == 0
+    stored = stored_hash(config_file, "alice@example.test")
+    assert passwords.verify(stored, b"new") and not passwords.verify(stored, b"old")
+    code, _, err = run("user", "passwd", "carol@example.test", "--password-stdin", stdin="x\n")
+    assert code == 1 and "no such user" in err
+    assert run("user", "del", "ALICE@example.test")[0] == 0
+    assert run("user", "list")[1] == "bob@example.test\n"
+    code, _, err = run("user", "del", "alice@example.test")
+    assert code == 1 and "no such user" in err
+
+
+def test_hand_edits_survive_and_bad_lines_are_reported(run, config_file):
+    config = load(config_file)
+    os.makedirs(config.data_dir)
+    with open(config.users_file, "w") as f:
+        f.write("# managed by hand and by mailsrv\nbroken line\n")
+    assert run("user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")[0] == 0
+    text = read_text(config.users_file)
+    assert text.startswith("# managed by hand and by mailsrv\nbroken line\nalice@example.test:{ARGON2ID}")
+    code, out, err = run("user", "list")
+    assert (code, out) == (0, "alice@example.test\n")
+    assert f"{config.users_file}:2:" in err
+
+
+def test_aliases(run, config_file):
+    run("user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
+    assert run("alias", "add", "Sales@example.test", "alice@example.test", "bob@example.test")[0] == 0
+    assert run("alias", "add", "sales@example.test", "carol@other.test", "alice@example.test")[0] == 0
+    assert run("alias", "add", "@other.test", "alice@example.test")[0] == 0
+    code, out, _ = run("alias", "list")
+    assert (code, out) == (
+        0,
+        "@other.test: alice@example.test\nsales@example.test: alice@example.test, bob@example.test, carol@other.test\n",
+    )
+    directory = Directory(load(config_file))
+    assert directory.resolve("sales@example.test") == ["alice@example.test"]
+    assert directory.resolve("anyone@other.test") == ["alice@example.test"]
+    assert run("alias", "del", "@other.test")[0] == 0
+    assert directory.resolve("anyone@other.test") == []
+    code, _, err = run("alias", "del", "@other.test")
+    assert code == 1 and "no such alias" in err
+
+
+def test_alias_refusals(run):
+    run("user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
+    code, _, err = run("alias", "add", "info@example.org", "alice@example.test")
+    assert code == 1 and "example.org" in err
+    code, _, err = run("alias", "add", "@example.org", "alice@example.test")
+    assert code == 1 and "example.org" in err
+    code, _, err = run("alias", "add", "alice@example.test", "bob@example.test")
+    assert code == 1 and "is a user" in err
+    code, _, err = run("alias", "add", "info@example.test", "bob%x@example.test")
+    assert code == 1 and "not a plain address" in err
+    assert run("alias", "list")[1] == ""
+
+
+def test_usage_errors_exit_2(run):
+    assert run()[0] == 2
+    assert run("user")[0] == 2
+    assert run("user", "add")[0] == 2
+    assert run("alias", "add", "x@example.test")[0] == 2
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "file not found"),
+        ("bogus_key = 1\n", "bogus_key: unknown key"),
+        ("domains = 3\n", "domains: expected a list of strings"),
+    ],
+)
+def test_config_error_exit_2(tmp_path, capsys, content, expected):
+    path = tmp_path / "bad.toml"
+    if content is not None:
+        path.write_text(content)
+    assert admin.main(["--config", str(path), "user", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and expected in err
+
+
+def test_defaults_use_mailsrv_data_in_cwd(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("pw\n"))
+    assert admin.main(["user", "add", "alice@example.test", "--password-stdin"]) == 0
+    assert read_text(str(tmp_path / "mailsrv-data" / "users")).startswith("alice@example.test:{ARGON2ID}$argon2id$")
+
+
+def test_concurrent_cli_runs_lose_no_user(config_file):
+    """Separate processes, as two admins or scripts would run them."""
+    script = (
+        "import sys\n"
+        "from argon2 import PasswordHasher\n"
+        "from argon2.profiles import CHEAPEST\n"
+        "from mailsrv import admin\n"
+        "from mailsrv.accounts import passwords\n"
+        "passwords.HASHER = PasswordHasher.from_parameters(CHEAPEST)\n"
+        "sys.exit(admin.main(sys.argv[1:]))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=REPO)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, "--config", config_file, "user", "add", f"u{n}@example.test", "--password-stdin"],
+            stdin=subprocess.PIPE,
+            env=env,
+        )
+        for n in range(6)
+    ]
+    for proc in procs:
+        proc.communicate(b"pw\n", timeout=60)
+        assert proc.returncode == 0
+    assert sorted(Directory(load(config_file)).users()) == [f"u{n}@example.test" for n in range(6)]
