@@ -67,8 +67,10 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
             os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as e:
             raise configuration.ConfigError(f"{config.source}: data_dir: cannot create {path}: {e.strerror}") from None
-        if os.getuid() == 0 and uid is not None:
-            os.chown(path, uid, gid if gid is not None else -1)
+    if os.getuid() == 0 and uid is not None:
+        for path in (config.data_dir, config.mail_dir, config.users_file, config.aliases_file):
+            if os.path.exists(path):
+                os.chown(path, uid, gid if gid is not None else -1)
 
 
 def _with_backlog(description: str, backlog: int) -> str:

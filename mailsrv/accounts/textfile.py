@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from typing import Callable, Generic, Iterator, TypeVar
 
 from twisted.logger import Logger
+
+from mailsrv.durable import replace_file
 
 log = Logger()
 
@@ -57,38 +58,8 @@ def read_text(path: str) -> str:
 
 
 def atomic_write(path: str, text: str, default_mode: int) -> None:
-    """Replace *path* with *text* atomically and durably.
-
-    An existing file keeps its permissions and, where we may, its owner:
-    running the CLI as root must not leave a file the server (running as
-    its own user after twistd drops privileges) can no longer read.
-    """
-    directory = os.path.dirname(path) or "."
-    try:
-        st = os.stat(path)
-        mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
-    except FileNotFoundError:
-        mode, owner = default_mode, None
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            if owner is not None and owner != (os.getuid(), os.getgid()):
-                with contextlib.suppress(PermissionError):
-                    os.fchown(f.fileno(), *owner)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Replace *path* with *text* atomically and durably (see :mod:`mailsrv.durable`)."""
+    replace_file(path, text.encode("utf-8"), default_mode)
 
 
 @contextlib.contextmanager

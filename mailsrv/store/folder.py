@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import Interface
 
+from mailsrv.durable import fsync_dir
 from mailsrv.store import maildir
 from mailsrv.store.errors import MessageGone
 from mailsrv.store.keywords import Keywords
@@ -315,7 +316,7 @@ class Folder:
             tmp = os.path.join(self.path, "tmp", key)
             maildir.write_file(tmp, disk, internaldate)
             os.rename(tmp, os.path.join(self.path, rel))
-            maildir.fsync_dir(os.path.join(self.path, "cur"))
+            fsync_dir(os.path.join(self.path, "cur"))
 
         d = threads.deferToThread(write)
         d.addCallback(lambda _: self._admit_own(key, rel))
@@ -362,7 +363,7 @@ class Folder:
                     with open(src, "rb") as f:
                         maildir.write_file(dst, f.read())
                 done.append((uid, key, rel))
-            maildir.fsync_dir(os.path.join(target.path, "cur"))
+            fsync_dir(os.path.join(target.path, "cur"))
             return done
 
         def admit(done: list[tuple[int, str, str]]) -> list[tuple[int, int]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import string
 
-from mailsrv.store.maildir import replace_file
+from mailsrv.durable import replace_file
 
 FILENAME = "dovecot-keywords"
 LETTERS = string.ascii_lowercase

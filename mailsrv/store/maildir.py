@@ -17,6 +17,7 @@ import re
 import socket
 import time
 
+
 #: Maildir info letters for the IMAP system flags (maildir(5), Dovecot).
 FLAG_LETTERS = {
     "\\Draft": "D",
@@ -77,15 +78,6 @@ def wire_size(disk: bytes) -> int:
     return len(disk) + disk.count(b"\n") - disk.count(b"\r\n")
 
 
-def fsync_dir(path: str) -> None:
-    """Make a directory entry change (create, rename, link) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_file(path: str, data: bytes, mtime: float | None = None) -> None:
     """Write *data* to a new file *path* and fsync it (not its directory)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -98,20 +90,6 @@ def write_file(path: str, data: bytes, mtime: float | None = None) -> None:
         os.close(fd)
     if mtime is not None:
         os.utime(path, (mtime, mtime))
-
-
-def replace_file(path: str, data: bytes) -> None:
-    """Atomically replace *path* with *data*: temp file, fsync, rename, fsync dir.
-
-    Every small state file the store persists (UID lists, keywords,
-    subscriptions) goes through here, so a crash leaves the old or the new
-    version, never a torn one.
-    """
-    directory = os.path.dirname(path) or "."
-    tmp = f"{path}.{os.getpid()}.{next(_counter)}.tmp"
-    write_file(tmp, data)
-    os.replace(tmp, path)
-    fsync_dir(directory)
 
 
 def flags_to_info(flags: "frozenset[str] | set[str]", keyword_letter: "dict[str, str]") -> str:

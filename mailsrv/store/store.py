@@ -16,6 +16,7 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from mailsrv.durable import fsync_dir
 from mailsrv.store import maildir, names
 from mailsrv.store.errors import InvalidAddress
 from mailsrv.store.userstore import UserStore
@@ -72,7 +73,7 @@ class Store:
             finally:
                 os.unlink(tmp)
             for path in paths:
-                maildir.fsync_dir(os.path.join(path, "new"))
+                fsync_dir(os.path.join(path, "new"))
 
         def announce(_: None) -> None:
             self.log.info(

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 from twisted.logger import Logger
 
-from mailsrv.store.maildir import replace_file
+from mailsrv.durable import replace_file
 
 FILENAME = "mailsrv-uidlist"
 _last_validity = 0

@@ -13,6 +13,7 @@ import os
 import shutil
 import uuid
 
+from mailsrv.durable import fsync_dir, replace_file
 from mailsrv.store import maildir, names
 from mailsrv.store.errors import FolderExists, InvalidFolderName, NoSuchFolder
 from mailsrv.store.folder import Folder
@@ -116,7 +117,7 @@ class UserStore:
             src = os.path.join(self.path, sub)
             for filename in os.listdir(src):
                 os.rename(os.path.join(src, filename), os.path.join(target, filename))
-        maildir.fsync_dir(target)
+        fsync_dir(target)
         inbox = self._folders.get(names.INBOX)
         if inbox is not None:
             inbox.sync(force=True)
@@ -135,7 +136,7 @@ class UserStore:
     def _save_subscriptions(self, subs: set[str]) -> None:
         os.makedirs(self.path, mode=0o700, exist_ok=True)
         text = "".join(f"{name}\n" for name in sorted(subs))
-        maildir.replace_file(os.path.join(self.path, SUBSCRIPTIONS), text.encode("utf-8"))
+        replace_file(os.path.join(self.path, SUBSCRIPTIONS), text.encode("utf-8"))
 
     def subscribe(self, name: str) -> None:
         """Add a name to the subscriptions."""
