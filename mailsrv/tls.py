@@ -123,7 +123,10 @@ def is_secure(transport: object, config: Config) -> bool:
     ``auth.allow_plaintext_auth_on_loopback`` (RFC 8314 4.1 wants TLS for
     every password; loopback never leaves the host).
     """
-    if ISSLTransport.providedBy(transport):
+    # A wrapper (haproxy: endpoints) copies the interfaces of the transport it
+    # wraps when the connection opens, so after STARTTLS only the TLS flag of
+    # the real connection, which it passes through, tells the truth.
+    if ISSLTransport.providedBy(transport) or getattr(transport, "TLS", False) is True:
         return True
     if not config.auth.allow_plaintext_auth_on_loopback:
         return False

@@ -59,6 +59,11 @@ class IsSecureTests(unittest.TestCase):
         alsoProvides(t, ISSLTransport)
         self.assertTrue(tls.is_secure(t, make_config(self.mktemp())))
 
+    def test_wrapped_transport_after_starttls_is_secure(self):
+        t = self.transport(IPv4Address("TCP", "192.0.2.1", 1))
+        t.TLS = True  # what tcp.Connection sets on startTLS, seen through a wrapper
+        self.assertTrue(tls.is_secure(t, make_config(self.mktemp())))
+
     def test_loopback_allowed_only_when_configured(self):
         config = make_config(self.mktemp(), allow_plaintext_auth_on_loopback=True)
         self.assertTrue(tls.is_secure(self.transport(IPv6Address("TCP", "::1", 1)), config))
