@@ -104,13 +104,14 @@ def build_context(config: configuration.Config, tls_options: object) -> ServerCo
     """The shared objects for every listener, with the realm's avatar makers."""
     from mailsrv.imap.server import account_factory
     from mailsrv.pop3 import mailbox_factory
+    from mailsrv.smtp.auth import ISubmitter, Submitter
 
     directory = Directory(config)
     ctx = ServerContext(config=config, store=Store(config.mail_dir), directory=directory, portal=None, tls=tls_options)
     ctx.portal = make_portal(
         config,
         directory,
-        {pop3.IMailbox: mailbox_factory(ctx), imap4.IAccount: account_factory(ctx)},
+        {pop3.IMailbox: mailbox_factory(ctx), imap4.IAccount: account_factory(ctx), ISubmitter: Submitter},
     )
     return ctx
 

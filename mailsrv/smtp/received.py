@@ -1,0 +1,81 @@
+"""Trace headers: ``Return-Path`` and ``Received`` (RFC 5321 4.4).
+
+Twisted's own ``receivedHeader`` folds with a bare LF inside CRLF mail and
+names the server by its class; ours is CRLF-folded, states the protocol with
+the RFC 3848 ``with`` keywords and carries the TLS details, because the
+trace header is what an admin reads when a message's path is in question.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime, timezone
+from email.utils import format_datetime
+
+
+_FOLD = "\r\n\t"  # RFC 5322 2.2.3: fold with CRLF followed by whitespace
+
+
+def with_protocol(esmtp: bool, tls: bool, authenticated: bool) -> str:
+    """The ``with`` keyword of RFC 3848 2: ESMTP, ESMTPS, ESMTPA, ESMTPSA (or SMTP after HELO)."""
+    if not esmtp:
+        return "SMTP"
+    return "ESMTP" + ("S" if tls else "") + ("A" if authenticated else "")
+
+
+def tls_details(transport: object) -> str | None:
+    """``TLSv1.3 with cipher TLS_AES_256_GCM_SHA384`` for a transport running TLS.
+
+    Both TLS paths (``startTLS`` and a ``TLSMemoryBIOFactory`` listener)
+    expose the pyOpenSSL connection through ``getHandle()``; None when the
+    handle cannot tell (the caller knows TLS is active either way).
+    """
+    handle = transport.getHandle()  # type: ignore[attr-defined]
+    version = getattr(handle, "get_protocol_version_name", None)
+    cipher = getattr(handle, "get_cipher_name", None)
+    if version is None or cipher is None:
+        return None
+    return f"{version()} with cipher {cipher()}"
+
+
+def address_literal(ip: str) -> str:
+    """``[192.0.2.1]`` or ``[IPv6:2001:db8::1]`` (RFC 5321 4.1.3)."""
+    try:
+        if ipaddress.ip_address(ip).version == 6:
+            return f"[IPv6:{ip}]"
+    except ValueError:
+        pass
+    return f"[{ip}]"
+
+
+def trace_headers(
+    *,
+    sender: str,
+    helo: str,
+    client_ip: str,
+    hostname: str,
+    protocol: str,
+    queue_id: str,
+    tls: str | None,
+    recipient: str | None,
+    when: datetime | None = None,
+) -> bytes:
+    """``Return-Path`` and ``Received`` as CRLF-terminated header lines.
+
+    *sender* is the reverse-path ('' for the null sender).  *recipient* is
+    named in the ``for`` clause only when the message has exactly one, so
+    that Bcc recipients are not disclosed to each other.
+    """
+    when = when or datetime.now(timezone.utc)
+    parts = [f"from {helo} ({client_ip} {address_literal(client_ip)})"]
+    if tls:
+        parts.append(f"(using {tls})")
+    parts.append(f"by {hostname} (mailsrv) with {protocol} id {queue_id}")
+    stamp = format_datetime(when)
+    if recipient is not None:
+        parts.append(f"for <{recipient}>; {stamp}")
+    else:
+        parts[-1] += ";"
+        parts.append(stamp)
+    received = "Received: " + _FOLD.join(parts)
+    return f"Return-Path: <{sender}>\r\n{received}\r\n".encode("ascii")

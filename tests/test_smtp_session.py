@@ -1,0 +1,275 @@
+"""SMTP sessions on an in-memory transport: greeting, EHLO, the small commands.
+
+This module also holds :class:`SMTPTestCase`, the fixture every
+``test_smtp_*`` protocol test builds on: fake directory, store and password
+checker, the real realm, and helpers that read like an RFC 5321 session
+(``say`` sends one packet and returns exactly what the server answered).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
+from twisted.internet import defer, task
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import ISSLTransport, ITCPTransport, ITLSTransport
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.trial import unittest
+from zope.interface import alsoProvides, implementer
+
+from mailsrv import config as configuration
+from mailsrv.accounts.cred import Realm
+from mailsrv.context import ServerContext
+from mailsrv.smtp.auth import ISubmitter, Submitter
+from mailsrv.smtp.server import make_factory
+
+ALICE = "alice@example.test"
+PASSWORD = b"correct horse"
+HOST = "mx.example.test"
+MAX_SIZE = 4096
+MAX_LINE = 1000
+
+
+class FakeDirectory:
+    """alice, bob, carol and postmaster in two local domains; ``team@`` is an alias."""
+
+    domains = ("example.test", "example.org")
+    users = {"alice@example.test", "bob@example.test", "carol@example.test", "postmaster@example.test"}
+    aliases = {"team@example.test": ["alice@example.test", "bob@example.test"], "postmaster@example.org": ["postmaster@example.test"]}
+
+    def is_local_domain(self, domain: str) -> bool:
+        return domain.lower() in self.domains
+
+    def resolve(self, address: str) -> list[str]:
+        address = address.lower()
+        if address in self.users:
+            return [address]
+        return list(self.aliases.get(address, []))
+
+
+class FakeStore:
+    """Records every ``deliver``; in manual mode its Deferreds fire when the test says so."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], bytes]] = []
+        self.manual = False
+        self.pending: list[defer.Deferred[None]] = []
+
+    def deliver(self, addresses: list[str], data: bytes) -> defer.Deferred[None]:
+        self.calls.append((list(addresses), data))
+        if not self.manual:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+
+@implementer(ICredentialsChecker)
+class FakeChecker:
+    """alice's password only; answers later when given a clock, as hashing does."""
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self) -> None:
+        self.clock: task.Clock | None = None
+
+    def requestAvatarId(self, credentials: Any) -> defer.Deferred[str]:
+        if credentials.username == ALICE.encode() and credentials.checkPassword(PASSWORD):
+            result = defer.succeed(ALICE)
+        else:
+            result = defer.fail(UnauthorizedLogin())
+        if self.clock is None:
+            return result
+        return task.deferLater(self.clock, 1, lambda: result)
+
+
+class FakeHandle:
+    """What ``getHandle()`` gives on a TLS transport: the pyOpenSSL connection."""
+
+    def get_protocol_version_name(self) -> str:
+        return "TLSv1.3"
+
+    def get_cipher_name(self) -> str:
+        return "TLS_AES_256_GCM_SHA384"
+
+
+@implementer(ITCPTransport, ITLSTransport)
+class TCPStringTransport(StringTransport):
+    """A StringTransport that is TCP and can pretend to start TLS."""
+
+    nodelay = False
+    tls_options: object = None
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.nodelay = enabled
+
+    def startTLS(self, options: object) -> None:
+        self.tls_options = options
+        alsoProvides(self, ISSLTransport)
+
+    def getHandle(self) -> FakeHandle:
+        return FakeHandle()
+
+
+class SMTPTestCase(unittest.TestCase):
+    """Fakes, a portal, and helpers to talk to one session."""
+
+    peer = IPv4Address("TCP", "192.0.2.7", 40000)
+    kind = "smtp"
+
+    def setUp(self) -> None:
+        self.config = self.make_config()
+        self.store = FakeStore()
+        self.checker = FakeChecker()
+        portal = Portal(Realm({ISubmitter: Submitter}), [self.checker])
+        self.ctx = ServerContext(
+            config=self.config, store=self.store, directory=FakeDirectory(), portal=portal, tls=object()
+        )
+        self.clock = task.Clock()
+        self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def make_config(self, **auth: Any) -> configuration.Config:
+        return configuration.Config(
+            hostname=HOST,
+            domains=("example.test", "example.org"),
+            limits=configuration.LimitsConfig(
+                max_message_size=MAX_SIZE,
+                max_line_length=MAX_LINE,
+                max_recipients=5,
+                max_command_errors=5,
+                smtp_timeout=300,
+            ),
+            auth=configuration.AuthConfig(**auth),
+        )
+
+    def connect(self, kind: str | None = None, secure: bool = False, peer: IPv4Address | None = None) -> bytes:
+        """Open a session; *secure* makes the transport TLS from the start. Returns the greeting."""
+        self.transport = TCPStringTransport(peerAddress=peer or self.peer)
+        if secure:
+            alsoProvides(self.transport, ISSLTransport)
+        self.server = make_factory(self.ctx, kind or self.kind).buildProtocol(None)
+        self.server.callLater = self.clock.callLater
+        self.server.makeConnection(self.transport)
+        return self.transport.value()
+
+    def say(self, data: bytes) -> bytes:
+        """Send *data* (one packet) and return everything the server answered."""
+        self.transport.clear()
+        self.server.dataReceived(data)
+        return self.transport.value()
+
+    def ehlo(self) -> bytes:
+        return self.say(b"EHLO client.example.net\r\n")
+
+    def transactions(self) -> list[dict[str, Any]]:
+        return [e for e in self.log if e.get("log_format", "").startswith("SMTP transaction")]
+
+    def logins(self) -> list[tuple[str, str, bool]]:
+        return [(e["user"], e["client_ip"], e["success"]) for e in self.log if "SMTP login" in e.get("log_format", "")]
+
+
+class GreetingTests(SMTPTestCase):
+    def test_greeting_names_the_configured_host(self):
+        self.assertEqual(self.connect(), b"220 mx.example.test ESMTP mailsrv\r\n")
+
+    def test_tcp_nodelay_is_set(self):
+        self.connect()
+        self.assertTrue(self.transport.nodelay)
+
+    def test_ehlo_on_port_25_advertises_real_extensions_and_no_auth(self):
+        self.connect()
+        self.assertEqual(
+            self.ehlo(),
+            b"250-mx.example.test\r\n"
+            b"250-PIPELINING\r\n"
+            b"250-SIZE 4096\r\n"
+            b"250-8BITMIME\r\n"
+            b"250-ENHANCEDSTATUSCODES\r\n"
+            b"250 STARTTLS\r\n",
+        )
+
+    def test_ehlo_under_tls_drops_starttls(self):
+        self.connect(secure=True)
+        self.assertNotIn(b"STARTTLS", self.ehlo())
+
+    def test_helo_lists_no_extensions(self):
+        self.connect()
+        self.assertEqual(self.say(b"HELO client.example.net\r\n"), b"250 mx.example.test\r\n")
+
+    def test_ehlo_needs_a_name(self):
+        self.connect()
+        self.assertEqual(self.say(b"EHLO\r\n"), b"501 5.5.4 Syntax: EHLO hostname\r\n")
+        self.assertEqual(self.say(b"EHLO bad\x00name\r\n"), b"501 5.5.4 Syntax: EHLO hostname\r\n")
+
+    def test_unknown_kind_is_refused(self):
+        self.assertRaises(ValueError, make_factory, self.ctx, "pop3")
+
+
+class SmallCommandTests(SMTPTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.connect()
+        self.ehlo()
+
+    def test_noop(self):
+        self.assertEqual(self.say(b"NOOP\r\n"), b"250 2.0.0 Ok\r\n")
+
+    def test_rset(self):
+        self.assertEqual(self.say(b"RSET\r\n"), b"250 2.0.0 Ok\r\n")
+
+    def test_vrfy_neither_confirms_nor_denies(self):
+        reply = b"252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
+        self.assertEqual(self.say(b"VRFY alice\r\n"), reply)
+        self.assertEqual(self.say(b"VRFY nobody\r\n"), reply)
+
+    def test_help(self):
+        self.assertEqual(
+            self.say(b"HELP\r\n"),
+            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS AUTH\r\n"
+            b"214 2.0.0 See RFC 5321\r\n",
+        )
+
+    def test_quit(self):
+        self.assertEqual(self.say(b"QUIT\r\n"), b"221 2.0.0 Bye\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_unknown_command(self):
+        self.assertEqual(self.say(b"EXPN staff\r\n"), b"500 5.5.2 Error: command not recognized\r\n")
+
+    def test_nul_and_8bit_commands_get_500_not_a_dropped_connection(self):
+        self.assertEqual(self.say(b"\x00\xff\xfe\r\n"), b"500 5.5.2 Error: command not recognized\r\n")
+        self.assertEqual(self.say(b"N\xc3\xb6OP\r\n"), b"500 5.5.2 Error: command not recognized\r\n")
+        self.assertEqual(self.say(b"MAIL FROM:<a\x00@b.example>\r\n")[:4], b"501 ")
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.say(b"NOOP\r\n"), b"250 2.0.0 Ok\r\n")
+
+    def test_empty_line(self):
+        self.assertEqual(self.say(b"\r\n"), b"500 5.5.2 Error: bad syntax\r\n")
+
+    def test_too_many_errors_end_the_session(self):
+        replies = self.say(b"FOO\r\n" * 5 + b"NOOP\r\n")
+        self.assertEqual(
+            replies,
+            b"500 5.5.2 Error: command not recognized\r\n" * 5 + b"421 4.7.0 mx.example.test Error: too many errors\r\n",
+        )
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_idle_timeout(self):
+        self.transport.clear()
+        self.clock.advance(299)
+        self.assertEqual(self.transport.value(), b"")
+        self.clock.advance(1)
+        self.assertEqual(self.transport.value(), b"421 4.4.2 mx.example.test Error: timeout exceeded\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_mail_needs_ehlo_first(self):
+        self.connect()
+        self.assertEqual(self.say(b"MAIL FROM:<a@b.example>\r\n"), b"503 5.5.1 Error: send HELO/EHLO first\r\n")
+
+    def test_auth_is_not_offered_on_port_25(self):
+        self.assertEqual(self.say(b"AUTH PLAIN AGFsaWNlAHg=\r\n"), b"502 5.5.1 Error: authentication not enabled\r\n")

@@ -1,0 +1,156 @@
+"""The small pure parts of mailsrv.smtp: line framing, addresses, parameters, trace headers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from twisted.trial import unittest
+
+from mailsrv.smtp.address import AddressSyntaxError, Mailbox, parse_path
+from mailsrv.smtp.lines import TOO_LONG, LineFramer
+from mailsrv.smtp.params import MailParams, parse_mail_params, parse_rcpt_params
+from mailsrv.smtp.received import address_literal, trace_headers, with_protocol
+from mailsrv.smtp.replies import Rejection
+
+
+class LineFramerTests(unittest.TestCase):
+    def test_lines_split_on_crlf_only(self):
+        framer = LineFramer(1000)
+        self.assertEqual(framer.feed(b"a\r\nb\nc\r"), [b"a"])
+        self.assertEqual(framer.feed(b"\nrest"), [b"b\nc"])
+        self.assertEqual(framer.buffered, 4)
+
+    def test_limit_counts_the_crlf(self):
+        framer = LineFramer(1000)
+        self.assertEqual(framer.feed(b"x" * 998 + b"\r\n"), [b"x" * 998])
+        self.assertEqual(framer.feed(b"x" * 999 + b"\r\n"), [TOO_LONG])
+
+    def test_unfinished_long_line_is_dropped_as_it_arrives(self):
+        framer = LineFramer(1000)
+        for _ in range(100):
+            self.assertEqual(framer.feed(b"y" * 4096), [])
+            self.assertLessEqual(framer.buffered, 1000)
+        self.assertEqual(framer.feed(b"\r\nnext\r\n"), [TOO_LONG, b"next"])
+
+    def test_clear_forgets_the_unfinished_line(self):
+        framer = LineFramer(1000)
+        framer.feed(b"STARTTLS\r\nRSET")
+        framer.clear()
+        self.assertEqual(framer.feed(b"\r\n"), [b""])
+
+
+class AddressTests(unittest.TestCase):
+    def test_plain(self):
+        self.assertEqual(parse_path(b"Alice@Example.TEST"), Mailbox("Alice", "example.test"))
+
+    def test_quoted_local_part_is_dequoted(self):
+        box = parse_path(b'"john \\"j\\" doe"@example.test')
+        self.assertEqual(box.local, 'john "j" doe')
+        self.assertEqual(str(box), '"john \\"j\\" doe"@example.test')
+
+    def test_routing_forms(self):
+        for path in (b"a%b.example@example.test", b"b.example!a@example.test", b'"a@b.example"@example.test', b"@x.example:a@example.test"):
+            self.assertTrue(parse_path(path).routes_elsewhere, path)
+        self.assertFalse(parse_path(b"a.b+tag@example.test").routes_elsewhere)
+
+    def test_literal(self):
+        self.assertTrue(parse_path(b"a@[192.0.2.1]").is_literal)
+
+    def test_bad_syntax(self):
+        for path in (b"", b"a", b"a@", b"@example.test", b"a..b@example.test", b"a@-x.example", b"\xc3\xa4@example.test", b"a@b@c"):
+            self.assertRaises(AddressSyntaxError, parse_path, path)
+
+    def test_length_limits(self):
+        # RFC 5321 4.5.3.1
+        self.assertRaises(AddressSyntaxError, parse_path, b"a" * 65 + b"@example.test")
+        parse_path(b"a" * 64 + b"@example.test")
+        self.assertRaises(AddressSyntaxError, parse_path, b"a@" + b"b." * 127 + b"example")
+
+
+class ParamTests(unittest.TestCase):
+    def check(self, raw: bytes, auth: bool = False) -> MailParams:
+        return parse_mail_params(raw, max_size=1000, auth_offered=auth)
+
+    def refused(self, raw: bytes, auth: bool = False) -> tuple[int, str]:
+        error = self.assertRaises(Rejection, self.check, raw, auth)
+        return error.code, error.text
+
+    def test_none(self):
+        self.assertEqual(self.check(b""), MailParams())
+
+    def test_size_and_body(self):
+        self.assertEqual(self.check(b"size=1000 Body=8bitmime"), MailParams(size=1000, body="8BITMIME"))
+
+    def test_errors(self):
+        self.assertEqual(self.refused(b"SIZE=1001"), (552, "5.3.4 Message size exceeds fixed maximum message size"))
+        self.assertEqual(self.refused(b"SIZE=-1"), (501, "5.5.4 Bad SIZE parameter"))
+        self.assertEqual(self.refused(b"SIZE"), (501, "5.5.4 Bad SIZE parameter"))
+        self.assertEqual(self.refused(b"SIZE=1 SIZE=2"), (501, "5.5.4 Duplicate parameter SIZE"))
+        self.assertEqual(self.refused(b"BODY=BINARYMIME"), (501, "5.5.4 Bad BODY parameter"))
+        self.assertEqual(self.refused(b"SMTPUTF8"), (555, "5.5.4 Unsupported parameter SMTPUTF8"))
+        self.assertEqual(self.refused(b"X=\x00"), (501, "5.5.4 Syntax error in parameters"))
+
+    def test_auth_only_where_offered(self):
+        self.assertEqual(self.check(b"AUTH=<>", auth=True), MailParams())
+        self.assertEqual(self.refused(b"AUTH=<>"), (555, "5.5.4 Unsupported parameter AUTH"))
+
+    def test_rcpt_takes_none(self):
+        parse_rcpt_params(b"")
+        error = self.assertRaises(Rejection, parse_rcpt_params, b"NOTIFY=NEVER ORCPT=rfc822;a@b")
+        self.assertEqual(error.code, 555)
+
+
+class ReceivedTests(unittest.TestCase):
+    when = datetime(2026, 11, 22, 19, 0, 5, tzinfo=timezone.utc)
+
+    def test_form_with_tls_and_one_recipient(self):
+        self.assertEqual(
+            trace_headers(
+                sender="bob@example.net",
+                helo="client.example.net",
+                client_ip="192.0.2.7",
+                hostname="mx.example.test",
+                protocol="ESMTPS",
+                queue_id="ABC123",
+                tls="TLSv1.3 with cipher TLS_AES_256_GCM_SHA384",
+                recipient="alice@example.test",
+                when=self.when,
+            ),
+            b"Return-Path: <bob@example.net>\r\n"
+            b"Received: from client.example.net (192.0.2.7 [192.0.2.7])\r\n"
+            b"\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n"
+            b"\tby mx.example.test (mailsrv) with ESMTPS id ABC123\r\n"
+            b"\tfor <alice@example.test>; Sun, 22 Nov 2026 19:00:05 +0000\r\n",
+        )
+
+    def test_several_recipients_no_tls(self):
+        headers = trace_headers(
+            sender="",
+            helo="h",
+            client_ip="2001:db8::1",
+            hostname="mx",
+            protocol="ESMTP",
+            queue_id="Q",
+            tls=None,
+            recipient=None,
+            when=self.when,
+        )
+        self.assertEqual(
+            headers,
+            b"Return-Path: <>\r\n"
+            b"Received: from h (2001:db8::1 [IPv6:2001:db8::1])\r\n"
+            b"\tby mx (mailsrv) with ESMTP id Q;\r\n"
+            b"\tSun, 22 Nov 2026 19:00:05 +0000\r\n",
+        )
+        self.assertNotIn(b"\n", headers.replace(b"\r\n", b""))
+
+    def test_with_keywords(self):
+        # RFC 3848 2
+        self.assertEqual(
+            [with_protocol(e, t, a) for e, t, a in [(True, False, False), (True, True, False), (True, False, True), (True, True, True), (False, True, True)]],
+            ["ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA", "SMTP"],
+        )
+
+    def test_address_literal(self):
+        self.assertEqual(address_literal("192.0.2.1"), "[192.0.2.1]")
+        self.assertEqual(address_literal("::1"), "[IPv6:::1]")
