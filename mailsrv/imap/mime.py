@@ -1,0 +1,164 @@
+"""Byte-exact MIME entities for IMAP FETCH.
+
+IMAP returns sections of a message *as stored* (RFC 3501 6.4.5: BODY[1.2],
+BODY[HEADER], BODY[1.MIME] ...), and clients check them against
+RFC822.SIZE and BODYSTRUCTURE sizes.  The stdlib ``email`` package
+re-serialises what it parses, so it is used here only to read header
+*values*; where each header, body and part starts and ends is found on the
+raw bytes, so every section we send is a slice of the stored file.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import re
+from email.message import Message as EmailMessage
+from functools import cached_property
+
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+
+
+def _split_header(data: bytes) -> tuple[bytes, bytes]:
+    """Split at the first empty line; the header keeps that empty line.
+
+    RFC 3501 6.4.5: BODY[HEADER] includes the blank line that ends it.  A
+    part that starts with an empty line has an empty header.
+    """
+    if data.startswith(b"\r\n"):
+        return data[:2], data[2:]
+    if data.startswith(b"\n"):
+        return data[:1], data[1:]
+    m = _BLANK_LINE.search(data)
+    if m is None:
+        return data, b""
+    return data[: m.end()], data[m.end() :]
+
+
+def header_lines(header: bytes) -> list[tuple[str, bytes]]:
+    """The header fields as ``(lower-case name, raw bytes incl. folding)``."""
+    fields: list[tuple[str, bytes]] = []
+    for line in header.splitlines(keepends=True):
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            name, raw = fields[-1]
+            fields[-1] = (name, raw + line)
+        else:
+            name = line.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
+            fields.append((name, line))
+    return fields
+
+
+def split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
+    """The raw body parts between the delimiter lines (RFC 2046 5.1.1).
+
+    The CRLF before each delimiter belongs to the delimiter, not the part.
+    """
+    delimiter = re.compile(
+        rb"(?:\A|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|\Z)\r?\n?"
+    )
+    parts: list[bytes] = []
+    start = None
+    for m in delimiter.finditer(body):
+        if start is not None:
+            parts.append(body[start : m.start()])
+        if m.group(1):
+            return parts
+        start = m.end()
+    if start is not None:
+        parts.append(body[start:])  # no close delimiter: keep what we have
+    return parts
+
+
+class Entity:
+    """One MIME entity: a whole message, a body part, or an embedded message.
+
+    *default_type* is what RFC 2045/2046 imply when Content-Type is absent:
+    ``text/plain``, or ``message/rfc822`` inside ``multipart/digest``.
+    """
+
+    def __init__(self, raw: bytes, default_type: str = "text/plain") -> None:
+        self.raw = raw
+        self.header, self.body = _split_header(raw)
+        self._default_type = default_type
+
+    @cached_property
+    def fields(self) -> EmailMessage:
+        """Header values, decoded by the stdlib parser (compat32, lazily)."""
+        msg = _HEADER_PARSER.parsebytes(self.header)
+        msg.set_default_type(self._default_type)
+        return msg
+
+    def get(self, name: str) -> str | None:
+        """One header value, unfolded, raw (8-bit kept as surrogates)."""
+        value = self.fields.get(name)
+        if value is None:
+            return None
+        return re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
+
+    @property
+    def content_type(self) -> tuple[str, str]:
+        """``(main, sub)`` in lower case, defaulted as RFC 2045 5.2 says."""
+        main, _, sub = self.fields.get_content_type().partition("/")
+        return main, sub
+
+    @property
+    def is_multipart(self) -> bool:
+        """Whether this entity holds body parts (and a usable boundary)."""
+        return self.content_type[0] == "multipart" and self._boundary is not None
+
+    @property
+    def is_message(self) -> bool:
+        """Whether the body is itself a message (``message/rfc822``)."""
+        return self.content_type == ("message", "rfc822")
+
+    @property
+    def _boundary(self) -> bytes | None:
+        boundary = self.fields.get_boundary()
+        if not boundary:
+            return None
+        return boundary.encode("ascii", "surrogateescape")
+
+    @cached_property
+    def parts(self) -> list[Entity]:
+        """Sub-parts of a multipart entity (empty for anything else)."""
+        if not self.is_multipart:
+            return []
+        assert self._boundary is not None
+        inner = "message/rfc822" if self.content_type[1] == "digest" else "text/plain"
+        return [Entity(p, inner) for p in split_multipart(self.body, self._boundary)]
+
+    @cached_property
+    def embedded(self) -> Entity:
+        """The message inside a ``message/rfc822`` body."""
+        return Entity(self.body)
+
+    def child(self, index: int) -> Entity:
+        """Part *index* (0-based) in IMAP numbering (RFC 3501 6.4.5).
+
+        A multipart's parts are numbered; a ``message/rfc822`` part is
+        numbered as the message inside it; a non-multipart entity has only
+        part 1, itself.  Raises ``IndexError`` for any other number.
+        """
+        if self.is_multipart:
+            return self.parts[index]
+        if index == 0:
+            return self
+        raise IndexError(index)
+
+    def resolve(self, path: tuple[int, ...]) -> Entity:
+        """The entity a section part number such as ``1.2`` designates."""
+        entity = self
+        for depth, index in enumerate(path):
+            if depth and entity.is_message:
+                entity = entity.embedded
+            entity = entity.child(index)
+        return entity
+
+    def line_count(self) -> int:
+        """Lines in the body, as BODYSTRUCTURE reports for text parts."""
+        if not self.body:
+            return 0
+        return self.body.count(b"\n") + (0 if self.body.endswith(b"\n") else 1)

@@ -1,0 +1,158 @@
+"""Start the real ``twistd mailsrv`` on free loopback ports, for end-to-end tests.
+
+The server runs as a subprocess exactly as an admin starts it (``twistd -n
+mailsrv --config FILE``), with the checkout on ``PYTHONPATH`` so the plugin
+is found whether or not the package is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from mailsrv.config import IMPLICIT_TLS_KINDS, LISTENER_KINDS
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
+HOSTNAME = "mail.example.test"
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel just handed out and released: free for a moment."""
+    socks = []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def twistd() -> list[str]:
+    """The twistd command of the Python running the tests (it has no ``-m`` form)."""
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def mailsrv_cli(config: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run the ``mailsrv`` admin command as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "mailsrv.admin", "--config", config, *args],
+        input=stdin, capture_output=True, text=True, env=env(), timeout=60,
+    )
+
+
+@dataclass
+class Server:
+    """A running mailsrv and the facts a client needs to talk to it."""
+
+    root: str
+    extra_config: str = ""
+    #: Listener ports by kind; kinds left out are turned off. Empty: all kinds on free ports.
+    ports: dict[str, int] = field(default_factory=dict)
+    twistd_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.join(self.root, "data")
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.root, "mailsrv.toml")
+
+    @property
+    def logfile(self) -> str:
+        return os.path.join(self.root, "twistd.log")
+
+    @property
+    def cafile(self) -> str:
+        return os.path.join(self.data_dir, "tls", "selfsigned-cert.pem")
+
+    def write_config(self) -> None:
+        if not self.ports:
+            self.ports = dict(zip(LISTENER_KINDS, free_ports(len(LISTENER_KINDS))))
+        listen = "\n".join(
+            f'{k} = ["tcp:{self.ports[k]}:interface=127.0.0.1"]' if k in self.ports else f"{k} = []"
+            for k in LISTENER_KINDS
+        )
+        with open(self.config, "w") as f:
+            f.write(
+                f'hostname = "{HOSTNAME}"\ndata_dir = "{self.data_dir}"\n'
+                f'domains = ["example.test", "other.test"]\n{self.extra_config}\n[listen]\n{listen}\n'
+            )
+
+    def start(self) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        if not os.path.exists(self.config):
+            self.write_config()
+        self.process = subprocess.Popen(
+            [*twistd(), "-n", "--pidfile=", f"--logfile={self.logfile}", *self.twistd_args,
+             "mailsrv", "--config", self.config],
+            env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.root,
+        )
+        deadline = time.monotonic() + 30
+        pending = set(self.ports.values())
+        while pending:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mailsrv exited: {self.process.stdout.read().decode()}\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mailsrv did not listen in time\n{self.log()}")
+            for port in list(pending):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    pending.discard(port)
+                except OSError:
+                    time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process and self.process.stdout:
+            self.process.stdout.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        try:
+            with open(self.logfile, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def add_user(self, address: str, password: str) -> None:
+        if not os.path.exists(self.config):
+            self.write_config()
+        done = mailsrv_cli(self.config, "user", "add", address, "--password-stdin", stdin=password + "\n")
+        assert done.returncode == 0, done.stderr
+
+    def tls(self) -> ssl.SSLContext:
+        """A client context that verifies the server's generated certificate."""
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def is_implicit(self, kind: str) -> bool:
+        return kind in IMPLICIT_TLS_KINDS
+
+    def alive(self) -> bool:
+        """The server still answers a fresh SMTP connection with a 220 greeting."""
+        with socket.create_connection(("127.0.0.1", self.ports["smtp"]), timeout=10) as s:
+            return s.recv(1024).startswith(b"220 ")

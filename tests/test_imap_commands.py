@@ -1,0 +1,132 @@
+"""STORE, SEARCH, COPY, APPEND, EXPUNGE, CLOSE (RFC 3501 6.3.11, 6.4)."""
+
+from __future__ import annotations
+
+from test_imap_harness import IMAPTestCase
+
+ONE = b"From: Bob <bob@example.test>\r\nSubject: Lunch plans\r\n\r\nPizza at noon?\r\n"
+TWO = b"From: carol@example.test\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nX-Tag: blue\r\n\r\nSee attached report.\r\n"
+THREE = (
+    b"From: dave@example.test\r\nSubject: encoded\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"U2VjcmV0IHdvcmQ6IGJhbmFuYQ==\r\n"  # "Secret word: banana"
+)
+
+
+class Store(IMAPTestCase):
+    async def test_store_forms(self) -> None:
+        await self.deliver(ONE, TWO)
+        session = await self.login()
+        reply = await session.command(b"A003 STORE 2 +FLAGS (\\deleted)")
+        self.assertEqual(reply, b"* 2 FETCH (FLAGS (\\Recent \\Deleted))\r\nA003 OK STORE completed\r\n")
+        reply = await session.command(b"A004 STORE 1:2 +FLAGS.SILENT (\\Seen $Work)")
+        self.assertEqual(reply, b"A004 OK STORE completed\r\n")
+        self.assertEqual(self.inbox.get(1).flags, {"\\Seen", "$Work"})
+        reply = await session.command(b"A005 UID STORE 2 -FLAGS (\\Seen)")
+        self.assertEqual(reply, b"* 2 FETCH (FLAGS (\\Recent \\Deleted $Work) UID 2)\r\nA005 OK STORE completed\r\n")
+        reply = await session.command(b"A006 STORE 1 FLAGS (\\Flagged)")
+        self.assertEqual(reply, b"* 1 FETCH (FLAGS (\\Recent \\Flagged))\r\nA006 OK STORE completed\r\n")
+
+
+class Search(IMAPTestCase):
+    async def search(self, criteria: bytes) -> bytes:
+        return await self.session.command(b"s SEARCH " + criteria)
+
+    async def test_keys(self) -> None:
+        await self.deliver(ONE, TWO, THREE)
+        self.inbox.set_flags(2, {"\\Seen"})
+        self.session = await self.login()
+        cases = {
+            b"SUBJECT lunch": b"1",
+            b'SUBJECT "gr\xc3\xbc\xc3\x9fe"': b"2",
+            b"FROM carol": b"2",
+            b"HEADER X-Tag BLUE": b"2",
+            b'HEADER X-Tag ""': b"2",
+            b"BODY pizza": b"1",
+            b"BODY banana": b"3",
+            b"TEXT dave": b"3",
+            b"UNSEEN": b"1 3",
+            b"SEEN": b"2",
+            b"NOT SEEN": b"1 3",
+            b"OR SUBJECT lunch FROM dave": b"1 3",
+            b"(FROM bob) (SUBJECT lunch)": b"1",
+            b"2:*": b"2 3",
+            b"UID 1,3": b"1 3",
+            b"LARGER 80": b"2 3",
+            b"SMALLER 80": b"1",
+            b"SINCE 1-Jan-2000": b"1 2 3",
+            b"BEFORE 1-Jan-2000": b"",
+            b"ALL DELETED": b"",
+        }
+        for criteria, expected in cases.items():
+            reply = await self.search(criteria)
+            self.assertEqual(reply, b"* SEARCH" + (b" " + expected if expected else b"") + b"\r\ns OK SEARCH completed\r\n", criteria)
+
+    async def test_uid_search_and_errors(self) -> None:
+        await self.deliver(ONE, TWO)
+        self.session = await self.login()
+        self.inbox.expunge([1])
+        await self.session.command(b"n NOOP")
+        self.assertEqual(await self.session.command(b"u UID SEARCH FROM carol"), b"* SEARCH 2\r\nu OK SEARCH completed\r\n")
+        self.assertTrue((await self.search(b"FROBNICATE")).startswith(b"s BAD"))
+        reply = await self.session.command(b"c SEARCH CHARSET KOI8-R ALL")
+        self.assertEqual(reply, b"c NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset\r\n")
+
+
+class Copy(IMAPTestCase):
+    async def test_copy_and_trycreate(self) -> None:
+        await self.deliver(ONE, TWO)
+        session = await self.login()
+        self.assertEqual(await session.command(b"A003 COPY 2 Archive"), b"A003 NO [TRYCREATE] No such mailbox\r\n")
+        await session.command(b"A004 CREATE Archive")
+        self.assertEqual(await session.command(b"A005 COPY 1:2 Archive"), b"A005 OK COPY completed\r\n")
+        self.assertEqual(await session.command(b"A006 UID COPY 2 Archive"), b"A006 OK COPY completed\r\n")
+        archive = self.store.user("alice@example.test").folder("Archive")
+        self.assertEqual([archive.read(i.uid) for i in archive.messages()], [ONE, TWO, TWO])
+        self.assertEqual(await session.command(b'A007 COPY 1 "../x"'), b"A007 NO [CANNOT] Invalid mailbox name\r\n")
+
+
+class Append(IMAPTestCase):
+    async def test_append_then_fetch_is_byte_exact(self) -> None:
+        session = await self.login()
+        message = b"From: Fred Foobar <foobar@Blurdybloop.COM>\r\nSubject: afternoon meeting\r\n\r\nHello Joe\r\n"
+        reply = session.send(b'A003 APPEND INBOX (\\Seen \\flagged) " 7-Feb-1994 21:52:25 -0800" {%d}\r\n' % len(message))
+        self.assertEqual(reply, b"+ Ready for %d octets of data\r\n" % len(message))
+        session.server.dataReceived(message + b"\r\n")
+        reply = await session.wait_for(b"A003")
+        self.assertEqual(reply, b"* 1 EXISTS\r\n* 0 RECENT\r\nA003 OK APPEND completed\r\n")
+        reply = await session.command(b"A004 FETCH 1 (FLAGS INTERNALDATE BODY.PEEK[])")
+        self.assertEqual(
+            reply,
+            b'* 1 FETCH (FLAGS (\\Flagged \\Seen) INTERNALDATE "08-Feb-1994 05:52:25 +0000" BODY[] {%d}\r\n%s)\r\n'
+            b"A004 OK FETCH completed\r\n" % (len(message), message),
+        )
+
+    async def test_append_to_missing_mailbox_says_trycreate(self) -> None:
+        session = await self.login(select=None)
+        reply = session.send(b"a APPEND Drafts {5}\r\n")
+        session.server.dataReceived(b"hello\r\n")
+        self.assertEqual(reply + await session.wait_for(b"a"), b"+ Ready for 5 octets of data\r\na NO [TRYCREATE] No such mailbox\r\n")
+
+
+class Expunge(IMAPTestCase):
+    async def test_expunge_numbers_shift_as_sent(self) -> None:
+        await self.deliver(*[ONE] * 11)
+        session = await self.login()
+        await session.command(b"a STORE 3,4,7,11 +FLAGS.SILENT (\\Deleted)")
+        reply = await session.command(b"A202 EXPUNGE")
+        # RFC 3501 6.4.3's own example.
+        self.assertEqual(reply, b"* 3 EXPUNGE\r\n* 3 EXPUNGE\r\n* 5 EXPUNGE\r\n* 8 EXPUNGE\r\nA202 OK EXPUNGE completed\r\n")
+        self.assertEqual([i.uid for i in self.inbox.messages()], [1, 2, 5, 6, 8, 9, 10])
+
+    async def test_close_expunges_silently_unless_examined(self) -> None:
+        await self.deliver(ONE, TWO)
+        session = await self.login()
+        await session.command(b"a STORE 1 +FLAGS.SILENT (\\Deleted)")
+        await session.command(b"b EXAMINE INBOX")
+        self.assertEqual(await session.command(b"c CLOSE"), b"c OK CLOSE completed\r\n")
+        self.assertEqual(len(self.inbox.messages()), 2)
+        await session.command(b"d SELECT INBOX")
+        self.assertEqual(await session.command(b"e CLOSE"), b"e OK CLOSE completed\r\n")
+        self.assertEqual(len(self.inbox.messages()), 1)
+        self.assertEqual(session.server.state, "auth")
+        self.assertEqual(await session.command(b"f CHECK"), b"f BAD Unsupported command\r\n")
