@@ -13,7 +13,9 @@ import os
 import sys
 
 from twisted.application import service, strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import reactor
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail import imap4, pop3
@@ -87,6 +89,30 @@ def _with_backlog(description: str, backlog: int) -> str:
     return description
 
 
+class Listener(StreamServerEndpointService):
+    """A listener whose bind failure is one line naming the kind and endpoint.
+
+    A port already in use is the commonest start-up failure; the admin needs
+    to see which listener and which address, not a traceback.
+    """
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise SystemExit(f"mailsrv: cannot listen for {self.name}: {reason}") from None
+        log.info("mailsrv {listener} listening", listener=self.name)
+
+
+def _listener(description: str, factory: ServerFactory) -> Listener:
+    """Like ``strports.service``: bind synchronously so errors surface at start."""
+    plain = strports.service(description, factory)
+    listener = Listener(plain.endpoint, factory)
+    listener._raiseSynchronously = True
+    return listener
+
+
 def _protocol_factory(ctx: ServerContext, kind: str) -> ServerFactory:
     if kind in ("smtp", "submission", "submissions"):
         from mailsrv.smtp.server import make_factory
@@ -125,8 +151,7 @@ def makeService(options: Options) -> service.IService:
     for kind in configuration.LISTENER_KINDS:
         for description in getattr(config.listen, kind):
             endpoint = _with_backlog(description, config.listen.backlog)
-            listener = strports.service(endpoint, _protocol_factory(ctx, kind))
+            listener = _listener(endpoint, _protocol_factory(ctx, kind))
             listener.setName(f"{kind} {description}")
             listener.setServiceParent(top)
-            log.info("mailsrv {kind} listening on {endpoint}", kind=kind, endpoint=description)
     return top

@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 import uuid
+import warnings
 
 import pytest
 
@@ -284,3 +285,58 @@ def test_bad_config_stops_startup_with_one_line(tmp_path):
     assert "Traceback" not in output
     assert f"{config}: limits.max_recipients: expected a non-negative integer" in output
     assert not os.path.exists(tmp_path / "mailsrv-data" / "mail")
+
+
+def tls11_client() -> ssl.SSLContext:
+    """A client that offers nothing newer than TLS 1.1."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version, ctx.maximum_version = ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return ctx
+
+
+def test_tls_below_1_2_is_refused(server):
+    # Control: the same client does complete TLS 1.1 with a server that allows it,
+    # so the refusal below is the server's doing, not the client's.
+    control = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    control.load_cert_chain(server.cafile, os.path.join(server.data_dir, "tls", "selfsigned-key.pem"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        control.minimum_version = ssl.TLSVersion.TLSv1
+    control.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        accepted = threading.Thread(target=lambda: _handshake(control, listener))
+        accepted.start()
+        with tls11_client().wrap_socket(socket.create_connection(listener.getsockname(), timeout=10)) as s:
+            assert s.version() == "TLSv1.1"
+        accepted.join()
+    for kind in ("imaps", "pop3s", "submissions"):
+        with pytest.raises(ssl.SSLError):
+            tls11_client().wrap_socket(socket.create_connection(("127.0.0.1", server.ports[kind]), timeout=10))
+
+
+def _handshake(context: ssl.SSLContext, listener: socket.socket) -> None:
+    conn, _ = listener.accept()
+    with context.wrap_socket(conn, server_side=True):
+        pass
+
+
+def test_port_in_use_stops_startup_with_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "taken.toml"
+        config.write_text(f'data_dir = "{tmp_path}/data"\n[listen]\nimap = ["tcp:{port}:interface=127.0.0.1"]\n'
+                          + "".join(f"{k} = []\n" for k in ("smtp", "submission", "submissions", "pop3", "pop3s", "imaps")))
+        done = subprocess.run([*twistd(), "-n", "--pidfile=", "mailsrv", "--config", str(config)],
+                              capture_output=True, text=True, env=env(), timeout=60, cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "Traceback" not in output
+    assert f"mailsrv: cannot listen for imap tcp:{port}:interface=127.0.0.1: Address already in use" in output

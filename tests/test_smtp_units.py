@@ -117,7 +117,7 @@ class ReceivedTests(unittest.TestCase):
                 when=self.when,
             ),
             b"Return-Path: <bob@example.net>\r\n"
-            b"Received: from client.example.net (192.0.2.7 [192.0.2.7])\r\n"
+            b"Received: from client.example.net ([192.0.2.7])\r\n"
             b"\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n"
             b"\tby mx.example.test (mailsrv) with ESMTPS id ABC123\r\n"
             b"\tfor <alice@example.test>; Sun, 22 Nov 2026 19:00:05 +0000\r\n",
@@ -138,7 +138,7 @@ class ReceivedTests(unittest.TestCase):
         self.assertEqual(
             headers,
             b"Return-Path: <>\r\n"
-            b"Received: from h (2001:db8::1 [IPv6:2001:db8::1])\r\n"
+            b"Received: from h ([IPv6:2001:db8::1])\r\n"
             b"\tby mx (mailsrv) with ESMTP id Q;\r\n"
             b"\tSun, 22 Nov 2026 19:00:05 +0000\r\n",
         )

@@ -67,7 +67,8 @@ def trace_headers(
     that Bcc recipients are not disclosed to each other.
     """
     when = when or datetime.now(timezone.utc)
-    parts = [f"from {helo} ({client_ip} {address_literal(client_ip)})"]
+    # RFC 5321 4.4 TCP-info: the address literal alone, as no reverse DNS is looked up.
+    parts = [f"from {helo} ({address_literal(client_ip)})"]
     if tls:
         parts.append(f"(using {tls})")
     parts.append(f"by {hostname} (mailsrv) with {protocol} id {queue_id}")
