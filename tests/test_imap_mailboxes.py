@@ -103,7 +103,7 @@ class Hierarchy(IMAPTestCase):
         reply = await session.command(b"a STATUS INBOX (MESSAGES UNSEEN UIDNEXT UIDVALIDITY RECENT)")
         self.assertEqual(
             reply,
-            b'* STATUS "INBOX" (MESSAGES 2 UNSEEN 1 UIDNEXT 3 UIDVALIDITY %d RECENT 0)\r\n'
+            b'* STATUS "INBOX" (MESSAGES 2 UNSEEN 1 UIDNEXT 3 UIDVALIDITY %d RECENT 1)\r\n'
             b"a OK STATUS completed\r\n" % self.inbox.uidvalidity,
         )
         self.assertEqual(await session.command(b"b STATUS Nope (MESSAGES)"), b"b NO [NONEXISTENT] No such mailbox\r\n")

@@ -112,7 +112,9 @@ class UIDTests(StoreTestCase):
     async def test_claim_recent_moves_new_to_cur_once(self):
         await self.store.deliver(["alice@example.test"], MSG)
         inbox = self.inbox()
+        self.assertEqual(inbox.recent_count(), 1)
         self.assertEqual(inbox.claim_recent(), {1})
+        self.assertEqual(inbox.recent_count(), 0)
         self.assertEqual(inbox.claim_recent(), set())
         self.assertEqual(os.listdir(os.path.join(inbox.path, "new")), [])
         self.assertEqual(inbox.read(1), MSG)

@@ -435,7 +435,7 @@ class IMAPServer(IMAP4Server):
         selected = self.mbox is not None and self.mbox.folder is folder
         values = {
             b"MESSAGES": len(infos),
-            b"RECENT": self.mbox.getRecentCount() if selected else 0,
+            b"RECENT": self.mbox.getRecentCount() if selected else folder.recent_count(),
             b"UIDNEXT": folder.uidnext,
             b"UIDVALIDITY": folder.uidvalidity,
             b"UNSEEN": sum(1 for i in infos if "\\Seen" not in i.flags),

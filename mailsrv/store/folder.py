@@ -271,6 +271,10 @@ class Folder:
         self._announce("flags_changed", [info])
         return info
 
+    def recent_count(self) -> int:
+        """Messages no session has claimed yet (still in ``new/``): STATUS RECENT."""
+        return sum(1 for rel in self._files.values() if rel.startswith("new/"))
+
     def claim_recent(self) -> set[int]:
         """Move messages from ``new/`` to ``cur/``; they are \\Recent to the caller only."""
         claimed = set()
