@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import base64
 
-from twisted.internet.interfaces import ITCPTransport
-from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.test import iosim
-from zope.interface import implementer
 
+from support import TCPStringTransport
 from test_imap_harness import REMOTE, IMAPTestCase
-
-
-@implementer(ITCPTransport)
-class TCPStringTransport(StringTransport):
-    """A StringTransport that, like every accepted connection, is TCP."""
-
-    nodelay = False
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.nodelay = enabled
 
 
 class BeforeTLS(IMAPTestCase):

@@ -28,6 +28,7 @@ from mailsrv.accounts.cred import Realm
 from mailsrv.context import ServerContext
 from mailsrv.imap.server import IMAPServer, account_factory
 from mailsrv.store import Store
+from support import FakeTLS
 
 ALICE = "alice@example.test"
 PASSWORD = b"secret"
@@ -45,13 +46,6 @@ class AliceChecker:
         if credentials.username == ALICE.encode() and credentials.checkPassword(PASSWORD):
             return defer.succeed(ALICE)
         return defer.fail(UnauthorizedLogin())
-
-
-class FakeTLS:
-    """Stands in for CertificateOptions on iosim's pretend-TLS transport."""
-
-    def iosimVerify(self, other: Any) -> bool:
-        return True
 
 
 def run_now(steps: Any) -> defer.Deferred[None]:

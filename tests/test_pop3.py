@@ -9,20 +9,17 @@ from __future__ import annotations
 import base64
 import os
 
-from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
-from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import ISSLTransport, ITCPTransport
-from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.mail import pop3
 from twisted.test import iosim
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.trial import unittest
-from zope.interface import alsoProvides, implementer
+from zope.interface import alsoProvides
 
 from mailsrv import config as configuration
 from mailsrv.accounts.cred import Realm
@@ -30,47 +27,10 @@ from mailsrv.context import ServerContext
 from mailsrv.pop3 import mailbox_factory, make_factory
 from mailsrv.pop3.maildrop import _unique_id
 from mailsrv.store import Store
+from support import ALICE, PASSWORD, FakeChecker, FakeTLS, TCPStringTransport
 
-ALICE = "alice@example.test"
-PASSWORD = b"correct horse"
 LOGIN = b"USER alice@example.test\r\nPASS correct horse\r\n"
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
-
-
-@implementer(ICredentialsChecker)
-class FakeChecker:
-    """alice's password only; answers later when given a clock, as hashing does."""
-
-    credentialInterfaces = (IUsernamePassword,)
-
-    def __init__(self) -> None:
-        self.clock: task.Clock | None = None
-
-    def requestAvatarId(self, credentials):
-        if credentials.username == ALICE.encode() and credentials.checkPassword(PASSWORD):
-            result = defer.succeed(ALICE)
-        else:
-            result = defer.fail(UnauthorizedLogin())
-        if self.clock is None:
-            return result
-        return task.deferLater(self.clock, 1, lambda: result)
-
-
-@implementer(ITCPTransport)
-class TCPStringTransport(StringTransport):
-    """A StringTransport that, like every real connection here, is TCP."""
-
-    nodelay = False
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.nodelay = enabled
-
-
-class FakeTLS:
-    """Stands in for CertificateOptions on iosim's pretend-TLS transport."""
-
-    def iosimVerify(self, other) -> bool:
-        return True
 
 
 class POP3TestCase(unittest.TestCase):

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import poplib
 import socket
-import ssl
 
-from twisted.internet import reactor, task, threads
-from twisted.protocols.policies import WrappingFactory
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.internet import threads
 
 from mailsrv import tls
 from mailsrv.pop3 import make_factory
-from test_pop3 import ALICE, MESSAGE, PASSWORD, POP3TestCase
+from support import ALICE, PASSWORD, client_context, listen_loopback
+from test_pop3 import MESSAGE, POP3TestCase
 
 # A first line starting with "." and a "." line: the stuffing a client must undo.
 DOTTED = b".first\r\n" + MESSAGE + b".\r\n"
@@ -20,26 +18,11 @@ DOTTED = b".first\r\n" + MESSAGE + b".\r\n"
 
 class RealTLSTests(POP3TestCase):
     async def listen(self, kind: str) -> int:
-        """Serve *kind* on a free loopback port; returns the port."""
+        """Serve *kind* on a free loopback port, with DOTTED in alice's INBOX; returns the port."""
         self.ctx.tls = tls.server_options(self.config)
-        # The wrapper also stands in for haproxy:, whose transport wrapper
-        # never starts providing ISSLTransport after STLS.
-        factory = self.tracker = WrappingFactory(make_factory(self.ctx, kind))
-        if kind == "pop3s":
-            factory = WrappingFactory(TLSMemoryBIOFactory(self.ctx.tls, False, self.tracker))
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(self.stop, port)
+        port = listen_loopback(self, make_factory(self.ctx, kind), self.ctx.tls if kind == "pop3s" else None)
         await self.store.deliver([ALICE], DOTTED)
-        return port.getHost().port
-
-    async def stop(self, port) -> None:
-        await port.stopListening()
-        while self.tracker.protocols:  # let the server see the client's close
-            await task.deferLater(reactor, 0.01, lambda: None)
-
-    def client_context(self) -> ssl.SSLContext:
-        cert, _ = tls.certificate_files(self.config)
-        return ssl.create_default_context(cafile=cert)
+        return port
 
     async def test_stls_login_and_retr(self):
         port = await self.listen("pop3")
@@ -47,7 +30,7 @@ class RealTLSTests(POP3TestCase):
         def client() -> tuple[bytes, list[bytes]]:
             pop = poplib.POP3("127.0.0.1", port, timeout=10)
             try:
-                pop.stls(self.client_context())
+                pop.stls(client_context(self.config))
                 pop.user(ALICE)
                 pop.pass_(PASSWORD.decode())
                 _, lines, _ = pop.retr(1)
@@ -71,7 +54,7 @@ class RealTLSTests(POP3TestCase):
                 while reply.count(b"\r\n") < 2:
                     reply += raw.recv(1024)
                 assert reply.endswith(b"+OK Begin TLS negotiation\r\n"), reply
-                with self.client_context().wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+                with client_context(self.config).wrap_socket(raw, server_hostname="127.0.0.1") as sock:
                     sock.sendall(b"PASS " + PASSWORD + b"\r\nQUIT\r\n")
                     answer = b""
                     while not answer.endswith(b"Bye.\r\n"):
@@ -84,7 +67,7 @@ class RealTLSTests(POP3TestCase):
         port = await self.listen("pop3s")
 
         def client() -> tuple[list[str], bytes]:
-            pop = poplib.POP3_SSL("127.0.0.1", port, context=self.client_context(), timeout=10)
+            pop = poplib.POP3_SSL("127.0.0.1", port, context=client_context(self.config), timeout=10)
             try:
                 caps = sorted(pop.capa())
                 pop.user(ALICE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from twisted.logger import formatEvent
 from twisted.internet import defer
 
 from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase
@@ -96,6 +97,7 @@ class AcceptTests(InboundTestCase):
                 "queue_id": queue_id,
             },
         )
+        self.assertIn("rejected=['nobody@example.test']", formatEvent(event))
 
     def test_abandoned_transaction_is_logged(self):
         self.mail()

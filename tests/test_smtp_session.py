@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
-from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
-from twisted.internet.interfaces import ISSLTransport, ITCPTransport, ITLSTransport
-from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.internet.interfaces import ISSLTransport, ITLSTransport
+from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 from zope.interface import alsoProvides, implementer
@@ -27,9 +24,8 @@ from mailsrv.accounts.cred import Realm
 from mailsrv.context import ServerContext
 from mailsrv.smtp.auth import ISubmitter, Submitter
 from mailsrv.smtp.server import make_factory
+from support import FakeChecker, TCPStringTransport
 
-ALICE = "alice@example.test"
-PASSWORD = b"correct horse"
 HOST = "mx.example.test"
 MAX_SIZE = 4096
 MAX_LINE = 1000
@@ -69,25 +65,6 @@ class FakeStore:
         return d
 
 
-@implementer(ICredentialsChecker)
-class FakeChecker:
-    """alice's password only; answers later when given a clock, as hashing does."""
-
-    credentialInterfaces = (IUsernamePassword,)
-
-    def __init__(self) -> None:
-        self.clock: task.Clock | None = None
-
-    def requestAvatarId(self, credentials: Any) -> defer.Deferred[str]:
-        if credentials.username == ALICE.encode() and credentials.checkPassword(PASSWORD):
-            result = defer.succeed(ALICE)
-        else:
-            result = defer.fail(UnauthorizedLogin())
-        if self.clock is None:
-            return result
-        return task.deferLater(self.clock, 1, lambda: result)
-
-
 class FakeHandle:
     """What ``getHandle()`` gives on a TLS transport: the pyOpenSSL connection."""
 
@@ -98,15 +75,11 @@ class FakeHandle:
         return "TLS_AES_256_GCM_SHA384"
 
 
-@implementer(ITCPTransport, ITLSTransport)
-class TCPStringTransport(StringTransport):
-    """A StringTransport that is TCP and can pretend to start TLS."""
+@implementer(ITLSTransport)
+class TLSStringTransport(TCPStringTransport):
+    """A TCP StringTransport that can pretend to start TLS."""
 
-    nodelay = False
     tls_options: object = None
-
-    def setTcpNoDelay(self, enabled: bool) -> None:
-        self.nodelay = enabled
 
     def startTLS(self, options: object) -> None:
         self.tls_options = options
@@ -149,7 +122,7 @@ class SMTPTestCase(unittest.TestCase):
 
     def connect(self, kind: str | None = None, secure: bool = False, peer: IPv4Address | None = None) -> bytes:
         """Open a session; *secure* makes the transport TLS from the start. Returns the greeting."""
-        self.transport = TCPStringTransport(peerAddress=peer or self.peer)
+        self.transport = TLSStringTransport(peerAddress=peer or self.peer)
         if secure:
             alsoProvides(self.transport, ISSLTransport)
         self.server = make_factory(self.ctx, kind or self.kind).buildProtocol(None)

@@ -1,6 +1,6 @@
 """Submission (587 STARTTLS, 465 implicit TLS): STARTTLS, AUTH, who may send where.
 
-The in-memory transport pretends to start TLS (``TCPStringTransport``); real
+The in-memory transport pretends to start TLS (``TLSStringTransport``); real
 TLS over loopback is exercised in ``test_smtp_tls``.
 """
 
@@ -11,7 +11,8 @@ import base64
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
 
-from test_smtp_session import ALICE, PASSWORD, SMTPTestCase
+from support import ALICE, PASSWORD
+from test_smtp_session import SMTPTestCase
 
 PLAIN_OK = b"AUTH PLAIN " + base64.b64encode(b"\0" + ALICE.encode() + b"\0" + PASSWORD) + b"\r\n"
 PLAIN_BAD = b"AUTH PLAIN " + base64.b64encode(b"\0" + ALICE.encode() + b"\0wrong") + b"\r\n"

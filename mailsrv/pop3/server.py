@@ -249,27 +249,30 @@ class POP3Server(CommandSession):
         """RFC 1939 section 5 (drop listing)."""
         self.successResponse(b"%d %d" % self._totals())
 
-    @command(TRANSACTION, args=(0, 1))
-    def do_LIST(self, arg: bytes | None = None) -> None:
-        """RFC 1939 section 5 (scan listings)."""
+    def _listing(self, arg: bytes | None, header: bytes, value: Callable[[int], bytes]) -> None:
+        """LIST and UIDL: "number value" for message *arg*, else a multi-line
+        listing under *header* of every message not marked deleted.
+
+        *value* gets a 0-based index (RFC 1939 sections 5 and 7).
+        """
         if arg is not None:
             index = self._message(arg)
             if index is not None:
-                self.successResponse(b"%d %d" % (index + 1, self.mbox.listMessages(index)))
+                self.successResponse(b"%d %s" % (index + 1, value(index)))
             return
-        listing = b"".join(b"%d %d\r\n" % entry for entry in self._live())
-        self.multiline(b"%d messages (%d octets)" % self._totals(), listing + b".\r\n")
+        lines = b"".join(b"%d %s\r\n" % (n, value(n - 1)) for n, _ in self._live())
+        self.multiline(header, lines + b".\r\n")
+
+    @command(TRANSACTION, args=(0, 1))
+    def do_LIST(self, arg: bytes | None = None) -> None:
+        """RFC 1939 section 5 (scan listings)."""
+        header = b"%d messages (%d octets)" % self._totals()
+        self._listing(arg, header, lambda index: b"%d" % self.mbox.listMessages(index))
 
     @command(TRANSACTION, args=(0, 1))
     def do_UIDL(self, arg: bytes | None = None) -> None:
         """RFC 1939 section 7 (unique-id listings)."""
-        if arg is not None:
-            index = self._message(arg)
-            if index is not None:
-                self.successResponse(b"%d %s" % (index + 1, self.mbox.getUidl(index)))
-            return
-        lines = b"".join(b"%d %s\r\n" % (n, self.mbox.getUidl(n - 1)) for n, _ in self._live())
-        self.multiline(b"", lines + b".\r\n")
+        self._listing(arg, b"", self.mbox.getUidl)
 
     @command(TRANSACTION, args=(1, 1))
     def do_RETR(self, arg: bytes) -> None:

@@ -620,7 +620,7 @@ class SMTPServer(ESMTP):
         """The one log line per SMTP transaction (DESIGN.md: contracts)."""
         log.info(
             "SMTP transaction from {client_ip} helo={helo} sender=<{sender}> "
-            "recipients={recipients} size={size} result={result} id={queue_id}",
+            "recipients={recipients} rejected={rejected} size={size} result={result} id={queue_id}",
             result=code if code is not None else "aborted",
             kind=self.session.kind,
             **summary,

@@ -1,0 +1,92 @@
+"""Fixtures the protocol tests share: alice's fake password check, TCP string
+transports, and real TLS listeners on loopback.
+
+A plain module, not a test file: the SMTP, POP3 and IMAP test modules import
+from it so that one copy of each fake serves them all.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer, reactor, task
+from twisted.internet.interfaces import IListeningPort, ITCPTransport
+from twisted.internet.protocol import ServerFactory
+from twisted.internet.testing import StringTransport
+from twisted.protocols.policies import WrappingFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.trial import unittest
+from zope.interface import implementer
+
+from mailsrv import config as configuration, tls
+
+ALICE = "alice@example.test"
+PASSWORD = b"correct horse"
+
+
+@implementer(ICredentialsChecker)
+class FakeChecker:
+    """alice's password only; answers later when given a clock, as hashing does."""
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self) -> None:
+        self.clock: task.Clock | None = None
+
+    def requestAvatarId(self, credentials: Any) -> defer.Deferred[str]:
+        if credentials.username == ALICE.encode() and credentials.checkPassword(PASSWORD):
+            result = defer.succeed(ALICE)
+        else:
+            result = defer.fail(UnauthorizedLogin())
+        if self.clock is None:
+            return result
+        return task.deferLater(self.clock, 1, lambda: result)
+
+
+@implementer(ITCPTransport)
+class TCPStringTransport(StringTransport):
+    """A StringTransport that, like every accepted connection, is TCP."""
+
+    nodelay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.nodelay = enabled
+
+
+class FakeTLS:
+    """Stands in for CertificateOptions on iosim's pretend-TLS transport."""
+
+    def iosimVerify(self, other: Any) -> bool:
+        return True
+
+
+def listen_loopback(case: unittest.TestCase, factory: ServerFactory, implicit_tls: object | None = None) -> int:
+    """Serve *factory* on a free 127.0.0.1 port; returns the port.
+
+    With *implicit_tls* (server options) the listener speaks TLS from the first
+    byte, as ``pop3s`` and ``submissions`` do.  The port closes at *case*'s
+    cleanup, once the server has seen every client's close.
+    """
+    # The wrapper also stands in for haproxy:, whose transport wrapper
+    # never starts providing ISSLTransport after STARTTLS or STLS.
+    tracker = WrappingFactory(factory)
+    outer = tracker if implicit_tls is None else TLSMemoryBIOFactory(implicit_tls, False, tracker)
+    port = reactor.listenTCP(0, outer, interface="127.0.0.1")
+    case.addCleanup(_stop, port, tracker)
+    return port.getHost().port
+
+
+async def _stop(port: IListeningPort, tracker: WrappingFactory) -> None:
+    await port.stopListening()
+    while tracker.protocols:  # let the server see the client's close
+        await task.deferLater(reactor, 0.01, lambda: None)
+
+
+def client_context(config: configuration.Config) -> ssl.SSLContext:
+    """A client context that trusts the certificate the server of *config* presents."""
+    cert, _ = tls.certificate_files(config)
+    return ssl.create_default_context(cafile=cert)
