@@ -1,0 +1,709 @@
+"""SMTP delivery benchmark: accepted-and-stored messages per second, next to the disk.
+
+An absolute msg/s figure on a shared machine drifts by 2x within an hour, so
+every figure printed here is paired with the disk's own durable-write ceiling
+measured in the same run, on the same file system, and shown as a ratio; with
+``--server-port`` an already running server (e.g. the Postfix peer) is
+measured in the same run too, interleaved cell by cell with our own server.
+
+For each (size, concurrency) cell and each target server:
+
+1. measure the disk ceiling: a loop of open+write+fsync+rename+fsync(dir) of
+   a message-sized file (the Maildir delivery pattern the store follows),
+   with one thread and with as many threads as the server can write with;
+2. empty the recipient's Maildir (``new/`` and ``cur/``);
+3. start the clock, send N messages to alice@example.test over C concurrent
+   SMTP connections, and stop the clock once every accepted message is in
+   ``new/`` or ``cur/`` (a server may answer 250 before delivering, as
+   Postfix does; ours answers after the fsync).
+
+No timing is asserted: this prints figures for a human to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from email.utils import formatdate
+from typing import Callable, Iterator, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+RECIPIENT = "alice@example.test"
+#: mailsrv's reactor thread pool size (``tap.makeService``): at most this many
+#: durable writes run at once, so more disk threads would not model the server.
+SERVER_WRITE_THREADS = 32
+#: twistd for this interpreter; ``python -m twisted`` is ``twist``, which has no ``-n``.
+TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+
+
+# --------------------------------------------------------------------------
+# Disk ceiling
+
+
+@dataclass
+class DiskCeiling:
+    """Durable Maildir-style writes per second of one loop configuration."""
+
+    size: int
+    threads: int
+    writes: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        """Durable writes per second over the whole loop."""
+        return self.writes / self.seconds if self.seconds else 0.0
+
+
+def disk_ceiling(base: str, size: int, threads: int, seconds: float) -> DiskCeiling:
+    """Run write+fsync+rename+fsync(dir) from *threads* threads for *seconds*.
+
+    All threads share one ``tmp/`` and one ``new/``, as every SMTP connection
+    to one recipient shares that recipient's Maildir, so directory-inode
+    contention and journal-commit batching are the server's, not an ideal.
+    """
+    work = tempfile.mkdtemp(prefix=f"ceiling-{size}-{threads}-", dir=base)
+    tmp_dir, new_dir = os.path.join(work, "tmp"), os.path.join(work, "new")
+    os.mkdir(tmp_dir)
+    os.mkdir(new_dir)
+    payload = (b"0123456789abcdef" * (size // 16 + 1))[:size]
+    names = itertools.count()  # next() on a count is atomic under the GIL
+    counts = [0] * threads
+    start = threading.Barrier(threads + 1)
+    deadline = [0.0]
+
+    def loop(slot: int) -> None:
+        dir_fd = os.open(new_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            start.wait()
+            while time.monotonic() < deadline[0]:
+                name = f"{next(names)}.ceiling"
+                tmp_path = os.path.join(tmp_dir, name)
+                fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    view = memoryview(payload)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp_path, os.path.join(new_dir, name))
+                os.fsync(dir_fd)
+                counts[slot] += 1
+        finally:
+            os.close(dir_fd)
+
+    workers = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
+    for w in workers:
+        w.start()
+    began = time.monotonic()
+    deadline[0] = began + seconds
+    start.wait()
+    for w in workers:
+        w.join()
+    elapsed = time.monotonic() - began
+    shutil.rmtree(work)
+    return DiskCeiling(size=size, threads=threads, writes=sum(counts), seconds=elapsed)
+
+
+# --------------------------------------------------------------------------
+# Maildir and process accounting
+
+
+def count_stored(maildir: str) -> int:
+    """Messages delivered to *maildir*'s INBOX (``new/`` plus ``cur/``)."""
+    total = 0
+    for sub in ("new", "cur"):
+        try:
+            with os.scandir(os.path.join(maildir, sub)) as entries:
+                total += sum(1 for _ in entries)
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def empty_maildir(maildir: str) -> None:
+    """Start a cell with small, empty ``new/`` and ``cur/`` directories.
+
+    ext4 directories never shrink, so deleting the files alone would leave
+    each later cell scanning a directory sized by all earlier ones; the
+    directories are recreated with their owner and mode (Postfix delivers as
+    ``mail``, not as us).
+    """
+    for sub in ("new", "cur"):
+        path = os.path.join(maildir, sub)
+        if not os.path.isdir(path):
+            continue
+        st = os.stat(path)
+        old = f"{path}.bench-old"
+        os.rename(path, old)
+        os.mkdir(path, st.st_mode & 0o7777)
+        os.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, st.st_mode & 0o7777)
+        shutil.rmtree(old)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree_cpu(root: int) -> float:
+    """CPU seconds of *root* and its live descendants, with their reaped children.
+
+    ``cutime``/``cstime`` carry the CPU of workers that already exited, so a
+    forking server (Postfix's smtpd, cleanup, virtual) is fully counted.
+    """
+    parents: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue
+        fields_after_name = text[text.rfind(")") + 2 :].split()
+        stats[int(entry)] = fields_after_name
+        parents.setdefault(int(fields_after_name[1]), []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += sum(int(x) for x in stats[pid][11:15])  # utime stime cutime cstime
+        todo.extend(parents.get(pid, []))
+    return total / _TICKS
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(total, idle) jiffies of all cores, to tell a CPU-bound run from a disk-bound one."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
+def children_cpu() -> float:
+    """CPU seconds of our reaped child processes (smtp-source after it exits)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --------------------------------------------------------------------------
+# Load generators
+
+
+@dataclass
+class ClientResult:
+    """What the load generator saw: replies and its own CPU cost."""
+
+    accepted: int
+    rejected: int
+    errors: list[str]
+    cpu_seconds: float
+
+
+def message_body(size: int) -> bytes:
+    """*size* octets of plain text in 78-octet CRLF lines, none starting with a dot."""
+    line = b"The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs"[:76] + b"\r\n"
+    body = line * (size // len(line) + 1)
+    return body[: max(size - 2, 0)] + b"\r\n" if size >= 2 else b"\r\n"
+
+
+def message_headers(number: int, size: int, sender: str, recipient: str) -> bytes:
+    """The header block a mail client would write for message *number*."""
+    return (
+        f"From: Bench Sender <{sender}>\r\n"
+        f"To: Alice <{recipient}>\r\n"
+        f"Subject: delivery benchmark message {number} ({size} octets)\r\n"
+        f"Date: {formatdate(localtime=True)}\r\n"
+        f"Message-ID: <{number}.{os.getpid()}.{time.time_ns()}@bench.example.test>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n"
+        "Content-Transfer-Encoding: 7bit\r\n"
+        "\r\n"
+    ).encode("ascii")
+
+
+async def _reply(reader: asyncio.StreamReader) -> int:
+    """The code of one (possibly multi-line) SMTP reply."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("server closed the connection")
+        if line[3:4] != b"-":
+            return int(line[:3])
+
+
+async def _ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """Greet; return whether the server offers PIPELINING (RFC 2920)."""
+    if await _reply(reader) != 220:
+        raise ConnectionError("no 220 greeting")
+    writer.write(b"EHLO bench.example.test\r\n")
+    pipelining = False
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("server closed the connection after EHLO")
+        if line[4:].strip().upper() == b"PIPELINING":
+            pipelining = True
+        if line[3:4] != b"-":
+            if line[:3] != b"250":
+                raise ConnectionError(f"EHLO refused: {line!r}")
+            return pipelining
+
+
+async def _session(
+    port: int, take: Callable[[], int | None], body: bytes, sender: str, result: ClientResult
+) -> None:
+    """One connection: EHLO once, then transactions until no message is left."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 16)
+    try:
+        pipelining = await _ehlo(reader, writer)
+        envelope = f"MAIL FROM:<{sender}>\r\n".encode(), f"RCPT TO:<{RECIPIENT}>\r\n".encode(), b"DATA\r\n"
+        while (number := take()) is not None:
+            if pipelining:
+                writer.write(b"".join(envelope))
+                codes = [await _reply(reader) for _ in envelope]
+            else:
+                codes = []
+                for command in envelope:
+                    writer.write(command)
+                    codes.append(await _reply(reader))
+                    if codes[-1] >= 400:
+                        break
+            if codes[-1] == 354:
+                writer.write(message_headers(number, len(body), sender, RECIPIENT) + body + b".\r\n")
+                codes.append(await _reply(reader))
+            if codes[:2] == [250, 250] and codes[2:] == [354, 250]:
+                result.accepted += 1
+            else:
+                result.rejected += 1
+                writer.write(b"RSET\r\n")
+                await _reply(reader)
+        writer.write(b"QUIT\r\n")
+        await writer.drain()
+    finally:
+        writer.close()
+
+
+def run_python_client(port: int, messages: int, concurrency: int, size: int, sender: str) -> ClientResult:
+    """Send with an in-process asyncio client; its CPU competes with the server's."""
+    result = ClientResult(accepted=0, rejected=0, errors=[], cpu_seconds=0.0)
+    body = message_body(size)
+    numbers = iter(range(messages))
+
+    def take() -> int | None:
+        return next(numbers, None)
+
+    async def all_sessions() -> None:
+        sessions = [_session(port, take, body, sender, result) for _ in range(min(concurrency, messages))]
+        for outcome in await asyncio.gather(*sessions, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                result.errors.append(f"{type(outcome).__name__}: {outcome}")
+
+    cpu_before = time.process_time()
+    asyncio.run(all_sessions())
+    result.cpu_seconds = time.process_time() - cpu_before
+    return result
+
+
+def run_smtp_source(
+    port: int, messages: int, concurrency: int, size: int, sender: str, timeout: float
+) -> ClientResult:
+    """Send with Postfix's smtp-source: C code, so the server keeps the CPU.
+
+    ``-d`` keeps each session's connection for many messages, as the Python
+    client does.  smtp-source stops at the first reply that is not the
+    expected one, so exit status 0 means every message was answered 250.
+    """
+    command = [
+        SMTP_SOURCE, "-d", "-s", str(concurrency), "-m", str(messages), "-l", str(size),
+        "-M", "bench.example.test", "-f", sender, "-t", RECIPIENT, f"127.0.0.1:{port}",
+    ]
+    cpu_before = children_cpu()
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return ClientResult(0, 0, [f"smtp-source timed out after {timeout:.0f}s"], children_cpu() - cpu_before)
+    cpu = children_cpu() - cpu_before
+    if done.returncode == 0:
+        return ClientResult(messages, 0, [], cpu)
+    tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+    return ClientResult(0, messages, [f"smtp-source exit {done.returncode}: {' | '.join(tail)}"], cpu)
+
+
+# --------------------------------------------------------------------------
+# Target servers
+
+
+@dataclass
+class Target:
+    """A server to measure: where to send, where mail lands, whose CPU to count."""
+
+    label: str
+    port: int
+    maildir: str
+    pid: int | None
+
+
+def free_port() -> int:
+    """A currently unused loopback port (the peer Postfix holds mailsrv's 2525)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Return once *port* accepts, or fail early if *process* has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"mailsrv exited with status {process.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"mailsrv did not listen on port {port} within {timeout:.0f}s")
+
+
+class OwnServer:
+    """A throw-away mailsrv: temp data dir, generated config, one user, SMTP only."""
+
+    def __init__(self, base: str, password: str = "bench-password") -> None:
+        self.data_dir = os.path.join(base, "data")
+        self.config = os.path.join(base, "mailsrv.toml")
+        self.log = os.path.join(base, "mailsrv.log")
+        self.port = free_port()
+        self.password = password
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def maildir(self) -> str:
+        """alice's Maildir, where DESIGN.md says the store puts her mail."""
+        local, _, domain = RECIPIENT.partition("@")
+        return os.path.join(self.data_dir, "mail", domain, local)
+
+    def _env(self) -> dict[str, str]:
+        """PYTHONPATH to the checkout: twistd finds plugins there, not in editable installs."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+        return env
+
+    def start(self) -> Target:
+        """Configure, add the user, start twistd and return once SMTP accepts connections.
+
+        Only SMTP listens, on a free port, so the run neither collides with
+        a peer on mailsrv's default ports nor pays for listeners it does not use.
+        """
+        kinds = ("submission", "submissions", "pop3", "pop3s", "imap", "imaps")
+        with open(self.config, "w") as f:
+            f.write(
+                'hostname = "mail.example.test"\n'
+                f"data_dir = {json.dumps(self.data_dir)}\n"
+                'domains = ["example.test"]\n'
+                "[listen]\n"
+                f'smtp = ["tcp:{self.port}:interface=127.0.0.1"]\n'
+                + "".join(f"{kind} = []\n" for kind in kinds)
+            )
+        added = subprocess.run(
+            [sys.executable, "-m", "mailsrv.admin", "--config", self.config,
+             "user", "add", RECIPIENT, "--password-stdin"],
+            input=f"{self.password}\n".encode(), env=self._env(), cwd=REPO, capture_output=True,
+        )
+        if added.returncode != 0:
+            raise RuntimeError(f"mailsrv user add failed: {added.stderr.decode(errors='replace').strip()}")
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "mailsrv", "--config", self.config],
+                stdout=log, stderr=subprocess.STDOUT, env=self._env(), cwd=REPO,
+            )
+        try:
+            wait_for_port(self.port, self.process, timeout=60)
+        except RuntimeError as e:
+            self.stop()
+            with open(self.log, errors="replace") as log_text:
+                raise RuntimeError(f"{e}; end of {self.log}:\n{log_text.read()[-3000:]}") from None
+        return Target("mailsrv", self.port, self.maildir, self.process.pid)
+
+    def stop(self) -> None:
+        """SIGTERM, as an init system would, so shutdown is exercised too; kill if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# --------------------------------------------------------------------------
+# One measurement
+
+
+@dataclass
+class Row:
+    """One (target, size, concurrency) measurement with its same-run disk ceiling."""
+
+    target: str
+    client: str
+    size: int
+    concurrency: int
+    messages: int
+    accepted: int
+    stored: int
+    accept_seconds: float
+    stored_seconds: float | None
+    disk_1_thread: float
+    disk_threads: int
+    disk_n_threads: float
+    server_cpu_seconds: float | None
+    client_cpu_seconds: float
+    machine_busy: float
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float | None:
+        """Accepted-and-stored messages per second; None when not all were stored."""
+        if self.stored_seconds is None or self.accepted < self.messages:
+            return None
+        return self.messages / self.stored_seconds
+
+    @property
+    def ratio(self) -> float | None:
+        """Share of the disk's ceiling reached, against the multi-threaded loop."""
+        rate = self.per_second
+        return rate / self.disk_n_threads if rate is not None and self.disk_n_threads else None
+
+
+def measure(
+    target: Target, client: str, size: int, concurrency: int, messages: int,
+    sender: str, timeout: float, ceiling: tuple[DiskCeiling, DiskCeiling],
+) -> Row:
+    """Send *messages* to *target* and time them until all are in its Maildir."""
+    empty_maildir(target.maildir)
+    base = count_stored(target.maildir)
+    server_cpu = process_tree_cpu(target.pid) if target.pid else None
+    busy_before = machine_cpu()
+    began = time.monotonic()
+    if client == "smtp-source":
+        sent = run_smtp_source(target.port, messages, concurrency, size, sender, timeout)
+    else:
+        sent = run_python_client(target.port, messages, concurrency, size, sender)
+    accept_seconds = time.monotonic() - began
+    stored_seconds = None
+    deadline = began + timeout
+    while True:
+        stored = count_stored(target.maildir) - base
+        if stored >= sent.accepted:
+            stored_seconds = time.monotonic() - began
+            break
+        if time.monotonic() > deadline:
+            sent.errors.append(f"only {stored} of {sent.accepted} accepted messages stored after {timeout:.0f}s")
+            break
+        time.sleep(0.01)
+    busy_after = machine_cpu()
+    total, idle = busy_after[0] - busy_before[0], busy_after[1] - busy_before[1]
+    if sent.rejected:
+        sent.errors.append(f"{sent.rejected} messages not answered 250")
+    return Row(
+        target=target.label, client=client, size=size, concurrency=concurrency, messages=messages,
+        accepted=sent.accepted, stored=stored, accept_seconds=accept_seconds, stored_seconds=stored_seconds,
+        disk_1_thread=ceiling[0].per_second, disk_threads=ceiling[1].threads, disk_n_threads=ceiling[1].per_second,
+        server_cpu_seconds=None if server_cpu is None else process_tree_cpu(target.pid) - server_cpu,
+        client_cpu_seconds=sent.cpu_seconds, machine_busy=1 - idle / total if total else 0.0, errors=sent.errors,
+    )
+
+
+# --------------------------------------------------------------------------
+# Output
+
+
+HEADER = (
+    f"{'target':<12} {'size':>6} {'conc':>4} {'msgs':>5} {'accept s':>8} {'stored s':>8} {'msg/s':>7} "
+    f"{'disk 1t/s':>9} {'disk Nt/s':>12} {'ratio':>5} {'srv cpu':>7} {'gen cpu':>7} {'busy':>4}"
+)
+
+
+def _number(value: float | None, width: int, digits: int) -> str:
+    """*value* right-aligned, or ``-`` when the run could not produce it."""
+    return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+
+def format_row(row: Row) -> str:
+    """One table line; ``-`` marks a figure the run could not produce."""
+    return (
+        f"{row.target:<12} {row.size:>6} {row.concurrency:>4} {row.messages:>5} "
+        f"{row.accept_seconds:>8.2f} {_number(row.stored_seconds, 8, 2)} {_number(row.per_second, 7, 1)} "
+        f"{row.disk_1_thread:>9.0f} {row.disk_n_threads:>7.0f} ({row.disk_threads:>2}) {_number(row.ratio, 5, 2)} "
+        f"{_number(row.server_cpu_seconds, 7, 2)} {row.client_cpu_seconds:>7.2f} {100 * row.machine_busy:>3.0f}%"
+    )
+
+
+def compare(cell: Sequence[Row]) -> Iterator[str]:
+    """Each other target's msg/s against the first target's, within one cell."""
+    ours = cell[0]
+    for other in cell[1:]:
+        if ours.per_second is None or other.per_second is None:
+            continue
+        yield (
+            f"size {ours.size:>6} conc {ours.concurrency:>3}: {ours.target} {ours.per_second:.1f} msg/s, "
+            f"{other.target} {other.per_second:.1f} msg/s, {ours.target}/{other.target} = "
+            f"{ours.per_second / other.per_second:.2f}"
+        )
+
+
+# --------------------------------------------------------------------------
+# Command line
+
+
+def _int_list(text: str) -> list[int]:
+    """``"1,20,100"`` -> ``[1, 20, 100]``."""
+    return [int(part) for part in text.split(",") if part]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Options, checked together so a run never starts only to fail halfway."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=_int_list, default=[2048, 102400], help="message body sizes in octets")
+    parser.add_argument("--concurrency", type=_int_list, default=[20], help="connections, e.g. 1,20,100")
+    parser.add_argument("--messages", type=int, help="messages per cell (default 2000 below 64 KiB, else 500)")
+    parser.add_argument("--repeats", type=int, default=1, help="run every cell this many times")
+    parser.add_argument(
+        "--client", choices=("python", "smtp-source"),
+        default="smtp-source" if os.access(SMTP_SOURCE, os.X_OK) else "python",
+        help="load generator (default: smtp-source if installed; package postfix)",
+    )
+    parser.add_argument("--server-port", type=int, help="also measure the server already listening here")
+    parser.add_argument("--maildir", help="alice's Maildir of that server (to count stored messages)")
+    parser.add_argument("--server-label", default="peer", help="name of that server in the table")
+    parser.add_argument("--server-pidfile", help="pid file of that server, to count its CPU (e.g. Postfix master.pid)")
+    parser.add_argument("--no-mailsrv", action="store_true", help="measure only --server-port")
+    parser.add_argument("--sender", default="sender@example.test")
+    parser.add_argument("--disk-seconds", type=float, default=3.0, help="length of each disk-ceiling loop")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up on a cell after this long")
+    parser.add_argument("--tmpdir", help="where the data dir goes; put it on the disk the store would use")
+    parser.add_argument("--keep", action="store_true", help="keep the temp data dir and server log")
+    parser.add_argument("--json", help="also write every row (and the settings) to this file")
+    parser.add_argument("--quick", action="store_true", help="tiny run: few messages, short disk loops")
+    args = parser.parse_args(argv)
+    if (args.server_port is None) != (args.maildir is None):
+        parser.error("--server-port and --maildir go together")
+    if args.no_mailsrv and args.server_port is None:
+        parser.error("--no-mailsrv needs --server-port")
+    if args.client == "smtp-source" and not os.access(SMTP_SOURCE, os.X_OK):
+        parser.error(f"{SMTP_SOURCE} not found (apt-get install postfix), use --client python")
+    if args.quick:
+        args.disk_seconds = min(args.disk_seconds, 0.5)
+    return args
+
+
+def messages_for(args: argparse.Namespace, size: int) -> int:
+    """Messages per cell: enough for a few seconds of sending at the expected rate."""
+    if args.messages is not None:
+        return args.messages
+    if args.quick:
+        return 100 if size < 65536 else 20
+    return 2000 if size < 65536 else 500
+
+
+def warm_up(target: Target, sender: str) -> None:
+    """A few messages first, so lazy imports and Maildir creation are not timed."""
+    empty_maildir(target.maildir)
+    sent = run_python_client(target.port, 3, 1, 512, sender)
+    if sent.accepted != 3:
+        raise RuntimeError(f"{target.label} on port {target.port} did not accept mail: {sent.errors or 'rejected'}")
+    deadline = time.monotonic() + 30
+    while count_stored(target.maildir) < 3:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{target.label} accepted mail but nothing reached {target.maildir}")
+        time.sleep(0.05)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every cell; exit 0 if all went through, 1 if some mail was lost or refused, 2 if no run."""
+    args = parse_args(argv)
+    base = tempfile.mkdtemp(prefix="mailsrv-bench-", dir=args.tmpdir)
+    server = None if args.no_mailsrv else OwnServer(base)
+    targets: list[Target] = []
+    rows: list[Row] = []
+    summary: list[str] = []
+    try:
+        if server is not None:
+            targets.append(server.start())
+        if args.server_port is not None:
+            pid = None
+            if args.server_pidfile:
+                with open(args.server_pidfile) as f:
+                    pid = int(f.read().split()[0])
+            targets.append(Target(args.server_label, args.server_port, args.maildir, pid))
+        for target in targets:
+            warm_up(target, args.sender)
+        print(f"client {args.client}, {os.cpu_count()} CPUs, data in {base}; disk Nt/s shows (threads)")
+        print(HEADER, flush=True)
+        for repeat in range(args.repeats):
+            for size in args.sizes:
+                for concurrency in args.concurrency:
+                    ceiling = (
+                        disk_ceiling(base, size, 1, args.disk_seconds),
+                        disk_ceiling(base, size, min(concurrency, SERVER_WRITE_THREADS), args.disk_seconds),
+                    )
+                    # Alternate who goes first, so that a server measured right
+                    # after the disk loop (or after the other) is not always the same one.
+                    order = range(len(targets)) if repeat % 2 == 0 else reversed(range(len(targets)))
+                    by_index: dict[int, Row] = {}
+                    for index in order:
+                        row = by_index[index] = measure(
+                            targets[index], args.client, size, concurrency, messages_for(args, size),
+                            args.sender, args.timeout, ceiling,
+                        )
+                        print(format_row(row), flush=True)
+                        for error in row.errors:
+                            print(f"    ! {error}", flush=True)
+                    cell = [by_index[index] for index in range(len(targets))]
+                    rows.extend(cell)
+                    summary.extend(compare(cell))
+    except RuntimeError as e:
+        print(f"delivery.py: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if server is not None:
+            server.stop()
+        if args.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    if summary:
+        print()
+        print("\n".join(summary))
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k != "json"}
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "settings": settings, "machine": platform.node(), "cpus": os.cpu_count(),
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "rows": [asdict(r) | {"per_second": r.per_second, "ratio": r.ratio} for r in rows],
+                },
+                f, indent=2,
+            )
+    return 0 if all(not r.errors for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
