@@ -9,6 +9,9 @@ from zope.interface import implementer
 
 from mailsrv.store import (
     FolderExists,
+    FolderHasChildren,
+    InvalidFlag,
+    KeywordLimit,
     IFolderListener,
     InvalidAddress,
     InvalidFolderName,
@@ -158,6 +161,24 @@ class ChangeFeedTests(StoreTestCase):
         self.assertEqual(os.listdir(os.path.join(inbox.path, "new")), [])
 
 
+class FlagValidationTests(StoreTestCase):
+    async def test_keywords_past_26_are_refused_not_dropped(self):
+        await self.store.deliver(["alice@example.test"], MSG)
+        inbox = self.inbox()
+        inbox.set_flags(1, {f"kw{i:02}" for i in range(26)})
+        self.assertRaises(KeywordLimit, inbox.set_flags, 1, {f"kw{i:02}" for i in range(27)})
+        restarted = Store(self.root).user("alice@example.test").folder("INBOX")
+        self.assertEqual(restarted.get(1).flags, {f"kw{i:02}" for i in range(26)})
+
+    async def test_unknown_system_flags_and_bad_keywords_are_refused(self):
+        await self.store.deliver(["alice@example.test"], MSG)
+        inbox = self.inbox()
+        for bad in ("\\Bogus", "two words", "x" * 129, "caf\u00e9", "a]b", ""):
+            self.assertRaises(InvalidFlag, inbox.set_flags, 1, {bad})
+        self.assertFalse(os.path.exists(os.path.join(inbox.path, "dovecot-keywords")))
+        self.assertEqual(inbox.set_flags(1, {"$Junk", "\\Seen"}).flags, {"$Junk", "\\Seen"})
+
+
 class AppendCopyTests(StoreTestCase):
     async def test_append_with_flags_and_date(self):
         user = self.store.user("alice@example.test")
@@ -190,8 +211,10 @@ class FolderTreeTests(StoreTestCase):
         self.assertRaises(FolderExists, user.create_folder, "archive/2024".replace("a", "A", 1))
         user.rename_folder("Archive", "Old/Archive")
         self.assertEqual(user.list_folders(), ["INBOX", "Entwürfe", "Mr. X", "Old", "Old/Archive", "Old/Archive/2024"])
+        self.assertRaises(FolderHasChildren, user.delete_folder, "Old/Archive")
+        user.delete_folder("Old/Archive/2024")
         user.delete_folder("Old/Archive")
-        self.assertEqual(user.list_folders(), ["INBOX", "Entwürfe", "Mr. X", "Old", "Old/Archive/2024"])
+        self.assertEqual(user.list_folders(), ["INBOX", "Entwürfe", "Mr. X", "Old"])
         self.assertRaises(NoSuchFolder, user.folder, "Nope")
         self.assertRaises(InvalidFolderName, user.delete_folder, "inbox")
 
@@ -208,6 +231,14 @@ class FolderTreeTests(StoreTestCase):
         user.rename_folder("INBOX", "Old mail")
         self.assertEqual(inbox.messages(), [])
         self.assertEqual(user.folder("Old mail").read(1), MSG)
+
+    def test_deleted_folder_is_reported_to_a_session_holding_it(self):
+        user = self.store.user("alice@example.test")
+        user.create_folder("Work")
+        held = user.folder("Work")
+        user.delete_folder("Work")
+        self.assertRaises(NoSuchFolder, held.sync, True)
+        self.assertRaises(NoSuchFolder, user.folder, "Work")
 
     def test_subscriptions(self):
         user = self.store.user("alice@example.test")

@@ -5,6 +5,9 @@ See ``docs/internals.rst`` for the contract the protocol adapters rely on.
 
 from mailsrv.store.errors import (
     FolderExists,
+    FolderHasChildren,
+    InvalidFlag,
+    KeywordLimit,
     InvalidAddress,
     InvalidFolderName,
     MessageGone,
@@ -18,6 +21,9 @@ from mailsrv.store.userstore import UserStore
 __all__ = [
     "Folder",
     "FolderExists",
+    "FolderHasChildren",
+    "InvalidFlag",
+    "KeywordLimit",
     "IFolderListener",
     "InvalidAddress",
     "InvalidFolderName",

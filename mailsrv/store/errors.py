@@ -17,6 +17,18 @@ class FolderExists(StoreError):
     """CREATE or RENAME onto a folder that already exists."""
 
 
+class FolderHasChildren(StoreError):
+    """DELETE of a folder that still has subfolders (refused, as Dovecot does)."""
+
+
+class InvalidFlag(StoreError):
+    """A flag that is neither a known system flag nor a valid keyword atom."""
+
+
+class KeywordLimit(StoreError):
+    """A folder can hold only 26 distinct keywords (Maildir's a-z letters)."""
+
+
 class MessageGone(StoreError, KeyError):
     """The message was expunged (by another session or node) meanwhile."""
 

@@ -25,12 +25,29 @@ from zope.interface import Interface
 
 from mailsrv.durable import fsync_dir
 from mailsrv.store import maildir
-from mailsrv.store.errors import MessageGone
+from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder
 from mailsrv.store.keywords import Keywords
 from mailsrv.store.uidlist import UIDList
 
 #: Flags a client may set; ``\Recent`` is per session and never stored.
 SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
+#: RFC 3501 9: atom-specials may not appear in a keyword (nor may 8-bit octets).
+_ATOM_SPECIALS = frozenset('(){ %*"\\]') | {chr(c) for c in range(0x20)} | {"\x7f"}
+MAX_KEYWORD_LENGTH = 128
+
+
+def check_flags(flags: "frozenset[str] | set[str]") -> set[str]:
+    """The keywords among *flags*; raises :class:`InvalidFlag` for anything unstorable."""
+    keywords = set()
+    for flag in flags:
+        if flag in SYSTEM_FLAGS or flag in maildir.FLAG_LETTERS:
+            continue
+        if flag.startswith("\\"):
+            raise InvalidFlag(f"unknown system flag {flag}")  # RFC 3501 2.3.2
+        if not flag or len(flag) > MAX_KEYWORD_LENGTH or not flag.isascii() or _ATOM_SPECIALS.intersection(flag):
+            raise InvalidFlag("a keyword must be a short atom")
+        keywords.add(flag)
+    return keywords
 
 
 @dataclass(frozen=True)
@@ -139,10 +156,14 @@ class Folder:
     # -- syncing with the disk -----------------------------------------------
 
     def _stamp(self) -> tuple[int, int]:
-        return (
-            os.stat(os.path.join(self.path, "new")).st_mtime_ns,
-            os.stat(os.path.join(self.path, "cur")).st_mtime_ns,
-        )
+        """mtimes of new/ and cur/; :class:`NoSuchFolder` once the folder was deleted."""
+        try:
+            return (
+                os.stat(os.path.join(self.path, "new")).st_mtime_ns,
+                os.stat(os.path.join(self.path, "cur")).st_mtime_ns,
+            )
+        except FileNotFoundError:
+            raise NoSuchFolder(self.name) from None
 
     def sync(self, force: bool = False) -> None:
         """Bring the snapshot in line with the disk and announce what changed.
@@ -236,7 +257,7 @@ class Folder:
     # -- changing ------------------------------------------------------------
 
     def _filename_for(self, key: str, flags: "frozenset[str] | set[str]") -> str:
-        keywords = {f for f in flags if f not in SYSTEM_FLAGS and f not in maildir.FLAG_LETTERS}
+        keywords = check_flags(flags)
         if keywords:
             self._keywords.ensure(keywords)
         return key + maildir.INFO_SEP + maildir.flags_to_info(flags, self._keywords.letter_of)

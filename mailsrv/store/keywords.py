@@ -11,6 +11,7 @@ import os
 import string
 
 from mailsrv.durable import replace_file
+from mailsrv.store.errors import KeywordLimit
 
 FILENAME = "dovecot-keywords"
 LETTERS = string.ascii_lowercase
@@ -45,12 +46,18 @@ class Keywords:
         self._mtime = mtime
 
     def ensure(self, keywords: "set[str] | frozenset[str]") -> None:
-        """Give every keyword a letter, persisting new ones; extra ones past 26 are dropped."""
+        """Give every keyword a letter, persisting new ones.
+
+        Raises :class:`KeywordLimit` rather than silently dropping a keyword
+        the client was told was stored (RFC 5530 LIMIT).
+        """
         self.refresh()
         missing = [k for k in sorted(keywords) if k not in self.letter_of]
-        free = [c for c in LETTERS if c not in self.keyword_of]
-        if not missing or not free:
+        if not missing:
             return
+        free = [c for c in LETTERS if c not in self.keyword_of]
+        if len(missing) > len(free):
+            raise KeywordLimit(f"at most {len(LETTERS)} keywords per folder")
         for keyword, letter in zip(missing, free):
             self.letter_of[keyword] = letter
             self.keyword_of[letter] = keyword

@@ -15,7 +15,7 @@ import uuid
 
 from mailsrv.durable import fsync_dir, replace_file
 from mailsrv.store import maildir, names
-from mailsrv.store.errors import FolderExists, InvalidFolderName, NoSuchFolder
+from mailsrv.store.errors import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder
 from mailsrv.store.folder import Folder
 
 SUBSCRIPTIONS = "subscriptions"
@@ -74,12 +74,14 @@ class UserStore:
                 open(os.path.join(path, "maildirfolder"), "ab").close()
 
     def delete_folder(self, name: str) -> None:
-        """Delete a folder and its messages; its subfolders stay (RFC 3501 6.3.4)."""
+        """Delete a childless folder and its messages; sessions on it learn at their next sync."""
         name = names.validate(name)
         if name == names.INBOX:
             raise InvalidFolderName("INBOX cannot be deleted")
         if not self._exists(name):
             raise NoSuchFolder(name)
+        if any(other.startswith(name + names.SEPARATOR) for other in self.list_folders()):
+            raise FolderHasChildren(name)  # RFC 3501 6.3.4 lets us refuse; Dovecot does
         # Rename first so the folder vanishes atomically, then remove at leisure.
         doomed = os.path.join(self.path, f"..deleted-{uuid.uuid4().hex}")
         os.rename(self._dir(name), doomed)
