@@ -18,7 +18,7 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublish
 from zope.interface import provider
 
 from mailsrv.accounts import aliases, passwords, users
-from mailsrv.accounts.addresses import normalize
+from mailsrv.accounts.addresses import normalize, problem
 from mailsrv.accounts.textfile import EditError, edit, read_text
 from mailsrv.config import Config, ConfigError, load
 
@@ -40,11 +40,30 @@ def _require_local(config: Config, domain: str) -> None:
 
 
 def _address(address: str) -> str:
-    """Canonical *address*, refusing anything but a plain ``local@domain``."""
+    """Canonical *address*, refusing anything but a plain ``local@domain``.
+
+    The reason is spelled out: the admin typed something that looks like an
+    address to them and needs to know which character or dot to change.
+    """
     canonical = normalize(address)
     if canonical is None:
-        raise EditError(f"not a plain address: {address!r}")
+        raise EditError(f"not a plain address: {address!r}: {problem(address)}")
     return canonical
+
+
+def _require_local_target(config: Config, target: str) -> None:
+    """Refuse an alias target in another domain.
+
+    The directory drops such targets (remote forwarding does not exist
+    yet), so mail to the alias would be refused with "User unknown";
+    saying so now beats an alias that silently never delivers.
+    """
+    domain = target.rpartition("@")[2]
+    if domain not in config.domains:
+        raise EditError(
+            f"cannot forward to {target}: remote delivery is not supported yet, "
+            f"targets must be in a local domain ({', '.join(config.domains)})"
+        )
 
 
 def _new_password(from_stdin: bool) -> str:
@@ -102,6 +121,8 @@ def _alias_add(config: Config, args: argparse.Namespace) -> None:
     if key in users.parse(read_text(config.users_file), config.users_file):
         raise EditError(f"{key} is a user; an alias of the same name would never be used")
     targets = [_address(target) for target in args.targets]
+    for target in targets:
+        _require_local_target(config, target)
     source = config.aliases_file
     _edit(config, source, aliases.DEFAULT_MODE, lambda text: aliases.add(text, key, targets, source))
 

@@ -42,7 +42,7 @@ class Options(usage.Options):
 
     def opt_version(self) -> None:
         """Print the mailsrv version and exit."""
-        print(f"mailsrv {__version__}")
+        sys.stdout.write(f"mailsrv {__version__}\n")
         sys.exit(0)
 
     def postOptions(self) -> None:

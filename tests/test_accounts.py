@@ -14,12 +14,13 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.mail.imap4 import IllegalClientResponse
 from twisted.trial import unittest
 from zope.interface import Interface
 
 from mailsrv.accounts import Directory, aliases, make_portal, passwords, users
-from mailsrv.accounts.addresses import normalize
-from mailsrv.accounts.cred import PasswordChecker, Realm
+from mailsrv.accounts.addresses import normalize, problem
+from mailsrv.accounts.cred import PasswordChecker, PlainCredentials, Realm
 from mailsrv.accounts.textfile import atomic_write, edit, read_text
 from mailsrv.config import Config
 
@@ -84,6 +85,69 @@ def test_normalize_folds_case():
 )
 def test_normalize_refuses_non_plain(address):
     assert normalize(address) is None
+
+
+# Addresses that look plain but would name another path in the store.
+STORE_REFUSES = [
+    "a/b@example.test",
+    "alice/.proj2@example.test",
+    "alice/../bob@example.test",
+    "a\\b@example.test",
+    "a\x00b@example.test",
+    ".hidden@example.test",
+    ".@example.test",
+    "..@example.test",
+    "alice@.example.test",
+    "alice@example/test",
+    "alice@..",
+    "@example.test",
+]
+TRICKY_BUT_FINE = [
+    "alice@example.test",
+    "a.b@example.test",
+    "alice+tag@example.test",
+    "o'brien@example.test",
+    "#$&*=?^_`{|}~-@example.test",
+    "a-b@sub.example.test",
+    "x" * 64 + "@example.test",
+]
+
+
+@pytest.mark.parametrize("address", STORE_REFUSES + TRICKY_BUT_FINE)
+def test_accounts_and_store_agree_on_addresses(tmp_path, address):
+    """Every user address accounts accept gets a Maildir; every one the store refuses is refused here.
+
+    Otherwise a user can exist whose login and delivery then fail.
+    """
+    from mailsrv.store import Store
+    from mailsrv.store.errors import InvalidAddress
+
+    canonical = normalize(address)
+    if address in TRICKY_BUT_FINE:
+        assert canonical == address.lower()
+        Store(str(tmp_path)).user(canonical)
+    else:
+        assert canonical is None
+        with pytest.raises(InvalidAddress):
+            Store(str(tmp_path)).user(address)
+
+
+@pytest.mark.parametrize(
+    "address, reason",
+    [
+        ("a/b@example.test", "may not contain '/'"),
+        ('"q"@example.test', "may not contain '\"'"),
+        ("bob%x@example.test", "may not contain '%'"),
+        (".x@example.test", "may not start or end with a dot"),
+        ("a..b@example.test", "two dots in a row"),
+        ("alice@exa_mple.test", "'exa_mple.test' is not a domain name"),
+        ("alice", "expected local@domain"),
+        ("x" * 65 + "@example.test", "longer than 64"),
+    ],
+)
+def test_problem_says_why(address, reason):
+    assert reason in problem(address)
+    assert problem("Alice.B+tag@Example.TEST") is None
 
 
 # --- password hashes ---------------------------------------------------------
@@ -349,6 +413,17 @@ def test_remote_targets_left_out_and_logged(directory, tmp_path, logged):
     assert any("someone@remote.test" in line for line in logged)
 
 
+def test_user_lines_the_store_cannot_hold_are_skipped(logged, directory, tmp_path):
+    """A hand-edited ``a/b@`` user never exists: no login, RCPT gets "User unknown"."""
+    text = f"alice@example.test:{STORED}\na/b@example.test:{STORED}\nalice/.proj2@example.test:{STORED}\n"
+    assert users.parse(text, "/data/users") == {"alice@example.test": STORED}
+    assert [line.split(":")[:2] for line in logged] == [["/data/users", "2"], ["/data/users", "3"]]
+    write(tmp_path / "users", text)
+    assert directory.resolve("a/b@example.test") == []
+    assert directory.resolve("alice/.proj2@example.test") == []
+    assert not directory.user_exists("a/b@example.test")
+
+
 def test_reload_on_change(tmp_path):
     config = make_config(tmp_path)
     directory = Directory(config)
@@ -481,6 +556,27 @@ class CheckerTests(unittest.TestCase):
         self.assertTrue(avatar.logged_out)
         with self.assertRaises(UnauthorizedLogin):
             await portal.login(UsernamePassword(b"alice@example.test", b"bad"), None, IThing)
+
+
+@pytest.mark.parametrize(
+    "message, acts_as_itself",
+    [
+        (b"\0alice@example.test\0pw", True),
+        (b"ALICE@example.test\0alice@example.test\0pw", True),
+        (b"bob@example.test\0alice@example.test\0pw", False),
+    ],
+)
+def test_sasl_plain_keeps_the_authzid(message, acts_as_itself):
+    """RFC 4616 2: a login asking to act as someone else must be refusable."""
+    credentials = PlainCredentials()
+    credentials.setResponse(message)
+    assert (credentials.username, credentials.password) == (b"alice@example.test", b"pw")
+    assert credentials.acts_as_itself() is acts_as_itself
+
+
+def test_sasl_plain_needs_three_parts():
+    with pytest.raises(IllegalClientResponse):
+        PlainCredentials().setResponse(b"alice@example.test\0pw")
 
 
 def test_realm_picks_first_registered_interface():

@@ -72,6 +72,18 @@ def test_user_add_refusals(run):
     assert run("user", "list")[1] == "alice@example.test\n"
 
 
+@pytest.mark.parametrize(
+    "address, reason",
+    [("a/b@example.test", "'/'"), ("alice/.Proj2@example.test", "'/'"), ("a\\b@example.test", "'\\\\'")],
+)
+def test_user_add_refuses_what_the_store_cannot_hold(run, address, reason):
+    """``a/b`` would be refused by the store at login and delivery: never create such a user."""
+    code, out, err = run("user", "add", address, "--password-stdin", stdin="pw\n")
+    assert (code, out) == (1, "")
+    assert "not a plain address" in err and f"may not contain {reason}" in err
+    assert run("user", "list")[1] == ""
+
+
 def test_user_add_prompts_twice(run, monkeypatch, config_file):
     answers = iter(["pw1", "pw1", "pw2", "typo"])
     monkeypatch.setattr(admin.getpass, "getpass", lambda prompt: next(answers))
@@ -137,6 +149,8 @@ def test_alias_refusals(run):
     assert code == 1 and "is a user" in err
     code, _, err = run("alias", "add", "info@example.test", "bob%x@example.test")
     assert code == 1 and "not a plain address" in err
+    code, _, err = run("alias", "add", "x@example.test", "alice@example.test", "someone@remote.test")
+    assert code == 1 and "someone@remote.test" in err and "remote delivery is not supported" in err
     assert run("alias", "list")[1] == ""
 
 

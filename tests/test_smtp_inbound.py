@@ -65,6 +65,20 @@ class AcceptTests(InboundTestCase):
         self.assertEqual(self.rcpt(b"postmaster@example.org"), b"250 2.1.5 Ok\r\n")
         self.assertEqual(self.rcpt(b"Postmaster"), b"250 2.1.5 Ok\r\n")
 
+    def test_source_route_to_a_local_mailbox_is_ignored(self):
+        # RFC 5321 4.1.1.3 and appendix C: ignore the route, use the mailbox.
+        self.mail()
+        self.assertEqual(self.rcpt(b"@relay.example:alice@example.test"), b"250 2.1.5 Ok\r\n")
+        self.assertEqual(self.rcpt(b"@relay.example,@example.test:bob@example.test"), b"250 2.1.5 Ok\r\n")
+        self.say(b"DATA\r\n")
+        self.assertRegex(self.say(MESSAGE), QUEUED)
+        self.assertEqual(self.store.calls[0][0], ["alice@example.test", "bob@example.test"])
+
+    def test_quoted_form_of_a_plain_local_part_is_the_same_mailbox(self):
+        # RFC 5322 3.2.4: a quoted-string is semantically its content.
+        self.mail()
+        self.assertEqual(self.rcpt(b'"alice"@example.test'), b"250 2.1.5 Ok\r\n")
+
     def test_one_store_write_for_three_recipients(self):
         self.mail()
         for rcpt in (b"alice@example.test", b"bob@example.test", b"carol@example.test", b"team@example.test"):
@@ -133,19 +147,29 @@ class RefuseTests(InboundTestCase):
             RELAY_DENIED % b"elsewhere.example!victim@example.test",
         )
 
-    def test_source_route(self):
-        self.assertEqual(
-            self.rcpt(b"@example.test,@elsewhere.example:victim@example.test"),
-            RELAY_DENIED % b"victim@example.test",
-        )
+    def test_source_route_to_a_remote_mailbox(self):
         self.assertEqual(
             self.rcpt(b"@example.test:victim@elsewhere.example"), RELAY_DENIED % b"victim@elsewhere.example"
+        )
+        self.assertEqual(
+            self.rcpt(b"@example.test,@relay.example:victim@[192.0.2.1]"), RELAY_DENIED % b"victim@[192.0.2.1]"
         )
 
     def test_quoted_local_part_hiding_a_domain(self):
         self.assertEqual(
             self.rcpt(b'"victim@elsewhere.example"@example.test'),
             RELAY_DENIED % b'"victim@elsewhere.example"@example.test',
+        )
+
+    def test_refusal_names_the_address_as_sent(self):
+        # The quotes stay: without them the reply names a different address.
+        self.assertEqual(
+            self.rcpt(b'"victim%elsewhere.example"@example.test'),
+            RELAY_DENIED % b'"victim%elsewhere.example"@example.test',
+        )
+        self.assertEqual(
+            self.rcpt(b'"nobody"@Example.TEST'),
+            b'550 5.1.1 <"nobody"@Example.TEST>: Recipient address rejected: User unknown\r\n',
         )
 
     def test_address_literal(self):

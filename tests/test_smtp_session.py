@@ -200,10 +200,17 @@ class SmallCommandTests(SMTPTestCase):
         self.assertEqual(self.say(b"VRFY alice\r\n"), reply)
         self.assertEqual(self.say(b"VRFY nobody\r\n"), reply)
 
-    def test_help(self):
+    def test_help_lists_only_what_port_25_takes(self):
+        # No AUTH on the MX port (it would get 502), no STARTTLS under TLS (503).
         self.assertEqual(
             self.say(b"HELP\r\n"),
-            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS AUTH\r\n"
+            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS\r\n"
+            b"214 2.0.0 See RFC 5321\r\n",
+        )
+        self.say(b"STARTTLS\r\n")
+        self.assertEqual(
+            self.say(b"HELP\r\n"),
+            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT\r\n"
             b"214 2.0.0 See RFC 5321\r\n",
         )
 

@@ -134,6 +134,20 @@ class AuthTests(SubmissionTestCase):
         self.assertEqual(self.say(b"*\r\n"), b"501 5.7.0 Authentication aborted\r\n")
         self.assertEqual(self.say(b"NOOP\r\n"), b"250 2.0.0 Ok\r\n")
 
+    def test_plain_authzid_must_be_the_authcid(self):
+        # RFC 4616 2: an authzid the user may not act as MUST fail the login,
+        # even with the right password.
+        self.start_tls()
+        other = base64.b64encode(b"bob@example.test\0" + ALICE.encode() + b"\0" + PASSWORD)
+        self.assertEqual(self.say(b"AUTH PLAIN " + other + b"\r\n"), b"535 5.7.8 Error: authentication failed\r\n")
+        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", False)])
+        self.assertEqual(self.say(b"MAIL FROM:<alice@example.test>\r\n"), b"530 5.7.0 Authentication required\r\n")
+
+    def test_plain_authzid_equal_to_authcid_in_any_case(self):
+        self.start_tls()
+        same = base64.b64encode(ALICE.upper().encode() + b"\0" + ALICE.encode() + b"\0" + PASSWORD)
+        self.assertEqual(self.say(b"AUTH PLAIN " + same + b"\r\n"), AUTH_OK)
+
     def test_unknown_mechanism(self):
         self.start_tls()
         self.assertEqual(self.say(b"AUTH CRAM-MD5\r\n"), b"504 5.5.4 Unrecognized authentication type\r\n")
@@ -191,4 +205,23 @@ class SubmissionPolicyTests(SubmissionTestCase):
         self.assertEqual(
             self.say(b"RCPT TO:<friend%elsewhere.example@example.test>\r\n"),
             b"554 5.7.1 <friend%elsewhere.example@example.test>: Relay access denied\r\n",
+        )
+        self.assertEqual(
+            self.say(b"RCPT TO:<@example.test:friend@elsewhere.example>\r\n"),
+            b"554 5.7.1 <friend@elsewhere.example>: Relay access denied\r\n",
+        )
+
+    def test_help_lists_starttls_before_tls_and_auth_after(self):
+        self.connect()
+        self.ehlo()
+        self.assertEqual(
+            self.say(b"HELP\r\n"),
+            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS\r\n"
+            b"214 2.0.0 See RFC 5321\r\n",
+        )
+        self.say(b"STARTTLS\r\n")
+        self.assertEqual(
+            self.say(b"HELP\r\n"),
+            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT AUTH\r\n"
+            b"214 2.0.0 See RFC 5321\r\n",
         )

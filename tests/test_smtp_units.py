@@ -49,9 +49,18 @@ class AddressTests(unittest.TestCase):
         self.assertEqual(str(box), '"john \\"j\\" doe"@example.test')
 
     def test_routing_forms(self):
-        for path in (b"a%b.example@example.test", b"b.example!a@example.test", b'"a@b.example"@example.test', b"@x.example:a@example.test"):
+        for path in (b"a%b.example@example.test", b"b.example!a@example.test", b'"a@b.example"@example.test'):
             self.assertTrue(parse_path(path).routes_elsewhere, path)
         self.assertFalse(parse_path(b"a.b+tag@example.test").routes_elsewhere)
+
+    def test_source_route_is_recorded_and_left_out_of_the_mailbox(self):
+        # RFC 5321 4.1.1.3: the route is to be ignored, the mailbox judged alone.
+        box = parse_path(b"@x.example,@y.example:a@example.test")
+        self.assertEqual((box.routed, box.routes_elsewhere, str(box)), (True, False, "a@example.test"))
+
+    def test_mailbox_shows_as_sent_and_looks_up_dequoted(self):
+        box = parse_path(b'"Bob%x.example"@Example.TEST')
+        self.assertEqual((str(box), box.plain), ('"Bob%x.example"@Example.TEST', "Bob%x.example@example.test"))
 
     def test_literal(self):
         self.assertTrue(parse_path(b"a@[192.0.2.1]").is_literal)

@@ -14,12 +14,14 @@ import secrets
 from typing import Any, Callable, Mapping
 
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import threads
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.mail.interfaces import IChallengeResponse
+from twisted.mail.imap4 import IllegalClientResponse
 from zope.interface import implementer
 from zope.interface.interface import InterfaceClass
 
@@ -43,6 +45,47 @@ def _as_address(username: str | bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     return normalize(text)
+
+
+@implementer(IChallengeResponse)
+class PlainCredentials(UsernamePassword):
+    """The SASL PLAIN exchange (RFC 4616), keeping the authorization identity.
+
+    Twisted's own ``PLAINCredentials`` throws the authzid away, so a client
+    could ask to act as one user while logging in as another and be
+    accepted as the latter.  Here the authzid is kept so that the protocol
+    can refuse the login (:meth:`acts_as_itself`); one decoder serves every
+    protocol that offers PLAIN.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(b"", b"")
+        self.authzid = b""
+
+    def getChallenge(self) -> bytes:
+        """PLAIN has no server challenge: the client speaks first."""
+        return b""
+
+    def setResponse(self, response: bytes) -> None:
+        """RFC 4616 2: message = [authzid] UTF8NUL authcid UTF8NUL passwd."""
+        parts = response.split(b"\0")
+        if len(parts) != 3:
+            raise IllegalClientResponse("PLAIN needs authzid NUL authcid NUL password")
+        self.authzid, self.username, self.password = parts
+
+    def moreChallenges(self) -> bool:
+        """One message completes the exchange."""
+        return False
+
+    def acts_as_itself(self) -> bool:
+        """True unless the client asked to act as someone other than the authcid.
+
+        RFC 4616 2: given an authzid the user is not authorized to act as,
+        the server MUST fail the authentication.  No user may act as
+        another here, so only an empty authzid or the authcid itself (in
+        any case, as addresses are case-insensitive) is acceptable.
+        """
+        return not self.authzid or self.authzid.lower() == self.username.lower()
 
 
 @implementer(ICredentialsChecker)

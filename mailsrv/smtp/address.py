@@ -3,15 +3,15 @@
 Twisted's ``smtp.Address`` silently strips source routes and leaves ``%``
 and ``!`` routing in the local part for the delivery agent to interpret;
 on a server that must never relay, every such form has to be visible to the
-policy code instead.  :func:`parse_path` therefore keeps the route and the
-dequoted local part, and :attr:`Mailbox.routes_elsewhere` answers "does
-this address try to name another host?".
+policy code instead.  :func:`parse_path` therefore records the route and
+keeps the dequoted local part, and :attr:`Mailbox.routes_elsewhere` answers
+"does this address try to name another host?".
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # RFC 5321 4.1.2 grammar, ASCII only (no SMTPUTF8 is advertised).
 _ATOM = rb"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
@@ -44,12 +44,15 @@ class Mailbox:
 
     ``local`` is dequoted (``"a b"@d`` has local ``a b``); ``domain`` is
     lower-cased, or an address literal in brackets; ``routed`` records a
-    source route that was present in the path.
+    source route that was present in the path; ``sent`` is the mailbox as
+    the client wrote it (quotes and case kept, route left out), so that
+    replies and logs name the address the client actually used.
     """
 
     local: str
     domain: str
     routed: bool = False
+    sent: str | None = field(default=None, compare=False)
 
     @property
     def is_literal(self) -> bool:
@@ -58,15 +61,28 @@ class Mailbox:
 
     @property
     def routes_elsewhere(self) -> bool:
-        """True when the address tries to route through or to another host.
+        """True when the local part tries to route through or to another host.
 
-        Source routes (RFC 5321 4.1.1.3, C.), ``%``-hack, UUCP bang paths and
-        an ``@`` hidden in a quoted local part are the classic ways to make
-        a final-destination server relay; we support none of them.
+        ``%``-hack, UUCP bang paths and an ``@`` hidden in a quoted local
+        part are the classic ways to make a final-destination server relay;
+        we support none of them.  A source route is not one of them: RFC
+        5321 4.1.1.3 and appendix C say to ignore it and use the mailbox,
+        which is then judged like any other (see ``routed``).
         """
-        return self.routed or any(c in self.local for c in "@%!")
+        return any(c in self.local for c in "@%!")
+
+    @property
+    def plain(self) -> str:
+        """``local@domain`` with the local part dequoted: what the directory looks up.
+
+        RFC 5322 3.2.4: a quoted-string is semantically identical to its
+        content, so ``"alice"@d`` is ``alice@d``.
+        """
+        return f"{self.local}@{self.domain}"
 
     def __str__(self) -> str:
+        if self.sent is not None:
+            return self.sent
         local = self.local
         if _NEEDS_QUOTES.search(local):
             local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -93,4 +109,5 @@ def parse_path(path: bytes) -> Mailbox:
     local = raw_local
     if raw_local.startswith('"'):
         local = _QUOTED_PAIR.sub(r"\1", raw_local[1:-1])
-    return Mailbox(local, domain, routed=match.group("route") is not None)
+    sent = match.group("local").decode("ascii") + "@" + match.group("domain").decode("ascii")
+    return Mailbox(local, domain, routed=match.group("route") is not None, sent=sent)

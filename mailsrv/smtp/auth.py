@@ -12,16 +12,18 @@ from typing import Callable
 
 from twisted.cred.credentials import IUsernamePassword
 from twisted.logger import Logger
-from twisted.mail.imap4 import PLAINCredentials
 from twisted.mail.smtp import LOGINCredentials
 from zope.interface import Attribute, Interface, implementer
 
+from mailsrv.accounts.cred import PlainCredentials
+
 log = Logger()
 
-#: SASL mechanisms offered after TLS.  Twisted's challengers do the
-#: exchange: PLAIN is RFC 4616, LOGIN the de-facto Outlook form.
+#: SASL mechanisms offered after TLS.  PLAIN is RFC 4616 (the shared
+#: decoder, which keeps the authzid); LOGIN, the de-facto Outlook form, is
+#: Twisted's challenger.
 MECHANISMS: dict[bytes, Callable[[], IUsernamePassword]] = {
-    b"PLAIN": PLAINCredentials,
+    b"PLAIN": PlainCredentials,
     b"LOGIN": LOGINCredentials,
 }
 

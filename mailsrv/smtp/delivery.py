@@ -100,10 +100,14 @@ class LocalDelivery:
             raise Rejection(554, f"5.7.1 <{user}>: Relay access denied")
         directory = self._ctx.directory
         if user.is_literal or not directory.is_local_domain(user.domain):
-            if self._session.is_submission:
+            # A source route to a remote mailbox asks us to relay even on
+            # submission, where a plain remote address is only "not yet".
+            if self._session.is_submission and not user.routed:
                 raise Rejection(550, "5.7.0 Remote delivery is not available on this server yet")
             raise Rejection(554, f"5.7.1 <{user}>: Relay access denied")
-        addresses = directory.resolve(str(user))
+        # RFC 5321 4.1.1.3 / appendix C: a source route to one of our own
+        # mailboxes is ignored and the mailbox used.
+        addresses = directory.resolve(user.plain)
         if not addresses:
             raise Rejection(550, f"5.1.1 <{user}>: Recipient address rejected: User unknown")
         transaction = self.transaction.add(addresses)

@@ -39,6 +39,7 @@ from twisted.mail.smtp import AUTH, COMMAND, DATA, ESMTP
 from twisted.python.failure import Failure
 
 from mailsrv import tls
+from mailsrv.accounts.cred import PlainCredentials
 from mailsrv.config import IMPLICIT_TLS_KINDS
 from mailsrv.smtp.address import AddressSyntaxError, Mailbox, parse_path
 from mailsrv.smtp.auth import MECHANISMS, ISubmitter, log_login
@@ -326,12 +327,17 @@ class SMTPServer(ESMTP):
         self.reply(252, "2.5.0 Cannot VRFY user, but will accept message and attempt delivery")
 
     def do_HELP(self, rest: bytes) -> None:
-        """RFC 5321 4.1.1.8."""
-        self.sendCode(
-            214,
-            b"2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS AUTH\n"
-            b"2.0.0 See RFC 5321",
-        )
+        """RFC 5321 4.1.1.8: the commands this listener takes in this state.
+
+        STARTTLS and AUTH are listed exactly when EHLO would advertise them,
+        so HELP never points a client at a command that only gets 502/503/538.
+        """
+        commands = [b"EHLO", b"HELO", b"MAIL", b"RCPT", b"DATA", b"RSET", b"NOOP", b"VRFY", b"HELP", b"QUIT"]
+        if self._can_start_tls():
+            commands.append(b"STARTTLS")
+        if self._auth_offered():
+            commands.append(b"AUTH")
+        self.sendCode(214, b"2.0.0 Commands: " + b" ".join(commands) + b"\n2.0.0 See RFC 5321")
 
     def do_QUIT(self, rest: bytes) -> None:
         """RFC 5321 4.1.1.10."""
@@ -410,6 +416,10 @@ class SMTPServer(ESMTP):
         credentials = self.challenger
         mechanism = self._mechanism
         self._end_auth()
+        if isinstance(credentials, PlainCredentials) and not credentials.acts_as_itself():
+            # RFC 4616 2: an authzid the user may not act as MUST fail the login.
+            self._auth_failed(credentials.username, mechanism, Failure(UnauthorizedLogin("authzid is not authcid")))
+            return
         d = self.portal.login(credentials, None, ISubmitter)
         self._await(
             d,
