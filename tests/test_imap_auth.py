@@ -18,12 +18,12 @@ class BeforeTLS(IMAPTestCase):
         self.open(transport=transport)
         greeting = b"".join(transport.stream)
         self.assertEqual(
-            greeting, b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE NAMESPACE] localhost IMAP4rev1 ready\r\n"
+            greeting, b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n"
         )
 
     def test_no_tls_at_all_still_disables_login(self) -> None:
         greeting = self.open(REMOTE).received()
-        self.assertEqual(greeting, b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED IDLE NAMESPACE] localhost IMAP4rev1 ready\r\n")
+        self.assertEqual(greeting, b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n")
 
     async def test_login_refused_with_privacyrequired(self) -> None:
         session = self.open(REMOTE)
@@ -43,7 +43,7 @@ class BeforeTLS(IMAPTestCase):
         self.assertEqual(transport.tlsbuf, [])  # "b" was injected in clear: never answered
         session.server.dataReceived(b"c CAPABILITY\r\n")
         inside = b"".join(transport.tlsbuf)
-        self.assertEqual(inside, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE NAMESPACE\r\nc OK CAPABILITY completed\r\n")
+        self.assertEqual(inside, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE NAMESPACE UIDPLUS CHILDREN\r\nc OK CAPABILITY completed\r\n")
 
     def test_no_nagle(self) -> None:
         transport = TCPStringTransport(peerAddress=REMOTE)

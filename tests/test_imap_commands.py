@@ -78,9 +78,11 @@ class Copy(IMAPTestCase):
         session = await self.login()
         self.assertEqual(await session.command(b"A003 COPY 2 Archive"), b"A003 NO [TRYCREATE] No such mailbox\r\n")
         await session.command(b"A004 CREATE Archive")
-        self.assertEqual(await session.command(b"A005 COPY 1:2 Archive"), b"A005 OK COPY completed\r\n")
-        self.assertEqual(await session.command(b"A006 UID COPY 2 Archive"), b"A006 OK COPY completed\r\n")
         archive = self.store.user("alice@example.test").folder("Archive")
+        reply = await session.command(b"A005 COPY 1:2 Archive")
+        self.assertEqual(reply, b"A005 OK [COPYUID %d 1:2 1:2] COPY completed\r\n" % archive.uidvalidity)
+        reply = await session.command(b"A006 UID COPY 2 Archive")
+        self.assertEqual(reply, b"A006 OK [COPYUID %d 2 3] COPY completed\r\n" % archive.uidvalidity)
         self.assertEqual([archive.read(i.uid) for i in archive.messages()], [ONE, TWO, TWO])
         self.assertEqual(await session.command(b'A007 COPY 1 "../x"'), b"A007 NO [CANNOT] Invalid mailbox name\r\n")
 
@@ -93,7 +95,9 @@ class Append(IMAPTestCase):
         self.assertEqual(reply, b"+ Ready for %d octets of data\r\n" % len(message))
         session.server.dataReceived(message + b"\r\n")
         reply = await session.wait_for(b"A003")
-        self.assertEqual(reply, b"* 1 EXISTS\r\n* 0 RECENT\r\nA003 OK APPEND completed\r\n")
+        self.assertEqual(
+            reply, b"* 1 EXISTS\r\n* 0 RECENT\r\nA003 OK [APPENDUID %d 1] APPEND completed\r\n" % self.inbox.uidvalidity
+        )
         reply = await session.command(b"A004 FETCH 1 (FLAGS INTERNALDATE BODY.PEEK[])")
         self.assertEqual(
             reply,

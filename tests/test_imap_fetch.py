@@ -95,12 +95,13 @@ class Sections(IMAPTestCase):
         reply = await session.command(b"b FETCH 1 BODYSTRUCTURE")
         self.assertEqual(
             reply,
-            b'* 1 FETCH (BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 10 1 NIL NIL NIL NIL)'
+            # "first part" ends without a CRLF of its own: 0 lines (RFC 2046 5.1.1).
+            b'* 1 FETCH (BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 10 0 NIL NIL NIL NIL)'
             b'("APPLICATION" "OCTET-STREAM" ("NAME" "Data.BIN") NIL NIL "BASE64" 4 NIL ("ATTACHMENT" ("FILENAME" "Data.BIN")) NIL NIL)'
             b' "MIXED" ("BOUNDARY" "XyZ") NIL NIL NIL))\r\nb OK FETCH completed\r\n',
         )
         reply = await session.command(b"c FETCH 1 BODY")
-        self.assertIn(b'BODY (("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 10 1)', reply)
+        self.assertIn(b'BODY (("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 10 0)', reply)
 
     async def test_envelope_and_single_part_structure(self) -> None:
         await self.deliver(PLAIN)

@@ -45,4 +45,4 @@ class Literals(IMAPTestCase):
         size = self.ctx.config.limits.imap_max_literal_size
         self.assertEqual(session.send(b"a APPEND INBOX {%d}\r\n" % size), b"+ Ready for %d octets of data\r\n" % size)
         session.server.dataReceived(b"x" * size + b"\r\n")
-        self.assertTrue((await session.wait_for(b"a")).endswith(b"a OK APPEND completed\r\n"))
+        self.assertTrue((await session.wait_for(b"a")).endswith(b"a OK [APPENDUID %d 1] APPEND completed\r\n" % self.inbox.uidvalidity))

@@ -77,6 +77,9 @@ class Pipelining(IMAPTestCase):
         self.assertEqual(session.received(), b"a OK Mailbox created\r\n+ Ready for 2 octets of data\r\n")
         session.server.dataReceived(b"hi\r\nc STATUS Box (MESSAGES)\r\nd NOOP\r\n")
         reply = await session.wait_for(b"d")
+        box = self.store.user("alice@example.test").folder("Box")
         self.assertEqual(
-            reply, b'b OK APPEND completed\r\n* STATUS "Box" (MESSAGES 1)\r\nc OK STATUS completed\r\nd OK NOOP completed\r\n'
+            reply,
+            b'b OK [APPENDUID %d 1] APPEND completed\r\n* STATUS "Box" (MESSAGES 1)\r\nc OK STATUS completed\r\n'
+            b"d OK NOOP completed\r\n" % box.uidvalidity,
         )

@@ -15,7 +15,7 @@ from twisted.mail import imap4
 from zope.interface import implementer
 
 from mailsrv.imap.mailbox import Mailbox
-from mailsrv.store import Folder, FolderExists, InvalidFolderName, NoSuchFolder, UserStore
+from mailsrv.store import Folder, FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder, UserStore
 
 DELIMITER = "/"
 
@@ -31,6 +31,9 @@ def store_errors() -> Iterator[None]:
         raise imap4.MailboxException("[NONEXISTENT] No such mailbox") from None
     except FolderExists:
         raise imap4.MailboxException("[ALREADYEXISTS] Mailbox already exists") from None
+    except FolderHasChildren:
+        # RFC 3501 6.3.4 allows refusing; Dovecot's words, RFC 5530 code.
+        raise imap4.MailboxException("[CANNOT] Mailbox has children, delete them first") from None
 
 
 def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:

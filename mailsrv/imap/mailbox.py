@@ -39,7 +39,7 @@ def _set_number(token: bytes) -> int | None:
     if token == b"*":
         return None
     if not token.isdigit() or not 0 < int(token) <= _MAX_NUMBER:
-        raise imap4.IllegalClientResponse(f"bad message number {token[:20]!r}")
+        raise imap4.IllegalClientResponse("bad message number")  # no client bytes in replies
     return int(token)
 
 
@@ -139,7 +139,12 @@ class Mailbox:
     def store(
         self, messages: imap4.MessageSet, flags: Sequence[str], mode: int, uid: bool
     ) -> dict[int, list[str]]:
-        """STORE (RFC 3501 6.4.6): *mode* 1 adds, -1 removes, 0 replaces."""
+        """STORE (RFC 3501 6.4.6): *mode* 1 adds, -1 removes, 0 replaces.
+
+        The store's ``InvalidFlag`` and ``KeywordLimit`` propagate.  Every
+        message gets the same new keywords, so they are raised for the first
+        one, before anything was changed.
+        """
         if not self._writeable:
             raise imap4.ReadOnlyMailbox()
         wanted = {normalize_flag(f) for f in flags} - {"\\Recent"}
@@ -283,16 +288,20 @@ class Mailbox:
         """APPEND into this folder: the store's Deferred firing with the UID."""
         return self.folder.append(message.read(), [normalize_flag(f) for f in flags])
 
-    def expunge(self) -> list[int]:
+    def expunge(self, uids: imap4.MessageSet | None = None) -> list[int]:
         """EXPUNGE: remove ``\\Deleted`` messages; every sequence number gone.
 
-        Expunges queued from other sessions are applied in the same pass so
-        the numbers reported stay consistent (RFC 3501 7.4.1).
+        With *uids* (UID EXPUNGE, RFC 4315 2.1) only the ``\\Deleted``
+        messages in that UID set go, so a client removing its own deletions
+        leaves those another client marked.  Expunges queued from other
+        sessions are applied in the same pass so the numbers reported stay
+        consistent (RFC 3501 7.4.1).
         """
         if not self._writeable:
             raise imap4.ReadOnlyMailbox()
+        candidates = self._uids if uids is None else [u for _, u in self.select(uids, True)]
         doomed = [
-            u for u in self._uids if (info := self.folder.get(u)) is not None and "\\Deleted" in info.flags
+            u for u in candidates if (info := self.folder.get(u)) is not None and "\\Deleted" in info.flags
         ]
         for uid in self.folder.expunge(doomed):
             if uid not in self._expunged:

@@ -158,7 +158,10 @@ class Entity:
         return entity
 
     def line_count(self) -> int:
-        """Lines in the body, as BODYSTRUCTURE reports for text parts."""
-        if not self.body:
-            return 0
-        return self.body.count(b"\n") + (0 if self.body.endswith(b"\n") else 1)
+        """body-fld-lines (RFC 3501 7.4.2): the line ends in the body.
+
+        Counted as Dovecot and Cyrus do: a part's last line usually has no
+        CRLF of its own, because that CRLF belongs to the next delimiter
+        (RFC 2046 5.1.1) and ``split_multipart`` left it out.
+        """
+        return self.body.count(b"\n")

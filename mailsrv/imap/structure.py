@@ -24,7 +24,8 @@ class Atom(bytes):
 
 
 class Bodies(list):  # type: ignore[type-arg]
-    """The parts of a multipart body: ``1*body``, no space between (RFC 3501 9)."""
+    """Items with no space between (RFC 3501 9): a multipart's ``1*body``,
+    and inside parentheses an envelope address list's ``1*address``."""
 
 
 def _raw(value: str | None) -> bytes | None:
@@ -59,18 +60,80 @@ def encode(item: Any) -> bytes:
     return b"(" + b" ".join(encode(i) for i in item) + b")"
 
 
-def _addresses(entity: Entity, name: str) -> list[list[Any]] | None:
-    """An envelope address list: ``(name adl mailbox host)`` per address."""
+def _groups(value: str) -> list[tuple[str | None, str]]:
+    """Split an address list into runs of plain addresses and groups.
+
+    RFC 5322 3.4: ``group = display-name ":" [group-list] ";"``.  The stdlib
+    ``getaddresses`` silently drops the group syntax, so the header is cut
+    here first: ``(group name or None, the addresses' text)`` in order.  A
+    ``:``, ``;`` or ``,`` counts only outside quoted strings, comments and
+    ``<...>`` (where ``:`` ends a source route).  An unterminated group runs
+    to the end of the header.
+    """
+    segments: list[tuple[str | None, str]] = []
+    group: str | None = None
+    start = name_start = 0
+    quoted = angle = False
+    comment = 0
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if quoted or comment:
+            if c == "\\":
+                i += 1  # quoted-pair
+            elif quoted and c == '"':
+                quoted = False
+            elif comment and c in "()":
+                comment += 1 if c == "(" else -1
+        elif c == '"':
+            quoted = True
+        elif c == "(":
+            comment = 1
+        elif c in "<>":
+            angle = c == "<"
+        elif angle:
+            pass
+        elif c == "," and group is None:
+            name_start = i + 1
+        elif c == ":" and group is None:
+            segments.append((None, value[start:name_start]))
+            group, start = value[name_start:i], i + 1
+        elif c == ";" and group is not None:
+            segments.append((group, value[start:i]))
+            group, start = None, i + 1
+            name_start = start
+        i += 1
+    segments.append((group, value[start:]))
+    return segments
+
+
+def _phrase(text: str) -> str:
+    """A group's display-name without its quoting (as Dovecot reports it)."""
+    return re.sub(r'"((?:[^"\\]|\\.)*)"', lambda m: re.sub(r"\\(.)", r"\1", m.group(1)), text.strip())
+
+
+def _addresses(entity: Entity, name: str) -> list[Bodies] | None:
+    """An envelope address list: ``(name adl mailbox host)`` per address.
+
+    RFC 3501 7.4.2: a group is announced by an address with NIL host and
+    the group name as mailbox, and closed by one with NIL mailbox and NIL
+    host, so ``undisclosed-recipients:;`` survives as two markers.
+    """
     value = entity.get(name)
     if not value:
         return None
-    result = []
-    for display, addr in email.utils.getaddresses([value]):
-        if not addr and not display:
-            continue
-        local, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
-        result.append([_raw(display) or None, None, _raw(local) or None, _raw(host) or None])
-    return result or None
+    result: list[list[Any]] = []
+    for group, text in _groups(value):
+        if group is not None:
+            result.append([None, None, _raw(_phrase(group)), None])
+        for display, addr in email.utils.getaddresses([text]):
+            if not addr and not display:
+                continue
+            local, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
+            result.append([_raw(display) or None, None, _raw(local) or None, _raw(host) or None])
+        if group is not None:
+            result.append([None, None, None, None])
+    return [Bodies(result)] if result else None
 
 
 def envelope(entity: Entity) -> list[Any]:
