@@ -7,6 +7,7 @@ import poplib
 import smtplib
 import socket
 import tempfile
+import time
 
 import pytest
 
@@ -48,10 +49,18 @@ def server():
     srv.stop()
 
 
+def process_uids(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/status") as f:
+        return next(line for line in f if line.startswith("Uid:")).split()[1:]
+
+
 def test_binds_as_root_then_runs_as_nobody_and_delivers(server):
-    with open(f"/proc/{server.process.pid}/status") as f:
-        uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
-    assert uids == [str(NOBODY)] * 4
+    # The ports accept as soon as root bound them; twistd drops privileges a
+    # moment later, before it starts serving.
+    deadline = time.monotonic() + 10
+    while process_uids(server.process.pid) != [str(NOBODY)] * 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process_uids(server.process.pid) == [str(NOBODY)] * 4
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=30) as s:
         s.sendmail("a@remote.test", ["alice@example.test"], b"Subject: priv\r\n\r\nhi\r\n")
     mailbox = os.path.join(server.data_dir, "mail", "example.test", "alice")
