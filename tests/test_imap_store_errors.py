@@ -5,6 +5,8 @@ another session (RFC 3501 7.1.5), keywords the store cannot keep (RFC 3501
 
 from __future__ import annotations
 
+import shutil
+
 from test_imap_harness import ALICE, IMAPTestCase
 
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -32,12 +34,22 @@ class SelectedMailboxDeleted(IMAPTestCase):
             self.assertEqual(session.send(b"t " + command + b"\r\n"), BYE, command)
             self.assertTrue(session.transport.disconnecting, command)
 
-    async def test_idle_poll_notices_and_says_bye(self) -> None:
+    async def test_idle_hears_of_the_deletion_at_once(self) -> None:
         user = self.store.user(ALICE)
         user.create_folder("Work")
         session = await self.login(select=b"Work")
         self.assertEqual(session.send(b"t IDLE\r\n"), b"+ idling\r\n")
         user.delete_folder("Work")
+        self.assertEqual(session.received(), BYE)
+        self.assertTrue(session.transport.disconnecting)
+
+    async def test_idle_poll_notices_a_deletion_by_another_node(self) -> None:
+        user = self.store.user(ALICE)
+        user.create_folder("Work")
+        session = await self.login(select=b"Work")
+        self.assertEqual(session.send(b"t IDLE\r\n"), b"+ idling\r\n")
+        shutil.rmtree(user.folder("Work").path)  # no announcement: only the disk knows
+        self.assertEqual(session.received(), b"")
         session.clock.advance(session.server.IDLE_POLL_SECONDS)
         self.assertEqual(session.received(), BYE)
         self.assertTrue(session.transport.disconnecting)
@@ -62,6 +74,8 @@ class Keywords(IMAPTestCase):
         self.assertEqual(reply, b"b OK STORE completed\r\n")
         self.assertEqual(await session.command(b"c STORE 2 FLAGS (more)"), b"c NO [LIMIT] Too many keywords in mailbox\r\n")
         self.assertEqual(await session.command(b"d STORE 2 FLAGS (kw25)"), b"* 2 FETCH (FLAGS (\\Recent kw25))\r\nd OK STORE completed\r\n")
+        # RFC 3501 7.1: with every keyword letter taken, \* is no longer offered.
+        self.assertIn(b"[PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)]", await session.command(b"e SELECT INBOX"))
 
     async def test_unknown_system_flag_and_bad_keywords_are_bad(self) -> None:
         await self.deliver(MESSAGE)

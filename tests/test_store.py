@@ -38,6 +38,9 @@ class Recorder:
     def messages_expunged(self, folder, uids):
         self.events.append(("expunged", list(uids)))
 
+    def folder_deleted(self, folder):
+        self.events.append(("deleted", folder.name))
+
 
 class StoreTestCase(unittest.TestCase):
     def setUp(self) -> None:
@@ -236,7 +239,10 @@ class FolderTreeTests(StoreTestCase):
         user = self.store.user("alice@example.test")
         user.create_folder("Work")
         held = user.folder("Work")
+        rec = Recorder()
+        held.add_listener(rec)
         user.delete_folder("Work")
+        self.assertEqual(rec.events, [("deleted", "Work")])
         self.assertRaises(NoSuchFolder, held.sync, True)
         self.assertRaises(NoSuchFolder, user.folder, "Work")
 

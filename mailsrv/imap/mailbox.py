@@ -93,6 +93,7 @@ class Mailbox:
         self._listeners: list[Any] = []
         self._storing = False
         self.closed = False
+        self.deleted = False
         folder.add_listener(self)
 
     # -- sequence numbers ----------------------------------------------------
@@ -182,6 +183,11 @@ class Mailbox:
                 self._added.remove(uid)
             elif self._seq(uid) is not None and uid not in self._expunged:
                 self._expunged.append(uid)
+        self._notify()
+
+    def folder_deleted(self, folder: Folder) -> None:
+        """The folder was deleted under us: the session must end (see the server)."""
+        self.deleted = True
         self._notify()
 
     def _notify(self) -> None:

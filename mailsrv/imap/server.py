@@ -526,7 +526,9 @@ class IMAPServer(IMAP4Server):
 
     def updatesPending(self) -> None:
         """The store changed the selected folder: tell an idling client now."""
-        if self.parseState == "idle":
+        if self.mbox is not None and self.mbox.deleted and self.parseState == "idle":
+            self._selected_gone(NoSuchFolder(self.mbox.folder.name))
+        elif self.parseState == "idle":
             self._flush_updates(allow_expunge=True)
 
     def _flush_updates(self, allow_expunge: bool) -> None:
@@ -627,6 +629,13 @@ class IMAPServer(IMAP4Server):
             self.sendNegativeResponse(tag, b"[CANNOT] Invalid mailbox name")
         return None
 
+    @staticmethod
+    def _permanent_flags(folder: Any, rw: int) -> bytes:
+        """RFC 3501 7.1: ``\\*`` only while the folder can take another keyword."""
+        if not rw:
+            return b"()"
+        return _PERMANENT_FLAGS if folder.can_add_keywords() else _PERMANENT_FLAGS.replace(b" \\*", b"")
+
     def _selectWork(self, tag: bytes, name: bytes, rw: int, cmdName: bytes) -> None:
         """SELECT/EXAMINE with every response RFC 3501 6.3.1 lists."""
         self._deselect()  # 6.3.1: even a failed SELECT leaves none selected
@@ -638,7 +647,7 @@ class IMAPServer(IMAP4Server):
         self.mbox, self.state = mbox, "select"
         lines = [
             b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")",
-            b"OK [PERMANENTFLAGS " + (_PERMANENT_FLAGS if rw else b"()") + b"] Flags permitted",
+            b"OK [PERMANENTFLAGS " + self._permanent_flags(folder, rw) + b"] Flags permitted",
             b"%d EXISTS" % mbox.getMessageCount(),
             b"%d RECENT" % mbox.getRecentCount(),
         ]

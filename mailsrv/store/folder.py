@@ -26,6 +26,7 @@ from zope.interface import Interface
 from mailsrv.durable import fsync_dir
 from mailsrv.store import maildir
 from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder
+from mailsrv.store import keywords
 from mailsrv.store.keywords import Keywords
 from mailsrv.store.uidlist import UIDList
 
@@ -72,6 +73,9 @@ class IFolderListener(Interface):
 
     def messages_expunged(folder: "Folder", uids: "list[int]") -> None:
         """Messages removed for good."""
+
+    def folder_deleted(folder: "Folder") -> None:
+        """The folder itself was deleted; it is gone for every session holding it."""
 
 
 def _arrival_order(filename: str) -> tuple[int, int, str]:
@@ -147,9 +151,10 @@ class Folder:
             self._listeners.remove(listener)
 
     def _announce(self, method: str, payload: object) -> None:
+        args = (self,) if payload is None else (self, payload)
         for listener in list(self._listeners):
             try:
-                getattr(listener, method)(self, payload)
+                getattr(listener, method)(*args)
             except Exception:
                 self.log.failure("folder listener {method} failed", method=method)
 
@@ -291,6 +296,15 @@ class Folder:
         info = self._infos[uid] = replace(info, flags=wanted)
         self._announce("flags_changed", [info])
         return info
+
+    def can_add_keywords(self) -> bool:
+        """Whether a new keyword still gets a Maildir letter (PERMANENTFLAGS ``\\*``)."""
+        self._keywords.refresh()
+        return len(self._keywords.letter_of) < len(keywords.LETTERS)
+
+    def announce_deleted(self) -> None:
+        """Tell every listener the folder is gone (called by its UserStore)."""
+        self._announce("folder_deleted", None)
 
     def recent_count(self) -> int:
         """Messages no session has claimed yet (still in ``new/``): STATUS RECENT."""

@@ -85,7 +85,9 @@ class UserStore:
         # Rename first so the folder vanishes atomically, then remove at leisure.
         doomed = os.path.join(self.path, f"..deleted-{uuid.uuid4().hex}")
         os.rename(self._dir(name), doomed)
-        self._folders.pop(name, None)
+        folder = self._folders.pop(name, None)
+        if folder is not None:
+            folder.announce_deleted()
         shutil.rmtree(doomed, ignore_errors=True)
 
     def rename_folder(self, old: str, new: str) -> None:
