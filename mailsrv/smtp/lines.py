@@ -44,6 +44,28 @@ class LineFramer:
         """Octets held for the unfinished line (for tests and accounting)."""
         return len(self._buffer)
 
+    @property
+    def max_content(self) -> int:
+        """The longest line content accepted, CRLF excluded."""
+        return self._max_content
+
+    @property
+    def at_line_start(self) -> bool:
+        """True when the next octet fed begins a new line (nothing held or being discarded)."""
+        return not self._buffer and not self._discarding
+
+    def line_end(self, data: bytes) -> int:
+        """Where in *data* the unfinished line ends: the index just after its CRLF, or -1.
+
+        Feeding ``data[:line_end(data)]`` completes exactly one line and
+        leaves the framer :attr:`at_line_start`; the CRLF may straddle the
+        previous feed and *data* (a held CR, then LF).
+        """
+        if self._buffer.endswith(b"\r") and data[:1] == b"\n":
+            return 1
+        end = data.find(b"\r\n")
+        return end + 2 if end >= 0 else -1
+
     def feed(self, data: bytes) -> list[Line]:
         """Add *data* and return every line it completes, in order."""
         buf = self._buffer
