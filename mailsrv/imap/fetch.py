@@ -110,7 +110,7 @@ def render(seq: int, message: Message, query: Sequence[Any], with_uid: bool) -> 
         if kind == "uid":
             items.append(b"UID %d" % message.uid)
         elif kind == "flags":
-            items.append(b"FLAGS " + encode([Atom(f.encode()) for f in message.flags]))
+            items.append(b"FLAGS " + encode([Atom(f.encode()) for f in message.getFlags()]))
         elif kind == "internaldate":
             items.append(b"INTERNALDATE " + internaldate(message.internaldate))
         elif kind == "rfc822size":

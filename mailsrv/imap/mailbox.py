@@ -14,7 +14,7 @@ expunge callback at all, hence :class:`IUpdateListener`.
 from __future__ import annotations
 
 import bisect
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from twisted.mail import imap4
 from twisted.logger import Logger
@@ -31,6 +31,7 @@ class IUpdateListener(Interface):
         """Untagged updates wait in :meth:`Mailbox.take_updates`."""
 
 
+_RECENT = frozenset({"\\Recent"})
 _MAX_NUMBER = 2**32 - 1  # RFC 3501 9: nz-number fits 32 bits
 
 
@@ -110,7 +111,7 @@ class Mailbox:
 
     def message(self, uid: int, info: MessageInfo) -> Message:
         """The session's view of a stored message (with its \\Recent)."""
-        flags = set(info.flags) | ({"\\Recent"} if uid in self._recent else set())
+        flags = info.flags | _RECENT if uid in self._recent else info.flags
         return Message(uid, flags, info.internaldate, info.size, lambda: self.folder.read(uid))
 
     def fetch(self, messages: imap4.MessageSet, uid: bool) -> list[tuple[int, Message]]:
@@ -124,7 +125,16 @@ class Mailbox:
 
     def all_messages(self) -> list[tuple[int, Message]]:
         """Every message still present, for SEARCH."""
-        return self.fetch(imap4.MessageSet(1, None), False)
+        get = self.folder.get
+        return [(seq, self.message(u, info)) for seq, u in enumerate(self._uids, 1) if (info := get(u)) is not None]
+
+    def _unseen(self) -> Iterator[int]:
+        """Sequence numbers of messages without ``\\Seen``, from the store's snapshot."""
+        get = self.folder.get
+        for seq, u in enumerate(self._uids, 1):
+            info = get(u)
+            if info is not None and "\\Seen" not in info.flags:
+                yield seq
 
     # -- flags ---------------------------------------------------------------
 
@@ -263,11 +273,11 @@ class Mailbox:
 
     def getUnseenCount(self) -> int:
         """Messages without ``\\Seen``."""
-        return sum(1 for _, m in self.all_messages() if "\\Seen" not in m.flags)
+        return sum(1 for _ in self._unseen())
 
     def first_unseen(self) -> int | None:
         """Sequence number of the first message without ``\\Seen`` (7.1 UNSEEN)."""
-        return next((seq for seq, m in self.all_messages() if "\\Seen" not in m.flags), None)
+        return next(self._unseen(), None)
 
     def isWriteable(self) -> bool:
         """True after SELECT, false after EXAMINE."""

@@ -75,7 +75,9 @@ class Message(Part):
         loader: Callable[[], bytes],
     ) -> None:
         self.uid = uid
-        self.flags = sort_flags(flags)
+        # A set: SEARCH and STORE test membership for every message; the
+        # RFC 3501 order is imposed only when flags are written out.
+        self.flags = frozenset(flags)
         self.internaldate = internaldate
         self.size = size
         self._loader = loader
@@ -94,7 +96,7 @@ class Message(Part):
 
     def getFlags(self) -> list[str]:
         """Flags as this session sees them, ``\\Recent`` included."""
-        return list(self.flags)
+        return sort_flags(self.flags)
 
     def getInternalDate(self) -> str:
         """INTERNALDATE as an RFC 2822 date string (Twisted's format)."""
