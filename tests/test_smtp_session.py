@@ -228,6 +228,22 @@ class SmallCommandTests(SMTPTestCase):
         self.assertFalse(self.transport.disconnecting)
         self.assertEqual(self.say(b"NOOP\r\n"), b"250 2.0.0 Ok\r\n")
 
+    def test_a_bug_while_running_a_command_is_421_and_logged(self):
+        # RFC 5321 4.2.1: 421 makes the client retry later; nothing is lost to our bug.
+        self.server.do_NOOP = lambda rest: 1 // 0
+        self.assertEqual(self.say(b"NOOP\r\nRSET\r\n"), b"421 4.3.0 mx.example.test Error: internal error\r\n")
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_a_bug_in_the_chunked_body_path_is_421_too(self):
+        self.ehlo()
+        self.say(b"MAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.test>\r\n")
+        self.assertEqual(self.say(b"DATA\r\n")[:4], b"354 ")
+        self.server._data_lines = lambda body: 1 // 0
+        self.assertEqual(self.say(b"Subject: x\r\n\r\nbody\r\n"), b"421 4.3.0 mx.example.test Error: internal error\r\n")
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_empty_line(self):
         self.assertEqual(self.say(b"\r\n"), b"500 5.5.2 Error: bad syntax\r\n")
 

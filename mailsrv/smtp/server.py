@@ -185,11 +185,19 @@ class SMTPServer(ESMTP):
                     else:
                         self.lineReceived(line)
                 except Exception:
-                    log.failure("SMTP command failed", client_ip=self._peer_ip())
-                    self.reply(421, f"4.3.0 {self.ctx.config.hostname} Error: internal error")
-                    self.transport.loseConnection()
+                    self._input_failed()
         finally:
             self._draining = False
+
+    def _input_failed(self) -> None:
+        """Client input raised unexpectedly (called in the except block): log it, 421, hang up.
+
+        RFC 5321 4.2.1: 421 tells the client to try again later, so no
+        message is lost to our bug.
+        """
+        log.failure("SMTP command failed", client_ip=self._peer_ip())
+        self.reply(421, f"4.3.0 {self.ctx.config.hostname} Error: internal error")
+        self.transport.loseConnection()
 
     def _await(
         self,
@@ -636,9 +644,7 @@ class SMTPServer(ESMTP):
             if final:
                 self._end_data()
         except Exception:
-            log.failure("SMTP command failed", client_ip=self._peer_ip())
-            self.reply(421, f"4.3.0 {self.ctx.config.hostname} Error: internal error")
-            self.transport.loseConnection()
+            self._input_failed()
         finally:
             self._draining = False
         return data[body_end + 3:] if final else data[body_end:]
