@@ -54,6 +54,15 @@ class SelectedMailboxDeleted(IMAPTestCase):
         self.assertEqual(session.received(), BYE)
         self.assertTrue(session.transport.disconnecting)
 
+    async def test_deleting_ones_own_selected_folder_deselects(self) -> None:
+        user = self.store.user(ALICE)
+        user.create_folder("Work")
+        session = await self.login(select=b"Work")
+        self.assertEqual(await session.command(b"d DELETE Work"), b"d OK Mailbox deleted\r\n")
+        self.assertFalse(session.transport.disconnecting)
+        self.assertEqual(await session.command(b"n NOOP"), b"n OK NOOP completed\r\n")
+        self.assertTrue((await session.command(b"f FETCH 1 FLAGS")).startswith(b"f BAD"))  # nothing selected
+
     async def test_other_sessions_go_on(self) -> None:
         session = await self._selected_then_deleted()
         other = await self.login()

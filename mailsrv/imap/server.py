@@ -526,7 +526,9 @@ class IMAPServer(IMAP4Server):
 
     def updatesPending(self) -> None:
         """The store changed the selected folder: tell an idling client now."""
-        if self.mbox is not None and self.mbox.deleted and self.parseState == "idle":
+        if self.mbox is not None and self.mbox.deleted and self._running and self._running[1].upper() == b"DELETE":
+            self._deselect()  # this session deleted its own selected folder: just deselect, as Dovecot does
+        elif self.mbox is not None and self.mbox.deleted and self.parseState == "idle":
             self._selected_gone(NoSuchFolder(self.mbox.folder.name))
         elif self.parseState == "idle":
             self._flush_updates(allow_expunge=True)
