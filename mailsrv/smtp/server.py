@@ -8,6 +8,9 @@ TWISTED-NOTES section 1 lists as broken or missing:
   over-long line never leaves DATA mode) and commands run strictly one at a
   time: while a command waits for a Deferred (validation, AUTH, the store)
   no further line is read, so pipelined replies come in order (#8126);
+  all of that, and the reading of the DATA body, is the base class
+  :class:`~mailsrv.smtp.intake.Intake`, so this module holds what the
+  commands mean: policy, replies, the transaction;
 * STARTTLS throws away what was pipelined behind it and forgets the session
   (RFC 3207); AUTH is offered only on submission and only over TLS;
 * SIZE, 8BITMIME, PIPELINING, ENHANCEDSTATUSCODES, NOOP, VRFY, HELP, MAIL
@@ -24,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -35,7 +37,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail.imap4 import IllegalClientResponse
 from twisted.mail.interfaces import IMessageSMTP
-from twisted.mail.smtp import AUTH, COMMAND, DATA, ESMTP
+from twisted.mail.smtp import AUTH, COMMAND, DATA
 from twisted.python.failure import Failure
 
 from mailsrv import tls
@@ -44,7 +46,7 @@ from mailsrv.config import IMPLICIT_TLS_KINDS
 from mailsrv.smtp.address import AddressSyntaxError, Mailbox, parse_path
 from mailsrv.smtp.auth import MECHANISMS, ISubmitter, log_login
 from mailsrv.smtp.delivery import LocalDelivery
-from mailsrv.smtp.lines import TOO_LONG, Line, LineFramer
+from mailsrv.smtp.intake import Intake
 from mailsrv.smtp.params import parse_mail_params, parse_rcpt_params
 from mailsrv.smtp.received import tls_details
 from mailsrv.smtp.replies import Rejection
@@ -63,16 +65,15 @@ _HELO_NAME = re.compile(rb"[\x21-\x7e]{1,255}\Z")
 #: Replies that mean "the client got the protocol wrong"; they count
 #: towards ``limits.max_command_errors``.
 _COMMAND_ERRORS = frozenset({500, 501, 502, 503, 504, 555})
-_SIZE_EXCEEDED = Rejection(552, "5.3.4 Message size exceeds fixed maximum message size")  # RFC 1870 6.3
-_LINE_TOO_LONG = Rejection(500, "5.5.2 Line too long")  # RFC 5321 4.5.3.1.6
 
 
-class SMTPServer(ESMTP):
+class SMTPServer(Intake):
     """One SMTP connection of listener kind ``smtp``, ``submission`` or ``submissions``."""
 
     def __init__(self, ctx: "ServerContext", kind: str) -> None:
         submission = kind != "smtp"
         super().__init__(
+            ctx.config.limits.max_line_length,
             chal=dict(MECHANISMS) if submission else {},
             contextFactory=None if kind in IMPLICIT_TLS_KINDS else ctx.tls,
         )
@@ -83,11 +84,6 @@ class SMTPServer(ESMTP):
         self.portal = ctx.portal
         self.session = Session(kind)
         self.delivery = LocalDelivery(ctx, self.session)
-        self._framer = LineFramer(self.limits.max_line_length)
-        self._pending: deque[Line] = deque()
-        self._blocked = False  # a command's reply waits for a Deferred
-        self._draining = False
-        self._paused = False
         self._errors = 0
         self._logout: Callable[[], None] | None = None
         self._mechanism = ""
@@ -125,125 +121,7 @@ class SMTPServer(ESMTP):
         self._release_login()
         self.setTimeout(None)
 
-    # -- input: framing and one-command-at-a-time ------------------------
-
-    def dataReceived(self, data: bytes) -> None:
-        """Frame *data* into lines and run them in order.
-
-        A message body is taken a chunk at a time (:meth:`_data_chunk`)
-        whenever the next line to run is a body line at the start of *data*;
-        everything else goes line by line through the framer and
-        :meth:`_drain`, which is the reference behaviour the chunk path
-        reproduces exactly.
-
-        While a reply waits for a Deferred and lines are queued behind it, the
-        transport is paused, so a pipelining client cannot make us queue
-        without bound (the framer holds at most one partial line).
-        """
-        framer = self._framer
-        while data:
-            if not (
-                self.mode == DATA
-                and not self._pending
-                and not self._blocked
-                and not self._draining
-                and not self.transport.disconnecting
-            ):
-                self._pending.extend(framer.feed(data))
-                self._drain()
-                break
-            if not framer.at_line_start:
-                # Finish the line begun in an earlier packet the usual way.
-                end = framer.line_end(data)
-                if end < 0:
-                    self._pending.extend(framer.feed(data))  # completes no line
-                    break
-                self._pending.extend(framer.feed(data[:end]))
-                self._drain()
-                data = data[end:]
-                continue
-            data = self._data_chunk(data)
-            if self.mode == DATA:
-                # Only a partial line (no CRLF) is left: hold it in the framer.
-                self._pending.extend(framer.feed(data))
-                break
-        if self._blocked and self._pending and not self._paused:
-            self._paused = True
-            self.transport.pauseProducing()
-
-    def _drain(self) -> None:
-        if self._draining:
-            return
-        self._draining = True
-        try:
-            while self._pending and not self._blocked and not self.transport.disconnecting:
-                line = self._pending.popleft()
-                try:
-                    if line is TOO_LONG:
-                        self.resetTimeout()
-                        self.lineLengthExceeded(b"")
-                    else:
-                        self.lineReceived(line)
-                except Exception:
-                    self._input_failed()
-        finally:
-            self._draining = False
-
-    def _input_failed(self) -> None:
-        """Client input raised unexpectedly (called in the except block): log it, 421, hang up.
-
-        RFC 5321 4.2.1: 421 tells the client to try again later, so no
-        message is lost to our bug.
-        """
-        log.failure("SMTP command failed", client_ip=self._peer_ip())
-        self.reply(421, f"4.3.0 {self.ctx.config.hostname} Error: internal error")
-        self.transport.loseConnection()
-
-    def _await(
-        self,
-        d: "defer.Deferred[Any]",
-        on_success: Callable[[Any], None],
-        on_failure: Callable[[Failure], None] | None = None,
-    ) -> None:
-        """Send the reply when *d* fires; read no further command until then.
-
-        Twisted keeps executing pipelined commands while a validation
-        Deferred is pending, which reorders replies (twisted #8126); RFC 2920
-        3 requires them in command order.
-        """
-        self._blocked = True
-        d.addCallbacks(on_success, on_failure or self._refused)
-        d.addErrback(self._internal_error)
-        d.addBoth(self._unblock)
-
-    def _unblock(self, _: object) -> None:
-        self._blocked = False
-        if self._paused:
-            self._paused = False
-            self.transport.resumeProducing()
-        self._drain()
-
-    def _refused(self, failure: Failure) -> None:
-        failure.trap(Rejection)
-        self.reply(failure.value.code, failure.value.text)
-
-    def _internal_error(self, failure: Failure) -> None:
-        log.failure("SMTP command failed", failure, client_ip=self._peer_ip())
-        self.reply(451, "4.3.0 Error: local error in processing")
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        """An over-long line is an error, never a change of mode (TWISTED-NOTES 1, Limits).
-
-        Inside DATA the transaction is marked failed and the body is still
-        consumed up to the final dot, where the error is answered: switching
-        to command mode here would run the rest of the body as commands.
-        """
-        if self.mode == DATA:
-            self._fail_data(_LINE_TOO_LONG)
-            return
-        if self.mode == AUTH:
-            self._end_auth()
-        self.reply(_LINE_TOO_LONG.code, _LINE_TOO_LONG.text)
+    # -- command dispatch -------------------------------------------------
 
     def lookupMethod(self, command: bytes) -> Callable[[bytes], None] | None:
         """Only ASCII letters name a command; anything else (NUL, UTF-8) is unknown.
@@ -588,120 +466,6 @@ class SMTPServer(ESMTP):
         self._data_error = None
         self.mode = DATA
         self.sendCode(354, b"End data with <CR><LF>.<CR><LF>")
-
-    def state_DATA(self, line: bytes) -> None:
-        """One line of the message body: unstuff, count, pass on."""
-        if line == b".":
-            self._end_data()
-            return
-        if line[:1] == b".":
-            line = line[1:]  # RFC 5321 4.5.2 transparency
-        if self._data_error is not None:
-            return
-        self._data_size += len(line) + 2
-        if self._data_size > self.limits.max_message_size:
-            self._fail_data(_SIZE_EXCEEDED)
-            return
-        for message in self._messages:
-            message.lineReceived(line)
-
-    def _data_chunk(self, data: bytes) -> bytes:
-        """Run the complete body lines at the start of *data* at once; return the rest.
-
-        The framer is at a line start, nothing is queued, and the mode is
-        DATA, so the lines in *data* are exactly those :meth:`state_DATA`
-        would get one by one; this does what those calls would do, in bulk:
-
-        * end of data is a line holding only "." (RFC 5321 3.3, 4.1.1.4):
-          the lines before it are the body, :meth:`_end_data` runs, and what
-          follows it is returned for the command path, in order;
-        * RFC 5321 4.5.3.1.6: a line longer than ``max_line_length`` (CRLF
-          included) fails the transaction with 500 at the final dot, as
-          :meth:`lineLengthExceeded` does, and never leaves DATA mode;
-        * RFC 5321 4.5.2 transparency: a leading "." of every line is removed;
-        * RFC 1870: the message size is the unstuffed size with CRLFs, and
-          the first line taking it over ``max_message_size`` fails with 552;
-        * the first error wins and later lines are neither counted nor kept.
-
-        Without a final dot, the trailing partial line (no CRLF) is returned
-        for the framer.  The idle timer is reset once if any line was taken.
-        """
-        if data[:3] == b".\r\n":
-            body_end = 0
-        else:
-            dot = data.find(b"\r\n.\r\n")
-            body_end = dot + 2 if dot >= 0 else data.rfind(b"\r\n") + 2
-            if body_end < 2:
-                return data  # not one complete line yet
-        # Every CRLF in data ends a line (CR is not LF, so none overlap), so
-        # the first CRLF "." CRLF is the first "." line.
-        final = body_end < len(data) and data[body_end:body_end + 3] == b".\r\n"
-        self._draining = True
-        try:
-            self.resetTimeout()
-            if body_end and self._data_error is None:
-                self._data_lines(data[:body_end])
-            if final:
-                self._end_data()
-        except Exception:
-            self._input_failed()
-        finally:
-            self._draining = False
-        return data[body_end + 3:] if final else data[body_end:]
-
-    def _data_lines(self, body: bytes) -> None:
-        """:meth:`state_DATA` for every line of *body* (complete lines, none of them ".")."""
-        # RFC 5321 4.5.3.1.6: find the first over-long line.  Each window of
-        # max_content + 2 octets from a line start must hold a CRLF; all
-        # lines ending in it are short enough, so resume after its last one.
-        window = self._framer.max_content + 2
-        good = len(body)
-        if good > window:
-            start = 0
-            while good - start > window:
-                last = body.rfind(b"\r\n", start, start + window)
-                if last < 0:
-                    good = start
-                    break
-                start = last + 2
-        # RFC 5321 4.5.2: remove the dot that starts a line.
-        lines = body[:good].replace(b"\r\n.", b"\r\n")
-        if lines[:1] == b".":
-            lines = lines[1:]
-        room = self.limits.max_message_size - self._data_size
-        if len(lines) > room:
-            # RFC 1870 6.3: the line taking the size over the limit is
-            # counted, not kept, and fails the transaction.
-            over = lines.find(b"\r\n", max(room - 1, 0)) + 2
-            self._data_size += over
-            before = lines.rfind(b"\r\n", 0, over - 2)  # the CRLF ending the line before it
-            self._deliver_lines(lines[: before + 2] if before >= 0 else b"")
-            self._fail_data(_SIZE_EXCEEDED)
-            return
-        self._data_size += len(lines)
-        self._deliver_lines(lines)
-        if good < len(body):
-            self._fail_data(_LINE_TOO_LONG)
-
-    def _deliver_lines(self, lines: bytes) -> None:
-        """Pass complete, unstuffed lines (each with its CRLF) to every message."""
-        if not lines:
-            return
-        for message in self._messages:
-            bulk = getattr(message, "linesReceived", None)
-            if bulk is not None:
-                bulk(lines)
-            else:
-                for line in lines[:-2].split(b"\r\n"):
-                    message.lineReceived(line)
-
-    def _fail_data(self, error: Rejection) -> None:
-        """Keep the first error for the final dot and discard what was received."""
-        if self._data_error is None:
-            self._data_error = error
-            for message in self._messages:
-                message.connectionLost()
-            self._messages = []
 
     def _end_data(self) -> None:
         self.mode = COMMAND
