@@ -116,6 +116,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def uses_tls(transport: object) -> bool:
+    """True when *transport* already speaks TLS (implicit, or after STARTTLS).
+
+    A wrapper (haproxy: endpoints) copies the interfaces of the transport it
+    wraps when the connection opens, so after STARTTLS only the TLS flag of
+    the real connection, which it passes through, tells the truth.
+    """
+    return ISSLTransport.providedBy(transport) or getattr(transport, "TLS", False) is True
+
+
 def is_secure(transport: object, config: Config) -> bool:
     """True when a password may be sent over *transport*.
 
@@ -123,10 +133,7 @@ def is_secure(transport: object, config: Config) -> bool:
     ``auth.allow_plaintext_auth_on_loopback`` (RFC 8314 4.1 wants TLS for
     every password; loopback never leaves the host).
     """
-    # A wrapper (haproxy: endpoints) copies the interfaces of the transport it
-    # wraps when the connection opens, so after STARTTLS only the TLS flag of
-    # the real connection, which it passes through, tells the truth.
-    if ISSLTransport.providedBy(transport) or getattr(transport, "TLS", False) is True:
+    if uses_tls(transport):
         return True
     if not config.auth.allow_plaintext_auth_on_loopback:
         return False

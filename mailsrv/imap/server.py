@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet import defer, task
-from twisted.internet.interfaces import ISSLTransport, ITCPTransport
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail import imap4
@@ -42,7 +42,7 @@ from mailsrv.imap.parsing import CommandParser, reply_text
 from mailsrv.imap.search import SearchError, compile_search
 from mailsrv.imap.structure import encode
 from mailsrv.store import InvalidFlag, InvalidFolderName, KeywordLimit, MessageGone, NoSuchFolder
-from mailsrv.tls import is_secure
+from mailsrv.tls import is_secure, uses_tls
 
 log = Logger()
 
@@ -167,7 +167,7 @@ class IMAPServer(CommandParser):
 
     def do_STARTTLS(self, tag: bytes) -> None:
         """Start TLS, forgetting anything the client pipelined in plaintext."""
-        if self.startedTLS or ISSLTransport.providedBy(self.transport):
+        if self.startedTLS or uses_tls(self.transport):
             self.sendNegativeResponse(tag, b"TLS already active")
             return
         if not (self.ctx and self.canStartTLS):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import LoginDenied, UnauthorizedLogin
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import ISSLTransport, ITCPTransport
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail import pop3
@@ -71,7 +71,7 @@ class POP3Server(CommandSession):
         return self._tls_started or tls.is_secure(self.transport, self.ctx.config)
 
     def _stls_available(self) -> bool:
-        return self._offer_stls and not self._tls_started and not ISSLTransport.providedBy(self.transport)
+        return self._offer_stls and not self._tls_started and not tls.uses_tls(self.transport)
 
     # -- AUTHORIZATION state --------------------------------------------------
 

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
-from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail.imap4 import IllegalClientResponse
@@ -183,7 +182,7 @@ class SMTPServer(Intake):
     def _tls_active(self) -> bool:
         # After STARTTLS through a wrapping transport (haproxy:), the wrapper
         # never starts providing ISSLTransport; our own flag still knows.
-        return self.startedTLS or ISSLTransport.providedBy(self.transport)
+        return self.startedTLS or tls.uses_tls(self.transport)
 
     def _can_start_tls(self) -> bool:
         return self.canStartTLS and not self._tls_active()
