@@ -23,9 +23,11 @@ from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail import pop3
+from twisted.mail.imap4 import IllegalClientResponse
 from twisted.python.failure import Failure
 
 from mailsrv import tls
+from mailsrv.accounts.cred import PlainCredentials
 from mailsrv.pop3 import wire
 from mailsrv.pop3.session import AUTHORIZATION, BOTH, TEMPORARY, TRANSACTION, CommandSession, client_ip, command
 from mailsrv.store import MessageGone, StoreError
@@ -146,17 +148,17 @@ class POP3Server(CommandSession):
             # RFC 5034 section 4: the client cancelled the exchange.
             self.failResponse(b"Authentication cancelled")
             return None
+        credentials = PlainCredentials()
         try:
-            authzid, user, password = base64.b64decode(response, validate=True).split(b"\0")
-        except (binascii.Error, ValueError):
+            credentials.setResponse(base64.b64decode(response, validate=True))
+        except (binascii.Error, IllegalClientResponse):
             self.failResponse(b"Malformed PLAIN response")
             return None
-        if authzid not in (b"", user):
-            # Acting as another user is not supported.
-            self._log_login(user, "PLAIN", False)
+        if not credentials.acts_as_itself():
+            self._log_login(credentials.username, "PLAIN", False)
             self.failResponse(_BAD_CREDENTIALS)
             return None
-        return self._login(user, password, "PLAIN")
+        return self._login(credentials.username, credentials.password, "PLAIN")
 
     def _login(self, user: bytes, password: bytes, mechanism: str) -> Deferred:
         d = self.ctx.portal.login(UsernamePassword(user, password), None, pop3.IMailbox)
