@@ -12,19 +12,17 @@ from __future__ import annotations
 import os
 import sys
 
-from twisted.application import service, strports
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application import service
 from twisted.internet import reactor
-from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail import imap4, pop3
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 
 from mailsrv import __version__, config as configuration, tls
 from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
+from mailsrv.listeners import Kind, listener
 from mailsrv.store import Store
 
 log = Logger()
@@ -75,55 +73,14 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
                 os.chown(path, uid, gid if gid is not None else -1)
 
 
-def _with_backlog(description: str, backlog: int) -> str:
-    """Add a large accept backlog to TCP endpoints that do not set one.
-
-    Twisted's default of 50 overflows under a burst of SMTP connections and
-    clients then wait for SYN retransmits (TWISTED-NOTES 10).
-    """
-    if "backlog=" in description:
-        return description
-    plain = description.removeprefix("haproxy:")
-    if plain.startswith(("tcp:", "tcp6:")) or plain.split(":", 1)[0].isdigit():
-        return f"{description}:backlog={backlog}"
-    return description
-
-
-class Listener(StreamServerEndpointService):
-    """A listener whose bind failure is one line naming the kind and endpoint.
-
-    A port already in use is the commonest start-up failure; the admin needs
-    to see which listener and which address, not a traceback.
-    """
-
-    def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
-            raise SystemExit(f"mailsrv: cannot listen for {self.name}: {reason}") from None
-        log.info("mailsrv {listener} listening", listener=self.name)
-
-
-def _listener(description: str, factory: ServerFactory) -> Listener:
-    """Like ``strports.service``: bind synchronously so errors surface at start."""
-    plain = strports.service(description, factory)
-    listener = Listener(plain.endpoint, factory)
-    listener._raiseSynchronously = True
-    return listener
-
-
-def _protocol_factory(ctx: ServerContext, kind: str) -> ServerFactory:
-    if kind in ("smtp", "submission", "submissions"):
+def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
+    if kind.protocol == "smtp":
         from mailsrv.smtp.server import make_factory
-    elif kind in ("pop3", "pop3s"):
+    elif kind.protocol == "pop3":
         from mailsrv.pop3 import make_factory
     else:
         from mailsrv.imap.server import make_factory
-    factory = make_factory(ctx, kind)
-    if kind in configuration.IMPLICIT_TLS_KINDS:
-        factory = TLSMemoryBIOFactory(ctx.tls, False, factory)
-    return factory
+    return make_factory(ctx, kind.label)
 
 
 def build_context(config: configuration.Config, tls_options: object) -> ServerContext:
@@ -148,10 +105,8 @@ def makeService(options: Options) -> service.IService:
     ctx = build_context(config, options["tls"])
     reactor.suggestThreadPoolSize(32)  # durable writes run in threads
     top = service.MultiService()
-    for kind in configuration.LISTENER_KINDS:
-        for description in getattr(config.listen, kind):
-            endpoint = _with_backlog(description, config.listen.backlog)
-            listener = _listener(endpoint, _protocol_factory(ctx, kind))
-            listener.setName(f"{kind} {description}")
-            listener.setServiceParent(top)
+    for kind in Kind:
+        for description in getattr(config.listen, kind.label):
+            factory = _protocol_factory(ctx, kind)
+            listener(description, config.listen.backlog, factory, kind, ctx.tls, reactor).setServiceParent(top)
     return top

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from zope.interface import Interface
 
 from mailsrv.durable import fsync_dir
+from mailsrv.message import wire
 from mailsrv.store import maildir
 from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder
 from mailsrv.store import keywords
@@ -123,7 +124,7 @@ class Folder:
 
     def read(self, uid: int) -> bytes:
         """The message as sent on the wire: CRLF line ends, ``info.size`` octets."""
-        return maildir.to_wire(self._read_disk(uid))
+        return wire.to_wire(self._read_disk(uid))
 
     def _read_disk(self, uid: int) -> bytes:
         for attempt in (0, 1):
@@ -228,12 +229,12 @@ class Folder:
                 st = os.stat(path)
             except FileNotFoundError:
                 continue
-            _, wire = maildir.sizes_from_key(key)
-            if wire is None:
+            _, size = maildir.sizes_from_key(key)
+            if size is None:
                 with open(path, "rb") as f:
-                    wire = maildir.wire_size(f.read())
+                    size = wire.wire_size(f.read())
             flags = maildir.info_to_flags(info, self._keywords.keyword_of)
-            self._infos[uid] = MessageInfo(uid, key, flags, wire, st.st_mtime)
+            self._infos[uid] = MessageInfo(uid, key, flags, size, st.st_mtime)
             self._files[uid] = rel
             added.append(self._infos[uid])
         added.sort(key=lambda i: i.uid)
@@ -347,8 +348,8 @@ class Folder:
 
     def append(self, data: bytes, flags: Iterable[str] = (), internaldate: float | None = None) -> "Deferred[int]":
         """Store a new message (CRLF bytes) durably; fires with its UID."""
-        disk = maildir.to_disk(data)
-        key = maildir.unique_name(len(disk), maildir.wire_size(disk))
+        disk = wire.to_disk(data)
+        key = maildir.unique_name(len(disk), wire.wire_size(disk))
         rel = "cur/" + self._filename_for(key, frozenset(flags) - {"\\Recent"})
 
         def write() -> None:

@@ -33,7 +33,6 @@ INFO_SEP = ":2,"
 _counter = itertools.count()
 _HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 def unique_name(disk_size: int, wire_size: int) -> str:
@@ -59,23 +58,6 @@ def sizes_from_key(key: str) -> tuple[int | None, int | None]:
     disk = int(found["S"]) if "S" in found else None
     wire = int(found["W"]) if "W" in found else None
     return disk, wire
-
-
-def to_disk(data: bytes) -> bytes:
-    """Message bytes as stored: LF line ends."""
-    return data.replace(b"\r\n", b"\n")
-
-
-def to_wire(data: bytes) -> bytes:
-    """Message bytes as sent over POP3/IMAP: CRLF line ends (RFC 5322 2.1)."""
-    if b"\r" not in data:
-        return data.replace(b"\n", b"\r\n")
-    return _BARE_LF.sub(b"\r\n", data)
-
-
-def wire_size(disk: bytes) -> int:
-    """Octets of :func:`to_wire` (*disk*) without building it."""
-    return len(disk) + disk.count(b"\n") - disk.count(b"\r\n")
 
 
 def write_file(path: str, data: bytes, mtime: float | None = None) -> None:

@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from mailsrv.durable import fsync_dir
+from mailsrv.message import wire
 from mailsrv.store import maildir, names
 from mailsrv.store.errors import InvalidAddress
 from mailsrv.store.userstore import UserStore
@@ -54,8 +55,8 @@ class Store:
         users = [self.user(a) for a in dict.fromkeys(a.lower() for a in addresses)]
         if not users:
             raise ValueError("deliver() needs at least one address")
-        disk = maildir.to_disk(data)
-        filename = maildir.unique_name(len(disk), maildir.wire_size(disk))
+        disk = wire.to_disk(data)
+        filename = maildir.unique_name(len(disk), wire.wire_size(disk))
         paths = [u.path for u in users]
 
         def write() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_imap_harness import IMAPTestCase
+from imap_harness import IMAPTestCase
 
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_imap_harness import IMAPTestCase
+from imap_harness import IMAPTestCase
 
 #: Duplicate and oddly-cased headers: what Twisted's header dict would lose.
 PLAIN = (

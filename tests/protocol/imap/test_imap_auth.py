@@ -9,7 +9,7 @@ from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 
 from support import TCPStringTransport
-from test_imap_harness import REMOTE, IMAPTestCase
+from imap_harness import REMOTE, IMAPTestCase
 
 
 class BeforeTLS(IMAPTestCase):

@@ -16,7 +16,7 @@ from mailsrv.accounts import Directory, passwords
 from mailsrv.accounts.textfile import read_text
 from mailsrv.config import load
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(autouse=True)

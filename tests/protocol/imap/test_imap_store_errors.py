@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 
-from test_imap_harness import ALICE, IMAPTestCase
+from imap_harness import ALICE, IMAPTestCase
 
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 BYE = b"* BYE Selected mailbox was deleted, have to disconnect.\r\n"

@@ -6,7 +6,7 @@ them fails the first upload to a folder.
 
 from __future__ import annotations
 
-from test_imap_harness import ALICE, IMAPTestCase
+from imap_harness import ALICE, IMAPTestCase
 
 from mailsrv.imap.server import _uid_set
 

@@ -21,7 +21,7 @@ import warnings
 
 import pytest
 
-from tests.e2e import HOSTNAME, Server, env, twistd
+from twistd_server import HOSTNAME, Server, env, twistd
 
 PASSWORD = "correct horse battery staple"
 USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"]

@@ -8,7 +8,7 @@ import base64
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 
-from test_imap_harness import IMAPTestCase
+from imap_harness import IMAPTestCase
 
 ONE = b"From: Bob <bob@example.test>\r\nSubject: say \"hi\" a\\b\r\n\r\nPizza at noon?\r\n"
 TWO = b"From: carol@example.test\r\nSubject: other\r\n\r\nNothing.\r\n"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.e2e import Server
+from twistd_server import Server
 
 NOBODY = 65534
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binding a privileged port needs root")

@@ -8,7 +8,7 @@ import pytest
 
 from mailsrv import config as configuration
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, "etc", "mailsrv.toml")
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "etc", "mailsrv.toml")
 
 
 def write(tmp_path, text: str) -> str:

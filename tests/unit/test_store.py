@@ -19,6 +19,7 @@ from mailsrv.store import (
     NoSuchFolder,
     Store,
 )
+from mailsrv.message import wire
 from mailsrv.store import maildir
 
 MSG = b"From: a@example.test\r\nSubject: hi\r\n\r\nline one\r\n.dot line\r\n"
@@ -259,4 +260,4 @@ class FolderTreeTests(StoreTestCase):
 class WireFormTests(unittest.TestCase):
     def test_wire_size_matches_to_wire(self):
         for disk in (b"", b"a\nb\n", b"a\r\nb\n", b"no newline", b"\n\n\r\n"):
-            self.assertEqual(maildir.wire_size(disk), len(maildir.to_wire(disk)))
+            self.assertEqual(wire.wire_size(disk), len(wire.to_wire(disk)))

@@ -4,7 +4,7 @@ checked against what Dovecot answers for the same message.
 
 from __future__ import annotations
 
-from test_imap_harness import IMAPTestCase
+from imap_harness import IMAPTestCase
 
 GROUPS = (
     b"From: bob@example.test\r\n"

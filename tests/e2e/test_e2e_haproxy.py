@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from tests.e2e import Server, free_ports
+from twistd_server import Server, free_ports
 
 PROXY = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 25\r\n"
 

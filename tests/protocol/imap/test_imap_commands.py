@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_imap_harness import IMAPTestCase
+from imap_harness import IMAPTestCase
 
 ONE = b"From: Bob <bob@example.test>\r\nSubject: Lunch plans\r\n\r\nPizza at noon?\r\n"
 TWO = b"From: carol@example.test\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nX-Tag: blue\r\n\r\nSee attached report.\r\n"
