@@ -34,6 +34,10 @@ from mailsrv.config import Config
 RealmFactories = Mapping[InterfaceClass, Callable[[str], Any]]
 
 
+class TemporaryLoginFailure(Exception):
+    """The password could not be checked now (not the client's fault); try again later."""
+
+
 def _as_bytes(value: str | bytes) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else value
 

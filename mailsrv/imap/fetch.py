@@ -1,48 +1,106 @@
-"""Render one message's FETCH response (RFC 3501 6.4.5, 7.4.2).
+"""Render one message's FETCH response (RFC 3501 6.4.5, 7.4.2), as pieces to stream.
 
 Replaces Twisted's ``spew_*`` methods, which answer a partial
-``BODY[]<o.n>`` with ``BODY[]<o.n>`` and the whole section (twisted #5613),
-rebuild headers from a dict, and never tell the mailbox about ``.PEEK``.
-Every section here is a slice of the stored bytes.
+``BODY[]<o.n>`` with the whole section (twisted #5613), rebuild headers from
+a dict, never tell the mailbox about ``.PEEK``, and hold every message they
+send in memory (docs/twisted-notes.rst, "IMAP: FETCH").
+
+Each message is read only as far as its items need (:func:`needs`):
+nothing for FLAGS/UID/INTERNALDATE/RFC822.SIZE; the header alone for
+ENVELOPE and header sections; the whole message for BODYSTRUCTURE and part
+sections.  ``BODY[]``, ``RFC822``, ``BODY[TEXT]`` and their partials are
+never loaded: :func:`render` gives a :class:`Span` of the stored file and the
+server streams it with back-pressure.  Every section is a slice of the
+stored octets.
 """
 
 from __future__ import annotations
 
+import enum
 import time
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator, Sequence, Union
 
-from mailsrv.imap.message import Message
-from mailsrv.imap.mime import Entity, header_lines
-from mailsrv.imap.structure import Atom, body_structure, encode, envelope
+from mailsrv.imap.fetchatt import FetchItem, Section
+from mailsrv.imap.flags import flags_data
+from mailsrv.imap.structure import body_structure, encode, envelope
+from mailsrv.message.headers import header_lines
+from mailsrv.message.mime import Entity
+from mailsrv.message.wire import wire_chunks
 
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+#: A header section longer than this is not a header anyone means; reading stops there.
+MAX_HEADER = 1024 * 1024
 
 
-def needs_seen(query: Sequence[Any]) -> bool:
-    """Whether the query fetches body text without .PEEK (RFC 3501 6.4.5)."""
-    return any(
-        item.type in ("rfc822", "rfc822text") or (item.type == "body" and not item.peek and _has_section(item))
-        for item in query
-    )
+class Need(enum.IntEnum):
+    """How much of the stored message a FETCH needs."""
+
+    NOTHING = 0
+    #: Spans of the file only (BODY[], RFC822 and their partials).
+    FILE = 1
+    HEADER = 2
+    WHOLE = 3
 
 
-class _Flags:
-    """A FLAGS fetch item the client did not ask for."""
+@dataclass(frozen=True)
+class View:
+    """A message as one session sees it: its flags include the session's ``\\Recent``."""
 
-    type = "flags"
-
-
-def with_flags(query: Sequence[Any]) -> list[Any]:
-    """*query* plus FLAGS: a FETCH that sets \\Seen reports the new flags."""
-    items = list(query)
-    if not any(item.type == "flags" for item in items):
-        items.append(_Flags())
-    return items
+    uid: int
+    flags: frozenset[str]
+    internaldate: float
+    size: int
 
 
-def _has_section(item: Any) -> bool:
-    """``BODY[...]`` as opposed to ``BODY`` (the non-extended structure)."""
-    return bool(item.empty or item.header or item.text or item.mime)
+@dataclass(frozen=True)
+class Span:
+    """*length* octets of the message's wire form from *offset*, streamed from its file."""
+
+    offset: int
+    length: int
+
+
+Piece = Union[bytes, Span]
+
+def needs(items: Sequence[FetchItem]) -> Need:
+    """What :func:`render` needs loaded for *items*."""
+    need = Need.NOTHING
+    for item in items:
+        if item.name in ("BODYSTRUCTURE", "BODY") or (item.section is not None and item.section.part):
+            return Need.WHOLE
+        if item.name in ("ENVELOPE", "RFC822.HEADER", "RFC822.TEXT") or (
+            item.section is not None and item.section.text
+        ):
+            need = Need.HEADER
+        elif item.name == "RFC822" or item.section is not None:
+            need = max(need, Need.FILE)
+    return need
+
+
+def with_flags(items: Sequence[FetchItem]) -> list[FetchItem]:
+    """*items* plus FLAGS: a FETCH that sets \\Seen reports the new flags (RFC 3501 6.4.5)."""
+    out = list(items)
+    if not any(item.name == "FLAGS" for item in out):
+        out.append(FetchItem("FLAGS"))
+    return out
+
+
+def read_header(stored: BinaryIO) -> bytes:
+    """The wire-form header section (with its empty line) of a stored message."""
+    stored.seek(0)
+    data = b""
+    for chunk in wire_chunks(stored, 16 * 1024):
+        data += chunk
+        if data.startswith(b"\r\n") or b"\r\n\r\n" in data or len(data) > MAX_HEADER:
+            break
+    return Entity(data).header
+
+
+def read_whole(stored: BinaryIO) -> bytes:
+    """The whole message in wire form (for BODYSTRUCTURE and part sections)."""
+    stored.seek(0)
+    return b"".join(wire_chunks(stored))
 
 
 def internaldate(epoch: float) -> bytes:
@@ -53,87 +111,174 @@ def internaldate(epoch: float) -> bytes:
     )
 
 
-def _header_subset(entity: Entity, fields: Sequence[bytes], negate: bool) -> bytes:
-    """HEADER.FIELDS[.NOT]: matching raw lines plus the closing empty line."""
+def literal(data: bytes) -> bytes:
+    """Octets as an IMAP literal ``{n}CRLF...`` (RFC 3501 4.3)."""
+    return b"{%d}\r\n" % len(data) + data
+
+
+def _header_subset(header: bytes, fields: Sequence[bytes], negate: bool) -> bytes:
+    """HEADER.FIELDS[.NOT]: the matching raw lines plus the closing empty line."""
     wanted = {f.decode("ascii", "replace").lower() for f in fields}
-    kept = [raw for name, raw in header_lines(entity.header) if (name in wanted) != negate]
+    kept = [raw for name, raw in header_lines(header) if (name in wanted) != negate]
     return b"".join(kept) + b"\r\n"
 
 
-def _section(message: Message, item: Any) -> tuple[bytes, bytes]:
-    """``(section spec, octets)`` for a ``BODY[...]`` item."""
-    path = tuple(item.part or ())
-    spec = b".".join(b"%d" % (p + 1) for p in path)
-    entity = message.entity.resolve(path)
-    if item.mime:
-        return spec + b".MIME", entity.header
-    if path and (item.header or item.text) and entity.is_message:
-        entity = entity.embedded  # 1.HEADER / 1.TEXT of a message/rfc822 part
-    dot = b"." if spec else b""
-    if item.text:
-        return spec + dot + b"TEXT", entity.body
-    if item.header:
-        h = item.header
-        if h.negate and not h.fields:
-            return spec + dot + b"HEADER", entity.header
-        name = b"HEADER.FIELDS.NOT" if h.negate else b"HEADER.FIELDS"
-        spec += dot + name + b" " + encode([Atom(f) for f in h.fields])
-        return spec, _header_subset(entity, h.fields, h.negate)
-    return spec, (entity.body if path else entity.raw)
+def _clip(length: int, partial: tuple[int, int] | None) -> tuple[int, int]:
+    """``(offset, length)`` within a section of *length* octets after a partial ``<o.n>``."""
+    if partial is None:
+        return 0, length
+    start, count = partial
+    return start, max(0, min(count, length - start))
 
 
-def _body(message: Message, item: Any) -> bytes:
-    """``BODY[section]<origin>`` and its literal, slicing partial fetches."""
+class _Message:
+    """What :func:`render` knows of one message: its view and what was loaded."""
+
+    def __init__(self, view: View, header: bytes | None, whole: bytes | None) -> None:
+        self.view = view
+        self.entity = Entity(whole) if whole is not None else None
+        self.header = self.entity.header if self.entity is not None else header
+
+    def header_entity(self) -> Entity:
+        """An entity with the header only (ENVELOPE needs no body)."""
+        return self.entity if self.entity is not None else Entity(self.header or b"")
+
+
+def _section_data(message: _Message, section: Section) -> bytes | Span | None:
+    """The octets of ``BODY[section]``: bytes, a span of the file, or ``None`` (no such part)."""
+    text, size = section.text, message.view.size
+    if not section.part:
+        if text == "":
+            return Span(0, size)
+        assert message.header is not None
+        if text == "TEXT":
+            return Span(len(message.header), size - len(message.header))
+        if text == "HEADER":
+            return message.header
+        return _header_subset(message.header, section.fields, text.endswith(".NOT"))
+    assert message.entity is not None
     try:
-        spec, data = _section(message, item)
+        entity = message.entity.resolve(tuple(p - 1 for p in section.part))
     except IndexError:
+        return None
+    if text == "MIME":
+        return entity.header
+    if text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT") and entity.is_message:
+        entity = entity.embedded  # 1.HEADER / 1.TEXT of a message/rfc822 part
+    if text == "TEXT":
+        return entity.body
+    if text == "HEADER":
+        return entity.header
+    if text:
+        return _header_subset(entity.header, section.fields, text.endswith(".NOT"))
+    return entity.body
+
+
+def _body(message: _Message, item: FetchItem) -> Iterator[Piece]:
+    """``BODY[section]<origin>`` and its literal."""
+    assert item.section is not None
+    label = b"BODY[" + item.section.spec() + b"]"
+    data = _section_data(message, item.section)
+    if data is None:
         # No such part: NIL, as Dovecot and Cyrus answer (RFC 3501 is silent).
-        return b"BODY[" + b".".join(b"%d" % (p + 1) for p in item.part) + b"] NIL"
-    label = b"BODY[" + spec + b"]"
-    if item.partialBegin is not None:
-        # RFC 3501 6.4.5: "BODY[]<0.2048>" is answered as "BODY[]<0>"
-        # with at most the requested octets from that origin.
-        start = item.partialBegin
-        data = data[start : start + item.partialLength]
-        label += b"<%d>" % start
-    return label + b" " + encode_literal(data)
+        yield label + b" NIL"
+        return
+    if item.partial is not None:
+        # RFC 3501 6.4.5: "BODY[]<0.2048>" is answered as "BODY[]<0>" with
+        # at most the requested octets from that origin.
+        label += b"<%d>" % item.partial[0]
+    if isinstance(data, Span):
+        start, length = _clip(data.length, item.partial)
+        yield label + b" {%d}\r\n" % length
+        if length:
+            yield Span(data.offset + start, length)
+        return
+    start, length = _clip(len(data), item.partial)
+    yield label + b" " + literal(data[start : start + length])
 
 
-def render(seq: int, message: Message, query: Sequence[Any], with_uid: bool) -> bytes:
-    """The whole ``* seq FETCH (...)`` response line for *message*.
+def _item(message: _Message, item: FetchItem) -> Iterator[Piece]:
+    view, name = message.view, item.name
+    if name == "UID":
+        yield b"UID %d" % view.uid
+    elif name == "FLAGS":
+        yield b"FLAGS " + flags_data(view.flags)
+    elif name == "INTERNALDATE":
+        yield b"INTERNALDATE " + internaldate(view.internaldate)
+    elif name == "RFC822.SIZE":
+        yield b"RFC822.SIZE %d" % view.size
+    elif name == "ENVELOPE":
+        yield b"ENVELOPE " + encode(envelope(message.header_entity()))
+    elif name in ("BODYSTRUCTURE", "BODY"):
+        assert message.entity is not None
+        yield name.encode() + b" " + encode(body_structure(message.entity, name == "BODYSTRUCTURE"))
+    elif name == "RFC822":
+        yield b"RFC822 {%d}\r\n" % view.size
+        if view.size:
+            yield Span(0, view.size)
+    elif name == "RFC822.HEADER":
+        assert message.header is not None
+        yield b"RFC822.HEADER " + literal(message.header)
+    elif name == "RFC822.TEXT":
+        assert message.header is not None
+        length = view.size - len(message.header)
+        yield b"RFC822.TEXT {%d}\r\n" % length
+        if length:
+            yield Span(len(message.header), length)
+    else:
+        yield from _body(message, item)
 
-    *with_uid* adds UID when the client did not ask (UID FETCH, 6.4.8).
+
+def render(
+    seq: int, view: View, items: Sequence[FetchItem], with_uid: bool, header: bytes | None = None,
+    whole: bytes | None = None,
+) -> list[Piece]:
+    """The ``* seq FETCH (...)`` response for one message, as bytes and spans.
+
+    *header* or *whole* (wire form) must be given as :func:`needs` says.
+    *with_uid* adds UID when the client did not ask for it (UID FETCH, RFC
+    3501 6.4.8).
     """
-    items: list[bytes] = []
-    for item in query:
-        kind = item.type
-        if kind == "uid":
-            items.append(b"UID %d" % message.uid)
-        elif kind == "flags":
-            items.append(b"FLAGS " + encode([Atom(f.encode()) for f in message.getFlags()]))
-        elif kind == "internaldate":
-            items.append(b"INTERNALDATE " + internaldate(message.internaldate))
-        elif kind == "rfc822size":
-            items.append(b"RFC822.SIZE %d" % message.size)
-        elif kind == "envelope":
-            items.append(b"ENVELOPE " + encode(envelope(message.entity)))
-        elif kind == "bodystructure":
-            items.append(b"BODYSTRUCTURE " + encode(body_structure(message.entity, True)))
-        elif kind == "rfc822":
-            items.append(b"RFC822 " + encode_literal(message.entity.raw))
-        elif kind == "rfc822header":
-            items.append(b"RFC822.HEADER " + encode_literal(message.entity.header))
-        elif kind == "rfc822text":
-            items.append(b"RFC822.TEXT " + encode_literal(message.entity.body))
-        elif _has_section(item):
-            items.append(_body(message, item))
+    message = _Message(view, header, whole)
+    pieces: list[Piece] = [b"* %d FETCH (" % seq]
+    if with_uid and not any(item.name == "UID" for item in items):
+        pieces.append(b"UID %d " % view.uid)
+    for n, item in enumerate(items):
+        if n:
+            pieces.append(b" ")
+        pieces.extend(_item(message, item))
+    pieces.append(b")\r\n")
+    return _merge(pieces)
+
+
+def _merge(pieces: list[Piece]) -> list[Piece]:
+    """Join neighbouring bytes so a response goes out in as few writes as it can."""
+    out: list[Piece] = []
+    for piece in pieces:
+        if isinstance(piece, bytes) and out and isinstance(out[-1], bytes):
+            out[-1] += piece
         else:
-            items.append(b"BODY " + encode(body_structure(message.entity, False)))
-    if with_uid and not any(item.type == "uid" for item in query):
-        items.insert(0, b"UID %d" % message.uid)
-    return b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n"
+            out.append(piece)
+    return out
 
 
-def encode_literal(data: bytes) -> bytes:
-    """Octets as an IMAP literal ``{n}CRLF...`` (RFC 3501 4.3)."""
-    return b"{%d}\r\n" % len(data) + data
+def span_chunks(stored: BinaryIO, span: Span) -> Iterator[bytes]:
+    """The octets of *span* from the stored file, exactly ``span.length`` of them.
+
+    A file shorter than its recorded size (edited behind our back) is padded
+    with spaces, so the literal the client was promised stays in step.
+    """
+    stored.seek(0)
+    skip, left = span.offset, span.length
+    for chunk in wire_chunks(stored):
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        piece = chunk[skip : skip + left]
+        skip = 0
+        left -= len(piece)
+        yield piece
+        if not left:
+            return
+    if left:
+        yield b" " * left

@@ -1,10 +1,16 @@
-"""SEARCH keys (RFC 3501 6.4.4) compiled into a predicate over messages.
+"""SEARCH keys (RFC 3501 6.4.4) compiled into a predicate over messages, and run.
 
 Written because Twisted's search compares ``str`` headers with ``bytes``
 keys (SUBJECT/FROM/... answer ``BAD``), searches only undecoded bodies, and
-filters five messages per reactor turn.  Text keys here are
+filters five messages per reactor turn on the reactor thread
+(docs/twisted-notes.rst, "IMAP: SEARCH").  Text keys here are
 case-insensitive substring matches on decoded text (RFC 2047 headers,
 transfer-encoded and charset-encoded bodies), as 6.4.4 asks.
+
+:func:`run_search` evaluates the predicate in the search thread pool, one
+message at a time (a file is opened only when a key needs its content, and
+dropped before the next), so a TEXT search over 30,000 messages neither
+stalls other sessions nor holds the mailbox in memory.
 """
 
 from __future__ import annotations
@@ -17,12 +23,52 @@ import email.utils
 import re
 from typing import Any, Callable, Iterator, Sequence
 
+from dataclasses import dataclass
+from functools import cached_property
+
 from twisted.mail import imap4
 
-from mailsrv.imap.mailbox import parse_sequence_set
-from mailsrv.imap.message import Message
-from mailsrv.imap.mime import header_lines
-from mailsrv.imap.syntax import literal_size, read_quoted
+from mailsrv.imap.command import Literal
+from mailsrv.imap.responses import CommandError
+from mailsrv.imap.sequences import parse_sequence_set
+from mailsrv.imap.syntax import read_quoted
+from mailsrv.message.headers import header_lines
+from mailsrv.message.mime import Entity
+from mailsrv.message.wire import to_wire
+
+
+@dataclass
+class Message:
+    """One message as SEARCH tests it; its file is read only when a key needs the content.
+
+    *path* and *find* locate the stored file from the search thread: *find*
+    looks again when the file was renamed (a flag change) since the snapshot.
+    """
+
+    seq: int
+    uid: int
+    flags: frozenset[str]
+    size: int
+    internaldate: float
+    path: str
+    find: Callable[[], "str | None"]
+
+    @cached_property
+    def entity(self) -> Entity:
+        """The parsed message (wire form); empty if it was expunged meanwhile."""
+        path: str | None = self.path
+        for moved in (False, True):
+            if moved:
+                path = self.find()
+            if path is None:
+                break
+            try:
+                with open(path, "rb") as f:
+                    return Entity(to_wire(f.read()))
+            except FileNotFoundError:
+                continue
+        return Entity(b"")
+
 
 #: A predicate over one message: (sequence number, message) -> matches.
 Predicate = Callable[[int, Message], bool]
@@ -62,8 +108,8 @@ class SearchParser:
     def __init__(self) -> None:
         self._stack: list[list[Any]] = [[]]
 
-    def feed(self, line: bytes) -> int | None:
-        """Tokenize *line*; the size of the literal it ends with, or None."""
+    def feed(self, line: bytes) -> None:
+        """Tokenize *line* (text between literals; the command reader took their announcements)."""
         pos, end = 0, len(line)
         while pos < end:
             char = line[pos : pos + 1]
@@ -83,20 +129,14 @@ class SearchParser:
             elif char == b'"':
                 try:
                     value, pos = read_quoted(line, pos)
-                except imap4.IllegalClientResponse as e:
+                except CommandError as e:
                     raise SearchError(str(e)) from None
                 self._stack[-1].append(value)
-            elif char == b"{":
-                try:
-                    return literal_size(line[pos:])  # RFC 3501 9: only at the end of a line
-                except imap4.IllegalClientResponse as e:
-                    raise SearchError(str(e)) from None
             else:
                 match = _ATOM_END.search(line, pos)
                 stop = match.start() if match else end
                 self._stack[-1].append(line[pos:stop])
                 pos = stop
-        return None
 
     def add_literal(self, data: bytes) -> None:
         """The octets of the literal :meth:`feed` asked for: one string token."""
@@ -238,7 +278,7 @@ class _Compiler:
     def _set(self, token: bytes, last: int) -> imap4.MessageSet:
         try:
             wanted = parse_sequence_set(token)
-        except imap4.IllegalClientResponse:
+        except CommandError:
             raise SearchError("bad sequence set") from None
         wanted.last = last
         return wanted
@@ -298,3 +338,31 @@ def compile_search(query: Sequence[Any], last_seq: int, last_uid: int) -> Predic
     *last_seq* and *last_uid* give ``*`` its meaning in sequence and UID sets.
     """
     return _Compiler(query, last_seq, last_uid).all()
+
+
+def parse_search(parts: Sequence[Any]) -> list[Any]:
+    """The search program from a command's remaining text and literals (RFC 3501 6.4.4)."""
+    parser = SearchParser()
+    for part in parts:
+        if isinstance(part, Literal):
+            assert part.data is not None
+            parser.add_literal(part.data)
+        else:
+            parser.feed(part)
+    return parser.result()
+
+
+def run_search(messages: Sequence[Message], matches: Predicate, cancelled: Callable[[], bool]) -> list[Message]:
+    """The messages *matches* accepts, in order; stops early once *cancelled* says so.
+
+    Runs in the search pool: it touches nothing but the messages' files.
+    Each message's parsed content is dropped as soon as it was tested.
+    """
+    hits = []
+    for message in messages:
+        if cancelled():
+            break
+        if matches(message.seq, message):
+            hits.append(message)
+        message.__dict__.pop("entity", None)
+    return hits

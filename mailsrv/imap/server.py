@@ -1,623 +1,424 @@
-"""The IMAP4rev1 protocol: Twisted's ``IMAP4Server`` with its defects fixed.
+"""The IMAP4rev1 server (RFC 3501): sessions, states, dispatch, updates, IDLE.
 
-Reading commands (lines, limits, one command at a time, argument parsing,
-errors) is :mod:`.parsing`'s ``CommandParser``; this subclass decides what
-the commands do, and holds the dispatch tables that pair each command with
-its handler and parsers.  What it changes (see ``TWISTED-NOTES.md``
-section 3):
+Built on :mod:`mailsrv.net` rather than ``twisted.mail.imap4.IMAP4Server``:
+Twisted's server reads commands with parsers that mishandle quoting and
+literal sizes, drops the connection on a 16 KiB line, keeps no per-session
+sequence map (so it cannot send EXPUNGE at all), answers a partial FETCH
+with the whole section, offers LOGIN in clear text and lets STARTTLS run
+commands pipelined in clear (docs/twisted-notes.rst, "IMAP").  What it
+contributes here is its ``MessageSet`` and its modified UTF-7 codec.
 
-* TLS: LOGINDISABLED/STARTTLS before TLS, AUTH=PLAIN only after it (or on
-  loopback when configured); plaintext pipelined behind STARTTLS is
-  discarded (RFC 3501 6.2.1).
-* SELECT reports PERMANENTFLAGS, UNSEEN, UIDNEXT; FETCH, SEARCH, COPY,
-  APPEND, STATUS, LIST and IDLE are our own (see the modules they use).
-* Updates from other sessions (EXISTS, FETCH FLAGS, and EXPUNGE, which
-  Twisted cannot express) are sent at the end of commands, or at once
-  while IDLE.
+This module holds the connection, the states of RFC 3501 3, the
+authentication commands and the command table; the folder commands are in
+:mod:`.folders`, the selected-state commands in :mod:`.selected`.
+
+Replies: a handler returns a :class:`~.responses.Result` or raises a
+:class:`~.responses.CommandError`; before the tagged line goes out, the
+updates the session owes are sent (new messages and flag changes after any
+command, EXPUNGE except after FETCH, STORE and SEARCH: RFC 3501 7.4.1).
 """
 
 from __future__ import annotations
 
-import datetime
-from functools import partial
-from typing import Any, Callable, Iterator
+import base64
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from twisted.cred.error import UnauthorizedLogin
-from twisted.cred.portal import Portal
-from twisted.internet import defer, task
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IReactorTime, ITLSTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
-from twisted.mail import imap4
-from twisted.mail.imap4 import IMAP4Server
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.context import ServerContext
+from mailsrv.imap import folders, selected
 from mailsrv.imap.account import Account
-from mailsrv.imap.fetch import needs_seen, render, with_flags
-from mailsrv.imap.mailbox import IUpdateListener, Mailbox, normalize_flag
-from mailsrv.imap.parsing import CommandParser, reply_text
-from mailsrv.imap.search import SearchError, compile_search
-from mailsrv.imap.structure import encode
-from mailsrv.store import InvalidFlag, InvalidFolderName, KeywordLimit, MessageGone, NoSuchFolder
-from mailsrv.tls import is_secure, uses_tls
+from mailsrv.imap.arguments import Arguments
+from mailsrv.imap.command import BadTag, read_command, split_head
+from mailsrv.imap.responses import BAD, NO, OK, SERVER_FAILURE, CommandError, Result, bad, no, store_error
+from mailsrv.imap.selection import Selection
+from mailsrv.listeners import Kind
+from mailsrv.net import sasl
+from mailsrv.net.lines import Line
+from mailsrv.net.login import IUser, LoginFailed, login
+from mailsrv.net.pump import ConnectionGone
+from mailsrv.net.server import ServerProtocol
+from mailsrv.store import NoSuchFolder, StoreError
+
+if TYPE_CHECKING:
+    from mailsrv.context import ServerContext
 
 log = Logger()
 
-_PERMANENT_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
+UNAUTH, AUTH, SELECTED, LOGOUT = "unauth", "auth", "select", "logout"
+ANY = (UNAUTH, AUTH, SELECTED)
+LOGGED_IN = (AUTH, SELECTED)
+
+#: RFC 3501 5.4: at least 30 minutes once logged in; far less before.
+PRE_AUTH_TIMEOUT = 60
+AUTH_TIMEOUT = 30 * 60
+#: Commands after which EXPUNGE responses must wait (RFC 3501 7.4.1).
+_NO_EXPUNGE_AFTER = frozenset({b"FETCH", b"STORE", b"SEARCH"})
+_MECHANISMS = {b"PLAIN": PlainCredentials}
+
+Handler = Callable[..., Awaitable[Result]]
 
 
-def _cooperate(steps: Iterator[Any]) -> defer.Deferred[Any]:
-    """Run a long FETCH in time slices so other sessions keep being served."""
-    return task.cooperate(steps).whenDone()
+@dataclass(frozen=True)
+class Entry:
+    """A command: the states it is valid in, and its handler ``(server, args) -> Result``."""
+
+    states: tuple[str, ...]
+    handler: Handler
 
 
-class _AuditedPortal:
-    """The portal, logging every login attempt with the client IP (DESIGN.md)."""
+class IMAPServer(ServerProtocol):
+    """One IMAP connection (listener kind ``imap`` or ``imaps``)."""
 
-    def __init__(self, portal: Portal, peer: Callable[[], str]) -> None:
-        self._portal = portal
-        self._peer = peer
+    #: How often an IDLE session looks for changes another node made.
+    IDLE_POLL_SECONDS = 10
 
-    def login(self, credentials: Any, mind: Any, *interfaces: Any) -> defer.Deferred[Any]:
-        user = getattr(credentials, "username", b"")
-        user = user.decode("utf-8", "replace") if isinstance(user, bytes) else str(user)
-        ip = self._peer()
-        if isinstance(credentials, PlainCredentials) and not credentials.acts_as_itself():
-            # RFC 4616 2: an authzid the user may not act as MUST fail the
-            # login, and nobody may act as another user here.
-            log.info("imap login failed user={user} ip={ip}: authzid refused", user=user, ip=ip, outcome="failed")
-            return defer.fail(UnauthorizedLogin())
-
-        def ok(result: Any) -> Any:
-            log.info("imap login ok user={user} ip={ip}", user=user, ip=ip, outcome="ok")
-            return result
-
-        def failed(failure: Failure) -> Failure:
-            log.info("imap login failed user={user} ip={ip}", user=user, ip=ip, outcome="failed")
-            return failure
-
-        return self._portal.login(credentials, mind, *interfaces).addCallbacks(ok, failed)
-
-
-def _parse_date(value: bytes) -> float:
-    """APPEND date-time ``"17-Jul-1996 02:44:25 -0700"`` (RFC 3501 9) to epoch."""
-    text = value.decode("ascii").strip()
-    return datetime.datetime.strptime(text, "%d-%b-%Y %H:%M:%S %z").timestamp()
-
-
-def _mailbox_name(name: str) -> bytes:
-    """A folder name on the wire: modified UTF-7 (RFC 3501 5.1.3), quoted."""
-    return encode(name.encode("imap4-utf-7"))
-
-
-def _uid_set(uids: list[int]) -> bytes:
-    """A ``uid-set`` (RFC 4315 4) in the order given, runs of +1 as ``a:b``.
-
-    COPYUID pairs its source and destination sets by position, so the
-    order must survive; only consecutive ascending UIDs are merged.
-    """
-    runs: list[list[int]] = []
-    for uid in uids:
-        if runs and uid == runs[-1][1] + 1:
-            runs[-1][1] = uid
-        else:
-            runs.append([uid, uid])
-    return b",".join(b"%d" % low if low == high else b"%d:%d" % (low, high) for low, high in runs)
-
-
-@implementer(IUpdateListener)
-class IMAPServer(CommandParser):
-    """One IMAP connection: what its commands do (reading them is :class:`CommandParser`)."""
-
-    IDLE_POLL_SECONDS = 10  # finds changes made by another node (shared store)
-
-    def __init__(
-        self, ctx: ServerContext, implicit_tls: bool,
-        scheduler: Callable[[Iterator[Any]], defer.Deferred[Any]] = _cooperate,
-    ) -> None:
+    def __init__(self, ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> None:
         super().__init__(
-            chal={b"PLAIN": PlainCredentials},
-            contextFactory=None if implicit_tls else ctx.tls,
-            scheduler=scheduler,
+            ctx, kind, ctx.config.limits.imap_max_line_length, lf_tolerant=True, idle_timeout=PRE_AUTH_TIMEOUT,
+            clock=clock,
         )
-        self.config = ctx.config
-        self.portal = _AuditedPortal(ctx.portal, self._peer_ip)
-        self.MAX_LENGTH = ctx.config.limits.imap_max_line_length
-        self.IDENT = ctx.config.hostname.encode("ascii", "replace") + b" IMAP4rev1 ready"
-        self._idle_poll: Any = None
+        self.state = UNAUTH
+        self.account: Account | None = None
+        self.selection: Selection | None = None
+        self.idling = False
+        self._logout: Callable[[], None] | None = None
+        #: The tag of the command being run (for a reply a handler writes itself).
+        self.tag = b"*"
 
-    def _peer_ip(self) -> str:
-        return str(getattr(self.transport.getPeer(), "host", "?"))
+    # -- output --------------------------------------------------------------
 
-    def _secure(self) -> bool:
-        return self.startedTLS or is_secure(self.transport, self.config)
+    def untagged(self, line: bytes) -> None:
+        """``* line``."""
+        self.write(b"* " + line + b"\r\n")
 
-    def connectionMade(self) -> None:
-        """Greet; disable Nagle (TWISTED-NOTES 10: 40 ms per small reply)."""
-        if ITCPTransport.providedBy(self.transport):
-            self.transport.setTcpNoDelay(True)
-        super().connectionMade()
+    def continue_request(self, text: bytes) -> None:
+        """``+ text``: RFC 3501 9 wants the space even for an empty text."""
+        self.write(b"+ " + text + b"\r\n")
 
-    def connectionLost(self, reason: Failure) -> None:
-        """Stop listening to the store and release the avatar."""
-        self._stop_idle_poll()
-        self._deselect()
-        self._lines.clear()
-        super().connectionLost(reason)
+    def finish(self, tag: bytes, result: Result, allow_expunge: bool = True) -> None:
+        """The updates the session owes, then the tagged result."""
+        self.flush_updates(allow_expunge)
+        self.write(tag + b" " + result.status + b" " + result.text + b"\r\n")
 
-    # -- capabilities and authentication -----------------------------------------
+    def flush_updates(self, allow_expunge: bool) -> None:
+        """Send what other sessions changed in the selected folder (RFC 3501 7.4.1 permitting)."""
+        if self.selection is None:
+            return
+        lines = self.selection.take_updates(allow_expunge)
+        if lines:
+            self.write(b"".join(b"* " + line + b"\r\n" for line in lines))
 
-    def capabilities(self) -> dict[bytes, Any]:
+    # -- connection hooks ----------------------------------------------------
+
+    def capabilities(self) -> list[bytes]:
         """RFC 3501 7.2.1: no password mechanism until the channel is safe."""
-        caps: dict[bytes, Any] = {}
-        if self._secure():
-            caps[b"AUTH"] = [b"PLAIN"]
+        caps = [b"IMAP4rev1"]
+        if self._passwords_allowed():
+            caps.append(b"AUTH=PLAIN")
         else:
-            if self.ctx and self.canStartTLS:
-                caps[b"STARTTLS"] = None
-            caps[b"LOGINDISABLED"] = None
-        caps[b"IDLE"] = None
-        caps[b"NAMESPACE"] = None
-        caps[b"UIDPLUS"] = None  # RFC 4315: APPENDUID, COPYUID, UID EXPUNGE
-        caps[b"CHILDREN"] = None  # RFC 3348: LIST sends \HasChildren/\HasNoChildren
+            if self._can_start_tls():
+                caps.append(b"STARTTLS")
+            caps.append(b"LOGINDISABLED")
+        caps += [b"IDLE", b"NAMESPACE", b"UIDPLUS", b"CHILDREN"]  # RFC 2177, 2342, 4315, 3348
         return caps
 
-    def do_STARTTLS(self, tag: bytes) -> None:
-        """Start TLS, forgetting anything the client pipelined in plaintext."""
-        if self.startedTLS or uses_tls(self.transport):
-            self.sendNegativeResponse(tag, b"TLS already active")
+    def _passwords_allowed(self) -> bool:
+        return self.session.may_send_password(self.ctx.config.auth.allow_plaintext_auth_on_loopback)
+
+    def _can_start_tls(self) -> bool:
+        return self.kind.offers_starttls and not self.session.tls_active and ITLSTransport.providedBy(self.transport)
+
+    def welcome(self) -> None:
+        """RFC 3501 7.1.1: ``* OK`` with the capabilities, so clients need not ask."""
+        host = self.ctx.config.hostname.encode("ascii", "replace")
+        self.untagged(b"OK [CAPABILITY " + b" ".join(self.capabilities()) + b"] " + host + b" IMAP4rev1 ready")
+
+    def refuse(self, reason: str) -> None:
+        """Too many connections: ``* BYE`` instead of the greeting (RFC 3501 7.1.5)."""
+        self.untagged(b"BYE Too many connections, try again later")
+
+    def timed_out(self) -> None:
+        """RFC 3501 5.4: the autologout timer."""
+        self.untagged(b"BYE Autologout; idle for too long")
+        self.close()
+
+    def line_too_long(self) -> None:
+        """BAD for a line over ``limits.imap_max_line_length``; the connection goes on."""
+        tag = self.input.dropped_head.split(b" ", 1)[0]
+        self.write((tag if tag and b"\n" not in tag else b"*") + b" BAD Command line too long\r\n")
+
+    def command_failed(self, failure: Failure) -> None:
+        """A bug outside any command (the tagged error is sent by :meth:`command`)."""
+        log.failure("IMAP connection failed", failure, client_ip=self.session.peer_ip)
+        self.untagged(b"BYE " + SERVER_FAILURE)
+        self.close()
+
+    def ended(self, reason: Failure) -> None:
+        """Stop listening to the store and release the login."""
+        self.deselect()
+        self.state = LOGOUT
+        if self._logout is not None:
+            logout, self._logout = self._logout, None
+            logout()
+        super().ended(reason)
+
+    # -- dispatch ------------------------------------------------------------
+
+    async def command(self, line: bytes) -> None:
+        """Read the rest of the command (its literals), run it, and send the tagged result."""
+        try:
+            tag, name, rest = split_head(line)
+        except BadTag:
+            self.untagged(b"BAD Invalid tag")  # nothing we may echo as a tag
             return
-        if not (self.ctx and self.canStartTLS):
-            self.sendNegativeResponse(tag, b"TLS not available")
+        except CommandError as e:
+            self.finish(line.split(b" ", 1)[0], e.result)
             return
+        entry = COMMANDS.get(name)
+        if entry is None or self.state not in entry.states:
+            self.finish(tag, Result(BAD, b"Unsupported command"))
+            return
+        if self.selection is not None and self.selection.deleted and self.state == SELECTED:
+            self.selected_gone()
+            return
+        self.tag = tag
+        try:
+            result = await self._run(entry, tag, name, rest)
+        except _SelectedGone:
+            self.selected_gone()
+            return
+        if result is not None:
+            self.finish(tag, result, allow_expunge=name not in _NO_EXPUNGE_AFTER)
+        if self.state == LOGOUT:
+            self.close()
+
+    async def _run(self, entry: Entry, tag: bytes, name: bytes, rest: bytes) -> Result | None:
+        try:
+            command = await read_command(self, tag, name, rest)
+        except CommandError as e:
+            return e.result
+        try:
+            return await entry.handler(self, Arguments(command))
+        except CommandError as e:
+            return e.result
+        except NoSuchFolder as e:
+            if self._is_selected(e):
+                raise _SelectedGone() from None
+            return store_error(e).result
+        except StoreError as e:
+            return store_error(e).result
+        except ConnectionGone:
+            return None
+        except Exception:
+            log.failure("IMAP {command} failed", command=name.decode("ascii"), client_ip=self.session.peer_ip)
+            return Result(NO, SERVER_FAILURE)
+        finally:
+            command.discard()
+
+    def _is_selected(self, error: NoSuchFolder) -> bool:
+        selection = self.selection
+        return selection is not None and error.args[:1] == (selection.folder.name,)
+
+    # -- the selected folder -------------------------------------------------
+
+    def select(self, selection: Selection) -> None:
+        """Make *selection* the selected folder."""
+        self.deselect()
+        self.selection = selection
+        self.state = SELECTED
+
+    def deselect(self) -> None:
+        """Leave the selected state (CLOSE, a failed SELECT, logout)."""
+        if self.selection is not None:
+            self.selection.close()
+            self.selection = None
+            if self.state == SELECTED:
+                self.state = AUTH
+
+    def updates_pending(self) -> None:
+        """The selected folder changed: an IDLE client is told at once (RFC 2177)."""
+        selection = self.selection
+        if selection is None or not self.idling:
+            return
+        if selection.deleted:
+            self.selected_gone()
+        else:
+            self.flush_updates(allow_expunge=True)
+
+    def selected_gone(self) -> None:
+        """Another session deleted (or renamed) the selected folder: BYE and hang up.
+
+        Nothing the client holds is valid any more.  RFC 3501 7.1.5 lets the
+        server send BYE and close; the text is Dovecot's.
+        """
+        assert self.selection is not None
+        log.info("IMAP selected mailbox {name} was deleted; disconnecting", name=self.selection.folder.name)
+        self.deselect()
+        self.state = LOGOUT
+        self.untagged(b"BYE Selected mailbox was deleted, have to disconnect.")
+        self.close()
+
+    async def sync(self) -> None:
+        """Look for changes made behind the store's back (another node) in the selected folder."""
+        if self.selection is not None:
+            await self.selection.folder.sync()
+
+    # -- any state -----------------------------------------------------------
+
+    async def do_CAPABILITY(self, args: Arguments) -> Result:
+        """RFC 3501 6.1.1."""
+        args.end()
+        self.untagged(b"CAPABILITY " + b" ".join(self.capabilities()))
+        return Result(OK, b"CAPABILITY completed")
+
+    async def do_NOOP(self, args: Arguments) -> Result:
+        """RFC 3501 6.1.2: the polling point for updates."""
+        args.end()
+        await self.sync()
+        return Result(OK, b"NOOP completed")
+
+    async def do_LOGOUT(self, args: Arguments) -> Result:
+        """RFC 3501 6.1.3."""
+        args.end()
+        self.untagged(b"BYE mailsrv logging out")
+        self.deselect()
+        self.state = LOGOUT
+        return Result(OK, b"LOGOUT completed")
+
+    # -- not authenticated ---------------------------------------------------
+
+    async def do_STARTTLS(self, args: Arguments) -> Result | None:
+        """RFC 3501 6.2.1, forgetting anything the client pipelined in plaintext."""
+        args.end()
+        if self.session.tls_active:
+            raise bad(b"TLS already active")
+        if not self._can_start_tls():
+            raise bad(b"TLS not available")
         # RFC 3501 6.2.1 / RFC 2595 3.1: commands sent after STARTTLS but
         # before the handshake were not protected; a MITM may have added them.
-        self.clearLineBuffer()
-        self._lines.clear()
-        self.sendPositiveResponse(tag, b"Begin TLS negotiation now")
-        self.transport.startTLS(self.ctx)
-        self.startedTLS = True
-
-    def do_LOGIN(self, tag: bytes, user: bytes, passwd: bytes) -> None:
-        """LOGIN, refused before TLS (RFC 3501 6.2.3, LOGINDISABLED)."""
-        if not self._secure():
-            log.info("imap login refused before TLS ip={ip}", ip=self._peer_ip(), outcome="refused")
-            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS")
-            return
-        super().do_LOGIN(tag, user, passwd)
-
-    def do_AUTHENTICATE(self, tag: bytes, args: bytes) -> None:
-        """AUTHENTICATE PLAIN, after TLS only (RFC 3501 6.2.2)."""
-        if not self._secure():
-            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Authentication is disabled until STARTTLS")
-            return
-        super().do_AUTHENTICATE(tag, args)
-
-    # -- unsolicited updates ---------------------------------------------------------
-
-    def updatesPending(self) -> None:
-        """The store changed the selected folder: tell an idling client now."""
-        if self.mbox is not None and self.mbox.deleted and self._running and self._running[1].upper() == b"DELETE":
-            self._deselect()  # this session deleted its own selected folder: just deselect, as Dovecot does
-        elif self.mbox is not None and self.mbox.deleted and self.parseState == "idle":
-            self._selected_gone(NoSuchFolder(self.mbox.folder.name))
-        elif self.parseState == "idle":
-            self._flush_updates(allow_expunge=True)
-
-    def _flush_updates(self, allow_expunge: bool) -> None:
-        if self.mbox is None:
-            return
-        lines = self.mbox.take_updates(allow_expunge)
-        if lines:
-            self.transport.write(b"".join(b"* " + line + b"\r\n" for line in lines))
-
-    def _sync(self) -> None:
-        """Look for changes made behind the store's back (another node).
-
-        Raises ``NoSuchFolder`` once the selected folder was deleted; the
-        command wrapper then ends the session (:meth:`_selected_gone`).
-        """
-        if self.mbox is not None:
-            self.mbox.folder.sync()
-
-    def _selected_gone(self, error: BaseException) -> bool:
-        """Say BYE and hang up if *error* means the selected folder was deleted.
-
-        Another session deleted (or renamed) it, so nothing the client holds
-        is valid any more.  RFC 3501 7.1.5 lets the server send BYE and
-        close; the text is Dovecot's.  False for any other error.
-        """
-        if self.mbox is None or not isinstance(error, NoSuchFolder) or error.args[:1] != (self.mbox.folder.name,):
-            return False
-        log.info("imap selected mailbox {name} was deleted; disconnecting", name=self.mbox.folder.name)
-        self._stop_idle_poll()
-        self._deselect()
-        self._lines.clear()
-        self._running = None
-        self.state = "logout"
-        self.sendUntaggedResponse(b"BYE Selected mailbox was deleted, have to disconnect.")
-        self.transport.loseConnection()
-        return True
-
-    def do_NOOP(self, tag: bytes) -> None:
-        """NOOP: the polling point for updates (RFC 3501 6.1.2)."""
-        self._sync()
-        self.sendPositiveResponse(tag, b"NOOP completed")
-
-    def checkpoint(self) -> None:
-        """CHECK (RFC 3501 6.4.1): the store is always durable; just resync."""
-        self._sync()
-
-    def do_IDLE(self, tag: bytes) -> None:
-        """IDLE (RFC 2177): push updates until the client says DONE."""
-        self._sync()
-        self.sendContinuationRequest(b"idling")
-        self.parseTag = tag
-        self.lastState = self.parseState
-        self.parseState = "idle"
-        self._flush_updates(allow_expunge=True)
-        self._idle_poll = self.callLater(self.IDLE_POLL_SECONDS, self._poll)
-
-    def _poll(self) -> None:
-        try:
-            self._sync()
-        except NoSuchFolder as e:
-            if self._selected_gone(e):
-                return
-            raise
-        self._idle_poll = self.callLater(self.IDLE_POLL_SECONDS, self._poll)
-
-    def _stop_idle_poll(self) -> None:
-        if self._idle_poll is not None and self._idle_poll.active():
-            self._idle_poll.cancel()
-        self._idle_poll = None
-
-    def parse_idle(self, line: bytes) -> None:
-        """Only ``DONE`` ends IDLE (RFC 2177 3); Twisted ends on any line."""
-        if line.strip().upper() != b"DONE":
-            self.sendBadResponse(None, b"Expected DONE")
-            return
-        self._stop_idle_poll()
-        self.parseState = self.lastState
-        del self.lastState
-        self.sendPositiveResponse(self.parseTag, b"IDLE terminated")
-        del self.parseTag
-
-    # -- mailboxes ---------------------------------------------------------------
-
-    def _deselect(self) -> None:
-        if self.mbox is not None:
-            self.mbox.removeListener(self)
-            self.mbox.close()
-            self.mbox = None
-            self.state = "auth"
-
-    def _folder(self, tag: bytes, name: bytes, missing: bytes) -> Any:
-        """The store folder named by the client, or None after a tagged NO."""
-        try:
-            return self.account.folder(imap4._parseMbox(name))
-        except NoSuchFolder:
-            self.sendNegativeResponse(tag, missing)
-        except InvalidFolderName:
-            self.sendNegativeResponse(tag, b"[CANNOT] Invalid mailbox name")
+        self.discard_input()
+        self.write(self.tag + b" OK Begin TLS negotiation now\r\n")
+        self.transport.startTLS(self.ctx.tls)
+        self.session.tls_started = True
         return None
 
-    @staticmethod
-    def _permanent_flags(folder: Any, rw: int) -> bytes:
-        """RFC 3501 7.1: ``\\*`` only while the folder can take another keyword."""
-        if not rw:
-            return b"()"
-        return _PERMANENT_FLAGS if folder.can_add_keywords() else _PERMANENT_FLAGS.replace(b" \\*", b"")
+    async def do_LOGIN(self, args: Arguments) -> Result:
+        """LOGIN, refused before TLS (RFC 3501 6.2.3, LOGINDISABLED)."""
+        user = args.astring()
+        args.space()
+        password = args.astring()
+        args.end()
+        if not self._passwords_allowed():
+            self.ctx.audit.login(self.session, user, "LOGIN", "refused", "no TLS")
+            raise no(b"[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS")
+        credentials = PlainCredentials()
+        credentials.username, credentials.password = user, password
+        await self._login(credentials, "LOGIN", b"LOGIN failed")
+        return Result(OK, b"LOGIN succeeded")
 
-    def _selectWork(self, tag: bytes, name: bytes, rw: int, cmdName: bytes) -> None:
-        """SELECT/EXAMINE with every response RFC 3501 6.3.1 lists."""
-        self._deselect()  # 6.3.1: even a failed SELECT leaves none selected
-        folder = self._folder(tag, name, b"[NONEXISTENT] No such mailbox")
-        if folder is None:
-            return
-        mbox = Mailbox(folder, bool(rw))
-        mbox.addListener(self)
-        self.mbox, self.state = mbox, "select"
-        lines = [
-            b"FLAGS (" + " ".join(mbox.getFlags()).encode() + b")",
-            b"OK [PERMANENTFLAGS " + self._permanent_flags(folder, rw) + b"] Flags permitted",
-            b"%d EXISTS" % mbox.getMessageCount(),
-            b"%d RECENT" % mbox.getRecentCount(),
-        ]
-        unseen = mbox.first_unseen()
-        if unseen is not None:
-            lines.append(b"OK [UNSEEN %d] First unseen" % unseen)
-        lines += [
-            b"OK [UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity(),
-            b"OK [UIDNEXT %d] Predicted next UID" % mbox.getUIDNext(),
-        ]
-        self.transport.write(b"".join(b"* " + line + b"\r\n" for line in lines))
-        mode = b"[READ-WRITE]" if rw else b"[READ-ONLY]"
-        self.sendPositiveResponse(tag, mode + b" " + cmdName + b" completed")
+    async def do_AUTHENTICATE(self, args: Arguments) -> Result:
+        """AUTHENTICATE PLAIN (RFC 3501 6.2.2), after TLS only."""
+        mechanism = args.atom().upper()
+        args.end()
+        if not self._passwords_allowed():
+            raise no(b"[PRIVACYREQUIRED] Authentication is disabled until STARTTLS")
+        if mechanism not in _MECHANISMS:
+            raise no(b"Unsupported authentication mechanism")
 
-    def _listWork(self, tag: bytes, ref: bytes, mbox: bytes, sub: int, cmdName: bytes) -> None:
-        """LIST/LSUB (RFC 3501 6.3.8-9) with ``/`` and RFC 3348 child flags."""
-        reference, pattern = imap4._parseMbox(ref), imap4._parseMbox(mbox)
-        if not sub and not pattern:
-            # 6.3.8: an empty pattern asks for the hierarchy delimiter.
-            lines = [b'LIST (\\Noselect) "/" ""']
-        elif sub:
-            lines = [b'LSUB () "/" ' + _mailbox_name(n) for n in self.account.listSubscribed(reference, pattern)]
-        else:
-            lines = [
-                b"LIST (" + " ".join(flags).encode() + b') "/" ' + _mailbox_name(n)
-                for n, flags in self.account.listMailboxes(reference, pattern)
-            ]
-        self.transport.write(b"".join(b"* " + line + b"\r\n" for line in lines))
-        self.sendPositiveResponse(tag, cmdName + b" completed")
+        async def ask(challenge: bytes) -> Line:
+            self.continue_request(base64.b64encode(challenge))
+            return await self.read_line()
 
-    def do_STATUS(self, tag: bytes, mailbox: bytes, names: list[bytes]) -> None:
-        """STATUS (RFC 3501 6.3.10) straight from the folder, no SELECT."""
-        folder = self._folder(tag, mailbox, b"[NONEXISTENT] No such mailbox")
-        if folder is None:
-            return
-        folder.sync()
-        infos = folder.messages()
-        selected = self.mbox is not None and self.mbox.folder is folder
-        values = {
-            b"MESSAGES": len(infos),
-            b"RECENT": self.mbox.getRecentCount() if selected else folder.recent_count(),
-            b"UIDNEXT": folder.uidnext,
-            b"UIDVALIDITY": folder.uidvalidity,
-            b"UNSEEN": sum(1 for i in infos if "\\Seen" not in i.flags),
-        }
-        wanted = [n.upper() for n in names]
-        unknown = [n for n in wanted if n not in values]
-        if unknown:
-            self.sendBadResponse(tag, b"Unknown STATUS item " + unknown[0][:20])
-            return
-        items = b" ".join(b"%s %d" % (n, values[n]) for n in wanted)
-        self.sendUntaggedResponse(b"STATUS " + _mailbox_name(folder.name) + b" (" + items + b")")
-        self.sendPositiveResponse(tag, b"STATUS completed")
-
-    def do_APPEND(self, tag: bytes, mailbox: bytes, flags: list[bytes] | None, date: bytes | None, message: Any) -> None:
-        """APPEND (RFC 3501 6.3.11): byte-exact, durable before the OK."""
-        folder = self._folder(tag, mailbox, b"[TRYCREATE] No such mailbox")
-        if folder is None:
-            return
         try:
-            internaldate = _parse_date(date) if date else None
-        except (UnicodeDecodeError, ValueError):
-            self.sendBadResponse(tag, b"Invalid date-time")
-            return
-        data = message.read()
-        if not data:
-            # POP3 cannot list an empty message, so the two protocols would
-            # disagree on the mailbox; Dovecot refuses it in these words.
-            self.sendNegativeResponse(tag, b"Can't save a zero byte message")
-            return
+            credentials = await sasl.exchange(_MECHANISMS, mechanism, None, ask)
+        except sasl.SaslCancelled:
+            raise bad(b"Authentication cancelled") from None  # RFC 3501 6.2.2
+        except sasl.SaslMalformed:
+            raise bad(b"Malformed authentication response") from None
+        await self._login(credentials, mechanism.decode("ascii"), b"Authentication failed")
+        return Result(OK, b"Authentication successful")
+
+    async def _login(self, credentials: Any, mechanism: str, failed: bytes) -> None:
         try:
-            d = folder.append(data, [normalize_flag(f) for f in flags or ()], internaldate)
-        except (InvalidFlag, KeywordLimit) as e:
-            self._refuse_flags(tag, e)
+            avatar, logout = await login(self.ctx.portal, self.ctx.audit, self.session, credentials, IUser, mechanism)
+        except LoginFailed as e:
+            raise no(b"[UNAVAILABLE] Temporary failure, try again later" if e.temporary else failed) from None
+        if self.closing:
+            logout()
             return
-        d.addCallbacks(
-            # RFC 4315 3: APPENDUID <uidvalidity> <uid> of the new message.
-            lambda uid: self.sendPositiveResponse(
-                tag, b"[APPENDUID %d %d] APPEND completed" % (folder.uidvalidity, uid)
-            ),
-            lambda f: self._failed(f, tag, b"APPEND"),
-        )
+        self._logout = logout
+        self.account = Account(self.ctx.store.user(avatar.address))
+        self.state = AUTH
+        self.set_idle_timeout(AUTH_TIMEOUT)
 
-    def _refuse_flags(self, tag: bytes, error: Exception) -> None:
-        """Answer a flag the store would not keep; nothing was changed."""
-        if isinstance(error, KeywordLimit):
-            # RFC 5530 3 LIMIT: Maildir has 26 keyword letters per folder.
-            self.sendNegativeResponse(tag, b"[LIMIT] Too many keywords in mailbox")
-        else:
-            # RFC 3501 2.3.2: clients cannot invent system flags; a keyword is an atom.
-            self.sendBadResponse(tag, b"Invalid flag: " + reply_text(error))
+    # -- IDLE (RFC 2177) -------------------------------------------------------
 
-    def _failed(self, failure: Failure, tag: bytes, command: bytes) -> None:
-        if self._selected_gone(failure.value):
-            return
-        log.failure("imap {command} failed", failure, command=command)
-        self.sendNegativeResponse(tag, command + b" failed: server error")
-
-    # -- selected state ----------------------------------------------------------
-
-    def _in_range(self, tag: bytes, messages: imap4.MessageSet, uid: int) -> bool:
-        """Whether *messages* names only existing sequence numbers; else a BAD.
-
-        RFC 3501 9 (seq-number): a sequence number above EXISTS, or ``*``
-        in an empty mailbox, is answered with BAD.  UIDs that do not exist
-        are simply not there (6.4.8).
-        """
-        if uid:
-            return True
-        count = self.mbox.getMessageCount()
-        numbers = [n for pair in messages.ranges for n in pair]  # None is "*"
-        if any(count == 0 if n is None else n > count for n in numbers):
-            self.sendBadResponse(tag, b"Invalid messageset: no such message")
-            return False
-        return True
-
-    def do_FETCH(self, tag: bytes, messages: imap4.MessageSet, query: list[Any], uid: int = 0) -> None:
-        """FETCH (RFC 3501 6.4.5); non-PEEK body fetches set \\Seen."""
-        if not self._in_range(tag, messages, uid):
-            return
-        mbox = self.mbox
-        mark_seen = mbox.isWriteable() and needs_seen(query)
-        items = with_flags(query) if mark_seen else list(query)
-        pairs = mbox.fetch(messages, bool(uid))
-
-        def produce() -> Iterator[None]:
-            for seq, message in pairs:
-                try:
-                    if mark_seen and "\\Seen" not in message.flags:
-                        mbox.set_flags(message, set(message.flags) | {"\\Seen"})
-                    data = render(seq, message, items, bool(uid))
-                except MessageGone:
-                    continue  # expunged by another session meanwhile
-                self.transport.write(data)
-                yield None
-
-        self._scheduler(produce()).addCallbacks(
-            lambda _: self.sendPositiveResponse(tag, b"FETCH completed"),
-            lambda f: self._failed(f, tag, b"FETCH"),
-        )
-
-    def do_STORE(self, tag: bytes, messages: imap4.MessageSet, mode: bytes, flags: list[bytes], uid: int = 0) -> None:
-        """STORE (RFC 3501 6.4.6); refused in a mailbox opened with EXAMINE.
-
-        Not Twisted's: its errback turns every store error into ``BAD
-        Server error``, where a bad flag is the client's BAD and a full
-        keyword table our NO, and a deleted folder ends the session.
-        """
-        if not self._in_range(tag, messages, uid):
-            return
-        if not self.mbox.isWriteable():
-            self.sendNegativeResponse(tag, b"[READ-ONLY] Mailbox is read-only")
-            return
-        item = mode.upper()
-        silent = item.endswith(b".SILENT")
-        item = item.removesuffix(b".SILENT")
-        if item not in (b"FLAGS", b"+FLAGS", b"-FLAGS"):  # RFC 3501 9: store-att-flags
-            self.sendBadResponse(tag, b"Invalid STORE data item")
-            return
-        sign = {b"+": 1, b"-": -1}.get(item[:1], 0)
+    async def do_IDLE(self, args: Arguments) -> Result:
+        """Push updates until the client says DONE; poll for another node's changes meanwhile."""
+        args.end()
+        await self.sync()
+        self.continue_request(b"idling")
+        self.idling = True
+        self.flush_updates(allow_expunge=True)
+        poll = self.clock.callLater(self.IDLE_POLL_SECONDS, self._poll)
         try:
-            changed = self.mbox.store(messages, flags, sign, bool(uid))
-        except (InvalidFlag, KeywordLimit) as e:
-            self._refuse_flags(tag, e)
+            while True:
+                line = await self.read_line()
+                # RFC 2177 3: only DONE ends IDLE (Twisted ends it on any line).
+                if isinstance(line, bytes) and line.strip().upper() == b"DONE":
+                    break
+                self.untagged(b"BAD Expected DONE")
+        finally:
+            self.idling = False
+            if poll.active():
+                poll.cancel()
+        return Result(OK, b"IDLE terminated")
+
+    def _poll(self) -> None:
+        if not self.idling or self.selection is None:
             return
-        if not silent:
-            for seq, shown in changed.items():
-                # RFC 3501 6.4.8: UID STORE responses include the UID.
-                tail = b" UID %d" % self.mbox.getUID(seq) if uid else b""
-                self.sendUntaggedResponse(b"%d FETCH (FLAGS (%s)%s)" % (seq, " ".join(shown).encode(), tail))
-        self.sendPositiveResponse(tag, b"STORE completed")
+        d = self.selection.folder.sync()
+        d.addCallbacks(lambda _: self._schedule_poll(), self._poll_failed)
 
-    def do_EXPUNGE(self, tag: bytes, messages: imap4.MessageSet | None = None, uid: int = 0) -> None:
-        """EXPUNGE (RFC 3501 6.4.3) and UID EXPUNGE (RFC 4315 2.1).
+    def _schedule_poll(self) -> None:
+        if self.idling:
+            self.clock.callLater(self.IDLE_POLL_SECONDS, self._poll)
 
-        Not Twisted's, which has no UID form and answers a store error with
-        ``BAD``.  Resyncs first, so a folder deleted meanwhile ends the
-        session rather than answering OK.
-        """
-        if (messages is None) == bool(uid):
-            self.sendBadResponse(tag, b"UID EXPUNGE needs a UID set; EXPUNGE takes no arguments")
+    def _poll_failed(self, failure: Failure) -> None:
+        if failure.check(NoSuchFolder) and self.selection is not None and self._is_selected(failure.value):
+            self.selected_gone()
             return
-        if not self.mbox.isWriteable():
-            self.sendNegativeResponse(tag, b"[READ-ONLY] Mailbox is read-only")
-            return
-        self._sync()
-        for number in self.mbox.expunge(messages):
-            self.sendUntaggedResponse(b"%d EXPUNGE" % number)
-        self.sendPositiveResponse(tag, b"EXPUNGE completed")
-
-    def do_CLOSE(self, tag: bytes) -> None:
-        """CLOSE (RFC 3501 6.4.2): silent expunge unless EXAMINEd, then deselect."""
-        if self.mbox.isWriteable():
-            self._sync()
-            self.mbox.expunge()
-        self._deselect()
-        self.sendPositiveResponse(tag, b"CLOSE completed")
-
-    def do_UID(self, tag: bytes, command: bytes, line: bytes) -> None:
-        """UID COPY/FETCH/STORE/SEARCH, and UID EXPUNGE (RFC 4315 2.1)."""
-        command = command.upper()
-        if command not in (b"COPY", b"FETCH", b"STORE", b"SEARCH", b"EXPUNGE"):
-            raise imap4.IllegalClientResponse("Unknown UID command")
-        self.dispatchCommand(tag, command, line, uid=1)
-
-    def do_SEARCH(self, tag: bytes, charset: bytes | None, query: list[Any], uid: int = 0) -> None:
-        """SEARCH (RFC 3501 6.4.4); ``* SEARCH`` is sent even with no match."""
-        if charset is not None and charset.upper() not in (b"UTF-8", b"US-ASCII"):
-            self.sendNegativeResponse(tag, b"[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
-            return
-        mbox = self.mbox
-        count = mbox.getMessageCount()
-        try:
-            matches = compile_search(query, count, mbox.getUID(count) if count else 0)
-        except SearchError as e:
-            self.sendBadResponse(tag, b"Invalid search: " + str(e).encode("ascii", "replace"))
-            return
-        hits = []
-        for seq, message in mbox.all_messages():
-            try:
-                if matches(seq, message):
-                    hits.append(message.uid if uid else seq)
-            except MessageGone:
-                continue
-        self.sendUntaggedResponse(b" ".join([b"SEARCH"] + [b"%d" % h for h in hits]))
-        self.sendPositiveResponse(tag, b"SEARCH completed")
-
-    def do_COPY(self, tag: bytes, messages: imap4.MessageSet, mailbox: bytes, uid: int = 0) -> None:
-        """COPY (RFC 3501 6.4.7): ``[TRYCREATE]`` when the target is missing."""
-        if not self._in_range(tag, messages, uid):
-            return
-        target = self._folder(tag, mailbox, b"[TRYCREATE] No such mailbox")
-        if target is None:
-            return
-        self._sync()  # copying out of a folder deleted meanwhile would "succeed" empty
-        uids = [u for _, u in self.mbox.select(messages, bool(uid))]
-        try:
-            d = self.mbox.folder.copy(uids, target)
-        except (InvalidFlag, KeywordLimit) as e:
-            self._refuse_flags(tag, e)
-            return
-        d.addCallbacks(
-            lambda pairs: self.sendPositiveResponse(tag, self._copyuid(target.uidvalidity, pairs) + b"COPY completed"),
-            lambda f: self._failed(f, tag, b"COPY"),
-        )
-
-    @staticmethod
-    def _copyuid(uidvalidity: int, pairs: list[tuple[int, int]]) -> bytes:
-        """``[COPYUID v src dst] `` (RFC 4315 3), or nothing when nothing was copied.
-
-        A uid-set needs at least one UID, so an empty copy has no code.
-        """
-        if not pairs:
-            return b""
-        src, dst = _uid_set([s for s, _ in pairs]), _uid_set([d for _, d in pairs])
-        return b"[COPYUID %d %s %s] " % (uidvalidity, src, dst)
-
-    # -- dispatch tables: Twisted looks handlers up as <state>_<COMMAND> ---------
-
-    A, P = IMAP4Server, CommandParser  # Twisted's parsers and handlers; ours (parsing.py)
-    unauth_STARTTLS = (do_STARTTLS,)
-    unauth_LOGIN = (do_LOGIN, P.arg_astring, A.arg_finalastring)
-    unauth_AUTHENTICATE = (do_AUTHENTICATE, A.arg_atom)
-    unauth_NOOP = auth_NOOP = select_NOOP = logout_NOOP = (do_NOOP,)
-    auth_IDLE = select_IDLE = (do_IDLE,)
-    auth_SELECT = select_SELECT = (_selectWork, P.arg_mailbox, 1, b"SELECT")
-    auth_EXAMINE = select_EXAMINE = (_selectWork, P.arg_mailbox, 0, b"EXAMINE")
-    # Twisted's own handlers, with mailbox names checked by arg_mailbox.
-    auth_CREATE = select_CREATE = (A.do_CREATE, P.arg_mailbox)
-    auth_DELETE = select_DELETE = (A.do_DELETE, P.arg_mailbox)
-    auth_RENAME = select_RENAME = (A.do_RENAME, P.arg_mailbox, P.arg_mailbox)
-    auth_SUBSCRIBE = select_SUBSCRIBE = (A.do_SUBSCRIBE, P.arg_mailbox)
-    auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (A.do_UNSUBSCRIBE, P.arg_mailbox)
-    auth_LIST = select_LIST = (_listWork, P.arg_mailbox, P.arg_mailbox, 0, b"LIST")
-    auth_LSUB = select_LSUB = (_listWork, P.arg_mailbox, P.arg_mailbox, 1, b"LSUB")
-    auth_STATUS = select_STATUS = (do_STATUS, P.arg_mailbox, P.arg_plist)
-    auth_APPEND = select_APPEND = (do_APPEND, P.arg_mailbox, A.opt_plist, A.opt_datetime, P.arg_literal)
-    select_FETCH = (do_FETCH, P.arg_seqset, P.arg_fetchatt)
-    select_STORE = (do_STORE, P.arg_seqset, A.arg_atom, A.arg_flaglist)
-    select_SEARCH = (do_SEARCH, P.opt_charset, P.arg_searchkeys)
-    select_COPY = (do_COPY, P.arg_seqset, P.arg_mailbox)
-    select_EXPUNGE = (do_EXPUNGE, P.opt_uidset)
-    select_CLOSE = (do_CLOSE,)
-    select_UID = (do_UID, A.arg_atom, A.arg_line)
-    del A, P
+        log.failure("IMAP IDLE poll failed", failure, client_ip=self.session.peer_ip)
+        self._schedule_poll()
 
 
-def make_factory(ctx: ServerContext, kind: str) -> ServerFactory:
+class _SelectedGone(Exception):
+    """The selected folder vanished while a command ran (see :meth:`IMAPServer.selected_gone`)."""
+
+
+COMMANDS: dict[bytes, Entry] = {
+    b"CAPABILITY": Entry(ANY, IMAPServer.do_CAPABILITY),
+    b"NOOP": Entry(ANY, IMAPServer.do_NOOP),
+    b"LOGOUT": Entry(ANY, IMAPServer.do_LOGOUT),
+    b"STARTTLS": Entry((UNAUTH,), IMAPServer.do_STARTTLS),
+    b"LOGIN": Entry((UNAUTH,), IMAPServer.do_LOGIN),
+    b"AUTHENTICATE": Entry((UNAUTH,), IMAPServer.do_AUTHENTICATE),
+    b"IDLE": Entry(LOGGED_IN, IMAPServer.do_IDLE),
+    **{name: Entry(LOGGED_IN, handler) for name, handler in folders.COMMANDS.items()},
+    **{name: Entry((SELECTED,), handler) for name, handler in selected.COMMANDS.items()},
+}
+
+
+def make_factory(ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> ServerFactory:
     """The factory for an ``imap`` (STARTTLS) or ``imaps`` (implicit TLS) listener."""
-    if kind not in ("imap", "imaps"):
-        raise ValueError(f"not an IMAP listener kind: {kind!r}")
-    return ServerFactory.forProtocol(partial(IMAPServer, ctx, kind == "imaps"))
-
-
-def account_factory(ctx: ServerContext) -> Callable[[str], Account]:
-    """What the realm calls for ``imap4.IAccount``: address -> avatar."""
-    return lambda address: Account(ctx.store.user(address))
+    if kind.protocol != "imap":
+        raise ValueError(f"not an IMAP listener kind: {kind.label}")
+    factory = ServerFactory()
+    factory.noisy = False
+    factory.buildProtocol = lambda addr: IMAPServer(ctx, kind, clock)  # type: ignore[method-assign]
+    return factory

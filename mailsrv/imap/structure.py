@@ -13,7 +13,7 @@ import email.utils
 import re
 from typing import Any, Sequence
 
-from mailsrv.imap.mime import Entity
+from mailsrv.message.mime import Entity
 
 #: Strings that can go out as an IMAP quoted string (RFC 3501 9: QUOTED-CHAR).
 _QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]{0,1000}\Z")

@@ -87,6 +87,20 @@ class Body:
         with self.open() as f:
             return f.read()
 
+    def prepend(self, data: bytes) -> "Body":
+        """A new body: wire-form *data* (header lines a check adds), then this one.
+
+        This body is discarded.  A spooled body is copied into a new spool
+        file beside it: blocking, so callers on the reactor thread run it in
+        the disk pool.
+        """
+        writer = BodyWriter(os.path.dirname(self.path) if self.path else "", self.size + len(data) + 1
+                            if self.in_memory else 0, self.body_type)
+        writer.write(data)
+        writer.write_disk_form(self)
+        self.discard()
+        return writer.finish()
+
     def discard(self) -> None:
         """Remove the spool file, if any; the stored copies are hard links and stay."""
         if self.path is not None:
@@ -133,6 +147,15 @@ class BodyWriter:
             data = data[:-1]
             self._held_cr = True
         self._append(wire.to_disk(data))
+
+    def write_disk_form(self, body: Body) -> None:
+        """Append a finished body's octets as they are (already in disk form)."""
+        if self._held_cr:
+            self._held_cr = False
+            self._append(b"\r")
+        with body.open() as f:
+            while chunk := f.read(_WRITE_BLOCK):
+                self._append(chunk)
 
     def _append(self, disk: bytes) -> None:
         self.size += len(disk)

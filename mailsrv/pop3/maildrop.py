@@ -1,31 +1,36 @@
-"""The POP3 avatar: one session's view of a user's INBOX as an RFC 1939 maildrop.
+"""One POP3 session's view of a user's INBOX: the RFC 1939 maildrop.
 
-POP3 numbers messages 1..n for a whole session and lets a client delete
-them only at QUIT, so this adapter takes a snapshot of the INBOX at login
-and keeps DELE marks to itself until :meth:`Maildrop.sync` (the UPDATE
-state).  A session that ends any other way removes nothing.  All storage
-work is delegated to :mod:`mailsrv.store`.
+POP3 numbers messages 1..n for a whole session and deletes them only at
+QUIT, so this takes a snapshot of the INBOX at login and keeps DELE marks
+to itself until :meth:`Maildrop.update` (the UPDATE state).  A session that
+ends any other way removes nothing.  The count and the octets of the
+messages not marked are kept as running totals, so STAT and RSET cost the
+same for 30,000 messages as for one.  All storage work is the store's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-from collections.abc import Callable
-from typing import TYPE_CHECKING, BinaryIO
-
-from twisted.mail import pop3
-from zope.interface import implementer
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
-    from mailsrv.context import ServerContext
-    from mailsrv.store import MessageInfo, UserStore
+    from twisted.internet.defer import Deferred
 
-#: RFC 1939 section 7 (UIDL): a unique-id is 1 to 70 octets in 0x21..0x7E.
+    from mailsrv.store import Folder, MessageInfo, StoredMessage, UserStore
+
+#: RFC 1939 7 (UIDL): a unique-id is 1 to 70 octets in 0x21..0x7E.
 _UIDL_MAX = 70
 
 
-def _unique_id(key: str) -> bytes:
+class NoSuchMessage(LookupError):
+    """The message number names no message of the maildrop (RFC 1939 5)."""
+
+
+class MessageDeleted(LookupError):
+    """The message number names a message marked deleted in this session (RFC 1939 5)."""
+
+
+def unique_id(key: str) -> bytes:
     """The UIDL for a Maildir key: the key itself when RFC 1939 allows it.
 
     A key that is too long or has octets outside 0x21..0x7E (long host
@@ -38,67 +43,77 @@ def _unique_id(key: str) -> bytes:
     return hashlib.sha1(raw).hexdigest().encode("ascii")
 
 
-@implementer(pop3.IMailbox)
 class Maildrop:
-    """``pop3.IMailbox`` over the INBOX of one user; indices are 0-based.
+    """The INBOX of one user as one POP3 session sees it (message numbers are 1-based)."""
 
-    A message number that does not exist, or one marked deleted, raises
-    ``ValueError`` (the interface's preferred error); the protocol turns it
-    into ``-ERR``.  Per the interface, a deleted message lists as size 0,
-    which is why empty files are left out of the snapshot.
-    """
-
-    def __init__(self, user: "UserStore") -> None:
-        self._folder = user.folder("INBOX")
-        self._folder.sync()
-        # Mail the POP3 client has seen is no longer new: move new/ to cur/
-        # as Dovecot does, so IMAP clients do not show it as \Recent later.
-        self._folder.claim_recent()
-        self._messages: list[MessageInfo] = [m for m in self._folder.messages() if m.size > 0]
+    def __init__(self, folder: "Folder") -> None:
+        self._folder = folder
+        # An empty file has no POP3 listing (a size of 0 means "deleted" to
+        # some clients), so such messages are left out.
+        self._messages: list[MessageInfo] = [m for m in folder.messages() if m.size > 0]
         self._deleted: set[int] = set()
+        self._total = sum(m.size for m in self._messages)
+        self._count = len(self._messages)
+        self._octets = self._total
 
-    def _info(self, i: int) -> "MessageInfo":
-        if not 0 <= i < len(self._messages) or i in self._deleted:
-            raise ValueError(f"no message {i + 1}")
-        return self._messages[i]
+    @classmethod
+    async def open(cls, user: "UserStore") -> "Maildrop":
+        """The maildrop of *user*, as the INBOX is now.
 
-    def listMessages(self, i: int | None = None) -> int | list[int]:
-        """Wire size of message *i*, or of every message; 0 for deleted ones."""
-        if i is None:
-            return [0 if n in self._deleted else m.size for n, m in enumerate(self._messages)]
-        if i in self._deleted:
-            return 0
-        return self._info(i).size
-
-    def getMessage(self, i: int) -> BinaryIO:
-        """The message exactly as it goes on the wire (CRLF line ends).
-
-        Raises ``mailsrv.store.MessageGone`` when another session removed it.
+        Mail a POP3 client has seen is no longer new: it moves from new/ to
+        cur/ as Dovecot does, so IMAP clients do not show it as \\Recent.
         """
-        return io.BytesIO(self._folder.read(self._info(i).uid))
+        folder = await user.open("INBOX")
+        folder.claim_recent()
+        return cls(folder)
 
-    def getUidl(self, i: int) -> bytes:
-        """A unique-id that survives sessions and flag renames (the Maildir key)."""
-        return _unique_id(self._info(i).key)
+    @property
+    def count(self) -> int:
+        """Messages not marked deleted."""
+        return self._count
 
-    def deleteMessage(self, i: int) -> None:
-        """Mark message *i*; nothing is removed before :meth:`sync`."""
-        self._info(i)
-        self._deleted.add(i)
+    @property
+    def octets(self) -> int:
+        """Wire octets of the messages not marked deleted."""
+        return self._octets
 
-    def undeleteMessages(self) -> None:
+    def info(self, number: int) -> "MessageInfo":
+        """The message numbered *number*; :class:`NoSuchMessage` or :class:`MessageDeleted`."""
+        if not 0 < number <= len(self._messages):
+            raise NoSuchMessage(number)
+        if number in self._deleted:
+            raise MessageDeleted(number)
+        return self._messages[number - 1]
+
+    def listing(self) -> Iterator[tuple[int, "MessageInfo"]]:
+        """``(number, info)`` of every message not marked deleted, in order."""
+        for number, info in enumerate(self._messages, 1):
+            if number not in self._deleted:
+                yield number, info
+
+    def delete(self, number: int) -> None:
+        """Mark message *number*; nothing is removed before :meth:`update`."""
+        info = self.info(number)
+        self._deleted.add(number)
+        self._count -= 1
+        self._octets -= info.size
+
+    def reset(self) -> None:
         """RSET: forget every deletion mark."""
         self._deleted.clear()
+        self._count = len(self._messages)
+        self._octets = self._total
 
-    def sync(self) -> None:
-        """The UPDATE state (RFC 1939 section 6): remove the marked messages.
+    def open_message(self, number: int) -> "Deferred[StoredMessage]":
+        """The stored message, open for streaming; fails with ``MessageGone`` if another session removed it."""
+        return self._folder.open_message(self.info(number).uid)
 
-        Called once, at QUIT.  Messages another session removed meanwhile
-        are simply already gone; a disk error propagates to the caller.
+    async def update(self) -> None:
+        """The UPDATE state (RFC 1939 6): remove the marked messages, once, at QUIT.
+
+        Messages another session removed meanwhile are simply already gone;
+        a disk error propagates to the caller.
         """
-        self._folder.expunge(self._messages[i].uid for i in sorted(self._deleted))
-
-
-def mailbox_factory(ctx: "ServerContext") -> Callable[[str], Maildrop]:
-    """The realm's builder of POP3 avatars: ``realm_factories[pop3.IMailbox]``."""
-    return lambda address: Maildrop(ctx.store.user(address))
+        marked = [self._messages[number - 1].uid for number in sorted(self._deleted)]
+        if marked:
+            await self._folder.expunge(marked)

@@ -1,35 +1,37 @@
-"""The POP3 commands: RFC 1939, CAPA (RFC 2449), STLS (RFC 2595), AUTH PLAIN (RFC 5034).
+"""The POP3 server: RFC 1939, CAPA (RFC 2449), STLS (RFC 2595), AUTH PLAIN (RFC 5034).
 
-:class:`POP3Server` replaces every command of ``twisted.mail.pop3.POP3``
-because of its defects (``../shared/TWISTED-NOTES.md`` section 2): no STLS,
-joke capabilities, broken APOP, plaintext passwords before TLS, ``DELE 0``
-reaching the mailbox as index -1, and dot-stuffing that misses the first
-line and 16 KiB boundaries.  Line handling is in :mod:`.session`, framing
-in :mod:`.wire`, the mailbox in :mod:`.maildrop`.
+Built on :mod:`mailsrv.net` rather than ``twisted.mail.pop3.POP3``, every
+command of which had to be replaced: it has no STLS, advertises joke
+capabilities, accepts clear-text passwords before TLS, passes ``DELE 0``
+to the mailbox as index -1, and misses dot-stuffing at the first line and
+at 16 KiB boundaries (docs/twisted-notes.rst, "POP3").  RETR and TOP stream
+the message from its file with back-pressure (:meth:`CommandPump.drain`),
+so a 50 MiB message costs one read buffer, and STAT/LIST/RSET come from the
+maildrop's running totals.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import LoginDenied, UnauthorizedLogin
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
-from twisted.mail import pop3
-from twisted.mail.imap4 import IllegalClientResponse
 from twisted.python.failure import Failure
 
-from mailsrv import tls
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.pop3 import wire
-from mailsrv.pop3.session import AUTHORIZATION, BOTH, TEMPORARY, TRANSACTION, CommandSession, client_ip, command
+from mailsrv.listeners import Kind
+from mailsrv.message.wire import wire_chunks
+from mailsrv.net import sasl
+from mailsrv.net.lines import Line
+from mailsrv.net.login import IUser, LoginFailed, login
+from mailsrv.net.server import ServerProtocol
+from mailsrv.pop3 import replies, wire
+from mailsrv.pop3.maildrop import Maildrop, MessageDeleted, NoSuchMessage, unique_id
 from mailsrv.store import MessageGone, StoreError
 
 if TYPE_CHECKING:
@@ -37,305 +39,378 @@ if TYPE_CHECKING:
 
 log = Logger()
 
+AUTHORIZATION = "AUTHORIZATION"
+TRANSACTION = "TRANSACTION"
+BOTH = (AUTHORIZATION, TRANSACTION)
+
+_VERB = re.compile(rb"[A-Za-z]{1,20}\Z")
 #: Message numbers and TOP line counts: plain decimal, no sign, no "1_0".
 _NUMBER = re.compile(rb"[0-9]{1,9}\Z")
-
-# RFC 3206 section 4 / RFC 2449 section 8 response codes.
-_PLAINTEXT_REFUSED = b"[AUTH] Plaintext authentication disallowed on non-secure connections"
-_BAD_CREDENTIALS = b"[AUTH] Invalid credentials"
+_MECHANISMS = {b"PLAIN": PlainCredentials}
 
 
-class POP3Server(CommandSession):
-    """One POP3 session."""
+@dataclass(frozen=True)
+class _Syntax:
+    """Where a command is valid and how its arguments are split."""
 
-    def __init__(self, ctx: "ServerContext", offer_stls: bool) -> None:
-        super().__init__(ctx.config.limits.max_line_length)
-        self.ctx = ctx
-        self.timeOut = ctx.config.limits.pop3_timeout
-        self._offer_stls = offer_stls
-        self._tls_started = False  # by STLS
+    states: tuple[str, ...]
+    min_args: int = 0
+    max_args: int = 0
+    #: Pass everything after the verb as one argument (passwords hold spaces).
+    raw: bool = False
+
+
+def command(*states: str, args: tuple[int, int] = (0, 0), raw: bool = False) -> Callable[[Any], Any]:
+    """Mark a ``do_*`` method as a command valid in *states* with *args* (min, max) arguments."""
+
+    def mark(method: Any) -> Any:
+        method.pop3_syntax = _Syntax(states, args[0], args[1], raw)
+        return method
+
+    return mark
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class POP3Server(ServerProtocol):
+    """One POP3 connection (listener kind ``pop3`` or ``pop3s``)."""
+
+    def __init__(self, ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> None:
+        limits = ctx.config.limits
+        super().__init__(ctx, kind, limits.max_line_length, lf_tolerant=True, idle_timeout=limits.pop3_timeout,
+                         clock=clock)
+        self.maildrop: Maildrop | None = None
+        self._logout: Callable[[], None] | None = None
         self._user: bytes | None = None  # from USER, waiting for PASS
 
-    def connectionMade(self) -> None:
-        """Greet without an APOP timestamp: APOP is not offered (it needs
-        clear-text passwords stored, and Twisted's is broken on Python 3)."""
-        if ITCPTransport.providedBy(self.transport):
-            # Nagle's algorithm meets delayed ACKs after a small final write:
-            # 44 ms per RETR (TWISTED-NOTES section 10).
-            self.transport.setTcpNoDelay(True)
-        self.successResponse(b"mailsrv ready.")
-        self.setTimeout(self.timeOut)
+    # -- replies -------------------------------------------------------------
+
+    def ok(self, text: bytes = b"") -> None:
+        """``+OK text``."""
+        self.write(b"+OK " + text + b"\r\n" if text else b"+OK\r\n")
+
+    def err(self, text: bytes) -> None:
+        """``-ERR text``."""
+        self.write(b"-ERR " + text + b"\r\n")
+
+    def multiline(self, first: bytes, body: bytes) -> None:
+        """``+OK first`` and an already framed body, in one write (one TCP segment when small)."""
+        self.write((b"+OK " + first + b"\r\n" if first else b"+OK\r\n") + body)
+
+    # -- connection hooks ----------------------------------------------------
+
+    def welcome(self) -> None:
+        """RFC 1939 4, without an APOP timestamp: APOP needs clear-text passwords stored."""
+        self.ok(replies.GREETING)
+
+    def refuse(self, reason: str) -> None:
+        """Too many connections: a temporary error instead of the greeting."""
+        self.err(replies.TOO_MANY_CONNECTIONS)
+
+    def timed_out(self) -> None:
+        """RFC 1939 3: the autologout timer closes without entering the UPDATE state."""
+        self.close()
+
+    def line_too_long(self) -> None:
+        """One ``-ERR`` per over-long line, at once."""
+        self.err(replies.LINE_TOO_LONG)
+
+    def command_failed(self, failure: Failure) -> None:
+        """A bug or a disk error: ``-ERR [SYS/TEMP]``, and the session goes on."""
+        log.failure("POP3 command failed", failure, client_ip=self.session.peer_ip)
+        self.err(replies.TEMPORARY)
+
+    def ended(self, reason: Failure) -> None:
+        """Log out without the UPDATE state: DELE marks are forgotten (RFC 1939 6)."""
+        self.maildrop = None
+        if self._logout is not None:
+            self._logout, logout = None, self._logout
+            logout()
+        super().ended(reason)
+
+    # -- dispatch ------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """RFC 1939 3: AUTHORIZATION until a login opened the maildrop, then TRANSACTION."""
+        return TRANSACTION if self.maildrop is not None else AUTHORIZATION
+
+    async def command(self, line: bytes) -> None:
+        """Check one line and run its command; any error ends as ``-ERR``, never a drop."""
+        if b"\0" in line or not _is_utf8(line):
+            self.err(replies.INVALID_CHARACTERS)
+            return
+        verb, _, rest = line.partition(b" ")
+        handler = getattr(self, "do_" + verb.upper().decode(), None) if _VERB.match(verb) else None
+        syntax: _Syntax | None = getattr(handler, "pop3_syntax", None)
+        if handler is None or syntax is None:
+            self.err(replies.UNKNOWN_COMMAND)
+            return
+        if self.state not in syntax.states:
+            self.err(replies.WRONG_STATE)
+            return
+        args = ([rest] if rest else []) if syntax.raw else rest.split()
+        if not syntax.min_args <= len(args) <= syntax.max_args:
+            self.err(replies.WRONG_ARGUMENTS)
+            return
+        result = handler(*args)
+        if result is not None:
+            await result
+
+    # -- AUTHORIZATION state ---------------------------------------------------
 
     def _passwords_allowed(self) -> bool:
-        # RFC 2595 section 2.3: refuse clear-text logins unless TLS is active.
-        # _tls_started covers transports behind a ProtocolWrapper (haproxy:),
-        # which copy the interfaces they provide once, before STLS.
-        return self._tls_started or tls.is_secure(self.transport, self.ctx.config)
+        # RFC 2595 2.3: refuse clear-text logins unless TLS is active.
+        return self.session.may_send_password(self.ctx.config.auth.allow_plaintext_auth_on_loopback)
 
     def _stls_available(self) -> bool:
-        return self._offer_stls and not self._tls_started and not tls.uses_tls(self.transport)
-
-    # -- AUTHORIZATION state --------------------------------------------------
+        return self.kind.offers_starttls and not self.session.tls_active
 
     @command(*BOTH)
     def do_CAPA(self) -> None:
-        """RFC 2449 section 5; the list is the same in both states, as it requires."""
+        """RFC 2449 5; the list is the same in both states, as it requires."""
         caps = [b"TOP", b"UIDL", b"RESP-CODES", b"PIPELINING"]
         if self._passwords_allowed():
             caps += [b"USER", b"SASL PLAIN"]
         if self._stls_available():
             caps.append(b"STLS")
         caps.append(b"IMPLEMENTATION mailsrv")
-        self.multiline(b"Capability list follows", b"".join(c + b"\r\n" for c in caps) + b".\r\n")
+        self.multiline(replies.CAPABILITIES, b"".join(c + b"\r\n" for c in caps) + wire.TERMINATOR)
 
     @command(AUTHORIZATION)
     def do_STLS(self) -> None:
-        """RFC 2595 section 4."""
+        """RFC 2595 4."""
         if not self._stls_available():
-            self.failResponse(b"Command not permitted when TLS active")
+            self.err(replies.TLS_ACTIVE)
             return
-        self.successResponse(b"Begin TLS negotiation")
-        self.transport.startTLS(self.ctx.tls)
-        self._tls_started = True
-        # Whatever followed STLS in the same packet came in clear text and
-        # must not be run as if it came through TLS (command injection).
+        self.ok(replies.BEGIN_TLS)
+        # Whatever followed STLS came in clear text and must not run as if
+        # it came through TLS (RFC 2595 3.1: command injection).
         self.discard_input()
+        self.transport.startTLS(self.ctx.tls)
+        self.session.tls_started = True
         self._user = None
 
     @command(AUTHORIZATION, args=(1, 1))
     def do_USER(self, name: bytes) -> None:
-        """RFC 1939 section 7."""
+        """RFC 1939 7."""
         if not self._passwords_allowed():
-            self.failResponse(_PLAINTEXT_REFUSED)
+            self._refuse_plaintext(name, "USER")
             return
         self._user = name
-        self.successResponse(b"Send PASS")
+        self.ok(replies.SEND_PASS)
 
     @command(AUTHORIZATION, args=(1, 1), raw=True)
-    def do_PASS(self, password: bytes) -> Deferred | None:
-        """RFC 1939 section 7; the password is the rest of the line, spaces and all."""
-        if not self._passwords_allowed():
-            self.failResponse(_PLAINTEXT_REFUSED)
-            return None
+    def do_PASS(self, password: bytes) -> Awaitable[None] | None:
+        """RFC 1939 7; the password is the rest of the line, spaces and all."""
         user, self._user = self._user, None
-        if user is None:
-            self.failResponse(b"USER first")
+        if not self._passwords_allowed():
+            self._refuse_plaintext(user or b"", "USER")
             return None
-        return self._login(user, password, "USER")
+        if user is None:
+            self.err(replies.USER_FIRST)
+            return None
+        return self._login(UsernamePassword(user, password), "USER")
 
     @command(AUTHORIZATION, args=(0, 2))
-    def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None) -> Deferred | None:
-        """RFC 5034; bare ``AUTH`` lists the mechanisms as Outlook expects."""
+    def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None) -> Awaitable[None] | None:
+        """RFC 5034; a bare ``AUTH`` lists the mechanisms, as Outlook expects."""
         if not self._passwords_allowed():
-            self.failResponse(_PLAINTEXT_REFUSED)
+            self._refuse_plaintext(b"", "AUTH")
             return None
         if mechanism is None:
-            self.multiline(b"", b"PLAIN\r\n.\r\n")
+            self.multiline(b"", b"PLAIN\r\n" + wire.TERMINATOR)
             return None
-        if mechanism.upper() != b"PLAIN":
-            self.failResponse(b"Unsupported authentication mechanism")
+        if mechanism.upper() not in _MECHANISMS:
+            self.err(replies.UNSUPPORTED_MECHANISM)
             return None
-        if initial is None:
-            self.continuation = self._finish_plain
-            self.transport.write(b"+ \r\n")
-            return None
-        # RFC 5034 section 4: "=" is an empty initial response.
-        return self._finish_plain(b"" if initial == b"=" else initial)
+        return self._sasl(mechanism.upper(), initial)
 
-    def _finish_plain(self, response: bytes) -> Deferred | None:
-        """Decode ``authzid NUL authcid NUL passwd`` (RFC 4616 section 2) and log in."""
-        if response == b"*":
-            # RFC 5034 section 4: the client cancelled the exchange.
-            self.failResponse(b"Authentication cancelled")
-            return None
-        credentials = PlainCredentials()
+    def _refuse_plaintext(self, user: bytes, mechanism: str) -> None:
+        if user:
+            self.ctx.audit.login(self.session, user, mechanism, "refused", "no TLS")
+        self.err(replies.PLAINTEXT_REFUSED)
+
+    async def _ask(self, challenge: bytes) -> Line:
+        # RFC 5034 4: "+" SP base64 challenge; PLAIN's is empty.
+        self.write(b"+ " + base64.b64encode(challenge) + b"\r\n")
+        return await self.read_line()
+
+    async def _sasl(self, mechanism: bytes, initial: bytes | None) -> None:
         try:
-            credentials.setResponse(base64.b64decode(response, validate=True))
-        except (binascii.Error, IllegalClientResponse):
-            self.failResponse(b"Malformed PLAIN response")
-            return None
-        if not credentials.acts_as_itself():
-            self._log_login(credentials.username, "PLAIN", False)
-            self.failResponse(_BAD_CREDENTIALS)
-            return None
-        return self._login(credentials.username, credentials.password, "PLAIN")
+            credentials = await sasl.exchange(_MECHANISMS, mechanism, initial, self._ask)
+        except sasl.SaslCancelled:
+            self.err(replies.AUTH_CANCELLED)  # RFC 5034 4
+            return
+        except sasl.SaslMalformed:
+            self.err(replies.MALFORMED_PLAIN)
+            return
+        await self._login(credentials, mechanism.decode("ascii"))
 
-    def _login(self, user: bytes, password: bytes, mechanism: str) -> Deferred:
-        d = self.ctx.portal.login(UsernamePassword(user, password), None, pop3.IMailbox)
-        d.addCallbacks(self._logged_in, self._login_failed, (user, mechanism), None, (user, mechanism))
-        return d
-
-    def _logged_in(self, result: tuple[Any, Any, Callable[[], None]], user: bytes, mechanism: str) -> None:
-        _, avatar, logout = result
-        if self._gone:
+    async def _login(self, credentials: UsernamePassword, mechanism: str) -> None:
+        try:
+            avatar, logout = await login(self.ctx.portal, self.ctx.audit, self.session, credentials, IUser, mechanism)
+        except LoginFailed as e:
+            self.err(replies.TEMPORARY if e.temporary else replies.BAD_CREDENTIALS)
+            return
+        try:
+            maildrop = await Maildrop.open(self.ctx.store.user(avatar.address))
+        except Exception:
+            logout()
+            log.failure("POP3 maildrop not opened", user=avatar.address)
+            self.err(replies.MAILDROP_UNAVAILABLE)
+            return
+        if self.closing:
             logout()
             return
-        self.mbox = avatar
-        self._onLogout = logout
-        self._log_login(user, mechanism, True)
-        self.successResponse(b"Logged in.")
-
-    def _login_failed(self, failure: Failure, user: bytes, mechanism: str) -> None:
-        if failure.check(UnauthorizedLogin, LoginDenied):
-            self._log_login(user, mechanism, False)
-            message = _BAD_CREDENTIALS
-        else:
-            log.failure("POP3 login error", failure, user=_text(user), client_ip=client_ip(self.transport))
-            message = TEMPORARY
-        if not self._gone:
-            self.failResponse(message)
-
-    def _log_login(self, user: bytes, mechanism: str, success: bool) -> None:
-        log.info(
-            "POP3 login {outcome} for {user} from {client_ip} ({mechanism})",
-            outcome="succeeded" if success else "failed",
-            success=success,
-            user=_text(user),
-            client_ip=client_ip(self.transport),
-            mechanism=mechanism,
-            protocol="pop3",
-        )
+        self.maildrop, self._logout = maildrop, logout
+        self.ok(replies.LOGGED_IN)
 
     @command(*BOTH)
-    def do_QUIT(self) -> None:
-        """RFC 1939 section 6: after login, QUIT enters the UPDATE state."""
-        if self.mbox is not None:
+    async def do_QUIT(self) -> None:
+        """RFC 1939 6: after login, QUIT enters the UPDATE state."""
+        if self.maildrop is not None:
             try:
-                self.mbox.sync()
+                await self.maildrop.update()
             except (OSError, StoreError):
-                log.failure("POP3 UPDATE failed", client_ip=client_ip(self.transport))
-                self.failResponse(b"[SYS/TEMP] Some deleted messages not removed")
-                self.transport.loseConnection()
+                log.failure("POP3 UPDATE failed", client_ip=self.session.peer_ip)
+                self.err(replies.NOT_ALL_REMOVED)
+                self.close()
                 return
-        self.successResponse(b"Bye.")
-        self.transport.loseConnection()
+        self.ok(replies.BYE)
+        self.close()
 
-    # -- TRANSACTION state ----------------------------------------------------
+    # -- TRANSACTION state -----------------------------------------------------
 
-    def _live(self) -> list[tuple[int, int]]:
-        """(number, size) of every message not marked deleted."""
-        return [(n, size) for n, size in enumerate(self.mbox.listMessages(), 1) if size]
-
-    def _totals(self) -> tuple[int, int]:
-        """Message count and octets, deleted messages not counted (RFC 1939 section 5)."""
-        sizes = [size for _, size in self._live()]
-        return len(sizes), sum(sizes)
-
-    def _message(self, arg: bytes) -> int | None:
-        """The 0-based index for message-number *arg*, or None after ``-ERR``.
-
-        RFC 1939 section 5: a number may not refer to a deleted message.
-        """
+    def _number(self, arg: bytes) -> int | None:
+        """The message number *arg* of a message not marked deleted, or None after ``-ERR``."""
+        assert self.maildrop is not None
         number = int(arg) if _NUMBER.match(arg) else 0
         try:
-            size = self.mbox.listMessages(number - 1) if number > 0 else None
-        except ValueError:
-            size = None
-        if size is None:
-            self.failResponse(b"No such message")
+            self.maildrop.info(number)
+        except NoSuchMessage:
+            self.err(replies.NO_SUCH_MESSAGE)
             return None
-        if size == 0:
-            self.failResponse(b"Message %d already deleted" % number)
+        except MessageDeleted:
+            self.err(replies.ALREADY_DELETED % number)  # RFC 1939 5
             return None
-        return number - 1
-
-    def _read(self, index: int) -> bytes | None:
-        try:
-            return self.mbox.getMessage(index).read()
-        except MessageGone:
-            self.failResponse(b"Message %d was removed by another session" % (index + 1))
-            return None
+        return number
 
     @command(TRANSACTION)
     def do_STAT(self) -> None:
-        """RFC 1939 section 5 (drop listing)."""
-        self.successResponse(b"%d %d" % self._totals())
+        """RFC 1939 5 (drop listing), from the maildrop's running totals."""
+        assert self.maildrop is not None
+        self.ok(b"%d %d" % (self.maildrop.count, self.maildrop.octets))
 
-    def _listing(self, arg: bytes | None, header: bytes, value: Callable[[int], bytes]) -> None:
-        """LIST and UIDL: "number value" for message *arg*, else a multi-line
-        listing under *header* of every message not marked deleted.
-
-        *value* gets a 0-based index (RFC 1939 sections 5 and 7).
-        """
+    def _listing(self, arg: bytes | None, header: bytes, value: Callable[[Any], bytes]) -> None:
+        """LIST and UIDL: ``number value`` for message *arg*, else every message not marked deleted."""
+        assert self.maildrop is not None
         if arg is not None:
-            index = self._message(arg)
-            if index is not None:
-                self.successResponse(b"%d %s" % (index + 1, value(index)))
+            number = self._number(arg)
+            if number is not None:
+                self.ok(b"%d %s" % (number, value(self.maildrop.info(number))))
             return
-        lines = b"".join(b"%d %s\r\n" % (n, value(n - 1)) for n, _ in self._live())
-        self.multiline(header, lines + b".\r\n")
+        lines = b"".join(b"%d %s\r\n" % (n, value(info)) for n, info in self.maildrop.listing())
+        self.multiline(header, lines + wire.TERMINATOR)
 
     @command(TRANSACTION, args=(0, 1))
     def do_LIST(self, arg: bytes | None = None) -> None:
-        """RFC 1939 section 5 (scan listings)."""
-        header = b"%d messages (%d octets)" % self._totals()
-        self._listing(arg, header, lambda index: b"%d" % self.mbox.listMessages(index))
+        """RFC 1939 5 (scan listings)."""
+        assert self.maildrop is not None
+        header = replies.SCAN_LISTING % (self.maildrop.count, self.maildrop.octets)
+        self._listing(arg, header, lambda info: b"%d" % info.size)
 
     @command(TRANSACTION, args=(0, 1))
     def do_UIDL(self, arg: bytes | None = None) -> None:
-        """RFC 1939 section 7 (unique-id listings)."""
-        self._listing(arg, b"", self.mbox.getUidl)
+        """RFC 1939 7 (unique-id listings)."""
+        self._listing(arg, b"", lambda info: unique_id(info.key))
 
     @command(TRANSACTION, args=(1, 1))
-    def do_RETR(self, arg: bytes) -> None:
-        """RFC 1939 section 5; the octet count is the exact wire size."""
-        index = self._message(arg)
-        data = None if index is None else self._read(index)
-        if data is not None:
-            self.multiline(b"%d octets" % len(data), wire.multiline(data))
+    async def do_RETR(self, arg: bytes) -> None:
+        """RFC 1939 5; the octet count is the exact wire size."""
+        number = self._number(arg)
+        if number is not None:
+            assert self.maildrop is not None
+            size = self.maildrop.info(number).size
+            await self._send(number, replies.OCTETS % size, wire.stuffed)
 
     @command(TRANSACTION, args=(2, 2))
-    def do_TOP(self, arg: bytes, lines: bytes) -> None:
-        """RFC 1939 section 7."""
+    async def do_TOP(self, arg: bytes, lines: bytes) -> None:
+        """RFC 1939 7."""
         if not _NUMBER.match(lines):
-            self.failResponse(b"Invalid line count")
+            self.err(replies.INVALID_LINE_COUNT)
             return
-        index = self._message(arg)
-        data = None if index is None else self._read(index)
-        if data is not None:
-            self.multiline(b"Top of message follows", wire.multiline(wire.top(data, int(lines))))
+        number = self._number(arg)
+        if number is not None:
+            count = int(lines)
+            await self._send(number, replies.TOP_FOLLOWS, lambda chunks: wire.stuffed(wire.top(chunks, count)))
+
+    async def _send(self, number: int, first: bytes, frame: Callable[[Iterator[bytes]], Iterator[bytes]]) -> None:
+        """Stream message *number*, framed by *frame*, after ``+OK first``.
+
+        The first piece goes out with the status line in one write; then
+        each piece waits until the client has read enough (back-pressure).
+        """
+        assert self.maildrop is not None
+        try:
+            stored = await self.maildrop.open_message(number)
+        except MessageGone:
+            self.err(replies.REMOVED_ELSEWHERE % number)
+            return
+        with stored:
+            pieces = frame(wire_chunks(stored.file))
+            self.write(b"+OK " + first + b"\r\n" + next(pieces))
+            for piece in pieces:
+                await self.drain()
+                self.write(piece)
 
     @command(TRANSACTION, args=(1, 1))
     def do_DELE(self, arg: bytes) -> None:
-        """RFC 1939 section 5: only marks; removal happens at QUIT."""
-        index = self._message(arg)
-        if index is not None:
-            self.mbox.deleteMessage(index)
-            self.successResponse(b"Message %d deleted" % (index + 1))
+        """RFC 1939 5: only marks; removal happens at QUIT."""
+        number = self._number(arg)
+        if number is not None:
+            assert self.maildrop is not None
+            self.maildrop.delete(number)
+            self.ok(replies.DELETED % number)
 
     @command(TRANSACTION)
     def do_RSET(self) -> None:
-        """RFC 1939 section 5: unmark every message."""
-        self.mbox.undeleteMessages()
-        self.successResponse(b"Maildrop has %d messages (%d octets)" % self._totals())
+        """RFC 1939 5: unmark every message."""
+        assert self.maildrop is not None
+        self.maildrop.reset()
+        self.ok(replies.RESET % (self.maildrop.count, self.maildrop.octets))
 
     @command(TRANSACTION)
     def do_NOOP(self) -> None:
-        """RFC 1939 section 5."""
-        self.successResponse(b"")
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
+        """RFC 1939 5."""
+        self.ok()
 
 
 class POP3Factory(ServerFactory):
-    """Builds one :class:`POP3Server` per connection."""
+    """Builds one :class:`POP3Server` per connection of one listener kind."""
 
     noisy = False
 
-    def __init__(self, ctx: "ServerContext", offer_stls: bool) -> None:
+    def __init__(self, ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> None:
         self.ctx = ctx
-        self.offer_stls = offer_stls
+        self.kind = kind
+        self.clock = clock
 
     def buildProtocol(self, addr: Any) -> POP3Server:
-        protocol = POP3Server(self.ctx, self.offer_stls)
+        """A new session."""
+        protocol = POP3Server(self.ctx, self.kind, self.clock)
         protocol.factory = self
         return protocol
 
 
-def make_factory(ctx: "ServerContext", kind: str) -> ServerFactory:
+def make_factory(ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> ServerFactory:
     """The factory for a ``pop3`` (STLS offered) or ``pop3s`` (already TLS) listener."""
-    if kind not in ("pop3", "pop3s"):
-        raise ValueError(f"not a POP3 listener kind: {kind!r}")
-    return POP3Factory(ctx, offer_stls=kind == "pop3")
+    if kind.protocol != "pop3":
+        raise ValueError(f"not a POP3 listener kind: {kind.label}")
+    return POP3Factory(ctx, kind, clock)

@@ -1,59 +1,69 @@
-"""Framing of RFC 1939 multi-line responses: byte-stuffing and TOP.
+"""Framing of RFC 1939 multi-line responses, streamed: byte-stuffing and TOP.
 
 Twisted's ``POP3.transformChunk`` stuffs each 16 KiB ``FileSender`` chunk on
 its own, so a "." at the start of the message or at a chunk boundary goes
 out unstuffed: the client sees the end of the response early and reads the
-rest of the message as server replies.  These functions work on the whole
-message at once, so there are no boundaries to get wrong.
+rest of the message as server replies (docs/twisted-notes.rst, "POP3:
+dot-stuffing at chunk boundaries").  Here the stuffer carries "was the last
+octet a line end?" from one chunk to the next, so where the chunks are cut
+does not matter and a 50 MiB message is sent without being held in memory.
 """
 
 from __future__ import annotations
 
+from typing import Iterable, Iterator
 
-def multiline(data: bytes) -> bytes:
-    """Return *data* byte-stuffed and terminated, to follow a ``+OK`` line.
+TERMINATOR = b".\r\n"
 
-    A "." is stuffed after every LF, not only after CRLF: common clients
-    (poplib among them) split lines at LF, so a bare LF followed by "."
-    would otherwise end the response for them early.
+
+def stuffed(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The wire-form *chunks* byte-stuffed, then the terminating line.
+
+    RFC 1939 3: a line that begins with the termination octet is stuffed,
+    the first line included.  A "." is stuffed after every LF, not only
+    after CRLF: common clients (poplib among them) split lines at LF, so a
+    bare LF followed by "." would otherwise end the response for them
+    early.  The terminating "." must be alone on its line, so a message
+    without a final line end gets one.
     """
-    # RFC 1939 section 3: a line that begins with the termination octet is
-    # byte-stuffed, and that includes the first line.
-    stuffed = data.replace(b"\n.", b"\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    # RFC 1939 section 3: the terminating "." must be alone on its line.
-    if stuffed and not stuffed.endswith(b"\r\n"):
-        stuffed += b"\r\n"
-    return stuffed + b".\r\n"
+    at_line_start = True
+    for chunk in chunks:
+        if not chunk:
+            continue
+        out = chunk.replace(b"\n.", b"\n..")
+        if at_line_start and out[:1] == b".":
+            out = b"." + out
+        at_line_start = out[-1:] == b"\n"
+        yield out
+    yield TERMINATOR if at_line_start else b"\r\n" + TERMINATOR
 
 
-def top(message: bytes, lines: int) -> bytes:
-    """The header section, the empty line after it, and *lines* body lines.
+def top(chunks: Iterable[bytes], lines: int) -> Iterator[bytes]:
+    """The header section, the empty line after it, and *lines* body lines (RFC 1939 7).
 
-    RFC 1939 section 7 (TOP).  A message without an empty line is all
-    header and is returned whole.
+    Reads only as far as it needs.  A message without an empty line is all
+    header and is returned whole; a bare LF counts as a line end.
     """
-    end = _header_end(message)
-    if lines >= message.count(b"\n", end):
-        return message
-    for _ in range(lines):
-        end = message.index(b"\n", end) + 1
-    return message[:end]
-
-
-def _header_end(message: bytes) -> int:
-    """Offset just past the empty line that ends the header section.
-
-    Searched over the whole message (not a read buffer, unlike Twisted's
-    ``_HeadersPlusNLines``), accepting a bare LF as a line end.
-    """
-    for empty_first_line in (b"\r\n", b"\n"):
-        if message.startswith(empty_first_line):
-            return len(empty_first_line)
-    found = [
-        (pos + len(sep))
-        for sep in (b"\n\r\n", b"\n\n")
-        if (pos := message.find(sep)) >= 0
-    ]
-    return min(found, default=len(message))
+    in_header = True
+    # What the current line held before this chunk: b"" nothing yet,
+    # b"\r" just a CR (an empty line whose CRLF is split), b"x" text.
+    carried = b""
+    remaining = lines
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            content = carried + chunk[start:end]
+            carried, start = b"", end + 1
+            if in_header:
+                if content not in (b"", b"\r"):
+                    continue
+                in_header = False
+            else:
+                remaining -= 1
+            if remaining <= 0 and not in_header:
+                yield chunk[:start]
+                return
+        rest = chunk[start:]
+        if rest:
+            carried = b"\r" if not carried and rest == b"\r" else b"x"
+        yield chunk

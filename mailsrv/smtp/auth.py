@@ -1,55 +1,75 @@
-"""SMTP AUTH (RFC 4954): mechanisms, the avatar, and the login log line.
+"""SMTP AUTH (RFC 4954): the mechanisms and the command.
 
-The password check itself is the shared portal's (hashing off the reactor
-thread, brief cache).  The SMTP avatar is only "who is logged in":
-``mailsrv.tap`` registers :class:`Submitter` in the realm as
-``realm_factories[ISubmitter]``.
+The password check is the shared portal's (:mod:`mailsrv.net.login`: hashing
+off the reactor thread, one audit line); the exchange is
+:mod:`mailsrv.net.sasl`'s.  What is SMTP's own: AUTH only on submission
+listeners and only where a password may travel, and the 334/235/535 replies.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import base64
+from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.cred.credentials import IUsernamePassword
-from twisted.logger import Logger
 from twisted.mail.smtp import LOGINCredentials
-from zope.interface import Attribute, Interface, implementer
 
 from mailsrv.accounts.cred import PlainCredentials
+from mailsrv.net import sasl
+from mailsrv.net.lines import Line
+from mailsrv.net.login import IUser, LoginFailed, login
+from mailsrv.smtp import replies
+from mailsrv.smtp.replies import Reply
 
-log = Logger()
+if TYPE_CHECKING:
+    from mailsrv.smtp.server import SMTPServer
 
 #: SASL mechanisms offered after TLS.  PLAIN is RFC 4616 (the shared
 #: decoder, which keeps the authzid); LOGIN, the de-facto Outlook form, is
-#: Twisted's challenger.
-MECHANISMS: dict[bytes, Callable[[], IUsernamePassword]] = {
+#: Twisted's challenger, used as it is.
+MECHANISMS: dict[bytes, Callable[[], Any]] = {
     b"PLAIN": PlainCredentials,
     b"LOGIN": LOGINCredentials,
 }
 
 
-class ISubmitter(Interface):
-    """The avatar of an SMTP AUTH login: the user mail may be submitted as."""
+def offered(server: "SMTPServer") -> bool:
+    """AUTH is advertised and taken only on submission, and only where a password may travel.
 
-    address = Attribute("Canonical address of the authenticated user (str).")
-
-
-@implementer(ISubmitter)
-class Submitter:
-    """An authenticated submission user; holds nothing that needs a logout."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
+    Port 25 takes no logins at all; RFC 4954 4 and RFC 8314 4.1: no
+    password over a connection without TLS (loopback excepted if configured).
+    """
+    config = server.ctx.config
+    return server.kind.submission and server.session.may_send_password(config.auth.allow_plaintext_auth_on_loopback)
 
 
-def log_login(user: bytes | None, mechanism: str, success: bool, client_ip: str, kind: str) -> None:
-    """One log line per login attempt, success or failure, with the client IP."""
-    log.info(
-        "SMTP login {outcome} for {user} from {client_ip} ({mechanism})",
-        outcome="succeeded" if success else "failed",
-        success=success,
-        user=(user or b"").decode("utf-8", "replace"),
-        client_ip=client_ip,
-        mechanism=mechanism,
-        protocol=kind,
-    )
+async def authenticate(server: "SMTPServer", rest: bytes) -> Reply:
+    """The AUTH command: run the exchange and log in; the final reply."""
+    session = server.session
+    if not server.kind.submission:
+        return replies.AUTH_NOT_ENABLED
+    if not offered(server):
+        return replies.ENCRYPTION_REQUIRED  # RFC 4954 6
+    if session.user is not None:
+        return replies.ALREADY_AUTHENTICATED  # RFC 4954 4
+    parts = rest.split(None, 1)
+    mechanism = parts[0].upper() if parts else b""
+    if mechanism not in MECHANISMS:
+        return replies.UNKNOWN_MECHANISM
+
+    async def ask(challenge: bytes) -> Line:
+        server.write(b"334 " + base64.b64encode(challenge) + b"\r\n")  # RFC 4954 4
+        return await server.read_line()
+
+    try:
+        credentials = await sasl.exchange(MECHANISMS, mechanism, parts[1] if len(parts) == 2 else None, ask)
+    except sasl.SaslCancelled:
+        return replies.AUTH_ABORTED
+    except sasl.SaslMalformed:
+        return replies.AUTH_MALFORMED
+    ctx = server.ctx
+    try:
+        _, logout = await login(ctx.portal, ctx.audit, session, credentials, IUser, mechanism.decode("ascii"))
+    except LoginFailed as e:
+        return replies.AUTH_TEMPORARY if e.temporary else replies.AUTH_FAILED
+    server.logged_in(logout)
+    return replies.AUTH_OK

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mailsrv.message.body import BodyType
+from mailsrv.smtp import replies
 from mailsrv.smtp.replies import Rejection
 
 _KEYWORD = re.compile(rb"[A-Za-z0-9][A-Za-z0-9-]*\Z")
@@ -23,7 +25,7 @@ class MailParams:
     """What the client declared on MAIL FROM."""
 
     size: int | None = None
-    body: str | None = None
+    body: BodyType = BodyType.SEVEN_BIT
 
 
 def _split(raw: bytes) -> dict[str, str | None]:
@@ -32,10 +34,10 @@ def _split(raw: bytes) -> dict[str, str | None]:
     for item in raw.split():
         key, eq, value = item.partition(b"=")
         if not _KEYWORD.match(key) or (eq and not _VALUE.match(value)):
-            raise Rejection(501, "5.5.4 Syntax error in parameters")
+            raise Rejection(replies.BAD_PARAMETERS)
         name = key.decode("ascii").upper()
         if name in params:
-            raise Rejection(501, f"5.5.4 Duplicate parameter {name}")
+            raise Rejection(replies.DUPLICATE_PARAMETER(name=name))
         params[name] = value.decode("ascii") if eq else None
     return params
 
@@ -48,23 +50,23 @@ def parse_mail_params(raw: bytes, *, max_size: int, auth_offered: bool) -> MailP
     there is no one to pass the original submitter on to).
     """
     size: int | None = None
-    body: str | None = None
+    body: BodyType = BodyType.SEVEN_BIT
     for name, value in _split(raw).items():
         if name == "SIZE":
             if value is None or not value.isdigit() or len(value) > 20:
-                raise Rejection(501, "5.5.4 Bad SIZE parameter")
+                raise Rejection(replies.BAD_SIZE)
             size = int(value)
             if size > max_size:
                 # RFC 1870 6.1: the declared size already exceeds our fixed maximum.
-                raise Rejection(552, "5.3.4 Message size exceeds fixed maximum message size")
+                raise Rejection(replies.SIZE_EXCEEDED)
         elif name == "BODY":
-            body = (value or "").upper()
-            if body not in ("7BIT", "8BITMIME"):  # RFC 6152 2
-                raise Rejection(501, "5.5.4 Bad BODY parameter")
+            if (value or "").upper() not in ("7BIT", "8BITMIME"):  # RFC 6152 2
+                raise Rejection(replies.BAD_BODY)
+            body = BodyType.declared(value)
         elif name == "AUTH" and auth_offered and value is not None:
             continue
         else:
-            raise Rejection(555, f"5.5.4 Unsupported parameter {name}")
+            raise Rejection(replies.UNSUPPORTED_PARAMETER(name=name))
     return MailParams(size=size, body=body)
 
 
@@ -72,4 +74,4 @@ def parse_rcpt_params(raw: bytes) -> None:
     """RCPT TO takes no parameters we advertise: each one gets 555 (RFC 5321 4.1.1.11)."""
     params = _split(raw)
     if params:
-        raise Rejection(555, f"5.5.4 Unsupported parameter {next(iter(params))}")
+        raise Rejection(replies.UNSUPPORTED_PARAMETER(name=next(iter(params))))

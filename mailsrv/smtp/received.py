@@ -23,21 +23,6 @@ def with_protocol(esmtp: bool, tls: bool, authenticated: bool) -> str:
     return "ESMTP" + ("S" if tls else "") + ("A" if authenticated else "")
 
 
-def tls_details(transport: object) -> str | None:
-    """``TLSv1.3 with cipher TLS_AES_256_GCM_SHA384`` for a transport running TLS.
-
-    Both TLS paths (``startTLS`` and a ``TLSMemoryBIOFactory`` listener)
-    expose the pyOpenSSL connection through ``getHandle()``; None when the
-    handle cannot tell (the caller knows TLS is active either way).
-    """
-    handle = transport.getHandle()  # type: ignore[attr-defined]
-    version = getattr(handle, "get_protocol_version_name", None)
-    cipher = getattr(handle, "get_cipher_name", None)
-    if version is None or cipher is None:
-        return None
-    return f"{version()} with cipher {cipher()}"
-
-
 def address_literal(ip: str) -> str:
     """``[192.0.2.1]`` or ``[IPv6:2001:db8::1]`` (RFC 5321 4.1.3)."""
     try:

@@ -1,22 +1,115 @@
-"""The one exception type that carries a refusal back to the client.
+"""Every SMTP reply the server sends, named, with the RFC that defines it.
 
-Policy code (address checks, parameters, delivery) raises :class:`Rejection`
-with the exact reply; the protocol sends it unchanged.  It subclasses
-Twisted's ``SMTPServerError`` so Twisted's own code paths would also
-understand it, but keeps the text as ``str`` and encodes it in one place,
-because a ``str`` reaching Twisted's ``sendCode`` raises out of
-``dataReceived`` and drops the connection (TWISTED-NOTES 1).
+A :class:`Reply` is a code (RFC 5321 4.2), an enhanced status code (RFC
+3463, sent because ENHANCEDSTATUSCODES is advertised, RFC 2034) and a text
+that may hold ``{placeholders}``.  Handlers return replies (or raise
+:class:`Rejection`); the command loop writes them and counts the errors, so
+the wording lives only here and tests import what they expect from here.
 """
 
 from __future__ import annotations
 
-from twisted.mail.smtp import SMTPServerError
+from dataclasses import dataclass
+from typing import Any
 
 
-class Rejection(SMTPServerError):
-    """A reply *code* and *text*; *text* starts with the enhanced status code (RFC 2034)."""
+@dataclass(frozen=True)
+class Reply:
+    """One reply; ``enhanced`` is empty for the greeting and the EHLO/HELO
+    reply, which RFC 2034 3 exempts.  Multi-line replies have lines in ``text``
+    separated by ``\\n`` (each line gets the enhanced code)."""
 
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(code, text)
-        self.code = code
-        self.text = text
+    code: int
+    enhanced: str
+    text: str
+
+    def __call__(self, **values: Any) -> "Reply":
+        """This reply with its ``{placeholders}`` filled in."""
+        return Reply(self.code, self.enhanced, self.text.format(**values))
+
+    @property
+    def is_error(self) -> bool:
+        """4xx or 5xx."""
+        return self.code >= 400
+
+    def wire(self) -> bytes:
+        """The reply as sent: every line but the last with ``-`` after the code (RFC 5321 4.2.1)."""
+        lines = self.text.split("\n")
+        prefix = f"{self.enhanced} " if self.enhanced else ""
+        out = [f"{self.code}-{prefix}{line}\r\n" for line in lines[:-1]]
+        out.append(f"{self.code} {prefix}{lines[-1]}\r\n")
+        return "".join(out).encode("ascii", "replace")
+
+
+class Rejection(Exception):
+    """Raised by policy and parsing code to answer with *reply* instead of going on."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.text)
+        self.reply = reply
+
+
+# -- connection and session (RFC 5321 4.2, 3.1) ---------------------------------
+GREETING = Reply(220, "", "{host} ESMTP mailsrv")  # RFC 5321 4.2: "ESMTP" tells old clients to try EHLO
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "{host} Error: too many connections, try again later")  # RFC 5321 3.1
+TIMEOUT = Reply(421, "4.4.2", "{host} Error: timeout exceeded")  # RFC 5321 4.5.3.2
+TOO_MANY_ERRORS = Reply(421, "4.7.0", "{host} Error: too many errors")  # RFC 5321 4.3.2
+INTERNAL_ERROR = Reply(421, "4.3.0", "{host} Error: internal error")  # RFC 5321 4.2.1: the client retries
+BYE = Reply(221, "2.0.0", "Bye")
+OK = Reply(250, "2.0.0", "Ok")
+HELLO = Reply(250, "", "{lines}")
+VRFY_CANNOT = Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")  # RFC 5321 3.5.3
+HELP = Reply(214, "2.0.0", "Commands: {commands}\nSee RFC 5321")  # RFC 5321 4.1.1.8
+
+# -- syntax and sequence (RFC 5321 4.2.4, 4.1.4) ----------------------------------
+BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
+UNKNOWN_COMMAND = Reply(500, "5.5.2", "Error: command not recognized")
+LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")  # RFC 5321 4.5.3.1.6
+SYNTAX = Reply(501, "5.5.4", "Syntax: {usage}")
+HELO_FIRST = Reply(503, "5.5.1", "Error: send HELO/EHLO first")  # RFC 5321 4.1.4
+NESTED_MAIL = Reply(503, "5.5.1", "Error: nested MAIL command")
+NEED_MAIL = Reply(503, "5.5.1", "Error: need MAIL command")
+NO_RECIPIENTS = Reply(554, "5.5.1", "Error: no valid recipients")  # RFC 5321 3.3
+
+# -- STARTTLS (RFC 3207) -------------------------------------------------------
+READY_FOR_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+TLS_ACTIVE = Reply(503, "5.5.1", "Error: TLS already active")
+TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")  # RFC 3207 4
+
+# -- AUTH (RFC 4954) -----------------------------------------------------------
+AUTH_NOT_ENABLED = Reply(502, "5.5.1", "Error: authentication not enabled")
+ENCRYPTION_REQUIRED = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")  # RFC 4954 6
+ALREADY_AUTHENTICATED = Reply(503, "5.5.1", "Error: already authenticated")  # RFC 4954 4
+UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")  # RFC 4954 4
+AUTH_ABORTED = Reply(501, "5.7.0", "Authentication aborted")  # RFC 4954 4
+AUTH_MALFORMED = Reply(501, "5.5.2", "Error: malformed authentication response")  # RFC 4954 4
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")  # RFC 4954 6
+AUTH_FAILED = Reply(535, "5.7.8", "Error: authentication failed")  # RFC 4954 6
+AUTH_TEMPORARY = Reply(454, "4.7.0", "Temporary authentication failure")  # RFC 4954 6
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")  # RFC 4954 6, RFC 6409 4.3
+
+# -- the mail transaction (RFC 5321 3.3) -----------------------------------------
+SENDER_OK = Reply(250, "2.1.0", "Ok")
+RECIPIENT_OK = Reply(250, "2.1.5", "Ok")
+BAD_SENDER_SYNTAX = Reply(501, "5.1.7", "Bad sender address syntax: {reason}")
+BAD_RECIPIENT_SYNTAX = Reply(501, "5.1.3", "Bad recipient address syntax: {reason}")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Error: too many recipients")  # RFC 5321 4.5.3.1.10
+RELAY_DENIED = Reply(554, "5.7.1", "<{address}>: Relay access denied")
+REMOTE_UNAVAILABLE = Reply(550, "5.7.0", "Remote delivery is not available on this server yet")
+USER_UNKNOWN = Reply(550, "5.1.1", "<{address}>: Recipient address rejected: User unknown")
+START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")  # RFC 5321 4.2: no enhanced code on 3xx
+QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
+NOT_STORED = Reply(451, "4.3.0", "Error: message not stored, try again later")
+LOCAL_ERROR = Reply(451, "4.3.0", "Error: local error in processing")
+SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")  # RFC 1870 6.3
+
+# -- MAIL and RCPT parameters (RFC 5321 4.1.2, RFC 1870, RFC 6152) ----------------
+BAD_PARAMETERS = Reply(501, "5.5.4", "Syntax error in parameters")
+DUPLICATE_PARAMETER = Reply(501, "5.5.4", "Duplicate parameter {name}")
+BAD_SIZE = Reply(501, "5.5.4", "Bad SIZE parameter")
+BAD_BODY = Reply(501, "5.5.4", "Bad BODY parameter")
+UNSUPPORTED_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter {name}")  # RFC 5321 4.1.1.11
+
+#: Replies meaning "the client got the protocol wrong"; they count towards
+#: ``limits.max_command_errors`` (RFC 5321 4.3.2 lets us close after too many).
+COMMAND_ERROR_CODES = frozenset({500, 501, 502, 503, 504, 555})

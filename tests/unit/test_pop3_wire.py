@@ -1,10 +1,26 @@
-"""RFC 1939 framing: byte-stuffing of every line and TOP's header/body split."""
+"""RFC 1939 framing: byte-stuffing of every line and TOP's header/body split, streamed."""
 
 from __future__ import annotations
 
+import random
+
 from twisted.trial import unittest
 
-from mailsrv.pop3.wire import multiline, top
+from mailsrv.pop3 import wire
+
+
+def multiline(data: bytes) -> bytes:
+    return b"".join(wire.stuffed([data]))
+
+
+def top(data: bytes, lines: int) -> bytes:
+    return b"".join(wire.top([data], lines))
+
+
+def cut(data: bytes, rng: random.Random) -> list[bytes]:
+    """*data* in random pieces, empty ones included."""
+    cuts = sorted(rng.randint(0, len(data)) for _ in range(rng.randint(0, 6)))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
 
 
 class StuffingTests(unittest.TestCase):
@@ -33,6 +49,12 @@ class StuffingTests(unittest.TestCase):
 
     def test_empty_message_is_just_the_terminator(self):
         self.assertEqual(multiline(b""), b".\r\n")
+
+    def test_where_the_chunks_are_cut_does_not_matter(self):
+        rng = random.Random(1939)
+        for _ in range(2000):
+            data = bytes(rng.choice(b"a.\r\n") for _ in range(rng.randint(0, 40)))
+            self.assertEqual(b"".join(wire.stuffed(cut(data, rng))), multiline(data), data)
 
 
 class TopTests(unittest.TestCase):
@@ -65,3 +87,15 @@ class TopTests(unittest.TestCase):
     def test_blank_line_in_body_is_not_mistaken_for_the_split(self):
         message = b"H: v\r\n\r\nb1\r\n\r\nb3\r\n"
         self.assertEqual(top(message, 2), b"H: v\r\n\r\nb1\r\n\r\n")
+
+    def test_where_the_chunks_are_cut_does_not_matter(self):
+        rng = random.Random(7)
+        for _ in range(5000):
+            data = bytes(rng.choice(b"ab\r\n") for _ in range(rng.randint(0, 40)))
+            lines = rng.randint(0, 4)
+            self.assertEqual(b"".join(wire.top(cut(data, rng), lines)), top(data, lines), (data, lines))
+
+    def test_reads_no_further_than_it_needs(self):
+        chunks = iter([b"H: v\r\n\r\nb1\r\n", b"b2\r\n"])
+        self.assertEqual(b"".join(wire.top(chunks, 1)), b"H: v\r\n\r\nb1\r\n")
+        self.assertEqual(next(chunks), b"b2\r\n")

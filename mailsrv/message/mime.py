@@ -1,4 +1,4 @@
-"""Byte-exact MIME entities for IMAP FETCH.
+"""Byte-exact MIME entities: where each header, body and part starts and ends.
 
 IMAP returns sections of a message *as stored* (RFC 3501 6.4.5: BODY[1.2],
 BODY[HEADER], BODY[1.MIME] ...), and clients check them against
@@ -16,39 +16,9 @@ import re
 from email.message import Message as EmailMessage
 from functools import cached_property
 
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+from mailsrv.message.headers import split_header
+
 _HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
-
-
-def _split_header(data: bytes) -> tuple[bytes, bytes]:
-    """Split at the first empty line; the header keeps that empty line.
-
-    RFC 3501 6.4.5: BODY[HEADER] includes the blank line that ends it.  A
-    part that starts with an empty line has an empty header.
-    """
-    if data.startswith(b"\r\n"):
-        return data[:2], data[2:]
-    if data.startswith(b"\n"):
-        return data[:1], data[1:]
-    m = _BLANK_LINE.search(data)
-    if m is None:
-        return data, b""
-    return data[: m.end()], data[m.end() :]
-
-
-def header_lines(header: bytes) -> list[tuple[str, bytes]]:
-    """The header fields as ``(lower-case name, raw bytes incl. folding)``."""
-    fields: list[tuple[str, bytes]] = []
-    for line in header.splitlines(keepends=True):
-        if line in (b"\r\n", b"\n"):
-            break
-        if line[:1] in (b" ", b"\t") and fields:
-            name, raw = fields[-1]
-            fields[-1] = (name, raw + line)
-        else:
-            name = line.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
-            fields.append((name, line))
-    return fields
 
 
 def split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
@@ -81,7 +51,7 @@ class Entity:
 
     def __init__(self, raw: bytes, default_type: str = "text/plain") -> None:
         self.raw = raw
-        self.header, self.body = _split_header(raw)
+        self.header, self.body = split_header(raw)
         self._default_type = default_type
 
     @cached_property

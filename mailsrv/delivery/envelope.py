@@ -1,0 +1,48 @@
+"""One message in transit: its id, its envelope, and its body."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from mailsrv.message.body import Body
+
+_QUEUE_ID_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
+_QUEUE_ID_LENGTH = 12
+_QUEUE_IDS = len(_QUEUE_ID_ALPHABET) ** _QUEUE_ID_LENGTH
+
+
+def new_queue_id() -> str:
+    """A short random id naming one message in replies, the trace header and the log.
+
+    Twelve uniform symbols of the alphabet, from one ``secrets`` call (one
+    ``secrets.choice`` per symbol cost twelve reads of the system RNG).
+    """
+    n = secrets.randbelow(_QUEUE_IDS)
+    base = len(_QUEUE_ID_ALPHABET)
+    out = []
+    for _ in range(_QUEUE_ID_LENGTH):
+        n, digit = divmod(n, base)
+        out.append(_QUEUE_ID_ALPHABET[digit])
+    return "".join(out)
+
+
+@dataclass
+class Envelope:
+    """A message and where it goes (RFC 5321 2.3.1: the envelope is not the header).
+
+    *sender* is the reverse-path, ``""`` for the null sender; *local_users*
+    are the canonical addresses of the local mailboxes it is delivered to,
+    each once, in the order their recipients were accepted.
+    """
+
+    queue_id: str
+    sender: str
+    local_users: list[str] = field(default_factory=list)
+    body: Body | None = None
+
+    def add_local(self, users: "tuple[str, ...] | list[str]") -> None:
+        """Add one recipient's mailboxes (an alias may name several; duplicates collapse)."""
+        for user in users:
+            if user not in self.local_users:
+                self.local_users.append(user)

@@ -1,0 +1,53 @@
+"""Delivery into the store: one durable write for every local recipient of a message.
+
+Twisted's SMTP gives each recipient its own ``IMessage`` and feeds each the
+whole message; here one :class:`~mailsrv.delivery.envelope.Envelope` names
+all local mailboxes and the store writes the body once, hard-linking it
+into every INBOX (docs/internals.rst, Store).  The Deferred fires only when
+the message is durable for all of them: SMTP's 250 waits for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from mailsrv.delivery.envelope import Envelope
+from mailsrv.net.audit import Audit
+from mailsrv.store import Target
+
+if TYPE_CHECKING:
+    from mailsrv.store import Store
+
+log = Logger()
+
+
+class LocalDelivery:
+    """Delivers envelopes to local mailboxes through *store*, logging each attempt."""
+
+    def __init__(self, store: "Store", audit: Audit) -> None:
+        self._store = store
+        self._audit = audit
+
+    async def deliver(self, envelope: Envelope) -> str:
+        """Store *envelope*'s body for its local users; the queue id once durable.
+
+        The body is discarded afterwards whatever happened: the stored
+        copies are hard links of their own, and a failed delivery is the
+        client's to retry (the SMTP reply is a 451).
+        """
+        body = envelope.body
+        assert body is not None, "deliver() needs a finished body"
+        recipients = envelope.local_users
+        try:
+            await defer.maybeDeferred(self._store.deliver, [Target(user) for user in recipients], body)
+        except Exception as e:
+            log.failure("delivery of {queue_id} to the store failed", queue_id=envelope.queue_id)
+            self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "failed", type(e).__name__)
+            raise
+        finally:
+            body.discard()
+        self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "stored")
+        return envelope.queue_id

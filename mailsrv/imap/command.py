@@ -1,0 +1,153 @@
+"""Reading one IMAP command: its lines and the literals between them (RFC 3501 7.5).
+
+A command is a line, or several when it carries literals: ``{n}`` at the end
+of a line announces n octets that follow the server's ``+`` continuation,
+after which the command goes on on the next line.  The whole command is
+read before it is parsed, so the argument parsers (:mod:`.arguments`) never
+wait for input, and the limits are applied while reading, before a ``+``
+invites more:
+
+* a command line over ``limits.imap_max_line_length`` is BAD (Twisted drops
+  the connection past 16 KiB, which large UID sets from real clients reach);
+* the literals of a command other than APPEND count towards that same
+  limit, so no command but APPEND holds more than one line's worth;
+* APPEND's message literal may be up to ``limits.imap_max_literal_size``,
+  is refused with ``NO [TOOBIG]`` before the ``+`` when larger (RFC 7889
+  names the code), and goes into a :class:`~mailsrv.message.body.BodyWriter`
+  that spools it to disk past ``limits.spool_threshold``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
+
+from mailsrv.imap.responses import CommandError, bad, no
+from mailsrv.imap.syntax import is_atom, is_tag
+from mailsrv.message.body import Body, BodyWriter
+
+if TYPE_CHECKING:
+    from mailsrv.imap.server import IMAPServer
+
+# RFC 3501 9: literal = "{" number "}" CRLF; a sign, LITERAL+'s "+" (not
+# advertised) or more than 20 digits is no size we read.
+_LITERAL = re.compile(rb"\{([0-9]{1,20})\}\Z")
+_ANY_LITERAL = re.compile(rb"\{[^{}]*\}\Z")
+
+
+@dataclass
+class Literal:
+    """The octets of one literal: in memory, or a message body for APPEND."""
+
+    data: bytes | None = None
+    body: Body | None = None
+
+
+Part = Union[bytes, Literal]
+
+
+@dataclass
+class Command:
+    """One command: tag, name (upper case) and its arguments as text and literals in order."""
+
+    tag: bytes
+    name: bytes
+    parts: list[Part]
+
+    def discard(self) -> None:
+        """Remove any spooled literal (the command failed before using it)."""
+        for part in self.parts:
+            if isinstance(part, Literal) and part.body is not None:
+                part.body.discard()
+
+
+class BadTag(Exception):
+    """The line has no valid tag, so nothing may be echoed as one (untagged BAD)."""
+
+
+def split_head(line: bytes) -> tuple[bytes, bytes, bytes]:
+    """``(tag, NAME, rest)`` of a command's first line; BAD for a bad name (RFC 3501 9).
+
+    Tag and command name are both 7-bit: a command name is an atom.
+    """
+    tag, _, rest = line.partition(b" ")
+    if not is_tag(tag):
+        raise BadTag()
+    name, _, rest = rest.partition(b" ")
+    if not name or not is_atom(name):
+        raise bad(b"Invalid command name")
+    return tag, name.upper(), rest
+
+
+async def read_command(server: "IMAPServer", tag: bytes, name: bytes, rest: bytes) -> Command:
+    """The whole command whose first line was ``tag NAME rest``, literals read."""
+    limits = server.ctx.config.limits
+    appending = name == b"APPEND"
+    parts: list[Part] = []
+    budget = limits.imap_max_line_length - len(tag) - len(name) - len(rest)
+    text = rest
+    try:
+        while _ANY_LITERAL.search(text):
+            match = _LITERAL.search(text)
+            if match is None:
+                raise bad(b"Invalid literal")
+            size = int(match.group(1))
+            parts.append(text[: match.start()])
+            if appending and size > budget:
+                if size > limits.imap_max_literal_size:
+                    # RFC 3501 7.5: a NO instead of "+" tells the client not to send it.
+                    raise no(b"[TOOBIG] Message too large")
+                parts.append(Literal(body=await _read_body(server, size)))
+            else:
+                budget -= size
+                if budget < 0:
+                    raise bad(b"Command too long")
+                parts.append(Literal(data=await _read_bytes(server, size)))
+            line = await server.read_line()
+            if not isinstance(line, bytes):
+                raise bad(b"Command line too long")
+            budget -= len(line)
+            if budget < 0:
+                raise bad(b"Command too long")
+            text = line
+    except CommandError:
+        Command(tag, name, parts).discard()
+        raise
+    parts.append(text)
+    return Command(tag, name, parts)
+
+
+async def _read_bytes(server: "IMAPServer", size: int) -> bytes:
+    server.continue_request(b"Ready for literal data")
+    got = bytearray()
+
+    def reader(data: bytes) -> tuple[int, bool]:
+        take = data[: size - len(got)]
+        got.extend(take)
+        return len(take), len(got) == size
+
+    await server.read_raw(reader)
+    return bytes(got)
+
+
+async def _read_body(server: "IMAPServer", size: int) -> Body:
+    config = server.ctx.config
+    writer = BodyWriter(config.spool_dir, config.limits.spool_threshold)
+    server.continue_request(b"Ready for literal data")
+    remaining = size
+
+    def reader(data: bytes) -> tuple[int, bool]:
+        nonlocal remaining
+        take = data[:remaining]
+        writer.write(take)
+        remaining -= len(take)
+        return len(take), remaining == 0
+
+    try:
+        await server.read_raw(reader)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish()
+

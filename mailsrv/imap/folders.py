@@ -1,0 +1,234 @@
+"""The IMAP commands of the authenticated state: folders, STATUS, APPEND (RFC 3501 6.3).
+
+Each handler takes the server and the command's :class:`~.arguments.Arguments`
+and returns the tagged :class:`~.responses.Result`; store errors propagate
+and are mapped once (:func:`.responses.store_error`), except where a command
+wants another answer for a missing folder (APPEND and COPY: ``[TRYCREATE]``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from mailsrv.imap.arguments import Arguments
+from mailsrv.imap.flags import SELECTABLE, normalize_flag
+from mailsrv.imap.responses import OK, TRYCREATE, Result, bad, no, store_error
+from mailsrv.imap.selection import Selection
+from mailsrv.imap.structure import encode
+from mailsrv.imap.syntax import encode_mailbox_name
+from mailsrv.store import NoSuchFolder
+
+if TYPE_CHECKING:
+    from mailsrv.imap.server import IMAPServer
+    from mailsrv.store import Folder
+
+_PERMANENT_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
+_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN")
+
+
+def quoted_name(name: str) -> bytes:
+    """A folder name on the wire: modified UTF-7 (RFC 3501 5.1.3), quoted."""
+    return encode(encode_mailbox_name(name))
+
+
+async def open_folder(server: "IMAPServer", name: str, missing: bytes) -> "Folder":
+    """The named folder, synced; ``NO missing`` if it does not exist."""
+    assert server.account is not None
+    try:
+        return await server.account.open(name)
+    except NoSuchFolder as e:
+        raise store_error(e, missing) from None
+
+
+def _permanent_flags(folder: "Folder", writeable: bool) -> bytes:
+    """RFC 3501 7.1: ``\\*`` only while the folder can take another keyword."""
+    if not writeable:
+        return b"()"
+    return _PERMANENT_FLAGS if folder.can_add_keywords() else _PERMANENT_FLAGS.replace(b" \\*", b"")
+
+
+async def _select(server: "IMAPServer", args: Arguments, writeable: bool) -> Result:
+    """SELECT/EXAMINE with every response RFC 3501 6.3.1 lists."""
+    name = args.mailbox()
+    args.end()
+    server.deselect()  # RFC 3501 6.3.1: even a failed SELECT leaves none selected
+    folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")
+    selection = Selection(folder, writeable, server.updates_pending)
+    server.select(selection)
+    lines = [
+        b"FLAGS " + SELECTABLE,
+        b"OK [PERMANENTFLAGS " + _permanent_flags(folder, writeable) + b"] Flags permitted",
+        b"%d EXISTS" % selection.exists,
+        b"%d RECENT" % selection.recent,
+    ]
+    unseen = selection.first_unseen()
+    if unseen is not None:
+        lines.append(b"OK [UNSEEN %d] First unseen" % unseen)
+    lines += [
+        b"OK [UIDVALIDITY %d] UIDs valid" % folder.uidvalidity,
+        b"OK [UIDNEXT %d] Predicted next UID" % folder.uidnext,
+    ]
+    server.write(b"".join(b"* " + line + b"\r\n" for line in lines))
+    mode = b"[READ-WRITE] SELECT" if writeable else b"[READ-ONLY] EXAMINE"
+    return Result(OK, mode + b" completed")
+
+
+async def do_SELECT(server: "IMAPServer", args: Arguments) -> Result:
+    """RFC 3501 6.3.1."""
+    return await _select(server, args, True)
+
+
+async def do_EXAMINE(server: "IMAPServer", args: Arguments) -> Result:
+    """RFC 3501 6.3.2."""
+    return await _select(server, args, False)
+
+
+async def do_CREATE(server: "IMAPServer", args: Arguments) -> Result:
+    """RFC 3501 6.3.3."""
+    name = args.mailbox()
+    args.end()
+    assert server.account is not None
+    await server.account.create(name)
+    return Result(OK, b"Mailbox created")
+
+
+async def do_DELETE(server: "IMAPServer", args: Arguments) -> Result:
+    """RFC 3501 6.3.4; deleting one's own selected folder just deselects it, as Dovecot does."""
+    name = args.mailbox()
+    args.end()
+    assert server.account is not None
+    selection = server.selection
+    await server.account.user.delete_folder(name)
+    if selection is not None and selection.deleted:
+        server.deselect()
+    return Result(OK, b"Mailbox deleted")
+
+
+async def do_RENAME(server: "IMAPServer", args: Arguments) -> Result:
+    """RFC 3501 6.3.5, subfolders included."""
+    old = args.mailbox()
+    args.space()
+    new = args.mailbox()
+    args.end()
+    assert server.account is not None
+    await server.account.user.rename_folder(old, new)
+    return Result(OK, b"Mailbox renamed")
+
+
+async def do_SUBSCRIBE(server: "IMAPServer", args: Arguments) -> Result:
+    """RFC 3501 6.3.6."""
+    name = args.mailbox()
+    args.end()
+    assert server.account is not None
+    await server.account.user.subscribe(name)
+    return Result(OK, b"Subscribed")
+
+
+async def do_UNSUBSCRIBE(server: "IMAPServer", args: Arguments) -> Result:
+    """RFC 3501 6.3.7."""
+    name = args.mailbox()
+    args.end()
+    assert server.account is not None
+    await server.account.user.unsubscribe(name)
+    return Result(OK, b"Unsubscribed")
+
+
+async def _list(server: "IMAPServer", args: Arguments, subscribed: bool) -> Result:
+    """LIST/LSUB (RFC 3501 6.3.8-9) with ``/`` and RFC 3348 child flags."""
+    reference = args.list_mailbox()
+    args.space()
+    pattern = args.list_mailbox()
+    args.end()
+    assert server.account is not None
+    command = b"LSUB" if subscribed else b"LIST"
+    if not subscribed and not pattern:
+        # RFC 3501 6.3.8: an empty pattern asks for the hierarchy delimiter.
+        lines = [b'LIST (\\Noselect) "/" ""']
+    elif subscribed:
+        names = await server.account.subscribed(reference, pattern)
+        lines = [b'LSUB () "/" ' + quoted_name(n) for n in names]
+    else:
+        listing = await server.account.listing(reference, pattern)
+        lines = [b"LIST (" + " ".join(flags).encode() + b') "/" ' + quoted_name(n) for n, flags in listing]
+    server.write(b"".join(b"* " + line + b"\r\n" for line in lines))
+    return Result(OK, command + b" completed")
+
+
+async def do_LIST(server: "IMAPServer", args: Arguments) -> Result:
+    """RFC 3501 6.3.8."""
+    return await _list(server, args, False)
+
+
+async def do_LSUB(server: "IMAPServer", args: Arguments) -> Result:
+    """RFC 3501 6.3.9."""
+    return await _list(server, args, True)
+
+
+async def do_NAMESPACE(server: "IMAPServer", args: Arguments) -> Result:
+    """RFC 2342: one personal namespace, no shared or other users' folders."""
+    args.end()
+    server.untagged(b'NAMESPACE (("" "/")) NIL NIL')
+    return Result(OK, b"NAMESPACE completed")
+
+
+async def do_STATUS(server: "IMAPServer", args: Arguments) -> Result:
+    """STATUS (RFC 3501 6.3.10) straight from the folder, no SELECT."""
+    name = args.mailbox()
+    args.space()
+    wanted = [item.upper() for item in args.atom_list()]
+    args.end()
+    unknown = [item for item in wanted if item not in _STATUS_ITEMS]
+    if unknown:
+        raise bad(b"Unknown STATUS item " + unknown[0][:20])
+    folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")
+    await folder.sync()
+    infos = folder.messages()
+    selection = server.selection
+    values = {
+        b"MESSAGES": len(infos),
+        b"RECENT": selection.recent if selection is not None and selection.folder is folder else folder.recent_count(),
+        b"UIDNEXT": folder.uidnext,
+        b"UIDVALIDITY": folder.uidvalidity,
+        b"UNSEEN": sum(1 for i in infos if "\\Seen" not in i.flags),
+    }
+    items = b" ".join(b"%s %d" % (item, values[item]) for item in wanted)
+    server.untagged(b"STATUS " + quoted_name(folder.name) + b" (" + items + b")")
+    return Result(OK, b"STATUS completed")
+
+
+async def do_APPEND(server: "IMAPServer", args: Arguments) -> Result:
+    """APPEND (RFC 3501 6.3.11): byte-exact, durable before the OK, ``[APPENDUID]`` (RFC 4315 3)."""
+    name = args.mailbox()
+    args.space()
+    flags: list[str] = []
+    if args.peek() == b"(":
+        flags = args.flag_list()
+        args.space()
+    internaldate = args.date_time()
+    if internaldate is not None:
+        args.space()
+    body = args.message()
+    args.end()
+    folder = await open_folder(server, name, TRYCREATE)
+    if body.size == 0:
+        # POP3 cannot list an empty message, so the two protocols would
+        # disagree on the mailbox; Dovecot refuses it in these words.
+        raise no(b"Can't save a zero byte message")
+    uid = await folder.append(body, [normalize_flag(f) for f in flags], internaldate)
+    return Result(OK, b"[APPENDUID %d %d] APPEND completed" % (folder.uidvalidity, uid))
+
+
+COMMANDS: dict[bytes, Callable[["IMAPServer", Arguments], Awaitable[Result]]] = {
+    b"SELECT": do_SELECT,
+    b"EXAMINE": do_EXAMINE,
+    b"CREATE": do_CREATE,
+    b"DELETE": do_DELETE,
+    b"RENAME": do_RENAME,
+    b"SUBSCRIBE": do_SUBSCRIBE,
+    b"UNSUBSCRIBE": do_UNSUBSCRIBE,
+    b"LIST": do_LIST,
+    b"LSUB": do_LSUB,
+    b"NAMESPACE": do_NAMESPACE,
+    b"STATUS": do_STATUS,
+    b"APPEND": do_APPEND,
+}

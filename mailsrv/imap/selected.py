@@ -1,0 +1,251 @@
+"""The IMAP commands of the selected state (RFC 3501 6.4) and their UID forms.
+
+FETCH streams: each message is rendered as pieces (:mod:`.fetch`), body
+spans are read from the stored file a chunk at a time, and the loop waits
+for the client to read (:meth:`CommandPump.drain`) before producing more,
+so ``FETCH 1:* BODY.PEEK[]`` from a client that does not read holds one
+chunk, not the mailbox.  A message expunged by another session before its
+file could be opened is left out and the FETCH answers ``NO
+[EXPUNGEISSUED]`` (RFC 2180 4.1.2); once opened, its content is served.
+SEARCH runs in the search thread pool (:func:`.search.run_search`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from twisted.logger import Logger
+from twisted.mail import imap4
+
+from mailsrv.imap import fetch
+from mailsrv.imap.arguments import Arguments
+from mailsrv.imap.fetchatt import parse_fetch_items
+from mailsrv.imap.folders import open_folder
+from mailsrv.imap.flags import flags_data
+from mailsrv.imap.responses import EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, Result, bad, no
+from mailsrv.imap.search import Message, SearchError, compile_search, parse_search, run_search
+from mailsrv.imap.sequences import uid_set
+from mailsrv.store import MessageGone
+
+if TYPE_CHECKING:
+    from mailsrv.imap.selection import Selection
+    from mailsrv.imap.server import IMAPServer
+
+log = Logger()
+
+#: Messages rendered in a row before the loop yields to the reactor anyway.
+_PER_TURN = 200
+
+
+def _selection(server: "IMAPServer") -> "Selection":
+    assert server.selection is not None
+    return server.selection
+
+
+def _check_range(selection: "Selection", messages: imap4.MessageSet, uid: bool) -> None:
+    """RFC 3501 9 (seq-number): a number above EXISTS, or ``*`` in an empty mailbox, is BAD.
+
+    UIDs that do not exist are simply not there (RFC 3501 6.4.8).
+    """
+    if uid:
+        return
+    count = selection.exists
+    numbers = [n for pair in messages.ranges for n in pair]  # None is "*"
+    if any(count == 0 if n is None else n > count for n in numbers):
+        raise bad(b"Invalid messageset: no such message")
+
+
+async def fetch_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
+    """FETCH (RFC 3501 6.4.5); non-PEEK body fetches set \\Seen."""
+    messages = args.sequence_set()
+    args.space()
+    items = parse_fetch_items(args)
+    args.end()
+    selection = _selection(server)
+    _check_range(selection, messages, uid)
+    views, gone = selection.views(selection.select(messages, uid))
+    if selection.writeable and any(item.sets_seen for item in items):
+        items = fetch.with_flags(items)
+        views = await _mark_seen(selection, views)
+    need = fetch.needs(items)
+    for n, (seq, view) in enumerate(views, 1):
+        await server.drain()
+        if not await _fetch_one(server, seq, view, items, uid, need):
+            gone.append(seq)
+        if n % _PER_TURN == 0:
+            await server.yield_turn()
+    if gone:
+        return Result(NO, EXPUNGE_ISSUED)
+    return Result(OK, b"FETCH completed")
+
+
+async def _mark_seen(selection: "Selection", views: list[tuple[int, fetch.View]]) -> list[tuple[int, fetch.View]]:
+    """Set ``\\Seen`` on the messages that lack it; the views with their new flags."""
+    changes = [(v.uid, v.flags | {"\\Seen"}) for _, v in views if "\\Seen" not in v.flags]
+    if not changes:
+        return views
+    stored = await selection.set_flags(changes)
+    return [(seq, fetch.View(v.uid, stored.get(v.uid, v.flags), v.internaldate, v.size)) for seq, v in views]
+
+
+async def _fetch_one(
+    server: "IMAPServer", seq: int, view: fetch.View, items: list, uid: bool, need: fetch.Need
+) -> bool:
+    """Send one message's response; False when it was expunged before it could be read."""
+    if need is fetch.Need.NOTHING:
+        server.write(b"".join(fetch.render(seq, view, items, uid)))  # type: ignore[arg-type]
+        return True
+    try:
+        stored = await _selection(server).folder.open_message(view.uid)
+    except MessageGone:
+        return False
+    with stored:
+        header = fetch.read_header(stored.file) if need is fetch.Need.HEADER else None
+        whole = fetch.read_whole(stored.file) if need is fetch.Need.WHOLE else None
+        for piece in fetch.render(seq, view, items, uid, header, whole):
+            if isinstance(piece, bytes):
+                server.write(piece)
+                continue
+            for chunk in fetch.span_chunks(stored.file, piece):
+                server.write(chunk)
+                await server.drain()
+    return True
+
+
+async def store_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
+    """STORE (RFC 3501 6.4.6); refused in a mailbox opened with EXAMINE."""
+    messages = args.sequence_set()
+    args.space()
+    item = args.atom().upper()
+    args.space()
+    flags = args.flags()
+    args.end()
+    selection = _selection(server)
+    _check_range(selection, messages, uid)
+    if not selection.writeable:
+        raise no(READ_ONLY)
+    silent = item.endswith(b".SILENT")
+    item = item.removesuffix(b".SILENT")
+    if item not in (b"FLAGS", b"+FLAGS", b"-FLAGS"):  # RFC 3501 9: store-att-flags
+        raise bad(b"Invalid STORE data item")
+    mode = {b"+": 1, b"-": -1}.get(item[:1], 0)
+    changed, gone = await selection.store(messages, flags, mode, uid)
+    if not silent:
+        for seq, shown in changed:
+            # RFC 3501 6.4.8: UID STORE responses include the UID.
+            tail = b" UID %d" % selection.uid_of(seq) if uid else b""
+            server.untagged(b"%d FETCH (FLAGS %s%s)" % (seq, flags_data(shown), tail))
+    if gone:
+        return Result(NO, EXPUNGE_ISSUED)
+    return Result(OK, b"STORE completed")
+
+
+async def search_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
+    """SEARCH (RFC 3501 6.4.4), run off the reactor thread; ``* SEARCH`` even with no match."""
+    charset = None
+    if args.expect(b"CHARSET "):
+        charset = args.astring()
+        args.space()
+    try:
+        query = parse_search(args.rest())
+    except SearchError as e:
+        raise bad(b"Invalid search: " + str(e).encode("ascii", "replace")) from None
+    if charset is not None and charset.upper() not in (b"UTF-8", b"US-ASCII"):
+        raise no(b"[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
+    selection = _selection(server)
+    await server.sync()
+    count = selection.exists
+    try:
+        matches = compile_search(query, count, selection.uid_of(count) if count else 0)
+    except SearchError as e:
+        raise bad(b"Invalid search: " + str(e).encode("ascii", "replace")) from None
+    folder = selection.folder
+    candidates = [
+        Message(seq, view.uid, view.flags, view.size, view.internaldate, folder.message_path(view.uid),
+                lambda u=view.uid: folder.find_message(u))
+        for seq, view in selection.all_views()
+    ]
+    hits = await server.ctx.workers.search.run(run_search, candidates, matches, lambda: server.closing)
+    numbers = [m.uid if uid else m.seq for m in hits]
+    server.untagged(b" ".join([b"SEARCH"] + [b"%d" % n for n in numbers]))
+    return Result(OK, b"SEARCH completed")
+
+
+async def copy_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
+    """COPY (RFC 3501 6.4.7): ``[TRYCREATE]`` when the target is missing, ``[COPYUID]`` (RFC 4315 3)."""
+    messages = args.sequence_set()
+    args.space()
+    name = args.mailbox()
+    args.end()
+    selection = _selection(server)
+    _check_range(selection, messages, uid)
+    target = await open_folder(server, name, TRYCREATE)
+    await server.sync()  # copying out of a folder deleted meanwhile would "succeed" empty
+    uids = [u for _, u in selection.select(messages, uid)]
+    pairs = await selection.folder.copy(uids, target)
+    if not pairs:
+        return Result(OK, b"COPY completed")  # a uid-set needs a UID, so no COPYUID
+    source, copies = uid_set([s for s, _ in pairs]), uid_set([d for _, d in pairs])
+    return Result(OK, b"[COPYUID %d %s %s] COPY completed" % (target.uidvalidity, source, copies))
+
+
+async def expunge_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
+    """EXPUNGE (RFC 3501 6.4.3) and UID EXPUNGE (RFC 4315 2.1)."""
+    messages = args.sequence_set() if uid else None
+    args.end()
+    selection = _selection(server)
+    if not selection.writeable:
+        raise no(READ_ONLY)
+    await server.sync()
+    for number in await selection.expunge(messages):
+        server.untagged(b"%d EXPUNGE" % number)
+    return Result(OK, b"EXPUNGE completed")
+
+
+async def do_CLOSE(server: "IMAPServer", args: Arguments) -> Result:
+    """CLOSE (RFC 3501 6.4.2): silent expunge unless EXAMINEd, then deselect."""
+    args.end()
+    selection = _selection(server)
+    if selection.writeable:
+        await server.sync()
+        await selection.expunge()
+    server.deselect()
+    return Result(OK, b"CLOSE completed")
+
+
+async def do_CHECK(server: "IMAPServer", args: Arguments) -> Result:
+    """CHECK (RFC 3501 6.4.1): the store is always durable; just resync."""
+    args.end()
+    await server.sync()
+    return Result(OK, b"CHECK completed")
+
+
+_UID_COMMANDS: dict[bytes, Callable[..., Awaitable[Result]]] = {
+    b"FETCH": fetch_command,
+    b"STORE": store_command,
+    b"SEARCH": search_command,
+    b"COPY": copy_command,
+    b"EXPUNGE": expunge_command,
+}
+
+
+async def do_UID(server: "IMAPServer", args: Arguments) -> Result:
+    """UID COPY/FETCH/STORE/SEARCH (RFC 3501 6.4.8) and UID EXPUNGE (RFC 4315 2.1)."""
+    command = args.atom().upper()
+    handler = _UID_COMMANDS.get(command)
+    if handler is None:
+        raise bad(b"Unknown UID command")
+    args.space()
+    return await handler(server, args, uid=True)
+
+
+COMMANDS: dict[bytes, Callable[["IMAPServer", Arguments], Awaitable[Result]]] = {
+    b"FETCH": fetch_command,
+    b"STORE": store_command,
+    b"SEARCH": search_command,
+    b"COPY": copy_command,
+    b"EXPUNGE": expunge_command,
+    b"CLOSE": do_CLOSE,
+    b"CHECK": do_CHECK,
+    b"UID": do_UID,
+}

@@ -1,0 +1,225 @@
+"""One SELECTed folder as one IMAP session sees it: sequence numbers and owed updates.
+
+A :class:`Selection` is made per SELECT/EXAMINE and holds that session's
+message sequence numbers (a sorted list of UIDs: position + 1 is the
+sequence number, RFC 3501 2.3.1.2).  The shared store
+:class:`~mailsrv.store.Folder` announces every change, whoever made it; the
+selection queues them and the server drains the queue only when RFC 3501
+allows: new messages and flag changes after any command, expunges never
+during FETCH, STORE or SEARCH (7.4.1), so a client's sequence numbers never
+shift under a command that uses them.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Callable, Iterable, Sequence
+
+from twisted.mail import imap4
+from zope.interface import implementer
+
+from mailsrv.imap.fetch import View
+from mailsrv.imap.flags import RECENT, flags_data, normalize_flag
+from mailsrv.imap.sequences import resolve_set
+from mailsrv.store import Folder, IFolderListener, MessageInfo
+
+
+@implementer(IFolderListener)
+class Selection:
+    """A folder opened by one session, read-write (SELECT) or not (EXAMINE).
+
+    *notify* is called whenever updates are queued (the server sends them
+    at once while the client IDLEs).  The folder must have been synced.
+    """
+
+    def __init__(self, folder: Folder, writeable: bool, notify: Callable[[], None]) -> None:
+        self.folder = folder
+        self.writeable = writeable
+        self._notify = notify
+        self._uids = [info.uid for info in folder.messages()]
+        # RFC 3501 2.3.2: \Recent goes to one session; EXAMINE never claims it.
+        self._recent = folder.claim_recent() if writeable else set()
+        self._added: list[int] = []
+        self._expunged: list[int] = []
+        self._flags: dict[int, frozenset[str]] = {}
+        self._storing = False
+        self.closed = False
+        #: The folder was deleted under this session.
+        self.deleted = False
+        folder.add_listener(self)
+
+    # -- sequence numbers ----------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        """EXISTS as this session knows it."""
+        return len(self._uids)
+
+    @property
+    def recent(self) -> int:
+        """RECENT: the messages this session claimed."""
+        return len(self._recent)
+
+    def seq_of(self, uid: int) -> int | None:
+        """The sequence number of *uid*, if this session knows it."""
+        i = bisect.bisect_left(self._uids, uid)
+        return i + 1 if i < len(self._uids) and self._uids[i] == uid else None
+
+    def uid_of(self, seq: int) -> int:
+        """The UID of sequence number *seq*."""
+        return self._uids[seq - 1]
+
+    def select(self, messages: imap4.MessageSet, uid: bool) -> list[tuple[int, int]]:
+        """``(sequence number, UID)`` for a client's sequence or UID set."""
+        ids: Sequence[int] = self._uids if uid else range(1, len(self._uids) + 1)
+        return [(p + 1, self._uids[p]) for p in resolve_set(ids, messages)]
+
+    def view(self, uid: int, info: MessageInfo) -> View:
+        """The session's view of a stored message (with its \\Recent)."""
+        flags = info.flags | RECENT if uid in self._recent else info.flags
+        return View(uid, flags, info.internaldate, info.size)
+
+    def views(self, pairs: Iterable[tuple[int, int]]) -> tuple[list[tuple[int, View]], list[int]]:
+        """Views of ``(seq, uid)`` pairs, and the sequence numbers of those expunged elsewhere."""
+        found, gone = [], []
+        for seq, uid in pairs:
+            info = self.folder.get(uid)
+            if info is None:
+                gone.append(seq)
+            else:
+                found.append((seq, self.view(uid, info)))
+        return found, gone
+
+    def all_views(self) -> list[tuple[int, View]]:
+        """Every message still present, for SEARCH."""
+        return self.views(enumerate(self._uids, 1))[0]
+
+    def first_unseen(self) -> int | None:
+        """Sequence number of the first message without ``\\Seen`` (RFC 3501 7.1 UNSEEN)."""
+        get = self.folder.get
+        for seq, uid in enumerate(self._uids, 1):
+            info = get(uid)
+            if info is not None and "\\Seen" not in info.flags:
+                return seq
+        return None
+
+    # -- changing ------------------------------------------------------------
+
+    async def set_flags(self, changes: Sequence[tuple[int, frozenset[str]]]) -> dict[int, frozenset[str]]:
+        """Store ``(uid, flags)`` changes without echoing them back as updates; UID -> new flags.
+
+        The store's ``InvalidFlag`` and ``KeywordLimit`` propagate (nothing
+        was changed then); messages expunged meanwhile are left out.
+        """
+        self._storing = True
+        try:
+            infos = await self.folder.store_flags([(uid, flags - RECENT) for uid, flags in changes])
+        finally:
+            self._storing = False
+        return {info.uid: self.view(info.uid, info).flags for info in infos}
+
+    async def store(
+        self, messages: imap4.MessageSet, flags: Sequence[str], mode: int, uid: bool
+    ) -> tuple[list[tuple[int, frozenset[str]]], list[int]]:
+        """STORE (RFC 3501 6.4.6): *mode* 1 adds, -1 removes, 0 replaces.
+
+        ``([(seq, new flags)], [seq expunged elsewhere])``.
+        """
+        wanted = frozenset(normalize_flag(f) for f in flags) - RECENT
+        views, gone = self.views(self.select(messages, uid))
+        changes = []
+        for _, view in views:
+            current = view.flags - RECENT
+            new = current | wanted if mode > 0 else current - wanted if mode < 0 else wanted
+            changes.append((view.uid, new))
+        stored = await self.set_flags(changes)
+        seqs = {view.uid: seq for seq, view in views}
+        done = [(seqs[u], f) for u, f in stored.items()]
+        gone += [seqs[u] for u, _ in changes if u not in stored]
+        return sorted(done), sorted(gone)
+
+    async def expunge(self, uids: imap4.MessageSet | None = None) -> list[int]:
+        """EXPUNGE: remove ``\\Deleted`` messages; the sequence numbers gone, in order sent.
+
+        With *uids* (UID EXPUNGE, RFC 4315 2.1) only the ``\\Deleted``
+        messages in that UID set go.  Expunges queued from other sessions
+        are applied in the same pass so the numbers reported stay
+        consistent (RFC 3501 7.4.1).
+        """
+        candidates = self._uids if uids is None else [u for _, u in self.select(uids, True)]
+        doomed = [u for u in candidates if (info := self.folder.get(u)) is not None and "\\Deleted" in info.flags]
+        for uid in await self.folder.expunge(doomed):
+            if uid not in self._expunged:
+                self._expunged.append(uid)
+        return self._apply_expunges()
+
+    # -- IFolderListener: queue, never answer directly ------------------------
+
+    def messages_added(self, folder: Folder, infos: list[MessageInfo]) -> None:
+        """Queue EXISTS for messages this session has not been told of."""
+        known = self._uids[-1] if self._uids else 0
+        self._added.extend(i.uid for i in infos if i.uid > known and i.uid not in self._added)
+        self._notify()
+
+    def flags_changed(self, folder: Folder, infos: list[MessageInfo]) -> None:
+        """Queue ``FETCH (FLAGS ...)`` for changes made by someone else."""
+        if self._storing:
+            return
+        for info in infos:
+            self._flags[info.uid] = info.flags
+        self._notify()
+
+    def messages_expunged(self, folder: Folder, uids: list[int]) -> None:
+        """Queue EXPUNGE; a message never announced simply disappears."""
+        for uid in uids:
+            if uid in self._added:
+                self._added.remove(uid)
+            elif self.seq_of(uid) is not None and uid not in self._expunged:
+                self._expunged.append(uid)
+        self._notify()
+
+    def folder_deleted(self, folder: Folder) -> None:
+        """The folder was deleted under us: the session must end (see the server)."""
+        self.deleted = True
+        self._notify()
+
+    def _apply_expunges(self) -> list[int]:
+        """Drop queued expunges from the sequence map; their numbers, in order.
+
+        Each number is valid at the moment it is sent: RFC 3501 7.4.1 has
+        the client decrement the numbers above it after every EXPUNGE.
+        """
+        numbers = []
+        for uid in self._expunged:
+            seq = self.seq_of(uid)
+            if seq is not None:
+                del self._uids[seq - 1]
+                self._recent.discard(uid)
+                self._flags.pop(uid, None)
+                numbers.append(seq)
+        self._expunged = []
+        return numbers
+
+    def take_updates(self, allow_expunge: bool) -> list[bytes]:
+        """The untagged responses owed to the client, applied to the map."""
+        if self.closed:
+            return []
+        lines = [b"%d EXPUNGE" % n for n in self._apply_expunges()] if allow_expunge else []
+        if self._added:
+            self._uids.extend(sorted(self._added))
+            self._added = []
+            if self.writeable:
+                self._recent |= self.folder.claim_recent()
+            lines += [b"%d EXISTS" % len(self._uids), b"%d RECENT" % len(self._recent)]
+        for uid, flags in self._flags.items():
+            seq = self.seq_of(uid)
+            if seq is not None:
+                shown = flags | RECENT if uid in self._recent else flags
+                lines.append(b"%d FETCH (FLAGS %s)" % (seq, flags_data(shown)))
+        self._flags = {}
+        return lines
+
+    def close(self) -> None:
+        """Stop listening to the folder (deselect, logout)."""
+        self.closed = True
+        self.folder.remove_listener(self)

@@ -1,0 +1,83 @@
+"""The audit log: one line per login, SMTP transaction, delivery and rejection.
+
+Every protocol reports through here, so a login failure reads the same
+whether it came over SMTP AUTH, POP3 or IMAP, and one fail2ban filter
+matches all of them::
+
+    login failed: protocol=imap kind=imaps client_ip=192.0.2.7 user=bob@example.test mechanism=PLAIN
+
+Each event is also a structured ``twisted.logger`` event (``event``,
+``result`` and every ``key=value`` as fields), which is what metrics will
+count.  Values the client chose (user names, HELO names, addresses) are
+percent-encoded outside printable ASCII and ``=`` / space, so a client
+cannot forge a field or a second line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+from urllib.parse import quote
+
+from twisted.logger import Logger
+
+from mailsrv.net.session import Session
+
+#: Characters kept as they are in a logged value (besides letters and digits).
+_SAFE = "@.+-_:[]<>/!#$&'*,;?^`{|}~()"
+
+
+def field(value: object) -> str:
+    """One logged value: ``-`` when empty, percent-encoded where it could mislead."""
+    text = "" if value is None else str(value)
+    return quote(text, safe=_SAFE) if text else "-"
+
+
+class Audit:
+    """Writes the audit events (see the module docstring for the format)."""
+
+    log = Logger(namespace="mailsrv.audit")
+
+    def _emit(self, event: str, result: object, pairs: dict[str, Any]) -> None:
+        text = " ".join(f"{key}={field(value)}" for key, value in pairs.items())
+        self.log.info(
+            "{event} {result}: {pairs}",
+            event=event, result=result, pairs=text, **{f"audit_{k}": v for k, v in pairs.items()},
+        )
+
+    def login(self, session: Session, user: str | bytes, mechanism: str, result: str, reason: str = "") -> None:
+        """A login attempt: *result* ``ok``, ``failed`` (bad credentials), ``refused``
+        (not allowed here, e.g. before TLS) or ``tempfail`` (our fault, try again)."""
+        if isinstance(user, bytes):
+            user = user.decode("utf-8", "replace")
+        pairs = {
+            "protocol": session.kind.protocol, "kind": session.kind.label, "client_ip": session.peer_ip,
+            "user": user, "mechanism": mechanism,
+        }
+        if reason:
+            pairs["reason"] = reason
+        self._emit("login", result, pairs)
+
+    def transaction(
+        self, session: Session, *, helo: str | None, sender: str, recipients: Sequence[str],
+        rejected: Sequence[str], size: int, result: int | str, queue_id: str | None,
+    ) -> None:
+        """One SMTP mail transaction, accepted, refused or aborted (*result*: reply code or ``aborted``)."""
+        self._emit("transaction", result, {
+            "kind": session.kind.label, "client_ip": session.peer_ip, "helo": helo, "user": session.user,
+            "sender": f"<{sender}>", "recipients": ",".join(recipients), "rejected": ",".join(rejected),
+            "size": size, "id": queue_id,
+        })
+
+    def delivery(self, queue_id: str | None, recipients: Sequence[str], size: int, result: str, reason: str = "") -> None:
+        """A delivery attempt into the store: *result* ``stored`` or ``failed``."""
+        pairs: dict[str, Any] = {"id": queue_id, "recipients": ",".join(recipients), "size": size}
+        if reason:
+            pairs["reason"] = reason
+        self._emit("delivery", result, pairs)
+
+    def rejection(self, session: Session, stage: str, subject: str, reply: str) -> None:
+        """A refusal of policy (not of syntax) at *stage* (``connect``, ``mail``, ``rcpt``,
+        ``data``); *subject* is what was refused (an address, the client IP), *reply* our answer."""
+        self._emit("rejection", stage, {
+            "kind": session.kind.label, "client_ip": session.peer_ip, "subject": subject, "reply": reply,
+        })

@@ -1,0 +1,328 @@
+"""One command at a time, with flow control both ways: the base of every protocol here.
+
+High-level approach (one coroutine per connection, :meth:`CommandPump._serve`):
+
+- Input goes into one bounded :class:`~mailsrv.net.lines.LineBuffer`.  The
+  loop takes a line, runs the protocol's :meth:`~CommandPump.command` for it
+  and waits for it to finish, Deferreds included, before it takes the next:
+  replies to pipelined commands come in order (RFC 2920 3, RFC 2449 6.6,
+  RFC 3501 5.5) however long a command waits for the store or a password
+  check.  A command may read more input itself (:meth:`~CommandPump.read_line`
+  for a SASL response or IMAP's DONE, :meth:`~CommandPump.read_raw` for a
+  literal or a DATA body).
+- Reading from the socket stops while more than ``high_water`` octets wait
+  unread, and resumes when the loop needs input, so a client pipelining
+  without end costs one buffer, not memory without bound.
+- After ``commands_per_turn`` commands in a row from the buffer, the loop
+  yields to the reactor, so 10,000 pipelined commands in one packet cannot
+  keep every other connection waiting.
+- The protocol is registered as a streaming producer on its transport: when
+  the client stops reading and the transport's buffer fills, no further
+  command is run and :meth:`~CommandPump.drain` makes streaming responses
+  (FETCH, RETR) wait, so a client that does not read never makes the server
+  buffer without bound.
+- :meth:`~CommandPump.discard_input` throws away what was pipelined behind
+  STARTTLS/STLS (RFC 3207 6, RFC 2595 3.1); :meth:`~CommandPump.close`
+  unregisters the producer before closing, without which a TLS connection
+  would never finish closing.
+
+Twisted's own ``LineReceiver``-based servers run every line of a packet at
+once and keep running commands while an earlier one waits
+(docs/twisted-notes.rst, "Pipelining").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IPushProducer, IReactorTime, ITCPTransport
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mailsrv.net.lines import Line, LineBuffer
+
+log = Logger()
+
+#: A raw reader gets the unread input and returns ``(octets consumed, finished)``.
+RawReader = Callable[[bytes], "tuple[int, bool]"]
+
+
+class ConnectionGone(Exception):
+    """The connection closed while a command waited for input or for the client to read."""
+
+
+@implementer(IPushProducer)
+class _OutputGate:
+    """What the transport pauses and resumes when its write buffer fills and drains."""
+
+    def __init__(self, pump: "CommandPump") -> None:
+        self._pump = pump
+
+    def pauseProducing(self) -> None:
+        self._pump._output_paused = True
+
+    def resumeProducing(self) -> None:
+        self._pump._output_resumed()
+
+    def stopProducing(self) -> None:
+        self._pump._output_resumed()
+
+
+class CommandPump(Protocol):
+    """Input framing, one command at a time and flow control; subclasses give the protocol.
+
+    Subclasses implement :meth:`greet`, :meth:`command`, :meth:`line_too_long`,
+    :meth:`command_failed` and :meth:`timed_out`, and may extend
+    :meth:`ended` (cleanup when the connection is gone).
+    """
+
+    #: Commands taken from the buffer in a row before yielding to the reactor.
+    commands_per_turn = 50
+
+    def __init__(
+        self, max_line: int, lf_tolerant: bool, idle_timeout: float | None, clock: IReactorTime | None = None
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock  # type: ignore[assignment]
+        self.clock: IReactorTime = clock
+        self.input = LineBuffer(max_line, lf_tolerant)
+        self.idle_timeout = idle_timeout
+        self.high_water = max_line + 64 * 1024
+        self.closing = False
+        self._waiter: defer.Deferred[Any] | None = None
+        self._raw_reader: RawReader | None = None
+        self._reading_paused = False
+        self._output_paused = False
+        self._drain_waiters: list[defer.Deferred[None]] = []
+        self._producing = False
+        self._idle_call: Any = None
+
+    # -- subclass hooks ------------------------------------------------------
+
+    def greet(self) -> "Awaitable[None] | None":
+        """Send the greeting (or refuse the connection and :meth:`close`); may be async.
+
+        No command is read before it is done (input arriving meanwhile waits).
+        """
+        raise NotImplementedError
+
+    async def command(self, line: bytes) -> None:
+        """Run one command line (its line end removed)."""
+        raise NotImplementedError
+
+    def line_too_long(self) -> None:
+        """Answer a command line over the limit; called at once, the rest of it is dropped."""
+        raise NotImplementedError
+
+    def command_failed(self, failure: Failure) -> None:
+        """A command raised: log it and answer as the protocol's "internal error"."""
+        raise NotImplementedError
+
+    def timed_out(self) -> None:
+        """The client sent nothing for ``idle_timeout`` seconds: say so and :meth:`close`."""
+        raise NotImplementedError
+
+    def ended(self, reason: Failure) -> None:
+        """The connection is gone; release what the session holds."""
+
+    # -- connection ----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Disable Nagle, watch the write buffer, greet, and start the command loop."""
+        if ITCPTransport.providedBy(self.transport):
+            # Small replies otherwise wait for the peer's delayed ACK: 40 ms
+            # each (docs/twisted-notes.rst, "Nagle and delayed ACKs").
+            self.transport.setTcpNoDelay(True)
+        self.transport.registerProducer(_OutputGate(self), True)
+        self._producing = True
+        self._reset_idle()
+        defer.Deferred.fromCoroutine(self._serve()).addErrback(self._loop_failed)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Wake whatever waits for input or output with :class:`ConnectionGone`, then clean up."""
+        self.closing = True
+        self._producing = False
+        self._cancel_idle()
+        waiter, self._waiter = self._waiter, None
+        self._raw_reader = None
+        if waiter is not None:
+            waiter.errback(ConnectionGone())
+        self._fail_drain_waiters()
+        self.ended(reason)
+
+    def close(self) -> None:
+        """Close after what was written has been sent."""
+        if self.closing:
+            return
+        self.closing = True
+        self._cancel_idle()
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def _loop_failed(self, failure: Failure) -> None:
+        log.failure("connection loop failed", failure)
+        self.close()
+
+    # -- input -------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """Buffer *data*, wake a waiting read, and stop reading past ``high_water``."""
+        if self.closing:
+            return
+        self._reset_idle()
+        self.input.append(data)
+        self._feed_waiter()
+        if len(self.input) > self.high_water and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+
+    def _feed_waiter(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            return
+        if self._raw_reader is not None:
+            consumed, finished = self._raw_reader(self.input.peek())
+            self.input.consume(consumed)
+            if not finished:
+                return
+            self._raw_reader = None
+            self._waiter = None
+            waiter.callback(None)
+            return
+        line = self.input.next_line()
+        if line is not None:
+            self._waiter = None
+            waiter.callback(line)
+
+    def _need_input(self) -> None:
+        if self._reading_paused and len(self.input) <= self.high_water:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
+    def read_line(self) -> "defer.Deferred[Line]":
+        """The next input line (without its end) or ``TOO_LONG``; waits for it if needed."""
+        if self.closing:
+            return defer.fail(ConnectionGone())
+        line = self.input.next_line()
+        if line is not None:
+            return defer.succeed(line)
+        self._waiter = defer.Deferred()
+        self._need_input()
+        return self._waiter
+
+    def read_raw(self, reader: RawReader) -> "defer.Deferred[None]":
+        """Hand unread input to *reader* until it says it is finished.
+
+        For octets that are not lines: an IMAP literal, an SMTP DATA body.
+        """
+        if self.closing:
+            return defer.fail(ConnectionGone())
+        self._waiter = defer.Deferred()
+        self._raw_reader = reader
+        waiter = self._waiter
+        self._feed_waiter()
+        if not waiter.called:
+            self._need_input()
+        return waiter
+
+    def discard_input(self) -> None:
+        """Forget everything received but not yet read (RFC 3207 6, RFC 2595 3.1)."""
+        self.input.clear()
+
+    async def _serve(self) -> None:
+        """The greeting, then the command loop; see the module docstring."""
+        greeting = self.greet()
+        if greeting is not None:
+            await greeting
+        in_a_row = 0
+        while not self.closing:
+            try:
+                line = await self.read_line()
+            except ConnectionGone:
+                return
+            try:
+                if isinstance(line, bytes):
+                    await self.command(line)
+                else:
+                    self.line_too_long()
+            except ConnectionGone:
+                return
+            except Exception:
+                self.command_failed(Failure())
+            in_a_row += 1
+            if in_a_row >= self.commands_per_turn:
+                in_a_row = 0
+                await self.yield_turn()
+            if self._output_paused and not self.closing:
+                try:
+                    await self.drain()
+                except ConnectionGone:
+                    return
+
+    def yield_turn(self) -> "defer.Deferred[None]":
+        """Fires on the next reactor turn: long work lets other connections run in between."""
+        return task.deferLater(self.clock, 0, lambda: None)
+
+    # -- output ------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Send *data* unless the connection is closing."""
+        if not self.closing:
+            self.transport.write(data)
+
+    def drain(self) -> "defer.Deferred[None]":
+        """Fires once the client has read enough that more may be written.
+
+        Streaming responses call this between pieces; it has already fired
+        while the transport's buffer has room.
+        """
+        if self.closing:
+            return defer.fail(ConnectionGone())
+        if not self._output_paused:
+            return defer.succeed(None)
+        waiter: defer.Deferred[None] = defer.Deferred()
+        self._drain_waiters.append(waiter)
+        return waiter
+
+    def _output_resumed(self) -> None:
+        self._output_paused = False
+        self._reset_idle()  # a client reading a long response is not idle
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _fail_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            waiter.errback(ConnectionGone())
+
+    # -- idle timeout --------------------------------------------------------
+
+    def _reset_idle(self) -> None:
+        if self.idle_timeout is None or self.closing:
+            return
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.reset(self.idle_timeout)
+        else:
+            self._idle_call = self.clock.callLater(self.idle_timeout, self._idle)
+
+    def _cancel_idle(self) -> None:
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+
+    def _idle(self) -> None:
+        self._idle_call = None
+        if not self.closing:
+            self.timed_out()
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """Change the idle timeout (IMAP allows longer after login, RFC 3501 5.4)."""
+        self.idle_timeout = seconds
+        self._cancel_idle()
+        self._reset_idle()

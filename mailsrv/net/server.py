@@ -1,0 +1,68 @@
+"""The base of the SMTP, POP3 and IMAP servers: context, session, connection limits.
+
+Everything here is the same for the three protocols: the shared
+:class:`~mailsrv.context.ServerContext`, one :class:`~mailsrv.net.session.Session`
+per connection, and admission by :class:`~mailsrv.net.limits.ConnectionLimits`
+before the greeting.  What a protocol adds is its greeting, its refusal and
+its commands.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Awaitable
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from mailsrv.listeners import Kind
+from mailsrv.net.pump import CommandPump
+from mailsrv.net.session import Session
+
+if TYPE_CHECKING:
+    from mailsrv.context import ServerContext
+
+
+class ServerProtocol(CommandPump):
+    """One client connection of listener *kind*; subclasses give :meth:`welcome`,
+    :meth:`refuse` and the :class:`~mailsrv.net.pump.CommandPump` hooks."""
+
+    def __init__(
+        self, ctx: "ServerContext", kind: Kind, max_line: int, lf_tolerant: bool, idle_timeout: float | None,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        super().__init__(max_line, lf_tolerant, idle_timeout, clock)
+        self.ctx = ctx
+        self.kind = kind
+        self.session: Session = Session(kind, None)
+        self._admitted_ip: str | None = None
+
+    def welcome(self) -> "Awaitable[None] | None":
+        """Send the protocol's greeting (may wait for connect-time checks)."""
+        raise NotImplementedError
+
+    def refuse(self, reason: str) -> None:
+        """Send the protocol's refusal in place of a greeting (the connection then closes)."""
+        raise NotImplementedError
+
+    def connectionMade(self) -> None:
+        """Start the session; admission is decided in :meth:`greet`."""
+        self.session = Session(self.kind, self.transport)
+        super().connectionMade()
+
+    def greet(self) -> "Awaitable[None] | None":
+        """Admit the connection within the limits and welcome it, or refuse it."""
+        ip = self.session.peer_ip
+        refusal = self.ctx.connections.admit(ip)
+        if refusal is not None:
+            self.ctx.audit.rejection(self.session, "connect", ip, refusal)
+            self.refuse(refusal)
+            self.close()
+            return None
+        self._admitted_ip = ip
+        return self.welcome()
+
+    def ended(self, reason: Failure) -> None:
+        """Give the connection's place back to the limits."""
+        if self._admitted_ip is not None:
+            self.ctx.connections.release(self._admitted_ip)
+            self._admitted_ip = None

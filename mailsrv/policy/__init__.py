@@ -1,0 +1,106 @@
+"""Inbound policy: checks that run at each SMTP stage and may refuse or annotate.
+
+A check is a :class:`Check` subclass that overrides the stages it cares
+about; each stage returns a :class:`Verdict` (or a Deferred of one): accept,
+or refuse with an SMTP reply, plus header lines to add to the message.
+:class:`Policy` runs the configured checks in order at each stage; the first
+refusal wins and the rest are not asked.  The stages and the order they
+come in, for one connection:
+
+1. ``connect`` once, before the greeting (a refusal replaces it, RFC 5321 3.1);
+2. ``helo`` for each HELO/EHLO;
+3. per transaction: ``mail`` once, ``rcpt`` for each recipient (after its
+   syntax was checked, before it is routed), ``data`` once the whole body is
+   in (its trace headers included), before it is delivered.
+
+Rate limits, SPF, DKIM, DMARC and DNS blocklists are checks to come; the
+resolver they will use is on the :class:`CheckContext`.  docs/HACKING.rst
+shows how to add one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from twisted.internet import defer
+
+from mailsrv.smtp.replies import Reply
+
+if TYPE_CHECKING:
+    from mailsrv.address import Mailbox
+    from mailsrv.delivery.envelope import Envelope
+    from mailsrv.net.session import Session
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Accept (``reply is None``) or refuse with *reply*; *headers* are CRLF-ended lines to add."""
+
+    reply: Reply | None = None
+    headers: tuple[bytes, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        """True unless the check refused."""
+        return self.reply is None
+
+
+ACCEPT = Verdict()
+
+
+def reject(reply: Reply) -> Verdict:
+    """A refusal with *reply*."""
+    return Verdict(reply=reply)
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a check may look at besides the stage's own arguments."""
+
+    session: "Session"
+    #: The server's one DNS resolver (``twisted.internet.interfaces.IResolver``).
+    resolver: Any
+
+
+class Check:
+    """A policy check; every stage accepts unless overridden."""
+
+    def connect(self, ctx: CheckContext) -> "Verdict | defer.Deferred[Verdict]":
+        """A client connected (before the greeting)."""
+        return ACCEPT
+
+    def helo(self, ctx: CheckContext, name: str) -> "Verdict | defer.Deferred[Verdict]":
+        """The client said HELO/EHLO *name*."""
+        return ACCEPT
+
+    def mail(self, ctx: CheckContext, sender: "Mailbox | None") -> "Verdict | defer.Deferred[Verdict]":
+        """MAIL FROM; *sender* is ``None`` for the null reverse-path."""
+        return ACCEPT
+
+    def rcpt(self, ctx: CheckContext, recipient: "Mailbox") -> "Verdict | defer.Deferred[Verdict]":
+        """RCPT TO, syntax already checked."""
+        return ACCEPT
+
+    def data(self, ctx: CheckContext, envelope: "Envelope") -> "Verdict | defer.Deferred[Verdict]":
+        """The whole message is in ``envelope.body`` (disk form, trace headers first)."""
+        return ACCEPT
+
+
+class Policy:
+    """Runs *checks* in order at each stage (see the module docstring)."""
+
+    def __init__(self, checks: Sequence[Check], resolver: Any = None) -> None:
+        self.checks = tuple(checks)
+        self.resolver = resolver
+
+    async def run(self, stage: str, session: "Session", *args: Any) -> Verdict:
+        """The combined verdict of every check at *stage* (``connect``, ``helo``, ...)."""
+        ctx = CheckContext(session=session, resolver=self.resolver)
+        headers: list[bytes] = []
+        for check in self.checks:
+            verdict = await defer.maybeDeferred(getattr(check, stage), ctx, *args)
+            if not verdict.accepted:
+                return verdict
+            headers.extend(verdict.headers)
+        return Verdict(headers=tuple(headers))

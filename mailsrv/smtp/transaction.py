@@ -1,0 +1,202 @@
+"""The mail transaction (RFC 5321 3.3): MAIL, RCPT and DATA.
+
+:class:`Transaction` is the state between MAIL and the end of DATA; the
+three command functions take the server (for its session, context and
+input) and return the reply.  Who may send where is decided by the policy
+checks (:mod:`mailsrv.policy`) and the router (:mod:`mailsrv.delivery.router`);
+the body is read by :class:`~mailsrv.smtp.data.DataReader` into a
+:class:`~mailsrv.message.body.BodyWriter` that spools large messages to
+disk; the 250 comes only once :class:`~mailsrv.delivery.local.LocalDelivery`
+has the message durably in every mailbox (RFC 5321 6.1).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mailsrv.address import AddressSyntaxError, Mailbox, parse_path
+from mailsrv.delivery.envelope import Envelope, new_queue_id
+from mailsrv.delivery.router import Local, Refusal, Refused, Remote
+from mailsrv.message.body import BodyWriter
+from mailsrv.smtp import auth, replies
+from mailsrv.smtp.data import DataReader
+from mailsrv.smtp.params import MailParams, parse_mail_params, parse_rcpt_params
+from mailsrv.smtp.received import trace_headers, with_protocol
+from mailsrv.smtp.replies import Rejection, Reply
+
+if TYPE_CHECKING:
+    from mailsrv.smtp.server import SMTPServer
+
+_MAIL = re.compile(rb"FROM: ?<(?P<path>[^<>]*)>(?: +(?P<params>.*))?\Z", re.I | re.S)
+_RCPT = re.compile(rb"TO: ?<(?P<path>[^<>]*)>(?: +(?P<params>.*))?\Z", re.I | re.S)
+
+
+@dataclass
+class Transaction:
+    """One mail transaction, from MAIL to the end of DATA."""
+
+    sender: Mailbox | None
+    params: MailParams
+    envelope: Envelope
+    recipients: list[Mailbox] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    size: int = 0
+    #: The body being received, while DATA runs.
+    writer: BodyWriter | None = None
+
+    def abort(self) -> None:
+        """Throw away a body being received or already complete."""
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+        if self.envelope.body is not None:
+            self.envelope.body.discard()
+            self.envelope.body = None
+
+
+async def mail(server: "SMTPServer", rest: bytes) -> Reply:
+    """MAIL FROM (RFC 5321 4.1.1.2), with the RFC 1870 and RFC 6152 parameters."""
+    if server.helo is None:
+        return replies.HELO_FIRST  # RFC 5321 4.1.4
+    if server.transaction is not None:
+        return replies.NESTED_MAIL
+    match = _MAIL.match(rest)
+    if match is None:
+        return replies.SYNTAX(usage="MAIL FROM:<address>")
+    path = match.group("path")
+    limits = server.ctx.config.limits
+    try:
+        sender = parse_path(path) if path else None  # "<>" is the null reverse-path
+        params = parse_mail_params(
+            match.group("params") or b"", max_size=limits.max_message_size, auth_offered=auth.offered(server)
+        )
+    except AddressSyntaxError as e:
+        return replies.BAD_SENDER_SYNTAX(reason=str(e))
+    except Rejection as e:
+        return e.reply
+    verdict = await server.ctx.policy.run("mail", server.session, sender)
+    if not verdict.accepted:
+        assert verdict.reply is not None
+        server.ctx.audit.rejection(server.session, "mail", "" if sender is None else str(sender),
+                                   verdict.reply.wire().decode("ascii").strip())
+        return verdict.reply
+    envelope = Envelope(queue_id=new_queue_id(), sender="" if sender is None else str(sender))
+    server.transaction = Transaction(sender=sender, params=params, envelope=envelope)
+    return replies.SENDER_OK
+
+
+def _postmaster(server: "SMTPServer") -> Mailbox:
+    # RFC 5321 4.5.1: "<Postmaster>" without a domain must be accepted.
+    return Mailbox("postmaster", server.ctx.config.domains[0])
+
+
+async def rcpt(server: "SMTPServer", rest: bytes) -> Reply:
+    """RCPT TO (RFC 5321 4.1.1.3): policy checks, then the route decides."""
+    transaction = server.transaction
+    if transaction is None:
+        return replies.NEED_MAIL
+    match = _RCPT.match(rest)
+    if match is None:
+        return replies.SYNTAX(usage="RCPT TO:<address>")
+    if len(transaction.recipients) >= server.ctx.config.limits.max_recipients:
+        return replies.TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10
+    path = match.group("path")
+    try:
+        parse_rcpt_params(match.group("params") or b"")
+        recipient = _postmaster(server) if path.lower() == b"postmaster" else parse_path(path)
+    except AddressSyntaxError as e:
+        return replies.BAD_RECIPIENT_SYNTAX(reason=str(e))
+    except Rejection as e:
+        return e.reply
+    reply = await _accept_recipient(server, transaction, recipient)
+    if reply.is_error:
+        transaction.rejected.append(str(recipient))
+        server.ctx.audit.rejection(server.session, "rcpt", str(recipient), reply.wire().decode("ascii").strip())
+    return reply
+
+
+async def _accept_recipient(server: "SMTPServer", transaction: Transaction, recipient: Mailbox) -> Reply:
+    verdict = await server.ctx.policy.run("rcpt", server.session, recipient)
+    if not verdict.accepted:
+        assert verdict.reply is not None
+        return verdict.reply
+    route = server.ctx.router.route(recipient)
+    if isinstance(route, Refused):
+        if route.reason is Refusal.NO_SUCH_USER:
+            return replies.USER_UNKNOWN(address=recipient)
+        return replies.RELAY_DENIED(address=recipient)
+    if isinstance(route, Remote):
+        # A source route to a remote mailbox asks us to relay even on
+        # submission, where a plain remote address is only "not yet": the
+        # queue for remote delivery does not exist yet.
+        if server.kind.submission and not recipient.routed:
+            return replies.REMOTE_UNAVAILABLE
+        return replies.RELAY_DENIED(address=recipient)
+    assert isinstance(route, Local)
+    transaction.recipients.append(recipient)
+    transaction.envelope.add_local(route.users)
+    return replies.RECIPIENT_OK
+
+
+def _trace(server: "SMTPServer", transaction: Transaction) -> bytes:
+    """``Return-Path`` and ``Received`` (RFC 5321 4.4) for the top of the message."""
+    session = server.session
+    recipients = transaction.recipients
+    return trace_headers(
+        sender=transaction.envelope.sender,
+        helo=server.helo or session.peer_ip,
+        client_ip=session.peer_ip,
+        hostname=server.ctx.config.hostname,
+        protocol=with_protocol(server.esmtp, session.tls_active, session.user is not None),
+        queue_id=transaction.envelope.queue_id,
+        tls=session.tls_details(),
+        recipient=str(recipients[0]) if len(recipients) == 1 else None,
+    )
+
+
+async def data(server: "SMTPServer", rest: bytes) -> Reply:
+    """DATA (RFC 5321 4.1.1.4): read the body, check it, store it, then 250."""
+    if rest.strip():
+        return replies.SYNTAX(usage="DATA")
+    transaction = server.transaction
+    if transaction is None:
+        return replies.NEED_MAIL
+    if not transaction.recipients:
+        return replies.NO_RECIPIENTS  # RFC 5321 3.3
+    ctx = server.ctx
+    limits = ctx.config.limits
+    writer = transaction.writer = BodyWriter(ctx.config.spool_dir, limits.spool_threshold, transaction.params.body)
+    writer.write(_trace(server, transaction))
+    server.answer(replies.START_DATA)
+    reader = DataReader(writer, limits.max_line_length, limits.max_message_size)
+    await server.read_raw(reader)
+    transaction.size = reader.size
+    server.transaction = None
+    if reader.error is not None:
+        transaction.abort()
+        server.log_transaction(transaction, reader.error.code)
+        return reader.error
+    transaction.writer = None
+    envelope = transaction.envelope
+    envelope.body = writer.finish()
+    reply = await _deliver(server, transaction)
+    server.log_transaction(transaction, reply.code)
+    return reply
+
+
+async def _deliver(server: "SMTPServer", transaction: Transaction) -> Reply:
+    envelope = transaction.envelope
+    verdict = await server.ctx.policy.run("data", server.session, envelope)
+    if not verdict.accepted:
+        assert verdict.reply is not None
+        transaction.abort()
+        return verdict.reply
+    if verdict.headers:
+        envelope.body = await server.ctx.workers.disk.run(envelope.body.prepend, b"".join(verdict.headers))
+    try:
+        queue_id = await server.ctx.delivery.deliver(envelope)
+    except Exception:
+        return replies.NOT_STORED
+    return replies.QUEUED(queue_id=queue_id)
