@@ -18,8 +18,8 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublish
 from zope.interface import provider
 
 from mailsrv.accounts import aliases, passwords, users
-from mailsrv.accounts.addresses import normalize, problem
 from mailsrv.accounts.textfile import EditError, edit, read_text
+from mailsrv.address import address_problem, canonical_address
 from mailsrv.config import Config, ConfigError, load
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -45,9 +45,9 @@ def _address(address: str) -> str:
     The reason is spelled out: the admin typed something that looks like an
     address to them and needs to know which character or dot to change.
     """
-    canonical = normalize(address)
+    canonical = canonical_address(address)
     if canonical is None:
-        raise EditError(f"not a plain address: {address!r}: {problem(address)}")
+        raise EditError(f"not a plain address: {address!r}: {address_problem(address)}")
     return canonical
 
 

@@ -26,8 +26,8 @@ from zope.interface import implementer
 from zope.interface.interface import InterfaceClass
 
 from mailsrv.accounts import passwords
-from mailsrv.accounts.addresses import normalize
 from mailsrv.accounts.directory import Directory
+from mailsrv.address import canonical_address
 from mailsrv.config import Config
 
 #: interface -> callable(canonical address) -> avatar providing it.
@@ -44,7 +44,7 @@ def _as_address(username: str | bytes) -> str | None:
         text = username.decode("utf-8") if isinstance(username, bytes) else username
     except UnicodeDecodeError:
         return None
-    return normalize(text)
+    return canonical_address(text)
 
 
 @implementer(IChallengeResponse)

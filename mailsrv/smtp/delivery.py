@@ -20,7 +20,7 @@ from twisted.internet import defer
 from twisted.mail.interfaces import IMessageDelivery, IMessageSMTP
 from zope.interface import implementer
 
-from mailsrv.smtp.address import Mailbox
+from mailsrv.address import Mailbox
 from mailsrv.smtp.received import trace_headers, with_protocol
 from mailsrv.smtp.replies import Rejection
 from mailsrv.smtp.session import Session

@@ -42,7 +42,7 @@ from twisted.python.failure import Failure
 from mailsrv import tls
 from mailsrv.accounts.cred import PlainCredentials
 from mailsrv.config import IMPLICIT_TLS_KINDS
-from mailsrv.smtp.address import AddressSyntaxError, Mailbox, parse_path
+from mailsrv.address import AddressSyntaxError, Mailbox, parse_path
 from mailsrv.smtp.auth import MECHANISMS, ISubmitter, log_login
 from mailsrv.smtp.delivery import LocalDelivery
 from mailsrv.smtp.intake import Intake
