@@ -62,13 +62,13 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
     twistd drops privileges after binding, and the server must then still be
     able to create Maildirs and read the user file.
     """
-    for path in (config.data_dir, config.mail_dir):
+    for path in (config.data_dir, config.mail_dir, config.spool_dir):
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as e:
             raise configuration.ConfigError(f"{config.source}: data_dir: cannot create {path}: {e.strerror}") from None
     if os.getuid() == 0 and uid is not None:
-        for path in (config.data_dir, config.mail_dir, config.users_file, config.aliases_file):
+        for path in (config.data_dir, config.mail_dir, config.spool_dir, config.users_file, config.aliases_file):
             if os.path.exists(path):
                 os.chown(path, uid, gid if gid is not None else -1)
 
@@ -103,10 +103,10 @@ def makeService(options: Options) -> service.IService:
     """The service tree: one listener service per configured endpoint."""
     config: configuration.Config = options["parsed"]
     ctx = build_context(config, options["tls"])
-    reactor.suggestThreadPoolSize(32)  # durable writes run in threads
+    reactor.suggestThreadPoolSize(config.threads.disk)  # durable writes run in threads
     top = service.MultiService()
     for kind in Kind:
-        for description in getattr(config.listen, kind.label):
+        for description in config.listen.endpoints(kind):
             factory = _protocol_factory(ctx, kind)
             listener(description, config.listen.backlog, factory, kind, ctx.tls, reactor).setServiceParent(top)
     return top

@@ -41,8 +41,8 @@ from twisted.python.failure import Failure
 
 from mailsrv import tls
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.config import IMPLICIT_TLS_KINDS
 from mailsrv.address import AddressSyntaxError, Mailbox, parse_path
+from mailsrv.listeners import Kind
 from mailsrv.smtp.auth import MECHANISMS, ISubmitter, log_login
 from mailsrv.smtp.delivery import LocalDelivery
 from mailsrv.smtp.intake import Intake
@@ -74,7 +74,7 @@ class SMTPServer(Intake):
         super().__init__(
             ctx.config.limits.max_line_length,
             chal=dict(MECHANISMS) if submission else {},
-            contextFactory=None if kind in IMPLICIT_TLS_KINDS else ctx.tls,
+            contextFactory=None if Kind.named(kind).implicit_tls else ctx.tls,
         )
         self.ctx = ctx
         self.limits = ctx.config.limits
