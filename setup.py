@@ -23,7 +23,7 @@ setup(
         "idna>=3.4,<4",
     ],
     extras_require={"test": ["pytest>=8"]},
-    entry_points={"console_scripts": ["mailsrv = mailsrv.admin:main"]},
+    entry_points={"console_scripts": ["mailsrv = mailsrv.cli.main:main"]},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

@@ -49,7 +49,7 @@ def env() -> dict[str, str]:
 def mailsrv_cli(config: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run the ``mailsrv`` admin command as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "mailsrv.admin", "--config", config, *args],
+        [sys.executable, "-m", "mailsrv.cli", "--config", config, *args],
         input=stdin, capture_output=True, text=True, env=env(), timeout=60,
     )
 

@@ -3,7 +3,7 @@
 ``<data_dir>/users`` (Dovecot passwd-file style) and ``<data_dir>/aliases``
 are the only account storage.  The server reads them through
 :class:`Directory` and re-reads them when they change; the ``mailsrv`` CLI
-(:mod:`mailsrv.admin`) edits them with the helpers in :mod:`.users` and
+(:mod:`mailsrv.cli`, through :mod:`mailsrv.ops`) edits them with the helpers in :mod:`.users` and
 :mod:`.aliases`; what an address is, :mod:`mailsrv.address` says.  Modules:
 
 * :mod:`.passwords` -- ``{SCHEME}hash`` strings, Argon2id;
