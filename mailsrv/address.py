@@ -80,8 +80,8 @@ def normalize_domain(domain: str) -> str:
     """The one spelling of *domain*: lower case, no root dot, A-labels.
 
     A trailing dot names the DNS root and is dropped, once.  A label
-    outside ASCII is converted to its A-label with UTS 46 mapping (RFC
-    5891 4, so ``Bücher`` and ``bücher`` agree); ASCII labels are only
+    outside ASCII is mapped (UTS 46, so ``Bücher`` and ``bücher`` agree)
+    and converted to its A-label (RFC 5890 2.3.2.1); ASCII labels are only
     lower-cased and judged by the caller, so an address literal such as
     ``[IPv6:::1]`` passes through in lower case.  Raises
     :class:`AddressSyntaxError` for a label IDNA refuses.
