@@ -13,7 +13,7 @@ import dataclasses
 import tomllib
 from typing import Any, get_type_hints
 
-from mailsrv.config.schema import ConfigError, Invalid, Table, checked, settings
+from mailsrv.config.schema import ConfigError, Invalid, TableT, checked, settings
 from mailsrv.config.server import DEFAULT_SOURCE, Config
 
 
@@ -41,7 +41,7 @@ def _read(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
-def build(cls: type, table: dict[str, Any], prefix: str, source: str) -> Any:
+def build(cls: type[TableT], table: dict[str, Any], prefix: str, source: str) -> TableT:
     """The dataclass *cls* from a TOML *table* whose keys start with *prefix*."""
     hints = get_type_hints(cls)
     known = {f.name: f for f in settings(cls)}
@@ -61,11 +61,10 @@ def build(cls: type, table: dict[str, Any], prefix: str, source: str) -> Any:
         except Invalid as e:
             raise ConfigError(f"{source}: {where}: {e}") from None
     built = cls(**values)
-    if isinstance(built, Table):
-        try:
-            built.check()
-        except Invalid as e:
-            raise ConfigError(f"{source}: {prefix}{e.key}: {e}") from None
+    try:
+        built.check()
+    except Invalid as e:
+        raise ConfigError(f"{source}: {prefix}{e.key}: {e}") from None
     return built
 
 

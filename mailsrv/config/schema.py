@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, TypeVar
 
-
 #: A check takes the value read from the file (already of the right type)
 #: and returns the value to use; it raises :class:`Invalid` to refuse it.
 Check = Callable[[Any], Any]
@@ -45,7 +44,11 @@ class Table:
     DOC = ""
 
     def check(self) -> None:
-        """Rules about several keys of the table, run after the table is read; none by default."""
+        """Rules about several keys of the table, run after the table is read; none by default.
+
+        A broken rule raises :class:`Invalid` with ``key`` set to the key the
+        admin should fix, which the loader names in the message.
+        """
 
 
 TableT = TypeVar("TableT", bound=Table)

@@ -35,14 +35,14 @@ class Store:
 
     def user(self, address: str) -> UserStore:
         """The shared :class:`UserStore` of ``local@domain`` (created lazily)."""
-        try:
-            domain, local = mailbox_path(address)  # never a path outside <root>/<domain>/
-        except AddressSyntaxError as e:
-            raise InvalidAddress(str(e)) from None
-        address = f"{local}@{domain}"
-        user = self._users.get(address)
+        user = self._users.get(address)  # keys are canonical addresses: a hit needs no check
         if user is None:
-            user = self._users[address] = UserStore(address, os.path.join(self.root, domain, local))
+            try:
+                domain, local = mailbox_path(address)  # never a path outside <root>/<domain>/
+            except AddressSyntaxError as e:
+                raise InvalidAddress(str(e)) from None
+            canonical = f"{local}@{domain}"
+            user = self._users.setdefault(canonical, UserStore(canonical, os.path.join(self.root, domain, local)))
         return user
 
     def deliver(self, addresses: Sequence[str], data: bytes) -> "Deferred[None]":
