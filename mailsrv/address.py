@@ -106,8 +106,8 @@ def canonical_domain(domain: str) -> str | None:
 # --- user addresses -------------------------------------------------------------
 
 
-def address_problem(address: str) -> str | None:
-    """Why *address* is not a plain user address, in words for the admin; ``None`` if it is one."""
+def _user_address(address: str) -> tuple[str, str] | str:
+    """``(local, domain)`` of a plain user address in canonical form, or why it is not one."""
     local, at, domain = address.lower().rpartition("@")
     if not at or not local:
         return "expected local@domain"
@@ -123,15 +123,19 @@ def address_problem(address: str) -> str | None:
         return f"{domain!r} is not a domain name"
     if len(local) + 1 + len(canonical) > MAX_PATH - 2:
         return f"the address is longer than {MAX_PATH - 2} characters"
-    return None
+    return local, canonical
+
+
+def address_problem(address: str) -> str | None:
+    """Why *address* is not a plain user address, in words for the admin; ``None`` if it is one."""
+    checked = _user_address(address)
+    return checked if isinstance(checked, str) else None
 
 
 def split_address(address: str) -> tuple[str, str] | None:
     """``(local, domain)`` in canonical form, or ``None`` if not a plain user address."""
-    if address_problem(address) is not None:
-        return None
-    local, _, domain = address.lower().rpartition("@")
-    return local, normalize_domain(domain)
+    checked = _user_address(address)
+    return None if isinstance(checked, str) else checked
 
 
 def canonical_address(address: str) -> str | None:
