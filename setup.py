@@ -20,9 +20,10 @@ setup(
         "cryptography>=42",
         "dnspython>=2.6,<3",
         "argon2-cffi>=23,<26",
+        "idna>=3.4,<4",
     ],
     extras_require={"test": ["pytest>=8"]},
-    entry_points={"console_scripts": ["mailsrv = mailsrv.admin:main"]},
+    entry_points={"console_scripts": ["mailsrv = mailsrv.cli.main:main"]},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3",

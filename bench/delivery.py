@@ -421,7 +421,7 @@ class OwnServer:
                 + "".join(f"{kind} = []\n" for kind in kinds)
             )
         added = subprocess.run(
-            [sys.executable, "-m", "mailsrv.admin", "--config", self.config,
+            [sys.executable, "-m", "mailsrv.cli", "--config", self.config,
              "user", "add", RECIPIENT, "--password-stdin"],
             input=f"{self.password}\n".encode(), env=self._env(), cwd=REPO, capture_output=True,
         )

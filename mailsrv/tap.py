@@ -24,6 +24,7 @@ from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
 from mailsrv.listeners import Kind, listener
 from mailsrv.store import Store
+from mailsrv.workers import Executor, PoolExecutor
 
 log = Logger()
 
@@ -62,13 +63,13 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
     twistd drops privileges after binding, and the server must then still be
     able to create Maildirs and read the user file.
     """
-    for path in (config.data_dir, config.mail_dir):
+    for path in (config.data_dir, config.mail_dir, config.spool_dir):
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as e:
             raise configuration.ConfigError(f"{config.source}: data_dir: cannot create {path}: {e.strerror}") from None
     if os.getuid() == 0 and uid is not None:
-        for path in (config.data_dir, config.mail_dir, config.users_file, config.aliases_file):
+        for path in (config.data_dir, config.mail_dir, config.spool_dir, config.users_file, config.aliases_file):
             if os.path.exists(path):
                 os.chown(path, uid, gid if gid is not None else -1)
 
@@ -83,8 +84,8 @@ def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
     return make_factory(ctx, kind.label)
 
 
-def build_context(config: configuration.Config, tls_options: object) -> ServerContext:
-    """The shared objects for every listener, with the realm's avatar makers."""
+def build_context(config: configuration.Config, tls_options: object, hashing: Executor) -> ServerContext:
+    """The shared objects for every listener, with the realm's avatar makers; passwords hash in *hashing*."""
     from mailsrv.imap.server import account_factory
     from mailsrv.pop3 import mailbox_factory
     from mailsrv.smtp.auth import ISubmitter, Submitter
@@ -95,18 +96,26 @@ def build_context(config: configuration.Config, tls_options: object) -> ServerCo
         config,
         directory,
         {pop3.IMailbox: mailbox_factory(ctx), imap4.IAccount: account_factory(ctx), ISubmitter: Submitter},
+        hashing,
+        reactor,
     )
     return ctx
 
 
 def makeService(options: Options) -> service.IService:
-    """The service tree: one listener service per configured endpoint."""
+    """The service tree: the hashing pool, then one listener service per configured endpoint.
+
+    The pool is a child service so that its threads start after twistd
+    dropped privileges and stop after the listeners.
+    """
     config: configuration.Config = options["parsed"]
-    ctx = build_context(config, options["tls"])
-    reactor.suggestThreadPoolSize(32)  # durable writes run in threads
     top = service.MultiService()
+    hashing = PoolExecutor(reactor, "hashing", config.threads.hashing)
+    hashing.setServiceParent(top)
+    ctx = build_context(config, options["tls"], hashing)
+    reactor.suggestThreadPoolSize(config.threads.disk)  # durable writes run in threads
     for kind in Kind:
-        for description in getattr(config.listen, kind.label):
+        for description in config.listen.endpoints(kind):
             factory = _protocol_factory(ctx, kind)
             listener(description, config.listen.backlog, factory, kind, ctx.tls, reactor).setServiceParent(top)
     return top

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from mailsrv.config import IMPLICIT_TLS_KINDS, LISTENER_KINDS
+from mailsrv.listeners import Kind
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 HOSTNAME = "mail.example.test"
@@ -49,7 +49,7 @@ def env() -> dict[str, str]:
 def mailsrv_cli(config: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run the ``mailsrv`` admin command as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "mailsrv.admin", "--config", config, *args],
+        [sys.executable, "-m", "mailsrv.cli", "--config", config, *args],
         input=stdin, capture_output=True, text=True, env=env(), timeout=60,
     )
 
@@ -83,10 +83,10 @@ class Server:
 
     def write_config(self) -> None:
         if not self.ports:
-            self.ports = dict(zip(LISTENER_KINDS, free_ports(len(LISTENER_KINDS))))
+            self.ports = {kind.label: port for kind, port in zip(Kind, free_ports(len(Kind)))}
         listen = "\n".join(
             f'{k} = ["tcp:{self.ports[k]}:interface=127.0.0.1"]' if k in self.ports else f"{k} = []"
-            for k in LISTENER_KINDS
+            for k in (kind.label for kind in Kind)
         )
         with open(self.config, "w") as f:
             f.write(
@@ -150,7 +150,7 @@ class Server:
         return ssl.create_default_context(cafile=self.cafile)
 
     def is_implicit(self, kind: str) -> bool:
-        return kind in IMPLICIT_TLS_KINDS
+        return Kind.named(kind).implicit_tls
 
     def alive(self) -> bool:
         """The server still answers a fresh SMTP connection with a 220 greeting."""

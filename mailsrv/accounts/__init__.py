@@ -3,10 +3,9 @@
 ``<data_dir>/users`` (Dovecot passwd-file style) and ``<data_dir>/aliases``
 are the only account storage.  The server reads them through
 :class:`Directory` and re-reads them when they change; the ``mailsrv`` CLI
-(:mod:`mailsrv.admin`) edits them with the helpers in :mod:`.users` and
-:mod:`.aliases`.  Modules:
+(:mod:`mailsrv.cli`, through :mod:`mailsrv.ops`) edits them with the helpers in :mod:`.users` and
+:mod:`.aliases`; what an address is, :mod:`mailsrv.address` says.  Modules:
 
-* :mod:`.addresses` -- what a plain address is, case folding;
 * :mod:`.passwords` -- ``{SCHEME}hash`` strings, Argon2id;
 * :mod:`.textfile` -- atomic rewrite, edit lock, reload on change;
 * :mod:`.users`, :mod:`.aliases` -- the two file formats;

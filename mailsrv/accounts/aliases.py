@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from mailsrv.accounts.addresses import is_domain, normalize
 from mailsrv.accounts.textfile import EditError, append_line, content_lines, first_field, map_lines
+from mailsrv.address import canonical_address, canonical_domain
 
 log = Logger()
 
@@ -21,10 +21,11 @@ DEFAULT_MODE = 0o640
 
 def alias_key(name: str) -> str | None:
     """Canonical alias name: a plain address or ``@domain``; ``None`` if neither."""
-    name = name.strip().lower()
+    name = name.strip()
     if name.startswith("@"):
-        return name if is_domain(name[1:]) else None
-    return normalize(name)
+        domain = canonical_domain(name[1:])
+        return None if domain is None else "@" + domain
+    return canonical_address(name)
 
 
 def key_of(line: str) -> str | None:
@@ -39,7 +40,7 @@ def parse(text: str, source: str) -> dict[str, tuple[str, ...]]:
     for number, line in content_lines(text):
         name, colon, rest = line.partition(":")
         key = alias_key(name)
-        targets = [normalize(t.strip()) for t in rest.split(",")]
+        targets = [canonical_address(t.strip()) for t in rest.split(",")]
         if not colon or key is None or None in targets:
             log.warn(
                 "{file}:{line}: expected ALIAS: ADDRESS[, ADDRESS...] with plain addresses; line ignored",

@@ -15,10 +15,9 @@ from typing import Any, Callable, Mapping
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet import threads
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.mail.interfaces import IChallengeResponse
 from twisted.mail.imap4 import IllegalClientResponse
@@ -26,16 +25,13 @@ from zope.interface import implementer
 from zope.interface.interface import InterfaceClass
 
 from mailsrv.accounts import passwords
-from mailsrv.accounts.addresses import normalize
 from mailsrv.accounts.directory import Directory
+from mailsrv.address import canonical_address
 from mailsrv.config import Config
+from mailsrv.workers import Executor
 
 #: interface -> callable(canonical address) -> avatar providing it.
 RealmFactories = Mapping[InterfaceClass, Callable[[str], Any]]
-
-
-class TemporaryLoginFailure(Exception):
-    """The password could not be checked now (not the client's fault); try again later."""
 
 
 def _as_bytes(value: str | bytes) -> bytes:
@@ -48,7 +44,7 @@ def _as_address(username: str | bytes) -> str | None:
         text = username.decode("utf-8") if isinstance(username, bytes) else username
     except UnicodeDecodeError:
         return None
-    return normalize(text)
+    return canonical_address(text)
 
 
 @implementer(IChallengeResponse)
@@ -92,32 +88,58 @@ class PlainCredentials(UsernamePassword):
         return not self.authzid or self.authzid.lower() == self.username.lower()
 
 
+class HashingQueueFull(LoginFailed):
+    """Too many password checks are already waiting for a hashing thread.
+
+    Not an :class:`UnauthorizedLogin`: the password was never looked at and
+    may well be right, so a protocol answers "try again later" (a temporary
+    failure) and a client keeps its stored credentials instead of asking
+    the user for a new password.
+    """
+
+
 @implementer(ICredentialsChecker)
 class PasswordChecker:
     """Checks ``IUsernamePassword`` against the user file.
 
-    Hash verification runs in the reactor's thread pool.  A success is
-    remembered for *cache_seconds* under (address, keyed SHA-256 of the
-    password), so a client opening several connections pays once; the whole
-    cache is dropped whenever the user file is re-read, so a removed user
-    or a changed password stops working at once.
+    Hash verification runs in the *hashing* executor, a small pool of its
+    own: argon2 costs 64 MiB and tens of milliseconds per check, and in
+    the pool that fsyncs deliveries a burst of guesses would hold every
+    SMTP 250 back.  At most *max_queued_checks* checks wait for or run on
+    that pool (``executor.pending``); a check beyond them fails at once with
+    :class:`HashingQueueFull`, without hashing, so a flood of guesses costs
+    neither memory nor a queue without bound.
+
+    A success is remembered for *cache_seconds* under (address, keyed
+    SHA-256 of the password), so a client opening several connections pays
+    once (and is not refused by a full queue); the whole cache is dropped
+    whenever the user file is re-read, so a removed user or a changed
+    password stops working at once.
     """
 
     credentialInterfaces = (IUsernamePassword,)
 
-    def __init__(self, directory: Directory, cache_seconds: int, clock: IReactorTime | None = None) -> None:
-        if clock is None:
-            from twisted.internet import reactor as clock  # type: ignore[assignment]
+    def __init__(
+        self,
+        directory: Directory,
+        hashing: Executor,
+        clock: IReactorTime,
+        *,
+        cache_seconds: int,
+        max_queued_checks: int,
+    ) -> None:
         self._directory = directory
-        self._cache_seconds = cache_seconds
+        self._hashing = hashing
         self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._max_queued = max_queued_checks
         # A per-process key: the cache never holds a plain hash of a password.
         self._key = secrets.token_bytes(32)
         self._cache: dict[tuple[str, bytes], float] = {}
         self._cache_source: Mapping[str, str] | None = None
 
     def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[str]:
-        """Fire with the canonical address, or fail with ``UnauthorizedLogin``."""
+        """Fire with the canonical address; fail with ``UnauthorizedLogin`` or :class:`HashingQueueFull`."""
         address = _as_address(credentials.username)
         password = _as_bytes(credentials.password)
         user_map = self._directory.users()
@@ -125,13 +147,16 @@ class PasswordChecker:
             self._cache.clear()
             self._cache_source = user_map
         stored = user_map.get(address) if address is not None else None
-        if address is None or stored is None:
-            d = threads.deferToThread(passwords.verify_unknown, password)
+        entry = None if stored is None else (address, hmac.digest(self._key, password, hashlib.sha256))
+        if entry is not None and self._cache.get(entry, 0.0) > self._clock.seconds():
+            return succeed(address)
+        if self._hashing.pending >= self._max_queued:
+            return fail(HashingQueueFull(f"{self._max_queued} password checks are waiting; try again later"))
+        if entry is None:
+            # Unknown users cost a hash too, so timing does not reveal them.
+            d = self._hashing.run(passwords.verify_unknown, password)
         else:
-            entry = (address, hmac.digest(self._key, password, hashlib.sha256))
-            if self._cache.get(entry, 0.0) > self._clock.seconds():
-                return succeed(address)
-            d = threads.deferToThread(passwords.verify, stored, password)
+            d = self._hashing.run(passwords.verify, stored, password)
             d.addCallback(self._remember, entry, user_map)
         d.addCallback(self._result, address)
         return d
@@ -180,7 +205,15 @@ def _no_logout() -> None:
     """Logout for avatars that hold nothing to release."""
 
 
-def make_portal(config: Config, directory: Directory, realm_factories: RealmFactories) -> Portal:
-    """The one portal for SMTP AUTH, POP3 and IMAP logins."""
-    checker = PasswordChecker(directory, config.auth.cache_seconds)
+def make_portal(
+    config: Config, directory: Directory, realm_factories: RealmFactories, hashing: Executor, clock: IReactorTime
+) -> Portal:
+    """The one portal for SMTP AUTH, POP3 and IMAP logins; passwords are hashed in *hashing*."""
+    checker = PasswordChecker(
+        directory,
+        hashing,
+        clock,
+        cache_seconds=config.auth.cache_seconds,
+        max_queued_checks=config.auth.max_queued_checks,
+    )
     return Portal(Realm(realm_factories), [checker])

@@ -13,8 +13,8 @@ from typing import Mapping
 from twisted.logger import Logger
 
 from mailsrv.accounts import aliases, users
-from mailsrv.accounts.addresses import normalize, split_address
 from mailsrv.accounts.textfile import WatchedFile
+from mailsrv.address import canonical_address, canonical_domain, split_address
 from mailsrv.config import Config
 
 log = Logger()
@@ -27,13 +27,13 @@ class Directory:
     """Local domains, users and aliases of one server (see docs/internals.rst)."""
 
     def __init__(self, config: Config) -> None:
-        self._domains = frozenset(d.lower() for d in config.domains)
+        self._domains = frozenset(config.domains)  # canonical: see mailsrv.config
         self._users = WatchedFile(config.users_file, users.parse)
         self._aliases = WatchedFile(config.aliases_file, aliases.parse)
 
     def is_local_domain(self, domain: str) -> bool:
         """True when we are the final destination for *domain*."""
-        return domain.lower().rstrip(".") in self._domains
+        return canonical_domain(domain) in self._domains
 
     def users(self) -> Mapping[str, str]:
         """Canonical address -> stored password hash, current with the file.
@@ -45,7 +45,7 @@ class Directory:
 
     def user_exists(self, address: str) -> bool:
         """True when *address* is a user (a mailbox with a password)."""
-        canonical = normalize(address)
+        canonical = canonical_address(address)
         return canonical is not None and canonical in self.users()
 
     def resolve(self, address: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from mailsrv.accounts.addresses import normalize
+from mailsrv.address import canonical_address
 from mailsrv.accounts.passwords import UnsupportedHash, check_stored
 from mailsrv.accounts.textfile import EditError, append_line, content_lines, first_field, map_lines
 
@@ -24,7 +24,7 @@ DEFAULT_MODE = 0o600
 def key_of(line: str) -> str | None:
     """The canonical address a line is about, ``None`` for comments/garbage."""
     field = first_field(line)
-    return None if field is None else normalize(field)
+    return None if field is None else canonical_address(field)
 
 
 def parse(text: str, source: str) -> dict[str, str]:
@@ -32,7 +32,7 @@ def parse(text: str, source: str) -> dict[str, str]:
     users: dict[str, str] = {}
     for number, line in content_lines(text):
         name, colon, rest = line.partition(":")
-        address = normalize(name.strip())
+        address = canonical_address(name.strip())
         stored = rest.split(":", 1)[0]
         try:
             if not colon or address is None:

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 from zope.interface.interface import InterfaceClass
 
-from mailsrv.accounts.cred import PlainCredentials, TemporaryLoginFailure
+from mailsrv.accounts.cred import HashingQueueFull, PlainCredentials
 from mailsrv.net.audit import Audit
 from mailsrv.net.session import Session
 
@@ -64,7 +64,7 @@ async def login(
     except (UnauthorizedLogin, LoginDenied):
         audit.login(session, user, mechanism, "failed")
         raise LoginFailed(temporary=False) from None
-    except TemporaryLoginFailure as e:
+    except HashingQueueFull as e:
         audit.login(session, user, mechanism, "tempfail", str(e))
         raise LoginFailed(temporary=True) from None
     except Exception:

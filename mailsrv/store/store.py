@@ -16,16 +16,12 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from mailsrv.address import AddressSyntaxError, mailbox_path
 from mailsrv.durable import fsync_dir
 from mailsrv.message import wire
 from mailsrv.store import maildir, names
 from mailsrv.store.errors import InvalidAddress
 from mailsrv.store.userstore import UserStore
-
-
-def _check_part(part: str, what: str, address: str) -> None:
-    if not part or part in (".", "..") or part.startswith(".") or "/" in part or "\x00" in part or "\\" in part:
-        raise InvalidAddress(f"{what} of {address!r} cannot name a mailbox")
 
 
 class Store:
@@ -39,15 +35,14 @@ class Store:
 
     def user(self, address: str) -> UserStore:
         """The shared :class:`UserStore` of ``local@domain`` (created lazily)."""
-        address = address.lower()
-        user = self._users.get(address)
+        user = self._users.get(address)  # keys are canonical addresses: a hit needs no check
         if user is None:
-            local, at, domain = address.rpartition("@")
-            if not at:
-                raise InvalidAddress(f"{address!r} is not local@domain")
-            _check_part(local, "local part", address)
-            _check_part(domain, "domain", address)
-            user = self._users[address] = UserStore(address, os.path.join(self.root, domain, local))
+            try:
+                domain, local = mailbox_path(address)  # never a path outside <root>/<domain>/
+            except AddressSyntaxError as e:
+                raise InvalidAddress(str(e)) from None
+            canonical = f"{local}@{domain}"
+            user = self._users.setdefault(canonical, UserStore(canonical, os.path.join(self.root, domain, local)))
         return user
 
     def deliver(self, addresses: Sequence[str], data: bytes) -> "Deferred[None]":

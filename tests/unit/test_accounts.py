@@ -1,10 +1,12 @@
-"""Accounts: address syntax, the two files, resolution, the checker and the realm."""
+"""Accounts: the two files, resolution, the checker and the realm."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
+from typing import Any, Callable
 
 import pytest
 from argon2 import PasswordHasher
@@ -12,6 +14,7 @@ from argon2 import low_level
 from argon2.profiles import CHEAPEST
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.mail.imap4 import IllegalClientResponse
@@ -19,10 +22,10 @@ from twisted.trial import unittest
 from zope.interface import Interface
 
 from mailsrv.accounts import Directory, aliases, make_portal, passwords, users
-from mailsrv.accounts.addresses import normalize, problem
-from mailsrv.accounts.cred import PasswordChecker, PlainCredentials, Realm
+from mailsrv.accounts.cred import HashingQueueFull, PasswordChecker, PlainCredentials, Realm
 from mailsrv.accounts.textfile import atomic_write, edit, read_text
-from mailsrv.config import Config
+from mailsrv.config import AuthConfig, Config
+from mailsrv.workers import InlineExecutor
 
 CHEAP = PasswordHasher.from_parameters(CHEAPEST)
 DEFAULT_HASHER = passwords.HASHER  # captured at import, before any test swaps it
@@ -54,100 +57,6 @@ def make_config(tmp_path) -> Config:
 
 def write(path, text: str) -> None:
     atomic_write(str(path), text, 0o600)
-
-
-# --- addresses -------------------------------------------------------------
-
-
-def test_normalize_folds_case():
-    assert normalize("Alice.B+Tag@Example.TEST") == "alice.b+tag@example.test"
-
-
-@pytest.mark.parametrize(
-    "address",
-    [
-        "",
-        "alice",
-        "@example.test",
-        "alice@",
-        '"alice"@example.test',
-        "bob%remote.test@example.test",
-        "remote.test!bob@example.test",
-        "@relay.test:bob@example.test",
-        "a..b@example.test",
-        ".a@example.test",
-        "alice@exa_mple.test",
-        "alice@-example.test",
-        "a b@example.test",
-        "x" * 65 + "@example.test",
-        "alice@example.test\n",
-    ],
-)
-def test_normalize_refuses_non_plain(address):
-    assert normalize(address) is None
-
-
-# Addresses that look plain but would name another path in the store.
-STORE_REFUSES = [
-    "a/b@example.test",
-    "alice/.proj2@example.test",
-    "alice/../bob@example.test",
-    "a\\b@example.test",
-    "a\x00b@example.test",
-    ".hidden@example.test",
-    ".@example.test",
-    "..@example.test",
-    "alice@.example.test",
-    "alice@example/test",
-    "alice@..",
-    "@example.test",
-]
-TRICKY_BUT_FINE = [
-    "alice@example.test",
-    "a.b@example.test",
-    "alice+tag@example.test",
-    "o'brien@example.test",
-    "#$&*=?^_`{|}~-@example.test",
-    "a-b@sub.example.test",
-    "x" * 64 + "@example.test",
-]
-
-
-@pytest.mark.parametrize("address", STORE_REFUSES + TRICKY_BUT_FINE)
-def test_accounts_and_store_agree_on_addresses(tmp_path, address):
-    """Every user address accounts accept gets a Maildir; every one the store refuses is refused here.
-
-    Otherwise a user can exist whose login and delivery then fail.
-    """
-    from mailsrv.store import Store
-    from mailsrv.store.errors import InvalidAddress
-
-    canonical = normalize(address)
-    if address in TRICKY_BUT_FINE:
-        assert canonical == address.lower()
-        Store(str(tmp_path)).user(canonical)
-    else:
-        assert canonical is None
-        with pytest.raises(InvalidAddress):
-            Store(str(tmp_path)).user(address)
-
-
-@pytest.mark.parametrize(
-    "address, reason",
-    [
-        ("a/b@example.test", "may not contain '/'"),
-        ('"q"@example.test', "may not contain '\"'"),
-        ("bob%x@example.test", "may not contain '%'"),
-        (".x@example.test", "may not start or end with a dot"),
-        ("a..b@example.test", "two dots in a row"),
-        ("alice@exa_mple.test", "'exa_mple.test' is not a domain name"),
-        ("alice", "expected local@domain"),
-        ("x" * 65 + "@example.test", "longer than 64"),
-    ],
-)
-def test_problem_says_why(address, reason):
-    assert reason in problem(address)
-    assert problem("Alice.B+tag@Example.TEST") is None
 
 
 # --- password hashes ---------------------------------------------------------
@@ -461,8 +370,28 @@ class IOther(Interface):
     """A second avatar interface for the tests."""
 
 
-class CheckerTests(unittest.TestCase):
-    """The IUsernamePassword checker, driven through its Deferreds."""
+class HeldExecutor:
+    """A hashing pool whose threads are all busy: jobs wait until the test releases them."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Deferred, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self.jobs)
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        d: Deferred = Deferred()
+        self.jobs.append((d, fn, args, kwargs))
+        return d
+
+    def release(self) -> None:
+        d, fn, args, kwargs = self.jobs.pop(0)
+        d.callback(fn(*args, **kwargs))
+
+
+class CheckerTests(unittest.SynchronousTestCase):
+    """The IUsernamePassword checker, driven through its Deferreds: inline hashing, a fake clock."""
 
     def setUp(self):
         self.patch(passwords, "HASHER", CHEAP)
@@ -470,73 +399,109 @@ class CheckerTests(unittest.TestCase):
         os.makedirs(self.config.data_dir)
         write(self.config.users_file, users.add("", "alice@example.test", passwords.hash_password("pw")))
         self.clock = Clock()
-        self.checker = PasswordChecker(Directory(self.config), cache_seconds=60, clock=self.clock)
-        self.calls: list[threading.Thread] = []
+        self.checker = self.make_checker(InlineExecutor())
+        self.calls: list[str] = []
         real_verify = passwords.verify
 
         def counting_verify(stored, password):
-            self.calls.append(threading.current_thread())
+            self.calls.append("verify")
             return real_verify(stored, password)
 
         self.patch(passwords, "verify", counting_verify)
 
+    def make_checker(self, hashing, cache_seconds=60, max_queued_checks=64):
+        return PasswordChecker(
+            Directory(self.config), hashing, self.clock,
+            cache_seconds=cache_seconds, max_queued_checks=max_queued_checks,
+        )
+
     def check(self, username, password):
         return self.checker.requestAvatarId(UsernamePassword(username, password))
 
-    async def test_right_password(self):
-        self.assertEqual(await self.check(b"Alice@Example.TEST", b"pw"), "alice@example.test")
-        self.assertEqual(await self.check("alice@example.test", "pw"), "alice@example.test")
+    def assert_refused(self, username, password, exception=UnauthorizedLogin):
+        failure = self.failureResultOf(self.check(username, password))
+        self.assertIs(failure.type, exception)
 
-    async def test_hashing_is_off_the_reactor_thread(self):
-        await self.check(b"alice@example.test", b"pw")
-        self.assertEqual(len(self.calls), 1)
-        self.assertIsNot(self.calls[0], threading.main_thread())
+    def test_right_password(self):
+        self.assertEqual(self.successResultOf(self.check(b"Alice@Example.TEST", b"pw")), "alice@example.test")
+        self.assertEqual(self.successResultOf(self.check("alice@example.test", "pw")), "alice@example.test")
 
-    async def test_wrong_password_unknown_user_bad_name(self):
+    def test_hashing_runs_in_the_executor_it_is_given(self):
+        held = HeldExecutor()
+        self.checker = self.make_checker(held)
+        d = self.check(b"alice@example.test", b"pw")
+        self.assertNoResult(d)
+        self.assertEqual((held.pending, self.calls), (1, []))
+        held.release()
+        self.assertEqual((self.successResultOf(d), self.calls), ("alice@example.test", ["verify"]))
+
+    def test_wrong_password_unknown_user_bad_name(self):
         for username, password in (
             (b"alice@example.test", b"PW"),
             (b"nobody@example.test", b"pw"),
             (b"alice", b"pw"),
             (b"\xff@example.test", b"pw"),
         ):
-            with self.assertRaises(UnauthorizedLogin):
-                await self.check(username, password)
+            self.assert_refused(username, password)
         # Unknown users cost a hash too, so timing does not reveal them.
         self.assertEqual(len(self.calls), 4)
 
-    async def test_success_is_cached(self):
-        await self.check(b"alice@example.test", b"pw")
-        await self.check(b"ALICE@example.test", b"pw")
+    def test_a_full_hashing_queue_fails_at_once_without_hashing(self):
+        held = HeldExecutor()
+        self.checker = self.make_checker(held, max_queued_checks=2)
+        waiting = [self.check(b"alice@example.test", b"pw"), self.check(b"nobody@example.test", b"pw")]
+        for username in (b"alice@example.test", b"nobody@example.test", b"alice"):
+            failure = self.failureResultOf(self.check(username, b"pw"), HashingQueueFull)
+            self.assertNotIsInstance(failure.value, UnauthorizedLogin)
+        self.assertEqual((held.pending, self.calls), (2, []))
+        held.release()
+        self.assertEqual(self.successResultOf(waiting[0]), "alice@example.test")
+        later = self.check(b"alice@example.test", b"wrong")  # room again: queued, not refused
+        self.assertEqual(held.pending, 2)
+        held.release()
+        held.release()
+        self.failureResultOf(waiting[1], UnauthorizedLogin)
+        self.failureResultOf(later, UnauthorizedLogin)
+
+    def test_a_remembered_login_passes_a_full_queue(self):
+        held = HeldExecutor()
+        self.checker = self.make_checker(held, max_queued_checks=1)
+        first = self.check(b"alice@example.test", b"pw")
+        held.release()
+        self.successResultOf(first)
+        self.check(b"nobody@example.test", b"pw")  # fills the queue
+        self.assertEqual(self.successResultOf(self.check(b"ALICE@example.test", b"pw")), "alice@example.test")
+
+    def test_success_is_cached(self):
+        self.successResultOf(self.check(b"alice@example.test", b"pw"))
+        self.successResultOf(self.check(b"ALICE@example.test", b"pw"))
         self.assertEqual(len(self.calls), 1)
-        with self.assertRaises(UnauthorizedLogin):
-            await self.check(b"alice@example.test", b"other")
+        self.assert_refused(b"alice@example.test", b"other")
         self.assertEqual(len(self.calls), 2)
         self.clock.advance(61)
-        await self.check(b"alice@example.test", b"pw")
+        self.successResultOf(self.check(b"alice@example.test", b"pw"))
         self.assertEqual(len(self.calls), 3)
 
-    async def test_password_change_invalidates_cache(self):
-        await self.check(b"alice@example.test", b"pw")
+    def test_password_change_invalidates_cache(self):
+        self.successResultOf(self.check(b"alice@example.test", b"pw"))
         text = read_text(self.config.users_file)
         write(self.config.users_file, users.set_password(text, "alice@example.test", passwords.hash_password("new")))
-        with self.assertRaises(UnauthorizedLogin):
-            await self.check(b"alice@example.test", b"pw")
-        self.assertEqual(await self.check(b"alice@example.test", b"new"), "alice@example.test")
+        self.assert_refused(b"alice@example.test", b"pw")
+        self.assertEqual(self.successResultOf(self.check(b"alice@example.test", b"new")), "alice@example.test")
         self.assertEqual(len(self.calls), 3)
 
-    async def test_removed_user_stops_matching(self):
-        await self.check(b"alice@example.test", b"pw")
+    def test_removed_user_stops_matching(self):
+        self.successResultOf(self.check(b"alice@example.test", b"pw"))
         write(self.config.users_file, "# nobody left\n")
-        with self.assertRaises(UnauthorizedLogin):
-            await self.check(b"alice@example.test", b"pw")
+        self.assert_refused(b"alice@example.test", b"pw")
 
-    async def test_zero_cache_seconds_disables_cache(self):
-        self.checker = PasswordChecker(Directory(self.config), cache_seconds=0, clock=self.clock)
-        await self.check(b"alice@example.test", b"pw")
-        await self.check(b"alice@example.test", b"pw")
+    def test_zero_cache_seconds_disables_cache(self):
+        self.checker = self.make_checker(InlineExecutor(), cache_seconds=0)
+        self.successResultOf(self.check(b"alice@example.test", b"pw"))
+        self.successResultOf(self.check(b"alice@example.test", b"pw"))
         self.assertEqual(len(self.calls), 2)
 
-    async def test_portal_login(self):
+    def test_portal_login(self):
         avatars = []
 
         class Avatar:
@@ -548,14 +513,23 @@ class CheckerTests(unittest.TestCase):
             def logout(self):
                 self.logged_out = True
 
-        portal = make_portal(self.config, Directory(self.config), {IThing: Avatar})
-        iface, avatar, logout = await portal.login(UsernamePassword(b"alice@example.test", b"pw"), None, IThing)
+        portal = make_portal(self.config, Directory(self.config), {IThing: Avatar}, InlineExecutor(), self.clock)
+        login = portal.login(UsernamePassword(b"alice@example.test", b"pw"), None, IThing)
+        iface, avatar, logout = self.successResultOf(login)
         self.assertIs(iface, IThing)
         self.assertEqual(avatar.address, "alice@example.test")
         logout()
         self.assertTrue(avatar.logged_out)
-        with self.assertRaises(UnauthorizedLogin):
-            await portal.login(UsernamePassword(b"alice@example.test", b"bad"), None, IThing)
+        self.failureResultOf(portal.login(UsernamePassword(b"alice@example.test", b"bad"), None, IThing),
+                             UnauthorizedLogin)
+
+    def test_portal_bounds_the_queue_by_config(self):
+        config = dataclasses.replace(self.config, auth=AuthConfig(max_queued_checks=1))
+        held = HeldExecutor()
+        portal = make_portal(config, Directory(config), {IThing: object}, held, self.clock)
+        portal.login(UsernamePassword(b"alice@example.test", b"pw"), None, IThing)
+        self.failureResultOf(portal.login(UsernamePassword(b"alice@example.test", b"pw"), None, IThing),
+                             HashingQueueFull)
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 
 from mailsrv import config as configuration
+from mailsrv.listeners import Kind
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "etc", "mailsrv.toml")
 
@@ -17,22 +19,19 @@ def write(tmp_path, text: str) -> str:
     return str(path)
 
 
-def test_shipped_example_equals_the_embedded_defaults():
-    loaded = configuration.load(EXAMPLE)
-    defaults = configuration.load(None)
-    assert loaded.source != defaults.source
-    for name in ("hostname", "data_dir", "domains", "listen", "tls", "limits", "auth"):
-        assert getattr(loaded, name) == getattr(defaults, name), name
-
-
 def test_defaults_listen_on_the_contract_ports():
     listen = configuration.load(None).listen
-    ports = {kind: getattr(listen, kind)[0].split(":")[1] for kind in configuration.LISTENER_KINDS}
+    ports = {kind.label: listen.endpoints(kind)[0].split(":")[1] for kind in Kind}
     assert ports == {
         "smtp": "2525", "submission": "2587", "submissions": "2465",
         "pop3": "2110", "pop3s": "2995", "imap": "2143", "imaps": "2993",
     }
-    assert all("interface=127.0.0.1" in getattr(listen, k)[0] for k in configuration.LISTENER_KINDS)
+    assert all("interface=127.0.0.1" in listen.endpoints(kind)[0] for kind in Kind)
+
+
+def test_listen_has_one_key_per_listener_kind_and_the_backlog():
+    names = [f.name for f in dataclasses.fields(configuration.ListenConfig)]
+    assert names == [kind.label for kind in Kind] + ["backlog"]
 
 
 def test_values_and_overrides(tmp_path):
@@ -41,6 +40,24 @@ def test_values_and_overrides(tmp_path):
     assert (cfg.hostname, cfg.domains, cfg.listen.imap, cfg.data_dir) == (
         "mx.example.test", ("example.test",), (), "/srv/mail")
     assert cfg.users_file == "/srv/mail/users"
+    assert cfg.spool_dir == "/srv/mail/spool"
+
+
+def test_domains_are_canonical(tmp_path):
+    path = write(tmp_path, 'domains = ["Bücher.Example.", "xn--bcher-kva.example", "Other.TEST"]\n')
+    assert configuration.load(path).domains == ("xn--bcher-kva.example", "other.test")
+
+
+def test_new_limits_threads_and_queue_bound(tmp_path):
+    path = write(
+        tmp_path,
+        "[limits]\nspool_threshold = 0\nmax_connections = 10\nmax_connections_per_ip = 2\n"
+        "[auth]\nmax_queued_checks = 8\n[threads]\ndisk = 4\nhashing = 1\nsearch = 3\n",
+    )
+    cfg = configuration.load(path)
+    assert (cfg.limits.spool_threshold, cfg.limits.max_connections, cfg.limits.max_connections_per_ip) == (0, 10, 2)
+    assert cfg.auth.max_queued_checks == 8
+    assert (cfg.threads.disk, cfg.threads.hashing, cfg.threads.search) == (4, 1, 3)
 
 
 @pytest.mark.parametrize(
@@ -53,8 +70,22 @@ def test_values_and_overrides(tmp_path):
         ("[tls]\ncert = '/nonexistent/cert.pem'\nkey = '/nonexistent/key.pem'\n", "tls.cert: file not found"),
         ("[tls]\ncert = '/etc/hostname'\n", "tls.key: tls.cert and tls.key are set together"),
         ("listen = 3\n", "listen: expected a table"),
-        ("[limits]\nmax_line_length = 200\n", "limits.max_line_length: must be at least 1000"),
+        ("[limits]\nmax_line_length = 200\n", "limits.max_line_length: must be at least 1000 (RFC 5321 4.5.3.1.6)"),
         ("hostname = \n", "not valid TOML"),
+        ("hostname = ''\n", "hostname: must not be empty"),
+        ("domains = []\n", "domains: at least one local domain is needed"),
+        ("domains = ['example.test', 'exa_mple.test']\n", "domains: 'exa_mple.test' is not a domain name"),
+        ("[tls]\nmin_version = '1.1'\n", 'tls.min_version: must be "1.2" or "1.3"'),
+        ("[limits]\nmax_message_size = 1023\n", "limits.max_message_size: must be at least 1024"),
+        ("[limits]\nmax_connections = 0\n", "limits.max_connections: must be at least 1"),
+        ("[limits]\nmax_connections_per_ip = 0\n", "limits.max_connections_per_ip: must be at least 1"),
+        ("[limits]\nspool_threshold = -1\n", "limits.spool_threshold: expected a non-negative integer"),
+        ("[auth]\nmax_queued_checks = 0\n", "auth.max_queued_checks: must be at least 1"),
+        ("[threads]\ndisk = 0\n", "threads.disk: must be at least 1"),
+        ("[threads]\nhashing = 0\n", "threads.hashing: must be at least 1"),
+        ("[threads]\nsearch = 0\n", "threads.search: must be at least 1"),
+        ("[threads]\npool = 3\n", "threads.pool: unknown key"),
+        ("threads = 3\n", "threads: expected a table"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path, text, key):
@@ -69,3 +100,10 @@ def test_errors_name_the_file_and_the_key(tmp_path, text, key):
 def test_missing_file(tmp_path):
     with pytest.raises(configuration.ConfigError, match="file not found"):
         configuration.load(str(tmp_path / "nope.toml"))
+
+
+def test_command_line_overrides_are_checked_like_the_file(tmp_path):
+    path = write(tmp_path, 'data_dir = "/from/file"\n')
+    assert configuration.load(path, data_dir=None).data_dir == "/from/file"
+    with pytest.raises(configuration.ConfigError, match=r"data_dir: expected a string"):
+        configuration.load(path, data_dir=3)

@@ -1,4 +1,4 @@
-"""The small pure parts of mailsrv.smtp: line framing, addresses, parameters, trace headers."""
+"""The small pure parts of mailsrv.smtp: line framing, parameters, trace headers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 
 from twisted.trial import unittest
 
-from mailsrv.smtp.address import AddressSyntaxError, Mailbox, parse_path
 from mailsrv.smtp.lines import TOO_LONG, LineFramer
 from mailsrv.smtp.params import MailParams, parse_mail_params, parse_rcpt_params
 from mailsrv.smtp.received import address_literal, trace_headers, with_protocol
@@ -37,43 +36,6 @@ class LineFramerTests(unittest.TestCase):
         framer.feed(b"STARTTLS\r\nRSET")
         framer.clear()
         self.assertEqual(framer.feed(b"\r\n"), [b""])
-
-
-class AddressTests(unittest.TestCase):
-    def test_plain(self):
-        self.assertEqual(parse_path(b"Alice@Example.TEST"), Mailbox("Alice", "example.test"))
-
-    def test_quoted_local_part_is_dequoted(self):
-        box = parse_path(b'"john \\"j\\" doe"@example.test')
-        self.assertEqual(box.local, 'john "j" doe')
-        self.assertEqual(str(box), '"john \\"j\\" doe"@example.test')
-
-    def test_routing_forms(self):
-        for path in (b"a%b.example@example.test", b"b.example!a@example.test", b'"a@b.example"@example.test'):
-            self.assertTrue(parse_path(path).routes_elsewhere, path)
-        self.assertFalse(parse_path(b"a.b+tag@example.test").routes_elsewhere)
-
-    def test_source_route_is_recorded_and_left_out_of_the_mailbox(self):
-        # RFC 5321 4.1.1.3: the route is to be ignored, the mailbox judged alone.
-        box = parse_path(b"@x.example,@y.example:a@example.test")
-        self.assertEqual((box.routed, box.routes_elsewhere, str(box)), (True, False, "a@example.test"))
-
-    def test_mailbox_shows_as_sent_and_looks_up_dequoted(self):
-        box = parse_path(b'"Bob%x.example"@Example.TEST')
-        self.assertEqual((str(box), box.plain), ('"Bob%x.example"@Example.TEST', "Bob%x.example@example.test"))
-
-    def test_literal(self):
-        self.assertTrue(parse_path(b"a@[192.0.2.1]").is_literal)
-
-    def test_bad_syntax(self):
-        for path in (b"", b"a", b"a@", b"@example.test", b"a..b@example.test", b"a@-x.example", b"\xc3\xa4@example.test", b"a@b@c"):
-            self.assertRaises(AddressSyntaxError, parse_path, path)
-
-    def test_length_limits(self):
-        # RFC 5321 4.5.3.1
-        self.assertRaises(AddressSyntaxError, parse_path, b"a" * 65 + b"@example.test")
-        parse_path(b"a" * 64 + b"@example.test")
-        self.assertRaises(AddressSyntaxError, parse_path, b"a@" + b"b." * 127 + b"example")
 
 
 class ParamTests(unittest.TestCase):

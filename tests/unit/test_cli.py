@@ -1,4 +1,4 @@
-"""The ``mailsrv`` command line, run in-process through ``main([...])``."""
+"""The ``mailsrv`` command line, run in-process through ``main([...])`` and as ``python -m mailsrv.cli``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from argon2 import PasswordHasher
 from argon2.profiles import CHEAPEST
 
-from mailsrv import admin
+from mailsrv.cli import main as cli
+from mailsrv.cli import users as cli_users
 from mailsrv.accounts import Directory, passwords
 from mailsrv.accounts.textfile import read_text
 from mailsrv.config import load
@@ -38,7 +39,7 @@ def run(config_file, monkeypatch, capsys):
 
     def run(*args, stdin=""):
         monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = admin.main(["--config", config_file, *args])
+        code = cli.main(["--config", config_file, *args])
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -86,7 +87,7 @@ def test_user_add_refuses_what_the_store_cannot_hold(run, address, reason):
 
 def test_user_add_prompts_twice(run, monkeypatch, config_file):
     answers = iter(["pw1", "pw1", "pw2", "typo"])
-    monkeypatch.setattr(admin.getpass, "getpass", lambda prompt: next(answers))
+    monkeypatch.setattr(cli_users.getpass, "getpass", lambda prompt: next(answers))
     assert run("user", "add", "alice@other.test")[0] == 0
     assert passwords.verify(stored_hash(config_file, "alice@other.test"), b"pw1")
     code, _, err = run("user", "add", "bob@other.test")
@@ -173,7 +174,7 @@ def test_config_error_exit_2(tmp_path, capsys, content, expected):
     path = tmp_path / "bad.toml"
     if content is not None:
         path.write_text(content)
-    assert admin.main(["--config", str(path), "user", "list"]) == 2
+    assert cli.main(["--config", str(path), "user", "list"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(path) in err and expected in err
 
@@ -181,7 +182,7 @@ def test_config_error_exit_2(tmp_path, capsys, content, expected):
 def test_defaults_use_mailsrv_data_in_cwd(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "stdin", io.StringIO("pw\n"))
-    assert admin.main(["user", "add", "alice@example.test", "--password-stdin"]) == 0
+    assert cli.main(["user", "add", "alice@example.test", "--password-stdin"]) == 0
     assert read_text(str(tmp_path / "mailsrv-data" / "users")).startswith("alice@example.test:{ARGON2ID}$argon2id$")
 
 
@@ -191,10 +192,10 @@ def test_concurrent_cli_runs_lose_no_user(config_file):
         "import sys\n"
         "from argon2 import PasswordHasher\n"
         "from argon2.profiles import CHEAPEST\n"
-        "from mailsrv import admin\n"
+        "from mailsrv.cli.main import main\n"
         "from mailsrv.accounts import passwords\n"
         "passwords.HASHER = PasswordHasher.from_parameters(CHEAPEST)\n"
-        "sys.exit(admin.main(sys.argv[1:]))\n"
+        "sys.exit(main(sys.argv[1:]))\n"
     )
     env = dict(os.environ, PYTHONPATH=REPO)
     procs = [
@@ -209,3 +210,17 @@ def test_concurrent_cli_runs_lose_no_user(config_file):
         proc.communicate(b"pw\n", timeout=60)
         assert proc.returncode == 0
     assert sorted(Directory(load(config_file)).users()) == [f"u{n}@example.test" for n in range(6)]
+
+
+def test_file_errors_exit_1_naming_the_file(run, config_file):
+    os.makedirs(load(config_file).users_file)
+    code, out, err = run("user", "list")
+    assert (code, out, err) == (1, "", f"mailsrv: {load(config_file).users_file}: Is a directory\n")
+
+
+def test_runs_as_a_module(config_file):
+    done = subprocess.run(
+        [sys.executable, "-m", "mailsrv.cli", "--config", config_file, "user", "list"],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")

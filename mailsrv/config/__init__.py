@@ -1,0 +1,34 @@
+"""Configuration: one TOML file read into frozen dataclasses, one per table.
+
+Every key has an embedded default so that ``twistd -n mailsrv`` with no
+file at all serves on unprivileged loopback ports.  Any mistake in a file
+(unknown key, wrong type, missing certificate) raises :class:`ConfigError`
+whose message names the file and the dotted key.  Modules:
+
+* :mod:`.schema` -- how a key is declared (default, doc, check);
+* :mod:`.loader` -- :func:`load`, generic over the declarations;
+* :mod:`.server` -- the top-level keys and :class:`Config`;
+* :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
+  :mod:`.threads` -- one module per ``[table]``;
+* :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
+"""
+
+from mailsrv.config.auth import AuthConfig
+from mailsrv.config.limits import LimitsConfig
+from mailsrv.config.listen import ListenConfig
+from mailsrv.config.loader import load
+from mailsrv.config.schema import ConfigError
+from mailsrv.config.server import Config
+from mailsrv.config.threads import ThreadsConfig
+from mailsrv.config.tls import TLSConfig
+
+__all__ = [
+    "AuthConfig",
+    "Config",
+    "ConfigError",
+    "LimitsConfig",
+    "ListenConfig",
+    "TLSConfig",
+    "ThreadsConfig",
+    "load",
+]

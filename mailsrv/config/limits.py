@@ -1,0 +1,45 @@
+"""``[limits]``: the bounds that keep one client from exhausting the server.
+
+Each key protects against one kind of abuse; the defaults are sized for a
+small server on one machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailsrv.config.schema import Table, at_least, setting
+
+
+@dataclass(frozen=True)
+class LimitsConfig(Table):
+    """Protocol and resource limits."""
+
+    DOC = "Protocol limits; each protects the server from one kind of abuse."
+
+    max_message_size: int = setting(
+        50 * 1024 * 1024, "Largest message accepted over SMTP, in octets (advertised as SIZE).", at_least(1024)
+    )
+    max_line_length: int = setting(
+        16 * 1024,
+        "Longest SMTP command or text line, in octets (RFC 5321 minimum is 1000).",
+        at_least(1000, "RFC 5321 4.5.3.1.6"),
+    )
+    max_recipients: int = setting(100, "Recipients per SMTP transaction; more get 452 4.5.3.")
+    max_command_errors: int = setting(20, "Unknown or bad SMTP commands per session before it is closed with 421.")
+    smtp_timeout: int = setting(300, "Seconds an SMTP session may stay idle.")
+    imap_max_line_length: int = setting(
+        64 * 1024, "Longest IMAP command line, in octets (large UID sets need more than 16 KiB)."
+    )
+    imap_max_literal_size: int = setting(50 * 1024 * 1024, "Largest IMAP literal (APPEND message), in octets.")
+    pop3_timeout: int = setting(600, "Seconds a POP3 session may stay idle (RFC 1939 asks for at least 600).")
+    spool_threshold: int = setting(
+        1024 * 1024,
+        "Message bodies larger than this (octets) are spooled to disk while they arrive; smaller ones stay in memory.",
+    )
+    max_connections: int = setting(
+        1000, "Client connections over all listeners; more are refused with a temporary error.", at_least(1)
+    )
+    max_connections_per_ip: int = setting(
+        50, "Connections from one client IP over all listeners; more are refused with a temporary error.", at_least(1)
+    )

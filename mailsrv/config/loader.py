@@ -1,0 +1,89 @@
+"""Reading the TOML file into the table dataclasses, naming file and key on every error.
+
+The loader knows no key by name: it walks the declarations of
+:mod:`.schema`, so a new key needs only its field.  Every mistake (unknown
+key, wrong type, a value a check refuses) is one :class:`ConfigError` line
+``<file>: <dotted.key>: <what is wrong>``, because a mail admin reading a
+start-up failure must know exactly which line to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from typing import Any, get_type_hints
+
+from mailsrv.config.schema import ConfigError, Invalid, TableT, checked, settings
+from mailsrv.config.server import DEFAULT_SOURCE, Config
+
+
+def load(path: str | None = None, **overrides: Any) -> Config:
+    """Read *path* (TOML) over the defaults; ``None`` gives the defaults.
+
+    *overrides* replace top-level keys of the file (command-line options
+    such as ``--data-dir``); ``None`` values are ignored.
+    """
+    table = {} if path is None else _read(path)
+    table.update({key: value for key, value in overrides.items() if value is not None})
+    source = DEFAULT_SOURCE if path is None else path
+    return dataclasses.replace(build(Config, table, "", source), source=source)
+
+
+def _read(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def build(cls: type[TableT], table: dict[str, Any], prefix: str, source: str) -> TableT:
+    """The dataclass *cls* from a TOML *table* whose keys start with *prefix*."""
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in settings(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(f"{source}: {where}: unknown key")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {where}: expected a table [{where}]")
+            values[key] = build(hint, value, where + ".", source)
+            continue
+        try:
+            values[key] = checked(known[key], _typed(value, hint, where, source))
+        except Invalid as e:
+            raise ConfigError(f"{source}: {where}: {e}") from None
+    built = cls(**values)
+    try:
+        built.check()
+    except Invalid as e:
+        raise ConfigError(f"{source}: {prefix}{e.key}: {e}") from None
+    return built
+
+
+def _typed(value: Any, hint: Any, where: str, source: str) -> Any:
+    """*value* if it has the annotated type *hint*; TOML arrays become tuples."""
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{source}: {where}: expected a non-negative integer, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: {where}: expected a string, got {value!r}")
+        return value
+    if hint == tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{source}: {where}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise AssertionError(f"unhandled config type {hint!r}")  # pragma: no cover

@@ -1,0 +1,99 @@
+"""How a configuration table is declared: settings with a default, a doc and a check.
+
+Every key of the TOML file is a field of a frozen dataclass (one dataclass
+per table), declared with :func:`setting` or :func:`table`.  The field
+carries all there is to know about the key: its type (the annotation), its
+default, the one line that documents it (``etc/mailsrv.toml`` is rendered
+from these lines, so the file cannot drift from the code) and an optional
+check.  The loader (:mod:`.loader`) is generic over these declarations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, TypeVar
+
+#: A check takes the value read from the file (already of the right type)
+#: and returns the value to use; it raises :class:`Invalid` to refuse it.
+Check = Callable[[Any], Any]
+
+_DOC_KEY = "doc"
+_CHECK_KEY = "check"
+
+
+class ConfigError(Exception):
+    """A configuration mistake, already phrased for the admin."""
+
+
+class Invalid(ValueError):
+    """A value of the right type that cannot be used; the loader adds the file and the key.
+
+    *key* names another key of the same table, for a rule about two keys
+    (:meth:`Table.check`); ``None`` means the key being read.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class Table:
+    """Base of every table's dataclass."""
+
+    #: The admin's introduction to the table, shown above it in ``etc/mailsrv.toml``.
+    DOC = ""
+
+    def check(self) -> None:
+        """Rules about several keys of the table, run after the table is read; none by default.
+
+        A broken rule raises :class:`Invalid` with ``key`` set to the key the
+        admin should fix, which the loader names in the message.
+        """
+
+
+TableT = TypeVar("TableT", bound=Table)
+
+
+def setting(default: Any, doc: str, check: Check | None = None) -> Any:
+    """A key of a table: its *default*, one line of *doc* for the admin, an optional *check*."""
+    return dataclasses.field(default=default, metadata={_DOC_KEY: doc, _CHECK_KEY: check})
+
+
+def table(cls: type[TableT]) -> TableT:
+    """A sub-table (``[name]``) whose keys are the fields of *cls*, introduced by ``cls.DOC``."""
+    return dataclasses.field(default_factory=cls, metadata={_DOC_KEY: cls.DOC, _CHECK_KEY: None})
+
+
+def settings(cls: type) -> list[dataclasses.Field]:
+    """The fields of *cls* that are keys of the file (others, such as ``source``, are not)."""
+    return [f for f in dataclasses.fields(cls) if _DOC_KEY in f.metadata]
+
+
+def doc(field: dataclasses.Field) -> str:
+    """The admin's line about *field*."""
+    return field.metadata[_DOC_KEY]
+
+
+def default(field: dataclasses.Field) -> Any:
+    """The value *field* has when the file leaves it out."""
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def checked(field: dataclasses.Field, value: Any) -> Any:
+    """Run *field*'s check on *value*; the value to use."""
+    checker: Check | None = field.metadata[_CHECK_KEY]
+    return value if checker is None else checker(value)
+
+
+def at_least(minimum: int, reason: str = "") -> Check:
+    """A check refusing integers below *minimum*; *reason* (an RFC, say) is added to the message."""
+    because = f" ({reason})" if reason else ""
+
+    def at_least_minimum(value: int) -> int:
+        if value < minimum:
+            raise Invalid(f"must be at least {minimum}{because}")
+        return value
+
+    return at_least_minimum

@@ -1,0 +1,90 @@
+"""The top level of the file: who the server is, where its data lives, its tables.
+
+:class:`Config` is the whole configuration, one frozen object handed to
+every part of the server.  The paths under ``data_dir`` are derived here,
+not configured, so the server, the CLI and an admin reading the docs agree
+on where each file is.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from mailsrv.address import canonical_domain
+from mailsrv.config.auth import AuthConfig
+from mailsrv.config.limits import LimitsConfig
+from mailsrv.config.listen import ListenConfig
+from mailsrv.config.schema import Invalid, Table, setting, table
+from mailsrv.config.threads import ThreadsConfig
+from mailsrv.config.tls import TLSConfig
+
+#: ``Config.source`` when no file was read.
+DEFAULT_SOURCE = "<defaults>"
+
+
+def _hostname(name: str) -> str:
+    if not name:
+        raise Invalid("must not be empty")
+    return name
+
+
+def _domains(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The local domains in canonical form (:func:`mailsrv.address.canonical_domain`)."""
+    if not names:
+        raise Invalid("at least one local domain is needed")
+    canonical = []
+    for name in names:
+        domain = canonical_domain(name)
+        if domain is None:
+            raise Invalid(f"{name!r} is not a domain name")
+        canonical.append(domain)
+    return tuple(dict.fromkeys(canonical))
+
+
+@dataclass(frozen=True)
+class Config(Table):
+    """The whole server configuration; ``domains`` are canonical when read by the loader."""
+
+    hostname: str = setting(
+        "localhost",
+        "Name used in the SMTP greeting and EHLO reply, Received headers, and the generated self-signed "
+        "certificate. Use the name your MX record points at.",
+        _hostname,
+    )
+    data_dir: str = setting(
+        "mailsrv-data", "Holds mail/ (the Maildirs), spool/, users, aliases and tls/ (generated certificate)."
+    )
+    domains: tuple[str, ...] = setting(
+        ("example.test",),
+        "Domains whose mail is delivered here (IDNA names may be written in Unicode). Mail for any other "
+        "domain is refused (no open relay; sending to remote domains is not available yet).",
+        _domains,
+    )
+    listen: ListenConfig = table(ListenConfig)
+    tls: TLSConfig = table(TLSConfig)
+    limits: LimitsConfig = table(LimitsConfig)
+    auth: AuthConfig = table(AuthConfig)
+    threads: ThreadsConfig = table(ThreadsConfig)
+    #: The file the configuration was read from, for messages.
+    source: str = field(default=DEFAULT_SOURCE)
+
+    @property
+    def mail_dir(self) -> str:
+        """Root of the Maildir tree: ``<data_dir>/mail``."""
+        return os.path.join(self.data_dir, "mail")
+
+    @property
+    def spool_dir(self) -> str:
+        """Message bodies being received, past ``limits.spool_threshold``: ``<data_dir>/spool``."""
+        return os.path.join(self.data_dir, "spool")
+
+    @property
+    def users_file(self) -> str:
+        """The passwd-file style user database."""
+        return os.path.join(self.data_dir, "users")
+
+    @property
+    def aliases_file(self) -> str:
+        """The alias map."""
+        return os.path.join(self.data_dir, "aliases")

@@ -1,0 +1,62 @@
+"""What the user and alias operations share: the error, the address rules, the file edit."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Callable, Iterator
+
+from mailsrv.accounts.textfile import EditError, edit, read_text
+from mailsrv.address import address_problem, canonical_address
+from mailsrv.config import Config
+
+
+class OpsError(Exception):
+    """An operation the admin asked for cannot be done; the message says why, for the admin."""
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Turn the account files' refusals and I/O errors into :class:`OpsError`.
+
+    The front end then has one exception to show, and an HTTP API never
+    sees a bare ``OSError`` with a path in it but no words.
+    """
+    try:
+        yield
+    except EditError as e:
+        raise OpsError(str(e)) from None
+    except OSError as e:
+        raise OpsError(f"{e.filename or ''}: {e.strerror}") from None
+
+
+def plain_address(address: str) -> str:
+    """Canonical *address*, refusing anything but a plain ``local@domain``.
+
+    The reason is spelled out: the admin typed something that looks like an
+    address to them and needs to know which character or dot to change.
+    """
+    canonical = canonical_address(address)
+    if canonical is None:
+        raise OpsError(f"not a plain address: {address!r}: {address_problem(address)}")
+    return canonical
+
+
+def require_local(config: Config, domain: str) -> None:
+    """Refuse a (canonical) domain the server would not accept mail for."""
+    if domain not in config.domains:
+        known = ", ".join(config.domains)
+        raise OpsError(f"domain {domain} is not a local domain (domains in {config.source}: {known})")
+
+
+def read(path: str) -> str:
+    """The text of an account file, ``""`` if it does not exist yet."""
+    with reported():
+        return read_text(path)
+
+
+def change(config: Config, path: str, mode: int, rewrite: Callable[[str], str]) -> None:
+    """Apply *rewrite* to the file at *path* under its lock, making the data dir if needed."""
+    with reported():
+        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+        edit(path, rewrite, mode)

@@ -1,0 +1,28 @@
+"""``twistd mailsrv`` wiring: the data dir it prepares and the services it builds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mailsrv.config import Config
+from mailsrv.tap import prepare_data_dir
+
+NOBODY = 65534
+
+
+def test_data_mail_and_spool_dirs_are_created_private(tmp_path):
+    config = Config(data_dir=str(tmp_path / "data"))
+    prepare_data_dir(config, None, None)
+    for path in (config.data_dir, config.mail_dir, config.spool_dir):
+        assert os.stat(path).st_mode & 0o777 == 0o700, path
+    assert config.spool_dir == os.path.join(config.data_dir, "spool")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another uid needs root")
+def test_the_dirs_are_handed_to_the_uid_twistd_drops_to(tmp_path):
+    config = Config(data_dir=str(tmp_path / "data"))
+    prepare_data_dir(config, NOBODY, NOBODY)
+    for path in (config.data_dir, config.mail_dir, config.spool_dir):
+        assert (os.stat(path).st_uid, os.stat(path).st_gid) == (NOBODY, NOBODY), path
