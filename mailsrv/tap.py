@@ -2,8 +2,7 @@
 
 Configuration is read and checked in :meth:`Options.postOptions`, before
 twistd daemonises or binds anything, so a mistake ends start-up with one line
-naming the file and the key. Listeners are ``strports`` services: twistd binds
-them in ``privilegedStartService`` (as root, for ports 25/110/143) and only
+naming the file and the key. Listeners bind in ``privilegedStartService`` (as root, for ports 25/110/143) and only
 then drops to ``--uid/--gid``; the store touches no file before that.
 """
 
@@ -16,15 +15,22 @@ from twisted.application import service
 from twisted.internet import reactor
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
-from twisted.mail import imap4, pop3
 from twisted.python import usage
 
 from mailsrv import __version__, config as configuration, tls
 from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
+from mailsrv.delivery.local import LocalDelivery
+from mailsrv.delivery.router import Router
+from mailsrv.dns import make_resolver
 from mailsrv.listeners import Kind, listener
+from mailsrv.net.audit import Audit
+from mailsrv.net.limits import ConnectionLimits
+from mailsrv.net.login import IUser, User
+from mailsrv.policy import Policy
+from mailsrv.policy.submission import AuthRequired
 from mailsrv.store import Store
-from mailsrv.workers import Executor, PoolExecutor
+from mailsrv.workers import PoolExecutor, Workers
 
 log = Logger()
 
@@ -78,42 +84,46 @@ def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
     if kind.protocol == "smtp":
         from mailsrv.smtp.server import make_factory
     elif kind.protocol == "pop3":
-        from mailsrv.pop3 import make_factory
+        from mailsrv.pop3.server import make_factory
     else:
         from mailsrv.imap.server import make_factory
-    return make_factory(ctx, kind.label)
+    return make_factory(ctx, kind)
 
 
-def build_context(config: configuration.Config, tls_options: object, hashing: Executor) -> ServerContext:
-    """The shared objects for every listener, with the realm's avatar makers; passwords hash in *hashing*."""
-    from mailsrv.imap.server import account_factory
-    from mailsrv.pop3 import mailbox_factory
-    from mailsrv.smtp.auth import ISubmitter, Submitter
-
+def build_context(config: configuration.Config, tls_options: object, workers: Workers) -> ServerContext:
+    """The shared objects for every listener; blocking work runs in *workers*."""
     directory = Directory(config)
-    ctx = ServerContext(config=config, store=Store(config.mail_dir), directory=directory, portal=None, tls=tls_options)
-    ctx.portal = make_portal(
-        config,
-        directory,
-        {pop3.IMailbox: mailbox_factory(ctx), imap4.IAccount: account_factory(ctx), ISubmitter: Submitter},
-        hashing,
-        reactor,
+    store = Store(config.mail_dir, workers.disk)
+    audit = Audit()
+    return ServerContext(
+        config=config,
+        store=store,
+        directory=directory,
+        portal=make_portal(config, directory, {IUser: User}, workers.hashing, reactor),
+        tls=tls_options,
+        router=Router(directory),
+        policy=Policy([AuthRequired()], resolver=make_resolver(config.dns)),
+        delivery=LocalDelivery(store, audit),
+        workers=workers,
+        audit=audit,
+        connections=ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip),
     )
-    return ctx
 
 
 def makeService(options: Options) -> service.IService:
-    """The service tree: the hashing pool, then one listener service per configured endpoint.
+    """The service tree: the worker pools, then one listener service per configured endpoint.
 
-    The pool is a child service so that its threads start after twistd
+    The pools are child services so that their threads start after twistd
     dropped privileges and stop after the listeners.
     """
     config: configuration.Config = options["parsed"]
     top = service.MultiService()
-    hashing = PoolExecutor(reactor, "hashing", config.threads.hashing)
-    hashing.setServiceParent(top)
-    ctx = build_context(config, options["tls"], hashing)
-    reactor.suggestThreadPoolSize(config.threads.disk)  # durable writes run in threads
+    threads = config.threads
+    pools = [PoolExecutor(reactor, name, size) for name, size in
+             (("disk", threads.disk), ("hashing", threads.hashing), ("search", threads.search))]
+    for pool in pools:
+        pool.setServiceParent(top)
+    ctx = build_context(config, options["tls"], Workers(*pools))
     for kind in Kind:
         for description in config.listen.endpoints(kind):
             factory = _protocol_factory(ctx, kind)

@@ -1,4 +1,4 @@
-"""TLS: certificates, the server context, and "may a password be sent here?".
+"""TLS: certificates and the server context.
 
 Every listener serves TLS (STARTTLS/STLS or implicit), so a fresh install
 needs a certificate before its first start: when the config names none, a
@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
-from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
 from mailsrv.config import Config, ConfigError
@@ -107,35 +106,3 @@ def server_options(config: Config) -> ssl.CertificateOptions:
     except SSL.Error:
         raise ConfigError(f"{where}: tls.key: the key does not match the certificate in {cert_path}") from None
     return options
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def uses_tls(transport: object) -> bool:
-    """True when *transport* already speaks TLS (implicit, or after STARTTLS).
-
-    A wrapper (haproxy: endpoints) copies the interfaces of the transport it
-    wraps when the connection opens, so after STARTTLS only the TLS flag of
-    the real connection, which it passes through, tells the truth.
-    """
-    return ISSLTransport.providedBy(transport) or getattr(transport, "TLS", False) is True
-
-
-def is_secure(transport: object, config: Config) -> bool:
-    """True when a password may be sent over *transport*.
-
-    That is after TLS, or on loopback when the admin set
-    ``auth.allow_plaintext_auth_on_loopback`` (RFC 8314 4.1 wants TLS for
-    every password; loopback never leaves the host).
-    """
-    if uses_tls(transport):
-        return True
-    if not config.auth.allow_plaintext_auth_on_loopback:
-        return False
-    peer = transport.getPeer()  # type: ignore[attr-defined]
-    return _is_loopback(getattr(peer, "host", ""))

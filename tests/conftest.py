@@ -1,8 +1,17 @@
-"""Test-session setup shared by every test module."""
+"""Test-session setup shared by every test module, and the shared fixtures.
+
+The fakes themselves (one password checker, the :class:`ServerContext`
+builder, string transports) live in ``tests/support.py`` so that
+``twisted.trial`` test cases, which cannot take pytest fixtures, import the
+same objects; the fixtures below hand them to plain pytest tests.
+"""
 
 import os
 
 import pytest
+
+from mailsrv import config as configuration
+from support import FakeChecker, make_context
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -12,3 +21,15 @@ def _scratch_cwd(tmp_path_factory: pytest.TempPathFactory):
     os.chdir(tmp_path_factory.mktemp("cwd"))
     yield
     os.chdir(old)
+
+
+@pytest.fixture
+def checker() -> FakeChecker:
+    """alice's password check (see ``support.FakeChecker``)."""
+    return FakeChecker()
+
+
+@pytest.fixture
+def context(tmp_path, checker):
+    """A server context over a real store in a temp dir, with inline workers."""
+    return make_context(configuration.Config(data_dir=str(tmp_path)), checker=checker)

@@ -1,9 +1,10 @@
 """Shared fixture for the IMAP protocol tests (no tests of its own).
 
-A real :class:`~mailsrv.store.Store` in a temp dir, the real realm with a
-checker that knows alice, and :class:`Session`: one ``IMAPServer`` on a
-``StringTransport`` that a test talks to line by line, as in the RFC 3501
-example sessions.
+A real :class:`~mailsrv.store.Store` in a temp dir with inline executors, the
+shared fake checker (``support.FakeChecker``), and :class:`Session`: one
+``IMAPServer`` on a ``StringTransport`` that a test talks to line by line,
+as in the RFC 3501 example sessions.  Nothing waits on the global reactor:
+the store's work runs at once, and the server's clock is a ``task.Clock``.
 """
 
 from __future__ import annotations
@@ -11,58 +12,34 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
-from twisted.cred.error import UnauthorizedLogin
-from twisted.cred.portal import Portal
-from twisted.internet import defer, reactor, task
+from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
-from twisted.mail import imap4
 from twisted.python.failure import Failure
 from twisted.trial import unittest
-from zope.interface import implementer
 
 from mailsrv import config as configuration
-from mailsrv.accounts.cred import Realm
-from mailsrv.context import ServerContext
-from mailsrv.imap.server import IMAPServer, account_factory
-from mailsrv.store import Store
-from support import FakeTLS
+from mailsrv.imap.server import IMAPServer
+from mailsrv.listeners import Kind
+from mailsrv.message.body import Body
+from mailsrv.store import Target
+from support import ALICE, PASSWORD, make_context
 
-ALICE = "alice@example.test"
-PASSWORD = b"secret"
 LOOPBACK = IPv4Address("TCP", "127.0.0.1", 40000)
 REMOTE = IPv4Address("TCP", "192.0.2.7", 40000)
+#: LOGIN's arguments for alice (the password has a space, so it is quoted).
+CREDENTIALS = b'alice@example.test "' + PASSWORD + b'"'
 
-
-@implementer(ICredentialsChecker)
-class AliceChecker:
-    """alice / secret, nobody else (hashing is tested with the accounts)."""
-
-    credentialInterfaces = (IUsernamePassword,)
-
-    def requestAvatarId(self, credentials: Any) -> defer.Deferred[str]:
-        if credentials.username == ALICE.encode() and credentials.checkPassword(PASSWORD):
-            return defer.succeed(ALICE)
-        return defer.fail(UnauthorizedLogin())
-
-
-def run_now(steps: Any) -> defer.Deferred[None]:
-    """A FETCH scheduler that runs every step at once, for in-memory tests."""
-    for _ in steps:
-        pass
-    return defer.succeed(None)
+__all__ = ["ALICE", "CREDENTIALS", "IMAPTestCase", "LOOPBACK", "PASSWORD", "REMOTE", "Session"]
 
 
 class Session:
     """One client connection to an in-memory IMAP server."""
 
-    def __init__(self, ctx: ServerContext, peer: IPv4Address, transport: Any = None) -> None:
+    def __init__(self, ctx: Any, peer: IPv4Address, transport: Any = None) -> None:
         self.clock = task.Clock()
         self.transport = transport or StringTransport(peerAddress=peer)
-        self.server = IMAPServer(ctx, implicit_tls=False, scheduler=run_now)
-        self.server.callLater = self.clock.callLater  # timeouts, IDLE polling
+        self.server = IMAPServer(ctx, Kind.IMAP, self.clock)
         self.server.makeConnection(self.transport)
 
     def received(self) -> bytes:
@@ -77,20 +54,20 @@ class Session:
         return self.received()
 
     async def command(self, line: bytes) -> bytes:
-        """Send one tagged command and wait for its tagged completion."""
+        """Send one tagged command and return everything up to its tagged completion."""
         tag = line.split(b" ", 1)[0]
         self.server.dataReceived(line + b"\r\n")
         return await self.wait_for(tag)
 
     async def wait_for(self, tag: bytes) -> bytes:
-        """Collect output until the tagged OK/NO/BAD for *tag* (store work is threaded)."""
+        """Collect output until the tagged OK/NO/BAD for *tag*, letting the server's turns pass."""
         pattern = re.compile(rb"(?:\A|\r\n)" + re.escape(tag) + rb" (?:OK|NO|BAD)[^\r]*\r\n\Z")
         data = b""
-        for _ in range(500):
+        for _ in range(10_000):
             data += self.received()
             if pattern.search(data):
                 return data
-            await task.deferLater(reactor, 0.01, lambda: None)
+            self.clock.advance(0)  # long commands yield to the reactor between messages
         raise AssertionError(f"no tagged reply for {tag!r}; got {data!r}")
 
     def close(self) -> None:
@@ -101,20 +78,18 @@ class IMAPTestCase(unittest.TestCase):
     """alice's store and a way to open logged-in or fresh sessions."""
 
     def setUp(self) -> None:
-        data_dir = self.mktemp()
         config = configuration.Config(
-            data_dir=data_dir,
+            data_dir=self.mktemp(),
             auth=configuration.AuthConfig(allow_plaintext_auth_on_loopback=True),
             limits=configuration.LimitsConfig(imap_max_line_length=64 * 1024, imap_max_literal_size=1024 * 1024),
         )
-        self.store = Store(config.mail_dir)
-        factories: dict[Any, Any] = {}
-        self.ctx = ServerContext(
-            config=config, store=self.store, directory=None, portal=Portal(Realm(factories), [AliceChecker()]),
-            tls=FakeTLS(),
-        )
-        factories[imap4.IAccount] = account_factory(self.ctx)
-        self.inbox = self.store.user(ALICE).folder("INBOX")
+        self.ctx = make_context(config)
+        self.store = self.ctx.store
+        self.inbox = self.folder("INBOX")
+
+    def folder(self, name: str) -> Any:
+        """alice's folder *name*, opened (the store's work is inline, so it is there at once)."""
+        return self.successResultOf(self.store.user(ALICE).open(name))
 
     def open(self, peer: IPv4Address = LOOPBACK, transport: Any = None) -> Session:
         """A new connection, greeted, not logged in."""
@@ -126,7 +101,7 @@ class IMAPTestCase(unittest.TestCase):
         """A session logged in as alice, with *select* selected."""
         session = self.open()
         session.received()
-        reply = await session.command(b"L1 LOGIN alice@example.test secret")
+        reply = await session.command(b"L1 LOGIN " + CREDENTIALS)
         self.assertIn(b"L1 OK", reply)
         if select is not None:
             reply = await session.command(b"L2 SELECT " + select)
@@ -136,4 +111,4 @@ class IMAPTestCase(unittest.TestCase):
     async def deliver(self, *messages: bytes) -> None:
         """Deliver messages to alice's INBOX as SMTP does."""
         for message in messages:
-            await self.store.deliver([ALICE], message)
+            await self.store.deliver([Target(ALICE)], Body.from_wire(message))

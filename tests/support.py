@@ -1,8 +1,11 @@
-"""Fixtures the protocol tests share: alice's fake password check, TCP string
-transports, and real TLS listeners on loopback.
+"""Fixtures the protocol tests share: alice's fake password check, the
+:class:`ServerContext` builder, TCP string transports, and real TLS listeners
+on loopback.
 
 A plain module, not a test file: the SMTP, POP3 and IMAP test modules import
-from it so that one copy of each fake serves them all.
+from it (and ``conftest.py`` offers the same as fixtures) so that one copy of
+each fake serves them all.  Everything runs without the global reactor: the
+store's disk work, hashing and SEARCH go through inline executors.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import ssl
 from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.portal import Portal
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, reactor, task
@@ -23,6 +27,16 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from mailsrv import config as configuration, tls
+from mailsrv.accounts.cred import Realm
+from mailsrv.context import ServerContext
+from mailsrv.delivery.local import LocalDelivery
+from mailsrv.delivery.router import Router
+from mailsrv.net.audit import Audit
+from mailsrv.net.login import IUser, User
+from mailsrv.policy import Policy
+from mailsrv.policy.submission import AuthRequired
+from mailsrv.store import Store
+from mailsrv.workers import Workers
 
 ALICE = "alice@example.test"
 PASSWORD = b"correct horse"
@@ -45,6 +59,34 @@ class FakeChecker:
         if self.clock is None:
             return result
         return task.deferLater(self.clock, 1, lambda: result)
+
+
+def make_context(
+    config: configuration.Config, *, store: Any = None, directory: Any = None, checker: Any = None,
+    tls_options: Any = None,
+) -> ServerContext:
+    """A context like tap.py's: real store (in ``config.mail_dir``), fake checker, inline workers."""
+    workers = Workers.inline()
+    if store is None:
+        store = Store(config.mail_dir, workers.disk)
+    audit = Audit()
+    return ServerContext(
+        config=config,
+        store=store,
+        directory=directory,
+        portal=Portal(Realm({IUser: User}), [checker if checker is not None else FakeChecker()]),
+        tls=tls_options if tls_options is not None else FakeTLS(),
+        router=Router(directory),
+        policy=Policy([AuthRequired()]),
+        delivery=LocalDelivery(store, audit),
+        workers=workers,
+        audit=audit,
+    )
+
+
+def audit_events(events: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    """The audit log events of one kind (``login``, ``transaction``, ...) among *events*."""
+    return [e for e in events if e.get("log_namespace") == "mailsrv.audit" and e.get("event") == event]
 
 
 @implementer(ITCPTransport)

@@ -9,11 +9,12 @@ whose message names the file and the dotted key.  Modules:
 * :mod:`.loader` -- :func:`load`, generic over the declarations;
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
-  :mod:`.threads` -- one module per ``[table]``;
+  :mod:`.threads`, :mod:`.dns` -- one module per ``[table]``;
 * :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
 """
 
 from mailsrv.config.auth import AuthConfig
+from mailsrv.config.dns import DNSConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.loader import load
@@ -26,6 +27,7 @@ __all__ = [
     "AuthConfig",
     "Config",
     "ConfigError",
+    "DNSConfig",
     "LimitsConfig",
     "ListenConfig",
     "TLSConfig",

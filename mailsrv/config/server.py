@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from mailsrv.address import canonical_domain
 from mailsrv.config.auth import AuthConfig
+from mailsrv.config.dns import DNSConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.schema import Invalid, Table, setting, table
@@ -66,6 +67,7 @@ class Config(Table):
     limits: LimitsConfig = table(LimitsConfig)
     auth: AuthConfig = table(AuthConfig)
     threads: ThreadsConfig = table(ThreadsConfig)
+    dns: DNSConfig = table(DNSConfig)
     #: The file the configuration was read from, for messages.
     source: str = field(default=DEFAULT_SOURCE)
 

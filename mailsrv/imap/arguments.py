@@ -16,7 +16,7 @@ from typing import Any
 from twisted.mail import imap4
 
 from mailsrv.imap.command import Command, Literal, Part
-from mailsrv.imap.responses import bad
+from mailsrv.imap.responses import syntax
 from mailsrv.imap.sequences import parse_sequence_set
 from mailsrv.imap.syntax import mailbox_name, read_quoted
 from mailsrv.message.body import Body
@@ -28,6 +28,7 @@ _LIST_ATOM = re.compile(rb"[!#$%&'*+,\-./0-9:;<=>?@A-Z\[\]^_`a-z|}~\x80-\xff]+")
 _ATOM = re.compile(rb"[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
 # flag = "\" atom (system flags and \*) / keyword atom.
 _FLAG = re.compile(rb"\\?[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
+_SEQUENCE_SET = re.compile(rb"[0-9:*,]+")
 _DATE_TIME = re.compile(rb'"([ 0-9]\d-[A-Za-z]{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4})"')
 
 
@@ -66,7 +67,7 @@ class Arguments:
         if self._pos < len(self._text) and self._text[self._pos : self._pos + 1] == b" ":
             self._pos += 1
             return
-        raise bad(b"Missing argument")
+        raise syntax(b"Missing argument")
 
     def more(self) -> bool:
         """Whether anything follows (a space and another argument)."""
@@ -79,7 +80,7 @@ class Arguments:
     def end(self) -> None:
         """Nothing may follow the last argument (RFC 3501 9)."""
         if self.more():
-            raise bad(b"Too many arguments")
+            raise syntax(b"Too many arguments")
 
     def expect(self, text: bytes) -> bool:
         """Consume *text* (case-insensitively) if it comes next; whether it did."""
@@ -105,7 +106,7 @@ class Arguments:
         """An atom (RFC 3501 9)."""
         value = self._match(_ATOM)
         if value is None:
-            raise bad(b"Missing argument")
+            raise syntax(b"Missing argument")
         return value
 
     def astring(self) -> bytes:
@@ -116,14 +117,14 @@ class Arguments:
         if self._at_literal():
             literal = self._take_literal()
             if literal.data is None:
-                raise bad(b"Literal too large")
+                raise syntax(b"Literal too large")
             return literal.data
         if self.peek() == b'"':
             value, self._pos = read_quoted(self._text, self._pos)
             return value
         value = self._match(atom)
         if value is None:
-            raise bad(b"Missing argument")
+            raise syntax(b"Missing argument")
         return value
 
     def mailbox(self) -> str:
@@ -138,17 +139,20 @@ class Arguments:
         """A number (RFC 3501 9: 32-bit unsigned)."""
         value = self.atom()
         if not value.isdigit() or int(value) > 0xFFFFFFFF:
-            raise bad(b"Number expected")
+            raise syntax(b"Number expected")
         return int(value)
 
     def sequence_set(self) -> imap4.MessageSet:
         """A sequence set (RFC 3501 9), parsed in linear time."""
-        return parse_sequence_set(self.atom())
+        token = self._match(_SEQUENCE_SET)
+        if token is None or (self._pos < len(self._text) and self._text[self._pos : self._pos + 1] != b" "):
+            raise syntax(b"bad message number")
+        return parse_sequence_set(token)
 
     def flag_list(self) -> list[str]:
         """``(flag ...)``, possibly empty (RFC 3501 9 flag-list)."""
         if self.peek() != b"(":
-            raise bad(b"Flag list expected")
+            raise syntax(b"Flag list expected")
         self._pos += 1
         flags: list[str] = []
         while self.peek() != b")":
@@ -156,7 +160,7 @@ class Arguments:
                 self.space()
             flag = self._match(_FLAG)
             if flag is None:
-                raise bad(b"Invalid flag list")
+                raise syntax(b"Invalid flag list")
             flags.append(flag.decode("ascii"))
         self._pos += 1
         return flags
@@ -169,7 +173,7 @@ class Arguments:
         while True:
             flag = self._match(_FLAG)
             if flag is None:
-                raise bad(b"Flags expected")
+                raise syntax(b"Flags expected")
             flags.append(flag.decode("ascii"))
             if self.peek() != b" ":
                 return flags
@@ -178,14 +182,14 @@ class Arguments:
     def atom_list(self) -> list[bytes]:
         """``(atom ...)``, at least one (STATUS items, RFC 3501 6.3.10)."""
         if self.peek() != b"(":
-            raise bad(b"List expected")
+            raise syntax(b"List expected")
         self._pos += 1
         items = [self.atom()]
         while self.peek() == b" ":
             self.space()
             items.append(self.atom())
         if self.peek() != b")":
-            raise bad(b"Malformed list")
+            raise syntax(b"Malformed list")
         self._pos += 1
         return items
 
@@ -197,14 +201,14 @@ class Arguments:
         try:
             value = datetime.datetime.strptime(match.group(1).decode("ascii").strip(), "%d-%b-%Y %H:%M:%S %z")
         except ValueError:
-            raise bad(b"Invalid date-time") from None
+            raise syntax(b"Invalid date-time") from None
         self._pos = match.end()
         return value.timestamp()
 
     def message(self) -> Body:
         """APPEND's message literal, as a body (RFC 3501 6.3.11)."""
         if not self._at_literal():
-            raise bad(b"Message literal expected")
+            raise syntax(b"Message literal expected")
         literal = self._take_literal()
         if literal.body is not None:
             return literal.body
@@ -223,5 +227,5 @@ class Arguments:
                 return out
             literal = self._take_literal()
             if literal.data is None:
-                raise bad(b"Literal too large")
+                raise syntax(b"Literal too large")
             out.append(Literal(data=literal.data))

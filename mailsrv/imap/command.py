@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
-from mailsrv.imap.responses import CommandError, bad, no
+from mailsrv.imap.responses import CommandError, bad, no, syntax
 from mailsrv.imap.syntax import is_atom, is_tag
 from mailsrv.message.body import Body, BodyWriter
 
@@ -91,7 +91,7 @@ async def read_command(server: "IMAPServer", tag: bytes, name: bytes, rest: byte
         while _ANY_LITERAL.search(text):
             match = _LITERAL.search(text)
             if match is None:
-                raise bad(b"Invalid literal")
+                raise syntax(b"Invalid literal")
             size = int(match.group(1))
             parts.append(text[: match.start()])
             if appending and size > budget:
@@ -103,7 +103,7 @@ async def read_command(server: "IMAPServer", tag: bytes, name: bytes, rest: byte
                 budget -= size
                 if budget < 0:
                     raise bad(b"Command too long")
-                parts.append(Literal(data=await _read_bytes(server, size)))
+                parts.append(Literal(data=await _read_bytes(server, size, b"data" if appending else b"text")))
             line = await server.read_line()
             if not isinstance(line, bytes):
                 raise bad(b"Command line too long")
@@ -118,8 +118,8 @@ async def read_command(server: "IMAPServer", tag: bytes, name: bytes, rest: byte
     return Command(tag, name, parts)
 
 
-async def _read_bytes(server: "IMAPServer", size: int) -> bytes:
-    server.continue_request(b"Ready for literal data")
+async def _read_bytes(server: "IMAPServer", size: int, what: bytes) -> bytes:
+    server.continue_request(b"Ready for %d octets of %s" % (size, what))
     got = bytearray()
 
     def reader(data: bytes) -> tuple[int, bool]:
@@ -134,7 +134,7 @@ async def _read_bytes(server: "IMAPServer", size: int) -> bytes:
 async def _read_body(server: "IMAPServer", size: int) -> Body:
     config = server.ctx.config
     writer = BodyWriter(config.spool_dir, config.limits.spool_threshold)
-    server.continue_request(b"Ready for literal data")
+    server.continue_request(b"Ready for %d octets of data" % size)
     remaining = size
 
     def reader(data: bytes) -> tuple[int, bool]:

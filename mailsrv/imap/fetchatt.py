@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from mailsrv.imap.arguments import Arguments
-from mailsrv.imap.responses import bad
+from mailsrv.imap.responses import syntax
 
 _NAME = re.compile(rb"[A-Za-z0-9.]+")
 _PART = re.compile(rb"[1-9][0-9]{0,8}(?:\.[1-9][0-9]{0,8})*")
@@ -79,7 +79,7 @@ def parse_fetch_items(args: Arguments) -> list[FetchItem]:
 def _name(args: Arguments) -> str:
     token = args.token(_NAME)
     if token is None:
-        raise bad(b"Invalid FETCH attribute")
+        raise syntax(b"Invalid FETCH attribute")
     return token.decode("ascii").upper()
 
 
@@ -87,6 +87,8 @@ def _item(args: Arguments, name: str) -> FetchItem:
     if name in ("BODY", "BODY.PEEK") and args.peek() == b"[":
         section = _section(args)
         partial = args.token(_PARTIAL)
+        if partial is None and args.peek() == b"<":
+            raise syntax(b"Invalid partial")  # "<" number "." nz-number ">"
         span = None
         if partial is not None:
             match = _PARTIAL.match(partial)
@@ -94,7 +96,7 @@ def _item(args: Arguments, name: str) -> FetchItem:
             span = (int(match.group(1)), int(match.group(2)))
         return FetchItem("BODY[]", section, peek=name == "BODY.PEEK", partial=span)
     if name not in _SIMPLE:
-        raise bad(b"Invalid FETCH attribute")
+        raise syntax(b"Invalid FETCH attribute")
     return FetchItem(name)
 
 
@@ -110,12 +112,12 @@ def _section(args: Arguments) -> Section:
         text = word.decode("ascii").upper() if word else ""
         allowed = ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT") + (("MIME",) if part else ())
         if text not in allowed:
-            raise bad(b"Invalid section")
+            raise syntax(b"Invalid section")
     fields: tuple[bytes, ...] = ()
     if text.startswith("HEADER.FIELDS"):
         fields = _header_list(args)
     if not args.expect(b"]"):
-        raise bad(b"Invalid section")
+        raise syntax(b"Invalid section")
     return Section(part, text, fields)
 
 
@@ -123,9 +125,9 @@ def _header_list(args: Arguments) -> tuple[bytes, ...]:
     """header-list = "(" header-fld-name *(SP header-fld-name) ")": never empty."""
     args.space()
     if not args.expect(b"("):
-        raise bad(b"Header list expected")
+        raise syntax(b"Header list expected")
     if args.peek() == b")":
-        raise bad(b"Empty header list")
+        raise syntax(b"Empty header list")
     names = [args.astring()]
     while not args.expect(b")"):
         args.space()

@@ -54,6 +54,11 @@ def bad(text: bytes) -> CommandError:
     return CommandError(BAD, text)
 
 
+def syntax(text: bytes) -> CommandError:
+    """A command that does not parse (RFC 3501 9): ``BAD Illegal syntax: ...``."""
+    return CommandError(BAD, b"Illegal syntax: " + text)
+
+
 def no(text: bytes) -> CommandError:
     """The command was understood and refused (RFC 3501 7.1.2)."""
     return CommandError(NO, text)

@@ -22,7 +22,7 @@ from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.fetchatt import parse_fetch_items
 from mailsrv.imap.folders import open_folder
 from mailsrv.imap.flags import flags_data
-from mailsrv.imap.responses import EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, Result, bad, no
+from mailsrv.imap.responses import EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, Result, bad, no, syntax
 from mailsrv.imap.search import Message, SearchError, compile_search, parse_search, run_search
 from mailsrv.imap.sequences import uid_set
 from mailsrv.store import MessageGone
@@ -142,6 +142,8 @@ async def store_command(server: "IMAPServer", args: Arguments, uid: bool = False
 
 async def search_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
     """SEARCH (RFC 3501 6.4.4), run off the reactor thread; ``* SEARCH`` even with no match."""
+    if not args.more():
+        raise syntax(b"Missing search criteria")  # RFC 3501 6.4.4: at least one key
     charset = None
     if args.expect(b"CHARSET "):
         charset = args.astring()
@@ -234,7 +236,11 @@ async def do_UID(server: "IMAPServer", args: Arguments) -> Result:
     command = args.atom().upper()
     handler = _UID_COMMANDS.get(command)
     if handler is None:
-        raise bad(b"Unknown UID command")
+        raise syntax(b"Unknown UID command")
+    if not args.more():
+        if command == b"EXPUNGE":
+            raise bad(b"UID EXPUNGE needs a UID set; EXPUNGE takes no arguments")
+        raise syntax(b"Missing argument")
     args.space()
     return await handler(server, args, uid=True)
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from twisted.mail import imap4
 
-from mailsrv.imap.responses import bad
+from mailsrv.imap.responses import syntax
 
 _MAX_NUMBER = 2**32 - 1  # RFC 3501 9: nz-number fits 32 bits
 
@@ -22,7 +22,7 @@ def _set_number(token: bytes) -> int | None:
     if token == b"*":
         return None
     if not token.isdigit() or not 0 < int(token) <= _MAX_NUMBER:
-        raise bad(b"Invalid message number")  # no client bytes in replies
+        raise syntax(b"bad message number")  # no client bytes in replies
     return int(token)
 
 

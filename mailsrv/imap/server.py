@@ -296,9 +296,9 @@ class IMAPServer(ServerProtocol):
         """RFC 3501 6.2.1, forgetting anything the client pipelined in plaintext."""
         args.end()
         if self.session.tls_active:
-            raise bad(b"TLS already active")
+            raise no(b"TLS already active")
         if not self._can_start_tls():
-            raise bad(b"TLS not available")
+            raise no(b"TLS not available")
         # RFC 3501 6.2.1 / RFC 2595 3.1: commands sent after STARTTLS but
         # before the handshake were not protected; a MITM may have added them.
         self.discard_input()

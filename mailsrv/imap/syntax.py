@@ -15,7 +15,7 @@ import re
 
 import twisted.mail.imap4  # noqa: F401  (registers the imap4-utf-7 codec)
 
-from mailsrv.imap.responses import CANNOT_NAME, bad, no
+from mailsrv.imap.responses import CANNOT_NAME, no, syntax
 
 # RFC 3501 9: ATOM-CHAR is any CHAR (7-bit, no CTL) except atom-specials:
 # "(" ")" "{" SP "%" "*" DQUOTE "\" "]".
@@ -48,7 +48,7 @@ def read_quoted(line: bytes, pos: int = 0) -> tuple[bytes, int]:
     """
     match = _QUOTED.match(line, pos)
     if match is None:
-        raise bad(b"Invalid quoted string")
+        raise syntax(b"Invalid quoted string")
     return _ESCAPE.sub(rb"\1", match.group(1)), match.end()
 
 

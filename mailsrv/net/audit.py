@@ -7,8 +7,8 @@ matches all of them::
     login failed: protocol=imap kind=imaps client_ip=192.0.2.7 user=bob@example.test mechanism=PLAIN
 
 Each event is also a structured ``twisted.logger`` event (``event``,
-``result`` and every ``key=value`` as fields), which is what metrics will
-count.  Values the client chose (user names, HELO names, addresses) are
+``result`` and every ``key=value`` as a field of its own, lists as lists),
+which is what metrics will count.  Values the client chose (user names, HELO names, addresses) are
 percent-encoded outside printable ASCII and ``=`` / space, so a client
 cannot forge a field or a second line.
 """
@@ -27,22 +27,23 @@ _SAFE = "@.+-_:[]<>/!#$&'*,;?^`{|}~()"
 
 
 def field(value: object) -> str:
-    """One logged value: ``-`` when empty, percent-encoded where it could mislead."""
+    """One logged value: ``-`` when empty, lists comma-joined, percent-encoded where it could mislead."""
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
     text = "" if value is None else str(value)
     return quote(text, safe=_SAFE) if text else "-"
+
+
+#: Not a class attribute: a Logger used as a descriptor takes the class's name.
+_log = Logger(namespace="mailsrv.audit")
 
 
 class Audit:
     """Writes the audit events (see the module docstring for the format)."""
 
-    log = Logger(namespace="mailsrv.audit")
-
     def _emit(self, event: str, result: object, pairs: dict[str, Any]) -> None:
         text = " ".join(f"{key}={field(value)}" for key, value in pairs.items())
-        self.log.info(
-            "{event} {result}: {pairs}",
-            event=event, result=result, pairs=text, **{f"audit_{k}": v for k, v in pairs.items()},
-        )
+        _log.info("{event} {result}: {audit}", event=event, result=result, audit=text, **pairs)
 
     def login(self, session: Session, user: str | bytes, mechanism: str, result: str, reason: str = "") -> None:
         """A login attempt: *result* ``ok``, ``failed`` (bad credentials), ``refused``
@@ -64,13 +65,13 @@ class Audit:
         """One SMTP mail transaction, accepted, refused or aborted (*result*: reply code or ``aborted``)."""
         self._emit("transaction", result, {
             "kind": session.kind.label, "client_ip": session.peer_ip, "helo": helo, "user": session.user,
-            "sender": f"<{sender}>", "recipients": ",".join(recipients), "rejected": ",".join(rejected),
-            "size": size, "id": queue_id,
+            "sender": sender or "<>", "recipients": list(recipients), "rejected": list(rejected),
+            "size": size, "queue_id": queue_id,
         })
 
     def delivery(self, queue_id: str | None, recipients: Sequence[str], size: int, result: str, reason: str = "") -> None:
         """A delivery attempt into the store: *result* ``stored`` or ``failed``."""
-        pairs: dict[str, Any] = {"id": queue_id, "recipients": ",".join(recipients), "size": size}
+        pairs: dict[str, Any] = {"queue_id": queue_id, "recipients": list(recipients), "size": size}
         if reason:
             pairs["reason"] = reason
         self._emit("delivery", result, pairs)

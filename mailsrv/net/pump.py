@@ -10,9 +10,10 @@ High-level approach (one coroutine per connection, :meth:`CommandPump._serve`):
   check.  A command may read more input itself (:meth:`~CommandPump.read_line`
   for a SASL response or IMAP's DONE, :meth:`~CommandPump.read_raw` for a
   literal or a DATA body).
-- Reading from the socket stops while more than ``high_water`` octets wait
-  unread, and resumes when the loop needs input, so a client pipelining
-  without end costs one buffer, not memory without bound.
+- Reading from the socket stops while input waits behind a command that is
+  still running (waiting for the store, a password check, the client to
+  read), and resumes when the loop needs input, so a client pipelining
+  without end costs one packet's worth of buffer, not memory without bound.
 - After ``commands_per_turn`` commands in a row from the buffer, the loop
   yields to the reactor, so 10,000 pipelined commands in one packet cannot
   keep every other connection waiting.
@@ -90,7 +91,6 @@ class CommandPump(Protocol):
         self.clock: IReactorTime = clock
         self.input = LineBuffer(max_line, lf_tolerant)
         self.idle_timeout = idle_timeout
-        self.high_water = max_line + 64 * 1024
         self.closing = False
         self._waiter: defer.Deferred[Any] | None = None
         self._raw_reader: RawReader | None = None
@@ -171,13 +171,13 @@ class CommandPump(Protocol):
     # -- input -------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        """Buffer *data*, wake a waiting read, and stop reading past ``high_water``."""
+        """Buffer *data*, wake a waiting read; stop reading if a busy command leaves input waiting."""
         if self.closing:
             return
         self._reset_idle()
         self.input.append(data)
         self._feed_waiter()
-        if len(self.input) > self.high_water and not self._reading_paused:
+        if self._waiter is None and len(self.input) and not self._reading_paused and not self.closing:
             self._reading_paused = True
             self.transport.pauseProducing()
 
@@ -186,7 +186,13 @@ class CommandPump(Protocol):
         if waiter is None:
             return
         if self._raw_reader is not None:
-            consumed, finished = self._raw_reader(self.input.peek())
+            try:
+                consumed, finished = self._raw_reader(self.input.peek())
+            except Exception:
+                # The reader's bug ends the command that reads, as any bug in it would.
+                self._raw_reader = self._waiter = None
+                waiter.errback(Failure())
+                return
             self.input.consume(consumed)
             if not finished:
                 return
@@ -200,7 +206,7 @@ class CommandPump(Protocol):
             waiter.callback(line)
 
     def _need_input(self) -> None:
-        if self._reading_paused and len(self.input) <= self.high_water:
+        if self._reading_paused:
             self._reading_paused = False
             self.transport.resumeProducing()
 

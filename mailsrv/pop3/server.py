@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
 from mailsrv.listeners import Kind
-from mailsrv.message.wire import wire_chunks
+from mailsrv.message.wire import CHUNK, wire_chunks
 from mailsrv.net import sasl
 from mailsrv.net.lines import Line
 from mailsrv.net.login import IUser, LoginFailed, login
@@ -60,7 +60,7 @@ class _Syntax:
     raw: bool = False
 
 
-def command(*states: str, args: tuple[int, int] = (0, 0), raw: bool = False) -> Callable[[Any], Any]:
+def verb(*states: str, args: tuple[int, int] = (0, 0), raw: bool = False) -> Callable[[Any], Any]:
     """Mark a ``do_*`` method as a command valid in *states* with *args* (min, max) arguments."""
 
     def mark(method: Any) -> Any:
@@ -172,7 +172,7 @@ class POP3Server(ServerProtocol):
     def _stls_available(self) -> bool:
         return self.kind.offers_starttls and not self.session.tls_active
 
-    @command(*BOTH)
+    @verb(*BOTH)
     def do_CAPA(self) -> None:
         """RFC 2449 5; the list is the same in both states, as it requires."""
         caps = [b"TOP", b"UIDL", b"RESP-CODES", b"PIPELINING"]
@@ -183,7 +183,7 @@ class POP3Server(ServerProtocol):
         caps.append(b"IMPLEMENTATION mailsrv")
         self.multiline(replies.CAPABILITIES, b"".join(c + b"\r\n" for c in caps) + wire.TERMINATOR)
 
-    @command(AUTHORIZATION)
+    @verb(AUTHORIZATION)
     def do_STLS(self) -> None:
         """RFC 2595 4."""
         if not self._stls_available():
@@ -197,7 +197,7 @@ class POP3Server(ServerProtocol):
         self.session.tls_started = True
         self._user = None
 
-    @command(AUTHORIZATION, args=(1, 1))
+    @verb(AUTHORIZATION, args=(1, 1))
     def do_USER(self, name: bytes) -> None:
         """RFC 1939 7."""
         if not self._passwords_allowed():
@@ -206,7 +206,7 @@ class POP3Server(ServerProtocol):
         self._user = name
         self.ok(replies.SEND_PASS)
 
-    @command(AUTHORIZATION, args=(1, 1), raw=True)
+    @verb(AUTHORIZATION, args=(1, 1), raw=True)
     def do_PASS(self, password: bytes) -> Awaitable[None] | None:
         """RFC 1939 7; the password is the rest of the line, spaces and all."""
         user, self._user = self._user, None
@@ -218,7 +218,7 @@ class POP3Server(ServerProtocol):
             return None
         return self._login(UsernamePassword(user, password), "USER")
 
-    @command(AUTHORIZATION, args=(0, 2))
+    @verb(AUTHORIZATION, args=(0, 2))
     def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None) -> Awaitable[None] | None:
         """RFC 5034; a bare ``AUTH`` lists the mechanisms, as Outlook expects."""
         if not self._passwords_allowed():
@@ -272,7 +272,7 @@ class POP3Server(ServerProtocol):
         self.maildrop, self._logout = maildrop, logout
         self.ok(replies.LOGGED_IN)
 
-    @command(*BOTH)
+    @verb(*BOTH)
     async def do_QUIT(self) -> None:
         """RFC 1939 6: after login, QUIT enters the UPDATE state."""
         if self.maildrop is not None:
@@ -302,7 +302,7 @@ class POP3Server(ServerProtocol):
             return None
         return number
 
-    @command(TRANSACTION)
+    @verb(TRANSACTION)
     def do_STAT(self) -> None:
         """RFC 1939 5 (drop listing), from the maildrop's running totals."""
         assert self.maildrop is not None
@@ -319,19 +319,19 @@ class POP3Server(ServerProtocol):
         lines = b"".join(b"%d %s\r\n" % (n, value(info)) for n, info in self.maildrop.listing())
         self.multiline(header, lines + wire.TERMINATOR)
 
-    @command(TRANSACTION, args=(0, 1))
+    @verb(TRANSACTION, args=(0, 1))
     def do_LIST(self, arg: bytes | None = None) -> None:
         """RFC 1939 5 (scan listings)."""
         assert self.maildrop is not None
         header = replies.SCAN_LISTING % (self.maildrop.count, self.maildrop.octets)
         self._listing(arg, header, lambda info: b"%d" % info.size)
 
-    @command(TRANSACTION, args=(0, 1))
+    @verb(TRANSACTION, args=(0, 1))
     def do_UIDL(self, arg: bytes | None = None) -> None:
         """RFC 1939 7 (unique-id listings)."""
         self._listing(arg, b"", lambda info: unique_id(info.key))
 
-    @command(TRANSACTION, args=(1, 1))
+    @verb(TRANSACTION, args=(1, 1))
     async def do_RETR(self, arg: bytes) -> None:
         """RFC 1939 5; the octet count is the exact wire size."""
         number = self._number(arg)
@@ -340,7 +340,7 @@ class POP3Server(ServerProtocol):
             size = self.maildrop.info(number).size
             await self._send(number, replies.OCTETS % size, wire.stuffed)
 
-    @command(TRANSACTION, args=(2, 2))
+    @verb(TRANSACTION, args=(2, 2))
     async def do_TOP(self, arg: bytes, lines: bytes) -> None:
         """RFC 1939 7."""
         if not _NUMBER.match(lines):
@@ -354,8 +354,9 @@ class POP3Server(ServerProtocol):
     async def _send(self, number: int, first: bytes, frame: Callable[[Iterator[bytes]], Iterator[bytes]]) -> None:
         """Stream message *number*, framed by *frame*, after ``+OK first``.
 
-        The first piece goes out with the status line in one write; then
-        each piece waits until the client has read enough (back-pressure).
+        Pieces are gathered into writes of about one chunk (a small message
+        and its status line go out in one write, one TCP segment), and each
+        write waits until the client has read enough (back-pressure).
         """
         assert self.maildrop is not None
         try:
@@ -364,13 +365,18 @@ class POP3Server(ServerProtocol):
             self.err(replies.REMOVED_ELSEWHERE % number)
             return
         with stored:
-            pieces = frame(wire_chunks(stored.file))
-            self.write(b"+OK " + first + b"\r\n" + next(pieces))
-            for piece in pieces:
-                await self.drain()
-                self.write(piece)
+            pending = [b"+OK " + first + b"\r\n"]
+            size = 0
+            for piece in frame(wire_chunks(stored.file)):
+                pending.append(piece)
+                size += len(piece)
+                if size >= CHUNK:
+                    self.write(b"".join(pending))
+                    pending, size = [], 0
+                    await self.drain()
+            self.write(b"".join(pending))
 
-    @command(TRANSACTION, args=(1, 1))
+    @verb(TRANSACTION, args=(1, 1))
     def do_DELE(self, arg: bytes) -> None:
         """RFC 1939 5: only marks; removal happens at QUIT."""
         number = self._number(arg)
@@ -379,14 +385,14 @@ class POP3Server(ServerProtocol):
             self.maildrop.delete(number)
             self.ok(replies.DELETED % number)
 
-    @command(TRANSACTION)
+    @verb(TRANSACTION)
     def do_RSET(self) -> None:
         """RFC 1939 5: unmark every message."""
         assert self.maildrop is not None
         self.maildrop.reset()
         self.ok(replies.RESET % (self.maildrop.count, self.maildrop.octets))
 
-    @command(TRANSACTION)
+    @verb(TRANSACTION)
     def do_NOOP(self) -> None:
         """RFC 1939 5."""
         self.ok()

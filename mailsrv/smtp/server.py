@@ -35,8 +35,6 @@ log = Logger()
 
 _HELO_NAME = re.compile(rb"[\x21-\x7e]{1,255}\Z")
 
-Handler = Callable[["SMTPServer", bytes], "Reply | Awaitable[Reply] | None"]
-
 
 class SMTPServer(ServerProtocol):
     """One SMTP connection of listener kind ``smtp``, ``submission`` or ``submissions``."""
@@ -110,11 +108,11 @@ class SMTPServer(ServerProtocol):
             self.answer(replies.BAD_SYNTAX)
             return
         # Only ASCII letters name a command; NUL or 8-bit octets are "unknown".
-        handler = _COMMANDS.get(verb.upper()) if verb.isalpha() and len(verb) <= 16 else None
-        if handler is None:
+        name = verb.upper() if verb.isalpha() and len(verb) <= 16 else b""
+        if name not in _COMMANDS:
             self.answer(replies.UNKNOWN_COMMAND)  # RFC 5321 4.2.4
             return
-        reply = handler(self, rest)
+        reply = getattr(self, "do_" + name.decode())(rest)
         if reply is not None and not isinstance(reply, Reply):
             reply = await reply
         if reply is not None:
@@ -264,11 +262,8 @@ class SMTPServer(ServerProtocol):
         )
 
 
-_COMMANDS: dict[bytes, Handler] = {
-    name[3:].encode(): method
-    for name, method in vars(SMTPServer).items()
-    if name.startswith("do_")
-}
+#: The commands: every ``do_*`` method.
+_COMMANDS = frozenset(name[3:].encode() for name in vars(SMTPServer) if name.startswith("do_"))
 
 
 class SMTPFactory(ServerFactory):

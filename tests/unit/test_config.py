@@ -8,6 +8,7 @@ import os
 import pytest
 
 from mailsrv import config as configuration
+from mailsrv.config.dns import parse_nameserver
 from mailsrv.listeners import Kind
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "etc", "mailsrv.toml")
@@ -107,3 +108,18 @@ def test_command_line_overrides_are_checked_like_the_file(tmp_path):
     assert configuration.load(path, data_dir=None).data_dir == "/from/file"
     with pytest.raises(configuration.ConfigError, match=r"data_dir: expected a string"):
         configuration.load(path, data_dir=3)
+
+
+
+def test_name_servers_are_ip_or_ip_and_port():
+    assert parse_nameserver("127.0.0.1") == ("127.0.0.1", 53)
+    assert parse_nameserver("127.0.0.1:5353") == ("127.0.0.1", 5353)
+    assert parse_nameserver("::1") == ("::1", 53)
+    assert parse_nameserver("[::1]:5353") == ("::1", 5353)
+
+
+def test_a_bad_name_server_names_the_key(tmp_path):
+    path = tmp_path / "mailsrv.toml"
+    path.write_text('[dns]\nnameservers = ["dns.example:53"]\n')
+    with pytest.raises(configuration.ConfigError, match="dns.nameservers"):
+        configuration.load(str(path))

@@ -44,27 +44,3 @@ class CertificateTests(unittest.TestCase):
         )
         e = self.assertRaises(configuration.ConfigError, tls.server_options, config)
         self.assertIn("tls.key", str(e))
-
-
-class IsSecureTests(unittest.TestCase):
-    def transport(self, peer) -> StringTransport:
-        return StringTransport(peerAddress=peer)
-
-    def test_plain_tcp_is_not_secure_even_on_loopback_by_default(self):
-        config = make_config(self.mktemp())
-        self.assertFalse(tls.is_secure(self.transport(IPv4Address("TCP", "127.0.0.1", 1)), config))
-
-    def test_tls_transport_is_secure(self):
-        t = self.transport(IPv4Address("TCP", "192.0.2.1", 1))
-        alsoProvides(t, ISSLTransport)
-        self.assertTrue(tls.is_secure(t, make_config(self.mktemp())))
-
-    def test_wrapped_transport_after_starttls_is_secure(self):
-        t = self.transport(IPv4Address("TCP", "192.0.2.1", 1))
-        t.TLS = True  # what tcp.Connection sets on startTLS, seen through a wrapper
-        self.assertTrue(tls.is_secure(t, make_config(self.mktemp())))
-
-    def test_loopback_allowed_only_when_configured(self):
-        config = make_config(self.mktemp(), allow_plaintext_auth_on_loopback=True)
-        self.assertTrue(tls.is_secure(self.transport(IPv6Address("TCP", "::1", 1)), config))
-        self.assertFalse(tls.is_secure(self.transport(IPv4Address("TCP", "192.0.2.1", 1)), config))

@@ -8,8 +8,8 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 
-from support import TCPStringTransport
-from imap_harness import REMOTE, IMAPTestCase
+from support import TCPStringTransport, audit_events
+from imap_harness import CREDENTIALS, PASSWORD, REMOTE, IMAPTestCase
 
 
 class BeforeTLS(IMAPTestCase):
@@ -28,7 +28,7 @@ class BeforeTLS(IMAPTestCase):
     async def test_login_refused_with_privacyrequired(self) -> None:
         session = self.open(REMOTE)
         session.received()
-        reply = await session.command(b"a LOGIN alice@example.test secret")
+        reply = await session.command(b"a LOGIN " + CREDENTIALS)
         self.assertEqual(reply, b"a NO [PRIVACYREQUIRED] LOGIN is disabled until STARTTLS\r\n")
         reply = await session.command(b"b AUTHENTICATE PLAIN")
         self.assertEqual(reply, b"b NO [PRIVACYREQUIRED] Authentication is disabled until STARTTLS\r\n")
@@ -58,9 +58,9 @@ class Login(IMAPTestCase):
         self.assertIn(b"AUTH=PLAIN", session.received())
         reply = await session.command(b"a LOGIN alice@example.test wrong")
         self.assertEqual(reply, b"a NO LOGIN failed\r\n")
-        reply = await session.command(b"b LOGIN alice@example.test secret")
+        reply = await session.command(b"b LOGIN " + CREDENTIALS)
         self.assertEqual(reply, b"b OK LOGIN succeeded\r\n")
-        logins = [(e["user"], e["ip"], e["outcome"]) for e in events if "outcome" in e]
+        logins = [(e["user"], e["client_ip"], e["result"]) for e in audit_events(list(events), "login")]
         self.assertEqual(
             logins, [("alice@example.test", "127.0.0.1", "failed"), ("alice@example.test", "127.0.0.1", "ok")]
         )
@@ -69,7 +69,7 @@ class Login(IMAPTestCase):
         session = self.open()
         session.received()
         self.assertEqual(session.send(b"a AUTHENTICATE PLAIN\r\n"), b"+ \r\n")
-        response = base64.b64encode(b"\0alice@example.test\0secret")
+        response = base64.b64encode(b"\0alice@example.test\0" + PASSWORD)
         reply = session.send(response + b"\r\n")
         self.assertEqual(reply, b"a OK Authentication successful\r\n")
         self.assertEqual(session.server.state, "auth")

@@ -29,7 +29,7 @@ class LineLength(IMAPTestCase):
         self.assertEqual(session.send(b"a " + b"y" * (limit + 10)), b"a BAD Command line too long\r\n")
         for _ in range(5):
             self.assertEqual(session.send(b"y" * limit), b"")
-            self.assertLess(len(session.server._buffer), limit)
+            self.assertLess(len(session.server.input), limit)
         self.assertEqual(session.send(b"yyy\r\nb NOOP\r\n"), b"b OK NOOP completed\r\n")
 
 

@@ -9,25 +9,23 @@ from __future__ import annotations
 import base64
 import os
 
-from twisted.cred.portal import Portal
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
-from twisted.mail import pop3
 from twisted.test import iosim
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.trial import unittest
 from zope.interface import alsoProvides
 
 from mailsrv import config as configuration
-from mailsrv.accounts.cred import Realm
-from mailsrv.context import ServerContext
-from mailsrv.pop3 import mailbox_factory, make_factory
-from mailsrv.pop3.maildrop import _unique_id
-from mailsrv.store import Store
-from support import ALICE, PASSWORD, FakeChecker, FakeTLS, TCPStringTransport
+from mailsrv.listeners import Kind
+from mailsrv.message.body import Body
+from mailsrv.pop3.maildrop import unique_id
+from mailsrv.pop3.server import make_factory
+from mailsrv.store import Target
+from support import ALICE, PASSWORD, FakeChecker, FakeTLS, TCPStringTransport, audit_events, make_context
 
 LOGIN = b"USER alice@example.test\r\nPASS correct horse\r\n"
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -39,21 +37,19 @@ class POP3TestCase(unittest.TestCase):
     peer = IPv4Address("TCP", "192.0.2.7", 40000)
 
     def setUp(self) -> None:
-        tmp = self.mktemp()
-        self.config = configuration.Config(data_dir=tmp)
-        self.store = Store(os.path.join(tmp, "mail"))
+        self.config = configuration.Config(data_dir=self.mktemp())
         self.checker = FakeChecker()
-        self.ctx = ServerContext(config=self.config, store=self.store, directory=None, portal=None, tls=FakeTLS())
-        self.ctx.portal = Portal(Realm({pop3.IMailbox: mailbox_factory(self.ctx)}), [self.checker])
+        self.ctx = make_context(self.config, checker=self.checker, tls_options=FakeTLS())
+        self.store = self.ctx.store
         self.clock = task.Clock()
         self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def inbox(self):
-        return self.store.user(ALICE).folder("INBOX")
+        return self.successResultOf(self.store.user(ALICE).open("INBOX"))
 
     async def deliver(self, *messages: bytes) -> None:
         for data in messages:
-            await self.store.deliver([ALICE], data)
+            await self.store.deliver([Target(ALICE)], Body.from_wire(data))
 
     def connect(self, secure: bool = True, kind: str = "pop3", peer=None) -> None:
         """Open a session; *secure* makes the transport look like TLS."""
@@ -65,9 +61,7 @@ class POP3TestCase(unittest.TestCase):
 
     def build(self, kind: str = "pop3"):
         """A server protocol whose idle timer runs on ``self.clock``, not the reactor."""
-        server = make_factory(self.ctx, kind).buildProtocol(None)
-        server.callLater = self.clock.callLater
-        return server
+        return make_factory(self.ctx, Kind.named(kind), self.clock).buildProtocol(None)
 
     def say(self, data: bytes) -> bytes:
         """Send *data* (one packet) and return everything the server answered."""
@@ -79,8 +73,8 @@ class POP3TestCase(unittest.TestCase):
         self.connect()
         self.assertEqual(self.say(LOGIN), b"+OK Send PASS\r\n+OK Logged in.\r\n")
 
-    def logins(self) -> list[tuple[str, str, bool]]:
-        return [(e["user"], e["client_ip"], e["success"]) for e in self.log if e.get("protocol") == "pop3"]
+    def logins(self) -> list[tuple[str, str, str]]:
+        return [(e["user"], e["client_ip"], e["result"]) for e in audit_events(list(self.log), "login")]
 
 
 class GreetingAndCapabilityTests(POP3TestCase):
@@ -131,7 +125,7 @@ class GreetingAndCapabilityTests(POP3TestCase):
         self.assertEqual(self.say(b"CAPA\r\n"), before)
 
     def test_unknown_kind_is_refused(self):
-        self.assertRaises(ValueError, make_factory, self.ctx, "imap")
+        self.assertRaises(ValueError, make_factory, self.ctx, Kind.IMAP)
 
 
 class PlaintextRefusalTests(POP3TestCase):
@@ -156,7 +150,7 @@ class PlaintextRefusalTests(POP3TestCase):
 class UserPassTests(POP3TestCase):
     def test_login_logged_with_client_ip(self):
         self.login()
-        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", True)])
+        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "ok")])
 
     def test_bad_password(self):
         self.connect()
@@ -164,7 +158,7 @@ class UserPassTests(POP3TestCase):
             self.say(b"USER alice@example.test\r\nPASS wrong\r\n"),
             b"+OK Send PASS\r\n-ERR [AUTH] Invalid credentials\r\n",
         )
-        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", False)])
+        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "failed")])
         self.assertEqual(self.say(b"STAT\r\n"), b"-ERR Command not valid in this state\r\n")
 
     def test_pass_without_user(self):
@@ -191,7 +185,7 @@ class UserPassTests(POP3TestCase):
         self.say(LOGIN)
         self.server.connectionLost(None)
         clock.advance(1)
-        self.assertIsNone(self.server.mbox)
+        self.assertIsNone(self.server.maildrop)
 
 
 class AuthPlainTests(POP3TestCase):
@@ -205,7 +199,7 @@ class AuthPlainTests(POP3TestCase):
         self.assertEqual(
             self.say(b"AUTH PLAIN " + self.plain(b"", ALICE.encode(), PASSWORD) + b"\r\n"), b"+OK Logged in.\r\n"
         )
-        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", True)])
+        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "ok")])
 
     def test_continuation(self):
         self.connect()
@@ -218,7 +212,7 @@ class AuthPlainTests(POP3TestCase):
             self.say(b"AUTH PLAIN " + self.plain(b"", ALICE.encode(), b"nope") + b"\r\n"),
             b"-ERR [AUTH] Invalid credentials\r\n",
         )
-        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", False)])
+        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "failed")])
 
     def test_authorizing_as_another_user_is_refused(self):
         self.connect()
@@ -249,7 +243,7 @@ class TransactionTests(POP3TestCase):
         second = b"Subject: two\r\n\r\n.\r\n"
         await self.deliver(MESSAGE, second)
         self.login()
-        keys = tuple(_unique_id(m.key) for m in self.inbox().messages())
+        keys = tuple(unique_id(m.key) for m in self.inbox().messages())
         total = len(MESSAGE) + len(second)
         self.assertEqual(self.say(b"STAT\r\n"), b"+OK 2 %d\r\n" % total)
         self.assertEqual(
@@ -320,7 +314,7 @@ class TransactionTests(POP3TestCase):
         await self.deliver(MESSAGE, MESSAGE)
         self.login()
         inbox = self.inbox()
-        inbox.expunge([inbox.messages()[0].uid])
+        self.successResultOf(inbox.expunge([inbox.messages()[0].uid]))
         self.assertEqual(self.say(b"RETR 1\r\n"), b"-ERR Message 1 was removed by another session\r\n")
         self.assertTrue(self.say(b"RETR 2\r\n").startswith(b"+OK "))
 
@@ -344,7 +338,7 @@ class UpdateStateTests(POP3TestCase):
         self.login()
         self.assertEqual(self.say(b"DELE 1\r\nQUIT\r\n"), b"+OK Message 1 deleted\r\n+OK Bye.\r\n")
         self.assertTrue(self.transport.disconnecting)
-        self.inbox().sync(force=True)
+        self.successResultOf(self.inbox().sync())
         self.assertEqual(len(self.inbox().messages()), 1)
         self.assertEqual(len(os.listdir(os.path.join(self.inbox().path, "cur"))), 1)
 
@@ -355,7 +349,7 @@ class UpdateStateTests(POP3TestCase):
             self.say(b"DELE 1\r\nRSET\r\nQUIT\r\n"),
             b"+OK Message 1 deleted\r\n+OK Maildrop has 1 messages (%d octets)\r\n+OK Bye.\r\n" % len(MESSAGE),
         )
-        self.inbox().sync(force=True)
+        self.successResultOf(self.inbox().sync())
         self.assertEqual(len(self.inbox().messages()), 1)
 
     async def test_dele_without_quit_keeps(self):
@@ -363,7 +357,7 @@ class UpdateStateTests(POP3TestCase):
         self.login()
         self.say(b"DELE 1\r\n")
         self.server.connectionLost(None)
-        self.inbox().sync(force=True)
+        self.successResultOf(self.inbox().sync())
         self.assertEqual(len(self.inbox().messages()), 1)
 
     async def test_quit_before_login_removes_nothing(self):
@@ -383,7 +377,7 @@ class UpdateStateTests(POP3TestCase):
         first = self.say(b"UIDL 1\r\n")
         self.say(b"QUIT\r\n")
         inbox = self.inbox()
-        inbox.set_flags(inbox.messages()[0].uid, {"\\Seen", "\\Flagged"})
+        self.successResultOf(inbox.store_flags([(inbox.messages()[0].uid, frozenset({"\\Seen", "\\Flagged"}))]))
         self.assertIn(":2,FS", os.listdir(os.path.join(inbox.path, "cur"))[0])
         self.login()
         self.assertEqual(self.say(b"UIDL 1\r\n"), first)
@@ -393,13 +387,13 @@ class UniqueIdTests(unittest.TestCase):
     """RFC 1939 section 7: a unique-id is 1 to 70 octets in 0x21..0x7E."""
 
     def test_short_printable_key_is_the_uidl(self):
-        self.assertEqual(_unique_id("1700000000.M1P2Q3.host,S=10,W=11"), b"1700000000.M1P2Q3.host,S=10,W=11")
+        self.assertEqual(unique_id("1700000000.M1P2Q3.host,S=10,W=11"), b"1700000000.M1P2Q3.host,S=10,W=11")
 
     def test_long_or_unprintable_key_is_hashed_stably(self):
         for key in ("1700000000.M1P2Q3." + "h" * 80, "1700000000.M1P2Q3.h\u00e9 st"):
-            uidl = _unique_id(key)
+            uidl = unique_id(key)
             self.assertEqual(len(uidl), 40)
-            self.assertEqual(_unique_id(key), uidl)
+            self.assertEqual(unique_id(key), uidl)
 
 
 class HostileInputTests(POP3TestCase):
@@ -419,7 +413,7 @@ class HostileInputTests(POP3TestCase):
         limit = self.config.limits.max_line_length
         answers = b"".join(self.say(b"A" * 4096) for _ in range(limit // 1024))
         self.assertEqual(answers, b"-ERR Line too long\r\n")
-        self.assertLessEqual(len(self.server._inbuf), limit)
+        self.assertLessEqual(len(self.server.input), limit)
         self.assertEqual(self.say(b"AAAA\r\nCAPA\r\n")[:4], b"+OK ")
 
     def test_complete_overlong_line(self):
@@ -446,10 +440,10 @@ class HostileInputTests(POP3TestCase):
         await self.deliver(MESSAGE)
         self.login()
 
-        def broken(index):
+        def broken(number):
             raise OSError("disk on fire")
 
-        self.server.mbox.getMessage = broken
+        self.server.maildrop.open_message = broken
         self.assertEqual(self.say(b"RETR 1\r\n"), b"-ERR [SYS/TEMP] Temporary server failure, try again later\r\n")
         self.assertFalse(self.transport.disconnecting)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)

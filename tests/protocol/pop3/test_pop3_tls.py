@@ -8,7 +8,10 @@ import socket
 from twisted.internet import threads
 
 from mailsrv import tls
-from mailsrv.pop3 import make_factory
+from mailsrv.listeners import Kind
+from mailsrv.message.body import Body
+from mailsrv.pop3.server import make_factory
+from mailsrv.store import Target
 from support import ALICE, PASSWORD, client_context, listen_loopback
 from test_pop3 import MESSAGE, POP3TestCase
 
@@ -20,8 +23,8 @@ class RealTLSTests(POP3TestCase):
     async def listen(self, kind: str) -> int:
         """Serve *kind* on a free loopback port, with DOTTED in alice's INBOX; returns the port."""
         self.ctx.tls = tls.server_options(self.config)
-        port = listen_loopback(self, make_factory(self.ctx, kind), self.ctx.tls if kind == "pop3s" else None)
-        await self.store.deliver([ALICE], DOTTED)
+        port = listen_loopback(self, make_factory(self.ctx, Kind.named(kind)), self.ctx.tls if kind == "pop3s" else None)
+        await self.store.deliver([Target(ALICE)], Body.from_wire(DOTTED))
         return port
 
     async def test_stls_login_and_retr(self):

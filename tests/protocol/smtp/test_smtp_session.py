@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.cred.portal import Portal
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
@@ -20,11 +19,11 @@ from twisted.trial import unittest
 from zope.interface import alsoProvides, implementer
 
 from mailsrv import config as configuration
-from mailsrv.accounts.cred import Realm
-from mailsrv.context import ServerContext
-from mailsrv.smtp.auth import ISubmitter, Submitter
-from mailsrv.smtp.server import make_factory
-from support import FakeChecker, TCPStringTransport
+from mailsrv.listeners import Kind
+from mailsrv.message import wire
+from mailsrv.smtp.data import DataReader
+from mailsrv.smtp.server import SMTPServer, make_factory
+from support import FakeChecker, TCPStringTransport, audit_events, make_context
 
 HOST = "mx.example.test"
 MAX_SIZE = 4096
@@ -49,15 +48,16 @@ class FakeDirectory:
 
 
 class FakeStore:
-    """Records every ``deliver``; in manual mode its Deferreds fire when the test says so."""
+    """Records every ``deliver`` (addresses, wire-form octets); in manual mode its
+    Deferreds fire when the test says so."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], bytes]] = []
         self.manual = False
         self.pending: list[defer.Deferred[None]] = []
 
-    def deliver(self, addresses: list[str], data: bytes) -> defer.Deferred[None]:
-        self.calls.append((list(addresses), data))
+    def deliver(self, targets: list[Any], body: Any) -> defer.Deferred[None]:
+        self.calls.append(([t.address for t in targets], wire.to_wire(body.read())))
         if not self.manual:
             return defer.succeed(None)
         d: defer.Deferred[None] = defer.Deferred()
@@ -99,15 +99,15 @@ class SMTPTestCase(unittest.TestCase):
         self.config = self.make_config()
         self.store = FakeStore()
         self.checker = FakeChecker()
-        portal = Portal(Realm({ISubmitter: Submitter}), [self.checker])
-        self.ctx = ServerContext(
-            config=self.config, store=self.store, directory=FakeDirectory(), portal=portal, tls=object()
+        self.ctx = make_context(
+            self.config, store=self.store, directory=FakeDirectory(), checker=self.checker, tls_options=object()
         )
         self.clock = task.Clock()
         self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def make_config(self, **auth: Any) -> configuration.Config:
         return configuration.Config(
+            data_dir=self.mktemp(),
             hostname=HOST,
             domains=("example.test", "example.org"),
             limits=configuration.LimitsConfig(
@@ -125,8 +125,7 @@ class SMTPTestCase(unittest.TestCase):
         self.transport = TLSStringTransport(peerAddress=peer or self.peer)
         if secure:
             alsoProvides(self.transport, ISSLTransport)
-        self.server = make_factory(self.ctx, kind or self.kind).buildProtocol(None)
-        self.server.callLater = self.clock.callLater
+        self.server = make_factory(self.ctx, Kind.named(kind or self.kind), self.clock).buildProtocol(None)
         self.server.makeConnection(self.transport)
         return self.transport.value()
 
@@ -140,10 +139,10 @@ class SMTPTestCase(unittest.TestCase):
         return self.say(b"EHLO client.example.net\r\n")
 
     def transactions(self) -> list[dict[str, Any]]:
-        return [e for e in self.log if e.get("log_format", "").startswith("SMTP transaction")]
+        return audit_events(list(self.log), "transaction")
 
-    def logins(self) -> list[tuple[str, str, bool]]:
-        return [(e["user"], e["client_ip"], e["success"]) for e in self.log if "SMTP login" in e.get("log_format", "")]
+    def logins(self) -> list[tuple[str, str, str]]:
+        return [(e["user"], e["client_ip"], e["result"]) for e in audit_events(list(self.log), "login")]
 
 
 class GreetingTests(SMTPTestCase):
@@ -180,7 +179,7 @@ class GreetingTests(SMTPTestCase):
         self.assertEqual(self.say(b"EHLO bad\x00name\r\n"), b"501 5.5.4 Syntax: EHLO hostname\r\n")
 
     def test_unknown_kind_is_refused(self):
-        self.assertRaises(ValueError, make_factory, self.ctx, "pop3")
+        self.assertRaises(ValueError, make_factory, self.ctx, Kind.POP3)
 
 
 class SmallCommandTests(SMTPTestCase):
@@ -230,7 +229,7 @@ class SmallCommandTests(SMTPTestCase):
 
     def test_a_bug_while_running_a_command_is_421_and_logged(self):
         # RFC 5321 4.2.1: 421 makes the client retry later; nothing is lost to our bug.
-        self.server.do_NOOP = lambda rest: 1 // 0
+        self.patch(SMTPServer, "do_NOOP", lambda server, rest: 1 // 0)
         self.assertEqual(self.say(b"NOOP\r\nRSET\r\n"), b"421 4.3.0 mx.example.test Error: internal error\r\n")
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
@@ -239,7 +238,7 @@ class SmallCommandTests(SMTPTestCase):
         self.ehlo()
         self.say(b"MAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.test>\r\n")
         self.assertEqual(self.say(b"DATA\r\n")[:4], b"354 ")
-        self.server._data_lines = lambda body: 1 // 0
+        self.patch(DataReader, "_lines", lambda reader, body: 1 // 0)
         self.assertEqual(self.say(b"Subject: x\r\n\r\nbody\r\n"), b"421 4.3.0 mx.example.test Error: internal error\r\n")
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)

@@ -100,7 +100,7 @@ class AuthTests(SubmissionTestCase):
     def test_plain_with_initial_response(self):
         self.start_tls()
         self.assertEqual(self.say(PLAIN_OK), AUTH_OK)
-        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", True)])
+        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "ok")])
 
     def test_plain_without_initial_response(self):
         self.start_tls()
@@ -116,7 +116,7 @@ class AuthTests(SubmissionTestCase):
     def test_bad_password(self):
         self.start_tls()
         self.assertEqual(self.say(PLAIN_BAD), b"535 5.7.8 Error: authentication failed\r\n")
-        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", False)])
+        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "failed")])
 
     def test_malformed_plain_is_501_not_a_dropped_connection(self):
         self.start_tls()
@@ -140,7 +140,7 @@ class AuthTests(SubmissionTestCase):
         self.start_tls()
         other = base64.b64encode(b"bob@example.test\0" + ALICE.encode() + b"\0" + PASSWORD)
         self.assertEqual(self.say(b"AUTH PLAIN " + other + b"\r\n"), b"535 5.7.8 Error: authentication failed\r\n")
-        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", False)])
+        self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "failed")])
         self.assertEqual(self.say(b"MAIL FROM:<alice@example.test>\r\n"), b"530 5.7.0 Authentication required\r\n")
 
     def test_plain_authzid_equal_to_authcid_in_any_case(self):

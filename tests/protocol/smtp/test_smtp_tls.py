@@ -14,10 +14,10 @@ import socket
 from twisted.internet import threads
 
 from mailsrv import config as configuration, tls
+from mailsrv.listeners import Kind
 from mailsrv.smtp.server import make_factory
-from mailsrv.store import Store
-from support import ALICE, PASSWORD, client_context, listen_loopback
-from test_smtp_session import SMTPTestCase
+from support import ALICE, PASSWORD, client_context, listen_loopback, make_context
+from test_smtp_session import FakeDirectory, SMTPTestCase
 
 MESSAGE = b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\n.dot first\r\nHello.\r\n"
 
@@ -27,13 +27,13 @@ class RealTLSTests(SMTPTestCase):
         super().setUp()
         tmp = os.path.abspath(self.mktemp())
         self.config = configuration.Config(hostname="localhost", data_dir=tmp, domains=("example.test",))
-        self.ctx.config = self.config
-        self.ctx.store = Store(self.config.mail_dir)
-        self.ctx.tls = tls.server_options(self.config)
+        self.ctx = make_context(
+            self.config, directory=FakeDirectory(), checker=self.checker, tls_options=tls.server_options(self.config)
+        )
 
     def listen(self, kind: str) -> int:
         """Serve *kind* on a free loopback port; returns the port."""
-        return listen_loopback(self, make_factory(self.ctx, kind), self.ctx.tls if kind == "submissions" else None)
+        return listen_loopback(self, make_factory(self.ctx, Kind.named(kind)), self.ctx.tls if kind == "submissions" else None)
 
     def stored(self, address: str) -> list[str]:
         """Paths of the messages in the INBOX (new/) of *address*."""

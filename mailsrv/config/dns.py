@@ -1,0 +1,45 @@
+"""``[dns]``: where the server's one resolver sends its queries (see :mod:`mailsrv.dns`)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from mailsrv.config.schema import Invalid, Table, setting
+
+
+def _nameservers(entries: tuple[str, ...]) -> tuple[str, ...]:
+    """Each entry is ``ip`` or ``ip:port`` (``[v6]:port`` for IPv6 with a port)."""
+    for entry in entries:
+        try:
+            parse_nameserver(entry)
+        except ValueError:
+            raise Invalid(f"{entry!r} is not ip or ip:port") from None
+    return entries
+
+
+def parse_nameserver(entry: str) -> tuple[str, int]:
+    """``(ip, port)`` for ``ip``, ``ip:port`` or ``[ipv6]:port``; port 53 by default."""
+    host, port = entry, 53
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        if rest:
+            port = int(rest.removeprefix(":"))
+    elif entry.count(":") == 1:
+        host, _, number = entry.partition(":")
+        port = int(number)
+    ipaddress.ip_address(host)
+    if not 0 < port < 65536:
+        raise ValueError(entry)
+    return host, port
+
+
+@dataclass(frozen=True)
+class DNSConfig(Table):
+    """The name servers every lookup goes to."""
+
+    DOC = "DNS: every lookup the server makes (policy checks, later MX and SPF) goes to these servers."
+
+    nameservers: tuple[str, ...] = setting(
+        (), 'Name servers as "ip" or "ip:port"; [] uses the system resolver (/etc/resolv.conf).', _nameservers
+    )
