@@ -53,7 +53,7 @@ class StartTLSTests(SubmissionTestCase):
         self.assertIs(self.transport.tls_options, self.ctx.tls)
 
     def test_commands_pipelined_behind_starttls_are_discarded(self):
-        # RFC 3207 6; Twisted answers the RSET inside TLS (TWISTED-NOTES 1).
+        # RFC 3207 6; Twisted answers the RSET inside TLS (docs/twisted-notes.rst, "STARTTLS command injection").
         self.connect()
         self.ehlo()
         self.assertEqual(self.say(b"STARTTLS\r\nRSET\r\nMAIL FROM:<x@example.net>\r\nNOOP"), b"220 2.0.0 Ready to start TLS\r\n")
