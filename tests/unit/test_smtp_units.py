@@ -1,4 +1,4 @@
-"""The small pure parts of mailsrv.smtp: line framing, parameters, trace headers."""
+"""The small pure parts of mailsrv.smtp: MAIL/RCPT parameters and trace headers."""
 
 from __future__ import annotations
 
