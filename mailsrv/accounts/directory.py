@@ -14,7 +14,7 @@ from twisted.logger import Logger
 
 from mailsrv.accounts import aliases, users
 from mailsrv.accounts.addresses import normalize, split_address
-from mailsrv.accounts.textfile import WatchedFile
+from mailsrv.store.files import WatchedFile
 from mailsrv.config import Config
 
 log = Logger()

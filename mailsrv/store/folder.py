@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from mailsrv.durable import fsync_dir
+from mailsrv.store.files import fsync_dir
 from mailsrv.message import wire
 from mailsrv.store import maildir
 from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder

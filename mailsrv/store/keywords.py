@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import string
 
-from mailsrv.durable import replace_file
+from mailsrv.store.files import FileStamp, read_text, replace_file
 from mailsrv.store.errors import KeywordLimit
 
 FILENAME = "dovecot-keywords"
@@ -24,26 +24,22 @@ class Keywords:
         self.path = os.path.join(folder_path, FILENAME)
         self.letter_of: dict[str, str] = {}
         self.keyword_of: dict[str, str] = {}
-        self._mtime: int | None = None
+        self._stamp: FileStamp | None = None
         self.refresh()
 
     def refresh(self) -> None:
         """Re-read the file if it changed on disk."""
-        try:
-            mtime = os.stat(self.path).st_mtime_ns
-        except FileNotFoundError:
-            return
-        if mtime == self._mtime:
+        stamp = FileStamp.of(self.path)
+        if stamp is None or stamp == self._stamp:
             return
         letter_of: dict[str, str] = {}
-        with open(self.path, "rb") as f:
-            for line in f.read().decode("utf-8", "replace").splitlines():
-                index, _, keyword = line.partition(" ")
-                if index.isdigit() and int(index) < len(LETTERS) and keyword:
-                    letter_of[keyword] = LETTERS[int(index)]
+        for line in read_text(self.path).splitlines():
+            index, _, keyword = line.partition(" ")
+            if index.isdigit() and int(index) < len(LETTERS) and keyword:
+                letter_of[keyword] = LETTERS[int(index)]
         self.letter_of = letter_of
         self.keyword_of = {v: k for k, v in letter_of.items()}
-        self._mtime = mtime
+        self._stamp = stamp
 
     def ensure(self, keywords: "set[str] | frozenset[str]") -> None:
         """Give every keyword a letter, persisting new ones.
@@ -63,4 +59,4 @@ class Keywords:
             self.keyword_of[letter] = keyword
         lines = sorted((LETTERS.index(letter), kw) for kw, letter in self.letter_of.items())
         replace_file(self.path, "".join(f"{i} {kw}\n" for i, kw in lines).encode("utf-8"))
-        self._mtime = os.stat(self.path).st_mtime_ns
+        self._stamp = FileStamp.of(self.path)

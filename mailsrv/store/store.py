@@ -16,7 +16,7 @@ from twisted.internet import threads
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from mailsrv.durable import fsync_dir
+from mailsrv.store.files import fsync_dir
 from mailsrv.message import wire
 from mailsrv.store import maildir, names
 from mailsrv.store.errors import InvalidAddress

@@ -15,15 +15,13 @@ size or mtime shows that someone else wrote it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 
 from twisted.logger import Logger
 
-from mailsrv.durable import replace_file
+from mailsrv.store.files import FileStamp, locked, replace_file
 
 FILENAME = "mailsrv-uidlist"
 _last_validity = 0
@@ -43,35 +41,18 @@ class UIDList:
 
     def __init__(self, folder_path: str) -> None:
         self.path = os.path.join(folder_path, FILENAME)
-        self._lock_path = self.path + ".lock"
         self.uidvalidity = 0
         self.uidnext = 1
         self.by_key: dict[str, int] = {}
-        self._stamp: tuple[int, int, int] | None = None
-        with self._locked():
+        self._stamp: FileStamp | None = None
+        with locked(self.path):
             self._reload_if_changed()
             if not self.uidvalidity:
                 self.uidvalidity = _new_uidvalidity()
                 self._rewrite()
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
-
     def _reload_if_changed(self) -> None:
-        stamp = self._file_stamp()
+        stamp = FileStamp.of(self.path)
         if stamp == self._stamp or stamp is None:
             return
         with open(self.path, "rb") as f:
@@ -98,18 +79,18 @@ class UIDList:
         lines = [f"1 V{self.uidvalidity} N{self.uidnext}\n"]
         lines.extend(f"{uid} {key}\n" for key, uid in sorted(self.by_key.items(), key=lambda kv: kv[1]))
         replace_file(self.path, "".join(lines).encode("utf-8"))
-        self._stamp = self._file_stamp()
+        self._stamp = FileStamp.of(self.path)
 
     def refresh(self) -> None:
         """Pick up UIDs another node assigned since we last looked."""
-        if self._file_stamp() != self._stamp:
-            with self._locked():
+        if FileStamp.of(self.path) != self._stamp:
+            with locked(self.path):
                 self._reload_if_changed()
 
     def assign(self, keys: Iterable[str]) -> dict[str, int]:
         """Give each key without a UID the next UID, durably; return key -> UID."""
         keys = list(keys)
-        with self._locked():
+        with locked(self.path):
             self._reload_if_changed()
             added: dict[str, int] = {}
             for key in keys:
@@ -124,12 +105,12 @@ class UIDList:
                     f.write(text.encode("utf-8"))
                     f.flush()
                     os.fdatasync(f.fileno())
-                self._stamp = self._file_stamp()
+                self._stamp = FileStamp.of(self.path)
             return {key: self.by_key[key] for key in keys}
 
     def forget(self, keys: Iterable[str]) -> None:
         """Drop expunged keys; UIDNEXT is kept so their UIDs are never reused."""
-        with self._locked():
+        with locked(self.path):
             self._reload_if_changed()
             changed = False
             for key in keys:

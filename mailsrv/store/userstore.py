@@ -13,7 +13,7 @@ import os
 import shutil
 import uuid
 
-from mailsrv.durable import fsync_dir, replace_file
+from mailsrv.store.files import fsync_dir, replace_file
 from mailsrv.store import maildir, names
 from mailsrv.store.errors import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder
 from mailsrv.store.folder import Folder
