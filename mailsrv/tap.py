@@ -24,8 +24,12 @@ from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
 from mailsrv.listeners import Kind, listener
 from mailsrv.store import Store
+from mailsrv.workers import Executor, PoolExecutor
 
 log = Logger()
+
+#: Threads for the store's fsyncs, directory scans and index updates.
+DISK_THREADS = 32
 
 
 class Options(usage.Options):
@@ -83,14 +87,15 @@ def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
     return make_factory(ctx, kind.label)
 
 
-def build_context(config: configuration.Config, tls_options: object) -> ServerContext:
+def build_context(config: configuration.Config, tls_options: object, disk: Executor) -> ServerContext:
     """The shared objects for every listener, with the realm's avatar makers."""
     from mailsrv.imap.server import account_factory
     from mailsrv.pop3 import mailbox_factory
     from mailsrv.smtp.auth import ISubmitter, Submitter
 
     directory = Directory(config)
-    ctx = ServerContext(config=config, store=Store(config.mail_dir), directory=directory, portal=None, tls=tls_options)
+    store = Store(config.mail_dir, disk)
+    ctx = ServerContext(config=config, store=store, directory=directory, portal=None, tls=tls_options)
     ctx.portal = make_portal(
         config,
         directory,
@@ -102,9 +107,13 @@ def build_context(config: configuration.Config, tls_options: object) -> ServerCo
 def makeService(options: Options) -> service.IService:
     """The service tree: one listener service per configured endpoint."""
     config: configuration.Config = options["parsed"]
-    ctx = build_context(config, options["tls"])
-    reactor.suggestThreadPoolSize(32)  # durable writes run in threads
     top = service.MultiService()
+    # A child service: its threads start after twistd dropped privileges,
+    # and stop (finishing their jobs) at shutdown.
+    disk = PoolExecutor(reactor, "disk", DISK_THREADS)
+    disk.setServiceParent(top)
+    ctx = build_context(config, options["tls"], disk)
+    reactor.suggestThreadPoolSize(32)  # password hashing still runs in the global pool
     for kind in Kind:
         for description in getattr(config.listen, kind.label):
             factory = _protocol_factory(ctx, kind)

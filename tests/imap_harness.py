@@ -4,6 +4,9 @@ A real :class:`~mailsrv.store.Store` in a temp dir, the real realm with a
 checker that knows alice, and :class:`Session`: one ``IMAPServer`` on a
 ``StringTransport`` that a test talks to line by line, as in the RFC 3501
 example sessions.
+
+The store runs its disk work inline (``InlineExecutor``), so every command
+is answered before ``dataReceived`` returns and no test spins the reactor.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.mail import imap4
@@ -27,7 +30,9 @@ from mailsrv import config as configuration
 from mailsrv.accounts.cred import Realm
 from mailsrv.context import ServerContext
 from mailsrv.imap.server import IMAPServer, account_factory
-from mailsrv.store import Store
+from mailsrv.message.body import Body
+from mailsrv.store import Store, Target
+from mailsrv.workers import InlineExecutor
 from support import FakeTLS
 
 ALICE = "alice@example.test"
@@ -49,9 +54,14 @@ class AliceChecker:
 
 
 def run_now(steps: Any) -> defer.Deferred[None]:
-    """A FETCH scheduler that runs every step at once, for in-memory tests."""
-    for _ in steps:
-        pass
+    """A FETCH scheduler that runs every step at once, for in-memory tests.
+
+    With the inline store every Deferred a step yields has already fired;
+    one that has not would mean the test depends on a reactor.
+    """
+    for step in steps:
+        if isinstance(step, defer.Deferred) and not step.called:
+            raise AssertionError("a FETCH step waits for a Deferred that has not fired")
     return defer.succeed(None)
 
 
@@ -83,15 +93,12 @@ class Session:
         return await self.wait_for(tag)
 
     async def wait_for(self, tag: bytes) -> bytes:
-        """Collect output until the tagged OK/NO/BAD for *tag* (store work is threaded)."""
+        """Everything sent since the last call, which must end with the tagged OK/NO/BAD for *tag*."""
         pattern = re.compile(rb"(?:\A|\r\n)" + re.escape(tag) + rb" (?:OK|NO|BAD)[^\r]*\r\n\Z")
-        data = b""
-        for _ in range(500):
-            data += self.received()
-            if pattern.search(data):
-                return data
-            await task.deferLater(reactor, 0.01, lambda: None)
-        raise AssertionError(f"no tagged reply for {tag!r}; got {data!r}")
+        data = self.received()
+        if not pattern.search(data):
+            raise AssertionError(f"no tagged reply for {tag!r}; got {data!r}")
+        return data
 
     def close(self) -> None:
         self.server.connectionLost(Failure(ConnectionError("test over")))
@@ -107,14 +114,22 @@ class IMAPTestCase(unittest.TestCase):
             auth=configuration.AuthConfig(allow_plaintext_auth_on_loopback=True),
             limits=configuration.LimitsConfig(imap_max_line_length=64 * 1024, imap_max_literal_size=1024 * 1024),
         )
-        self.store = Store(config.mail_dir)
+        self.store = Store(config.mail_dir, InlineExecutor())
         factories: dict[Any, Any] = {}
         self.ctx = ServerContext(
             config=config, store=self.store, directory=None, portal=Portal(Realm(factories), [AliceChecker()]),
             tls=FakeTLS(),
         )
         factories[imap4.IAccount] = account_factory(self.ctx)
-        self.inbox = self.store.user(ALICE).folder("INBOX")
+        self.inbox = self.folder("INBOX")
+
+    def folder(self, name: str) -> Any:
+        """alice's folder *name*, opened (the inline store has done so on return)."""
+        return self.successResultOf(self.store.user(ALICE).open(name))
+
+    def set_flags(self, uid: int, flags: set[str]) -> None:
+        """Change flags in alice's INBOX as another session would."""
+        self.successResultOf(self.inbox.store_flags([(uid, frozenset(flags))]))
 
     def open(self, peer: IPv4Address = LOOPBACK, transport: Any = None) -> Session:
         """A new connection, greeted, not logged in."""
@@ -136,4 +151,4 @@ class IMAPTestCase(unittest.TestCase):
     async def deliver(self, *messages: bytes) -> None:
         """Deliver messages to alice's INBOX as SMTP does."""
         for message in messages:
-            await self.store.deliver([ALICE], message)
+            await self.store.deliver([Target(ALICE)], Body.from_wire(message))

@@ -1,17 +1,17 @@
 """The IMAP avatar: one user's folder tree (``IAccount`` over ``UserStore``).
 
-Store errors become ``MailboxException`` with a response code first, so
-Twisted's CREATE/DELETE/RENAME/SUBSCRIBE handlers answer a clean tagged
+Every operation returns the store's Deferred.  Store errors become
+``MailboxException`` with a response code first, so the server's
+CREATE/DELETE/RENAME/SUBSCRIBE handlers answer a clean tagged
 ``NO [CODE] ...`` (RFC 5530) rather than ``BAD Server error``.
 """
 
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
-from typing import Iterator
-
+from twisted.internet.defer import Deferred
 from twisted.mail import imap4
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.imap.mailbox import Mailbox
@@ -19,21 +19,21 @@ from mailsrv.store import Folder, FolderExists, FolderHasChildren, InvalidFolder
 
 DELIMITER = "/"
 
+_NO_TEXTS = [
+    (InvalidFolderName, "[CANNOT] Invalid mailbox name"),
+    (NoSuchFolder, "[NONEXISTENT] No such mailbox"),
+    (FolderExists, "[ALREADYEXISTS] Mailbox already exists"),
+    # RFC 3501 6.3.4 allows refusing; Dovecot's words, RFC 5530 code.
+    (FolderHasChildren, "[CANNOT] Mailbox has children, delete them first"),
+]
 
-@contextmanager
-def store_errors() -> Iterator[None]:
-    """Translate store exceptions into IMAP ``NO`` texts."""
-    try:
-        yield
-    except InvalidFolderName:
-        raise imap4.MailboxException("[CANNOT] Invalid mailbox name") from None
-    except NoSuchFolder:
-        raise imap4.MailboxException("[NONEXISTENT] No such mailbox") from None
-    except FolderExists:
-        raise imap4.MailboxException("[ALREADYEXISTS] Mailbox already exists") from None
-    except FolderHasChildren:
-        # RFC 3501 6.3.4 allows refusing; Dovecot's words, RFC 5530 code.
-        raise imap4.MailboxException("[CANNOT] Mailbox has children, delete them first") from None
+
+def store_errors(failure: Failure) -> Failure:
+    """Errback translating store exceptions into ``MailboxException`` with the IMAP ``NO`` text."""
+    for error, text in _NO_TEXTS:
+        if failure.check(error):
+            return Failure(imap4.MailboxException(text))
+    return failure
 
 
 def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
@@ -56,74 +56,71 @@ class Account:
     def __init__(self, user: UserStore) -> None:
         self.user = user
 
-    def folder(self, name: str) -> Folder:
-        """The store folder for an IMAP name; store errors propagate.
+    def folder(self, name: str) -> "Deferred[Folder]":
+        """The store folder for an IMAP name, synced; store errors are the Deferred's.
 
         The server maps them itself, because the right answer depends on
         the command (COPY and APPEND want ``[TRYCREATE]``, RFC 3501 6.4.7).
         """
-        return self.user.folder(name)
+        return self.user.open(name)
 
     # -- IAccount ---------------------------------------------------------------
 
-    def addMailbox(self, name: str, mbox: object = None) -> bool:
+    def addMailbox(self, name: str, mbox: object = None) -> "Deferred[bool]":
         """Same as CREATE; an existing mailbox object cannot be adopted."""
         return self.create(name)
 
-    def create(self, pathspec: str) -> bool:
+    def create(self, pathspec: str) -> "Deferred[bool]":
         """CREATE (RFC 3501 6.3.3); a trailing ``/`` is allowed and dropped."""
-        with store_errors():
-            self.user.create_folder(pathspec.rstrip(DELIMITER) or pathspec)
-        return True
+        d = self.user.create_folder(pathspec.rstrip(DELIMITER) or pathspec)
+        return d.addCallbacks(lambda _: True, store_errors)
 
-    def select(self, name: str, rw: bool = True) -> Mailbox:
+    def select(self, name: str, rw: bool = True) -> "Deferred[Mailbox]":
         """A fresh per-session view for SELECT (*rw*) or EXAMINE."""
-        with store_errors():
-            return Mailbox(self.folder(name), bool(rw))
+        return self.folder(name).addCallbacks(lambda folder: Mailbox(folder, bool(rw)), store_errors)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> "Deferred[None]":
         """DELETE (RFC 3501 6.3.4)."""
-        with store_errors():
-            self.user.delete_folder(name)
+        return self.user.delete_folder(name).addErrback(store_errors)
 
-    def rename(self, oldname: str, newname: str) -> None:
+    def rename(self, oldname: str, newname: str) -> "Deferred[None]":
         """RENAME (RFC 3501 6.3.5), subfolders included."""
-        with store_errors():
-            self.user.rename_folder(oldname, newname)
+        return self.user.rename_folder(oldname, newname).addErrback(store_errors)
 
-    def isSubscribed(self, name: str) -> bool:
+    def isSubscribed(self, name: str) -> "Deferred[bool]":
         """Whether LSUB lists *name*."""
-        return name in self.user.subscriptions()
+        return self.user.subscriptions().addCallback(lambda subs: name in subs)
 
-    def subscribe(self, name: str) -> None:
+    def subscribe(self, name: str) -> "Deferred[None]":
         """SUBSCRIBE (RFC 3501 6.3.6)."""
-        with store_errors():
-            self.user.subscribe(name)
+        return self.user.subscribe(name).addErrback(store_errors)
 
-    def unsubscribe(self, name: str) -> None:
+    def unsubscribe(self, name: str) -> "Deferred[None]":
         """UNSUBSCRIBE (RFC 3501 6.3.7)."""
-        with store_errors():
-            self.user.unsubscribe(name)
+        return self.user.unsubscribe(name).addErrback(store_errors)
 
-    def listMailboxes(self, ref: str, wildcard: str) -> list[tuple[str, list[str]]]:
+    def listMailboxes(self, ref: str, wildcard: str) -> "Deferred[list[tuple[str, list[str]]]]":
         """``(name, flags)`` of existing folders matching *ref* + *wildcard*.
 
         Flags are the RFC 3348 child flags, so clients need not probe.
         """
-        names = self.user.list_folders()
         regex = pattern_regex(ref, wildcard)
-        result = []
-        for name in names:
-            if regex.fullmatch(name):
-                prefix = name + DELIMITER
-                children = any(n.startswith(prefix) for n in names)
-                result.append((name, ["\\HasChildren" if children else "\\HasNoChildren"]))
-        return result
 
-    def listSubscribed(self, ref: str, wildcard: str) -> list[str]:
+        def matching(names: list[str]) -> list[tuple[str, list[str]]]:
+            result = []
+            for name in names:
+                if regex.fullmatch(name):
+                    prefix = name + DELIMITER
+                    children = any(n.startswith(prefix) for n in names)
+                    result.append((name, ["\\HasChildren" if children else "\\HasNoChildren"]))
+            return result
+
+        return self.user.list_folders().addCallback(matching)
+
+    def listSubscribed(self, ref: str, wildcard: str) -> "Deferred[list[str]]":
         """Subscribed names matching, existing or not (RFC 3501 6.3.9)."""
         regex = pattern_regex(ref, wildcard)
-        return sorted(n for n in self.user.subscriptions() if regex.fullmatch(n))
+        return self.user.subscriptions().addCallback(lambda subs: sorted(n for n in subs if regex.fullmatch(n)))
 
     # -- INamespacePresenter (RFC 2342) -----------------------------------------
 

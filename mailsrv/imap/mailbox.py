@@ -16,12 +16,14 @@ from __future__ import annotations
 import bisect
 from typing import Any, Iterable, Iterator, Sequence
 
+from twisted.internet.defer import Deferred
 from twisted.mail import imap4
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from mailsrv.imap.message import SYSTEM_FLAGS, Message, sort_flags
-from mailsrv.store import Folder, IFolderListener, MessageGone, MessageInfo
+from mailsrv.message.body import Body
+from mailsrv.store import Folder, IFolderListener, MessageInfo
 
 
 class IUpdateListener(Interface):
@@ -82,9 +84,9 @@ class Mailbox:
     log = Logger()
 
     def __init__(self, folder: Folder, writeable: bool) -> None:
+        """A view of *folder*, which the caller has just synced (``UserStore.open``)."""
         self.folder = folder
         self._writeable = writeable
-        folder.sync()
         self._uids = [info.uid for info in folder.messages()]
         # RFC 3501 2.3.2: \Recent goes to one session; EXAMINE never claims it.
         self._recent = folder.claim_recent() if writeable else set()
@@ -92,7 +94,7 @@ class Mailbox:
         self._expunged: list[int] = []
         self._flags: dict[int, frozenset[str]] = {}
         self._listeners: list[Any] = []
-        self._storing = False
+        self._storing: dict[int, frozenset[str]] = {}  # flags this session is storing: no echo
         self.closed = False
         self.deleted = False
         folder.add_listener(self)
@@ -112,7 +114,11 @@ class Mailbox:
     def message(self, uid: int, info: MessageInfo) -> Message:
         """The session's view of a stored message (with its \\Recent)."""
         flags = info.flags | _RECENT if uid in self._recent else info.flags
-        return Message(uid, flags, info.internaldate, info.size, lambda: self.folder.read(uid))
+        return Message(uid, flags, info.internaldate, info.size)
+
+    def load(self, message: Message) -> "Deferred[None]":
+        """Read *message*'s octets from the store (see :class:`~mailsrv.imap.message.NotLoaded`)."""
+        return self.folder.read(message.uid).addCallback(message.loaded)
 
     def fetch(self, messages: imap4.MessageSet, uid: bool) -> list[tuple[int, Message]]:
         """``(seq, message)`` pairs; messages expunged elsewhere are skipped."""
@@ -138,37 +144,52 @@ class Mailbox:
 
     # -- flags ---------------------------------------------------------------
 
-    def set_flags(self, message: Message, flags: Iterable[str]) -> None:
+    def set_flags(self, message: Message, flags: Iterable[str]) -> "Deferred[None]":
         """Store *flags* on *message* without echoing it back as an update."""
-        self._storing = True
-        try:
-            info = self.folder.set_flags(message.uid, flags)
-        finally:
-            self._storing = False
-        message.flags = self.message(message.uid, info).flags
+        uid = message.uid
+
+        def stored(infos: list[MessageInfo]) -> None:
+            if infos:
+                message.flags = self.message(uid, infos[0]).flags
+
+        return self._store_flags([(uid, frozenset(flags))]).addCallback(stored)
+
+    def _store_flags(self, changes: list[tuple[int, frozenset[str]]]) -> "Deferred[list[MessageInfo]]":
+        """The store's ``store_flags``, with this session's own changes not queued as updates."""
+        wanted = {uid: flags - _RECENT for uid, flags in changes}
+        self._storing.update(wanted)
+
+        def done(result: Any) -> Any:
+            for uid, flags in wanted.items():
+                if self._storing.get(uid) == flags:
+                    del self._storing[uid]
+            return result
+
+        return self.folder.store_flags(list(wanted.items())).addBoth(done)
 
     def store(
         self, messages: imap4.MessageSet, flags: Sequence[str], mode: int, uid: bool
-    ) -> dict[int, list[str]]:
+    ) -> "Deferred[dict[int, list[str]]]":
         """STORE (RFC 3501 6.4.6): *mode* 1 adds, -1 removes, 0 replaces.
 
-        The store's ``InvalidFlag`` and ``KeywordLimit`` propagate.  Every
-        message gets the same new keywords, so they are raised for the first
-        one, before anything was changed.
+        Fires with the flags to report per sequence number.  The store's
+        ``InvalidFlag`` and ``KeywordLimit`` fail it before anything was
+        changed; messages expunged meanwhile are left out.
         """
         if not self._writeable:
             raise imap4.ReadOnlyMailbox()
-        wanted = {normalize_flag(f) for f in flags} - {"\\Recent"}
-        result = {}
+        wanted = {normalize_flag(f) for f in flags} - _RECENT
+        seqs, changes = {}, []
         for seq, message in self.fetch(messages, uid):
-            current = set(message.flags) - {"\\Recent"}
+            current = set(message.flags) - _RECENT
             new = current | wanted if mode > 0 else current - wanted if mode < 0 else wanted
-            try:
-                self.set_flags(message, new)
-            except MessageGone:
-                continue
-            result[seq] = message.getFlags()
-        return result
+            seqs[message.uid] = seq
+            changes.append((message.uid, frozenset(new)))
+
+        def report(infos: list[MessageInfo]) -> dict[int, list[str]]:
+            return {seqs[info.uid]: self.message(info.uid, info).getFlags() for info in infos}
+
+        return self._store_flags(changes).addCallback(report)
 
     # -- IFolderListener: queue, never answer directly --------------------------
 
@@ -180,11 +201,11 @@ class Mailbox:
 
     def flags_changed(self, folder: Folder, infos: list[MessageInfo]) -> None:
         """Queue ``FETCH (FLAGS ...)`` for changes made by someone else."""
-        if self._storing:
-            return
-        for info in infos:
+        others = [info for info in infos if self._storing.get(info.uid) != info.flags]
+        for info in others:
             self._flags[info.uid] = info.flags
-        self._notify()
+        if others:
+            self._notify()
 
     def messages_expunged(self, folder: Folder, uids: list[int]) -> None:
         """Queue EXPUNGE; a message never announced simply disappears."""
@@ -300,12 +321,12 @@ class Mailbox:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def addMessage(self, message: Any, flags: Iterable[str] = (), date: Any = None) -> Any:
+    def addMessage(self, message: Any, flags: Iterable[str] = (), date: Any = None) -> "Deferred[int]":
         """APPEND into this folder: the store's Deferred firing with the UID."""
-        return self.folder.append(message.read(), [normalize_flag(f) for f in flags])
+        return self.folder.append(Body.from_wire(message.read()), [normalize_flag(f) for f in flags])
 
-    def expunge(self, uids: imap4.MessageSet | None = None) -> list[int]:
-        """EXPUNGE: remove ``\\Deleted`` messages; every sequence number gone.
+    def expunge(self, uids: imap4.MessageSet | None = None) -> "Deferred[list[int]]":
+        """EXPUNGE: remove ``\\Deleted`` messages; fires with every sequence number gone.
 
         With *uids* (UID EXPUNGE, RFC 4315 2.1) only the ``\\Deleted``
         messages in that UID set go, so a client removing its own deletions
@@ -319,10 +340,14 @@ class Mailbox:
         doomed = [
             u for u in candidates if (info := self.folder.get(u)) is not None and "\\Deleted" in info.flags
         ]
-        for uid in self.folder.expunge(doomed):
-            if uid not in self._expunged:
-                self._expunged.append(uid)
-        return self._apply_expunges()
+
+        def removed(gone: list[int]) -> list[int]:
+            for uid in gone:
+                if uid not in self._expunged:
+                    self._expunged.append(uid)
+            return self._apply_expunges()
+
+        return self.folder.expunge(doomed).addCallback(removed)
 
     def close(self) -> None:
         """Stop listening to the folder (deselect, logout, timeout)."""

@@ -1,8 +1,11 @@
 """One stored message as Twisted's IMAP message interfaces see it.
 
-The raw bytes come from ``Folder.read(uid)`` on first use and are parsed
-lazily (:mod:`mailsrv.imap.mime`), so FETCH FLAGS over a large mailbox never
-opens a file.  ``IMessageFile.open()`` returns the stored octets unchanged:
+The raw bytes are read from the store only for the commands that need
+them: reading is asynchronous, so a command asks for ``entity``, gets
+:class:`NotLoaded` the first time, has the mailbox load the message
+(:meth:`~mailsrv.imap.mailbox.Mailbox.load`) and asks again.  They are
+parsed lazily (:mod:`mailsrv.imap.mime`), so FETCH FLAGS over a large
+mailbox never opens a file.  ``IMessageFile.open()`` returns the stored octets unchanged:
 BODY[] and RFC822 must equal RFC822.SIZE (Twisted would otherwise rebuild
 the message from a header dict).
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import email.utils
 import io
-from typing import Callable, Iterable
+from typing import Iterable
 
 from twisted.mail import imap4
 from zope.interface import implementer
@@ -27,6 +30,10 @@ def sort_flags(flags: Iterable[str]) -> list[str]:
     flags = set(flags)
     ordered = [f for f in ("\\Recent",) + SYSTEM_FLAGS if f in flags]
     return ordered + sorted(f for f in flags if not f.startswith("\\"))
+
+
+class NotLoaded(Exception):
+    """The message's octets were not read from the store yet: load it and try again."""
 
 
 @implementer(imap4.IMessagePart)
@@ -70,25 +77,25 @@ class Message(Part):
     for the session that claimed the message.
     """
 
-    def __init__(
-        self, uid: int, flags: Iterable[str], internaldate: float, size: int,
-        loader: Callable[[], bytes],
-    ) -> None:
+    def __init__(self, uid: int, flags: Iterable[str], internaldate: float, size: int) -> None:
         self.uid = uid
         # A set: SEARCH and STORE test membership for every message; the
         # RFC 3501 order is imposed only when flags are written out.
         self.flags = frozenset(flags)
         self.internaldate = internaldate
         self.size = size
-        self._loader = loader
         self._entity: Entity | None = None
 
     @property  # type: ignore[override]
     def entity(self) -> Entity:
-        """The parsed message, read from the store on first use."""
+        """The parsed message; :class:`NotLoaded` until :meth:`loaded` gave it."""
         if self._entity is None:
-            self._entity = Entity(self._loader())
+            raise NotLoaded(self.uid)
         return self._entity
+
+    def loaded(self, raw: bytes | None) -> None:
+        """The message's wire-form octets, or None to let go of them again."""
+        self._entity = None if raw is None else Entity(raw)
 
     def getUID(self) -> int:
         """The message UID (RFC 3501 2.3.1.1)."""

@@ -38,10 +38,12 @@ from mailsrv.context import ServerContext
 from mailsrv.imap.account import Account
 from mailsrv.imap.fetch import needs_seen, render, with_flags
 from mailsrv.imap.mailbox import IUpdateListener, Mailbox, normalize_flag
+from mailsrv.imap.message import Message, NotLoaded
 from mailsrv.imap.parsing import CommandParser, reply_text
 from mailsrv.imap.search import SearchError, compile_search
 from mailsrv.imap.structure import encode
-from mailsrv.store import InvalidFlag, InvalidFolderName, KeywordLimit, MessageGone, NoSuchFolder
+from mailsrv.message.body import Body
+from mailsrv.store import Folder, InvalidFlag, InvalidFolderName, KeywordLimit, MessageGone, NoSuchFolder
 from mailsrv.tls import is_secure, uses_tls
 
 log = Logger()
@@ -52,6 +54,45 @@ _PERMANENT_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
 def _cooperate(steps: Iterator[Any]) -> defer.Deferred[Any]:
     """Run a long FETCH in time slices so other sessions keep being served."""
     return task.cooperate(steps).whenDone()
+
+
+class _Outcome:
+    """What a Deferred gave, for a cooperative loop: ``yield outcome.done``, then ``outcome.get()``.
+
+    The cooperator waits for a Deferred the loop yields but drops its result.
+    """
+
+    def __init__(self, d: defer.Deferred[Any]) -> None:
+        self._result: Any = None
+        self.done = d.addBoth(self._keep)
+
+    def _keep(self, result: Any) -> None:
+        self._result = result
+
+    def get(self) -> Any:
+        """The result, or the failure raised."""
+        if isinstance(self._result, Failure):
+            self._result.raiseException()
+        return self._result
+
+
+def _with_content(mbox: Mailbox, message: Message, compute: Callable[[], Any]) -> Iterator[Any]:
+    """``compute()``; if it needs the message's octets, load them first (a step of a cooperative loop).
+
+    Use as ``value = yield from _with_content(...)``.  The octets are let go
+    of afterwards, so a FETCH or SEARCH over many messages holds one at a time.
+    """
+    try:
+        return compute()
+    except NotLoaded:
+        pass
+    loading = _Outcome(mbox.load(message))
+    yield loading.done
+    loading.get()
+    try:
+        return compute()
+    finally:
+        message.loaded(None)
 
 
 class _AuditedPortal:
@@ -143,6 +184,7 @@ class IMAPServer(CommandParser):
 
     def connectionLost(self, reason: Failure) -> None:
         """Stop listening to the store and release the avatar."""
+        self.connected = 0  # store work still running must not select a folder for nobody
         self._stop_idle_poll()
         self._deselect()
         self._lines.clear()
@@ -214,14 +256,15 @@ class IMAPServer(CommandParser):
         if lines:
             self.transport.write(b"".join(b"* " + line + b"\r\n" for line in lines))
 
-    def _sync(self) -> None:
+    def _sync(self) -> defer.Deferred[None]:
         """Look for changes made behind the store's back (another node).
 
-        Raises ``NoSuchFolder`` once the selected folder was deleted; the
-        command wrapper then ends the session (:meth:`_selected_gone`).
+        Fails with ``NoSuchFolder`` once the selected folder was deleted;
+        :meth:`_failed` then ends the session (:meth:`_selected_gone`).
         """
-        if self.mbox is not None:
-            self.mbox.folder.sync()
+        if self.mbox is None:
+            return defer.succeed(None)
+        return self.mbox.folder.sync()
 
     def _selected_gone(self, error: BaseException) -> bool:
         """Say BYE and hang up if *error* means the selected folder was deleted.
@@ -244,31 +287,39 @@ class IMAPServer(CommandParser):
 
     def do_NOOP(self, tag: bytes) -> None:
         """NOOP: the polling point for updates (RFC 3501 6.1.2)."""
-        self._sync()
-        self.sendPositiveResponse(tag, b"NOOP completed")
+        self._answer(self._sync(), tag, b"NOOP", lambda _: self.sendPositiveResponse(tag, b"NOOP completed"))
 
-    def checkpoint(self) -> None:
+    def do_CHECK(self, tag: bytes) -> None:
         """CHECK (RFC 3501 6.4.1): the store is always durable; just resync."""
-        self._sync()
+        self._answer(self._sync(), tag, b"CHECK", lambda _: self.sendPositiveResponse(tag, b"CHECK completed"))
 
     def do_IDLE(self, tag: bytes) -> None:
         """IDLE (RFC 2177): push updates until the client says DONE."""
-        self._sync()
-        self.sendContinuationRequest(b"idling")
-        self.parseTag = tag
-        self.lastState = self.parseState
-        self.parseState = "idle"
-        self._flush_updates(allow_expunge=True)
-        self._idle_poll = self.callLater(self.IDLE_POLL_SECONDS, self._poll)
+
+        def idle(_: None) -> None:
+            self.sendContinuationRequest(b"idling")
+            self.parseTag = tag
+            self.lastState = self.parseState
+            self.parseState = "idle"
+            self._flush_updates(allow_expunge=True)
+            self._idle_poll = self.callLater(self.IDLE_POLL_SECONDS, self._poll)
+            self._pump()  # a DONE sent meanwhile waited behind the command
+
+        self._answer(self._sync(), tag, b"IDLE", idle)
 
     def _poll(self) -> None:
-        try:
-            self._sync()
-        except NoSuchFolder as e:
-            if self._selected_gone(e):
-                return
-            raise
-        self._idle_poll = self.callLater(self.IDLE_POLL_SECONDS, self._poll)
+        self._idle_poll = None
+
+        def again(_: object) -> None:
+            if self.parseState == "idle" and self._idle_poll is None:
+                self._idle_poll = self.callLater(self.IDLE_POLL_SECONDS, self._poll)
+
+        def failed(failure: Failure) -> None:
+            if not self._selected_gone(failure.value):
+                log.failure("imap IDLE poll failed", failure)
+                again(None)
+
+        self._sync().addCallbacks(again, failed)
 
     def _stop_idle_poll(self) -> None:
         if self._idle_poll is not None and self._idle_poll.active():
@@ -295,15 +346,33 @@ class IMAPServer(CommandParser):
             self.mbox = None
             self.state = "auth"
 
-    def _folder(self, tag: bytes, name: bytes, missing: bytes) -> Any:
-        """The store folder named by the client, or None after a tagged NO."""
-        try:
-            return self.account.folder(imap4._parseMbox(name))
-        except NoSuchFolder:
-            self.sendNegativeResponse(tag, missing)
-        except InvalidFolderName:
-            self.sendNegativeResponse(tag, b"[CANNOT] Invalid mailbox name")
-        return None
+    def _folder(self, tag: bytes, name: bytes, missing: bytes) -> defer.Deferred[Folder | None]:
+        """The store folder named by the client, synced, or None after a tagged NO."""
+
+        def refused(failure: Failure) -> Failure | None:
+            if failure.check(NoSuchFolder):
+                self.sendNegativeResponse(tag, missing)
+            elif failure.check(InvalidFolderName):
+                self.sendNegativeResponse(tag, b"[CANNOT] Invalid mailbox name")
+            else:
+                return failure
+            return None
+
+        return self.account.folder(imap4._parseMbox(name)).addErrback(refused)
+
+    def _answer(self, d: defer.Deferred[Any], tag: bytes, command: bytes, then: Callable[[Any], Any]) -> None:
+        """Go on with *then* once *d* fires; any failure is answered by :meth:`_failed`.
+
+        The tagged reply *then* sends ends the command (:mod:`.parsing`),
+        however long after the handler returned.
+        """
+        d.addCallback(then).addErrback(self._failed, tag, command)
+
+    def _in_folder(
+        self, tag: bytes, name: bytes, missing: bytes, command: bytes, then: Callable[[Folder], Any]
+    ) -> None:
+        """Run ``then(folder)`` for the folder the client named, unless it was refused."""
+        self._answer(self._folder(tag, name, missing), tag, command, lambda folder: folder and then(folder))
 
     @staticmethod
     def _permanent_flags(folder: Any, rw: int) -> bytes:
@@ -315,8 +384,11 @@ class IMAPServer(CommandParser):
     def _selectWork(self, tag: bytes, name: bytes, rw: int, cmdName: bytes) -> None:
         """SELECT/EXAMINE with every response RFC 3501 6.3.1 lists."""
         self._deselect()  # 6.3.1: even a failed SELECT leaves none selected
-        folder = self._folder(tag, name, b"[NONEXISTENT] No such mailbox")
-        if folder is None:
+        selected = partial(self._selected, tag, rw, cmdName)
+        self._in_folder(tag, name, b"[NONEXISTENT] No such mailbox", cmdName, selected)
+
+    def _selected(self, tag: bytes, rw: int, cmdName: bytes, folder: Folder) -> None:
+        if not self.connected:
             return
         mbox = Mailbox(folder, bool(rw))
         mbox.addListener(self)
@@ -341,25 +413,28 @@ class IMAPServer(CommandParser):
     def _listWork(self, tag: bytes, ref: bytes, mbox: bytes, sub: int, cmdName: bytes) -> None:
         """LIST/LSUB (RFC 3501 6.3.8-9) with ``/`` and RFC 3348 child flags."""
         reference, pattern = imap4._parseMbox(ref), imap4._parseMbox(mbox)
+
+        def listed(lines: list[bytes]) -> None:
+            self.transport.write(b"".join(b"* " + line + b"\r\n" for line in lines))
+            self.sendPositiveResponse(tag, cmdName + b" completed")
+
         if not sub and not pattern:
             # 6.3.8: an empty pattern asks for the hierarchy delimiter.
-            lines = [b'LIST (\\Noselect) "/" ""']
+            listed([b'LIST (\\Noselect) "/" ""'])
         elif sub:
-            lines = [b'LSUB () "/" ' + _mailbox_name(n) for n in self.account.listSubscribed(reference, pattern)]
+            d = self.account.listSubscribed(reference, pattern)
+            self._answer(d, tag, cmdName, lambda found: listed([b'LSUB () "/" ' + _mailbox_name(n) for n in found]))
         else:
-            lines = [
-                b"LIST (" + " ".join(flags).encode() + b') "/" ' + _mailbox_name(n)
-                for n, flags in self.account.listMailboxes(reference, pattern)
-            ]
-        self.transport.write(b"".join(b"* " + line + b"\r\n" for line in lines))
-        self.sendPositiveResponse(tag, cmdName + b" completed")
+            d = self.account.listMailboxes(reference, pattern)
+            self._answer(d, tag, cmdName, lambda found: listed([
+                b"LIST (" + " ".join(flags).encode() + b') "/" ' + _mailbox_name(n) for n, flags in found
+            ]))
 
     def do_STATUS(self, tag: bytes, mailbox: bytes, names: list[bytes]) -> None:
         """STATUS (RFC 3501 6.3.10) straight from the folder, no SELECT."""
-        folder = self._folder(tag, mailbox, b"[NONEXISTENT] No such mailbox")
-        if folder is None:
-            return
-        folder.sync()
+        self._in_folder(tag, mailbox, b"[NONEXISTENT] No such mailbox", b"STATUS", partial(self._status, tag, names))
+
+    def _status(self, tag: bytes, names: list[bytes], folder: Folder) -> None:
         infos = folder.messages()
         selected = self.mbox is not None and self.mbox.folder is folder
         values = {
@@ -378,11 +453,14 @@ class IMAPServer(CommandParser):
         self.sendUntaggedResponse(b"STATUS " + _mailbox_name(folder.name) + b" (" + items + b")")
         self.sendPositiveResponse(tag, b"STATUS completed")
 
-    def do_APPEND(self, tag: bytes, mailbox: bytes, flags: list[bytes] | None, date: bytes | None, message: Any) -> None:
+    def do_APPEND(
+        self, tag: bytes, mailbox: bytes, flags: list[bytes] | None, date: bytes | None, message: Any
+    ) -> None:
         """APPEND (RFC 3501 6.3.11): byte-exact, durable before the OK."""
-        folder = self._folder(tag, mailbox, b"[TRYCREATE] No such mailbox")
-        if folder is None:
-            return
+        append = partial(self._append, tag, flags, date, message)
+        self._in_folder(tag, mailbox, b"[TRYCREATE] No such mailbox", b"APPEND", append)
+
+    def _append(self, tag: bytes, flags: list[bytes] | None, date: bytes | None, message: Any, folder: Folder) -> Any:
         try:
             internaldate = _parse_date(date) if date else None
         except (UnicodeDecodeError, ValueError):
@@ -394,17 +472,12 @@ class IMAPServer(CommandParser):
             # disagree on the mailbox; Dovecot refuses it in these words.
             self.sendNegativeResponse(tag, b"Can't save a zero byte message")
             return
-        try:
-            d = folder.append(data, [normalize_flag(f) for f in flags or ()], internaldate)
-        except (InvalidFlag, KeywordLimit) as e:
-            self._refuse_flags(tag, e)
-            return
-        d.addCallbacks(
-            # RFC 4315 3: APPENDUID <uidvalidity> <uid> of the new message.
+        d = folder.append(Body.from_wire(data), [normalize_flag(f) for f in flags or ()], internaldate)
+        # RFC 4315 3: APPENDUID <uidvalidity> <uid> of the new message.
+        return d.addCallback(
             lambda uid: self.sendPositiveResponse(
                 tag, b"[APPENDUID %d %d] APPEND completed" % (folder.uidvalidity, uid)
-            ),
-            lambda f: self._failed(f, tag, b"APPEND"),
+            )
         )
 
     def _refuse_flags(self, tag: bytes, error: Exception) -> None:
@@ -417,7 +490,11 @@ class IMAPServer(CommandParser):
             self.sendBadResponse(tag, b"Invalid flag: " + reply_text(error))
 
     def _failed(self, failure: Failure, tag: bytes, command: bytes) -> None:
+        """The tagged answer to a command whose store work failed."""
         if self._selected_gone(failure.value):
+            return
+        if failure.check(InvalidFlag, KeywordLimit):
+            self._refuse_flags(tag, failure.value)
             return
         log.failure("imap {command} failed", failure, command=command)
         self.sendNegativeResponse(tag, command + b" failed: server error")
@@ -449,21 +526,21 @@ class IMAPServer(CommandParser):
         items = with_flags(query) if mark_seen else list(query)
         pairs = mbox.fetch(messages, bool(uid))
 
-        def produce() -> Iterator[None]:
+        def produce() -> Iterator[Any]:
             for seq, message in pairs:
                 try:
                     if mark_seen and "\\Seen" not in message.flags:
-                        mbox.set_flags(message, set(message.flags) | {"\\Seen"})
-                    data = render(seq, message, items, bool(uid))
+                        seen = _Outcome(mbox.set_flags(message, set(message.flags) | {"\\Seen"}))
+                        yield seen.done
+                        seen.get()
+                    data = yield from _with_content(mbox, message, partial(render, seq, message, items, bool(uid)))
                 except MessageGone:
                     continue  # expunged by another session meanwhile
                 self.transport.write(data)
                 yield None
 
-        self._scheduler(produce()).addCallbacks(
-            lambda _: self.sendPositiveResponse(tag, b"FETCH completed"),
-            lambda f: self._failed(f, tag, b"FETCH"),
-        )
+        fetched = self._scheduler(produce())
+        self._answer(fetched, tag, b"FETCH", lambda _: self.sendPositiveResponse(tag, b"FETCH completed"))
 
     def do_STORE(self, tag: bytes, messages: imap4.MessageSet, mode: bytes, flags: list[bytes], uid: int = 0) -> None:
         """STORE (RFC 3501 6.4.6); refused in a mailbox opened with EXAMINE.
@@ -484,17 +561,17 @@ class IMAPServer(CommandParser):
             self.sendBadResponse(tag, b"Invalid STORE data item")
             return
         sign = {b"+": 1, b"-": -1}.get(item[:1], 0)
-        try:
-            changed = self.mbox.store(messages, flags, sign, bool(uid))
-        except (InvalidFlag, KeywordLimit) as e:
-            self._refuse_flags(tag, e)
-            return
-        if not silent:
-            for seq, shown in changed.items():
-                # RFC 3501 6.4.8: UID STORE responses include the UID.
-                tail = b" UID %d" % self.mbox.getUID(seq) if uid else b""
-                self.sendUntaggedResponse(b"%d FETCH (FLAGS (%s)%s)" % (seq, " ".join(shown).encode(), tail))
-        self.sendPositiveResponse(tag, b"STORE completed")
+        mbox = self.mbox
+
+        def stored(changed: dict[int, list[str]]) -> None:
+            if not silent:
+                for seq, shown in changed.items():
+                    # RFC 3501 6.4.8: UID STORE responses include the UID.
+                    tail = b" UID %d" % mbox.getUID(seq) if uid else b""
+                    self.sendUntaggedResponse(b"%d FETCH (FLAGS (%s)%s)" % (seq, " ".join(shown).encode(), tail))
+            self.sendPositiveResponse(tag, b"STORE completed")
+
+        self._answer(mbox.store(messages, flags, sign, bool(uid)), tag, b"STORE", stored)
 
     def do_EXPUNGE(self, tag: bytes, messages: imap4.MessageSet | None = None, uid: int = 0) -> None:
         """EXPUNGE (RFC 3501 6.4.3) and UID EXPUNGE (RFC 4315 2.1).
@@ -509,18 +586,28 @@ class IMAPServer(CommandParser):
         if not self.mbox.isWriteable():
             self.sendNegativeResponse(tag, b"[READ-ONLY] Mailbox is read-only")
             return
-        self._sync()
-        for number in self.mbox.expunge(messages):
-            self.sendUntaggedResponse(b"%d EXPUNGE" % number)
-        self.sendPositiveResponse(tag, b"EXPUNGE completed")
+        mbox = self.mbox
+
+        def expunged(numbers: list[int]) -> None:
+            for number in numbers:
+                self.sendUntaggedResponse(b"%d EXPUNGE" % number)
+            self.sendPositiveResponse(tag, b"EXPUNGE completed")
+
+        d = self._sync().addCallback(lambda _: mbox.expunge(messages))
+        self._answer(d, tag, b"EXPUNGE", expunged)
 
     def do_CLOSE(self, tag: bytes) -> None:
         """CLOSE (RFC 3501 6.4.2): silent expunge unless EXAMINEd, then deselect."""
-        if self.mbox.isWriteable():
-            self._sync()
-            self.mbox.expunge()
-        self._deselect()
-        self.sendPositiveResponse(tag, b"CLOSE completed")
+
+        def closed(_: object) -> None:
+            self._deselect()
+            self.sendPositiveResponse(tag, b"CLOSE completed")
+
+        mbox = self.mbox
+        if not mbox.isWriteable():
+            closed(None)
+            return
+        self._answer(self._sync().addCallback(lambda _: mbox.expunge()), tag, b"CLOSE", closed)
 
     def do_UID(self, tag: bytes, command: bytes, line: bytes) -> None:
         """UID COPY/FETCH/STORE/SEARCH, and UID EXPUNGE (RFC 4315 2.1)."""
@@ -541,34 +628,39 @@ class IMAPServer(CommandParser):
         except SearchError as e:
             self.sendBadResponse(tag, b"Invalid search: " + str(e).encode("ascii", "replace"))
             return
-        hits = []
-        for seq, message in mbox.all_messages():
-            try:
-                if matches(seq, message):
-                    hits.append(message.uid if uid else seq)
-            except MessageGone:
-                continue
-        self.sendUntaggedResponse(b" ".join([b"SEARCH"] + [b"%d" % h for h in hits]))
-        self.sendPositiveResponse(tag, b"SEARCH completed")
+        hits: list[int] = []
+
+        def scan() -> Iterator[Any]:
+            for seq, message in mbox.all_messages():
+                try:
+                    if (yield from _with_content(mbox, message, partial(matches, seq, message))):
+                        hits.append(message.uid if uid else seq)
+                except MessageGone:
+                    continue
+
+        def found(_: object) -> None:
+            self.sendUntaggedResponse(b" ".join([b"SEARCH"] + [b"%d" % h for h in hits]))
+            self.sendPositiveResponse(tag, b"SEARCH completed")
+
+        self._answer(self._scheduler(scan()), tag, b"SEARCH", found)
 
     def do_COPY(self, tag: bytes, messages: imap4.MessageSet, mailbox: bytes, uid: int = 0) -> None:
         """COPY (RFC 3501 6.4.7): ``[TRYCREATE]`` when the target is missing."""
         if not self._in_range(tag, messages, uid):
             return
-        target = self._folder(tag, mailbox, b"[TRYCREATE] No such mailbox")
-        if target is None:
-            return
-        self._sync()  # copying out of a folder deleted meanwhile would "succeed" empty
-        uids = [u for _, u in self.mbox.select(messages, bool(uid))]
-        try:
-            d = self.mbox.folder.copy(uids, target)
-        except (InvalidFlag, KeywordLimit) as e:
-            self._refuse_flags(tag, e)
-            return
-        d.addCallbacks(
-            lambda pairs: self.sendPositiveResponse(tag, self._copyuid(target.uidvalidity, pairs) + b"COPY completed"),
-            lambda f: self._failed(f, tag, b"COPY"),
-        )
+        mbox = self.mbox
+
+        def copy(target: Folder) -> defer.Deferred[None]:
+            # Sync first: copying out of a folder deleted meanwhile would "succeed" empty.
+            d = self._sync()
+            d.addCallback(lambda _: mbox.folder.copy([u for _, u in mbox.select(messages, bool(uid))], target))
+            return d.addCallback(
+                lambda pairs: self.sendPositiveResponse(
+                    tag, self._copyuid(target.uidvalidity, pairs) + b"COPY completed"
+                )
+            )
+
+        self._in_folder(tag, mailbox, b"[TRYCREATE] No such mailbox", b"COPY", copy)
 
     @staticmethod
     def _copyuid(uidvalidity: int, pairs: list[tuple[int, int]]) -> bytes:
@@ -581,6 +673,51 @@ class IMAPServer(CommandParser):
         src, dst = _uid_set([s for s, _ in pairs]), _uid_set([d for _, d in pairs])
         return b"[COPYUID %d %s %s] " % (uidvalidity, src, dst)
 
+    # -- the folder tree: the account's Deferreds -----------------------------------
+
+    def do_CREATE(self, tag: bytes, name: bytes) -> None:
+        """CREATE (RFC 3501 6.3.3)."""
+        d = self.account.create(imap4._parseMbox(name))
+        self._tree_command(d, tag, b"Mailbox created", b"creating mailbox")
+
+    def do_DELETE(self, tag: bytes, name: bytes) -> None:
+        """DELETE (RFC 3501 6.3.4); never INBOX."""
+        folder = imap4._parseMbox(name)
+        if folder.lower() == "inbox":
+            self.sendNegativeResponse(tag, b"You cannot delete the inbox")
+            return
+        self._tree_command(self.account.delete(folder), tag, b"Mailbox deleted", b"deleting mailbox")
+
+    def do_RENAME(self, tag: bytes, oldname: bytes, newname: bytes) -> None:
+        """RENAME (RFC 3501 6.3.5); INBOX is neither renamed nor a new name, as in Twisted."""
+        old, new = imap4._parseMbox(oldname), imap4._parseMbox(newname)
+        if old.lower() == "inbox" or new.lower() == "inbox":
+            self.sendNegativeResponse(tag, b"You cannot rename the inbox, or rename another mailbox to inbox.")
+            return
+        self._tree_command(self.account.rename(old, new), tag, b"Mailbox renamed", b"renaming mailbox")
+
+    def do_SUBSCRIBE(self, tag: bytes, name: bytes) -> None:
+        """SUBSCRIBE (RFC 3501 6.3.6)."""
+        d = self.account.subscribe(imap4._parseMbox(name))
+        self._tree_command(d, tag, b"Subscribed", b"subscribing to mailbox")
+
+    def do_UNSUBSCRIBE(self, tag: bytes, name: bytes) -> None:
+        """UNSUBSCRIBE (RFC 3501 6.3.7)."""
+        d = self.account.unsubscribe(imap4._parseMbox(name))
+        self._tree_command(d, tag, b"Unsubscribed", b"unsubscribing from mailbox")
+
+    def _tree_command(self, d: defer.Deferred[Any], tag: bytes, done: bytes, doing: bytes) -> None:
+        """OK *done*, the account's ``NO [CODE] text``, or BAD for a server fault (Twisted's answers)."""
+
+        def failed(failure: Failure) -> None:
+            if failure.check(imap4.MailboxException):
+                self.sendNegativeResponse(tag, reply_text(failure.value))
+            else:
+                log.failure("imap {doing} failed", failure, doing=doing.decode())
+                self.sendBadResponse(tag, b"Server error encountered while " + doing)
+
+        d.addCallbacks(lambda _: self.sendPositiveResponse(tag, done), failed)
+
     # -- dispatch tables: Twisted looks handlers up as <state>_<COMMAND> ---------
 
     A, P = IMAP4Server, CommandParser  # Twisted's parsers and handlers; ours (parsing.py)
@@ -588,15 +725,15 @@ class IMAPServer(CommandParser):
     unauth_LOGIN = (do_LOGIN, P.arg_astring, A.arg_finalastring)
     unauth_AUTHENTICATE = (do_AUTHENTICATE, A.arg_atom)
     unauth_NOOP = auth_NOOP = select_NOOP = logout_NOOP = (do_NOOP,)
+    select_CHECK = (do_CHECK,)
     auth_IDLE = select_IDLE = (do_IDLE,)
     auth_SELECT = select_SELECT = (_selectWork, P.arg_mailbox, 1, b"SELECT")
     auth_EXAMINE = select_EXAMINE = (_selectWork, P.arg_mailbox, 0, b"EXAMINE")
-    # Twisted's own handlers, with mailbox names checked by arg_mailbox.
-    auth_CREATE = select_CREATE = (A.do_CREATE, P.arg_mailbox)
-    auth_DELETE = select_DELETE = (A.do_DELETE, P.arg_mailbox)
-    auth_RENAME = select_RENAME = (A.do_RENAME, P.arg_mailbox, P.arg_mailbox)
-    auth_SUBSCRIBE = select_SUBSCRIBE = (A.do_SUBSCRIBE, P.arg_mailbox)
-    auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (A.do_UNSUBSCRIBE, P.arg_mailbox)
+    auth_CREATE = select_CREATE = (do_CREATE, P.arg_mailbox)
+    auth_DELETE = select_DELETE = (do_DELETE, P.arg_mailbox)
+    auth_RENAME = select_RENAME = (do_RENAME, P.arg_mailbox, P.arg_mailbox)
+    auth_SUBSCRIBE = select_SUBSCRIBE = (do_SUBSCRIBE, P.arg_mailbox)
+    auth_UNSUBSCRIBE = select_UNSUBSCRIBE = (do_UNSUBSCRIBE, P.arg_mailbox)
     auth_LIST = select_LIST = (_listWork, P.arg_mailbox, P.arg_mailbox, 0, b"LIST")
     auth_LSUB = select_LSUB = (_listWork, P.arg_mailbox, P.arg_mailbox, 1, b"LSUB")
     auth_STATUS = select_STATUS = (do_STATUS, P.arg_mailbox, P.arg_plist)

@@ -14,12 +14,13 @@ import io
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
+from twisted.internet.defer import Deferred
 from twisted.mail import pop3
 from zope.interface import implementer
 
 if TYPE_CHECKING:
     from mailsrv.context import ServerContext
-    from mailsrv.store import MessageInfo, UserStore
+    from mailsrv.store import Folder, MessageInfo, UserStore
 
 #: RFC 1939 section 7 (UIDL): a unique-id is 1 to 70 octets in 0x21..0x7E.
 _UIDL_MAX = 70
@@ -48,9 +49,9 @@ class Maildrop:
     which is why empty files are left out of the snapshot.
     """
 
-    def __init__(self, user: "UserStore") -> None:
-        self._folder = user.folder("INBOX")
-        self._folder.sync()
+    def __init__(self, inbox: "Folder") -> None:
+        """The maildrop over *inbox*, which the caller has just synced (:func:`open_maildrop`)."""
+        self._folder = inbox
         # Mail the POP3 client has seen is no longer new: move new/ to cur/
         # as Dovecot does, so IMAP clients do not show it as \Recent later.
         self._folder.claim_recent()
@@ -70,12 +71,12 @@ class Maildrop:
             return 0
         return self._info(i).size
 
-    def getMessage(self, i: int) -> BinaryIO:
+    def getMessage(self, i: int) -> "Deferred[BinaryIO]":
         """The message exactly as it goes on the wire (CRLF line ends).
 
-        Raises ``mailsrv.store.MessageGone`` when another session removed it.
+        Fails with ``mailsrv.store.MessageGone`` when another session removed it.
         """
-        return io.BytesIO(self._folder.read(self._info(i).uid))
+        return self._folder.read(self._info(i).uid).addCallback(io.BytesIO)
 
     def getUidl(self, i: int) -> bytes:
         """A unique-id that survives sessions and flag renames (the Maildir key)."""
@@ -90,15 +91,23 @@ class Maildrop:
         """RSET: forget every deletion mark."""
         self._deleted.clear()
 
-    def sync(self) -> None:
+    def sync(self) -> "Deferred[list[int]]":
         """The UPDATE state (RFC 1939 section 6): remove the marked messages.
 
         Called once, at QUIT.  Messages another session removed meanwhile
-        are simply already gone; a disk error propagates to the caller.
+        are simply already gone; a disk error fails the Deferred.
         """
-        self._folder.expunge(self._messages[i].uid for i in sorted(self._deleted))
+        return self._folder.expunge(self._messages[i].uid for i in sorted(self._deleted))
 
 
-def mailbox_factory(ctx: "ServerContext") -> Callable[[str], Maildrop]:
-    """The realm's builder of POP3 avatars: ``realm_factories[pop3.IMailbox]``."""
-    return lambda address: Maildrop(ctx.store.user(address))
+def open_maildrop(user: "UserStore") -> "Deferred[Maildrop]":
+    """The INBOX of *user* as a maildrop, opened and synced off the reactor thread."""
+    return user.open("INBOX").addCallback(Maildrop)
+
+
+def mailbox_factory(ctx: "ServerContext") -> Callable[[str], "Deferred[Maildrop]"]:
+    """The realm's builder of POP3 avatars: ``realm_factories[pop3.IMailbox]``.
+
+    The avatar is a Deferred: the POP3 server waits for it before ``+OK``.
+    """
+    return lambda address: open_maildrop(ctx.store.user(address))

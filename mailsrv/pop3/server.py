@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import LoginDenied, UnauthorizedLogin
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
@@ -30,7 +30,7 @@ from mailsrv import tls
 from mailsrv.accounts.cred import PlainCredentials
 from mailsrv.pop3 import wire
 from mailsrv.pop3.session import AUTHORIZATION, BOTH, TEMPORARY, TRANSACTION, CommandSession, client_ip, command
-from mailsrv.store import MessageGone, StoreError
+from mailsrv.store import MessageGone
 
 if TYPE_CHECKING:
     from mailsrv.context import ServerContext
@@ -162,6 +162,7 @@ class POP3Server(CommandSession):
 
     def _login(self, user: bytes, password: bytes, mechanism: str) -> Deferred:
         d = self.ctx.portal.login(UsernamePassword(user, password), None, pop3.IMailbox)
+        d.addCallback(_avatar_ready)
         d.addCallbacks(self._logged_in, self._login_failed, (user, mechanism), None, (user, mechanism))
         return d
 
@@ -197,16 +198,20 @@ class POP3Server(CommandSession):
         )
 
     @command(*BOTH)
-    def do_QUIT(self) -> None:
+    def do_QUIT(self) -> Deferred | None:
         """RFC 1939 section 6: after login, QUIT enters the UPDATE state."""
-        if self.mbox is not None:
-            try:
-                self.mbox.sync()
-            except (OSError, StoreError):
-                log.failure("POP3 UPDATE failed", client_ip=client_ip(self.transport))
-                self.failResponse(b"[SYS/TEMP] Some deleted messages not removed")
-                self.transport.loseConnection()
-                return
+        if self.mbox is None:
+            self._bye()
+            return None
+
+        def failed(failure: Failure) -> None:
+            log.failure("POP3 UPDATE failed", failure, client_ip=client_ip(self.transport))
+            self.failResponse(b"[SYS/TEMP] Some deleted messages not removed")
+            self.transport.loseConnection()
+
+        return self.mbox.sync().addCallbacks(lambda _: self._bye(), failed)
+
+    def _bye(self) -> None:
         self.successResponse(b"Bye.")
         self.transport.loseConnection()
 
@@ -239,12 +244,19 @@ class POP3Server(CommandSession):
             return None
         return number - 1
 
-    def _read(self, index: int) -> bytes | None:
-        try:
-            return self.mbox.getMessage(index).read()
-        except MessageGone:
-            self.failResponse(b"Message %d was removed by another session" % (index + 1))
+    def _read(self, index: int | None, then: Callable[[bytes], None]) -> Deferred | None:
+        """Read message *index* (None: already refused) and pass its octets to *then*."""
+        if index is None:
             return None
+
+        def failed(failure: Failure) -> None:
+            if failure.check(MessageGone):
+                self.failResponse(b"Message %d was removed by another session" % (index + 1))
+            else:
+                log.failure("POP3 read failed", failure, client_ip=client_ip(self.transport))
+                self.failResponse(TEMPORARY)
+
+        return self.mbox.getMessage(index).addCallback(lambda f: then(f.read())).addErrback(failed)
 
     @command(TRANSACTION)
     def do_STAT(self) -> None:
@@ -277,23 +289,22 @@ class POP3Server(CommandSession):
         self._listing(arg, b"", self.mbox.getUidl)
 
     @command(TRANSACTION, args=(1, 1))
-    def do_RETR(self, arg: bytes) -> None:
+    def do_RETR(self, arg: bytes) -> Deferred | None:
         """RFC 1939 section 5; the octet count is the exact wire size."""
-        index = self._message(arg)
-        data = None if index is None else self._read(index)
-        if data is not None:
-            self.multiline(b"%d octets" % len(data), wire.multiline(data))
+        return self._read(
+            self._message(arg), lambda data: self.multiline(b"%d octets" % len(data), wire.multiline(data))
+        )
 
     @command(TRANSACTION, args=(2, 2))
-    def do_TOP(self, arg: bytes, lines: bytes) -> None:
+    def do_TOP(self, arg: bytes, lines: bytes) -> Deferred | None:
         """RFC 1939 section 7."""
         if not _NUMBER.match(lines):
             self.failResponse(b"Invalid line count")
-            return
-        index = self._message(arg)
-        data = None if index is None else self._read(index)
-        if data is not None:
-            self.multiline(b"Top of message follows", wire.multiline(wire.top(data, int(lines))))
+            return None
+        return self._read(
+            self._message(arg),
+            lambda data: self.multiline(b"Top of message follows", wire.multiline(wire.top(data, int(lines)))),
+        )
 
     @command(TRANSACTION, args=(1, 1))
     def do_DELE(self, arg: bytes) -> None:
@@ -317,6 +328,16 @@ class POP3Server(CommandSession):
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+def _avatar_ready(result: tuple[Any, Any, Callable[[], None]]) -> Deferred:
+    """The realm's ``(interface, avatar, logout)`` once the avatar itself is ready.
+
+    The maildrop factory answers with a Deferred (opening the INBOX lists
+    it in a thread), which twisted.cred hands through as the avatar.
+    """
+    interface, avatar, logout = result
+    return maybeDeferred(lambda: avatar).addCallback(lambda ready: (interface, ready, logout))
 
 
 class POP3Factory(ServerFactory):

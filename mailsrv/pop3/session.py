@@ -137,7 +137,7 @@ class CommandSession(pop3.POP3):
             log.failure("POP3 command failed", client_ip=client_ip(self.transport))
             self.failResponse(TEMPORARY)
             return
-        if isinstance(result, Deferred):
+        if isinstance(result, Deferred) and not result.called:  # a fired one needs no pause
             self._wait_for(result)
 
     def _dispatch(self, line: bytes) -> Any:

@@ -8,7 +8,8 @@ Twisted asks ``validateTo`` for one ``IMessage`` per recipient and feeds each
 of them the whole message.  Here every recipient of a transaction gets the
 *same* :class:`Transaction`, the protocol feeds each distinct message once,
 and the transaction makes a single ``store.deliver`` call for all
-recipients (the store hard-links one file into every INBOX).
+recipients (the store hard-links one file into every INBOX), with a
+:class:`~mailsrv.message.body.Body` it discards once the store is done.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from twisted.internet import defer
 from twisted.mail.interfaces import IMessageDelivery, IMessageSMTP
 from zope.interface import implementer
 
+from mailsrv.message.body import Body
 from mailsrv.smtp.address import Mailbox
 from mailsrv.smtp.received import trace_headers, with_protocol
 from mailsrv.smtp.replies import Rejection
 from mailsrv.smtp.session import Session
+from mailsrv.store import Target
 
 if TYPE_CHECKING:
     from mailsrv.context import ServerContext
@@ -84,10 +87,16 @@ class Transaction:
 
     def eomReceived(self) -> "defer.Deferred[str]":
         """Write the message once for every recipient; fires with the queue id when durable."""
-        data = b"".join(self._chunks)
+        body = Body.from_wire(b"".join(self._chunks))
         self._chunks = []
-        d = defer.maybeDeferred(self._store.deliver, self.addresses, data)  # type: ignore[attr-defined]
-        return d.addCallback(lambda _: self.queue_id)
+        targets = [Target(address) for address in self.addresses]
+        d = defer.maybeDeferred(self._store.deliver, targets, body)  # type: ignore[attr-defined]
+
+        def stored(result: object) -> object:
+            body.discard()
+            return result
+
+        return d.addBoth(stored).addCallback(lambda _: self.queue_id)
 
     def connectionLost(self) -> None:
         """The transaction failed or the client left: drop the data."""

@@ -120,16 +120,17 @@ def test_accounts_and_store_agree_on_addresses(tmp_path, address):
     Otherwise a user can exist whose login and delivery then fail.
     """
     from mailsrv.store import Store
+    from mailsrv.workers import InlineExecutor
     from mailsrv.store.errors import InvalidAddress
 
     canonical = normalize(address)
     if address in TRICKY_BUT_FINE:
         assert canonical == address.lower()
-        Store(str(tmp_path)).user(canonical)
+        Store(str(tmp_path), InlineExecutor()).user(canonical)
     else:
         assert canonical is None
         with pytest.raises(InvalidAddress):
-            Store(str(tmp_path)).user(address)
+            Store(str(tmp_path), InlineExecutor()).user(address)
 
 
 @pytest.mark.parametrize(

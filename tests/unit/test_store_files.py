@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+from store_harness import repo_root
 from twisted.trial import unittest
 
 from mailsrv.store import files
@@ -131,7 +132,7 @@ class ReplaceFileTests(unittest.SynchronousTestCase):
             files.replace_file(sys.argv[1], b"new content that never lands\\n" * 1000)
             """
         )
-        result = subprocess.run([sys.executable, "-c", child, os.path.abspath(self.path)], cwd=_repo_root(), check=False)
+        result = subprocess.run([sys.executable, "-c", child, os.path.abspath(self.path)], cwd=repo_root(), check=False)
         self.assertEqual(result.returncode, -9)
         self.assertEqual(read_text(self.path), "old\n")
         self.assertEqual([e for e in self.entries() if not e.startswith(".")], ["mailsrv-uidlist"])
@@ -167,10 +168,3 @@ class WatchedFileTests(unittest.SynchronousTestCase):
         replace_file(self.path, b"carol\n")
         os.utime(self.path, ns=(mtime, mtime))
         self.assertEqual(watched.get(), ["carol"])
-
-
-def _repo_root() -> str:
-    """Where ``mailsrv`` imports from, for a child interpreter."""
-    import mailsrv
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(mailsrv.__file__)))

@@ -33,7 +33,7 @@ class Search(IMAPTestCase):
 
     async def test_keys(self) -> None:
         await self.deliver(ONE, TWO, THREE)
-        self.inbox.set_flags(2, {"\\Seen"})
+        self.set_flags(2, {"\\Seen"})
         self.session = await self.login()
         cases = {
             b"SUBJECT lunch": b"1",
@@ -64,7 +64,7 @@ class Search(IMAPTestCase):
     async def test_uid_search_and_errors(self) -> None:
         await self.deliver(ONE, TWO)
         self.session = await self.login()
-        self.inbox.expunge([1])
+        self.successResultOf(self.inbox.expunge([1]))
         await self.session.command(b"n NOOP")
         self.assertEqual(await self.session.command(b"u UID SEARCH FROM carol"), b"* SEARCH 2\r\nu OK SEARCH completed\r\n")
         self.assertTrue((await self.search(b"FROBNICATE")).startswith(b"s BAD"))
@@ -78,12 +78,12 @@ class Copy(IMAPTestCase):
         session = await self.login()
         self.assertEqual(await session.command(b"A003 COPY 2 Archive"), b"A003 NO [TRYCREATE] No such mailbox\r\n")
         await session.command(b"A004 CREATE Archive")
-        archive = self.store.user("alice@example.test").folder("Archive")
+        archive = self.folder("Archive")
         reply = await session.command(b"A005 COPY 1:2 Archive")
         self.assertEqual(reply, b"A005 OK [COPYUID %d 1:2 1:2] COPY completed\r\n" % archive.uidvalidity)
         reply = await session.command(b"A006 UID COPY 2 Archive")
         self.assertEqual(reply, b"A006 OK [COPYUID %d 2 3] COPY completed\r\n" % archive.uidvalidity)
-        self.assertEqual([archive.read(i.uid) for i in archive.messages()], [ONE, TWO, TWO])
+        self.assertEqual([self.successResultOf(archive.read(i.uid)) for i in archive.messages()], [ONE, TWO, TWO])
         self.assertEqual(await session.command(b'A007 COPY 1 "../x"'), b"A007 NO [CANNOT] Invalid mailbox name\r\n")
 
 

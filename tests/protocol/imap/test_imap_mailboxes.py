@@ -12,7 +12,7 @@ MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 class Select(IMAPTestCase):
     async def test_select_sends_every_rfc3501_response(self) -> None:
         await self.deliver(MESSAGE, MESSAGE, MESSAGE)
-        self.inbox.set_flags(1, {"\\Seen"})  # read elsewhere: no longer \\Recent either
+        self.set_flags(1, {"\\Seen"})  # read elsewhere: no longer \\Recent either
         session = await self.login(select=None)
         reply = await session.command(b"A142 SELECT INBOX")
         v = self.inbox.uidvalidity
@@ -42,7 +42,7 @@ class Select(IMAPTestCase):
 
     async def test_no_unseen_line_when_all_seen(self) -> None:
         await self.deliver(MESSAGE)
-        self.inbox.set_flags(1, {"\\Seen"})
+        self.set_flags(1, {"\\Seen"})
         session = await self.login(select=None)
         self.assertNotIn(b"UNSEEN", await session.command(b"a SELECT INBOX"))
 
@@ -93,12 +93,12 @@ class Hierarchy(IMAPTestCase):
     async def test_modified_utf7_names_round_trip(self) -> None:
         session = await self.login(select=None)
         await session.command(b"a CREATE &AOQ-pfel")  # "äpfel" (RFC 3501 5.1.3)
-        self.assertIn("äpfel", self.store.user("alice@example.test").list_folders())
+        self.assertIn("äpfel", self.successResultOf(self.store.user("alice@example.test").list_folders()))
         self.assertIn(b'"&AOQ-pfel"', await session.command(b'b LIST "" *'))
 
     async def test_status(self) -> None:
         await self.deliver(MESSAGE, MESSAGE)
-        self.inbox.set_flags(2, {"\\Seen"})
+        self.set_flags(2, {"\\Seen"})
         session = await self.login(select=None)
         reply = await session.command(b"a STATUS INBOX (MESSAGES UNSEEN UIDNEXT UIDVALIDITY RECENT)")
         self.assertEqual(

@@ -9,6 +9,8 @@ import shutil
 
 from imap_harness import ALICE, IMAPTestCase
 
+from mailsrv.message.body import Body
+
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 BYE = b"* BYE Selected mailbox was deleted, have to disconnect.\r\n"
 
@@ -17,8 +19,8 @@ class SelectedMailboxDeleted(IMAPTestCase):
     async def _selected_then_deleted(self) -> object:
         """A session with Work selected, which another session then deletes."""
         user = self.store.user(ALICE)
-        user.create_folder("Work")
-        await user.folder("Work").append(MESSAGE, ["\\Deleted"])
+        self.successResultOf(user.create_folder("Work"))
+        await self.folder("Work").append(Body.from_wire(MESSAGE), ["\\Deleted"])
         session = await self.login(select=b"Work")
         user.delete_folder("Work")
         return session
@@ -36,7 +38,7 @@ class SelectedMailboxDeleted(IMAPTestCase):
 
     async def test_idle_hears_of_the_deletion_at_once(self) -> None:
         user = self.store.user(ALICE)
-        user.create_folder("Work")
+        self.successResultOf(user.create_folder("Work"))
         session = await self.login(select=b"Work")
         self.assertEqual(session.send(b"t IDLE\r\n"), b"+ idling\r\n")
         user.delete_folder("Work")
@@ -45,10 +47,10 @@ class SelectedMailboxDeleted(IMAPTestCase):
 
     async def test_idle_poll_notices_a_deletion_by_another_node(self) -> None:
         user = self.store.user(ALICE)
-        user.create_folder("Work")
+        self.successResultOf(user.create_folder("Work"))
         session = await self.login(select=b"Work")
         self.assertEqual(session.send(b"t IDLE\r\n"), b"+ idling\r\n")
-        shutil.rmtree(user.folder("Work").path)  # no announcement: only the disk knows
+        shutil.rmtree(self.folder("Work").path)  # no announcement: only the disk knows
         self.assertEqual(session.received(), b"")
         session.clock.advance(session.server.IDLE_POLL_SECONDS)
         self.assertEqual(session.received(), BYE)
@@ -56,7 +58,7 @@ class SelectedMailboxDeleted(IMAPTestCase):
 
     async def test_deleting_ones_own_selected_folder_deselects(self) -> None:
         user = self.store.user(ALICE)
-        user.create_folder("Work")
+        self.successResultOf(user.create_folder("Work"))
         session = await self.login(select=b"Work")
         self.assertEqual(await session.command(b"d DELETE Work"), b"d OK Mailbox deleted\r\n")
         self.assertFalse(session.transport.disconnecting)
@@ -112,7 +114,7 @@ class DeleteParent(IMAPTestCase):
         await session.command(b"a CREATE Arch/2026")
         reply = await session.command(b"b DELETE Arch")
         self.assertEqual(reply, b"b NO [CANNOT] Mailbox has children, delete them first\r\n")
-        self.assertEqual(self.store.user(ALICE).list_folders(), ["INBOX", "Arch", "Arch/2026"])
+        self.assertEqual(self.successResultOf(self.store.user(ALICE).list_folders()), ["INBOX", "Arch", "Arch/2026"])
         await session.command(b"c DELETE Arch/2026")
         self.assertEqual(await session.command(b"d DELETE Arch"), b"d OK Mailbox deleted\r\n")
 

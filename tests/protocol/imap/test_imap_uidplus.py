@@ -9,6 +9,7 @@ from __future__ import annotations
 from imap_harness import ALICE, IMAPTestCase
 
 from mailsrv.imap.server import _uid_set
+from mailsrv.message.body import Body
 
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
@@ -17,7 +18,7 @@ class AppendUID(IMAPTestCase):
     async def test_append_names_the_new_uid(self) -> None:
         session = await self.login(select=None)
         await session.command(b"a CREATE Box")
-        box = self.store.user(ALICE).folder("Box")
+        box = self.folder("Box")
         for tag, uid in ((b"b", 1), (b"c", 2)):
             session.send(tag + b" APPEND Box {%d}\r\n" % len(MESSAGE))
             session.server.dataReceived(MESSAGE + b"\r\n")
@@ -29,11 +30,11 @@ class AppendUID(IMAPTestCase):
 class CopyUID(IMAPTestCase):
     async def test_copy_pairs_source_and_new_uids_in_order(self) -> None:
         await self.deliver(*[MESSAGE] * 5)
-        self.inbox.expunge([3])
+        self.successResultOf(self.inbox.expunge([3]))
         user = self.store.user(ALICE)
-        user.create_folder("Archive")
-        archive = user.folder("Archive")
-        await archive.append(MESSAGE)
+        self.successResultOf(user.create_folder("Archive"))
+        archive = self.folder("Archive")
+        await archive.append(Body.from_wire(MESSAGE))
         session = await self.login()
         reply = await session.command(b"a COPY 1:* Archive")
         self.assertEqual(reply, b"a OK [COPYUID %d 1:2,4:5 2:5] COPY completed\r\n" % archive.uidvalidity)

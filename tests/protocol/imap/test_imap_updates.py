@@ -6,6 +6,10 @@ import time
 
 from imap_harness import IMAPTestCase
 
+from mailsrv.message.body import Body
+from mailsrv.store import Folder
+from mailsrv.workers import InlineExecutor
+
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 
@@ -39,7 +43,7 @@ class TwoSessions(IMAPTestCase):
     async def test_pop3_style_expunge_reaches_the_session(self) -> None:
         await self.deliver(MESSAGE, MESSAGE)
         a = await self.login()
-        self.inbox.expunge([1])  # what the POP3 adapter does at QUIT
+        self.successResultOf(self.inbox.expunge([1]))  # what the POP3 adapter does at QUIT
         self.assertEqual(await a.command(b"a1 CHECK"), b"* 1 EXPUNGE\r\na1 OK CHECK completed\r\n")
 
 
@@ -52,7 +56,7 @@ class Idle(IMAPTestCase):
         await self.deliver(MESSAGE)
         self.assertEqual(session.received(), b"* 2 EXISTS\r\n* 2 RECENT\r\n")
         self.assertLess(time.monotonic() - started, 1.0)
-        self.inbox.expunge([1])
+        self.successResultOf(self.inbox.expunge([1]))
         self.assertEqual(session.received(), b"* 1 EXPUNGE\r\n")
         self.assertEqual(session.send(b"A003 NOOP\r\n"), b"* BAD Expected DONE\r\n")  # still idling (RFC 2177)
         self.assertEqual(session.send(b"DONE\r\n"), b"A002 OK IDLE terminated\r\n")
@@ -61,8 +65,8 @@ class Idle(IMAPTestCase):
     async def test_idle_polls_for_changes_from_another_node(self) -> None:
         session = await self.login()
         session.send(b"a IDLE\r\n")
-        other_node = type(self.inbox)("INBOX", self.inbox.path)  # a second view of the same Maildir
-        await other_node.append(MESSAGE)
+        other_node = Folder("INBOX", self.inbox.path, InlineExecutor())  # a second view of the same Maildir
+        await other_node.append(Body.from_wire(MESSAGE))
         self.assertEqual(session.received(), b"")
         session.clock.advance(session.server.IDLE_POLL_SECONDS)
         self.assertEqual(session.received(), b"* 1 EXISTS\r\n* 0 RECENT\r\n")
@@ -77,7 +81,7 @@ class Pipelining(IMAPTestCase):
         self.assertEqual(session.received(), b"a OK Mailbox created\r\n+ Ready for 2 octets of data\r\n")
         session.server.dataReceived(b"hi\r\nc STATUS Box (MESSAGES)\r\nd NOOP\r\n")
         reply = await session.wait_for(b"d")
-        box = self.store.user("alice@example.test").folder("Box")
+        box = self.folder("Box")
         self.assertEqual(
             reply,
             b'b OK [APPENDUID %d 1] APPEND completed\r\n* STATUS "Box" (MESSAGES 1)\r\nc OK STATUS completed\r\n'

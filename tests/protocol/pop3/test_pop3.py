@@ -26,7 +26,9 @@ from mailsrv.accounts.cred import Realm
 from mailsrv.context import ServerContext
 from mailsrv.pop3 import mailbox_factory, make_factory
 from mailsrv.pop3.maildrop import _unique_id
-from mailsrv.store import Store
+from mailsrv.message.body import Body
+from mailsrv.store import Store, Target
+from mailsrv.workers import InlineExecutor
 from support import ALICE, PASSWORD, FakeChecker, FakeTLS, TCPStringTransport
 
 LOGIN = b"USER alice@example.test\r\nPASS correct horse\r\n"
@@ -41,7 +43,7 @@ class POP3TestCase(unittest.TestCase):
     def setUp(self) -> None:
         tmp = self.mktemp()
         self.config = configuration.Config(data_dir=tmp)
-        self.store = Store(os.path.join(tmp, "mail"))
+        self.store = Store(os.path.join(tmp, "mail"), InlineExecutor())
         self.checker = FakeChecker()
         self.ctx = ServerContext(config=self.config, store=self.store, directory=None, portal=None, tls=FakeTLS())
         self.ctx.portal = Portal(Realm({pop3.IMailbox: mailbox_factory(self.ctx)}), [self.checker])
@@ -49,11 +51,11 @@ class POP3TestCase(unittest.TestCase):
         self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def inbox(self):
-        return self.store.user(ALICE).folder("INBOX")
+        return self.successResultOf(self.store.user(ALICE).open("INBOX"))
 
     async def deliver(self, *messages: bytes) -> None:
         for data in messages:
-            await self.store.deliver([ALICE], data)
+            await self.store.deliver([Target(ALICE)], Body.from_wire(data))
 
     def connect(self, secure: bool = True, kind: str = "pop3", peer=None) -> None:
         """Open a session; *secure* makes the transport look like TLS."""
@@ -320,7 +322,7 @@ class TransactionTests(POP3TestCase):
         await self.deliver(MESSAGE, MESSAGE)
         self.login()
         inbox = self.inbox()
-        inbox.expunge([inbox.messages()[0].uid])
+        self.successResultOf(inbox.expunge([inbox.messages()[0].uid]))
         self.assertEqual(self.say(b"RETR 1\r\n"), b"-ERR Message 1 was removed by another session\r\n")
         self.assertTrue(self.say(b"RETR 2\r\n").startswith(b"+OK "))
 
@@ -344,7 +346,6 @@ class UpdateStateTests(POP3TestCase):
         self.login()
         self.assertEqual(self.say(b"DELE 1\r\nQUIT\r\n"), b"+OK Message 1 deleted\r\n+OK Bye.\r\n")
         self.assertTrue(self.transport.disconnecting)
-        self.inbox().sync(force=True)
         self.assertEqual(len(self.inbox().messages()), 1)
         self.assertEqual(len(os.listdir(os.path.join(self.inbox().path, "cur"))), 1)
 
@@ -355,7 +356,6 @@ class UpdateStateTests(POP3TestCase):
             self.say(b"DELE 1\r\nRSET\r\nQUIT\r\n"),
             b"+OK Message 1 deleted\r\n+OK Maildrop has 1 messages (%d octets)\r\n+OK Bye.\r\n" % len(MESSAGE),
         )
-        self.inbox().sync(force=True)
         self.assertEqual(len(self.inbox().messages()), 1)
 
     async def test_dele_without_quit_keeps(self):
@@ -363,7 +363,6 @@ class UpdateStateTests(POP3TestCase):
         self.login()
         self.say(b"DELE 1\r\n")
         self.server.connectionLost(None)
-        self.inbox().sync(force=True)
         self.assertEqual(len(self.inbox().messages()), 1)
 
     async def test_quit_before_login_removes_nothing(self):
@@ -383,7 +382,7 @@ class UpdateStateTests(POP3TestCase):
         first = self.say(b"UIDL 1\r\n")
         self.say(b"QUIT\r\n")
         inbox = self.inbox()
-        inbox.set_flags(inbox.messages()[0].uid, {"\\Seen", "\\Flagged"})
+        self.successResultOf(inbox.store_flags([(inbox.messages()[0].uid, frozenset({"\\Seen", "\\Flagged"}))]))
         self.assertIn(":2,FS", os.listdir(os.path.join(inbox.path, "cur"))[0])
         self.login()
         self.assertEqual(self.say(b"UIDL 1\r\n"), first)

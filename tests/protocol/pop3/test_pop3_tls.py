@@ -21,7 +21,7 @@ class RealTLSTests(POP3TestCase):
         """Serve *kind* on a free loopback port, with DOTTED in alice's INBOX; returns the port."""
         self.ctx.tls = tls.server_options(self.config)
         port = listen_loopback(self, make_factory(self.ctx, kind), self.ctx.tls if kind == "pop3s" else None)
-        await self.store.deliver([ALICE], DOTTED)
+        await self.deliver(DOTTED)
         return port
 
     async def test_stls_login_and_retr(self):

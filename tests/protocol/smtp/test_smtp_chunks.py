@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from mailsrv.smtp import delivery
-from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase
+from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase, as_stored
 
 EHLO = b"EHLO client.example.net\r\n"
 ENVELOPE = b"MAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n"
@@ -237,7 +237,7 @@ class ChunkedDataTests(SMTPTestCase):
         result = self.reference(SESSIONS["tricky_body_then_pipelined"])
         stored = result["stored"][0][1].split(b"\r\n", 4)[4]
         body = TRICKY_BODY.replace(b"\r\n.", b"\r\n")[1:]
-        self.assertEqual(stored, body)
+        self.assertEqual(stored, as_stored(body))
         self.assertIn(b"\r\n.\r\n..\r\n \r\n", stored)  # "..", "..." and ". " unstuffed
         self.assertEqual(
             [(e["result"], e["size"]) for e in result["log"]],
@@ -256,5 +256,5 @@ class ChunkedDataTests(SMTPTestCase):
         self.assertTrue(result["output"].endswith(b"500 5.5.2 Line too long\r\n421 4.7.0 mx.example.test Error: too many errors\r\n"))
         self.assertTrue(result["disconnecting"])
         result = self.reference(SESSIONS["almost_final_dots"])
-        self.assertEqual(result["stored"][0][1].split(b"\r\n", 4)[4], b"a\r\n\r \r\n .\r\n\n\r\n\r\r\nx\r\n.\r\n\r\n")
+        self.assertEqual(result["stored"][0][1].split(b"\r\n", 4)[4], as_stored(b"a\r\n\r \r\n .\r\n\n\r\n\r\r\nx\r\n.\r\n\r\n"))
         self.assertEqual((result["mode"], result["buffered"]), ("DATA", 2))

@@ -22,8 +22,11 @@ from zope.interface import alsoProvides, implementer
 from mailsrv import config as configuration
 from mailsrv.accounts.cred import Realm
 from mailsrv.context import ServerContext
+from mailsrv.message import wire
+from mailsrv.message.body import Body
 from mailsrv.smtp.auth import ISubmitter, Submitter
 from mailsrv.smtp.server import make_factory
+from mailsrv.store import Target
 from support import FakeChecker, TCPStringTransport
 
 HOST = "mx.example.test"
@@ -48,16 +51,23 @@ class FakeDirectory:
         return list(self.aliases.get(address, []))
 
 
+def as_stored(data: bytes) -> bytes:
+    """*data* (wire form) as the store serves it back: its body keeps the disk form,
+    in which a bare LF and a CRLF are the same line end."""
+    return wire.to_wire(wire.to_disk(data))
+
+
 class FakeStore:
-    """Records every ``deliver``; in manual mode its Deferreds fire when the test says so."""
+    """Records every ``deliver`` as (addresses, wire octets); in manual mode its Deferreds fire when the test says so."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], bytes]] = []
         self.manual = False
         self.pending: list[defer.Deferred[None]] = []
 
-    def deliver(self, addresses: list[str], data: bytes) -> defer.Deferred[None]:
-        self.calls.append((list(addresses), data))
+    def deliver(self, targets: list[Target], body: Body) -> defer.Deferred[None]:
+        assert all(t == Target(t.address) for t in targets), "SMTP delivers to plain INBOX targets"
+        self.calls.append(([t.address for t in targets], wire.to_wire(body.read())))
         if not self.manual:
             return defer.succeed(None)
         d: defer.Deferred[None] = defer.Deferred()

@@ -16,6 +16,7 @@ from twisted.internet import threads
 from mailsrv import config as configuration, tls
 from mailsrv.smtp.server import make_factory
 from mailsrv.store import Store
+from mailsrv.workers import InlineExecutor
 from support import ALICE, PASSWORD, client_context, listen_loopback
 from test_smtp_session import SMTPTestCase
 
@@ -28,7 +29,7 @@ class RealTLSTests(SMTPTestCase):
         tmp = os.path.abspath(self.mktemp())
         self.config = configuration.Config(hostname="localhost", data_dir=tmp, domains=("example.test",))
         self.ctx.config = self.config
-        self.ctx.store = Store(self.config.mail_dir)
+        self.ctx.store = Store(self.config.mail_dir, InlineExecutor())
         self.ctx.tls = tls.server_options(self.config)
 
     def listen(self, kind: str) -> int:
