@@ -7,7 +7,7 @@ are the only account storage.  The server reads them through
 :mod:`.aliases`; what an address is, :mod:`mailsrv.address` says.  Modules:
 
 * :mod:`.passwords` -- ``{SCHEME}hash`` strings, Argon2id;
-* :mod:`.textfile` -- atomic rewrite, edit lock, reload on change;
+* :mod:`.textfile` -- text helpers of the two file formats, locked edits;
 * :mod:`.users`, :mod:`.aliases` -- the two file formats;
 * :mod:`.directory` -- recipient resolution;
 * :mod:`.cred` -- checker, realm and portal.

@@ -13,8 +13,8 @@ from typing import Mapping
 from twisted.logger import Logger
 
 from mailsrv.accounts import aliases, users
-from mailsrv.accounts.textfile import WatchedFile
 from mailsrv.address import canonical_address, canonical_domain, split_address
+from mailsrv.store.files import WatchedFile
 from mailsrv.config import Config
 
 log = Logger()

@@ -1,27 +1,19 @@
 """Small line-oriented files shared by the server (reader) and the CLI (writer).
 
-The server never locks: the CLI replaces a file atomically (temp file in the
-same directory, fsync, rename, fsync the directory), so a reader sees the
-old or the new file, never half of one.  Writers serialise on an
-``fcntl.flock`` of ``<file>.lock`` so two concurrent ``mailsrv`` runs cannot
-lose each other's read-modify-write.  The server notices a change by a
-cheap ``stat`` per lookup and re-parses only when the file's identity moved.
+The server never locks: the CLI replaces a file atomically, so a reader sees
+the old or the new file, never half of one.  Writers serialise on the edit
+lock so two concurrent ``mailsrv`` runs cannot lose each other's
+read-modify-write.  The server notices a change by a cheap ``stat`` per
+lookup (:class:`~mailsrv.store.files.WatchedFile`).  Lock, stamp and durable
+replace live in :mod:`mailsrv.store.files`; this module has the text
+helpers the two account file formats share.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Callable, Iterator
 
-from twisted.logger import Logger
-
-from mailsrv.durable import replace_file
-
-log = Logger()
-
-T = TypeVar("T")
+from mailsrv.store.files import locked, read_text, replace_file
 
 
 class EditError(Exception):
@@ -44,33 +36,9 @@ def first_field(line: str) -> str | None:
     return line.partition(":")[0].strip()
 
 
-def read_text(path: str) -> str:
-    """The file's text, ``""`` when it does not exist.
-
-    Undecodable bytes become U+FFFD so that one bad line is reported and
-    skipped by the parser instead of making the whole file unreadable.
-    """
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-
-
 def atomic_write(path: str, text: str, default_mode: int) -> None:
-    """Replace *path* with *text* atomically and durably (see :mod:`mailsrv.durable`)."""
+    """Replace *path* with *text* atomically and durably (see :func:`~mailsrv.store.files.replace_file`)."""
     replace_file(path, text.encode("utf-8"), default_mode)
-
-
-@contextlib.contextmanager
-def locked(path: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``<path>.lock`` for a read-modify-write."""
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
 
 
 def edit(path: str, change: Callable[[str], str], default_mode: int) -> None:
@@ -109,38 +77,3 @@ def append_line(text: str, line: str) -> str:
     if text and not text.endswith("\n"):
         text += "\n"
     return text + line + "\n"
-
-
-class WatchedFile(Generic[T]):
-    """The parsed content of a file, re-parsed whenever the file changes.
-
-    A change is any move of inode, size, mtime or ctime: an atomic rename
-    gives a new inode, an in-place edit a new mtime.  A missing file parses
-    as empty text (no users yet is a normal state of a new server).
-    """
-
-    def __init__(self, path: str, parse: Callable[[str, str], T]) -> None:
-        self.path = path
-        self._parse = parse
-        self._identity: object = object()
-        self._value: T = parse("", path)
-
-    def get(self) -> T:
-        """The current content; costs one ``stat`` when nothing changed."""
-        try:
-            st = os.stat(self.path)
-            identity: object = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        except FileNotFoundError:
-            identity = None
-        except OSError as e:
-            log.error("cannot stat {path}: {error}; keeping the last version",
-                      path=self.path, error=e.strerror)
-            return self._value
-        if identity != self._identity:
-            self._identity = identity
-            try:
-                self._value = self._parse(read_text(self.path), self.path)
-            except OSError as e:
-                log.error("cannot read {path}: {error}; keeping the last version",
-                          path=self.path, error=e.strerror)
-        return self._value

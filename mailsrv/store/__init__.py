@@ -14,8 +14,10 @@ from mailsrv.store.errors import (
     NoSuchFolder,
     StoreError,
 )
-from mailsrv.store.folder import SYSTEM_FLAGS, Folder, IFolderListener, MessageInfo
-from mailsrv.store.store import Store
+from mailsrv.store.flags import SYSTEM_FLAGS
+from mailsrv.store.folder import Folder, IFolderListener
+from mailsrv.store.message import MessageInfo, StoredMessage
+from mailsrv.store.store import Store, Target
 from mailsrv.store.userstore import UserStore
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "NoSuchFolder",
     "Store",
     "StoreError",
+    "StoredMessage",
     "SYSTEM_FLAGS",
+    "Target",
     "UserStore",
 ]

@@ -6,61 +6,61 @@ so a change made through it is announced to all of them at once. Changes
 made behind its back (another node on a shared filesystem, a hand edit) are
 found by :meth:`Folder.sync` and announced the same way.
 
-The in-memory snapshot (UID, key, flags, size, date per message) is built
-from file names and ``stat`` alone; SELECT, STATUS, POP3 LIST and UIDL never
-open a message.
+The in-memory :class:`~mailsrv.store.snapshot.Snapshot` (UID, key, flags,
+size, date per message) is built from file names and ``stat`` alone.
+
+Threads: every method runs on the reactor thread and the snapshot is only
+ever changed there.  Work that blocks (directory listings, ``stat`` of new
+files, the UID and keyword files) runs in the store's executor and returns
+plain values that the reactor applies; single-file syscalls (``open``,
+``rename``, ``unlink`` of one message) run on the reactor thread.  While a
+listing runs in a thread, the folder keeps changing here; the keys it
+changes meanwhile are noted (:meth:`_touch`) and the listing's older view of
+them is ignored.
+
+New messages get their UIDs by group commit (:mod:`.uidlist`) and enter the
+snapshot, and are announced, only once those UIDs are durable (RFC 3501
+2.3.1.1).
+
+Each change (messages added, flags changed, messages expunged) steps the
+folder's mod-sequence (RFC 7162): :attr:`Folder.highest_modseq` and
+:attr:`MessageInfo.modseq`.  No protocol reports them yet; they are the
+slot CONDSTORE and QRESYNC will build on.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import Interface
 
-from mailsrv.durable import fsync_dir
 from mailsrv.message import wire
-from mailsrv.store import maildir
+from mailsrv.message.body import Body
+from mailsrv.store import flags as flag_rules
+from mailsrv.store import maildir, scan, writing
+from mailsrv.store.coalesce import Coalescing
 from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder
-from mailsrv.store import keywords
 from mailsrv.store.keywords import Keywords
+from mailsrv.store.message import MessageInfo, StoredMessage
+from mailsrv.store.scan import Arrival, DirStamps, Listing
+from mailsrv.store.snapshot import Snapshot
 from mailsrv.store.uidlist import UIDList
 
-#: Flags a client may set; ``\Recent`` is per session and never stored.
-SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
-#: RFC 3501 9: atom-specials may not appear in a keyword (nor may 8-bit octets).
-_ATOM_SPECIALS = frozenset('(){ %*"\\]') | {chr(c) for c in range(0x20)} | {"\x7f"}
-MAX_KEYWORD_LENGTH = 128
+if TYPE_CHECKING:
+    from mailsrv.workers import Executor
 
-
-def check_flags(flags: "frozenset[str] | set[str]") -> set[str]:
-    """The keywords among *flags*; raises :class:`InvalidFlag` for anything unstorable."""
-    keywords = set()
-    for flag in flags:
-        if flag in SYSTEM_FLAGS or flag in maildir.FLAG_LETTERS:
-            continue
-        if flag.startswith("\\"):
-            raise InvalidFlag(f"unknown system flag {flag}")  # RFC 3501 2.3.2
-        if not flag or len(flag) > MAX_KEYWORD_LENGTH or not flag.isascii() or _ATOM_SPECIALS.intersection(flag):
-            raise InvalidFlag("a keyword must be a short atom")
-        keywords.add(flag)
-    return keywords
-
-
-@dataclass(frozen=True)
-class MessageInfo:
-    """What the store knows of a message without opening it."""
-
-    uid: int
-    key: str
-    flags: frozenset[str]
-    size: int
-    internaldate: float
+#: A directory's mtime can only be trusted to move on the next change once
+#: this long has passed: file systems keep timestamps in ticks (1 s on
+#: some), and a second change in the tick of the first leaves the mtime as
+#: it was.  Hosts sharing the store over the network add their clock skew.
+TRUST_AFTER_NS = 2_000_000_000
 
 
 class IFolderListener(Interface):
@@ -86,23 +86,59 @@ def _arrival_order(filename: str) -> tuple[int, int, str]:
     return (int(secs) if secs.isdigit() else 0, int(usecs) if usecs.isdigit() else 0, filename)
 
 
+def _arrival(rel: str, size: int, internaldate: float) -> tuple[str, Arrival]:
+    """The key of the file at *rel* and its :class:`Arrival`."""
+    key, info = maildir.split_name(os.path.basename(rel))
+    return key, Arrival(rel, info, size, internaldate)
+
+
+def _read_wire(message: StoredMessage) -> bytes:
+    with message:
+        return wire.to_wire(message.file.read())
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    """When the last applied listing started, and the directory stamps it saw."""
+
+    started_ns: int
+    stamps: DirStamps
+
+    def due_again(self, stamps: DirStamps, now_ns: int) -> bool:
+        """Whether a sync that now sees *stamps* must list the directories again.
+
+        Yes when a stamp moved.  Also, once, when this listing started so soon
+        after the last change (within :data:`TRUST_AFTER_NS`) that a change
+        made after it may have left the mtime unchanged, and a listing made
+        now could no longer miss one.  In between, the stamps are trusted:
+        a burst of syncs right after a delivery costs one listing, not one
+        each.
+        """
+        if stamps != self.stamps:
+            return True
+        settled = self.stamps.newest_mtime_ns + TRUST_AFTER_NS
+        return settled > self.started_ns and now_ns >= settled
+
+
 class Folder:
     """A Maildir folder (INBOX or a ``.Name`` Maildir++ subfolder)."""
 
     log = Logger()
 
-    def __init__(self, name: str, path: str) -> None:
+    def __init__(self, name: str, path: str, executor: "Executor") -> None:
         self.name = name
         self.path = path
-        maildir.ensure_maildir(path)
-        self._uids = UIDList(path)
-        self._keywords = Keywords(path)
-        self._infos: dict[int, MessageInfo] = {}
-        self._files: dict[int, str] = {}  # uid -> "cur/<name>" or "new/<name>"
-        self._order: list[int] = []
+        self._executor = executor
+        self._uids = UIDList(path, executor)
+        self._keywords = Keywords(path, executor)
+        self._snap = Snapshot()
+        self._arrivals: dict[str, Arrival] = {}  # found or written, waiting for a durable UID
         self._listeners: list[object] = []
-        self._dir_stamp: tuple[int, int] | None = None
-        self.sync()
+        self._scanned: _Scanned | None = None
+        self._rescan_wanted = False
+        self._listing = False
+        self._touched: set[str] = set()
+        self._syncs = Coalescing(self._sync_round)
 
     # -- reading -------------------------------------------------------------
 
@@ -114,30 +150,47 @@ class Folder:
     def uidnext(self) -> int:
         return self._uids.uidnext
 
+    @property
+    def highest_modseq(self) -> int:
+        """The mod-sequence of the folder's latest change (RFC 7162 HIGHESTMODSEQ)."""
+        return self._uids.highest_modseq
+
     def messages(self) -> list[MessageInfo]:
         """All messages in UID order, as of the last sync."""
-        return [self._infos[uid] for uid in self._order]
+        infos = self._snap.infos
+        return [infos[uid] for uid in self._snap.ordered()]
 
     def get(self, uid: int) -> MessageInfo | None:
         """One message's info, or None if it is not (or no longer) here."""
-        return self._infos.get(uid)
+        return self._snap.infos.get(uid)
 
-    def read(self, uid: int) -> bytes:
-        """The message as sent on the wire: CRLF line ends, ``info.size`` octets."""
-        return wire.to_wire(self._read_disk(uid))
+    def open_message(self, uid: int) -> "Deferred[StoredMessage]":
+        """The message file, open; fails with :class:`MessageGone` if it is not here.
 
-    def _read_disk(self, uid: int) -> bytes:
-        for attempt in (0, 1):
-            rel = self._files.get(uid)
-            if rel is None:
-                break
-            try:
-                with open(os.path.join(self.path, rel), "rb") as f:
-                    return f.read()
-            except FileNotFoundError:
-                if attempt == 0:
-                    self.sync(force=True)  # renamed by another session or node
-        raise MessageGone(uid)
+        A file renamed by another session or node is looked for again after
+        one rescan.  The open file keeps its content after an expunge.
+        """
+        opened: list[StoredMessage] = []
+        d = self._each_file([uid], lambda u, path: opened.append(StoredMessage(self.get(u), open(path, "rb"))))
+
+        def result(_: object) -> StoredMessage:
+            if not opened:
+                raise MessageGone(uid)
+            return opened[0]
+
+        return d.addCallback(result)
+
+    def read(self, uid: int) -> "Deferred[bytes]":
+        """The whole message as sent on the wire: CRLF line ends, ``info.size`` octets."""
+        return self.open_message(uid).addCallback(lambda message: self._executor.run(_read_wire, message))
+
+    def recent_count(self) -> int:
+        """Messages no session has claimed yet (still in ``new/``): STATUS RECENT."""
+        return len(self._snap.in_new)
+
+    def can_add_keywords(self) -> bool:
+        """Whether a new keyword still gets a Maildir letter (PERMANENTFLAGS ``\\*``)."""
+        return self._keywords.can_add()
 
     # -- listeners -----------------------------------------------------------
 
@@ -151,6 +204,10 @@ class Folder:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    def announce_deleted(self) -> None:
+        """Tell every listener the folder is gone (called by its UserStore)."""
+        self._announce("folder_deleted", None)
+
     def _announce(self, method: str, payload: object) -> None:
         args = (self,) if payload is None else (self, payload)
         for listener in list(self._listeners):
@@ -159,254 +216,338 @@ class Folder:
             except Exception:
                 self.log.failure("folder listener {method} failed", method=method)
 
+    # -- the snapshot ----------------------------------------------------------
+
+    def _set_file(self, uid: int, rel: str) -> None:
+        self._snap.set_file(uid, rel)
+        self._touch(self._snap.infos[uid].key)
+
+    def _drop(self, uid: int) -> str:
+        """Take a message out of the snapshot; its key."""
+        key = self._snap.drop(uid)
+        self._touch(key)
+        return key
+
+    def _touch(self, key: str) -> None:
+        """Note a change made here while a listing runs, so its older view of *key* is ignored."""
+        if self._listing:
+            self._touched.add(key)
+
+    def _flags_of(self, info: str) -> frozenset[str]:
+        return maildir.info_to_flags(info, self._keywords.keyword_of)
+
+    def _filename(self, key: str, flags: "frozenset[str] | set[str]") -> str:
+        return maildir.filename(key, flags, self._keywords.letter_of)
+
     # -- syncing with the disk -----------------------------------------------
 
-    def _stamp(self) -> tuple[int, int]:
-        """mtimes of new/ and cur/; :class:`NoSuchFolder` once the folder was deleted."""
+    def sync(self) -> "Deferred[None]":
+        """Fires when the snapshot reflects the disk as of this call; changes are announced.
+
+        Costs two ``stat`` calls when neither ``new/`` nor ``cur/`` changed
+        (see :meth:`_Scanned.due_again` for the one exception); otherwise the
+        directories are listed in the executor.  Concurrent calls share one
+        listing.  Fails with :class:`NoSuchFolder` once the folder is deleted.
+        """
+        return self._syncs.run()
+
+    def _rescan(self) -> "Deferred[None]":
+        """A sync that lists the directories even if their stamps did not move."""
+        self._rescan_wanted = True
+        return self.sync()
+
+    def _sync_round(self) -> "Deferred[None] | None":
+        if self._scanned is None:  # first sync: the Maildir of a new user may not exist yet
+            return self._executor.run(maildir.ensure_maildir, self.path).addCallback(lambda _: self._scan())
         try:
-            return (
-                os.stat(os.path.join(self.path, "new")).st_mtime_ns,
-                os.stat(os.path.join(self.path, "cur")).st_mtime_ns,
-            )
+            stamps = DirStamps.of(self.path)
         except FileNotFoundError:
             raise NoSuchFolder(self.name) from None
+        if self._rescan_wanted or self._scanned.due_again(stamps, time.time_ns()):
+            return self._scan()
+        return None
 
-    def sync(self, force: bool = False) -> None:
-        """Bring the snapshot in line with the disk and announce what changed.
-
-        Skipped when neither ``new/`` nor ``cur/`` changed since the last
-        scan, unless that change could hide inside the file system's
-        timestamp granularity (the last two seconds).
-        """
-        stamp = self._stamp()
-        recent = time.time_ns() - max(stamp) < 2_000_000_000
-        if not force and stamp == self._dir_stamp and not recent:
-            return
-        found: dict[str, tuple[str, str]] = {}  # key -> (rel path, info)
-        for sub in ("new", "cur"):
-            for filename in os.listdir(os.path.join(self.path, sub)):
-                if filename.startswith("."):
-                    continue
-                key, info = maildir.split_name(filename)
-                found[key] = (f"{sub}/{filename}", info)
-        self._dir_stamp = stamp
-        self._uids.refresh()
-        self._keywords.refresh()
-        known = {info.key: uid for uid, info in self._infos.items()}
-        gone = {uid for key, uid in known.items() if key not in found}
-        changed = []
-        for key, uid in known.items():
-            if key in found and found[key][0] != self._files[uid]:
-                self._files[uid] = found[key][0]
-                flags = maildir.info_to_flags(found[key][1], self._keywords.keyword_of)
-                if flags != self._infos[uid].flags:
-                    self._infos[uid] = replace(self._infos[uid], flags=flags)
-                    changed.append(self._infos[uid])
-        if gone:
-            self._drop(gone)
-            self._uids.forget(k for k, u in known.items() if u in gone)
-        new_keys = sorted((k for k in found if k not in known), key=lambda k: _arrival_order(found[k][0][4:]))
-        added = self._admit([(k, found[k][0], found[k][1]) for k in new_keys])
-        if gone:
-            self._announce("messages_expunged", sorted(gone))
-        if changed:
-            self._announce("flags_changed", changed)
-        if added:
-            self._announce("messages_added", added)
-
-    def _admit(self, entries: list[tuple[str, str, str]]) -> list[MessageInfo]:
-        """Give (key, rel path, info) entries UIDs and add them to the snapshot."""
-        if not entries:
-            return []
-        uids = self._uids.assign(key for key, _, _ in entries)
-        added = []
-        for key, rel, info in entries:
-            uid = uids[key]
-            if uid in self._infos:
-                continue
-            path = os.path.join(self.path, rel)
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                continue
-            _, size = maildir.sizes_from_key(key)
-            if size is None:
-                with open(path, "rb") as f:
-                    size = wire.wire_size(f.read())
-            flags = maildir.info_to_flags(info, self._keywords.keyword_of)
-            self._infos[uid] = MessageInfo(uid, key, flags, size, st.st_mtime)
-            self._files[uid] = rel
-            added.append(self._infos[uid])
-        added.sort(key=lambda i: i.uid)
-        if added and self._order and added[0].uid < self._order[-1]:
-            self._order = sorted(self._infos)
-        else:
-            self._order.extend(i.uid for i in added)
-        return added
-
-    def _drop(self, uids: Iterable[int]) -> None:
-        for uid in uids:
-            self._infos.pop(uid, None)
-            self._files.pop(uid, None)
-        self._order = [u for u in self._order if u in self._infos]
-
-    def note_delivered(self, filename: str) -> None:
-        """A message was just delivered into ``new/`` by this process: admit it now.
-
-        The fast path for delivery: no directory scan, one UID append.
-        """
-        key, info = maildir.split_name(filename)
-        added = self._admit([(key, f"new/{filename}", info)])
-        if added:
-            self._announce("messages_added", added)
-
-    # -- changing ------------------------------------------------------------
-
-    def _filename_for(self, key: str, flags: "frozenset[str] | set[str]") -> str:
-        keywords = check_flags(flags)
-        if keywords:
-            self._keywords.ensure(keywords)
-        return key + maildir.INFO_SEP + maildir.flags_to_info(flags, self._keywords.letter_of)
-
-    def _rename(self, uid: int, new_rel: str) -> None:
-        """Rename a message file, following it if another node renamed it first."""
-        for attempt in (0, 1):
-            old_rel = self._files.get(uid)
-            if old_rel is None:
-                break
-            try:
-                os.rename(os.path.join(self.path, old_rel), os.path.join(self.path, new_rel))
-                self._files[uid] = new_rel
-                return
-            except FileNotFoundError:
-                if attempt == 0:
-                    self.sync(force=True)
-        raise MessageGone(uid)
-
-    def set_flags(self, uid: int, flags: Iterable[str]) -> MessageInfo:
-        """Replace a message's flags (renaming its file) and announce it."""
-        info = self._infos.get(uid)
-        if info is None:
-            raise MessageGone(uid)
-        wanted = frozenset(f for f in flags if f != "\\Recent")
-        new_rel = "cur/" + self._filename_for(info.key, wanted)
-        if new_rel != self._files[uid]:
-            self._rename(uid, new_rel)
-        if wanted == info.flags:
-            return info
-        info = self._infos[uid] = replace(info, flags=wanted)
-        self._announce("flags_changed", [info])
-        return info
-
-    def can_add_keywords(self) -> bool:
-        """Whether a new keyword still gets a Maildir letter (PERMANENTFLAGS ``\\*``)."""
-        self._keywords.refresh()
-        return len(self._keywords.letter_of) < len(keywords.LETTERS)
-
-    def announce_deleted(self) -> None:
-        """Tell every listener the folder is gone (called by its UserStore)."""
-        self._announce("folder_deleted", None)
-
-    def recent_count(self) -> int:
-        """Messages no session has claimed yet (still in ``new/``): STATUS RECENT."""
-        return sum(1 for rel in self._files.values() if rel.startswith("new/"))
-
-    def claim_recent(self) -> set[int]:
-        """Move messages from ``new/`` to ``cur/``; they are \\Recent to the caller only."""
-        claimed = set()
-        for uid in list(self._order):
-            rel = self._files[uid]
-            if rel.startswith("new/"):
-                try:
-                    self._rename(uid, "cur/" + self._filename_for(self._infos[uid].key, self._infos[uid].flags))
-                except MessageGone:
-                    continue
-                claimed.add(uid)
-        return claimed
-
-    def expunge(self, uids: Iterable[int]) -> list[int]:
-        """Remove messages for good; each unlink is atomic. Returns the UIDs removed."""
-        removed = []
-        for uid in sorted(set(uids)):
-            for attempt in (0, 1):
-                rel = self._files.get(uid)
-                if rel is None:
-                    break
-                try:
-                    os.unlink(os.path.join(self.path, rel))
-                    removed.append(uid)
-                    break
-                except FileNotFoundError:
-                    if attempt == 0:
-                        self.sync(force=True)
-        if removed:
-            keys = [self._infos[uid].key for uid in removed]
-            self._drop(removed)
-            self._uids.forget(keys)
-            self._announce("messages_expunged", removed)
-        return removed
-
-    def append(self, data: bytes, flags: Iterable[str] = (), internaldate: float | None = None) -> "Deferred[int]":
-        """Store a new message (CRLF bytes) durably; fires with its UID."""
-        disk = wire.to_disk(data)
-        key = maildir.unique_name(len(disk), wire.wire_size(disk))
-        rel = "cur/" + self._filename_for(key, frozenset(flags) - {"\\Recent"})
-
-        def write() -> None:
-            tmp = os.path.join(self.path, "tmp", key)
-            maildir.write_file(tmp, disk, internaldate)
-            os.rename(tmp, os.path.join(self.path, rel))
-            fsync_dir(os.path.join(self.path, "cur"))
-
-        d = threads.deferToThread(write)
-        d.addCallback(lambda _: self._admit_own(key, rel))
+    def _scan(self) -> "Deferred[None]":
+        self._rescan_wanted = False
+        self._listing = True
+        d = self._executor.run(scan.list_folder, self.path)
+        d.addCallback(self._catch_up)
+        d.addCallback(self._compare)
+        d.addBoth(self._listing_over)
+        d.addCallback(self._describe)
+        d.addErrback(self._gone_if_missing)
         return d
 
-    def _admit_own(self, key: str, rel: str) -> int:
-        """Admit a file this process wrote (a sync may have seen it first)."""
-        _, info = maildir.split_name(rel[4:])
-        added = self._admit([(key, rel, info)])
-        if added:
-            self._announce("messages_added", added)
-        return self._uids.by_key[key]
+    def _catch_up(self, listing: Listing) -> "Deferred[Listing]":
+        """Re-read the keyword table and the UID list first if someone else wrote them."""
+        d = self._keywords.refresh() if listing.keywords != self._keywords.stamp else succeed(None)
+        if listing.uidlist is None or listing.uidlist != self._uids.stamp or not self._uids.uidvalidity:
+            d.addCallback(lambda _: self._uids.refresh())
+        return d.addCallback(lambda _: listing)
+
+    def _compare(self, listing: Listing) -> list[tuple[str, str, str]]:
+        """Apply what the listing shows changed; the files it found that are new to us."""
+        found, touched, files = listing.entries, self._touched, self._snap.files
+        gone, moved = [], []
+        for key, uid in self._snap.uid_of.items():
+            if key in touched:
+                continue
+            entry = found.get(key)
+            if entry is None:
+                gone.append(uid)
+            elif entry[0] != files[uid]:
+                moved.append((uid, entry))
+        for key, arrival in list(self._arrivals.items()):
+            if key not in touched:
+                entry = found.get(key)
+                if entry is None:
+                    del self._arrivals[key]
+                elif entry[0] != arrival.rel:
+                    self._arrivals[key] = replace(arrival, rel=entry[0], info=entry[1])
+        self._scanned = _Scanned(listing.started_ns, listing.stamps)
+        if gone:
+            self._logged(self._uids.forget([self._drop(uid) for uid in gone]), "forgetting expunged UIDs")
+            self._uids.next_modseq()
+            self._announce("messages_expunged", sorted(gone))
+        self._renamed_elsewhere(moved)
+        fresh = [(k, rel, info) for k, (rel, info) in found.items()
+                 if k not in self._snap.uid_of and k not in self._arrivals and k not in touched]
+        return sorted(fresh, key=lambda entry: _arrival_order(entry[1][4:]))
+
+    def _renamed_elsewhere(self, moved: list[tuple[int, tuple[str, str]]]) -> None:
+        """Files another session or node renamed: new places, maybe new flags."""
+        changed = []
+        for uid, (rel, info) in moved:
+            self._set_file(uid, rel)
+            flags = self._flags_of(info)
+            if flags != self._snap.infos[uid].flags:
+                changed.append((uid, flags))
+        self._flags_now(changed)
+
+    def _listing_over(self, result: object) -> object:
+        self._listing = False
+        self._touched = set()
+        return result
+
+    def _describe(self, fresh: list[tuple[str, str, str]]) -> "Deferred[None] | None":
+        if not fresh:
+            return None
+        return self._executor.run(scan.describe, self.path, fresh).addCallback(self._arrive)
+
+    def _gone_if_missing(self, failure: Failure) -> Failure:
+        if failure.check(FileNotFoundError):
+            raise NoSuchFolder(self.name)
+        return failure
+
+    # -- new messages ----------------------------------------------------------
+
+    def note_delivered(self, rel: str, internaldate: float) -> None:
+        """A message was just delivered into this folder by this process: admit it.
+
+        The fast path for delivery: no directory listing; the UID comes by
+        group commit and the message is announced once it is durable.
+        """
+        size = maildir.sizes_from_key(os.path.basename(rel))[1]
+        assert size is not None, "our own names carry W="
+        self._logged(self._arrive(dict([_arrival(rel, size, internaldate)])), "admitting a delivery")
+
+    def _arrive(self, arrivals: dict[str, Arrival]) -> "Deferred[None]":
+        """Queue files for UIDs; they join the snapshot once the UIDs are durable."""
+        for key, arrival in arrivals.items():
+            if key not in self._snap.uid_of:
+                self._arrivals[key] = arrival
+                self._touch(key)
+        known = all(self._keywords.knows_letters(a.info) for a in arrivals.values())
+        d = succeed(None) if known else self._keywords.refresh()  # another writer's keyword letters
+        d.addCallback(lambda _: self._uids.assign(arrivals))
+        return d.addCallback(lambda _: self._admit_ready())
+
+    def _admit_ready(self) -> None:
+        """Move every arrival whose UID is durable into the snapshot, and announce them."""
+        by_key = self._uids.by_key
+        ready = sorted((by_key[key], key) for key in self._arrivals if key in by_key)
+        if not ready:
+            return
+        modseq = self._uids.next_modseq()
+        entries = []
+        for uid, key in ready:
+            arrival = self._arrivals.pop(key)
+            if uid not in self._snap.infos:
+                info = MessageInfo(uid, key, self._flags_of(arrival.info), arrival.size, arrival.internaldate, modseq)
+                entries.append((info, arrival.rel))
+                self._touch(key)
+        self._snap.add(entries)
+        if entries:
+            self._announce("messages_added", [info for info, _ in entries])
+
+    def append(self, body: Body, flags: Iterable[str] = (), internaldate: float | None = None) -> "Deferred[int]":
+        """Store a new message durably into ``cur/``; fires with its UID.
+
+        Fails with :class:`InvalidFlag` or :class:`KeywordLimit` before
+        anything is written.
+        """
+        try:
+            wanted = flag_rules.stored(flags)
+            new_keywords = flag_rules.keywords_of(wanted)
+        except InvalidFlag:
+            return fail()
+        d = self._keywords.ensure(new_keywords)
+        return d.addCallback(lambda _: self._write(body, wanted, internaldate))
+
+    def _write(self, body: Body, flags: frozenset[str], internaldate: float | None) -> "Deferred[int]":
+        key = maildir.unique_name(body.size, body.wire_size)
+        rel = "cur/" + self._filename(key, flags)
+
+        def placed(done: writing.Placed) -> "Deferred[None]":
+            date = done.mtime if internaldate is None else internaldate
+            return self._arrive(dict([_arrival(rel, body.wire_size, date)]))
+
+        d = self._executor.run(writing.place, body, [(self.path, rel)], internaldate)
+        return d.addCallback(placed).addCallback(lambda _: self._uids.by_key[key])
 
     def copy(self, uids: Iterable[int], target: "Folder") -> "Deferred[list[tuple[int, int]]]":
         """Copy messages into *target* (hard links where possible), durably.
 
         Fires with (source UID, new UID) pairs for the messages that still
-        existed.
+        existed; fails with :class:`KeywordLimit` when *target* has no letter
+        left for a keyword (nothing copied).
         """
         plan = []
         for uid in sorted(set(uids)):
-            info = self._infos.get(uid)
+            info = self.get(uid)
             if info is None:
                 continue
-            src = os.path.join(self.path, self._files[uid])
-            disk, _ = maildir.sizes_from_key(info.key)
+            src = os.path.join(self.path, self._snap.files[uid])
+            disk = maildir.sizes_from_key(info.key)[0]
             if disk is None:
                 try:
                     disk = os.path.getsize(src)
                 except FileNotFoundError:
                     continue
-            key = maildir.unique_name(disk, info.size)
-            plan.append((uid, src, key, "cur/" + target._filename_for(key, info.flags)))
+            plan.append((info, src, maildir.unique_name(disk, info.size)))
+        keywords = set().union(*(flag_rules.keywords_of(info.flags) for info, _, _ in plan))
+        d = target._keywords.ensure(keywords)
+        return d.addCallback(lambda _: target._link_copies(plan))
 
-        def write() -> list[tuple[int, str, str]]:
-            done = []
-            for uid, src, key, rel in plan:
-                dst = os.path.join(target.path, rel)
-                try:
-                    os.link(src, dst)
-                except FileNotFoundError:
-                    continue
-                except OSError:
-                    with open(src, "rb") as f:
-                        maildir.write_file(dst, f.read())
-                done.append((uid, key, rel))
-            fsync_dir(os.path.join(target.path, "cur"))
-            return done
+    def _link_copies(self, plan: list[tuple[MessageInfo, str, str]]) -> "Deferred[list[tuple[int, int]]]":
+        """Link *plan*'s ``(source info, source file, new key)`` into this folder's ``cur/``."""
+        if not plan:
+            return succeed([])
+        rels = ["cur/" + self._filename(key, info.flags) for info, _, key in plan]
+        pairs = [(src, (self.path, rel)) for (_, src, _), rel in zip(plan, rels)]
 
-        def admit(done: list[tuple[int, str, str]]) -> list[tuple[int, int]]:
-            return [(uid, target._admit_own(key, rel)) for uid, key, rel in done]
+        def linked(done: list[int]) -> "Deferred[list[tuple[int, int]]]":
+            d = self._arrive(dict(_arrival(rels[i], plan[i][0].size, plan[i][0].internaldate) for i in done))
+            return d.addCallback(lambda _: [(plan[i][0].uid, self._uids.by_key[plan[i][2]]) for i in done])
 
-        return threads.deferToThread(write).addCallback(admit)
+        return self._executor.run(writing.link_each, pairs).addCallback(linked)
+
+    # -- changing ------------------------------------------------------------
+
+    def _each_file(self, uids: Sequence[int], op: Callable[[int, str], object]) -> "Deferred[list[int]]":
+        """Run ``op(uid, path)`` on each message's file; the UIDs it succeeded for.
+
+        A file another session or node renamed meanwhile is looked for once
+        more after one rescan; a message that is gone is skipped.
+        """
+        done, missing = self._try_each(uids, op)
+        if not missing:
+            return succeed(done)
+        return self._rescan().addCallback(lambda _: done + self._try_each(missing, op)[0])
+
+    def _try_each(self, uids: Iterable[int], op: Callable[[int, str], object]) -> tuple[list[int], list[int]]:
+        done, missing = [], []
+        for uid in uids:
+            rel = self._snap.files.get(uid)
+            if rel is None:
+                continue
+            try:
+                op(uid, os.path.join(self.path, rel))
+            except FileNotFoundError:
+                missing.append(uid)
+            else:
+                done.append(uid)
+        return done, missing
+
+    def store_flags(self, changes: Sequence[tuple[int, frozenset[str]]]) -> "Deferred[list[MessageInfo]]":
+        """Give messages new flags (renaming their files); fires with their infos.
+
+        New keywords are made durable first; an :class:`InvalidFlag` or a
+        :class:`KeywordLimit` fails the call before anything changed.
+        Messages that are gone are left out of the result.  Listeners hear
+        ``flags_changed`` for the messages whose flags changed.
+        """
+        try:
+            wanted = {uid: flag_rules.stored(f) for uid, f in changes}
+            new_keywords = set().union(*(flag_rules.keywords_of(f) for f in wanted.values()))
+        except InvalidFlag:
+            return fail()
+        d = self._keywords.ensure(new_keywords)
+        return d.addCallback(lambda _: self._rename_for_flags(wanted))
+
+    def _rename_for_flags(self, wanted: dict[int, frozenset[str]]) -> "Deferred[list[MessageInfo]]":
+        infos, files = self._snap.infos, self._snap.files
+
+        def rename(uid: int, path: str) -> None:
+            rel = "cur/" + self._filename(infos[uid].key, wanted[uid])
+            if rel != files[uid]:
+                os.rename(path, os.path.join(self.path, rel))
+                self._set_file(uid, rel)
+
+        def renamed(done: list[int]) -> list[MessageInfo]:
+            present = [uid for uid in done if uid in infos]
+            self._flags_now([(uid, wanted[uid]) for uid in present if infos[uid].flags != wanted[uid]])
+            return [infos[uid] for uid in present]
+
+        return self._each_file([uid for uid in wanted if uid in infos], rename).addCallback(renamed)
+
+    def _flags_now(self, changes: list[tuple[int, frozenset[str]]]) -> None:
+        """Record new flags (one mod-sequence step) and announce them."""
+        if not changes:
+            return
+        modseq = self._uids.next_modseq()
+        infos = self._snap.infos
+        for uid, new in changes:
+            infos[uid] = replace(infos[uid], flags=new, modseq=modseq)
+        self._announce("flags_changed", [infos[uid] for uid, _ in changes])
+
+    def claim_recent(self) -> set[int]:
+        """Move messages from ``new/`` to ``cur/``; they are \\Recent to the caller only.
+
+        A file someone else moved first is not claimed (it is no longer
+        new); the next sync finds where it went.
+        """
+        claimed = set()
+        for uid in sorted(self._snap.in_new):
+            info = self._snap.infos[uid]
+            rel = "cur/" + self._filename(info.key, info.flags)
+            try:
+                os.rename(os.path.join(self.path, self._snap.files[uid]), os.path.join(self.path, rel))
+            except FileNotFoundError:
+                self._rescan_wanted = True
+                continue
+            self._set_file(uid, rel)
+            claimed.add(uid)
+        return claimed
+
+    def expunge(self, uids: Iterable[int]) -> "Deferred[list[int]]":
+        """Remove messages for good; each unlink is atomic. Fires with the UIDs removed."""
+        keys: list[str] = []
+
+        def unlink(uid: int, path: str) -> None:
+            os.unlink(path)
+            keys.append(self._drop(uid))
+
+        def unlinked(removed: list[int]) -> "Deferred[list[int]] | list[int]":
+            if not removed:
+                return []
+            self._uids.next_modseq()
+            self._announce("messages_expunged", removed)
+            return self._uids.forget(keys).addCallback(lambda _: removed)
+
+        return self._each_file(sorted(set(uids)), unlink).addCallback(unlinked)
+
+    def _logged(self, d: "Deferred[object]", what: str) -> None:
+        """Log the failure of work nobody waits for (the next sync retries it)."""
+        d.addErrback(lambda f: self.log.failure("{folder}: {what} failed", f, folder=self.path, what=what))
+

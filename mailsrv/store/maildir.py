@@ -1,4 +1,4 @@
-"""Maildir file primitives: unique names, flags in names, durable writes.
+"""Maildir names: unique names, sizes and flags in names, the three subdirectories.
 
 File names follow the Maildir convention as Dovecot writes it::
 
@@ -60,18 +60,9 @@ def sizes_from_key(key: str) -> tuple[int | None, int | None]:
     return disk, wire
 
 
-def write_file(path: str, data: bytes, mtime: float | None = None) -> None:
-    """Write *data* to a new file *path* and fsync it (not its directory)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
+def filename(key: str, flags: "frozenset[str] | set[str]", keyword_letter: "dict[str, str]") -> str:
+    """The ``cur/`` file name of message *key* with *flags* (keywords without a letter are left out)."""
+    return key + INFO_SEP + flags_to_info(flags, keyword_letter)
 
 
 def flags_to_info(flags: "frozenset[str] | set[str]", keyword_letter: "dict[str, str]") -> str:

@@ -1,27 +1,98 @@
 """The mail store: every user's Maildir under ``<data_dir>/mail``, and delivery.
 
-``<root>/<domain>/<local>/`` is the Maildir++ of ``local@domain``
-(DESIGN.md). Delivery is the path SMTP waits on before answering 250, so it
-is written for durability first and speed second: one file per message,
-hard-linked into each recipient's ``new/``, fsynced, and the directory
-entries fsynced, all in a worker thread so the reactor keeps serving.
+``<root>/<domain>/<local>/`` is the Maildir++ of ``local@domain``.
+Delivery is the path SMTP waits on before answering 250, so it is written
+for durability first and speed second: one file per message, linked into
+each recipient's folder, fsynced, and the directory entries fsynced, all in
+the store's executor so the reactor keeps serving (:mod:`.writing`).
+
+Each recipient's copy is a :class:`Target`: the INBOX by default, or a
+folder with flags (what Sieve's ``fileinto`` and ``addflag`` will ask for).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from twisted.internet import threads
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mailsrv.address import AddressSyntaxError, mailbox_path
-from mailsrv.durable import fsync_dir
-from mailsrv.message import wire
-from mailsrv.store import maildir, names
-from mailsrv.store.errors import InvalidAddress
-from mailsrv.store.userstore import UserStore
+from mailsrv.message.body import Body
+from mailsrv.store import flags as flag_rules
+from mailsrv.store import keywords, maildir, names, writing
+from mailsrv.store.errors import InvalidAddress, InvalidFlag, InvalidFolderName, KeywordLimit, StoreError
+from mailsrv.store.userstore import UserStore, folder_dir
+from mailsrv.workers import Executor
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one recipient's copy of a message goes."""
+
+    address: str
+    folder: str = names.INBOX
+    flags: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class _Place:
+    """A :class:`Target` resolved on the reactor thread, for the delivery job."""
+
+    address: str
+    root: str
+    folder: str
+    flags: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Delivered:
+    """What the delivery job did, for the reactor to announce and log."""
+
+    #: (address, folder name, Maildir path, ``new/<name>`` or ``cur/<name>``) per target.
+    copies: list[tuple[str, str, str, str]]
+    mtime: float
+    missing_folders: list[tuple[str, str]]
+    copied: int
+
+
+def _deliver(key: str, body: Body, places: list[_Place]) -> _Delivered:
+    """Write *body* once and link it to every place (blocking).
+
+    Plain INBOX delivery goes to ``new/`` under the bare key, the fast path;
+    a folder or flags mean ``cur/`` with the flags in the name.  A folder
+    that does not exist takes the copy into the INBOX instead: mail is never
+    refused for a missing folder.
+    """
+    copies, missing = [], []
+    for place in places:
+        maildir.ensure_maildir(place.root)
+        folder, path = place.folder, folder_dir(place.root, place.folder)
+        if folder != names.INBOX and not os.path.isdir(os.path.join(path, "cur")):
+            missing.append((place.address, folder))
+            folder, path = names.INBOX, place.root
+        if folder == names.INBOX and not place.flags:
+            rel = "new/" + key
+        else:
+            rel = "cur/" + maildir.filename(key, place.flags, _letters(path, place.flags))
+        copies.append((place.address, folder, path, rel))
+    placed = writing.place(body, [(path, rel) for _, _, path, rel in copies])
+    return _Delivered(copies, placed.mtime, missing, placed.copies)
+
+
+def _letters(folder_path: str, flags: frozenset[str]) -> dict[str, str]:
+    """Letters for the keywords in *flags*; a keyword that no longer fits is left out."""
+    wanted = flag_rules.keywords_of(flags)
+    if not wanted:
+        return {}
+    try:
+        return keywords.add(folder_path, wanted).letter_of
+    except KeywordLimit:
+        table = keywords.read(folder_path, None)
+        return {} if table is None else table.letter_of
 
 
 class Store:
@@ -29,12 +100,13 @@ class Store:
 
     log = Logger()
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, executor: Executor) -> None:
         self.root = root
+        self.executor = executor
         self._users: dict[str, UserStore] = {}
 
     def user(self, address: str) -> UserStore:
-        """The shared :class:`UserStore` of ``local@domain`` (created lazily)."""
+        """The shared :class:`UserStore` of ``local@domain`` (created lazily, no disk I/O)."""
         user = self._users.get(address)  # keys are canonical addresses: a hit needs no check
         if user is None:
             try:
@@ -42,47 +114,71 @@ class Store:
             except AddressSyntaxError as e:
                 raise InvalidAddress(str(e)) from None
             canonical = f"{local}@{domain}"
-            user = self._users.setdefault(canonical, UserStore(canonical, os.path.join(self.root, domain, local)))
+            user = self._users.get(canonical)
+            if user is None:
+                user = self._users[canonical] = UserStore(canonical, os.path.join(self.root, domain, local), self.executor)
         return user
 
-    def deliver(self, addresses: Sequence[str], data: bytes) -> "Deferred[None]":
-        """Durably put *data* (CRLF) in the INBOX of every address; one write for all."""
-        users = [self.user(a) for a in dict.fromkeys(a.lower() for a in addresses)]
-        if not users:
-            raise ValueError("deliver() needs at least one address")
-        disk = wire.to_disk(data)
-        filename = maildir.unique_name(len(disk), wire.wire_size(disk))
-        paths = [u.path for u in users]
+    def deliver(self, targets: Sequence[Target], body: Body) -> "Deferred[str]":
+        """Durably store *body* for every target; fires with the Maildir base name.
 
-        def write() -> None:
-            for path in paths:
-                maildir.ensure_maildir(path)
-            tmp = os.path.join(paths[0], "tmp", filename)
-            maildir.write_file(tmp, disk)
+        One write (or none, for a spooled body) and links for the rest;
+        duplicate targets (same user and folder) get one copy.  Open folders
+        are told at once; their sessions see the message when its UID is
+        durable.  The caller discards *body* afterwards.
+        """
+        try:
+            places = self._places(targets)
+        except StoreError:
+            return fail()
+        key = maildir.unique_name(body.size, body.wire_size)
+        d = self.executor.run(_deliver, key, body, places)
+        return d.addCallbacks(self._delivered, self._failed, (key, body.wire_size), None, (places,))
+
+    def _places(self, targets: Sequence[Target]) -> list[_Place]:
+        places: dict[tuple[str, str], _Place] = {}
+        for target in targets:
+            user = self.user(target.address)
+            folder = self._folder_name(target)
+            places.setdefault((user.path, folder), _Place(user.address, user.path, folder, self._flags(target)))
+        if not places:
+            raise ValueError("deliver() needs at least one target")
+        return list(places.values())
+
+    def _folder_name(self, target: Target) -> str:
+        try:
+            return names.validate(target.folder)
+        except InvalidFolderName:
+            self.log.warn("delivery to {address}: folder {folder!r} is not a valid name; using INBOX",
+                          address=target.address, folder=target.folder)
+            return names.INBOX
+
+    def _flags(self, target: Target) -> frozenset[str]:
+        kept = set()
+        for flag in flag_rules.stored(target.flags):
             try:
-                for path in paths:
-                    target = os.path.join(path, "new", filename)
-                    try:
-                        os.link(tmp, target)
-                    except OSError:  # another file system: fall back to a copy
-                        maildir.write_file(target, disk)
-            finally:
-                os.unlink(tmp)
-            for path in paths:
-                fsync_dir(os.path.join(path, "new"))
+                flag_rules.keywords_of([flag])
+            except InvalidFlag:
+                self.log.warn("delivery to {address}: flag {flag!r} dropped", address=target.address, flag=flag)
+                continue
+            kept.add(flag)
+        return frozenset(kept)
 
-        def announce(_: None) -> None:
-            self.log.info(
-                "delivered {size} octets to {recipients} as {filename}",
-                size=len(data), recipients=[u.address for u in users], filename=filename,
+    def _delivered(self, done: _Delivered, key: str, size: int) -> str:
+        for address, folder in done.missing_folders:
+            self.log.warn(
+                "delivery to {address}: no folder {folder}; delivered to INBOX", address=address, folder=folder
             )
-            for user in users:
-                inbox = user.loaded_folder(names.INBOX)
-                if inbox is not None:
-                    inbox.note_delivered(filename)
+        self.log.info(
+            "delivered {size} octets to {recipients} as {filename}",
+            size=size, recipients=[c[0] for c in done.copies], filename=key, copied=done.copied,
+        )
+        for address, folder_name, _, rel in done.copies:
+            folder = self._users[address].loaded_folder(folder_name)
+            if folder is not None:
+                folder.note_delivered(rel, done.mtime)
+        return key
 
-        def failed(failure):  # type: ignore[no-untyped-def]
-            self.log.failure("delivery to {recipients} failed", failure, recipients=[u.address for u in users])
-            return failure
-
-        return threads.deferToThread(write).addCallbacks(announce, failed)
+    def _failed(self, failure: Failure, places: list[_Place]) -> Failure:
+        self.log.failure("delivery to {recipients} failed", failure, recipients=[p.address for p in places])
+        return failure

@@ -5,6 +5,11 @@ directly below it (see :mod:`mailsrv.store.names`). One :class:`UserStore`
 per user lives in the :class:`~mailsrv.store.Store`, and it keeps one
 :class:`~mailsrv.store.folder.Folder` per open name, so all sessions of the
 user share state and change notifications.
+
+Every operation that lists, creates, renames or removes directories, or
+rewrites the subscriptions file, runs in the store's executor (the
+module-level functions below block); the methods return Deferreds and keep
+the table of open folders on the reactor thread.
 """
 
 from __future__ import annotations
@@ -12,147 +17,221 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-from mailsrv.durable import fsync_dir, replace_file
+from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
+
 from mailsrv.store import maildir, names
 from mailsrv.store.errors import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder
+from mailsrv.store.files import fsync_dir, locked, read_text, replace_file
 from mailsrv.store.folder import Folder
 
+if TYPE_CHECKING:
+    from mailsrv.workers import Executor
+
+T = TypeVar("T")
+
 SUBSCRIPTIONS = "subscriptions"
+#: Our own lock name: Dovecot dot-locks ``subscriptions.lock``.
+SUBSCRIPTIONS_LOCK = "mailsrv-subscriptions"
+
+
+def folder_dir(root: str, name: str) -> str:
+    """The directory of validated folder *name* in the Maildir++ at *root*."""
+    return root if name == names.INBOX else os.path.join(root, names.to_dirname(name))
+
+
+def _exists(root: str, name: str) -> bool:
+    return name == names.INBOX or os.path.isdir(os.path.join(folder_dir(root, name), "cur"))
+
+
+def _list(root: str) -> list[str]:
+    """Every folder name, INBOX first, then sorted (blocking)."""
+    found = set()
+    if os.path.isdir(root):
+        for entry in os.listdir(root):
+            name = names.from_dirname(entry)
+            if name is not None and os.path.isdir(os.path.join(root, entry, "cur")):
+                found.add(name)
+    found.discard(names.INBOX)
+    return [names.INBOX] + sorted(found)
+
+
+def _create(root: str, name: str) -> None:
+    """Create a folder and any missing parents (RFC 3501 6.3.3; blocking)."""
+    if _exists(root, name):
+        raise FolderExists(name)
+    levels = name.split(names.SEPARATOR)
+    for depth in range(1, len(levels) + 1):
+        partial = names.SEPARATOR.join(levels[:depth])
+        if not _exists(root, partial):
+            path = folder_dir(root, partial)
+            maildir.ensure_maildir(path)
+            open(os.path.join(path, "maildirfolder"), "ab").close()
+
+
+def _delete(root: str, name: str) -> str:
+    """Delete a childless folder and its messages (blocking); its name."""
+    if name == names.INBOX:
+        raise InvalidFolderName("INBOX cannot be deleted")
+    if not _exists(root, name):
+        raise NoSuchFolder(name)
+    if any(other.startswith(name + names.SEPARATOR) for other in _list(root)):
+        raise FolderHasChildren(name)  # RFC 3501 6.3.4 lets us refuse; Dovecot does
+    # Rename first so the folder vanishes atomically, then remove at leisure.
+    doomed = os.path.join(root, f"..deleted-{uuid.uuid4().hex}")
+    os.rename(folder_dir(root, name), doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+    return name
+
+
+def _rename(root: str, old: str, new: str) -> None:
+    """Rename a folder with its subfolders; renaming INBOX moves its mail (blocking)."""
+    if not _exists(root, old):
+        raise NoSuchFolder(old)
+    if _exists(root, new):
+        raise FolderExists(new)
+    if new.startswith(old + names.SEPARATOR):
+        raise InvalidFolderName("cannot move a folder into itself")
+    parent = new.rpartition(names.SEPARATOR)[0]
+    if parent and not _exists(root, parent):
+        _create(root, parent)
+    if old == names.INBOX:
+        _move_inbox_mail(root, new)
+        return
+    old_dir, new_dir = names.to_dirname(old), names.to_dirname(new)
+    for entry in os.listdir(root):
+        if entry == old_dir or entry.startswith(old_dir + "."):
+            os.rename(os.path.join(root, entry), os.path.join(root, new_dir + entry[len(old_dir) :]))
+
+
+def _move_inbox_mail(root: str, new: str) -> None:
+    """RFC 3501 6.3.5: renaming INBOX moves its messages and leaves it empty."""
+    _create(root, new)
+    target = os.path.join(folder_dir(root, new), "cur")
+    for sub in ("new", "cur"):
+        src = os.path.join(root, sub)
+        for filename in os.listdir(src):
+            os.rename(os.path.join(src, filename), os.path.join(target, filename))
+    fsync_dir(target)
+
+
+def _subscriptions(root: str) -> set[str]:
+    """Subscribed folder names (blocking)."""
+    return {line for line in read_text(os.path.join(root, SUBSCRIPTIONS)).splitlines() if line}
+
+
+def _edit_subscriptions(root: str, change: Callable[[set[str]], set[str]]) -> None:
+    """Read, change and durably rewrite the subscriptions under their lock (blocking)."""
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    with locked(os.path.join(root, SUBSCRIPTIONS_LOCK)):
+        before = _subscriptions(root)
+        after = change(before)
+        if after != before:
+            text = "".join(f"{name}\n" for name in sorted(after))
+            replace_file(os.path.join(root, SUBSCRIPTIONS), text.encode("utf-8"))
 
 
 class UserStore:
     """The folders of one mailbox owner."""
 
-    def __init__(self, address: str, path: str) -> None:
+    def __init__(self, address: str, path: str, executor: "Executor") -> None:
         self.address = address
         self.path = path
+        self._executor = executor
         self._folders: dict[str, Folder] = {}
-
-    def _dir(self, name: str) -> str:
-        return self.path if name == names.INBOX else os.path.join(self.path, names.to_dirname(name))
-
-    def _exists(self, name: str) -> bool:
-        return name == names.INBOX or os.path.isdir(os.path.join(self._dir(name), "cur"))
 
     def loaded_folder(self, name: str) -> Folder | None:
         """The folder object if some session already opened it, else None."""
         return self._folders.get(name)
 
-    def folder(self, name: str) -> Folder:
-        """The shared :class:`Folder` for an IMAP folder name."""
-        name = names.validate(name)
+    def open(self, name: str) -> "Deferred[Folder]":
+        """The shared :class:`Folder` for an IMAP folder name, synced with the disk.
+
+        Fails with :class:`InvalidFolderName` or :class:`NoSuchFolder`.
+        """
+        try:
+            name = names.validate(name)
+        except InvalidFolderName:
+            return fail()
         folder = self._folders.get(name)
         if folder is None:
-            if not self._exists(name):
-                raise NoSuchFolder(name)
-            folder = self._folders[name] = Folder(name, self._dir(name))
-        return folder
+            if not _exists(self.path, name):  # one stat
+                return fail(NoSuchFolder(name))
+            folder = self._folders[name] = Folder(name, folder_dir(self.path, name), self._executor)
 
-    def list_folders(self) -> list[str]:
-        """Every folder name, INBOX first, then sorted."""
-        found = set()
-        if os.path.isdir(self.path):
-            for entry in os.listdir(self.path):
-                name = names.from_dirname(entry)
-                if name is not None and os.path.isdir(os.path.join(self.path, entry, "cur")):
-                    found.add(name)
-        found.discard(names.INBOX)
-        return [names.INBOX] + sorted(found)
-
-    def create_folder(self, name: str) -> None:
-        """Create a folder and any missing parents (RFC 3501 6.3.3)."""
-        name = names.validate(name)
-        if self._exists(name):
-            raise FolderExists(name)
-        levels = name.split(names.SEPARATOR)
-        for depth in range(1, len(levels) + 1):
-            partial = names.SEPARATOR.join(levels[:depth])
-            if not self._exists(partial):
-                path = self._dir(partial)
-                maildir.ensure_maildir(path)
-                open(os.path.join(path, "maildirfolder"), "ab").close()
-
-    def delete_folder(self, name: str) -> None:
-        """Delete a childless folder and its messages; sessions on it learn at their next sync."""
-        name = names.validate(name)
-        if name == names.INBOX:
-            raise InvalidFolderName("INBOX cannot be deleted")
-        if not self._exists(name):
-            raise NoSuchFolder(name)
-        if any(other.startswith(name + names.SEPARATOR) for other in self.list_folders()):
-            raise FolderHasChildren(name)  # RFC 3501 6.3.4 lets us refuse; Dovecot does
-        # Rename first so the folder vanishes atomically, then remove at leisure.
-        doomed = os.path.join(self.path, f"..deleted-{uuid.uuid4().hex}")
-        os.rename(self._dir(name), doomed)
-        folder = self._folders.pop(name, None)
-        if folder is not None:
-            folder.announce_deleted()
-        shutil.rmtree(doomed, ignore_errors=True)
-
-    def rename_folder(self, old: str, new: str) -> None:
-        """Rename a folder with its subfolders; renaming INBOX moves its mail."""
-        old, new = names.validate(old), names.validate(new)
-        if not self._exists(old):
-            raise NoSuchFolder(old)
-        if self._exists(new):
-            raise FolderExists(new)
-        if new.startswith(old + names.SEPARATOR):
-            raise InvalidFolderName("cannot move a folder into itself")
-        parent = new.rpartition(names.SEPARATOR)[0]
-        if parent and not self._exists(parent):
-            self.create_folder(parent)
-        if old == names.INBOX:
-            self._move_inbox_mail(new)
-            return
-        old_dir, new_dir = names.to_dirname(old), names.to_dirname(new)
-        for entry in os.listdir(self.path):
-            if entry == old_dir or entry.startswith(old_dir + "."):
-                os.rename(os.path.join(self.path, entry), os.path.join(self.path, new_dir + entry[len(old_dir) :]))
-        for name in list(self._folders):
-            if name == old or name.startswith(old + names.SEPARATOR):
+        def failed(failure: Failure) -> Failure:
+            if failure.check(NoSuchFolder) and self._folders.get(name) is folder:
                 del self._folders[name]
+            return failure
 
-    def _move_inbox_mail(self, new: str) -> None:
-        """RFC 3501 6.3.5: renaming INBOX moves its messages and leaves it empty."""
-        self.create_folder(new)
-        target = os.path.join(self._dir(new), "cur")
-        for sub in ("new", "cur"):
-            src = os.path.join(self.path, sub)
-            for filename in os.listdir(src):
-                os.rename(os.path.join(src, filename), os.path.join(target, filename))
-        fsync_dir(target)
-        inbox = self._folders.get(names.INBOX)
-        if inbox is not None:
-            inbox.sync(force=True)
+        return folder.sync().addCallbacks(lambda _: folder, failed)
+
+    def list_folders(self) -> "Deferred[list[str]]":
+        """Every folder name, INBOX first, then sorted."""
+        return self._executor.run(_list, self.path)
+
+    def create_folder(self, name: str) -> "Deferred[None]":
+        """Create a folder and any missing parents (RFC 3501 6.3.3)."""
+        return self._validated(_create, name)
+
+    def delete_folder(self, name: str) -> "Deferred[None]":
+        """Delete a childless folder and its messages; sessions holding it are told."""
+
+        def deleted(name: str) -> None:
+            folder = self._folders.pop(name, None)
+            if folder is not None:
+                folder.announce_deleted()
+
+        return self._validated(_delete, name).addCallback(deleted)
+
+    def rename_folder(self, old: str, new: str) -> "Deferred[None]":
+        """Rename a folder with its subfolders; renaming INBOX moves its mail.
+
+        Sessions holding a renamed folder find it gone at their next sync.
+        """
+        try:
+            old, new = names.validate(old), names.validate(new)
+        except InvalidFolderName:
+            return fail()
+
+        def renamed(_: None) -> "Deferred[None] | None":
+            if old == names.INBOX:
+                inbox = self._folders.get(names.INBOX)
+                # Its mail moved; a listing soon after ours may not see a stamp move.
+                return None if inbox is None else inbox._rescan()
+            for name in list(self._folders):
+                if name == old or name.startswith(old + names.SEPARATOR):
+                    del self._folders[name]
+            return None
+
+        return self._executor.run(_rename, self.path, old, new).addCallback(renamed)
 
     # -- subscriptions (RFC 3501 6.3.6) --------------------------------------
 
-    def subscriptions(self) -> set[str]:
+    def subscriptions(self) -> "Deferred[set[str]]":
         """Subscribed folder names (they need not exist)."""
-        try:
-            with open(os.path.join(self.path, SUBSCRIPTIONS), "rb") as f:
-                lines = f.read().decode("utf-8", "replace").splitlines()
-        except FileNotFoundError:
-            return set()
-        return {line for line in lines if line}
+        return self._executor.run(_subscriptions, self.path)
 
-    def _save_subscriptions(self, subs: set[str]) -> None:
-        os.makedirs(self.path, mode=0o700, exist_ok=True)
-        text = "".join(f"{name}\n" for name in sorted(subs))
-        replace_file(os.path.join(self.path, SUBSCRIPTIONS), text.encode("utf-8"))
-
-    def subscribe(self, name: str) -> None:
+    def subscribe(self, name: str) -> "Deferred[None]":
         """Add a name to the subscriptions."""
-        name = names.validate(name)
-        subs = self.subscriptions()
-        if name not in subs:
-            self._save_subscriptions(subs | {name})
+        return self._validated(lambda root, n: _edit_subscriptions(root, lambda subs: subs | {n}), name)
 
-    def unsubscribe(self, name: str) -> None:
-        """Remove a name from the subscriptions; raises NoSuchFolder if absent."""
-        name = names.validate(name)
-        subs = self.subscriptions()
-        if name not in subs:
-            raise NoSuchFolder(name)
-        self._save_subscriptions(subs - {name})
+    def unsubscribe(self, name: str) -> "Deferred[None]":
+        """Remove a name from the subscriptions; fails with NoSuchFolder if absent."""
+
+        def remove(subs: set[str], name: str) -> set[str]:
+            if name not in subs:
+                raise NoSuchFolder(name)
+            return subs - {name}
+
+        return self._validated(lambda root, n: _edit_subscriptions(root, lambda subs: remove(subs, n)), name)
+
+    def _validated(self, job: Callable[[str, str], T], name: str) -> "Deferred[T]":
+        """Run ``job(root, canonical name)`` in the executor once *name* is valid."""
+        try:
+            name = names.validate(name)
+        except InvalidFolderName:
+            return fail()
+        return self._executor.run(job, self.path, name)

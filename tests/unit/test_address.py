@@ -18,6 +18,7 @@ from mailsrv.address import (
 )
 from mailsrv.store import Store
 from mailsrv.store.errors import InvalidAddress
+from mailsrv.workers import InlineExecutor
 
 # --- domains -------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ def test_the_store_refuses_every_address_that_would_name_another_path(tmp_path, 
     with pytest.raises(AddressSyntaxError):
         mailbox_path(address)
     with pytest.raises(InvalidAddress):
-        Store(str(root)).user(address)
+        Store(str(root), InlineExecutor()).user(address)
     assert not root.exists()
 
 
@@ -168,13 +169,13 @@ def test_every_user_address_gets_its_own_maildir_under_its_domain(tmp_path, addr
     for part in (domain, local):
         assert part not in (".", "..") and not part.startswith(".")
         assert not any(c in part for c in "/\\\x00")
-    user = Store(str(tmp_path)).user(canonical)
+    user = Store(str(tmp_path), InlineExecutor()).user(canonical)
     assert os.path.dirname(os.path.dirname(os.path.normpath(user.path))) == str(tmp_path)
     assert (user.address, user.path) == (canonical, os.path.join(str(tmp_path), domain, local))
 
 
 def test_the_store_keys_users_by_canonical_address(tmp_path):
-    store = Store(str(tmp_path))
+    store = Store(str(tmp_path), InlineExecutor())
     assert store.user("Alice@Example.TEST.") is store.user("alice@example.test")
 
 

@@ -1,0 +1,102 @@
+"""Reading a folder's directories: what a sync compares with the folder's snapshot.
+
+Listing a 30,000-message folder takes tens of milliseconds, so these
+functions run in the store's executor and return plain values; the
+:class:`~mailsrv.store.folder.Folder` applies them on the reactor thread.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from mailsrv.message import wire
+from mailsrv.store import keywords, maildir, uidlist
+from mailsrv.store.files import FileStamp
+
+
+@dataclass(frozen=True)
+class DirStamps:
+    """The stamps of ``new/`` and ``cur/``: any delivery, rename or unlink moves one."""
+
+    new: FileStamp
+    cur: FileStamp
+
+    @classmethod
+    def of(cls, folder_path: str) -> "DirStamps":
+        """Both stamps now; ``FileNotFoundError`` once the folder is gone (one ``stat`` each)."""
+        return cls(
+            FileStamp.from_stat(os.stat(os.path.join(folder_path, "new"))),
+            FileStamp.from_stat(os.stat(os.path.join(folder_path, "cur"))),
+        )
+
+    @property
+    def newest_mtime_ns(self) -> int:
+        return max(self.new.mtime_ns, self.cur.mtime_ns)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One scan: every message file by key, and the stamps taken before reading them."""
+
+    started_ns: int
+    stamps: DirStamps
+    #: key -> (``new/<name>`` or ``cur/<name>``, Maildir info letters)
+    entries: dict[str, tuple[str, str]]
+    uidlist: FileStamp | None
+    keywords: FileStamp | None
+
+
+def list_folder(folder_path: str) -> Listing:
+    """List ``new/`` and ``cur/`` (blocking).
+
+    The clock and the directory stamps are read *before* the listing, so a
+    change made while it runs moves a stamp past the recorded one and the
+    next sync sees it.
+    """
+    started = time.time_ns()
+    stamps = DirStamps.of(folder_path)
+    entries: dict[str, tuple[str, str]] = {}
+    for sub in ("new", "cur"):
+        for filename in os.listdir(os.path.join(folder_path, sub)):
+            if not filename.startswith("."):
+                key, info = maildir.split_name(filename)
+                entries[key] = (f"{sub}/{filename}", info)
+    return Listing(
+        started, stamps, entries,
+        FileStamp.of(os.path.join(folder_path, uidlist.FILENAME)),
+        FileStamp.of(os.path.join(folder_path, keywords.FILENAME)),
+    )
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A message file waiting for its UID: where it is and what its info will say."""
+
+    rel: str
+    info: str
+    size: int
+    internaldate: float
+
+
+def describe(folder_path: str, files: list[tuple[str, str, str]]) -> dict[str, Arrival]:
+    """Stat each ``(key, rel, info)`` found by a listing (blocking).
+
+    The wire size comes from the name (``W=``) when the writer put it
+    there; files from other writers are read once to count it.  Files that
+    vanished since the listing are left out.
+    """
+    found = {}
+    for key, rel, info in files:
+        path = os.path.join(folder_path, rel)
+        try:
+            mtime = os.stat(path).st_mtime
+            size = maildir.sizes_from_key(key)[1]
+            if size is None:
+                with open(path, "rb") as f:
+                    size = sum(len(chunk) for chunk in wire.wire_chunks(f))
+        except FileNotFoundError:
+            continue
+        found[key] = Arrival(rel, info, size, mtime)
+    return found

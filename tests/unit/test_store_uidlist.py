@@ -1,0 +1,203 @@
+"""UID assignment: group commit, concurrent writers, the file format, persistence."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+
+from store_harness import ALICE, MSG, ManualExecutor, Recorder, StoreTestCase, age_directories, repo_root
+
+from mailsrv.message.body import Body
+from mailsrv.store import Store, Target, uidlist
+from mailsrv.store.files import read_text
+from mailsrv.store.uidlist import UIDList
+from mailsrv.workers import InlineExecutor
+
+
+_fdatasync = os.fdatasync
+
+
+def entries(path: str) -> dict[str, int]:
+    return uidlist.parse(read_text(os.path.join(path, uidlist.FILENAME)), path)[1]
+
+
+class GroupCommitTests(StoreTestCase):
+    """Deliveries into a folder a session holds open: UIDs by group commit, off the reactor."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.executor = ManualExecutor()
+        self.store = Store(self.root, self.executor)
+        opened = self.store.user(ALICE).open("INBOX")
+        self.executor.run_all()
+        self.inbox = self.successResultOf(opened)
+        self.rec = Recorder()
+        self.inbox.add_listener(self.rec)
+        self.executor.ran.clear()
+
+    def test_deliveries_during_a_commit_share_the_next_one(self):
+        delivered = [self.store.deliver([Target(ALICE)], Body.from_wire(MSG)) for _ in range(10)]
+        for _ in range(10):
+            self.assertEqual(self.executor.run_next(), "_deliver")
+        for d in delivered:
+            self.successResultOf(d)  # durable: SMTP may answer 250 without waiting for a UID
+        self.assertEqual([fn.__name__ for fn, *_ in self.executor.jobs], ["commit"])
+        self.executor.run_all()
+        self.assertEqual(self.executor.ran.count("commit"), 2)
+        self.assertEqual(self.rec.events, [("added", [1]), ("added", list(range(2, 11)))])
+        self.assertEqual(sorted(entries(self.inbox.path).values()), list(range(1, 11)))
+
+    def test_no_uid_is_announced_or_listed_before_it_is_durable(self):
+        self.store.deliver([Target(ALICE)], Body.from_wire(MSG))
+        self.executor.run_next()  # the message file is durable; its UID is queued
+        self.assertEqual((self.rec.events, self.inbox.messages()), ([], []))
+        self.assertEqual(entries(self.inbox.path), {})
+        self.assertEqual(self.executor.run_next(), "commit")
+        self.assertEqual(len(entries(self.inbox.path)), 1)
+        self.assertEqual(self.rec.events, [("added", [1])])
+
+    def test_a_sync_meanwhile_neither_duplicates_nor_loses_the_delivery(self):
+        self.store.deliver([Target(ALICE)], Body.from_wire(MSG))
+        self.executor.run_next()
+        synced = self.inbox.sync()  # lists the file whose UID is still queued
+        self.executor.run_all()
+        self.successResultOf(synced)
+        self.assertEqual([i.uid for i in self.inbox.messages()], [1])
+        self.assertEqual(self.rec.events, [("added", [1])])
+
+    def test_a_failed_commit_is_retried_by_the_next_one(self):
+        def broken(fd: int) -> None:
+            raise OSError(errno.EIO, "I/O error")
+
+        self.store.deliver([Target(ALICE)], Body.from_wire(MSG))
+        self.executor.run_next()
+        self.patch(uidlist.os, "fdatasync", broken)
+        self.executor.run_all()
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertEqual((self.inbox.messages(), self.rec.events), ([], []))
+        self.patch(uidlist.os, "fdatasync", _fdatasync)
+        self.store.deliver([Target(ALICE)], Body.from_wire(MSG))
+        self.executor.run_all()
+        self.assertEqual(self.rec.events, [("added", [1, 2])])
+
+
+class TwoWritersTests(StoreTestCase):
+    """Two nodes (two stores, or two processes) assigning UIDs in one folder."""
+
+    def test_interleaved_stores_never_share_or_lose_a_uid(self):
+        other = Store(self.root, InlineExecutor())
+        here, there = self.folder(), self.folder(store=other)
+        for i in range(6):
+            self.deliver(store=self.store if i % 2 else other)
+            (here if i % 3 else there).sync()
+        age_directories(here.path)  # a stamp move both must see, whatever the timestamp tick
+        self.done(here.sync())
+        self.done(there.sync())
+        mine = [(i.uid, i.key) for i in here.messages()]
+        self.assertEqual(mine, [(i.uid, i.key) for i in there.messages()])
+        self.assertEqual([uid for uid, _ in mine], list(range(1, 7)))
+        self.assertEqual(sorted(entries(here.path).items()), sorted((k, u) for u, k in mine))
+
+    def test_two_processes_committing_concurrently(self):
+        folder = os.path.abspath(os.path.join(self.root, "shared"))
+        os.makedirs(folder)
+        child = textwrap.dedent(
+            """
+            import sys
+            from mailsrv.store import uidlist
+            path, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+            done = uidlist.commit(path, None, uidlist.Header(), {}, [], frozenset())
+            header, by_key, stamp, mine = done.header, dict(done.by_key or {}), done.stamp, {}
+            for i in range(count):
+                forgets = frozenset([f"{name}-{i - 5}"]) if i % 10 == 9 else frozenset()
+                done = uidlist.commit(path, stamp, header, by_key, [f"{name}-{i}"], forgets)
+                if done.by_key is not None:
+                    by_key = done.by_key
+                by_key.update(done.assigned)
+                header, stamp = done.header, done.stamp
+                mine.update(done.assigned)
+            print(" ".join(f"{k}={u}" for k, u in mine.items()))
+            """
+        )
+        path = os.path.join(folder, uidlist.FILENAME)
+        procs = [
+            subprocess.Popen([sys.executable, "-c", child, path, name, "100"], stdout=subprocess.PIPE, cwd=repo_root())
+            for name in ("a", "b")
+        ]
+        assigned: dict[str, int] = {}
+        for proc in procs:
+            out, _ = proc.communicate(timeout=60)
+            self.assertEqual(proc.returncode, 0)
+            assigned.update(item.split("=") for item in out.decode().split())  # type: ignore[arg-type]
+        uids = [int(u) for u in assigned.values()]
+        self.assertEqual(len(assigned), 200)
+        self.assertEqual(sorted(uids), list(range(1, 201)))  # none given twice, none skipped
+        header, on_disk = uidlist.parse(read_text(path), path)
+        forgotten = {f"{n}-{i - 5}" for n in ("a", "b") for i in range(100) if i % 10 == 9}
+        self.assertEqual(on_disk, {k: int(u) for k, u in assigned.items() if k not in forgotten})
+        self.assertEqual(header.uidnext, 201)
+
+
+class FileFormatTests(StoreTestCase):
+    def test_header_has_validity_next_and_modseq(self):
+        inbox = self.folder()
+        self.deliver()
+        self.done(inbox.expunge([1]))  # a rewrite: the header is written
+        first = read_text(os.path.join(inbox.path, uidlist.FILENAME)).splitlines()[0]
+        self.assertEqual(first, f"1 V{inbox.uidvalidity} N2 M{inbox.highest_modseq}")
+        self.assertGreater(inbox.highest_modseq, 0)
+
+    def test_unknown_header_fields_and_bad_lines_are_skipped(self):
+        header, by_key = uidlist.parse("1 V7 X99 N5 M3 Qzz\n2 k2\nnonsense\n4 k4\n", "f")
+        self.assertEqual((header.uidvalidity, header.uidnext, header.highest_modseq), (7, 5, 3))
+        self.assertEqual(by_key, {"k2": 2, "k4": 4})
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+    def test_a_header_without_modseq_still_reads(self):
+        self.assertEqual(uidlist.parse("1 V7 N3\n", "f")[0], uidlist.Header(7, 3, 0))
+
+    def test_line_torn_by_a_crash_does_not_swallow_the_next_entry(self):
+        path = os.path.join(self.mktemp())
+        os.makedirs(path)
+        with open(os.path.join(path, uidlist.FILENAME), "w") as f:
+            f.write("1 V7 N2 M0\n1 k1\n2 k-tor")  # the process died mid-append
+        uids = UIDList(path, InlineExecutor())
+        self.successResultOf(uids.assign(["k3"]))
+        self.assertEqual(entries(path)["k3"], uids.by_key["k3"])
+        self.assertEqual(uids.by_key["k1"], 1)
+
+    def test_vanished_file_is_written_again_with_the_same_uidvalidity(self):
+        inbox = self.folder()
+        self.deliver()
+        validity = inbox.uidvalidity
+        os.unlink(os.path.join(inbox.path, uidlist.FILENAME))
+        self.deliver()
+        self.assertEqual(inbox.uidvalidity, validity)
+        self.assertEqual(entries(inbox.path), {i.key: i.uid for i in inbox.messages()})
+        self.assertEqual([i.uid for i in inbox.messages()], [1, 2])
+
+
+class PersistenceTests(StoreTestCase):
+    def test_uids_uidvalidity_and_modseq_survive_a_restart(self):
+        for _ in range(3):
+            self.deliver()
+        inbox = self.folder()
+        before = [(i.uid, i.key) for i in inbox.messages()]
+        self.done(inbox.expunge([2]))
+        age_directories(inbox.path)
+        restarted = self.folder(store=Store(self.root, InlineExecutor()))
+        self.assertEqual([(i.uid, i.key) for i in restarted.messages()], [before[0], before[2]])
+        self.assertEqual((restarted.uidvalidity, restarted.uidnext), (inbox.uidvalidity, 4))
+        self.assertGreaterEqual(restarted.highest_modseq, inbox.highest_modseq)
+        self.deliver()
+        self.done(restarted.sync())
+        self.assertEqual([i.uid for i in restarted.messages()], [1, 3, 4])
+
+    def test_a_new_folder_gets_a_fresh_uidvalidity(self):
+        user = self.store.user(ALICE)
+        self.done(user.create_folder("A"))
+        self.done(user.create_folder("B"))
+        self.assertNotEqual(self.folder("A").uidvalidity, self.folder("B").uidvalidity)
