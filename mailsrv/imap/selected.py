@@ -147,6 +147,8 @@ async def search_command(server: "IMAPServer", args: Arguments, uid: bool = Fals
     charset = None
     if args.expect(b"CHARSET "):
         charset = args.astring()
+        if not args.more():
+            raise syntax(b"search criteria missing")
         args.space()
     try:
         query = parse_search(args.rest())
@@ -163,8 +165,7 @@ async def search_command(server: "IMAPServer", args: Arguments, uid: bool = Fals
         raise bad(b"Invalid search: " + str(e).encode("ascii", "replace")) from None
     folder = selection.folder
     candidates = [
-        Message(seq, view.uid, view.flags, view.size, view.internaldate, folder.message_path(view.uid),
-                lambda u=view.uid: folder.find_message(u))
+        Message(seq, view.uid, view.flags, view.size, view.internaldate, *folder.locate(view.uid))
         for seq, view in selection.all_views()
     ]
     hits = await server.ctx.workers.search.run(run_search, candidates, matches, lambda: server.closing)

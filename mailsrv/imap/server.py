@@ -89,6 +89,7 @@ class IMAPServer(ServerProtocol):
         self._logout: Callable[[], None] | None = None
         #: The tag of the command being run (for a reply a handler writes itself).
         self.tag = b"*"
+        self._idle_poll: Any = None
 
     # -- output --------------------------------------------------------------
 
@@ -365,7 +366,7 @@ class IMAPServer(ServerProtocol):
         self.continue_request(b"idling")
         self.idling = True
         self.flush_updates(allow_expunge=True)
-        poll = self.clock.callLater(self.IDLE_POLL_SECONDS, self._poll)
+        self._schedule_poll()
         try:
             while True:
                 line = await self.read_line()
@@ -375,11 +376,13 @@ class IMAPServer(ServerProtocol):
                 self.untagged(b"BAD Expected DONE")
         finally:
             self.idling = False
-            if poll.active():
-                poll.cancel()
+            if self._idle_poll is not None and self._idle_poll.active():
+                self._idle_poll.cancel()
+            self._idle_poll = None
         return Result(OK, b"IDLE terminated")
 
     def _poll(self) -> None:
+        self._idle_poll = None
         if not self.idling or self.selection is None:
             return
         d = self.selection.folder.sync()
@@ -387,7 +390,7 @@ class IMAPServer(ServerProtocol):
 
     def _schedule_poll(self) -> None:
         if self.idling:
-            self.clock.callLater(self.IDLE_POLL_SECONDS, self._poll)
+            self._idle_poll = self.clock.callLater(self.IDLE_POLL_SECONDS, self._poll)
 
     def _poll_failed(self, failure: Failure) -> None:
         if failure.check(NoSuchFolder) and self.selection is not None and self._is_selected(failure.value):

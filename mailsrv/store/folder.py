@@ -34,6 +34,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -179,6 +180,16 @@ class Folder:
             return opened[0]
 
         return d.addCallback(result)
+
+    def locate(self, uid: int) -> tuple[str, Callable[[], "str | None"]]:
+        """Where the message's file was at the last sync, and a way to find it again.
+
+        For readers in another thread (SEARCH): the path and the finder are
+        taken on the reactor thread; calling the finder (which lists the
+        folder, blocking) looks for the file under whatever name it has now.
+        """
+        key = self._snap.infos[uid].key
+        return os.path.join(self.path, self._snap.files[uid]), partial(maildir.find_file, self.path, key)
 
     def read(self, uid: int) -> "Deferred[bytes]":
         """The whole message as sent on the wire: CRLF line ends, ``info.size`` octets."""

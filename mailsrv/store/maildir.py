@@ -89,3 +89,17 @@ def ensure_maildir(path: str) -> None:
     """Create ``cur/ new/ tmp/`` under *path* if missing (mode 0700)."""
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+
+
+def find_file(folder_path: str, key: str) -> str | None:
+    """The path of the message with Maildir *key* in the folder, whatever its flags; blocking.
+
+    ``None`` when it is in neither ``new/`` nor ``cur/`` (expunged).
+    """
+    for sub in ("new", "cur"):
+        directory = os.path.join(folder_path, sub)
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if split_name(entry.name)[0] == key:
+                    return os.path.join(directory, entry.name)
+    return None

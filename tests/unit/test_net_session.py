@@ -43,5 +43,5 @@ class PasswordGateTests(unittest.TestCase):
 
     def test_peer_ip_is_read_when_asked(self):
         s = session(IPv4Address("TCP", "192.0.2.1", 1))
-        s.transport.peerAddress = IPv4Address("TCP", "203.0.113.7", 1)  # a PROXY header arrived
+        s.transport.peerAddr = IPv4Address("TCP", "203.0.113.7", 1)  # a PROXY header arrived
         self.assertEqual(s.peer_ip, "203.0.113.7")
