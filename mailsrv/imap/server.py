@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from twisted.internet.interfaces import IReactorTime, ITLSTransport
-from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -41,7 +40,7 @@ from mailsrv.net import sasl
 from mailsrv.net.lines import Line
 from mailsrv.net.login import IUser, LoginFailed, login
 from mailsrv.net.pump import ConnectionGone
-from mailsrv.net.server import ServerProtocol
+from mailsrv.net.server import ProtocolFactory, ServerProtocol
 from mailsrv.store import NoSuchFolder, StoreError
 
 if TYPE_CHECKING:
@@ -73,6 +72,8 @@ class Entry:
 
 class IMAPServer(ServerProtocol):
     """One IMAP connection (listener kind ``imap`` or ``imaps``)."""
+
+    protocol_name = "imap"
 
     #: How often an IDLE session looks for changes another node made.
     IDLE_POLL_SECONDS = 10
@@ -417,11 +418,6 @@ COMMANDS: dict[bytes, Entry] = {
 }
 
 
-def make_factory(ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> ServerFactory:
-    """The factory for an ``imap`` (STARTTLS) or ``imaps`` (implicit TLS) listener."""
-    if kind.protocol != "imap":
-        raise ValueError(f"not an IMAP listener kind: {kind.label}")
-    factory = ServerFactory()
-    factory.noisy = False
-    factory.buildProtocol = lambda addr: IMAPServer(ctx, kind, clock)  # type: ignore[method-assign]
-    return factory
+def make_factory(ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> ProtocolFactory:
+    """The factory for an imap listener *kind* (implicit-TLS kinds are wrapped by the caller)."""
+    return ProtocolFactory(IMAPServer, ctx, kind, clock)

@@ -9,9 +9,10 @@ its commands.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import ServerFactory
 from twisted.python.failure import Failure
 
 from mailsrv.listeners import Kind
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 class ServerProtocol(CommandPump):
     """One client connection of listener *kind*; subclasses give :meth:`welcome`,
     :meth:`refuse` and the :class:`~mailsrv.net.pump.CommandPump` hooks."""
+
+    #: ``Kind.protocol`` of the listeners this protocol serves.
+    protocol_name = ""
 
     def __init__(
         self, ctx: "ServerContext", kind: Kind, max_line: int, lf_tolerant: bool, idle_timeout: float | None,
@@ -66,3 +70,29 @@ class ServerProtocol(CommandPump):
         if self._admitted_ip is not None:
             self.ctx.connections.release(self._admitted_ip)
             self._admitted_ip = None
+
+
+class ProtocolFactory(ServerFactory):
+    """Builds one *protocol* per connection of a listener of *kind*, the same for every protocol.
+
+    *protocol* is a :class:`ServerProtocol` subclass taking ``(ctx, kind,
+    clock)``; *clock* is the reactor unless a test passes a ``task.Clock``.
+    """
+
+    noisy = False
+
+    def __init__(
+        self, protocol: type[ServerProtocol], ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None
+    ) -> None:
+        if kind.protocol != protocol.protocol_name:
+            raise ValueError(f"not a {protocol.protocol_name} listener kind: {kind.label}")
+        self.protocol_class = protocol
+        self.ctx = ctx
+        self.kind = kind
+        self.clock = clock
+
+    def buildProtocol(self, addr: Any) -> ServerProtocol:
+        """A new session."""
+        protocol = self.protocol_class(self.ctx, self.kind, self.clock)
+        protocol.factory = self
+        return protocol

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -29,7 +28,7 @@ from mailsrv.message.wire import CHUNK, wire_chunks
 from mailsrv.net import sasl
 from mailsrv.net.lines import Line
 from mailsrv.net.login import IUser, LoginFailed, login
-from mailsrv.net.server import ServerProtocol
+from mailsrv.net.server import ProtocolFactory, ServerProtocol
 from mailsrv.pop3 import replies, wire
 from mailsrv.pop3.maildrop import Maildrop, MessageDeleted, NoSuchMessage, unique_id
 from mailsrv.store import MessageGone, StoreError
@@ -80,6 +79,8 @@ def _is_utf8(data: bytes) -> bool:
 
 class POP3Server(ServerProtocol):
     """One POP3 connection (listener kind ``pop3`` or ``pop3s``)."""
+
+    protocol_name = "pop3"
 
     def __init__(self, ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> None:
         limits = ctx.config.limits
@@ -398,25 +399,6 @@ class POP3Server(ServerProtocol):
         self.ok()
 
 
-class POP3Factory(ServerFactory):
-    """Builds one :class:`POP3Server` per connection of one listener kind."""
-
-    noisy = False
-
-    def __init__(self, ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> None:
-        self.ctx = ctx
-        self.kind = kind
-        self.clock = clock
-
-    def buildProtocol(self, addr: Any) -> POP3Server:
-        """A new session."""
-        protocol = POP3Server(self.ctx, self.kind, self.clock)
-        protocol.factory = self
-        return protocol
-
-
-def make_factory(ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> ServerFactory:
-    """The factory for a ``pop3`` (STLS offered) or ``pop3s`` (already TLS) listener."""
-    if kind.protocol != "pop3":
-        raise ValueError(f"not a POP3 listener kind: {kind.label}")
-    return POP3Factory(ctx, kind, clock)
+def make_factory(ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> ProtocolFactory:
+    """The factory for a pop3 listener *kind* (implicit-TLS kinds are wrapped by the caller)."""
+    return ProtocolFactory(POP3Server, ctx, kind, clock)

@@ -16,15 +16,14 @@ Every 2xx/4xx/5xx reply carries an RFC 3463 enhanced status code (RFC
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.listeners import Kind
-from mailsrv.net.server import ServerProtocol
+from mailsrv.net.server import ProtocolFactory, ServerProtocol
 from mailsrv.smtp import auth, replies, transaction
 from mailsrv.smtp.replies import Reply
 
@@ -38,6 +37,8 @@ _HELO_NAME = re.compile(rb"[\x21-\x7e]{1,255}\Z")
 
 class SMTPServer(ServerProtocol):
     """One SMTP connection of listener kind ``smtp``, ``submission`` or ``submissions``."""
+
+    protocol_name = "smtp"
 
     def __init__(self, ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> None:
         limits = ctx.config.limits
@@ -266,25 +267,6 @@ class SMTPServer(ServerProtocol):
 _COMMANDS = frozenset(name[3:].encode() for name in vars(SMTPServer) if name.startswith("do_"))
 
 
-class SMTPFactory(ServerFactory):
-    """Builds :class:`SMTPServer` connections of one listener kind."""
-
-    noisy = False
-
-    def __init__(self, ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> None:
-        self.ctx = ctx
-        self.kind = kind
-        self.clock = clock
-
-    def buildProtocol(self, addr: Any) -> SMTPServer:
-        """A new session."""
-        protocol = SMTPServer(self.ctx, self.kind, self.clock)
-        protocol.factory = self
-        return protocol
-
-
-def make_factory(ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> ServerFactory:
-    """The listener factory for an SMTP *kind*; ``submissions`` is wrapped in TLS by the caller."""
-    if kind.protocol != "smtp":
-        raise ValueError(f"not an SMTP listener kind: {kind.label}")
-    return SMTPFactory(ctx, kind, clock)
+def make_factory(ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> ProtocolFactory:
+    """The factory for a smtp listener *kind* (implicit-TLS kinds are wrapped by the caller)."""
+    return ProtocolFactory(SMTPServer, ctx, kind, clock)
