@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from imap_harness import IMAPTestCase
+from store_harness import age_directories
 
 from mailsrv.message.body import Body
 from mailsrv.store import Folder
@@ -63,6 +64,7 @@ class Idle(IMAPTestCase):
         self.assertEqual(await session.command(b"A004 NOOP"), b"A004 OK NOOP completed\r\n")
 
     async def test_idle_polls_for_changes_from_another_node(self) -> None:
+        age_directories(self.inbox.path)  # the other node's change must move a stamp, whatever the tick
         session = await self.login()
         session.send(b"a IDLE\r\n")
         other_node = Folder("INBOX", self.inbox.path, InlineExecutor())  # a second view of the same Maildir
