@@ -11,6 +11,10 @@ section 3):
   discarded (RFC 3501 6.2.1).
 * SELECT reports PERMANENTFLAGS, UNSEEN, UIDNEXT; FETCH, SEARCH, COPY,
   APPEND, STATUS, LIST and IDLE are our own (see the modules they use).
+* Every store operation returns a Deferred, so the handlers that use one
+  answer when it fires (the tagged reply ends the command); CREATE, DELETE,
+  RENAME, (UN)SUBSCRIBE and CHECK are ours for that reason alone, with
+  Twisted's answers.
 * Updates from other sessions (EXISTS, FETCH FLAGS, and EXPUNGE, which
   Twisted cannot express) are sent at the end of commands, or at once
   while IDLE.
