@@ -109,6 +109,16 @@ class SpooledBodyTests(StoreTestCase):
         self.assertIsNotNone(body.path)
         return body
 
+    def test_spool_file_is_fsynced_before_it_is_linked(self):
+        body = self.spooled()
+        spool_inode = os.stat(body.path).st_ino
+        events: list[tuple[str, int]] = []
+        real_fsync, real_link = writing.os.fsync, writing.os.link
+        self.patch(writing.os, "fsync", lambda fd: (events.append(("fsync", os.fstat(fd).st_ino)), real_fsync(fd))[1])
+        self.patch(writing.os, "link", lambda a, b: (events.append(("link", os.stat(a).st_ino)), real_link(a, b))[1])
+        self.done(self.store.deliver([Target(ALICE)], body))
+        self.assertLess(events.index(("fsync", spool_inode)), events.index(("link", spool_inode)))
+
     def test_spool_file_becomes_the_message_file(self):
         body = self.spooled()
         spool_inode = os.stat(body.path).st_ino

@@ -22,6 +22,7 @@ from mailsrv.store import (
     writing,
 )
 from mailsrv.store.files import replace_file
+from mailsrv.store.scan import DirStamps
 from mailsrv.workers import InlineExecutor
 
 OTHER = b"Subject: x\n\nbody\n"  # as another writer leaves it: LF, no S=/W= in the name
@@ -48,8 +49,10 @@ class SyncTests(StoreTestCase):
     def manual(self) -> tuple[ManualExecutor, object]:
         """alice's INBOX opened through a store whose jobs the test runs."""
         executor = ManualExecutor()
-        opened = Store(self.root, executor).user(ALICE).open("INBOX")
+        store = Store(self.root, executor)
+        opened = store.user(ALICE).open("INBOX")
         executor.run_all()
+        self.manual_store = store
         return executor, self.successResultOf(opened)
 
     def test_unchanged_directories_cost_no_listing(self):
@@ -74,7 +77,7 @@ class SyncTests(StoreTestCase):
     def test_a_sync_asked_for_during_a_listing_waits_for_a_fresh_one(self):
         age_directories(self.folder().path)
         executor, inbox = self.manual()
-        os.utime(os.path.join(inbox.path, "new"))  # something moved: the next sync lists
+        age_directories(inbox.path, seconds=1800)  # something moved: the next sync lists
         first = inbox.sync()
         second: list[object] = []
         # Another node delivers after the listing read the directories, and a session asks again.
@@ -86,8 +89,7 @@ class SyncTests(StoreTestCase):
 
     def test_a_listing_right_after_a_change_is_repeated_once_when_the_window_has_passed(self):
         self.deliver()
-        path = self.maildir()
-        mtime = max(os.stat(os.path.join(path, d)).st_mtime_ns for d in ("new", "cur"))
+        mtime = DirStamps.of(self.maildir()).newest_mtime_ns  # as the store sees it
         clock = [mtime + 1_000_000]  # the open lists 1 ms after the last change: not trusted yet
         self.patch(folder_module.time, "time_ns", lambda: clock[0])
         executor, inbox = self.manual()
@@ -102,6 +104,39 @@ class SyncTests(StoreTestCase):
         clock[0] += 1_000_000_000
         self.successResultOf(inbox.sync())
         self.assertEqual(executor.jobs, [])  # settled
+
+    def listing_pending(self) -> tuple[ManualExecutor, object, Recorder, object]:
+        """A manual-store INBOX with a listener, and a sync whose listing is queued."""
+        age_directories(self.folder().path)
+        executor, inbox = self.manual()
+        rec = Recorder()
+        inbox.add_listener(rec)
+        age_directories(inbox.path, seconds=1800)  # the stamps moved: the sync lists
+        return executor, inbox, rec, inbox.sync()
+
+    def test_a_listing_does_not_undo_a_flag_change_made_while_it_ran(self):
+        self.deliver()
+        executor, inbox, rec, synced = self.listing_pending()
+        stored = []
+        executor.run_next(between=lambda: stored.append(inbox.store_flags([(1, frozenset({"\\Seen"}))])))
+        executor.run_all()
+        self.successResultOf(synced)
+        self.successResultOf(stored[0])
+        self.assertEqual(inbox.get(1).flags, {"\\Seen"})
+        self.assertEqual(rec.events, [("flags", [(1, ["\\Seen"])])])
+        with self.successResultOf(inbox.open_message(1)) as message:  # found where it is: no rescan
+            self.assertEqual(message.file.read(), wire.to_disk(MSG))
+        self.assertEqual(executor.jobs, [])
+
+    def test_a_listing_does_not_drop_a_delivery_made_while_it_ran(self):
+        executor, inbox, rec, synced = self.listing_pending()
+        delivered = self.manual_store.deliver([Target(ALICE)], Body.from_wire(MSG))
+        executor.run_next(between=executor.run_next)  # the delivery lands after the listing read the directory
+        executor.run_all()
+        self.successResultOf(synced)
+        self.successResultOf(delivered)
+        self.assertEqual([i.uid for i in inbox.messages()], [1])
+        self.assertEqual(rec.events, [("added", [1])])
 
     def test_deleted_folder_fails_the_sync(self):
         user = self.store.user(ALICE)
