@@ -46,3 +46,29 @@ class ServerContext:
     connections: ConnectionLimits = field(default_factory=lambda: ConnectionLimits(0, 0))
     #: Where mail for remote recipients goes; ``None`` until the queue exists.
     queue: "IQueue | None" = None
+
+    @classmethod
+    def assemble(
+        cls, config: "Config", *, store: "Store", directory: "Directory", portal: "Portal", tls: Any,
+        workers: Workers, resolver: Any = None,
+    ) -> "ServerContext":
+        """The context around the given parts: routing, policy, delivery, audit and limits are derived.
+
+        ``tap.py`` passes the real parts, tests their fakes; both get the same wiring.
+        """
+        from mailsrv.delivery.local import LocalDelivery
+        from mailsrv.delivery.router import Router
+        from mailsrv.policy import Policy
+        from mailsrv.policy.submission import AuthRequired
+
+        audit = Audit()
+        limits = config.limits
+        return cls(
+            config=config, store=store, directory=directory, portal=portal, tls=tls,
+            router=Router(directory),
+            policy=Policy([AuthRequired()], resolver=resolver),
+            delivery=LocalDelivery(store, audit),
+            workers=workers,
+            audit=audit,
+            connections=ConnectionLimits(limits.max_connections, limits.max_connections_per_ip),
+        )

@@ -20,15 +20,9 @@ from twisted.python import usage
 from mailsrv import __version__, config as configuration, tls
 from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
-from mailsrv.delivery.local import LocalDelivery
-from mailsrv.delivery.router import Router
 from mailsrv.dns import make_resolver
 from mailsrv.listeners import Kind, listener
-from mailsrv.net.audit import Audit
-from mailsrv.net.limits import ConnectionLimits
 from mailsrv.net.login import IUser, User
-from mailsrv.policy import Policy
-from mailsrv.policy.submission import AuthRequired
 from mailsrv.store import Store
 from mailsrv.workers import PoolExecutor, Workers
 
@@ -93,20 +87,14 @@ def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
 def build_context(config: configuration.Config, tls_options: object, workers: Workers) -> ServerContext:
     """The shared objects for every listener; blocking work runs in *workers*."""
     directory = Directory(config)
-    store = Store(config.mail_dir, workers.disk)
-    audit = Audit()
-    return ServerContext(
-        config=config,
-        store=store,
+    return ServerContext.assemble(
+        config,
+        store=Store(config.mail_dir, workers.disk),
         directory=directory,
         portal=make_portal(config, directory, {IUser: User}, workers.hashing, reactor),
         tls=tls_options,
-        router=Router(directory),
-        policy=Policy([AuthRequired()], resolver=make_resolver(config.dns)),
-        delivery=LocalDelivery(store, audit),
         workers=workers,
-        audit=audit,
-        connections=ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip),
+        resolver=make_resolver(config.dns),
     )
 
 

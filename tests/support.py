@@ -29,12 +29,7 @@ from zope.interface import implementer
 from mailsrv import config as configuration, tls
 from mailsrv.accounts.cred import Realm
 from mailsrv.context import ServerContext
-from mailsrv.delivery.local import LocalDelivery
-from mailsrv.delivery.router import Router
-from mailsrv.net.audit import Audit
 from mailsrv.net.login import IUser, User
-from mailsrv.policy import Policy
-from mailsrv.policy.submission import AuthRequired
 from mailsrv.store import Store
 from mailsrv.workers import Workers
 
@@ -65,22 +60,16 @@ def make_context(
     config: configuration.Config, *, store: Any = None, directory: Any = None, checker: Any = None,
     tls_options: Any = None,
 ) -> ServerContext:
-    """A context like tap.py's: real store (in ``config.mail_dir``), fake checker, inline workers."""
+    """A context wired as tap.py wires it: real store (in ``config.mail_dir``) unless given,
+    fake checker, inline workers, the config's connection limits."""
     workers = Workers.inline()
-    if store is None:
-        store = Store(config.mail_dir, workers.disk)
-    audit = Audit()
-    return ServerContext(
-        config=config,
-        store=store,
+    return ServerContext.assemble(
+        config,
+        store=store if store is not None else Store(config.mail_dir, workers.disk),
         directory=directory,
         portal=Portal(Realm({IUser: User}), [checker if checker is not None else FakeChecker()]),
         tls=tls_options if tls_options is not None else FakeTLS(),
-        router=Router(directory),
-        policy=Policy([AuthRequired()]),
-        delivery=LocalDelivery(store, audit),
         workers=workers,
-        audit=audit,
     )
 
 

@@ -8,6 +8,7 @@ wants another answer for a missing folder (APPEND and COPY: ``[TRYCREATE]``).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from mailsrv.imap.arguments import Arguments
@@ -71,16 +72,6 @@ async def _select(server: "IMAPServer", args: Arguments, writeable: bool) -> Res
     server.write(b"".join(b"* " + line + b"\r\n" for line in lines))
     mode = b"[READ-WRITE] SELECT" if writeable else b"[READ-ONLY] EXAMINE"
     return Result(OK, mode + b" completed")
-
-
-async def do_SELECT(server: "IMAPServer", args: Arguments) -> Result:
-    """RFC 3501 6.3.1."""
-    return await _select(server, args, True)
-
-
-async def do_EXAMINE(server: "IMAPServer", args: Arguments) -> Result:
-    """RFC 3501 6.3.2."""
-    return await _select(server, args, False)
 
 
 async def do_CREATE(server: "IMAPServer", args: Arguments) -> Result:
@@ -154,16 +145,6 @@ async def _list(server: "IMAPServer", args: Arguments, subscribed: bool) -> Resu
     return Result(OK, command + b" completed")
 
 
-async def do_LIST(server: "IMAPServer", args: Arguments) -> Result:
-    """RFC 3501 6.3.8."""
-    return await _list(server, args, False)
-
-
-async def do_LSUB(server: "IMAPServer", args: Arguments) -> Result:
-    """RFC 3501 6.3.9."""
-    return await _list(server, args, True)
-
-
 async def do_NAMESPACE(server: "IMAPServer", args: Arguments) -> Result:
     """RFC 2342: one personal namespace, no shared or other users' folders."""
     args.end()
@@ -219,15 +200,15 @@ async def do_APPEND(server: "IMAPServer", args: Arguments) -> Result:
 
 
 COMMANDS: dict[bytes, Callable[["IMAPServer", Arguments], Awaitable[Result]]] = {
-    b"SELECT": do_SELECT,
-    b"EXAMINE": do_EXAMINE,
+    b"SELECT": partial(_select, writeable=True),  # RFC 3501 6.3.1
+    b"EXAMINE": partial(_select, writeable=False),  # RFC 3501 6.3.2
     b"CREATE": do_CREATE,
     b"DELETE": do_DELETE,
     b"RENAME": do_RENAME,
     b"SUBSCRIBE": do_SUBSCRIBE,
     b"UNSUBSCRIBE": do_UNSUBSCRIBE,
-    b"LIST": do_LIST,
-    b"LSUB": do_LSUB,
+    b"LIST": partial(_list, subscribed=False),  # RFC 3501 6.3.8
+    b"LSUB": partial(_list, subscribed=True),  # RFC 3501 6.3.9
     b"NAMESPACE": do_NAMESPACE,
     b"STATUS": do_STATUS,
     b"APPEND": do_APPEND,

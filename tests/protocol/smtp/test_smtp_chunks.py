@@ -149,7 +149,7 @@ class ChunkedDataTests(SMTPTestCase):
             self.server.dataReceived(packet)
             while self.store.pending:  # the store answers between packets
                 self.store.pending.pop(0).callback(None)
-        return {
+        result = {
             "output": self.transport.value(),
             "stored": [(addresses, _DATE.sub(b"; DATE\r\n", data)) for addresses, data in self.store.calls],
             "log": [
@@ -161,6 +161,8 @@ class ChunkedDataTests(SMTPTestCase):
             # After a close, input goes unread: how much was buffered depends on the packets.
             "buffered": None if self.transport.disconnecting else len(self.server.input),
         }
+        self.server.connectionLost(None)  # gives its place back to the connection limits
+        return result
 
     def reference(self, session: bytes, manual_store: bool = False) -> dict[str, Any]:
         return self.run_session([session[i : i + 1] for i in range(len(session))], manual_store)
