@@ -69,7 +69,7 @@ class _OutputGate:
         self._pump._output_resumed()
 
     def stopProducing(self) -> None:
-        self._pump._output_resumed()
+        self._pump._output_stopped()
 
 
 class CommandPump(Protocol):
@@ -301,6 +301,12 @@ class CommandPump(Protocol):
         waiters, self._drain_waiters = self._drain_waiters, []
         for waiter in waiters:
             waiter.callback(None)
+
+    def _output_stopped(self) -> None:
+        """The transport is going away: nothing more will be sent, so stop producing it."""
+        self.closing = True
+        self._producing = False
+        self._fail_drain_waiters()
 
     def _fail_drain_waiters(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []

@@ -6,7 +6,7 @@ from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from mailsrv.net.pump import CommandPump
+from mailsrv.net.pump import CommandPump, ConnectionGone
 
 
 class Echo(CommandPump):
@@ -157,3 +157,10 @@ class PumpTests(unittest.TestCase):
         self.assertTrue(self.proto.gone)
         self.proto.dataReceived(b"defghij\r\n")  # nothing runs after the end
         self.assertNotIn(b"raw", self.transport.value())
+
+    def test_a_stopped_transport_ends_a_streaming_response(self):
+        self.transport.producer.pauseProducing()
+        waited = self.proto.drain()
+        self.transport.producer.stopProducing()  # the connection is going away
+        self.failureResultOf(waited, ConnectionGone)
+        self.failureResultOf(self.proto.drain(), ConnectionGone)
