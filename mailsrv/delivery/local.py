@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
-from twisted.logger import Logger
 
 from mailsrv.delivery.envelope import Envelope
 from mailsrv.net.audit import Audit
@@ -20,9 +19,6 @@ from mailsrv.store import Target
 
 if TYPE_CHECKING:
     from mailsrv.store import Store
-
-log = Logger()
-
 
 class LocalDelivery:
     """Delivers envelopes to local mailboxes through *store*, logging each attempt."""
@@ -42,12 +38,12 @@ class LocalDelivery:
         assert body is not None, "deliver() needs a finished body"
         recipients = envelope.local_users
         try:
-            await defer.maybeDeferred(self._store.deliver, [Target(user) for user in recipients], body)
+            stored_as = await defer.maybeDeferred(self._store.deliver, [Target(user) for user in recipients], body)
         except Exception as e:
-            log.failure("delivery of {queue_id} to the store failed", queue_id=envelope.queue_id)
-            self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "failed", type(e).__name__)
+            # The store logged the failure with its traceback; this is the audit line.
+            self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "failed", reason=type(e).__name__)
             raise
         finally:
             body.discard()
-        self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "stored")
+        self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "stored", file=stored_as)
         return envelope.queue_id

@@ -69,9 +69,14 @@ class Audit:
             "size": size, "queue_id": queue_id,
         })
 
-    def delivery(self, queue_id: str | None, recipients: Sequence[str], size: int, result: str, reason: str = "") -> None:
-        """A delivery attempt into the store: *result* ``stored`` or ``failed``."""
+    def delivery(
+        self, queue_id: str | None, recipients: Sequence[str], size: int, result: str, *, reason: str = "",
+        file: str = "",
+    ) -> None:
+        """A delivery attempt into the store: *result* ``stored`` (as Maildir *file*) or ``failed``."""
         pairs: dict[str, Any] = {"queue_id": queue_id, "recipients": list(recipients), "size": size}
+        if file:
+            pairs["file"] = file
         if reason:
             pairs["reason"] = reason
         self._emit("delivery", result, pairs)

@@ -133,7 +133,7 @@ class Store:
             return fail()
         key = maildir.unique_name(body.size, body.wire_size)
         d = self.executor.run(_deliver, key, body, places)
-        return d.addCallbacks(self._delivered, self._failed, (key, body.wire_size), None, (places,))
+        return d.addCallbacks(self._delivered, self._failed, (key,), None, (places,))
 
     def _places(self, targets: Sequence[Target]) -> list[_Place]:
         places: dict[tuple[str, str], _Place] = {}
@@ -164,15 +164,16 @@ class Store:
             kept.add(flag)
         return frozenset(kept)
 
-    def _delivered(self, done: _Delivered, key: str, size: int) -> str:
+    def _delivered(self, done: _Delivered, key: str) -> str:
         for address, folder in done.missing_folders:
             self.log.warn(
                 "delivery to {address}: no folder {folder}; delivered to INBOX", address=address, folder=folder
             )
-        self.log.info(
-            "delivered {size} octets to {recipients} as {filename}",
-            size=size, recipients=[c[0] for c in done.copies], filename=key, copied=done.copied,
-        )
+        if done.copied:
+            self.log.warn(
+                "{filename}: {copied} copies written instead of hard links (is the spool on another file system?)",
+                filename=key, copied=done.copied,
+            )
         for address, folder_name, _, rel in done.copies:
             folder = self._users[address].loaded_folder(folder_name)
             if folder is not None:

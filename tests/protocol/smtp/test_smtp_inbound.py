@@ -12,6 +12,7 @@ from twisted.logger import formatEvent
 from twisted.internet import defer
 
 from mailsrv.policy import ACCEPT, Check, Policy
+from support import audit_events
 from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase
 
 MESSAGE = b"From: bob@example.net\r\nSubject: hi\r\n\r\nHello.\r\n..leading dot\r\n.\r\n"
@@ -316,7 +317,8 @@ class DurabilityTests(InboundTestCase):
         self.transport.clear()
         self.store.pending[0].errback(OSError(28, "No space left on device"))
         self.assertEqual(self.transport.value(), b"451 4.3.0 Error: message not stored, try again later\r\n")
-        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        (delivery,) = audit_events(list(self.log), "delivery")
+        self.assertEqual((delivery["result"], delivery["reason"]), ("failed", "OSError"))
         self.assertEqual(self.transactions()[0]["result"], 451)
 
     def test_commands_pipelined_after_the_dot_wait_for_the_store(self):
