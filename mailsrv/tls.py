@@ -37,6 +37,7 @@ def generate_self_signed(cert_path: str, key_path: str, hostname: str) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     dns_names = list(dict.fromkeys([hostname, "localhost"]))
+    # RFC 5280 4.2.1.6: subjectAltName, the names clients match
     san = x509.SubjectAlternativeName(
         [x509.DNSName(n) for n in dns_names]
         + [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1"))]

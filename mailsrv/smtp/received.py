@@ -57,7 +57,7 @@ def trace_headers(
     if tls:
         parts.append(f"(using {tls})")
     parts.append(f"by {hostname} (mailsrv) with {protocol} id {queue_id}")
-    stamp = format_datetime(when)
+    stamp = format_datetime(when)  # RFC 5322 3.3 date-time, as RFC 5321 4.4 asks
     if recipient is not None:
         parts.append(f"for <{recipient}>; {stamp}")
     else:
