@@ -41,5 +41,8 @@ class LimitsConfig(Table):
         1000, "Client connections over all listeners; more are refused with a temporary error.", at_least(1)
     )
     max_connections_per_ip: int = setting(
-        50, "Connections from one client IP over all listeners; more are refused with a temporary error.", at_least(1)
+        50,
+        "Connections from one client IP over all listeners; more are refused with a temporary error. 0 means "
+        "no per-address limit (behind haproxy: every connection comes from the proxy's address).",
+        at_least(0),
     )

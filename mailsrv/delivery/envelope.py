@@ -33,12 +33,14 @@ class Envelope:
 
     *sender* is the reverse-path, ``""`` for the null sender; *local_users*
     are the canonical addresses of the local mailboxes it is delivered to,
-    each once, in the order their recipients were accepted.
+    each once, in the order their recipients were accepted; *remote* the
+    recipients on other servers, for the queue.
     """
 
     queue_id: str
     sender: str
     local_users: list[str] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)
     body: Body | None = None
 
     def add_local(self, users: "tuple[str, ...] | list[str]") -> None:

@@ -30,9 +30,9 @@ class LocalDelivery:
     async def deliver(self, envelope: Envelope) -> str:
         """Store *envelope*'s body for its local users; the queue id once durable.
 
-        The body is discarded afterwards whatever happened: the stored
-        copies are hard links of their own, and a failed delivery is the
-        client's to retry (the SMTP reply is a 451).
+        A failed delivery is the client's to retry (the SMTP reply is a 451).
+        The caller discards the body afterwards (the stored copies are hard
+        links of their own).
         """
         body = envelope.body
         assert body is not None, "deliver() needs a finished body"
@@ -43,7 +43,5 @@ class LocalDelivery:
             # The store logged the failure with its traceback; this is the audit line.
             self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "failed", reason=type(e).__name__)
             raise
-        finally:
-            body.discard()
         self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "stored", file=stored_as)
         return envelope.queue_id

@@ -1,17 +1,18 @@
-"""IMAP4rev1 (RFC 3501) over the store: the protocol adapter for mailsrv.
+"""IMAP4rev1 (RFC 3501) over the store, on :mod:`mailsrv.net`.
 
 Modules, from the wire inwards:
 
-* :mod:`.parsing` -- reading commands: line/literal limits, tags and
-  argument parsers, one command at a time, errors as BAD/NO (the base
-  class of ``IMAPServer``);
-* :mod:`.syntax` -- RFC 3501 lexical rules the parsers use;
-* :mod:`.server` -- ``IMAP4Server`` subclass (TLS gating, SELECT, FETCH,
-  SEARCH, COPY, APPEND, IDLE, unsolicited updates, the dispatch tables)
-  and the factory ``tap.py`` uses;
-* :mod:`.account` -- the avatar: one user's folders (``IAccount``);
-* :mod:`.mailbox` -- one selected folder with the session's sequence map;
-* :mod:`.fetch`, :mod:`.search` -- FETCH rendering and SEARCH keys;
-* :mod:`.message`, :mod:`.mime`, :mod:`.structure` -- a stored message,
-  its byte-exact MIME sections, ENVELOPE/BODYSTRUCTURE.
+* :mod:`.server` -- the connection: states, the command table, LOGIN and
+  AUTHENTICATE, STARTTLS, IDLE, and the updates a session owes;
+* :mod:`.command` -- reading one command with its literals, within the limits;
+* :mod:`.arguments`, :mod:`.syntax`, :mod:`.sequences`, :mod:`.fetchatt` --
+  parsing arguments (RFC 3501 9);
+* :mod:`.folders` -- the authenticated-state commands (SELECT, LIST, APPEND ...);
+* :mod:`.selected` -- the selected-state commands (FETCH, STORE, SEARCH ...);
+* :mod:`.selection` -- one session's view of a selected folder: sequence
+  numbers and queued updates;
+* :mod:`.account` -- one user's folder tree (LIST patterns, child flags);
+* :mod:`.fetch`, :mod:`.search`, :mod:`.structure`, :mod:`.flags` -- FETCH
+  rendering, SEARCH keys, ENVELOPE/BODYSTRUCTURE, flag lists;
+* :mod:`.responses` -- tagged results and the one store-error map.
 """

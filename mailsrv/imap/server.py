@@ -35,6 +35,7 @@ from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, read_command, split_head
 from mailsrv.imap.responses import BAD, NO, OK, SERVER_FAILURE, CommandError, Result, bad, no, store_error
 from mailsrv.imap.selection import Selection
+from mailsrv.imap.syntax import is_tag
 from mailsrv.listeners import Kind
 from mailsrv.net import sasl
 from mailsrv.net.lines import Line
@@ -151,8 +152,9 @@ class IMAPServer(ServerProtocol):
 
     def line_too_long(self) -> None:
         """BAD for a line over ``limits.imap_max_line_length``; the connection goes on."""
-        tag = self.input.dropped_head.split(b" ", 1)[0]
-        self.write((tag if tag and b"\n" not in tag else b"*") + b" BAD Command line too long\r\n")
+        tag, sep, _ = self.input.dropped_head.partition(b" ")
+        # Echo the tag only when it is one (whole, and valid): never the client's raw octets.
+        self.write((tag if sep and is_tag(tag) else b"*") + b" BAD Command line too long\r\n")
 
     def command_failed(self, failure: Failure) -> None:
         """A bug outside any command (the tagged error is sent by :meth:`command`)."""

@@ -82,7 +82,7 @@ class Audit:
         self._emit("delivery", result, pairs)
 
     def rejection(self, session: Session, stage: str, subject: str, reply: str) -> None:
-        """A refusal of policy (not of syntax) at *stage* (``connect``, ``mail``, ``rcpt``,
+        """A refusal of policy (not of syntax) at *stage* (``connect``, ``helo``, ``mail``, ``rcpt``,
         ``data``); *subject* is what was refused (an address, the client IP), *reply* our answer."""
         self._emit("rejection", stage, {
             "kind": session.kind.label, "client_ip": session.peer_ip, "subject": subject, "reply": reply,

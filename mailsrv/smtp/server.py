@@ -49,10 +49,22 @@ class SMTPServer(ServerProtocol):
         self.helo: str | None = None
         self.esmtp = False
         self.transaction: transaction.Transaction | None = None
+        # Header lines the connect and HELO checks asked to add to every message of the session.
+        self._connect_headers: tuple[bytes, ...] = ()
+        self._helo_headers: tuple[bytes, ...] = ()
         self._errors = 0
         self._logout: Callable[[], None] | None = None
 
     # -- output ------------------------------------------------------------
+
+    @property
+    def headers(self) -> tuple[bytes, ...]:
+        """Header lines the connect and HELO checks asked to add to every message of the session."""
+        return self._connect_headers + self._helo_headers
+
+    def reject(self, stage: str, subject: str, reply: Reply) -> None:
+        """Record a policy refusal at *stage* in the audit log (the reply is sent by the caller)."""
+        self.ctx.audit.rejection(self.session, stage, subject, reply.wire().decode("ascii").strip())
 
     def answer(self, reply: Reply) -> None:
         """Send *reply*; too many command errors end the session (RFC 5321 4.3.2: 421)."""
@@ -70,9 +82,11 @@ class SMTPServer(ServerProtocol):
         verdict = await self.ctx.policy.run("connect", self.session)
         if not verdict.accepted:
             assert verdict.reply is not None
+            self.reject("connect", self.session.peer_ip, verdict.reply)
             self.write(verdict.reply.wire())
             self.close()
             return
+        self._connect_headers = verdict.headers
         self.write(replies.GREETING(host=self.host).wire())
 
     def refuse(self, reason: str) -> None:
@@ -149,8 +163,10 @@ class SMTPServer(ServerProtocol):
         verdict = await self.ctx.policy.run("helo", self.session, text)
         if not verdict.accepted:
             assert verdict.reply is not None
+            self.reject("helo", text, verdict.reply)
             return verdict.reply
         self.helo, self.esmtp = text, esmtp
+        self._helo_headers = verdict.headers
         lines = [self.host.encode("ascii", "replace")] + (self.extensions() if esmtp else [])
         return replies.HELLO(lines="\n".join(line.decode("ascii") for line in lines))
 
@@ -215,7 +231,7 @@ class SMTPServer(ServerProtocol):
         # RFC 3207 4.2: forget everything learnt from the client, including
         # a (loopback, plaintext) login.
         self.abort_transaction()
-        self.helo, self.esmtp = None, False
+        self.helo, self.esmtp, self._helo_headers = None, False, ()
         self._release_login()
         return None
 

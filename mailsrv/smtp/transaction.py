@@ -43,6 +43,8 @@ class Transaction:
     recipients: list[Mailbox] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     size: int = 0
+    #: Header lines policy checks asked to add, from MAIL and RCPT (data-stage ones come later).
+    headers: list[bytes] = field(default_factory=list)
     #: The body being received, while DATA runs.
     writer: BodyWriter | None = None
 
@@ -79,11 +81,10 @@ async def mail(server: "SMTPServer", rest: bytes) -> Reply:
     verdict = await server.ctx.policy.run("mail", server.session, sender)
     if not verdict.accepted:
         assert verdict.reply is not None
-        server.ctx.audit.rejection(server.session, "mail", "" if sender is None else str(sender),
-                                   verdict.reply.wire().decode("ascii").strip())
+        server.reject("mail", "<>" if sender is None else str(sender), verdict.reply)
         return verdict.reply
     envelope = Envelope(queue_id=new_queue_id(), sender="" if sender is None else str(sender))
-    server.transaction = Transaction(sender=sender, params=params, envelope=envelope)
+    server.transaction = Transaction(sender=sender, params=params, envelope=envelope, headers=list(verdict.headers))
     return replies.SENDER_OK
 
 
@@ -113,7 +114,7 @@ async def rcpt(server: "SMTPServer", rest: bytes) -> Reply:
     reply = await _accept_recipient(server, transaction, recipient)
     if reply.is_error:
         transaction.rejected.append(str(recipient))
-        server.ctx.audit.rejection(server.session, "rcpt", str(recipient), reply.wire().decode("ascii").strip())
+        server.reject("rcpt", str(recipient), reply)
     return reply
 
 
@@ -128,15 +129,19 @@ async def _accept_recipient(server: "SMTPServer", transaction: Transaction, reci
             return replies.USER_UNKNOWN(address=recipient)
         return replies.RELAY_DENIED(address=recipient)
     if isinstance(route, Remote):
-        # A source route to a remote mailbox asks us to relay even on
-        # submission, where a plain remote address is only "not yet": the
-        # queue for remote delivery does not exist yet.
-        if server.kind.submission and not recipient.routed:
+        # No open relay, whatever the policy checks say: only a user logged
+        # in on a submission listener may send to other servers.  A source
+        # route to a remote mailbox asks us to relay even then.
+        if not (server.kind.submission and server.session.user is not None) or recipient.routed:
+            return replies.RELAY_DENIED(address=recipient)
+        if server.ctx.queue is None:
             return replies.REMOTE_UNAVAILABLE
-        return replies.RELAY_DENIED(address=recipient)
-    assert isinstance(route, Local)
+        transaction.envelope.remote.append(recipient.plain)
+    else:
+        assert isinstance(route, Local)
+        transaction.envelope.add_local(route.users)
     transaction.recipients.append(recipient)
-    transaction.envelope.add_local(route.users)
+    transaction.headers.extend(verdict.headers)
     return replies.RECIPIENT_OK
 
 
@@ -187,16 +192,30 @@ async def data(server: "SMTPServer", rest: bytes) -> Reply:
 
 
 async def _deliver(server: "SMTPServer", transaction: Transaction) -> Reply:
-    envelope = transaction.envelope
-    verdict = await server.ctx.policy.run("data", server.session, envelope)
-    if not verdict.accepted:
-        assert verdict.reply is not None
-        transaction.abort()
-        return verdict.reply
-    if verdict.headers:
-        envelope.body = await server.ctx.workers.disk.run(envelope.body.prepend, b"".join(verdict.headers))
+    """Check the complete message, then store it for local users and queue it for remote ones.
+
+    The 250 comes only once both are durable; the body is discarded after,
+    whatever happened (the stored and queued copies are their own).
+    """
+    ctx, envelope = server.ctx, transaction.envelope
     try:
-        queue_id = await server.ctx.delivery.deliver(envelope)
-    except Exception:
-        return replies.NOT_STORED
-    return replies.QUEUED(queue_id=queue_id)
+        verdict = await ctx.policy.run("data", server.session, envelope)
+        if not verdict.accepted:
+            assert verdict.reply is not None
+            server.reject("data", envelope.sender or "<>", verdict.reply)
+            return verdict.reply
+        headers = [*server.headers, *transaction.headers, *verdict.headers]  # the order the checks ran in
+        if headers:
+            assert envelope.body is not None
+            envelope.body = await ctx.workers.disk.run(envelope.body.prepend, b"".join(headers))
+        try:
+            if envelope.local_users:
+                await ctx.delivery.deliver(envelope)
+            if envelope.remote:
+                assert ctx.queue is not None
+                await ctx.queue.enqueue(envelope)
+        except Exception:
+            return replies.NOT_STORED
+        return replies.QUEUED(queue_id=envelope.queue_id)
+    finally:
+        transaction.abort()

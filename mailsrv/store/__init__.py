@@ -1,4 +1,7 @@
-"""The Maildir++ store: the only code in mailsrv that touches mail files.
+"""The Maildir++ store: the only code in mailsrv that writes mail files or knows their names.
+
+Readers get open files from it (``Folder.open_message``), or, for SEARCH in
+another thread, a path and a finder (``Folder.locate``).
 
 See ``docs/internals.rst`` for the contract the protocol adapters rely on.
 """

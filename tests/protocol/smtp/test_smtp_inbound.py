@@ -6,12 +6,14 @@ directory and a fake store whose Deferreds the test can hold back.
 
 from __future__ import annotations
 
+import os
 import re
 
 from twisted.logger import formatEvent
 from twisted.internet import defer
 
-from mailsrv.policy import ACCEPT, Check, Policy
+from mailsrv.policy import ACCEPT, Check, Policy, Verdict, reject
+from mailsrv.smtp.replies import Reply
 from support import audit_events
 from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase
 
@@ -330,6 +332,46 @@ class DurabilityTests(InboundTestCase):
         self.assertRegex(replies[0] + b"\r\n", QUEUED)
         self.assertEqual(replies[1:], [b"250 2.0.0 Ok", b"250 2.0.0 Ok", b""])
         self.assertEqual(self.transport.producerState, "producing")
+
+
+class PolicyTests(InboundTestCase):
+    """Checks at each stage: refusals are audited, headers they add reach the message in order."""
+
+    def install(self, check: Check) -> None:
+        self.ctx.policy = Policy([*self.ctx.policy.checks, check])
+
+    def test_headers_from_every_stage_are_added_at_the_top(self):
+        class Stamp(Check):
+            def rcpt(self, ctx, recipient):
+                return Verdict(headers=(b"X-Rcpt: %s\r\n" % str(recipient).encode(),))
+
+            def data(self, ctx, envelope):
+                return Verdict(headers=(b"Authentication-Results: mx.example.test; none\r\n",))
+
+        self.install(Stamp())
+        self.mail()
+        self.rcpt(b"alice@example.test")
+        self.say(b"DATA\r\n")
+        self.assertRegex(self.say(MESSAGE), QUEUED)
+        [(_, data)] = self.store.calls
+        self.assertTrue(data.startswith(
+            b"X-Rcpt: alice@example.test\r\nAuthentication-Results: mx.example.test; none\r\nReturn-Path: "
+        ), data[:120])
+
+    def test_data_stage_refusal_is_answered_and_audited(self):
+        class Refuse(Check):
+            def data(self, ctx, envelope):
+                return reject(Reply(550, "5.7.1", "Content refused"))
+
+        self.install(Refuse())
+        self.mail()
+        self.rcpt(b"alice@example.test")
+        self.say(b"DATA\r\n")
+        self.assertEqual(self.say(MESSAGE), b"550 5.7.1 Content refused\r\n")
+        self.assertEqual(self.store.calls, [])
+        (event,) = audit_events(list(self.log), "rejection")
+        self.assertEqual((event["result"], event["subject"]), ("data", "bob@example.net"))
+        self.assertEqual(os.listdir(self.config.spool_dir) if os.path.isdir(self.config.spool_dir) else [], [])
 
 
 class PipeliningTests(InboundTestCase):

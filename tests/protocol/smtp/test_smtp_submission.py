@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 
+from twisted.internet import defer
+
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
 
@@ -18,6 +20,17 @@ PLAIN_OK = b"AUTH PLAIN " + base64.b64encode(b"\0" + ALICE.encode() + b"\0" + PA
 PLAIN_BAD = b"AUTH PLAIN " + base64.b64encode(b"\0" + ALICE.encode() + b"\0wrong") + b"\r\n"
 AUTH_OK = b"235 2.7.0 Authentication successful\r\n"
 MESSAGE = b"From: alice@example.test\r\nSubject: hi\r\n\r\nHello.\r\n.\r\n"
+
+
+class FakeQueue:
+    """Records (remote recipients, disk-form body) of every message handed to it."""
+
+    def __init__(self, queued: list) -> None:
+        self.queued = queued
+
+    def enqueue(self, envelope) -> defer.Deferred[str]:
+        self.queued.append((list(envelope.remote), envelope.body.read()))
+        return defer.succeed(envelope.queue_id)
 
 
 class SubmissionTestCase(SMTPTestCase):
@@ -197,6 +210,30 @@ class SubmissionPolicyTests(SubmissionTestCase):
         self.assertEqual(
             self.say(b"RCPT TO:<friend@elsewhere.example>\r\n"),
             b"550 5.7.0 Remote delivery is not available on this server yet\r\n",
+        )
+
+    def test_remote_recipient_goes_to_the_queue_when_there_is_one(self):
+        queued = []
+        self.ctx.queue = FakeQueue(queued)
+        self.login()
+        self.say(b"MAIL FROM:<alice@example.test>\r\n")
+        self.assertEqual(self.say(b"RCPT TO:<friend@elsewhere.example>\r\n"), b"250 2.1.5 Ok\r\n")
+        self.assertEqual(self.say(b"RCPT TO:<bob@example.test>\r\n"), b"250 2.1.5 Ok\r\n")
+        self.say(b"DATA\r\n")
+        self.assertTrue(self.say(MESSAGE).startswith(b"250 2.0.0 Ok: queued as "))
+        [(remote, body)] = queued
+        self.assertEqual(remote, ["friend@elsewhere.example"])
+        self.assertIn(b"Subject: hi\n", body)
+        self.assertEqual(self.store.calls[0][0], ["bob@example.test"])  # the local copy as before
+
+    def test_no_queue_means_no_relay_without_login_even_with_a_queue(self):
+        self.ctx.queue = FakeQueue([])
+        self.connect(kind="smtp")
+        self.ehlo()
+        self.say(b"MAIL FROM:<spammer@elsewhere.example>\r\n")
+        self.assertEqual(
+            self.say(b"RCPT TO:<victim@elsewhere.example>\r\n"),
+            b"554 5.7.1 <victim@elsewhere.example>: Relay access denied\r\n",
         )
 
     def test_routing_tricks_are_still_relay_attempts(self):
