@@ -79,7 +79,7 @@ def test_new_limits_threads_and_queue_bound(tmp_path):
         ("[tls]\nmin_version = '1.1'\n", 'tls.min_version: must be "1.2" or "1.3"'),
         ("[limits]\nmax_message_size = 1023\n", "limits.max_message_size: must be at least 1024"),
         ("[limits]\nmax_connections = 0\n", "limits.max_connections: must be at least 1"),
-        ("[limits]\nmax_connections_per_ip = 0\n", "limits.max_connections_per_ip: must be at least 1"),
+        ("[limits]\nmax_connections_per_ip = -1\n", "limits.max_connections_per_ip: expected a non-negative integer"),
         ("[limits]\nspool_threshold = -1\n", "limits.spool_threshold: expected a non-negative integer"),
         ("[auth]\nmax_queued_checks = 0\n", "auth.max_queued_checks: must be at least 1"),
         ("[threads]\ndisk = 0\n", "threads.disk: must be at least 1"),
