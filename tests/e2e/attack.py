@@ -38,8 +38,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol, Self
 
 from twistd_server import Server
 
@@ -402,17 +402,29 @@ class Conn:
 # Sessions
 
 
+@contextmanager
+def _closed_on_failure(conn: Conn) -> Iterator[Conn]:
+    """Yield *conn* for its setup; close it if the setup raises."""
+    try:
+        yield conn
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _expect(reply: bytes, prefix: bytes) -> None:
+    """:class:`Refused` unless *reply* starts with *prefix*."""
+    if not reply.startswith(prefix):
+        raise Refused(reply)
+
+
 def smtp_open(port: int, source: str = PROBE_SOURCE, timeout: float = 30.0) -> Conn:
     """A session past greeting and EHLO; :class:`Refused` if the greeting is not 220."""
-    conn = Conn.open(port, source, timeout)
-    try:
+    with _closed_on_failure(Conn.open(port, source, timeout)) as conn:
         code, text = conn.smtp_reply()
         if code != 220:
             raise Refused(text)
         conn.smtp(b"EHLO attacker.example.org", 250)
-    except BaseException:
-        conn.close()
-        raise
     return conn
 
 
@@ -426,34 +438,20 @@ def smtp_begin_data(conn: Conn, recipient: str, sender: str = "attacker@remote.t
 def imap_login(server: Server, address: str, source: str = PROBE_SOURCE, timeout: float = 30.0,
                rcvbuf: int | None = None, select: str | None = "INBOX") -> Conn:
     """A plaintext IMAP session logged in as *address* (and with *select* selected)."""
-    conn = Conn.open(server.ports["imap"], source, timeout, rcvbuf)
-    try:
-        greeting = conn.readline()
-        if not greeting.startswith(b"* OK"):
-            raise Refused(greeting)
-        reply = conn.imap(b"l1", f'LOGIN "{address}" "{PASSWORD}"'.encode())
-        if not reply.startswith(b"l1 OK"):
-            raise Refused(reply)
+    with _closed_on_failure(Conn.open(server.ports["imap"], source, timeout, rcvbuf)) as conn:
+        _expect(conn.readline(), b"* OK")
+        _expect(conn.imap(b"l1", f'LOGIN "{address}" "{PASSWORD}"'.encode()), b"l1 OK")
         if select is not None:
-            reply = conn.imap(b"l2", f'SELECT "{select}"'.encode())
-            if not reply.startswith(b"l2 OK"):
-                raise Refused(reply)
-    except BaseException:
-        conn.close()
-        raise
+            _expect(conn.imap(b"l2", f'SELECT "{select}"'.encode()), b"l2 OK")
     return conn
 
 
 def pop3_login(server: Server, address: str, source: str = PROBE_SOURCE, timeout: float = 30.0) -> Conn:
     """A plaintext POP3 session in the TRANSACTION state as *address*."""
-    conn = Conn.open(server.ports["pop3"], source, timeout)
-    try:
-        for line in (conn.readline(), conn.pop(f"USER {address}".encode()), conn.pop(f"PASS {PASSWORD}".encode())):
-            if not line.startswith(b"+OK"):
-                raise Refused(line)
-    except BaseException:
-        conn.close()
-        raise
+    with _closed_on_failure(Conn.open(server.ports["pop3"], source, timeout)) as conn:
+        _expect(conn.readline(), b"+OK")
+        _expect(conn.pop(f"USER {address}".encode()), b"+OK")
+        _expect(conn.pop(f"PASS {PASSWORD}".encode()), b"+OK")
     return conn
 
 
@@ -474,6 +472,23 @@ def plain_auth(user: str, password: str) -> bytes:
 
 # --------------------------------------------------------------------------
 # Child processes
+
+
+class StartStop:
+    """``with`` for a background activity: ``start()`` on entry, ``stop()`` on exit."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 #: Child processes start clean (no fork of a process full of threads).
@@ -592,47 +607,63 @@ def _probe_imap(conn: Conn, timed: Callable[[str, Callable[[], object]], None]) 
     timed("quit", lambda: _expect(conn.imap(b"p2", b"LOGOUT"), b"p2 OK"))
 
 
-def _expect(reply: bytes, prefix: bytes) -> None:
-    if not reply.startswith(prefix):
-        raise Refused(reply)
-
-
 _PROBES = {"smtp": ("smtp", _probe_smtp), "pop3": ("pop3", _probe_pop3), "imap": ("imap", _probe_imap)}
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Where and how often to probe (picklable, for the probe's child process)."""
+
+    ports: dict[str, int]
+    interval: float
+    timeout: float
+    source: str
+
+
+@dataclass
+class ProbeRecord:
+    """What a probe saw."""
+
+    answers: list[Answer] = field(default_factory=list)
+    failures: list[ProbeFailure] = field(default_factory=list)
+    rounds: int = 0
+    duration: float = 0.0
 
 
 class ProbeLoop:
     """The probing itself: one thread per protocol, a fresh session every *interval* seconds."""
 
-    def __init__(self, ports: dict[str, int], interval: float, timeout: float, source: str) -> None:
-        self.ports = ports
-        self.interval = interval
-        self.timeout = timeout
-        self.source = source
-        self.answers: list[Answer] = []
-        self.failures: list[ProbeFailure] = []
-        self.rounds = 0
+    def __init__(self, settings: ProbeSettings) -> None:
+        self.settings = settings
+        self.record = ProbeRecord()
         self.began = time.monotonic()
         self._lock = threading.Lock()
 
-    def run(self, stop: EventLike) -> float:
-        """Probe every protocol until *stop* is set; return how long it ran."""
+    def run(self, stop: EventLike) -> ProbeRecord:
+        """Probe every protocol until *stop* is set."""
         threads = [threading.Thread(target=self._loop, args=(protocol, stop), name=f"probe-{protocol}", daemon=True)
                    for protocol in _PROBES]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        return time.monotonic() - self.began
+        return self.finish()
+
+    def finish(self) -> ProbeRecord:
+        """The record, with how long the probe ran."""
+        self.record.duration = time.monotonic() - self.began
+        return self.record
 
     def _loop(self, protocol: str, stop: EventLike) -> None:
         while not stop.is_set():
             started = time.monotonic()
             self.session(protocol)
-            stop.wait(max(0.0, started + self.interval - time.monotonic()))
+            stop.wait(max(0.0, started + self.settings.interval - time.monotonic()))
 
     def session(self, protocol: str) -> None:
         """One probe session of *protocol*; its answers and any failure are recorded."""
         kind, steps = _PROBES[protocol]
+        timeout = self.settings.timeout
         began = time.monotonic()
         mark = [began]
 
@@ -640,33 +671,30 @@ class ProbeLoop:
             action()
             now = time.monotonic()
             with self._lock:
-                self.answers.append(Answer(protocol, step, mark[0] - self.began, now - mark[0]))
+                self.record.answers.append(Answer(protocol, step, mark[0] - self.began, now - mark[0]))
             mark[0] = time.monotonic()
 
         sock = None
         try:
-            sock = connect(self.ports[kind], self.source, self.timeout)
-            steps(Conn(sock, self.timeout), timed)
+            sock = connect(self.settings.ports[kind], self.settings.source, timeout)
+            steps(Conn(sock, timeout), timed)
         except (OSError, Silent, Closed, Refused, ValueError) as e:
             with self._lock:
-                self.failures.append(ProbeFailure(protocol, began - self.began, f"{type(e).__name__}: {e}",
-                                                  time.monotonic() - began))
+                self.record.failures.append(ProbeFailure(protocol, began - self.began, f"{type(e).__name__}: {e}",
+                                                         time.monotonic() - began))
         finally:
             if sock is not None:
                 sock.close()
             with self._lock:
-                self.rounds += 1
+                self.record.rounds += 1
 
 
-def _probe_child(stop: EventLike, ports: dict[str, int], interval: float, timeout: float,
-                 source: str) -> tuple[list[Answer], list[ProbeFailure], int, float]:
+def _probe_child(stop: EventLike, settings: ProbeSettings) -> ProbeRecord:
     """The probe's child process: probe until *stop*, then hand back everything recorded."""
-    loop = ProbeLoop(ports, interval, timeout, source)
-    duration = loop.run(stop)
-    return loop.answers, loop.failures, loop.rounds, duration
+    return ProbeLoop(settings).run(stop)
 
 
-class Probe:
+class Probe(StartStop):
     """Fresh SMTP, POP3 and IMAP sessions every 0.5 s while an attack runs.
 
     Each protocol has its own thread, so one protocol's stall does not hide
@@ -685,49 +713,35 @@ class Probe:
 
     def __init__(self, server: Server, interval: float = PROBE_INTERVAL, timeout: float = 10.0,
                  source: str = PROBE_SOURCE) -> None:
-        self.ports = {kind: server.ports[kind] for kind in _PROBES}
-        self.interval = interval
-        self.timeout = timeout
-        self.source = source
-        self.answers: list[Answer] = []
-        self.failures: list[ProbeFailure] = []
-        self.rounds = 0
-        self.duration = 0.0
+        self.settings = ProbeSettings({kind: server.ports[kind] for kind in _PROBES}, interval, timeout, source)
+        self.record = ProbeRecord()
         self._child: ChildRun | None = None
-
-    def __enter__(self) -> "Probe":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start probing in the background (returns once the child process is probing)."""
-        self._child = ChildRun(_probe_child, self.ports, self.interval, self.timeout, self.source)
+        self._child = ChildRun(_probe_child, self.settings)
         self._child.start()
 
     def stop(self) -> None:
         """Stop after the sessions in progress finish (each bounded by *timeout* per answer)."""
         if self._child is not None:
-            self.answers, self.failures, self.rounds, self.duration = self._child.stop(timeout=4 * self.timeout)
+            self.record = self._child.stop(timeout=4 * self.settings.timeout)
             self._child = None
 
     def once(self) -> None:
         """One session of each protocol, in this process (a check that an idle server still serves)."""
-        loop = ProbeLoop(self.ports, self.interval, self.timeout, self.source)
+        loop = ProbeLoop(self.settings)
         for protocol in _PROBES:
             loop.session(protocol)
-        self.answers, self.failures, self.rounds = loop.answers, loop.failures, loop.rounds
-        self.duration = time.monotonic() - loop.began
+        self.record = loop.finish()
 
     def slow(self, bound: float = PROBE_BOUND) -> list[Answer]:
         """Answers that took longer than *bound*."""
-        return [a for a in self.answers if a.latency > bound]
+        return [a for a in self.record.answers if a.latency > bound]
 
     def worst(self) -> float:
         """The longest any answer took, or any failed session waited (seconds)."""
-        return max([a.latency for a in self.answers] + [f.waited for f in self.failures], default=0.0)
+        return max([a.latency for a in self.record.answers] + [f.waited for f in self.record.failures], default=0.0)
 
     def longest_gap(self) -> float:
         """The longest stretch (seconds) in which no probe session of any protocol got an answer.
@@ -735,31 +749,31 @@ class Probe:
         With three protocols probed every 0.5 s it stays near 0.5 s; a frozen
         reactor shows as a gap as long as the freeze.
         """
-        ends = sorted([0.0, self.duration] + [a.at + a.latency for a in self.answers])
+        ends = sorted([0.0, self.record.duration] + [a.at + a.latency for a in self.record.answers])
         return max((b - a for a, b in zip(ends, ends[1:])), default=0.0)
 
     def summary(self) -> str:
         """Counts, latency percentiles, the worst answers and the failures, for a test message."""
-        latencies = [a.latency for a in self.answers]
+        latencies = [a.latency for a in self.record.answers]
         if latencies:
-            text = (f"probe: {self.rounds} sessions, {len(latencies)} answers, "
+            text = (f"probe: {self.record.rounds} sessions, {len(latencies)} answers, "
                     f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
                     f"max {max(latencies) * 1000:.1f} ms, "
-                    f"{len(self.slow())} over {PROBE_BOUND * 1000:.0f} ms, {len(self.failures)} failed; "
+                    f"{len(self.slow())} over {PROBE_BOUND * 1000:.0f} ms, {len(self.record.failures)} failed; "
                     f"longest time without any answer {self.longest_gap():.1f} s")
         else:
-            text = f"probe: {self.rounds} sessions, no answers, {len(self.failures)} failed"
+            text = f"probe: {self.record.rounds} sessions, no answers, {len(self.record.failures)} failed"
         worst = sorted(self.slow(), key=lambda a: -a.latency)[:5]
         text += "".join(f"\n  slow: {a.protocol} {a.step} at {a.at:.1f}s took {a.latency * 1000:.0f} ms" for a in worst)
-        text += "".join(f"\n  failed: {f.protocol} at {f.at:.1f}s: {f.error}" for f in self.failures[:5])
+        text += "".join(f"\n  failed: {f.protocol} at {f.at:.1f}s: {f.error}" for f in self.record.failures[:5])
         return text
 
     def problem(self, bound: float = PROBE_BOUND, min_rounds: int = 3) -> str | None:
         """What breaks the issue's bound (every session answered, each answer within *bound*), or None."""
-        if self.rounds < min_rounds:
-            return f"the probe ran only {self.rounds} sessions"
-        if self.failures or self.slow(bound):
-            return (f"probe: {len(self.failures)} sessions failed, {len(self.slow(bound))} answers over "
+        if self.record.rounds < min_rounds:
+            return f"the probe ran only {self.record.rounds} sessions"
+        if self.record.failures or self.slow(bound):
+            return (f"probe: {len(self.record.failures)} sessions failed, {len(self.slow(bound))} answers over "
                     f"{bound * 1000:.0f} ms (worst {self.worst() * 1000:.0f} ms)")
         return None
 
@@ -777,7 +791,7 @@ def _status_kib(pid: int, field_name: str) -> int:
     raise ValueError(f"no {field_name} for pid {pid}")
 
 
-class RSSMonitor:
+class RSSMonitor(StartStop):
     """The server's resident memory during an attack: baseline, peak, and a safety stop.
 
     VmRSS is sampled every *interval* seconds; in addition the kernel's
@@ -808,13 +822,6 @@ class RSSMonitor:
         self._began = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> "RSSMonitor":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _rss(self) -> int:
         return _status_kib(self.pid, "VmRSS")

@@ -193,6 +193,8 @@ class Generator:
         else:
             separator = rnd.choice([b" ", b" ", b" ", b"  ", b"\t", b""])
             text = separator.join(self.mutate(self.tokens(phase)))
+        if len(text) > self.max_line and rnd.random() < 0.3:
+            return text  # an over-long line whose end never comes: the error must come at once
         ending = rnd.choices([b"\r\n", b"\n", b"\r", b"\x00\r\n", b" \r\n", b""], [80, 8, 3, 3, 3, 3])[0]
         return text + ending
 
