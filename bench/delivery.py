@@ -3,15 +3,30 @@
 An absolute msg/s figure on a shared machine drifts by 2x within an hour, so
 every figure printed here is paired with the disk's own durable-write ceiling
 measured in the same run, on the same file system, and shown as a ratio; with
-``--server-port`` an already running server (e.g. the Postfix peer) is
-measured in the same run too, interleaved cell by cell with our own server.
+``--server-port`` an already running server (e.g. a Postfix peer) is
+measured in the same run too, and with ``--baseline PATH`` a second mailsrv
+checkout (an older commit), all interleaved cell by cell with our own server,
+so "before/after" is one command.
+
+Every server is measured in two modes, reported as separate rows:
+
+``empty``
+    nobody has the recipient's INBOX open, the best case;
+``idle``
+    an IMAP session IDLEs on the recipient's INBOX during the cell, as a
+    mail client does all day.  A server that updates its per-folder state
+    (UIDs, notifications) for open folders pays for it here; figures
+    measured without it were too good (issue 5: 1.34x Postfix without,
+    0.85x with).  Each mailsrv mode runs in its own process, so the
+    ``empty`` one has never had the folder opened.
 
 For each (size, concurrency) cell and each target server:
 
 1. measure the disk ceiling: a loop of open+write+fsync+rename+fsync(dir) of
    a message-sized file (the Maildir delivery pattern the store follows),
    with one thread and with as many threads as the server can write with;
-2. empty the recipient's Maildir (``new/`` and ``cur/``);
+2. empty the recipient's Maildir (``new/`` and ``cur/``); in ``idle`` mode,
+   log in over IMAP, SELECT INBOX and IDLE;
 3. start the clock, send N messages to alice@example.test over C concurrent
    SMTP connections, and stop the clock once every accepted message is in
    ``new/`` or ``cur/`` (a server may answer 250 before delivering, as
@@ -32,6 +47,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -350,14 +366,91 @@ def run_smtp_source(
 # Target servers
 
 
+@dataclass(frozen=True)
+class ImapLogin:
+    """Where and as whom an IDLE session logs in."""
+
+    port: int
+    user: str
+    password: str
+    tls: bool
+
+
 @dataclass
 class Target:
     """A server to measure: where to send, where mail lands, whose CPU to count."""
 
-    label: str
+    server: str  # which server, e.g. "mailsrv", "baseline", "postfix"
     port: int
     maildir: str
     pid: int | None
+    idle: ImapLogin | None = None  # set: measured with an IMAP session IDLEing on the INBOX
+
+    @property
+    def label(self) -> str:
+        """The server and its mode, as the table shows it."""
+        return f"{self.server}+idle" if self.idle else self.server
+
+
+class IdleSession:
+    """An IMAP client IDLEing on INBOX (RFC 2177) for the length of one cell.
+
+    A thread reads what the server pushes (``* n EXISTS`` for every
+    delivery), so the server never waits for this client to read.
+    """
+
+    def __init__(self, login: ImapLogin) -> None:
+        sock = socket.create_connection(("127.0.0.1", login.port), timeout=30)
+        if login.tls:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # loopback, generated certificate
+            sock = context.wrap_socket(sock)
+        self.sock = sock
+        self.file = sock.makefile("rb")
+        self.updates = 0
+        self._expect(None, b"* OK")
+        self._command(b"a", f'LOGIN "{login.user}" "{login.password}"'.encode())
+        self._command(b"b", b"SELECT INBOX")
+        self.sock.sendall(b"c IDLE\r\n")
+        self._expect(None, b"+")
+        self.sock.settimeout(None)
+        self._reader = threading.Thread(target=self._read, name="idle-reader", daemon=True)
+        self._reader.start()
+
+    def _expect(self, tag: bytes | None, prefix: bytes) -> None:
+        """Read lines until the one tagged *tag* (or the first, untagged); it must start with *prefix*."""
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise RuntimeError("the IMAP server closed the IDLE session")
+            if tag is None or line.startswith(tag + b" "):
+                if not line.startswith(prefix):
+                    raise RuntimeError(f"IMAP answered {line!r}")
+                return
+
+    def _command(self, tag: bytes, command: bytes) -> None:
+        self.sock.sendall(tag + b" " + command + b"\r\n")
+        self._expect(tag, tag + b" OK")
+
+    def _read(self) -> None:
+        for line in self.file:
+            if line.endswith(b" EXISTS\r\n"):
+                self.updates += 1
+            elif line.startswith(b"c "):
+                return
+
+    def close(self) -> int:
+        """End IDLE and log out; return how many EXISTS updates arrived."""
+        try:
+            self.sock.sendall(b"DONE\r\n")
+            self._reader.join(30)
+            self.sock.sendall(b"d LOGOUT\r\n")
+        except OSError:
+            pass
+        finally:
+            self.file.close()
+            self.sock.close()
+        return self.updates
 
 
 def free_port() -> int:
@@ -381,64 +474,91 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -
     raise RuntimeError(f"mailsrv did not listen on port {port} within {timeout:.0f}s")
 
 
-class OwnServer:
-    """A throw-away mailsrv: temp data dir, generated config, one user, SMTP only."""
+def admin_module(checkout: str) -> str:
+    """The module that runs the ``mailsrv`` admin command in *checkout*.
 
-    def __init__(self, base: str, password: str = "bench-password") -> None:
+    It moved during the project's life (``mailsrv.admin``, then the
+    ``mailsrv.cli`` package); a baseline checkout may be from either side.
+    """
+    for path, module in (("mailsrv/cli/main.py", "mailsrv.cli.main"), ("mailsrv/cli/__main__.py", "mailsrv.cli"),
+                         ("mailsrv/admin.py", "mailsrv.admin")):
+        if os.path.exists(os.path.join(checkout, path)):
+            return module
+    raise RuntimeError(f"{checkout} is not a mailsrv checkout (no admin command found)")
+
+
+class OwnServer:
+    """A throw-away mailsrv from one checkout: temp data dir, generated config, one user.
+
+    SMTP listens on a free port; with *imap*, IMAP over implicit TLS too (for
+    the IDLE session; TLS needs no config key, so old checkouts take it).
+    """
+
+    def __init__(self, base: str, name: str, checkout: str = REPO, imap: bool = False,
+                 password: str = "bench-password") -> None:
+        self.name = name
+        self.checkout = os.path.abspath(checkout)
+        base = os.path.join(base, f"{name}{'-idle' if imap else ''}")
+        os.makedirs(base)
         self.data_dir = os.path.join(base, "data")
         self.config = os.path.join(base, "mailsrv.toml")
         self.log = os.path.join(base, "mailsrv.log")
         self.port = free_port()
+        self.imap_port = free_port() if imap else None
         self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def maildir(self) -> str:
-        """alice's Maildir, where DESIGN.md says the store puts her mail."""
+        """alice's Maildir: ``<data_dir>/mail/<domain>/<local>``."""
         local, _, domain = RECIPIENT.partition("@")
         return os.path.join(self.data_dir, "mail", domain, local)
 
     def _env(self) -> dict[str, str]:
         """PYTHONPATH to the checkout: twistd finds plugins there, not in editable installs."""
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [self.checkout, env.get("PYTHONPATH")]))
         return env
 
     def start(self) -> Target:
         """Configure, add the user, start twistd and return once SMTP accepts connections.
 
-        Only SMTP listens, on a free port, so the run neither collides with
-        a peer on mailsrv's default ports nor pays for listeners it does not use.
+        Only SMTP (and IMAPS when asked) listens, on free ports, so the run
+        neither collides with a peer on mailsrv's default ports nor pays for
+        listeners it does not use.
         """
-        kinds = ("submission", "submissions", "pop3", "pop3s", "imap", "imaps")
+        listen = {"smtp": self.port, "imaps": self.imap_port}
+        kinds = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
         with open(self.config, "w") as f:
             f.write(
                 'hostname = "mail.example.test"\n'
                 f"data_dir = {json.dumps(self.data_dir)}\n"
                 'domains = ["example.test"]\n'
                 "[listen]\n"
-                f'smtp = ["tcp:{self.port}:interface=127.0.0.1"]\n'
-                + "".join(f"{kind} = []\n" for kind in kinds)
+                + "".join(f'{kind} = ["tcp:{listen[kind]}:interface=127.0.0.1"]\n' if listen.get(kind)
+                          else f"{kind} = []\n" for kind in kinds)
             )
         added = subprocess.run(
-            [sys.executable, "-m", "mailsrv.cli", "--config", self.config,
+            [sys.executable, "-m", admin_module(self.checkout), "--config", self.config,
              "user", "add", RECIPIENT, "--password-stdin"],
-            input=f"{self.password}\n".encode(), env=self._env(), cwd=REPO, capture_output=True,
+            input=f"{self.password}\n".encode(), env=self._env(), cwd=self.checkout, capture_output=True,
         )
         if added.returncode != 0:
             raise RuntimeError(f"mailsrv user add failed: {added.stderr.decode(errors='replace').strip()}")
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "mailsrv", "--config", self.config],
-                stdout=log, stderr=subprocess.STDOUT, env=self._env(), cwd=REPO,
+                stdout=log, stderr=subprocess.STDOUT, env=self._env(), cwd=self.checkout,
             )
         try:
-            wait_for_port(self.port, self.process, timeout=60)
+            for port in filter(None, (self.port, self.imap_port)):
+                wait_for_port(port, self.process, timeout=60)
         except RuntimeError as e:
             self.stop()
             with open(self.log, errors="replace") as log_text:
                 raise RuntimeError(f"{e}; end of {self.log}:\n{log_text.read()[-3000:]}") from None
-        return Target("mailsrv", self.port, self.maildir, self.process.pid)
+        idle = ImapLogin(self.imap_port, RECIPIENT, self.password, tls=True) if self.imap_port else None
+        return Target(self.name, self.port, self.maildir, self.process.pid, idle)
 
     def stop(self) -> None:
         """SIGTERM, as an init system would, so shutdown is exercised too; kill if it hangs."""
@@ -476,6 +596,9 @@ class Row:
     client_cpu_seconds: float
     machine_busy: float
     errors: list[str] = field(default_factory=list)
+    server: str = ""  # the server without its mode
+    idle: bool = False  # an IMAP session IDLEd on the INBOX meanwhile
+    idle_updates: int | None = None  # EXISTS updates that session received
 
     @property
     def per_second(self) -> float | None:
@@ -495,30 +618,28 @@ def measure(
     target: Target, client: str, size: int, concurrency: int, messages: int,
     sender: str, timeout: float, ceiling: tuple[DiskCeiling, DiskCeiling],
 ) -> Row:
-    """Send *messages* to *target* and time them until all are in its Maildir."""
+    """Send *messages* to *target* and time them until all are in its Maildir.
+
+    In ``idle`` mode the IDLE session starts after the Maildir is emptied
+    (so it SELECTs an empty INBOX) and ends once every message is stored.
+    """
     empty_maildir(target.maildir)
-    base = count_stored(target.maildir)
-    server_cpu = process_tree_cpu(target.pid) if target.pid else None
-    busy_before = machine_cpu()
-    began = time.monotonic()
-    if client == "smtp-source":
-        sent = run_smtp_source(target.port, messages, concurrency, size, sender, timeout)
-    else:
-        sent = run_python_client(target.port, messages, concurrency, size, sender)
-    accept_seconds = time.monotonic() - began
-    stored_seconds = None
-    deadline = began + timeout
-    while True:
-        stored = count_stored(target.maildir) - base
-        if stored >= sent.accepted:
-            stored_seconds = time.monotonic() - began
-            break
-        if time.monotonic() > deadline:
-            sent.errors.append(f"only {stored} of {sent.accepted} accepted messages stored after {timeout:.0f}s")
-            break
-        time.sleep(0.01)
-    busy_after = machine_cpu()
-    total, idle = busy_after[0] - busy_before[0], busy_after[1] - busy_before[1]
+    idle = IdleSession(target.idle) if target.idle else None
+    try:
+        base = count_stored(target.maildir)
+        server_cpu = process_tree_cpu(target.pid) if target.pid else None
+        busy_before = machine_cpu()
+        began = time.monotonic()
+        if client == "smtp-source":
+            sent = run_smtp_source(target.port, messages, concurrency, size, sender, timeout)
+        else:
+            sent = run_python_client(target.port, messages, concurrency, size, sender)
+        accept_seconds = time.monotonic() - began
+        stored, stored_seconds = wait_stored(target.maildir, base, sent, began, timeout)
+        busy_after = machine_cpu()
+    finally:
+        idle_updates = idle.close() if idle else None
+    total, idle_jiffies = busy_after[0] - busy_before[0], busy_after[1] - busy_before[1]
     if sent.rejected:
         sent.errors.append(f"{sent.rejected} messages not answered 250")
     return Row(
@@ -526,8 +647,21 @@ def measure(
         accepted=sent.accepted, stored=stored, accept_seconds=accept_seconds, stored_seconds=stored_seconds,
         disk_1_thread=ceiling[0].per_second, disk_threads=ceiling[1].threads, disk_n_threads=ceiling[1].per_second,
         server_cpu_seconds=None if server_cpu is None else process_tree_cpu(target.pid) - server_cpu,
-        client_cpu_seconds=sent.cpu_seconds, machine_busy=1 - idle / total if total else 0.0, errors=sent.errors,
+        client_cpu_seconds=sent.cpu_seconds, machine_busy=1 - idle_jiffies / total if total else 0.0,
+        errors=sent.errors, server=target.server, idle=target.idle is not None, idle_updates=idle_updates,
     )
+
+
+def wait_stored(maildir: str, base: int, sent: ClientResult, began: float, timeout: float) -> tuple[int, float | None]:
+    """Wait until every accepted message is in *maildir*: (stored, seconds since *began*), None if not in time."""
+    while True:
+        stored = count_stored(maildir) - base
+        if stored >= sent.accepted:
+            return stored, time.monotonic() - began
+        if time.monotonic() > began + timeout:
+            sent.errors.append(f"only {stored} of {sent.accepted} accepted messages stored after {timeout:.0f}s")
+            return stored, None
+        time.sleep(0.01)
 
 
 # --------------------------------------------------------------------------
@@ -535,8 +669,8 @@ def measure(
 
 
 HEADER = (
-    f"{'target':<12} {'size':>6} {'conc':>4} {'msgs':>5} {'accept s':>8} {'stored s':>8} {'msg/s':>7} "
-    f"{'disk 1t/s':>9} {'disk Nt/s':>12} {'ratio':>5} {'srv cpu':>7} {'gen cpu':>7} {'busy':>4}"
+    f"{'target':<16} {'size':>6} {'conc':>4} {'msgs':>5} {'accept s':>8} {'stored s':>8} {'msg/s':>7} "
+    f"{'disk 1t/s':>9} {'disk Nt/s':>12} {'ratio':>5} {'srv cpu':>7} {'gen cpu':>7} {'busy':>4} {'idle upd':>8}"
 )
 
 
@@ -548,24 +682,29 @@ def _number(value: float | None, width: int, digits: int) -> str:
 def format_row(row: Row) -> str:
     """One table line; ``-`` marks a figure the run could not produce."""
     return (
-        f"{row.target:<12} {row.size:>6} {row.concurrency:>4} {row.messages:>5} "
+        f"{row.target:<16} {row.size:>6} {row.concurrency:>4} {row.messages:>5} "
         f"{row.accept_seconds:>8.2f} {_number(row.stored_seconds, 8, 2)} {_number(row.per_second, 7, 1)} "
         f"{row.disk_1_thread:>9.0f} {row.disk_n_threads:>7.0f} ({row.disk_threads:>2}) {_number(row.ratio, 5, 2)} "
-        f"{_number(row.server_cpu_seconds, 7, 2)} {row.client_cpu_seconds:>7.2f} {100 * row.machine_busy:>3.0f}%"
+        f"{_number(row.server_cpu_seconds, 7, 2)} {row.client_cpu_seconds:>7.2f} {100 * row.machine_busy:>3.0f}% "
+        f"{_number(row.idle_updates, 8, 0)}"
     )
 
 
 def compare(cell: Sequence[Row]) -> Iterator[str]:
-    """Each other target's msg/s against the first target's, within one cell."""
-    ours = cell[0]
-    for other in cell[1:]:
-        if ours.per_second is None or other.per_second is None:
+    """Within one cell and one mode, the first server's msg/s against each other server's."""
+    for idle in (False, True):
+        rows = [row for row in cell if row.idle == idle]
+        if not rows:
             continue
-        yield (
-            f"size {ours.size:>6} conc {ours.concurrency:>3}: {ours.target} {ours.per_second:.1f} msg/s, "
-            f"{other.target} {other.per_second:.1f} msg/s, {ours.target}/{other.target} = "
-            f"{ours.per_second / other.per_second:.2f}"
-        )
+        ours = rows[0]
+        for other in rows[1:]:
+            if ours.per_second is None or other.per_second is None:
+                continue
+            yield (
+                f"size {ours.size:>6} conc {ours.concurrency:>3}: {ours.target} {ours.per_second:.1f} msg/s, "
+                f"{other.target} {other.per_second:.1f} msg/s, {ours.target}/{other.target} = "
+                f"{ours.per_second / other.per_second:.2f}"
+            )
 
 
 # --------------------------------------------------------------------------
@@ -593,7 +732,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--maildir", help="alice's Maildir of that server (to count stored messages)")
     parser.add_argument("--server-label", default="peer", help="name of that server in the table")
     parser.add_argument("--server-pidfile", help="pid file of that server, to count its CPU (e.g. Postfix master.pid)")
+    parser.add_argument("--server-imap-port", type=int, help="IMAP port of that server (e.g. Dovecot), for idle mode")
+    parser.add_argument("--server-imap-tls", action="store_true", help="that IMAP port speaks implicit TLS")
+    parser.add_argument("--server-user", default=RECIPIENT, help="IMAP login of alice on that server")
+    parser.add_argument("--server-password", help="IMAP password of alice on that server")
     parser.add_argument("--no-mailsrv", action="store_true", help="measure only --server-port")
+    parser.add_argument("--baseline", metavar="PATH",
+                        help="also measure the mailsrv checkout at PATH (e.g. an older commit)")
+    parser.add_argument("--baseline-label", default="baseline", help="name of that checkout in the table")
+    parser.add_argument(
+        "--modes", type=lambda text: [m for m in text.split(",") if m], default=["empty", "idle"],
+        help="empty (no IMAP session), idle (one IDLEs on the INBOX) or both, comma-separated",
+    )
     parser.add_argument("--sender", default="sender@example.test")
     parser.add_argument("--disk-seconds", type=float, default=3.0, help="length of each disk-ceiling loop")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on a cell after this long")
@@ -606,6 +756,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--server-port and --maildir go together")
     if args.no_mailsrv and args.server_port is None:
         parser.error("--no-mailsrv needs --server-port")
+    if not args.modes or set(args.modes) - {"empty", "idle"}:
+        parser.error("--modes takes empty, idle or empty,idle")
+    if args.server_imap_port is not None and args.server_password is None:
+        parser.error("--server-imap-port needs --server-password")
+    if args.baseline is not None and not os.path.isdir(os.path.join(args.baseline, "mailsrv")):
+        parser.error(f"--baseline {args.baseline}: not a mailsrv checkout")
     if args.client == "smtp-source" and not os.access(SMTP_SOURCE, os.X_OK):
         parser.error(f"{SMTP_SOURCE} not found (apt-get install postfix), use --client python")
     if args.quick:
@@ -639,19 +795,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every cell; exit 0 if all went through, 1 if some mail was lost or refused, 2 if no run."""
     args = parse_args(argv)
     base = tempfile.mkdtemp(prefix="mailsrv-bench-", dir=args.tmpdir)
-    server = None if args.no_mailsrv else OwnServer(base)
+    checkouts = [] if args.no_mailsrv else [("mailsrv", REPO)]
+    if args.baseline:
+        checkouts.append((args.baseline_label, args.baseline))
+    servers = [OwnServer(base, name, path, imap=mode == "idle") for name, path in checkouts for mode in args.modes]
     targets: list[Target] = []
     rows: list[Row] = []
     summary: list[str] = []
     try:
-        if server is not None:
+        for server in servers:
             targets.append(server.start())
         if args.server_port is not None:
             pid = None
             if args.server_pidfile:
                 with open(args.server_pidfile) as f:
                     pid = int(f.read().split()[0])
-            targets.append(Target(args.server_label, args.server_port, args.maildir, pid))
+            login = None
+            if args.server_imap_port is not None:
+                login = ImapLogin(args.server_imap_port, args.server_user, args.server_password, args.server_imap_tls)
+            for mode in args.modes:
+                if mode == "idle" and login is None:
+                    print(f"no --server-imap-port: {args.server_label} is measured without IDLE only", file=sys.stderr)
+                    continue
+                targets.append(Target(args.server_label, args.server_port, args.maildir, pid,
+                                      login if mode == "idle" else None))
         for target in targets:
             warm_up(target, args.sender)
         print(f"client {args.client}, {os.cpu_count()} CPUs, data in {base}; disk Nt/s shows (threads)")
@@ -678,11 +845,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     cell = [by_index[index] for index in range(len(targets))]
                     rows.extend(cell)
                     summary.extend(compare(cell))
-    except RuntimeError as e:
+    except (RuntimeError, OSError) as e:
         print(f"delivery.py: {e}", file=sys.stderr)
         return 2
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
         if args.keep:
             print(f"kept {base}")
