@@ -480,8 +480,7 @@ def admin_module(checkout: str) -> str:
     It moved during the project's life (``mailsrv.admin``, then the
     ``mailsrv.cli`` package); a baseline checkout may be from either side.
     """
-    for path, module in (("mailsrv/cli/main.py", "mailsrv.cli.main"), ("mailsrv/cli/__main__.py", "mailsrv.cli"),
-                         ("mailsrv/admin.py", "mailsrv.admin")):
+    for path, module in (("mailsrv/cli/__main__.py", "mailsrv.cli"), ("mailsrv/admin.py", "mailsrv.admin")):
         if os.path.exists(os.path.join(checkout, path)):
             return module
     raise RuntimeError(f"{checkout} is not a mailsrv checkout (no admin command found)")

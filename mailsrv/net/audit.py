@@ -27,11 +27,20 @@ _SAFE = "@.+-_:[]<>/!#$&'*,;?^`{|}~()"
 
 
 def field(value: object) -> str:
-    """One logged value: ``-`` when empty, lists comma-joined, percent-encoded where it could mislead."""
+    """One logged value: ``-`` when empty, lists comma-joined, percent-encoded where it could mislead.
+
+    A value with spaces (a reply text) is written in double quotes, spaces
+    kept, so it reads as a sentence; everything else that could end the value
+    or the line is percent-encoded either way.
+    """
     if isinstance(value, (list, tuple)):
         value = ",".join(str(v) for v in value)
     text = "" if value is None else str(value)
-    return quote(text, safe=_SAFE) if text else "-"
+    if not text:
+        return "-"
+    if " " in text and text == text.strip():
+        return '"' + quote(text, safe=_SAFE + " ") + '"'
+    return quote(text, safe=_SAFE)
 
 
 #: Not a class attribute: a Logger used as a descriptor takes the class's name.
