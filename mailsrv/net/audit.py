@@ -15,6 +15,7 @@ cannot forge a field or a second line.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 from urllib.parse import quote
 
@@ -24,6 +25,8 @@ from mailsrv.net.session import Session
 
 #: Characters kept as they are in a logged value (besides letters and digits).
 _SAFE = "@.+-_:[]<>/!#$&'*,;?^`{|}~()"
+#: A value made only of those needs no encoding (the common case, checked fast).
+_PLAIN = re.compile(r"[A-Za-z0-9@.+\-_:\[\]<>/!#$&'*,;?^`{|}~()]+\Z")
 
 
 def field(value: object) -> str:
@@ -38,6 +41,8 @@ def field(value: object) -> str:
     text = "" if value is None else str(value)
     if not text:
         return "-"
+    if _PLAIN.match(text):
+        return text
     if " " in text and text == text.strip():
         return '"' + quote(text, safe=_SAFE + " ") + '"'
     return quote(text, safe=_SAFE)

@@ -97,10 +97,12 @@ class Policy:
     async def run(self, stage: str, session: "Session", *args: Any) -> Verdict:
         """The combined verdict of every check at *stage* (``connect``, ``helo``, ...)."""
         ctx = CheckContext(session=session, resolver=self.resolver)
-        headers: list[bytes] = []
+        headers: tuple[bytes, ...] = ()
         for check in self.checks:
-            verdict = await defer.maybeDeferred(getattr(check, stage), ctx, *args)
+            verdict = getattr(check, stage)(ctx, *args)
+            if isinstance(verdict, defer.Deferred):
+                verdict = await verdict
             if not verdict.accepted:
                 return verdict
-            headers.extend(verdict.headers)
-        return Verdict(headers=tuple(headers))
+            headers += verdict.headers
+        return Verdict(headers=headers) if headers else ACCEPT

@@ -10,6 +10,7 @@ the wording lives only here and tests import what they expect from here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 
@@ -32,13 +33,17 @@ class Reply:
         """4xx or 5xx."""
         return self.code >= 400
 
-    def wire(self) -> bytes:
-        """The reply as sent: every line but the last with ``-`` after the code (RFC 5321 4.2.1)."""
+    @cached_property
+    def _wire(self) -> bytes:
         lines = self.text.split("\n")
         prefix = f"{self.enhanced} " if self.enhanced else ""
         out = [f"{self.code}-{prefix}{line}\r\n" for line in lines[:-1]]
         out.append(f"{self.code} {prefix}{lines[-1]}\r\n")
         return "".join(out).encode("ascii", "replace")
+
+    def wire(self) -> bytes:
+        """The reply as sent: every line but the last with ``-`` after the code (RFC 5321 4.2.1)."""
+        return self._wire
 
 
 class Rejection(Exception):

@@ -85,8 +85,14 @@ def info_to_flags(info: str, letter_keyword: "dict[str, str]") -> frozenset[str]
     return frozenset(flags)
 
 
-def ensure_maildir(path: str) -> None:
-    """Create ``cur/ new/ tmp/`` under *path* if missing (mode 0700)."""
+def ensure_maildir(path: str, quick: bool = False) -> None:
+    """Create ``cur/ new/ tmp/`` under *path* if missing (mode 0700).
+
+    With *quick* (every delivery asks), one ``stat`` of ``new/`` stands for
+    all three when it is there: the store creates them together.
+    """
+    if quick and os.path.isdir(os.path.join(path, "new")):
+        return
     for sub in ("cur", "new", "tmp"):
         os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
 

@@ -69,7 +69,7 @@ def _deliver(key: str, body: Body, places: list[_Place]) -> _Delivered:
     """
     copies, missing = [], []
     for place in places:
-        maildir.ensure_maildir(place.root)
+        maildir.ensure_maildir(place.root, quick=True)
         folder, path = place.folder, folder_dir(place.root, place.folder)
         if folder != names.INBOX and not os.path.isdir(os.path.join(path, "cur")):
             missing.append((place.address, folder))

@@ -36,10 +36,13 @@ def write_file(path: str, data: bytes | BinaryIO, mtime: float | None = None) ->
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "wb", closefd=False) as out:
-            if isinstance(data, bytes):
-                out.write(data)
-            else:
+        if isinstance(data, bytes):
+            with memoryview(data) as view:
+                written = 0
+                while written < len(view):
+                    written += os.write(fd, view[written:])
+        else:
+            with os.fdopen(fd, "wb", closefd=False) as out:
                 shutil.copyfileobj(data, out)
         os.fsync(fd)
     except BaseException:
