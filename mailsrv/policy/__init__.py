@@ -1,8 +1,11 @@
 """Inbound policy: checks that run at each SMTP stage and may refuse or annotate.
 
 A check is a :class:`Check` subclass that overrides the stages it cares
-about; each stage returns a :class:`Verdict` (or a Deferred of one): accept,
-or refuse with an SMTP reply, plus header lines to add to the message.
+about; each stage returns a :class:`Verdict` (or a Deferred or coroutine of one):
+accept, or refuse with an SMTP reply, plus header lines to add to the
+message (whatever the stage: they go on top of every message the
+connection or the transaction they came from sends, in the order the
+checks ran).
 :class:`Policy` runs the configured checks in order at each stage; the first
 refusal wins and the rest are not asked.  The stages and the order they
 come in, for one connection:
@@ -21,9 +24,7 @@ shows how to add one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
-
-from twisted.internet import defer
+from typing import TYPE_CHECKING, Any, Awaitable, Sequence
 
 from mailsrv.smtp.replies import Reply
 
@@ -66,23 +67,23 @@ class CheckContext:
 class Check:
     """A policy check; every stage accepts unless overridden."""
 
-    def connect(self, ctx: CheckContext) -> "Verdict | defer.Deferred[Verdict]":
+    def connect(self, ctx: CheckContext) -> "Verdict | Awaitable[Verdict]":
         """A client connected (before the greeting)."""
         return ACCEPT
 
-    def helo(self, ctx: CheckContext, name: str) -> "Verdict | defer.Deferred[Verdict]":
+    def helo(self, ctx: CheckContext, name: str) -> "Verdict | Awaitable[Verdict]":
         """The client said HELO/EHLO *name*."""
         return ACCEPT
 
-    def mail(self, ctx: CheckContext, sender: "Mailbox | None") -> "Verdict | defer.Deferred[Verdict]":
+    def mail(self, ctx: CheckContext, sender: "Mailbox | None") -> "Verdict | Awaitable[Verdict]":
         """MAIL FROM; *sender* is ``None`` for the null reverse-path."""
         return ACCEPT
 
-    def rcpt(self, ctx: CheckContext, recipient: "Mailbox") -> "Verdict | defer.Deferred[Verdict]":
+    def rcpt(self, ctx: CheckContext, recipient: "Mailbox") -> "Verdict | Awaitable[Verdict]":
         """RCPT TO, syntax already checked."""
         return ACCEPT
 
-    def data(self, ctx: CheckContext, envelope: "Envelope") -> "Verdict | defer.Deferred[Verdict]":
+    def data(self, ctx: CheckContext, envelope: "Envelope") -> "Verdict | Awaitable[Verdict]":
         """The whole message is in ``envelope.body`` (disk form, trace headers first)."""
         return ACCEPT
 
@@ -100,7 +101,7 @@ class Policy:
         headers: tuple[bytes, ...] = ()
         for check in self.checks:
             verdict = getattr(check, stage)(ctx, *args)
-            if isinstance(verdict, defer.Deferred):
+            if not isinstance(verdict, Verdict):  # a Deferred or a coroutine
                 verdict = await verdict
             if not verdict.accepted:
                 return verdict

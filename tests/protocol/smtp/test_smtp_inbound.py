@@ -408,3 +408,14 @@ class PipeliningTests(InboundTestCase):
         self.assertEqual(replies[:4], [b"250 2.1.0 Ok", b"250 2.1.5 Ok", RELAY_DENIED[:-2] % b"x@elsewhere.example", b"354 End data with <CR><LF>.<CR><LF>"])
         self.assertRegex(replies[4], rb"^250 2\.0\.0 Ok: queued as ")
         self.assertEqual(replies[5:], [b"221 2.0.0 Bye", b""])
+
+
+class AsyncCheckTests(InboundTestCase):
+    def test_a_check_may_be_a_coroutine(self):
+        class Slow(Check):
+            async def rcpt(self, ctx, recipient):
+                return reject(Reply(450, "4.7.1", "Try again later"))
+
+        self.ctx.policy = Policy([*self.ctx.policy.checks, Slow()])
+        self.mail()
+        self.assertEqual(self.rcpt(b"alice@example.test"), b"450 4.7.1 Try again later\r\n")
