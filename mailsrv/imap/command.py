@@ -121,13 +121,7 @@ async def read_command(server: "IMAPServer", tag: bytes, name: bytes, rest: byte
 async def _read_bytes(server: "IMAPServer", size: int, what: bytes) -> bytes:
     server.continue_request(b"Ready for %d octets of %s" % (size, what))
     got = bytearray()
-
-    def reader(data: bytes) -> tuple[int, bool]:
-        take = data[: size - len(got)]
-        got.extend(take)
-        return len(take), len(got) == size
-
-    await server.read_raw(reader)
+    await server.read_octets(size, got.extend)
     return bytes(got)
 
 
@@ -135,19 +129,9 @@ async def _read_body(server: "IMAPServer", size: int) -> Body:
     config = server.ctx.config
     writer = BodyWriter(config.spool_dir, config.limits.spool_threshold)
     server.continue_request(b"Ready for %d octets of data" % size)
-    remaining = size
-
-    def reader(data: bytes) -> tuple[int, bool]:
-        nonlocal remaining
-        take = data[:remaining]
-        writer.write(take)
-        remaining -= len(take)
-        return len(take), remaining == 0
-
     try:
-        await server.read_raw(reader)
+        await server.read_octets(size, writer.write)
     except BaseException:
         writer.abort()
         raise
     return writer.finish()
-

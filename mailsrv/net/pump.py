@@ -236,6 +236,20 @@ class CommandPump(Protocol):
             self._need_input()
         return waiter
 
+    def read_octets(self, count: int, write: Callable[[bytes], None]) -> "defer.Deferred[None]":
+        """Hand exactly *count* octets of input to *write*, as they arrive (an IMAP literal)."""
+        remaining = count
+
+        def reader(data: bytes) -> tuple[int, bool]:
+            nonlocal remaining
+            take = data[:remaining]
+            if take:
+                write(take)
+            remaining -= len(take)
+            return len(take), remaining == 0
+
+        return self.read_raw(reader)
+
     def discard_input(self) -> None:
         """Forget everything received but not yet read (RFC 3207 6, RFC 2595 3.1)."""
         self.input.clear()

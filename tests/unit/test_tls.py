@@ -1,15 +1,11 @@
-"""TLS certificates and the plaintext-password gate."""
+"""TLS certificates (the plaintext-password gate is the session's: test_net_session.py)."""
 
 from __future__ import annotations
 
 import os
 
 from cryptography import x509
-from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import ISSLTransport
-from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
-from zope.interface import alsoProvides
 
 from mailsrv import config as configuration
 from mailsrv import tls

@@ -10,8 +10,6 @@ import shutil
 from mailsrv.message.body import Body
 from imap_harness import ALICE, IMAPTestCase
 
-from mailsrv.message.body import Body
-
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 BYE = b"* BYE Selected mailbox was deleted, have to disconnect.\r\n"
 
