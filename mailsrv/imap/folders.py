@@ -106,22 +106,14 @@ async def do_RENAME(server: "IMAPServer", args: Arguments) -> Result:
     return Result(OK, b"Mailbox renamed")
 
 
-async def do_SUBSCRIBE(server: "IMAPServer", args: Arguments) -> Result:
-    """RFC 3501 6.3.6."""
+async def _subscription(server: "IMAPServer", args: Arguments, subscribe: bool) -> Result:
+    """SUBSCRIBE and UNSUBSCRIBE (RFC 3501 6.3.6-7)."""
     name = args.mailbox()
     args.end()
     assert server.account is not None
-    await server.account.user.subscribe(name)
-    return Result(OK, b"Subscribed")
-
-
-async def do_UNSUBSCRIBE(server: "IMAPServer", args: Arguments) -> Result:
-    """RFC 3501 6.3.7."""
-    name = args.mailbox()
-    args.end()
-    assert server.account is not None
-    await server.account.user.unsubscribe(name)
-    return Result(OK, b"Unsubscribed")
+    user = server.account.user
+    await (user.subscribe(name) if subscribe else user.unsubscribe(name))
+    return Result(OK, b"Subscribed" if subscribe else b"Unsubscribed")
 
 
 async def _list(server: "IMAPServer", args: Arguments, subscribed: bool) -> Result:
@@ -205,8 +197,8 @@ COMMANDS: dict[bytes, Callable[["IMAPServer", Arguments], Awaitable[Result]]] = 
     b"CREATE": do_CREATE,
     b"DELETE": do_DELETE,
     b"RENAME": do_RENAME,
-    b"SUBSCRIBE": do_SUBSCRIBE,
-    b"UNSUBSCRIBE": do_UNSUBSCRIBE,
+    b"SUBSCRIBE": partial(_subscription, subscribe=True),  # RFC 3501 6.3.6
+    b"UNSUBSCRIBE": partial(_subscription, subscribe=False),  # RFC 3501 6.3.7
     b"LIST": partial(_list, subscribed=False),  # RFC 3501 6.3.8
     b"LSUB": partial(_list, subscribed=True),  # RFC 3501 6.3.9
     b"NAMESPACE": do_NAMESPACE,

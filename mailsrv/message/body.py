@@ -18,6 +18,7 @@ The body type the client declared (RFC 6152 ``BODY=8BITMIME``, RFC 3030
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import io
 import os
@@ -94,8 +95,10 @@ class Body:
         file beside it: blocking, so callers on the reactor thread run it in
         the disk pool.
         """
-        writer = BodyWriter(os.path.dirname(self.path) if self.path else "", self.size + len(data) + 1
-                            if self.in_memory else 0, self.body_type)
+        # The copy stays where this body is: in memory, or spooled beside it.
+        spool_dir = os.path.dirname(self.path) if self.path else ""
+        threshold = self.size + len(data) + 1 if self.in_memory else 0
+        writer = BodyWriter(spool_dir, threshold, self.body_type)
         writer.write(data)
         writer.write_disk_form(self)
         self.discard()
@@ -104,10 +107,7 @@ class Body:
     def discard(self) -> None:
         """Remove the spool file, if any; the stored copies are hard links and stay."""
         if self.path is not None:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
+            _remove(self.path)
             self.path = None
             self._data = b""
 
@@ -197,8 +197,11 @@ class BodyWriter:
             self._file.close()
             self._file = None
         if self._path is not None:
-            try:
-                os.unlink(self._path)
-            except FileNotFoundError:
-                pass
+            _remove(self._path)
             self._path = None
+
+
+def _remove(path: str) -> None:
+    """Remove a spool file that may already be gone."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
