@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from twisted.application import service
+from twisted.cred.portal import Portal
 from twisted.internet import reactor
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
@@ -20,9 +22,15 @@ from twisted.python import usage
 from mailsrv import __version__, config as configuration, tls
 from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
+from mailsrv.delivery.local import LocalDelivery
+from mailsrv.delivery.router import Router
 from mailsrv.dns import make_resolver
 from mailsrv.listeners import Kind, listener
+from mailsrv.net.audit import Audit
+from mailsrv.net.limits import ConnectionLimits
 from mailsrv.net.login import IUser, User
+from mailsrv.policy import Policy
+from mailsrv.policy.submission import AuthRequired
 from mailsrv.store import Store
 from mailsrv.workers import PoolExecutor, Workers
 
@@ -84,10 +92,32 @@ def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
     return make_factory(ctx, kind)
 
 
+def assemble(
+    config: configuration.Config, *, store: Store, directory: Directory, portal: Portal, tls: Any,
+    workers: Workers, resolver: Any = None,
+) -> ServerContext:
+    """The context around the given parts: routing, policy, delivery, audit and limits are derived.
+
+    :func:`build_context` passes the real parts, tests their fakes; both get
+    the same wiring.  The policy checks are listed here, in the order they run.
+    """
+    audit = Audit()
+    limits = config.limits
+    return ServerContext(
+        config=config, store=store, directory=directory, portal=portal, tls=tls,
+        router=Router(directory),
+        policy=Policy([AuthRequired()], resolver=resolver),
+        delivery=LocalDelivery(store, audit),
+        workers=workers,
+        audit=audit,
+        connections=ConnectionLimits(limits.max_connections, limits.max_connections_per_ip),
+    )
+
+
 def build_context(config: configuration.Config, tls_options: object, workers: Workers) -> ServerContext:
     """The shared objects for every listener; blocking work runs in *workers*."""
     directory = Directory(config)
-    return ServerContext.assemble(
+    return assemble(
         config,
         store=Store(config.mail_dir, workers.disk),
         directory=directory,

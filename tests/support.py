@@ -29,6 +29,7 @@ from zope.interface import implementer
 from mailsrv import config as configuration, tls
 from mailsrv.accounts.cred import Realm
 from mailsrv.context import ServerContext
+from mailsrv.tap import assemble
 from mailsrv.net.login import IUser, User
 from mailsrv.store import Store
 from mailsrv.workers import Workers
@@ -63,7 +64,7 @@ def make_context(
     """A context wired as tap.py wires it: real store (in ``config.mail_dir``) unless given,
     fake checker, inline workers, the config's connection limits."""
     workers = Workers.inline()
-    return ServerContext.assemble(
+    return assemble(
         config,
         store=store if store is not None else Store(config.mail_dir, workers.disk),
         directory=directory,

@@ -4,7 +4,7 @@ Modules, from the wire inwards:
 
 * :mod:`.server` -- the connection: states, the command table, LOGIN and
   AUTHENTICATE, STARTTLS, IDLE, and the updates a session owes;
-* :mod:`.command` -- reading one command with its literals, within the limits;
+* :mod:`.command`, :mod:`.reading` -- one command, and reading it with its literals within the limits;
 * :mod:`.arguments`, :mod:`.syntax`, :mod:`.sequences`, :mod:`.fetchatt` --
   parsing arguments (RFC 3501 9);
 * :mod:`.folders` -- the authenticated-state commands (SELECT, LIST, APPEND ...);

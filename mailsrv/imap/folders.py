@@ -20,7 +20,7 @@ from mailsrv.imap.syntax import encode_mailbox_name
 from mailsrv.store import NoSuchFolder
 
 if TYPE_CHECKING:
-    from mailsrv.imap.server import IMAPServer
+    from mailsrv.imap.connection import Connection
     from mailsrv.store import Folder
 
 _PERMANENT_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
@@ -32,7 +32,7 @@ def quoted_name(name: str) -> bytes:
     return encode(encode_mailbox_name(name))
 
 
-async def open_folder(server: "IMAPServer", name: str, missing: bytes) -> "Folder":
+async def open_folder(server: "Connection", name: str, missing: bytes) -> "Folder":
     """The named folder, synced; ``NO missing`` if it does not exist."""
     assert server.account is not None
     try:
@@ -48,7 +48,7 @@ def _permanent_flags(folder: "Folder", writeable: bool) -> bytes:
     return _PERMANENT_FLAGS if folder.can_add_keywords() else _PERMANENT_FLAGS.replace(b" \\*", b"")
 
 
-async def _select(server: "IMAPServer", args: Arguments, writeable: bool) -> Result:
+async def _select(server: "Connection", args: Arguments, writeable: bool) -> Result:
     """SELECT/EXAMINE with every response RFC 3501 6.3.1 lists."""
     name = args.mailbox()
     args.end()
@@ -74,7 +74,7 @@ async def _select(server: "IMAPServer", args: Arguments, writeable: bool) -> Res
     return Result(OK, mode + b" completed")
 
 
-async def do_CREATE(server: "IMAPServer", args: Arguments) -> Result:
+async def do_CREATE(server: "Connection", args: Arguments) -> Result:
     """RFC 3501 6.3.3."""
     name = args.mailbox()
     args.end()
@@ -83,7 +83,7 @@ async def do_CREATE(server: "IMAPServer", args: Arguments) -> Result:
     return Result(OK, b"Mailbox created")
 
 
-async def do_DELETE(server: "IMAPServer", args: Arguments) -> Result:
+async def do_DELETE(server: "Connection", args: Arguments) -> Result:
     """RFC 3501 6.3.4; deleting one's own selected folder just deselects it, as Dovecot does."""
     name = args.mailbox()
     args.end()
@@ -95,7 +95,7 @@ async def do_DELETE(server: "IMAPServer", args: Arguments) -> Result:
     return Result(OK, b"Mailbox deleted")
 
 
-async def do_RENAME(server: "IMAPServer", args: Arguments) -> Result:
+async def do_RENAME(server: "Connection", args: Arguments) -> Result:
     """RFC 3501 6.3.5, subfolders included."""
     old = args.mailbox()
     args.space()
@@ -106,7 +106,7 @@ async def do_RENAME(server: "IMAPServer", args: Arguments) -> Result:
     return Result(OK, b"Mailbox renamed")
 
 
-async def _subscription(server: "IMAPServer", args: Arguments, subscribe: bool) -> Result:
+async def _subscription(server: "Connection", args: Arguments, subscribe: bool) -> Result:
     """SUBSCRIBE and UNSUBSCRIBE (RFC 3501 6.3.6-7)."""
     name = args.mailbox()
     args.end()
@@ -116,7 +116,7 @@ async def _subscription(server: "IMAPServer", args: Arguments, subscribe: bool) 
     return Result(OK, b"Subscribed" if subscribe else b"Unsubscribed")
 
 
-async def _list(server: "IMAPServer", args: Arguments, subscribed: bool) -> Result:
+async def _list(server: "Connection", args: Arguments, subscribed: bool) -> Result:
     """LIST/LSUB (RFC 3501 6.3.8-9) with ``/`` and RFC 3348 child flags."""
     reference = args.list_mailbox()
     args.space()
@@ -137,14 +137,14 @@ async def _list(server: "IMAPServer", args: Arguments, subscribed: bool) -> Resu
     return Result(OK, command + b" completed")
 
 
-async def do_NAMESPACE(server: "IMAPServer", args: Arguments) -> Result:
+async def do_NAMESPACE(server: "Connection", args: Arguments) -> Result:
     """RFC 2342: one personal namespace, no shared or other users' folders."""
     args.end()
     server.untagged(b'NAMESPACE (("" "/")) NIL NIL')
     return Result(OK, b"NAMESPACE completed")
 
 
-async def do_STATUS(server: "IMAPServer", args: Arguments) -> Result:
+async def do_STATUS(server: "Connection", args: Arguments) -> Result:
     """STATUS (RFC 3501 6.3.10) straight from the folder, no SELECT."""
     name = args.mailbox()
     args.space()
@@ -169,7 +169,7 @@ async def do_STATUS(server: "IMAPServer", args: Arguments) -> Result:
     return Result(OK, b"STATUS completed")
 
 
-async def do_APPEND(server: "IMAPServer", args: Arguments) -> Result:
+async def do_APPEND(server: "Connection", args: Arguments) -> Result:
     """APPEND (RFC 3501 6.3.11): byte-exact, durable before the OK, ``[APPENDUID]`` (RFC 4315 3)."""
     name = args.mailbox()
     args.space()
@@ -191,7 +191,7 @@ async def do_APPEND(server: "IMAPServer", args: Arguments) -> Result:
     return Result(OK, b"[APPENDUID %d %d] APPEND completed" % (folder.uidvalidity, uid))
 
 
-COMMANDS: dict[bytes, Callable[["IMAPServer", Arguments], Awaitable[Result]]] = {
+COMMANDS: dict[bytes, Callable[["Connection", Arguments], Awaitable[Result]]] = {
     b"SELECT": partial(_select, writeable=True),  # RFC 3501 6.3.1
     b"EXAMINE": partial(_select, writeable=False),  # RFC 3501 6.3.2
     b"CREATE": do_CREATE,

@@ -29,7 +29,7 @@ from mailsrv.store import MessageGone
 
 if TYPE_CHECKING:
     from mailsrv.imap.selection import Selection
-    from mailsrv.imap.server import IMAPServer
+    from mailsrv.imap.connection import Connection
 
 log = Logger()
 
@@ -37,7 +37,7 @@ log = Logger()
 _PER_TURN = 200
 
 
-def _selection(server: "IMAPServer") -> "Selection":
+def _selection(server: "Connection") -> "Selection":
     assert server.selection is not None
     return server.selection
 
@@ -55,7 +55,7 @@ def _check_range(selection: "Selection", messages: imap4.MessageSet, uid: bool) 
         raise bad(b"Invalid messageset: no such message")
 
 
-async def fetch_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
+async def fetch_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
     """FETCH (RFC 3501 6.4.5); non-PEEK body fetches set \\Seen."""
     messages = args.sequence_set()
     args.space()
@@ -89,7 +89,7 @@ async def _mark_seen(selection: "Selection", views: list[tuple[int, fetch.View]]
 
 
 async def _fetch_one(
-    server: "IMAPServer", seq: int, view: fetch.View, items: list, uid: bool, need: fetch.Need
+    server: "Connection", seq: int, view: fetch.View, items: list, uid: bool, need: fetch.Need
 ) -> bool:
     """Send one message's response; False when it was expunged before it could be read."""
     if need is fetch.Need.NOTHING:
@@ -112,7 +112,7 @@ async def _fetch_one(
     return True
 
 
-async def store_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
+async def store_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
     """STORE (RFC 3501 6.4.6); refused in a mailbox opened with EXAMINE."""
     messages = args.sequence_set()
     args.space()
@@ -140,7 +140,7 @@ async def store_command(server: "IMAPServer", args: Arguments, uid: bool = False
     return Result(OK, b"STORE completed")
 
 
-async def search_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
+async def search_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
     """SEARCH (RFC 3501 6.4.4), run off the reactor thread; ``* SEARCH`` even with no match."""
     if not args.more():
         raise syntax(b"Missing search criteria")  # RFC 3501 6.4.4: at least one key
@@ -174,7 +174,7 @@ async def search_command(server: "IMAPServer", args: Arguments, uid: bool = Fals
     return Result(OK, b"SEARCH completed")
 
 
-async def copy_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
+async def copy_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
     """COPY (RFC 3501 6.4.7): ``[TRYCREATE]`` when the target is missing, ``[COPYUID]`` (RFC 4315 3)."""
     messages = args.sequence_set()
     args.space()
@@ -192,7 +192,7 @@ async def copy_command(server: "IMAPServer", args: Arguments, uid: bool = False)
     return Result(OK, b"[COPYUID %d %s %s] COPY completed" % (target.uidvalidity, source, copies))
 
 
-async def expunge_command(server: "IMAPServer", args: Arguments, uid: bool = False) -> Result:
+async def expunge_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
     """EXPUNGE (RFC 3501 6.4.3) and UID EXPUNGE (RFC 4315 2.1)."""
     messages = args.sequence_set() if uid else None
     args.end()
@@ -205,7 +205,7 @@ async def expunge_command(server: "IMAPServer", args: Arguments, uid: bool = Fal
     return Result(OK, b"EXPUNGE completed")
 
 
-async def do_CLOSE(server: "IMAPServer", args: Arguments) -> Result:
+async def do_CLOSE(server: "Connection", args: Arguments) -> Result:
     """CLOSE (RFC 3501 6.4.2): silent expunge unless EXAMINEd, then deselect."""
     args.end()
     selection = _selection(server)
@@ -216,7 +216,7 @@ async def do_CLOSE(server: "IMAPServer", args: Arguments) -> Result:
     return Result(OK, b"CLOSE completed")
 
 
-async def do_CHECK(server: "IMAPServer", args: Arguments) -> Result:
+async def do_CHECK(server: "Connection", args: Arguments) -> Result:
     """CHECK (RFC 3501 6.4.1): the store is always durable; just resync."""
     args.end()
     await server.sync()
@@ -232,7 +232,7 @@ _UID_COMMANDS: dict[bytes, Callable[..., Awaitable[Result]]] = {
 }
 
 
-async def do_UID(server: "IMAPServer", args: Arguments) -> Result:
+async def do_UID(server: "Connection", args: Arguments) -> Result:
     """UID COPY/FETCH/STORE/SEARCH (RFC 3501 6.4.8) and UID EXPUNGE (RFC 4315 2.1)."""
     command = args.atom().upper()
     handler = _UID_COMMANDS.get(command)
@@ -246,7 +246,7 @@ async def do_UID(server: "IMAPServer", args: Arguments) -> Result:
     return await handler(server, args, uid=True)
 
 
-COMMANDS: dict[bytes, Callable[["IMAPServer", Arguments], Awaitable[Result]]] = {
+COMMANDS: dict[bytes, Callable[["Connection", Arguments], Awaitable[Result]]] = {
     b"FETCH": fetch_command,
     b"STORE": store_command,
     b"SEARCH": search_command,

@@ -32,7 +32,8 @@ from mailsrv.accounts.cred import PlainCredentials
 from mailsrv.imap import folders, selected
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
-from mailsrv.imap.command import BadTag, read_command, split_head
+from mailsrv.imap.command import BadTag, split_head
+from mailsrv.imap.reading import read_command
 from mailsrv.imap.responses import BAD, NO, OK, SERVER_FAILURE, CommandError, Result, bad, no, store_error
 from mailsrv.imap.selection import Selection
 from mailsrv.imap.syntax import is_tag

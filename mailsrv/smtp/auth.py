@@ -21,7 +21,7 @@ from mailsrv.smtp import replies
 from mailsrv.smtp.replies import Reply
 
 if TYPE_CHECKING:
-    from mailsrv.smtp.server import SMTPServer
+    from mailsrv.smtp.connection import Connection
 
 #: SASL mechanisms offered after TLS.  PLAIN is RFC 4616 (the shared
 #: decoder, which keeps the authzid); LOGIN, the de-facto Outlook form, is
@@ -32,8 +32,9 @@ MECHANISMS: dict[bytes, Callable[[], Any]] = {
 }
 
 
-def offered(server: "SMTPServer") -> bool:
-    """AUTH is advertised and taken only on submission, and only where a password may travel.
+def offered(server: "Connection") -> bool:
+    """AUTH is advertised and taken only on submission, and only where a password may travel
+    (what :meth:`Connection.auth_offered` answers).
 
     Port 25 takes no logins at all; RFC 4954 4 and RFC 8314 4.1: no
     password over a connection without TLS (loopback excepted if configured).
@@ -42,7 +43,7 @@ def offered(server: "SMTPServer") -> bool:
     return server.kind.submission and server.session.may_send_password(config.auth.allow_plaintext_auth_on_loopback)
 
 
-async def authenticate(server: "SMTPServer", rest: bytes) -> Reply:
+async def authenticate(server: "Connection", rest: bytes) -> Reply:
     """The AUTH command: run the exchange and log in; the final reply."""
     session = server.session
     if not server.kind.submission:

@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from mailsrv.listeners import Kind
 from mailsrv.net.server import ProtocolFactory, ServerProtocol
 from mailsrv.smtp import auth, replies, transaction
+from mailsrv.smtp.connection import Transaction
 from mailsrv.smtp.replies import Reply
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class SMTPServer(ServerProtocol):
         #: The HELO/EHLO name, ``None`` before one was given (or after STARTTLS).
         self.helo: str | None = None
         self.esmtp = False
-        self.transaction: transaction.Transaction | None = None
+        self.transaction: Transaction | None = None
         # Header lines the connect and HELO checks asked to add to every message of the session.
         self._connect_headers: tuple[bytes, ...] = ()
         self._helo_headers: tuple[bytes, ...] = ()
@@ -146,7 +147,7 @@ class SMTPServer(ServerProtocol):
         ]
         if self._can_start_tls():
             ext.append(b"STARTTLS")  # RFC 3207
-        if auth.offered(self):
+        if self.auth_offered():
             ext.append(b"AUTH " + b" ".join(auth.MECHANISMS))  # RFC 4954
         return ext
 
@@ -204,7 +205,7 @@ class SMTPServer(ServerProtocol):
         commands = ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT"]
         if self._can_start_tls():
             commands.append("STARTTLS")
-        if auth.offered(self):
+        if self.auth_offered():
             commands.append("AUTH")
         return replies.HELP(commands=" ".join(commands))
 
@@ -239,6 +240,10 @@ class SMTPServer(ServerProtocol):
         """RFC 4954 (see :mod:`.auth`)."""
         return auth.authenticate(self, rest)
 
+    def auth_offered(self) -> bool:
+        """AUTH is offered here now (see :func:`.auth.offered`)."""
+        return auth.offered(self)
+
     def logged_in(self, logout: Callable[[], None]) -> None:
         """AUTH succeeded: hold the login until QUIT, STARTTLS or the end."""
         self._logout = logout
@@ -270,7 +275,7 @@ class SMTPServer(ServerProtocol):
             current.abort()
             self.log_transaction(current, "aborted")
 
-    def log_transaction(self, current: "transaction.Transaction", result: int | str) -> None:
+    def log_transaction(self, current: Transaction, result: int | str) -> None:
         """The one audit line per SMTP transaction."""
         self.ctx.audit.transaction(
             self.session, helo=self.helo, sender=current.envelope.sender,

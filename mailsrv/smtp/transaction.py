@@ -1,8 +1,9 @@
 """The mail transaction (RFC 5321 3.3): MAIL, RCPT and DATA.
 
-:class:`Transaction` is the state between MAIL and the end of DATA; the
-three command functions take the server (for its session, context and
-input) and return the reply.  Who may send where is decided by the policy
+The state between MAIL and the end of DATA is a
+:class:`~mailsrv.smtp.connection.Transaction`; the three command functions
+take the connection (for its session, context and input) and return the
+reply.  Who may send where is decided by the policy
 checks (:mod:`mailsrv.policy`) and the router (:mod:`mailsrv.delivery.router`);
 the body is read by :class:`~mailsrv.smtp.data.DataReader` into a
 :class:`~mailsrv.message.body.BodyWriter` that spools large messages to
@@ -13,52 +14,27 @@ has the message durably in every mailbox (RFC 5321 6.1).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailsrv.address import AddressSyntaxError, Mailbox, parse_path
 from mailsrv.delivery.envelope import Envelope, new_queue_id
 from mailsrv.delivery.router import Local, Refusal, Refused, Remote
 from mailsrv.message.body import BodyWriter
-from mailsrv.smtp import auth, replies
+from mailsrv.smtp import replies
+from mailsrv.smtp.connection import Transaction
 from mailsrv.smtp.data import DataReader
-from mailsrv.smtp.params import MailParams, parse_mail_params, parse_rcpt_params
+from mailsrv.smtp.params import parse_mail_params, parse_rcpt_params
 from mailsrv.smtp.received import trace_headers, with_protocol
 from mailsrv.smtp.replies import Rejection, Reply
 
 if TYPE_CHECKING:
-    from mailsrv.smtp.server import SMTPServer
+    from mailsrv.smtp.connection import Connection
 
 _MAIL = re.compile(rb"FROM: ?<(?P<path>[^<>]*)>(?: +(?P<params>.*))?\Z", re.I | re.S)
 _RCPT = re.compile(rb"TO: ?<(?P<path>[^<>]*)>(?: +(?P<params>.*))?\Z", re.I | re.S)
 
 
-@dataclass
-class Transaction:
-    """One mail transaction, from MAIL to the end of DATA."""
-
-    sender: Mailbox | None
-    params: MailParams
-    envelope: Envelope
-    recipients: list[Mailbox] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-    size: int = 0
-    #: Header lines policy checks asked to add, from MAIL and RCPT (data-stage ones come later).
-    headers: list[bytes] = field(default_factory=list)
-    #: The body being received, while DATA runs.
-    writer: BodyWriter | None = None
-
-    def abort(self) -> None:
-        """Throw away a body being received or already complete."""
-        if self.writer is not None:
-            self.writer.abort()
-            self.writer = None
-        if self.envelope.body is not None:
-            self.envelope.body.discard()
-            self.envelope.body = None
-
-
-async def mail(server: "SMTPServer", rest: bytes) -> Reply:
+async def mail(server: "Connection", rest: bytes) -> Reply:
     """MAIL FROM (RFC 5321 4.1.1.2), with the RFC 1870 and RFC 6152 parameters."""
     if server.helo is None:
         return replies.HELO_FIRST  # RFC 5321 4.1.4
@@ -72,7 +48,7 @@ async def mail(server: "SMTPServer", rest: bytes) -> Reply:
     try:
         sender = parse_path(path) if path else None  # "<>" is the null reverse-path
         params = parse_mail_params(
-            match.group("params") or b"", max_size=limits.max_message_size, auth_offered=auth.offered(server)
+            match.group("params") or b"", max_size=limits.max_message_size, auth_offered=server.auth_offered()
         )
     except AddressSyntaxError as e:
         return replies.BAD_SENDER_SYNTAX(reason=str(e))
@@ -88,12 +64,12 @@ async def mail(server: "SMTPServer", rest: bytes) -> Reply:
     return replies.SENDER_OK
 
 
-def _postmaster(server: "SMTPServer") -> Mailbox:
+def _postmaster(server: "Connection") -> Mailbox:
     # RFC 5321 4.5.1: "<Postmaster>" without a domain must be accepted.
     return Mailbox("postmaster", server.ctx.config.domains[0])
 
 
-async def rcpt(server: "SMTPServer", rest: bytes) -> Reply:
+async def rcpt(server: "Connection", rest: bytes) -> Reply:
     """RCPT TO (RFC 5321 4.1.1.3): policy checks, then the route decides."""
     transaction = server.transaction
     if transaction is None:
@@ -118,7 +94,7 @@ async def rcpt(server: "SMTPServer", rest: bytes) -> Reply:
     return reply
 
 
-async def _accept_recipient(server: "SMTPServer", transaction: Transaction, recipient: Mailbox) -> Reply:
+async def _accept_recipient(server: "Connection", transaction: Transaction, recipient: Mailbox) -> Reply:
     verdict = await server.ctx.policy.run("rcpt", server.session, recipient)
     if not verdict.accepted:
         assert verdict.reply is not None
@@ -145,7 +121,7 @@ async def _accept_recipient(server: "SMTPServer", transaction: Transaction, reci
     return replies.RECIPIENT_OK
 
 
-def _trace(server: "SMTPServer", transaction: Transaction) -> bytes:
+def _trace(server: "Connection", transaction: Transaction) -> bytes:
     """``Return-Path`` and ``Received`` (RFC 5321 4.4) for the top of the message."""
     session = server.session
     recipients = transaction.recipients
@@ -161,7 +137,7 @@ def _trace(server: "SMTPServer", transaction: Transaction) -> bytes:
     )
 
 
-async def data(server: "SMTPServer", rest: bytes) -> Reply:
+async def data(server: "Connection", rest: bytes) -> Reply:
     """DATA (RFC 5321 4.1.1.4): read the body, check it, store it, then 250."""
     if rest.strip():
         return replies.SYNTAX(usage="DATA")
@@ -191,7 +167,7 @@ async def data(server: "SMTPServer", rest: bytes) -> Reply:
     return reply
 
 
-async def _deliver(server: "SMTPServer", transaction: Transaction) -> Reply:
+async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
     """Check the complete message, then store it for local users and queue it for remote ones.
 
     The 250 comes only once both are durable; the body is discarded after,

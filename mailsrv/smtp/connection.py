@@ -1,0 +1,93 @@
+"""What the SMTP command modules need of the connection they serve, and its transaction state.
+
+:mod:`.transaction` and :mod:`.auth` implement commands for
+:class:`~mailsrv.smtp.server.SMTPServer`, which imports them; the
+:class:`Connection` protocol is their side of that contract, so they need
+not import the server (and the package has no import circle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from mailsrv.address import Mailbox
+from mailsrv.delivery.envelope import Envelope
+from mailsrv.listeners import Kind
+from mailsrv.message.body import BodyWriter
+from mailsrv.net.lines import Line
+from mailsrv.net.pump import RawReader
+from mailsrv.net.session import Session
+from mailsrv.smtp.params import MailParams
+from mailsrv.smtp.replies import Reply
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from mailsrv.context import ServerContext
+
+
+@dataclass
+class Transaction:
+    """One mail transaction, from MAIL to the end of DATA."""
+
+    sender: Mailbox | None
+    params: MailParams
+    envelope: Envelope
+    recipients: list[Mailbox] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    size: int = 0
+    #: Header lines policy checks asked to add, from MAIL and RCPT (data-stage ones come later).
+    headers: list[bytes] = field(default_factory=list)
+    #: The body being received, while DATA runs.
+    writer: BodyWriter | None = None
+
+    def abort(self) -> None:
+        """Throw away a body being received or already complete."""
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+        if self.envelope.body is not None:
+            self.envelope.body.discard()
+            self.envelope.body = None
+
+
+class Connection(Protocol):
+    """One SMTP connection, as a command sees it."""
+
+    ctx: "ServerContext"
+    kind: Kind
+    session: Session
+    #: The HELO/EHLO name, ``None`` before one.
+    helo: str | None
+    esmtp: bool
+    #: The open mail transaction, between MAIL and the end of DATA.
+    transaction: "Transaction | None"
+
+    @property
+    def headers(self) -> tuple[bytes, ...]:
+        """Header lines the connect and HELO checks asked to add to every message."""
+
+    def write(self, data: bytes) -> None:
+        """Send octets as they are."""
+
+    def answer(self, reply: Reply) -> None:
+        """Send a reply (and count it if it is a protocol error)."""
+
+    def read_line(self) -> "Deferred[Line]":
+        """The client's next line (a SASL response)."""
+
+    def read_raw(self, reader: RawReader) -> "Deferred[None]":
+        """Hand input to *reader* until it is finished (the DATA body)."""
+
+    def reject(self, stage: str, subject: str, reply: Reply) -> None:
+        """Audit a policy refusal."""
+
+    def log_transaction(self, transaction: "Transaction", result: int | str) -> None:
+        """The audit line of a finished transaction."""
+
+    def logged_in(self, logout: Callable[[], None]) -> None:
+        """AUTH succeeded; hold the login."""
+
+    def auth_offered(self) -> bool:
+        """AUTH is offered here now (RFC 4954 5 then obliges MAIL to take ``AUTH=``)."""
