@@ -119,7 +119,7 @@ def build_context(config: configuration.Config, tls_options: object, workers: Wo
     directory = Directory(config)
     return assemble(
         config,
-        store=Store(config.mail_dir, workers.disk),
+        store=Store(config.mail_dir, workers.disk, reactor),
         directory=directory,
         portal=make_portal(config, directory, {IUser: User}, workers.hashing, reactor),
         tls=tls_options,

@@ -55,6 +55,8 @@ from mailsrv.store.snapshot import Snapshot
 from mailsrv.store.uidlist import UIDList
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
     from mailsrv.workers import Executor
 
 #: A directory's mtime can only be trusted to move on the next change once
@@ -126,11 +128,11 @@ class Folder:
 
     log = Logger()
 
-    def __init__(self, name: str, path: str, executor: "Executor") -> None:
+    def __init__(self, name: str, path: str, executor: "Executor", clock: "IReactorTime | None" = None) -> None:
         self.name = name
         self.path = path
         self._executor = executor
-        self._uids = UIDList(path, executor)
+        self._uids = UIDList(path, executor, clock)
         self._keywords = Keywords(path, executor)
         self._snap = Snapshot()
         self._arrivals: dict[str, Arrival] = {}  # found or written, waiting for a durable UID
@@ -268,6 +270,10 @@ class Folder:
         return self.sync()
 
     def _sync_round(self) -> "Deferred[None] | None":
+        listed = self._list_if_changed()
+        return self._settle_arrivals() if listed is None else listed.addCallback(self._settle_arrivals)
+
+    def _list_if_changed(self) -> "Deferred[None] | None":
         if self._scanned is None:  # first sync: the Maildir of a new user may not exist yet
             return self._executor.run(maildir.ensure_maildir, self.path).addCallback(lambda _: self._scan())
         try:
@@ -277,6 +283,16 @@ class Folder:
         if self._rescan_wanted or self._scanned.due_again(stamps, time.time_ns()):
             return self._scan()
         return None
+
+    def _settle_arrivals(self, _: object = None) -> "Deferred[None] | None":
+        """Wait for the UIDs of messages delivered before this sync, committing them now.
+
+        A delivery's commit may be waiting to batch, or running; a session
+        that syncs after SMTP's 250 must still see the message.
+        """
+        if not self._arrivals:
+            return None
+        return self._uids.assign(()).addCallback(lambda _: self._admit_ready())
 
     def _scan(self) -> "Deferred[None]":
         self._rescan_wanted = False
@@ -360,17 +376,22 @@ class Folder:
         """
         size = maildir.sizes_from_key(os.path.basename(rel))[1]
         assert size is not None, "our own names carry W="
-        self._logged(self._arrive(dict([_arrival(rel, size, internaldate)])), "admitting a delivery")
+        arrival = dict([_arrival(rel, size, internaldate)])
+        self._logged(self._arrive(arrival, soon=True), "admitting a delivery")
 
-    def _arrive(self, arrivals: dict[str, Arrival]) -> "Deferred[None]":
-        """Queue files for UIDs; they join the snapshot once the UIDs are durable."""
+    def _arrive(self, arrivals: dict[str, Arrival], soon: bool = False) -> "Deferred[None]":
+        """Queue files for UIDs; they join the snapshot once the UIDs are durable.
+
+        Deliveries ask for the UID commit *soon*: nobody waits on it, and a
+        burst of them shares one ``fdatasync``.
+        """
         for key, arrival in arrivals.items():
             if key not in self._snap.uid_of:
                 self._arrivals[key] = arrival
                 self._touch(key)
         known = all(self._keywords.knows_letters(a.info) for a in arrivals.values())
         d = succeed(None) if known else self._keywords.refresh()  # another writer's keyword letters
-        d.addCallback(lambda _: self._uids.assign(arrivals))
+        d.addCallback(lambda _: self._uids.assign(arrivals, soon))
         return d.addCallback(lambda _: self._admit_ready())
 
     def _admit_ready(self) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -100,9 +101,10 @@ class Store:
 
     log = Logger()
 
-    def __init__(self, root: str, executor: Executor) -> None:
+    def __init__(self, root: str, executor: Executor, clock: IReactorTime | None = None) -> None:
         self.root = root
         self.executor = executor
+        self._clock = clock  # lets deliveries share UID commits; without one each commits at once
         self._users: dict[str, UserStore] = {}
 
     def user(self, address: str) -> UserStore:
@@ -116,7 +118,9 @@ class Store:
             canonical = f"{local}@{domain}"
             user = self._users.get(canonical)
             if user is None:
-                user = self._users[canonical] = UserStore(canonical, os.path.join(self.root, domain, local), self.executor)
+                user = self._users[canonical] = UserStore(
+                    canonical, os.path.join(self.root, domain, local), self.executor, self._clock
+                )
         return user
 
     def deliver(self, targets: Sequence[Target], body: Body) -> "Deferred[str]":

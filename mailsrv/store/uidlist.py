@@ -36,12 +36,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.store.coalesce import Coalescing
 from mailsrv.store.files import FileStamp, locked, read_text, replace_file
 from mailsrv.workers import Executor
+
+#: Seconds a delivery's UID commit waits for more deliveries to share it.
+#: Short against IDLE's announcement; long against one ``fdatasync``.
+BATCH_DELAY = 0.02
 
 FILENAME = "mailsrv-uidlist"
 log = Logger()
@@ -151,7 +156,7 @@ class UIDList:
     Every attribute is read and written on the reactor thread only.
     """
 
-    def __init__(self, folder_path: str, executor: Executor) -> None:
+    def __init__(self, folder_path: str, executor: Executor, clock: IReactorTime | None = None) -> None:
         self.path = os.path.join(folder_path, FILENAME)
         self._executor = executor
         self.header = Header()
@@ -159,7 +164,7 @@ class UIDList:
         self.stamp: FileStamp | None = None
         self._adds: dict[str, None] = {}  # ordered: UIDs follow arrival order
         self._forgets: set[str] = set()
-        self._jobs = Coalescing(self._run)
+        self._jobs = Coalescing(self._run, clock, BATCH_DELAY)
 
     @property
     def uidvalidity(self) -> int:
@@ -188,10 +193,13 @@ class UIDList:
         """Load the file (creating it for a new folder) or pick up other writers' changes."""
         return self._jobs.run()
 
-    def assign(self, keys: Iterable[str]) -> "Deferred[None]":
-        """Give UIDs to *keys* durably; afterwards :attr:`by_key` has them all."""
+    def assign(self, keys: Iterable[str], soon: bool = False) -> "Deferred[None]":
+        """Give UIDs to *keys* durably; afterwards :attr:`by_key` has them all.
+
+        With *soon* the commit may wait :data:`BATCH_DELAY` for more keys.
+        """
         self._adds.update(dict.fromkeys(keys))
-        return self._jobs.run()
+        return self._jobs.run(soon)
 
     def forget(self, keys: Iterable[str]) -> "Deferred[None]":
         """Drop expunged keys; UIDNEXT stays, so their UIDs are never reused."""

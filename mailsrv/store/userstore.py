@@ -28,6 +28,8 @@ from mailsrv.store.files import fsync_dir, locked, read_text, replace_file
 from mailsrv.store.folder import Folder
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
     from mailsrv.workers import Executor
 
 T = TypeVar("T")
@@ -136,10 +138,11 @@ def _edit_subscriptions(root: str, change: Callable[[set[str]], set[str]]) -> No
 class UserStore:
     """The folders of one mailbox owner."""
 
-    def __init__(self, address: str, path: str, executor: "Executor") -> None:
+    def __init__(self, address: str, path: str, executor: "Executor", clock: "IReactorTime | None" = None) -> None:
         self.address = address
         self.path = path
         self._executor = executor
+        self._clock = clock
         self._folders: dict[str, Folder] = {}
 
     def loaded_folder(self, name: str) -> Folder | None:
@@ -159,7 +162,7 @@ class UserStore:
         if folder is None:
             if not _exists(self.path, name):  # one stat
                 return fail(NoSuchFolder(name))
-            folder = self._folders[name] = Folder(name, folder_dir(self.path, name), self._executor)
+            folder = self._folders[name] = Folder(name, folder_dir(self.path, name), self._executor, self._clock)
 
         def failed(failure: Failure) -> Failure:
             if failure.check(NoSuchFolder) and self._folders.get(name) is folder:

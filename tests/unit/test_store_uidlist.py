@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
+
+from twisted.internet.task import Clock
 
 from store_harness import ALICE, MSG, ManualExecutor, Recorder, StoreTestCase, age_directories, repo_root
 
@@ -49,6 +52,35 @@ class GroupCommitTests(StoreTestCase):
         self.assertEqual(self.executor.ran.count("commit"), 2)
         self.assertEqual(self.rec.events, [("added", [1]), ("added", list(range(2, 11)))])
         self.assertEqual(sorted(entries(self.inbox.path).values()), list(range(1, 11)))
+
+    def test_with_a_clock_deliveries_wait_to_share_one_commit(self):
+        clock = Clock()
+        store, inbox, rec = self.watched(Store(self.root, self.executor, clock))
+        for _ in range(10):
+            store.deliver([Target(ALICE)], Body.from_wire(MSG))
+            self.assertEqual(self.executor.run_next(), "_deliver")
+        self.assertEqual(self.executor.pending, 0)  # the commit waits for company
+        clock.advance(uidlist.BATCH_DELAY)
+        self.assertEqual(self.executor.run_next(), "commit")
+        self.assertEqual(self.executor.pending, 0)
+        self.assertEqual(rec.events, [("added", list(range(1, 11)))])
+
+    def test_a_sync_does_not_wait_for_the_delivery_batch(self):
+        store, inbox, rec = self.watched(Store(self.root, self.executor, Clock()))
+        store.deliver([Target(ALICE)], Body.from_wire(MSG))
+        self.executor.run_next()
+        synced = inbox.sync()
+        self.executor.run_all()  # no clock advance: the sync's commit takes the delivery along
+        self.successResultOf(synced)
+        self.assertEqual(rec.events, [("added", [1])])
+
+    def watched(self, store: Store) -> tuple[Store, Any, Recorder]:
+        opened = store.user(ALICE).open("INBOX")
+        self.executor.run_all()
+        inbox = self.successResultOf(opened)
+        rec = Recorder()
+        inbox.add_listener(rec)
+        return store, inbox, rec
 
     def test_no_uid_is_announced_or_listed_before_it_is_durable(self):
         self.store.deliver([Target(ALICE)], Body.from_wire(MSG))
