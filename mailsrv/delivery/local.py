@@ -43,5 +43,6 @@ class LocalDelivery:
             # The store logged the failure with its traceback; this is the audit line.
             self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "failed", reason=type(e).__name__)
             raise
-        self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "stored", file=stored_as)
+        # The unique part of the file name finds the file; the ",S=...,W=..." sizes would need encoding.
+        self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "stored", file=stored_as.split(",", 1)[0])
         return envelope.queue_id

@@ -16,7 +16,7 @@ from typing import Any
 
 from mailsrv.message import wire
 from mailsrv.smtp import transaction
-from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase
+from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase, STORED_AS
 
 EHLO = b"EHLO client.example.net\r\n"
 ENVELOPE = b"MAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n"
@@ -148,7 +148,7 @@ class ChunkedDataTests(SMTPTestCase):
         for packet in packets:
             self.server.dataReceived(packet)
             while self.store.pending:  # the store answers between packets
-                self.store.pending.pop(0).callback(None)
+                self.store.pending.pop(0).callback(STORED_AS)
         result = {
             "output": self.transport.value(),
             "stored": [(addresses, _DATE.sub(b"; DATE\r\n", data)) for addresses, data in self.store.calls],

@@ -15,7 +15,7 @@ from twisted.internet import defer
 from mailsrv.policy import ACCEPT, Check, Policy, Verdict, reject
 from mailsrv.smtp.replies import Reply
 from support import audit_events
-from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase
+from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase, STORED_AS
 
 MESSAGE = b"From: bob@example.net\r\nSubject: hi\r\n\r\nHello.\r\n..leading dot\r\n.\r\n"
 STORED_BODY = b"From: bob@example.net\r\nSubject: hi\r\n\r\nHello.\r\n.leading dot\r\n"
@@ -311,8 +311,10 @@ class DurabilityTests(InboundTestCase):
         self.assertEqual(self.say(MESSAGE), b"")
         self.assertEqual(len(self.store.calls), 1)
         self.transport.clear()
-        self.store.pending[0].callback(None)
+        self.store.pending[0].callback(STORED_AS)
         self.assertRegex(self.transport.value(), QUEUED)
+        (delivery,) = audit_events(list(self.log), "delivery")
+        self.assertEqual((delivery["result"], delivery["file"]), ("stored", STORED_AS.split(",")[0]))
 
     def test_store_failure_is_451_never_250(self):
         self.say(MESSAGE)
@@ -327,7 +329,7 @@ class DurabilityTests(InboundTestCase):
         self.assertEqual(self.say(MESSAGE + b"NOOP\r\nRSET\r\n"), b"")
         self.assertEqual(self.transport.producerState, "paused")
         self.transport.clear()
-        self.store.pending[0].callback(None)
+        self.store.pending[0].callback(STORED_AS)
         replies = self.transport.value().split(b"\r\n")
         self.assertRegex(replies[0] + b"\r\n", QUEUED)
         self.assertEqual(replies[1:], [b"250 2.0.0 Ok", b"250 2.0.0 Ok", b""])

@@ -47,6 +47,10 @@ class FakeDirectory:
         return list(self.aliases.get(address, []))
 
 
+#: The Maildir name the fake store "writes" (a test fires pending deliveries with it).
+STORED_AS = "1796164893.M512034P4711Q12.test,S=208,W=212"
+
+
 class FakeStore:
     """Records every ``deliver`` (addresses, wire-form octets); in manual mode its
     Deferreds fire when the test says so."""
@@ -56,11 +60,11 @@ class FakeStore:
         self.manual = False
         self.pending: list[defer.Deferred[None]] = []
 
-    def deliver(self, targets: list[Any], body: Any) -> defer.Deferred[None]:
+    def deliver(self, targets: list[Any], body: Any) -> defer.Deferred[str]:
         self.calls.append(([t.address for t in targets], wire.to_wire(body.read())))
         if not self.manual:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
+            return defer.succeed(STORED_AS)
+        d: defer.Deferred[str] = defer.Deferred()
         self.pending.append(d)
         return d
 
