@@ -89,7 +89,6 @@ class IMAPServer(ServerProtocol):
         self.account: Account | None = None
         self.selection: Selection | None = None
         self.idling = False
-        self._logout: Callable[[], None] | None = None
         #: The tag of the command being run (for a reply a handler writes itself).
         self.tag = b"*"
         self._idle_poll: Any = None
@@ -122,20 +121,18 @@ class IMAPServer(ServerProtocol):
     def capabilities(self) -> list[bytes]:
         """RFC 3501 7.2.1: no password mechanism until the channel is safe."""
         caps = [b"IMAP4rev1"]
-        if self._passwords_allowed():
+        if self.passwords_allowed():
             caps.append(b"AUTH=PLAIN")
         else:
-            if self._can_start_tls():
+            if self.can_start_tls():
                 caps.append(b"STARTTLS")
             caps.append(b"LOGINDISABLED")
         caps += [b"IDLE", b"NAMESPACE", b"UIDPLUS", b"CHILDREN"]  # RFC 2177, 2342, 4315, 3348
         return caps
 
-    def _passwords_allowed(self) -> bool:
-        return self.session.may_send_password(self.ctx.config.auth.allow_plaintext_auth_on_loopback)
-
-    def _can_start_tls(self) -> bool:
-        return self.kind.offers_starttls and not self.session.tls_active and ITLSTransport.providedBy(self.transport)
+    def can_start_tls(self) -> bool:
+        """Also only on a transport that can switch (not behind every wrapper)."""
+        return super().can_start_tls() and ITLSTransport.providedBy(self.transport)
 
     def welcome(self) -> None:
         """RFC 3501 7.1.1: ``* OK`` with the capabilities, so clients need not ask."""
@@ -164,12 +161,9 @@ class IMAPServer(ServerProtocol):
         self.close()
 
     def ended(self, reason: Failure) -> None:
-        """Stop listening to the store and release the login."""
+        """Stop listening to the store; the base releases the login."""
         self.deselect()
         self.state = LOGOUT
-        if self._logout is not None:
-            logout, self._logout = self._logout, None
-            logout()
         super().ended(reason)
 
     # -- dispatch ------------------------------------------------------------
@@ -302,14 +296,10 @@ class IMAPServer(ServerProtocol):
         args.end()
         if self.session.tls_active:
             raise no(b"TLS already active")
-        if not self._can_start_tls():
+        if not self.can_start_tls():
             raise no(b"TLS not available")
-        # RFC 3501 6.2.1 / RFC 2595 3.1: commands sent after STARTTLS but
-        # before the handshake were not protected; a MITM may have added them.
-        self.discard_input()
         self.write(self.tag + b" OK Begin TLS negotiation now\r\n")
-        self.transport.startTLS(self.ctx.tls)
-        self.session.tls_started = True
+        self.start_tls()
         return None
 
     async def do_LOGIN(self, args: Arguments) -> Result:
@@ -318,7 +308,7 @@ class IMAPServer(ServerProtocol):
         args.space()
         password = args.astring()
         args.end()
-        if not self._passwords_allowed():
+        if not self.passwords_allowed():
             self.ctx.audit.login(self.session, user, "LOGIN", "refused", "no TLS")
             raise no(b"[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS")
         credentials = PlainCredentials()
@@ -330,7 +320,7 @@ class IMAPServer(ServerProtocol):
         """AUTHENTICATE PLAIN (RFC 3501 6.2.2), after TLS only."""
         mechanism = args.atom().upper()
         args.end()
-        if not self._passwords_allowed():
+        if not self.passwords_allowed():
             raise no(b"[PRIVACYREQUIRED] Authentication is disabled until STARTTLS")
         if mechanism not in _MECHANISMS:
             raise no(b"Unsupported authentication mechanism")
@@ -353,10 +343,8 @@ class IMAPServer(ServerProtocol):
             avatar, logout = await login(self.ctx.portal, self.ctx.audit, self.session, credentials, IUser, mechanism)
         except LoginFailed as e:
             raise no(b"[UNAVAILABLE] Temporary failure, try again later" if e.temporary else failed) from None
-        if self.closing:
-            logout()
+        if not self.hold_login(logout):
             return
-        self._logout = logout
         self.account = Account(self.ctx.store.user(avatar.address))
         self.state = AUTH
         self.set_idle_timeout(AUTH_TIMEOUT)

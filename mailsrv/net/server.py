@@ -2,14 +2,15 @@
 
 Everything here is the same for the three protocols: the shared
 :class:`~mailsrv.context.ServerContext`, one :class:`~mailsrv.net.session.Session`
-per connection, and admission by :class:`~mailsrv.net.limits.ConnectionLimits`
-before the greeting.  What a protocol adds is its greeting, its refusal and
-its commands.
+per connection, admission by :class:`~mailsrv.net.limits.ConnectionLimits`
+before the greeting, whether a password may be sent, the switch to TLS and
+holding a login until the session ends.  What a protocol adds is its
+greeting, its refusal and its commands.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import ServerFactory
@@ -39,6 +40,7 @@ class ServerProtocol(CommandPump):
         self.kind = kind
         self.session: Session = Session(kind, None)
         self._admitted_ip: str | None = None
+        self._logout: Callable[[], None] | None = None
 
     def welcome(self) -> "Awaitable[None] | None":
         """Send the protocol's greeting (may wait for connect-time checks)."""
@@ -65,8 +67,49 @@ class ServerProtocol(CommandPump):
         self._admitted_ip = ip
         return self.welcome()
 
+    # -- TLS and logins ------------------------------------------------------
+
+    def passwords_allowed(self) -> bool:
+        """Whether a password may be sent now: after TLS, or on loopback if the admin allows it."""
+        return self.session.may_send_password(self.ctx.config.auth.allow_plaintext_auth_on_loopback)
+
+    def can_start_tls(self) -> bool:
+        """Whether STARTTLS/STLS may run now: a listener that offers it, not yet in TLS."""
+        return self.kind.offers_starttls and not self.session.tls_active
+
+    def start_tls(self) -> None:
+        """Switch to TLS after the protocol's "go ahead" reply was written.
+
+        Input pipelined behind the command came in clear text and is thrown
+        away, never run inside TLS (RFC 3207 6, RFC 2595 3.1: command
+        injection).
+        """
+        self.discard_input()
+        self.transport.startTLS(self.ctx.tls)
+        self.session.tls_started = True
+
+    def hold_login(self, logout: Callable[[], None]) -> bool:
+        """Keep a successful login until :meth:`release_login` or the end of the connection.
+
+        False when the connection closed while the login was checked: the
+        login is released at once and the session must not use it.
+        """
+        if self.closing:
+            logout()
+            return False
+        self._logout = logout
+        return True
+
+    def release_login(self) -> None:
+        """Log out (STARTTLS in SMTP forgets a login; every session at its end)."""
+        self.session.user = None
+        logout, self._logout = self._logout, None
+        if logout is not None:
+            logout()
+
     def ended(self, reason: Failure) -> None:
-        """Give the connection's place back to the limits."""
+        """Release the login and give the connection's place back to the limits."""
+        self.release_login()
         if self._admitted_ip is not None:
             self.ctx.connections.release(self._admitted_ip)
             self._admitted_ip = None

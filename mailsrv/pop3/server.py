@@ -87,7 +87,6 @@ class POP3Server(ServerProtocol):
         super().__init__(ctx, kind, limits.max_line_length, lf_tolerant=True, idle_timeout=limits.pop3_timeout,
                          clock=clock)
         self.maildrop: Maildrop | None = None
-        self._logout: Callable[[], None] | None = None
         self._user: bytes | None = None  # from USER, waiting for PASS
 
     # -- replies -------------------------------------------------------------
@@ -128,11 +127,8 @@ class POP3Server(ServerProtocol):
         self.err(replies.TEMPORARY)
 
     def ended(self, reason: Failure) -> None:
-        """Log out without the UPDATE state: DELE marks are forgotten (RFC 1939 6)."""
+        """End without the UPDATE state: DELE marks are forgotten (RFC 1939 6); the base logs out."""
         self.maildrop = None
-        if self._logout is not None:
-            self._logout, logout = None, self._logout
-            logout()
         super().ended(reason)
 
     # -- dispatch ------------------------------------------------------------
@@ -166,20 +162,13 @@ class POP3Server(ServerProtocol):
 
     # -- AUTHORIZATION state ---------------------------------------------------
 
-    def _passwords_allowed(self) -> bool:
-        # RFC 2595 2.3: refuse clear-text logins unless TLS is active.
-        return self.session.may_send_password(self.ctx.config.auth.allow_plaintext_auth_on_loopback)
-
-    def _stls_available(self) -> bool:
-        return self.kind.offers_starttls and not self.session.tls_active
-
     @verb(*BOTH)
     def do_CAPA(self) -> None:
         """RFC 2449 5; the list is the same in both states, as it requires."""
         caps = [b"TOP", b"UIDL", b"RESP-CODES", b"PIPELINING"]
-        if self._passwords_allowed():
+        if self.passwords_allowed():  # RFC 2595 2.3: no clear-text logins before TLS
             caps += [b"USER", b"SASL PLAIN"]
-        if self._stls_available():
+        if self.can_start_tls():
             caps.append(b"STLS")
         caps.append(b"IMPLEMENTATION mailsrv")
         self.multiline(replies.CAPABILITIES, b"".join(c + b"\r\n" for c in caps) + wire.TERMINATOR)
@@ -187,21 +176,17 @@ class POP3Server(ServerProtocol):
     @verb(AUTHORIZATION)
     def do_STLS(self) -> None:
         """RFC 2595 4."""
-        if not self._stls_available():
+        if not self.can_start_tls():
             self.err(replies.TLS_ACTIVE)
             return
         self.ok(replies.BEGIN_TLS)
-        # Whatever followed STLS came in clear text and must not run as if
-        # it came through TLS (RFC 2595 3.1: command injection).
-        self.discard_input()
-        self.transport.startTLS(self.ctx.tls)
-        self.session.tls_started = True
+        self.start_tls()
         self._user = None
 
     @verb(AUTHORIZATION, args=(1, 1))
     def do_USER(self, name: bytes) -> None:
         """RFC 1939 7."""
-        if not self._passwords_allowed():
+        if not self.passwords_allowed():
             self._refuse_plaintext(name, "USER")
             return
         self._user = name
@@ -211,7 +196,7 @@ class POP3Server(ServerProtocol):
     def do_PASS(self, password: bytes) -> Awaitable[None] | None:
         """RFC 1939 7; the password is the rest of the line, spaces and all."""
         user, self._user = self._user, None
-        if not self._passwords_allowed():
+        if not self.passwords_allowed():
             self._refuse_plaintext(user or b"", "USER")
             return None
         if user is None:
@@ -222,7 +207,7 @@ class POP3Server(ServerProtocol):
     @verb(AUTHORIZATION, args=(0, 2))
     def do_AUTH(self, mechanism: bytes | None = None, initial: bytes | None = None) -> Awaitable[None] | None:
         """RFC 5034; a bare ``AUTH`` lists the mechanisms, as Outlook expects."""
-        if not self._passwords_allowed():
+        if not self.passwords_allowed():
             self._refuse_plaintext(b"", "AUTH")
             return None
         if mechanism is None:
@@ -267,11 +252,9 @@ class POP3Server(ServerProtocol):
             log.failure("POP3 maildrop not opened", user=avatar.address)
             self.err(replies.MAILDROP_UNAVAILABLE)
             return
-        if self.closing:
-            logout()
-            return
-        self.maildrop, self._logout = maildrop, logout
-        self.ok(replies.LOGGED_IN)
+        if self.hold_login(logout):
+            self.maildrop = maildrop
+            self.ok(replies.LOGGED_IN)
 
     @verb(*BOTH)
     async def do_QUIT(self) -> None:

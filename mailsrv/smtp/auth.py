@@ -39,8 +39,7 @@ def offered(server: "Connection") -> bool:
     Port 25 takes no logins at all; RFC 4954 4 and RFC 8314 4.1: no
     password over a connection without TLS (loopback excepted if configured).
     """
-    config = server.ctx.config
-    return server.kind.submission and server.session.may_send_password(config.auth.allow_plaintext_auth_on_loopback)
+    return server.kind.submission and server.passwords_allowed()
 
 
 async def authenticate(server: "Connection", rest: bytes) -> Reply:
@@ -72,5 +71,5 @@ async def authenticate(server: "Connection", rest: bytes) -> Reply:
         _, logout = await login(ctx.portal, ctx.audit, session, credentials, IUser, mechanism.decode("ascii"))
     except LoginFailed as e:
         return replies.AUTH_TEMPORARY if e.temporary else replies.AUTH_FAILED
-    server.logged_in(logout)
+    server.hold_login(logout)  # False only when the connection is gone: nobody reads the reply
     return replies.AUTH_OK

@@ -86,8 +86,11 @@ class Connection(Protocol):
     def log_transaction(self, transaction: "Transaction", result: int | str) -> None:
         """The audit line of a finished transaction."""
 
-    def logged_in(self, logout: Callable[[], None]) -> None:
-        """AUTH succeeded; hold the login."""
+    def hold_login(self, logout: Callable[[], None]) -> bool:
+        """AUTH succeeded; hold the login (False when the connection closed meanwhile)."""
+
+    def passwords_allowed(self) -> bool:
+        """Whether a password may be sent over this connection now."""
 
     def auth_offered(self) -> bool:
         """AUTH is offered here now (RFC 4954 5 then obliges MAIL to take ``AUTH=``)."""

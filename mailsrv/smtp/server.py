@@ -16,7 +16,7 @@ Every 2xx/4xx/5xx reply carries an RFC 3463 enhanced status code (RFC
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -54,7 +54,6 @@ class SMTPServer(ServerProtocol):
         self._connect_headers: tuple[bytes, ...] = ()
         self._helo_headers: tuple[bytes, ...] = ()
         self._errors = 0
-        self._logout: Callable[[], None] | None = None
 
     # -- output ------------------------------------------------------------
 
@@ -110,9 +109,8 @@ class SMTPServer(ServerProtocol):
         self.close()
 
     def ended(self, reason: Failure) -> None:
-        """Log an open transaction as aborted, drop its body, release the login."""
+        """Log an open transaction as aborted and drop its body; the base releases the login."""
         self.abort_transaction()
-        self._release_login()
         super().ended(reason)
 
     # -- dispatch ----------------------------------------------------------
@@ -145,14 +143,11 @@ class SMTPServer(ServerProtocol):
             b"8BITMIME",  # RFC 6152
             b"ENHANCEDSTATUSCODES",  # RFC 2034
         ]
-        if self._can_start_tls():
+        if self.can_start_tls():
             ext.append(b"STARTTLS")  # RFC 3207
         if self.auth_offered():
             ext.append(b"AUTH " + b" ".join(auth.MECHANISMS))  # RFC 4954
         return ext
-
-    def _can_start_tls(self) -> bool:
-        return self.kind.offers_starttls and not self.session.tls_active
 
     async def hello(self, rest: bytes, esmtp: bool) -> Reply:
         """HELO and EHLO (RFC 5321 4.1.1.1); EHLO lists :meth:`extensions`."""
@@ -203,7 +198,7 @@ class SMTPServer(ServerProtocol):
         so HELP never points a client at a command that only gets 502/503/538.
         """
         commands = ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT"]
-        if self._can_start_tls():
+        if self.can_start_tls():
             commands.append("STARTTLS")
         if self.auth_offered():
             commands.append("AUTH")
@@ -224,16 +219,12 @@ class SMTPServer(ServerProtocol):
         if not self.kind.offers_starttls:
             return replies.TLS_UNAVAILABLE
         self.answer(replies.READY_FOR_TLS)
-        # RFC 3207 6: anything pipelined after STARTTLS came in plaintext and
-        # must not run inside TLS (command injection).
-        self.discard_input()
-        self.transport.startTLS(self.ctx.tls)
-        self.session.tls_started = True
+        self.start_tls()
         # RFC 3207 4.2: forget everything learnt from the client, including
         # a (loopback, plaintext) login.
         self.abort_transaction()
         self.helo, self.esmtp, self._helo_headers = None, False, ()
-        self._release_login()
+        self.release_login()
         return None
 
     def do_AUTH(self, rest: bytes) -> Awaitable[Reply]:
@@ -243,16 +234,6 @@ class SMTPServer(ServerProtocol):
     def auth_offered(self) -> bool:
         """AUTH is offered here now (see :func:`.auth.offered`)."""
         return auth.offered(self)
-
-    def logged_in(self, logout: Callable[[], None]) -> None:
-        """AUTH succeeded: hold the login until QUIT, STARTTLS or the end."""
-        self._logout = logout
-
-    def _release_login(self) -> None:
-        self.session.user = None
-        logout, self._logout = self._logout, None
-        if logout is not None:
-            logout()
 
     # -- the mail transaction ------------------------------------------------
 
