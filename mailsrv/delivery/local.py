@@ -16,6 +16,7 @@ from twisted.internet import defer
 from mailsrv.delivery.envelope import Envelope
 from mailsrv.net.audit import Audit
 from mailsrv.store import Target
+from mailsrv.store.maildir import unique_part
 
 if TYPE_CHECKING:
     from mailsrv.store import Store
@@ -43,6 +44,6 @@ class LocalDelivery:
             # The store logged the failure with its traceback; this is the audit line.
             self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "failed", reason=type(e).__name__)
             raise
-        # The unique part of the file name finds the file; the ",S=...,W=..." sizes would need encoding.
-        self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "stored", file=stored_as.split(",", 1)[0])
+        # The unique part finds the file; the sizes in the full name would need percent-encoding.
+        self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "stored", file=unique_part(stored_as))
         return envelope.queue_id

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 class Transaction:
     """One mail transaction, from MAIL to the end of DATA."""
 
-    sender: Mailbox | None
     params: MailParams
     envelope: Envelope
     recipients: list[Mailbox] = field(default_factory=list)

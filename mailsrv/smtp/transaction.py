@@ -60,7 +60,7 @@ async def mail(server: "Connection", rest: bytes) -> Reply:
         server.reject("mail", "<>" if sender is None else str(sender), verdict.reply)
         return verdict.reply
     envelope = Envelope(queue_id=new_queue_id(), sender="" if sender is None else str(sender))
-    server.transaction = Transaction(sender=sender, params=params, envelope=envelope, headers=list(verdict.headers))
+    server.transaction = Transaction(params=params, envelope=envelope, headers=list(verdict.headers))
     return replies.SENDER_OK
 
 

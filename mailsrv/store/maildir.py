@@ -43,6 +43,11 @@ def unique_name(disk_size: int, wire_size: int) -> str:
     return f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}.{_HOST},S={disk_size},W={wire_size}"
 
 
+def unique_part(name: str) -> str:
+    """The part of a name no other message shares: before the size fields and the info."""
+    return name.split(",", 1)[0].split(":", 1)[0]
+
+
 def split_name(filename: str) -> tuple[str, str]:
     """Split a file name into (key, info letters); key is stable across flag changes."""
     key, sep, info = filename.partition(INFO_SEP)

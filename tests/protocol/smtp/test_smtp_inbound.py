@@ -314,7 +314,7 @@ class DurabilityTests(InboundTestCase):
         self.store.pending[0].callback(STORED_AS)
         self.assertRegex(self.transport.value(), QUEUED)
         (delivery,) = audit_events(list(self.log), "delivery")
-        self.assertEqual((delivery["result"], delivery["file"]), ("stored", STORED_AS.split(",")[0]))
+        self.assertEqual((delivery["result"], delivery["file"]), ("stored", "1796164893.M512034P4711Q12.test"))
 
     def test_store_failure_is_451_never_250(self):
         self.say(MESSAGE)
