@@ -333,9 +333,8 @@ class Folder:
                     self._arrivals[key] = replace(arrival, rel=entry[0], info=entry[1])
         self._scanned = _Scanned(listing.started_ns, listing.stamps)
         if gone:
-            self._logged(self._uids.forget([self._drop(uid) for uid in gone]), "forgetting expunged UIDs")
-            self._uids.next_modseq()
-            self._announce("messages_expunged", sorted(gone))
+            keys = [self._drop(uid) for uid in gone]
+            self._logged(self._expunged(sorted(gone), keys), "forgetting expunged UIDs")
         self._renamed_elsewhere(moved)
         fresh = [(k, rel, info) for k, (rel, info) in found.items()
                  if k not in self._snap.uid_of and k not in self._arrivals and k not in touched]
@@ -573,11 +572,15 @@ class Folder:
         def unlinked(removed: list[int]) -> "Deferred[list[int]] | list[int]":
             if not removed:
                 return []
-            self._uids.next_modseq()
-            self._announce("messages_expunged", removed)
-            return self._uids.forget(keys).addCallback(lambda _: removed)
+            return self._expunged(removed, keys).addCallback(lambda _: removed)
 
         return self._each_file(sorted(set(uids)), unlink).addCallback(unlinked)
+
+    def _expunged(self, uids: list[int], keys: list[str]) -> "Deferred[None]":
+        """Messages gone for good, here or elsewhere: one mod-sequence step, the news, their UIDs forgotten."""
+        self._uids.next_modseq()
+        self._announce("messages_expunged", uids)
+        return self._uids.forget(keys)
 
     def _logged(self, d: "Deferred[object]", what: str) -> None:
         """Log the failure of work nobody waits for (the next sync retries it)."""
