@@ -22,7 +22,9 @@ from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.fetchatt import parse_fetch_items
 from mailsrv.imap.folders import open_folder
 from mailsrv.imap.flags import flags_data
-from mailsrv.imap.responses import EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, Result, bad, no, syntax
+from mailsrv.imap.responses import (
+    EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, CommandError, Result, bad, no, syntax,
+)
 from mailsrv.imap.search import Message, SearchError, compile_search, parse_search, run_search
 from mailsrv.imap.sequences import uid_set
 from mailsrv.store import MessageGone
@@ -153,7 +155,7 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
     try:
         query = parse_search(args.rest())
     except SearchError as e:
-        raise bad(b"Invalid search: " + str(e).encode("ascii", "replace")) from None
+        raise _invalid_search(e) from None
     if charset is not None and charset.upper() not in (b"UTF-8", b"US-ASCII"):
         raise no(b"[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
     selection = _selection(server)
@@ -162,7 +164,7 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
     try:
         matches = compile_search(query, count, selection.uid_of(count) if count else 0)
     except SearchError as e:
-        raise bad(b"Invalid search: " + str(e).encode("ascii", "replace")) from None
+        raise _invalid_search(e) from None
     folder = selection.folder
     candidates = [
         Message(seq, view.uid, view.flags, view.size, view.internaldate, *folder.locate(view.uid))
@@ -172,6 +174,10 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
     numbers = [m.uid if uid else m.seq for m in hits]
     server.untagged(b" ".join([b"SEARCH"] + [b"%d" % n for n in numbers]))
     return Result(OK, b"SEARCH completed")
+
+
+def _invalid_search(error: SearchError) -> CommandError:
+    return bad(b"Invalid search: " + str(error).encode("ascii", "replace"))
 
 
 async def copy_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
@@ -247,11 +253,7 @@ async def do_UID(server: "Connection", args: Arguments) -> Result:
 
 
 COMMANDS: dict[bytes, Callable[["Connection", Arguments], Awaitable[Result]]] = {
-    b"FETCH": fetch_command,
-    b"STORE": store_command,
-    b"SEARCH": search_command,
-    b"COPY": copy_command,
-    b"EXPUNGE": expunge_command,
+    **_UID_COMMANDS,  # each also runs without UID
     b"CLOSE": do_CLOSE,
     b"CHECK": do_CHECK,
     b"UID": do_UID,

@@ -39,8 +39,9 @@ class Selection:
         self._uids = [info.uid for info in folder.messages()]
         # RFC 3501 2.3.2: \Recent goes to one session; EXAMINE never claims it.
         self._recent = folder.claim_recent() if writeable else set()
-        self._added: list[int] = []
-        self._expunged: list[int] = []
+        # Ordered sets (dicts): a burst of thousands of changes costs O(1) each.
+        self._added: dict[int, None] = {}
+        self._expunged: dict[int, None] = {}
         self._flags: dict[int, frozenset[str]] = {}
         self._storing = False
         self.closed = False
@@ -148,9 +149,7 @@ class Selection:
         """
         candidates = self._uids if uids is None else [u for _, u in self.select(uids, True)]
         doomed = [u for u in candidates if (info := self.folder.get(u)) is not None and "\\Deleted" in info.flags]
-        for uid in await self.folder.expunge(doomed):
-            if uid not in self._expunged:
-                self._expunged.append(uid)
+        self._expunged.update(dict.fromkeys(await self.folder.expunge(doomed)))
         return self._apply_expunges()
 
     # -- IFolderListener: queue, never answer directly ------------------------
@@ -158,7 +157,7 @@ class Selection:
     def messages_added(self, folder: Folder, infos: list[MessageInfo]) -> None:
         """Queue EXISTS for messages this session has not been told of."""
         known = self._uids[-1] if self._uids else 0
-        self._added.extend(i.uid for i in infos if i.uid > known and i.uid not in self._added)
+        self._added.update(dict.fromkeys(i.uid for i in infos if i.uid > known))
         self._notify()
 
     def flags_changed(self, folder: Folder, infos: list[MessageInfo]) -> None:
@@ -173,9 +172,9 @@ class Selection:
         """Queue EXPUNGE; a message never announced simply disappears."""
         for uid in uids:
             if uid in self._added:
-                self._added.remove(uid)
-            elif self.seq_of(uid) is not None and uid not in self._expunged:
-                self._expunged.append(uid)
+                del self._added[uid]
+            elif self.seq_of(uid) is not None:
+                self._expunged[uid] = None
         self._notify()
 
     def folder_deleted(self, folder: Folder) -> None:
@@ -197,7 +196,7 @@ class Selection:
                 self._recent.discard(uid)
                 self._flags.pop(uid, None)
                 numbers.append(seq)
-        self._expunged = []
+        self._expunged = {}
         return numbers
 
     def take_updates(self, allow_expunge: bool) -> list[bytes]:
@@ -207,7 +206,7 @@ class Selection:
         lines = [b"%d EXPUNGE" % n for n in self._apply_expunges()] if allow_expunge else []
         if self._added:
             self._uids.extend(sorted(self._added))
-            self._added = []
+            self._added = {}
             if self.writeable:
                 self._recent |= self.folder.claim_recent()
             lines += [b"%d EXISTS" % len(self._uids), b"%d RECENT" % len(self._recent)]
