@@ -153,8 +153,7 @@ async def do_STATUS(server: "Connection", args: Arguments) -> Result:
     unknown = [item for item in wanted if item not in _STATUS_ITEMS]
     if unknown:
         raise bad(b"Unknown STATUS item " + unknown[0][:20])
-    folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")
-    await folder.sync()
+    folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")  # synced
     infos = folder.messages()
     selection = server.selection
     values = {
