@@ -23,7 +23,7 @@ from typing import BinaryIO, Iterator, Sequence, Union
 
 from mailsrv.imap.fetchatt import FetchItem, Section
 from mailsrv.imap.flags import flags_data
-from mailsrv.imap.structure import body_structure, encode, envelope
+from mailsrv.imap.structure import body_structure, encode, envelope, literal
 from mailsrv.message.headers import header_lines
 from mailsrv.message.mime import Entity
 from mailsrv.message.wire import wire_chunks
@@ -109,11 +109,6 @@ def internaldate(epoch: float) -> bytes:
     return b'"%02d-%s-%04d %02d:%02d:%02d +0000"' % (
         t.tm_mday, _MONTHS[t.tm_mon - 1].encode(), t.tm_year, t.tm_hour, t.tm_min, t.tm_sec,
     )
-
-
-def literal(data: bytes) -> bytes:
-    """Octets as an IMAP literal ``{n}CRLF...`` (RFC 3501 4.3)."""
-    return b"{%d}\r\n" % len(data) + data
 
 
 def _header_subset(header: bytes, fields: Sequence[bytes], negate: bool) -> bytes:

@@ -56,8 +56,13 @@ def encode(item: Any) -> bytes:
     if isinstance(item, bytes):
         if _QUOTABLE.match(item):
             return b'"' + item.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-        return b"{%d}\r\n%b" % (len(item), item)
+        return literal(item)
     return b"(" + b" ".join(encode(i) for i in item) + b")"
+
+
+def literal(data: bytes) -> bytes:
+    """Octets as an IMAP literal ``{n}CRLF...`` (RFC 3501 4.3)."""
+    return b"{%d}\r\n" % len(data) + data
 
 
 def _groups(value: str) -> list[tuple[str | None, str]]:
