@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
     from mailsrv.store import Folder
 
-_PERMANENT_FLAGS = b"(\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)"
 _STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN")
 
 
@@ -45,7 +44,7 @@ def _permanent_flags(folder: "Folder", writeable: bool) -> bytes:
     """RFC 3501 7.1: ``\\*`` only while the folder can take another keyword."""
     if not writeable:
         return b"()"
-    return _PERMANENT_FLAGS if folder.can_add_keywords() else _PERMANENT_FLAGS.replace(b" \\*", b"")
+    return SELECTABLE[:-1] + b" \\*)" if folder.can_add_keywords() else SELECTABLE
 
 
 async def _select(server: "Connection", args: Arguments, writeable: bool) -> Result:
