@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 from dataclasses import dataclass, field
 
 from mailsrv.message.body import Body
@@ -15,10 +15,12 @@ _QUEUE_IDS = len(_QUEUE_ID_ALPHABET) ** _QUEUE_ID_LENGTH
 def new_queue_id() -> str:
     """A short random id naming one message in replies, the trace header and the log.
 
-    Twelve uniform symbols of the alphabet, from one ``secrets`` call (one
-    ``secrets.choice`` per symbol cost twelve reads of the system RNG).
+    Twelve uniform symbols of the alphabet (60 bits).  The id names a
+    message, it guards nothing, so it comes from the process's seeded
+    generator (reseeded in a forked child) rather than one system-RNG read
+    per message on the reactor thread.
     """
-    n = secrets.randbelow(_QUEUE_IDS)
+    n = random.randrange(_QUEUE_IDS)
     base = len(_QUEUE_ID_ALPHABET)
     out = []
     for _ in range(_QUEUE_ID_LENGTH):

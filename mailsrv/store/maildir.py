@@ -33,6 +33,17 @@ INFO_SEP = ":2,"
 _counter = itertools.count()
 _HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072") or "localhost"
 _SIZE_FIELD = re.compile(r",([SW])=(\d+)")
+#: This process's id, for unique names: read once (a system call), again in a forked child (twistd
+#: daemonizes after importing us).
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def unique_name(disk_size: int, wire_size: int) -> str:
@@ -40,7 +51,7 @@ def unique_name(disk_size: int, wire_size: int) -> str:
     now = time.time()
     secs = int(now)
     usecs = int((now - secs) * 1_000_000)
-    return f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}.{_HOST},S={disk_size},W={wire_size}"
+    return f"{secs}.M{usecs}P{_pid}Q{next(_counter)}.{_HOST},S={disk_size},W={wire_size}"
 
 
 def unique_part(name: str) -> str:
@@ -94,11 +105,13 @@ def ensure_maildir(path: str, quick: bool = False) -> None:
     """Create ``cur/ new/ tmp/`` under *path* if missing (mode 0700).
 
     With *quick* (every delivery asks), one ``stat`` of ``new/`` stands for
-    all three when it is there: the store creates them together.
+    all three when it is there.  That holds because ``new/`` is made last:
+    a delivery that finds it can write to ``tmp/`` even while another
+    thread is still creating the Maildir of a brand-new user.
     """
     if quick and os.path.isdir(os.path.join(path, "new")):
         return
-    for sub in ("cur", "new", "tmp"):
+    for sub in ("tmp", "cur", "new"):
         os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
 
 

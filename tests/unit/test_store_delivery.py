@@ -208,3 +208,33 @@ def _cross_device_from(spool_path: str):
         real(src, dst)
 
     return link
+
+
+class NewMaildirTests(StoreTestCase):
+    def test_new_is_made_last_so_a_quick_check_never_sees_half_a_maildir(self):
+        """Two first deliveries to a new user race in two threads: the one that finds
+        ``new/`` must find ``tmp/`` too (it writes there next)."""
+        from unittest import mock
+
+        from mailsrv.store import maildir
+
+        real = os.makedirs
+        for made in range(3):
+            path = self.mktemp()
+            os.makedirs(path)
+            calls = []
+
+            def interrupted(p, *a, **kw):
+                if len(calls) == made:
+                    raise OSError(errno.EIO, "interrupted")
+                calls.append(p)
+                return real(p, *a, **kw)
+
+            with mock.patch.object(maildir.os, "makedirs", interrupted):
+                with self.assertRaises(OSError):
+                    maildir.ensure_maildir(path, quick=True)
+            if os.path.isdir(os.path.join(path, "new")):
+                self.assertTrue(os.path.isdir(os.path.join(path, "tmp")))
+                self.assertTrue(os.path.isdir(os.path.join(path, "cur")))
+        maildir.ensure_maildir(path, quick=True)
+        self.assertEqual(sorted(os.listdir(path)), ["cur", "new", "tmp"])

@@ -168,3 +168,22 @@ class WatchedFileTests(unittest.SynchronousTestCase):
         replace_file(self.path, b"carol\n")
         os.utime(self.path, ns=(mtime, mtime))
         self.assertEqual(watched.get(), ["carol"])
+
+
+def test_unique_names_name_the_process_also_after_a_fork():
+    """twistd forks to daemonize after importing the store: the child's names carry its own pid."""
+    from mailsrv.store import maildir
+
+    assert f"P{os.getpid()}Q" in maildir.unique_name(1, 1)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's coverage is not collected)
+        try:
+            os.write(write, maildir.unique_name(1, 1).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    name = os.read(read, 1000).decode()
+    os.close(read)
+    os.waitpid(child, 0)
+    assert f"P{child}Q" in name
