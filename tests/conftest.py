@@ -23,6 +23,17 @@ def _scratch_cwd(tmp_path_factory: pytest.TempPathFactory):
     os.chdir(old)
 
 
+@pytest.fixture(autouse=True)
+def _no_system_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """Keep the machine's ``/etc/mailsrv/mailsrv.toml`` and ``$MAILSRV_CONFIG`` out of every test.
+
+    Both the server and the CLI read them when no ``--config`` is given
+    (:func:`mailsrv.config.locate`); a test that wants them sets its own.
+    """
+    monkeypatch.delenv(configuration.CONFIG_ENV, raising=False)
+    monkeypatch.setattr(configuration.loader, "SYSTEM_CONFIG", str(tmp_path_factory.getbasetemp() / "no-such.toml"))
+
+
 @pytest.fixture
 def checker() -> FakeChecker:
     """alice's password check (see ``support.FakeChecker``)."""

@@ -140,9 +140,15 @@ class Server:
             return ""
 
     def add_user(self, address: str, password: str) -> None:
+        """``mailsrv --config FILE user add ADDRESS --password-stdin``, the documented form.
+
+        Before the server's first start its data dir does not exist yet and
+        the command must be told to make it (``--create``).
+        """
         if not os.path.exists(self.config):
             self.write_config()
-        done = mailsrv_cli(self.config, "user", "add", address, "--password-stdin", stdin=password + "\n")
+        create = [] if os.path.isdir(self.data_dir) else ["--create"]
+        done = mailsrv_cli(self.config, "user", "add", address, "--password-stdin", *create, stdin=password + "\n")
         assert done.returncode == 0, done.stderr
 
     def tls(self) -> ssl.SSLContext:

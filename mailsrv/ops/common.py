@@ -15,6 +15,19 @@ class OpsError(Exception):
     """An operation the admin asked for cannot be done; the message says why, for the admin."""
 
 
+class NoDataDir(OpsError):
+    """The configured data dir does not exist, and nobody asked to create it.
+
+    Creating it silently is how an admin standing in the wrong directory
+    (the embedded default ``data_dir`` is relative) adds a user that no
+    running server ever sees.  *path* is the absolute dir that was looked for.
+    """
+
+    def __init__(self, path: str, source: str) -> None:
+        super().__init__(f"no data dir at {path} (data_dir of {source})")
+        self.path = path
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
     """Turn the account files' refusals and I/O errors into :class:`OpsError`.
@@ -49,6 +62,23 @@ def require_local(config: Config, domain: str) -> None:
         raise OpsError(f"domain {domain} is not a local domain (domains in {config.source}: {known})")
 
 
+def use_data_dir(config: Config, create: bool = False) -> str:
+    """The absolute data dir of *config*; made (private) only when *create* is true.
+
+    Every operation edits files inside it, and :func:`change` never makes
+    it, so a front end calls this first: a missing dir is then
+    :class:`NoDataDir` before the admin was asked for a password.
+    """
+    path = os.path.abspath(config.data_dir)
+    if os.path.isdir(path):
+        return path
+    if not create:
+        raise NoDataDir(path, config.source)
+    with reported():
+        os.makedirs(path, mode=0o700)
+    return path
+
+
 def read(path: str) -> str:
     """The text of an account file, ``""`` if it does not exist yet."""
     with reported():
@@ -56,7 +86,10 @@ def read(path: str) -> str:
 
 
 def change(config: Config, path: str, mode: int, rewrite: Callable[[str], str]) -> None:
-    """Apply *rewrite* to the file at *path* under its lock, making the data dir if needed."""
+    """Apply *rewrite* to the file at *path* under its lock.
+
+    The data dir must exist (:func:`use_data_dir`): an edit never creates it.
+    """
+    use_data_dir(config)
     with reported():
-        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         edit(path, rewrite, mode)
