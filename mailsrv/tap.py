@@ -122,7 +122,7 @@ def build_context(config: configuration.Config, tls_options: object, workers: Wo
         config,
         store=Store(config.mail_dir, workers.disk, reactor),
         directory=directory,
-        portal=make_portal(config, directory, {IUser: User}, workers.hashing, reactor),
+        portal=make_portal(config, directory, {IUser: User}, workers, reactor),
         tls=tls_options,
         workers=workers,
         resolver=make_resolver(config.dns),

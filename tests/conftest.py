@@ -9,6 +9,7 @@ same objects; the fixtures below hand them to plain pytest tests.
 import os
 
 import pytest
+from twisted.logger import formatEvent, globalLogPublisher
 
 from mailsrv import config as configuration
 from support import FakeChecker, make_context
@@ -32,6 +33,19 @@ def _no_system_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.
     """
     monkeypatch.delenv(configuration.CONFIG_ENV, raising=False)
     monkeypatch.setattr(configuration.loader, "SYSTEM_CONFIG", str(tmp_path_factory.getbasetemp() / "no-such.toml"))
+
+
+@pytest.fixture
+def logged():
+    """Formatted text of every log event emitted during the test."""
+    events: list[str] = []
+
+    def observer(event):
+        events.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    yield events
+    globalLogPublisher.removeObserver(observer)
 
 
 @pytest.fixture

@@ -41,16 +41,20 @@ def twistd() -> list[str]:
 
 
 def env() -> dict[str, str]:
+    """The test's environment, with the checkout importable and no ``$MAILSRV_CONFIG`` of the caller's."""
     e = dict(os.environ)
     e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
+    e.pop("MAILSRV_CONFIG", None)
     return e
 
 
-def mailsrv_cli(config: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run the ``mailsrv`` admin command as a user would."""
+def mailsrv_cli(config: str | None, *args: str, stdin: str | None = None, cwd: str | None = None,
+                ) -> subprocess.CompletedProcess:
+    """Run the ``mailsrv`` admin command as a user would (``config`` None: no ``--config``)."""
+    options = [] if config is None else ["--config", config]
     return subprocess.run(
-        [sys.executable, "-m", "mailsrv.cli", "--config", config, *args],
-        input=stdin, capture_output=True, text=True, env=env(), timeout=60,
+        [sys.executable, "-m", "mailsrv.cli", *options, *args],
+        input=stdin, capture_output=True, text=True, env=env(), timeout=60, cwd=cwd,
     )
 
 

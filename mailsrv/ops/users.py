@@ -15,7 +15,8 @@ from mailsrv.ops.common import OpsError, change, plain_address, read, require_lo
 
 def list_users(config: Config) -> list[str]:
     """The users' canonical addresses, sorted; unusable lines are logged as warnings."""
-    return sorted(users.parse(read(config.users_file), config.users_file))
+    text = read(config.users_file)
+    return sorted(users.parse(text, config.users_file, allow_cleartext=config.auth.cleartext_passwords))
 
 
 def new_user(config: Config, address: str) -> str:
