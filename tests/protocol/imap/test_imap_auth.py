@@ -57,7 +57,7 @@ class Login(IMAPTestCase):
         session = self.open()
         self.assertIn(b"AUTH=PLAIN", session.received())
         reply = await session.command(b"a LOGIN alice@example.test wrong")
-        self.assertEqual(reply, b"a NO LOGIN failed\r\n")
+        self.assertEqual(reply, b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
         reply = await session.command(b"b LOGIN " + CREDENTIALS)
         self.assertEqual(reply, b"b OK LOGIN succeeded\r\n")
         logins = [(e["user"], e["client_ip"], e["result"]) for e in audit_events(list(events), "login")]
