@@ -121,14 +121,16 @@ class IMAPServer(ServerProtocol):
     # -- connection hooks ----------------------------------------------------
 
     def capabilities(self) -> list[bytes]:
-        """RFC 3501 7.2.1: no password mechanism until the channel is safe."""
+        """RFC 3501 7.2.1: no password mechanism until the channel is safe.
+
+        STARTTLS is offered wherever it can run, also where plaintext
+        logins are allowed (loopback, by configuration): a client that
+        wants TLS must still get it there.
+        """
         caps = [b"IMAP4rev1"]
-        if self.passwords_allowed():
-            caps.append(b"AUTH=PLAIN")
-        else:
-            if self.can_start_tls():
-                caps.append(b"STARTTLS")
-            caps.append(b"LOGINDISABLED")
+        if self.can_start_tls():
+            caps.append(b"STARTTLS")
+        caps.append(b"AUTH=PLAIN" if self.passwords_allowed() else b"LOGINDISABLED")
         caps += [b"IDLE", b"NAMESPACE", b"UIDPLUS", b"CHILDREN"]  # RFC 2177, 2342, 4315, 3348
         return caps
 

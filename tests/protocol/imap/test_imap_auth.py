@@ -9,7 +9,7 @@ from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 
 from support import TCPStringTransport, audit_events
-from imap_harness import CREDENTIALS, PASSWORD, REMOTE, IMAPTestCase
+from imap_harness import CREDENTIALS, LOOPBACK, PASSWORD, REMOTE, IMAPTestCase
 
 
 class BeforeTLS(IMAPTestCase):
@@ -19,6 +19,15 @@ class BeforeTLS(IMAPTestCase):
         greeting = b"".join(transport.stream)
         self.assertEqual(
             greeting, b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n"
+        )
+
+    def test_starttls_is_offered_where_plaintext_logins_are_allowed_too(self) -> None:
+        """Issue 6: with ``allow_plaintext_auth_on_loopback`` the greeting dropped STARTTLS."""
+        transport = iosim.FakeTransport(None, isServer=True, peerAddress=LOOPBACK)
+        self.open(transport=transport)
+        greeting = b"".join(transport.stream)
+        self.assertEqual(
+            greeting, b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n"
         )
 
     def test_no_tls_at_all_still_disables_login(self) -> None:
