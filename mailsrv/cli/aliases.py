@@ -24,7 +24,7 @@ def register(groups: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
 
 
 def _add(config: Config, args: argparse.Namespace) -> None:
-    added = aliases.add_alias(config, args.alias, args.targets)
+    added = aliases.add_alias(config, args.alias, args.targets, args.create)
     for target in added.unknown:
         warn(f"{target} is neither a user nor an alias; mail for it is refused until it is one")
     done("added", f"{added.alias}: {', '.join(added.targets)}", config.aliases_file)

@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     globalLogPublisher.addObserver(_warnings_to_stderr)
     try:
-        use_data_dir(config, create=getattr(args, "create", False))
+        if not getattr(args, "create", False):
+            use_data_dir(config)  # missing: say so before asking for a password
         args.handler(config, args)
     except NoDataDir as e:
         creates = "pass --create to make it, or " if hasattr(args, "create") else ""

@@ -42,7 +42,7 @@ def _new_password(from_stdin: bool) -> str:
 
 def _add(config: Config, args: argparse.Namespace) -> None:
     address = users.new_user(config, args.address)  # before asking for a password
-    done("added", users.add_user(config, address, _new_password(args.password_stdin)), config.users_file)
+    done("added", users.add_user(config, address, _new_password(args.password_stdin), args.create), config.users_file)
 
 
 def _del(config: Config, args: argparse.Namespace) -> None:

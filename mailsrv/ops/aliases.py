@@ -32,8 +32,8 @@ def list_aliases(config: Config) -> list[tuple[str, tuple[str, ...]]]:
     return sorted(aliases.parse(read(config.aliases_file), config.aliases_file).items())
 
 
-def add_alias(config: Config, alias: str, targets: list[str]) -> AliasAdded:
-    """Add *targets* to *alias* (created if new).
+def add_alias(config: Config, alias: str, targets: list[str], create: bool = False) -> AliasAdded:
+    """Add *targets* to *alias* (created if new); *create* makes a missing data dir.
 
     A target nobody receives mail for is added all the same (its user may
     be made next) but reported in :attr:`AliasAdded.unknown`, so a typo does
@@ -51,7 +51,7 @@ def add_alias(config: Config, alias: str, targets: list[str]) -> AliasAdded:
         _require_local_target(config, target)
     unknown = tuple(target for target in canonical if not directory.resolve(target))
     source = config.aliases_file
-    change(config, source, aliases.DEFAULT_MODE, lambda text: aliases.add(text, key, canonical, source))
+    change(config, source, aliases.DEFAULT_MODE, lambda text: aliases.add(text, key, canonical, source), create)
     return AliasAdded(key, tuple(canonical), unknown)
 
 

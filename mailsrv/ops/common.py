@@ -65,9 +65,10 @@ def require_local(config: Config, domain: str) -> None:
 def use_data_dir(config: Config, create: bool = False) -> str:
     """The absolute data dir of *config*; made (private) only when *create* is true.
 
-    Every operation edits files inside it, and :func:`change` never makes
-    it, so a front end calls this first: a missing dir is then
-    :class:`NoDataDir` before the admin was asked for a password.
+    Every edit calls it (:func:`change`); a front end calls it first too, so
+    that a missing dir is :class:`NoDataDir` before the admin was asked for
+    a password.  Only the operations that add an entry take *create*, and
+    they make the dir when they write, after every check passed.
     """
     path = os.path.abspath(config.data_dir)
     if os.path.isdir(path):
@@ -85,11 +86,11 @@ def read(path: str) -> str:
         return read_text(path)
 
 
-def change(config: Config, path: str, mode: int, rewrite: Callable[[str], str]) -> None:
+def change(config: Config, path: str, mode: int, rewrite: Callable[[str], str], create: bool = False) -> None:
     """Apply *rewrite* to the file at *path* under its lock.
 
-    The data dir must exist (:func:`use_data_dir`): an edit never creates it.
+    The data dir must exist, or *create* says to make it (:func:`use_data_dir`).
     """
-    use_data_dir(config)
+    use_data_dir(config, create)
     with reported():
         edit(path, rewrite, mode)

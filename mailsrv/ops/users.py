@@ -40,11 +40,14 @@ def existing_user(config: Config, address: str) -> str:
     return canonical
 
 
-def add_user(config: Config, address: str, password: str) -> str:
-    """Create the user *address* with *password*; returns the canonical address."""
+def add_user(config: Config, address: str, password: str, create: bool = False) -> str:
+    """Create the user *address* with *password*; returns the canonical address.
+
+    *create* makes a missing data dir (a new server's first user).
+    """
     canonical = new_user(config, address)
     stored = _hash(password)
-    change(config, config.users_file, users.DEFAULT_MODE, lambda text: users.add(text, canonical, stored))
+    change(config, config.users_file, users.DEFAULT_MODE, lambda text: users.add(text, canonical, stored), create)
     return canonical
 
 

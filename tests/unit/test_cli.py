@@ -304,3 +304,10 @@ def test_alias_add_warns_of_targets_that_are_neither_user_nor_alias(run, config_
     assert (code, out) == (0, f"added info@example.test: alice@example.test, bob@example.test ({load(config_file).aliases_file})\n")
     assert err == "mailsrv: warning: bob@example.test is neither a user nor an alias; mail for it is refused until it is one\n"
     assert run("alias", "add", "all@example.test", "info@example.test")[2] == ""
+
+
+def test_create_makes_nothing_when_the_addition_is_refused(bare, tmp_path):
+    code, _, err = bare("user", "add", "dave@remote.test", "--password-stdin", "--create")
+    assert code == 1 and "not a local domain" in err
+    assert bare("alias", "add", "x@remote.test", "dave@example.test", "--create")[0] == 1
+    assert not (tmp_path / "mailsrv-data").exists()

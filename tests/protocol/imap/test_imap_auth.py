@@ -13,21 +13,22 @@ from imap_harness import CREDENTIALS, LOOPBACK, PASSWORD, REMOTE, IMAPTestCase
 
 
 class BeforeTLS(IMAPTestCase):
-    def test_greeting_offers_starttls_and_disables_login(self) -> None:
-        transport = iosim.FakeTransport(None, isServer=True, peerAddress=REMOTE)
+    def greeting_over_tls_capable_transport(self, peer) -> bytes:
+        transport = iosim.FakeTransport(None, isServer=True, peerAddress=peer)
         self.open(transport=transport)
-        greeting = b"".join(transport.stream)
+        return b"".join(transport.stream)
+
+    def test_greeting_offers_starttls_and_disables_login(self) -> None:
         self.assertEqual(
-            greeting, b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n"
+            self.greeting_over_tls_capable_transport(REMOTE),
+            b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n",
         )
 
     def test_starttls_is_offered_where_plaintext_logins_are_allowed_too(self) -> None:
         """Issue 6: with ``allow_plaintext_auth_on_loopback`` the greeting dropped STARTTLS."""
-        transport = iosim.FakeTransport(None, isServer=True, peerAddress=LOOPBACK)
-        self.open(transport=transport)
-        greeting = b"".join(transport.stream)
         self.assertEqual(
-            greeting, b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n"
+            self.greeting_over_tls_capable_transport(LOOPBACK),
+            b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n",
         )
 
     def test_no_tls_at_all_still_disables_login(self) -> None:
