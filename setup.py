@@ -20,6 +20,8 @@ setup(
         "cryptography>=42",
         "dnspython>=2.6,<3",
         "argon2-cffi>=23,<26",
+        "libpass>=1.9,<2",  # the maintained passlib (imports as passlib): crypt(3) hashes from Dovecot
+        "bcrypt>=4.1,<6",  # libpass's backend for {BLF-CRYPT}
         "idna>=3.4,<4",
     ],
     extras_require={"test": ["pytest>=8"]},

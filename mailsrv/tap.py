@@ -43,7 +43,8 @@ class Options(usage.Options):
     synopsis = "[--config FILE] [--data-dir DIR]"
     longdesc = "Serve SMTP, submission, POP3 and IMAP over one Maildir store."
     optParameters = [
-        ["config", "c", None, "TOML configuration file (default: embedded defaults)"],
+        ["config", "c", None, f"TOML configuration file (default: ${configuration.CONFIG_ENV}, else "
+         f"{configuration.SYSTEM_CONFIG} if it exists, else the embedded defaults)"],
         ["data-dir", "d", None, "Override data_dir from the configuration"],
     ]
 
@@ -54,7 +55,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         try:
-            self["parsed"] = configuration.load(self["config"], data_dir=self["data-dir"])
+            self["parsed"] = configuration.load(configuration.locate(self["config"]), data_dir=self["data-dir"])
             prepare_data_dir(self["parsed"], *self._runtime_ids())
             self["tls"] = tls.server_options(self["parsed"])
         except configuration.ConfigError as e:
@@ -121,7 +122,7 @@ def build_context(config: configuration.Config, tls_options: object, workers: Wo
         config,
         store=Store(config.mail_dir, workers.disk, reactor),
         directory=directory,
-        portal=make_portal(config, directory, {IUser: User}, workers.hashing, reactor),
+        portal=make_portal(config, directory, {IUser: User}, workers, reactor),
         tls=tls_options,
         workers=workers,
         resolver=make_resolver(config.dns),

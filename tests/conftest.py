@@ -9,6 +9,7 @@ same objects; the fixtures below hand them to plain pytest tests.
 import os
 
 import pytest
+from twisted.logger import formatEvent, globalLogPublisher
 
 from mailsrv import config as configuration
 from support import FakeChecker, make_context
@@ -21,6 +22,30 @@ def _scratch_cwd(tmp_path_factory: pytest.TempPathFactory):
     os.chdir(tmp_path_factory.mktemp("cwd"))
     yield
     os.chdir(old)
+
+
+@pytest.fixture(autouse=True)
+def _no_system_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """Keep the machine's ``/etc/mailsrv/mailsrv.toml`` and ``$MAILSRV_CONFIG`` out of every test.
+
+    Both the server and the CLI read them when no ``--config`` is given
+    (:func:`mailsrv.config.locate`); a test that wants them sets its own.
+    """
+    monkeypatch.delenv(configuration.CONFIG_ENV, raising=False)
+    monkeypatch.setattr(configuration.loader, "SYSTEM_CONFIG", str(tmp_path_factory.getbasetemp() / "no-such.toml"))
+
+
+@pytest.fixture
+def logged():
+    """Formatted text of every log event emitted during the test."""
+    events: list[str] = []
+
+    def observer(event):
+        events.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observer)
+    yield events
+    globalLogPublisher.removeObserver(observer)
 
 
 @pytest.fixture

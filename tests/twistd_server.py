@@ -41,16 +41,20 @@ def twistd() -> list[str]:
 
 
 def env() -> dict[str, str]:
+    """The test's environment, with the checkout importable and no ``$MAILSRV_CONFIG`` of the caller's."""
     e = dict(os.environ)
     e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
+    e.pop("MAILSRV_CONFIG", None)
     return e
 
 
-def mailsrv_cli(config: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run the ``mailsrv`` admin command as a user would."""
+def mailsrv_cli(config: str | None, *args: str, stdin: str | None = None, cwd: str | None = None,
+                ) -> subprocess.CompletedProcess:
+    """Run the ``mailsrv`` admin command as a user would (``config`` None: no ``--config``)."""
+    options = [] if config is None else ["--config", config]
     return subprocess.run(
-        [sys.executable, "-m", "mailsrv.cli", "--config", config, *args],
-        input=stdin, capture_output=True, text=True, env=env(), timeout=60,
+        [sys.executable, "-m", "mailsrv.cli", *options, *args],
+        input=stdin, capture_output=True, text=True, env=env(), timeout=60, cwd=cwd,
     )
 
 
@@ -140,9 +144,15 @@ class Server:
             return ""
 
     def add_user(self, address: str, password: str) -> None:
+        """``mailsrv --config FILE user add ADDRESS --password-stdin``, the documented form.
+
+        Before the server's first start its data dir does not exist yet and
+        the command must be told to make it (``--create``).
+        """
         if not os.path.exists(self.config):
             self.write_config()
-        done = mailsrv_cli(self.config, "user", "add", address, "--password-stdin", stdin=password + "\n")
+        create = [] if os.path.isdir(self.data_dir) else ["--create"]
+        done = mailsrv_cli(self.config, "user", "add", address, "--password-stdin", *create, stdin=password + "\n")
         assert done.returncode == 0, done.stderr
 
     def tls(self) -> ssl.SSLContext:

@@ -7,6 +7,8 @@ are the only account storage.  The server reads them through
 :mod:`.aliases`; what an address is, :mod:`mailsrv.address` says.  Modules:
 
 * :mod:`.passwords` -- ``{SCHEME}hash`` strings, Argon2id;
+* :mod:`.schemes` -- verifying the schemes of a Dovecot user file;
+* :mod:`.rehash` -- replacing an old scheme's hash after a login;
 * :mod:`.textfile` -- text helpers of the two file formats, locked edits;
 * :mod:`.users`, :mod:`.aliases` -- the two file formats;
 * :mod:`.directory` -- recipient resolution;

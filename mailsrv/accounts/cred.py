@@ -19,6 +19,7 @@ from twisted.cred.error import LoginFailed, UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.mail.interfaces import IChallengeResponse
 from twisted.mail.imap4 import IllegalClientResponse
 from zope.interface import implementer
@@ -26,9 +27,12 @@ from zope.interface.interface import InterfaceClass
 
 from mailsrv.accounts import passwords
 from mailsrv.accounts.directory import Directory
+from mailsrv.accounts.rehash import Rehasher
 from mailsrv.address import canonical_address
 from mailsrv.config import Config
-from mailsrv.workers import Executor
+from mailsrv.workers import Executor, Workers
+
+log = Logger()
 
 #: interface -> callable(canonical address) -> avatar providing it.
 RealmFactories = Mapping[InterfaceClass, Callable[[str], Any]]
@@ -114,7 +118,8 @@ class PasswordChecker:
     SHA-256 of the password), so a client opening several connections pays
     once (and is not refused by a full queue); the whole cache is dropped
     whenever the user file is re-read, so a removed user or a changed
-    password stops working at once.
+    password stops working at once.  A verified password whose stored hash
+    is of an old scheme is handed to *rehasher* (``[auth] rehash``).
     """
 
     credentialInterfaces = (IUsernamePassword,)
@@ -127,8 +132,10 @@ class PasswordChecker:
         *,
         cache_seconds: int,
         max_queued_checks: int,
+        rehasher: Rehasher | None = None,
     ) -> None:
         self._directory = directory
+        self._rehasher = rehasher
         self._hashing = hashing
         self._clock = clock
         self._cache_seconds = cache_seconds
@@ -158,6 +165,7 @@ class PasswordChecker:
         else:
             d = self._hashing.run(passwords.verify, stored, password)
             d.addCallback(self._remember, entry, user_map)
+            d.addCallback(self._upgrade, address, stored, password)
         d.addCallback(self._result, address)
         return d
 
@@ -168,6 +176,11 @@ class PasswordChecker:
             now = self._clock.seconds()
             self._cache = {k: t for k, t in self._cache.items() if t > now}
             self._cache[entry] = now + self._cache_seconds
+        return ok
+
+    def _upgrade(self, ok: bool, address: str, stored: str, password: bytes) -> bool:
+        if ok and self._rehasher is not None:
+            self._rehasher.login(address, stored, password)
         return ok
 
     @staticmethod
@@ -206,14 +219,25 @@ def _no_logout() -> None:
 
 
 def make_portal(
-    config: Config, directory: Directory, realm_factories: RealmFactories, hashing: Executor, clock: IReactorTime
+    config: Config, directory: Directory, realm_factories: RealmFactories, workers: Workers, clock: IReactorTime
 ) -> Portal:
-    """The one portal for SMTP AUTH, POP3 and IMAP logins; passwords are hashed in *hashing*."""
+    """The one portal for SMTP AUTH, POP3 and IMAP logins.
+
+    Passwords are hashed in ``workers.hashing``; the users file is
+    rewritten by ``[auth] rehash`` in ``workers.disk``.  Built once at
+    start, so the warning about clear-text passwords is logged once.
+    """
+    auth = config.auth
+    if auth.cleartext_passwords:
+        log.warn("auth.cleartext_passwords is on ({source}): {{PLAIN}} and {{CLEAR}} entries of {file} "
+                 "are accepted", source=config.source, file=config.users_file)
+    rehasher = Rehasher(config.users_file, workers.hashing, workers.disk) if auth.rehash else None
     checker = PasswordChecker(
         directory,
-        hashing,
+        workers.hashing,
         clock,
-        cache_seconds=config.auth.cache_seconds,
-        max_queued_checks=config.auth.max_queued_checks,
+        cache_seconds=auth.cache_seconds,
+        max_queued_checks=auth.max_queued_checks,
+        rehasher=rehasher,
     )
     return Portal(Realm(realm_factories), [checker])

@@ -8,6 +8,7 @@ and hand edits take effect without a restart.
 
 from __future__ import annotations
 
+import functools
 from typing import Mapping
 
 from twisted.logger import Logger
@@ -28,7 +29,8 @@ class Directory:
 
     def __init__(self, config: Config) -> None:
         self._domains = frozenset(config.domains)  # canonical: see mailsrv.config
-        self._users = WatchedFile(config.users_file, users.parse)
+        cleartext = config.auth.cleartext_passwords
+        self._users = WatchedFile(config.users_file, functools.partial(users.parse, allow_cleartext=cleartext))
         self._aliases = WatchedFile(config.aliases_file, aliases.parse)
 
     def is_local_domain(self, domain: str) -> bool:

@@ -42,9 +42,16 @@ def atomic_write(path: str, text: str, default_mode: int) -> None:
 
 
 def edit(path: str, change: Callable[[str], str], default_mode: int) -> None:
-    """Read *path*, apply *change* to its text and write the result, locked."""
+    """Read *path*, apply *change* to its text and write the result, locked.
+
+    An edit that changes nothing writes nothing, so readers do not re-parse
+    (and the password checker does not drop its cache) for nothing.
+    """
     with locked(path):
-        atomic_write(path, change(read_text(path)), default_mode)
+        text = read_text(path)
+        new = change(text)
+        if new != text:
+            atomic_write(path, new, default_mode)
 
 
 def map_lines(

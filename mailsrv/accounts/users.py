@@ -27,19 +27,23 @@ def key_of(line: str) -> str | None:
     return None if field is None else canonical_address(field)
 
 
-def parse(text: str, source: str) -> dict[str, str]:
-    """Map canonical address -> stored ``{SCHEME}hash``; *source* names the file in warnings."""
+def parse(text: str, source: str, allow_cleartext: bool = False) -> dict[str, str]:
+    """Map canonical address -> stored ``{SCHEME}hash``; *source* names the file in warnings.
+
+    Clear-text entries are usable only with *allow_cleartext*
+    (:func:`~mailsrv.accounts.passwords.check_stored`).
+    """
     users: dict[str, str] = {}
     for number, line in content_lines(text):
-        name, colon, rest = line.partition(":")
+        name, colon, _ = line.partition(":")
         address = canonical_address(name.strip())
-        stored = rest.split(":", 1)[0]
+        stored = _hash_of(line)
         try:
             if not colon or address is None:
                 raise ValueError("expected ADDRESS:{SCHEME}HASH with a plain address")
             if address in users:
                 raise ValueError(f"second entry for {address}, the first one is used")
-            check_stored(stored)
+            check_stored(stored, allow_cleartext)
         except (ValueError, UnsupportedHash) as e:
             log.warn("{file}:{line}: {problem}; line ignored", file=source, line=number, problem=str(e))
             continue
@@ -69,13 +73,27 @@ def remove(text: str, address: str) -> str:
 
 def set_password(text: str, address: str, stored: str) -> str:
     """*text* with the user's hash replaced, any extra Dovecot fields kept."""
-
-    def replace(line: str) -> str:
-        fields = line.strip().split(":")
-        fields[1:2] = [stored]
-        return ":".join(fields) + "\n"
-
-    new, hits = map_lines(text, key_of, address, replace)
+    new, hits = map_lines(text, key_of, address, lambda line: _with_hash(line, stored))
     if not hits:
         raise EditError(f"no such user: {address}")
     return new
+
+
+def upgrade_hash(text: str, address: str, old: str, new: str) -> str:
+    """*text* with the user's hash *old* replaced by *new*, if the line still holds *old*.
+
+    The server rewrites a hash after a login (:mod:`~mailsrv.accounts.rehash`);
+    an admin who changed the password or removed the user meanwhile wins.
+    """
+    return map_lines(text, key_of, address, lambda line: _with_hash(line, new) if _hash_of(line) == old else line)[0]
+
+
+def _hash_of(line: str) -> str:
+    """The stored-hash field of an entry line (the second field)."""
+    return line.strip().partition(":")[2].split(":", 1)[0]
+
+
+def _with_hash(line: str, stored: str) -> str:
+    fields = line.strip().split(":")
+    fields[1:2] = [stored]
+    return ":".join(fields) + "\n"

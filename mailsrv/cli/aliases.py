@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mailsrv.cli.common import add_create_option, done, warn
 from mailsrv.config import Config
 from mailsrv.ops import aliases
 
@@ -14,6 +15,7 @@ def register(groups: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     sub = alias.add_parser("add", help="add targets to an alias (created if new); ALIAS may be @domain")
     sub.add_argument("alias")
     sub.add_argument("targets", nargs="+", metavar="TARGET")
+    add_create_option(sub)
     sub.set_defaults(handler=_add)
     sub = alias.add_parser("del", help="remove an alias")
     sub.add_argument("alias")
@@ -22,11 +24,14 @@ def register(groups: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
 
 
 def _add(config: Config, args: argparse.Namespace) -> None:
-    aliases.add_alias(config, args.alias, args.targets)
+    added = aliases.add_alias(config, args.alias, args.targets, args.create)
+    for target in added.unknown:
+        warn(f"{target} is neither a user nor an alias; mail for it is refused until it is one")
+    done("added", f"{added.alias}: {', '.join(added.targets)}", config.aliases_file)
 
 
 def _del(config: Config, args: argparse.Namespace) -> None:
-    aliases.remove_alias(config, args.alias)
+    done("removed", aliases.remove_alias(config, args.alias), config.aliases_file)
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:

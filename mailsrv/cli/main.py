@@ -2,8 +2,12 @@
 
 It edits the same files the server reads (see :mod:`mailsrv.accounts`),
 under a lock and by atomic replacement, and the server picks the change up
-on its next lookup, so no restart or signal is needed.  Exit codes: 0 done,
-1 the operation failed (message on stderr), 2 bad usage or configuration.
+on its next lookup, so no restart or signal is needed.  It finds the
+configuration as ``twistd mailsrv`` does (:func:`mailsrv.config.locate`)
+and never creates a data dir unless told to (``--create``), so a command
+run from the wrong directory fails instead of editing files no server
+reads.  Exit codes: 0 done, 1 the operation failed (message on stderr),
+2 bad usage or configuration.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublish
 from zope.interface import provider
 
 from mailsrv.cli import aliases, users
-from mailsrv.config import ConfigError, load
-from mailsrv.ops import OpsError
+from mailsrv.cli.common import warn
+from mailsrv.config import CONFIG_ENV, SYSTEM_CONFIG, ConfigError, load, locate
+from mailsrv.ops import NoDataDir, OpsError, use_data_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -26,13 +31,18 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def _warnings_to_stderr(event: dict) -> None:
     """Show the account modules' warnings (bad lines in a file) to the admin."""
     if event.get("log_level", LogLevel.info) >= LogLevel.warn:
-        print(f"mailsrv: warning: {formatEvent(event)}", file=sys.stderr)
+        warn(formatEvent(event))
 
 
 def parser() -> argparse.ArgumentParser:
     """The whole command line: global options, then one sub-command per group."""
     top = argparse.ArgumentParser(prog="mailsrv", description="Manage mailsrv users and aliases.")
-    top.add_argument("--config", metavar="FILE", help="TOML configuration (default: embedded defaults)")
+    top.add_argument(
+        "--config", metavar="FILE",
+        help=f"the server's TOML configuration (default, as for twistd mailsrv: ${CONFIG_ENV}, "
+             f"else {SYSTEM_CONFIG} if it exists, else the embedded defaults)",
+    )
+    top.add_argument("--data-dir", metavar="DIR", help="override data_dir from the configuration")
     groups = top.add_subparsers(dest="group", required=True)
     users.register(groups)
     aliases.register(groups)
@@ -46,13 +56,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # argparse exits 2 on bad usage, 0 on --help
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     try:
-        config = load(args.config)
+        config = load(locate(args.config), data_dir=args.data_dir)
     except ConfigError as e:
         print(f"mailsrv: {e}", file=sys.stderr)
         return EXIT_USAGE
     globalLogPublisher.addObserver(_warnings_to_stderr)
     try:
+        if not getattr(args, "create", False):
+            use_data_dir(config)  # missing: say so before asking for a password
         args.handler(config, args)
+    except NoDataDir as e:
+        creates = "pass --create to make it, or " if hasattr(args, "create") else ""
+        print(f"mailsrv: {e}; {creates}name the server's with --config or --data-dir", file=sys.stderr)
+        return EXIT_FAILED
     except OpsError as e:
         print(f"mailsrv: {e}", file=sys.stderr)
         return EXIT_FAILED

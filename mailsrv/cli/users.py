@@ -6,6 +6,7 @@ import argparse
 import getpass
 import sys
 
+from mailsrv.cli.common import add_create_option, done
 from mailsrv.config import Config
 from mailsrv.ops import OpsError, users
 
@@ -23,6 +24,8 @@ def register(groups: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
         if takes_password:
             sub.add_argument("--password-stdin", action="store_true",
                              help="read the password from one line of stdin")
+        if name == "add":
+            add_create_option(sub)
         sub.set_defaults(handler=handler)
     user.add_parser("list", help="list users").set_defaults(handler=_list)
 
@@ -39,16 +42,17 @@ def _new_password(from_stdin: bool) -> str:
 
 def _add(config: Config, args: argparse.Namespace) -> None:
     address = users.new_user(config, args.address)  # before asking for a password
-    users.add_user(config, address, _new_password(args.password_stdin))
+    done("added", users.add_user(config, address, _new_password(args.password_stdin), args.create), config.users_file)
 
 
 def _del(config: Config, args: argparse.Namespace) -> None:
-    users.remove_user(config, args.address)
+    done("removed", users.remove_user(config, args.address), config.users_file)
 
 
 def _passwd(config: Config, args: argparse.Namespace) -> None:
     address = users.existing_user(config, args.address)  # before asking for a password
-    users.set_password(config, address, _new_password(args.password_stdin))
+    done("new password for", users.set_password(config, address, _new_password(args.password_stdin)),
+         config.users_file)
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:

@@ -6,7 +6,8 @@ file at all serves on unprivileged loopback ports.  Any mistake in a file
 whose message names the file and the dotted key.  Modules:
 
 * :mod:`.schema` -- how a key is declared (default, doc, check);
-* :mod:`.loader` -- :func:`load`, generic over the declarations;
+* :mod:`.loader` -- :func:`locate` (which file the server and the CLI read)
+  and :func:`load`, generic over the declarations;
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
   :mod:`.threads`, :mod:`.dns` -- one module per ``[table]``;
@@ -17,7 +18,7 @@ from mailsrv.config.auth import AuthConfig
 from mailsrv.config.dns import DNSConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
-from mailsrv.config.loader import load
+from mailsrv.config.loader import CONFIG_ENV, SYSTEM_CONFIG, load, locate
 from mailsrv.config.schema import ConfigError
 from mailsrv.config.server import Config
 from mailsrv.config.threads import ThreadsConfig
@@ -25,12 +26,15 @@ from mailsrv.config.tls import TLSConfig
 
 __all__ = [
     "AuthConfig",
+    "CONFIG_ENV",
     "Config",
     "ConfigError",
     "DNSConfig",
     "LimitsConfig",
     "ListenConfig",
+    "SYSTEM_CONFIG",
     "TLSConfig",
     "ThreadsConfig",
     "load",
+    "locate",
 ]

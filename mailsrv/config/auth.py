@@ -29,3 +29,13 @@ class AuthConfig(Table):
         "error, so a flood of guesses cannot queue without bound.",
         at_least(1),
     )
+    rehash: bool = setting(
+        True,
+        "After a successful login, replace a user's stored hash that is not Argon2id (SHA512-CRYPT, "
+        "SSHA, ... as a Dovecot user file holds) by an Argon2id one, in the users file.",
+    )
+    cleartext_passwords: bool = setting(
+        False,
+        "Accept user-file entries in clear text ({PLAIN}, {CLEAR}, {CLEARTEXT}), as a Dovecot file may "
+        "hold; a warning is logged at start. Off: such lines are ignored with a warning.",
+    )

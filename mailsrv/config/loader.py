@@ -10,11 +10,34 @@ start-up failure must know exactly which line to fix.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
-from typing import Any, get_type_hints
+from typing import Any, Mapping, get_type_hints
 
 from mailsrv.config.schema import ConfigError, Invalid, TableT, checked, settings
 from mailsrv.config.server import DEFAULT_SOURCE, Config
+
+#: The environment variable that names the configuration file when no option does.
+CONFIG_ENV = "MAILSRV_CONFIG"
+#: The file read when neither the option nor :data:`CONFIG_ENV` names one, if it exists.
+SYSTEM_CONFIG = "/etc/mailsrv/mailsrv.toml"
+
+
+def locate(option: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The configuration file to read: *option*, else ``$MAILSRV_CONFIG``, else
+    :data:`SYSTEM_CONFIG` if it exists; ``None`` means the embedded defaults.
+
+    ``twistd mailsrv`` and the ``mailsrv`` command both call this, so an
+    admin who runs ``mailsrv user add`` with no option edits the users of the
+    server that was started with none either.  A file named by the option or
+    the variable must exist (reading it reports it if not); only the system
+    file is optional, so a typo never falls back to the defaults silently.
+    """
+    if option:
+        return option
+    if environ.get(CONFIG_ENV):
+        return environ[CONFIG_ENV]
+    return SYSTEM_CONFIG if os.path.exists(SYSTEM_CONFIG) else None
 
 
 def load(path: str | None = None, **overrides: Any) -> Config:

@@ -34,7 +34,9 @@ from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
 from mailsrv.imap.reading import read_command
-from mailsrv.imap.responses import BAD, NO, OK, SERVER_FAILURE, CommandError, Result, bad, no, store_error
+from mailsrv.imap.responses import (
+    AUTHENTICATION_FAILED, BAD, LOGIN_UNAVAILABLE, NO, OK, SERVER_FAILURE, CommandError, Result, bad, no, store_error,
+)
 from mailsrv.imap.selection import Selection
 from mailsrv.imap.syntax import is_tag
 from mailsrv.listeners import Kind
@@ -119,14 +121,16 @@ class IMAPServer(ServerProtocol):
     # -- connection hooks ----------------------------------------------------
 
     def capabilities(self) -> list[bytes]:
-        """RFC 3501 7.2.1: no password mechanism until the channel is safe."""
+        """RFC 3501 7.2.1: no password mechanism until the channel is safe.
+
+        STARTTLS is offered wherever it can run, also where plaintext
+        logins are allowed (loopback, by configuration): a client that
+        wants TLS must still get it there.
+        """
         caps = [b"IMAP4rev1"]
-        if self.passwords_allowed():
-            caps.append(b"AUTH=PLAIN")
-        else:
-            if self.can_start_tls():
-                caps.append(b"STARTTLS")
-            caps.append(b"LOGINDISABLED")
+        if self.can_start_tls():
+            caps.append(b"STARTTLS")
+        caps.append(b"AUTH=PLAIN" if self.passwords_allowed() else b"LOGINDISABLED")
         caps += [b"IDLE", b"NAMESPACE", b"UIDPLUS", b"CHILDREN"]  # RFC 2177, 2342, 4315, 3348
         return caps
 
@@ -313,7 +317,7 @@ class IMAPServer(ServerProtocol):
             raise no(b"[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS")
         credentials = PlainCredentials()
         credentials.username, credentials.password = user, password
-        await self._login(credentials, "LOGIN", b"LOGIN failed")
+        await self._login(credentials, "LOGIN")
         return Result(OK, b"LOGIN succeeded")
 
     async def do_AUTHENTICATE(self, args: Arguments) -> Result:
@@ -335,14 +339,14 @@ class IMAPServer(ServerProtocol):
             raise bad(b"Authentication cancelled") from None  # RFC 3501 6.2.2
         except sasl.SaslMalformed:
             raise bad(b"Malformed authentication response") from None
-        await self._login(credentials, mechanism.decode("ascii"), b"Authentication failed")
+        await self._login(credentials, mechanism.decode("ascii"))
         return Result(OK, b"Authentication successful")
 
-    async def _login(self, credentials: Any, mechanism: str, failed: bytes) -> None:
+    async def _login(self, credentials: Any, mechanism: str) -> None:
         try:
             avatar, logout = await login(self.ctx.portal, self.ctx.audit, self.session, credentials, IUser, mechanism)
         except LoginFailed as e:
-            raise no(b"[UNAVAILABLE] Temporary failure, try again later" if e.temporary else failed) from None
+            raise no(LOGIN_UNAVAILABLE if e.temporary else AUTHENTICATION_FAILED) from None
         if not self.hold_login(logout):
             return
         self.account = Account(self.ctx.store.user(avatar.address))

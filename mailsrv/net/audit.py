@@ -2,9 +2,12 @@
 
 Every protocol reports through here, so a login failure reads the same
 whether it came over SMTP AUTH, POP3 or IMAP, and one fail2ban filter
-matches all of them::
+(``docs/fail2ban/mailsrv.conf``) matches all of them::
 
     login failed: protocol=imap kind=imaps client_ip=192.0.2.7 user=bob@example.test mechanism=PLAIN
+
+That filter ends at ``client_ip``: keep the fields before it the server's
+own, so nothing a client sends can make a failure miss the filter.
 
 Each event is also a structured ``twisted.logger`` event (``event``,
 ``result`` and every ``key=value`` as a field of its own, lists as lists),

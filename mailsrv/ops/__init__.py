@@ -9,9 +9,9 @@ prompts or parses arguments.  Modules:
 
 * :mod:`.users` -- add, remove, list users, set passwords;
 * :mod:`.aliases` -- add, remove, list aliases and catch-alls;
-* :mod:`.common` -- the error, the address rules, the locked file edit.
+* :mod:`.common` -- the errors, the data dir, the address rules, the locked file edit.
 """
 
-from mailsrv.ops.common import OpsError
+from mailsrv.ops.common import NoDataDir, OpsError, use_data_dir
 
-__all__ = ["OpsError"]
+__all__ = ["NoDataDir", "OpsError", "use_data_dir"]

@@ -8,9 +8,23 @@ refusal now.
 
 from __future__ import annotations
 
-from mailsrv.accounts import aliases, users
+from typing import NamedTuple
+
+from mailsrv.accounts import Directory, aliases
 from mailsrv.config import Config
 from mailsrv.ops.common import OpsError, change, plain_address, read, require_local
+
+
+class AliasAdded(NamedTuple):
+    """What :func:`add_alias` did."""
+
+    #: The canonical alias (or ``@domain``).
+    alias: str
+    #: The targets given, canonical.
+    targets: tuple[str, ...]
+    #: Targets that are neither a user nor an alias (nor reached by a catch-all)
+    #: when the alias was added: mail to them is refused until one is made.
+    unknown: tuple[str, ...]
 
 
 def list_aliases(config: Config) -> list[tuple[str, tuple[str, ...]]]:
@@ -18,20 +32,27 @@ def list_aliases(config: Config) -> list[tuple[str, tuple[str, ...]]]:
     return sorted(aliases.parse(read(config.aliases_file), config.aliases_file).items())
 
 
-def add_alias(config: Config, alias: str, targets: list[str]) -> str:
-    """Add *targets* to *alias* (created if new); returns the canonical alias."""
+def add_alias(config: Config, alias: str, targets: list[str], create: bool = False) -> AliasAdded:
+    """Add *targets* to *alias* (created if new); *create* makes a missing data dir.
+
+    A target nobody receives mail for is added all the same (its user may
+    be made next) but reported in :attr:`AliasAdded.unknown`, so a typo does
+    not go unnoticed until the first bounce.
+    """
     key = aliases.alias_key(alias)
     if key is None:
         raise OpsError(f"not an address or @domain: {alias!r}")
     require_local(config, key.rpartition("@")[2])
-    if key in users.parse(read(config.users_file), config.users_file):
+    directory = Directory(config)
+    if directory.user_exists(key):
         raise OpsError(f"{key} is a user; an alias of the same name would never be used")
     canonical = [plain_address(target) for target in targets]
     for target in canonical:
         _require_local_target(config, target)
+    unknown = tuple(target for target in canonical if not directory.resolve(target))
     source = config.aliases_file
-    change(config, source, aliases.DEFAULT_MODE, lambda text: aliases.add(text, key, canonical, source))
-    return key
+    change(config, source, aliases.DEFAULT_MODE, lambda text: aliases.add(text, key, canonical, source), create)
+    return AliasAdded(key, tuple(canonical), unknown)
 
 
 def remove_alias(config: Config, alias: str) -> str:

@@ -15,7 +15,8 @@ from mailsrv.ops.common import OpsError, change, plain_address, read, require_lo
 
 def list_users(config: Config) -> list[str]:
     """The users' canonical addresses, sorted; unusable lines are logged as warnings."""
-    return sorted(users.parse(read(config.users_file), config.users_file))
+    text = read(config.users_file)
+    return sorted(users.parse(text, config.users_file, allow_cleartext=config.auth.cleartext_passwords))
 
 
 def new_user(config: Config, address: str) -> str:
@@ -39,11 +40,14 @@ def existing_user(config: Config, address: str) -> str:
     return canonical
 
 
-def add_user(config: Config, address: str, password: str) -> str:
-    """Create the user *address* with *password*; returns the canonical address."""
+def add_user(config: Config, address: str, password: str, create: bool = False) -> str:
+    """Create the user *address* with *password*; returns the canonical address.
+
+    *create* makes a missing data dir (a new server's first user).
+    """
     canonical = new_user(config, address)
     stored = _hash(password)
-    change(config, config.users_file, users.DEFAULT_MODE, lambda text: users.add(text, canonical, stored))
+    change(config, config.users_file, users.DEFAULT_MODE, lambda text: users.add(text, canonical, stored), create)
     return canonical
 
 

@@ -38,9 +38,12 @@ def locked(path: str) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``<path>.lock`` for a read-modify-write of *path*.
 
     A separate lock file, because *path* itself is replaced by rename and a
-    lock on the old inode would guard nothing.
+    lock on the old inode would guard nothing.  It is opened read-only
+    (``flock`` needs no more) and created readable by all (it stays empty),
+    so a lock that root's ``mailsrv`` command created can still be taken by
+    the server after twistd dropped its privileges.
     """
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path + ".lock", os.O_RDONLY | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -25,7 +25,7 @@ from mailsrv.accounts import Directory, aliases, make_portal, passwords, users
 from mailsrv.accounts.cred import HashingQueueFull, PasswordChecker, PlainCredentials, Realm
 from mailsrv.accounts.textfile import atomic_write, edit, read_text
 from mailsrv.config import AuthConfig, Config
-from mailsrv.workers import InlineExecutor
+from mailsrv.workers import InlineExecutor, Workers
 
 CHEAP = PasswordHasher.from_parameters(CHEAPEST)
 DEFAULT_HASHER = passwords.HASHER  # captured at import, before any test swaps it
@@ -36,19 +36,6 @@ def cheap_hasher(monkeypatch):
     """Argon2 at its cheapest so the suite stays fast; the default stays strong."""
     monkeypatch.setattr(passwords, "HASHER", CHEAP)
     monkeypatch.setattr(passwords, "_dummy_hash", None)
-
-
-@pytest.fixture
-def logged():
-    """Formatted text of every log event emitted during the test."""
-    events: list[str] = []
-
-    def observer(event):
-        events.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observer)
-    yield events
-    globalLogPublisher.removeObserver(observer)
 
 
 def make_config(tmp_path) -> Config:
@@ -124,14 +111,14 @@ def test_bad_user_lines_skipped_and_logged(logged):
     text = (
         f"alice@example.test:{good}\n"
         "no colon here\n"
-        "bob@example.test:{BLF-CRYPT}$2y$05$abcdefghijklmnopqrstuu\n"
+        "bob@example.test:{CRAM-MD5}80aec1449634d113e46324e5809848338c28256a7d6da9b7914aa2ece45e4479\n"
         f"ALICE@example.test:{good}\n"
         f"\"q\"@example.test:{good}\n"
     )
     assert users.parse(text, "/data/users") == {"alice@example.test": good}
     assert len(logged) == 4
     assert logged[0].startswith("/data/users:2: ")
-    assert logged[1].startswith("/data/users:3: unsupported password scheme {BLF-CRYPT}")
+    assert logged[1].startswith("/data/users:3: unsupported password scheme {CRAM-MD5}")
     assert "second entry" in logged[2] and logged[2].startswith("/data/users:4:")
     assert logged[3].startswith("/data/users:5:")
 
@@ -513,7 +500,7 @@ class CheckerTests(unittest.SynchronousTestCase):
             def logout(self):
                 self.logged_out = True
 
-        portal = make_portal(self.config, Directory(self.config), {IThing: Avatar}, InlineExecutor(), self.clock)
+        portal = make_portal(self.config, Directory(self.config), {IThing: Avatar}, Workers.inline(), self.clock)
         login = portal.login(UsernamePassword(b"alice@example.test", b"pw"), None, IThing)
         iface, avatar, logout = self.successResultOf(login)
         self.assertIs(iface, IThing)
@@ -526,7 +513,7 @@ class CheckerTests(unittest.SynchronousTestCase):
     def test_portal_bounds_the_queue_by_config(self):
         config = dataclasses.replace(self.config, auth=AuthConfig(max_queued_checks=1))
         held = HeldExecutor()
-        portal = make_portal(config, Directory(config), {IThing: object}, held, self.clock)
+        portal = make_portal(config, Directory(config), {IThing: object}, Workers(held, held, held), self.clock)
         portal.login(UsernamePassword(b"alice@example.test", b"pw"), None, IThing)
         self.failureResultOf(portal.login(UsernamePassword(b"alice@example.test", b"pw"), None, IThing),
                              HashingQueueFull)
@@ -567,3 +554,97 @@ def test_realm_picks_first_registered_interface():
 def test_realm_refuses_unknown_interface():
     with pytest.raises(NotImplementedError):
         Realm({}).requestAvatar("alice@example.test", None, IThing)
+
+
+class RehashTests(unittest.SynchronousTestCase):
+    """``[auth] rehash``: a verified legacy hash becomes Argon2id in the users file (issue 6)."""
+
+    #: ``doveadm pw -s SSHA512 -p 'pässword 1'``, with the fields Dovecot's passwd-file keeps.
+    LEGACY = "{SSHA512}My55uoIfSNTponW/PL1mxZJLwtPZR4NtcR4RHtPoyfvPX1PJ0Hs5lfS71N8xKX7kZ2tpGysOv6Iv6/su7BPXSY3DmfA="
+    PASSWORD = "pässword 1".encode()
+
+    def setUp(self):
+        self.patch(passwords, "HASHER", CHEAP)
+        self.config = make_config(self.mktemp())
+        os.makedirs(self.config.data_dir)
+        write(self.config.users_file, f"# from dovecot\nalice@example.test:{self.LEGACY}:1000:1000::/home/alice::\n")
+        self.logged: list[str] = []
+        globalLogPublisher.addObserver(self._observe)
+        self.addCleanup(globalLogPublisher.removeObserver, self._observe)
+
+    def _observe(self, event):
+        self.logged.append(formatEvent(event))
+
+    def login(self, config=None, workers=None, password=None):
+        config = config or self.config
+        portal = make_portal(config, Directory(config), {IThing: str}, workers or Workers.inline(), Clock())
+        return portal.login(UsernamePassword(b"alice@example.test", password or self.PASSWORD), None, IThing)
+
+    def stored(self) -> str:
+        return users.parse(read_text(self.config.users_file), "users")["alice@example.test"]
+
+    def test_a_legacy_hash_becomes_argon2id_at_login_keeping_the_line(self):
+        self.successResultOf(self.login())
+        text = read_text(self.config.users_file)
+        new = self.stored()
+        self.assertTrue(new.startswith("{ARGON2ID}$argon2id$"))
+        self.assertEqual(text, f"# from dovecot\nalice@example.test:{new}:1000:1000::/home/alice::\n")
+        self.assertTrue(passwords.verify(new, self.PASSWORD))
+        self.assertIn(f"upgraded the password hash of alice@example.test from SSHA512 to ARGON2ID in "
+                      f"{self.config.users_file}", self.logged)
+        self.successResultOf(self.login())
+        self.assertEqual(read_text(self.config.users_file), text)  # Argon2id stays as it is
+
+    def test_a_failed_login_or_rehash_off_changes_nothing(self):
+        self.failureResultOf(self.login(password=b"wrong"), UnauthorizedLogin)
+        off = dataclasses.replace(self.config, auth=AuthConfig(rehash=False))
+        self.successResultOf(self.login(config=off))
+        self.assertEqual(self.stored(), self.LEGACY)
+
+    def test_the_upgrade_hashes_and_writes_off_the_reactor_thread(self):
+        hashing, disk = HeldExecutor(), HeldExecutor()
+        d = self.login(workers=Workers(disk=disk, hashing=hashing, search=disk))
+        hashing.release()  # the verification
+        self.successResultOf(d)  # the login does not wait for the upgrade
+        self.assertEqual((hashing.pending, disk.pending), (1, 0))
+        hashing.release()  # the new hash
+        self.assertEqual((self.stored(), disk.pending), (self.LEGACY, 1))
+        disk.release()  # the file edit
+        self.assertTrue(self.stored().startswith("{ARGON2ID}"))
+
+    def test_a_password_the_admin_changed_meanwhile_wins(self):
+        disk = HeldExecutor()
+        self.successResultOf(self.login(workers=Workers(disk=disk, hashing=InlineExecutor(), search=disk)))
+        by_admin = passwords.hash_password("new")
+        write(self.config.users_file, users.set_password(read_text(self.config.users_file), "alice@example.test", by_admin))
+        disk.release()
+        self.assertEqual(self.stored(), by_admin)
+        self.assertFalse(any("upgraded" in line for line in self.logged))
+
+    def test_one_upgrade_per_user_at_a_time(self):
+        disk = HeldExecutor()
+        config = dataclasses.replace(self.config, auth=AuthConfig(cache_seconds=0))
+        workers = Workers(disk=disk, hashing=InlineExecutor(), search=disk)
+        portal = make_portal(config, Directory(config), {IThing: str}, workers, Clock())
+        for _ in range(3):
+            self.successResultOf(portal.login(UsernamePassword(b"alice@example.test", self.PASSWORD), None, IThing))
+        self.assertEqual(disk.pending, 1)
+        disk.release()
+        self.assertTrue(self.stored().startswith("{ARGON2ID}"))
+
+    def test_a_failed_upgrade_is_logged_and_the_login_stands(self):
+        os.mkdir(self.config.users_file + ".lock")
+        self.successResultOf(self.login())
+        self.assertEqual(self.stored(), self.LEGACY)
+        self.assertIn(f"cannot upgrade the password hash of alice@example.test in {self.config.users_file}: "
+                      "Is a directory", self.logged)
+
+    def test_cleartext_entries_need_the_switch_and_warn_at_start(self):
+        write(self.config.users_file, "alice@example.test:{PLAIN}pässword 1\n")
+        self.failureResultOf(self.login(), UnauthorizedLogin)
+        self.assertFalse(any("cleartext_passwords is on" in line for line in self.logged))
+        on = dataclasses.replace(self.config, auth=AuthConfig(cleartext_passwords=True), source="mailsrv.toml")
+        self.successResultOf(self.login(config=on))
+        self.assertIn(f"auth.cleartext_passwords is on (mailsrv.toml): {{PLAIN}} and {{CLEAR}} entries of "
+                      f"{self.config.users_file} are accepted", self.logged)
+        self.assertTrue(self.stored().startswith("{ARGON2ID}"))  # and rehash removes them

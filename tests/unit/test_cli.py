@@ -15,6 +15,7 @@ from mailsrv.cli import main as cli
 from mailsrv.cli import users as cli_users
 from mailsrv.accounts import Directory, passwords
 from mailsrv.accounts.textfile import read_text
+from mailsrv import config as configuration
 from mailsrv.config import load
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,8 +29,10 @@ def cheap_hasher(monkeypatch):
 
 @pytest.fixture
 def config_file(tmp_path):
+    """A configuration whose data dir exists, as a started server's does."""
     path = tmp_path / "mailsrv.toml"
     path.write_text(f'data_dir = "{tmp_path / "data"}"\ndomains = ["example.test", "Other.Test"]\n')
+    (tmp_path / "data").mkdir()
     return str(path)
 
 
@@ -51,10 +54,11 @@ def stored_hash(config_file, address):
 
 
 def test_user_add_from_stdin(run, config_file):
-    assert run("user", "add", "Alice@Example.TEST", "--password-stdin", stdin="s3cret pw\n") == (0, "", "")
     config = load(config_file)
+    assert run("user", "add", "Alice@Example.TEST", "--password-stdin", stdin="s3cret pw\n") == (
+        0, f"added alice@example.test ({config.users_file})\n", ""
+    )
     assert os.stat(config.users_file).st_mode & 0o777 == 0o600
-    assert os.path.isdir(config.data_dir)
     stored = stored_hash(config_file, "alice@example.test")
     assert passwords.verify(stored, b"s3cret pw")
     assert run("user", "list") == (0, "alice@example.test\n", "")
@@ -110,7 +114,6 @@ def test_user_passwd_and_del(run, config_file):
 
 def test_hand_edits_survive_and_bad_lines_are_reported(run, config_file):
     config = load(config_file)
-    os.makedirs(config.data_dir)
     with open(config.users_file, "w") as f:
         f.write("# managed by hand and by mailsrv\nbroken line\n")
     assert run("user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")[0] == 0
@@ -179,13 +182,6 @@ def test_config_error_exit_2(tmp_path, capsys, content, expected):
     assert err.count("\n") == 1 and str(path) in err and expected in err
 
 
-def test_defaults_use_mailsrv_data_in_cwd(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "stdin", io.StringIO("pw\n"))
-    assert cli.main(["user", "add", "alice@example.test", "--password-stdin"]) == 0
-    assert read_text(str(tmp_path / "mailsrv-data" / "users")).startswith("alice@example.test:{ARGON2ID}$argon2id$")
-
-
 def test_concurrent_cli_runs_lose_no_user(config_file):
     """Separate processes, as two admins or scripts would run them."""
     script = (
@@ -224,3 +220,94 @@ def test_runs_as_a_module(config_file):
         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=60,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+# --- which configuration and data dir (issue 6) ------------------------------------
+
+
+@pytest.fixture
+def bare(tmp_path, monkeypatch, capsys):
+    """``bare(*args, stdin="")`` -> (exit code, stdout, stderr), with no ``--config``, from *tmp_path*."""
+    monkeypatch.chdir(tmp_path)
+
+    def bare(*args, stdin="pw\n"):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return bare
+
+
+def test_a_missing_data_dir_is_not_created_without_create(bare, tmp_path):
+    """``cd ~ && mailsrv user add dave@... --password-stdin`` made ~/mailsrv-data that no server reads."""
+    missing = tmp_path / "mailsrv-data"
+    code, out, err = bare("user", "add", "dave@example.test", "--password-stdin")
+    assert (code, out) == (1, "")
+    assert err == (f"mailsrv: no data dir at {missing} (data_dir of <defaults>); pass --create to make it, "
+                   "or name the server's with --config or --data-dir\n")
+    code, out, err = bare("user", "list")
+    assert (code, out) == (1, "")
+    assert err == f"mailsrv: no data dir at {missing} (data_dir of <defaults>); name the server's with --config or --data-dir\n"
+    assert bare("alias", "add", "info@example.test", "dave@example.test")[0] == 1
+    assert not missing.exists()
+
+
+def test_create_makes_the_data_dir_and_says_where(bare, tmp_path):
+    users_file = tmp_path / "mailsrv-data" / "users"
+    assert bare("user", "add", "dave@example.test", "--password-stdin", "--create") == (
+        0, f"added dave@example.test ({users_file})\n", ""
+    )
+    assert os.stat(tmp_path / "mailsrv-data").st_mode & 0o777 == 0o700
+    assert bare("user", "list") == (0, "dave@example.test\n", "")
+
+
+def test_the_search_order_is_option_then_environment_then_system_file(bare, tmp_path, monkeypatch):
+    def config_for(name):
+        (tmp_path / name).mkdir()
+        path = tmp_path / f"{name}.toml"
+        path.write_text(f'data_dir = "{tmp_path / name}"\n')
+        return str(path)
+
+    system, environment, option = config_for("system"), config_for("environment"), config_for("option")
+    monkeypatch.setattr(configuration.loader, "SYSTEM_CONFIG", system)
+    assert bare("user", "add", "a@example.test", "--password-stdin")[1] == f"added a@example.test ({tmp_path}/system/users)\n"
+    monkeypatch.setenv("MAILSRV_CONFIG", environment)
+    assert bare("user", "add", "b@example.test", "--password-stdin")[1] == (
+        f"added b@example.test ({tmp_path}/environment/users)\n"
+    )
+    assert bare("--config", option, "user", "add", "c@example.test", "--password-stdin")[1] == (
+        f"added c@example.test ({tmp_path}/option/users)\n"
+    )
+    assert bare("--data-dir", str(tmp_path / "system"), "user", "list") == (0, "a@example.test\n", "")
+    monkeypatch.setenv("MAILSRV_CONFIG", str(tmp_path / "typo.toml"))
+    code, _, err = bare("user", "list")
+    assert (code, err) == (2, f"mailsrv: {tmp_path}/typo.toml: file not found\n")
+
+
+def test_every_change_prints_one_line_naming_the_file(run, config_file):
+    config = load(config_file)
+    run("user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
+    assert run("user", "passwd", "Alice@example.test", "--password-stdin", stdin="new\n") == (
+        0, f"new password for alice@example.test ({config.users_file})\n", ""
+    )
+    assert run("alias", "add", "Info@example.test", "ALICE@example.test") == (
+        0, f"added info@example.test: alice@example.test ({config.aliases_file})\n", ""
+    )
+    assert run("alias", "del", "info@example.test") == (0, f"removed info@example.test ({config.aliases_file})\n", "")
+    assert run("user", "del", "alice@example.test") == (0, f"removed alice@example.test ({config.users_file})\n", "")
+
+
+def test_alias_add_warns_of_targets_that_are_neither_user_nor_alias(run, config_file):
+    run("user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
+    code, out, err = run("alias", "add", "info@example.test", "alice@example.test", "bob@example.test")
+    assert (code, out) == (0, f"added info@example.test: alice@example.test, bob@example.test ({load(config_file).aliases_file})\n")
+    assert err == "mailsrv: warning: bob@example.test is neither a user nor an alias; mail for it is refused until it is one\n"
+    assert run("alias", "add", "all@example.test", "info@example.test")[2] == ""
+
+
+def test_create_makes_nothing_when_the_addition_is_refused(bare, tmp_path):
+    code, _, err = bare("user", "add", "dave@remote.test", "--password-stdin", "--create")
+    assert code == 1 and "not a local domain" in err
+    assert bare("alias", "add", "x@remote.test", "dave@example.test", "--create")[0] == 1
+    assert not (tmp_path / "mailsrv-data").exists()

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from mailsrv import config as configuration
+from mailsrv.config import locate
 from mailsrv.config.dns import parse_nameserver
 from mailsrv.listeners import Kind
 
@@ -123,3 +124,14 @@ def test_a_bad_name_server_names_the_key(tmp_path):
     path.write_text('[dns]\nnameservers = ["dns.example:53"]\n')
     with pytest.raises(configuration.ConfigError, match="dns.nameservers"):
         configuration.load(str(path))
+
+
+def test_locate_takes_the_option_then_the_environment_then_the_system_file(tmp_path, monkeypatch):
+    system = tmp_path / "mailsrv.toml"
+    monkeypatch.setattr(configuration.loader, "SYSTEM_CONFIG", str(system))
+    assert locate(None, {}) is None  # the embedded defaults
+    system.write_text("")
+    assert locate(None, {}) == str(system)
+    assert locate(None, {"MAILSRV_CONFIG": "/etc/other.toml"}) == "/etc/other.toml"
+    assert locate(None, {"MAILSRV_CONFIG": ""}) == str(system)
+    assert locate("given.toml", {"MAILSRV_CONFIG": "/etc/other.toml"}) == "given.toml"

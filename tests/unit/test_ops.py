@@ -10,7 +10,7 @@ from argon2.profiles import CHEAPEST
 
 from mailsrv.accounts import Directory, passwords
 from mailsrv.config import Config
-from mailsrv.ops import OpsError, aliases, users
+from mailsrv.ops import NoDataDir, OpsError, aliases, use_data_dir, users
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +21,8 @@ def cheap_hasher(monkeypatch):
 
 @pytest.fixture
 def config(tmp_path):
+    """A configuration whose data dir exists, as a started server's does."""
+    (tmp_path / "data").mkdir()
     return Config(data_dir=str(tmp_path / "data"), domains=("example.test", "other.test"), source="mailsrv.toml")
 
 
@@ -73,9 +75,9 @@ def test_file_errors_become_ops_errors_naming_the_file(config):
 
 
 def test_aliases_are_added_merged_listed_and_removed(config):
-    assert aliases.add_alias(config, "Sales@example.test", ["alice@example.test"]) == "sales@example.test"
+    assert aliases.add_alias(config, "Sales@example.test", ["alice@example.test"]).alias == "sales@example.test"
     aliases.add_alias(config, "sales@example.test", ["bob@other.test", "alice@example.test"])
-    assert aliases.add_alias(config, "@Other.Test", ["alice@example.test"]) == "@other.test"
+    assert aliases.add_alias(config, "@Other.Test", ["alice@example.test"]).alias == "@other.test"
     assert aliases.list_aliases(config) == [
         ("@other.test", ("alice@example.test",)),
         ("sales@example.test", ("alice@example.test", "bob@other.test")),
@@ -102,3 +104,44 @@ def test_add_alias_refusals_say_why(config, alias, targets, message):
         aliases.add_alias(config, alias, targets)
     assert str(e.value).startswith(message)
     assert aliases.list_aliases(config) == []
+
+
+def test_no_operation_creates_a_missing_data_dir(tmp_path):
+    """Issue 6: run from the wrong directory, ``user add`` made a data dir no server reads."""
+    config = Config(data_dir="nowhere", source="<defaults>")
+    missing = os.path.abspath("nowhere")
+    for operation in (
+        lambda: users.add_user(config, "alice@example.test", "pw"),
+        lambda: users.remove_user(config, "alice@example.test"),
+        lambda: aliases.add_alias(config, "info@example.test", ["alice@example.test"]),
+        lambda: aliases.remove_alias(config, "info@example.test"),
+    ):
+        with pytest.raises(NoDataDir) as e:
+            operation()
+        assert (e.value.path, str(e.value)) == (missing, f"no data dir at {missing} (data_dir of <defaults>)")
+    with pytest.raises(OpsError, match="no such user"):
+        users.set_password(config, "alice@example.test", "pw")
+    assert not os.path.exists(missing)
+
+
+def test_use_data_dir_creates_only_when_asked(tmp_path):
+    config = Config(data_dir=str(tmp_path / "new"))
+    with pytest.raises(NoDataDir):
+        use_data_dir(config)
+    assert use_data_dir(config, create=True) == str(tmp_path / "new")
+    assert os.stat(tmp_path / "new").st_mode & 0o777 == 0o700
+    assert use_data_dir(config) == str(tmp_path / "new")
+
+
+def test_alias_targets_nobody_receives_are_reported(config):
+    users.add_user(config, "alice@example.test", "pw")
+    aliases.add_alias(config, "team@example.test", ["alice@example.test"])
+    added = aliases.add_alias(config, "info@example.test",
+                              ["Team@example.test", "alice+info@example.test", "bob@example.test"])
+    assert added == ("info@example.test", ("team@example.test", "alice+info@example.test", "bob@example.test"),
+                     ("bob@example.test",))
+    aliases.add_alias(config, "@other.test", ["alice@example.test"])
+    assert aliases.add_alias(config, "x@example.test", ["anyone@other.test"]).unknown == ()
+    assert ("info@example.test", ("team@example.test", "alice+info@example.test", "bob@example.test")) in (
+        aliases.list_aliases(config)
+    )

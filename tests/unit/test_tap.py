@@ -6,8 +6,9 @@ import os
 
 import pytest
 
+from mailsrv import config as configuration
 from mailsrv.config import Config
-from mailsrv.tap import prepare_data_dir
+from mailsrv.tap import Options, prepare_data_dir
 
 NOBODY = 65534
 
@@ -26,3 +27,21 @@ def test_the_dirs_are_handed_to_the_uid_twistd_drops_to(tmp_path):
     prepare_data_dir(config, NOBODY, NOBODY)
     for path in (config.data_dir, config.mail_dir, config.spool_dir):
         assert (os.stat(path).st_uid, os.stat(path).st_gid) == (NOBODY, NOBODY), path
+
+
+def test_the_server_finds_its_configuration_as_the_cli_does(tmp_path, monkeypatch):
+    """``$MAILSRV_CONFIG``, else the system file: the same :func:`locate` as ``mailsrv user add``."""
+    system, environment = tmp_path / "system.toml", tmp_path / "environment.toml"
+    for path in (system, environment):
+        path.write_text(f'data_dir = "{tmp_path / path.stem}"\n')
+    monkeypatch.setattr(configuration.loader, "SYSTEM_CONFIG", str(system))
+    assert _parsed([]).data_dir == str(tmp_path / "system")
+    monkeypatch.setenv("MAILSRV_CONFIG", str(environment))
+    assert _parsed([]).source == str(environment)
+    assert _parsed(["--config", str(system)]).source == str(system)
+
+
+def _parsed(argv: list[str]) -> Config:
+    options = Options()
+    options.parseOptions(argv)
+    return options["parsed"]

@@ -9,16 +9,26 @@ from twisted.logger import globalLogPublisher
 from twisted.test import iosim
 
 from support import TCPStringTransport, audit_events
-from imap_harness import CREDENTIALS, PASSWORD, REMOTE, IMAPTestCase
+from imap_harness import CREDENTIALS, LOOPBACK, PASSWORD, REMOTE, IMAPTestCase
 
 
 class BeforeTLS(IMAPTestCase):
-    def test_greeting_offers_starttls_and_disables_login(self) -> None:
-        transport = iosim.FakeTransport(None, isServer=True, peerAddress=REMOTE)
+    def greeting_over_tls_capable_transport(self, peer) -> bytes:
+        transport = iosim.FakeTransport(None, isServer=True, peerAddress=peer)
         self.open(transport=transport)
-        greeting = b"".join(transport.stream)
+        return b"".join(transport.stream)
+
+    def test_greeting_offers_starttls_and_disables_login(self) -> None:
         self.assertEqual(
-            greeting, b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n"
+            self.greeting_over_tls_capable_transport(REMOTE),
+            b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n",
+        )
+
+    def test_starttls_is_offered_where_plaintext_logins_are_allowed_too(self) -> None:
+        """Issue 6: with ``allow_plaintext_auth_on_loopback`` the greeting dropped STARTTLS."""
+        self.assertEqual(
+            self.greeting_over_tls_capable_transport(LOOPBACK),
+            b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n",
         )
 
     def test_no_tls_at_all_still_disables_login(self) -> None:
@@ -57,7 +67,7 @@ class Login(IMAPTestCase):
         session = self.open()
         self.assertIn(b"AUTH=PLAIN", session.received())
         reply = await session.command(b"a LOGIN alice@example.test wrong")
-        self.assertEqual(reply, b"a NO LOGIN failed\r\n")
+        self.assertEqual(reply, b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
         reply = await session.command(b"b LOGIN " + CREDENTIALS)
         self.assertEqual(reply, b"b OK LOGIN succeeded\r\n")
         logins = [(e["user"], e["client_ip"], e["result"]) for e in audit_events(list(events), "login")]

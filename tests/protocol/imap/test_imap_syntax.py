@@ -128,8 +128,8 @@ class Literals(QuietTestCase):
     async def test_quoted_password_with_escapes(self) -> None:
         session = self.open()
         session.received()
-        self.assertEqual(await session.command(b'a LOGIN "alice@example.test" "correct\\" horse"'), b"a NO LOGIN failed\r\n")
-        self.assertEqual(await session.command(b'b LOGIN "alice@example.test" "correct horse\\\\"'), b"b NO LOGIN failed\r\n")
+        self.assertEqual(await session.command(b'a LOGIN "alice@example.test" "correct\\" horse"'), b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
+        self.assertEqual(await session.command(b'b LOGIN "alice@example.test" "correct horse\\\\"'), b"b NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
         self.assertEqual(await session.command(b'c LOGIN "alice@example.test" "correct horse"'), b"c OK LOGIN succeeded\r\n")
 
 
@@ -193,7 +193,7 @@ class AuthorizationIdentity(QuietTestCase):
     async def test_another_authzid_is_refused(self) -> None:
         # RFC 4616 2: no proxy authorization, so the login MUST fail.
         reply = await self.authenticate(b"bob@example.test\0alice@example.test\0" + PASSWORD)
-        self.assertEqual(reply, b"a NO Authentication failed\r\n")
+        self.assertEqual(reply, b"a NO [AUTHENTICATIONFAILED] Authentication failed\r\n")
         logins = [(e["user"], e["result"]) for e in audit_events(list(self.events), "login")]
         self.assertEqual(logins, [("alice@example.test", "failed")])
 
