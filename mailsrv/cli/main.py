@@ -4,15 +4,17 @@ It edits the same files the server reads (see :mod:`mailsrv.accounts`),
 under a lock and by atomic replacement, and the server picks the change up
 on its next lookup, so no restart or signal is needed.  It finds the
 configuration as ``twistd mailsrv`` does (:func:`mailsrv.config.locate`)
-and never creates a data dir unless told to (``--create``), so a command
-run from the wrong directory fails instead of editing files no server
-reads.  Exit codes: 0 done, 1 the operation failed (message on stderr),
+and never creates a data dir it was not pointed at (an absolute
+``data_dir`` named with ``--config``, ``$MAILSRV_CONFIG`` or ``--data-dir``)
+unless told to (``--create``), so a command run from the wrong directory
+fails instead of editing files no server reads.  Exit codes: 0 done, 1 the operation failed (message on stderr),
 2 bad usage or configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -49,6 +51,20 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _named_explicitly(args: argparse.Namespace, data_dir: str) -> bool:
+    """Whether the admin named this data dir, as an absolute path, on this command line.
+
+    ``--data-dir /var/lib/mailsrv``, or a ``--config`` / ``$MAILSRV_CONFIG``
+    file whose ``data_dir`` is absolute, say exactly which dir is meant, so an
+    adding command may make it without ``--create`` (a new server's first
+    user, added before its first start).  A relative dir, or one from the
+    system file or the embedded defaults, depends on where the command
+    happens to run: that is the case ``--create`` guards.
+    """
+    named = args.data_dir is not None or bool(args.config or os.environ.get(CONFIG_ENV))
+    return named and os.path.isabs(data_dir)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line *argv* (default ``sys.argv[1:]``); return the exit code."""
     try:
@@ -60,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"mailsrv: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if hasattr(args, "create") and _named_explicitly(args, config.data_dir):
+        args.create = True
     globalLogPublisher.addObserver(_warnings_to_stderr)
     try:
         if not getattr(args, "create", False):

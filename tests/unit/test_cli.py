@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -311,3 +312,30 @@ def test_create_makes_nothing_when_the_addition_is_refused(bare, tmp_path):
     assert code == 1 and "not a local domain" in err
     assert bare("alias", "add", "x@remote.test", "dave@example.test", "--create")[0] == 1
     assert not (tmp_path / "mailsrv-data").exists()
+
+
+def test_a_data_dir_named_as_an_absolute_path_is_made_without_create(bare, tmp_path, monkeypatch):
+    """The contract ``mailsrv --config FILE user add ... --password-stdin`` holds before the server's
+    first start: the admin named the dir, nothing depends on where the command runs."""
+    named = tmp_path / "named"
+    config = tmp_path / "mailsrv.toml"
+    config.write_text(f'data_dir = "{named}"\n')
+    assert bare("--config", str(config), "user", "add", "a@example.test", "--password-stdin") == (
+        0, f"added a@example.test ({named}/users)\n", ""
+    )
+    other = tmp_path / "other"
+    assert bare("--data-dir", str(other), "alias", "add", "info@example.test", "a@example.test")[0] == 0
+    assert (other / "aliases").exists()
+    monkeypatch.setenv("MAILSRV_CONFIG", str(config))
+    shutil.rmtree(named)
+    assert bare("user", "add", "b@example.test", "--password-stdin")[0] == 0
+    assert bare("user", "list")[1] == "b@example.test\n"
+
+
+def test_a_relative_data_dir_still_needs_create(bare, tmp_path):
+    config = tmp_path / "relative.toml"
+    config.write_text('data_dir = "here"\n')
+    code, _, err = bare("--config", str(config), "user", "add", "a@example.test", "--password-stdin")
+    assert code == 1 and "pass --create" in err
+    assert bare("--data-dir", "there", "user", "add", "a@example.test", "--password-stdin")[0] == 1
+    assert not (tmp_path / "here").exists() and not (tmp_path / "there").exists()
