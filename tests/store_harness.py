@@ -102,6 +102,15 @@ class StoreTestCase(unittest.SynchronousTestCase):
         """The error an inline store call failed with (one of *errors*)."""
         return self.failureResultOf(d, *errors).value
 
+    def manual(self) -> tuple[ManualExecutor, Any]:
+        """alice's INBOX opened through a store whose jobs the test runs."""
+        executor = ManualExecutor()
+        store = Store(self.root, executor)
+        opened = store.user(ALICE).open("INBOX")
+        executor.run_all()
+        self.manual_store = store
+        return executor, self.successResultOf(opened)
+
     def folder(self, name: str = "INBOX", address: str = ALICE, store: Store | None = None) -> Any:
         return self.done((store or self.store).user(address).open(name))
 

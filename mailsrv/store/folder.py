@@ -35,9 +35,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
@@ -45,7 +45,7 @@ from zope.interface import Interface
 from mailsrv.message import wire
 from mailsrv.message.body import Body
 from mailsrv.store import flags as flag_rules
-from mailsrv.store import maildir, scan, writing
+from mailsrv.store import fileops, maildir, scan, writing
 from mailsrv.store.coalesce import Coalescing
 from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder
 from mailsrv.store.keywords import Keywords
@@ -53,6 +53,8 @@ from mailsrv.store.message import MessageInfo, StoredMessage
 from mailsrv.store.scan import Arrival, DirStamps, Listing
 from mailsrv.store.snapshot import Snapshot
 from mailsrv.store.uidlist import UIDList
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -93,6 +95,10 @@ def _arrival(rel: str, size: int, internaldate: float) -> tuple[str, Arrival]:
     """The key of the file at *rel* and its :class:`Arrival`."""
     key, info = maildir.split_name(os.path.basename(rel))
     return key, Arrival(rel, info, size, internaldate)
+
+
+def _open_for_reading(path: str) -> BinaryIO:
+    return open(path, "rb")
 
 
 def _read_wire(message: StoredMessage) -> bytes:
@@ -141,6 +147,7 @@ class Folder:
         self._rescan_wanted = False
         self._listing = False
         self._touched: set[str] = set()
+        self._claiming: set[int] = set()  # claimed \\Recent, their files on the way to cur/
         self._syncs = Coalescing(self._sync_round)
 
     # -- reading -------------------------------------------------------------
@@ -173,15 +180,19 @@ class Folder:
         A file renamed by another session or node is looked for again after
         one rescan.  The open file keeps its content after an expunge.
         """
-        opened: list[StoredMessage] = []
-        d = self._each_file([uid], lambda u, path: opened.append(StoredMessage(self.get(u), open(path, "rb"))))
 
-        def result(_: object) -> StoredMessage:
-            if not opened:
+        def result(done: list[tuple[int, BinaryIO]]) -> StoredMessage:
+            if not done:
                 raise MessageGone(uid)
-            return opened[0]
+            (_, file), = done
+            info = self.get(uid)
+            if info is None:  # expunged here while a rescan looked for it
+                file.close()
+                raise MessageGone(uid)
+            return StoredMessage(info, file)
 
-        return d.addCallback(result)
+        # On the reactor thread: one open(2), where a trip to the pool would cost more than it saves.
+        return self._each_file([uid], _open_for_reading, in_pool=False).addCallback(result)
 
     def locate(self, uid: int) -> tuple[str, Callable[[], "str | None"]]:
         """Where the message's file was at the last sync, and a way to find it again.
@@ -199,7 +210,7 @@ class Folder:
 
     def recent_count(self) -> int:
         """Messages no session has claimed yet (still in ``new/``): STATUS RECENT."""
-        return len(self._snap.in_new)
+        return len(self._snap.in_new - self._claiming)
 
     def can_add_keywords(self) -> bool:
         """Whether a new keyword still gets a Maildir letter (PERMANENTFLAGS ``\\*``)."""
@@ -475,30 +486,41 @@ class Folder:
 
     # -- changing ------------------------------------------------------------
 
-    def _each_file(self, uids: Sequence[int], op: Callable[[int, str], object]) -> "Deferred[list[int]]":
-        """Run ``op(uid, path)`` on each message's file; the UIDs it succeeded for.
+    def _each_file(
+        self, uids: Sequence[int], op: Callable[..., T], args_of: Callable[[int], tuple] = lambda uid: (),
+        *, retry: bool = True, in_pool: bool = True,
+    ) -> "Deferred[list[tuple[int, T]]]":
+        """Run ``op(path, *args_of(uid))`` on each message's file: ``(uid, result)`` of those done.
 
-        A file another session or node renamed meanwhile is looked for once
-        more after one rescan; a message that is gone is skipped.
+        The work runs in the disk pool (:func:`fileops.each`), the paths and
+        arguments taken here from the snapshot.  A file another session or
+        node renamed meanwhile is looked for once more after one rescan
+        (with *retry*; without, the next sync finds where it went); a
+        message that is gone is left out.  Any other error fails the call and
+        asks the next sync to list the folder, which sees what was done.
         """
-        done, missing = self._try_each(uids, op)
-        if not missing:
-            return succeed(done)
-        return self._rescan().addCallback(lambda _: done + self._try_each(missing, op)[0])
+        run = self._executor.run if in_pool else maybeDeferred
 
-    def _try_each(self, uids: Iterable[int], op: Callable[[int, str], object]) -> tuple[list[int], list[int]]:
-        done, missing = [], []
-        for uid in uids:
-            rel = self._snap.files.get(uid)
-            if rel is None:
-                continue
-            try:
-                op(uid, os.path.join(self.path, rel))
-            except FileNotFoundError:
-                missing.append(uid)
-            else:
-                done.append(uid)
-        return done, missing
+        def attempt(wanted: Iterable[int]) -> "Deferred[tuple[list[tuple[int, T]], list[int]]]":
+            files = self._snap.files
+            jobs = [(uid, (os.path.join(self.path, files[uid]), *args_of(uid))) for uid in wanted if uid in files]
+            return run(fileops.each, op, jobs).addErrback(self._rescan_after)
+
+        def first(outcome: tuple[list[tuple[int, T]], list[int]]) -> "Deferred[list[tuple[int, T]]] | list":
+            done, missing = outcome
+            if not missing:
+                return done
+            if not retry:
+                self._rescan_wanted = True
+                return done
+            again = self._rescan().addCallback(lambda _: attempt(missing))
+            return again.addCallback(lambda outcome: done + outcome[0])
+
+        return attempt(uids).addCallback(first)
+
+    def _rescan_after(self, failure: Failure) -> Failure:
+        self._rescan_wanted = True
+        return failure
 
     def store_flags(self, changes: Sequence[tuple[int, frozenset[str]]]) -> "Deferred[list[MessageInfo]]":
         """Give messages new flags (renaming their files); fires with their infos.
@@ -518,19 +540,21 @@ class Folder:
 
     def _rename_for_flags(self, wanted: dict[int, frozenset[str]]) -> "Deferred[list[MessageInfo]]":
         infos, files = self._snap.infos, self._snap.files
+        present = [uid for uid in wanted if uid in infos]
+        names = {uid: "cur/" + self._filename(infos[uid].key, wanted[uid]) for uid in present}
+        moves = [uid for uid in present if names[uid] != files[uid]]
 
-        def rename(uid: int, path: str) -> None:
-            rel = "cur/" + self._filename(infos[uid].key, wanted[uid])
-            if rel != files[uid]:
-                os.rename(path, os.path.join(self.path, rel))
-                self._set_file(uid, rel)
+        def renamed(done: list[tuple[int, None]]) -> list[MessageInfo]:
+            for uid, _ in done:
+                if uid in infos:
+                    self._set_file(uid, names[uid])
+            lost = set(moves) - {uid for uid, _ in done}  # gone while we renamed
+            kept = [uid for uid in present if uid in infos and uid not in lost]
+            self._flags_now([(uid, wanted[uid]) for uid in kept if infos[uid].flags != wanted[uid]])
+            return [infos[uid] for uid in kept]
 
-        def renamed(done: list[int]) -> list[MessageInfo]:
-            present = [uid for uid in done if uid in infos]
-            self._flags_now([(uid, wanted[uid]) for uid in present if infos[uid].flags != wanted[uid]])
-            return [infos[uid] for uid in present]
-
-        return self._each_file([uid for uid in wanted if uid in infos], rename).addCallback(renamed)
+        d = self._each_file(moves, os.rename, lambda uid: (os.path.join(self.path, names[uid]),))
+        return d.addCallback(renamed)
 
     def _flags_now(self, changes: list[tuple[int, frozenset[str]]]) -> None:
         """Record new flags (one mod-sequence step) and announce them."""
@@ -543,38 +567,44 @@ class Folder:
         self._announce("flags_changed", [infos[uid] for uid, _ in changes])
 
     def claim_recent(self) -> set[int]:
-        """Move messages from ``new/`` to ``cur/``; they are \\Recent to the caller only.
+        """Claim the messages in ``new/``: they are \\Recent to the caller only (RFC 3501 2.3.2).
 
-        A file someone else moved first is not claimed (it is no longer
-        new); the next sync finds where it went.
+        The claim is made here, at once, so no other session of this process
+        gets them too; their files move to ``cur/`` in the disk pool
+        afterwards.  A file another process moved first stays where it went
+        (the next sync finds it).
         """
-        claimed = set()
-        for uid in sorted(self._snap.in_new):
-            info = self._snap.infos[uid]
-            rel = "cur/" + self._filename(info.key, info.flags)
-            try:
-                os.rename(os.path.join(self.path, self._snap.files[uid]), os.path.join(self.path, rel))
-            except FileNotFoundError:
-                self._rescan_wanted = True
-                continue
-            self._set_file(uid, rel)
-            claimed.add(uid)
-        return claimed
+        claimed = self._snap.in_new - self._claiming
+        if not claimed:
+            return set()
+        self._claiming |= claimed
+        infos = self._snap.infos
+        names = {uid: "cur/" + self._filename(infos[uid].key, infos[uid].flags) for uid in claimed}
+
+        def moved(done: list[tuple[int, None]]) -> None:
+            for uid, _ in done:
+                if uid in infos:
+                    self._set_file(uid, names[uid])
+
+        def settled(result: object) -> object:
+            self._claiming -= claimed
+            return result
+
+        d = self._each_file(sorted(claimed), os.rename, lambda uid: (os.path.join(self.path, names[uid]),), retry=False)
+        self._logged(d.addCallback(moved).addBoth(settled), "moving claimed messages to cur/")
+        return set(claimed)
 
     def expunge(self, uids: Iterable[int]) -> "Deferred[list[int]]":
         """Remove messages for good; each unlink is atomic. Fires with the UIDs removed."""
-        keys: list[str] = []
 
-        def unlink(uid: int, path: str) -> None:
-            os.unlink(path)
-            keys.append(self._drop(uid))
-
-        def unlinked(removed: list[int]) -> "Deferred[list[int]] | list[int]":
+        def unlinked(done: list[tuple[int, None]]) -> "Deferred[list[int]] | list[int]":
+            removed = [uid for uid, _ in done if uid in self._snap.files]
             if not removed:
                 return []
+            keys = [self._drop(uid) for uid in removed]
             return self._expunged(removed, keys).addCallback(lambda _: removed)
 
-        return self._each_file(sorted(set(uids)), unlink).addCallback(unlinked)
+        return self._each_file(sorted(set(uids)), os.unlink).addCallback(unlinked)
 
     def _expunged(self, uids: list[int], keys: list[str]) -> "Deferred[None]":
         """Messages gone for good, here or elsewhere: one mod-sequence step, the news, their UIDs forgotten."""

@@ -46,15 +46,6 @@ class SyncTests(StoreTestCase):
         self.assertEqual(inbox.get(3).size, len(wire.to_wire(OTHER)))
         self.assertEqual(inbox.recent_count(), 1)
 
-    def manual(self) -> tuple[ManualExecutor, object]:
-        """alice's INBOX opened through a store whose jobs the test runs."""
-        executor = ManualExecutor()
-        store = Store(self.root, executor)
-        opened = store.user(ALICE).open("INBOX")
-        executor.run_all()
-        self.manual_store = store
-        return executor, self.successResultOf(opened)
-
     def test_unchanged_directories_cost_no_listing(self):
         age_directories(self.folder().path)
         executor, inbox = self.manual()
@@ -237,13 +228,51 @@ class FlagTests(StoreTestCase):
         self.assertEqual(self.files("new"), [])
         self.assertEqual(self.done(self.inbox.read(1)), MSG)
 
-    def test_claim_recent_skips_what_another_session_claimed(self):
+    def test_a_file_another_process_claimed_stays_where_it_went(self):
         key = self.inbox.get(1).key
-        os.rename(os.path.join(self.inbox.path, "new", key), os.path.join(self.inbox.path, "cur", key + ":2,"))
-        self.assertEqual(self.inbox.claim_recent(), {2})
+        os.rename(os.path.join(self.inbox.path, "new", key), os.path.join(self.inbox.path, "cur", key + ":2,F"))
+        self.assertEqual(self.inbox.claim_recent(), {1, 2})  # this process's claim: nobody here had them
         self.done(self.inbox.sync())  # a rescan was asked for
         self.assertEqual(self.inbox.recent_count(), 0)
-        self.assertEqual(self.inbox.get(1).flags, frozenset())
+        self.assertEqual(self.inbox.get(1).flags, {"\\Flagged"})
+        self.assertEqual(sorted(os.listdir(os.path.join(self.inbox.path, "cur"))),
+                         sorted([key + ":2,F", self.inbox.get(2).key + ":2,"]))
+
+    def test_the_claim_is_made_at_once_and_the_files_move_in_the_pool(self):
+        executor, inbox = self.manual()
+        self.assertEqual(inbox.claim_recent(), {1, 2})
+        self.assertEqual((inbox.claim_recent(), inbox.recent_count()), (set(), 0))  # another session's turn
+        self.assertEqual(len(self.files("new")), 2)  # nothing moved on the caller's thread
+        self.assertEqual([fn.__name__ for fn, *_ in executor.jobs], ["each"])
+        executor.run_all()
+        self.assertEqual(self.files("new"), [])
+        read = inbox.read(1)
+        executor.run_all()
+        self.assertEqual(self.successResultOf(read), MSG)
+
+    def test_store_and_expunge_touch_files_only_in_the_pool(self):
+        executor, inbox = self.manual()
+        stored = inbox.store_flags([(1, frozenset({"\\Seen"})), (2, frozenset({"\\Deleted"}))])
+        self.assertEqual(sorted(self.files("new")), sorted(i.key for i in inbox.messages()))
+        executor.run_all()
+        self.assertEqual([i.flags for i in self.successResultOf(stored)], [{"\\Seen"}, {"\\Deleted"}])
+        expunged = inbox.expunge([2])
+        self.assertEqual(len(self.files("cur")), 2)
+        executor.run_all()
+        self.assertEqual(self.successResultOf(expunged), [2])
+        self.assertEqual([i.uid for i in inbox.messages()], [1])
+        self.assertEqual(len(self.files("cur")), 1)
+
+    def test_a_failed_rename_asks_the_next_sync_to_list_the_folder(self):
+        from unittest import mock
+
+        executor, inbox = self.manual()
+        with mock.patch.object(os, "rename", side_effect=OSError(errno.EIO, "I/O error")):
+            d = inbox.store_flags([(1, frozenset({"\\Seen"}))])
+            executor.run_all()
+        self.failureResultOf(d, OSError)
+        self.assertTrue(inbox._rescan_wanted)
+        self.assertEqual(inbox.get(1).flags, frozenset())
 
 
 class KeywordFileTests(StoreTestCase):

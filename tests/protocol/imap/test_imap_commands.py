@@ -122,6 +122,27 @@ class Expunge(IMAPTestCase):
         self.assertEqual(reply, b"* 3 EXPUNGE\r\n* 3 EXPUNGE\r\n* 5 EXPUNGE\r\n* 8 EXPUNGE\r\nA202 OK EXPUNGE completed\r\n")
         self.assertEqual([i.uid for i in self.inbox.messages()], [1, 2, 5, 6, 8, 9, 10])
 
+    async def test_many_expunges_in_slices_number_as_one_by_one(self) -> None:
+        """Past a few, the map is rebuilt in one pass and the store is asked in slices: the
+        numbers sent are still those of RFC 3501 6.4.3, lowest first."""
+        from unittest import mock
+
+        from mailsrv.imap import selection
+
+        await self.deliver(*[ONE] * 50)
+        session = await self.login()
+        doomed = [seq for seq in range(1, 51) if seq % 3 != 1]
+        with mock.patch.object(selection, "SLICE", 7):
+            await session.command(b"a STORE %s +FLAGS.SILENT (\\Deleted)" % b",".join(b"%d" % n for n in doomed))
+            reply = await session.command(b"b EXPUNGE")
+        expected, shift = [], 0
+        for seq in doomed:
+            expected.append(b"* %d EXPUNGE\r\n" % (seq - shift))
+            shift += 1
+        self.assertEqual(reply, b"".join(expected) + b"b OK EXPUNGE completed\r\n")
+        self.assertEqual([i.uid for i in self.inbox.messages()], [seq for seq in range(1, 51) if seq % 3 == 1])
+        self.assertEqual(await session.command(b"c FETCH 2 UID"), b"* 2 FETCH (UID 4)\r\nc OK FETCH completed\r\n")
+
     async def test_close_expunges_silently_unless_examined(self) -> None:
         await self.deliver(ONE, TWO)
         session = await self.login()
