@@ -146,7 +146,7 @@ class BodyWriter:
         if data[-1:] == b"\r":
             data = data[:-1]
             self._held_cr = True
-        self._append(wire.to_disk(data))
+        self._append(wire.to_disk(data, after_cr=self._disk_ends_cr))
 
     def write_disk_form(self, body: Body) -> None:
         """Append a finished body's octets as they are (already in disk form)."""

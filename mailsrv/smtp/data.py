@@ -12,11 +12,17 @@ makes intake of large messages fast in Python:
   fails the transaction with 500 at the final dot, and never leaves DATA:
   Twisted's SMTP switches back to command mode there and runs the rest of
   the body as commands (docs/twisted-notes.rst, "SMTP: over-long lines");
+* RFC 5321 2.3.8 and 4.1.1.4: CR and LF are line ends only as CRLF.  A
+  bare CR is data and kept as it came (the store keeps it byte for byte);
+  a bare LF fails the transaction with 554 at the final dot, as a line end
+  stored as LF would come back as CRLF and the message would not be what
+  was sent;
 * RFC 5321 4.5.2 transparency: a leading "." of every line is removed;
 * RFC 1870: the message size is the unstuffed size with CRLFs, and the
   first line that takes it over ``max_size`` fails the transaction with 552;
-* the first error wins; after it, lines are neither counted nor kept, and
-  what was kept is thrown away.
+* the first error in the order of the lines wins (wherever the packets were
+  cut); after it, lines are neither counted nor kept, and what was kept is
+  thrown away.
 
 The lines go, unstuffed and with their CRLF, into a
 :class:`~mailsrv.message.body.BodyWriter`, which spools large bodies to disk.
@@ -25,6 +31,7 @@ The lines go, unstuffed and with their CRLF, into a
 from __future__ import annotations
 
 from mailsrv.message.body import BodyWriter
+from mailsrv.message.wire import BARE_LF
 from mailsrv.smtp import replies
 from mailsrv.smtp.replies import Reply
 
@@ -38,7 +45,7 @@ class DataReader:
         self._max_size = max_size
         #: RFC 1870 message size so far: unstuffed octets with their CRLFs.
         self.size = 0
-        #: The first error (500 line too long, 552 too big), answered at the final dot.
+        #: The first error (500 line too long, 552 too big, 554 bare LF), answered at the final dot.
         self.error: Reply | None = None
         self._partial = b""  # the unfinished line, from its start
         self._dropping = False  # inside an over-long line, until its CRLF
@@ -105,6 +112,14 @@ class DataReader:
                 good = start
                 break
             start = last + 2
+        too_long = good < len(body)
+        # RFC 5321 2.3.8: the first line holding a bare LF ends the good ones.
+        bare_lf = body.count(b"\n", 0, good) != body.count(b"\r\n", 0, good)
+        if bare_lf:
+            found = BARE_LF.search(body, 0, good)
+            assert found is not None
+            line_end = body.rfind(b"\r\n", 0, found.start())
+            good = 0 if line_end < 0 else line_end + 2
         # RFC 5321 4.5.2: remove the dot that starts a line.
         lines = body[:good].replace(b"\r\n.", b"\r\n")
         if lines[:1] == b".":
@@ -118,7 +133,9 @@ class DataReader:
             return
         self.size += len(lines)
         self._sink.write(lines)
-        if good < len(body):
+        if bare_lf:
+            self._fail(replies.BARE_LF)
+        elif too_long:
             self._fail(replies.LINE_TOO_LONG)
 
     def _fail(self, error: Reply) -> None:

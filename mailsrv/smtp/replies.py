@@ -107,6 +107,7 @@ QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
 NOT_STORED = Reply(451, "4.3.0", "Error: message not stored, try again later")
 LOCAL_ERROR = Reply(451, "4.3.0", "Error: local error in processing")
 SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")  # RFC 1870 6.3
+BARE_LF = Reply(554, "5.6.0", "Error: bare LF in message data, lines must end in CRLF")  # RFC 5321 2.3.8
 
 # -- MAIL and RCPT parameters (RFC 5321 4.1.2, RFC 1870, RFC 6152) ----------------
 BAD_PARAMETERS = Reply(501, "5.5.4", "Syntax error in parameters")
