@@ -90,3 +90,8 @@ class Config(Table):
     def aliases_file(self) -> str:
         """The alias map."""
         return os.path.join(self.data_dir, "aliases")
+
+    @property
+    def senders_file(self) -> str:
+        """The addresses users may send as besides their own and their aliases."""
+        return os.path.join(self.data_dir, "senders")
