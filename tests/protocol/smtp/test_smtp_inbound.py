@@ -377,7 +377,7 @@ class PolicyTests(InboundTestCase):
     """Checks at each stage: refusals are audited, headers they add reach the message in order."""
 
     def install(self, check: Check) -> None:
-        self.ctx.policy = Policy([*self.ctx.policy.checks, check])
+        self.ctx.policy = Policy([*self.ctx.policy.checks, check], self.ctx.policy.disk)
 
     def test_headers_from_every_stage_are_added_at_the_top(self):
         class Stamp(Check):
@@ -427,7 +427,7 @@ class PipeliningTests(InboundTestCase):
                 held.append(d)
                 return d.addCallback(lambda _: ACCEPT)
 
-        self.ctx.policy = Policy([*self.ctx.policy.checks, SlowCheck()])
+        self.ctx.policy = Policy([*self.ctx.policy.checks, SlowCheck()], self.ctx.policy.disk)
         sent = b"MAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
         self.assertEqual(self.say(sent), b"250 2.1.0 Ok\r\n")
         self.transport.clear()
@@ -455,6 +455,6 @@ class AsyncCheckTests(InboundTestCase):
             async def rcpt(self, ctx, recipient):
                 return reject(Reply(450, "4.7.1", "Try again later"))
 
-        self.ctx.policy = Policy([*self.ctx.policy.checks, Slow()])
+        self.ctx.policy = Policy([*self.ctx.policy.checks, Slow()], self.ctx.policy.disk)
         self.mail()
         self.assertEqual(self.rcpt(b"alice@example.test"), b"450 4.7.1 Try again later\r\n")
