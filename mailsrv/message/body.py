@@ -155,18 +155,32 @@ class BodyWriter:
             self._held_cr = True
         self._append(wire.to_disk(data, after_cr=self._disk_ends_cr))
 
+    def write_lines(self, disk: bytes, wire_size: int) -> None:
+        """Append complete lines already in disk form, *wire_size* octets on the wire.
+
+        For the DATA reader, which converts its lines itself: the wire size
+        is how it tells a bare LF (:func:`~mailsrv.message.wire.to_disk`
+        gives back everything else), so it is not counted twice.
+        """
+        self._release_held_cr()
+        self._append(disk, wire_size)
+
     def copy_disk_form(self, source: BinaryIO, count: int) -> None:
         """Append the next *count* octets of *source*, a body's reader, as they are (disk form)."""
-        if self._held_cr:
-            self._held_cr = False
-            self._append(b"\r")
+        self._release_held_cr()
         while count > 0 and (chunk := source.read(min(count, _WRITE_BLOCK))):
             count -= len(chunk)
             self._append(chunk)
 
-    def _append(self, disk: bytes) -> None:
+    def _release_held_cr(self) -> None:
+        """What follows is not an LF: a CR held back is a bare CR."""
+        if self._held_cr:
+            self._held_cr = False
+            self._append(b"\r")
+
+    def _append(self, disk: bytes, wire_size: int | None = None) -> None:
         self.size += len(disk)
-        self.wire_size += wire.wire_size(disk)
+        self.wire_size += wire.wire_size(disk) if wire_size is None else wire_size
         if self._disk_ends_cr and disk[:1] == b"\n":
             self.wire_size -= 1  # that LF completes a CRLF already counted as a bare CR
         if disk:
@@ -186,9 +200,7 @@ class BodyWriter:
 
     def finish(self) -> Body:
         """The complete body; the writer must not be used afterwards."""
-        if self._held_cr:
-            self._held_cr = False
-            self._append(b"\r")
+        self._release_held_cr()
         if self._file is None:
             return Body(size=self.size, wire_size=self.wire_size, data=bytes(self._memory), body_type=self.body_type)
         self._flush()

@@ -39,9 +39,12 @@ def to_disk(data: bytes, after_cr: bool = False) -> bytes:
     kept = b""
     if after_cr and data[:2] == b"\r\n":
         kept, data = b"\r\n", data[2:]
-    if b"\r\r\n" not in data:  # the common case, and the fast one
-        return kept + data.replace(b"\r\n", b"\n")
-    return kept + _CRLF_NOT_AFTER_CR.sub(b"\n", data)
+    disk = data.replace(b"\r\n", b"\n")
+    # A CRLF is left in the result exactly where a CR came before one: rare,
+    # and a result without any CR (a fast scan) has none.
+    if b"\r" in disk and b"\r\n" in disk:
+        disk = _CRLF_NOT_AFTER_CR.sub(b"\n", data)
+    return kept + disk
 
 
 def to_wire(data: bytes) -> bytes:

@@ -24,14 +24,15 @@ makes intake of large messages fast in Python:
   cut); after it, lines are neither counted nor kept, and what was kept is
   thrown away.
 
-The lines go, unstuffed and with their CRLF, into a
+The lines go, unstuffed and converted to the disk form here (whose wire
+size is what tells a bare LF), into a
 :class:`~mailsrv.message.body.BodyWriter`, which spools large bodies to disk.
 """
 
 from __future__ import annotations
 
+from mailsrv.message import wire
 from mailsrv.message.body import BodyWriter
-from mailsrv.message.wire import BARE_LF
 from mailsrv.smtp import replies
 from mailsrv.smtp.replies import Reply
 
@@ -113,17 +114,16 @@ class DataReader:
                 break
             start = last + 2
         too_long = good < len(body)
-        # RFC 5321 2.3.8: the first line holding a bare LF ends the good ones.
-        bare_lf = body.count(b"\n", 0, good) != body.count(b"\r\n", 0, good)
+        lines, disk, wire_size = _unstuffed(body, good)
+        # RFC 5321 2.3.8: the disk form gives back every line but one with a
+        # bare LF, which gains a CR; the first such line ends the good ones.
+        bare_lf = wire_size != len(lines)
         if bare_lf:
-            found = BARE_LF.search(body, 0, good)
+            found = wire.BARE_LF.search(body, 0, good)
             assert found is not None
             line_end = body.rfind(b"\r\n", 0, found.start())
             good = 0 if line_end < 0 else line_end + 2
-        # RFC 5321 4.5.2: remove the dot that starts a line.
-        lines = body[:good].replace(b"\r\n.", b"\r\n")
-        if lines[:1] == b".":
-            lines = lines[1:]
+            lines, disk, wire_size = _unstuffed(body, good)
         room = self._max_size - self.size
         if len(lines) > room:
             # RFC 1870 6.3: the line taking the size over the limit is
@@ -132,7 +132,7 @@ class DataReader:
             self._fail(replies.SIZE_EXCEEDED)
             return
         self.size += len(lines)
-        self._sink.write(lines)
+        self._sink.write_lines(disk, wire_size)
         if bare_lf:
             self._fail(replies.BARE_LF)
         elif too_long:
@@ -143,3 +143,13 @@ class DataReader:
         if self.error is None:
             self.error = error
             self._sink.abort()
+
+
+def _unstuffed(body: bytes, end: int) -> tuple[bytes, bytes, int]:
+    """The complete lines ``body[:end]`` unstuffed: ``(wire form, disk form, wire size of the disk form)``."""
+    # RFC 5321 4.5.2: remove the dot that starts a line.
+    lines = body[:end].replace(b"\r\n.", b"\r\n")
+    if lines[:1] == b".":
+        lines = lines[1:]
+    disk = wire.to_disk(lines)
+    return lines, disk, wire.wire_size(disk)
