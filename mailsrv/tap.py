@@ -30,7 +30,7 @@ from mailsrv.net.audit import Audit
 from mailsrv.net.limits import ConnectionLimits
 from mailsrv.net.login import IUser, User
 from mailsrv.policy import Policy
-from mailsrv.policy.submission import AuthRequired
+from mailsrv.policy.submission import AuthRequired, CompleteHeader, SenderIsLogin
 from mailsrv.store import Store
 from mailsrv.workers import PoolExecutor, Workers
 
@@ -78,7 +78,8 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
         except OSError as e:
             raise configuration.ConfigError(f"{config.source}: data_dir: cannot create {path}: {e.strerror}") from None
     if os.getuid() == 0 and uid is not None:
-        for path in (config.data_dir, config.mail_dir, config.spool_dir, config.users_file, config.aliases_file):
+        for path in (config.data_dir, config.mail_dir, config.spool_dir, config.users_file, config.aliases_file,
+                     config.senders_file):
             if os.path.exists(path):
                 os.chown(path, uid, gid if gid is not None else -1)
 
@@ -107,7 +108,8 @@ def assemble(
     return ServerContext(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory),
-        policy=Policy([AuthRequired()], resolver=resolver),
+        policy=Policy([AuthRequired(), SenderIsLogin(directory), CompleteHeader(config.hostname)], workers.disk,
+                      resolver=resolver),
         delivery=LocalDelivery(store, audit),
         workers=workers,
         audit=audit,

@@ -3,17 +3,13 @@
 ``@domain: target`` is the catch-all of that domain.  Repeated lines for
 one alias add up, as the CLI's ``alias add`` does, so a hand-written file
 and a CLI-written one mean the same.  A line we cannot use is skipped with
-a warning naming the file and line.
+a warning naming the file and line (:func:`~mailsrv.accounts.textfile.parse_lists`).
 """
 
 from __future__ import annotations
 
-from twisted.logger import Logger
-
-from mailsrv.accounts.textfile import EditError, append_line, content_lines, first_field, map_lines
+from mailsrv.accounts.textfile import EditError, append_line, first_field, map_lines, parse_lists
 from mailsrv.address import canonical_address, canonical_domain
-
-log = Logger()
 
 #: Aliases are not secret, but only the server and the admin need them.
 DEFAULT_MODE = 0o640
@@ -36,21 +32,7 @@ def key_of(line: str) -> str | None:
 
 def parse(text: str, source: str) -> dict[str, tuple[str, ...]]:
     """Map alias (or ``@domain``) -> canonical target addresses, in file order."""
-    aliases: dict[str, list[str]] = {}
-    for number, line in content_lines(text):
-        name, colon, rest = line.partition(":")
-        key = alias_key(name)
-        targets = [canonical_address(t.strip()) for t in rest.split(",")]
-        if not colon or key is None or None in targets:
-            log.warn(
-                "{file}:{line}: expected ALIAS: ADDRESS[, ADDRESS...] with plain addresses; line ignored",
-                file=source,
-                line=number,
-            )
-            continue
-        merged = aliases.setdefault(key, [])
-        merged.extend(t for t in targets if t not in merged)
-    return {key: tuple(targets) for key, targets in aliases.items()}
+    return parse_lists(text, source, alias_key, canonical_address, "ALIAS: ADDRESS[, ADDRESS...] with plain addresses")
 
 
 def add(text: str, key: str, targets: list[str], source: str) -> str:

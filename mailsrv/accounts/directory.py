@@ -1,9 +1,10 @@
-"""Who receives mail for an address: users, aliases, catch-alls, subaddresses.
+"""Who receives mail for an address (users, aliases, catch-alls, subaddresses), and who may send as it.
 
-:class:`Directory` is what SMTP asks at RCPT time and what the checker
-reads passwords from.  It holds no state of its own beyond the two parsed
-files, which it re-reads when they change on disk, so ``mailsrv user add``
-and hand edits take effect without a restart.
+:class:`Directory` is what SMTP asks at RCPT time (and on submission, at
+MAIL and after DATA) and what the checker reads passwords from.  It holds
+no state of its own beyond the three parsed files (users, aliases,
+senders), which it re-reads when they change on disk, so ``mailsrv user
+add`` and hand edits take effect without a restart.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Mapping
 
 from twisted.logger import Logger
 
-from mailsrv.accounts import aliases, users
+from mailsrv.accounts import aliases, senders, users
 from mailsrv.address import canonical_address, canonical_domain, split_address
 from mailsrv.store.files import WatchedFile
 from mailsrv.config import Config
@@ -32,6 +33,7 @@ class Directory:
         cleartext = config.auth.cleartext_passwords
         self._users = WatchedFile(config.users_file, functools.partial(users.parse, allow_cleartext=cleartext))
         self._aliases = WatchedFile(config.aliases_file, aliases.parse)
+        self._senders = WatchedFile(config.senders_file, senders.parse)
 
     def is_local_domain(self, domain: str) -> bool:
         """True when we are the final destination for *domain*."""
@@ -57,10 +59,28 @@ class Directory:
         routing syntax is refused by SMTP, and remote forwarding does not
         exist yet.
         """
+        return self._resolve(address, catch_all=True)
+
+    def may_send_as(self, login: str, address: str) -> bool:
+        """True when the user *login* may send mail as *address* (envelope sender or From:).
+
+        Their own address and every address delivered to them (an alias
+        naming them, directly or through other aliases; ``login+tag``) is
+        theirs, and what the senders file grants.  A catch-all is not: it
+        takes mail for addresses nobody owns, and gives none of them away.
+        """
+        canonical = canonical_address(address)
+        if canonical is None:
+            return False
+        if login in self._resolve(canonical, catch_all=False):
+            return True
+        return senders.grants(self._senders.get().get(login, ()), canonical)
+
+    def _resolve(self, address: str, catch_all: bool) -> list[str]:
         parts = split_address(address)
         if parts is None or parts[1] not in self._domains:
             return []
-        found = self._expand(parts[0], parts[1], self._users.get(), self._aliases.get(), ())
+        found = self._expand(parts[0], parts[1], self._users.get(), self._aliases.get(), (), catch_all)
         return list(dict.fromkeys(found))
 
     def _expand(
@@ -70,6 +90,7 @@ class Directory:
         user_map: Mapping[str, str],
         alias_map: Mapping[str, tuple[str, ...]],
         path: tuple[str, ...],
+        catch_all: bool,
     ) -> list[str]:
         """Users reached from ``local@domain``; *path* is the alias chain so far."""
         address = f"{local}@{domain}"
@@ -89,12 +110,12 @@ class Directory:
             base, plus, _ = local.partition("+")
             if plus and base:
                 # RFC 5233 subaddressing: local+tag is delivered as local.
-                return self._expand(base, domain, user_map, alias_map, path)
-            targets = alias_map.get("@" + domain)
+                return self._expand(base, domain, user_map, alias_map, path, catch_all)
+            targets = alias_map.get("@" + domain) if catch_all else None
         found = [
             user
             for target in targets or ()
-            for user in self._expand(*target.rsplit("@", 1), user_map, alias_map, path)
+            for user in self._expand(*target.rsplit("@", 1), user_map, alias_map, path, catch_all)
         ]
         if not found and local == "postmaster":
             # RFC 5321 4.5.1: postmaster of every local domain must be

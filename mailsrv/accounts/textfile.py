@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
+from twisted.logger import Logger
+
 from mailsrv.store.files import locked, read_text, replace_file
+
+log = Logger()
 
 
 class EditError(Exception):
@@ -26,6 +30,29 @@ def content_lines(text: str) -> Iterator[tuple[int, str]]:
         line = line.strip()
         if line and not line.startswith("#"):
             yield number, line
+
+
+def parse_lists(
+    text: str, source: str, key: Callable[[str], str | None], item: Callable[[str], str | None], form: str
+) -> dict[str, tuple[str, ...]]:
+    """Map each key to its items, from lines ``KEY: ITEM, ITEM...``, in file order.
+
+    *key* and *item* return the canonical form of a field, ``None`` when it
+    is not one.  Repeated lines for one key add up, so a hand-written file
+    and one the CLI appends to mean the same; a line that does not parse is
+    skipped with a warning naming the file, the line and *form*.
+    """
+    lists: dict[str, list[str]] = {}
+    for number, line in content_lines(text):
+        name, colon, rest = line.partition(":")
+        canonical = key(name)
+        items = [item(field.strip()) for field in rest.split(",")]
+        if not colon or canonical is None or None in items:
+            log.warn("{file}:{line}: expected {form}; line ignored", file=source, line=number, form=form)
+            continue
+        merged = lists.setdefault(canonical, [])
+        merged.extend(i for i in items if i is not None and i not in merged)
+    return {canonical: tuple(items) for canonical, items in lists.items()}
 
 
 def first_field(line: str) -> str | None:

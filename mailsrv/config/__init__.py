@@ -10,7 +10,7 @@ whose message names the file and the dotted key.  Modules:
   and :func:`load`, generic over the declarations;
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
-  :mod:`.threads`, :mod:`.dns` -- one module per ``[table]``;
+  :mod:`.submission`, :mod:`.threads`, :mod:`.dns` -- one module per ``[table]``;
 * :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
 """
 
@@ -21,6 +21,7 @@ from mailsrv.config.listen import ListenConfig
 from mailsrv.config.loader import CONFIG_ENV, SYSTEM_CONFIG, load, locate
 from mailsrv.config.schema import ConfigError
 from mailsrv.config.server import Config
+from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
 
@@ -33,6 +34,7 @@ __all__ = [
     "LimitsConfig",
     "ListenConfig",
     "SYSTEM_CONFIG",
+    "SubmissionConfig",
     "TLSConfig",
     "ThreadsConfig",
     "load",

@@ -17,6 +17,7 @@ from mailsrv.config.dns import DNSConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.schema import Invalid, Table, setting, table
+from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
 
@@ -54,7 +55,8 @@ class Config(Table):
         _hostname,
     )
     data_dir: str = setting(
-        "mailsrv-data", "Holds mail/ (the Maildirs), spool/, users, aliases and tls/ (generated certificate)."
+        "mailsrv-data",
+        "Holds mail/ (the Maildirs), spool/, users, aliases, senders and tls/ (generated certificate).",
     )
     domains: tuple[str, ...] = setting(
         ("example.test",),
@@ -66,6 +68,7 @@ class Config(Table):
     tls: TLSConfig = table(TLSConfig)
     limits: LimitsConfig = table(LimitsConfig)
     auth: AuthConfig = table(AuthConfig)
+    submission: SubmissionConfig = table(SubmissionConfig)
     threads: ThreadsConfig = table(ThreadsConfig)
     dns: DNSConfig = table(DNSConfig)
     #: The file the configuration was read from, for messages.
@@ -90,3 +93,8 @@ class Config(Table):
     def aliases_file(self) -> str:
         """The alias map."""
         return os.path.join(self.data_dir, "aliases")
+
+    @property
+    def senders_file(self) -> str:
+        """The addresses users may send as besides their own and their aliases."""
+        return os.path.join(self.data_dir, "senders")

@@ -23,7 +23,7 @@ import enum
 import io
 import os
 import tempfile
-from typing import BinaryIO
+from typing import BinaryIO, Sequence
 
 from mailsrv.message import wire
 
@@ -88,19 +88,26 @@ class Body:
         with self.open() as f:
             return f.read()
 
-    def prepend(self, data: bytes) -> "Body":
-        """A new body: wire-form *data* (header lines a check adds), then this one.
+    def insert(self, pieces: Sequence[tuple[int, bytes]]) -> "Body":
+        """A new body: this one with each ``(offset, data)`` of *pieces* inserted.
 
-        This body is discarded.  A spooled body is copied into a new spool
-        file beside it: blocking, so callers on the reactor thread run it in
-        the disk pool.
+        *data* is wire-form header lines (a check's); *offset* counts disk
+        octets of this body, at a line start, and the offsets ascend.  This
+        body is discarded.  A spooled body is copied, a block at a time, into
+        a new spool file beside it: never held in memory, but blocking, so
+        callers on the reactor thread run it in the disk pool.
         """
         # The copy stays where this body is: in memory, or spooled beside it.
         spool_dir = os.path.dirname(self.path) if self.path else ""
-        threshold = self.size + len(data) + 1 if self.in_memory else 0
+        threshold = self.size + sum(len(data) for _, data in pieces) + 1 if self.in_memory else 0
         writer = BodyWriter(spool_dir, threshold, self.body_type)
-        writer.write(data)
-        writer.write_disk_form(self)
+        with self.open() as f:
+            copied = 0
+            for offset, data in pieces:
+                writer.copy_disk_form(f, offset - copied)
+                copied = offset
+                writer.write(data)
+            writer.copy_disk_form(f, self.size - copied)
         self.discard()
         return writer.finish()
 
@@ -146,20 +153,34 @@ class BodyWriter:
         if data[-1:] == b"\r":
             data = data[:-1]
             self._held_cr = True
-        self._append(wire.to_disk(data))
+        self._append(wire.to_disk(data, after_cr=self._disk_ends_cr))
 
-    def write_disk_form(self, body: Body) -> None:
-        """Append a finished body's octets as they are (already in disk form)."""
+    def write_lines(self, disk: bytes, wire_size: int) -> None:
+        """Append complete lines already in disk form, *wire_size* octets on the wire.
+
+        For the DATA reader, which converts its lines itself: the wire size
+        is how it tells a bare LF (:func:`~mailsrv.message.wire.to_disk`
+        gives back everything else), so it is not counted twice.
+        """
+        self._release_held_cr()
+        self._append(disk, wire_size)
+
+    def copy_disk_form(self, source: BinaryIO, count: int) -> None:
+        """Append the next *count* octets of *source*, a body's reader, as they are (disk form)."""
+        self._release_held_cr()
+        while count > 0 and (chunk := source.read(min(count, _WRITE_BLOCK))):
+            count -= len(chunk)
+            self._append(chunk)
+
+    def _release_held_cr(self) -> None:
+        """What follows is not an LF: a CR held back is a bare CR."""
         if self._held_cr:
             self._held_cr = False
             self._append(b"\r")
-        with body.open() as f:
-            while chunk := f.read(_WRITE_BLOCK):
-                self._append(chunk)
 
-    def _append(self, disk: bytes) -> None:
+    def _append(self, disk: bytes, wire_size: int | None = None) -> None:
         self.size += len(disk)
-        self.wire_size += wire.wire_size(disk)
+        self.wire_size += wire.wire_size(disk) if wire_size is None else wire_size
         if self._disk_ends_cr and disk[:1] == b"\n":
             self.wire_size -= 1  # that LF completes a CRLF already counted as a bare CR
         if disk:
@@ -179,9 +200,7 @@ class BodyWriter:
 
     def finish(self) -> Body:
         """The complete body; the writer must not be used afterwards."""
-        if self._held_cr:
-            self._held_cr = False
-            self._append(b"\r")
+        self._release_held_cr()
         if self._file is None:
             return Body(size=self.size, wire_size=self.wire_size, data=bytes(self._memory), body_type=self.body_type)
         self._flush()

@@ -6,6 +6,15 @@ protocol reports (RFC822.SIZE, POP3 octet counts) are those of the wire form,
 which :func:`wire_size` computes from the disk form without building it.
 Conversion works chunk by chunk as well as whole, so a 50 MiB message is
 never held in memory to be sent.
+
+The two conversions are exact inverses for every message without a bare LF,
+so a message comes back octet for octet as it was received (a DKIM body
+hash depends on it).  :func:`to_wire` keeps a CRLF it finds on disk (files
+other programs wrote with CRLF line ends read as they are), so a line that
+ends in a bare CR (``x\r`` + CRLF) keeps its CRLF on disk: stored as
+``x\r\n`` it would come back as ``x`` + CRLF.  A bare LF is a line end on
+disk; SMTP refuses it (:mod:`mailsrv.smtp.data`), IMAP APPEND stores it as
+one.
 """
 
 from __future__ import annotations
@@ -13,22 +22,36 @@ from __future__ import annotations
 import re
 from typing import BinaryIO, Iterator
 
-_BARE_LF = re.compile(rb"(?<!\r)\n")
+#: An LF that does not end a CRLF.
+BARE_LF = re.compile(rb"(?<!\r)\n")
+_CRLF_NOT_AFTER_CR = re.compile(rb"(?<!\r)\r\n")
 
 #: Octets read from a file per chunk when streaming a message.
 CHUNK = 64 * 1024
 
 
-def to_disk(data: bytes) -> bytes:
-    """Message bytes as stored: LF line ends."""
-    return data.replace(b"\r\n", b"\n")
+def to_disk(data: bytes, after_cr: bool = False) -> bytes:
+    """Message bytes as stored: LF line ends, except a CRLF after a CR (see above).
+
+    *after_cr* says that *data* continues a message whose last octet so
+    far was a CR, for callers converting it piece by piece.
+    """
+    kept = b""
+    if after_cr and data[:2] == b"\r\n":
+        kept, data = b"\r\n", data[2:]
+    disk = data.replace(b"\r\n", b"\n")
+    # A CRLF is left in the result exactly where a CR came before one: rare,
+    # and a result without any CR (a fast scan) has none.
+    if b"\r" in disk and b"\r\n" in disk:
+        disk = _CRLF_NOT_AFTER_CR.sub(b"\n", data)
+    return kept + disk
 
 
 def to_wire(data: bytes) -> bytes:
     """Message bytes as sent over POP3/IMAP: CRLF line ends (RFC 5322 2.1)."""
     if b"\r" not in data:
         return data.replace(b"\n", b"\r\n")
-    return _BARE_LF.sub(b"\r\n", data)
+    return BARE_LF.sub(b"\r\n", data)
 
 
 def wire_size(disk: bytes) -> int:

@@ -5,7 +5,9 @@ about; each stage returns a :class:`Verdict` (or a Deferred or coroutine of one)
 accept, or refuse with an SMTP reply, plus header lines to add to the
 message (whatever the stage: they go on top of every message the
 connection or the transaction they came from sends, in the order the
-checks ran).
+checks ran).  At the ``data`` stage a verdict may also complete the
+message's own header (:attr:`Verdict.fields`: what a submission server adds,
+RFC 6409 8), below the trace headers.
 :class:`Policy` runs the configured checks in order at each stage; the first
 refusal wins and the rest are not asked.  The stages and the order they
 come in, for one connection:
@@ -32,14 +34,22 @@ if TYPE_CHECKING:
     from mailsrv.address import Mailbox
     from mailsrv.delivery.envelope import Envelope
     from mailsrv.net.session import Session
+    from mailsrv.workers import Executor
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Accept (``reply is None``) or refuse with *reply*; *headers* are CRLF-ended lines to add."""
+    """Accept (``reply is None``) or refuse with *reply*; *headers* are CRLF-ended lines to add.
+
+    *headers* go on top of the message (trace-like fields: they describe
+    its way here); *fields*, from the ``data`` stage only, go below our
+    ``Return-Path`` and ``Received``, just above the client's own header
+    fields (a ``Date:`` the client left out, say).
+    """
 
     reply: Reply | None = None
     headers: tuple[bytes, ...] = ()
+    fields: tuple[bytes, ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -62,6 +72,8 @@ class CheckContext:
     session: "Session"
     #: The server's one DNS resolver (``twisted.internet.interfaces.IResolver``).
     resolver: Any
+    #: Runs blocking reads (the body, when it is spooled) off the reactor thread.
+    disk: "Executor"
 
 
 class Check:
@@ -91,14 +103,16 @@ class Check:
 class Policy:
     """Runs *checks* in order at each stage (see the module docstring)."""
 
-    def __init__(self, checks: Sequence[Check], resolver: Any = None) -> None:
+    def __init__(self, checks: Sequence[Check], disk: "Executor", resolver: Any = None) -> None:
         self.checks = tuple(checks)
+        self.disk = disk
         self.resolver = resolver
 
     async def run(self, stage: str, session: "Session", *args: Any) -> Verdict:
         """The combined verdict of every check at *stage* (``connect``, ``helo``, ...)."""
-        ctx = CheckContext(session=session, resolver=self.resolver)
+        ctx = CheckContext(session=session, resolver=self.resolver, disk=self.disk)
         headers: tuple[bytes, ...] = ()
+        fields: tuple[bytes, ...] = ()
         for check in self.checks:
             verdict = getattr(check, stage)(ctx, *args)
             if not isinstance(verdict, Verdict):  # a Deferred or a coroutine
@@ -106,4 +120,5 @@ class Policy:
             if not verdict.accepted:
                 return verdict
             headers += verdict.headers
-        return Verdict(headers=headers) if headers else ACCEPT
+            fields += verdict.fields
+        return Verdict(headers=headers, fields=fields) if headers or fields else ACCEPT

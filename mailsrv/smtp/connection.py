@@ -40,6 +40,8 @@ class Transaction:
     headers: list[bytes] = field(default_factory=list)
     #: The body being received, while DATA runs.
     writer: BodyWriter | None = None
+    #: Disk octets of our trace headers at the top of the body (data-stage fields go after them).
+    trace_size: int = 0
 
     def abort(self) -> None:
         """Throw away a body being received or already complete."""

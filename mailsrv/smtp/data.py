@@ -12,18 +12,26 @@ makes intake of large messages fast in Python:
   fails the transaction with 500 at the final dot, and never leaves DATA:
   Twisted's SMTP switches back to command mode there and runs the rest of
   the body as commands (docs/twisted-notes.rst, "SMTP: over-long lines");
+* RFC 5321 2.3.8 and 4.1.1.4: CR and LF are line ends only as CRLF.  A
+  bare CR is data and kept as it came (the store keeps it byte for byte);
+  a bare LF fails the transaction with 554 at the final dot, as a line end
+  stored as LF would come back as CRLF and the message would not be what
+  was sent;
 * RFC 5321 4.5.2 transparency: a leading "." of every line is removed;
 * RFC 1870: the message size is the unstuffed size with CRLFs, and the
   first line that takes it over ``max_size`` fails the transaction with 552;
-* the first error wins; after it, lines are neither counted nor kept, and
-  what was kept is thrown away.
+* the first error in the order of the lines wins (wherever the packets were
+  cut); after it, lines are neither counted nor kept, and what was kept is
+  thrown away.
 
-The lines go, unstuffed and with their CRLF, into a
+The lines go, unstuffed and converted to the disk form here (whose wire
+size is what tells a bare LF), into a
 :class:`~mailsrv.message.body.BodyWriter`, which spools large bodies to disk.
 """
 
 from __future__ import annotations
 
+from mailsrv.message import wire
 from mailsrv.message.body import BodyWriter
 from mailsrv.smtp import replies
 from mailsrv.smtp.replies import Reply
@@ -38,7 +46,7 @@ class DataReader:
         self._max_size = max_size
         #: RFC 1870 message size so far: unstuffed octets with their CRLFs.
         self.size = 0
-        #: The first error (500 line too long, 552 too big), answered at the final dot.
+        #: The first error (500 line too long, 552 too big, 554 bare LF), answered at the final dot.
         self.error: Reply | None = None
         self._partial = b""  # the unfinished line, from its start
         self._dropping = False  # inside an over-long line, until its CRLF
@@ -105,10 +113,17 @@ class DataReader:
                 good = start
                 break
             start = last + 2
-        # RFC 5321 4.5.2: remove the dot that starts a line.
-        lines = body[:good].replace(b"\r\n.", b"\r\n")
-        if lines[:1] == b".":
-            lines = lines[1:]
+        too_long = good < len(body)
+        lines, disk, wire_size = _unstuffed(body, good)
+        # RFC 5321 2.3.8: the disk form gives back every line but one with a
+        # bare LF, which gains a CR; the first such line ends the good ones.
+        bare_lf = wire_size != len(lines)
+        if bare_lf:
+            found = wire.BARE_LF.search(body, 0, good)
+            assert found is not None
+            line_end = body.rfind(b"\r\n", 0, found.start())
+            good = 0 if line_end < 0 else line_end + 2
+            lines, disk, wire_size = _unstuffed(body, good)
         room = self._max_size - self.size
         if len(lines) > room:
             # RFC 1870 6.3: the line taking the size over the limit is
@@ -117,8 +132,10 @@ class DataReader:
             self._fail(replies.SIZE_EXCEEDED)
             return
         self.size += len(lines)
-        self._sink.write(lines)
-        if good < len(body):
+        self._sink.write_lines(disk, wire_size)
+        if bare_lf:
+            self._fail(replies.BARE_LF)
+        elif too_long:
             self._fail(replies.LINE_TOO_LONG)
 
     def _fail(self, error: Reply) -> None:
@@ -126,3 +143,13 @@ class DataReader:
         if self.error is None:
             self.error = error
             self._sink.abort()
+
+
+def _unstuffed(body: bytes, end: int) -> tuple[bytes, bytes, int]:
+    """The complete lines ``body[:end]`` unstuffed: ``(wire form, disk form, wire size of the disk form)``."""
+    # RFC 5321 4.5.2: remove the dot that starts a line.
+    lines = body[:end].replace(b"\r\n.", b"\r\n")
+    if lines[:1] == b".":
+        lines = lines[1:]
+    disk = wire.to_disk(lines)
+    return lines, disk, wire.wire_size(disk)

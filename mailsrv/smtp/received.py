@@ -39,19 +39,26 @@ def trace_headers(
     queue_id: str,
     tls: str | None,
     recipient: str | None,
+    login: str | None = None,
     when: datetime | None = None,
 ) -> bytes:
     """``Return-Path`` and ``Received`` as CRLF-terminated header lines.
 
     *sender* is the reverse-path ('' for the null sender).  *recipient* is
     named in the ``for`` clause only when the message has exactly one, so
-    that Bcc recipients are not disclosed to each other.
+    that Bcc recipients are not disclosed to each other.  *login*, the
+    user who submitted the message, goes in a comment as Postfix and
+    Sendmail write it, so a recipient (or their admin) can tell who sent
+    it; it is a canonical user address, which holds no character a
+    comment would need escaped.
     """
     when = when or datetime.now(timezone.utc)
     # RFC 5321 4.4 TCP-info: the address literal alone, as no reverse DNS is looked up.
     parts = [f"from {helo} ({address_literal(client_ip)})"]
     if tls:
         parts.append(f"(using {tls})")
+    if login:
+        parts.append(f"(Authenticated sender: {login})")
     parts.append(f"by {hostname} (mailsrv) with {protocol} id {queue_id}")
     stamp = format_datetime(when)  # RFC 5322 3.3 date-time, as RFC 5321 4.4 asks
     if recipient is not None:

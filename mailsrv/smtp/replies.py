@@ -93,6 +93,13 @@ AUTH_FAILED = Reply(535, "5.7.8", "Error: authentication failed")  # RFC 4954 6
 AUTH_TEMPORARY = Reply(454, "4.7.0", "Temporary authentication failure")  # RFC 4954 6
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")  # RFC 4954 6, RFC 6409 4.3
 
+# -- submission: who a user may send as (RFC 6409 6.1, 6.3) ----------------------
+# RFC 6409 6.1 names 550 for MAIL; 553 ("mailbox name not allowed", RFC 5321
+# 4.2.2) says more precisely what is wrong and is what Postfix answers.
+SENDER_NOT_OWNED = Reply(553, "5.7.1", "<{address}>: Sender address rejected: not owned by user {user}")
+AUTHOR_NOT_OWNED = Reply(550, "5.7.1", "<{address}>: From address rejected: not owned by user {user}")
+BAD_AUTHOR = Reply(554, "5.6.0", "Error: the message needs a From: header with addresses that parse")
+
 # -- the mail transaction (RFC 5321 3.3) -----------------------------------------
 SENDER_OK = Reply(250, "2.1.0", "Ok")
 RECIPIENT_OK = Reply(250, "2.1.5", "Ok")
@@ -107,6 +114,7 @@ QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")
 NOT_STORED = Reply(451, "4.3.0", "Error: message not stored, try again later")
 LOCAL_ERROR = Reply(451, "4.3.0", "Error: local error in processing")
 SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")  # RFC 1870 6.3
+BARE_LF = Reply(554, "5.6.0", "Error: bare LF in message data, lines must end in CRLF")  # RFC 5321 2.3.8
 
 # -- MAIL and RCPT parameters (RFC 5321 4.1.2, RFC 1870, RFC 6152) ----------------
 BAD_PARAMETERS = Reply(501, "5.5.4", "Syntax error in parameters")

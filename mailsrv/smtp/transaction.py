@@ -125,15 +125,17 @@ def _trace(server: "Connection", transaction: Transaction) -> bytes:
     """``Return-Path`` and ``Received`` (RFC 5321 4.4) for the top of the message."""
     session = server.session
     recipients = transaction.recipients
+    config = server.ctx.config
     return trace_headers(
         sender=transaction.envelope.sender,
         helo=server.helo or session.peer_ip,
         client_ip=session.peer_ip,
-        hostname=server.ctx.config.hostname,
+        hostname=config.hostname,
         protocol=with_protocol(server.esmtp, session.tls_active, session.user is not None),
         queue_id=transaction.envelope.queue_id,
         tls=session.tls_details(),
         recipient=str(recipients[0]) if len(recipients) == 1 else None,
+        login=session.user if config.submission.received_login else None,
     )
 
 
@@ -150,6 +152,7 @@ async def data(server: "Connection", rest: bytes) -> Reply:
     limits = ctx.config.limits
     writer = transaction.writer = BodyWriter(ctx.config.spool_dir, limits.spool_threshold, transaction.params.body)
     writer.write(_trace(server, transaction))
+    transaction.trace_size = writer.size
     server.answer(replies.START_DATA)
     reader = DataReader(writer, limits.max_line_length, limits.max_message_size)
     await server.read_raw(reader)
@@ -181,9 +184,14 @@ async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
             server.reject("data", envelope.sender or "<>", verdict.reply)
             return verdict.reply
         headers = [*server.headers, *transaction.headers, *verdict.headers]  # the order the checks ran in
-        if headers:
+        pieces = []
+        if headers:  # on top
+            pieces.append((0, b"".join(headers)))
+        if verdict.fields:  # below our Return-Path and Received, above the client's header
+            pieces.append((transaction.trace_size, b"".join(verdict.fields)))
+        if pieces:
             assert envelope.body is not None
-            envelope.body = await ctx.workers.disk.run(envelope.body.prepend, b"".join(headers))
+            envelope.body = await ctx.workers.disk.run(envelope.body.insert, pieces)
         try:
             if envelope.local_users:
                 await ctx.delivery.deliver(envelope)

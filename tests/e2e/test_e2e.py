@@ -22,7 +22,7 @@ import warnings
 import pytest
 
 import attack
-from twistd_server import HOSTNAME, Server, env, twistd
+from twistd_server import HOSTNAME, Server, env, mailsrv_cli, twistd
 
 PASSWORD = "correct horse battery staple"
 USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"]
@@ -38,9 +38,9 @@ def server(tmp_path_factory):
     srv.stop()
 
 
-def message(subject: str, body: bytes = b"Hello.\r\n") -> bytes:
+def message(subject: str, body: bytes = b"Hello.\r\n", author: str = "Sender <sender@remote.test>") -> bytes:
     return (
-        b"From: Sender <sender@remote.test>\r\nTo: someone@example.test\r\n"
+        f"From: {author}\r\n".encode() + b"To: someone@example.test\r\n"
         + f"Subject: {subject}\r\nMessage-ID: <{uuid.uuid4()}@remote.test>\r\n".encode()
         + b"Date: Sun, 22 Nov 2026 10:00:00 +0000\r\n\r\n"
         + body
@@ -78,7 +78,7 @@ def strip_trace(data: bytes) -> bytes:
 
 def test_smtp_to_pop3_and_imap_byte_exact(server):
     # Lines stay under 2048 octets: poplib refuses longer ones.
-    body = b".leading dot\r\n..two dots\r\n.\r\nx" + b"y" * 2000 + b"\r\n\xc3\xa9 8bit\r\n"
+    body = b".leading dot\r\n..two dots\r\n.\r\nx" + b"y" * 2000 + b"\r\n\xc3\xa9 8bit\r\nbare CR\r\r\n\r\r\n.\r\r\n"
     data = message("byte exact", body)
     send(server, ["alice@example.test"], data)
     p = pop(server, "alice")
@@ -168,16 +168,56 @@ def test_submission_auth_only_after_tls_then_delivers(server):
             s.login("erin@example.test", "wrong")
         assert e.value.smtp_code == 535
         s.login("erin@example.test", PASSWORD)
-        s.sendmail("erin@example.test", ["frank@example.test"], message("via 587"))
+        s.sendmail("erin@example.test", ["frank@example.test"], message("via 587", author="erin@example.test"))
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             s.sendmail("erin@example.test", ["someone@remote.test"], message("remote"))
     with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], context=server.tls(), timeout=30) as s:
         s.login("erin@example.test", PASSWORD)
-        s.sendmail("erin@example.test", ["frank@example.test"], message("via 465"))
+        s.sendmail("erin@example.test", ["frank@example.test"], message("via 465", author="erin@example.test"))
     m = imap(server, "frank")
     assert m.select("INBOX") == ("OK", [b"2"])
     m.logout()
     assert "erin@example.test" in server.log()
+
+
+def test_submission_sends_only_as_the_login_and_completes_the_header(server):
+    """Issue 6: any user could send as anyone, and nothing named them.  Now the
+    envelope sender and From: must be the login's (an alias delivering to
+    them, or what the senders file grants, counts), the Received header and
+    the log name the login, and a missing Message-ID and Date are added."""
+    server.add_user("henry@example.test", PASSWORD)
+    server.add_user("irene@example.test", PASSWORD)
+    added = mailsrv_cli(server.config, "alias", "add", "sales@example.test", "henry@example.test")
+    assert added.returncode == 0, added.stderr
+    with open(os.path.join(server.data_dir, "senders"), "w") as f:
+        f.write("henry@example.test: henry@remote.test\n")
+    plain = b"Subject: no id, no date\r\n\r\nHello.\r\n"
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as s:
+        s.starttls(context=server.tls())
+        s.login("henry@example.test", PASSWORD)
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            s.sendmail("irene@example.test", ["irene@example.test"], b"From: irene@example.test\r\n" + plain)
+        assert (refused.value.smtp_code, refused.value.smtp_error[:6]) == (553, b"5.7.1 ")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            s.sendmail("henry@example.test", ["irene@example.test"], b"From: The CEO <ceo@example.test>\r\n" + plain)
+        assert (refused.value.smtp_code, refused.value.smtp_error[:6]) == (550, b"5.7.1 ")
+        s.sendmail("sales@example.test", ["irene@example.test"], b"From: Sales <sales@example.test>\r\n" + plain)
+        s.sendmail("henry@remote.test", ["irene@example.test"], b"From: henry@remote.test\r\n" + plain)
+    m = imap(server, "irene")
+    m.select("INBOX")
+    typ, fetched = m.fetch("1:*", "(BODY.PEEK[HEADER])")
+    assert typ == "OK"
+    heads = [item[1] for item in fetched if isinstance(item, tuple)]
+    assert len(heads) == 2
+    for head, sender in zip(heads, (b"sales@example.test", b"henry@remote.test")):
+        assert head.startswith(b"Return-Path: <" + sender + b">\r\n"), head
+        assert b"\r\n\t(Authenticated sender: henry@example.test)\r\n" in head
+        assert b" with ESMTPSA id " in head
+        assert re.search(rb"\r\nMessage-ID: <[^>]+@" + HOSTNAME.encode() + rb">\r\nDate: [^\r]+\+0000\r\n", head), head
+    m.logout()
+    log = server.log()
+    assert re.search(r"transaction 250: kind=submission \S+ \S+ user=henry@example\.test sender=sales@example\.test ", log)
+    assert re.search(r"rejection mail: kind=submission \S+ subject=irene@example\.test reply=\"553 5\.7\.1 ", log)
 
 
 def test_no_open_relay_and_unknown_user(server):

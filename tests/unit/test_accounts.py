@@ -1,4 +1,4 @@
-"""Accounts: the two files, resolution, the checker and the realm."""
+"""Accounts: the user, alias and senders files, resolution, the checker and the realm."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from twisted.mail.imap4 import IllegalClientResponse
 from twisted.trial import unittest
 from zope.interface import Interface
 
-from mailsrv.accounts import Directory, aliases, make_portal, passwords, users
+from mailsrv.accounts import Directory, aliases, make_portal, passwords, senders, users
 from mailsrv.accounts.cred import HashingQueueFull, PasswordChecker, PlainCredentials, Realm
 from mailsrv.accounts.textfile import atomic_write, edit, read_text
 from mailsrv.config import AuthConfig, Config
@@ -281,6 +281,52 @@ def test_postmaster_always_resolves(directory, tmp_path):
     # An alias that delivers nowhere locally must not lose the postmaster's mail.
     assert directory.resolve("postmaster@other.test") == ["postmaster@other.test"]
     assert directory.resolve("postmaster@example.org") == []
+
+
+def test_senders_parse_merges_and_skips_bad_lines(logged):
+    text = (
+        "Alice@Example.test: ceo@example.test, @Other.TEST\n"
+        "alice@example.test: me@elsewhere.example\n"
+        "@example.test: bob@example.test\n"  # a domain is no user
+        "bob@example.test: not an address\n"
+    )
+    assert senders.parse(text, "/data/senders") == {
+        "alice@example.test": ("ceo@example.test", "@other.test", "me@elsewhere.example"),
+    }
+    assert [line.split(":")[:2] for line in logged] == [["/data/senders", "3"], ["/data/senders", "4"]]
+
+
+def test_a_user_sends_as_their_address_and_what_delivers_to_them(directory, tmp_path):
+    set_aliases(
+        tmp_path,
+        "team@example.test: bob@example.test, sales@example.test\n"
+        "sales@example.test: alice@example.test\n"
+        "@other.test: alice@example.test\n",
+    )
+    may = directory.may_send_as
+    assert may("alice@example.test", "Alice@EXAMPLE.test")
+    assert may("alice@example.test", "alice+lists@example.test")  # delivered to alice
+    assert may("alice@example.test", "sales@example.test")
+    assert may("alice@example.test", "team@example.test")  # through sales@
+    assert may("bob@example.test", "team@example.test")
+    assert not may("bob@example.test", "sales@example.test")
+    assert not may("alice@example.test", "bob@example.test")
+    # The catch-all delivers whoever@other.test to alice, but gives her no address.
+    assert directory.resolve("whoever@other.test") == ["alice@example.test"]
+    assert not may("alice@example.test", "whoever@other.test")
+    assert not may("alice@example.test", "postmaster@example.test")
+    for tricky in ('"bob"@example.test', "alice%example.test@example.test", "alice@[127.0.0.1]", "alice", ""):
+        assert not may("alice@example.test", tricky), tricky
+
+
+def test_the_senders_file_grants_more_and_is_reread(directory, tmp_path):
+    may = directory.may_send_as
+    assert not may("alice@example.test", "ceo@example.test")
+    write(tmp_path / "senders", "alice@example.test: ceo@example.test, @elsewhere.example\n")
+    assert may("alice@example.test", "CEO@example.test")
+    assert may("alice@example.test", "anyone@Elsewhere.Example")
+    assert not may("alice@example.test", "anyone@sub.elsewhere.example")
+    assert not may("bob@example.test", "ceo@example.test")
 
 
 def test_alias_loops_are_cut_and_logged(directory, tmp_path, logged):

@@ -54,9 +54,12 @@ def test_new_limits_threads_and_queue_bound(tmp_path):
     path = write(
         tmp_path,
         "[limits]\nspool_threshold = 0\nmax_connections = 10\nmax_connections_per_ip = 2\n"
-        "[auth]\nmax_queued_checks = 8\n[threads]\ndisk = 4\nhashing = 1\nsearch = 3\n",
+        "[auth]\nmax_queued_checks = 8\n[threads]\ndisk = 4\nhashing = 1\nsearch = 3\n"
+        "[submission]\nreceived_login = false\n",
     )
     cfg = configuration.load(path)
+    assert cfg.submission.received_login is False
+    assert configuration.load(None).submission.received_login is True
     assert (cfg.limits.spool_threshold, cfg.limits.max_connections, cfg.limits.max_connections_per_ip) == (0, 10, 2)
     assert cfg.auth.max_queued_checks == 8
     assert (cfg.threads.disk, cfg.threads.hashing, cfg.threads.search) == (4, 1, 3)
@@ -88,6 +91,7 @@ def test_new_limits_threads_and_queue_bound(tmp_path):
         ("[threads]\nsearch = 0\n", "threads.search: must be at least 1"),
         ("[threads]\npool = 3\n", "threads.pool: unknown key"),
         ("threads = 3\n", "threads: expected a table"),
+        ("[submission]\nreceived_login = 'yes'\n", "submission.received_login: expected true or false"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path, text, key):

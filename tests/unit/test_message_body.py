@@ -67,22 +67,47 @@ class BodyWriterTests(unittest.TestCase):
         self.assertIs(writer.finish().body_type, BodyType.EIGHT_BIT_MIME)
 
 
-class PrependTests(unittest.TestCase):
-    def test_header_lines_go_first_in_memory_and_spooled(self):
+class InsertTests(unittest.TestCase):
+    def test_header_lines_go_where_asked_in_memory_and_spooled(self):
         spool = self.mktemp()
         for threshold in (10, 1_000_000):
             writer = BodyWriter(spool, threshold)
-            writer.write(b"Subject: x\r\n\r\nhello\r\n" * 5)
+            writer.write(b"Received: x\r\nSubject: x\r\n\r\nhello\r\n" * 5)
             body = writer.finish()
             spooled = not body.in_memory
             old_path = body.path
-            new = body.prepend(b"X-Check: 1\r\n")
-            self.assertEqual(new.read(), b"X-Check: 1\n" + b"Subject: x\n\nhello\n" * 5)
-            self.assertEqual(new.wire_size, len(b"X-Check: 1\r\n" + b"Subject: x\r\n\r\nhello\r\n" * 5))
+            new = body.insert([(0, b"X-Check: 1\r\n"), (len(b"Received: x\n"), b"Date: now\r\n")])
+            self.assertEqual(new.read(), b"X-Check: 1\nReceived: x\nDate: now\nSubject: x\n\nhello\n"
+                             + b"Received: x\nSubject: x\n\nhello\n" * 4)
+            self.assertEqual(new.wire_size, len(b"X-Check: 1\r\nDate: now\r\n")
+                             + len(b"Received: x\r\nSubject: x\r\n\r\nhello\r\n") * 5)
             self.assertEqual(not new.in_memory, spooled)
             if old_path:
                 self.assertFalse(os.path.exists(old_path))  # the old spool file went
             new.discard()
+
+    def test_a_large_spooled_body_is_copied_a_block_at_a_time(self):
+        spool = self.mktemp()
+        writer = BodyWriter(spool, threshold=1000)
+        writer.write(b"Received: x\r\n")
+        for _ in range(3000):
+            writer.write(b"y" * 998 + b"\r\n")
+        body = writer.finish()
+        blocks = []
+        real_open = body.open
+
+        def counting_open():
+            reader = real_open()
+            read = reader.read
+            reader.read = lambda size=-1: blocks.append(size) or read(size)
+            return reader
+
+        body.open = counting_open
+        new = body.insert([(len(b"Received: x\n"), b"Date: now\r\n")])
+        self.assertTrue(blocks and all(0 < size <= 64 * 1024 for size in blocks), blocks[:5])
+        self.assertEqual(new.size, body_size := len(b"Received: x\nDate: now\n") + 3000 * 999)
+        self.assertEqual(os.path.getsize(new.path), body_size)
+        new.discard()
 
     def test_from_wire(self):
         body = Body.from_wire(b"a\r\nb\r\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from twisted.trial import unittest
 
 from mailsrv.message import wire
@@ -11,3 +13,24 @@ class WireFormTests(unittest.SynchronousTestCase):
     def test_wire_size_matches_to_wire(self):
         for disk in (b"", b"a\nb\n", b"a\r\nb\n", b"no newline", b"\n\n\r\n"):
             self.assertEqual(wire.wire_size(disk), len(wire.to_wire(disk)))
+
+    def test_disk_form_gives_back_every_message_without_a_bare_lf(self):
+        # A CR before a CRLF is kept: "x\r\r\n" must not come back as "x\r\n".
+        for sent in (b"x\r\r\ny", b"\r\r\n", b"\r\r\r\n", b"a\rb\r\n", b"\r\n\r\n", b"x\r", b"\r"):
+            self.assertEqual(wire.to_wire(wire.to_disk(sent)), sent, sent)
+        self.assertEqual(wire.to_disk(b"x\r\r\ny\r\n"), b"x\r\r\ny\n")
+        rng = random.Random(2038)
+        for _ in range(2000):
+            sent = bytes(rng.choice(b"a\r\r\n") for _ in range(rng.randint(0, 40))).replace(b"\n", b"\r\n")
+            self.assertEqual(wire.to_wire(wire.to_disk(sent)), sent, sent)
+
+    def test_piecewise_conversion_equals_the_whole(self):
+        rng = random.Random(5321)
+        for _ in range(2000):
+            sent = bytes(rng.choice(b"a\r\n") for _ in range(rng.randint(0, 40)))
+            cut = rng.randint(0, len(sent))
+            head, tail = sent[:cut], sent[cut:]
+            if head.endswith(b"\r") and tail.startswith(b"\n"):
+                continue  # a writer holds that CR back until it sees what follows
+            pieces = wire.to_disk(head) + wire.to_disk(tail, after_cr=head.endswith(b"\r"))
+            self.assertEqual(pieces, wire.to_disk(sent), (head, tail))

@@ -69,6 +69,17 @@ class ReceivedTests(unittest.TestCase):
             b"\tfor <alice@example.test>; Sun, 22 Nov 2026 19:00:05 +0000\r\n",
         )
 
+    def test_the_login_is_a_comment_before_by(self):
+        headers = trace_headers(
+            sender="alice@example.test", helo="laptop", client_ip="192.0.2.8", hostname="mx", protocol="ESMTPSA",
+            queue_id="Q", tls="TLSv1.3 with cipher TLS_AES_256_GCM_SHA384", recipient=None,
+            login="alice@example.test", when=self.when,
+        )
+        self.assertEqual(
+            headers.split(b"\r\n")[2:4],
+            [b"\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)", b"\t(Authenticated sender: alice@example.test)"],
+        )
+
     def test_several_recipients_no_tls(self):
         headers = trace_headers(
             sender="",

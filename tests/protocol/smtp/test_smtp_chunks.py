@@ -14,7 +14,6 @@ import random
 import re
 from typing import Any
 
-from mailsrv.message import wire
 from mailsrv.smtp import transaction
 from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase, STORED_AS
 
@@ -30,10 +29,11 @@ TRICKY_BODY = b"".join(
         b"...\r\n",
         b". \r\n",
         b"x\rbare CR inside\r\n",
-        b"bare\nLF inside\r\n",
-        b"\n.\r\n",  # LF then dot: not a line of its own
         b"\r.\r\n",
         b"ends in CR\r\r\n",
+        b"\r\r\n",  # a line that is only a CR
+        b".\r\r\n",  # a stuffed one: stored as "\r"
+        b"..\r\r\n",
         b"\r\n",
         b"B" * AT_LIMIT + b"\r\n",
         b"." + b"C" * (AT_LIMIT - 1) + b"\r\n",  # at the limit on the wire, one shorter stored
@@ -105,7 +105,28 @@ SESSIONS: dict[str, bytes] = {
     # Body lines that look like the end of data but are not, and a client
     # that leaves with the body unfinished.
     "almost_final_dots": b"".join(
-        [EHLO, ENVELOPE, b"a\r\n.\r \r\n .\r\n.\n\r\n.\r\r\n.x\r\n..\r\n\r\n.\r\n", ENVELOPE, b"unfinished\r\n.."]
+        [EHLO, ENVELOPE, b"a\r\n.\r \r\n .\r\n.\r\r\n.x\r\n..\r\n\r\n.\r\n", ENVELOPE, b"unfinished\r\n.."]
+    ),
+    # RFC 5321 2.3.8: a bare LF fails the transaction with 554 at the final
+    # dot, and ".\n" or "\n.\n" end nothing.  The first error in the order
+    # of the lines wins: a long line or the size limit before the bare LF,
+    # the bare LF before them.
+    "bare_lf": b"".join(
+        [
+            EHLO,
+            ENVELOPE,
+            b"a\r\nbare\nLF\r\n\n.\n.\n\r\n.\r\n",
+            ENVELOPE,
+            b"H" * (AT_LIMIT + 1) + b"\r\nbare\nLF\r\n.\r\n",
+            ENVELOPE,
+            b"bare\nLF\r\n" + b"H" * (AT_LIMIT + 1) + b"\r\n.\r\n",
+            ENVELOPE,
+            (b"s" * 97 + b"\r\n") * 42 + b"bare\nLF\r\n.\r\n",
+            ENVELOPE,
+            b"\nfirst\r\n" + (b"s" * 97 + b"\r\n") * 42 + b".\r\n",
+            ENVELOPE,
+            b"fine\r\n.\r\nQUIT\r\n",
+        ]
     ),
 }
 
@@ -212,14 +233,17 @@ class ChunkedDataTests(SMTPTestCase):
     def test_almost_final_dots(self):
         self.check_session("almost_final_dots")
 
+    def test_bare_lf(self):
+        self.check_session("bare_lf")
+
     def test_reference_results(self):
         """Pin the reference itself, so both paths cannot drift together."""
         result = self.reference(SESSIONS["tricky_body_then_pipelined"])
         stored = result["stored"][0][1].split(b"\r\n", 4)[4]
-        # Stored with LF line ends, so a bare LF reads back as a line end.
         body = TRICKY_BODY.replace(b"\r\n.", b"\r\n")[1:]
-        self.assertEqual(stored, wire.to_wire(wire.to_disk(body)))
+        self.assertEqual(stored, body)  # bare CRs included
         self.assertIn(b"\r\n.\r\n..\r\n \r\n", stored)  # "..", "..." and ". " unstuffed
+        self.assertIn(b"ends in CR\r\r\n\r\r\n\r\r\n.\r\r\n", stored)
         self.assertEqual(
             [(e["result"], e["size"]) for e in result["log"]],
             [(250, len(body)), ("aborted", 0), (250, 0)],
@@ -237,6 +261,10 @@ class ChunkedDataTests(SMTPTestCase):
         self.assertTrue(result["output"].endswith(b"500 5.5.2 Line too long\r\n421 4.7.0 mx.example.test Error: too many errors\r\n"))
         self.assertTrue(result["disconnecting"])
         result = self.reference(SESSIONS["almost_final_dots"])
-        sent = b"a\r\n\r \r\n .\r\n\n\r\n\r\r\nx\r\n.\r\n\r\n"
-        self.assertEqual(result["stored"][0][1].split(b"\r\n", 4)[4], wire.to_wire(wire.to_disk(sent)))
+        sent = b"a\r\n\r \r\n .\r\n\r\r\nx\r\n.\r\n\r\n"
+        self.assertEqual(result["stored"][0][1].split(b"\r\n", 4)[4], sent)
         self.assertEqual((result["in_data"], result["buffered"]), (True, 0))
+        result = self.reference(SESSIONS["bare_lf"])
+        self.assertEqual([e["result"] for e in result["log"]], [554, 500, 554, 552, 554, 250])
+        self.assertEqual(result["output"].count(b"554 5.6.0 Error: bare LF in message data"), 3)
+        self.assertEqual([e["size"] for e in result["log"]], [3, 0, 0, 42 * 99, 0, 6])

@@ -12,10 +12,11 @@ import re
 from twisted.logger import formatEvent
 from twisted.internet import defer
 
+from mailsrv.message import wire
 from mailsrv.policy import ACCEPT, Check, Policy, Verdict, reject
 from mailsrv.smtp.replies import Reply
-from support import audit_events
-from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase, STORED_AS
+from support import audit_events, make_context
+from test_smtp_session import MAX_LINE, MAX_SIZE, STORED_AS, FakeDirectory, SMTPTestCase
 
 MESSAGE = b"From: bob@example.net\r\nSubject: hi\r\n\r\nHello.\r\n..leading dot\r\n.\r\n"
 STORED_BODY = b"From: bob@example.net\r\nSubject: hi\r\n\r\nHello.\r\n.leading dot\r\n"
@@ -280,6 +281,42 @@ class DataLimitTests(InboundTestCase):
         self.assertRegex(self.say(line + b".\r\n"), QUEUED)
 
 
+class LineEndTests(InboundTestCase):
+    """RFC 5321 2.3.8: what bare CR and bare LF in DATA get, in the real store's files."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.ctx = make_context(self.config, directory=FakeDirectory(), checker=self.checker, tls_options=object())
+        self.connect()
+        self.ehlo()
+        self.mail()
+        self.rcpt(b"alice@example.test")
+        self.say(b"DATA\r\n")
+
+    def stored_files(self) -> list[bytes]:
+        new = os.path.join(self.config.mail_dir, "example.test", "alice", "new")
+        if not os.path.isdir(new):
+            return []
+        return [open(os.path.join(new, name), "rb").read() for name in os.listdir(new)]
+
+    def test_bare_cr_is_stored_byte_exact_and_dots_still_work(self):
+        sent = b"Subject: cr\r\n\r\nx\r\r\ny\r\n\r\r\n..\r\r\n.\r\r\na\rb\r\n..\r\nend\r\r\n"
+        received = b"Subject: cr\r\n\r\nx\r\r\ny\r\n\r\r\n.\r\r\n\r\r\na\rb\r\n.\r\nend\r\r\n"
+        self.assertRegex(self.say(sent + b".\r\n"), QUEUED)
+        [stored] = self.stored_files()
+        # Return-Path and three lines of Received, then the message in the Maildir's LF form.
+        self.assertEqual(stored.split(b"\n", 4)[4], b"Subject: cr\n\nx\r\r\ny\n\r\r\n.\r\r\n\r\r\na\rb\n.\nend\r\r\n")
+        self.assertEqual(wire.to_wire(stored).split(b"\r\n", 4)[4], received)
+        self.assertEqual(self.transactions()[0]["size"], len(received))
+
+    def test_bare_lf_fails_the_transaction_at_the_final_dot(self):
+        self.assertEqual(self.say(b"Subject: lf\r\n\r\nbare\nLF\r\n\n.\n\r\n"), b"")
+        self.assertEqual(self.say(b".\r\n"), b"554 5.6.0 Error: bare LF in message data, lines must end in CRLF\r\n")
+        self.assertEqual(self.stored_files(), [])
+        self.assertEqual(self.transactions()[0]["result"], 554)
+        self.assertEqual(self.say(b"NOOP\r\n"), b"250 2.0.0 Ok\r\n")
+
+
 class LineLimitTests(InboundTestCase):
     def test_long_command_line(self):
         self.assertEqual(self.say(b"NOOP " + b"x" * MAX_LINE + b"\r\n"), b"500 5.5.2 Line too long\r\n")
@@ -340,7 +377,7 @@ class PolicyTests(InboundTestCase):
     """Checks at each stage: refusals are audited, headers they add reach the message in order."""
 
     def install(self, check: Check) -> None:
-        self.ctx.policy = Policy([*self.ctx.policy.checks, check])
+        self.ctx.policy = Policy([*self.ctx.policy.checks, check], self.ctx.policy.disk)
 
     def test_headers_from_every_stage_are_added_at_the_top(self):
         class Stamp(Check):
@@ -390,7 +427,7 @@ class PipeliningTests(InboundTestCase):
                 held.append(d)
                 return d.addCallback(lambda _: ACCEPT)
 
-        self.ctx.policy = Policy([*self.ctx.policy.checks, SlowCheck()])
+        self.ctx.policy = Policy([*self.ctx.policy.checks, SlowCheck()], self.ctx.policy.disk)
         sent = b"MAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
         self.assertEqual(self.say(sent), b"250 2.1.0 Ok\r\n")
         self.transport.clear()
@@ -418,6 +455,6 @@ class AsyncCheckTests(InboundTestCase):
             async def rcpt(self, ctx, recipient):
                 return reject(Reply(450, "4.7.1", "Try again later"))
 
-        self.ctx.policy = Policy([*self.ctx.policy.checks, Slow()])
+        self.ctx.policy = Policy([*self.ctx.policy.checks, Slow()], self.ctx.policy.disk)
         self.mail()
         self.assertEqual(self.rcpt(b"alice@example.test"), b"450 4.7.1 Try again later\r\n")

@@ -46,6 +46,10 @@ class FakeDirectory:
             return [address]
         return list(self.aliases.get(address, []))
 
+    def may_send_as(self, login: str, address: str) -> bool:
+        """Own address and aliases (the real rules are tested on the real Directory)."""
+        return login in self.resolve(address)
+
 
 #: The Maildir name the fake store "writes" (a test fires pending deliveries with it).
 STORED_AS = "1796164893.M512034P4711Q12.test,S=208,W=212"

@@ -7,19 +7,26 @@ TLS over loopback is exercised in ``test_smtp_tls``.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import os
+import re
 
-from twisted.internet import defer
-
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
+from twisted.logger import formatEvent
 
-from support import ALICE, PASSWORD
+from mailsrv.config import SubmissionConfig
+from mailsrv.smtp.replies import START_DATA
+from support import ALICE, PASSWORD, audit_events
 from test_smtp_session import SMTPTestCase
 
 PLAIN_OK = b"AUTH PLAIN " + base64.b64encode(b"\0" + ALICE.encode() + b"\0" + PASSWORD) + b"\r\n"
 PLAIN_BAD = b"AUTH PLAIN " + base64.b64encode(b"\0" + ALICE.encode() + b"\0wrong") + b"\r\n"
 AUTH_OK = b"235 2.7.0 Authentication successful\r\n"
 MESSAGE = b"From: alice@example.test\r\nSubject: hi\r\n\r\nHello.\r\n.\r\n"
+MESSAGE_FROM = b"From: %s\r\nSubject: hi\r\n\r\nHello.\r\n"
+OWN = MESSAGE_FROM % b"alice@example.test"
+QUEUED = re.compile(rb"\A250 2\.0\.0 Ok: queued as [0-9A-Z]{12}\r\n\Z")
 
 
 class FakeQueue:
@@ -262,3 +269,161 @@ class SubmissionPolicyTests(SubmissionTestCase):
             b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT AUTH\r\n"
             b"214 2.0.0 See RFC 5321\r\n",
         )
+
+
+class SenderTests(SubmissionTestCase):
+    """RFC 6409 6.1, 6.3: a logged-in user sends as their own addresses only."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.login()
+
+    def send(self, message: bytes, sender: bytes = b"<alice@example.test>") -> bytes:
+        """One transaction to bob; the reply at the end of data."""
+        self.assertEqual(self.say(b"MAIL FROM:" + sender + b"\r\n"), b"250 2.1.0 Ok\r\n")
+        self.assertEqual(self.say(b"RCPT TO:<bob@example.test>\r\nDATA\r\n"), b"250 2.1.5 Ok\r\n" + START_DATA.wire())
+        return self.say(message + b".\r\n")
+
+    def rejections(self) -> list[tuple[str, str]]:
+        return [(e["result"], e["subject"]) for e in audit_events(list(self.log), "rejection")]
+
+    def test_envelope_sender_of_another_user_is_553(self):
+        self.assertEqual(
+            self.say(b"MAIL FROM:<bob@example.test>\r\n"),
+            b"553 5.7.1 <bob@example.test>: Sender address rejected: not owned by user alice@example.test\r\n",
+        )
+        self.assertEqual(self.say(b"MAIL FROM:<ceo@elsewhere.example>\r\n")[:10], b"553 5.7.1 ")
+        self.assertEqual(self.rejections(), [("mail", "bob@example.test"), ("mail", "ceo@elsewhere.example")])
+        self.assertEqual(self.say(b"MAIL FROM:<alice@example.test>\r\n"), b"250 2.1.0 Ok\r\n")
+
+    def test_an_alias_delivering_to_the_user_is_theirs(self):
+        self.assertEqual(self.say(b"MAIL FROM:<Team@Example.TEST>\r\n"), b"250 2.1.0 Ok\r\n")
+
+    def test_null_sender_is_accepted_and_its_from_checked(self):
+        # RFC 6409 3.2: MAIL FROM:<> MUST be accepted (read receipts use it).
+        self.assertRegex(self.send(MESSAGE_FROM % b"alice@example.test", b"<>"), QUEUED)
+        self.assertEqual(self.send(MESSAGE_FROM % b"bob@example.test", b"<>")[:10], b"550 5.7.1 ")
+
+    def test_from_of_another_user_is_550_at_the_end_of_data(self):
+        self.assertEqual(
+            self.send(MESSAGE_FROM % b"The Boss <bob@example.test>"),
+            b"550 5.7.1 <bob@example.test>: From address rejected: not owned by user alice@example.test\r\n",
+        )
+        self.assertEqual(self.store.calls, [])
+        self.assertEqual(self.rejections(), [("data", "alice@example.test")])
+        self.assertEqual(self.transactions()[-1]["result"], 550)
+
+    def test_every_from_address_counts(self):
+        for message in (
+            MESSAGE_FROM % b"alice@example.test, bob@example.test",
+            MESSAGE_FROM % b"alice@example.test\r\n\t, bob@example.test",  # folded
+            b"From: alice@example.test\r\n" + MESSAGE_FROM % b"bob@example.test",  # a second field
+            b"FROM : alice@example.test\r\n" + MESSAGE_FROM % b"bob@example.test",
+            b"Subject: x\r\nfrom:bob@example.test\r\n\r\nHello.\r\n",
+        ):
+            self.assertEqual(self.send(message)[:10], b"550 5.7.1 ", message)
+        self.assertEqual(self.store.calls, [])
+
+    def test_a_display_name_is_only_a_name(self):
+        for author in (b'"bob@example.test" <alice@example.test>', b"=?utf-8?q?B=C3=B6b?= <alice@example.test>",
+                       b"Al\xc3\xafce <alice@example.test>", b"John Q. Public <alice@example.test>",
+                       b"alice@example.test (bob@example.test)", b"team@example.test"):
+            self.assertRegex(self.send(MESSAGE_FROM % author), QUEUED)
+        self.assertEqual(len(self.store.calls), 6)
+
+    def test_no_from_or_one_that_does_not_parse_is_554(self):
+        bad = b"554 5.6.0 Error: the message needs a From: header with addresses that parse\r\n"
+        for message in (
+            b"Subject: no author\r\n\r\nHello.\r\n",
+            b"Subject: no header at all\r\nHello.\r\n",
+            MESSAGE_FROM % b"",
+            MESSAGE_FROM % b"undisclosed:;",
+            MESSAGE_FROM % b"alice@example.test <bob@example.test>",  # clients disagree on which it is
+            MESSAGE_FROM % b"<alice@example.test>bob@example.test",
+            MESSAGE_FROM % b"alice@example.test\r",  # a bare CR: another line for some readers
+            MESSAGE_FROM % b"alice@example.test\rFrom: bob@example.test",
+            MESSAGE_FROM % b"al\xffce <alice@example.test>",
+            MESSAGE_FROM % b"alice@",
+            MESSAGE_FROM % b'"',
+        ):
+            self.assertEqual(self.send(message), bad, message)
+        self.assertEqual(self.store.calls, [])
+
+    def test_port_25_checks_neither(self):
+        self.connect(kind="smtp")
+        self.ehlo()
+        self.assertRegex(self.send(b"Subject: no author\r\n\r\nHello.\r\n", b"<bob@example.net>"), QUEUED)
+
+
+class CompleteHeaderTests(SubmissionTestCase):
+    """RFC 6409 8.2, 8.3: Date and Message-ID are added when missing, on submission only."""
+
+    def deliver(self, message: bytes, kind: str = "submission") -> bytes:
+        """Send *message* as alice and return it as stored, after our Return-Path and Received."""
+        if kind == "submission":
+            self.login()
+        else:
+            self.connect(kind=kind)
+            self.ehlo()
+        self.say(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n")
+        self.assertRegex(self.say(message + b".\r\n"), QUEUED)
+        [(_, stored)] = self.store.calls
+        return stored.split(b" +0000\r\n", 1)[1]  # the Received header ends with its date
+
+    def test_both_are_added_below_the_trace_headers(self):
+        stored = self.deliver(OWN)
+        self.assertRegex(
+            stored.decode(),
+            r"\AMessage-ID: <[0-9.]+\.[0-9A-Z]{12}@mx\.example\.test>\r\n"
+            r"Date: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\n",
+        )
+        self.assertTrue(stored.endswith(OWN))  # the client's own part as it was sent
+
+    def test_present_fields_are_left_alone(self):
+        message = b"message-id: <x@client>\r\nDATE: Sun, 22 Nov 2026 10:00:00 +0000\r\n" + OWN
+        self.assertEqual(self.deliver(message), message)
+
+    def test_only_the_missing_one_is_added(self):
+        stored = self.deliver(b"Message-ID:\r\n <x@client>\r\n" + OWN)
+        self.assertTrue(stored.startswith(b"Date: "))
+        self.assertEqual(stored.count(b"Message-ID:"), 1)
+
+    def test_a_spooled_body_is_completed_too(self):
+        limits = dataclasses.replace(self.config.limits, spool_threshold=64)
+        self.ctx.config = dataclasses.replace(self.config, limits=limits)
+        stored = self.deliver(OWN.replace(b"Hello.", b"Hello. " * 100))
+        self.assertTrue(stored.startswith(b"Message-ID: <"))
+        self.assertEqual(os.listdir(self.ctx.config.spool_dir), [])
+
+    def test_port_25_adds_nothing(self):
+        self.assertEqual(self.deliver(OWN, kind="smtp"), OWN)
+
+
+class TraceTests(SubmissionTestCase):
+    """The login shows in the Received header (RFC 3848 ESMTPSA and a comment) and in the log."""
+
+    def received(self) -> bytes:
+        self.login()
+        self.say(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n")
+        self.assertRegex(self.say(MESSAGE), QUEUED)
+        [(_, stored)] = self.store.calls
+        return stored.split(b"\r\n", 1)[1].split(b";")[0]
+
+    def test_received_names_the_login(self):
+        self.assertRegex(
+            self.received().decode(),
+            r"\AReceived: from client\.example\.net \(\[192\.0\.2\.7\]\)\r\n"
+            r"\t\(using TLSv1\.3 with cipher TLS_AES_256_GCM_SHA384\)\r\n"
+            r"\t\(Authenticated sender: alice@example\.test\)\r\n"
+            r"\tby mx\.example\.test \(mailsrv\) with ESMTPSA id [0-9A-Z]{12}\r\n"
+            r"\tfor <bob@example\.test>\Z",
+        )
+        [event] = self.transactions()
+        self.assertEqual((event["user"], event["sender"], event["result"]), (ALICE, ALICE, 250))
+        self.assertIn(" user=alice@example.test ", formatEvent(event))
+
+    def test_the_comment_can_be_turned_off(self):
+        self.ctx.config = dataclasses.replace(self.config, submission=SubmissionConfig(received_login=False))
+        received = self.received()
+        self.assertNotIn(b"Authenticated sender", received)
+        self.assertIn(b" with ESMTPSA id ", received)

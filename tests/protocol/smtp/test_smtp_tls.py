@@ -70,6 +70,7 @@ class RealTLSTests(SMTPTestCase):
                 r"\AReturn-Path: <alice@example\.test>\n"
                 r"Received: from client\.example\.net \(\[127\.0\.0\.1\]\)\n"
                 r"\t\(using TLSv1\.[23] with cipher [A-Z0-9_-]+\)\n"
+                r"\t\(Authenticated sender: alice@example\.test\)\n"
                 r"\tby localhost \(mailsrv\) with ESMTPSA id [0-9A-Z]{12};\n",
             )
         # One write, hard-linked into every INBOX.

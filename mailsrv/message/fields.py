@@ -1,0 +1,80 @@
+"""Header fields as a receiving client reads them: what submission checks and completes.
+
+:mod:`.headers` cuts stored messages for IMAP, taking any line end; a
+check that decides who a message claims to be from must read it the way
+RFC 5322 2.2 defines it instead: lines end in CRLF only, a field may be
+folded, and its value is unfolded before it is parsed (2.2.3).  A bare CR
+therefore stays inside the field it is in, where it makes the value
+unparseable (a reader that took it as a line end would see another
+field).  Everything here blocks on a spooled body; run it in the disk pool.
+"""
+
+from __future__ import annotations
+
+import re
+from email import errors, policy
+
+from mailsrv.message import wire
+from mailsrv.message.body import Body
+
+_FOLD = re.compile(rb"\r\n(?=[ \t])")
+
+
+def read_header(body: Body) -> bytes:
+    """The header section of *body* in wire form, each field CRLF-ended, without the empty line.
+
+    Reads no further than the empty line that ends it (the whole body when
+    there is none).  In the disk form the writer makes, that line is the
+    first ``\\n\\n``.
+    """
+    data = bytearray()
+    with body.open() as f:
+        while chunk := f.read(wire.CHUNK):
+            searched = max(len(data) - 1, 0)
+            data += chunk
+            end = data.find(b"\n\n", searched)
+            if end >= 0:
+                del data[end + 1 :]
+                break
+    if data[:1] == b"\n":  # an empty header
+        return b""
+    return wire.to_wire(bytes(data))
+
+
+def field_values(header: bytes, name: bytes) -> list[bytes]:
+    """The unfolded values of every field *name* (lower case) of the wire-form *header*, in order.
+
+    RFC 5322 3.6 obsolete syntax allows space before the colon; leading and
+    trailing space of a value is not part of it.
+    """
+    values = []
+    for line in _FOLD.sub(b"", header).split(b"\r\n"):
+        field, colon, value = line.partition(b":")
+        if colon and field.rstrip(b" \t").lower() == name:
+            values.append(value.strip(b" \t"))
+    return values
+
+
+def mailbox_list(value: bytes) -> list[str] | None:
+    """The ``local@domain`` of every mailbox in a ``From:`` value (RFC 5322 3.6.2), or ``None``.
+
+    ``None`` unless the value parses cleanly: a parser that has to guess
+    may guess otherwise than the recipient's mail client, and the address
+    the recipient sees is the one that must be checked.  Obsolete but
+    unambiguous syntax (a period in a display name, a route) is accepted;
+    an encoded word is only a display name.  Groups are flattened.
+    """
+    try:
+        text = value.decode("utf-8")  # display names in raw UTF-8 are common; other 8-bit is not text
+    except UnicodeDecodeError:
+        return None
+    try:
+        parsed = policy.default.header_factory("from", text)
+        addresses = parsed.addresses
+    except Exception:  # the stdlib parser raises IndexError, ValueError... on some garbage
+        return None
+    if any(not isinstance(defect, errors.ObsoleteHeaderDefect) for defect in parsed.defects):
+        return None
+    if not addresses or any(not a.username or not a.domain for a in addresses):
+        return None
+    return [f"{a.username}@{a.domain}" for a in addresses]
