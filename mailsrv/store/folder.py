@@ -52,7 +52,7 @@ from mailsrv.store.keywords import Keywords
 from mailsrv.store.message import MessageInfo, StoredMessage
 from mailsrv.store.scan import Arrival, DirStamps, Listing
 from mailsrv.store.snapshot import Snapshot
-from mailsrv.store.uidlist import UIDList
+from mailsrv.store.uidlist import BATCH_DELAY, UIDList
 
 T = TypeVar("T")
 
@@ -148,6 +148,8 @@ class Folder:
         self._listing = False
         self._touched: set[str] = set()
         self._claiming: set[int] = set()  # claimed \\Recent, their files on the way to cur/
+        self._unmoved: dict[int, str] = {}  # claimed, not yet sent to the pool: UID -> its name in cur/
+        self._moves = Coalescing(self._move_claimed, clock, BATCH_DELAY)
         self._syncs = Coalescing(self._sync_round)
 
     # -- reading -------------------------------------------------------------
@@ -570,8 +572,9 @@ class Folder:
         """Claim the messages in ``new/``: they are \\Recent to the caller only (RFC 3501 2.3.2).
 
         The claim is made here, at once, so no other session of this process
-        gets them too; their files move to ``cur/`` in the disk pool
-        afterwards.  A file another process moved first stays where it went
+        gets them too; their files move to ``cur/`` in the disk pool soon
+        after (claims made meanwhile share the trip, as deliveries share a
+        UID commit).  A file another process moved first stays where it went
         (the next sync finds it).
         """
         claimed = self._snap.in_new - self._claiming
@@ -579,20 +582,24 @@ class Folder:
             return set()
         self._claiming |= claimed
         infos = self._snap.infos
-        names = {uid: "cur/" + self._filename(infos[uid].key, infos[uid].flags) for uid in claimed}
+        self._unmoved.update((uid, "cur/" + self._filename(infos[uid].key, infos[uid].flags)) for uid in claimed)
+        self._logged(self._moves.run(soon=True), "moving claimed messages to cur/")
+        return set(claimed)
+
+    def _move_claimed(self) -> "Deferred[None]":
+        names, self._unmoved = self._unmoved, {}
 
         def moved(done: list[tuple[int, None]]) -> None:
             for uid, _ in done:
-                if uid in infos:
+                if uid in self._snap.infos:
                     self._set_file(uid, names[uid])
 
         def settled(result: object) -> object:
-            self._claiming -= claimed
+            self._claiming -= names.keys()
             return result
 
-        d = self._each_file(sorted(claimed), os.rename, lambda uid: (os.path.join(self.path, names[uid]),), retry=False)
-        self._logged(d.addCallback(moved).addBoth(settled), "moving claimed messages to cur/")
-        return set(claimed)
+        d = self._each_file(sorted(names), os.rename, lambda uid: (os.path.join(self.path, names[uid]),), retry=False)
+        return d.addCallback(moved).addBoth(settled)
 
     def expunge(self, uids: Iterable[int]) -> "Deferred[list[int]]":
         """Remove messages for good; each unlink is atomic. Fires with the UIDs removed."""

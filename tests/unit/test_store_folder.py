@@ -250,6 +250,30 @@ class FlagTests(StoreTestCase):
         executor.run_all()
         self.assertEqual(self.successResultOf(read), MSG)
 
+    def test_claims_made_close_together_share_one_trip_to_the_pool(self):
+        from twisted.internet.task import Clock
+
+        from mailsrv.store.uidlist import BATCH_DELAY
+
+        class Counting(InlineExecutor):
+            ran: list[str] = []
+
+            def run(self, fn, *args, **kwargs):
+                self.ran.append(fn.__name__)
+                return super().run(fn, *args, **kwargs)
+
+        clock, executor = Clock(), Counting()
+        first = self.done(Store(self.root, executor, clock).user(ALICE).open("INBOX"))
+        self.assertEqual(first.claim_recent(), {1, 2})
+        self.deliver()  # by another store, say another process
+        self.done(first.sync())
+        self.assertEqual(first.claim_recent(), {3})
+        self.assertEqual(len(self.files("new")), 3)  # nothing moved yet: the trip waits for more claims
+        executor.ran.clear()
+        clock.advance(BATCH_DELAY)
+        self.assertEqual((self.files("new"), executor.ran), ([], ["each"]))
+        self.assertEqual(first.recent_count(), 0)
+
     def test_store_and_expunge_touch_files_only_in_the_pool(self):
         executor, inbox = self.manual()
         stored = inbox.store_flags([(1, frozenset({"\\Seen"})), (2, frozenset({"\\Deleted"}))])
