@@ -13,6 +13,7 @@ folder with flags (what Sieve's ``fileinto`` and ``addflag`` will ask for).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from twisted.python.failure import Failure
 from mailsrv.address import AddressSyntaxError, mailbox_path
 from mailsrv.message.body import Body
 from mailsrv.store import flags as flag_rules
-from mailsrv.store import keywords, maildir, names, writing
+from mailsrv.store import cleanup, keywords, maildir, names, writing
 from mailsrv.store.errors import InvalidAddress, InvalidFlag, InvalidFolderName, KeywordLimit, StoreError
 from mailsrv.store.userstore import UserStore, folder_dir
 from mailsrv.workers import Executor
@@ -138,6 +139,16 @@ class Store:
         key = maildir.unique_name(body.size, body.wire_size)
         d = self.executor.run(_deliver, key, body, places)
         return d.addCallbacks(self._delivered, self._failed, (key,), None, (places,))
+
+    def remove_stale_tmp(self) -> "Deferred[int]":
+        """Remove what crashed deliveries left in every ``tmp/`` (:mod:`.cleanup`); one log line."""
+
+        def removed(count: int) -> int:
+            self.log.info("removed {count} files left in Maildir tmp/ directories for over {hours} hours",
+                          count=count, hours=cleanup.STALE_AFTER // 3600)
+            return count
+
+        return self.executor.run(cleanup.remove_stale_tmp, self.root, time.time()).addCallback(removed)
 
     def _places(self, targets: Sequence[Target]) -> list[_Place]:
         places: dict[tuple[str, str], _Place] = {}

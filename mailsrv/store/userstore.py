@@ -48,7 +48,7 @@ def _exists(root: str, name: str) -> bool:
     return name == names.INBOX or os.path.isdir(os.path.join(folder_dir(root, name), "cur"))
 
 
-def _list(root: str) -> list[str]:
+def folder_names(root: str) -> list[str]:
     """Every folder name, INBOX first, then sorted (blocking)."""
     found = set()
     if os.path.isdir(root):
@@ -79,7 +79,7 @@ def _delete(root: str, name: str) -> str:
         raise InvalidFolderName("INBOX cannot be deleted")
     if not _exists(root, name):
         raise NoSuchFolder(name)
-    if any(other.startswith(name + names.SEPARATOR) for other in _list(root)):
+    if any(other.startswith(name + names.SEPARATOR) for other in folder_names(root)):
         raise FolderHasChildren(name)  # RFC 3501 6.3.4 lets us refuse; Dovecot does
     # Rename first so the folder vanishes atomically, then remove at leisure.
     doomed = os.path.join(root, f"..deleted-{uuid.uuid4().hex}")
@@ -173,7 +173,7 @@ class UserStore:
 
     def list_folders(self) -> "Deferred[list[str]]":
         """Every folder name, INBOX first, then sorted."""
-        return self._executor.run(_list, self.path)
+        return self._executor.run(folder_names, self.path)
 
     def create_folder(self, name: str) -> "Deferred[None]":
         """Create a folder and any missing parents (RFC 3501 6.3.3)."""
