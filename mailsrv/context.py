@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mailsrv.delivery.router import Router
     from mailsrv.net.audit import Audit
     from mailsrv.net.limits import ConnectionLimits
+    from mailsrv.net.shutdown import OpenSessions
     from mailsrv.policy import Policy
     from mailsrv.store import Store
     from mailsrv.workers import Workers
@@ -45,5 +46,7 @@ class ServerContext:
     workers: "Workers"
     audit: "Audit"
     connections: "ConnectionLimits"
+    #: Every session not ended yet, which a stopping server closes.
+    sessions: "OpenSessions"
     #: Where mail for remote recipients goes; ``None`` until the queue exists.
     queue: "IQueue | None" = None

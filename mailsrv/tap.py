@@ -29,6 +29,7 @@ from mailsrv.listeners import Kind, listener
 from mailsrv.net.audit import Audit
 from mailsrv.net.limits import ConnectionLimits
 from mailsrv.net.login import IUser, User
+from mailsrv.net.shutdown import OpenSessions
 from mailsrv.policy import Policy
 from mailsrv.policy.submission import AuthRequired, CompleteHeader, SenderIsLogin
 from mailsrv.store import Store
@@ -114,6 +115,7 @@ def assemble(
         workers=workers,
         audit=audit,
         connections=ConnectionLimits(limits.max_connections, limits.max_connections_per_ip),
+        sessions=OpenSessions(),
     )
 
 

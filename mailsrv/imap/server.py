@@ -152,6 +152,14 @@ class IMAPServer(ServerProtocol):
         self.untagged(b"BYE Autologout; idle for too long")
         self.close()
 
+    def goodbye(self) -> None:
+        """RFC 3501 7.1.5: BYE, the server is shutting down."""
+        self.untagged(b"BYE Server shutting down")
+
+    def waits_for_client(self) -> bool:
+        """In IDLE nothing runs but the wait for DONE (RFC 2177 3)."""
+        return self.idling
+
     def line_too_long(self) -> None:
         """BAD for a line over ``limits.imap_max_line_length``; the connection goes on."""
         tag, sep, _ = self.input.dropped_head.partition(b" ")

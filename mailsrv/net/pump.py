@@ -26,6 +26,10 @@ High-level approach (one coroutine per connection, :meth:`CommandPump._serve`):
   STARTTLS/STLS (RFC 3207 6, RFC 2595 3.1); :meth:`~CommandPump.close`
   unregisters the producer before closing, without which a TLS connection
   would never finish closing.
+- A stopping server asks each connection to :meth:`~CommandPump.leave_when_idle`:
+  one waiting for its next command gets the protocol's :meth:`~CommandPump.goodbye`
+  at once, one running a command (a DATA body arriving) when that command
+  is done (:mod:`mailsrv.net.shutdown`).
 
 Twisted's own ``LineReceiver``-based servers run every line of a packet at
 once and keep running commands while an earlier one waits
@@ -99,6 +103,9 @@ class CommandPump(Protocol):
         self._drain_waiters: list[defer.Deferred[None]] = []
         self._producing = False
         self._idle_call: Any = None
+        #: A command (or the greeting) is running; between commands the session is idle.
+        self._busy = True
+        self._leaving = False
 
     # -- subclass hooks ------------------------------------------------------
 
@@ -127,6 +134,18 @@ class CommandPump(Protocol):
 
     def ended(self, reason: Failure) -> None:
         """The connection is gone; release what the session holds."""
+
+    def goodbye(self) -> None:
+        """Tell the client the server is shutting down; the connection is closed after it."""
+        raise NotImplementedError
+
+    def waits_for_client(self) -> bool:
+        """True while the running command only waits for the client to speak (IMAP IDLE).
+
+        Such a command is no work in progress: a stopping server says
+        goodbye to it at once instead of waiting for it to end.
+        """
+        return False
 
     # -- connection ----------------------------------------------------------
 
@@ -163,6 +182,18 @@ class CommandPump(Protocol):
             self._producing = False
             self.transport.unregisterProducer()
         self.transport.loseConnection()
+
+    def leave_when_idle(self) -> None:
+        """Say :meth:`goodbye` and close once no command runs: now, if none does."""
+        self._leaving = True
+        if not self._busy or self.waits_for_client():
+            self.leave()
+
+    def leave(self) -> None:
+        """Say :meth:`goodbye` and close now, whatever runs (the shutdown grace is over)."""
+        if not self.closing:
+            self.goodbye()
+            self.close()
 
     def _loop_failed(self, failure: Failure) -> None:
         log.failure("connection loop failed", failure)
@@ -261,10 +292,15 @@ class CommandPump(Protocol):
             await greeting
         in_a_row = 0
         while not self.closing:
+            if self._leaving:
+                self.leave()
+                return
+            self._busy = False
             try:
                 line = await self.read_line()
             except ConnectionGone:
                 return
+            self._busy = True
             try:
                 if isinstance(line, bytes):
                     await self.command(line)

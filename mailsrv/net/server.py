@@ -4,8 +4,10 @@ Everything here is the same for the three protocols: the shared
 :class:`~mailsrv.context.ServerContext`, one :class:`~mailsrv.net.session.Session`
 per connection, admission by :class:`~mailsrv.net.limits.ConnectionLimits`
 before the greeting, whether a password may be sent, the switch to TLS and
-holding a login until the session ends.  What a protocol adds is its
-greeting, its refusal and its commands.
+holding a login until the session ends, and being counted among the open
+connections that a stopping server closes (:mod:`mailsrv.net.shutdown`).
+What a protocol adds is its greeting, its refusal, its goodbye and its
+commands.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ if TYPE_CHECKING:
 
 class ServerProtocol(CommandPump):
     """One client connection of listener *kind*; subclasses give :meth:`welcome`,
-    :meth:`refuse` and the :class:`~mailsrv.net.pump.CommandPump` hooks."""
+    :meth:`refuse` and the :class:`~mailsrv.net.pump.CommandPump` hooks
+    (:meth:`~mailsrv.net.pump.CommandPump.goodbye` among them)."""
 
     #: ``Kind.protocol`` of the listeners this protocol serves.
     protocol_name = ""
@@ -53,6 +56,7 @@ class ServerProtocol(CommandPump):
     def connectionMade(self) -> None:
         """Start the session; admission is decided in :meth:`greet`."""
         self.session = Session(self.kind, self.transport)
+        self.ctx.sessions.add(self)
         super().connectionMade()
 
     def greet(self) -> "Awaitable[None] | None":
@@ -109,6 +113,7 @@ class ServerProtocol(CommandPump):
 
     def ended(self, reason: Failure) -> None:
         """Release the login and give the connection's place back to the limits."""
+        self.ctx.sessions.discard(self)
         self.release_login()
         if self._admitted_ip is not None:
             self.ctx.connections.release(self._admitted_ip)

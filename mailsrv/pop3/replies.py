@@ -14,6 +14,7 @@ UNKNOWN_COMMAND = b"Unknown command"
 WRONG_STATE = b"Command not valid in this state"
 WRONG_ARGUMENTS = b"Wrong number of arguments"
 TEMPORARY = b"[SYS/TEMP] Temporary server failure, try again later"  # RFC 2449 8
+SHUTTING_DOWN = b"[SYS/TEMP] Server shutting down, try again later"  # RFC 2449 8
 
 CAPABILITIES = b"Capability list follows"  # RFC 2449 5
 TLS_ACTIVE = b"Command not permitted when TLS active"  # RFC 2595 4

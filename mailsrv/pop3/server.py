@@ -117,6 +117,13 @@ class POP3Server(ServerProtocol):
         """RFC 1939 3: the autologout timer closes without entering the UPDATE state."""
         self.close()
 
+    def goodbye(self) -> None:
+        """The server is shutting down: ``-ERR`` and close, without the UPDATE state (RFC 1939 6).
+
+        Messages marked for deletion stay, as after any session that ends without QUIT.
+        """
+        self.err(replies.SHUTTING_DOWN)
+
     def line_too_long(self) -> None:
         """One ``-ERR`` per over-long line, at once."""
         self.err(replies.LINE_TOO_LONG)

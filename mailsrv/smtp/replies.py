@@ -58,6 +58,8 @@ class Rejection(Exception):
 GREETING = Reply(220, "", "{host} ESMTP mailsrv")  # RFC 5321 4.2: "ESMTP" tells old clients to try EHLO
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "{host} Error: too many connections, try again later")  # RFC 5321 3.1
 TIMEOUT = Reply(421, "4.4.2", "{host} Error: timeout exceeded")  # RFC 5321 4.5.3.2
+# RFC 5321 3.8: a server that must shut down answers 421; RFC 3463 3.5: 4.3.2
+SHUTTING_DOWN = Reply(421, "4.3.2", "{host} Service shutting down, closing transmission channel")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "{host} Error: too many errors")  # RFC 5321 4.3.2
 INTERNAL_ERROR = Reply(421, "4.3.0", "{host} Error: internal error")  # RFC 5321 4.2.1: the client retries
 BYE = Reply(221, "2.0.0", "Bye")

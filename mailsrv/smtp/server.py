@@ -98,6 +98,10 @@ class SMTPServer(ServerProtocol):
         self.write(replies.TIMEOUT(host=self.host).wire())
         self.close()
 
+    def goodbye(self) -> None:
+        """RFC 5321 3.8: the server is shutting down; an open transaction is dropped, the client retries."""
+        self.write(replies.SHUTTING_DOWN(host=self.host).wire())
+
     def line_too_long(self) -> None:
         """A command line over ``limits.max_line_length`` (RFC 5321 4.5.3.1.6)."""
         self.answer(replies.LINE_TOO_LONG)
