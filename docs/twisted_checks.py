@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import base64
 import datetime
+import fcntl
 import io
+import os
+import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from email.parser import BytesHeaderParser
@@ -33,6 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
 from twisted.internet import defer, protocol, reactor, task, threads
 from twisted.internet.endpoints import TCP4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
@@ -42,6 +47,7 @@ from twisted.logger import globalLogBeginner
 from twisted.mail import imap4, pop3, smtp
 from twisted.mail.protocols import DomainDeliveryBase
 from twisted.python import log
+from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 CHECKS: list[tuple[str, Callable[[], Any]]] = []
@@ -752,6 +758,95 @@ def bodystructure() -> tuple[bool, str]:
 def thread_pool() -> tuple[bool, str]:
     pool = reactor.getThreadPool()  # type: ignore[attr-defined]
     return pool.max == 10, f"default reactor thread pool: at most {pool.max} threads"
+
+
+_TAC = """\
+from twisted.application import service
+
+class Refuses(service.Service):
+    def privilegedStartService(self):
+        raise SystemExit("cannot start: port in use")
+
+application = service.Application("check")
+{service}().setServiceParent(application)
+"""
+
+
+def _twistd(directory: str, service: str, *args: str) -> list[str]:
+    """The twistd command line running a .tac whose one service is *service* (``Refuses``, ``Service``)."""
+    tac = os.path.join(directory, "check.tac")
+    with open(tac, "w") as f:
+        f.write(_TAC.format(service=service if service == "Refuses" else "service." + service))
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *args,
+            f"--pidfile={directory}/twistd.pid", f"--logfile={directory}/twistd.log", "-y", tac]
+
+
+@check("Daemon start failures")
+def daemon_start_failures() -> tuple[bool, str]:
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            subprocess.run(_twistd(directory, "Refuses"), capture_output=True, timeout=5, cwd=directory)
+            hung = False
+        except subprocess.TimeoutExpired:
+            hung = True
+        time.sleep(0.5)
+        pid_left = os.path.exists(f"{directory}/twistd.pid")
+        os.remove(f"{directory}/twistd.pid") if pid_left else None
+        nodaemon = subprocess.run(_twistd(directory, "Refuses", "-n"), capture_output=True, timeout=30, cwd=directory)
+    return hung and pid_left and not nodaemon.stderr, (
+        f"daemon: {'still waiting after 5 s' if hung else 'returned'}, pid file left: {pid_left}; "
+        f"-n: exit {nodaemon.returncode}, stderr {nodaemon.stderr!r}"
+    )
+
+
+@check("No SIGHUP handler")
+def no_sighup_handler() -> tuple[bool, str]:
+    with tempfile.TemporaryDirectory() as directory:
+        process = subprocess.Popen(_twistd(directory, "Service", "-n"), cwd=directory)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(f"{directory}/twistd.pid") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        process.send_signal(signal.SIGHUP)
+        try:
+            code = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            code = process.wait()
+        pid_left = os.path.exists(f"{directory}/twistd.pid")
+    ended = signal.Signals(-code).name if code < 0 else f"exit {code}"
+    return code == -signal.SIGHUP and pid_left, f"twistd -n after SIGHUP: {ended}, pid file left: {pid_left}"
+
+
+@check("Log file rotation")
+def log_file_rotation() -> tuple[bool, str]:
+    with tempfile.TemporaryDirectory() as directory:
+        logfile = LogFile.fromFullPath(os.path.join(directory, "twistd.log"))  # as UnixAppLogger makes it
+        appends = bool(fcntl.fcntl(logfile._file.fileno(), fcntl.F_GETFL) & os.O_APPEND)
+        logfile.close()
+    return (logfile.rotateLength == 1_000_000 and logfile.maxRotatedFiles is None and not appends), (
+        f"rotateLength={logfile.rotateLength} maxRotatedFiles={logfile.maxRotatedFiles} O_APPEND={appends}"
+    )
+
+
+@check("MultiService stops children at once")
+def multiservice_stop_order() -> tuple[bool, str]:
+    stopped = []
+
+    class Slow(Service):
+        def stopService(self) -> defer.Deferred[None]:
+            super().stopService()
+            stopped.append(self.name)
+            return defer.Deferred()  # never fires here
+
+    parent = MultiService()
+    for name in ("first", "last"):
+        child = Slow()
+        child.setName(name)
+        child.setServiceParent(parent)
+    parent.startService()
+    parent.stopService()
+    return stopped == ["last", "first"], f"stopService called on {stopped} while the last child's stop is pending"
 
 
 def _tcp(

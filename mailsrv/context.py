@@ -37,8 +37,8 @@ class ServerContext:
     store: "Store"
     directory: "Directory"
     portal: "Portal"
-    #: A ``twisted.internet.ssl.CertificateOptions`` (has ``getContext()``),
-    #: used both for STARTTLS/STLS and for implicit-TLS listeners.
+    #: A :class:`mailsrv.tls.ServerTLS` (has ``getContext()``), used both
+    #: for STARTTLS/STLS and for implicit-TLS listeners.
     tls: Any
     router: "Router"
     policy: "Policy"

@@ -2,8 +2,10 @@
 
 Configuration is read and checked in :meth:`Options.postOptions`, before
 twistd daemonises or binds anything, so a mistake ends start-up with one line
-naming the file and the key. Listeners bind in ``privilegedStartService`` (as root, for ports 25/110/143) and only
-then drops to ``--uid/--gid``; the store touches no file before that.
+naming the file and the key. Listeners bind in ``privilegedStartService``
+(as root, for ports 25/110/143) and only then does twistd drop to
+``--uid/--gid``; the store touches no file before that.  How the server
+starts, reloads and stops is :mod:`mailsrv.service`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.python import usage
 
-from mailsrv import __version__, config as configuration, tls
+from mailsrv import __version__, config as configuration, logfile, tls
 from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
 from mailsrv.delivery.local import LocalDelivery
@@ -32,6 +34,9 @@ from mailsrv.net.login import IUser, User
 from mailsrv.net.shutdown import OpenSessions
 from mailsrv.policy import Policy
 from mailsrv.policy.submission import AuthRequired, CompleteHeader, SenderIsLogin
+from mailsrv.reload import Reloader
+from mailsrv.service import MailServer
+from mailsrv.startup import StartGuard
 from mailsrv.store import Store
 from mailsrv.workers import PoolExecutor, Workers
 
@@ -134,21 +139,24 @@ def build_context(config: configuration.Config, tls_options: object, workers: Wo
 
 
 def makeService(options: Options) -> service.IService:
-    """The service tree: the worker pools, then one listener service per configured endpoint.
+    """The server: worker pools, one listener per configured endpoint, reload and stop in order.
 
-    The pools are child services so that their threads start after twistd
-    dropped privileges and stop after the listeners.
+    *options* ``.parent`` is twistd's own options when twistd runs us: the
+    log file and the report of a failed start need them (:mod:`mailsrv.startup`).
     """
     config: configuration.Config = options["parsed"]
-    top = service.MultiService()
+    twistd_options = options.parent
     threads = config.threads
     pools = [PoolExecutor(reactor, name, size) for name, size in
              (("disk", threads.disk), ("hashing", threads.hashing), ("search", threads.search))]
-    for pool in pools:
-        pool.setServiceParent(top)
-    ctx = build_context(config, options["tls"], Workers(*pools))
-    for kind in Kind:
-        for description in config.listen.endpoints(kind):
-            factory = _protocol_factory(ctx, kind)
-            listener(description, config.listen.backlog, factory, kind, ctx.tls, reactor).setServiceParent(top)
-    return top
+    workers = Workers(*pools)
+    ctx = build_context(config, tls.ServerTLS(options["tls"]), workers)
+    listeners = [
+        listener(description, config.listen.backlog, _protocol_factory(ctx, kind), kind, ctx.tls, reactor)
+        for kind in Kind
+        for description in config.listen.endpoints(kind)
+    ]
+    log_path = logfile.twistd_log_path(twistd_options)
+    log_file = None if log_path is None else logfile.LogFile(log_path, config.log)
+    reloader = Reloader(config, ctx.directory, ctx.tls, workers.disk, log_file)
+    return MailServer(ctx, pools, listeners, reloader, StartGuard(twistd_options), log_file, reactor)

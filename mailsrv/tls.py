@@ -3,6 +3,8 @@
 Every listener serves TLS (STARTTLS/STLS or implicit), so a fresh install
 needs a certificate before its first start: when the config names none, a
 self-signed one is generated into ``<data_dir>/tls/`` and reused afterwards.
+Every listener gets the same :class:`ServerTLS`, so SIGHUP swaps the
+certificate for all of them at once (:mod:`mailsrv.reload`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from mailsrv.config import Config, ConfigError
 
@@ -121,3 +125,24 @@ def server_options(config: Config) -> ssl.CertificateOptions:
     except SSL.Error:
         raise ConfigError(f"{where}: tls.key: the key does not match the certificate in {cert_path}") from None
     return options
+
+
+@implementer(IOpenSSLContextFactory)
+class ServerTLS:
+    """The server's current TLS options, for STARTTLS/STLS and implicit TLS alike.
+
+    ``TLSMemoryBIOFactory`` and ``startTLS`` ask a context factory for its
+    context once per connection, so after :meth:`replace` every new
+    connection gets the new certificate while open ones keep theirs.
+    """
+
+    def __init__(self, options: ssl.CertificateOptions) -> None:
+        self.options = options
+
+    def getContext(self) -> SSL.Context:
+        """The context of the current options (a new connection is starting TLS)."""
+        return self.options.getContext()
+
+    def replace(self, options: ssl.CertificateOptions) -> None:
+        """Serve *options* to connections that start TLS from now on."""
+        self.options = options

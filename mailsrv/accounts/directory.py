@@ -35,6 +35,14 @@ class Directory:
         self._aliases = WatchedFile(config.aliases_file, aliases.parse)
         self._senders = WatchedFile(config.senders_file, senders.parse)
 
+    def reload(self) -> tuple[int, int]:
+        """Re-read both files now, changed or not; the number of users and of aliases.
+
+        Every lookup already notices a changed file; this is what SIGHUP
+        does, for a file system that hides changes from ``stat``.
+        """
+        return len(self._users.reload()), len(self._aliases.reload())
+
     def is_local_domain(self, domain: str) -> bool:
         """True when we are the final destination for *domain*."""
         return canonical_domain(domain) in self._domains

@@ -10,7 +10,8 @@ whose message names the file and the dotted key.  Modules:
   and :func:`load`, generic over the declarations;
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
-  :mod:`.submission`, :mod:`.threads`, :mod:`.dns` -- one module per ``[table]``;
+  :mod:`.submission`, :mod:`.threads`, :mod:`.dns`, :mod:`.log` -- one module per
+  ``[table]``;
 * :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
 """
 
@@ -19,6 +20,7 @@ from mailsrv.config.dns import DNSConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.loader import CONFIG_ENV, SYSTEM_CONFIG, load, locate
+from mailsrv.config.log import LogConfig
 from mailsrv.config.schema import ConfigError
 from mailsrv.config.server import Config
 from mailsrv.config.submission import SubmissionConfig
@@ -33,6 +35,7 @@ __all__ = [
     "DNSConfig",
     "LimitsConfig",
     "ListenConfig",
+    "LogConfig",
     "SYSTEM_CONFIG",
     "SubmissionConfig",
     "TLSConfig",

@@ -16,7 +16,8 @@ from mailsrv.config.auth import AuthConfig
 from mailsrv.config.dns import DNSConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
-from mailsrv.config.schema import Invalid, Table, setting, table
+from mailsrv.config.log import LogConfig
+from mailsrv.config.schema import Invalid, Table, at_least, setting, table
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
@@ -64,6 +65,12 @@ class Config(Table):
         "domain is refused (no open relay; sending to remote domains is not available yet).",
         _domains,
     )
+    shutdown_grace: int = setting(
+        10,
+        "Seconds a stopping server (SIGTERM) lets commands in progress finish, such as a message being "
+        "sent; idle sessions are told goodbye at once. Then every connection is closed.",
+        at_least(0),
+    )
     listen: ListenConfig = table(ListenConfig)
     tls: TLSConfig = table(TLSConfig)
     limits: LimitsConfig = table(LimitsConfig)
@@ -71,6 +78,7 @@ class Config(Table):
     submission: SubmissionConfig = table(SubmissionConfig)
     threads: ThreadsConfig = table(ThreadsConfig)
     dns: DNSConfig = table(DNSConfig)
+    log: LogConfig = table(LogConfig)
     #: The file the configuration was read from, for messages.
     source: str = field(default=DEFAULT_SOURCE)
 

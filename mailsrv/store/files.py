@@ -145,6 +145,11 @@ class WatchedFile(Generic[T]):
         self._stamp: object = object()  # matches no stamp: the first get() parses
         self._value: T = parse("", path)
 
+    def reload(self) -> T:
+        """Read and parse the file now, changed or not (SIGHUP asks for that)."""
+        self._stamp = object()
+        return self.get()
+
     def get(self) -> T:
         """The current content; costs one ``stat`` when nothing changed."""
         try:

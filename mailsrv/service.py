@@ -1,0 +1,139 @@
+"""The server as one twistd service: started, reloaded and stopped in order.
+
+twistd starts it in two steps: ``privilegedStartService`` as root (the
+listeners bind) and ``startService`` after dropping to ``--uid`` (the worker
+threads, the signal handlers, the daily jobs), each under the
+:class:`~mailsrv.startup.StartGuard`.  The order of the stop matters more
+than ``MultiService``'s, which stops every child at once: first no new
+connection is accepted, then the open sessions are closed with a goodbye
+while the commands in progress (a message being received) finish within
+``shutdown_grace``, and only then do the worker threads those commands
+need stop.
+
+Signals: SIGHUP reloads (:mod:`mailsrv.reload`), SIGUSR1 rotates the log
+file as twistd's own does, SIGTERM and SIGINT stop (twistd's reactor turns
+them into the stop).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from twisted.application.internet import TimerService
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import ILogObserver, Logger, textFileLogObserver
+from twisted.python.failure import Failure
+
+from mailsrv.context import ServerContext
+from mailsrv.logfile import LogFile
+from mailsrv.reload import Reloader
+from mailsrv.startup import StartGuard
+from mailsrv.workers import PoolExecutor
+
+log = Logger()
+
+#: How often the Maildir tmp/ directories are cleaned (and once at start).
+TMP_CLEANUP_INTERVAL = 24 * 3600
+
+
+class MailServer(Service):
+    """Listeners, worker pools and daily jobs of one server, around one :class:`ServerContext`."""
+
+    name = "mailsrv"
+
+    def __init__(
+        self, ctx: ServerContext, pools: Sequence[PoolExecutor], listeners: Sequence[Service],
+        reloader: Reloader, startup: StartGuard, log_file: LogFile | None, reactor: Any,
+    ) -> None:
+        self.ctx = ctx
+        self.pools = list(pools)
+        self.listeners = list(listeners)
+        self.reloader = reloader
+        self.startup = startup
+        self.log_file = log_file
+        self.reactor = reactor
+        self.clock: IReactorTime = reactor
+        self.tmp_cleanup = TimerService(TMP_CLEANUP_INTERVAL, self._remove_stale_tmp)
+        self.tmp_cleanup.clock = reactor
+        self._reloading = False
+        self._old_handlers: dict[int, Any] = {}
+
+    def setServiceParent(self, parent: Any) -> None:
+        """Join twistd's application, and make it log to our :class:`~mailsrv.logfile.LogFile`.
+
+        twistd prefers the application's ``ILogObserver`` component to the
+        file it would open itself (``twisted.application.app.AppLogger.start``),
+        and the application exists only now.
+        """
+        super().setServiceParent(parent)
+        if self.log_file is not None:
+            parent.setComponent(ILogObserver, textFileLogObserver(self.log_file))
+
+    # -- start -----------------------------------------------------------------
+
+    def privilegedStartService(self) -> None:
+        """Bind every listener (as root); one that cannot ends the start with one line."""
+        self.startup.arm()
+        with self.startup.watch():
+            super().privilegedStartService()
+            for listener in self.listeners:
+                listener.privilegedStartService()
+
+    def startService(self) -> None:
+        """Start the worker threads, the signal handlers and the daily jobs (after the ``--uid`` drop)."""
+        with self.startup.watch():
+            super().startService()
+            for service in (*self.pools, *self.listeners):
+                service.startService()
+            self._handle(signal.SIGHUP, self.reload)
+            if self.log_file is not None:
+                self._handle(signal.SIGUSR1, self.log_file.rotate)
+            self.tmp_cleanup.startService()
+        self.startup.started()
+
+    def _handle(self, signum: int, action: Callable[[], object]) -> None:
+        """Run *action* on the reactor thread when *signum* arrives (restored at stop)."""
+        self._old_handlers[signum] = signal.signal(signum, lambda *_: self.reactor.callFromThread(action))
+
+    def _remove_stale_tmp(self) -> "Deferred[Any]":
+        return self.ctx.store.remove_stale_tmp().addErrback(
+            lambda failure: log.failure("cleaning Maildir tmp/ directories failed", failure)
+        )
+
+    # -- SIGHUP ----------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Reload what can be reloaded (:mod:`mailsrv.reload`); a SIGHUP during a reload is ignored."""
+        if self._reloading:
+            log.info("SIGHUP: a reload is running; ignored")
+            return
+        self._reloading = True
+
+        def done(result: object) -> None:
+            self._reloading = False
+            if isinstance(result, Failure):
+                log.failure("SIGHUP: reload failed", result)
+
+        Deferred.fromCoroutine(self.reloader.reload()).addBoth(done)
+
+    # -- stop ------------------------------------------------------------------
+
+    def stopService(self) -> "Deferred[None]":
+        """Stop accepting, close the sessions (see the module docstring), then the jobs and threads."""
+        super().stopService()
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        self._old_handlers.clear()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        await gatherResults([maybeDeferred(listener.stopService) for listener in self.listeners])
+        await self.ctx.sessions.close_all(self.ctx.config.shutdown_grace, self.clock)
+        await maybeDeferred(self.tmp_cleanup.stopService)
+        for pool in reversed(self.pools):
+            pool.stopService()
+
