@@ -71,6 +71,8 @@ class OpenSessions:
         if not await self._until_empty(LINGER, clock):
             for session in list(self._open):
                 session.transport.abortConnection()
+            # Their ended() runs a reactor turn later, and may still need the worker pools.
+            await self._until_empty(LINGER, clock)
 
     def _until_empty(self, timeout: float, clock: IReactorTime) -> "Deferred[bool]":
         """Fires with True once no connection is open, or with False after *timeout* seconds."""

@@ -85,8 +85,9 @@ class ShutdownTests(SMTPTestCase):
         self.assertNoResult(stopped)
         self.clock.advance(LINGER)  # the client does not even take the close
         self.assertTrue(self.transport.disconnected)
-        self.successResultOf(stopped)
+        self.assertNoResult(stopped)  # until the aborted session has ended
         self.gone()
+        self.successResultOf(stopped)
         self.assertEqual(self.store.calls, [])
 
     def test_a_connection_made_while_stopping_is_told_after_its_greeting(self):
