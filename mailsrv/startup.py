@@ -79,7 +79,9 @@ def report_failed_start(reason: str, twistd_options: MutableMapping[str, Any]) -
     A daemon's parent process waits on twistd's status pipe and prints what
     comes through it on its stderr, then exits 1; with ``-n`` the terminal's
     stderr is ``sys.__stderr__`` (twistd sent ``sys.stderr`` to the log).
+    The pid file goes first: once the parent has exited, it is gone.
     """
+    _remove_own_pidfile(twistd_options.get("pidfile"))
     pipe = twistd_options.get("statusPipe")
     if pipe is not None:
         os.write(pipe, (b"1 " + reason.encode("ascii", "backslashreplace"))[:_STATUS_MAX])
@@ -88,7 +90,6 @@ def report_failed_start(reason: str, twistd_options: MutableMapping[str, Any]) -
     elif sys.__stderr__ is not None:
         sys.__stderr__.write(reason + "\n")
         sys.__stderr__.flush()
-    _remove_own_pidfile(twistd_options.get("pidfile"))
 
 
 def _remove_own_pidfile(path: str | None) -> None:
