@@ -10,12 +10,13 @@ whose message names the file and the dotted key.  Modules:
   and :func:`load`, generic over the declarations;
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
-  :mod:`.submission`, :mod:`.threads`, :mod:`.dns`, :mod:`.log` -- one module per
+  :mod:`.submission`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`, :mod:`.log` -- one module per
   ``[table]``;
 * :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
 """
 
 from mailsrv.config.auth import AuthConfig
+from mailsrv.config.delivery import DeliveryConfig
 from mailsrv.config.dns import DNSConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
@@ -33,6 +34,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DNSConfig",
+    "DeliveryConfig",
     "LimitsConfig",
     "ListenConfig",
     "LogConfig",

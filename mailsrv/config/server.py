@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from mailsrv.address import canonical_domain
 from mailsrv.config.auth import AuthConfig
+from mailsrv.config.delivery import DeliveryConfig
 from mailsrv.config.dns import DNSConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
@@ -78,6 +79,7 @@ class Config(Table):
     submission: SubmissionConfig = table(SubmissionConfig)
     threads: ThreadsConfig = table(ThreadsConfig)
     dns: DNSConfig = table(DNSConfig)
+    delivery: DeliveryConfig = table(DeliveryConfig)
     log: LogConfig = table(LogConfig)
     #: The file the configuration was read from, for messages.
     source: str = field(default=DEFAULT_SOURCE)

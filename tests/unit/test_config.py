@@ -139,3 +139,28 @@ def test_locate_takes_the_option_then_the_environment_then_the_system_file(tmp_p
     assert locate(None, {"MAILSRV_CONFIG": "/etc/other.toml"}) == "/etc/other.toml"
     assert locate(None, {"MAILSRV_CONFIG": ""}) == str(system)
     assert locate("given.toml", {"MAILSRV_CONFIG": "/etc/other.toml"}) == "given.toml"
+
+
+def test_delivery_keys_of_the_contract(tmp_path):
+    default = configuration.load().delivery
+    assert (default.mx_port, default.tls, default.relay, default.lifetime_seconds) == (25, "may", "", 5 * 86400)
+    assert default.retry_seconds == (300, 600, 1200, 2400, 3600)
+    loaded = configuration.load(write(tmp_path, '[delivery]\nmx_port = 2526\ntls = "verify"\nretry = ["30s", "2h"]\n'
+                                                'lifetime = "1d"\nrelay = "smtp.example.net:587"\n')).delivery
+    assert (loaded.mx_port, loaded.tls, loaded.retry_seconds, loaded.lifetime_seconds, loaded.relay) == (
+        2526, "verify", (30, 7200), 86400, "smtp.example.net:587"
+    )
+
+
+@pytest.mark.parametrize("line, complaint", [
+    ('tls = "sometimes"', "delivery.tls"),
+    ('retry = ["5 minutes"]', "delivery.retry"),
+    ("retry = []", "delivery.retry"),
+    ('lifetime = "0d"', "delivery.lifetime"),
+    ("mx_port = 0", "delivery.mx_port"),
+])
+def test_bad_delivery_values_name_the_key_and_the_file(tmp_path, line, complaint):
+    path = write(tmp_path, f"[delivery]\n{line}\n")
+    with pytest.raises(configuration.ConfigError) as e:
+        configuration.load(path)
+    assert complaint in str(e.value) and path in str(e.value)

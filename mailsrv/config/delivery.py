@@ -1,0 +1,98 @@
+"""``[delivery]``: how mail for other servers leaves (the queue, MX delivery, a smarthost).
+
+The key names are a contract: tests outside the project set exactly these.
+Durations are strings ``Ns``, ``Nm``, ``Nh`` or ``Nd``; :func:`seconds`
+reads them, and the checks here refuse any other form when the file is
+loaded, naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mailsrv.config.schema import Invalid, Table, setting
+
+#: Transport security policies for a destination, weakest first.
+TLS_POLICIES = ("none", "may", "encrypt", "verify")
+_DURATION = re.compile(r"([1-9][0-9]*)([smhd])\Z")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(duration: str) -> int:
+    """``"5m"`` -> 300; ValueError for anything but ``N`` and one of ``s m h d``."""
+    match = _DURATION.match(duration)
+    if match is None:
+        raise ValueError(f"{duration!r} is not a duration like 30s, 5m, 1h or 5d")
+    return int(match.group(1)) * _UNIT[match.group(2)]
+
+
+def _duration(value: str) -> str:
+    try:
+        seconds(value)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+    return value
+
+
+def _durations(values: tuple[str, ...]) -> tuple[str, ...]:
+    if not values:
+        raise Invalid("needs at least one duration (the last one repeats)")
+    for value in values:
+        _duration(value)
+    return values
+
+
+def _policy(value: str) -> str:
+    if value not in TLS_POLICIES:
+        raise Invalid(f"{value!r} is not one of {', '.join(TLS_POLICIES)}")
+    return value
+
+
+def _port(value: int) -> int:
+    if not 0 < value < 65536:
+        raise Invalid(f"{value} is not a TCP port")
+    return value
+
+
+@dataclass(frozen=True)
+class DeliveryConfig(Table):
+    """Remote delivery."""
+
+    DOC = (
+        "Mail for other servers: queued durably under <data_dir>/queue, then delivered to the "
+        "recipient domain's MX hosts (or through a relay), retried on temporary failures, bounced on "
+        "permanent ones. Durations are written like 30s, 5m, 1h or 5d."
+    )
+
+    mx_port: int = setting(25, "TCP port used to reach remote MX hosts.", _port)
+    tls: str = setting(
+        "may",
+        "Default TLS policy towards remote servers: none (never STARTTLS), may (STARTTLS when offered), "
+        "encrypt (STARTTLS required, certificate not checked), verify (STARTTLS required, certificate "
+        "valid for the MX host name).",
+        _policy,
+    )
+    tls_ca_file: str = setting("", "CA bundle for verify; empty uses the system's trust store.")
+    relay: str = setting(
+        "", 'Smarthost "host:port" every remote message goes through (":465" for implicit TLS); '
+        "empty delivers to each domain's MX hosts.",
+    )
+    relay_username: str = setting("", "User name for AUTH at the relay; empty sends without AUTH.")
+    relay_password_file: str = setting("", "File holding the relay password (its first line).")
+    retry: tuple[str, ...] = setting(
+        ("5m", "10m", "20m", "40m", "1h"),
+        "Waits between attempts after a temporary failure; the last one repeats until the lifetime ends.",
+        _durations,
+    )
+    lifetime: str = setting("5d", "How long a message is retried before it is bounced as undeliverable.", _duration)
+
+    @property
+    def retry_seconds(self) -> tuple[int, ...]:
+        """The waits of :attr:`retry`, in seconds."""
+        return tuple(seconds(value) for value in self.retry)
+
+    @property
+    def lifetime_seconds(self) -> int:
+        """:attr:`lifetime`, in seconds."""
+        return seconds(self.lifetime)

@@ -1,0 +1,62 @@
+"""One attempt to hand a message to another server: the contract between the queue and the sender.
+
+The queue (:mod:`mailsrv.delivery.queue`) decides *when* a message goes and
+what becomes of each recipient afterwards (done, retried later, bounced);
+an :class:`IRemoteDelivery` decides *how*: which hosts, TLS, the SMTP
+dialogue.  It never fails its Deferred: every problem, from a DNS timeout
+to a ``550`` for one recipient, is a :class:`RecipientResult`, so the queue
+has one thing to read.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred
+from zope.interface import Interface
+
+from mailsrv.message.body import Body
+
+
+class Outcome(enum.Enum):
+    """What became of one recipient in one attempt."""
+
+    #: A server took responsibility for it (2xx after the message data).
+    DELIVERED = "delivered"
+    #: Try again later: a 4xx reply, no host reachable, DNS trouble, a TLS policy not met yet.
+    DEFERRED = "deferred"
+    #: Give up and bounce: a 5xx reply, a null MX (RFC 7505), no such domain, or a message the
+    #: peer cannot take unchanged (8BITMIME or SMTPUTF8 it does not offer).
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """One recipient's outcome, with what the queue logs and a bounce quotes."""
+
+    recipient: str
+    outcome: Outcome
+    #: The server's reply (``"550 5.1.1 <bob@example.org>: no such user"``) or, when none was
+    #: reached, our own account of why (``"connection refused by [192.0.2.1]:25"``).
+    reply: str
+    #: The host that gave the reply, as named by the MX record or the relay setting ("" if none).
+    host: str = ""
+    #: Its address ("" if none was reached).
+    ip: str = ""
+    #: Protocol and cipher of the connection (``"TLSv1.3 TLS_AES_256_GCM_SHA384"``), "" without TLS.
+    tls: str = ""
+
+
+class IRemoteDelivery(Interface):
+    """Sends one message to the servers of one destination."""
+
+    def deliver(queue_id: str, sender: str, recipients: Sequence[str], body: Body) -> "Deferred[list[RecipientResult]]":
+        """Send *body* from *sender* (``""``: the null sender) to *recipients* in one SMTP transaction.
+
+        All recipients share one domain (the queue groups them), or all go to
+        the configured relay.  Fires with one result per recipient, in their
+        order, and never fails.  *body* is the disk form the store and the
+        spool use (:mod:`mailsrv.message.wire`); it stays the caller's.
+        """
