@@ -481,6 +481,12 @@ def source_routes() -> tuple[bool, str]:
     return routed == "user@dest.example", f"route dropped: {routed!r}; %-hack kept for later: {percent!r}"
 
 
+@check("SMTP client: dot-stuffing")
+def client_dot_stuffing() -> tuple[bool, str]:
+    sent = smtp.SMTPClient(b"client.example").transformChunk(b".\nrest\n")
+    return sent == b".\r\nrest\r\n", f"chunk b'.\\nrest\\n' sent as {sent!r}"
+
+
 @check("PLAIN drops the authzid")
 def plain_authzid() -> tuple[bool, str]:
     credentials = imap4.PLAINCredentials()

@@ -1,23 +1,33 @@
 """The server's one DNS resolver, built from ``[dns]`` and handed to whoever looks names up.
 
 Every lookup goes through this one object so that tests (and admins) point
-all of them at one place: a test starts a local ``twisted.names`` server and
-sets ``[dns] nameservers``; nothing then reaches the internet.  It is
-Twisted's asynchronous resolver, so a lookup never blocks the reactor or
-occupies a thread.
+all of them at one place: a test starts a local name server
+(``tests/dns_harness.py``) and sets ``[dns] nameservers``; nothing then
+reaches the internet.  It is dnspython's resolver, which speaks every record
+type the mail checks need (MX, A/AAAA, TXT, TLSA) and reports the AD bit,
+but blocks: callers run its queries in the ``dns`` pool
+(:attr:`mailsrv.workers.Workers.dns`), never on the reactor thread.
 """
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IResolver
-from twisted.names import client
+import dns.resolver
 
 from mailsrv.config.dns import DNSConfig, parse_nameserver
 
+#: Seconds a lookup may take, all retries and servers included, before it counts as a failure.
+LIFETIME = 20.0
 
-def make_resolver(config: DNSConfig) -> IResolver:
+
+def make_resolver(config: DNSConfig) -> dns.resolver.Resolver:
     """A resolver for the configured name servers, or the system's (``/etc/resolv.conf``)."""
     servers = [parse_nameserver(entry) for entry in config.nameservers]
     if servers:
-        return client.createResolver(servers=servers)
-    return client.createResolver(resolvconf="/etc/resolv.conf")
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in servers]
+    else:
+        resolver = dns.resolver.Resolver()
+    resolver.lifetime = LIFETIME
+    # Thread-safe; answers are kept for their TTL, so one queue run asks for gmail.com's MX once.
+    resolver.cache = dns.resolver.LRUCache()
+    return resolver

@@ -148,7 +148,8 @@ def makeService(options: Options) -> service.IService:
     twistd_options = options.parent
     threads = config.threads
     pools = [PoolExecutor(reactor, name, size) for name, size in
-             (("disk", threads.disk), ("hashing", threads.hashing), ("search", threads.search))]
+             (("disk", threads.disk), ("hashing", threads.hashing), ("search", threads.search),
+              ("dns", threads.dns))]
     workers = Workers(*pools)
     ctx = build_context(config, tls.ServerTLS(options["tls"]), workers)
     listeners = [

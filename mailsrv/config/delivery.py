@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mailsrv.config.schema import Invalid, Table, setting
+from mailsrv.config.schema import Invalid, Table, at_least, setting
 
 #: Transport security policies for a destination, weakest first.
 TLS_POLICIES = ("none", "may", "encrypt", "verify")
@@ -49,6 +49,25 @@ def _policy(value: str) -> str:
     return value
 
 
+def parse_relay(value: str) -> tuple[str, int]:
+    """``(host, port)`` of a relay setting ``host:port`` (``[ipv6]:port``); ValueError otherwise."""
+    host, colon, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{value!r} is not host:port")
+    return host, int(port)
+
+
+def _relay(value: str) -> str:
+    if value:
+        try:
+            parse_relay(value)
+        except ValueError as e:
+            raise Invalid(str(e)) from None
+    return value
+
+
 def _port(value: int) -> int:
     if not 0 < value < 65536:
         raise Invalid(f"{value} is not a TCP port")
@@ -77,6 +96,7 @@ class DeliveryConfig(Table):
     relay: str = setting(
         "", 'Smarthost "host:port" every remote message goes through (":465" for implicit TLS); '
         "empty delivers to each domain's MX hosts.",
+        _relay,
     )
     relay_username: str = setting("", "User name for AUTH at the relay; empty sends without AUTH.")
     relay_password_file: str = setting("", "File holding the relay password (its first line).")
@@ -84,6 +104,10 @@ class DeliveryConfig(Table):
         ("5m", "10m", "20m", "40m", "1h"),
         "Waits between attempts after a temporary failure; the last one repeats until the lifetime ends.",
         _durations,
+    )
+    max_connections: int = setting(20, "Outbound SMTP connections open at once, to all destinations.", at_least(1))
+    max_connections_per_domain: int = setting(
+        3, "Outbound connections open at once to one recipient domain (or to the relay).", at_least(1)
     )
     lifetime: str = setting("5d", "How long a message is retried before it is bounced as undeliverable.", _duration)
 

@@ -23,3 +23,7 @@ class ThreadsConfig(Table):
         2, "Threads for password hashing (argon2 takes 64 MiB each while it runs).", at_least(1)
     )
     search: int = setting(2, "Threads for IMAP SEARCH over message files.", at_least(1))
+    dns: int = setting(
+        8, "Threads for DNS lookups (MX and address lookups of outbound delivery; each waits on the network).",
+        at_least(1),
+    )

@@ -70,7 +70,7 @@ class CheckContext:
     """What a check may look at besides the stage's own arguments."""
 
     session: "Session"
-    #: The server's one DNS resolver (``twisted.internet.interfaces.IResolver``).
+    #: The server's one DNS resolver (a dnspython ``Resolver``: blocking, query it in the ``dns`` pool).
     resolver: Any
     #: Runs blocking reads (the body, when it is spooled) off the reactor thread.
     disk: "Executor"

@@ -1,0 +1,239 @@
+"""One SMTP transaction on an open connection: EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA (RFC 5321 3.3).
+
+:func:`transact` returns one result per recipient, or raises
+:class:`TryNextHost` when this host cannot take the message now (no
+greeting, TLS required and not offered, a lost connection) so that the
+caller tries the next one, or :class:`TLSBroken` when a STARTTLS handshake
+failed under policy ``may`` (the caller then reconnects without TLS,
+RFC 3207 leaves that to the client).  Timeouts are RFC 5321 4.5.3.2's.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mailsrv.delivery.attempt import Outcome, RecipientResult
+from mailsrv.delivery.smtpclient import ClientConnection, Reply, SMTPClientError
+from mailsrv.message.body import Body, BodyType
+
+#: RFC 5321 4.5.3.2: seconds to wait for each reply.
+GREETING_TIMEOUT = 300.0
+COMMAND_TIMEOUT = 300.0
+DATA_TIMEOUT = 120.0
+BLOCK_TIMEOUT = 180.0
+FINAL_TIMEOUT = 600.0
+#: Not in the RFC: how long a TLS handshake and QUIT's reply may take.
+TLS_TIMEOUT = 60.0
+QUIT_TIMEOUT = 10.0
+
+
+class TryNextHost(Exception):
+    """This host did not take the message; *reply* says why (the next host may)."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+class TLSBroken(TryNextHost):
+    """The TLS handshake failed after STARTTLS was accepted."""
+
+
+@dataclass(frozen=True)
+class TLSPolicy:
+    """What this transaction does about TLS."""
+
+    #: Send STARTTLS when offered.
+    attempt: bool
+    #: Give up on a host that does not offer it or whose handshake fails.
+    required: bool
+    #: The client TLS options for the handshake (checking the certificate or not).
+    creator: object = None
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """What to send: the envelope and body, our name, and the credentials for AUTH PLAIN if any."""
+
+    helo: str
+    sender: str
+    recipients: Sequence[str]
+    body: Body
+    credentials: tuple[str, str] | None = None
+
+
+async def transact(conn: ClientConnection, tx: Transaction, tls: TLSPolicy) -> list[RecipientResult]:
+    """Run *tx* on *conn* (connected, greeting not read yet) and QUIT; the caller closes *conn*."""
+    try:
+        greeting = await conn.read_reply(GREETING_TIMEOUT)
+        if not greeting.positive:
+            raise TryNextHost(str(greeting))
+        extensions = await _hello(conn, tx.helo)
+        if tls.attempt and not conn.tls:
+            extensions = await _starttls(conn, tx.helo, extensions, tls)
+        if tx.credentials is not None:
+            await _auth(conn, extensions, tx.credentials)
+        results = await _mail(conn, tx, extensions)
+    except SMTPClientError as e:
+        raise TryNextHost(str(e)) from None
+    await _quit(conn)
+    return results
+
+
+async def _command(conn: ClientConnection, line: str, timeout: float = COMMAND_TIMEOUT) -> Reply:
+    conn.send(line)
+    return await conn.read_reply(timeout)
+
+
+async def _hello(conn: ClientConnection, helo: str) -> dict[str, str]:
+    """EHLO (HELO if refused); the extensions offered, keyword (upper case) -> parameters."""
+    reply = await _command(conn, f"EHLO {helo}")
+    if reply.positive:
+        return _extensions(reply)
+    if reply.code not in (500, 502, 504, 550):
+        raise TryNextHost(str(reply))
+    reply = await _command(conn, f"HELO {helo}")
+    if not reply.positive:
+        raise TryNextHost(str(reply))
+    return {}
+
+
+def _extensions(ehlo: Reply) -> dict[str, str]:
+    offered = {}
+    for line in ehlo.lines[1:]:
+        keyword, _, params = line.strip().partition(" ")
+        offered[keyword.upper()] = params
+    return offered
+
+
+async def _starttls(conn: ClientConnection, helo: str, extensions: dict[str, str], tls: TLSPolicy) -> dict[str, str]:
+    """STARTTLS and EHLO again (RFC 3207 4.2); the plaintext extensions when TLS is optional and refused."""
+    if "STARTTLS" not in extensions:
+        if tls.required:
+            raise TryNextHost("STARTTLS is required by our TLS policy and not offered")
+        return extensions
+    reply = await _command(conn, "STARTTLS")
+    if reply.code != 220:
+        if tls.required:
+            raise TryNextHost(f"STARTTLS refused: {reply}")
+        return extensions
+    try:
+        await conn.start_tls(tls.creator, TLS_TIMEOUT)
+    except SMTPClientError as e:
+        raise (TryNextHost if tls.required else TLSBroken)(f"TLS handshake failed: {e}") from None
+    return await _hello(conn, helo)
+
+
+async def _auth(conn: ClientConnection, extensions: dict[str, str], credentials: tuple[str, str]) -> None:
+    """AUTH PLAIN (RFC 4954, RFC 4616), only over TLS."""
+    if not conn.tls:
+        raise TryNextHost("refusing to send the relay password without TLS")
+    if "PLAIN" not in extensions.get("AUTH", "").upper().split():
+        raise TryNextHost("the relay does not offer AUTH PLAIN")
+    user, password = credentials
+    token = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
+    reply = await _command(conn, f"AUTH PLAIN {token}")
+    if reply.code != 235:
+        raise TryNextHost(f"AUTH at the relay failed: {reply}")
+
+
+def _unsendable(tx: Transaction, extensions: dict[str, str]) -> str | None:
+    """Why the peer cannot take this message unchanged, or None (RFC 6152, RFC 6531, RFC 1870)."""
+    if tx.body.body_type is BodyType.EIGHT_BIT_MIME and "8BITMIME" not in extensions:
+        return "554 5.6.3 the message has 8-bit data and the receiving server does not offer 8BITMIME"
+    if tx.body.body_type is BodyType.BINARY_MIME:
+        return "554 5.6.3 the message is BINARYMIME, which this server cannot relay (no BDAT)"
+    if _needs_smtputf8(tx) and "SMTPUTF8" not in extensions:
+        return "553 5.6.7 the addresses are not ASCII and the receiving server does not offer SMTPUTF8"
+    limit = extensions.get("SIZE", "").strip()
+    if limit.isdigit() and int(limit) and tx.body.wire_size > int(limit):
+        return f"552 5.3.4 the message ({tx.body.wire_size} octets) exceeds the receiving server's limit of {limit}"
+    return None
+
+
+def _needs_smtputf8(tx: Transaction) -> bool:
+    return not all(address.isascii() for address in (tx.sender, *tx.recipients))
+
+
+def _mail_command(tx: Transaction, extensions: dict[str, str]) -> str:
+    params = []
+    if "SIZE" in extensions:
+        params.append(f"SIZE={tx.body.wire_size}")
+    if tx.body.body_type is BodyType.EIGHT_BIT_MIME:
+        params.append("BODY=8BITMIME")
+    if _needs_smtputf8(tx):
+        params.append("SMTPUTF8")
+    return " ".join([f"MAIL FROM:<{tx.sender}>", *params])
+
+
+async def _mail(conn: ClientConnection, tx: Transaction, extensions: dict[str, str]) -> list[RecipientResult]:
+    """MAIL, RCPT for each recipient, DATA (pipelined when offered, RFC 2920), the message."""
+    reason = _unsendable(tx, extensions)
+    if reason is not None:
+        return _all(conn, tx.recipients, Outcome.FAILED, reason)
+    commands = [_mail_command(tx, extensions), *(f"RCPT TO:<{r}>" for r in tx.recipients), "DATA"]
+    replies = await _send_batch(conn, commands, pipelined="PIPELINING" in extensions)
+    mail, rcpts, data = replies[0], replies[1:-1], replies[-1]
+    if not mail.positive:
+        return _all(conn, tx.recipients, _outcome(mail), str(mail))
+    results = {r: _result(conn, r, _outcome(reply), str(reply)) for r, reply in zip(tx.recipients, rcpts)
+               if not reply.positive}
+    accepted = [r for r, reply in zip(tx.recipients, rcpts) if reply.positive]
+    if data is not None and data.code == 354:
+        if accepted:
+            await conn.send_body(tx.body.open(), BLOCK_TIMEOUT)
+        else:
+            conn.send(".")  # RFC 2920 3.1: DATA was accepted for no recipient; end it empty
+        try:
+            final = await conn.read_reply(FINAL_TIMEOUT)
+        except SMTPClientError as e:
+            # The message may have been taken: a retry might duplicate it (RFC 5321 6.1), a bounce would lie.
+            final_outcome, final_text = Outcome.DEFERRED, f"no reply after the message data: {e}"
+        else:
+            final_outcome, final_text = (Outcome.DELIVERED if final.positive else _outcome(final)), str(final)
+    elif data is None:
+        final_outcome, final_text = Outcome.DEFERRED, "DATA was not sent"
+    else:
+        final_outcome, final_text = _outcome(data), str(data)
+    for r in accepted:
+        results[r] = _result(conn, r, final_outcome, final_text)
+    return [results[r] for r in tx.recipients]
+
+
+async def _send_batch(conn: ClientConnection, commands: list[str], pipelined: bool) -> list[Reply | None]:
+    """Each command's reply; without pipelining, nothing after a refused MAIL and no DATA without a recipient."""
+    if pipelined:
+        for line in commands:
+            conn.send(line)
+        return [await conn.read_reply(DATA_TIMEOUT if line == "DATA" else COMMAND_TIMEOUT) for line in commands]
+    mail = await _command(conn, commands[0])
+    if not mail.positive:
+        return [mail, *([None] * (len(commands) - 1))]
+    replies: list[Reply | None] = [mail]
+    for line in commands[1:-1]:
+        replies.append(await _command(conn, line))
+    accepted = any(reply.positive for reply in replies[1:])
+    replies.append(await _command(conn, "DATA", DATA_TIMEOUT) if accepted else None)
+    return replies
+
+
+async def _quit(conn: ClientConnection) -> None:
+    """QUIT politely; the transaction is over whatever the answer."""
+    try:
+        await _command(conn, "QUIT", QUIT_TIMEOUT)
+    except SMTPClientError:
+        pass
+
+
+def _outcome(reply: Reply) -> Outcome:
+    return Outcome.FAILED if reply.permanent else Outcome.DEFERRED
+
+
+def _result(conn: ClientConnection, recipient: str, outcome: Outcome, reply: str) -> RecipientResult:
+    return RecipientResult(recipient, outcome, reply, tls=conn.tls)
+
+
+def _all(conn: ClientConnection, recipients: Sequence[str], outcome: Outcome, reply: str) -> list[RecipientResult]:
+    return [_result(conn, r, outcome, reply) for r in recipients]

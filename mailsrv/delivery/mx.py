@@ -1,0 +1,142 @@
+"""Where mail for a domain goes: its MX hosts and their addresses (RFC 5321 5.1, RFC 7505).
+
+The lookups are dnspython's and block, so :func:`resolve_hosts` runs in the
+``dns`` pool as one job: the MX query, then each host's AAAA and A queries.
+The result is the list of hosts to try in order; every kind of failure is
+one of two exceptions, because the queue only needs to know whether trying
+again later can help.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass
+from itertools import groupby
+
+import dns.exception
+import dns.name
+import dns.resolver
+
+#: What we say when a domain's MX is the null MX (RFC 7505 3.2 suggests 556 with 5.1.10).
+NULL_MX_REPLY = "556 5.1.10 {domain} accepts no mail (null MX, RFC 7505)"
+
+
+class Unroutable(Exception):
+    """Mail for this destination can never be delivered (no such domain, null MX, no address)."""
+
+
+class DNSTrouble(Exception):
+    """The lookup failed for now (timeout, SERVFAIL): try again later."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """One host to try: its name as the MX record gives it, and its addresses, IPv6 first."""
+
+    name: str
+    addresses: tuple[str, ...]
+
+
+def address_literal(destination: str) -> str | None:
+    """The IP of an address literal (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``, RFC 5321 4.1.3), else None."""
+    if not (destination.startswith("[") and destination.endswith("]")):
+        return None
+    inner = destination[1:-1]
+    if inner[:5].lower() == "ipv6:":
+        inner = inner[5:]
+    try:
+        return str(ipaddress.ip_address(inner))
+    except ValueError:
+        return None
+
+
+def resolve_relay(resolver: dns.resolver.Resolver, name: str) -> Host:
+    """The smarthost *name* (a host name or an IP) with its addresses; blocking.
+
+    A relay without an address is a setting or DNS problem the operator
+    fixes, so it raises :class:`DNSTrouble`: the mail waits, it is not bounced.
+    """
+    try:
+        return Host(name, (str(ipaddress.ip_address(name)),))
+    except ValueError:
+        pass
+    addresses = _addresses(resolver, name)
+    if not addresses:
+        raise DNSTrouble(f"451 4.4.4 the relay {name} has no address")
+    return Host(name, addresses)
+
+
+def resolve_hosts(resolver: dns.resolver.Resolver, domain: str) -> list[Host]:
+    """The hosts that take mail for *domain*, in the order to try them; blocking.
+
+    MX records in preference order, equal preferences shuffled (RFC 5321
+    5.1); the domain itself when it has no MX (the implicit MX).  Hosts
+    without any address are left out.  Raises :class:`Unroutable` or
+    :class:`DNSTrouble`.
+    """
+    literal = address_literal(domain)
+    if literal is not None:
+        return [Host(domain, (literal,))]
+    names = _mx_names(resolver, domain)
+    hosts, trouble = [], None
+    for name in names:
+        try:
+            addresses = _addresses(resolver, name)
+        except DNSTrouble as e:
+            trouble = e
+            continue
+        if addresses:
+            hosts.append(Host(name, addresses))
+    if hosts:
+        return hosts
+    if trouble is not None:
+        raise trouble
+    raise Unroutable(f"550 5.1.2 no address for the mail servers of {domain} ({', '.join(names)})")
+
+
+def _mx_names(resolver: dns.resolver.Resolver, domain: str) -> list[str]:
+    """The MX host names of *domain* in the order to try, or ``[domain]`` without MX records."""
+    try:
+        answer = resolver.resolve(domain, "MX")
+    except dns.resolver.NXDOMAIN:
+        raise Unroutable(f"550 5.1.2 no such domain: {domain}") from None
+    except dns.resolver.NoAnswer:
+        return [domain]
+    except dns.exception.DNSException as e:
+        raise DNSTrouble(f"451 4.4.3 MX lookup for {domain} failed: {_why(e)}") from None
+    records = [(r.preference, r.exchange) for r in answer]
+    usable = [(preference, name) for preference, name in records if name != dns.name.root]
+    if not usable:
+        raise Unroutable(NULL_MX_REPLY.format(domain=domain))
+    usable.sort(key=lambda record: record[0])
+    names: list[str] = []
+    for _, group in groupby(usable, key=lambda record: record[0]):
+        equals = [name.to_text(omit_final_dot=True) for _, name in group]
+        random.shuffle(equals)
+        names.extend(equals)
+    return names
+
+
+def _addresses(resolver: dns.resolver.Resolver, name: str) -> tuple[str, ...]:
+    """*name*'s AAAA then A addresses; empty when it has none; DNSTrouble if neither lookup answered."""
+    addresses: list[str] = []
+    failures = []
+    for rdtype in ("AAAA", "A"):
+        try:
+            addresses.extend(r.address for r in resolver.resolve(name, rdtype))
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            pass
+        except dns.exception.DNSException as e:
+            failures.append(e)
+    if not addresses and failures:
+        raise DNSTrouble(f"451 4.4.3 address lookup for {name} failed: {_why(failures[0])}")
+    return tuple(addresses)
+
+
+def _why(error: dns.exception.DNSException) -> str:
+    if isinstance(error, dns.exception.Timeout):
+        return "timeout"
+    if isinstance(error, dns.resolver.NoNameservers):
+        return "SERVFAIL or no name server answered"
+    return error.__class__.__name__

@@ -1,0 +1,199 @@
+"""Delivery to other servers: MX hosts or a smarthost, under the TLS policy and connection caps.
+
+:class:`RemoteDelivery` is the :class:`~mailsrv.delivery.attempt.IRemoteDelivery`
+the queue calls.  For one message and one destination it finds the hosts
+(:mod:`.mx`, in the ``dns`` pool), tries each address of each host in
+order until one takes the transaction (:mod:`.dialogue`), and turns every
+problem into per-recipient results.  A host that refuses the connection,
+times out, breaks off or fails the TLS policy only moves it on to the next;
+DEFERRED comes back once every host was tried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mailsrv.config import Config, ConfigError
+from mailsrv.config.delivery import parse_relay
+from mailsrv.delivery import clienttls, mx
+from mailsrv.delivery.attempt import IRemoteDelivery, Outcome, RecipientResult
+from mailsrv.delivery.dialogue import Transaction, TLSBroken, TLSPolicy, TryNextHost, transact
+from mailsrv.delivery.smtpclient import ClientConnection
+from mailsrv.dns import make_resolver
+from mailsrv.message.body import Body
+from mailsrv.workers import Workers
+
+log = Logger()
+
+#: Seconds a TCP connection may take to open before the next address is tried.
+CONNECT_TIMEOUT = 30.0
+#: The relay port that speaks TLS from the first octet (RFC 8314 submissions).
+IMPLICIT_TLS_PORT = 465
+
+
+class _Slots:
+    """At most *total* transactions at once, and at most *each* per destination."""
+
+    def __init__(self, total: int, each: int) -> None:
+        self._total = defer.DeferredSemaphore(total)
+        self._each = each
+        self._by_destination: dict[str, defer.DeferredSemaphore] = {}
+
+    async def acquire(self, destination: str) -> None:
+        """Wait for a slot for *destination*."""
+        semaphore = self._by_destination.setdefault(destination, defer.DeferredSemaphore(self._each))
+        await semaphore.acquire()
+        await self._total.acquire()
+
+    def release(self, destination: str) -> None:
+        """Give the slot back; a destination nobody uses any more is forgotten."""
+        self._total.release()
+        semaphore = self._by_destination[destination]
+        semaphore.release()
+        if semaphore.tokens == self._each and not semaphore.waiting:
+            del self._by_destination[destination]
+
+
+@implementer(IRemoteDelivery)
+class RemoteDelivery:
+    """Sends by MX (or through *relay*); see :func:`make_remote_delivery` for the parts."""
+
+    def __init__(
+        self, *, reactor: object, workers: Workers, resolver: object, helo: str, mx_port: int, policy: str,
+        trust: object, relay: tuple[str, int] | None = None, credentials: tuple[str, str] | None = None,
+        max_connections: int = 20, max_connections_per_domain: int = 3, implicit_tls_port: int = IMPLICIT_TLS_PORT,
+    ) -> None:
+        self._reactor = reactor
+        self._dns = workers.dns
+        self._resolver = resolver
+        self._helo = helo
+        self._mx_port = mx_port
+        self._policy = policy
+        self._trust = trust
+        self._relay = relay
+        self._credentials = credentials
+        self._implicit_tls_port = implicit_tls_port
+        self._unverified = clienttls.unverified()
+        self._slots = _Slots(max_connections, max_connections_per_domain)
+
+    def deliver(self, queue_id: str, sender: str, recipients: Sequence[str], body: Body) -> "defer.Deferred[list[RecipientResult]]":
+        """See :meth:`IRemoteDelivery.deliver`."""
+        tx = Transaction(self._helo, sender, recipients, body, self._credentials)
+        d = defer.Deferred.fromCoroutine(self._deliver(queue_id, tx))
+
+        def unexpected(failure: object) -> list[RecipientResult]:
+            log.failure("delivery of {queue_id} failed unexpectedly", failure, queue_id=queue_id)
+            return [RecipientResult(r, Outcome.DEFERRED, "451 4.3.0 internal error while sending") for r in recipients]
+
+        return d.addErrback(unexpected)
+
+    async def _deliver(self, queue_id: str, tx: Transaction) -> list[RecipientResult]:
+        destination = self._relay[0] if self._relay else tx.recipients[0].rpartition("@")[2].lower()
+        await self._slots.acquire(destination)
+        try:
+            return await self._send(tx, destination)
+        finally:
+            self._slots.release(destination)
+
+    async def _send(self, tx: Transaction, destination: str) -> list[RecipientResult]:
+        try:
+            if self._relay:
+                hosts = [await self._dns.run(mx.resolve_relay, self._resolver, destination)]
+            else:
+                hosts = await self._dns.run(mx.resolve_hosts, self._resolver, destination)
+        except mx.Unroutable as e:
+            return _everyone(tx, Outcome.FAILED, str(e))
+        except mx.DNSTrouble as e:
+            return _everyone(tx, Outcome.DEFERRED, str(e))
+        port = self._relay[1] if self._relay else self._mx_port
+        last = RecipientResult("", Outcome.DEFERRED, "")
+        for host in hosts:
+            for ip in host.addresses:
+                try:
+                    results = await self._try(tx, host.name, ip, port)
+                except TryNextHost as e:
+                    log.info("{host} [{ip}]:{port}: {reason}", host=host.name, ip=ip, port=port, reason=e.reply)
+                    last = RecipientResult("", Outcome.DEFERRED, f"{e.reply} ({host.name} [{ip}]:{port})",
+                                           host=host.name, ip=ip)
+                    continue
+                return [replace(r, host=host.name, ip=ip) for r in results]
+        return [replace(last, recipient=r) for r in tx.recipients]
+
+    async def _try(self, tx: Transaction, hostname: str, ip: str, port: int) -> list[RecipientResult]:
+        """One address: the transaction, again without TLS if ``may``'s handshake failed."""
+        implicit = self._relay is not None and port == self._implicit_tls_port
+        tls = self._tls_policy(hostname, implicit)
+        try:
+            return await self._connect(tx, ip, port, tls, implicit)
+        except TLSBroken as e:
+            log.info("{host} [{ip}]: {reason}; trying again without TLS", host=hostname, ip=ip, reason=e.reply)
+            return await self._connect(tx, ip, port, TLSPolicy(attempt=False, required=False), False)
+
+    def _tls_policy(self, hostname: str, implicit: bool) -> TLSPolicy:
+        if self._relay is not None:  # the relay sees the password: always verified
+            return TLSPolicy(not implicit, True, clienttls.verifying(hostname, self._trust))
+        if self._policy == "none":
+            return TLSPolicy(False, False)
+        if self._policy == "verify":
+            return TLSPolicy(True, True, clienttls.verifying(hostname, self._trust))
+        return TLSPolicy(True, self._policy == "encrypt", self._unverified)
+
+    async def _connect(self, tx: Transaction, ip: str, port: int, tls: TLSPolicy, implicit: bool) -> list[RecipientResult]:
+        kind = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
+        endpoint = kind(self._reactor, ip, port, timeout=CONNECT_TIMEOUT)
+        if implicit:
+            endpoint = wrapClientTLS(tls.creator, endpoint)
+        try:
+            conn = await endpoint.connect(Factory.forProtocol(lambda: ClientConnection(self._reactor)))
+        except Exception as e:  # noqa: BLE001 - refused, unreachable, timed out: all mean "next host"
+            raise TryNextHost(f"cannot connect: {e}") from None
+        try:
+            return await transact(conn, tx, tls)
+        finally:
+            conn.close()
+
+
+def _everyone(tx: Transaction, outcome: Outcome, reply: str) -> list[RecipientResult]:
+    return [RecipientResult(r, outcome, reply) for r in tx.recipients]
+
+
+def make_remote_delivery(
+    config: Config, reactor: object, workers: Workers, resolver: object = None,
+    implicit_tls_port: int = IMPLICIT_TLS_PORT,
+) -> IRemoteDelivery:
+    """The sender for the queue, from ``[delivery]`` and ``[dns]``; ConfigError names a bad key and its file.
+
+    *resolver* is the server's one resolver; without it one is made from
+    ``[dns]``.  *implicit_tls_port* is the relay port that means TLS from the
+    start (tests, which cannot listen on 465, name theirs).
+    """
+    settings = config.delivery
+    relay = parse_relay(settings.relay) if settings.relay else None
+    credentials = None
+    if relay and settings.relay_username:
+        credentials = (settings.relay_username, _password(config))
+    return RemoteDelivery(
+        reactor=reactor, workers=workers, resolver=resolver or make_resolver(config.dns), helo=config.hostname,
+        mx_port=settings.mx_port, policy=settings.tls, trust=clienttls.trust_root(config), relay=relay,
+        credentials=credentials, max_connections=settings.max_connections,
+        max_connections_per_domain=settings.max_connections_per_domain, implicit_tls_port=implicit_tls_port,
+    )
+
+
+def _password(config: Config) -> str:
+    path = config.delivery.relay_password_file
+    where = f"{config.source}: delivery.relay_password_file"
+    if not path:
+        raise ConfigError(f"{where}: needed with relay_username")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: cannot read {path}: {getattr(e, 'strerror', None) or e}") from None

@@ -1,0 +1,231 @@
+"""The client side of one SMTP connection: commands out, replies in, the message data streamed.
+
+Our own small protocol rather than Twisted's ``ESMTPClient``: that class
+drives the whole dialogue itself through callbacks (``getMailFrom``,
+``sentMail``...) with one outcome per message, so per-recipient results, a
+STARTTLS that must fall back to a new plaintext connection, and PIPELINING
+all fight it; and its DATA path stuffs dots wrongly across chunk boundaries
+(docs/twisted-notes.rst, "SMTP client: dot-stuffing").  Here a dialogue
+(:mod:`mailsrv.delivery.dialogue`) is straight-line code that sends a
+command and awaits :meth:`ClientConnection.read_reply`.  Replies are framed
+by our :class:`~mailsrv.net.lines.LineBuffer`; every wait has a timeout
+after which the connection is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from twisted.internet import defer, interfaces
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mailsrv.message import wire
+from mailsrv.net.lines import TOO_LONG, LineBuffer
+
+#: RFC 5321 4.5.3.1.5 allows 512 octets per reply line; be lenient with long ones.
+_MAX_REPLY_LINE = 4096
+#: Lines a reply may have; a peer sending more is broken or hostile.
+_MAX_REPLY_LINES = 200
+_REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])([ -]|\Z)(.*)", re.S)
+
+
+class SMTPClientError(Exception):
+    """The connection is unusable: lost, timed out, or the peer broke the protocol."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A complete reply: its code and the text of each line (without the code)."""
+
+    code: int
+    lines: tuple[str, ...]
+
+    def __str__(self) -> str:
+        """The whole reply on one line: ``"550 5.1.1 no such user"`` (a multi-line text is joined by spaces)."""
+        return " ".join([str(self.code), *self.lines]).rstrip()
+
+    @property
+    def positive(self) -> bool:
+        """2xx."""
+        return 200 <= self.code < 300
+
+    @property
+    def permanent(self) -> bool:
+        """5xx."""
+        return self.code >= 500
+
+
+def dot_stuffed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The DATA octets for wire-form *chunks*: dots doubled at line starts, ended by ``CRLF.CRLF``.
+
+    RFC 5321 4.5.2: a line starting with ``.`` gets one more.  A line start
+    is the message start or the octet after a CRLF, which may lie in an
+    earlier chunk; a message not ending in CRLF gets one before the final dot.
+    """
+    at_line_start, last2 = True, b""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        stuffed = chunk.replace(b"\r\n.", b"\r\n..")
+        if at_line_start and chunk[:1] == b".":
+            stuffed = b"." + stuffed
+        # a CRLF split over the chunk boundary, before a dot
+        if last2[-1:] == b"\r" and chunk[:2] == b"\n.":
+            stuffed = b"\n." + stuffed[1:]
+        yield stuffed
+        last2 = (last2 + chunk)[-2:]
+        at_line_start = last2 == b"\r\n"
+    yield b".\r\n" if at_line_start else b"\r\n.\r\n"
+
+
+@implementer(interfaces.IPullProducer)
+class _BodyProducer:
+    """Writes the stuffed body a chunk at a time, whenever the transport wants more."""
+
+    def __init__(self, transport: interfaces.ITransport, body: BinaryIO) -> None:
+        self._transport = transport
+        self._body = body
+        self._chunks = dot_stuffed(wire.wire_chunks(body))
+        self.done: defer.Deferred[None] = defer.Deferred()
+
+    def resumeProducing(self) -> None:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self._finish(None)
+        else:
+            self._transport.write(chunk)
+
+    def stopProducing(self) -> None:
+        self._finish(Failure(SMTPClientError("connection lost while sending the message")))
+
+    def _finish(self, result: None | Failure) -> None:
+        if self.done.called:
+            return
+        self._body.close()
+        self._transport.unregisterProducer()
+        self.done.callback(None) if result is None else self.done.errback(result)
+
+
+@implementer(interfaces.IHandshakeListener)
+class ClientConnection(Protocol):
+    """One connection to an SMTP server; replies are read in the order they come.
+
+    Replies that arrive before anyone waits for them are kept, so a
+    pipelined batch of commands can be sent first and its replies read
+    afterwards.
+    """
+
+    def __init__(self, clock: interfaces.IReactorTime) -> None:
+        self._clock = clock
+        self._buffer = LineBuffer(_MAX_REPLY_LINE)
+        self._lines: list[str] = []
+        self._replies: deque[Reply] = deque()
+        self._waiting: defer.Deferred[Reply] | None = None
+        self._handshake: defer.Deferred[None] | None = None
+        self._lost: SMTPClientError | None = None
+        #: ``"TLSv1.3 TLS_AES_256_GCM_SHA384"`` once TLS is up, "" before.
+        self.tls = ""
+
+    # -- what the dialogue calls
+
+    def send(self, line: str) -> None:
+        """Send one command line (CRLF is added)."""
+        if self._lost is None:
+            self.transport.write(line.encode("utf-8") + b"\r\n")
+
+    def read_reply(self, timeout: float) -> "defer.Deferred[Reply]":
+        """The next reply; fails with :class:`SMTPClientError` after *timeout* seconds or on loss."""
+        if self._replies:
+            return defer.succeed(self._replies.popleft())
+        if self._lost is not None:
+            return defer.fail(self._lost)
+        self._waiting = defer.Deferred()
+        return self._with_timeout(self._waiting, timeout, "a reply")
+
+    def start_tls(self, creator: object, timeout: float) -> "defer.Deferred[None]":
+        """Start the TLS handshake (after a 220 to STARTTLS); fires when it is complete."""
+        self._buffer.clear()  # RFC 3207 6: nothing received before TLS counts
+        self._replies.clear()
+        self._handshake = defer.Deferred()
+        self.transport.startTLS(creator)
+        return self._with_timeout(self._handshake, timeout, "the TLS handshake")
+
+    def send_body(self, body: BinaryIO, timeout: float) -> "defer.Deferred[None]":
+        """Stream the disk-form *body* as DATA octets (stuffed, with the final dot); closes *body*."""
+        producer = _BodyProducer(self.transport, body)
+        self.transport.registerProducer(producer, False)
+        return self._with_timeout(producer.done, timeout, "sending the message")
+
+    def close(self) -> None:
+        """Drop the connection (after QUIT, or when giving up)."""
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    # -- Twisted's side
+
+    def handshakeCompleted(self) -> None:
+        handle = self.transport.getHandle()
+        self.tls = f"{handle.get_protocol_version_name()} {handle.get_cipher_name()}"
+        if self._handshake is not None:
+            d, self._handshake = self._handshake, None
+            d.callback(None)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer.append(data)
+        while (line := self._buffer.next_line()) is not None:
+            if line is TOO_LONG or not self._reply_line(line):
+                self._fail(SMTPClientError("the server sent something that is not an SMTP reply"))
+                self.transport.abortConnection()
+                return
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        message = reason.getErrorMessage() if reason is not None else "closed"
+        self._fail(SMTPClientError(f"connection lost: {message}"))
+
+    # -- inside
+
+    def _reply_line(self, line: bytes) -> bool:
+        """Take one reply line; False if it is not one (or one too many)."""
+        match = _REPLY_LINE.match(line)
+        if match is None or len(self._lines) >= _MAX_REPLY_LINES:
+            return False
+        self._lines.append(match.group(3).decode("utf-8", "replace"))
+        if match.group(2) != b"-":
+            reply = Reply(int(match.group(1)), tuple(self._lines))
+            self._lines = []
+            if self._waiting is not None:
+                d, self._waiting = self._waiting, None
+                d.callback(reply)
+            else:
+                self._replies.append(reply)
+        return True
+
+    def _fail(self, error: SMTPClientError) -> None:
+        if self._lost is not None:
+            return
+        self._lost = error
+        for attr in ("_waiting", "_handshake"):
+            d = getattr(self, attr)
+            if d is not None:
+                setattr(self, attr, None)
+                d.errback(error)
+
+    def _with_timeout(self, d: defer.Deferred, timeout: float, what: str) -> defer.Deferred:
+        def expired() -> None:
+            self._fail(SMTPClientError(f"timed out after {timeout:g} s waiting for {what}"))
+            if self.transport is not None:
+                self.transport.abortConnection()
+
+        timer = self._clock.callLater(timeout, expired)
+
+        def cancel(result: object) -> object:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(cancel)

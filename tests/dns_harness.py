@@ -1,0 +1,119 @@
+"""An authoritative name server on 127.0.0.1 that serves the records a test declares.
+
+Start one with :func:`serve_dns`, point ``[dns] nameservers`` (or
+:func:`mailsrv.dns.make_resolver`) at ``"127.0.0.1:<port>"``, and every
+lookup of the code under test lands here::
+
+    zone = Zone()
+    zone.add("example.test", "MX", "10 mx1.example.test.")
+    zone.add("mx1.example.test", "A", "127.0.0.1")
+    port = serve_dns(self, zone)
+
+It answers over UDP and TCP (a long TXT record, such as a DKIM key, is
+truncated over UDP and fetched again over TCP) with dnspython's message
+code on the test's reactor.  A name with records of any type exists: asked
+for another type, it gets an empty answer (NODATA); a name without any gets
+NXDOMAIN; a name passed to :meth:`Zone.fail` gets SERVFAIL.  The answers
+carry AA, never AD.
+"""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+from twisted.internet import protocol, reactor
+from twisted.internet.error import CannotListenError
+from twisted.protocols.basic import Int16StringReceiver
+from twisted.trial import unittest
+
+#: TTL of every record served.
+_TTL = 300
+#: Largest UDP answer without EDNS (RFC 1035 4.2.1).
+_UDP_LIMIT = 512
+
+
+class Zone:
+    """Records by owner name and type; names are case-insensitive and absolute."""
+
+    def __init__(self) -> None:
+        self._records: dict[dns.name.Name, dict[int, list[str]]] = {}
+        self._failing: set[dns.name.Name] = set()
+
+    def add(self, name: str, rdtype: str, *values: str) -> None:
+        """Serve *values* (zone-file text: ``"10 mx.example.test."``, ``'"v=spf1 -all"'``) as *name*'s *rdtype*."""
+        types = self._records.setdefault(_absolute(name), {})
+        types.setdefault(dns.rdatatype.from_text(rdtype), []).extend(values)
+
+    def fail(self, name: str) -> None:
+        """Answer every query for *name* with SERVFAIL (a broken authoritative server)."""
+        self._failing.add(_absolute(name))
+
+    def answer(self, query: dns.message.Message) -> dns.message.Message:
+        """The response to *query*."""
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        if not query.question:
+            response.set_rcode(dns.rcode.FORMERR)
+            return response
+        question = query.question[0]
+        if question.name in self._failing:
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif question.name not in self._records:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        else:
+            values = self._records[question.name].get(question.rdtype)
+            if values:
+                response.answer.append(
+                    dns.rrset.from_text_list(question.name, _TTL, dns.rdataclass.IN, question.rdtype, values)
+                )
+        return response
+
+
+def _absolute(name: str) -> dns.name.Name:
+    return dns.name.from_text(name)
+
+
+class _UDP(protocol.DatagramProtocol):
+    def __init__(self, zone: Zone) -> None:
+        self.zone = zone
+
+    def datagramReceived(self, data: bytes, addr: tuple) -> None:
+        try:
+            query = dns.message.from_wire(data)
+        except dns.exception.DNSException:
+            return  # garbage is ignored, as a real server would
+        wire = self.zone.answer(query).to_wire()
+        if len(wire) > _UDP_LIMIT:
+            response = dns.message.make_response(query)
+            response.flags |= dns.flags.TC
+            wire = response.to_wire()
+        self.transport.write(wire, addr)
+
+
+class _TCP(Int16StringReceiver):
+    def stringReceived(self, data: bytes) -> None:
+        self.sendString(self.factory.zone.answer(dns.message.from_wire(data)).to_wire())
+
+
+def serve_dns(case: unittest.TestCase, zone: Zone) -> int:
+    """Serve *zone* on 127.0.0.1 (UDP and TCP, one free port) until *case* ends; returns the port."""
+    factory = protocol.ServerFactory.forProtocol(_TCP)
+    factory.zone = zone
+    while True:
+        tcp = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        port = tcp.getHost().port
+        try:
+            udp = reactor.listenUDP(port, _UDP(zone), interface="127.0.0.1")
+        except CannotListenError:  # that UDP port is taken: pick another number
+            tcp.stopListening()
+            continue
+        break
+    case.addCleanup(tcp.stopListening)
+    case.addCleanup(udp.stopListening)
+    return port

@@ -1,0 +1,279 @@
+"""Remote delivery end to end on loopback: the test's DNS server, a recording receiver, real sockets.
+
+Every MX host answers on the receiver's port (``mx_port``); 127.0.0.2 is an
+address where nothing listens, so a host there refuses the connection.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.trial import unittest
+
+from dns_harness import Zone, serve_dns
+from mailsrv import config as configuration
+from mailsrv.delivery import dialogue
+from mailsrv.delivery.attempt import Outcome, RecipientResult
+from mailsrv.delivery.remote import make_remote_delivery
+from mailsrv.message.body import Body, BodyType
+from mailsrv.workers import InlineExecutor, PoolExecutor, Workers
+from smtp_receiver import Receiver, MailCA
+
+MESSAGE = b"From: alice@local.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
+
+
+class RemoteDeliveryTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.zone = Zone()
+        self.dns_port = serve_dns(self, self.zone)
+        pool = PoolExecutor(reactor, "dns", 2)
+        pool.startService()
+        self.addCleanup(pool.stopService)
+        inline = InlineExecutor()
+        self.workers = Workers(disk=inline, hashing=inline, search=inline, dns=pool)
+        self.ca = MailCA()
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+
+    def mx(self, domain: str, *hosts: tuple[int, str, str]) -> None:
+        """MX records for *domain*: ``(preference, host, ip)`` each, with the host's A record."""
+        self.zone.add(domain, "MX", *(f"{preference} {host}." for preference, host, _ in hosts))
+        for _, host, ip in hosts:
+            self.zone.add(host, "A", ip)
+
+    def receiver(self, *names: str, **script: object) -> tuple[Receiver, int]:
+        receiver = Receiver(tls=self.ca.server_options(*(names or ("mx1.example.test",))), **script)
+        return receiver, receiver.listen(self)
+
+    def sender(self, port: int, implicit_tls_port: int = 465, **delivery: str) -> object:
+        settings = {"mx_port": port, "tls_ca_file": self.ca.write(self.dir), **delivery}
+        lines = ["[dns]", f'nameservers = ["127.0.0.1:{self.dns_port}"]', "[delivery]"]
+        lines += [f"{key} = {value!r}".replace("'", '"') for key, value in settings.items()]
+        path = os.path.join(self.dir, "mailsrv.toml")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        config = configuration.load(path, data_dir=self.dir)
+        return make_remote_delivery(config, reactor, self.workers, implicit_tls_port=implicit_tls_port)
+
+    async def send(self, delivery: object, *recipients: str, body: Body | None = None) -> list[RecipientResult]:
+        return await delivery.deliver("q1", "alice@local.test", list(recipients), body or Body.from_wire(MESSAGE))
+
+    async def test_starttls_to_the_preferred_mx(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.2"))
+        receiver, port = self.receiver("mx1.example.test")
+        [result] = await self.send(self.sender(port, tls="verify"), "bob@example.test")
+        self.assertEqual((result.outcome, result.host, result.ip), (Outcome.DELIVERED, "mx1.example.test", "127.0.0.1"))
+        self.assertEqual(result.reply, "250 2.0.0 queued")
+        self.assertRegex(result.tls, r"^TLSv1\.[23] \S+$")
+        [message] = receiver.messages
+        self.assertTrue(message.tls)
+        self.assertEqual((message.sender, message.recipients, message.data), ("alice@local.test", ["bob@example.test"], MESSAGE))
+        self.assertEqual(message.mail_from, f"FROM:<alice@local.test> SIZE={len(MESSAGE)}")
+
+    async def test_a_refused_connection_moves_on_to_the_next_mx(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.2"), (20, "mx2.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual((result.outcome, result.host, result.ip), (Outcome.DELIVERED, "mx2.example.test", "127.0.0.1"))
+        self.assertEqual(len(receiver.messages), 1)
+
+    async def test_every_mx_down_defers_naming_the_last_one(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.2"), (20, "mx2.example.test", "127.0.0.3"))
+        _, port = self.receiver()
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual((result.outcome, result.host, result.ip), (Outcome.DEFERRED, "mx2.example.test", "127.0.0.3"))
+        self.assertIn("cannot connect", result.reply)
+
+    async def test_a_silent_host_times_out_and_the_next_one_takes_the_message(self) -> None:
+        self.patch(dialogue, "GREETING_TIMEOUT", 0.5)
+        receiver, port = self.receiver()
+        silent = reactor.listenTCP(port, Factory.forProtocol(Protocol), interface="127.0.0.4")
+        self.addCleanup(silent.stopListening)
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.4"), (20, "mx2.example.test", "127.0.0.1"))
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual((result.outcome, result.ip), (Outcome.DELIVERED, "127.0.0.1"))
+
+    async def test_each_recipient_gets_its_own_outcome(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        receiver.rcpt_replies["later@example.test"] = "451 4.2.1 mailbox busy"
+        receiver.rcpt_replies["nobody@example.test"] = "550 5.1.1 no such user"
+        results = await self.send(self.sender(port), "bob@example.test", "later@example.test", "nobody@example.test")
+        self.assertEqual(
+            [(r.recipient, r.outcome, r.reply) for r in results],
+            [("bob@example.test", Outcome.DELIVERED, "250 2.0.0 queued"),
+             ("later@example.test", Outcome.DEFERRED, "451 4.2.1 mailbox busy"),
+             ("nobody@example.test", Outcome.FAILED, "550 5.1.1 no such user")],
+        )
+        self.assertEqual(receiver.messages[0].recipients, ["bob@example.test"])
+
+    async def test_the_final_reply_applies_to_every_accepted_recipient(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        receiver.data_reply = "554 5.7.1 spam"
+        results = await self.send(self.sender(port), "bob@example.test", "carol@example.test")
+        self.assertEqual([(r.outcome, r.reply) for r in results], [(Outcome.FAILED, "554 5.7.1 spam")] * 2)
+
+    async def test_no_recipient_accepted_sends_no_data(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver(extensions=("8BITMIME",))
+        receiver.rcpt_replies["nobody@example.test"] = "550 5.1.1 no such user"
+        [result] = await self.send(self.sender(port), "nobody@example.test")
+        self.assertEqual(result.outcome, Outcome.FAILED)
+        self.assertNotIn("DATA", receiver.sessions[0].commands)
+
+    async def test_null_mx_fails_at_once(self) -> None:
+        self.zone.add("nomail.test", "MX", "0 .")
+        receiver, port = self.receiver()
+        [result] = await self.send(self.sender(port), "bob@nomail.test")
+        self.assertEqual(result.outcome, Outcome.FAILED)
+        self.assertTrue(result.reply.startswith("556 5.1.10 "), result.reply)
+        self.assertEqual(receiver.connections, 0)
+
+    async def test_a_domain_that_does_not_exist_fails(self) -> None:
+        _, port = self.receiver()
+        [result] = await self.send(self.sender(port), "bob@nowhere.test")
+        self.assertEqual(result.outcome, Outcome.FAILED)
+        self.assertIn("no such domain", result.reply)
+
+    async def test_a_failing_name_server_defers(self) -> None:
+        self.zone.fail("broken.test")
+        _, port = self.receiver()
+        [result] = await self.send(self.sender(port), "bob@broken.test")
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertTrue(result.reply.startswith("451 4.4.3 "), result.reply)
+
+    async def test_without_mx_the_domain_itself_is_the_host(self) -> None:
+        self.zone.add("plain.test", "A", "127.0.0.1")
+        receiver, port = self.receiver()
+        [result] = await self.send(self.sender(port), "bob@plain.test")
+        self.assertEqual((result.outcome, result.host), (Outcome.DELIVERED, "plain.test"))
+
+    async def test_an_address_literal_is_connected_to_directly(self) -> None:
+        receiver, port = self.receiver()
+        [result] = await self.send(self.sender(port), "bob@[127.0.0.1]")
+        self.assertEqual((result.outcome, result.ip), (Outcome.DELIVERED, "127.0.0.1"))
+
+    async def test_verify_refuses_a_certificate_for_another_name(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("other.example.test")
+        [result] = await self.send(self.sender(port, tls="verify"), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertIn("TLS handshake failed", result.reply)
+        self.assertEqual(receiver.messages, [])
+
+    async def test_encrypt_defers_when_starttls_is_not_offered(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver = Receiver()
+        port = receiver.listen(self)
+        [result] = await self.send(self.sender(port, tls="encrypt"), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertIn("STARTTLS is required", result.reply)
+        self.assertFalse(any(c.startswith("MAIL") for c in receiver.sessions[0].commands))
+
+    async def test_encrypt_accepts_any_certificate(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("other.example.test")
+        [result] = await self.send(self.sender(port, tls="encrypt"), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED)
+        self.assertTrue(receiver.messages[0].tls)
+
+    async def test_may_falls_back_to_plaintext_after_a_failed_handshake(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver(starttls="broken")
+        [result] = await self.send(self.sender(port, tls="may"), "bob@example.test")
+        self.assertEqual((result.outcome, result.tls), (Outcome.DELIVERED, ""))
+        self.assertEqual(receiver.connections, 2)
+        self.assertNotIn("STARTTLS", receiver.sessions[1].commands)
+        self.assertFalse(receiver.messages[0].tls)
+
+    async def test_none_never_starts_tls(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        [result] = await self.send(self.sender(port, tls="none"), "bob@example.test")
+        self.assertEqual((result.outcome, result.tls), (Outcome.DELIVERED, ""))
+        self.assertNotIn("STARTTLS", receiver.sessions[0].commands)
+
+    async def test_an_8bit_body_is_not_sent_to_a_peer_without_8bitmime(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver(extensions=("PIPELINING",))
+        body = Body.from_wire("Subject: café\r\n\r\nçà\r\n".encode(), BodyType.EIGHT_BIT_MIME)
+        [result] = await self.send(self.sender(port), "bob@example.test", body=body)
+        self.assertEqual(result.outcome, Outcome.FAILED)
+        self.assertIn("8BITMIME", result.reply)
+        self.assertFalse(any(c.startswith("MAIL") for c in receiver.sessions[0].commands))
+
+    async def test_an_8bit_body_is_declared_to_a_peer_with_8bitmime(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        data = "Subject: café\r\n\r\nçà\r\n".encode()
+        [result] = await self.send(self.sender(port), "bob@example.test", body=Body.from_wire(data, BodyType.EIGHT_BIT_MIME))
+        self.assertEqual(result.outcome, Outcome.DELIVERED)
+        self.assertEqual(receiver.messages[0].mail_from, f"FROM:<alice@local.test> SIZE={len(data)} BODY=8BITMIME")
+        self.assertEqual(receiver.messages[0].data, data)
+
+    async def test_a_non_ascii_address_needs_smtputf8(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver(extensions=("8BITMIME",))
+        [result] = await self.send(self.sender(port), "jösé@example.test")
+        self.assertEqual(result.outcome, Outcome.FAILED)
+        self.assertIn("SMTPUTF8", result.reply)
+
+    async def test_a_message_over_the_peers_size_limit_fails(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver(extensions=("SIZE 10",))
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.FAILED)
+        self.assertTrue(result.reply.startswith("552 5.3.4 "), result.reply)
+
+    async def test_large_message_and_leading_dots_arrive_byte_exact(self) -> None:
+        lines = [b".", b"..", b".leading dot", b"x" * 990, b"", b". ."]
+        body = b"Subject: dots\r\n\r\n" + b"".join(lines[i % len(lines)] + b"\r\n" for i in range(800))
+        body += b"".join(b"line %06d " % i + b"y" * 100 + b"\r\n" for i in range(1800))
+        self.assertGreater(len(body), 200 * 1024)
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        for extensions in (("PIPELINING", "SIZE 0"), ()):
+            receiver, port = self.receiver(extensions=extensions)
+            [result] = await self.send(self.sender(port), "bob@example.test", body=Body.from_wire(body))
+            self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+            self.assertEqual(receiver.messages[0].data, body)
+
+    async def test_a_body_without_a_final_line_end_gets_one_before_the_dot(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        await self.send(self.sender(port), "bob@example.test", body=Body.from_wire(b"Subject: x\r\n\r\n.no end"))
+        self.assertEqual(receiver.messages[0].raw, b"..no end\r\n.\r\n".join([b"Subject: x\r\n\r\n", b""]))
+
+    def relay_settings(self, port: int) -> dict[str, str]:
+        password_file = os.path.join(self.dir, "relay-password")
+        with open(password_file, "w") as f:
+            f.write("s3cret\nignored second line\n")
+        self.zone.add("relay.test", "A", "127.0.0.1")
+        return {"relay": f"relay.test:{port}", "relay_username": "mailsrv", "relay_password_file": password_file}
+
+    async def test_relay_with_auth_over_starttls(self) -> None:
+        receiver, port = self.receiver("relay.test", auth=("mailsrv", "s3cret"))
+        delivery = self.sender(port, **self.relay_settings(port))
+        results = await self.send(delivery, "bob@example.test", "carol@example.test")
+        self.assertEqual([(r.outcome, r.host) for r in results], [(Outcome.DELIVERED, "relay.test")] * 2)
+        [message] = receiver.messages
+        self.assertEqual((message.tls, message.auth), (True, ("mailsrv", "s3cret")))
+        self.assertIn("STARTTLS", receiver.sessions[0].commands)
+
+    async def test_relay_with_auth_over_implicit_tls(self) -> None:
+        receiver = Receiver(tls=self.ca.server_options("relay.test"), auth=("mailsrv", "s3cret"))
+        port = receiver.listen(self, implicit_tls=True)
+        delivery = self.sender(port, implicit_tls_port=port, **self.relay_settings(port))
+        [result] = await self.send(delivery, "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED)
+        self.assertRegex(result.tls, r"^TLSv1\.[23] ")
+        self.assertEqual(receiver.messages[0].auth, ("mailsrv", "s3cret"))
+        self.assertNotIn("STARTTLS", receiver.sessions[0].commands)
+
+    async def test_relay_certificate_is_verified(self) -> None:
+        receiver, port = self.receiver("other.test", auth=("mailsrv", "s3cret"))
+        [result] = await self.send(self.sender(port, **self.relay_settings(port)), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertEqual(receiver.messages, [])

@@ -1,0 +1,257 @@
+"""A scriptable SMTP receiver on loopback that records what it receives byte for byte.
+
+For tests of mail leaving the server (MX delivery, the relay, the queue,
+DKIM)::
+
+    ca = MailCA()
+    receiver = Receiver(tls=ca.server_options("mx1.example.test"))
+    receiver.rcpt_replies["bob@example.test"] = "550 5.1.1 no such user"
+    port = receiver.listen(self)          # 127.0.0.1, closed at the test's end
+    ...
+    [message] = receiver.messages
+    assert message.data == expected_wire_octets
+
+It offers the ESMTP extensions listed in ``extensions`` (8BITMIME,
+SMTPUTF8, PIPELINING and SIZE by default), STARTTLS when given ``tls``
+options (``starttls="broken"`` answers 220 and then sends garbage instead of
+a handshake; ``"refuse"`` answers 454), and AUTH PLAIN after TLS when given
+``auth``.  Replies per recipient come from ``rcpt_replies`` (default 250),
+to DATA's end from ``data_reply``; tests may change them between attempts.
+Each completed transaction is a :class:`Received`; ``connections`` counts
+the connections, ``sessions`` what each saw (greeting to close).
+:class:`MailCA` makes a CA and certificates for chosen names, for the
+sending side's ``tls_ca_file``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
+from twisted.internet import reactor, ssl
+from twisted.internet.protocol import ServerFactory
+from twisted.protocols.basic import LineReceiver
+from twisted.trial import unittest
+
+import support
+
+
+class MailCA:
+    """A throw-away certificate authority and the leaf certificates it signs."""
+
+    def __init__(self) -> None:
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailsrv test CA")])
+        self._name = name
+        self.cert = (
+            self._builder(name, self._key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )
+
+    def _builder(self, subject: x509.Name, public_key: object) -> x509.CertificateBuilder:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        return (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(self._name).public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+        )
+
+    @property
+    def pem(self) -> bytes:
+        """The CA certificate, PEM."""
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def write(self, directory: str) -> str:
+        """Write the CA certificate into *directory*; returns its path (for ``tls_ca_file``)."""
+        path = os.path.join(directory, "test-ca.pem")
+        with open(path, "wb") as f:
+            f.write(self.pem)
+        return path
+
+    def server_options(self, *names: str) -> ssl.CertificateOptions:
+        """Server TLS options with a certificate for *names* (DNS names) signed by this CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            self._builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]), key.public_key())
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        return ssl.CertificateOptions(
+            privateKey=crypto.PKey.from_cryptography_key(key), certificate=crypto.X509.from_cryptography(cert)
+        )
+
+
+@dataclass
+class Received:
+    """One transaction the receiver accepted with 250 after the data."""
+
+    #: MAIL's argument as sent: ``"FROM:<a@example.org> SIZE=120 BODY=8BITMIME"``.
+    mail_from: str
+    #: The accepted recipients' addresses.
+    recipients: list[str]
+    #: The message as the sender meant it: dot-stuffing undone, CRLF line ends, without the final dot.
+    data: bytes
+    #: The DATA octets exactly as they came, final ``.`` line included.
+    raw: bytes
+    #: Whether the transaction ran over TLS.
+    tls: bool
+    #: ``(user, password)`` of a successful AUTH PLAIN, or None.
+    auth: tuple[str, str] | None
+
+    @property
+    def sender(self) -> str:
+        """The reverse path, without the angle brackets."""
+        return self.mail_from.split(">", 1)[0].partition("<")[2]
+
+
+@dataclass
+class Session:
+    """What one connection saw: every command line, in order, and whether TLS started."""
+
+    commands: list[str] = field(default_factory=list)
+    tls: bool = False
+
+
+class _ReceiverProtocol(LineReceiver):
+    delimiter = b"\r\n"
+    MAX_LENGTH = 1 << 20
+
+    def __init__(self, receiver: "Receiver", implicit_tls: bool) -> None:
+        self.r = receiver
+        self.session = Session(tls=implicit_tls)
+        self._reset()
+        self._auth: tuple[str, str] | None = None
+        self._data: list[bytes] | None = None
+
+    def _reset(self) -> None:
+        self._mail: str | None = None
+        self._rcpts: list[str] = []
+
+    def connectionMade(self) -> None:
+        self.r.connections += 1
+        self.r.sessions.append(self.session)
+        self.reply(self.r.greeting)
+
+    def reply(self, text: str) -> None:
+        self.sendLine(text.encode())
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._data is not None:
+            return self._data_line(line)
+        text = line.decode("utf-8", "replace")
+        self.session.commands.append(text)
+        verb, _, arg = text.partition(" ")
+        handler = getattr(self, f"smtp_{verb.upper()}", None)
+        if handler is None:
+            return self.reply("502 5.5.2 unknown command")
+        handler(arg)
+
+    def smtp_EHLO(self, arg: str) -> None:
+        lines = ["receiver.test", *self.r.extensions]
+        if self.r.tls is not None and not self.session.tls:
+            lines.append("STARTTLS")
+        if self.r.auth is not None and self.session.tls:
+            lines.append("AUTH PLAIN")
+        self.reply("\r\n".join([*(f"250-{line}" for line in lines[:-1]), f"250 {lines[-1]}"]))
+        self._reset()
+
+    def smtp_HELO(self, arg: str) -> None:
+        self.reply("250 receiver.test")
+
+    def smtp_STARTTLS(self, arg: str) -> None:
+        if self.r.starttls == "refuse":
+            return self.reply("454 4.7.0 TLS not available now")
+        self.reply("220 2.0.0 go ahead")
+        if self.r.starttls == "broken":
+            self.transport.write(b"this is not a TLS handshake\r\n" * 4)
+            self.transport.loseConnection()
+            return
+        self.transport.startTLS(self.r.tls)
+        self.session.tls = True
+        self._reset()
+
+    def smtp_AUTH(self, arg: str) -> None:
+        mechanism, _, token = arg.partition(" ")
+        decoded = base64.b64decode(token).decode().split("\0")
+        if mechanism.upper() == "PLAIN" and self.session.tls and tuple(decoded[1:]) == self.r.auth:
+            self._auth = self.r.auth
+            return self.reply("235 2.7.0 authenticated")
+        self.reply("535 5.7.8 bad credentials")
+
+    def smtp_MAIL(self, arg: str) -> None:
+        self._mail = arg
+        self.reply("250 2.1.0 ok")
+
+    def smtp_RCPT(self, arg: str) -> None:
+        if self._mail is None:
+            return self.reply("503 5.5.1 MAIL first")
+        address = arg.split(">", 1)[0].partition("<")[2]
+        answer = self.r.rcpt_replies.get(address, "250 2.1.5 ok")
+        if answer.startswith("2"):
+            self._rcpts.append(address)
+        self.reply(answer)
+
+    def smtp_DATA(self, arg: str) -> None:
+        if not self._rcpts:
+            return self.reply("554 5.5.1 no valid recipients")
+        self._data = []
+        self.reply("354 go ahead")
+
+    def smtp_RSET(self, arg: str) -> None:
+        self._reset()
+        self.reply("250 2.0.0 ok")
+
+    def smtp_NOOP(self, arg: str) -> None:
+        self.reply("250 2.0.0 ok")
+
+    def smtp_QUIT(self, arg: str) -> None:
+        self.reply("221 2.0.0 bye")
+        self.transport.loseConnection()
+
+    def _data_line(self, line: bytes) -> None:
+        assert self._data is not None
+        self._data.append(line)
+        if line != b".":
+            return
+        lines, self._data = self._data, None
+        raw = b"".join(piece + b"\r\n" for piece in lines)
+        data = b"".join((piece[1:] if piece.startswith(b".") else piece) + b"\r\n" for piece in lines[:-1])
+        answer = self.r.data_reply
+        if answer.startswith("2"):
+            self.r.messages.append(Received(self._mail or "", self._rcpts, data, raw, self.session.tls, self._auth))
+        self._reset()
+        self.reply(answer)
+
+
+class Receiver:
+    """The receiver's script and record; :meth:`listen` serves it (see the module docstring)."""
+
+    def __init__(
+        self, *, tls: ssl.CertificateOptions | None = None, starttls: str = "ok",
+        extensions: tuple[str, ...] = ("8BITMIME", "SMTPUTF8", "PIPELINING", "SIZE 104857600"),
+        auth: tuple[str, str] | None = None, greeting: str = "220 receiver.test ESMTP",
+    ) -> None:
+        self.tls = tls
+        self.starttls = starttls
+        self.extensions = list(extensions)
+        self.auth = auth
+        self.greeting = greeting
+        self.rcpt_replies: dict[str, str] = {}
+        self.data_reply = "250 2.0.0 queued"
+        self.messages: list[Received] = []
+        self.sessions: list[Session] = []
+        self.connections = 0
+
+    def listen(self, case: unittest.TestCase, implicit_tls: bool = False) -> int:
+        """Serve on a free 127.0.0.1 port until *case* ends (TLS from the first octet with *implicit_tls*)."""
+        factory = ServerFactory()
+        factory.buildProtocol = lambda addr: _ReceiverProtocol(self, implicit_tls)
+        return support.listen_loopback(case, factory, implicit_tls=self.tls if implicit_tls else None)
