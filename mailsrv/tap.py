@@ -115,7 +115,7 @@ def assemble(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory),
         policy=Policy([AuthRequired(), SenderIsLogin(directory), CompleteHeader(config.hostname)], workers.disk,
-                      resolver=resolver),
+                      resolver=resolver, dns=workers.dns),
         delivery=LocalDelivery(store, audit),
         workers=workers,
         audit=audit,

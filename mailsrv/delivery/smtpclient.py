@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from twisted.internet import defer, interfaces
 from twisted.internet.protocol import Protocol
@@ -87,9 +87,10 @@ def dot_stuffed(chunks: Iterator[bytes]) -> Iterator[bytes]:
 class _BodyProducer:
     """Writes the stuffed body a chunk at a time, whenever the transport wants more."""
 
-    def __init__(self, transport: interfaces.ITransport, body: BinaryIO) -> None:
+    def __init__(self, transport: interfaces.ITransport, body: BinaryIO, progress: Callable[[], None]) -> None:
         self._transport = transport
         self._body = body
+        self._progress = progress
         self._chunks = dot_stuffed(wire.wire_chunks(body))
         self.done: defer.Deferred[None] = defer.Deferred()
 
@@ -98,6 +99,7 @@ class _BodyProducer:
         if chunk is None:
             self._finish(None)
         else:
+            self._progress()
             self._transport.write(chunk)
 
     def stopProducing(self) -> None:
@@ -156,10 +158,15 @@ class ClientConnection(Protocol):
         return self._with_timeout(self._handshake, timeout, "the TLS handshake")
 
     def send_body(self, body: BinaryIO, timeout: float) -> "defer.Deferred[None]":
-        """Stream the disk-form *body* as DATA octets (stuffed, with the final dot); closes *body*."""
-        producer = _BodyProducer(self.transport, body)
+        """Stream the disk-form *body* as DATA octets (stuffed, with the final dot); closes *body*.
+
+        *timeout* limits each block, not the whole (RFC 5321 4.5.3.2.5): a
+        large message on a slow link is fine as long as it keeps moving.
+        """
+        producer = _BodyProducer(self.transport, body, lambda: timer.reset(timeout))
+        d, timer = self._timed(producer.done, timeout, "sending the message")
         self.transport.registerProducer(producer, False)
-        return self._with_timeout(producer.done, timeout, "sending the message")
+        return d
 
     def close(self) -> None:
         """Drop the connection (after QUIT, or when giving up)."""
@@ -216,6 +223,11 @@ class ClientConnection(Protocol):
                 d.errback(error)
 
     def _with_timeout(self, d: defer.Deferred, timeout: float, what: str) -> defer.Deferred:
+        return self._timed(d, timeout, what)[0]
+
+    def _timed(self, d: defer.Deferred, timeout: float, what: str) -> tuple[defer.Deferred, interfaces.IDelayedCall]:
+        """*d*, failing (and the connection dropped) unless it fires within *timeout*; and its timer."""
+
         def expired() -> None:
             self._fail(SMTPClientError(f"timed out after {timeout:g} s waiting for {what}"))
             if self.transport is not None:
@@ -228,4 +240,4 @@ class ClientConnection(Protocol):
                 timer.cancel()
             return result
 
-        return d.addBoth(cancel)
+        return d.addBoth(cancel), timer

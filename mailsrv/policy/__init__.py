@@ -74,6 +74,8 @@ class CheckContext:
     resolver: Any
     #: Runs blocking reads (the body, when it is spooled) off the reactor thread.
     disk: "Executor"
+    #: Runs lookups on :attr:`resolver`: ``await ctx.dns.run(ctx.resolver.resolve, name, "TXT")``.
+    dns: "Executor | None" = None
 
 
 class Check:
@@ -103,14 +105,17 @@ class Check:
 class Policy:
     """Runs *checks* in order at each stage (see the module docstring)."""
 
-    def __init__(self, checks: Sequence[Check], disk: "Executor", resolver: Any = None) -> None:
+    def __init__(
+        self, checks: Sequence[Check], disk: "Executor", resolver: Any = None, dns: "Executor | None" = None
+    ) -> None:
         self.checks = tuple(checks)
         self.disk = disk
         self.resolver = resolver
+        self.dns = dns
 
     async def run(self, stage: str, session: "Session", *args: Any) -> Verdict:
         """The combined verdict of every check at *stage* (``connect``, ``helo``, ...)."""
-        ctx = CheckContext(session=session, resolver=self.resolver, disk=self.disk)
+        ctx = CheckContext(session=session, resolver=self.resolver, disk=self.disk, dns=self.dns)
         headers: tuple[bytes, ...] = ()
         fields: tuple[bytes, ...] = ()
         for check in self.checks:

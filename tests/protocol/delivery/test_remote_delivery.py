@@ -79,6 +79,14 @@ class RemoteDeliveryTests(unittest.TestCase):
         self.assertEqual((result.outcome, result.host, result.ip), (Outcome.DELIVERED, "mx2.example.test", "127.0.0.1"))
         self.assertEqual(len(receiver.messages), 1)
 
+    async def test_the_ipv4_address_is_tried_after_the_ipv6_one(self) -> None:
+        self.zone.add("example.test", "MX", "10 mx1.example.test.")
+        self.zone.add("mx1.example.test", "AAAA", "::1")  # nothing listens there on the receiver's port
+        self.zone.add("mx1.example.test", "A", "127.0.0.1")
+        receiver, port = self.receiver()
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual((result.outcome, result.ip), (Outcome.DELIVERED, "127.0.0.1"))
+
     async def test_every_mx_down_defers_naming_the_last_one(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.2"), (20, "mx2.example.test", "127.0.0.3"))
         _, port = self.receiver()

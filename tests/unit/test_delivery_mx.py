@@ -1,0 +1,115 @@
+"""MX selection (RFC 5321 5.1, RFC 7505) over a fake dnspython resolver."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import dns.exception
+import dns.name
+import dns.resolver
+import pytest
+
+from mailsrv.delivery import mx
+from mailsrv.delivery.mx import DNSTrouble, Host, Unroutable, address_literal, resolve_hosts, resolve_relay
+
+
+class FakeResolver:
+    """Answers from a dict ``(name, type) -> list or exception``; anything else is NXDOMAIN."""
+
+    def __init__(self, records: dict) -> None:
+        self.records = records
+        self.asked: list[tuple[str, str]] = []
+
+    def resolve(self, name: str, rdtype: str) -> list:
+        self.asked.append((name, rdtype))
+        answer = self.records.get((name, rdtype), dns.resolver.NXDOMAIN())
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def mx_record(preference: int, host: str) -> SimpleNamespace:
+    return SimpleNamespace(preference=preference, exchange=dns.name.from_text(host))
+
+
+def address(ip: str) -> SimpleNamespace:
+    return SimpleNamespace(address=ip)
+
+
+def hosts(records: dict, domain: str = "example.test") -> list[Host]:
+    return resolve_hosts(FakeResolver(records), domain)
+
+
+def test_preference_order_and_ipv6_first() -> None:
+    records = {
+        ("example.test", "MX"): [mx_record(20, "b.example.test."), mx_record(10, "a.example.test.")],
+        ("a.example.test", "AAAA"): [address("2001:db8::1")], ("a.example.test", "A"): [address("192.0.2.1")],
+        ("b.example.test", "AAAA"): dns.resolver.NoAnswer(), ("b.example.test", "A"): [address("192.0.2.2")],
+    }
+    assert hosts(records) == [
+        Host("a.example.test", ("2001:db8::1", "192.0.2.1")), Host("b.example.test", ("192.0.2.2",))
+    ]
+
+
+def test_equal_preferences_come_in_random_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mx.random, "shuffle", lambda names: names.reverse())
+    records = {("example.test", "MX"): [mx_record(10, "a.test."), mx_record(10, "b.test."), mx_record(5, "c.test.")]}
+    records.update({(n, "A"): [address("192.0.2.9")] for n in ("a.test", "b.test", "c.test")})
+    assert [h.name for h in hosts(records)] == ["c.test", "b.test", "a.test"]
+
+
+def test_no_mx_means_the_domain_itself() -> None:
+    records = {("example.test", "MX"): dns.resolver.NoAnswer(), ("example.test", "A"): [address("192.0.2.1")]}
+    assert hosts(records) == [Host("example.test", ("192.0.2.1",))]
+
+
+def test_null_mx_is_unroutable_with_556() -> None:
+    with pytest.raises(Unroutable, match=r"^556 5\.1\.10 "):
+        hosts({("example.test", "MX"): [mx_record(0, ".")]})
+
+
+def test_a_null_mx_beside_real_ones_is_ignored() -> None:
+    records = {("example.test", "MX"): [mx_record(0, "."), mx_record(10, "a.test.")], ("a.test", "A"): [address("192.0.2.1")]}
+    assert [h.name for h in hosts(records)] == ["a.test"]
+
+
+def test_nxdomain_is_unroutable() -> None:
+    with pytest.raises(Unroutable, match="no such domain"):
+        hosts({})
+
+
+@pytest.mark.parametrize("error", [dns.exception.Timeout(), dns.resolver.NoNameservers()])
+def test_a_failed_mx_lookup_is_trouble(error: Exception) -> None:
+    with pytest.raises(DNSTrouble, match=r"^451 4\.4\.3 "):
+        hosts({("example.test", "MX"): error})
+
+
+def test_a_host_whose_lookup_failed_is_skipped_when_another_has_an_address() -> None:
+    records = {
+        ("example.test", "MX"): [mx_record(10, "a.test."), mx_record(20, "b.test.")],
+        ("a.test", "AAAA"): dns.exception.Timeout(), ("a.test", "A"): dns.exception.Timeout(),
+        ("b.test", "A"): [address("192.0.2.2")],
+    }
+    assert [h.name for h in hosts(records)] == ["b.test"]
+
+
+def test_lookup_trouble_for_every_host_defers_but_hosts_without_addresses_fail() -> None:
+    records = {("example.test", "MX"): [mx_record(10, "a.test.")], ("a.test", "A"): dns.exception.Timeout()}
+    with pytest.raises(DNSTrouble):
+        hosts(records)
+    with pytest.raises(Unroutable, match="no address"):
+        hosts({("example.test", "MX"): [mx_record(10, "a.test.")]})
+
+
+def test_address_literals_need_no_lookup() -> None:
+    resolver = FakeResolver({})
+    assert resolve_hosts(resolver, "[192.0.2.1]") == [Host("[192.0.2.1]", ("192.0.2.1",))]
+    assert resolve_hosts(resolver, "[IPv6:2001:db8::1]") == [Host("[IPv6:2001:db8::1]", ("2001:db8::1",))]
+    assert resolver.asked == []
+    assert address_literal("[not an ip]") is None and address_literal("example.test") is None
+
+
+def test_a_relay_without_an_address_waits() -> None:
+    assert resolve_relay(FakeResolver({}), "192.0.2.7") == Host("192.0.2.7", ("192.0.2.7",))
+    with pytest.raises(DNSTrouble, match="relay"):
+        resolve_relay(FakeResolver({}), "smtp.example.test")
