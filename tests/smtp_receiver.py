@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
 import os
 from dataclasses import dataclass, field
 
@@ -77,16 +78,24 @@ class MailCA:
         return path
 
     def server_options(self, *names: str) -> ssl.CertificateOptions:
-        """Server TLS options with a certificate for *names* (DNS names) signed by this CA."""
+        """Server TLS options with a certificate for *names* (DNS names or IPs) signed by this CA."""
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             self._builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]), key.public_key())
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
             .sign(self._key, hashes.SHA256())
         )
         return ssl.CertificateOptions(
             privateKey=crypto.PKey.from_cryptography_key(key), certificate=crypto.X509.from_cryptography(cert)
         )
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    """An IP address SAN for an IP, a DNS name SAN otherwise."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 @dataclass

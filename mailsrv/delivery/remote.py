@@ -98,11 +98,11 @@ class RemoteDelivery:
         destination = self._relay[0] if self._relay else tx.recipients[0].rpartition("@")[2].lower()
         await self._slots.acquire(destination)
         try:
-            return await self._send(tx, destination)
+            return await self._send(queue_id, tx, destination)
         finally:
             self._slots.release(destination)
 
-    async def _send(self, tx: Transaction, destination: str) -> list[RecipientResult]:
+    async def _send(self, queue_id: str, tx: Transaction, destination: str) -> list[RecipientResult]:
         try:
             if self._relay:
                 hosts = [await self._dns.run(mx.resolve_relay, self._resolver, destination)]
@@ -117,26 +117,29 @@ class RemoteDelivery:
         for host in hosts:
             for ip in host.addresses:
                 try:
-                    results = await self._try(tx, host.name, ip, port)
+                    results = await self._try(queue_id, tx, host.name, ip, port)
                 except TryNextHost as e:
-                    log.info("{host} [{ip}]:{port}: {reason}", host=host.name, ip=ip, port=port, reason=e.reply)
+                    log.info("{queue_id}: {host} [{ip}]:{port}: {reason}; next host", queue_id=queue_id,
+                             host=host.name, ip=ip, port=port, reason=e.reply)
                     last = RecipientResult("", Outcome.DEFERRED, f"{e.reply} ({host.name} [{ip}]:{port})",
                                            host=host.name, ip=ip)
                     continue
                 return [replace(r, host=host.name, ip=ip) for r in results]
         return [replace(last, recipient=r) for r in tx.recipients]
 
-    async def _try(self, tx: Transaction, hostname: str, ip: str, port: int) -> list[RecipientResult]:
+    async def _try(self, queue_id: str, tx: Transaction, hostname: str, ip: str, port: int) -> list[RecipientResult]:
         """One address: the transaction, again without TLS if ``may``'s handshake failed."""
         implicit = self._relay is not None and port == self._implicit_tls_port
         tls = self._tls_policy(hostname, implicit)
         try:
             return await self._connect(tx, ip, port, tls, implicit)
         except TLSBroken as e:
-            log.info("{host} [{ip}]: {reason}; trying again without TLS", host=hostname, ip=ip, reason=e.reply)
+            log.info("{queue_id}: {host} [{ip}]: {reason}; trying again without TLS", queue_id=queue_id,
+                     host=hostname, ip=ip, reason=e.reply)
             return await self._connect(tx, ip, port, TLSPolicy(attempt=False, required=False), False)
 
     def _tls_policy(self, hostname: str, implicit: bool) -> TLSPolicy:
+        hostname = mx.address_literal(hostname) or hostname  # a literal's certificate names its IP
         if self._relay is not None:  # the relay sees the password: always verified
             return TLSPolicy(not implicit, True, clienttls.verifying(hostname, self._trust))
         if self._policy == "none":

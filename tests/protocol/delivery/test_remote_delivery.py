@@ -164,6 +164,12 @@ class RemoteDeliveryTests(unittest.TestCase):
         [result] = await self.send(self.sender(port), "bob@[127.0.0.1]")
         self.assertEqual((result.outcome, result.ip), (Outcome.DELIVERED, "127.0.0.1"))
 
+    async def test_verify_checks_an_address_literal_against_its_ip(self) -> None:
+        receiver = Receiver(tls=self.ca.server_options("127.0.0.1"))
+        port = receiver.listen(self)
+        [result] = await self.send(self.sender(port, tls="verify"), "bob@[127.0.0.1]")
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+
     async def test_verify_refuses_a_certificate_for_another_name(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
         receiver, port = self.receiver("other.example.test")
