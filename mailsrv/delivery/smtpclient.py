@@ -60,29 +60,6 @@ class Reply:
         return self.code >= 500
 
 
-def dot_stuffed(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The DATA octets for wire-form *chunks*: dots doubled at line starts, ended by ``CRLF.CRLF``.
-
-    RFC 5321 4.5.2: a line starting with ``.`` gets one more.  A line start
-    is the message start or the octet after a CRLF, which may lie in an
-    earlier chunk; a message not ending in CRLF gets one before the final dot.
-    """
-    at_line_start, last2 = True, b""
-    for chunk in chunks:
-        if not chunk:
-            continue
-        stuffed = chunk.replace(b"\r\n.", b"\r\n..")
-        if at_line_start and chunk[:1] == b".":
-            stuffed = b"." + stuffed
-        # a CRLF split over the chunk boundary, before a dot
-        if last2[-1:] == b"\r" and chunk[:2] == b"\n.":
-            stuffed = b"\n." + stuffed[1:]
-        yield stuffed
-        last2 = (last2 + chunk)[-2:]
-        at_line_start = last2 == b"\r\n"
-    yield b".\r\n" if at_line_start else b"\r\n.\r\n"
-
-
 @implementer(interfaces.IPullProducer)
 class _BodyProducer:
     """Writes the stuffed body a chunk at a time, whenever the transport wants more."""
@@ -91,7 +68,7 @@ class _BodyProducer:
         self._transport = transport
         self._body = body
         self._progress = progress
-        self._chunks = dot_stuffed(wire.wire_chunks(body))
+        self._chunks = wire.stuffed(wire.wire_chunks(body))
         self.done: defer.Deferred[None] = defer.Deferred()
 
     def resumeProducing(self) -> None:

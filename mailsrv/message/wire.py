@@ -20,7 +20,7 @@ one.
 from __future__ import annotations
 
 import re
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 #: An LF that does not end a CRLF.
 BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -72,3 +72,30 @@ def wire_chunks(stored: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
         else:
             yield to_wire(data)
         after_cr = data[-1:] == b"\r"
+
+
+#: Ends a multi-line POP3 response and SMTP's message data.
+TERMINATOR = b".\r\n"
+
+
+def stuffed(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The wire-form *chunks* byte-stuffed, then the terminating line (POP3 responses, SMTP DATA).
+
+    RFC 1939 3 and RFC 5321 4.5.2: a line that begins with the termination
+    octet is stuffed, the first line included.  A "." is stuffed after every
+    LF, not only after CRLF: common POP3 clients (poplib among them) split
+    lines at LF, so a bare LF followed by "." would otherwise end the
+    response for them early (:func:`wire_chunks` leaves no bare LF, so for
+    SMTP this is the same rule).  The terminating "." must be alone on its
+    line, so a message without a final line end gets one.
+    """
+    at_line_start = True
+    for chunk in chunks:
+        if not chunk:
+            continue
+        out = chunk.replace(b"\n.", b"\n..")
+        if at_line_start and out[:1] == b".":
+            out = b"." + out
+        at_line_start = out[-1:] == b"\n"
+        yield out
+    yield TERMINATOR if at_line_start else b"\r\n" + TERMINATOR

@@ -4,38 +4,20 @@ Twisted's ``POP3.transformChunk`` stuffs each 16 KiB ``FileSender`` chunk on
 its own, so a "." at the start of the message or at a chunk boundary goes
 out unstuffed: the client sees the end of the response early and reads the
 rest of the message as server replies (docs/twisted-notes.rst, "POP3:
-dot-stuffing at chunk boundaries").  Here the stuffer carries "was the last
-octet a line end?" from one chunk to the next, so where the chunks are cut
-does not matter and a 50 MiB message is sent without being held in memory.
+dot-stuffing at chunk boundaries").  The stuffer,
+:func:`mailsrv.message.wire.stuffed` (SMTP's DATA is framed the same way),
+carries "was the last octet a line end?" from one chunk to the next, so
+where the chunks are cut does not matter and a 50 MiB message is sent
+without being held in memory.
 """
 
 from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-TERMINATOR = b".\r\n"
+from mailsrv.message.wire import TERMINATOR, stuffed
 
-
-def stuffed(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The wire-form *chunks* byte-stuffed, then the terminating line.
-
-    RFC 1939 3: a line that begins with the termination octet is stuffed,
-    the first line included.  A "." is stuffed after every LF, not only
-    after CRLF: common clients (poplib among them) split lines at LF, so a
-    bare LF followed by "." would otherwise end the response for them
-    early.  The terminating "." must be alone on its line, so a message
-    without a final line end gets one.
-    """
-    at_line_start = True
-    for chunk in chunks:
-        if not chunk:
-            continue
-        out = chunk.replace(b"\n.", b"\n..")
-        if at_line_start and out[:1] == b".":
-            out = b"." + out
-        at_line_start = out[-1:] == b"\n"
-        yield out
-    yield TERMINATOR if at_line_start else b"\r\n" + TERMINATOR
+__all__ = ["TERMINATOR", "stuffed", "top"]
 
 
 def top(chunks: Iterable[bytes], lines: int) -> Iterator[bytes]:

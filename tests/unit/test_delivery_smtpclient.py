@@ -1,4 +1,4 @@
-"""The SMTP client's pieces without sockets: dot-stuffing, reply framing, timeouts."""
+"""The SMTP client's pieces without sockets: DATA's dot-stuffing, reply framing, timeouts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from twisted.internet import task
 from twisted.internet.testing import StringTransport
 
-from mailsrv.delivery.smtpclient import ClientConnection, Reply, SMTPClientError, dot_stuffed
+from mailsrv.delivery.smtpclient import ClientConnection, Reply, SMTPClientError
+from mailsrv.message.wire import stuffed
 
 MESSAGE = b".first\r\nplain\r\n.\r\n..two\r\nend.\r\n.\r\n"
 
@@ -26,7 +27,7 @@ def test_dot_stuffing_does_not_depend_on_where_chunks_end(message: bytes) -> Non
     for i in range(len(message) + 1):
         for j in range(i, len(message) + 1):
             chunks = [message[:i], message[i:j], message[j:]]
-            assert b"".join(dot_stuffed(iter(chunks))) == reference(message), (i, j)
+            assert b"".join(stuffed(chunks)) == reference(message), (i, j)
 
 
 def connection() -> tuple[ClientConnection, StringTransport, task.Clock]:
