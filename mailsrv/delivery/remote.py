@@ -12,10 +12,11 @@ DEFERRED comes back once every host was tried.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.error import ConnectError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -61,31 +62,39 @@ class _Slots:
             del self._by_destination[destination]
 
 
+@dataclass(frozen=True)
+class Settings:
+    """How :class:`RemoteDelivery` sends (from ``[delivery]``, see :func:`make_remote_delivery`)."""
+
+    helo: str
+    mx_port: int
+    #: The ``[delivery] tls`` policy for MX hosts; the relay is always verified.
+    policy: str
+    #: The CAs a verified certificate must chain to.
+    trust: object
+    relay: tuple[str, int] | None = None
+    credentials: tuple[str, str] | None = None
+    implicit_tls_port: int = IMPLICIT_TLS_PORT
+
+
 @implementer(IRemoteDelivery)
 class RemoteDelivery:
-    """Sends by MX (or through *relay*); see :func:`make_remote_delivery` for the parts."""
+    """Sends by MX or through the relay, at most *max_connections* at once, *per_domain* to each destination."""
 
     def __init__(
-        self, *, reactor: object, workers: Workers, resolver: object, helo: str, mx_port: int, policy: str,
-        trust: object, relay: tuple[str, int] | None = None, credentials: tuple[str, str] | None = None,
-        max_connections: int = 20, max_connections_per_domain: int = 3, implicit_tls_port: int = IMPLICIT_TLS_PORT,
+        self, settings: Settings, reactor: object, workers: Workers, resolver: object,
+        max_connections: int = 20, per_domain: int = 3,
     ) -> None:
+        self._settings = settings
         self._reactor = reactor
         self._dns = workers.dns
         self._resolver = resolver
-        self._helo = helo
-        self._mx_port = mx_port
-        self._policy = policy
-        self._trust = trust
-        self._relay = relay
-        self._credentials = credentials
-        self._implicit_tls_port = implicit_tls_port
         self._unverified = clienttls.unverified()
-        self._slots = _Slots(max_connections, max_connections_per_domain)
+        self._slots = _Slots(max_connections, per_domain)
 
     def deliver(self, queue_id: str, sender: str, recipients: Sequence[str], body: Body) -> "defer.Deferred[list[RecipientResult]]":
         """See :meth:`IRemoteDelivery.deliver`."""
-        tx = Transaction(self._helo, sender, recipients, body, self._credentials)
+        tx = Transaction(self._settings.helo, sender, recipients, body, self._settings.credentials)
         d = defer.Deferred.fromCoroutine(self._deliver(queue_id, tx))
 
         def unexpected(failure: object) -> list[RecipientResult]:
@@ -95,7 +104,7 @@ class RemoteDelivery:
         return d.addErrback(unexpected)
 
     async def _deliver(self, queue_id: str, tx: Transaction) -> list[RecipientResult]:
-        destination = self._relay[0] if self._relay else tx.recipients[0].rpartition("@")[2].lower()
+        destination = self._settings.relay[0] if self._settings.relay else tx.recipients[0].rpartition("@")[2].lower()
         await self._slots.acquire(destination)
         try:
             return await self._send(queue_id, tx, destination)
@@ -104,7 +113,7 @@ class RemoteDelivery:
 
     async def _send(self, queue_id: str, tx: Transaction, destination: str) -> list[RecipientResult]:
         try:
-            if self._relay:
+            if self._settings.relay:
                 hosts = [await self._dns.run(mx.resolve_relay, self._resolver, destination)]
             else:
                 hosts = await self._dns.run(mx.resolve_hosts, self._resolver, destination)
@@ -112,7 +121,7 @@ class RemoteDelivery:
             return _everyone(tx, Outcome.FAILED, str(e))
         except mx.DNSTrouble as e:
             return _everyone(tx, Outcome.DEFERRED, str(e))
-        port = self._relay[1] if self._relay else self._mx_port
+        port = self._settings.relay[1] if self._settings.relay else self._settings.mx_port
         last = RecipientResult("", Outcome.DEFERRED, "")
         for host in hosts:
             for ip in host.addresses:
@@ -129,7 +138,7 @@ class RemoteDelivery:
 
     async def _try(self, queue_id: str, tx: Transaction, hostname: str, ip: str, port: int) -> list[RecipientResult]:
         """One address: the transaction, again without TLS if ``may``'s handshake failed."""
-        implicit = self._relay is not None and port == self._implicit_tls_port
+        implicit = self._settings.relay is not None and port == self._settings.implicit_tls_port
         tls = self._tls_policy(hostname, implicit)
         try:
             return await self._connect(tx, ip, port, tls, implicit)
@@ -140,13 +149,13 @@ class RemoteDelivery:
 
     def _tls_policy(self, hostname: str, implicit: bool) -> TLSPolicy:
         hostname = mx.address_literal(hostname) or hostname  # a literal's certificate names its IP
-        if self._relay is not None:  # the relay sees the password: always verified
-            return TLSPolicy(not implicit, True, clienttls.verifying(hostname, self._trust))
-        if self._policy == "none":
+        if self._settings.relay is not None:  # the relay sees the password: always verified
+            return TLSPolicy(not implicit, True, clienttls.verifying(hostname, self._settings.trust))
+        if self._settings.policy == "none":
             return TLSPolicy(False, False)
-        if self._policy == "verify":
-            return TLSPolicy(True, True, clienttls.verifying(hostname, self._trust))
-        return TLSPolicy(True, self._policy == "encrypt", self._unverified)
+        if self._settings.policy == "verify":
+            return TLSPolicy(True, True, clienttls.verifying(hostname, self._settings.trust))
+        return TLSPolicy(True, self._settings.policy == "encrypt", self._unverified)
 
     async def _connect(self, tx: Transaction, ip: str, port: int, tls: TLSPolicy, implicit: bool) -> list[RecipientResult]:
         kind = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
@@ -155,7 +164,7 @@ class RemoteDelivery:
             endpoint = wrapClientTLS(tls.creator, endpoint)
         try:
             conn = await endpoint.connect(Factory.forProtocol(lambda: ClientConnection(self._reactor)))
-        except Exception as e:  # noqa: BLE001 - refused, unreachable, timed out: all mean "next host"
+        except ConnectError as e:  # refused, unreachable, timed out: all mean "next host"
             raise TryNextHost(f"cannot connect: {e}") from None
         try:
             return await transact(conn, tx, tls)
@@ -177,16 +186,18 @@ def make_remote_delivery(
     ``[dns]``.  *implicit_tls_port* is the relay port that means TLS from the
     start (tests, which cannot listen on 465, name theirs).
     """
-    settings = config.delivery
-    relay = parse_relay(settings.relay) if settings.relay else None
+    delivery = config.delivery
+    relay = parse_relay(delivery.relay) if delivery.relay else None
     credentials = None
-    if relay and settings.relay_username:
-        credentials = (settings.relay_username, _password(config))
+    if relay and delivery.relay_username:
+        credentials = (delivery.relay_username, _password(config))
+    settings = Settings(
+        helo=config.hostname, mx_port=delivery.mx_port, policy=delivery.tls, trust=clienttls.trust_root(config),
+        relay=relay, credentials=credentials, implicit_tls_port=implicit_tls_port,
+    )
     return RemoteDelivery(
-        reactor=reactor, workers=workers, resolver=resolver or make_resolver(config.dns), helo=config.hostname,
-        mx_port=settings.mx_port, policy=settings.tls, trust=clienttls.trust_root(config), relay=relay,
-        credentials=credentials, max_connections=settings.max_connections,
-        max_connections_per_domain=settings.max_connections_per_domain, implicit_tls_port=implicit_tls_port,
+        settings, reactor, workers, resolver or make_resolver(config.dns),
+        max_connections=delivery.max_connections, per_domain=delivery.max_connections_per_domain,
     )
 
 

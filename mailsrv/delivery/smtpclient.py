@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable
 
 from twisted.internet import defer, interfaces
 from twisted.internet.protocol import Protocol
