@@ -16,7 +16,9 @@ SMTPUTF8, PIPELINING and SIZE by default), STARTTLS when given ``tls``
 options (``starttls="broken"`` answers 220 and then sends garbage instead of
 a handshake; ``"refuse"`` answers 454), and AUTH PLAIN after TLS when given
 ``auth``.  Replies per recipient come from ``rcpt_replies`` (default 250),
-to DATA's end from ``data_reply``; tests may change them between attempts.
+to DATA's end from ``data_reply`` (``""``: record the message, then drop the
+connection without a reply); tests may change them between attempts.
+With ``ehlo=False`` it answers EHLO with 502 (an RFC 821 server).
 Each completed transaction is a :class:`Received`; ``connections`` counts
 the connections, ``sessions`` what each saw (greeting to close).
 :class:`MailCA` makes a CA and certificates for chosen names, for the
@@ -164,6 +166,8 @@ class _ReceiverProtocol(LineReceiver):
         handler(arg)
 
     def smtp_EHLO(self, arg: str) -> None:
+        if not self.r.ehlo:
+            return self.reply("502 5.5.1 EHLO not implemented")
         lines = ["receiver.test", *self.r.extensions]
         if self.r.tls is not None and not self.session.tls:
             lines.append("STARTTLS")
@@ -234,6 +238,10 @@ class _ReceiverProtocol(LineReceiver):
         raw = b"".join(piece + b"\r\n" for piece in lines)
         data = b"".join((piece[1:] if piece.startswith(b".") else piece) + b"\r\n" for piece in lines[:-1])
         answer = self.r.data_reply
+        if not answer:  # took the message, then the connection broke: the sender cannot know
+            self.r.messages.append(Received(self._mail or "", self._rcpts, data, raw, self.session.tls, self._auth))
+            self.transport.abortConnection()
+            return
         if answer.startswith("2"):
             self.r.messages.append(Received(self._mail or "", self._rcpts, data, raw, self.session.tls, self._auth))
         self._reset()
@@ -246,8 +254,9 @@ class Receiver:
     def __init__(
         self, *, tls: ssl.CertificateOptions | None = None, starttls: str = "ok",
         extensions: tuple[str, ...] = ("8BITMIME", "SMTPUTF8", "PIPELINING", "SIZE 104857600"),
-        auth: tuple[str, str] | None = None, greeting: str = "220 receiver.test ESMTP",
+        auth: tuple[str, str] | None = None, greeting: str = "220 receiver.test ESMTP", ehlo: bool = True,
     ) -> None:
+        self.ehlo = ehlo
         self.tls = tls
         self.starttls = starttls
         self.extensions = list(extensions)

@@ -24,6 +24,11 @@ from smtp_receiver import Receiver, MailCA
 MESSAGE = b"From: alice@local.test\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 
+def helo_name() -> str:
+    """The name the sender greets with: the default ``hostname``."""
+    return configuration.load(None).hostname
+
+
 class RemoteDeliveryTests(unittest.TestCase):
     def setUp(self) -> None:
         self.zone = Zone()
@@ -131,6 +136,29 @@ class RemoteDeliveryTests(unittest.TestCase):
         [result] = await self.send(self.sender(port), "nobody@example.test")
         self.assertEqual(result.outcome, Outcome.FAILED)
         self.assertNotIn("DATA", receiver.sessions[0].commands)
+
+    async def test_a_lost_final_reply_defers_without_trying_the_next_mx(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        receiver.data_reply = ""
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertIn("no reply after the message data", result.reply)
+        self.assertEqual((receiver.connections, len(receiver.messages)), (1, 1))
+
+    async def test_helo_when_ehlo_is_refused(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver(ehlo=False)
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED)
+        self.assertEqual(receiver.sessions[0].commands[:2], ["EHLO " + helo_name(), "HELO " + helo_name()])
+        self.assertEqual(receiver.messages[0].mail_from, "FROM:<alice@local.test>")
+
+    async def test_may_continues_in_plaintext_when_starttls_is_refused(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver(starttls="refuse")
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual((result.outcome, result.tls, receiver.connections), (Outcome.DELIVERED, "", 1))
 
     async def test_null_mx_fails_at_once(self) -> None:
         self.zone.add("nomail.test", "MX", "0 .")
