@@ -129,6 +129,8 @@ class Session:
 
     commands: list[str] = field(default_factory=list)
     tls: bool = False
+    #: The SNI name the client sent, seen at its first EHLO over TLS (None: no SNI).
+    server_name: str | None = None
 
 
 class _ReceiverProtocol(LineReceiver):
@@ -168,6 +170,9 @@ class _ReceiverProtocol(LineReceiver):
     def smtp_EHLO(self, arg: str) -> None:
         if not self.r.ehlo:
             return self.reply("502 5.5.1 EHLO not implemented")
+        if self.session.tls and self.session.server_name is None:
+            name = self.transport.getHandle().get_servername()
+            self.session.server_name = name.decode() if name else None
         lines = ["receiver.test", *self.r.extensions]
         if self.r.tls is not None and not self.session.tls:
             lines.append("STARTTLS")

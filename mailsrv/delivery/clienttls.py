@@ -12,16 +12,44 @@ from __future__ import annotations
 
 import re
 
+from OpenSSL import SSL
 from twisted.internet import ssl
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from zope.interface import implementer
 
 from mailsrv.config import Config, ConfigError
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
-def unverified() -> ssl.CertificateOptions:
-    """Encryption without authentication (policies ``may`` and ``encrypt``)."""
-    return ssl.CertificateOptions(verify=False)
+class Unverified:
+    """Encryption without authentication (policies ``may`` and ``encrypt``), one context for all hosts.
+
+    The host name still goes out as SNI (RFC 6066 3), so that a server
+    with several certificates presents the one for the MX name.
+    """
+
+    def __init__(self) -> None:
+        self._context = ssl.CertificateOptions(verify=False).getContext()
+
+    def for_host(self, hostname: str) -> "_Named":
+        """Options that send *hostname* as SNI (none for an IP address, as RFC 6066 3 asks)."""
+        return _Named(self._context, None if isIPAddress(hostname) or isIPv6Address(hostname) else hostname)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _Named:
+    def __init__(self, context: SSL.Context, hostname: str | None) -> None:
+        self._context = context
+        self._hostname = hostname
+
+    def clientConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+        connection = SSL.Connection(self._context, None)
+        if self._hostname:
+            connection.set_tlsext_host_name(self._hostname.encode("idna"))
+        connection.set_connect_state()
+        return connection
 
 
 def trust_root(config: Config) -> object:

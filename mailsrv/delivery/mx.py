@@ -67,18 +67,19 @@ def resolve_relay(resolver: dns.resolver.Resolver, name: str) -> Host:
     return Host(name, addresses)
 
 
-def resolve_hosts(resolver: dns.resolver.Resolver, domain: str) -> list[Host]:
+def resolve_hosts(resolver: dns.resolver.Resolver, domain: str, me: str = "") -> list[Host]:
     """The hosts that take mail for *domain*, in the order to try them; blocking.
 
     MX records in preference order, equal preferences shuffled (RFC 5321
-    5.1); the domain itself when it has no MX (the implicit MX).  Hosts
-    without any address are left out.  Raises :class:`Unroutable` or
-    :class:`DNSTrouble`.
+    5.1); the domain itself when it has no MX (the implicit MX).  When *me*
+    (our host name) is one of them, it and every host not preferred to it
+    are left out, so that mail never loops back to us.  Hosts without any
+    address are left out.  Raises :class:`Unroutable` or :class:`DNSTrouble`.
     """
     literal = address_literal(domain)
     if literal is not None:
         return [Host(domain, (literal,))]
-    names = _mx_names(resolver, domain)
+    names = _mx_names(resolver, domain, me.lower().rstrip("."))
     hosts, trouble = [], None
     for name in names:
         try:
@@ -95,8 +96,8 @@ def resolve_hosts(resolver: dns.resolver.Resolver, domain: str) -> list[Host]:
     raise Unroutable(f"550 5.1.2 no address for the mail servers of {domain} ({', '.join(names)})")
 
 
-def _mx_names(resolver: dns.resolver.Resolver, domain: str) -> list[str]:
-    """The MX host names of *domain* in the order to try, or ``[domain]`` without MX records."""
+def _mx_names(resolver: dns.resolver.Resolver, domain: str, me: str) -> list[str]:
+    """The MX host names of *domain* in the order to try (those before *me*), or ``[domain]`` without MX."""
     try:
         answer = resolver.resolve(domain, "MX")
     except dns.resolver.NXDOMAIN:
@@ -109,6 +110,11 @@ def _mx_names(resolver: dns.resolver.Resolver, domain: str) -> list[str]:
     usable = [(preference, name) for preference, name in records if name != dns.name.root]
     if not usable:
         raise Unroutable(NULL_MX_REPLY.format(domain=domain))
+    ours = [preference for preference, name in usable if name.to_text(omit_final_dot=True).lower() == me]
+    if ours:
+        usable = [(preference, name) for preference, name in usable if preference < min(ours)]
+        if not usable:
+            raise Unroutable(f"554 5.4.6 the best MX for {domain} is this server ({me}): mail would loop")
     usable.sort(key=lambda record: record[0])
     names: list[str] = []
     for _, group in groupby(usable, key=lambda record: record[0]):

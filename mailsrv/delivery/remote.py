@@ -89,7 +89,7 @@ class RemoteDelivery:
         self._reactor = reactor
         self._dns = workers.dns
         self._resolver = resolver
-        self._unverified = clienttls.unverified()
+        self._unverified = clienttls.Unverified()
         self._slots = _Slots(max_connections, per_domain)
 
     def deliver(self, queue_id: str, sender: str, recipients: Sequence[str], body: Body) -> "defer.Deferred[list[RecipientResult]]":
@@ -116,7 +116,7 @@ class RemoteDelivery:
             if self._settings.relay:
                 hosts = [await self._dns.run(mx.resolve_relay, self._resolver, destination)]
             else:
-                hosts = await self._dns.run(mx.resolve_hosts, self._resolver, destination)
+                hosts = await self._dns.run(mx.resolve_hosts, self._resolver, destination, self._settings.helo)
         except mx.Unroutable as e:
             return _everyone(tx, Outcome.FAILED, str(e))
         except mx.DNSTrouble as e:
@@ -155,7 +155,7 @@ class RemoteDelivery:
             return TLSPolicy(False, False)
         if self._settings.policy == "verify":
             return TLSPolicy(True, True, clienttls.verifying(hostname, self._settings.trust))
-        return TLSPolicy(True, self._settings.policy == "encrypt", self._unverified)
+        return TLSPolicy(True, self._settings.policy == "encrypt", self._unverified.for_host(hostname))
 
     async def _connect(self, tx: Transaction, ip: str, port: int, tls: TLSPolicy, implicit: bool) -> list[RecipientResult]:
         kind = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint

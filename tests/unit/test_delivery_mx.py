@@ -73,6 +73,17 @@ def test_a_null_mx_beside_real_ones_is_ignored() -> None:
     assert [h.name for h in hosts(records)] == ["a.test"]
 
 
+def test_we_and_every_mx_after_us_are_left_out() -> None:
+    records = {
+        ("example.test", "MX"): [mx_record(10, "a.test."), mx_record(20, "Mail.Ours.test."), mx_record(30, "c.test.")],
+        ("a.test", "A"): [address("192.0.2.1")], ("c.test", "A"): [address("192.0.2.3")],
+    }
+    assert [h.name for h in resolve_hosts(FakeResolver(records), "example.test", me="mail.ours.test")] == ["a.test"]
+    records[("example.test", "MX")] = [mx_record(10, "mail.ours.test."), mx_record(20, "c.test.")]
+    with pytest.raises(Unroutable, match=r"^554 5\.4\.6 .*loop"):
+        resolve_hosts(FakeResolver(records), "example.test", me="mail.ours.test")
+
+
 def test_nxdomain_is_unroutable() -> None:
     with pytest.raises(Unroutable, match="no such domain"):
         hosts({})

@@ -221,6 +221,7 @@ class RemoteDeliveryTests(unittest.TestCase):
         [result] = await self.send(self.sender(port, tls="encrypt"), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DELIVERED)
         self.assertTrue(receiver.messages[0].tls)
+        self.assertEqual(receiver.sessions[0].server_name, "mx1.example.test")  # SNI even unverified
 
     async def test_may_falls_back_to_plaintext_after_a_failed_handshake(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
