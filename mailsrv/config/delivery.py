@@ -98,6 +98,12 @@ class DeliveryConfig(Table):
         "empty delivers to each domain's MX hosts.",
         _relay,
     )
+    relay_tls: str = setting(
+        "verify",
+        "TLS policy towards the relay (none, may, encrypt, verify; see tls). AUTH is only ever sent over TLS; "
+        "port 465 is TLS from the start whatever this says.",
+        _policy,
+    )
     relay_username: str = setting("", "User name for AUTH at the relay; empty sends without AUTH.")
     relay_password_file: str = setting("", "File holding the relay password (its first line).")
     retry: tuple[str, ...] = setting(

@@ -68,7 +68,7 @@ class Settings:
 
     helo: str
     mx_port: int
-    #: The ``[delivery] tls`` policy for MX hosts; the relay is always verified.
+    #: The TLS policy (``none``, ``may``, ``encrypt``, ``verify``): ``[delivery] tls``, or ``relay_tls``.
     policy: str
     #: The CAs a verified certificate must chain to.
     trust: object
@@ -148,14 +148,16 @@ class RemoteDelivery:
             return await self._connect(tx, ip, port, TLSPolicy(attempt=False, required=False), False)
 
     def _tls_policy(self, hostname: str, implicit: bool) -> TLSPolicy:
+        """STARTTLS per the policy; on the relay's implicit TLS port, TLS from the start."""
+        policy = self._settings.policy
+        if policy == "none" and not implicit:
+            return TLSPolicy(attempt=False, required=False)
         hostname = mx.address_literal(hostname) or hostname  # a literal's certificate names its IP
-        if self._settings.relay is not None:  # the relay sees the password: always verified
-            return TLSPolicy(not implicit, True, clienttls.verifying(hostname, self._settings.trust))
-        if self._settings.policy == "none":
-            return TLSPolicy(False, False)
-        if self._settings.policy == "verify":
-            return TLSPolicy(True, True, clienttls.verifying(hostname, self._settings.trust))
-        return TLSPolicy(True, self._settings.policy == "encrypt", self._unverified.for_host(hostname))
+        if policy == "verify":
+            creator = clienttls.verifying(hostname, self._settings.trust)
+        else:
+            creator = self._unverified.for_host(hostname)
+        return TLSPolicy(attempt=not implicit, required=implicit or policy in ("encrypt", "verify"), creator=creator)
 
     async def _connect(self, tx: Transaction, ip: str, port: int, tls: TLSPolicy, implicit: bool) -> list[RecipientResult]:
         kind = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
@@ -192,7 +194,8 @@ def make_remote_delivery(
     if relay and delivery.relay_username:
         credentials = (delivery.relay_username, _password(config))
     settings = Settings(
-        helo=config.hostname, mx_port=delivery.mx_port, policy=delivery.tls, trust=clienttls.trust_root(config),
+        helo=config.hostname, mx_port=delivery.mx_port, policy=delivery.relay_tls if relay else delivery.tls,
+        trust=clienttls.trust_root(config),
         relay=relay, credentials=credentials, implicit_tls_port=implicit_tls_port,
     )
     return RemoteDelivery(

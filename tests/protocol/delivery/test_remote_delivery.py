@@ -315,6 +315,28 @@ class RemoteDeliveryTests(unittest.TestCase):
         self.assertEqual(receiver.messages[0].auth, ("mailsrv", "s3cret"))
         self.assertNotIn("STARTTLS", receiver.sessions[0].commands)
 
+    async def test_a_refused_relay_login_defers(self) -> None:
+        receiver, port = self.receiver("relay.test", auth=("mailsrv", "other password"))
+        [result] = await self.send(self.sender(port, **self.relay_settings(port)), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertIn("AUTH at the relay failed: 535 5.7.8", result.reply)
+        self.assertEqual(receiver.messages, [])
+
+    async def test_no_password_goes_to_a_relay_without_tls(self) -> None:
+        receiver = Receiver(auth=("mailsrv", "s3cret"))
+        port = receiver.listen(self)
+        [result] = await self.send(self.sender(port, relay_tls="may", **self.relay_settings(port)), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertIn("without TLS", result.reply)
+        self.assertFalse(any(c.startswith("AUTH") for c in receiver.sessions[0].commands))
+
+    async def test_relay_tls_none_sends_without_auth_in_plaintext(self) -> None:
+        receiver, port = self.receiver("relay.test")
+        self.zone.add("relay.test", "A", "127.0.0.1")
+        [result] = await self.send(self.sender(port, relay=f"relay.test:{port}", relay_tls="none"), "bob@example.test")
+        self.assertEqual((result.outcome, result.tls), (Outcome.DELIVERED, ""))
+        self.assertEqual((receiver.messages[0].tls, receiver.messages[0].auth), (False, None))
+
     async def test_relay_certificate_is_verified(self) -> None:
         receiver, port = self.receiver("other.test", auth=("mailsrv", "s3cret"))
         [result] = await self.send(self.sender(port, **self.relay_settings(port)), "bob@example.test")
