@@ -25,6 +25,7 @@ from mailsrv.delivery.router import Router
 from mailsrv.delivery.runner import POLL_INTERVAL, apply_results
 from mailsrv.message.body import Body
 from mailsrv.net.audit import Audit
+from mailsrv.ops import queue as ops
 from mailsrv.store import Store
 from mailsrv.workers import InlineExecutor, Workers
 from store_harness import ManualExecutor
@@ -441,3 +442,26 @@ def test_record_survives_a_round_trip():
     rec = Record("Q", ALICE, queued_at=5.0, size=1, wire_size=2, recipients=[
         Recipient(BOB, State.DEFERRED, 2, 99.0, LATER, "mx", "192.0.2.1"), Recipient(CAROL)])
     assert Record.from_json(rec.to_json().decode()) == rec
+
+
+# -- the mailsrv queue command, while the queue runs ------------------------------
+
+
+def test_a_running_queue_notices_queue_retry_at_its_next_poll(config, make_queue, clock):
+    remote = ScriptedRemote(bob_example_org=[(Outcome.DEFERRED, LATER), (Outcome.DELIVERED, OK)])
+    enqueue(make_queue(remote), envelope())
+    clock.advance(0)
+    ops.retry(config, "QID000000001")
+    clock.advance(POLL_INTERVAL)
+    assert len(remote.calls) == 2 and record(config) is None
+
+
+def test_a_running_queue_bounces_what_queue_bounce_gave_up(config, make_queue, clock):
+    remote = ScriptedRemote(bob_example_org=[(Outcome.DEFERRED, LATER)])
+    enqueue(make_queue(remote), envelope())
+    clock.advance(0)
+    ops.bounce(config, "QID000000001")
+    clock.advance(POLL_INTERVAL)
+    assert len(remote.calls) == 1 and record(config) is None
+    [dsn] = delivered_to(config)
+    assert ops.BOUNCED_BY_ADMIN.encode() in dsn
