@@ -49,6 +49,12 @@ def _policy(value: str) -> str:
     return value
 
 
+def _positive(value: int) -> int:
+    if value < 1:
+        raise Invalid(f"{value} is not a positive number")
+    return value
+
+
 def _port(value: int) -> int:
     if not 0 < value < 65536:
         raise Invalid(f"{value} is not a TCP port")
@@ -86,6 +92,9 @@ class DeliveryConfig(Table):
         _durations,
     )
     lifetime: str = setting("5d", "How long a message is retried before it is bounced as undeliverable.", _duration)
+    concurrency: int = setting(
+        20, "Messages being sent at once, and SMTP transactions open to other servers, in total.", _positive,
+    )
 
     @property
     def retry_seconds(self) -> tuple[int, ...]:

@@ -24,10 +24,6 @@ from mailsrv.workers import Workers
 
 log = Logger()
 
-#: Messages being attempted, and SMTP transactions open, at once (all destinations together).
-CONCURRENCY = 20
-
-
 def make_bounce_sender(router: Router, local: LocalDelivery) -> BounceSender:
     """Deliver a DSN as SMTP would deliver mail for its recipient: to the store, or through the queue.
 
@@ -55,11 +51,11 @@ def make_bounce_sender(router: Router, local: LocalDelivery) -> BounceSender:
 
 def build_queue(
     config: Config, reactor: IReactorTime, workers: Workers, remote: IRemoteDelivery, *, router: Router,
-    local: LocalDelivery, audit: Audit, concurrency: int = CONCURRENCY,
+    local: LocalDelivery, audit: Audit,
 ) -> Queue:
     """The queue service for *config*'s data dir, sending through *remote*; start it to resume."""
     return Queue(
         QueueDir(config.queue_dir), remote, config=config.delivery, hostname=config.hostname, disk=workers.disk,
-        clock=reactor, audit=audit, bounce=make_bounce_sender(router, local), concurrency=concurrency,
+        clock=reactor, audit=audit, bounce=make_bounce_sender(router, local), concurrency=config.delivery.concurrency,
         grace=config.shutdown_grace,
     )

@@ -264,8 +264,14 @@ class Lease:
             self._fd = None
 
 
+class Busy(Exception):
+    """Another process holds the message's lease: it is being sent right now."""
+
+
 def claim(queue: QueueDir, queue_id: str) -> tuple[Lease, Record] | None:
-    """Take the lease of *queue_id* and read its record; ``None`` if another process holds it or it is gone.
+    """Take the lease of *queue_id* and read its record; ``None`` when it is gone.
+
+    Raises :class:`Busy` when another process holds the lease.
 
     The record is read *after* the lease is taken, so what another server
     delivered before it let go is seen and not sent again.
@@ -278,7 +284,7 @@ def claim(queue: QueueDir, queue_id: str) -> tuple[Lease, Record] | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        return None
+        raise Busy(queue_id) from None
     record = queue.read(queue_id)
     if record is None:
         os.close(fd)

@@ -46,6 +46,10 @@ log = Logger()
 
 #: Seconds between two looks at the queue directory's stamp (CLI edits, other servers).
 POLL_INTERVAL = 5.0
+#: Seconds before a message another process was sending is looked at again (it may have died).
+BUSY_RETRY = 60.0
+#: What a recipient the sender returned no result for is deferred with (a bug of the sender).
+NO_RESULT = "4.3.0 the delivery attempt gave no result for this recipient"
 
 #: Sends a bounce (an envelope from the null sender) to its recipient, through the given queue if the
 #: recipient is remote; durable when it fires.
@@ -54,15 +58,20 @@ BounceSender = Callable[[Envelope, str, IQueue], Awaitable[object]]
 
 def apply_results(
     record: Record, results: Sequence[RecipientResult], now: float, retry: Sequence[int], lifetime: int,
+    attempted: Sequence[str] = (),
 ) -> None:
     """Record one attempt's *results* in *record*: delivered, failed, or deferred until the next wait.
 
     The waits are *retry* by attempt number, the last one repeating; a
     recipient still deferred *lifetime* seconds after the message was
-    queued fails instead (RFC 5321 4.5.4.1: give up after 4-5 days).
+    queued fails instead (RFC 5321 4.5.4.1: give up after 4-5 days).  An
+    *attempted* recipient without a result is deferred, so a faulty sender
+    cannot make the queue try it again at once, forever.
     """
     by_address = {r.address: r for r in record.recipients}
-    for result in results:
+    answered = {result.recipient for result in results}
+    missing = [RecipientResult(a, Outcome.DEFERRED, NO_RESULT) for a in attempted if a not in answered]
+    for result in [*results, *missing]:
         recipient = by_address.get(result.recipient)
         if recipient is None or not recipient.state.waiting:
             continue  # deleted or bounced by the admin meanwhile
@@ -257,9 +266,12 @@ class Queue(Service):
 
     async def _attempt(self, queue_id: str) -> None:
         """Send a message's due recipients, then bounce what failed; reschedules it (or forgets it)."""
-        claimed = await self._disk.run(queuedir.claim, self.directory, queue_id)
-        if claimed is None:
-            # Gone, or another process is sending it: its writes will move the stamp.
+        try:
+            claimed = await self._disk.run(queuedir.claim, self.directory, queue_id)
+        except queuedir.Busy:
+            self._due[queue_id] = self._clock.seconds() + BUSY_RETRY
+            return
+        if claimed is None:  # delivered or deleted meanwhile
             self._due.pop(queue_id, None)
             return
         lease, record = claimed
@@ -267,8 +279,11 @@ class Queue(Service):
             now = self._clock.seconds()
             due = [r for r in record.waiting if r.next_attempt <= now]
             body = self.directory.body(record)
-            await DeferredList([ensureDeferred(self._send(record, body, group)) for group in groups(due, self._relay)],
-                               fireOnOneErrback=True, consumeErrors=True)
+            sent = await DeferredList([ensureDeferred(self._send(record, body, group))
+                                       for group in groups(due, self._relay)], consumeErrors=True)
+            for ok, failure in sent:
+                if not ok:
+                    failure.raiseException()  # after every transaction ended, so none runs without the lease
             latest = await self._disk.run(self.directory.read, queue_id)
             if latest is not None and latest.unreported:
                 latest = await self._report(latest)
@@ -285,7 +300,8 @@ class Queue(Service):
         addresses = [r.address for r in group]
         results = await self._transactions.run(self._remote.deliver, record.queue_id, record.sender, addresses, body)
         now = self._clock.seconds()
-        change = partial(apply_results, results=results, now=now, retry=self._retry, lifetime=self._lifetime)
+        change = partial(apply_results, results=results, now=now, retry=self._retry, lifetime=self._lifetime,
+                         attempted=addresses)
         updated = await self._disk.run(self.directory.update, record.queue_id, change)
         self._log_attempt(record.queue_id, results, updated)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import json
 import os
@@ -114,9 +115,11 @@ def make_queue(config, clock, store):
 
     def make(remote, workers=None, cfg=None, concurrency=20):
         audit = Audit()
-        queue = build_queue(cfg or config, clock, workers or Workers.inline(), remote,
-                            router=Router(FakeDirectory()), local=LocalDelivery(store, audit), audit=audit,
-                            concurrency=concurrency)
+        cfg = cfg or config
+        if concurrency != cfg.delivery.concurrency:
+            cfg = dataclasses.replace(cfg, delivery=dataclasses.replace(cfg.delivery, concurrency=concurrency))
+        queue = build_queue(cfg, clock, workers or Workers.inline(), remote,
+                            router=Router(FakeDirectory()), local=LocalDelivery(store, audit), audit=audit)
         queue.startService()
         started.append(queue)
         return queue
@@ -465,3 +468,32 @@ def test_a_running_queue_bounces_what_queue_bounce_gave_up(config, make_queue, c
     assert len(remote.calls) == 1 and record(config) is None
     [dsn] = delivered_to(config)
     assert ops.BOUNCED_BY_ADMIN.encode() in dsn
+
+
+def test_two_queues_sharing_a_deferred_message_attempt_it_once_per_retry(config, make_queue, clock):
+    remote = ScriptedRemote(bob_example_org=[(Outcome.DEFERRED, LATER), (Outcome.DEFERRED, LATER),
+                                             (Outcome.DELIVERED, OK)])
+    remote.hold = True
+    first = make_queue(remote)
+    enqueue(first, envelope())
+    clock.advance(0)
+    make_queue(remote)
+    clock.advance(POLL_INTERVAL)  # the second one sees the message, finds it busy
+    remote.release()  # deferred for 300 s, then 600 s: each time both queues find it due
+    for wait in (300, 600):
+        clock.pump([1] * wait)
+        remote.release()
+    assert len(remote.calls) == 3 and record(config) is None
+
+
+def test_a_recipient_the_sender_gave_no_result_for_is_deferred(config, make_queue, clock):
+    class Forgetful(ScriptedRemote):
+        def deliver(self, queue_id, sender, recipients, body):
+            self.calls.append((queue_id, sender, list(recipients), b""))
+            return defer.succeed([])
+
+    remote = Forgetful()
+    enqueue(make_queue(remote), envelope())
+    clock.advance(0)
+    saved = record(config)["recipients"][0]
+    assert (saved["state"], saved["next_attempt"], len(remote.calls)) == ("deferred", 300.0, 1)
