@@ -24,6 +24,9 @@ from mailsrv.workers import Workers
 
 log = Logger()
 
+#: RFC 5321 4.4: final delivery puts the reverse-path on top, here the null one of a bounce.
+RETURN_PATH = b"Return-Path: <>\r\n"
+
 def make_bounce_sender(router: Router, local: LocalDelivery) -> BounceSender:
     """Deliver a DSN as SMTP would deliver mail for its recipient: to the store, or through the queue.
 
@@ -35,6 +38,8 @@ def make_bounce_sender(router: Router, local: LocalDelivery) -> BounceSender:
         local_part, _, domain = recipient.rpartition("@")
         route = router.route(Mailbox(local_part, normalize_domain(domain)))
         if isinstance(route, Local):
+            assert envelope.body is not None
+            envelope.body = envelope.body.insert([(0, RETURN_PATH)])  # in memory: no disk work
             envelope.add_local(route.users)
             await local.deliver(envelope)
         elif isinstance(route, Remote):

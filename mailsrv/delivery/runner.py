@@ -38,6 +38,7 @@ from mailsrv.delivery.bounce import EXPIRED, bounce_envelope
 from mailsrv.delivery.envelope import Envelope
 from mailsrv.delivery.queue import IQueue
 from mailsrv.delivery.queuedir import QueueDir, Record, Recipient, State
+from mailsrv.message.body import Body
 from mailsrv.message.fields import read_header
 from mailsrv.net.audit import Audit
 from mailsrv.workers import Executor
@@ -83,7 +84,7 @@ def apply_results(
             recipient.state = State.FAILED
         elif now >= record.queued_at + lifetime:
             recipient.state = State.FAILED
-            recipient.last_error = f"{EXPIRED} gave up after {lifetime // 3600} hours; last error: {result.reply}"
+            recipient.last_error = f"{EXPIRED} gave up after {lifetime / 3600:g} hours; last error: {result.reply}"
         else:
             recipient.state = State.DEFERRED
             recipient.next_attempt = now + retry[min(recipient.attempts, len(retry)) - 1]
@@ -295,7 +296,7 @@ class Queue(Service):
         else:
             self._due[queue_id] = due_at
 
-    async def _send(self, record: Record, body: Any, group: list[Recipient]) -> None:
+    async def _send(self, record: Record, body: Body, group: list[Recipient]) -> None:
         """One SMTP transaction for *group*; its results written to the record before anything else."""
         addresses = [r.address for r in group]
         results = await self._transactions.run(self._remote.deliver, record.queue_id, record.sender, addresses, body)

@@ -296,6 +296,7 @@ def test_550_fails_at_once_and_the_local_sender_gets_one_dsn(config, make_queue,
     assert report.get_param("report-type") == "delivery-status"
     assert report["From"] == "Mail Delivery System <MAILER-DAEMON@mx.example.test>"
     assert report["To"].addresses[0].addr_spec == ALICE
+    assert dsn.startswith(b"Return-Path: <>\n")
     human, status_part, headers = report.get_payload()
     assert human.get_content_type() == "text/plain" and NO_USER in human.get_content()
     assert status_part.get_content_type() == "message/delivery-status"
@@ -387,11 +388,7 @@ def test_a_deferred_message_resumes_at_its_next_attempt_after_a_restart(config, 
 
 
 def test_two_queues_on_one_directory_do_not_both_attempt_a_message(config, make_queue, clock):
-    remote = ScriptedRemote()
-    remote.hold = True
-    first = make_queue(remote)
-    enqueue(first, envelope())
-    clock.advance(0)
+    _, remote = in_flight(make_queue, clock)
     assert len(remote.calls) == 1  # in flight, holding the lease
     second = make_queue(remote)
     clock.advance(0)
@@ -402,12 +399,18 @@ def test_two_queues_on_one_directory_do_not_both_attempt_a_message(config, make_
     assert len(remote.calls) == 1 and record(config) is None and second.directory.ids() == []
 
 
-def test_stop_waits_for_an_attempt_in_flight_at_most_the_grace(config, make_queue, clock):
+def in_flight(make_queue, clock):
+    """A started queue whose one message's attempt waits for the held remote's answer."""
     remote = ScriptedRemote()
     remote.hold = True
     queue = make_queue(remote)
     enqueue(queue, envelope())
     clock.advance(0)
+    return queue, remote
+
+
+def test_stop_waits_for_an_attempt_in_flight_at_most_the_grace(config, make_queue, clock):
+    queue, remote = in_flight(make_queue, clock)
     stopped = queue.stopService()
     assert not stopped.called
     clock.advance(config.shutdown_grace)
@@ -417,11 +420,7 @@ def test_stop_waits_for_an_attempt_in_flight_at_most_the_grace(config, make_queu
 
 
 def test_stop_ends_as_soon_as_the_attempts_in_flight_end(config, make_queue, clock):
-    remote = ScriptedRemote()
-    remote.hold = True
-    queue = make_queue(remote)
-    enqueue(queue, envelope())
-    clock.advance(0)
+    queue, remote = in_flight(make_queue, clock)
     stopped = queue.stopService()
     remote.release()
     assert stopped.called and not clock.getDelayedCalls()
