@@ -182,6 +182,7 @@ class QueueDir:
         with locked(self.record_path(queue_id)):
             record = self.read(queue_id)
             if record is None:
+                self._drop_lock(queue_id)
                 return None
             change(record)
             if record.finished:
@@ -194,6 +195,7 @@ class QueueDir:
         """Remove a message under its edit lock; False when it was not there."""
         with locked(self.record_path(queue_id)):
             if not os.path.exists(self.record_path(queue_id)):
+                self._drop_lock(queue_id)
                 return False
             self._remove(queue_id)
         return True
@@ -203,6 +205,10 @@ class QueueDir:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.path, queue_id + suffix))
         fsync_dir(self.path)
+        self._drop_lock(queue_id)
+
+    def _drop_lock(self, queue_id: str) -> None:
+        """Remove the edit lock of a message that is gone (while holding it: a waiter then finds no record)."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.path, queue_id + _LOCK))
 
@@ -221,13 +227,14 @@ class QueueDir:
         """Every readable record."""
         return [r for r in map(self.read, self.ids()) if r is not None]
 
-    def remove_debris(self, now: float | None = None) -> int:
-        """Remove what crashes left: old ``.msg`` without a record, old temp files; how many.
+    def remove_debris(self, now: float) -> int:
+        """Remove what crashes left (files of no record, temp files) older than :data:`ORPHAN_AGE`; how many.
 
-        Young ones may be an enqueue in progress in another process, so only
-        files older than :data:`ORPHAN_AGE` go.
+        A ``.msg`` without its record is a crash between the two writes of
+        :meth:`add`, a ``.lease`` or lock without one the rest of a removal;
+        young ones may be an enqueue still running in another process.
         """
-        now = time.time() if now is None else now
+        records = set(self.ids())
         removed = 0
         for directory in (self.path, self.tmp):
             try:
@@ -236,8 +243,10 @@ class QueueDir:
                 continue
             for name in names:
                 path = os.path.join(directory, name)
-                orphan = name.endswith(_MESSAGE) and not os.path.exists(path[: -len(_MESSAGE)] + _RECORD)
-                if (orphan or directory == self.tmp or name.endswith(".tmp")) and _older(path, now):
+                if path == self.tmp:
+                    continue
+                debris = directory == self.tmp or name.startswith(".") or name.split(".")[0] not in records
+                if debris and _older(path, now):
                     with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                         os.unlink(path)
                         removed += 1

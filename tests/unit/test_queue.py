@@ -207,6 +207,18 @@ def test_a_crash_before_the_record_is_renamed_leaves_no_message(config, make_que
     assert "QID000000001.msg" not in os.listdir(config.queue_dir)
 
 
+def test_debris_is_removed_once_old_and_a_live_message_is_kept(config):
+    directory = QueueDir(config.queue_dir)
+    directory.add(Record("LIVE", ALICE, 0.0, 1, 1, recipients=[Recipient(BOB)]), Body.from_wire(b"x\r\n"))
+    debris = ["GONE.msg", "GONE.lease", "GONE.json.lock", ".LIVE.json.abc.tmp", "tmp/LIVE.msg"]
+    for name in [*debris, "LIVE.lease", "LIVE.json.lock"]:
+        open(os.path.join(config.queue_dir, name), "w").close()
+    now = os.stat(os.path.join(config.queue_dir, "GONE.msg")).st_mtime
+    assert directory.remove_debris(now) == 0  # young: maybe an enqueue in another process
+    assert directory.remove_debris(now + queuedir.ORPHAN_AGE + 1) == len(debris)
+    assert sorted(os.listdir(config.queue_dir)) == ["LIVE.json", "LIVE.json.lock", "LIVE.lease", "LIVE.msg", "tmp"]
+
+
 def test_a_spooled_body_is_linked_not_copied(config, make_queue, tmp_path):
     spool = tmp_path / "body-1"
     spool.write_bytes(MESSAGE.replace(b"\r\n", b"\n"))
@@ -417,6 +429,14 @@ def test_stop_waits_for_an_attempt_in_flight_at_most_the_grace(config, make_queu
     assert stopped.called
     remote.release()  # its result is still written
     assert record(config) is None
+
+
+def test_queue_delete_during_an_attempt_leaves_nothing_behind(config, make_queue, clock, audit_lines):
+    queue, remote = in_flight(make_queue, clock)
+    ops.delete(config, "QID000000001")
+    remote.release()
+    assert queue.directory.ids() == [] and sorted(os.listdir(config.queue_dir)) == ["tmp"]
+    assert [line["result"] for line in audit_lines()] == ["delivered"]
 
 
 def test_stop_ends_as_soon_as_the_attempts_in_flight_end(config, make_queue, clock):
