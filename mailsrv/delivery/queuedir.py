@@ -37,6 +37,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from twisted.logger import Logger
+
 from mailsrv.message.body import Body, BodyType
 from mailsrv.store.files import FileStamp, fsync_dir, locked, read_text, replace_file
 from mailsrv.store.writing import place
@@ -44,6 +46,8 @@ from mailsrv.store.writing import place
 #: A ``.msg`` (or a temp file) with no record, older than this, is debris of a crash.
 ORPHAN_AGE = 3600.0
 _RECORD, _MESSAGE, _LEASE, _LOCK = ".json", ".msg", ".lease", ".json.lock"
+
+log = Logger()
 
 
 class State(str, enum.Enum):
@@ -164,13 +168,15 @@ class QueueDir:
         replace_file(self.record_path(record.queue_id), record.to_json())
 
     def read(self, queue_id: str) -> Record | None:
-        """The record of *queue_id*, ``None`` when it is gone (delivered, deleted) or unreadable."""
+        """The record of *queue_id*, ``None`` when it is gone (delivered, deleted) or damaged (logged)."""
         text = read_text(self.record_path(queue_id))
         if not text:
             return None
         try:
             return Record.from_json(text)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError) as e:
+            log.warn("queue record {path} is damaged ({error}); the message is left alone until it is fixed",
+                     path=self.record_path(queue_id), error=e)
             return None
 
     def update(self, queue_id: str, change: Callable[[Record], None]) -> Record | None:

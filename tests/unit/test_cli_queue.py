@@ -79,3 +79,11 @@ def test_an_unknown_id_is_an_error_naming_it(run, queued, action, queue_id):  # 
     code, out, err = run("queue", action, queue_id)
     assert (code, out) == (1, "")
     assert err.startswith(f"mailsrv: no message {queue_id} in the queue (")
+
+
+def test_a_damaged_record_is_named_not_skipped_silently(run, queued):  # noqa: F811
+    with open(queued.record_path(QID), "w") as f:
+        f.write('{"queue_id": ')
+    code, out, err = run("queue", "list")
+    assert (code, out) == (0, "0 messages in the queue\n")
+    assert f"queue record {queued.record_path(QID)} is damaged" in err
