@@ -33,7 +33,6 @@ import enum
 import fcntl
 import json
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
