@@ -39,7 +39,7 @@ from typing import Callable
 from twisted.logger import Logger
 
 from mailsrv.message.body import Body, BodyType
-from mailsrv.store.files import FileStamp, fsync_dir, locked, read_text, replace_file
+from mailsrv.store.files import FileStamp, WatchedFile, fsync_dir, locked, read_text, replace_file
 from mailsrv.store.writing import place
 
 #: A ``.msg`` (or a temp file) with no record, older than this, is debris of a crash.
@@ -131,6 +131,18 @@ class Record:
         return cls(**data, recipients=recipients)
 
 
+def parse_record(text: str, path: str) -> Record | None:
+    """The record in *text* (the file *path*), ``None`` for no text or a damaged record (logged)."""
+    if not text:
+        return None
+    try:
+        return Record.from_json(text)
+    except (ValueError, KeyError, TypeError) as e:
+        log.warn("queue record {path} is damaged ({error}); the message is left alone until it is fixed",
+                 path=path, error=e)
+        return None
+
+
 class QueueDir:
     """The files of the queue at *path* (``config.queue_dir``)."""
 
@@ -168,15 +180,12 @@ class QueueDir:
 
     def read(self, queue_id: str) -> Record | None:
         """The record of *queue_id*, ``None`` when it is gone (delivered, deleted) or damaged (logged)."""
-        text = read_text(self.record_path(queue_id))
-        if not text:
-            return None
-        try:
-            return Record.from_json(text)
-        except (ValueError, KeyError, TypeError) as e:
-            log.warn("queue record {path} is damaged ({error}); the message is left alone until it is fixed",
-                     path=self.record_path(queue_id), error=e)
-            return None
+        path = self.record_path(queue_id)
+        return parse_record(read_text(path), path)
+
+    def watched(self, queue_id: str) -> WatchedFile[Record | None]:
+        """The record of *queue_id*, re-read only when its file changed (the server's rescans)."""
+        return WatchedFile(self.record_path(queue_id), parse_record)
 
     def update(self, queue_id: str, change: Callable[[Record], None]) -> Record | None:
         """Apply *change* to the record under its edit lock and write it back; ``None`` if it is gone.

@@ -41,6 +41,7 @@ from mailsrv.delivery.queuedir import QueueDir, Record, Recipient, State
 from mailsrv.message.body import Body
 from mailsrv.message.fields import read_header
 from mailsrv.net.audit import Audit
+from mailsrv.store.files import WatchedFile
 from mailsrv.workers import Executor
 
 log = Logger()
@@ -147,6 +148,8 @@ class Queue(Service):
         self._timer: IDelayedCall | None = None
         self._poll: IDelayedCall | None = None
         self._stamp: object = None
+        #: The records seen by the last scan (touched only by the scans, one at a time, in the disk pool).
+        self._watched: dict[str, WatchedFile[Record | None]] = {}
 
     # -- IQueue ----------------------------------------------------------------
 
@@ -217,8 +220,14 @@ class Queue(Service):
         self._disk.run(self._scan).addCallbacks(scanned, failed).addBoth(lambda _: self._poll_later())
 
     def _scan(self) -> tuple[object, list[Record]]:
-        """In the disk pool: the directory's stamp, then every record (a change after the stamp is seen next time)."""
-        return self.directory.stamp(), self.directory.records()
+        """In the disk pool: the directory's stamp, then every record (a change after the stamp is seen next time).
+
+        A record whose file did not change is not parsed again: one ``stat``.
+        """
+        stamp = self.directory.stamp()
+        watched = self._watched
+        self._watched = {i: watched.get(i) or self.directory.watched(i) for i in self.directory.ids()}
+        return stamp, [r for w in self._watched.values() if (r := w.get()) is not None]
 
     def _poll_later(self) -> None:
         if self.running:
