@@ -6,7 +6,7 @@ only what is in memory: when each message is next due, the attempts in
 flight, one timer for the earliest due message and one poll of the queue
 directory.  The poll is how the ``mailsrv queue`` command (and another
 server sharing the data dir) is noticed: any record it writes or removes
-moves the directory's stamp, and the queue then re-reads every record.
+moves the directory's stamp, and the queue then re-reads the records that changed.
 
 An attempt (:meth:`Queue._attempt`) takes the message's lease, groups the
 recipients due by domain (all in one group when a relay is configured),
