@@ -8,7 +8,9 @@ than ``MultiService``'s, which stops every child at once: first no new
 connection is accepted, then the open sessions are closed with a goodbye
 while the commands in progress (a message being received) finish within
 ``shutdown_grace``, and only then do the worker threads those commands
-need stop.
+need stop.  The outbound queue starts after the pools (it resumes from the
+disk) and stops after the sessions, waiting up to ``shutdown_grace`` for
+its attempts in flight.
 
 Signals: SIGHUP reloads (:mod:`mailsrv.reload`), SIGUSR1 rotates the log
 file as twistd's own does, SIGTERM and SIGINT stop (twistd's reactor turns
@@ -48,8 +50,10 @@ class MailServer(Service):
     def __init__(
         self, ctx: ServerContext, pools: Sequence[PoolExecutor], listeners: Sequence[Service],
         reloader: Reloader, startup: StartGuard, log_file: LogFile | None, reactor: Any,
+        queue: Service | None = None,
     ) -> None:
         self.ctx = ctx
+        self.queue = queue
         self.pools = list(pools)
         self.listeners = list(listeners)
         self.reloader = reloader
@@ -87,7 +91,7 @@ class MailServer(Service):
         """Start the worker threads, the signal handlers and the daily jobs (after the ``--uid`` drop)."""
         with self.startup.watch():
             super().startService()
-            for service in (*self.pools, *self.listeners):
+            for service in (*self.pools, *([self.queue] if self.queue else []), *self.listeners):
                 service.startService()
             self._handle(signal.SIGHUP, self.reload)
             if self.log_file is not None:
@@ -133,6 +137,8 @@ class MailServer(Service):
     async def _stop(self) -> None:
         await gatherResults([maybeDeferred(listener.stopService) for listener in self.listeners])
         await self.ctx.sessions.close_all(self.ctx.config.shutdown_grace, self.clock)
+        if self.queue is not None:  # after the sessions, which may still queue a message
+            await maybeDeferred(self.queue.stopService)
         await maybeDeferred(self.tmp_cleanup.stopService)
         for pool in reversed(self.pools):
             pool.stopService()

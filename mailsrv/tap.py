@@ -78,14 +78,14 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
     twistd drops privileges after binding, and the server must then still be
     able to create Maildirs and read the user file.
     """
-    for path in (config.data_dir, config.mail_dir, config.spool_dir):
+    for path in (config.data_dir, config.mail_dir, config.spool_dir, config.queue_dir):
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as e:
             raise configuration.ConfigError(f"{config.source}: data_dir: cannot create {path}: {e.strerror}") from None
     if os.getuid() == 0 and uid is not None:
-        for path in (config.data_dir, config.mail_dir, config.spool_dir, config.users_file, config.aliases_file,
-                     config.senders_file):
+        for path in (config.data_dir, config.mail_dir, config.spool_dir, config.queue_dir, config.users_file,
+                     config.aliases_file, config.senders_file):
             if os.path.exists(path):
                 os.chown(path, uid, gid if gid is not None else -1)
 

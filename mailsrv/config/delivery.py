@@ -111,7 +111,9 @@ class DeliveryConfig(Table):
         "Waits between attempts after a temporary failure; the last one repeats until the lifetime ends.",
         _durations,
     )
-    max_connections: int = setting(20, "Outbound SMTP connections open at once, to all destinations.", at_least(1))
+    max_connections: int = setting(
+        20, "Messages being sent, and outbound SMTP connections open, at once, to all destinations.", at_least(1)
+    )
     max_connections_per_domain: int = setting(
         3, "Outbound connections open at once to one recipient domain (or to the relay).", at_least(1)
     )

@@ -95,6 +95,11 @@ class Config(Table):
         return os.path.join(self.data_dir, "spool")
 
     @property
+    def queue_dir(self) -> str:
+        """Messages waiting for remote delivery (:mod:`mailsrv.delivery.queuedir`): ``<data_dir>/queue``."""
+        return os.path.join(self.data_dir, "queue")
+
+    @property
     def users_file(self) -> str:
         """The passwd-file style user database."""
         return os.path.join(self.data_dir, "users")

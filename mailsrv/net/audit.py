@@ -19,6 +19,7 @@ cannot forge a field or a second line.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any, Sequence
 from urllib.parse import quote
 
@@ -49,6 +50,11 @@ def field(value: object) -> str:
     if " " in text and text == text.strip():
         return '"' + quote(text, safe=_SAFE + " ") + '"'
     return quote(text, safe=_SAFE)
+
+
+def _utc(timestamp: float) -> str:
+    """A time as ``2026-12-02T01:05:00Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 #: Not a class attribute: a Logger used as a descriptor takes the class's name.
@@ -97,6 +103,17 @@ class Audit:
         if reason:
             pairs["reason"] = reason
         self._emit("delivery", result, pairs)
+
+    def send(
+        self, queue_id: str, recipients: Sequence[str], result: str, *, host: str, ip: str, tls: str, reply: str,
+        next_retry: float | None,
+    ) -> None:
+        """One attempt to send queued mail to another server: *result* is what became of *recipients*
+        (``delivered``, ``deferred`` until *next_retry*, ``failed``); *tls* the protocol and cipher."""
+        self._emit("send", result, {
+            "queue_id": queue_id, "recipients": list(recipients), "host": host, "ip": ip, "tls": tls or "none",
+            "reply": reply, "next_retry": "" if next_retry is None else _utc(next_retry),
+        })
 
     def rejection(self, session: Session, stage: str, subject: str, reply: str) -> None:
         """A refusal of policy (not of syntax) at *stage* (``connect``, ``helo``, ``mail``, ``rcpt``,

@@ -158,6 +158,7 @@ def test_delivery_keys_of_the_contract(tmp_path):
     ("retry = []", "delivery.retry"),
     ('lifetime = "0d"', "delivery.lifetime"),
     ("mx_port = 0", "delivery.mx_port"),
+    ("max_connections = 0", "delivery.max_connections"),
 ])
 def test_bad_delivery_values_name_the_key_and_the_file(tmp_path, line, complaint):
     path = write(tmp_path, f"[delivery]\n{line}\n")

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import pytest
+from twisted.application.service import Service
+from twisted.internet import task
 
 from mailsrv import config as configuration
 from mailsrv.config import Config
+from mailsrv.service import MailServer
+from mailsrv.startup import StartGuard
 from mailsrv.tap import Options, prepare_data_dir
 
 NOBODY = 65534
 
 
-def test_data_mail_and_spool_dirs_are_created_private(tmp_path):
+def test_data_mail_spool_and_queue_dirs_are_created_private(tmp_path):
     config = Config(data_dir=str(tmp_path / "data"))
     prepare_data_dir(config, None, None)
-    for path in (config.data_dir, config.mail_dir, config.spool_dir):
+    for path in (config.data_dir, config.mail_dir, config.spool_dir, config.queue_dir):
         assert os.stat(path).st_mode & 0o777 == 0o700, path
     assert config.spool_dir == os.path.join(config.data_dir, "spool")
 
@@ -25,7 +30,7 @@ def test_data_mail_and_spool_dirs_are_created_private(tmp_path):
 def test_the_dirs_are_handed_to_the_uid_twistd_drops_to(tmp_path):
     config = Config(data_dir=str(tmp_path / "data"))
     prepare_data_dir(config, NOBODY, NOBODY)
-    for path in (config.data_dir, config.mail_dir, config.spool_dir):
+    for path in (config.data_dir, config.mail_dir, config.spool_dir, config.queue_dir):
         assert (os.stat(path).st_uid, os.stat(path).st_gid) == (NOBODY, NOBODY), path
 
 
@@ -45,3 +50,35 @@ def _parsed(argv: list[str]) -> Config:
     options = Options()
     options.parseOptions(argv)
     return options["parsed"]
+
+
+class _Step(Service):
+    """A service that records its start and stop in *steps*."""
+
+    def __init__(self, name: str, steps: list[str]) -> None:
+        self.name, self.steps = name, steps
+
+    def startService(self) -> None:
+        super().startService()
+        self.steps.append(f"start {self.name}")
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.steps.append(f"stop {self.name}")
+
+
+def test_the_queue_starts_after_the_pools_and_stops_after_the_sessions_before_the_pools(tmp_path):
+    steps: list[str] = []
+
+    class Sessions:
+        async def close_all(self, grace, clock):
+            steps.append("close sessions")
+
+    ctx = SimpleNamespace(config=Config(data_dir=str(tmp_path)), sessions=Sessions())
+    server = MailServer(ctx, [_Step("disk", steps)], [_Step("listener", steps)], None, StartGuard(None), None,
+                        task.Clock(), queue=_Step("queue", steps))
+    server.tmp_cleanup.startService = server.tmp_cleanup.stopService = lambda: None
+    server.startService()
+    server.stopService()
+    assert steps == ["start disk", "start queue", "start listener",
+                     "stop listener", "close sessions", "stop queue", "stop disk"]

@@ -16,9 +16,13 @@ from twisted.internet.address import IPv4Address
 from twisted.logger import formatEvent
 
 from mailsrv.config import SubmissionConfig
+from mailsrv.delivery.outbound import build_queue
+from mailsrv.delivery.queuedir import QueueDir
 from mailsrv.smtp.replies import START_DATA
+from mailsrv.workers import Workers
 from support import ALICE, PASSWORD, audit_events
-from test_smtp_session import SMTPTestCase
+from store_harness import ManualExecutor
+from test_smtp_session import STORED_AS, SMTPTestCase
 
 PLAIN_OK = b"AUTH PLAIN " + base64.b64encode(b"\0" + ALICE.encode() + b"\0" + PASSWORD) + b"\r\n"
 PLAIN_BAD = b"AUTH PLAIN " + base64.b64encode(b"\0" + ALICE.encode() + b"\0wrong") + b"\r\n"
@@ -38,6 +42,13 @@ class FakeQueue:
     def enqueue(self, envelope) -> defer.Deferred[str]:
         self.queued.append((list(envelope.remote), envelope.body.read()))
         return defer.succeed(envelope.queue_id)
+
+
+class NoRemote:
+    """An IRemoteDelivery that is never reached: the test ends before any attempt."""
+
+    def deliver(self, queue_id, sender, recipients, body):
+        raise AssertionError("no attempt expected")
 
 
 class SubmissionTestCase(SMTPTestCase):
@@ -232,6 +243,36 @@ class SubmissionPolicyTests(SubmissionTestCase):
         self.assertEqual(remote, ["friend@elsewhere.example"])
         self.assertIn(b"Subject: hi\n", body)
         self.assertEqual(self.store.calls[0][0], ["bob@example.test"])  # the local copy as before
+
+    def test_250_waits_until_the_local_copy_and_the_queued_one_are_durable(self):
+        disk = ManualExecutor()
+        queue = build_queue(self.config, self.clock, Workers(disk=disk, hashing=disk, search=disk, dns=disk), NoRemote(),
+                            router=self.ctx.router, local=self.ctx.delivery, audit=self.ctx.audit)
+        queue.startService()
+        self.addCleanup(lambda: (queue.stopService(), self.clock.advance(self.config.shutdown_grace)))
+        while disk.jobs:  # the start-up scan
+            disk.run_next()
+        self.ctx.queue = queue
+        self.store.manual = True
+        self.login()
+        self.say(b"MAIL FROM:<alice@example.test>\r\n")
+        self.say(b"RCPT TO:<friend@elsewhere.example>\r\n")
+        self.say(b"RCPT TO:<bob@example.test>\r\n")
+        self.say(b"DATA\r\n")
+        self.assertEqual(self.say(MESSAGE), b"")  # the store has not fsynced yet
+        self.store.pending.pop().callback(STORED_AS)
+        self.assertEqual(self.transport.value(), b"")  # the queue has not written yet
+        self.assertEqual(disk.run_next(), "add")
+        reply = self.transport.value()
+        self.assertRegex(reply, QUEUED)
+        queue_id = reply.split()[-1].decode()
+        directory = QueueDir(self.config.queue_dir)
+        self.assertEqual(directory.ids(), [queue_id])
+        [recipient] = directory.read(queue_id).recipients
+        self.assertEqual((recipient.address, recipient.state.value), ("friend@elsewhere.example", "pending"))
+        with open(directory.message_path(queue_id), "rb") as f:
+            self.assertIn(b"Subject: hi\n", f.read())
+        self.assertEqual(self.store.calls[0][0], ["bob@example.test"])
 
     def test_no_queue_means_no_relay_without_login_even_with_a_queue(self):
         self.ctx.queue = FakeQueue([])
