@@ -26,6 +26,8 @@ from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
 from mailsrv.delivery.local import LocalDelivery
 from mailsrv.delivery.router import Router
+from mailsrv.dkim.keys import KeyRing, dkim_dir
+from mailsrv.dkim.signer import Signer
 from mailsrv.dns import make_resolver
 from mailsrv.listeners import Kind, listener
 from mailsrv.net.audit import Audit
@@ -121,6 +123,7 @@ def assemble(
         audit=audit,
         connections=ConnectionLimits(limits.max_connections, limits.max_connections_per_ip),
         sessions=OpenSessions(),
+        signer=Signer(KeyRing(dkim_dir(config.data_dir))),
     )
 
 
@@ -148,7 +151,8 @@ def makeService(options: Options) -> service.IService:
     twistd_options = options.parent
     threads = config.threads
     pools = [PoolExecutor(reactor, name, size) for name, size in
-             (("disk", threads.disk), ("hashing", threads.hashing), ("search", threads.search))]
+             (("disk", threads.disk), ("hashing", threads.hashing), ("search", threads.search),
+              ("signing", threads.signing))]
     workers = Workers(*pools)
     ctx = build_context(config, tls.ServerTLS(options["tls"]), workers)
     listeners = [

@@ -23,3 +23,7 @@ class ThreadsConfig(Table):
         2, "Threads for password hashing (argon2 takes 64 MiB each while it runs).", at_least(1)
     )
     search: int = setting(2, "Threads for IMAP SEARCH over message files.", at_least(1))
+    signing: int = setting(
+        2, "Threads for DKIM signatures of submitted mail (each holds one message in memory while it signs).",
+        at_least(1),
+    )
