@@ -86,7 +86,8 @@ class Signer:
         it makes; blocking, so it runs in a pool.
         """
         include = signed_fields(_header_of(message))
-        if not include:
+        domain = canonical_domain(domain) or ""
+        if not include or not domain:
             return None
         signatures = b"".join(self._sign(message, domain, key, include) for key in self.keyring.signing(domain))
         return signatures or None
