@@ -20,7 +20,7 @@ dkimpy takes the whole message as ``bytes``: a spooled body
 (:mod:`mailsrv.message.body`) is read into memory for the time of one
 signature, which with its canonical copy costs about three times the
 message size.  That is bounded by the size limit (``limits.max_message_size``)
-times the threads of the pool that signs (``threads.hashing``); the
+times the threads of the pool that signs (``threads.signing``); the
 reactor thread never holds it.
 """
 
