@@ -26,7 +26,7 @@ from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
 from mailsrv.delivery.local import LocalDelivery
 from mailsrv.delivery.router import Router
-from mailsrv.dkim.keys import KeyRing, dkim_dir
+from mailsrv.dkim.keys import KeyRing, dkim_dir, hand_over
 from mailsrv.dkim.signer import Signer
 from mailsrv.dns import make_resolver
 from mailsrv.listeners import Kind, listener
@@ -78,7 +78,7 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
     """Create the data dir; when root starts us for another uid, hand it over.
 
     twistd drops privileges after binding, and the server must then still be
-    able to create Maildirs and read the user file.
+    able to create Maildirs and read the user file and the DKIM keys.
     """
     for path in (config.data_dir, config.mail_dir, config.spool_dir):
         try:
@@ -90,6 +90,7 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
                      config.senders_file):
             if os.path.exists(path):
                 os.chown(path, uid, gid if gid is not None else -1)
+        hand_over(dkim_dir(config.data_dir), uid, gid if gid is not None else -1)
 
 
 def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:

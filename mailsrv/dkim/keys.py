@@ -178,12 +178,25 @@ def _make_dirs(directory: str) -> None:
                 os.chown(path, owner.st_uid, owner.st_gid)
 
 
+def hand_over(root: str, uid: int, gid: int) -> None:
+    """Give every key directory and file under *root* to *uid*:*gid* (root starting the server for them).
+
+    Keys made with ``mailsrv dkim keygen`` as root before the first start
+    would otherwise stay unreadable to the server once twistd dropped to
+    its own user.
+    """
+    for directory, _, names in os.walk(root):
+        os.chown(directory, uid, gid)
+        for name in names:
+            os.chown(os.path.join(directory, name), uid, gid)
+
+
 def read_domain(directory: str, domain: str) -> list[Key]:
     """Every usable key in one domain's *directory*, oldest first; unusable files are logged."""
     keys = []
     try:
         names = sorted(os.listdir(directory))
-    except FileNotFoundError:
+    except FileNotFoundError:  # removed since its stamp was taken
         return []
     for name in names:
         selector = name.removesuffix(_SUFFIX)
@@ -214,14 +227,23 @@ class KeyRing:
         self._cache: dict[str, tuple[FileStamp | None, list[Key]]] = {}
 
     def keys(self, domain: str) -> list[Key]:
-        """The usable keys of *domain* (canonical), oldest first."""
+        """The usable keys of *domain* (canonical), oldest first.
+
+        A directory that cannot be read is an error line, and the keys read
+        last time stay (none, for a directory never read).
+        """
         directory = os.path.join(self.root, domain)
-        stamp = FileStamp.of(directory)
         with self._lock:
             cached = self._cache.get(domain)
+        try:
+            stamp = FileStamp.of(directory)
             if cached is not None and cached[0] == stamp:
                 return cached[1]
-        keys = read_domain(directory, domain) if stamp is not None else []
+            keys = read_domain(directory, domain) if stamp is not None else []
+        except OSError as e:
+            log.error("DKIM keys of {domain} not read: {path}: {error}", domain=domain, path=directory,
+                      error=e.strerror)
+            return cached[1] if cached is not None else []
         with self._lock:
             self._cache[domain] = (stamp, keys)
         return keys

@@ -203,3 +203,25 @@ def test_a_message_without_from_is_not_signed(config, signer):
     ops.make_key(config, "example.test", "s1", Algorithm.ED25519)
     assert signer.sign(b"Subject: x\r\n\r\nhi\r\n", "example.test") is None
     assert signer.sign_body(body_of(b"From: bad address\r\n\r\nhi\r\n", 1 << 20)) is None
+
+
+def test_an_unreadable_key_directory_keeps_the_keys_read_before(config, signer, monkeypatch):
+    key, _ = ops.make_key(config, "example.test", "s1", Algorithm.ED25519)
+    assert signer.sign(MESSAGE, "example.test")
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(keys.FileStamp, "of", denied)
+    assert dkim_verifies(signer.sign(MESSAGE, "example.test") + MESSAGE, key.record)
+    assert signer.sign(MESSAGE, "other.test") is None  # never read: no keys, and no exception
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another uid needs root")
+def test_keys_made_as_root_are_handed_to_the_server_user(config):
+    from mailsrv.tap import prepare_data_dir
+
+    _, path = ops.make_key(config, "example.test", "s1", Algorithm.ED25519)
+    prepare_data_dir(config, 65534, 65534)
+    for made in (keys.dkim_dir(config.data_dir), os.path.dirname(path), path):
+        assert (os.stat(made).st_uid, os.stat(made).st_gid) == (65534, 65534), made
