@@ -30,13 +30,13 @@ def _keygen(config: Config, args: argparse.Namespace) -> None:
     print(key.record)
 
 
-def _describe(key: Key, signing: bool) -> str:
+def _describe(key: Key) -> str:
+    """A zone-file comment above the record: whose key, which kind, since when."""
     made = datetime.fromtimestamp(key.created_ns / 1e9, timezone.utc)
-    role = "signs new mail" if signing else "kept for mail in transit"
-    return f"; {key.domain} selector {key.selector}: {key.algorithm.value}, made {made:%Y-%m-%d}, {role}"
+    return f"; {key.domain} selector {key.selector}: {key.algorithm.value}, made {made:%Y-%m-%d}"
 
 
 def _list(config: Config, args: argparse.Namespace) -> None:
-    for key, signing in dkim.list_keys(config):
-        print(_describe(key, signing))
+    for key in dkim.list_keys(config):
+        print(_describe(key))
         print(key.record)

@@ -83,7 +83,7 @@ class Key:
     private: bytes
     #: The ``p=`` value: the public key, base64.
     public: str
-    #: When the file was written, for choosing the newest selector.
+    #: When the file was written: the newest key's signature goes on top.
     created_ns: int
 
     @property
@@ -249,16 +249,18 @@ class KeyRing:
         return keys
 
     def signing(self, domain: str) -> list[Key]:
-        """The keys mail from *domain* is signed with: the newest of each algorithm, RSA first.
+        """The keys mail from *domain* is signed with: every one, newest first.
 
-        One signature per algorithm, because a receiver ignores a signature
-        whose algorithm it does not know (RFC 6376 6.1.1): many know no
-        Ed25519 yet (RFC 8463 came in 2018), so an Ed25519 key alone would
-        leave their mail unsigned.  Within an algorithm the newest key
-        signs: rotating is making a new key, publishing it first.
+        Every key, so that a rotation is safe at each step: a new key signs
+        from the moment it is made, and the old one goes on signing until
+        its file is removed, so whichever record a receiver sees verifies.
+        Newest first, because a verifier that checks only one signature
+        checks the top one, and the newest key is the one meant to stay.
+        An RSA key beside an Ed25519 one matters too: a receiver ignores a
+        signature whose algorithm it does not know (RFC 6376 6.1.1), and
+        many know no Ed25519 yet (RFC 8463).
         """
-        newest = {key.algorithm: key for key in self.keys(domain)}  # oldest first: the last one stays
-        return [newest[algorithm] for algorithm in Algorithm if algorithm in newest]
+        return self.keys(domain)[::-1]
 
     def domains(self) -> list[str]:
         """The domains that have a key directory, sorted."""

@@ -5,10 +5,10 @@ What is signed, and why:
 * the domain of the first ``From:`` address (read as RFC 5322 defines it,
   :mod:`mailsrv.message.fields`), when it has a key: that is the domain a
   receiver's DMARC check aligns with;
-* with the newest key of each algorithm that domain has (see
+* with every key that domain has, the newest on top (see
   :meth:`mailsrv.dkim.keys.KeyRing.signing`): a receiver needs one valid
-  signature, and the older selectors stay published for the mail still in
-  transit when a key is rotated;
+  signature, so a new key and its record can be made and published in any
+  order while the old key goes on signing, until its file is removed;
 * relaxed/relaxed canonicalization (RFC 6376 3.4.2, 3.4.4), which survives
   the re-folding and trailing-space changes relays commonly make;
 * the header fields of :data:`SIGNED` that the message has, each as many

@@ -46,12 +46,8 @@ def make_key(
     return keys.load(pem, canonical, selector, time.time_ns()), path
 
 
-def list_keys(config: Config) -> list[tuple[Key, bool]]:
-    """Every usable key by domain, oldest first, each with whether it signs new mail."""
+def list_keys(config: Config) -> list[Key]:
+    """Every usable key (each one signs), by domain, oldest first."""
     ring = KeyRing(keys.dkim_dir(config.data_dir))
-    listed = []
     with reported():
-        for domain in ring.domains():
-            signing = ring.signing(domain)
-            listed += [(key, key in signing) for key in ring.keys(domain)]
-    return listed
+        return [key for domain in ring.domains() for key in ring.keys(domain)]
