@@ -7,8 +7,10 @@ reply.  Who may send where is decided by the policy
 checks (:mod:`mailsrv.policy`) and the router (:mod:`mailsrv.delivery.router`);
 the body is read by :class:`~mailsrv.smtp.data.DataReader` into a
 :class:`~mailsrv.message.body.BodyWriter` that spools large messages to
-disk; the 250 comes only once :class:`~mailsrv.delivery.local.LocalDelivery`
-has the message durably in every mailbox (RFC 5321 6.1).
+disk; what a logged-in user submits is DKIM-signed (:mod:`mailsrv.dkim`)
+once the checks completed its header; the 250 comes only once
+:class:`~mailsrv.delivery.local.LocalDelivery` has the message durably in
+every mailbox (RFC 5321 6.1).
 """
 
 from __future__ import annotations
@@ -218,9 +220,10 @@ async def _sign(server: "Connection", envelope: Envelope) -> Reply | None:
 
     After every check, so that it covers the header as stored and sent,
     the ``Message-ID:`` and ``Date:`` the checks added included.  ``None``
-    when signed (or when the author's domain has no key); a failure is our
-    bug, and the client is told to try again rather than the mail sent
-    unsigned, which a receiver with a DMARC policy may refuse.
+    when signed (or when the author's domain has no key); a failure (our
+    bug, or the spool file unreadable) tells the client to try again,
+    rather than send the mail unsigned, which a receiver with a DMARC
+    policy may refuse.
     """
     ctx = server.ctx
     if ctx.signer is None:
