@@ -23,6 +23,7 @@ setup(
         "libpass>=1.9,<2",  # the maintained passlib (imports as passlib): crypt(3) hashes from Dovecot
         "bcrypt>=4.1,<6",  # libpass's backend for {BLF-CRYPT}
         "idna>=3.4,<4",
+        "dkimpy[ed25519]>=1.1,<2",  # DKIM signing; the extra is pynacl, for Ed25519 keys (RFC 8463)
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["mailsrv = mailsrv.cli.main:main"]},

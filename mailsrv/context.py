@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mailsrv.delivery.local import LocalDelivery
     from mailsrv.delivery.queue import IQueue
     from mailsrv.delivery.router import Router
+    from mailsrv.dkim.signer import Signer
     from mailsrv.net.audit import Audit
     from mailsrv.net.limits import ConnectionLimits
     from mailsrv.net.shutdown import OpenSessions
@@ -48,5 +49,7 @@ class ServerContext:
     connections: "ConnectionLimits"
     #: Every session not ended yet, which a stopping server closes.
     sessions: "OpenSessions"
+    #: Signs what authenticated users submit (:mod:`mailsrv.dkim`); ``None`` signs nothing.
+    signer: "Signer | None" = None
     #: Where mail for remote recipients goes; ``None`` until the queue exists.
     queue: "IQueue | None" = None

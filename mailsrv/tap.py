@@ -26,6 +26,8 @@ from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
 from mailsrv.delivery.local import LocalDelivery
 from mailsrv.delivery.router import Router
+from mailsrv.dkim.keys import KeyRing, dkim_dir, hand_over
+from mailsrv.dkim.signer import Signer
 from mailsrv.dns import make_resolver
 from mailsrv.listeners import Kind, listener
 from mailsrv.net.audit import Audit
@@ -76,7 +78,7 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
     """Create the data dir; when root starts us for another uid, hand it over.
 
     twistd drops privileges after binding, and the server must then still be
-    able to create Maildirs and read the user file.
+    able to create Maildirs and read the user file and the DKIM keys.
     """
     for path in (config.data_dir, config.mail_dir, config.spool_dir, config.queue_dir):
         try:
@@ -88,6 +90,7 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
                      config.aliases_file, config.senders_file):
             if os.path.exists(path):
                 os.chown(path, uid, gid if gid is not None else -1)
+        hand_over(dkim_dir(config.data_dir), uid, gid if gid is not None else -1)
 
 
 def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
@@ -121,6 +124,7 @@ def assemble(
         audit=audit,
         connections=ConnectionLimits(limits.max_connections, limits.max_connections_per_ip),
         sessions=OpenSessions(),
+        signer=Signer(KeyRing(dkim_dir(config.data_dir))),
     )
 
 
@@ -149,7 +153,8 @@ def makeService(options: Options) -> service.IService:
     threads = config.threads
     pools = [PoolExecutor(reactor, name, size) for name, size in
              (("disk", threads.disk), ("hashing", threads.hashing), ("search", threads.search),
-              ("dns", threads.dns))]
+              ("dns", threads.dns),
+              ("signing", threads.signing))]
     workers = Workers(*pools)
     ctx = build_context(config, tls.ServerTLS(options["tls"]), workers)
     listeners = [

@@ -1,8 +1,8 @@
 """Where blocking work runs: one small thread pool per kind of work.
 
 The reactor thread must never wait on the disk or the CPU for long, so
-fsyncs, directory scans, password hashing, SEARCH over message files and DNS
-lookups run in threads.  They run in *separate* pools because they compete badly: 48
+fsyncs, directory scans, password hashing, SEARCH over message files, DNS
+lookups and DKIM signatures run in threads.  They run in *separate* pools because they compete badly: 48
 password guesses hashing with argon2 (64 MiB and tens of milliseconds each)
 in the pool that also fsyncs deliveries would hold every SMTP ``250`` back
 behind them, and multiply memory by the pool size.  Each pool has its own
@@ -122,9 +122,11 @@ class Workers:
     search: Executor
     #: DNS lookups (dnspython blocks; a lookup waits on the network, not the CPU).
     dns: Executor
+    #: DKIM signatures (CPU, and a whole message in memory each).
+    signing: Executor
 
     @classmethod
     def inline(cls) -> "Workers":
         """Every kind of work run at once in the caller's thread (tests)."""
         inline = InlineExecutor()
-        return cls(disk=inline, hashing=inline, search=inline, dns=inline)
+        return cls(disk=inline, hashing=inline, search=inline, dns=inline, signing=inline)

@@ -27,3 +27,7 @@ class ThreadsConfig(Table):
         8, "Threads for DNS lookups (MX and address lookups of outbound delivery; each waits on the network).",
         at_least(1),
     )
+    signing: int = setting(
+        2, "Threads for DKIM signatures of submitted mail (each holds one message in memory while it signs).",
+        at_least(1),
+    )

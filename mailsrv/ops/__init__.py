@@ -9,6 +9,7 @@ prompts or parses arguments.  Modules:
 
 * :mod:`.users` -- add, remove, list users, set passwords;
 * :mod:`.aliases` -- add, remove, list aliases and catch-alls;
+* :mod:`.dkim` -- make and list DKIM signing keys;
 * :mod:`.common` -- the errors, the data dir, the address rules, the locked file edit.
 """
 

@@ -559,7 +559,8 @@ class CheckerTests(unittest.SynchronousTestCase):
     def test_portal_bounds_the_queue_by_config(self):
         config = dataclasses.replace(self.config, auth=AuthConfig(max_queued_checks=1))
         held = HeldExecutor()
-        portal = make_portal(config, Directory(config), {IThing: object}, Workers(held, held, held, held), self.clock)
+        workers = Workers(held, held, held, held, held)
+        portal = make_portal(config, Directory(config), {IThing: object}, workers, self.clock)
         portal.login(UsernamePassword(b"alice@example.test", b"pw"), None, IThing)
         self.failureResultOf(portal.login(UsernamePassword(b"alice@example.test", b"pw"), None, IThing),
                              HashingQueueFull)
@@ -649,7 +650,7 @@ class RehashTests(unittest.SynchronousTestCase):
 
     def test_the_upgrade_hashes_and_writes_off_the_reactor_thread(self):
         hashing, disk = HeldExecutor(), HeldExecutor()
-        d = self.login(workers=Workers(disk=disk, hashing=hashing, search=disk, dns=disk))
+        d = self.login(workers=Workers(disk=disk, hashing=hashing, search=disk, dns=disk, signing=disk))
         hashing.release()  # the verification
         self.successResultOf(d)  # the login does not wait for the upgrade
         self.assertEqual((hashing.pending, disk.pending), (1, 0))
@@ -660,7 +661,7 @@ class RehashTests(unittest.SynchronousTestCase):
 
     def test_a_password_the_admin_changed_meanwhile_wins(self):
         disk = HeldExecutor()
-        self.successResultOf(self.login(workers=Workers(disk=disk, hashing=InlineExecutor(), search=disk, dns=disk)))
+        self.successResultOf(self.login(workers=Workers(disk=disk, hashing=InlineExecutor(), search=disk, dns=disk, signing=disk)))
         by_admin = passwords.hash_password("new")
         write(self.config.users_file, users.set_password(read_text(self.config.users_file), "alice@example.test", by_admin))
         disk.release()
@@ -670,7 +671,7 @@ class RehashTests(unittest.SynchronousTestCase):
     def test_one_upgrade_per_user_at_a_time(self):
         disk = HeldExecutor()
         config = dataclasses.replace(self.config, auth=AuthConfig(cache_seconds=0))
-        workers = Workers(disk=disk, hashing=InlineExecutor(), search=disk, dns=disk)
+        workers = Workers(disk=disk, hashing=InlineExecutor(), search=disk, dns=disk, signing=disk)
         portal = make_portal(config, Directory(config), {IThing: str}, workers, Clock())
         for _ in range(3):
             self.successResultOf(portal.login(UsernamePassword(b"alice@example.test", self.PASSWORD), None, IThing))

@@ -168,7 +168,7 @@ def delivered_to(config, domain="example.test", user="alice") -> list[bytes]:
 
 def test_enqueue_fires_only_after_message_and_record_are_written(config, make_queue):
     disk = ManualExecutor()
-    workers = Workers(disk=disk, hashing=disk, search=disk, dns=disk)
+    workers = Workers(disk=disk, hashing=disk, search=disk, dns=disk, signing=disk)
     queue = make_queue(ScriptedRemote(), workers=workers)
     while disk.jobs:  # the start-up scan and cleaning
         disk.run_next()

@@ -37,7 +37,7 @@ class RemoteDeliveryTests(unittest.TestCase):
         pool.startService()
         self.addCleanup(pool.stopService)
         inline = InlineExecutor()
-        self.workers = Workers(disk=inline, hashing=inline, search=inline, dns=pool)
+        self.workers = Workers(disk=inline, hashing=inline, search=inline, dns=pool, signing=inline)
         self.ca = MailCA()
         self.dir = self.mktemp()
         os.makedirs(self.dir)

@@ -246,7 +246,7 @@ class SubmissionPolicyTests(SubmissionTestCase):
 
     def test_250_waits_until_the_local_copy_and_the_queued_one_are_durable(self):
         disk = ManualExecutor()
-        queue = build_queue(self.config, self.clock, Workers(disk=disk, hashing=disk, search=disk, dns=disk), NoRemote(),
+        queue = build_queue(self.config, self.clock, Workers(disk=disk, hashing=disk, search=disk, dns=disk, signing=disk), NoRemote(),
                             router=self.ctx.router, local=self.ctx.delivery, audit=self.ctx.audit)
         queue.startService()
         self.addCleanup(lambda: (queue.stopService(), self.clock.advance(self.config.shutdown_grace)))
