@@ -15,10 +15,6 @@ import dns.resolver
 
 from mailsrv.config.dns import DNSConfig, parse_nameserver
 
-#: Seconds a lookup may take, all retries and servers included, before it counts as a failure.
-LIFETIME = 20.0
-
-
 def make_resolver(config: DNSConfig) -> dns.resolver.Resolver:
     """A resolver for the configured name servers, or the system's (``/etc/resolv.conf``)."""
     servers = [parse_nameserver(entry) for entry in config.nameservers]
@@ -27,7 +23,7 @@ def make_resolver(config: DNSConfig) -> dns.resolver.Resolver:
         resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in servers]
     else:
         resolver = dns.resolver.Resolver()
-    resolver.lifetime = LIFETIME
+    resolver.lifetime = config.timeout
     # Thread-safe; answers are kept for their TTL, so one queue run asks for gmail.com's MX once.
     resolver.cache = dns.resolver.LRUCache()
     return resolver

@@ -25,6 +25,8 @@ from mailsrv import __version__, config as configuration, logfile, tls
 from mailsrv.accounts import Directory, make_portal
 from mailsrv.context import ServerContext
 from mailsrv.delivery.local import LocalDelivery
+from mailsrv.delivery.outbound import build_queue
+from mailsrv.delivery.remote import make_remote_delivery
 from mailsrv.delivery.router import Router
 from mailsrv.dkim.keys import KeyRing, dkim_dir, hand_over
 from mailsrv.dkim.signer import Signer
@@ -157,6 +159,10 @@ def makeService(options: Options) -> service.IService:
               ("signing", threads.signing))]
     workers = Workers(*pools)
     ctx = build_context(config, tls.ServerTLS(options["tls"]), workers)
+    # One resolver for the policy checks and the sender, so one [dns] is asked.
+    remote = make_remote_delivery(config, reactor, workers, resolver=ctx.policy.resolver)
+    queue = build_queue(config, reactor, workers, remote, router=ctx.router, local=ctx.delivery, audit=ctx.audit)
+    ctx.queue = queue
     listeners = [
         listener(description, config.listen.backlog, _protocol_factory(ctx, kind), kind, ctx.tls, reactor)
         for kind in Kind
@@ -165,4 +171,4 @@ def makeService(options: Options) -> service.IService:
     log_path = logfile.twistd_log_path(twistd_options)
     log_file = None if log_path is None else logfile.LogFile(log_path, config.log)
     reloader = Reloader(config, ctx.directory, ctx.tls, workers.disk, log_file)
-    return MailServer(ctx, pools, listeners, reloader, StartGuard(twistd_options), log_file, reactor)
+    return MailServer(ctx, pools, listeners, reloader, StartGuard(twistd_options), log_file, reactor, queue=queue)

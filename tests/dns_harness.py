@@ -19,6 +19,9 @@ carry AA, never AD.
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import dns.exception
 import dns.flags
 import dns.message
@@ -79,21 +82,28 @@ def _absolute(name: str) -> dns.name.Name:
     return dns.name.from_text(name)
 
 
+def _udp_answer(zone: Zone, data: bytes) -> bytes | None:
+    """The UDP response to the datagram *data* (truncated past 512 octets), ``None`` for garbage."""
+    try:
+        query = dns.message.from_wire(data)
+    except dns.exception.DNSException:
+        return None  # garbage is ignored, as a real server would
+    wire = zone.answer(query).to_wire()
+    if len(wire) > _UDP_LIMIT:
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.TC
+        wire = response.to_wire()
+    return wire
+
+
 class _UDP(protocol.DatagramProtocol):
     def __init__(self, zone: Zone) -> None:
         self.zone = zone
 
     def datagramReceived(self, data: bytes, addr: tuple) -> None:
-        try:
-            query = dns.message.from_wire(data)
-        except dns.exception.DNSException:
-            return  # garbage is ignored, as a real server would
-        wire = self.zone.answer(query).to_wire()
-        if len(wire) > _UDP_LIMIT:
-            response = dns.message.make_response(query)
-            response.flags |= dns.flags.TC
-            wire = response.to_wire()
-        self.transport.write(wire, addr)
+        wire = _udp_answer(self.zone, data)
+        if wire is not None:
+            self.transport.write(wire, addr)
 
 
 class _TCP(Int16StringReceiver):
@@ -117,3 +127,41 @@ def serve_dns(case: unittest.TestCase, zone: Zone) -> int:
     case.addCleanup(tcp.stopListening)
     case.addCleanup(udp.stopListening)
     return port
+
+
+class ThreadedDNS:
+    """*zone* over UDP on 127.0.0.1 from a thread of its own, for tests without a reactor.
+
+    The end-to-end tests run the real twistd in a subprocess and talk to it
+    with blocking clients; this answers its lookups meanwhile.  UDP only:
+    enough for MX and address records (a long TXT would need TCP, see
+    :func:`serve_dns`).  Use as a context manager; :attr:`port` is where.
+    """
+
+    def __init__(self, zone: Zone) -> None:
+        self.zone = zone
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="test-dns", daemon=True)
+
+    def __enter__(self) -> "ThreadedDNS":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self._sock.recvfrom(4096)
+            except (socket.timeout, TimeoutError):
+                continue
+            wire = _udp_answer(self.zone, data)
+            if wire is not None:
+                self._sock.sendto(wire, addr)

@@ -67,6 +67,7 @@ class Server:
     #: Listener ports by kind; kinds left out are turned off. Empty: all kinds on free ports.
     ports: dict[str, int] = field(default_factory=dict)
     twistd_args: list[str] = field(default_factory=list)
+    domains: tuple[str, ...] = ("example.test", "other.test")
     process: subprocess.Popen | None = None
 
     @property
@@ -92,10 +93,14 @@ class Server:
             f'{k} = ["tcp:{self.ports[k]}:interface=127.0.0.1"]' if k in self.ports else f"{k} = []"
             for k in (kind.label for kind in Kind)
         )
+        # No test server asks the internet: without a [dns] of the test's own, lookups (the outbound
+        # queue's MX lookups) go to a loopback port where nothing answers, and fail after a second.
+        dns = "" if "[dns]" in self.extra_config else f'[dns]\nnameservers = ["127.0.0.1:{free_ports(1)[0]}"]\ntimeout = 1\n'
+        domains = ", ".join(f'"{d}"' for d in self.domains)
         with open(self.config, "w") as f:
             f.write(
                 f'hostname = "{HOSTNAME}"\ndata_dir = "{self.data_dir}"\n'
-                f'domains = ["example.test", "other.test"]\n{self.extra_config}\n[listen]\n{listen}\n'
+                f'domains = [{domains}]\n{self.extra_config}\n{dns}[listen]\n{listen}\n'
             )
 
     def start(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from mailsrv.config.schema import Invalid, Table, setting
+from mailsrv.config.schema import Invalid, Table, at_least, setting
 
 
 def _nameservers(entries: tuple[str, ...]) -> tuple[str, ...]:
@@ -42,4 +42,9 @@ class DNSConfig(Table):
 
     nameservers: tuple[str, ...] = setting(
         (), 'Name servers as "ip" or "ip:port"; [] uses the system resolver (/etc/resolv.conf).', _nameservers
+    )
+    timeout: int = setting(
+        20, "Seconds one lookup may take, every name server and retry included, before it counts as failed "
+        "(a temporary failure: mail waits and is tried again). A stopping server waits for lookups in progress.",
+        at_least(1),
     )

@@ -63,7 +63,7 @@ class Config(Table):
     domains: tuple[str, ...] = setting(
         ("example.test",),
         "Domains whose mail is delivered here (IDNA names may be written in Unicode). Mail for any other "
-        "domain is refused (no open relay; sending to remote domains is not available yet).",
+        "domain is refused on port 25 (no open relay); logged-in users send to any domain through the queue.",
         _domains,
     )
     shutdown_grace: int = setting(

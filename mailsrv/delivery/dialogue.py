@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from mailsrv.delivery.attempt import Outcome, RecipientResult
 from mailsrv.delivery.smtpclient import ClientConnection, Reply, SMTPClientError
 from mailsrv.message.body import Body, BodyType
+from mailsrv.message.headers import past_return_path
 
 #: RFC 5321 4.5.3.2: seconds to wait for each reply.
 GREETING_TIMEOUT = 300.0
@@ -183,7 +184,7 @@ async def _mail(conn: ClientConnection, tx: Transaction, extensions: dict[str, s
     accepted = [r for r, reply in zip(tx.recipients, rcpts) if reply.positive]
     if data is not None and data.code == 354:
         if accepted:
-            await conn.send_body(tx.body.open(), BLOCK_TIMEOUT)
+            await conn.send_body(past_return_path(tx.body.open()), BLOCK_TIMEOUT)
         else:
             conn.send(".")  # RFC 2920 3.1: DATA was accepted for no recipient; end it empty
         try:

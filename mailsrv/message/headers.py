@@ -10,6 +10,7 @@ parsing and re-serialising them.
 from __future__ import annotations
 
 import re
+from typing import BinaryIO
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
@@ -43,3 +44,22 @@ def header_lines(header: bytes) -> list[tuple[str, bytes]]:
             name = line.split(b":", 1)[0].strip().decode("ascii", "replace").lower()
             fields.append((name, line))
     return fields
+
+
+#: The trace field final delivery puts on top (RFC 5321 4.4); every message we take begins with ours.
+RETURN_PATH = b"return-path:"
+
+
+def past_return_path(stored: BinaryIO) -> BinaryIO:
+    """*stored* (a disk-form message file) positioned after a leading ``Return-Path`` line, if any.
+
+    RFC 5321 4.4: the Return-Path is added at final delivery, and a message
+    sent on SHOULD NOT carry one.  Ours is the first line of every message
+    we took (our own trace, not the client's), so relaying skips it there
+    and nowhere else.  The line is short: one ``readline`` of a bounded
+    length finds it.
+    """
+    first = stored.readline(1024)
+    if not first.lower().startswith(RETURN_PATH) or not first.endswith(b"\n"):
+        stored.seek(0)
+    return stored

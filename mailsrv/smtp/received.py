@@ -67,4 +67,9 @@ def trace_headers(
         parts[-1] += ";"
         parts.append(stamp)
     received = "Received: " + _FOLD.join(parts)
-    return f"Return-Path: <{sender}>\r\n{received}\r\n".encode("ascii")
+    return return_path_line(sender, b"\r\n") + f"{received}\r\n".encode("ascii")
+
+
+def return_path_line(sender: str, end: bytes = b"\n") -> bytes:
+    """The ``Return-Path`` line that begins every message we take, with *end* (disk form: LF)."""
+    return b"Return-Path: <" + sender.encode("ascii") + b">" + end

@@ -28,7 +28,7 @@ from mailsrv.smtp import replies
 from mailsrv.smtp.connection import Transaction
 from mailsrv.smtp.data import DataReader
 from mailsrv.smtp.params import parse_mail_params, parse_rcpt_params
-from mailsrv.smtp.received import trace_headers, with_protocol
+from mailsrv.smtp.received import return_path_line, trace_headers, with_protocol
 from mailsrv.smtp.replies import Rejection, Reply
 
 if TYPE_CHECKING:
@@ -216,9 +216,11 @@ async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
 
 
 async def _sign(server: "Connection", envelope: Envelope) -> Reply | None:
-    """Put a DKIM signature on top of what an authenticated user sends (RFC 6376 5.6).
+    """Put a DKIM signature on what an authenticated user sends (RFC 6376 5.6), below our Return-Path.
 
-    After every check, so that it covers the header as stored and sent,
+    Return-Path stays the first line (RFC 5321 4.4 puts it on top at final
+    delivery; the sender leaves it out when relaying, see
+    :func:`mailsrv.message.headers.past_return_path`).  After every check, so that it covers the header as stored and sent,
     the ``Message-ID:`` and ``Date:`` the checks added included.  ``None``
     when signed (or when the author's domain has no key); a failure (our
     bug, or the spool file unreadable) tells the client to try again,
@@ -232,7 +234,8 @@ async def _sign(server: "Connection", envelope: Envelope) -> Reply | None:
     try:
         signature = await ctx.workers.signing.run(ctx.signer.sign_body, envelope.body)
         if signature is not None:
-            envelope.body = await ctx.workers.disk.run(envelope.body.insert, [(0, signature)])
+            below = len(return_path_line(envelope.sender))
+            envelope.body = await ctx.workers.disk.run(envelope.body.insert, [(below, signature)])
     except Exception:
         log.failure("DKIM signing failed for {queue_id}", queue_id=envelope.queue_id)
         return replies.NOT_STORED

@@ -58,7 +58,8 @@ def last_message(server: Server) -> bytes:
 def test_submitted_mail_is_signed_with_the_key_made_before_start(server):
     submit(server, "alice@example.test", MESSAGE)
     stored = last_message(server)
-    assert stored.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test;")
+    assert stored.startswith(b"Return-Path: <alice@example.test>\r\n"
+                             b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test;")
     assert b" s=before;" in stored
     assert dkim_verifies(stored, server.records["example.test"])
     for added in (b"\r\nMessage-ID: <", b"\r\nDate: "):  # added by us, and covered
@@ -72,7 +73,8 @@ def test_a_key_made_while_running_signs_without_a_restart(server):
     record = keygen(server, "other.test", "--selector", "live", "--algorithm", "ed25519")
     submit(server, "carol@other.test", MESSAGE)
     stored = last_message(server)
-    assert stored.startswith(b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=other.test;")
+    assert stored.startswith(b"Return-Path: <carol@other.test>\r\n"
+                             b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=other.test;")
     assert dkim_verifies(stored, record)
 
 

@@ -283,6 +283,16 @@ class RemoteDeliveryTests(unittest.TestCase):
             self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
             self.assertEqual(receiver.messages[0].data, body)
 
+    async def test_our_return_path_stays_home_and_the_rest_goes_byte_exact(self) -> None:
+        """RFC 5321 4.4: Return-Path is for final delivery; the one on top of what we took is not sent on."""
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        message = b"Received: from a by b; x\r\nReturn-Path: <kept@example.test>\r\nSubject: x\r\n\r\nbody\r\n"
+        body = Body.from_wire(b"Return-Path: <alice@example.test>\r\n" + message)
+        [result] = await self.send(self.sender(port), "bob@example.test", body=body)
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+        self.assertEqual(receiver.messages[0].data, message)
+
     async def test_a_body_without_a_final_line_end_gets_one_before_the_dot(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
         receiver, port = self.receiver()

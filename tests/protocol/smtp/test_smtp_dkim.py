@@ -31,9 +31,11 @@ class SigningTests(SubmissionTestCase):
 
     def test_a_submitted_message_is_signed_over_the_completed_header(self):
         stored = self.send(OWN)
-        self.assertTrue(stored.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test;"))
+        # RFC 5321 4.4: Return-Path stays on top; the signature comes right below it.
+        top = b"Return-Path: <alice@example.test>\r\nDKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.test;"
+        self.assertTrue(stored.startswith(top))
         self.assertTrue(dkim_verifies(stored, self.key.record))
-        signature = re.sub(rb"\r\n[ \t]+", b" ", stored.split(b"\r\nReturn-Path:", 1)[0])
+        signature = re.sub(rb"\r\n[ \t]+", b" ", stored.split(b"\r\nReceived:", 1)[0])
         signed = re.search(rb"\bh=([^;]*);", signature)[1].replace(b" ", b"").split(b":")
         # Message-ID and Date were added by CompleteHeader, after the client's DATA
         self.assertEqual(signed, [b"from", b"subject", b"date", b"message-id", b"from"])
