@@ -11,7 +11,6 @@ from mailsrv.config import load
 from mailsrv.delivery.queuedir import QueueDir, Record, Recipient, State
 from mailsrv.message.body import Body
 from mailsrv.ops.queue import BOUNCED_BY_ADMIN
-from test_cli import config_file, run  # noqa: F401 (fixtures)
 
 QID = "BCDFGHJKLMNP"
 MESSAGE = b"From: alice@example.test\r\nSubject: hello there\r\n\r\nHi.\r\n"
