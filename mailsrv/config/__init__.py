@@ -10,8 +10,8 @@ whose message names the file and the dotted key.  Modules:
   and :func:`load`, generic over the declarations;
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
-  :mod:`.submission`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`, :mod:`.log` -- one module per
-  ``[table]``;
+  :mod:`.submission`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`,
+  :mod:`.warmup`, :mod:`.log` -- one module per ``[table]``;
 * :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
 """
 
@@ -27,6 +27,7 @@ from mailsrv.config.server import Config
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
+from mailsrv.config.warmup import WarmupConfig
 
 __all__ = [
     "AuthConfig",
@@ -42,6 +43,7 @@ __all__ = [
     "SubmissionConfig",
     "TLSConfig",
     "ThreadsConfig",
+    "WarmupConfig",
     "load",
     "locate",
 ]

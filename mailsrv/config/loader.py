@@ -109,4 +109,9 @@ def _typed(value: Any, hint: Any, where: str, source: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{source}: {where}: expected a list of strings, got {value!r}")
         return tuple(value)
+    if hint == tuple[tuple[str, ...], ...]:
+        if not isinstance(value, list) or not all(
+                isinstance(v, list) and all(isinstance(s, str) for s in v) for v in value):
+            raise ConfigError(f"{source}: {where}: expected a list of lists of strings, got {value!r}")
+        return tuple(tuple(v) for v in value)
     raise AssertionError(f"unhandled config type {hint!r}")  # pragma: no cover

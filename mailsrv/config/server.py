@@ -22,6 +22,7 @@ from mailsrv.config.schema import Invalid, Table, at_least, setting, table
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
+from mailsrv.config.warmup import WarmupConfig
 
 #: ``Config.source`` when no file was read.
 DEFAULT_SOURCE = "<defaults>"
@@ -80,6 +81,7 @@ class Config(Table):
     threads: ThreadsConfig = table(ThreadsConfig)
     dns: DNSConfig = table(DNSConfig)
     delivery: DeliveryConfig = table(DeliveryConfig)
+    warmup: WarmupConfig = table(WarmupConfig)
     log: LogConfig = table(LogConfig)
     #: The file the configuration was read from, for messages.
     source: str = field(default=DEFAULT_SOURCE)
@@ -98,6 +100,11 @@ class Config(Table):
     def queue_dir(self) -> str:
         """Messages waiting for remote delivery (:mod:`mailsrv.delivery.queuedir`): ``<data_dir>/queue``."""
         return os.path.join(self.data_dir, "queue")
+
+    @property
+    def warmup_file(self) -> str:
+        """The warm-up counters (:mod:`mailsrv.delivery.warmup`): ``<data_dir>/warmup.json``."""
+        return os.path.join(self.data_dir, "warmup.json")
 
     @property
     def users_file(self) -> str:

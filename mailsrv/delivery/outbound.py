@@ -19,6 +19,7 @@ from mailsrv.delivery.queue import IQueue
 from mailsrv.delivery.queuedir import QueueDir
 from mailsrv.delivery.router import Local, Remote, Router
 from mailsrv.delivery.runner import BounceSender, Queue
+from mailsrv.delivery.warmup import Warmup
 from mailsrv.net.audit import Audit
 from mailsrv.workers import Workers
 
@@ -63,4 +64,5 @@ def build_queue(
         QueueDir(config.queue_dir), remote, config=config.delivery, hostname=config.hostname, disk=workers.disk,
         clock=reactor, audit=audit, bounce=make_bounce_sender(router, local), concurrency=config.delivery.max_connections,
         grace=config.shutdown_grace,
+        warmup=Warmup(config.warmup, config.warmup_file) if config.warmup.enabled else None,
     )

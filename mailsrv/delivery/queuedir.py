@@ -79,6 +79,8 @@ class Recipient:
     ip: str = ""
     #: True once a failed recipient was reported in a bounce (or needs none).
     reported: bool = False
+    #: Seconds IP warm-up kept it back (:mod:`mailsrv.delivery.warmup`); its lifetime is longer by as much.
+    held: float = 0.0
 
     @property
     def domain(self) -> str:

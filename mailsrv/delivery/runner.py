@@ -38,6 +38,7 @@ from mailsrv.delivery.bounce import EXPIRED, bounce_envelope
 from mailsrv.delivery.envelope import Envelope
 from mailsrv.delivery.queue import IQueue
 from mailsrv.delivery.queuedir import QueueDir, Record, Recipient, State
+from mailsrv.delivery.warmup import Warmup, hold
 from mailsrv.message.body import Body
 from mailsrv.message.fields import read_header
 from mailsrv.net.audit import Audit
@@ -66,7 +67,8 @@ def apply_results(
 
     The waits are *retry* by attempt number, the last one repeating; a
     recipient still deferred *lifetime* seconds after the message was
-    queued fails instead (RFC 5321 4.5.4.1: give up after 4-5 days).  An
+    queued, plus the time warm-up held it back (``held``), fails instead
+    (RFC 5321 4.5.4.1: give up after 4-5 days).  An
     *attempted* recipient without a result is deferred, so a faulty sender
     cannot make the queue try it again at once, forever.
     """
@@ -83,7 +85,7 @@ def apply_results(
             recipient.state = State.DELIVERED
         elif result.outcome is Outcome.FAILED:
             recipient.state = State.FAILED
-        elif now >= record.queued_at + lifetime:
+        elif now >= record.queued_at + lifetime + recipient.held:
             recipient.state = State.FAILED
             recipient.last_error = f"{EXPIRED} gave up after {lifetime / 3600:g} hours; last error: {result.reply}"
         else:
@@ -119,8 +121,10 @@ class Queue(Service):
     """The durable queue of one server, over the files at *directory*.
 
     *disk* runs every file operation; *clock* schedules; *bounce* sends a
-    DSN (:func:`make_bounce_sender`).  At most *concurrency* messages are
-    being attempted, and at most that many SMTP transactions run, at once.
+    DSN (:func:`make_bounce_sender`); *warmup*, when set, may keep
+    recipients back for later (:mod:`.warmup`).  At most *concurrency*
+    messages are being attempted, and at most that many SMTP transactions
+    run, at once.
     """
 
     name = "queue"
@@ -128,7 +132,7 @@ class Queue(Service):
     def __init__(
         self, directory: QueueDir, remote: IRemoteDelivery, *, config: DeliveryConfig, hostname: str,
         disk: Executor, clock: IReactorTime, audit: Audit, bounce: BounceSender, concurrency: int,
-        grace: float,
+        grace: float, warmup: Warmup | None = None,
     ) -> None:
         self.directory = directory
         self._remote = remote
@@ -143,6 +147,7 @@ class Queue(Service):
         self._concurrency = concurrency
         self._transactions = DeferredSemaphore(concurrency)
         self._grace = grace
+        self._warmup = warmup
         self._due: dict[str, float] = {}
         self._flight: dict[str, Deferred[None]] = {}
         self._timer: IDelayedCall | None = None
@@ -307,6 +312,10 @@ class Queue(Service):
 
     async def _send(self, record: Record, body: Body, group: list[Recipient]) -> None:
         """One SMTP transaction for *group*; its results written to the record before anything else."""
+        if self._warmup is not None:
+            group = await self._admit(record, group)
+            if not group:
+                return
         addresses = [r.address for r in group]
         results = await self._transactions.run(self._remote.deliver, record.queue_id, record.sender, addresses, body)
         now = self._clock.seconds()
@@ -314,6 +323,17 @@ class Queue(Service):
                          attempted=addresses)
         updated = await self._disk.run(self.directory.update, record.queue_id, change)
         self._log_attempt(record.queue_id, results, updated)
+
+    async def _admit(self, record: Record, group: list[Recipient]) -> list[Recipient]:
+        """The recipients of *group* warm-up lets go now; the others are deferred in the record to their slot."""
+        assert self._warmup is not None
+        now = self._clock.seconds()
+        holds = await self._disk.run(self._warmup.admit, [r.address for r in group], now)
+        if holds:
+            await self._disk.run(self.directory.update, record.queue_id, partial(hold, holds=holds, now=now))
+            log.info("queue {queue_id}: {count} recipient(s) held back, {reason}", queue_id=record.queue_id,
+                     count=len(holds), reason=next(iter(holds.values())).reason)
+        return [r for r in group if r.address not in holds]
 
     def _log_attempt(self, queue_id: str, results: Sequence[RecipientResult], updated: Record | None) -> None:
         """One audit line per distinct answer of the attempt (usually one for the whole transaction)."""

@@ -38,8 +38,8 @@ def written(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def as_written(value: Any) -> Any:
-    """A default as TOML spells it: tuples are arrays."""
-    return list(value) if isinstance(value, tuple) else value
+    """A default as TOML spells it: tuples (of tuples) are arrays."""
+    return [as_written(v) for v in value] if isinstance(value, tuple) else value
 
 
 @pytest.fixture(scope="module")

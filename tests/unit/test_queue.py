@@ -180,7 +180,7 @@ def test_enqueue_fires_only_after_message_and_record_are_written(config, make_qu
     assert saved["sender"] == ALICE
     assert saved["recipients"][0] == {
         "address": BOB, "state": "pending", "attempts": 0, "next_attempt": 0.0, "last_error": "", "host": "",
-        "ip": "", "reported": False,
+        "ip": "", "reported": False, "held": 0.0,
     }
     with open(os.path.join(config.queue_dir, "QID000000001.msg"), "rb") as f:
         assert f.read() == MESSAGE.replace(b"\r\n", b"\n")
