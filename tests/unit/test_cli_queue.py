@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 
 import pytest
 
 from mailsrv.config import load
 from mailsrv.delivery.queuedir import QueueDir, Record, Recipient, State
+from mailsrv.delivery.warmup import Hold, hold
 from mailsrv.message.body import Body
 from mailsrv.ops.queue import BOUNCED_BY_ADMIN
 
@@ -39,6 +41,14 @@ def test_list_shows_age_sender_and_each_recipient(run, queued):  # noqa: F811
         "  dave@example.net  pending\n"
         "1 message in the queue\n"
     )
+
+
+def test_list_says_a_recipient_waits_for_warm_up(run, queued):  # noqa: F811
+    reason = "warm-up: 50/hour to gmail.com reached, next slot at 10:00 UTC"
+    queued.update(QID, partial(hold, holds={"dave@example.net": Hold(time.time() + 1800, reason)}, now=time.time()))
+    code, out, err = run("queue", "list")
+    [line] = [line for line in out.splitlines() if "dave@example.net" in line]
+    assert line.startswith("  dave@example.net  deferred  next attempt in ") and line.endswith(f"m  {reason}")
 
 
 def test_list_of_an_empty_queue(run):  # noqa: F811

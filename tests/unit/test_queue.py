@@ -14,7 +14,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 
 from mailsrv import config as configuration
-from mailsrv.config import DeliveryConfig
+from mailsrv.config import DeliveryConfig, WarmupConfig
 from mailsrv.delivery import queuedir
 from mailsrv.delivery.attempt import Outcome, RecipientResult
 from mailsrv.delivery.bounce import status
@@ -516,3 +516,62 @@ def test_a_recipient_the_sender_gave_no_result_for_is_deferred(config, make_queu
     clock.advance(0)
     saved = record(config)["recipients"][0]
     assert (saved["state"], saved["next_attempt"], len(remote.calls)) == ("deferred", 300.0, 1)
+
+
+# -- IP warm-up -----------------------------------------------------------------
+
+
+def warming(config, *, lifetime="5d", **keys) -> configuration.Config:
+    """*config* with warm-up on (*keys* for [warmup]) and retries every 10 minutes."""
+    return dataclasses.replace(config, warmup=WarmupConfig(enabled=True, **keys),
+                               delivery=DeliveryConfig(retry=("10m",), lifetime=lifetime))
+
+
+def gmail(i: int) -> str:
+    return f"u{i}@gmail.com"
+
+
+def test_warmup_is_off_by_default_and_holds_nothing_back(config, make_queue, clock):
+    remote = ScriptedRemote()
+    enqueue(make_queue(remote), envelope(remote=[gmail(i) for i in range(60)]))
+    clock.advance(0)
+    assert [len(call[2]) for call in remote.calls] == [60] and record(config) is None
+    assert not os.path.exists(config.warmup_file)
+
+
+def test_mail_over_the_warmup_limit_waits_in_the_queue_and_goes_out_the_next_hour(config, make_queue, clock):
+    remote = ScriptedRemote()
+    queue = make_queue(remote, cfg=warming(config, per_hour=2))
+    clock.advance(600)
+    enqueue(queue, envelope(remote=(gmail(1), BOB)))
+    enqueue(queue, envelope(remote=(gmail(2), gmail(3)), queue_id="QID000000002"))
+    assert sorted(call[2] for call in remote.calls) == [[BOB], [gmail(1)], [gmail(2)]]
+    saved = record(config, "QID000000002")["recipients"]
+    assert saved[0]["state"] == "delivered"
+    assert {k: saved[1][k] for k in ("state", "attempts", "next_attempt", "last_error", "held")} == {
+        "state": "deferred", "attempts": 0, "next_attempt": 3600.0, "held": 3000.0,
+        "last_error": "warm-up: 2/hour to gmail.com reached, next slot at 01:00 UTC"}
+    clock.advance(2999)
+    assert len(remote.calls) == 3
+    clock.advance(1)
+    assert remote.calls[3][2] == [gmail(3)] and queue.directory.ids() == []
+    assert delivered_to(config) == []  # no bounce
+
+
+def test_mail_held_back_by_warmup_past_its_lifetime_is_not_bounced(config, make_queue, clock):
+    remote = ScriptedRemote(u3_gmail_com=[(Outcome.DEFERRED, LATER), (Outcome.DELIVERED, OK)])
+    queue = make_queue(remote, cfg=warming(config, lifetime="1h", per_hour=1, daily_growth=0))
+    for i in (1, 2, 3):
+        enqueue(queue, envelope(remote=(gmail(i),), queue_id=f"QID00000000{i}"))
+    clock.advance(0)
+    assert [call[2] for call in remote.calls] == [[gmail(1)]]
+    clock.advance(3600)
+    assert [call[2] for call in remote.calls] == [[gmail(1)], [gmail(2)]]
+    clock.advance(3600)  # 2h: past the lifetime, but held back for 2h of it: the 451 is retried
+    assert remote.calls[2][2] == [gmail(3)]
+    assert record(config, "QID000000003")["recipients"][0]["state"] == "deferred"
+    clock.advance(600)  # the retry finds this hour's one slot used by the 451: held until 3h
+    assert len(remote.calls) == 3
+    clock.advance(3000)
+    assert len(remote.calls) == 4 and queue.directory.ids() == []
+    assert delivered_to(config) == []
