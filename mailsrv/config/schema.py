@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, TypeVar
 
+from mailsrv.address import canonical_domain
+
 #: A check takes the value read from the file (already of the right type)
 #: and returns the value to use; it raises :class:`Invalid` to refuse it.
 Check = Callable[[Any], Any]
@@ -97,3 +99,14 @@ def at_least(minimum: int, reason: str = "") -> Check:
         return value
 
     return at_least_minimum
+
+
+def domain_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """*names* in canonical form (:func:`mailsrv.address.canonical_domain`); :class:`Invalid` names a non-domain."""
+    canonical = []
+    for name in names:
+        domain = canonical_domain(name)
+        if domain is None:
+            raise Invalid(f"{name!r} is not a domain name")
+        canonical.append(domain)
+    return tuple(canonical)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from mailsrv.address import canonical_domain
 from mailsrv.config.auth import AuthConfig
 from mailsrv.config.delivery import DeliveryConfig
 from mailsrv.config.dns import DNSConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.log import LogConfig
-from mailsrv.config.schema import Invalid, Table, at_least, setting, table
+from mailsrv.config.schema import Invalid, Table, at_least, domain_names, setting, table
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
@@ -38,13 +37,7 @@ def _domains(names: tuple[str, ...]) -> tuple[str, ...]:
     """The local domains in canonical form (:func:`mailsrv.address.canonical_domain`)."""
     if not names:
         raise Invalid("at least one local domain is needed")
-    canonical = []
-    for name in names:
-        domain = canonical_domain(name)
-        if domain is None:
-            raise Invalid(f"{name!r} is not a domain name")
-        canonical.append(domain)
-    return tuple(dict.fromkeys(canonical))
+    return tuple(dict.fromkeys(domain_names(names)))
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailsrv.address import canonical_domain
-from mailsrv.config.schema import Invalid, Table, at_least, setting
+from mailsrv.config.schema import Invalid, Table, at_least, domain_names, setting
 
 #: The large receivers, each one group of the domains one provider serves.
 DEFAULT_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -31,16 +30,12 @@ def _groups(groups: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
     for group in groups:
         if not group:
             raise Invalid("a group needs at least one domain")
-        names = []
-        for name in group:
-            domain = canonical_domain(name)
-            if domain is None:
-                raise Invalid(f"{name!r} is not a domain name")
+        names = domain_names(group)
+        for domain in names:
             if domain in seen:
-                raise Invalid(f"{domain} is in two groups")
+                raise Invalid(f"{domain} is named twice (a domain belongs to one group)")
             seen.add(domain)
-            names.append(domain)
-        canonical.append(tuple(names))
+        canonical.append(names)
     return tuple(canonical)
 
 

@@ -149,7 +149,7 @@ def test_groups_are_read_as_lists_of_domains_in_canonical_form(tmp_path):
 @pytest.mark.parametrize("groups, error", [
     ('["gmail.com"]', "warmup.groups: expected a list of lists of strings"),
     ('[[]]', "warmup.groups: a group needs at least one domain"),
-    ('[["gmail.com"], ["GMAIL.com"]]', "warmup.groups: gmail.com is in two groups"),
+    ('[["gmail.com"], ["GMAIL.com"]]', "warmup.groups: gmail.com is named twice"),
     ('[["not a domain"]]', "warmup.groups: 'not a domain' is not a domain name"),
 ])
 def test_bad_groups_name_the_file_and_the_key(tmp_path, groups, error):
