@@ -24,6 +24,7 @@ setup(
         "bcrypt>=4.1,<6",  # libpass's backend for {BLF-CRYPT}
         "idna>=3.4,<4",
         "dkimpy[ed25519]>=1.1,<2",  # DKIM signing; the extra is pynacl, for Ed25519 keys (RFC 8463)
+        "srslib>=0.1.4,<0.2",  # SRS rewriting of forwarded senders (pysrs does not run on Python 3.9+)
     ],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": ["mailsrv = mailsrv.cli.main:main"]},

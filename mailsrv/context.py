@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mailsrv.delivery.local import LocalDelivery
     from mailsrv.delivery.queue import IQueue
     from mailsrv.delivery.router import Router
+    from mailsrv.delivery.srs import Rewriter
     from mailsrv.dkim.signer import Signer
     from mailsrv.net.audit import Audit
     from mailsrv.net.limits import ConnectionLimits
@@ -53,3 +54,5 @@ class ServerContext:
     signer: "Signer | None" = None
     #: Where mail for remote recipients goes; ``None`` until the queue exists.
     queue: "IQueue | None" = None
+    #: Rewrites the sender of forwarded mail (:mod:`mailsrv.delivery.srs`); ``None``: no forwarding.
+    srs: "Rewriter | None" = None

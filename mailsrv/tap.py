@@ -28,6 +28,7 @@ from mailsrv.delivery.local import LocalDelivery
 from mailsrv.delivery.outbound import build_queue
 from mailsrv.delivery.remote import make_remote_delivery
 from mailsrv.delivery.router import Router
+from mailsrv.delivery.srs import Rewriter, load_secret
 from mailsrv.dkim.keys import KeyRing, dkim_dir, hand_over
 from mailsrv.dkim.signer import Signer
 from mailsrv.dns import make_resolver
@@ -87,12 +88,22 @@ def prepare_data_dir(config: configuration.Config, uid: int | None, gid: int | N
             os.makedirs(path, mode=0o700, exist_ok=True)
         except OSError as e:
             raise configuration.ConfigError(f"{config.source}: data_dir: cannot create {path}: {e.strerror}") from None
+    _srs(config)  # made now, to be handed over below
     if os.getuid() == 0 and uid is not None:
         for path in (config.data_dir, config.mail_dir, config.spool_dir, config.queue_dir, config.users_file,
-                     config.aliases_file, config.senders_file):
+                     config.aliases_file, config.senders_file, config.srs_secret_file):
             if os.path.exists(path):
                 os.chown(path, uid, gid if gid is not None else -1)
         hand_over(dkim_dir(config.data_dir), uid, gid if gid is not None else -1)
+
+
+def _srs(config: configuration.Config) -> Rewriter:
+    """The SRS rewriter with the data dir's secret, made at the first start."""
+    try:
+        secret = load_secret(config.srs_secret_file)
+    except (OSError, ValueError) as e:
+        raise configuration.ConfigError(f"{config.source}: data_dir: SRS secret: {e}") from None
+    return Rewriter(secret, config.domains)
 
 
 def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
@@ -107,9 +118,11 @@ def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
 
 def assemble(
     config: configuration.Config, *, store: Store, directory: Directory, portal: Portal, tls: Any,
-    workers: Workers, resolver: Any = None,
+    workers: Workers, resolver: Any = None, srs: Rewriter | None = None,
 ) -> ServerContext:
     """The context around the given parts: routing, policy, delivery, audit and limits are derived.
+
+    *srs* rewrites the senders of forwarded mail; without it nothing is forwarded.
 
     :func:`build_context` passes the real parts, tests their fakes; both get
     the same wiring.  The policy checks are listed here, in the order they run.
@@ -118,7 +131,8 @@ def assemble(
     limits = config.limits
     return ServerContext(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
-        router=Router(directory),
+        router=Router(directory, srs),
+        srs=srs,
         policy=Policy([AuthRequired(), SenderIsLogin(directory), CompleteHeader(config.hostname)], workers.disk,
                       resolver=resolver, dns=workers.dns),
         delivery=LocalDelivery(store, audit),
@@ -141,6 +155,7 @@ def build_context(config: configuration.Config, tls_options: object, workers: Wo
         tls=tls_options,
         workers=workers,
         resolver=make_resolver(config.dns),
+        srs=_srs(config),
     )
 
 

@@ -31,7 +31,11 @@ from zope.interface import implementer
 from mailsrv import config as configuration, tls
 from mailsrv.accounts.cred import Realm
 from mailsrv.context import ServerContext
+from mailsrv.delivery.srs import Rewriter
 from mailsrv.tap import assemble
+
+#: The SRS secret of every test context, so that tests can make valid SRS addresses.
+TEST_SRS_SECRET = b"test srs secret"
 from mailsrv.net.login import IUser, User
 from mailsrv.store import Store
 from mailsrv.workers import Workers
@@ -73,6 +77,7 @@ def make_context(
         portal=Portal(Realm({IUser: User}), [checker if checker is not None else FakeChecker()]),
         tls=tls_options if tls_options is not None else FakeTLS(),
         workers=workers,
+        srs=Rewriter(TEST_SRS_SECRET, config.domains),
     )
 
 

@@ -63,9 +63,11 @@ class Directory:
     def resolve(self, address: str) -> list[str]:
         """Canonical user addresses to deliver *address* to; ``[]`` if none.
 
+        An alias may name remote addresses too: they are in the list, for
+        the router to forward to.
+
         Anything but a plain ``local@domain`` in a local domain gives ``[]``:
-        routing syntax is refused by SMTP, and remote forwarding does not
-        exist yet.
+        routing syntax is refused by SMTP.
         """
         return self._resolve(address, catch_all=True)
 
@@ -100,12 +102,10 @@ class Directory:
         path: tuple[str, ...],
         catch_all: bool,
     ) -> list[str]:
-        """Users reached from ``local@domain``; *path* is the alias chain so far."""
+        """Users (and remote alias targets) reached from ``local@domain``; *path* is the alias chain so far."""
         address = f"{local}@{domain}"
         if domain not in self._domains:
-            log.info("alias target {target} is not local; remote forwarding is not supported yet",
-                     target=address)
-            return []
+            return [address]  # an alias forwarding to another server (the router tells them apart)
         if address in path or len(path) > MAX_ALIAS_DEPTH:
             log.warn("alias loop or chain too deep at {address}: {chain}",
                      address=address, chain=" -> ".join(path))

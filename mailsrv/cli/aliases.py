@@ -14,7 +14,7 @@ def register(groups: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     alias = groups.add_parser("alias", help="manage aliases").add_subparsers(dest="action", required=True)
     sub = alias.add_parser("add", help="add targets to an alias (created if new); ALIAS may be @domain")
     sub.add_argument("alias")
-    sub.add_argument("targets", nargs="+", metavar="TARGET")
+    sub.add_argument("targets", nargs="+", metavar="TARGET", help="a local address, or a remote one to forward to")
     add_create_option(sub)
     sub.set_defaults(handler=_add)
     sub = alias.add_parser("del", help="remove an alias")

@@ -100,6 +100,11 @@ class Config(Table):
         return os.path.join(self.data_dir, "warmup.json")
 
     @property
+    def srs_secret_file(self) -> str:
+        """The secret of SRS addresses (:mod:`mailsrv.delivery.srs`), made at the first start."""
+        return os.path.join(self.data_dir, "srs-secret")
+
+    @property
     def users_file(self) -> str:
         """The passwd-file style user database."""
         return os.path.join(self.data_dir, "users")

@@ -36,17 +36,28 @@ class Envelope:
     *sender* is the reverse-path, ``""`` for the null sender; *local_users*
     are the canonical addresses of the local mailboxes it is delivered to,
     each once, in the order their recipients were accepted; *remote* the
-    recipients on other servers, for the queue.
+    recipients on other servers, for the queue; *forward* the remote
+    addresses local aliases (or SRS addresses) forward to, queued as a
+    copy of their own with an SRS sender (:mod:`mailsrv.delivery.srs`).
     """
 
     queue_id: str
     sender: str
     local_users: list[str] = field(default_factory=list)
     remote: list[str] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
     body: Body | None = None
 
     def add_local(self, users: "tuple[str, ...] | list[str]") -> None:
         """Add one recipient's mailboxes (an alias may name several; duplicates collapse)."""
-        for user in users:
-            if user not in self.local_users:
-                self.local_users.append(user)
+        _add_new(self.local_users, users)
+
+    def add_forward(self, addresses: "tuple[str, ...] | list[str]") -> None:
+        """Add one recipient's forwarding targets (duplicates collapse)."""
+        _add_new(self.forward, addresses)
+
+
+def _add_new(items: list[str], new: "tuple[str, ...] | list[str]") -> None:
+    for item in new:
+        if item not in items:
+            items.append(item)

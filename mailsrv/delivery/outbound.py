@@ -17,7 +17,7 @@ from mailsrv.delivery.envelope import Envelope
 from mailsrv.delivery.local import LocalDelivery
 from mailsrv.delivery.queue import IQueue
 from mailsrv.delivery.queuedir import QueueDir
-from mailsrv.delivery.router import Local, Remote, Router
+from mailsrv.delivery.router import Local, Refused, Remote, Router
 from mailsrv.delivery.runner import BounceSender, Queue
 from mailsrv.delivery.warmup import Warmup
 from mailsrv.net.audit import Audit
@@ -38,21 +38,36 @@ def make_bounce_sender(router: Router, local: LocalDelivery) -> BounceSender:
     async def send(envelope: Envelope, recipient: str, queue: IQueue) -> None:
         local_part, _, domain = recipient.rpartition("@")
         route = router.route(Mailbox(local_part, normalize_domain(domain)))
-        if isinstance(route, Local):
-            assert envelope.body is not None
-            envelope.body = envelope.body.insert([(0, RETURN_PATH)])  # in memory: no disk work
-            envelope.add_local(route.users)
-            await local.deliver(envelope)
+        if isinstance(route, Refused):
+            log.warn("bounce {queue_id} for {recipient} dropped: {reason}", queue_id=envelope.queue_id,
+                     recipient=recipient, reason=route.reason.value)
         elif isinstance(route, Remote):
             envelope.remote.append(recipient)
             await queue.enqueue(envelope)
         else:
-            log.warn("bounce {queue_id} for {recipient} dropped: {reason}", queue_id=envelope.queue_id,
-                     recipient=recipient, reason=route.reason.value)
+            await _bounce_here(envelope, route, queue, local)
         assert envelope.body is not None
         envelope.body.discard()
 
     return send
+
+
+async def _bounce_here(envelope: Envelope, route: Local, queue: IQueue, local: LocalDelivery) -> None:
+    """A bounce to an address of ours: its users get it, and the remote senders behind it.
+
+    A forwarded message that bounced names an SRS address of ours as its
+    sender, and the router answers with the original sender as a
+    forwarding target (:mod:`mailsrv.delivery.srs`); the bounce is
+    queued to it, with the null sender still.
+    """
+    assert envelope.body is not None
+    if route.users:
+        envelope.body = envelope.body.insert([(0, RETURN_PATH)])  # in memory: no disk work
+        envelope.add_local(route.users)
+        await local.deliver(envelope)
+    if route.forward:
+        envelope.remote.extend(route.forward)
+        await queue.enqueue(envelope)
 
 
 def build_queue(

@@ -1,5 +1,11 @@
 """Where a recipient's mail goes: local mailboxes, a remote server, or nowhere.
 
+An alias may also forward to other servers (the admin made it so), and a
+bounce to an SRS address of ours (:mod:`mailsrv.delivery.srs`) goes on to
+the sender it stands for: both are :class:`Local` routes with
+:attr:`Local.forward` targets, accepted from anyone, unlike a
+:class:`Remote` recipient, which is relaying.
+
 The one place that decides it, for every protocol that accepts mail (today
 SMTP; later Sieve redirects and the HTTP API): the protocol turns the
 answer into its own reply.  No syntax is checked here, that happened when
@@ -13,7 +19,8 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol, Union
 
-from mailsrv.address import Mailbox
+from mailsrv.address import Mailbox, split_address
+from mailsrv.delivery.srs import Rewriter, SRSInvalid
 
 
 class Directory(Protocol):
@@ -26,9 +33,16 @@ class Directory(Protocol):
 
 @dataclass(frozen=True)
 class Local:
-    """Delivered here, to these canonical user addresses (aliases already expanded)."""
+    """Ours: delivered here to *users*, and forwarded on our behalf to *forward*.
+
+    *users* are canonical user addresses (aliases expanded); *forward*
+    the remote addresses an alias names, or the original sender behind an
+    SRS address.  Forwarded copies leave with an SRS sender.  Either may
+    be empty, not both.
+    """
 
     users: tuple[str, ...]
+    forward: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,8 @@ class Refusal(enum.Enum):
     ROUTING_TRICK = "routing trick"
     #: A local domain, but no user or alias of that name.
     NO_SUCH_USER = "no such user"
+    #: An SRS address of ours with a wrong hash, an expired timestamp or bad syntax.
+    BAD_SRS = "invalid SRS address"
 
 
 @dataclass(frozen=True)
@@ -60,8 +76,9 @@ Route = Union[Local, Remote, Refused]
 class Router:
     """Routes recipients with the directory of local domains, users and aliases."""
 
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, srs: Rewriter | None = None) -> None:
         self._directory = directory
+        self._srs = srs
 
     def route(self, mailbox: Mailbox) -> Route:
         """The route for *mailbox*.
@@ -74,7 +91,28 @@ class Router:
             return Refused(Refusal.ROUTING_TRICK)
         if mailbox.is_literal or not self._directory.is_local_domain(mailbox.domain):
             return Remote(mailbox)
-        users = self._directory.resolve(mailbox.plain)
-        if not users:
+        address = mailbox.plain
+        if self._srs is not None and self._srs.is_srs(mailbox.local):
+            try:
+                original = self._srs.reverse(address)
+            except SRSInvalid:
+                return Refused(Refusal.BAD_SRS)
+            parts = split_address(original)
+            if parts is None:
+                return Refused(Refusal.BAD_SRS)
+            if not self._directory.is_local_domain(parts[1]):
+                return Local((), forward=(original,))
+            address = original
+        return self._local(address)
+
+    def _local(self, address: str) -> Route:
+        """The users and remote alias targets *address* of a local domain reaches."""
+        users: list[str] = []
+        forward: list[str] = []
+        for target in self._directory.resolve(address):
+            parts = split_address(target)
+            local = parts is not None and self._directory.is_local_domain(parts[1])
+            (users if local else forward).append(target)
+        if not users and not forward:
             return Refused(Refusal.NO_SUCH_USER)
-        return Local(tuple(users))
+        return Local(tuple(users), tuple(forward))

@@ -1,9 +1,9 @@
 """Alias operations: the entries of ``<data_dir>/aliases``.
 
 An alias is ``name@domain`` or the catch-all ``@domain`` of a local
-domain; its targets are local addresses, because remote forwarding does
-not exist yet and an alias that silently never delivers is worse than a
-refusal now.
+domain; its targets are local addresses or addresses on other servers,
+which mail to the alias is forwarded to (with an SRS sender, see
+:mod:`mailsrv.delivery.srs`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class AliasAdded(NamedTuple):
     alias: str
     #: The targets given, canonical.
     targets: tuple[str, ...]
-    #: Targets that are neither a user nor an alias (nor reached by a catch-all)
+    #: Local targets that are neither a user nor an alias (nor reached by a catch-all)
     #: when the alias was added: mail to them is refused until one is made.
     unknown: tuple[str, ...]
 
@@ -47,9 +47,10 @@ def add_alias(config: Config, alias: str, targets: list[str], create: bool = Fal
     if directory.user_exists(key):
         raise OpsError(f"{key} is a user; an alias of the same name would never be used")
     canonical = [plain_address(target) for target in targets]
-    for target in canonical:
-        _require_local_target(config, target)
-    unknown = tuple(target for target in canonical if not directory.resolve(target))
+    unknown = tuple(
+        target for target in canonical
+        if target.rpartition("@")[2] in config.domains and not directory.resolve(target)
+    )
     source = config.aliases_file
     change(config, source, aliases.DEFAULT_MODE, lambda text: aliases.add(text, key, canonical, source), create)
     return AliasAdded(key, tuple(canonical), unknown)
@@ -61,16 +62,3 @@ def remove_alias(config: Config, alias: str) -> str:
     change(config, config.aliases_file, aliases.DEFAULT_MODE, lambda text: aliases.remove(text, key))
     return key
 
-
-def _require_local_target(config: Config, target: str) -> None:
-    """Refuse an alias target in another domain.
-
-    The directory drops such targets (remote forwarding does not exist
-    yet), so mail to the alias would be refused with "User unknown";
-    saying so now beats an alias that silently never delivers.
-    """
-    if target.rpartition("@")[2] not in config.domains:
-        raise OpsError(
-            f"cannot forward to {target}: remote delivery is not supported yet, "
-            f"targets must be in a local domain ({', '.join(config.domains)})"
-        )

@@ -109,6 +109,8 @@ async def _accept_recipient(server: "Connection", transaction: Transaction, reci
     if isinstance(route, Refused):
         if route.reason is Refusal.NO_SUCH_USER:
             return replies.USER_UNKNOWN(address=recipient)
+        if route.reason is Refusal.BAD_SRS:
+            return replies.BAD_SRS(address=recipient)
         return replies.RELAY_DENIED(address=recipient)
     if isinstance(route, Remote):
         # No open relay, whatever the policy checks say: only a user logged
@@ -121,7 +123,10 @@ async def _accept_recipient(server: "Connection", transaction: Transaction, reci
         transaction.envelope.remote.append(recipient.plain)
     else:
         assert isinstance(route, Local)
+        if route.forward and (server.ctx.queue is None or server.ctx.srs is None):
+            return replies.REMOTE_UNAVAILABLE
         transaction.envelope.add_local(route.users)
+        transaction.envelope.add_forward(route.forward)
     transaction.recipients.append(recipient)
     transaction.headers.extend(verdict.headers)
     return replies.RECIPIENT_OK
@@ -208,11 +213,30 @@ async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
             if envelope.remote:
                 assert ctx.queue is not None
                 await ctx.queue.enqueue(envelope)
+            if envelope.forward:
+                await _forward(server, envelope)
         except Exception:
             return replies.NOT_STORED
         return replies.QUEUED(queue_id=envelope.queue_id)
     finally:
         transaction.abort()
+
+
+async def _forward(server: "Connection", envelope: Envelope) -> None:
+    """Queue the copy for the forwarding targets: same body, an SRS sender, an id of its own.
+
+    A target the client also named directly is in ``envelope.remote``
+    already and gets one copy only.
+    """
+    ctx = server.ctx
+    assert ctx.queue is not None and ctx.srs is not None
+    targets = [address for address in envelope.forward if address not in envelope.remote]
+    if targets:
+        copy = Envelope(queue_id=new_queue_id(), sender=ctx.srs.forward(envelope.sender), remote=targets,
+                        body=envelope.body)
+        await ctx.queue.enqueue(copy)
+        log.info("{queue_id} forwarded as {copy_id} to {targets}", queue_id=envelope.queue_id,
+                 copy_id=copy.queue_id, targets=", ".join(targets))
 
 
 async def _sign(server: "Connection", envelope: Envelope) -> Reply | None:

@@ -276,10 +276,12 @@ def test_postmaster_always_resolves(directory, tmp_path):
     assert directory.resolve("PostMaster@example.test") == ["postmaster@example.test"]
     assert directory.resolve("postmaster@other.test") == ["postmaster@other.test"]
     assert directory.resolve("postmaster+x@other.test") == ["postmaster@other.test"]
-    set_aliases(tmp_path, "postmaster@example.test: alice@example.test\npostmaster@other.test: someone@remote.test\n")
+    set_aliases(tmp_path, "postmaster@example.test: alice@example.test\npostmaster@other.test: nobody@other.test\n")
     assert directory.resolve("postmaster@example.test") == ["alice@example.test"]
-    # An alias that delivers nowhere locally must not lose the postmaster's mail.
+    # An alias that delivers nowhere must not lose the postmaster's mail.
     assert directory.resolve("postmaster@other.test") == ["postmaster@other.test"]
+    set_aliases(tmp_path, "postmaster@other.test: someone@remote.test\n")
+    assert directory.resolve("postmaster@other.test") == ["someone@remote.test"]  # forwarded
     assert directory.resolve("postmaster@example.org") == []
 
 
@@ -349,10 +351,11 @@ def test_alias_chain_depth_limited(directory, tmp_path):
     assert directory.resolve("l0@example.test") == []
 
 
-def test_remote_targets_left_out_and_logged(directory, tmp_path, logged):
-    set_aliases(tmp_path, "fwd@example.test: someone@remote.test, alice@example.test\n")
-    assert directory.resolve("fwd@example.test") == ["alice@example.test"]
-    assert any("someone@remote.test" in line for line in logged)
+def test_remote_targets_are_resolved_for_forwarding(directory, tmp_path):
+    set_aliases(tmp_path, "fwd@example.test: Someone@Remote.test, alice@example.test\nx@example.test: fwd@example.test\n")
+    assert directory.resolve("fwd@example.test") == ["someone@remote.test", "alice@example.test"]
+    assert directory.resolve("x@example.test") == ["someone@remote.test", "alice@example.test"]
+    assert not directory.may_send_as("alice@example.test", "someone@remote.test")
 
 
 def test_user_lines_the_store_cannot_hold_are_skipped(logged, directory, tmp_path):

@@ -132,9 +132,14 @@ def test_alias_refusals(run):
     assert code == 1 and "is a user" in err
     code, _, err = run("alias", "add", "info@example.test", "bob%x@example.test")
     assert code == 1 and "not a plain address" in err
-    code, _, err = run("alias", "add", "x@example.test", "alice@example.test", "someone@remote.test")
-    assert code == 1 and "someone@remote.test" in err and "remote delivery is not supported" in err
     assert run("alias", "list")[1] == ""
+
+
+def test_alias_forwarding_to_a_remote_address(run):
+    run("user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
+    code, _, err = run("alias", "add", "info@example.test", "alice@example.test", "someone@remote.test")
+    assert code == 0 and "neither a user" not in err
+    assert "info@example.test: alice@example.test, someone@remote.test" in run("alias", "list")[1]
 
 
 def test_usage_errors_exit_2(run):
