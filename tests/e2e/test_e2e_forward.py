@@ -1,0 +1,117 @@
+"""End to end: an alias of one real mailsrv forwards to another server, with an SRS sender.
+
+Two twistd processes on loopback: *forwarder* (example.test, where
+``info@`` forwards to alice here and to bob and nobody at remote.test) and
+*receiver* (remote.test, the MX of that domain in a DNS served by the
+test, where carol writes from and bob reads).  carol's message to info@
+is stored for alice and arrives at bob unchanged but for the trace, with
+an ``SRS0=...@example.test`` Return-Path; the receiver's refusal of nobody
+comes back to carol as a bounce through the SRS address, and so does a
+bounce that a client sends to that address later on port 25.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import smtplib
+import time
+
+import pytest
+
+from dns_harness import ThreadedDNS, Zone
+from test_e2e_outbound import PASSWORD
+from twistd_server import Server, mailsrv_cli
+
+MESSAGE = (b"From: Carol <carol@remote.test>\r\nTo: info@example.test\r\nSubject: please forward\r\n\r\n"
+           b".a line that starts with a dot\r\nbye\r\n")
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    zone = Zone()
+    zone.add("remote.test", "MX", "10 mx.remote.test.")
+    zone.add("mx.remote.test", "A", "127.0.0.1")
+    with ThreadedDNS(zone) as dns:
+        receiver = Server(str(tmp_path_factory.mktemp("receiver")), domains=("remote.test",))
+        receiver.add_user("bob@remote.test", PASSWORD)
+        receiver.add_user("carol@remote.test", PASSWORD)
+        forwarder = Server(
+            str(tmp_path_factory.mktemp("forwarder")),
+            extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
+                         f'[delivery]\nmx_port = {receiver.ports["smtp"]}\nretry = ["1s"]\n',
+        )
+        forwarder.add_user("alice@example.test", PASSWORD)
+        added = mailsrv_cli(forwarder.config, "alias", "add", "info@example.test", "alice@example.test",
+                            "bob@remote.test", "nobody@remote.test")
+        assert added.returncode == 0, added.stderr
+        receiver.start()
+        forwarder.start()
+        yield forwarder, receiver
+        forwarder.stop()
+        receiver.stop()
+
+
+def messages(maildir: str, count: int, timeout: float = 30) -> list[bytes]:
+    """The messages of a Maildir (new/ and cur/, oldest name first) once there are *count*, waiting up to *timeout*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = sorted(
+            (n, os.path.join(maildir, sub, n)) for sub in ("new", "cur") if os.path.isdir(os.path.join(maildir, sub))
+            for n in os.listdir(os.path.join(maildir, sub))
+        )
+        if len(names) >= count or time.monotonic() > deadline:
+            out = []
+            for _, path in names:
+                with open(path, "rb") as f:
+                    out.append(f.read().replace(b"\n", b"\r\n"))
+            return out
+        time.sleep(0.1)
+
+
+def forged_hash(srs_address: str) -> str:
+    """*srs_address* with another hash."""
+    tag, hash_, rest = srs_address.split("=", 2)
+    return f"{tag}={'AAAA' if hash_ != 'AAAA' else 'BBBB'}={rest}"
+
+
+def body_of(message: bytes) -> bytes:
+    return message.split(b"\r\n\r\n", 1)[1]
+
+
+def test_alias_forwards_with_an_srs_sender_and_bounces_come_back_to_the_original_sender(servers):
+    forwarder, receiver = servers
+    with smtplib.SMTP("127.0.0.1", forwarder.ports["smtp"], timeout=30) as s:
+        assert s.sendmail("carol@remote.test", ["info@example.test"], MESSAGE) == {}
+        # A plain remote recipient on port 25 stays relaying.
+        s.mail("carol@remote.test")
+        assert s.rcpt("bob@remote.test")[0] == 554
+        s.rset()
+
+    [local] = messages(os.path.join(forwarder.data_dir, "mail", "example.test", "alice"), 1)
+    assert local.startswith(b"Return-Path: <carol@remote.test>\r\n")
+
+    [arrived] = messages(os.path.join(receiver.data_dir, "mail", "remote.test", "bob"), 1)
+    return_path = arrived.split(b"\r\n", 1)[0].decode()
+    assert return_path.startswith("Return-Path: <SRS0=") and return_path.endswith("=remote.test=carol@example.test>")
+    assert arrived.split(b"\r\n\r\n", 1)[0].count(b"Return-Path:") == 1
+    assert b"\r\nFrom: Carol <carol@remote.test>\r\n" in arrived
+    assert body_of(arrived) == body_of(local) == b".a line that starts with a dot\r\nbye\r\n"
+
+    # The receiver refused nobody@: the forwarder's bounce goes to the SRS sender, and on to carol.
+    [refusal] = messages(os.path.join(receiver.data_dir, "mail", "remote.test", "carol"), 1)
+    report = email.message_from_bytes(refusal, policy=email.policy.default)
+    assert report.get_content_type() == "multipart/report" and report["Return-Path"] == "<>"
+    assert "nobody@remote.test" in report.as_string()
+
+    # A bounce sent later to the SRS address (the receiver's own DSN, say) reaches carol too.
+    srs_address = return_path[len("Return-Path: <"):-1]
+    with smtplib.SMTP("127.0.0.1", forwarder.ports["smtp"], timeout=30) as s:
+        assert s.sendmail("<>", [srs_address], b"Subject: late bounce\r\n\r\nundeliverable\r\n") == {}
+        s.mail("<>")
+        assert s.rcpt(forged_hash(srs_address))[0] == 550
+    carols = messages(os.path.join(receiver.data_dir, "mail", "remote.test", "carol"), 2)
+    assert len(carols) == 2
+    [late] = [m for m in carols if b"Subject: late bounce" in m]
+    assert late.startswith(b"Return-Path: <>\r\n") and late.endswith(b"\r\n\r\nundeliverable\r\n")
