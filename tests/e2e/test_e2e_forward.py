@@ -16,12 +16,11 @@ import email
 import email.policy
 import os
 import smtplib
-import time
 
 import pytest
 
-from dns_harness import ThreadedDNS, Zone
-from test_e2e_outbound import PASSWORD
+from dns_harness import ThreadedDNS
+from test_e2e_outbound import PASSWORD, files_in, remote_zone, sending_config
 from twistd_server import Server, mailsrv_cli
 
 MESSAGE = (b"From: Carol <carol@remote.test>\r\nTo: info@example.test\r\nSubject: please forward\r\n\r\n"
@@ -30,18 +29,11 @@ MESSAGE = (b"From: Carol <carol@remote.test>\r\nTo: info@example.test\r\nSubject
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    zone = Zone()
-    zone.add("remote.test", "MX", "10 mx.remote.test.")
-    zone.add("mx.remote.test", "A", "127.0.0.1")
-    with ThreadedDNS(zone) as dns:
+    with ThreadedDNS(remote_zone()) as dns:
         receiver = Server(str(tmp_path_factory.mktemp("receiver")), domains=("remote.test",))
         receiver.add_user("bob@remote.test", PASSWORD)
         receiver.add_user("carol@remote.test", PASSWORD)
-        forwarder = Server(
-            str(tmp_path_factory.mktemp("forwarder")),
-            extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
-                         f'[delivery]\nmx_port = {receiver.ports["smtp"]}\nretry = ["1s"]\n',
-        )
+        forwarder = Server(str(tmp_path_factory.mktemp("forwarder")), extra_config=sending_config(dns, receiver))
         forwarder.add_user("alice@example.test", PASSWORD)
         added = mailsrv_cli(forwarder.config, "alias", "add", "info@example.test", "alice@example.test",
                             "bob@remote.test", "nobody@remote.test")
@@ -51,23 +43,6 @@ def servers(tmp_path_factory):
         yield forwarder, receiver
         forwarder.stop()
         receiver.stop()
-
-
-def messages(maildir: str, count: int, timeout: float = 30) -> list[bytes]:
-    """The messages of a Maildir (new/ and cur/, oldest name first) once there are *count*, waiting up to *timeout*."""
-    deadline = time.monotonic() + timeout
-    while True:
-        names = sorted(
-            (n, os.path.join(maildir, sub, n)) for sub in ("new", "cur") if os.path.isdir(os.path.join(maildir, sub))
-            for n in os.listdir(os.path.join(maildir, sub))
-        )
-        if len(names) >= count or time.monotonic() > deadline:
-            out = []
-            for _, path in names:
-                with open(path, "rb") as f:
-                    out.append(f.read().replace(b"\n", b"\r\n"))
-            return out
-        time.sleep(0.1)
 
 
 def forged_hash(srs_address: str) -> str:
@@ -89,10 +64,10 @@ def test_alias_forwards_with_an_srs_sender_and_bounces_come_back_to_the_original
         assert s.rcpt("bob@remote.test")[0] == 554
         s.rset()
 
-    [local] = messages(os.path.join(forwarder.data_dir, "mail", "example.test", "alice"), 1)
+    [local] = files_in(os.path.join(forwarder.data_dir, "mail", "example.test", "alice"))
     assert local.startswith(b"Return-Path: <carol@remote.test>\r\n")
 
-    [arrived] = messages(os.path.join(receiver.data_dir, "mail", "remote.test", "bob"), 1)
+    [arrived] = files_in(os.path.join(receiver.data_dir, "mail", "remote.test", "bob"))
     return_path = arrived.split(b"\r\n", 1)[0].decode()
     assert return_path.startswith("Return-Path: <SRS0=") and return_path.endswith("=remote.test=carol@example.test>")
     assert arrived.split(b"\r\n\r\n", 1)[0].count(b"Return-Path:") == 1
@@ -100,7 +75,7 @@ def test_alias_forwards_with_an_srs_sender_and_bounces_come_back_to_the_original
     assert body_of(arrived) == body_of(local) == b".a line that starts with a dot\r\nbye\r\n"
 
     # The receiver refused nobody@: the forwarder's bounce goes to the SRS sender, and on to carol.
-    [refusal] = messages(os.path.join(receiver.data_dir, "mail", "remote.test", "carol"), 1)
+    [refusal] = files_in(os.path.join(receiver.data_dir, "mail", "remote.test", "carol"))
     report = email.message_from_bytes(refusal, policy=email.policy.default)
     assert report.get_content_type() == "multipart/report" and report["Return-Path"] == "<>"
     assert "nobody@remote.test" in report.as_string()
@@ -111,7 +86,7 @@ def test_alias_forwards_with_an_srs_sender_and_bounces_come_back_to_the_original
         assert s.sendmail("<>", [srs_address], b"Subject: late bounce\r\n\r\nundeliverable\r\n") == {}
         s.mail("<>")
         assert s.rcpt(forged_hash(srs_address))[0] == 550
-    carols = messages(os.path.join(receiver.data_dir, "mail", "remote.test", "carol"), 2)
+    carols = files_in(os.path.join(receiver.data_dir, "mail", "remote.test", "carol"), count=2)
     assert len(carols) == 2
     [late] = [m for m in carols if b"Subject: late bounce" in m]
     assert late.startswith(b"Return-Path: <>\r\n") and late.endswith(b"\r\n\r\nundeliverable\r\n")

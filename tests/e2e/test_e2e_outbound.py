@@ -30,20 +30,27 @@ def keygen(server: Server, domain: str) -> str:
     return made.stdout.splitlines()[-1]
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
+def remote_zone() -> Zone:
+    """remote.test with its MX on loopback."""
     zone = Zone()
     zone.add("remote.test", "MX", "10 mx.remote.test.")
     zone.add("mx.remote.test", "A", "127.0.0.1")
-    with ThreadedDNS(zone) as dns:
+    return zone
+
+
+def sending_config(dns: ThreadedDNS, receiver: Server) -> str:
+    """The config of a server that asks *dns* and sends to *receiver*'s port 25, retrying after a second."""
+    return (f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
+            f'[delivery]\nmx_port = {receiver.ports["smtp"]}\nretry = ["1s"]\n')
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    with ThreadedDNS(remote_zone()) as dns:
         receiver = Server(str(tmp_path_factory.mktemp("receiver")), domains=("remote.test",))
         receiver.add_user("bob@remote.test", PASSWORD)
         receiver.write_config()
-        sender = Server(
-            str(tmp_path_factory.mktemp("sender")),
-            extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
-                         f'[delivery]\nmx_port = {receiver.ports["smtp"]}\nretry = ["1s"]\n',
-        )
+        sender = Server(str(tmp_path_factory.mktemp("sender")), extra_config=sending_config(dns, receiver))
         sender.add_user("alice@example.test", PASSWORD)
         sender.record = keygen(sender, "example.test")
         receiver.start()
@@ -53,13 +60,13 @@ def servers(tmp_path_factory):
         receiver.stop()
 
 
-def files_in(maildir: str, timeout: float = 30) -> list[bytes]:
-    """The messages of a Maildir's new/ and cur/ once there is one, waiting up to *timeout*."""
+def files_in(maildir: str, timeout: float = 30, count: int = 1) -> list[bytes]:
+    """The messages of a Maildir's new/ and cur/ once there are *count*, waiting up to *timeout*."""
     deadline = time.monotonic() + timeout
     while True:
         names = [os.path.join(maildir, sub, n) for sub in ("new", "cur") if os.path.isdir(os.path.join(maildir, sub))
                  for n in sorted(os.listdir(os.path.join(maildir, sub)))]
-        if names or time.monotonic() > deadline:
+        if len(names) >= count or time.monotonic() > deadline:
             out = []
             for name in names:
                 with open(name, "rb") as f:
