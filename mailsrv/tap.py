@@ -38,6 +38,7 @@ from mailsrv.net.limits import ConnectionLimits
 from mailsrv.net.login import IUser, User
 from mailsrv.net.shutdown import OpenSessions
 from mailsrv.policy import Policy
+from mailsrv.policy.loops import HopLimit
 from mailsrv.policy.submission import AuthRequired, CompleteHeader, SenderIsLogin
 from mailsrv.reload import Reloader
 from mailsrv.service import MailServer
@@ -133,8 +134,8 @@ def assemble(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory, srs),
         srs=srs,
-        policy=Policy([AuthRequired(), SenderIsLogin(directory), CompleteHeader(config.hostname)], workers.disk,
-                      resolver=resolver, dns=workers.dns),
+        policy=Policy([AuthRequired(), SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit()],
+                      workers.disk, resolver=resolver, dns=workers.dns),
         delivery=LocalDelivery(store, audit),
         workers=workers,
         audit=audit,

@@ -14,6 +14,7 @@ from twisted.internet import defer
 
 from mailsrv.delivery.srs import Rewriter
 from mailsrv.message import wire
+from mailsrv.policy.loops import MAX_HOPS
 from support import TEST_SRS_SECRET, make_context
 from test_smtp_inbound import MESSAGE, QUEUED, RELAY_DENIED, STORED_BODY, InboundTestCase
 from test_smtp_session import FakeDirectory
@@ -37,7 +38,9 @@ class RecordingQueue:
         return defer.succeed(envelope.queue_id)
 
 
-class ForwardTests(InboundTestCase):
+class ForwardingCase(InboundTestCase):
+    """A session on port 25 with the alias info@ forwarding, and a queue that records."""
+
     def setUp(self) -> None:
         super().setUp()
         self.ctx = make_context(self.config, store=self.store, directory=ForwardingDirectory(), tls_options=object())
@@ -54,6 +57,8 @@ class ForwardTests(InboundTestCase):
         self.assertEqual(self.say(b"DATA\r\n"), b"354 End data with <CR><LF>.<CR><LF>\r\n")
         return QUEUED.match(self.say(MESSAGE)).group(1).decode()
 
+
+class ForwardTests(ForwardingCase):
     def test_alias_mail_is_stored_locally_and_queued_with_an_srs_sender(self):
         queue_id = self.send(b"<bob@example.net>", b"info@example.test")
         [(addresses, stored)] = self.store.calls
@@ -109,3 +114,21 @@ class ForwardTests(InboundTestCase):
         expired = old.forward("carol@remote.test").encode()
         self.mail(b"<>")
         self.assertTrue(self.rcpt(expired).startswith(b"550 5.1.1 "))
+
+
+class LoopTests(ForwardingCase):
+    def test_a_message_with_too_many_received_fields_is_neither_stored_nor_forwarded(self):
+        self.mail()
+        self.rcpt(b"info@example.test")
+        self.say(b"DATA\r\n")
+        looping = b"Received: from a.example by b.example; Mon, 1 Dec 2026 00:00:00 +0000\r\n" * MAX_HOPS + MESSAGE
+        self.assertEqual(self.say(looping), b"554 5.4.6 Too many hops: mail loop\r\n")
+        self.assertEqual((self.store.calls, self.queue.queued), ([], []))
+
+    def test_just_under_the_limit_is_forwarded(self):
+        self.mail()
+        self.rcpt(b"info@example.test")
+        self.say(b"DATA\r\n")
+        hops = b"Received: from a.example by b.example; Mon, 1 Dec 2026 00:00:00 +0000\r\n" * (MAX_HOPS - 1)
+        self.assertRegex(self.say(hops + MESSAGE), QUEUED)
+        self.assertEqual(len(self.queue.queued), 1)
