@@ -1,4 +1,5 @@
-"""Forwarding: the router's answer for aliases with remote targets and SRS addresses, and SRS itself."""
+"""Forwarding: the router's answer for aliases with remote targets and SRS addresses, SRS itself,
+and where the queue's bounces to an SRS sender go."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import stat
 
 import pytest
 import srslib
+from twisted.internet import defer
 
 from mailsrv.address import Mailbox
+from mailsrv.delivery.envelope import Envelope
+from mailsrv.delivery.outbound import make_bounce_sender
 from mailsrv.delivery.router import Local, Refusal, Refused, Remote, Router
 from mailsrv.delivery.srs import Invalid, Rewriter, SRSInvalid, VALIDITY_DAYS, load_secret
+from mailsrv.message.body import Body
 
 DAY = 24 * 3600
 
@@ -122,3 +127,34 @@ def test_empty_secret_file_is_an_error_naming_it(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ValueError, match="srs-secret"):
         load_secret(str(path))
+
+
+class Recorder:
+    """A queue and a local delivery that keep what they get: (sender, local users, remote)."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, list[str], list[str]]] = []
+
+    def _keep(self, envelope: Envelope) -> defer.Deferred[str]:
+        self.got.append((envelope.sender, list(envelope.local_users), list(envelope.remote)))
+        return defer.succeed(envelope.queue_id)
+
+    enqueue = deliver = _keep
+
+
+def bounce_to(router: Router, recipient: str) -> tuple[Recorder, Recorder]:
+    queue, local = Recorder(), Recorder()
+    bounce = Envelope(queue_id="QID000000001", sender="", body=Body.from_wire(b"Subject: failed\r\n\r\nsorry\r\n"))
+    done = defer.Deferred.fromCoroutine(make_bounce_sender(router, local)(bounce, recipient, queue))
+    assert done.called and done.result is None
+    return queue, local
+
+
+def test_our_bounce_of_forwarded_mail_goes_to_the_sender_behind_the_srs_address(router, srs):
+    queue, local = bounce_to(router, srs.forward("carol@remote.test"))
+    assert (queue.got, local.got) == ([("", [], ["carol@remote.test"])], [])
+
+
+def test_our_bounce_to_a_bad_srs_address_is_dropped(router, srs):
+    queue, local = bounce_to(router, "SRS0=AAAA=JV=remote.test=carol@example.test")
+    assert (queue.got, local.got) == ([], [])
