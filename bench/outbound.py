@@ -112,8 +112,10 @@ class Receiver:
     """The receiving mailsrv and its recipients' Maildirs."""
 
     def __init__(self, root: str, names: Sequence[str]) -> None:
-        # Postfix opens up to 20 connections per destination domain, more than the default 50 per address.
-        self.server = Server(root, domains=tuple(names), extra_config="[limits]\nmax_connections_per_ip = 0\n")
+        # No connection limits: Postfix opens up to 20 connections per destination domain (more than the
+        # default 50 per address), and a refusal makes it suspend the destination for minutes.
+        self.server = Server(root, domains=tuple(names),
+                             extra_config="[limits]\nmax_connections = 100000\nmax_connections_per_ip = 0\n")
         self.recipients = [f"rcpt@{d}" for d in names]
         for address in self.recipients:
             self.server.add_user(address, PASSWORD)
