@@ -20,9 +20,9 @@ the same receiver:
     submitted to a sending mailsrv's submission port (STARTTLS + AUTH), which
     queues them and delivers them by MX;
 ``postfix`` (with ``--postfix-config``)
-    submitted to a private Postfix (``../shared/peers/start-postfix-dovecot.sh``)
-    that relays every message to the receiver (``relayhost``, set for the run
-    and restored afterwards).
+    submitted to a private Postfix instance (see bench/README.rst) that
+    relays every message to the receiver (``relayhost``, set for the run and
+    restored afterwards).
 
 No timing is asserted: this prints figures for a human to compare.
 """
