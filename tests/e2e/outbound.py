@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from typing import Callable, Iterable
 
+from dns_harness import ThreadedDNS, Zone
 from twistd_server import Server, mailsrv_cli
 
 PASSWORD = "correct horse battery staple"
@@ -83,3 +84,46 @@ def kill(server: Server) -> None:
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(timeout=20)
     server.process.stdout.close()
+
+
+def remote_zone() -> Zone:
+    """remote.test with its MX on loopback."""
+    zone = Zone()
+    zone.add("remote.test", "MX", "10 mx.remote.test.")
+    zone.add("mx.remote.test", "A", "127.0.0.1")
+    return zone
+
+
+def sending_config(dns: ThreadedDNS, receiver: Server) -> str:
+    """The config of a server that asks *dns* and sends to *receiver*'s port 25, retrying after a second."""
+    return (f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
+            f'[delivery]\nmx_port = {receiver.ports["smtp"]}\nretry = ["1s"]\n')
+
+
+def files_in(maildir: str, timeout: float = 30, count: int = 1) -> list[bytes]:
+    """The messages of a Maildir's new/ and cur/ once there are *count*, waiting up to *timeout*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        names = [os.path.join(maildir, sub, n) for sub in ("new", "cur") if os.path.isdir(os.path.join(maildir, sub))
+                 for n in sorted(os.listdir(os.path.join(maildir, sub)))]
+        if len(names) >= count or time.monotonic() > deadline:
+            out = []
+            for name in names:
+                with open(name, "rb") as f:
+                    out.append(f.read().replace(b"\n", b"\r\n"))
+            return out
+        time.sleep(0.1)
+
+
+def remote_and_sender(
+    tmp_path_factory, dns: ThreadedDNS, receiver_users: Iterable[str], sender_name: str,
+) -> tuple[Server, Server]:
+    """A receiving mailsrv for remote.test with *receiver_users*, and one for example.test (with
+    alice) that asks *dns* and sends to it: configured, not started."""
+    receiver = Server(str(tmp_path_factory.mktemp("receiver")), domains=("remote.test",))
+    for user in receiver_users:
+        receiver.add_user(user, PASSWORD)
+    receiver.write_config()
+    sender = Server(str(tmp_path_factory.mktemp(sender_name)), extra_config=sending_config(dns, receiver))
+    sender.add_user("alice@example.test", PASSWORD)
+    return receiver, sender

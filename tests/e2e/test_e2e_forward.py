@@ -20,8 +20,8 @@ import smtplib
 import pytest
 
 from dns_harness import ThreadedDNS
-from test_e2e_outbound import PASSWORD, files_in, remote_zone, sending_config
-from twistd_server import Server, mailsrv_cli
+from outbound import files_in, remote_and_sender, remote_zone
+from twistd_server import mailsrv_cli
 
 MESSAGE = (b"From: Carol <carol@remote.test>\r\nTo: info@example.test\r\nSubject: please forward\r\n\r\n"
            b".a line that starts with a dot\r\nbye\r\n")
@@ -30,11 +30,9 @@ MESSAGE = (b"From: Carol <carol@remote.test>\r\nTo: info@example.test\r\nSubject
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     with ThreadedDNS(remote_zone()) as dns:
-        receiver = Server(str(tmp_path_factory.mktemp("receiver")), domains=("remote.test",))
-        receiver.add_user("bob@remote.test", PASSWORD)
-        receiver.add_user("carol@remote.test", PASSWORD)
-        forwarder = Server(str(tmp_path_factory.mktemp("forwarder")), extra_config=sending_config(dns, receiver))
-        forwarder.add_user("alice@example.test", PASSWORD)
+        receiver, forwarder = remote_and_sender(
+            tmp_path_factory, dns, ["bob@remote.test", "carol@remote.test"], "forwarder"
+        )
         added = mailsrv_cli(forwarder.config, "alias", "add", "info@example.test", "alice@example.test",
                             "bob@remote.test", "nobody@remote.test")
         assert added.returncode == 0, added.stderr

@@ -17,11 +17,10 @@ import time
 
 import pytest
 
-from dns_harness import ThreadedDNS, Zone
+from dns_harness import ThreadedDNS
+from outbound import PASSWORD, files_in, remote_and_sender, remote_zone
 from support import dkim_verifies
 from twistd_server import Server, mailsrv_cli
-
-PASSWORD = "correct horse battery staple"
 
 
 def keygen(server: Server, domain: str) -> str:
@@ -30,49 +29,16 @@ def keygen(server: Server, domain: str) -> str:
     return made.stdout.splitlines()[-1]
 
 
-def remote_zone() -> Zone:
-    """remote.test with its MX on loopback."""
-    zone = Zone()
-    zone.add("remote.test", "MX", "10 mx.remote.test.")
-    zone.add("mx.remote.test", "A", "127.0.0.1")
-    return zone
-
-
-def sending_config(dns: ThreadedDNS, receiver: Server) -> str:
-    """The config of a server that asks *dns* and sends to *receiver*'s port 25, retrying after a second."""
-    return (f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
-            f'[delivery]\nmx_port = {receiver.ports["smtp"]}\nretry = ["1s"]\n')
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     with ThreadedDNS(remote_zone()) as dns:
-        receiver = Server(str(tmp_path_factory.mktemp("receiver")), domains=("remote.test",))
-        receiver.add_user("bob@remote.test", PASSWORD)
-        receiver.write_config()
-        sender = Server(str(tmp_path_factory.mktemp("sender")), extra_config=sending_config(dns, receiver))
-        sender.add_user("alice@example.test", PASSWORD)
+        receiver, sender = remote_and_sender(tmp_path_factory, dns, ["bob@remote.test"], "sender")
         sender.record = keygen(sender, "example.test")
         receiver.start()
         sender.start()
         yield sender, receiver
         sender.stop()
         receiver.stop()
-
-
-def files_in(maildir: str, timeout: float = 30, count: int = 1) -> list[bytes]:
-    """The messages of a Maildir's new/ and cur/ once there are *count*, waiting up to *timeout*."""
-    deadline = time.monotonic() + timeout
-    while True:
-        names = [os.path.join(maildir, sub, n) for sub in ("new", "cur") if os.path.isdir(os.path.join(maildir, sub))
-                 for n in sorted(os.listdir(os.path.join(maildir, sub)))]
-        if len(names) >= count or time.monotonic() > deadline:
-            out = []
-            for name in names:
-                with open(name, "rb") as f:
-                    out.append(f.read().replace(b"\n", b"\r\n"))
-            return out
-        time.sleep(0.1)
 
 
 def test_mail_to_another_server_arrives_signed_and_a_refusal_comes_back_as_one_bounce(servers):
