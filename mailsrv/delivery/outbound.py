@@ -20,13 +20,14 @@ from mailsrv.delivery.queuedir import QueueDir
 from mailsrv.delivery.router import Local, Refused, Remote, Router
 from mailsrv.delivery.runner import BounceSender, Queue
 from mailsrv.delivery.warmup import Warmup
+from mailsrv.message.headers import return_path_line
 from mailsrv.net.audit import Audit
 from mailsrv.workers import Workers
 
 log = Logger()
 
 #: RFC 5321 4.4: final delivery puts the reverse-path on top, here the null one of a bounce.
-RETURN_PATH = b"Return-Path: <>\r\n"
+RETURN_PATH = return_path_line("", b"\r\n")
 
 def make_bounce_sender(router: Router, local: LocalDelivery) -> BounceSender:
     """Deliver a DSN as SMTP would deliver mail for its recipient: to the store, or through the queue.

@@ -50,6 +50,11 @@ def header_lines(header: bytes) -> list[tuple[str, bytes]]:
 RETURN_PATH = b"return-path:"
 
 
+def return_path_line(sender: str, end: bytes = b"\n") -> bytes:
+    """The ``Return-Path`` line for the reverse-path *sender* (``""``: ``<>``), ending in *end* (disk form: LF)."""
+    return b"Return-Path: <" + sender.encode("ascii") + b">" + end
+
+
 def past_return_path(stored: BinaryIO) -> BinaryIO:
     """*stored* (a disk-form message file) positioned after a leading ``Return-Path`` line, if any.
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
+from mailsrv.message.headers import return_path_line
+
 
 _FOLD = "\r\n\t"  # RFC 5322 2.2.3: fold with CRLF followed by whitespace
 
@@ -68,8 +70,3 @@ def trace_headers(
         parts.append(stamp)
     received = "Received: " + _FOLD.join(parts)
     return return_path_line(sender, b"\r\n") + f"{received}\r\n".encode("ascii")
-
-
-def return_path_line(sender: str, end: bytes = b"\n") -> bytes:
-    """The ``Return-Path`` line that begins every message we take, with *end* (disk form: LF)."""
-    return b"Return-Path: <" + sender.encode("ascii") + b">" + end

@@ -24,11 +24,12 @@ from mailsrv.address import AddressSyntaxError, Mailbox, parse_path
 from mailsrv.delivery.envelope import Envelope, new_queue_id
 from mailsrv.delivery.router import Local, Refusal, Refused, Remote
 from mailsrv.message.body import BodyWriter
+from mailsrv.message.headers import return_path_line
 from mailsrv.smtp import replies
 from mailsrv.smtp.connection import Transaction
 from mailsrv.smtp.data import DataReader
 from mailsrv.smtp.params import parse_mail_params, parse_rcpt_params
-from mailsrv.smtp.received import return_path_line, trace_headers, with_protocol
+from mailsrv.smtp.received import trace_headers, with_protocol
 from mailsrv.smtp.replies import Rejection, Reply
 
 if TYPE_CHECKING:
