@@ -544,18 +544,26 @@ class Folder:
         infos, files = self._snap.infos, self._snap.files
         present = [uid for uid in wanted if uid in infos]
         names = {uid: "cur/" + self._filename(infos[uid].key, wanted[uid]) for uid in present}
-        moves = [uid for uid in present if names[uid] != files[uid]]
+        moves = {uid: names[uid] for uid in present if names[uid] != files[uid]}
 
-        def renamed(done: list[tuple[int, None]]) -> list[MessageInfo]:
-            for uid, _ in done:
-                if uid in infos:
-                    self._set_file(uid, names[uid])
-            lost = set(moves) - {uid for uid, _ in done}  # gone while we renamed
+        def renamed(done: set[int]) -> list[MessageInfo]:
+            lost = moves.keys() - done  # gone while we renamed
             kept = [uid for uid in present if uid in infos and uid not in lost]
             self._flags_now([(uid, wanted[uid]) for uid in kept if infos[uid].flags != wanted[uid]])
             return [infos[uid] for uid in kept]
 
-        d = self._each_file(moves, os.rename, lambda uid: (os.path.join(self.path, names[uid]),))
+        return self._rename_files(moves).addCallback(renamed)
+
+    def _rename_files(self, names: dict[int, str], retry: bool = True) -> "Deferred[set[int]]":
+        """Rename each message's file to ``names[uid]`` (in the pool) and record it: the UIDs done."""
+
+        def renamed(done: list[tuple[int, None]]) -> set[int]:
+            for uid, _ in done:
+                if uid in self._snap.infos:
+                    self._set_file(uid, names[uid])
+            return {uid for uid, _ in done}
+
+        d = self._each_file(sorted(names), os.rename, lambda uid: (os.path.join(self.path, names[uid]),), retry=retry)
         return d.addCallback(renamed)
 
     def _flags_now(self, changes: list[tuple[int, frozenset[str]]]) -> None:
@@ -586,20 +594,14 @@ class Folder:
         self._logged(self._moves.run(soon=True), "moving claimed messages to cur/")
         return set(claimed)
 
-    def _move_claimed(self) -> "Deferred[None]":
+    def _move_claimed(self) -> "Deferred[set[int]]":
         names, self._unmoved = self._unmoved, {}
-
-        def moved(done: list[tuple[int, None]]) -> None:
-            for uid, _ in done:
-                if uid in self._snap.infos:
-                    self._set_file(uid, names[uid])
 
         def settled(result: object) -> object:
             self._claiming -= names.keys()
             return result
 
-        d = self._each_file(sorted(names), os.rename, lambda uid: (os.path.join(self.path, names[uid]),), retry=False)
-        return d.addCallback(moved).addBoth(settled)
+        return self._rename_files(names, retry=False).addBoth(settled)
 
     def expunge(self, uids: Iterable[int]) -> "Deferred[list[int]]":
         """Remove messages for good; each unlink is atomic. Fires with the UIDs removed."""
