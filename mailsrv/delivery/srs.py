@@ -18,11 +18,12 @@ way.  ARC sealing (RFC 8617) of forwarded mail is not done.
 from __future__ import annotations
 
 import enum
-import os
 import secrets
 from typing import Iterable
 
 import srslib
+
+from mailsrv.store.writing import write_file
 
 #: How long a rewritten address can be bounced to (the usual 21 days: longer than any queue keeps a message).
 VALIDITY_DAYS = 21
@@ -91,17 +92,12 @@ def load_secret(path: str) -> bytes:
     Blocks: called once at the server start.  ``O_EXCL`` makes two servers
     starting on one data dir agree on one secret.
     """
+    secret = secrets.token_hex(_SECRET_BYTES).encode("ascii")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_file(path, secret + b"\n")  # O_EXCL, mode 0600, fsynced
     except FileExistsError:
         with open(path, "rb") as f:
             secret = f.read().strip()
         if not secret:
             raise ValueError(f"{path}: the SRS secret file is empty; remove it to make a new one") from None
-        return secret
-    secret = secrets.token_hex(_SECRET_BYTES).encode("ascii")
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
     return secret
