@@ -29,10 +29,15 @@ class Bodies(list):  # type: ignore[type-arg]
 
 
 def _raw(value: str | None) -> bytes | None:
-    """A header value back to the octets it was parsed from."""
+    """A header value back to the octets it was parsed from.
+
+    Undecodable octets come back from their surrogates; a character the
+    parser made of them (8-bit header text) goes as UTF-8, as :func:`encode`
+    sends any string, rather than failing the whole FETCH.
+    """
     if value is None:
         return None
-    return value.encode("ascii", "surrogateescape")
+    return value.encode("utf-8", "surrogateescape")
 
 
 def encode(item: Any) -> bytes:

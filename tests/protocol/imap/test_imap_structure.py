@@ -59,6 +59,15 @@ class Envelope(IMAPTestCase):
 
 
 class LineCounts(IMAPTestCase):
+    async def test_an_8bit_header_does_not_fail_the_fetch(self) -> None:
+        """Raw 8-bit header octets (common in a Subject) come out of the parser as characters:
+        ENVELOPE answers with them as UTF-8 literals instead of failing the whole FETCH."""
+        await self.deliver(b"From: \xc3\xa9mile <emile@example.test>\r\nSubject: caf\xc3\xa9\r\n\r\nbody\r\n")
+        session = await self.login()
+        reply = await session.command(b"a FETCH 1 ENVELOPE")
+        self.assertTrue(reply.endswith(b"a OK FETCH completed\r\n"), reply)
+        self.assertIn(b' NIL "emile" "example.test"))', reply)
+
     async def test_lines_are_the_line_ends_in_each_part(self) -> None:
         await self.deliver(NESTED)
         session = await self.login()
