@@ -151,7 +151,11 @@ class _ReceiverProtocol(LineReceiver):
     def connectionMade(self) -> None:
         self.r.connections += 1
         self.r.sessions.append(self.session)
+        self.r.open.append(self)
         self.reply(self.r.greeting)
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.r.open.remove(self)
 
     def reply(self, text: str) -> None:
         self.sendLine(text.encode())
@@ -225,7 +229,7 @@ class _ReceiverProtocol(LineReceiver):
 
     def smtp_RSET(self, arg: str) -> None:
         self._reset()
-        self.reply("250 2.0.0 ok")
+        self.reply(self.r.rset_reply)
 
     def smtp_NOOP(self, arg: str) -> None:
         self.reply("250 2.0.0 ok")
@@ -269,9 +273,17 @@ class Receiver:
         self.greeting = greeting
         self.rcpt_replies: dict[str, str] = {}
         self.data_reply = "250 2.0.0 queued"
+        self.rset_reply = "250 2.0.0 ok"
+        #: The connections open now.
+        self.open: list[_ReceiverProtocol] = []
         self.messages: list[Received] = []
         self.sessions: list[Session] = []
         self.connections = 0
+
+    def hang_up(self) -> None:
+        """Close every open connection, as a server whose idle timeout ran out does."""
+        for protocol in list(self.open):
+            protocol.transport.loseConnection()
 
     def listen(self, case: unittest.TestCase, implicit_tls: bool = False) -> int:
         """Serve on a free 127.0.0.1 port until *case* ends (TLS from the first octet with *implicit_tls*)."""

@@ -60,3 +60,6 @@ class IRemoteDelivery(Interface):
         order, and never fails.  *body* is the disk form the store and the
         spool use (:mod:`mailsrv.message.wire`); it stays the caller's.
         """
+
+    def close() -> "Deferred[None]":
+        """End whatever is kept open between messages (the queue is stopping); fires once it is closed."""

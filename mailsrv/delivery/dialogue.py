@@ -1,11 +1,14 @@
 """One SMTP transaction on an open connection: EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA (RFC 5321 3.3).
 
-:func:`transact` returns one result per recipient, or raises
-:class:`TryNextHost` when this host cannot take the message now (no
-greeting, TLS required and not offered, a lost connection) so that the
-caller tries the next one, or :class:`TLSBroken` when a STARTTLS handshake
-failed under policy ``may`` (the caller then reconnects without TLS,
-RFC 3207 leaves that to the client).  Timeouts are RFC 5321 4.5.3.2's.
+:func:`open_session` reads the greeting and says EHLO, STARTTLS and AUTH;
+:func:`mail_transaction` then returns one result per recipient, and may
+run again on the same session (after :func:`reset`) before
+:func:`end_session`.  Both raise :class:`TryNextHost` when this host
+cannot take the message now (no greeting, TLS required and not offered, a
+lost connection) so that the caller tries the next one, or
+:class:`TLSBroken` when a STARTTLS handshake failed under policy ``may``
+(the caller then reconnects without TLS, RFC 3207 leaves that to the
+client).  Timeouts are RFC 5321 4.5.3.2's.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ COMMAND_TIMEOUT = 300.0
 DATA_TIMEOUT = 120.0
 BLOCK_TIMEOUT = 180.0
 FINAL_TIMEOUT = 600.0
-#: Not in the RFC: how long a TLS handshake and QUIT's reply may take.
+#: Not in the RFC: how long a TLS handshake, and the reply to QUIT or RSET, may take.
 TLS_TIMEOUT = 60.0
 QUIT_TIMEOUT = 10.0
 
@@ -65,8 +68,8 @@ class Transaction:
     credentials: tuple[str, str] | None = None
 
 
-async def transact(conn: ClientConnection, tx: Transaction, tls: TLSPolicy) -> list[RecipientResult]:
-    """Run *tx* on *conn* (connected, greeting not read yet) and QUIT; the caller closes *conn*."""
+async def open_session(conn: ClientConnection, tx: Transaction, tls: TLSPolicy) -> dict[str, str]:
+    """The greeting, EHLO, STARTTLS and AUTH as *tls* and *tx* ask; the extensions the session offers."""
     try:
         greeting = await conn.read_reply(GREETING_TIMEOUT)
         if not greeting.positive:
@@ -76,11 +79,30 @@ async def transact(conn: ClientConnection, tx: Transaction, tls: TLSPolicy) -> l
             extensions = await _starttls(conn, tx.helo, extensions, tls)
         if tx.credentials is not None:
             await _auth(conn, extensions, tx.credentials)
-        results = await _mail(conn, tx, extensions)
     except SMTPClientError as e:
         raise TryNextHost(str(e)) from None
-    await _quit(conn)
-    return results
+    return extensions
+
+
+async def mail_transaction(conn: ClientConnection, tx: Transaction, extensions: dict[str, str]) -> list[RecipientResult]:
+    """One mail transaction on an open session: a result per recipient, or TryNextHost if the session broke first.
+
+    When it returns, the session is in step with the peer again (every
+    reply read), ready for QUIT or for the next transaction.
+    """
+    try:
+        return await _mail(conn, tx, extensions)
+    except SMTPClientError as e:
+        raise TryNextHost(str(e)) from None
+
+
+async def reset(conn: ClientConnection) -> bool:
+    """RSET (RFC 5321 4.1.1.5) on a session kept from an earlier transaction: whether it is still good."""
+    try:
+        reply = await _command(conn, "RSET", QUIT_TIMEOUT)
+    except SMTPClientError:
+        return False
+    return reply.code == 250
 
 
 async def _command(conn: ClientConnection, line: str, timeout: float = COMMAND_TIMEOUT) -> Reply:
@@ -220,7 +242,7 @@ async def _send_batch(conn: ClientConnection, commands: list[str], pipelined: bo
     return replies
 
 
-async def _quit(conn: ClientConnection) -> None:
+async def end_session(conn: ClientConnection) -> None:
     """QUIT politely; the transaction is over whatever the answer."""
     try:
         await _command(conn, "QUIT", QUIT_TIMEOUT)

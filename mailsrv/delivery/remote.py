@@ -6,7 +6,10 @@ the queue calls.  For one message and one destination it finds the hosts
 order until one takes the transaction (:mod:`.dialogue`), and turns every
 problem into per-recipient results.  A host that refuses the connection,
 times out, breaks off or fails the TLS policy only moves it on to the next;
-DEFERRED comes back once every host was tried.
+DEFERRED comes back once every host was tried.  A session that ended its
+transaction well is kept open for the next message to the same
+destination (:mod:`.reuse`), which then needs no DNS lookup and no
+handshake.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from zope.interface import implementer
 
 from mailsrv.config import Config, ConfigError
 from mailsrv.config.delivery import parse_relay
-from mailsrv.delivery import clienttls, mx
+from mailsrv.delivery import clienttls, mx, reuse
 from mailsrv.delivery.attempt import IRemoteDelivery, Outcome, RecipientResult
-from mailsrv.delivery.dialogue import Transaction, TLSBroken, TLSPolicy, TryNextHost, transact
+from mailsrv.delivery.dialogue import (
+    Transaction, TLSBroken, TLSPolicy, TryNextHost, mail_transaction, open_session, reset,
+)
 from mailsrv.delivery.smtpclient import ClientConnection
 from mailsrv.dns import make_resolver
 from mailsrv.message.body import Body
@@ -91,6 +96,7 @@ class RemoteDelivery:
         self._resolver = resolver
         self._unverified = clienttls.Unverified()
         self._slots = _Slots(max_connections, per_domain)
+        self._idle = reuse.IdleSessions(reactor)
 
     def deliver(self, queue_id: str, sender: str, recipients: Sequence[str], body: Body) -> "defer.Deferred[list[RecipientResult]]":
         """See :meth:`IRemoteDelivery.deliver`."""
@@ -103,6 +109,10 @@ class RemoteDelivery:
 
         return d.addErrback(unexpected)
 
+    def close(self) -> "defer.Deferred[None]":
+        """See :meth:`IRemoteDelivery.close`: the sessions kept for reuse end with QUIT."""
+        return self._idle.close()
+
     async def _deliver(self, queue_id: str, tx: Transaction) -> list[RecipientResult]:
         destination = self._settings.relay[0] if self._settings.relay else tx.recipients[0].rpartition("@")[2].lower()
         await self._slots.acquire(destination)
@@ -112,6 +122,9 @@ class RemoteDelivery:
             self._slots.release(destination)
 
     async def _send(self, queue_id: str, tx: Transaction, destination: str) -> list[RecipientResult]:
+        reused = await self._reuse(tx, destination)
+        if reused is not None:
+            return reused
         try:
             if self._settings.relay:
                 hosts = [await self._dns.run(mx.resolve_relay, self._resolver, destination)]
@@ -126,7 +139,7 @@ class RemoteDelivery:
         for host in hosts:
             for ip in host.addresses:
                 try:
-                    results = await self._try(queue_id, tx, host.name, ip, port)
+                    results = await self._try(queue_id, tx, destination, host.name, ip, port)
                 except TryNextHost as e:
                     log.info("{queue_id}: {host} [{ip}]:{port}: {reason}; next host", queue_id=queue_id,
                              host=host.name, ip=ip, port=port, reason=e.reply)
@@ -136,16 +149,34 @@ class RemoteDelivery:
                 return [replace(r, host=host.name, ip=ip) for r in results]
         return [replace(last, recipient=r) for r in tx.recipients]
 
-    async def _try(self, queue_id: str, tx: Transaction, hostname: str, ip: str, port: int) -> list[RecipientResult]:
+    async def _reuse(self, tx: Transaction, destination: str) -> list[RecipientResult] | None:
+        """*tx* on a session kept open to *destination*; None when there is none, or it broke before the message."""
+        while (session := self._idle.take(destination)) is not None:
+            if not await reset(session.conn):
+                session.conn.close()
+                continue
+            try:
+                results = await mail_transaction(session.conn, tx, session.extensions)
+            except TryNextHost:  # lost before the final reply: the message was not taken, a new session may
+                session.conn.close()
+                continue
+            self._idle.park(destination, session)
+            return [replace(r, host=session.host, ip=session.ip) for r in results]
+        return None
+
+    async def _try(
+        self, queue_id: str, tx: Transaction, destination: str, hostname: str, ip: str, port: int,
+    ) -> list[RecipientResult]:
         """One address: the transaction, again without TLS if ``may``'s handshake failed."""
         implicit = self._settings.relay is not None and port == self._settings.implicit_tls_port
         tls = self._tls_policy(hostname, implicit)
         try:
-            return await self._connect(tx, ip, port, tls, implicit)
+            return await self._connect(tx, destination, hostname, ip, port, tls, implicit)
         except TLSBroken as e:
             log.info("{queue_id}: {host} [{ip}]: {reason}; trying again without TLS", queue_id=queue_id,
                      host=hostname, ip=ip, reason=e.reply)
-            return await self._connect(tx, ip, port, TLSPolicy(attempt=False, required=False), False)
+            plain = TLSPolicy(attempt=False, required=False)
+            return await self._connect(tx, destination, hostname, ip, port, plain, False)
 
     def _tls_policy(self, hostname: str, implicit: bool) -> TLSPolicy:
         """STARTTLS per the policy; on the relay's implicit TLS port, TLS from the start."""
@@ -159,7 +190,10 @@ class RemoteDelivery:
             creator = self._unverified.for_host(hostname)
         return TLSPolicy(attempt=not implicit, required=implicit or policy in ("encrypt", "verify"), creator=creator)
 
-    async def _connect(self, tx: Transaction, ip: str, port: int, tls: TLSPolicy, implicit: bool) -> list[RecipientResult]:
+    async def _connect(
+        self, tx: Transaction, destination: str, hostname: str, ip: str, port: int, tls: TLSPolicy, implicit: bool,
+    ) -> list[RecipientResult]:
+        """A new session to *ip*, *tx* on it, and the session parked for the next message to *destination*."""
         kind = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
         endpoint = kind(self._reactor, ip, port, timeout=CONNECT_TIMEOUT)
         if implicit:
@@ -168,10 +202,15 @@ class RemoteDelivery:
             conn = await endpoint.connect(Factory.forProtocol(lambda: ClientConnection(self._reactor)))
         except ConnectError as e:  # refused, unreachable, timed out: all mean "next host"
             raise TryNextHost(f"cannot connect: {e}") from None
+        opened = self._reactor.seconds()
         try:
-            return await transact(conn, tx, tls)
-        finally:
+            extensions = await open_session(conn, tx, tls)
+            results = await mail_transaction(conn, tx, extensions)
+        except BaseException:
             conn.close()
+            raise
+        self._idle.park(destination, reuse.Session(conn, extensions, hostname, ip, opened))
+        return results
 
 
 def _everyone(tx: Transaction, outcome: Outcome, reply: str) -> list[RecipientResult]:

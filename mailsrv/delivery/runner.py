@@ -186,12 +186,13 @@ class Queue(Service):
         self._rescan()
 
     def stopService(self) -> "Deferred[None]":
-        """Start nothing new; wait for the attempts in flight, at most *grace* seconds.
+        """Start nothing new; wait for the attempts in flight and the sender's QUITs, at most *grace* seconds.
 
         An attempt cut off by the stop has written every result it got; its
         other recipients are attempted again after the restart.
         """
         super().stopService()
+        closing = self._remote.close()  # sessions kept open end now, the ones in flight with their transaction
         for call in (self._timer, self._poll):
             if call is not None and call.active():
                 call.cancel()
@@ -205,7 +206,7 @@ class Queue(Service):
             if not done.called:
                 done.callback(None)
 
-        DeferredList(list(self._flight.values())).addBoth(ended)
+        DeferredList([*self._flight.values(), closing]).addBoth(ended)
         return done
 
     # -- what is due -----------------------------------------------------------

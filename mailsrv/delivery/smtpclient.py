@@ -107,6 +107,8 @@ class ClientConnection(Protocol):
         self._waiting: defer.Deferred[Reply] | None = None
         self._handshake: defer.Deferred[None] | None = None
         self._lost: SMTPClientError | None = None
+        self._disconnected = False
+        self._closing: list[defer.Deferred[None]] = []
         #: ``"TLSv1.3 TLS_AES_256_GCM_SHA384"`` once TLS is up, "" before.
         self.tls = ""
 
@@ -145,10 +147,21 @@ class ClientConnection(Protocol):
         self.transport.registerProducer(producer, False)
         return d
 
-    def close(self) -> None:
-        """Drop the connection (after QUIT, or when giving up)."""
+    @property
+    def reusable(self) -> bool:
+        """Open, and in step with the peer: no reply pending or unread, so another transaction may start."""
+        return (self._lost is None and self.transport is not None and self._waiting is None
+                and self._handshake is None and not self._replies and not self._lines)
+
+    def close(self) -> "defer.Deferred[None]":
+        """Drop the connection (after QUIT, or when giving up); fires once it is closed."""
+        if self._disconnected:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._closing.append(d)
         if self.transport is not None:
             self.transport.loseConnection()
+        return d
 
     # -- Twisted's side
 
@@ -170,6 +183,10 @@ class ClientConnection(Protocol):
     def connectionLost(self, reason: Failure = None) -> None:
         message = reason.getErrorMessage() if reason is not None else "closed"
         self._fail(SMTPClientError(f"connection lost: {message}"))
+        self._disconnected = True
+        closing, self._closing = self._closing, []
+        for d in closing:
+            d.callback(None)
 
     # -- inside
 

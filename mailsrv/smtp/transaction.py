@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from mailsrv.address import AddressSyntaxError, Mailbox, parse_path
 from mailsrv.delivery.envelope import Envelope, new_queue_id
 from mailsrv.delivery.router import Local, Refusal, Refused, Remote
-from mailsrv.message.body import BodyWriter
+from mailsrv.message.body import Body, BodyWriter
 from mailsrv.message.headers import return_path_line
 from mailsrv.smtp import replies
 from mailsrv.smtp.connection import Transaction
@@ -203,7 +203,7 @@ async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
             pieces.append((transaction.trace_size, b"".join(verdict.fields)))
         if pieces:
             assert envelope.body is not None
-            envelope.body = await ctx.workers.disk.run(envelope.body.insert, pieces)
+            envelope.body = await _insert(server, envelope.body, pieces)
         if server.kind.submission and server.session.user is not None:
             reply = await _sign(server, envelope)
             if reply is not None:
@@ -221,6 +221,14 @@ async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
         return replies.QUEUED(queue_id=envelope.queue_id)
     finally:
         transaction.abort()
+
+
+async def _insert(server: "Connection", body: Body, pieces: list[tuple[int, bytes]]) -> Body:
+    """:meth:`Body.insert`: here for a body in memory (a copy of at most the spool threshold, no
+    system call), in the disk pool for a spooled one, whose copy reads and writes files."""
+    if body.in_memory:
+        return body.insert(pieces)
+    return await server.ctx.workers.disk.run(body.insert, pieces)
 
 
 async def _forward(server: "Connection", envelope: Envelope) -> None:
@@ -260,7 +268,7 @@ async def _sign(server: "Connection", envelope: Envelope) -> Reply | None:
         signature = await ctx.workers.signing.run(ctx.signer.sign_body, envelope.body)
         if signature is not None:
             below = len(return_path_line(envelope.sender))
-            envelope.body = await ctx.workers.disk.run(envelope.body.insert, [(below, signature)])
+            envelope.body = await _insert(server, envelope.body, [(below, signature)])
     except Exception:
         log.failure("DKIM signing failed for {queue_id}", queue_id=envelope.queue_id)
         return replies.NOT_STORED

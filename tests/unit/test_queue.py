@@ -61,6 +61,7 @@ class ScriptedRemote:
         self.calls: list[tuple[str, str, list[str], bytes]] = []
         self.hold = False
         self.held: list[tuple[defer.Deferred, list[RecipientResult]]] = []
+        self.closed = False
 
     def answer(self, recipient: str) -> RecipientResult:
         answers = self.script.get(recipient, [(Outcome.DELIVERED, OK)])
@@ -76,6 +77,10 @@ class ScriptedRemote:
         d: defer.Deferred = defer.Deferred()
         self.held.append((d, results))
         return d
+
+    def close(self) -> defer.Deferred[None]:
+        self.closed = True
+        return defer.succeed(None)
 
     def release(self) -> None:
         held, self.held = self.held, []
@@ -444,6 +449,7 @@ def test_stop_ends_as_soon_as_the_attempts_in_flight_end(config, make_queue, clo
     stopped = queue.stopService()
     remote.release()
     assert stopped.called and not clock.getDelayedCalls()
+    assert remote.closed  # the sessions the sender kept open for reuse end with the queue
 
 
 # -- the bounce's Status --------------------------------------------------------

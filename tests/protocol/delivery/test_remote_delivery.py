@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
@@ -29,7 +30,9 @@ def helo_name() -> str:
     return configuration.load(None).hostname
 
 
-class RemoteDeliveryTests(unittest.TestCase):
+class DeliveryHarness(unittest.TestCase):
+    """The test's DNS, receivers and a sender configured to use them."""
+
     def setUp(self) -> None:
         self.zone = Zone()
         self.dns_port = serve_dns(self, self.zone)
@@ -60,11 +63,15 @@ class RemoteDeliveryTests(unittest.TestCase):
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         config = configuration.load(path, data_dir=self.dir)
-        return make_remote_delivery(config, reactor, self.workers, implicit_tls_port=implicit_tls_port)
+        delivery = make_remote_delivery(config, reactor, self.workers, implicit_tls_port=implicit_tls_port)
+        self.addCleanup(delivery.close)
+        return delivery
 
     async def send(self, delivery: object, *recipients: str, body: Body | None = None) -> list[RecipientResult]:
         return await delivery.deliver("q1", "alice@local.test", list(recipients), body or Body.from_wire(MESSAGE))
 
+
+class RemoteDeliveryTests(DeliveryHarness):
     async def test_starttls_to_the_preferred_mx(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.2"))
         receiver, port = self.receiver("mx1.example.test")
@@ -352,3 +359,81 @@ class RemoteDeliveryTests(unittest.TestCase):
         [result] = await self.send(self.sender(port, **self.relay_settings(port)), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DEFERRED)
         self.assertEqual(receiver.messages, [])
+
+
+class SessionReuseTests(DeliveryHarness):
+    """A session that ended its transaction well carries the next message to the same destination."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        self.delivered = Outcome.DELIVERED, "mx1.example.test", "127.0.0.1"
+
+    def outcome(self, result: RecipientResult) -> tuple[Outcome, str, str]:
+        return result.outcome, result.host, result.ip
+
+    async def test_the_next_message_reuses_the_session_after_rset(self) -> None:
+        receiver, port = self.receiver("mx1.example.test")
+        delivery = self.sender(port, tls="verify")
+        [first] = await self.send(delivery, "bob@example.test")
+        [second] = await self.send(delivery, "carol@example.test")
+        self.assertEqual([self.outcome(first), self.outcome(second)], [self.delivered, self.delivered])
+        self.assertEqual(second.tls, first.tls)
+        self.assertEqual(receiver.connections, 1)
+        self.assertEqual([m.recipients for m in receiver.messages], [["bob@example.test"], ["carol@example.test"]])
+        self.assertTrue(all(m.tls for m in receiver.messages))
+        commands = [c.split(" ")[0] for c in receiver.sessions[0].commands]
+        self.assertEqual(commands.count("STARTTLS"), 1)
+        self.assertEqual(commands[commands.index("DATA") + 1:][:2], ["RSET", "MAIL"])
+
+    async def test_a_session_is_reused_after_a_refused_recipient(self) -> None:
+        receiver, port = self.receiver()
+        receiver.rcpt_replies["nobody@example.test"] = "550 5.1.1 no such user"
+        delivery = self.sender(port)
+        [refused] = await self.send(delivery, "nobody@example.test")
+        [taken] = await self.send(delivery, "bob@example.test")
+        self.assertEqual((refused.outcome, taken.outcome), (Outcome.FAILED, Outcome.DELIVERED))
+        self.assertEqual(receiver.connections, 1)
+
+    async def test_another_domain_gets_a_session_of_its_own(self) -> None:
+        self.mx("example.org", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        delivery = self.sender(port)
+        await self.send(delivery, "bob@example.test")
+        await self.send(delivery, "bob@example.org")
+        self.assertEqual(receiver.connections, 2)
+
+    async def test_a_session_the_peer_closed_is_replaced_by_a_new_one(self) -> None:
+        receiver, port = self.receiver()
+        delivery = self.sender(port)
+        await self.send(delivery, "bob@example.test")
+        receiver.hang_up()
+        await self.wait_closed(receiver)
+        [result] = await self.send(delivery, "carol@example.test")
+        self.assertEqual(self.outcome(result), self.delivered)
+        self.assertEqual(receiver.connections, 2)
+
+    async def test_a_refused_rset_ends_the_session_and_a_new_one_delivers(self) -> None:
+        receiver, port = self.receiver()
+        delivery = self.sender(port)
+        await self.send(delivery, "bob@example.test")
+        receiver.rset_reply = "421 4.3.2 shutting down"
+        [result] = await self.send(delivery, "carol@example.test")
+        self.assertEqual(self.outcome(result), self.delivered)
+        self.assertEqual(receiver.connections, 2)
+        self.assertEqual([m.recipients for m in receiver.messages], [["bob@example.test"], ["carol@example.test"]])
+
+    async def test_close_ends_the_kept_sessions_with_quit(self) -> None:
+        receiver, port = self.receiver()
+        delivery = self.sender(port)
+        await self.send(delivery, "bob@example.test")
+        self.assertEqual(len(receiver.open), 1)
+        await delivery.close()
+        self.assertEqual(receiver.sessions[0].commands[-1], "QUIT")
+        await self.wait_closed(receiver)
+
+    async def wait_closed(self, receiver: Receiver) -> None:
+        """Until the receiver has no connection open (the sender saw the close too)."""
+        while receiver.open:
+            await deferLater(reactor, 0.01)
+        await deferLater(reactor, 0.05)

@@ -50,6 +50,9 @@ class NoRemote:
     def deliver(self, queue_id, sender, recipients, body):
         raise AssertionError("no attempt expected")
 
+    def close(self):
+        return defer.succeed(None)
+
 
 class SubmissionTestCase(SMTPTestCase):
     kind = "submission"

@@ -1,0 +1,109 @@
+"""SMTP sessions kept open after a transaction, for the next message to the same destination.
+
+A queue run sends many messages to the same few destinations, and a new
+connection per message costs a TCP and a TLS handshake on both sides,
+the most expensive part of a small message.  RFC 5321 3.3 lets one
+session carry any number of transactions, so after one ends well the
+session is parked here under its destination for up to
+:data:`IDLE_TIME` seconds; the next message for that destination takes
+it, sends ``RSET`` (RFC 5321 4.1.1.5) to check it is alive, and carries
+on without a handshake.  Postfix's connection cache does the same.
+
+A parked session counts against no slot and opens nothing: a new
+connection is only made when no session is parked for the destination,
+so the connections open to one destination never exceed the transactions
+allowed to it at once.  A session is not parked once it is older than
+:data:`MAX_AGE`, so that DNS and policy changes reach long queue runs,
+and the peer closing a parked session only drops it from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from mailsrv.delivery import dialogue
+from mailsrv.delivery.smtpclient import ClientConnection
+
+#: Seconds a parked session waits for the next message before it is closed with QUIT.
+IDLE_TIME = 2.0
+#: Seconds after its connection a session is no longer parked (it ends with its transaction).
+MAX_AGE = 300.0
+
+
+@dataclass
+class Session:
+    """An open SMTP session between transactions, and where it goes."""
+
+    conn: ClientConnection
+    #: What the peer's last EHLO offered (after STARTTLS, if any).
+    extensions: dict[str, str]
+    #: The host name (as the MX record or the relay setting named it) and the address connected to.
+    host: str
+    ip: str
+    #: When the connection was made (the clock's seconds).
+    opened: float
+
+
+class IdleSessions:
+    """The parked sessions, by destination (a recipient domain, or the relay)."""
+
+    def __init__(self, clock: IReactorTime, idle_time: float = IDLE_TIME, max_age: float = MAX_AGE) -> None:
+        self._clock = clock
+        self._idle_time = idle_time
+        self._max_age = max_age
+        self._parked: dict[str, list[tuple[Session, IDelayedCall]]] = {}
+        self._closed = False
+
+    def park(self, destination: str, session: Session) -> None:
+        """Keep *session* for the next transaction to *destination*, or end it when it should not be kept."""
+        if self._closed or not session.conn.reusable or self._clock.seconds() - session.opened > self._max_age:
+            _end(session)
+            return
+        timer = self._clock.callLater(self._idle_time, self._expire, destination, session)
+        self._parked.setdefault(destination, []).append((session, timer))
+
+    def take(self, destination: str) -> Session | None:
+        """The most recently parked session to *destination* still open, or None; it is the caller's now."""
+        parked = self._parked.get(destination)
+        while parked:
+            session, timer = parked.pop()
+            timer.cancel()
+            if session.conn.reusable:
+                break
+            session.conn.close()
+        else:
+            session = None
+        if not parked:
+            self._parked.pop(destination, None)
+        return session
+
+    def close(self) -> "Deferred[None]":
+        """End every parked session (the server is stopping) and park none from now on; fires once they are closed."""
+        self._closed = True
+        ending = []
+        for parked in self._parked.values():
+            for session, timer in parked:
+                timer.cancel()
+                ending.append(_end(session))
+        self._parked.clear()
+        return gatherResults(ending).addCallback(lambda _: None)
+
+    def _expire(self, destination: str, session: Session) -> None:
+        parked = self._parked.get(destination, [])
+        for i, (held, _) in enumerate(parked):
+            if held is session:
+                del parked[i]
+                break
+        if not parked:
+            self._parked.pop(destination, None)
+        _end(session)
+
+
+def _end(session: Session) -> "Deferred[None]":
+    """QUIT (if the session is still in step) and close; fires once the connection is closed."""
+    if not session.conn.reusable:
+        return session.conn.close()
+    return Deferred.fromCoroutine(dialogue.end_session(session.conn)).addBoth(lambda _: session.conn.close())
