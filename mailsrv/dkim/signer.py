@@ -30,6 +30,7 @@ import dkim
 from twisted.logger import Logger
 
 from mailsrv.address import canonical_domain
+from mailsrv.dkim import fastrsa
 from mailsrv.dkim.keys import Key, KeyRing
 from mailsrv.message import wire
 from mailsrv.message.body import Body
@@ -76,6 +77,7 @@ class Signer:
 
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
+        fastrsa.install()
 
     def sign(self, message: bytes, domain: str) -> bytes | None:
         """The ``DKIM-Signature:`` fields (CRLF-ended, wire form) for *message* as *domain*.

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
 
+import dkim
+import dkim.crypto
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailsrv.cli import main as cli
 from mailsrv.config import Config
-from mailsrv.dkim import keys
+from mailsrv.dkim import fastrsa, keys
 from mailsrv.dkim.keys import Algorithm, KeyRing
 from mailsrv.dkim.signer import Signer, signed_fields
 from mailsrv.message.body import BodyWriter
@@ -222,3 +227,20 @@ def test_keys_made_as_root_are_handed_to_the_server_user(config):
     prepare_data_dir(config, 65534, 65534)
     for made in (keys.dkim_dir(config.data_dir), os.path.dirname(path), path):
         assert (os.stat(made).st_uid, os.stat(made).st_gid) == (65534, 65534), made
+
+
+# -- RSA through OpenSSL ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sha256", "sha1"])
+def test_openssl_rsa_signs_exactly_as_dkimpy_does(name):
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    key = dkim.crypto.parse_pem_private_key(pem)
+    digest = hashlib.new(name, b"v=1; a=rsa-sha256; d=example.test; s=s1; h=from:from; b=")
+    assert fastrsa.sign(digest, key) == dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, key)
+
+
+def test_a_signer_makes_dkimpy_sign_rsa_through_openssl(config):
+    Signer(KeyRing(keys.dkim_dir(config.data_dir)))
+    assert dkim.RSASSA_PKCS1_v1_5_sign is fastrsa.sign
