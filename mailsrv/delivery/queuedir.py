@@ -158,6 +158,9 @@ class QueueDir:
     def message_path(self, queue_id: str) -> str:
         return os.path.join(self.path, queue_id + _MESSAGE)
 
+    def lease_path(self, queue_id: str) -> str:
+        return os.path.join(self.path, queue_id + _LEASE)
+
     def body(self, record: Record) -> Body:
         """The queued message as a :class:`Body` over its ``.msg`` file (never discard it)."""
         return Body(size=record.size, wire_size=record.wire_size, path=self.message_path(record.queue_id),
@@ -169,16 +172,27 @@ class QueueDir:
 
     # -- writing ---------------------------------------------------------------
 
-    def add(self, record: Record, body: Body) -> None:
-        """Write a new message durably: the ``.msg`` first, then its record.
+    def add(self, record: Record, body: Body) -> "Lease":
+        """Write a new message durably, the ``.msg`` first, then its record; its lease, held.
 
         When this returns both files and their directory entries are fsynced,
         so SMTP may answer 250.  A crash before the record's rename leaves
-        at most an orphan ``.msg`` (see the module docstring).
+        at most an orphan ``.msg`` (see the module docstring).  The lease is
+        taken before the record exists, so the caller may send the message
+        at once without :func:`claim`: no other process can have it yet.
         """
         os.makedirs(self.tmp, mode=0o700, exist_ok=True)
-        place(body, [(self.path, record.queue_id + _MESSAGE)])
-        replace_file(self.record_path(record.queue_id), record.to_json())
+        lease = Lease(os.open(self.lease_path(record.queue_id), os.O_RDONLY | os.O_CREAT, 0o644))
+        try:
+            fcntl.flock(lease.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            place(body, [(self.path, record.queue_id + _MESSAGE)])
+            replace_file(self.record_path(record.queue_id), record.to_json())
+        except BaseException:
+            lease.release()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lease_path(record.queue_id))
+            raise
+        return lease
 
     def read(self, queue_id: str) -> Record | None:
         """The record of *queue_id*, ``None`` when it is gone (delivered, deleted) or damaged (logged)."""
@@ -280,13 +294,13 @@ class Lease:
     """The right to send one message, held until :meth:`release` (or the holder's death)."""
 
     def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
+        self.fd: int | None = fd
 
     def release(self) -> None:
         """Give the message back (closing the descriptor drops the ``flock``)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class Busy(Exception):
@@ -302,7 +316,7 @@ def claim(queue: QueueDir, queue_id: str) -> tuple[Lease, Record] | None:
     delivered before it let go is seen and not sent again.
     """
     try:
-        fd = os.open(os.path.join(queue.path, queue_id + _LEASE), os.O_RDONLY | os.O_CREAT, 0o644)
+        fd = os.open(queue.lease_path(queue_id), os.O_RDONLY | os.O_CREAT, 0o644)
     except FileNotFoundError:
         return None
     try:

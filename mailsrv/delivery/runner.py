@@ -169,9 +169,13 @@ class Queue(Service):
             recipients=[Recipient(address, next_attempt=now) for address in envelope.remote],
         )
 
-        def added(_: object) -> str:
+        def added(lease: queuedir.Lease) -> str:
             self._due[record.queue_id] = now
-            self._schedule()
+            if self.running and len(self._flight) < self._concurrency:
+                self._start(record.queue_id, (lease, record))  # the lease is ours already: no claim, no read
+            else:
+                lease.release()
+                self._schedule()
             return record.queue_id
 
         return self._disk.run(self.directory.add, record, body).addCallback(added)
@@ -266,8 +270,8 @@ class Queue(Service):
                 return  # the end of an attempt schedules again
             self._start(queue_id)
 
-    def _start(self, queue_id: str) -> None:
-        d = self._flight[queue_id] = ensureDeferred(self._attempt(queue_id))
+    def _start(self, queue_id: str, claimed: "tuple[queuedir.Lease, Record] | None" = None) -> None:
+        d = self._flight[queue_id] = ensureDeferred(self._attempt(queue_id, claimed))
 
         def ended(result: object) -> None:
             del self._flight[queue_id]
@@ -280,13 +284,18 @@ class Queue(Service):
 
     # -- one attempt -----------------------------------------------------------
 
-    async def _attempt(self, queue_id: str) -> None:
-        """Send a message's due recipients, then bounce what failed; reschedules it (or forgets it)."""
-        try:
-            claimed = await self._disk.run(queuedir.claim, self.directory, queue_id)
-        except queuedir.Busy:
-            self._due[queue_id] = self._clock.seconds() + BUSY_RETRY
-            return
+    async def _attempt(self, queue_id: str, claimed: "tuple[queuedir.Lease, Record] | None") -> None:
+        """Send a message's due recipients, then bounce what failed; reschedules it (or forgets it).
+
+        *claimed* is the lease and record of a message just queued; any
+        other message is claimed here first.
+        """
+        if claimed is None:
+            try:
+                claimed = await self._disk.run(queuedir.claim, self.directory, queue_id)
+            except queuedir.Busy:
+                self._due[queue_id] = self._clock.seconds() + BUSY_RETRY
+                return
         if claimed is None:  # delivered or deleted meanwhile
             self._due.pop(queue_id, None)
             return
@@ -295,12 +304,16 @@ class Queue(Service):
             now = self._clock.seconds()
             due = [r for r in record.waiting if r.next_attempt <= now]
             body = self.directory.body(record)
-            sent = await DeferredList([ensureDeferred(self._send(record, body, group))
-                                       for group in groups(due, self._relay)], consumeErrors=True)
+            sending = groups(due, self._relay)
+            sent = await DeferredList([ensureDeferred(self._send(record, body, group)) for group in sending],
+                                      consumeErrors=True)
             for ok, failure in sent:
                 if not ok:
                     failure.raiseException()  # after every transaction ended, so none runs without the lease
-            latest = await self._disk.run(self.directory.read, queue_id)
+            if len(sent) == 1 and self._warmup is None:  # the record as its one update left it
+                latest = sent[0][1]
+            else:  # several updates (or warm-up's holds), in an order of their own
+                latest = await self._disk.run(self.directory.read, queue_id)
             if latest is not None and latest.unreported:
                 latest = await self._report(latest)
         finally:
@@ -311,12 +324,16 @@ class Queue(Service):
         else:
             self._due[queue_id] = due_at
 
-    async def _send(self, record: Record, body: Body, group: list[Recipient]) -> None:
-        """One SMTP transaction for *group*; its results written to the record before anything else."""
+    async def _send(self, record: Record, body: Body, group: list[Recipient]) -> Record | None:
+        """One SMTP transaction for *group*; its results written to the record before anything else.
+
+        Returns the record as that update left it (None: it is gone), or
+        None when warm-up held back the whole group.
+        """
         if self._warmup is not None:
             group = await self._admit(record, group)
             if not group:
-                return
+                return None
         addresses = [r.address for r in group]
         results = await self._transactions.run(self._remote.deliver, record.queue_id, record.sender, addresses, body)
         now = self._clock.seconds()
@@ -324,6 +341,7 @@ class Queue(Service):
                          attempted=addresses)
         updated = await self._disk.run(self.directory.update, record.queue_id, change)
         self._log_attempt(record.queue_id, results, updated)
+        return updated
 
     async def _admit(self, record: Record, group: list[Recipient]) -> list[Recipient]:
         """The recipients of *group* warm-up lets go now; the others are deferred in the record to their slot."""

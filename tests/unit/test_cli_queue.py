@@ -27,7 +27,7 @@ def queued(config_file):  # noqa: F811
                          wire_size=len(MESSAGE), recipients=[
                              Recipient("bob@example.org", State.DELIVERED, 1, 0.0, "250 2.0.0 Ok"),
                              Recipient("carol@example.net", State.DEFERRED, 3, now + 245, "451 4.3.0 try later"),
-                             Recipient("dave@example.net")]), Body.from_wire(MESSAGE))
+                             Recipient("dave@example.net")]), Body.from_wire(MESSAGE)).release()
     return directory
 
 

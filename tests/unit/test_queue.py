@@ -214,7 +214,7 @@ def test_a_crash_before_the_record_is_renamed_leaves_no_message(config, make_que
 
 def test_debris_is_removed_once_old_and_a_live_message_is_kept(config):
     directory = QueueDir(config.queue_dir)
-    directory.add(Record("LIVE", ALICE, 0.0, 1, 1, recipients=[Recipient(BOB)]), Body.from_wire(b"x\r\n"))
+    directory.add(Record("LIVE", ALICE, 0.0, 1, 1, recipients=[Recipient(BOB)]), Body.from_wire(b"x\r\n")).release()
     debris = ["GONE.msg", "GONE.lease", "GONE.json.lock", ".LIVE.json.abc.tmp", "tmp/LIVE.msg"]
     for name in [*debris, "LIVE.lease", "LIVE.json.lock"]:
         open(os.path.join(config.queue_dir, name), "w").close()
@@ -384,7 +384,7 @@ def test_simultaneous_attempts_are_capped(config, make_queue, clock):
 def test_a_new_queue_over_the_same_directory_resumes_pending_messages(config, make_queue, clock):
     # What a server that stopped (or died) after the 250 left behind:
     QueueDir(config.queue_dir).add(Record("QID000000001", ALICE, queued_at=0.0, size=len(MESSAGE), wire_size=len(MESSAGE),
-                                          recipients=[Recipient(BOB)]), Body.from_wire(MESSAGE))
+                                          recipients=[Recipient(BOB)]), Body.from_wire(MESSAGE)).release()
     remote = ScriptedRemote()
     make_queue(remote)
     clock.advance(0)
@@ -424,6 +424,15 @@ def in_flight(make_queue, clock):
     enqueue(queue, envelope())
     clock.advance(0)
     return queue, remote
+
+
+def test_a_message_sent_as_it_is_queued_holds_its_lease_against_other_servers(config, make_queue, clock):
+    queue, remote = in_flight(make_queue, clock)
+    assert len(remote.calls) == 1
+    with pytest.raises(queuedir.Busy):
+        queuedir.claim(QueueDir(config.queue_dir), "QID000000001")
+    remote.release()
+    assert queuedir.claim(QueueDir(config.queue_dir), "QID000000001") is None  # delivered, gone
 
 
 def test_stop_waits_for_an_attempt_in_flight_at_most_the_grace(config, make_queue, clock):

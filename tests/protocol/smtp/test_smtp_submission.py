@@ -45,10 +45,10 @@ class FakeQueue:
 
 
 class NoRemote:
-    """An IRemoteDelivery that is never reached: the test ends before any attempt."""
+    """An IRemoteDelivery whose attempts never end: the tests look at what the queue wrote."""
 
     def deliver(self, queue_id, sender, recipients, body):
-        raise AssertionError("no attempt expected")
+        return defer.Deferred()
 
     def close(self):
         return defer.succeed(None)
