@@ -11,7 +11,7 @@ whose message names the file and the dotted key.  Modules:
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
   :mod:`.submission`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`,
-  :mod:`.warmup`, :mod:`.log` -- one module per ``[table]``;
+  :mod:`.warmup`, :mod:`.mtastspolicy`, :mod:`.log` -- one module per ``[table]``;
 * :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
 """
 

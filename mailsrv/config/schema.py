@@ -101,6 +101,17 @@ def at_least(minimum: int, reason: str = "") -> Check:
     return at_least_minimum
 
 
+def one_of(choices: tuple[str, ...]) -> Check:
+    """A check refusing any string but one of *choices*."""
+
+    def one_of_choices(value: str) -> str:
+        if value not in choices:
+            raise Invalid(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return one_of_choices
+
+
 def domain_names(names: tuple[str, ...]) -> tuple[str, ...]:
     """*names* in canonical form (:func:`mailsrv.address.canonical_domain`); :class:`Invalid` names a non-domain."""
     canonical = []

@@ -8,6 +8,7 @@ on where each file is.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from mailsrv.config.dns import DNSConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.log import LogConfig
+from mailsrv.config.mtastspolicy import MTASTSPolicyConfig
 from mailsrv.config.schema import Invalid, Table, at_least, domain_names, setting, table
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
@@ -38,6 +40,15 @@ def _domains(names: tuple[str, ...]) -> tuple[str, ...]:
     if not names:
         raise Invalid("at least one local domain is needed")
     return tuple(dict.fromkeys(domain_names(names)))
+
+
+def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise Invalid(f"{value!r} is not an IPv4 or IPv6 address") from None
+    return values
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,12 @@ class Config(Table):
         "sent; idle sessions are told goodbye at once. Then every connection is closed.",
         at_least(0),
     )
+    public_addresses: tuple[str, ...] = setting(
+        (),
+        "The addresses the internet reaches this server at, for the A/AAAA and PTR records `mailsrv dns records` "
+        "prints; [] uses the source address of the host's default routes (wrong behind NAT).",
+        _addresses,
+    )
     listen: ListenConfig = table(ListenConfig)
     tls: TLSConfig = table(TLSConfig)
     limits: LimitsConfig = table(LimitsConfig)
@@ -75,6 +92,7 @@ class Config(Table):
     dns: DNSConfig = table(DNSConfig)
     delivery: DeliveryConfig = table(DeliveryConfig)
     warmup: WarmupConfig = table(WarmupConfig)
+    mta_sts_policy: MTASTSPolicyConfig = table(MTASTSPolicyConfig)
     log: LogConfig = table(LogConfig)
     #: The file the configuration was read from, for messages.
     source: str = field(default=DEFAULT_SOURCE)
