@@ -1,0 +1,325 @@
+"""``mailsrv dns check``: what DNS really says about a local domain, against what it should say.
+
+Each record of :func:`mailsrv.ops.dnsrecords.records` is looked up through
+the configured resolver (``[dns]``) and judged *ok*, *missing* or *wrong*,
+with what was found, what is expected, and the fix in the admin's words.
+Beyond the records:
+
+* forward-confirmed reverse DNS of each public address: its PTR names the
+  hostname, and the hostname's A/AAAA holds the address (receivers check
+  both, RFC 8601 2.7.3's ``iprev``);
+* the SMTP greeting of the hostname on ``[delivery] mx_port`` names it;
+* the certificate served names the hostname and is not about to expire.
+
+A lookup that fails (timeout, SERVFAIL) is an *error*: the check could not
+be made.  Everything here blocks; it is the command line's, not the
+server's.  Blocklists (DNSBL) are checked once the inbound policy names
+them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import os
+import socket
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import dns.exception
+import dns.resolver
+import dns.reversename
+from cryptography import x509
+from cryptography.x509.oid import ExtensionOID
+
+from mailsrv.config import Config
+from mailsrv.dns import make_resolver
+from mailsrv.ops.dnsrecords import Record, public_addresses, records
+
+#: A certificate expiring sooner than this is reported (ACME renews 30 days ahead).
+EXPIRY_MARGIN = datetime.timedelta(days=14)
+#: Seconds the SMTP greeting of an MX host may take.
+GREETING_TIMEOUT = 15.0
+
+
+class Status(str, enum.Enum):
+    """How one check came out: *error* means it could not be made (a lookup failed)."""
+
+    OK = "ok"
+    MISSING = "missing"
+    WRONG = "wrong"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing checked: *what* (``"MX example.test."``), its status, and the words around it."""
+
+    what: str
+    status: Status
+    found: str = ""
+    expected: str = ""
+    fix: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        """The finding for ``--json``."""
+        return {**asdict(self), "status": self.status.value}
+
+
+class _Lookup:
+    """Answers as text, ``[]`` for none; :class:`_Failed` when the resolver could not say."""
+
+    def __init__(self, resolver: dns.resolver.Resolver) -> None:
+        self._resolver = resolver
+
+    def __call__(self, name: str, rtype: str) -> list[str]:
+        try:
+            answer = self._resolver.resolve(name, rtype, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            return []
+        except dns.exception.DNSException as e:
+            raise _Failed(f"{name} {rtype}: {e.__class__.__name__}") from None
+        if answer.rrset is None:
+            return []
+        if rtype == "TXT":
+            return [b"".join(r.strings).decode("utf-8", "replace") for r in answer.rrset]
+        return [r.to_text() for r in answer.rrset]
+
+
+class _Failed(Exception):
+    pass
+
+
+def check(config: Config, domain: str, addresses: list[str] | None = None,
+          resolver: dns.resolver.Resolver | None = None) -> list[Finding]:
+    """Every finding for the local *domain*, in the order :func:`records` lists the records."""
+    lookup = _Lookup(resolver or make_resolver(config.dns))
+    addresses = public_addresses(config) if addresses is None else addresses
+    findings = []
+    for record in records(config, domain, addresses):
+        if record.elsewhere:
+            continue
+        try:
+            findings.append(_judge(record, lookup))
+        except _Failed as e:
+            findings.append(Finding(f"{_LABELS.get(_kind(record), record.rtype)} {record.name}", Status.ERROR, found=str(e),
+                                    expected=record.value, fix="check that [dns] nameservers answer"))
+    for address in addresses:
+        findings.append(_reverse(config, address, lookup))
+    findings.append(_greeting(config, addresses))
+    findings.append(_certificate(config))
+    return findings
+
+
+def report(findings: list[Finding]) -> str:
+    """The findings as aligned text, one block per finding that is not ok."""
+    lines = []
+    for f in findings:
+        lines.append(f"{f.status.value:8} {f.what}" + (f"  ({f.found})" if f.status is Status.OK and f.found else ""))
+        if f.status is not Status.OK:
+            lines += [f"         {label}: {text}" for label, text in
+                      (("found", f.found), ("expected", f.expected), ("fix", f.fix)) if text]
+    return "\n".join(lines) + "\n"
+
+
+def _judge(record: Record, lookup: _Lookup) -> Finding:
+    kind = _kind(record)
+    what = f"{_LABELS.get(kind, record.rtype)} {record.name}"
+    judge = _JUDGES.get((record.rtype, kind), _exact)
+    return judge(what, record, lookup(record.name, record.rtype) if record.rtype != "CNAME" else [], lookup)
+
+
+def _kind(record: Record) -> str:
+    """Which TXT record this is (they are judged differently), '' for other types."""
+    if record.rtype != "TXT":
+        return ""
+    for prefix, kind in (("v=spf1", "spf"), ("v=DKIM1", "dkim"), ("v=DMARC1", "dmarc"), ("v=STSv1", "sts"),
+                         ("v=TLSRPTv1", "tlsrpt")):
+        if _unquote(record.value).startswith(prefix):
+            return kind
+    return ""
+
+
+def _unquote(value: str) -> str:
+    """A zone-file TXT value (``"a" "b"``) as the one string DNS hands out."""
+    return "".join(part for i, part in enumerate(value.split('"')) if i % 2)
+
+
+def _publish(record: Record) -> str:
+    return f"publish {record.line()}"
+
+
+def _exact(what: str, record: Record, found: list[str], lookup: _Lookup) -> Finding:
+    """MX, A/AAAA, SRV: the expected value must be among the answers."""
+    expected = record.value if record.rtype != "TXT" else _unquote(record.value)
+    normal = {value.lower() for value in found}
+    if expected.lower() in normal:
+        return Finding(what, Status.OK, found=expected)
+    if not found:
+        if record.rtype == "SRV" and expected == "0 0 0 .":  # not offered; no record says little more
+            return Finding(what, Status.OK, found="no record (the service is off)")
+        return Finding(what, Status.MISSING, expected=record.value, fix=_publish(record))
+    return Finding(what, Status.WRONG, found=", ".join(found), expected=record.value,
+                   fix=f"replace it with {record.line()}")
+
+
+#: How a record is judged: (what, expected record, answers, lookup) -> finding.
+Judge = Callable[[str, Record, list[str], "_Lookup"], Finding]
+
+
+def _one_txt(prefix: str, problem_of: Callable[[str, str], str]) -> Judge:
+    """A judge of a TXT record of which exactly one starting with *prefix* must exist.
+
+    *problem_of(found, expected)* says what is wrong with the one found ("" if nothing).
+    """
+
+    def judge(what: str, record: Record, found: list[str], lookup: _Lookup) -> Finding:
+        mine = [value for value in found if value.startswith(prefix)]
+        if not mine:
+            return Finding(what, Status.MISSING, expected=record.value, fix=_publish(record))
+        if len(mine) > 1:
+            return Finding(what, Status.WRONG, found=" | ".join(mine), expected=record.value,
+                           fix=f"keep one {prefix} record: {record.line()}")
+        problem = problem_of(mine[0], _unquote(record.value))
+        if problem:
+            return Finding(what, Status.WRONG, found=mine[0], expected=record.value,
+                           fix=f"{problem}: publish {record.line()}")
+        return Finding(what, Status.OK, found=mine[0])
+
+    return judge
+
+
+def _spf(found: str, expected: str) -> str:
+    terms = found.split()[1:]
+    if "+all" in terms or "all" in terms:
+        return "+all lets anyone send as the domain"
+    if not any(t.lstrip("+") in ("mx", "a") or t.startswith(("ip4:", "ip6:", "include:")) for t in terms):
+        return "it authorizes neither the MX hosts nor an address"
+    return ""
+
+
+def _tag(value: str, name: str) -> str | None:
+    for part in value.split(";"):
+        key, eq, tag_value = part.strip().partition("=")
+        if eq and key.strip() == name:
+            return tag_value.strip()
+    return None
+
+
+def _dkim(found: str, expected: str) -> str:
+    return "" if _tag(found, "p") == _tag(expected, "p") else "the key (p=) is not this server's"
+
+
+def _dmarc(found: str, expected: str) -> str:
+    return "" if _tag(found, "p") in ("none", "quarantine", "reject") else "no valid p= policy"
+
+
+def _sts(found: str, expected: str) -> str:
+    if _tag(found, "id") != _tag(expected, "id"):
+        return "the id is not the current policy's, so senders keep an old one"
+    return ""
+
+
+def _present(found: str, expected: str) -> str:
+    """Any one record will do (its report address is the admin's choice)."""
+    return ""
+
+
+def _alias(what: str, record: Record, found: list[str], lookup: _Lookup) -> Finding:
+    """A name that must lead to the hostname: a CNAME to it, or the same addresses."""
+    target = record.value.lower()
+    cname = [value.lower() for value in lookup(record.name, "CNAME")]
+    if target in cname:
+        return Finding(what, Status.OK, found=target)
+    mine = set(lookup(target, "A") + lookup(target, "AAAA"))
+    theirs = set(lookup(record.name, "A") + lookup(record.name, "AAAA"))
+    if theirs and theirs <= mine:
+        return Finding(what, Status.OK, found=f"addresses of {target}")
+    if not cname and not theirs:
+        return Finding(what, Status.MISSING, expected=record.value, fix=_publish(record))
+    return Finding(what, Status.WRONG, found=", ".join(cname or sorted(theirs)), expected=record.value,
+                   fix=f"replace it with {record.line()}")
+
+
+_LABELS = {"spf": "SPF", "dkim": "DKIM", "dmarc": "DMARC", "sts": "MTA-STS", "tlsrpt": "TLS-RPT"}
+_JUDGES: dict[tuple[str, str], Judge] = {
+    ("TXT", "spf"): _one_txt("v=spf1", _spf),
+    ("TXT", "dkim"): _one_txt("v=DKIM1", _dkim),
+    ("TXT", "dmarc"): _one_txt("v=DMARC1", _dmarc),
+    ("TXT", "sts"): _one_txt("v=STSv1", _sts),
+    ("TXT", "tlsrpt"): _one_txt("v=TLSRPTv1", _present),
+    ("CNAME", ""): _alias,
+}
+
+
+def _reverse(config: Config, address: str, lookup: _Lookup) -> Finding:
+    """Forward-confirmed reverse DNS of *address*."""
+    host = config.hostname.rstrip(".").lower() + "."
+    what = f"PTR {address}"
+    expected = f"{dns.reversename.from_address(address)} IN PTR {host}"
+    fix = f"ask your hosting provider to set the reverse DNS of {address} to {config.hostname}"
+    try:
+        names = [name.lower() for name in lookup(str(dns.reversename.from_address(address)), "PTR")]
+        if not names:
+            return Finding(what, Status.MISSING, expected=expected, fix=fix)
+        if host not in names:
+            return Finding(what, Status.WRONG, found=", ".join(names), expected=expected, fix=fix)
+        forward = lookup(host, "AAAA" if ":" in address else "A")
+    except _Failed as e:
+        return Finding(what, Status.ERROR, found=str(e), expected=expected, fix="check that [dns] nameservers answer")
+    if address not in forward:
+        return Finding(what, Status.WRONG, found=f"{host} has {', '.join(forward) or 'no address'}",
+                       expected=f"{host} IN {'AAAA' if ':' in address else 'A'} {address}",
+                       fix="the forward record must hold the address too (forward-confirmed reverse DNS)")
+    return Finding(what, Status.OK, found=host)
+
+
+def _greeting(config: Config, addresses: list[str]) -> Finding:
+    """The SMTP greeting of our public addresses on the MX port names the hostname."""
+    port = config.delivery.mx_port
+    what = f"SMTP greeting on port {port}"
+    expected = f"220 {config.hostname} ..."
+    if not addresses:
+        return Finding(what, Status.ERROR, expected=expected, fix="set public_addresses")
+    for address in addresses:
+        try:
+            with socket.create_connection((address, port), timeout=GREETING_TIMEOUT) as s:
+                s.settimeout(GREETING_TIMEOUT)
+                greeting = s.makefile("rb").readline(1024).decode("ascii", "replace").rstrip("\r\n")
+        except OSError as e:
+            return Finding(what, Status.WRONG, found=f"[{address}]:{port}: {e.strerror or e}", expected=expected,
+                           fix=f"open port {port} to the server (firewall, provider's port 25 block, [listen] smtp)")
+        words = greeting.split()
+        if len(words) < 2 or not words[0].startswith("220") or words[1].lower() != config.hostname.lower():
+            return Finding(what, Status.WRONG, found=f"[{address}]:{port}: {greeting}", expected=expected,
+                           fix=f"another server answers at {address}, or hostname is not {config.hostname}")
+    return Finding(what, Status.OK, found=", ".join(addresses))
+
+
+def _certificate(config: Config) -> Finding:
+    """The served certificate names the hostname, is not self-signed, and lasts beyond the margin."""
+    what = "TLS certificate"
+    path = config.tls.cert or os.path.join(config.data_dir, "tls", "selfsigned-cert.pem")
+    expected = f"a CA-signed certificate for {config.hostname}, valid for over {EXPIRY_MARGIN.days} days"
+    try:
+        with open(path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+    except (OSError, ValueError) as e:
+        return Finding(what, Status.MISSING, found=f"{path}: {getattr(e, 'strerror', None) or e}", expected=expected,
+                       fix="set [tls] cert and key, or start the server once to generate one")
+    try:
+        names = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        dns_names = [name.lower() for name in names.get_values_for_type(x509.DNSName)]
+    except x509.ExtensionNotFound:
+        dns_names = []
+    left = cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
+    found = f"{path}: {', '.join(dns_names) or 'no names'}, expires in {left.days} days"
+    if config.hostname.lower() not in dns_names:
+        return Finding(what, Status.WRONG, found=found, expected=expected, fix=f"get a certificate naming {config.hostname}")
+    if cert.issuer == cert.subject:
+        return Finding(what, Status.WRONG, found=found + ", self-signed", expected=expected,
+                       fix="get a certificate from a CA (Let's Encrypt): MTA-STS senders and mail clients refuse "
+                           "a self-signed one")
+    if left < EXPIRY_MARGIN:
+        return Finding(what, Status.WRONG, found=found, expected=expected, fix="renew the certificate")
+    return Finding(what, Status.OK, found=found)
