@@ -36,6 +36,9 @@ TIMEOUT = 60.0
 CONNECT_TIMEOUT = 30.0
 
 
+_TIMED_OUT = "no response within {:g} s"
+
+
 class FetchError(Exception):
     """No policy could be fetched; the message says why, for the log."""
 
@@ -67,8 +70,8 @@ class Fetcher:
             response = await self._client.get(
                 self.url(domain), allow_redirects=False, unbuffered=True, timeout=TIMEOUT, reactor=self._reactor,
             )
-        except defer.CancelledError:
-            raise FetchError(f"no response within {TIMEOUT:g} s") from None
+        except defer.CancelledError:  # treq's timeout, before a connection was made
+            raise FetchError(_TIMED_OUT.format(TIMEOUT)) from None
         except (ResponseNeverReceived, ResponseFailed) as e:
             raise FetchError(_why(e.reasons[0])) from None
         except (error.ConnectError, error.ConnectionLost, mx.DNSTrouble) as e:
@@ -89,6 +92,8 @@ class Fetcher:
 
 def _why(failure: Failure) -> str:
     """The first reason of a response failure, briefly (a TLS error names the certificate problem)."""
+    if failure.check(defer.CancelledError):  # treq's timeout, the request sent
+        return _TIMED_OUT.format(TIMEOUT)
     return failure.getErrorMessage() or failure.type.__name__
 
 
