@@ -81,15 +81,30 @@ class MailCA:
 
     def server_options(self, *names: str) -> ssl.CertificateOptions:
         """Server TLS options with a certificate for *names* (DNS names or IPs) signed by this CA."""
+        key, cert = self._leaf(names)
+        return ssl.CertificateOptions(
+            privateKey=crypto.PKey.from_cryptography_key(key), certificate=crypto.X509.from_cryptography(cert)
+        )
+
+    def write_pair(self, directory: str, *names: str) -> tuple[str, str]:
+        """A certificate for *names* and its key as PEM files in *directory* (``[tls] cert`` and ``key``)."""
+        key, cert = self._leaf(names)
+        paths = (os.path.join(directory, f"{names[0]}-cert.pem"), os.path.join(directory, f"{names[0]}-key.pem"))
+        with open(paths[0], "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        with open(paths[1], "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        return paths
+
+    def _leaf(self, names: tuple[str, ...]) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             self._builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]), key.public_key())
             .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
             .sign(self._key, hashes.SHA256())
         )
-        return ssl.CertificateOptions(
-            privateKey=crypto.PKey.from_cryptography_key(key), certificate=crypto.X509.from_cryptography(cert)
-        )
+        return key, cert
 
 
 def _general_name(name: str) -> x509.GeneralName:

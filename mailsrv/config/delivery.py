@@ -9,9 +9,11 @@ loaded, naming the key.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mailsrv.config.schema import Invalid, Table, at_least, setting
+from mailsrv.address import canonical_domain
+from mailsrv.config.schema import Invalid, Table, at_least, mapping, setting
 
 #: Transport security policies for a destination, weakest first.
 TLS_POLICIES = ("none", "may", "encrypt", "verify")
@@ -74,6 +76,54 @@ def _port(value: int) -> int:
     return value
 
 
+#: :attr:`DomainRule.route` for "this domain's MX hosts, even when a relay is set".
+ROUTE_MX = "mx"
+
+
+def _route(value: str) -> str:
+    if value in ("", ROUTE_MX):
+        return value
+    try:
+        parse_relay(value)
+    except ValueError:
+        raise Invalid(f'{value!r} is neither "mx" nor host:port') from None
+    return value
+
+
+def _rule_policy(value: str) -> str:
+    return value and _policy(value)
+
+
+def _domain(name: str) -> str:
+    canonical = canonical_domain(name)
+    if canonical is None:
+        raise Invalid("is not a domain name")
+    return canonical
+
+
+@dataclass(frozen=True)
+class DomainRule(Table):
+    """How mail for one recipient domain leaves, where it differs from the rest of ``[delivery]``."""
+
+    EXAMPLE = (
+        '"bank.example" = { tls = "verify" }',
+        '"old-partner.example" = { tls = "none" }',
+        '"gmail.com" = { route = "mx" }',
+        '"partner.example" = { route = "smtp.partner.example:587", tls = "encrypt" }',
+    )
+
+    tls: str = setting(
+        "", "TLS policy for this domain (none, may, encrypt, verify); it wins over the domain's MTA-STS policy. "
+        "Empty: MTA-STS, else tls (relay_tls for a relay).",
+        _rule_policy,
+    )
+    route: str = setting(
+        "", '"mx" delivers to the domain\'s MX hosts even when relay is set; "host:port" sends through that '
+        "server (relay_tls, no AUTH: the relay password goes to relay only). Empty: as relay says.",
+        _route,
+    )
+
+
 @dataclass(frozen=True)
 class DeliveryConfig(Table):
     """Remote delivery."""
@@ -118,6 +168,21 @@ class DeliveryConfig(Table):
         3, "Outbound connections open at once to one recipient domain (or to the relay).", at_least(1)
     )
     lifetime: str = setting("5d", "How long a message is retried before it is bounced as undeliverable.", _duration)
+    mta_sts: bool = setting(
+        True,
+        "Honour the MTA-STS policies (RFC 8461) of recipient domains when delivering by MX: a domain in "
+        "enforce mode gets mail only from its listed MX hosts over verified TLS (else the mail waits), testing "
+        "mode is logged. Policies are cached in <data_dir>/mta-sts/.",
+    )
+    mta_sts_port: int = setting(
+        443, "TCP port of the policy hosts (https://mta-sts.<domain>/); only tests change it.", _port,
+    )
+    domains: Mapping[str, DomainRule] = mapping(
+        DomainRule,
+        "Exceptions for some recipient domains (the exact domain, not its subdomains), one line each: "
+        "\"domain\" = { tls = \"...\", route = \"...\" }, either key or both.",
+        _domain,
+    )
 
     @property
     def retry_seconds(self) -> tuple[int, ...]:

@@ -13,7 +13,7 @@ import json
 import textwrap
 from typing import Any, get_type_hints
 
-from mailsrv.config.schema import default, doc, settings
+from mailsrv.config.schema import default, doc, entry_table, settings
 from mailsrv.config.server import Config
 
 HEADER = """\
@@ -34,14 +34,26 @@ def render() -> str:
 def _table(cls: type, prefix: str) -> list[str]:
     """Text blocks of one table: its plain keys first, as TOML requires, then its sub-tables."""
     hints = get_type_hints(cls)
-    keys = [f for f in settings(cls) if not dataclasses.is_dataclass(hints[f.name])]
-    tables = [f for f in settings(cls) if dataclasses.is_dataclass(hints[f.name])]
+    keys = [f for f in settings(cls) if not _is_table(f, hints)]
+    tables = [f for f in settings(cls) if _is_table(f, hints)]
     blocks = [f"\n{_comment(doc(f))}{f.name} = {_value(default(f))}\n" for f in keys]
     for f in tables:
         name = prefix + f.name
         blocks.append(f"\n[{name}]\n{_comment(doc(f))}")
-        blocks.extend(_table(hints[f.name], name + "."))
+        entry = entry_table(f)
+        blocks.extend(_table(hints[f.name], name + ".") if entry is None else [_entries(entry)])
     return blocks
+
+
+def _is_table(field: dataclasses.Field, hints: dict[str, Any]) -> bool:
+    return dataclasses.is_dataclass(hints[field.name]) or entry_table(field) is not None
+
+
+def _entries(cls: type) -> str:
+    """The keys of a mapping's entries, and its example lines, all as comments: the default is no entry."""
+    lines = [_comment(f"{f.name} (default {_value(default(f))}): {doc(f)}") for f in settings(cls)]
+    example = "".join(f"#   {line}\n" for line in cls.EXAMPLE)
+    return "#\n" + "".join(lines) + "# For example:\n" + example
 
 
 def _comment(text: str) -> str:

@@ -10,11 +10,13 @@ start-up failure must know exactly which line to fix.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
+from types import MappingProxyType
 from typing import Any, Mapping, get_type_hints
 
-from mailsrv.config.schema import ConfigError, Invalid, TableT, checked, settings
+from mailsrv.config.schema import ConfigError, Invalid, TableT, checked, entry_table, settings
 from mailsrv.config.server import DEFAULT_SOURCE, Config
 
 #: The environment variable that names the configuration file when no option does.
@@ -79,6 +81,9 @@ def build(cls: type[TableT], table: dict[str, Any], prefix: str, source: str) ->
                 raise ConfigError(f"{source}: {where}: expected a table [{where}]")
             values[key] = build(hint, value, where + ".", source)
             continue
+        if entry_table(known[key]) is not None:
+            values[key] = _entries(known[key], value, where, source)
+            continue
         try:
             values[key] = checked(known[key], _typed(value, hint, where, source))
         except Invalid as e:
@@ -89,6 +94,25 @@ def build(cls: type[TableT], table: dict[str, Any], prefix: str, source: str) ->
     except Invalid as e:
         raise ConfigError(f"{source}: {prefix}{e.key}: {e}") from None
     return built
+
+
+def _entries(field: dataclasses.Field, table: Any, where: str, source: str) -> Mapping[str, Any]:
+    """A :func:`~mailsrv.config.schema.mapping`: each name checked, each value read as its entry table."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: {where}: expected a table [{where}]")
+    entries: dict[str, Any] = {}
+    for name, value in table.items():
+        here = f"{where}.{json.dumps(name)}"  # quoted: a domain's dots are not TOML's
+        try:
+            canonical = checked(field, name)
+        except Invalid as e:
+            raise ConfigError(f"{source}: {here}: {e}") from None
+        if canonical in entries:
+            raise ConfigError(f"{source}: {here}: {canonical} is named twice")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {here}: expected a table, such as {{ key = value }}")
+        entries[canonical] = build(entry_table(field), value, here + ".", source)
+    return MappingProxyType(entries)
 
 
 def _typed(value: Any, hint: Any, where: str, source: str) -> Any:

@@ -11,7 +11,8 @@ check.  The loader (:mod:`.loader`) is generic over these declarations.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, TypeVar
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, TypeVar
 
 from mailsrv.address import canonical_domain
 
@@ -21,6 +22,7 @@ Check = Callable[[Any], Any]
 
 _DOC_KEY = "doc"
 _CHECK_KEY = "check"
+_ENTRY_KEY = "entry"
 
 
 class ConfigError(Exception):
@@ -44,6 +46,8 @@ class Table:
 
     #: The admin's introduction to the table, shown above it in ``etc/mailsrv.toml``.
     DOC = ""
+    #: For the entries of a :func:`mapping`: lines the documented file shows as an example.
+    EXAMPLE: tuple[str, ...] = ()
 
     def check(self) -> None:
         """Rules about several keys of the table, run after the table is read; none by default.
@@ -64,6 +68,24 @@ def setting(default: Any, doc: str, check: Check | None = None) -> Any:
 def table(cls: type[TableT]) -> TableT:
     """A sub-table (``[name]``) whose keys are the fields of *cls*, introduced by ``cls.DOC``."""
     return dataclasses.field(default_factory=cls, metadata={_DOC_KEY: cls.DOC, _CHECK_KEY: None})
+
+
+def mapping(cls: type[TableT], doc: str, key: Check) -> "Mapping[str, TableT]":
+    """A sub-table of named entries (``[name]`` with ``"key" = { ... }`` lines), each a *cls*.
+
+    The admin picks the names (recipient domains, say), so they are not
+    fields: *key* checks each one and returns it in canonical form (raising
+    :class:`Invalid`), and each value is read as a table of *cls*'s keys.
+    Empty by default; read-only once loaded.
+    """
+    return dataclasses.field(
+        default_factory=lambda: MappingProxyType({}), metadata={_DOC_KEY: doc, _CHECK_KEY: key, _ENTRY_KEY: cls}
+    )
+
+
+def entry_table(field: dataclasses.Field) -> type | None:
+    """The table class of each entry of a :func:`mapping` field; ``None`` for any other field."""
+    return field.metadata.get(_ENTRY_KEY)
 
 
 def settings(cls: type) -> list[dataclasses.Field]:

@@ -118,6 +118,11 @@ class Config(Table):
         return os.path.join(self.data_dir, "warmup.json")
 
     @property
+    def mta_sts_dir(self) -> str:
+        """The cached MTA-STS policies (:mod:`mailsrv.delivery.mtasts.cache`): ``<data_dir>/mta-sts``."""
+        return os.path.join(self.data_dir, "mta-sts")
+
+    @property
     def srs_secret_file(self) -> str:
         """The secret of SRS addresses (:mod:`mailsrv.delivery.srs`), made at the first start."""
         return os.path.join(self.data_dir, "srs-secret")

@@ -61,7 +61,7 @@ def resolve_relay(resolver: dns.resolver.Resolver, name: str) -> Host:
         return Host(name, (str(ipaddress.ip_address(name)),))
     except ValueError:
         pass
-    addresses = _addresses(resolver, name)
+    addresses = host_addresses(resolver, name)
     if not addresses:
         raise DNSTrouble(f"451 4.4.4 the relay {name} has no address")
     return Host(name, addresses)
@@ -83,7 +83,7 @@ def resolve_hosts(resolver: dns.resolver.Resolver, domain: str, me: str = "") ->
     hosts, trouble = [], None
     for name in names:
         try:
-            addresses = _addresses(resolver, name)
+            addresses = host_addresses(resolver, name)
         except DNSTrouble as e:
             trouble = e
             continue
@@ -124,7 +124,7 @@ def _mx_names(resolver: dns.resolver.Resolver, domain: str, me: str) -> list[str
     return names
 
 
-def _addresses(resolver: dns.resolver.Resolver, name: str) -> tuple[str, ...]:
+def host_addresses(resolver: dns.resolver.Resolver, name: str) -> tuple[str, ...]:
     """*name*'s AAAA then A addresses; empty when it has none; DNSTrouble if neither lookup answered."""
     addresses: list[str] = []
     failures = []

@@ -1,10 +1,11 @@
 """Delivery to other servers: MX hosts or a smarthost, under the TLS policy and connection caps.
 
 :class:`RemoteDelivery` is the :class:`~mailsrv.delivery.attempt.IRemoteDelivery`
-the queue calls.  For one message and one destination it finds the hosts
-(:mod:`.mx`, in the ``dns`` pool), tries each address of each host in
-order until one takes the transaction (:mod:`.dialogue`), and turns every
-problem into per-recipient results.  A host that refuses the connection,
+the queue calls.  For one message and one destination it picks the route
+(:mod:`.routing`) and the TLS policy (:mod:`.tlspolicy`: a per-domain rule,
+MTA-STS or the default), finds the hosts (:mod:`.mx`, in the ``dns`` pool),
+tries each address of each host in order until one takes the transaction
+(:mod:`.dialogue`), and turns every problem into per-recipient results.  A host that refuses the connection,
 times out, breaks off or fails the TLS policy only moves it on to the next;
 DEFERRED comes back once every host was tried.  A session that ended its
 transaction well is kept open for the next message to the same
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
@@ -25,13 +27,18 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mailsrv.config import Config, ConfigError
-from mailsrv.config.delivery import parse_relay
-from mailsrv.delivery import clienttls, mx, reuse
+from mailsrv.config.delivery import DeliveryConfig
+from mailsrv.delivery import clienttls, mx, reuse, routing
 from mailsrv.delivery.attempt import IRemoteDelivery, Outcome, RecipientResult
 from mailsrv.delivery.dialogue import (
     Transaction, TLSBroken, TLSPolicy, TryNextHost, mail_transaction, open_session, reset,
 )
+from mailsrv.delivery.mtasts.cache import PolicyStore
+from mailsrv.delivery.mtasts.discovery import Policies
+from mailsrv.delivery.mtasts.fetch import Fetcher
 from mailsrv.delivery.smtpclient import ClientConnection
+from mailsrv.delivery.tlsaudit import AuditContext
+from mailsrv.delivery.tlspolicy import Decision, TLSPolicies
 from mailsrv.dns import make_resolver
 from mailsrv.message.body import Body
 from mailsrv.workers import Workers
@@ -73,11 +80,11 @@ class Settings:
 
     helo: str
     mx_port: int
-    #: The TLS policy (``none``, ``may``, ``encrypt``, ``verify``): ``[delivery] tls``, or ``relay_tls``.
-    policy: str
     #: The CAs a verified certificate must chain to.
     trust: object
-    relay: tuple[str, int] | None = None
+    #: ``[delivery]``: the relay and the per-domain routes (:func:`mailsrv.delivery.routing.route`).
+    delivery: DeliveryConfig
+    #: AUTH at ``[delivery] relay`` (no other server gets them).
     credentials: tuple[str, str] | None = None
     implicit_tls_port: int = IMPLICIT_TLS_PORT
 
@@ -87,21 +94,26 @@ class RemoteDelivery:
     """Sends by MX or through the relay, at most *max_connections* at once, *per_domain* to each destination."""
 
     def __init__(
-        self, settings: Settings, reactor: object, workers: Workers, resolver: object,
+        self, settings: Settings, reactor: object, workers: Workers, resolver: object, policies: TLSPolicies,
         max_connections: int = 20, per_domain: int = 3,
     ) -> None:
         self._settings = settings
         self._reactor = reactor
         self._dns = workers.dns
         self._resolver = resolver
+        self._policies = policies
         self._unverified = clienttls.Unverified()
+        self._audit = AuditContext(settings.trust)
         self._slots = _Slots(max_connections, per_domain)
         self._idle = reuse.IdleSessions(reactor)
 
     def deliver(self, queue_id: str, sender: str, recipients: Sequence[str], body: Body) -> "defer.Deferred[list[RecipientResult]]":
         """See :meth:`IRemoteDelivery.deliver`."""
-        tx = Transaction(self._settings.helo, sender, recipients, body, self._settings.credentials)
-        d = defer.Deferred.fromCoroutine(self._deliver(queue_id, tx))
+        domain = recipients[0].rpartition("@")[2].lower()
+        route = routing.route(self._settings.delivery, domain)
+        tx = Transaction(self._settings.helo, sender, recipients, body,
+                         self._settings.credentials if route.configured else None)
+        d = defer.Deferred.fromCoroutine(self._deliver(queue_id, tx, domain, route))
 
         def unexpected(failure: object) -> list[RecipientResult]:
             log.failure("delivery of {queue_id} failed unexpectedly", failure, queue_id=queue_id)
@@ -113,33 +125,41 @@ class RemoteDelivery:
         """See :meth:`IRemoteDelivery.close`: the sessions kept for reuse end with QUIT."""
         return self._idle.close()
 
-    async def _deliver(self, queue_id: str, tx: Transaction) -> list[RecipientResult]:
-        destination = self._settings.relay[0] if self._settings.relay else tx.recipients[0].rpartition("@")[2].lower()
+    async def _deliver(self, queue_id: str, tx: Transaction, domain: str, route: routing.Route) -> list[RecipientResult]:
+        # Slots and kept sessions are per relay (the configured one apart: its sessions are logged in) or domain.
+        destination = f"{'relay' if route.configured else 'route'} {route.relay}" if route.relay else domain
         await self._slots.acquire(destination)
         try:
-            return await self._send(queue_id, tx, destination)
+            return await self._send(queue_id, tx, destination, domain, route)
         finally:
             self._slots.release(destination)
 
-    async def _send(self, queue_id: str, tx: Transaction, destination: str) -> list[RecipientResult]:
-        reused = await self._reuse(tx, destination)
+    async def _send(
+        self, queue_id: str, tx: Transaction, destination: str, domain: str, route: routing.Route,
+    ) -> list[RecipientResult]:
+        reused = await self._reuse(tx, destination)  # opened under the policy of that time: minutes old at most
         if reused is not None:
             return reused
+        decision = await self._policies.decide(domain, route)
         try:
-            if self._settings.relay:
-                hosts = [await self._dns.run(mx.resolve_relay, self._resolver, destination)]
+            if route.relay:
+                hosts = [await self._dns.run(mx.resolve_relay, self._resolver, route.relay[0])]
             else:
-                hosts = await self._dns.run(mx.resolve_hosts, self._resolver, destination, self._settings.helo)
+                hosts = await self._dns.run(mx.resolve_hosts, self._resolver, domain, self._settings.helo)
         except mx.Unroutable as e:
             return _everyone(tx, Outcome.FAILED, str(e))
         except mx.DNSTrouble as e:
             return _everyone(tx, Outcome.DEFERRED, str(e))
-        port = self._settings.relay[1] if self._settings.relay else self._settings.mx_port
+        port = route.relay[1] if route.relay else self._settings.mx_port
+        allowed = decision.hosts(queue_id, hosts)
+        if not allowed:
+            return _everyone(tx, Outcome.DEFERRED, decision.no_hosts_reply(hosts))
         last = RecipientResult("", Outcome.DEFERRED, "")
-        for host in hosts:
+        for host in allowed:
+            decision.check_host(queue_id, host)
             for ip in host.addresses:
                 try:
-                    results = await self._try(queue_id, tx, destination, host.name, ip, port)
+                    results = await self._try(queue_id, tx, destination, host.name, ip, port, route, decision)
                 except TryNextHost as e:
                     log.info("{queue_id}: {host} [{ip}]:{port}: {reason}; next host", queue_id=queue_id,
                              host=host.name, ip=ip, port=port, reason=e.reply)
@@ -166,21 +186,27 @@ class RemoteDelivery:
 
     async def _try(
         self, queue_id: str, tx: Transaction, destination: str, hostname: str, ip: str, port: int,
+        route: routing.Route, decision: Decision,
     ) -> list[RecipientResult]:
         """One address: the transaction, again without TLS if ``may``'s handshake failed."""
-        implicit = self._settings.relay is not None and port == self._settings.implicit_tls_port
-        tls = self._tls_policy(hostname, implicit)
+        implicit = route.relay is not None and port == self._settings.implicit_tls_port
+        tls = self._tls_policy(hostname, implicit, decision.tls)
+        if decision.testing and tls.attempt:
+            report = partial(decision.report, queue_id, hostname, ip)
+            tls = replace(tls, creator=self._audit.for_host(hostname, report))
         try:
-            return await self._connect(tx, destination, hostname, ip, port, tls, implicit)
+            results = await self._connect(tx, destination, hostname, ip, port, tls, implicit)
         except TLSBroken as e:
             log.info("{queue_id}: {host} [{ip}]: {reason}; trying again without TLS", queue_id=queue_id,
                      host=hostname, ip=ip, reason=e.reply)
             plain = TLSPolicy(attempt=False, required=False)
-            return await self._connect(tx, destination, hostname, ip, port, plain, False)
+            results = await self._connect(tx, destination, hostname, ip, port, plain, False)
+        if decision.testing and not any(r.tls for r in results):
+            decision.report(queue_id, hostname, ip, "the transaction ran without TLS")
+        return results
 
-    def _tls_policy(self, hostname: str, implicit: bool) -> TLSPolicy:
-        """STARTTLS per the policy; on the relay's implicit TLS port, TLS from the start."""
-        policy = self._settings.policy
+    def _tls_policy(self, hostname: str, implicit: bool, policy: str) -> TLSPolicy:
+        """STARTTLS per *policy*; on the relay's implicit TLS port, TLS from the start."""
         if policy == "none" and not implicit:
             return TLSPolicy(attempt=False, required=False)
         hostname = mx.address_literal(hostname) or hostname  # a literal's certificate names its IP
@@ -228,17 +254,23 @@ def make_remote_delivery(
     start (tests, which cannot listen on 465, name theirs).
     """
     delivery = config.delivery
-    relay = parse_relay(delivery.relay) if delivery.relay else None
     credentials = None
-    if relay and delivery.relay_username:
+    if delivery.relay and delivery.relay_username:
         credentials = (delivery.relay_username, _password(config))
+    trust = clienttls.trust_root(config)
     settings = Settings(
-        helo=config.hostname, mx_port=delivery.mx_port, policy=delivery.relay_tls if relay else delivery.tls,
-        trust=clienttls.trust_root(config),
-        relay=relay, credentials=credentials, implicit_tls_port=implicit_tls_port,
+        helo=config.hostname, mx_port=delivery.mx_port, trust=trust, delivery=delivery,
+        credentials=credentials, implicit_tls_port=implicit_tls_port,
     )
+    resolver = resolver or make_resolver(config.dns)
+    sts = None
+    if delivery.mta_sts:
+        sts = Policies(
+            resolver=resolver, dns=workers.dns, disk=workers.disk, store=PolicyStore(config.mta_sts_dir),
+            fetcher=Fetcher(reactor, resolver, workers.dns, trust, delivery.mta_sts_port), clock=reactor,
+        )
     return RemoteDelivery(
-        settings, reactor, workers, resolver or make_resolver(config.dns),
+        settings, reactor, workers, resolver, TLSPolicies(delivery, sts),
         max_connections=delivery.max_connections, per_domain=delivery.max_connections_per_domain,
     )
 

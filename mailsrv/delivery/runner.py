@@ -9,8 +9,8 @@ server sharing the data dir) is noticed: any record it writes or removes
 moves the directory's stamp, and the queue then re-reads the records that changed.
 
 An attempt (:meth:`Queue._attempt`) takes the message's lease, groups the
-recipients due by domain (all in one group when a relay is configured),
-hands each group to the :class:`~mailsrv.delivery.attempt.IRemoteDelivery`
+recipients due by their way out (:func:`mailsrv.delivery.routing.group`:
+by domain, or one group per relay), hands each group to the :class:`~mailsrv.delivery.attempt.IRemoteDelivery`
 and writes each group's results to the record as soon as they come: the
 window in which a crash makes us send again to a recipient that was
 already delivered is from the peer's reply to that write (docs/internals.rst).
@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.config.delivery import DeliveryConfig
-from mailsrv.delivery import queuedir
+from mailsrv.delivery import queuedir, routing
 from mailsrv.delivery.attempt import IRemoteDelivery, Outcome, RecipientResult
 from mailsrv.delivery.bounce import EXPIRED, bounce_envelope
 from mailsrv.delivery.envelope import Envelope
@@ -93,14 +93,12 @@ def apply_results(
             recipient.next_attempt = now + retry[min(recipient.attempts, len(retry)) - 1]
 
 
-def groups(recipients: Sequence[Recipient], relay: bool) -> list[list[Recipient]]:
-    """One SMTP transaction's recipients per list: one domain each, or all of them for a relay."""
-    if relay:
-        return [list(recipients)] if recipients else []
-    by_domain: dict[str, list[Recipient]] = defaultdict(list)
+def groups(recipients: Sequence[Recipient], delivery: DeliveryConfig) -> list[list[Recipient]]:
+    """One SMTP transaction's recipients per list: one domain each, or all of those going to one relay."""
+    by_way: dict[object, list[Recipient]] = defaultdict(list)
     for recipient in recipients:
-        by_domain[recipient.domain].append(recipient)
-    return list(by_domain.values())
+        by_way[routing.group(delivery, recipient.domain)].append(recipient)
+    return list(by_way.values())
 
 
 def _mark_reported(addresses: set[str], record: Record) -> None:
@@ -136,7 +134,7 @@ class Queue(Service):
     ) -> None:
         self.directory = directory
         self._remote = remote
-        self._relay = bool(config.relay)
+        self._delivery = config
         self._retry = config.retry_seconds
         self._lifetime = config.lifetime_seconds
         self._hostname = hostname
@@ -304,9 +302,8 @@ class Queue(Service):
             now = self._clock.seconds()
             due = [r for r in record.waiting if r.next_attempt <= now]
             body = self.directory.body(record)
-            sending = groups(due, self._relay)
-            sent = await DeferredList([ensureDeferred(self._send(record, body, group)) for group in sending],
-                                      consumeErrors=True)
+            sent = await DeferredList([ensureDeferred(self._send(record, body, group))
+                                       for group in groups(due, self._delivery)], consumeErrors=True)
             for ok, failure in sent:
                 if not ok:
                     failure.raiseException()  # after every transaction ended, so none runs without the lease

@@ -7,10 +7,13 @@ the sender delivered them.
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import signal
 import smtplib
+import ssl
+import threading
 import time
 from collections import Counter
 from typing import Callable, Iterable
@@ -127,3 +130,52 @@ def remote_and_sender(
     sender = Server(str(tmp_path_factory.mktemp(sender_name)), extra_config=sending_config(dns, receiver))
     sender.add_user("alice@example.test", PASSWORD)
     return receiver, sender
+
+
+class PolicyServer:
+    """MTA-STS policy hosts on 127.0.0.1 over HTTPS, from a thread: ``policies`` maps a host to its text.
+
+    Every ``mta-sts.<domain>`` name the test's DNS points here is served
+    by one certificate (*cert*, *key*: made out to all of them); a host
+    without a policy gets 404.  Use as a context manager; :attr:`port` is
+    where, for ``[delivery] mta_sts_port``; :attr:`requests` counts the
+    fetches per host.
+    """
+
+    def __init__(self, cert: str, key: str, policies: dict[str, str]) -> None:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host = (self.headers.get("Host") or "").rpartition(":")[0]
+                server.requests[host] += 1
+                text = policies.get(host)
+                if self.path != "/.well-known/mta-sts.txt" or text is None:
+                    self.send_error(404)
+                    return
+                body = text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.requests: Counter = Counter()
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self.port: int = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="test-mta-sts", daemon=True)
+
+    def __enter__(self) -> "PolicyServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)

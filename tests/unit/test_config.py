@@ -9,6 +9,7 @@ import pytest
 
 from mailsrv import config as configuration
 from mailsrv.config import locate
+from mailsrv.config.delivery import DomainRule
 from mailsrv.config.dns import parse_nameserver
 from mailsrv.listeners import Kind
 
@@ -152,6 +153,19 @@ def test_delivery_keys_of_the_contract(tmp_path):
     )
 
 
+def test_per_domain_rules_are_read_by_canonical_domain(tmp_path):
+    assert configuration.load().delivery.domains == {}
+    assert configuration.load().delivery.mta_sts is True
+    loaded = configuration.load(write(tmp_path, '[delivery.domains]\n"Bank.Example" = { tls = "verify" }\n'
+                                                '"bücher.example" = { route = "mx" }\n'
+                                                '[delivery.domains."partner.example"]\nroute = "[2001:db8::1]:2525"\n'))
+    assert loaded.delivery.domains == {
+        "bank.example": DomainRule(tls="verify"),
+        "xn--bcher-kva.example": DomainRule(route="mx"),
+        "partner.example": DomainRule(route="[2001:db8::1]:2525"),
+    }
+
+
 @pytest.mark.parametrize("line, complaint", [
     ('tls = "sometimes"', "delivery.tls"),
     ('retry = ["5 minutes"]', "delivery.retry"),
@@ -159,6 +173,14 @@ def test_delivery_keys_of_the_contract(tmp_path):
     ('lifetime = "0d"', "delivery.lifetime"),
     ("mx_port = 0", "delivery.mx_port"),
     ("max_connections = 0", "delivery.max_connections"),
+    ("mta_sts_port = 0", "delivery.mta_sts_port"),
+    ('domains = { "bank.example" = { tls = "sometimes" } }', 'delivery.domains."bank.example".tls'),
+    ('domains = { "partner.example" = { route = "smtp.partner.example" } }', 'delivery.domains."partner.example".route'),
+    ('domains = { "partner.example" = { relay = "mx" } }', 'delivery.domains."partner.example".relay: unknown key'),
+    ('domains = { "bank.example" = "verify" }', 'delivery.domains."bank.example": expected a table'),
+    ('domains = { "not a domain" = { tls = "may" } }', 'delivery.domains."not a domain": is not a domain name'),
+    ('domains = { "Bank.example" = { tls = "may" }, "bank.example" = { tls = "none" } }', "bank.example is named twice"),
+    ('domains = ["bank.example"]', "delivery.domains: expected a table"),
 ])
 def test_bad_delivery_values_name_the_key_and_the_file(tmp_path, line, complaint):
     path = write(tmp_path, f"[delivery]\n{line}\n")
