@@ -14,7 +14,6 @@ setup(
     package_data={"twisted.plugins": ["mailsrv_plugin.py"]},
     install_requires=[
         "Twisted>=24.7,<27",
-        "treq>=24,<27",  # MTA-STS policies over HTTPS (RFC 8461 3.3)
         "zope.interface>=6,<9",
         "pyOpenSSL>=24,<27",
         "service-identity>=24,<27",

@@ -1,13 +1,19 @@
 """The policy file of a domain, fetched over HTTPS as RFC 8461 3.3 asks.
 
-``GET https://mta-sts.<domain>/.well-known/mta-sts.txt`` with treq:
-the certificate must chain to a trusted CA (``[delivery] tls_ca_file``
+``GET https://mta-sts.<domain>/.well-known/mta-sts.txt`` with Twisted's
+``Agent``: the certificate must chain to a trusted CA (``[delivery] tls_ca_file``
 or the system's store) and be valid for ``mta-sts.<domain>``; only a
 ``200`` counts, a redirect is not followed; the media type must be
 ``text/plain``; the body may be at most :data:`MAX_SIZE` octets and the
 whole fetch may take :data:`TIMEOUT` seconds.  The policy host's address
 comes from the server's resolver in the ``dns`` pool, as every lookup
 does (Twisted's own name resolution would ask the system, not ``[dns]``).
+
+Not treq: it always wraps the agent in a gzip decoder, which inflates
+each received chunk without a limit, so a hostile policy host could make
+one 64 KiB chunk a 64 MiB one before the size check sees it.  Here the
+request asks for ``identity`` and a response with any content coding is
+refused unread.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, ResponseFailed, ResponseNeverReceived
 from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-import treq.client
 from mailsrv.delivery import clienttls, mx
 from mailsrv.workers import Executor
 
@@ -55,8 +61,7 @@ class Fetcher:
         self._reactor = reactor
         self._port = port
         endpoints = _Endpoints(reactor, resolver, dns, trust)
-        agent = Agent.usingEndpointFactory(reactor, endpoints, pool=HTTPConnectionPool(reactor, persistent=False))
-        self._client = treq.client.HTTPClient(agent)
+        self._agent = Agent.usingEndpointFactory(reactor, endpoints, pool=HTTPConnectionPool(reactor, persistent=False))
 
     def url(self, domain: str) -> str:
         """Where *domain*'s policy is."""
@@ -66,21 +71,29 @@ class Fetcher:
     async def fetch(self, domain: str) -> str:
         """The policy text of *domain*; :class:`FetchError` for every way that can fail."""
         deadline = self._reactor.seconds() + TIMEOUT
+        request = self._agent.request(b"GET", self.url(domain).encode("ascii"),
+                                      Headers({b"Accept-Encoding": [b"identity"]}))
+        timer = self._reactor.callLater(TIMEOUT, request.cancel)
         try:
-            response = await self._client.get(
-                self.url(domain), allow_redirects=False, unbuffered=True, timeout=TIMEOUT, reactor=self._reactor,
-            )
-        except defer.CancelledError:  # treq's timeout, before a connection was made
+            response = await request
+        except defer.CancelledError:  # the timeout, before a connection was made
             raise FetchError(_TIMED_OUT.format(TIMEOUT)) from None
         except (ResponseNeverReceived, ResponseFailed) as e:
             raise FetchError(_why(e.reasons[0])) from None
         except (error.ConnectError, error.ConnectionLost, mx.DNSTrouble) as e:
             raise FetchError(str(e)) from None
+        finally:
+            if timer.active():
+                timer.cancel()
         if response.code != 200:  # RFC 8461 3.3: no redirects, nothing but 200
             raise FetchError(f"HTTP status {response.code}")
         media = (response.headers.getRawHeaders("content-type") or [""])[0].split(";")[0].strip().lower()
         if media != "text/plain":
             raise FetchError(f"media type {media or 'none'!r}, not text/plain")
+        coding = b",".join(response.headers.getRawHeaders(b"content-encoding") or []).strip().lower()
+        if coding not in (b"", b"identity"):
+            response.deliverBody(_Discard())
+            raise FetchError(f"content coding {coding.decode('ascii', 'replace')!r} (identity was asked for)")
         body = _Body(self._reactor, max(deadline - self._reactor.seconds(), 0.001))
         response.deliverBody(body)
         data = await body.done
@@ -92,9 +105,16 @@ class Fetcher:
 
 def _why(failure: Failure) -> str:
     """The first reason of a response failure, briefly (a TLS error names the certificate problem)."""
-    if failure.check(defer.CancelledError):  # treq's timeout, the request sent
+    if failure.check(defer.CancelledError):  # the timeout, the request sent
         return _TIMED_OUT.format(TIMEOUT)
     return failure.getErrorMessage() or failure.type.__name__
+
+
+class _Discard(Protocol):
+    """Takes a refused response's body and drops the connection."""
+
+    def connectionMade(self) -> None:
+        self.transport.loseConnection()
 
 
 class _Body(Protocol):

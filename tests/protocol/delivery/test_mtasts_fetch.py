@@ -7,6 +7,8 @@ serves what each test puts at ``/.well-known/mta-sts.txt``.
 
 from __future__ import annotations
 
+import gzip
+
 from twisted.internet import reactor, ssl
 from twisted.trial import unittest
 from twisted.web import pages, resource, server, util
@@ -34,6 +36,18 @@ class Text(resource.Resource):
     def render_GET(self, request: server.Request) -> bytes:
         request.setHeader(b"content-type", self.content_type)
         return self.body
+
+
+class Gzipped(resource.Resource):
+    """A gzip bomb: a small body that inflates far past the size limit, sent whatever was asked."""
+
+    isLeaf = True
+
+    def render_GET(self, request: server.Request) -> bytes:
+        self.accept_encoding = request.getHeader(b"accept-encoding")
+        request.setHeader(b"content-type", b"text/plain")
+        request.setHeader(b"content-encoding", b"gzip")
+        return gzip.compress(b"#" * (64 * fetch.MAX_SIZE))
 
 
 class Silent(resource.Resource):
@@ -93,6 +107,13 @@ class FetchTests(unittest.TestCase):
         fetcher = self.serve(Text(POLICY.encode() + b"#" * fetch.MAX_SIZE))
         with self.assertRaisesRegex(FetchError, "larger than"):
             await fetcher.fetch("example.test")
+
+    async def test_a_content_coded_response_is_refused_unread(self) -> None:
+        bomb = Gzipped()
+        fetcher = self.serve(bomb)
+        with self.assertRaisesRegex(FetchError, "content coding 'gzip'"):
+            await fetcher.fetch("example.test")
+        self.assertEqual(bomb.accept_encoding, b"identity")
 
     async def test_a_policy_host_without_an_address_fails(self) -> None:
         fetcher = self.serve(Text(POLICY.encode()))
