@@ -331,3 +331,18 @@ class DotLockedWritesTests(StoreTestCase):
         self.done(inbox.expunge([1]))
         self.assertEqual(seen, [True, True])
         self.assertFalse(os.path.exists(lock))
+
+
+class ForwardedFlagTests(StoreTestCase):
+    """``$Forwarded`` as Dovecot keeps it (a keyword letter), and mutt's ``P`` read as it."""
+
+    def test_passed_letter_reads_as_forwarded_and_is_rewritten_as_the_keyword(self):
+        inbox = self.maildir()
+        put_messages(inbox, ["1.M1P1.h,S=17:2,PS"])
+        folder = self.folder()
+        (info,) = folder.messages()
+        self.assertEqual(info.flags, {"$Forwarded", "\\Seen"})
+        self.done(folder.store_flags([(info.uid, frozenset({"$Forwarded", "\\Seen", "\\Flagged"}))]))
+        letter = folder._keywords.letter_of["$Forwarded"]
+        self.assertEqual(self.files("cur"), [f"1.M1P1.h,S=17:2,FS{letter}"])
+        self.assertIn("0 $Forwarded", read_text(os.path.join(inbox, "dovecot-keywords")).splitlines())

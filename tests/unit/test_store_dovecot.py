@@ -1,0 +1,106 @@
+"""Maildirs shared with a real Dovecot 2.3: what one writes, the other reads with the same UIDs.
+
+Dovecot makes the fixtures itself (``doveadm save``, ``flags add``,
+``expunge``), so the tests check against what Dovecot really writes, not
+against our reading of its documentation; the round trip then hands the
+Maildir back to Dovecot after mailsrv changed it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dovecot_harness import Doveadm
+from store_harness import ALICE, MSG, StoreTestCase
+
+from mailsrv.store import Store, uidlist
+from mailsrv.store.files import read_text
+from mailsrv.workers import InlineExecutor
+
+
+def message(n: int) -> bytes:
+    return f"From: a@example.test\nSubject: message {n}\n\nbody {n}\n".encode()
+
+
+class DovecotTestCase(StoreTestCase):
+    """The store on the Maildirs a :class:`Doveadm` works on."""
+
+    def setUp(self) -> None:
+        self.dovecot = Doveadm(self)
+        self.root = self.dovecot.root
+        self.store = Store(self.root, InlineExecutor())
+
+
+class RoundTripTests(DovecotTestCase):
+    """Dovecot -> mailsrv -> Dovecot on alice's INBOX."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        for n in range(1, 6):
+            self.dovecot.save(ALICE, message(n))
+        self.dovecot.run(ALICE, "flags", "add", "\\Seen $Junk", "mailbox", "INBOX", "uid", "1")
+        self.dovecot.run(ALICE, "flags", "add", "\\Flagged work", "mailbox", "INBOX", "uid", "2")
+        self.dovecot.run(ALICE, "flags", "add", "\\Answered \\Draft", "mailbox", "INBOX", "uid", "4")
+        self.dovecot.run(ALICE, "expunge", "mailbox", "INBOX", "uid", "3")
+        self.before = self.dovecot.uids_and_flags(ALICE)
+        self.status = self.dovecot.status(ALICE)
+
+    def mailsrv_view(self, store: Store | None = None) -> dict[int, set[str]]:
+        return {i.uid: set(i.flags) for i in self.folder(store=store).messages()}
+
+    def test_the_fixture_is_what_the_issue_describes(self):
+        self.assertEqual(sorted(self.before), [1, 2, 4, 5])
+        self.assertEqual(self.status["uidnext"], 6)
+
+    def test_mailsrv_keeps_every_uid_uidvalidity_flag_and_keyword(self):
+        inbox = self.folder()
+        self.assertEqual(self.mailsrv_view(), self.before)
+        self.assertEqual(self.before[1], {"\\Seen", "$Junk"})
+        self.assertEqual((inbox.uidvalidity, inbox.uidnext), (self.status["uidvalidity"], 6))
+
+    def test_dovecot_sees_what_mailsrv_changed_with_the_same_uids(self):
+        inbox = self.folder()
+        self.deliver()
+        self.done(inbox.store_flags([(5, frozenset({"\\Seen", "$Forwarded", "later"})), (1, frozenset())]))
+        self.done(inbox.expunge([2]))
+        ours = self.mailsrv_view()
+        self.assertEqual(sorted(ours), [1, 4, 5, 6])
+        self.assertEqual(self.dovecot.uids_and_flags(ALICE), ours)
+        status = self.dovecot.status(ALICE)
+        self.assertEqual((status["uidvalidity"], status["uidnext"], status["messages"]),
+                         (self.status["uidvalidity"], 7, 4))
+
+    def test_uids_dovecot_gives_after_mailsrv_wrote_are_seen_by_mailsrv(self):
+        self.folder()
+        self.deliver()  # uid 6, appended by mailsrv
+        self.dovecot.save(ALICE, message(7))  # uid 7, appended by Dovecot
+        restarted = Store(self.root, InlineExecutor())
+        self.assertEqual(sorted(self.mailsrv_view(restarted)), [1, 2, 4, 5, 6, 7])
+        self.assertEqual(sorted(self.dovecot.uids_and_flags(ALICE)), [1, 2, 4, 5, 6, 7])
+
+    def test_our_modseq_survives_dovecots_rewrite(self):
+        inbox = self.folder()
+        self.done(inbox.expunge([1]))  # we rewrite: M is in the header
+        modseq = inbox.highest_modseq
+        path = os.path.join(inbox.path, uidlist.FILENAME)
+        self.assertIn(3, uidlist.parse(read_text(path), path)[1].by_key.values())  # Dovecot's expunge, kept
+        self.dovecot.run(ALICE, "expunge", "mailbox", "INBOX", "uid", "2,4")  # Dovecot compacts the list
+        header, entries = uidlist.parse(read_text(path), path)
+        self.assertEqual(sorted(entries.by_key.values()), [5])  # so Dovecot rewrote it
+        self.assertEqual(header.highest_modseq, modseq)
+        restarted = self.folder(store=Store(self.root, InlineExecutor()))
+        self.assertGreaterEqual(restarted.highest_modseq, modseq)
+
+
+class MailsrvFirstTests(DovecotTestCase):
+    """A Maildir mailsrv made from scratch, opened by Dovecot."""
+
+    def test_dovecot_reads_our_uidlist_and_keywords(self):
+        dovecot = self.dovecot
+        for _ in range(3):
+            self.deliver(data=MSG)
+        inbox = self.folder()
+        self.done(inbox.store_flags([(2, frozenset({"\\Flagged", "project-x"}))]))
+        self.done(inbox.expunge([1]))
+        self.assertEqual(dovecot.uids_and_flags(ALICE), {2: {"\\Flagged", "project-x"}, 3: set()})
+        self.assertEqual(dovecot.status(ALICE)["uidvalidity"], inbox.uidvalidity)
