@@ -41,28 +41,33 @@ def validate(name: str) -> str:
             raise InvalidFolderName("folder name level may not start with '.'")
         if _FORBIDDEN.intersection(level):
             raise InvalidFolderName("folder name contains a forbidden character")
-        if len(_encode_level(level)) > MAX_LEVEL_BYTES:
+        if len(encode_level(level)) > MAX_LEVEL_BYTES:
             raise InvalidFolderName("folder name too long")
     if levels[0].upper() == INBOX:
         levels[0] = INBOX
     return SEPARATOR.join(levels)
 
 
-def _encode_level(level: str) -> str:
+def encode_level(level: str) -> str:
+    """One hierarchy level as Dovecot stores it on disk: modified UTF-7, ``.`` as ``&AC4-``."""
     return level.encode("imap4-utf-7").decode("ascii").replace(".", "&AC4-")
+
+
+def from_levels(levels: list[str]) -> str | None:
+    """The IMAP name of hierarchy levels stored by :func:`encode_level`, or None if they name none."""
+    try:
+        return validate(SEPARATOR.join(level.encode("ascii").decode("imap4-utf-7") for level in levels))
+    except (UnicodeError, InvalidFolderName):
+        return None
 
 
 def to_dirname(name: str) -> str:
     """The Maildir++ directory name for a validated non-INBOX folder name."""
-    return "." + ".".join(_encode_level(level) for level in name.split(SEPARATOR))
+    return "." + ".".join(encode_level(level) for level in name.split(SEPARATOR))
 
 
 def from_dirname(dirname: str) -> str | None:
     """The IMAP name for a Maildir++ directory, or None if it is not one."""
     if not dirname.startswith(".") or dirname in (".", ".."):
         return None
-    try:
-        levels = [lvl.encode("ascii").decode("imap4-utf-7") for lvl in dirname[1:].split(".")]
-        return validate(SEPARATOR.join(levels))
-    except (UnicodeError, InvalidFolderName):
-        return None
+    return from_levels(dirname[1:].split("."))

@@ -23,8 +23,9 @@ from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
 from mailsrv.store import maildir, names
+from mailsrv.store import subscriptions as subsfile
 from mailsrv.store.errors import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder
-from mailsrv.store.files import fsync_dir, locked, read_text, replace_file
+from mailsrv.store.files import fsync_dir
 from mailsrv.store.folder import Folder
 
 if TYPE_CHECKING:
@@ -33,10 +34,6 @@ if TYPE_CHECKING:
     from mailsrv.workers import Executor
 
 T = TypeVar("T")
-
-SUBSCRIPTIONS = "subscriptions"
-#: Our own lock name: Dovecot dot-locks ``subscriptions.lock``.
-SUBSCRIPTIONS_LOCK = "mailsrv-subscriptions"
 
 
 def folder_dir(root: str, name: str) -> str:
@@ -119,22 +116,6 @@ def _move_inbox_mail(root: str, new: str) -> None:
     fsync_dir(target)
 
 
-def _subscriptions(root: str) -> set[str]:
-    """Subscribed folder names (blocking)."""
-    return {line for line in read_text(os.path.join(root, SUBSCRIPTIONS)).splitlines() if line}
-
-
-def _edit_subscriptions(root: str, change: Callable[[set[str]], set[str]]) -> None:
-    """Read, change and durably rewrite the subscriptions under their lock (blocking)."""
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    with locked(os.path.join(root, SUBSCRIPTIONS_LOCK)):
-        before = _subscriptions(root)
-        after = change(before)
-        if after != before:
-            text = "".join(f"{name}\n" for name in sorted(after))
-            replace_file(os.path.join(root, SUBSCRIPTIONS), text.encode("utf-8"))
-
-
 class UserStore:
     """The folders of one mailbox owner."""
 
@@ -215,11 +196,11 @@ class UserStore:
 
     def subscriptions(self) -> "Deferred[set[str]]":
         """Subscribed folder names (they need not exist)."""
-        return self._executor.run(_subscriptions, self.path)
+        return self._executor.run(subsfile.read, self.path)
 
     def subscribe(self, name: str) -> "Deferred[None]":
         """Add a name to the subscriptions."""
-        return self._validated(lambda root, n: _edit_subscriptions(root, lambda subs: subs | {n}), name)
+        return self._validated(lambda root, n: subsfile.edit(root, lambda subs: subs | {n}), name)
 
     def unsubscribe(self, name: str) -> "Deferred[None]":
         """Remove a name from the subscriptions; fails with NoSuchFolder if absent."""
@@ -229,7 +210,7 @@ class UserStore:
                 raise NoSuchFolder(name)
             return subs - {name}
 
-        return self._validated(lambda root, n: _edit_subscriptions(root, lambda subs: remove(subs, n)), name)
+        return self._validated(lambda root, n: subsfile.edit(root, lambda subs: remove(subs, n)), name)
 
     def _validated(self, job: Callable[[str, str], T], name: str) -> "Deferred[T]":
         """Run ``job(root, canonical name)`` in the executor once *name* is valid."""

@@ -13,7 +13,8 @@ import os
 from dovecot_harness import Doveadm
 from store_harness import ALICE, MSG, StoreTestCase
 
-from mailsrv.store import Store, uidlist
+from mailsrv.message.body import Body
+from mailsrv.store import Store, Target, uidlist
 from mailsrv.store.files import read_text
 from mailsrv.workers import InlineExecutor
 
@@ -104,3 +105,33 @@ class MailsrvFirstTests(DovecotTestCase):
         self.done(inbox.expunge([1]))
         self.assertEqual(dovecot.uids_and_flags(ALICE), {2: {"\\Flagged", "project-x"}, 3: set()})
         self.assertEqual(dovecot.status(ALICE)["uidvalidity"], inbox.uidvalidity)
+
+
+class FolderTreeTests(DovecotTestCase):
+    """Maildir++ folder names and subscriptions, written by one and read by the other."""
+
+    NAMES = ["Archive/2024", "Sent", "Ünïcode/xy"]
+
+    def test_dovecots_folders_and_subscriptions_are_ours(self):
+        for name in self.NAMES:
+            self.dovecot.run(ALICE, "mailbox", "create", "-s", name)
+        self.dovecot.run(ALICE, "mailbox", "subscribe", "Not/There")
+        self.dovecot.save(ALICE, message(1), mailbox="Ünïcode/xy")
+        user = self.store.user(ALICE)
+        # Dovecot makes no directory for a parent level: only the folders themselves exist.
+        self.assertEqual(self.done(user.list_folders()), ["INBOX", *self.NAMES])
+        self.assertEqual(self.done(user.subscriptions()), {*self.NAMES, "Not/There"})
+        self.assertEqual([i.uid for i in self.folder("Ünïcode/xy").messages()], [1])
+
+    def test_our_folders_and_subscriptions_are_dovecots(self):
+        user = self.store.user(ALICE)
+        for name in self.NAMES:
+            self.done(user.create_folder(name))
+            self.done(user.subscribe(name))
+        self.done(user.subscribe("Not/There"))
+        self.done(self.store.deliver([Target(ALICE, "Ünïcode/xy")], Body.from_wire(MSG)))
+        listed = self.dovecot.run(ALICE, "mailbox", "list").split()
+        self.assertEqual(sorted(listed), sorted(["INBOX", "Archive", *self.NAMES, "Ünïcode"]))
+        self.assertEqual(sorted(self.dovecot.run(ALICE, "mailbox", "list", "-s").split()),
+                         sorted([*self.NAMES, "Not/There"]))
+        self.assertEqual(list(self.dovecot.uids_and_flags(ALICE, "Ünïcode/xy")), [1])

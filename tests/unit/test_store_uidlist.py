@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 from store_harness import ALICE, MSG, ManualExecutor, Recorder, StoreTestCase, age_directories, repo_root
 
 from mailsrv.message.body import Body
-from mailsrv.store import Store, Target, uidlist
+from mailsrv.store import Store, Target, keywords, subscriptions, uidlist
 from mailsrv.store.files import read_text
 from mailsrv.store.uidlist import UIDList
 from mailsrv.workers import InlineExecutor
@@ -315,6 +315,28 @@ class MigrationTests(StoreTestCase):
 
 
 class DotLockedWritesTests(StoreTestCase):
+    """Every file Dovecot dot-locks is written under its dot-lock."""
+
+    def lock_seen(self, module: Any, lock: str) -> list[bool]:
+        seen: list[bool] = []
+        real = module.replace_file
+
+        def checked(*args: Any) -> Any:
+            seen.append(os.path.exists(lock))
+            return real(*args)
+
+        self.patch(module, "replace_file", checked)
+        return seen
+
+    def test_keywords_and_subscriptions_are_written_under_dovecots_lock(self):
+        inbox = self.folder()
+        keyword_locks = self.lock_seen(keywords, os.path.join(inbox.path, "dovecot-keywords.lock"))
+        subscription_locks = self.lock_seen(subscriptions, os.path.join(inbox.path, "subscriptions.lock"))
+        self.deliver()
+        self.done(inbox.store_flags([(1, frozenset({"todo"}))]))
+        self.done(self.store.user(ALICE).subscribe("INBOX"))
+        self.assertEqual((keyword_locks, subscription_locks), ([True], [True]))
+
     def test_every_write_holds_dovecots_lock(self):
         inbox = self.folder()
         lock = os.path.join(inbox.path, uidlist.FILENAME + ".lock")
