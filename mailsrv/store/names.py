@@ -1,4 +1,4 @@
-"""Folder names: validation and the IMAP name <-> Maildir++ directory mapping.
+"""Folder names: validation, the IMAP name <-> Maildir++ directory mapping, the folders there are.
 
 IMAP shows ``/`` as the hierarchy separator; on disk Maildir++ joins levels
 with ``.`` (``Archive/2024`` -> ``.Archive.2024``), as Dovecot and Courier
@@ -11,6 +11,8 @@ Maildir: nothing reaches the file system without passing :func:`validate`.
 """
 
 from __future__ import annotations
+
+import os
 
 import twisted.mail.imap4  # noqa: F401  (registers the imap4-utf-7 codec)
 
@@ -71,3 +73,25 @@ def from_dirname(dirname: str) -> str | None:
     if not dirname.startswith(".") or dirname in (".", ".."):
         return None
     return from_levels(dirname[1:].split("."))
+
+
+def folder_dir(root: str, name: str) -> str:
+    """The directory of validated folder *name* in the Maildir++ at *root*."""
+    return root if name == INBOX else os.path.join(root, to_dirname(name))
+
+
+def user_root(folder_path: str, name: str) -> str:
+    """The Maildir++ root of the directory *folder_path* of folder *name*: :func:`folder_dir` backwards."""
+    return folder_path if name == INBOX else os.path.dirname(folder_path)
+
+
+def folder_names(root: str) -> list[str]:
+    """Every folder name, INBOX first, then sorted (blocking)."""
+    found = set()
+    if os.path.isdir(root):
+        for entry in os.listdir(root):
+            name = from_dirname(entry)
+            if name is not None and os.path.isdir(os.path.join(root, entry, "cur")):
+                found.add(name)
+    found.discard(INBOX)
+    return [INBOX] + sorted(found)

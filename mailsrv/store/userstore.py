@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-from mailsrv.store import maildir, names
+from mailsrv.store import maildir, maildirsize, names
 from mailsrv.store import subscriptions as subsfile
 from mailsrv.store.errors import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder
 from mailsrv.store.files import fsync_dir
 from mailsrv.store.folder import Folder
+from mailsrv.store.names import folder_dir, folder_names
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -36,25 +37,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def folder_dir(root: str, name: str) -> str:
-    """The directory of validated folder *name* in the Maildir++ at *root*."""
-    return root if name == names.INBOX else os.path.join(root, names.to_dirname(name))
-
-
 def _exists(root: str, name: str) -> bool:
     return name == names.INBOX or os.path.isdir(os.path.join(folder_dir(root, name), "cur"))
-
-
-def folder_names(root: str) -> list[str]:
-    """Every folder name, INBOX first, then sorted (blocking)."""
-    found = set()
-    if os.path.isdir(root):
-        for entry in os.listdir(root):
-            name = names.from_dirname(entry)
-            if name is not None and os.path.isdir(os.path.join(root, entry, "cur")):
-                found.add(name)
-    found.discard(names.INBOX)
-    return [names.INBOX] + sorted(found)
 
 
 def _create(root: str, name: str) -> None:
@@ -82,6 +66,7 @@ def _delete(root: str, name: str) -> str:
     doomed = os.path.join(root, f"..deleted-{uuid.uuid4().hex}")
     os.rename(folder_dir(root, name), doomed)
     shutil.rmtree(doomed, ignore_errors=True)
+    maildirsize.recount(root)
     return name
 
 
@@ -191,6 +176,15 @@ class UserStore:
             return None
 
         return self._executor.run(_rename, self.path, old, new).addCallback(renamed)
+
+    def quota_usage(self, limits: maildirsize.Limits | None = None) -> "Deferred[maildirsize.Usage]":
+        """Bytes and messages the user's Maildir holds, from its ``maildirsize`` (RFC 9208 STORAGE, MESSAGE).
+
+        *limits* (the configured ones) replace those the file holds, which
+        are kept otherwise.  The file is made, or recalculated, where
+        Maildir++ says its figures cannot be trusted.
+        """
+        return self._executor.run(maildirsize.usage, self.path, limits)
 
     # -- subscriptions (RFC 3501 6.3.6) --------------------------------------
 

@@ -14,7 +14,8 @@ from dovecot_harness import Doveadm
 from store_harness import ALICE, MSG, StoreTestCase
 
 from mailsrv.message.body import Body
-from mailsrv.store import Store, Target, uidlist
+from mailsrv.store import Store, Target, maildirsize, uidlist
+from mailsrv.store.maildirsize import Limits, Usage
 from mailsrv.store.files import read_text
 from mailsrv.workers import InlineExecutor
 
@@ -135,3 +136,27 @@ class FolderTreeTests(DovecotTestCase):
         self.assertEqual(sorted(self.dovecot.run(ALICE, "mailbox", "list", "-s").split()),
                          sorted([*self.NAMES, "Not/There"]))
         self.assertEqual(list(self.dovecot.uids_and_flags(ALICE, "Ünïcode/xy")), [1])
+
+
+class QuotaTests(DovecotTestCase):
+    """``maildirsize``: Dovecot's maildir quota backend and mailsrv keep one account."""
+
+    def quota(self) -> dict[str, tuple[str, str]]:
+        """Resource -> (value, limit) as ``doveadm quota get`` shows them (STORAGE in KiB)."""
+        rows = [line.split() for line in self.dovecot.run(ALICE, "quota", "get").splitlines()[1:] if line]
+        return {row[-4]: (row[-3], row[-2]) for row in rows}
+
+    def test_each_reads_and_extends_the_others_accounting(self):
+        for n in range(3):
+            self.dovecot.save(ALICE, message(n))  # Dovecot makes the file and counts these
+        user = self.store.user(ALICE)
+        counted = maildirsize._counted(user.path)
+        self.assertEqual(self.done(user.quota_usage()), Usage(*counted, Limits()))
+        usage = self.done(user.quota_usage(Limits(storage=10 * 1024, messages=50)))
+        self.deliver()  # recorded by mailsrv
+        self.assertEqual(self.quota(), {"STORAGE": ("1", "10"), "MESSAGE": ("4", "50")})
+        self.dovecot.save(ALICE, message(5))  # recorded by Dovecot
+        after = self.done(user.quota_usage())
+        self.assertEqual((after.messages, after.limits), (5, Limits(10 * 1024, 50)))
+        self.assertEqual((after.storage, after.messages), maildirsize._counted(user.path))
+        self.assertGreater(after.storage, usage.storage)
