@@ -30,7 +30,7 @@ other programs (a mutt expunging directly) show at the next recalculation.
 
 Everything here blocks (directory walks, writes); the store calls it in
 its executor.  :meth:`mailsrv.store.UserStore.quota_usage` is the entry
-point for the QUOTA extension (RFC 9208).
+point for the IMAP QUOTA extension.
 """
 
 from __future__ import annotations

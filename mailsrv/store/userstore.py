@@ -178,7 +178,7 @@ class UserStore:
         return self._executor.run(_rename, self.path, old, new).addCallback(renamed)
 
     def quota_usage(self, limits: maildirsize.Limits | None = None) -> "Deferred[maildirsize.Usage]":
-        """Bytes and messages the user's Maildir holds, from its ``maildirsize`` (RFC 9208 STORAGE, MESSAGE).
+        """Bytes and messages in the user's Maildir, from its ``maildirsize``: IMAP QUOTA's STORAGE and MESSAGE.
 
         *limits* (the configured ones) replace those the file holds, which
         are kept otherwise.  The file is made, or recalculated, where
