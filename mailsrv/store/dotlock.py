@@ -116,7 +116,8 @@ def dotlocked(path: str, stale_after: float, timeout: float | None = None) -> It
                 os.unlink(lock_path)
             continue
         if time.monotonic() >= deadline:
-            raise LockTimeout(f"{lock_path} is held by another writer")
+            log.warn("gave up waiting for {lock}", lock=lock_path)
+            raise LockTimeout("the mailbox is locked by another program; try again later")  # told to clients
         time.sleep(POLL_INTERVAL)
     try:
         yield
