@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from twisted.logger import Logger
 
-from mailsrv.store.userstore import folder_dir, folder_names
+from mailsrv.store.names import folder_dir, folder_names
 
 log = Logger()
 

@@ -35,3 +35,7 @@ class MessageGone(StoreError, KeyError):
 
 class InvalidAddress(StoreError):
     """An address that cannot name a mailbox directory safely."""
+
+
+class LockTimeout(StoreError):
+    """Another writer (a Dovecot process, say) held a file's dot-lock for longer than we wait."""

@@ -45,7 +45,7 @@ from zope.interface import Interface
 from mailsrv.message import wire
 from mailsrv.message.body import Body
 from mailsrv.store import flags as flag_rules
-from mailsrv.store import fileops, maildir, scan, writing
+from mailsrv.store import fileops, maildir, maildirsize, names, scan, writing
 from mailsrv.store.coalesce import Coalescing
 from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder
 from mailsrv.store.keywords import Keywords
@@ -101,6 +101,20 @@ def _open_for_reading(path: str) -> BinaryIO:
     return open(path, "rb")
 
 
+def _place_counted(root: str, body: Body, targets: list[writing.Destination], mtime: float | None) -> writing.Placed:
+    """APPEND's write, and its line in the user's ``maildirsize`` (blocking)."""
+    placed = writing.place(body, targets, mtime)
+    maildirsize.record_added(root, [rel for _, rel in targets])
+    return placed
+
+
+def _link_counted(root: str, pairs: list[tuple[str, writing.Destination]]) -> list[int]:
+    """COPY's links, and their line in the user's ``maildirsize`` (blocking)."""
+    done = writing.link_each(pairs)
+    maildirsize.record_added(root, [pairs[i][1][1] for i in done])
+    return done
+
+
 def _read_wire(message: StoredMessage) -> bytes:
     with message:
         return wire.to_wire(message.file.read())
@@ -137,6 +151,7 @@ class Folder:
     def __init__(self, name: str, path: str, executor: "Executor", clock: "IReactorTime | None" = None) -> None:
         self.name = name
         self.path = path
+        self._user_root = names.user_root(path, name)  # where the user's maildirsize is
         self._executor = executor
         self._uids = UIDList(path, executor, clock)
         self._keywords = Keywords(path, executor)
@@ -446,7 +461,7 @@ class Folder:
             date = done.mtime if internaldate is None else internaldate
             return self._arrive(dict([_arrival(rel, body.wire_size, date)]))
 
-        d = self._executor.run(writing.place, body, [(self.path, rel)], internaldate)
+        d = self._executor.run(_place_counted, self._user_root, body, [(self.path, rel)], internaldate)
         return d.addCallback(placed).addCallback(lambda _: self._uids.by_key[key])
 
     def copy(self, uids: Iterable[int], target: "Folder") -> "Deferred[list[tuple[int, int]]]":
@@ -484,7 +499,7 @@ class Folder:
             d = self._arrive(dict(_arrival(rels[i], plan[i][0].size, plan[i][0].internaldate) for i in done))
             return d.addCallback(lambda _: [(plan[i][0].uid, self._uids.by_key[plan[i][2]]) for i in done])
 
-        return self._executor.run(writing.link_each, pairs).addCallback(linked)
+        return self._executor.run(_link_counted, self._user_root, pairs).addCallback(linked)
 
     # -- changing ------------------------------------------------------------
 
@@ -606,14 +621,18 @@ class Folder:
     def expunge(self, uids: Iterable[int]) -> "Deferred[list[int]]":
         """Remove messages for good; each unlink is atomic. Fires with the UIDs removed."""
 
-        def unlinked(done: list[tuple[int, None]]) -> "Deferred[list[int]] | list[int]":
+        def unlinked(done: list[tuple[int, int]]) -> "Deferred[list[int]] | list[int]":
+            if done:
+                freed = sum(size for _, size in done)
+                self._logged(self._executor.run(maildirsize.record, self._user_root, -freed, -len(done)),
+                             "recording expunged messages in maildirsize")
             removed = [uid for uid, _ in done if uid in self._snap.files]
             if not removed:
                 return []
             keys = [self._drop(uid) for uid in removed]
             return self._expunged(removed, keys).addCallback(lambda _: removed)
 
-        return self._each_file(sorted(set(uids)), os.unlink).addCallback(unlinked)
+        return self._each_file(sorted(set(uids)), maildirsize.unlink_counted).addCallback(unlinked)
 
     def _expunged(self, uids: list[int], keys: list[str]) -> "Deferred[None]":
         """Messages gone for good, here or elsewhere: one mod-sequence step, the news, their UIDs forgotten."""

@@ -3,7 +3,9 @@
 Maildir has 26 lowercase info letters for keywords; the file maps each
 letter's index to the keyword (``0 $Junk`` means ``a`` is ``$Junk``), so
 Dovecot reading our store sees the same keywords.  A letter, once given,
-keeps its keyword: message file names carry the letters.
+keeps its keyword: message file names carry the letters.  A writer holds
+our ``flock`` and then Dovecot's dot-lock ``dovecot-keywords.lock``
+(:mod:`.dotlock`), so Dovecot never gives a letter away at the same time.
 
 :func:`read` and :func:`add` touch the disk and run in the store's
 executor; :class:`Keywords` is a folder's table on the reactor thread, fed
@@ -20,6 +22,7 @@ from typing import Iterable
 
 from twisted.internet.defer import Deferred, DeferredLock, succeed
 
+from mailsrv.store.dotlock import dotlocked
 from mailsrv.store.errors import KeywordLimit
 from mailsrv.store.files import FileStamp, locked, read_text, replace_file
 from mailsrv.workers import Executor
@@ -29,6 +32,8 @@ FILENAME = "dovecot-keywords"
 #: and an flock file of that name left in place would look like a held one.
 LOCK_NAME = "mailsrv-keywords"
 LETTERS = string.ascii_lowercase
+#: Dovecot's stale timeout for the dot-lock of this file (seconds).
+STALE_AFTER = 120
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ def add(folder_path: str, keywords: Iterable[str]) -> Table:
     dropping a keyword the client would be told was stored (RFC 5530 LIMIT).
     """
     path = os.path.join(folder_path, FILENAME)
-    with locked(os.path.join(folder_path, LOCK_NAME)):
+    with locked(os.path.join(folder_path, LOCK_NAME)), dotlocked(path, STALE_AFTER):
         letter_of = _parse(read_text(path))
         missing = sorted(k for k in set(keywords) if k not in letter_of)
         if missing:

@@ -22,12 +22,16 @@ import time
 FLAG_LETTERS = {
     "\\Draft": "D",
     "\\Flagged": "F",
-    "$Forwarded": "P",
     "\\Answered": "R",
     "\\Seen": "S",
     "\\Deleted": "T",
 }
-LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()}
+#: maildir(5)'s "passed" letter, which mutt and Courier write.  Dovecot ignores
+#: it and keeps ``$Forwarded`` as a keyword (a ``dovecot-keywords`` letter), so
+#: we write that letter where the folder has one and ``P`` only where it has
+#: none, and read either as ``$Forwarded``.
+FORWARDED, PASSED = "$Forwarded", "P"
+LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()} | {PASSED: FORWARDED}
 INFO_SEP = ":2,"
 
 _counter = itertools.count()
@@ -85,7 +89,7 @@ def flags_to_info(flags: "frozenset[str] | set[str]", keyword_letter: "dict[str,
     """Maildir info letters for *flags*, in ASCII order as maildir(5) requires."""
     letters = []
     for flag in flags:
-        letter = FLAG_LETTERS.get(flag) or keyword_letter.get(flag)
+        letter = FLAG_LETTERS.get(flag) or keyword_letter.get(flag) or (PASSED if flag == FORWARDED else None)
         if letter:
             letters.append(letter)
     return "".join(sorted(set(letters)))

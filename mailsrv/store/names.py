@@ -1,4 +1,4 @@
-"""Folder names: validation and the IMAP name <-> Maildir++ directory mapping.
+"""Folder names: validation, the IMAP name <-> Maildir++ directory mapping, the folders there are.
 
 IMAP shows ``/`` as the hierarchy separator; on disk Maildir++ joins levels
 with ``.`` (``Archive/2024`` -> ``.Archive.2024``), as Dovecot and Courier
@@ -11,6 +11,8 @@ Maildir: nothing reaches the file system without passing :func:`validate`.
 """
 
 from __future__ import annotations
+
+import os
 
 import twisted.mail.imap4  # noqa: F401  (registers the imap4-utf-7 codec)
 
@@ -41,28 +43,55 @@ def validate(name: str) -> str:
             raise InvalidFolderName("folder name level may not start with '.'")
         if _FORBIDDEN.intersection(level):
             raise InvalidFolderName("folder name contains a forbidden character")
-        if len(_encode_level(level)) > MAX_LEVEL_BYTES:
+        if len(encode_level(level)) > MAX_LEVEL_BYTES:
             raise InvalidFolderName("folder name too long")
     if levels[0].upper() == INBOX:
         levels[0] = INBOX
     return SEPARATOR.join(levels)
 
 
-def _encode_level(level: str) -> str:
+def encode_level(level: str) -> str:
+    """One hierarchy level as Dovecot stores it on disk: modified UTF-7, ``.`` as ``&AC4-``."""
     return level.encode("imap4-utf-7").decode("ascii").replace(".", "&AC4-")
+
+
+def from_levels(levels: list[str]) -> str | None:
+    """The IMAP name of hierarchy levels stored by :func:`encode_level`, or None if they name none."""
+    try:
+        return validate(SEPARATOR.join(level.encode("ascii").decode("imap4-utf-7") for level in levels))
+    except (UnicodeError, InvalidFolderName):
+        return None
 
 
 def to_dirname(name: str) -> str:
     """The Maildir++ directory name for a validated non-INBOX folder name."""
-    return "." + ".".join(_encode_level(level) for level in name.split(SEPARATOR))
+    return "." + ".".join(encode_level(level) for level in name.split(SEPARATOR))
 
 
 def from_dirname(dirname: str) -> str | None:
     """The IMAP name for a Maildir++ directory, or None if it is not one."""
     if not dirname.startswith(".") or dirname in (".", ".."):
         return None
-    try:
-        levels = [lvl.encode("ascii").decode("imap4-utf-7") for lvl in dirname[1:].split(".")]
-        return validate(SEPARATOR.join(levels))
-    except (UnicodeError, InvalidFolderName):
-        return None
+    return from_levels(dirname[1:].split("."))
+
+
+def folder_dir(root: str, name: str) -> str:
+    """The directory of validated folder *name* in the Maildir++ at *root*."""
+    return root if name == INBOX else os.path.join(root, to_dirname(name))
+
+
+def user_root(folder_path: str, name: str) -> str:
+    """The Maildir++ root of the directory *folder_path* of folder *name*: :func:`folder_dir` backwards."""
+    return folder_path if name == INBOX else os.path.dirname(folder_path)
+
+
+def folder_names(root: str) -> list[str]:
+    """Every folder name, INBOX first, then sorted (blocking)."""
+    found = set()
+    if os.path.isdir(root):
+        for entry in os.listdir(root):
+            name = from_dirname(entry)
+            if name is not None and os.path.isdir(os.path.join(root, entry, "cur")):
+                found.add(name)
+    found.discard(INBOX)
+    return [INBOX] + sorted(found)

@@ -25,9 +25,10 @@ from twisted.python.failure import Failure
 from mailsrv.address import AddressSyntaxError, mailbox_path
 from mailsrv.message.body import Body
 from mailsrv.store import flags as flag_rules
-from mailsrv.store import cleanup, keywords, maildir, names, writing
+from mailsrv.store import cleanup, keywords, maildir, maildirsize, names, writing
 from mailsrv.store.errors import InvalidAddress, InvalidFlag, InvalidFolderName, KeywordLimit, StoreError
-from mailsrv.store.userstore import UserStore, folder_dir
+from mailsrv.store.names import folder_dir
+from mailsrv.store.userstore import UserStore
 from mailsrv.workers import Executor
 
 
@@ -82,6 +83,8 @@ def _deliver(key: str, body: Body, places: list[_Place]) -> _Delivered:
             rel = "cur/" + maildir.filename(key, place.flags, _letters(path, place.flags))
         copies.append((place.address, folder, path, rel))
     placed = writing.place(body, [(path, rel) for _, _, path, rel in copies])
+    for place, (_, _, _, rel) in zip(places, copies):
+        maildirsize.record_added(place.root, [rel])
     return _Delivered(copies, placed.mtime, missing, placed.copies)
 
 

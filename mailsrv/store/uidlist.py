@@ -1,23 +1,40 @@
-"""Persistent UIDs: the ``mailsrv-uidlist`` file of one folder, written by group commit.
+"""Persistent UIDs: Dovecot's ``dovecot-uidlist`` of one folder, written by group commit.
 
-Format (plain lines, like Dovecot's ``dovecot-uidlist``)::
+The file is Dovecot's (version 3), so Dovecot and mailsrv agree on every
+UID and on UIDVALIDITY and either can take over a Maildir the other kept::
 
-    1 V<uidvalidity> N<uidnext> M<highestmodseq>
-    <uid> <maildir key>
+    3 V<uidvalidity> N<uidnext> G<mailbox guid> M<highest modseq>
+    <uid> [<field> ...] :<maildir key>
     ...
 
-Header fields are letters with a number; readers skip fields they do not
-know, so adding one keeps older readers working.  ``M`` is the folder's
-highest mod-sequence (RFC 7162), written whenever the header is: new UIDs
-are *appended*, so between rewrites the value on disk may lag behind the
-one in memory (see :attr:`UIDList.highest_modseq`).
+Header and entry fields are a letter and a value; fields we do not use
+(an entry's ``G`` GUID, ``W`` and ``S`` sizes, POP3 ``P``/``O``, or header
+fields of other writers) are kept as they were whenever the file is
+rewritten.  ``M`` is ours: the folder's highest mod-sequence (RFC 7162).
+Dovecot keeps its own mod-sequences in its index, never in this file, and
+keeps a header field it does not know when it rewrites the file, so ``M``
+survives Dovecot's writes.  New UIDs are *appended*, so between rewrites
+the value on disk may lag behind the one in memory (see
+:attr:`UIDList.highest_modseq`).  Dovecot writes the key (the file name up
+to its ``:2,`` info) after the ``:``, as we do.
 
 New UIDs are appended and ``fdatasync``ed before anyone is told of them (a
 UID once shown to a client is never given to another message, RFC 3501
-2.3.1.1); expunges rewrite the file atomically.  An ``flock`` serialises
-writers between processes and nodes sharing the store, and the file is
-re-read under it whenever its :class:`~mailsrv.store.files.FileStamp` shows
-that someone else wrote it.
+2.3.1.1), in UID order (Dovecot discards a file whose UIDs go down); expunges
+rewrite the file atomically.  A writer holds two locks: our ``flock``
+(``mailsrv-uidlist.lock``, which serialises mailsrv processes and nodes
+without polling) and then Dovecot's dot-lock ``dovecot-uidlist.lock``
+(:mod:`.dotlock`), so a Dovecot process never writes at the same time.
+The file is re-read under them whenever its
+:class:`~mailsrv.store.files.FileStamp` shows that someone else wrote it.
+
+Folders that mailsrv kept before it wrote Dovecot's file have a
+``mailsrv-uidlist`` (``1 V<uidvalidity> N<uidnext> M<modseq>``, then
+``<uid> <key>`` lines).  The first commit migrates it: the same UIDs,
+UIDVALIDITY and mod-sequence go into ``dovecot-uidlist`` (which replaces
+any older one Dovecot left, since clients saw mailsrv's UIDs since), and
+the old file is removed, so no older mailsrv can later give out UIDs from
+a stale copy.
 
 That work blocks, so it runs in the store's executor, and it is a *group
 commit*: one job at a time, taking every key queued since the last one
@@ -32,8 +49,9 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -41,14 +59,23 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.store.coalesce import Coalescing
-from mailsrv.store.files import FileStamp, locked, read_text, replace_file
+from mailsrv.store.dotlock import dotlocked
+from mailsrv.store.files import FileStamp, fsync_dir, locked, read_text, replace_file
+from mailsrv.store.maildir import split_name
 from mailsrv.workers import Executor
 
 #: Seconds a delivery's UID commit waits for more deliveries to share it.
 #: Short against IDLE's announcement; long against one ``fdatasync``.
 BATCH_DELAY = 0.02
 
-FILENAME = "mailsrv-uidlist"
+FILENAME = "dovecot-uidlist"
+#: What mailsrv kept before it wrote Dovecot's file; migrated and removed.
+OLD_FILENAME = "mailsrv-uidlist"
+#: Our flock is ``mailsrv-uidlist.lock``: the lock older mailsrv versions took too.
+LOCK_NAME = OLD_FILENAME
+#: Dovecot's stale timeout for the dot-lock of this file (seconds).
+STALE_AFTER = 120
+VERSION = "3"
 log = Logger()
 _last_validity = 0
 
@@ -67,25 +94,85 @@ class Header:
     uidvalidity: int = 0
     uidnext: int = 1
     highest_modseq: int = 0
+    #: The mailbox GUID (128 bits in hex) Dovecot requires; made when missing.
+    guid: str = ""
+    #: Header fields of other writers, kept as they were.
+    others: tuple[str, ...] = ()
 
     def line(self) -> str:
-        return f"1 V{self.uidvalidity} N{self.uidnext} M{self.highest_modseq}\n"
+        fields = [f"V{self.uidvalidity}", f"N{self.uidnext}", f"G{self.guid}", f"M{self.highest_modseq}"]
+        return " ".join([VERSION, *fields, *self.others]) + "\n"
 
 
-def parse(text: str, path: str) -> tuple[Header, dict[str, int]]:
-    """The header and the key -> UID map of a uidlist file's text."""
+@dataclass
+class Entries:
+    """The key -> UID map, and the fields of entries that had any (kept on rewrite)."""
+
+    by_key: dict[str, int] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+_KNOWN = {"V": "uidvalidity", "N": "uidnext", "M": "highest_modseq"}
+
+
+def _header(line: str, path: str) -> Header:
+    """Version 3 (``3 V.. N.. G..``), Courier's version 1 (``1 <validity> <next>``), or ours of old."""
+    version, _, rest = line.partition(" ")
+    tokens = rest.split()
+    if version == "1" and len(tokens) >= 2 and all(t.isdigit() for t in tokens[:2]):
+        return Header(int(tokens[0]), int(tokens[1]))
+    if version not in ("1", VERSION):
+        log.warn("{path}: uidlist version {version} not known; reading its header fields", path=path, version=version)
+    values: dict[str, int] = {}
+    guid, others = "", []
+    for token in tokens:
+        key, value = token[:1], token[1:]
+        if key in _KNOWN and value.isdigit():
+            values[_KNOWN[key]] = int(value)
+        elif key == "G" and len(value) == 32:
+            guid = value
+        else:
+            others.append(token)
+    return Header(guid=guid, others=tuple(others), **values)
+
+
+def _entry(line: str) -> tuple[int, str, str] | None:
+    """``(uid, fields, key)`` of an entry line; both ``<uid> [fields] :<name>`` and ``<uid> <name>``."""
+    uid, _, rest = line.partition(" ")
+    if not uid.isdigit() or int(uid) == 0:
+        return None
+    fields = []
+    while rest and not rest.startswith(":") and " " in rest and rest[:1].isupper():
+        token, _, rest = rest.partition(" ")
+        fields.append(token)
+        rest = rest.lstrip(" ")
+    name = rest[1:] if rest.startswith(":") else rest
+    if not name or "/" in name:
+        return None
+    return int(uid), " ".join(fields), split_name(name)[0]
+
+
+def parse(text: str, path: str) -> tuple[Header, Entries]:
+    """The header and the entries of a uidlist file's text."""
     lines = text.splitlines()
-    fields = {f[:1]: int(f[1:]) for f in (lines[0].split()[1:] if lines else ()) if f[1:].isdigit()}
-    by_key: dict[str, int] = {}
-    uidnext = fields.get("N", 1)
+    header = _header(lines[0], path) if lines else Header()
+    entries = Entries()
+    uidnext = header.uidnext
     for number, line in enumerate(lines[1:], 2):
-        uid, _, key = line.partition(" ")
-        if not uid.isdigit() or not key:
+        parsed = _entry(line)
+        if parsed is None:
             log.warn("{path}:{line}: unreadable UID entry skipped", path=path, line=number)
             continue
-        by_key[key] = int(uid)
-        uidnext = max(uidnext, int(uid) + 1)
-    return Header(fields.get("V", 0), uidnext, fields.get("M", 0)), by_key
+        uid, fields, key = parsed
+        entries.by_key[key] = uid
+        if fields:
+            entries.fields[key] = fields
+        uidnext = max(uidnext, uid + 1)
+    return replace(header, uidnext=uidnext), entries
+
+
+def _line(uid: int, key: str, fields: str | None) -> str:
+    return f"{uid} {fields} :{key}\n" if fields else f"{uid} :{key}\n"
 
 
 @dataclass(frozen=True)
@@ -93,31 +180,54 @@ class Commit:
     """What one job found and wrote, for the reactor to apply."""
 
     header: Header
-    #: The whole map (before *assigned*), when the job re-read or rewrote the file; else None.
-    by_key: dict[str, int] | None
+    #: All entries (before *assigned*), when the job re-read or rewrote the file; else None.
+    entries: Entries | None
     #: Keys given a UID by this job.
     assigned: dict[str, int]
     stamp: FileStamp | None
 
 
+def _migrated(path: str) -> tuple[Header, Entries] | None:
+    """The UIDs of the folder's ``mailsrv-uidlist``, if it still has one (blocking)."""
+    old = os.path.join(os.path.dirname(path), OLD_FILENAME)
+    if not os.path.exists(old):
+        return None
+    header, entries = parse(read_text(old), old)
+    current = _header(read_text(path).partition("\n")[0], path)
+    log.info("{path}: UIDs migrated from {old} (UIDVALIDITY {uidvalidity})",
+             path=path, old=OLD_FILENAME, uidvalidity=header.uidvalidity)
+    return replace(header, guid=current.guid), entries
+
+
+def _remove_old(path: str) -> None:
+    """Once ``dovecot-uidlist`` holds them, the old file's UIDs must not be read again."""
+    folder = os.path.dirname(path)
+    os.unlink(os.path.join(folder, OLD_FILENAME))
+    fsync_dir(folder)
+
+
 def commit(
-    path: str, known: FileStamp | None, header: Header, by_key: Mapping[str, int],
+    path: str, known: FileStamp | None, header: Header, entries: Entries,
     adds: list[str], forgets: frozenset[str],
 ) -> Commit:
-    """Under the lock: catch up with other writers, assign UIDs to *adds*, drop *forgets* (blocking).
+    """Under the locks: catch up with other writers, assign UIDs to *adds*, drop *forgets* (blocking).
 
-    *header*/*by_key* are what the caller knows, valid while the file still
+    *header*/*entries* are what the caller knows, valid while the file still
     has stamp *known*.  A file that vanished is written again from them
     (same UIDVALIDITY, so no client's UIDs break); a new folder gets a new
     UIDVALIDITY.
     """
-    with locked(path):
+    with locked(os.path.join(os.path.dirname(path), LOCK_NAME)), dotlocked(path, STALE_AFTER):
         stamp = FileStamp.of(path)
         replaced = None
-        if stamp is not None and stamp != known:
+        migrated = _migrated(path)
+        if migrated is not None:
+            header, replaced = migrated
+            stamp = None  # written anew below
+        elif stamp is not None and stamp != known:
             theirs, replaced = parse(read_text(path), path)
-            header = Header(theirs.uidvalidity, theirs.uidnext, max(theirs.highest_modseq, header.highest_modseq))
-            by_key = replaced
+            header = replace(theirs, highest_modseq=max(theirs.highest_modseq, header.highest_modseq))
+        by_key = entries.by_key if replaced is None else replaced.by_key
         assigned: dict[str, int] = {}
         uidnext = header.uidnext
         for key in adds:
@@ -125,15 +235,21 @@ def commit(
                 assigned[key] = uidnext
                 uidnext += 1
         gone = forgets.intersection(by_key)
-        rewrite = stamp is None or not header.uidvalidity or bool(gone)
-        header = Header(header.uidvalidity or _new_uidvalidity(), uidnext, header.highest_modseq)
+        rewrite = stamp is None or not header.uidvalidity or not header.guid or bool(gone)
+        header = replace(header, uidvalidity=header.uidvalidity or _new_uidvalidity(), uidnext=uidnext,
+                         guid=header.guid or uuid.uuid4().hex)
         if rewrite:
-            replaced = {k: u for k, u in by_key.items() if k not in gone}
-            replaced.update(assigned)
-            entries = sorted(replaced.items(), key=lambda kv: kv[1])
-            replace_file(path, (header.line() + "".join(f"{u} {k}\n" for k, u in entries)).encode("utf-8"))
+            old = entries if replaced is None else replaced
+            replaced = Entries({k: u for k, u in old.by_key.items() if k not in gone},
+                               {k: f for k, f in old.fields.items() if k not in gone})
+            replaced.by_key.update(assigned)
+            ordered = sorted(replaced.by_key.items(), key=lambda kv: kv[1])
+            lines = "".join(_line(u, k, replaced.fields.get(k)) for k, u in ordered)
+            replace_file(path, (header.line() + lines).encode("utf-8"))
+            if migrated is not None:
+                _remove_old(path)
         elif assigned:
-            _append(path, "".join(f"{u} {k}\n" for k, u in assigned.items()))
+            _append(path, "".join(_line(u, k, None) for k, u in assigned.items()))
         return Commit(header, replaced, assigned, FileStamp.of(path))
 
 
@@ -160,11 +276,16 @@ class UIDList:
         self.path = os.path.join(folder_path, FILENAME)
         self._executor = executor
         self.header = Header()
-        self.by_key: dict[str, int] = {}
+        self.entries = Entries()
         self.stamp: FileStamp | None = None
         self._adds: dict[str, None] = {}  # ordered: UIDs follow arrival order
         self._forgets: set[str] = set()
         self._jobs = Coalescing(self._run, clock, BATCH_DELAY)
+
+    @property
+    def by_key(self) -> dict[str, int]:
+        """Maildir key -> UID of every message the file lists."""
+        return self.entries.by_key
 
     @property
     def uidvalidity(self) -> int:
@@ -185,8 +306,7 @@ class UIDList:
 
     def next_modseq(self) -> int:
         """Step the counter for one change (an add, a flag change, an expunge) and return it."""
-        h = self.header
-        self.header = Header(h.uidvalidity, h.uidnext, h.highest_modseq + 1)
+        self.header = replace(self.header, highest_modseq=self.header.highest_modseq + 1)
         return self.header.highest_modseq
 
     def refresh(self) -> "Deferred[None]":
@@ -216,13 +336,13 @@ class UIDList:
             self._forgets |= forgets
             return failure
 
-        d = self._executor.run(commit, self.path, self.stamp, self.header, self.by_key, adds, forgets)
+        d = self._executor.run(commit, self.path, self.stamp, self.header, self.entries, adds, forgets)
         return d.addCallbacks(self._apply, failed)
 
     def _apply(self, done: Commit) -> None:
-        if done.by_key is not None:
-            self.by_key = done.by_key
-        self.by_key.update(done.assigned)
+        if done.entries is not None:
+            self.entries = done.entries
+        self.entries.by_key.update(done.assigned)
         modseq = max(done.header.highest_modseq, self.header.highest_modseq)  # steps taken meanwhile
-        self.header = Header(done.header.uidvalidity, done.header.uidnext, modseq)
+        self.header = replace(done.header, highest_modseq=modseq)
         self.stamp = done.stamp

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
-from mailsrv.store import maildir, names
+from mailsrv.store import maildir, maildirsize, names
+from mailsrv.store import subscriptions as subsfile
 from mailsrv.store.errors import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder
-from mailsrv.store.files import fsync_dir, locked, read_text, replace_file
+from mailsrv.store.files import fsync_dir
 from mailsrv.store.folder import Folder
+from mailsrv.store.names import folder_dir, folder_names
 
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
@@ -34,30 +36,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-SUBSCRIPTIONS = "subscriptions"
-#: Our own lock name: Dovecot dot-locks ``subscriptions.lock``.
-SUBSCRIPTIONS_LOCK = "mailsrv-subscriptions"
-
-
-def folder_dir(root: str, name: str) -> str:
-    """The directory of validated folder *name* in the Maildir++ at *root*."""
-    return root if name == names.INBOX else os.path.join(root, names.to_dirname(name))
-
 
 def _exists(root: str, name: str) -> bool:
     return name == names.INBOX or os.path.isdir(os.path.join(folder_dir(root, name), "cur"))
-
-
-def folder_names(root: str) -> list[str]:
-    """Every folder name, INBOX first, then sorted (blocking)."""
-    found = set()
-    if os.path.isdir(root):
-        for entry in os.listdir(root):
-            name = names.from_dirname(entry)
-            if name is not None and os.path.isdir(os.path.join(root, entry, "cur")):
-                found.add(name)
-    found.discard(names.INBOX)
-    return [names.INBOX] + sorted(found)
 
 
 def _create(root: str, name: str) -> None:
@@ -85,6 +66,7 @@ def _delete(root: str, name: str) -> str:
     doomed = os.path.join(root, f"..deleted-{uuid.uuid4().hex}")
     os.rename(folder_dir(root, name), doomed)
     shutil.rmtree(doomed, ignore_errors=True)
+    maildirsize.recount(root)
     return name
 
 
@@ -117,22 +99,6 @@ def _move_inbox_mail(root: str, new: str) -> None:
         for filename in os.listdir(src):
             os.rename(os.path.join(src, filename), os.path.join(target, filename))
     fsync_dir(target)
-
-
-def _subscriptions(root: str) -> set[str]:
-    """Subscribed folder names (blocking)."""
-    return {line for line in read_text(os.path.join(root, SUBSCRIPTIONS)).splitlines() if line}
-
-
-def _edit_subscriptions(root: str, change: Callable[[set[str]], set[str]]) -> None:
-    """Read, change and durably rewrite the subscriptions under their lock (blocking)."""
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    with locked(os.path.join(root, SUBSCRIPTIONS_LOCK)):
-        before = _subscriptions(root)
-        after = change(before)
-        if after != before:
-            text = "".join(f"{name}\n" for name in sorted(after))
-            replace_file(os.path.join(root, SUBSCRIPTIONS), text.encode("utf-8"))
 
 
 class UserStore:
@@ -211,15 +177,24 @@ class UserStore:
 
         return self._executor.run(_rename, self.path, old, new).addCallback(renamed)
 
+    def quota_usage(self, limits: maildirsize.Limits | None = None) -> "Deferred[maildirsize.Usage]":
+        """Bytes and messages in the user's Maildir, from its ``maildirsize``: IMAP QUOTA's STORAGE and MESSAGE.
+
+        *limits* (the configured ones) replace those the file holds, which
+        are kept otherwise.  The file is made, or recalculated, where
+        Maildir++ says its figures cannot be trusted.
+        """
+        return self._executor.run(maildirsize.usage, self.path, limits)
+
     # -- subscriptions (RFC 3501 6.3.6) --------------------------------------
 
     def subscriptions(self) -> "Deferred[set[str]]":
         """Subscribed folder names (they need not exist)."""
-        return self._executor.run(_subscriptions, self.path)
+        return self._executor.run(subsfile.read, self.path)
 
     def subscribe(self, name: str) -> "Deferred[None]":
         """Add a name to the subscriptions."""
-        return self._validated(lambda root, n: _edit_subscriptions(root, lambda subs: subs | {n}), name)
+        return self._validated(lambda root, n: subsfile.edit(root, lambda subs: subs | {n}), name)
 
     def unsubscribe(self, name: str) -> "Deferred[None]":
         """Remove a name from the subscriptions; fails with NoSuchFolder if absent."""
@@ -229,7 +204,7 @@ class UserStore:
                 raise NoSuchFolder(name)
             return subs - {name}
 
-        return self._validated(lambda root, n: _edit_subscriptions(root, lambda subs: remove(subs, n)), name)
+        return self._validated(lambda root, n: subsfile.edit(root, lambda subs: remove(subs, n)), name)
 
     def _validated(self, job: Callable[[str, str], T], name: str) -> "Deferred[T]":
         """Run ``job(root, canonical name)`` in the executor once *name* is valid."""

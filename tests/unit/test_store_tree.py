@@ -7,7 +7,7 @@ import threading
 
 from store_harness import ALICE, MSG, Recorder, StoreTestCase
 
-from mailsrv.store import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder, Store, userstore
+from mailsrv.store import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder, Store, subscriptions
 from mailsrv.workers import InlineExecutor
 
 
@@ -92,6 +92,23 @@ class SubscriptionTests(StoreTestCase):
         self.assertEqual(self.done(self.user.subscriptions()), {"INBOX"})
         self.failed(self.user.unsubscribe("never"), NoSuchFolder)
 
+    def test_subscriptions_file_is_dovecots_version_2(self):
+        for name in ("Archive/2024", "Ünïcode/x.y", "INBOX"):
+            self.done(self.user.subscribe(name))
+        with open(os.path.join(self.user.path, "subscriptions"), encoding="ascii") as f:
+            self.assertEqual(f.read(), "V\t2\n\nArchive\t2024\nINBOX\n&ANw-n&AO8-code\tx&AC4-y\n")
+        self.assertEqual(self.done(self.user.subscriptions()), {"Archive/2024", "Ünïcode/x.y", "INBOX"})
+        self.assertFalse(os.path.exists(os.path.join(self.user.path, "subscriptions.lock")))
+
+    def test_version_1_file_of_older_mailsrv_is_read_and_upgraded(self):
+        os.makedirs(self.user.path)
+        with open(os.path.join(self.user.path, "subscriptions"), "w", encoding="utf-8") as f:
+            f.write("Lists/python\nEntwürfe\n")
+        self.assertEqual(self.done(self.user.subscriptions()), {"Lists/python", "Entwürfe"})
+        self.done(self.user.subscribe("INBOX"))
+        with open(os.path.join(self.user.path, "subscriptions"), encoding="ascii") as f:
+            self.assertEqual(f.read(), "V\t2\n\nEntw&APw-rfe\nINBOX\nLists\tpython\n")
+
     def test_concurrent_writers_lose_no_subscription(self):
         """Two nodes subscribing at once: the edit lock keeps every one (read-modify-write)."""
         names = [f"List{i}" for i in range(40)]
@@ -100,7 +117,7 @@ class SubscriptionTests(StoreTestCase):
         def node(mine: list[str]) -> None:
             try:
                 for name in mine:
-                    userstore._edit_subscriptions(self.user.path, lambda subs, n=name: subs | {n})
+                    subscriptions.edit(self.user.path, lambda subs, n=name: subs | {n})
             except BaseException as e:  # reported below; a thread cannot fail the test itself
                 errors.append(e)
 

@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 from store_harness import ALICE, MSG, ManualExecutor, Recorder, StoreTestCase, age_directories, repo_root
 
 from mailsrv.message.body import Body
-from mailsrv.store import Store, Target, uidlist
+from mailsrv.store import Store, Target, keywords, subscriptions, uidlist
 from mailsrv.store.files import read_text
 from mailsrv.store.uidlist import UIDList
 from mailsrv.workers import InlineExecutor
@@ -24,7 +24,7 @@ _fdatasync = os.fdatasync
 
 
 def entries(path: str) -> dict[str, int]:
-    return uidlist.parse(read_text(os.path.join(path, uidlist.FILENAME)), path)[1]
+    return uidlist.parse(read_text(os.path.join(path, uidlist.FILENAME)), path)[1].by_key
 
 
 class GroupCommitTests(StoreTestCase):
@@ -141,14 +141,14 @@ class TwoWritersTests(StoreTestCase):
             import sys
             from mailsrv.store import uidlist
             path, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-            done = uidlist.commit(path, None, uidlist.Header(), {}, [], frozenset())
-            header, by_key, stamp, mine = done.header, dict(done.by_key or {}), done.stamp, {}
+            done = uidlist.commit(path, None, uidlist.Header(), uidlist.Entries(), [], frozenset())
+            header, entries, stamp, mine = done.header, done.entries, done.stamp, {}
             for i in range(count):
                 forgets = frozenset([f"{name}-{i - 5}"]) if i % 10 == 9 else frozenset()
-                done = uidlist.commit(path, stamp, header, by_key, [f"{name}-{i}"], forgets)
-                if done.by_key is not None:
-                    by_key = done.by_key
-                by_key.update(done.assigned)
+                done = uidlist.commit(path, stamp, header, entries, [f"{name}-{i}"], forgets)
+                if done.entries is not None:
+                    entries = done.entries
+                entries.by_key.update(done.assigned)
                 header, stamp = done.header, done.stamp
                 mine.update(done.assigned)
             print(" ".join(f"{k}={u}" for k, u in mine.items()))
@@ -168,6 +168,7 @@ class TwoWritersTests(StoreTestCase):
         self.assertEqual(len(assigned), 200)
         self.assertEqual(sorted(uids), list(range(1, 201)))  # none given twice, none skipped
         header, on_disk = uidlist.parse(read_text(path), path)
+        on_disk = on_disk.by_key
         forgotten = {f"{n}-{i - 5}" for n in ("a", "b") for i in range(100) if i % 10 == 9}
         self.assertEqual(on_disk, {k: int(u) for k, u in assigned.items() if k not in forgotten})
         self.assertEqual(header.uidnext, 201)
@@ -179,23 +180,26 @@ class FileFormatTests(StoreTestCase):
         self.deliver()
         self.done(inbox.expunge([1]))  # a rewrite: the header is written
         first = read_text(os.path.join(inbox.path, uidlist.FILENAME)).splitlines()[0]
-        self.assertEqual(first, f"1 V{inbox.uidvalidity} N2 M{inbox.highest_modseq}")
+        guid = uidlist.parse(read_text(os.path.join(inbox.path, uidlist.FILENAME)), "f")[0].guid
+        self.assertRegex(guid, "^[0-9a-f]{32}$")
+        self.assertEqual(first, f"3 V{inbox.uidvalidity} N2 G{guid} M{inbox.highest_modseq}")
         self.assertGreater(inbox.highest_modseq, 0)
 
     def test_unknown_header_fields_and_bad_lines_are_skipped(self):
-        header, by_key = uidlist.parse("1 V7 X99 N5 M3 Qzz\n2 k2\nnonsense\n4 k4\n", "f")
+        header, entries = uidlist.parse("3 V7 X99 N5 M3 Qzz\n2 :k2\nnonsense\n4 :k4\n", "f")
         self.assertEqual((header.uidvalidity, header.uidnext, header.highest_modseq), (7, 5, 3))
-        self.assertEqual(by_key, {"k2": 2, "k4": 4})
+        self.assertEqual(header.others, ("X99", "Qzz"))
+        self.assertEqual(entries.by_key, {"k2": 2, "k4": 4})
         self.assertEqual(len(self.flushLoggedErrors()), 0)
 
     def test_a_header_without_modseq_still_reads(self):
-        self.assertEqual(uidlist.parse("1 V7 N3\n", "f")[0], uidlist.Header(7, 3, 0))
+        self.assertEqual(uidlist.parse("3 V7 N3\n", "f")[0], uidlist.Header(7, 3, 0))
 
     def test_line_torn_by_a_crash_does_not_swallow_the_next_entry(self):
         path = os.path.join(self.mktemp())
         os.makedirs(path)
         with open(os.path.join(path, uidlist.FILENAME), "w") as f:
-            f.write("1 V7 N2 M0\n1 k1\n2 k-tor")  # the process died mid-append
+            f.write("3 V7 N2 G0123456789abcdef0123456789abcdef M0\n1 :k1\n2 :k-tor")  # the process died mid-append
         uids = UIDList(path, InlineExecutor())
         self.successResultOf(uids.assign(["k3"]))
         self.assertEqual(entries(path)["k3"], uids.by_key["k3"])
@@ -233,3 +237,134 @@ class PersistenceTests(StoreTestCase):
         self.done(user.create_folder("A"))
         self.done(user.create_folder("B"))
         self.assertNotEqual(self.folder("A").uidvalidity, self.folder("B").uidvalidity)
+
+
+def put_messages(folder: str, names: list[str]) -> None:
+    """Message files written behind the store's back, into ``cur/``."""
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    for name in names:
+        with open(os.path.join(folder, "cur", name), "wb") as f:
+            f.write(b"Subject: x\n\nbody\n")
+
+
+GUID = "22b30f10a1860f6b9e2f000083ecc375"
+
+
+class DovecotFormatTests(StoreTestCase):
+    """Fields Dovecot writes that we do not use survive our rewrites."""
+
+    def test_entry_and_header_fields_are_kept_on_rewrite(self):
+        inbox = self.maildir()
+        put_messages(inbox, ["1.M1P1.h,S=17:2,S", "2.M2P2.h,S=17:2,", "4.M4P4.h,S=17:2,"])
+        with open(os.path.join(inbox, uidlist.FILENAME), "w") as f:
+            f.write(f"3 V1275660208 N5 G{GUID} Xfuture\n"
+                    f"1 G{GUID[::-1]} W18 :1.M1P1.h,S=17\n2 :2.M2P2.h,S=17\n4 W18 :4.M4P4.h,S=17\n")
+        folder = self.folder()
+        self.assertEqual([(i.uid, i.key) for i in folder.messages()],
+                         [(1, "1.M1P1.h,S=17"), (2, "2.M2P2.h,S=17"), (4, "4.M4P4.h,S=17")])
+        self.assertEqual(folder.uidvalidity, 1275660208)
+        self.done(folder.expunge([2]))  # a rewrite
+        lines = read_text(os.path.join(inbox, uidlist.FILENAME)).splitlines()
+        self.assertEqual(lines[0], f"3 V1275660208 N5 G{GUID} M{folder.highest_modseq} Xfuture")
+        self.assertEqual(lines[1:], [f"1 G{GUID[::-1]} W18 :1.M1P1.h,S=17", "4 W18 :4.M4P4.h,S=17"])
+
+    def test_courier_version_1_file_is_read(self):
+        inbox = self.maildir()
+        put_messages(inbox, ["7.M1P1.h:2,S", "9.M2P2.h:2,"])
+        with open(os.path.join(inbox, uidlist.FILENAME), "w") as f:
+            f.write("1 4242 12\n3 7.M1P1.h:2,S\n8 9.M2P2.h\n")
+        folder = self.folder()
+        self.assertEqual([i.uid for i in folder.messages()], [3, 8])
+        self.assertEqual((folder.uidvalidity, folder.uidnext), (4242, 12))
+
+
+class MigrationTests(StoreTestCase):
+    """Stores of older mailsrv versions keep every UID, UIDVALIDITY and the mod-sequence."""
+
+    OLD = "1 V1700000000 N9 M41\n4 4.M1P1.h,S=17,W=18\n6 6.M2P2.h,S=17,W=18\n"
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.inbox = self.maildir()
+        put_messages(self.inbox, ["4.M1P1.h,S=17,W=18:2,S", "6.M2P2.h,S=17,W=18:2,"])
+        with open(os.path.join(self.inbox, uidlist.OLD_FILENAME), "w") as f:
+            f.write(self.OLD)
+
+    def test_old_uidlist_becomes_dovecot_uidlist(self):
+        folder = self.folder()
+        self.assertEqual([(i.uid, i.key) for i in folder.messages()],
+                         [(4, "4.M1P1.h,S=17,W=18"), (6, "6.M2P2.h,S=17,W=18")])
+        self.assertEqual((folder.uidvalidity, folder.uidnext), (1700000000, 9))
+        self.assertGreaterEqual(folder.highest_modseq, 41)
+        self.assertFalse(os.path.exists(os.path.join(self.inbox, uidlist.OLD_FILENAME)))
+        header, entries = uidlist.parse(read_text(os.path.join(self.inbox, uidlist.FILENAME)), "f")
+        self.assertEqual((header.uidvalidity, header.highest_modseq), (1700000000, 41))
+        self.assertEqual(entries.by_key, {"4.M1P1.h,S=17,W=18": 4, "6.M2P2.h,S=17,W=18": 6})
+        self.deliver()
+        self.assertEqual([i.uid for i in self.folder().messages()], [4, 6, 9])
+
+    def test_old_uidlist_wins_over_a_dovecot_file_it_ignored_but_keeps_its_guid(self):
+        with open(os.path.join(self.inbox, uidlist.FILENAME), "w") as f:
+            f.write(f"3 V1600000000 N3 G{GUID}\n1 :4.M1P1.h,S=17,W=18\n2 :6.M2P2.h,S=17,W=18\n")
+        folder = self.folder()
+        self.assertEqual([i.uid for i in folder.messages()], [4, 6])
+        self.assertEqual(folder.uidvalidity, 1700000000)
+        header, _ = uidlist.parse(read_text(os.path.join(self.inbox, uidlist.FILENAME)), "f")
+        self.assertEqual(header.guid, GUID)
+
+
+class DotLockedWritesTests(StoreTestCase):
+    """Every file Dovecot dot-locks is written under its dot-lock."""
+
+    def lock_seen(self, module: Any, lock: str) -> list[bool]:
+        seen: list[bool] = []
+        real = module.replace_file
+
+        def checked(*args: Any) -> Any:
+            seen.append(os.path.exists(lock))
+            return real(*args)
+
+        self.patch(module, "replace_file", checked)
+        return seen
+
+    def test_keywords_and_subscriptions_are_written_under_dovecots_lock(self):
+        inbox = self.folder()
+        keyword_locks = self.lock_seen(keywords, os.path.join(inbox.path, "dovecot-keywords.lock"))
+        subscription_locks = self.lock_seen(subscriptions, os.path.join(inbox.path, "subscriptions.lock"))
+        self.deliver()
+        self.done(inbox.store_flags([(1, frozenset({"todo"}))]))
+        self.done(self.store.user(ALICE).subscribe("INBOX"))
+        self.assertEqual((keyword_locks, subscription_locks), ([True], [True]))
+
+    def test_every_write_holds_dovecots_lock(self):
+        inbox = self.folder()
+        lock = os.path.join(inbox.path, uidlist.FILENAME + ".lock")
+        seen = []
+        for name in ("_append", "replace_file"):
+            real = getattr(uidlist, name)
+
+            def checked(*args: Any, real: Any = real) -> Any:
+                seen.append(os.path.exists(lock))
+                return real(*args)
+
+            self.patch(uidlist, name, checked)
+        self.deliver()
+        self.done(inbox.expunge([1]))
+        self.assertEqual(seen, [True, True])
+        self.assertFalse(os.path.exists(lock))
+
+
+class ForwardedFlagTests(StoreTestCase):
+    """``$Forwarded`` as Dovecot keeps it (a keyword letter), and mutt's ``P`` read as it."""
+
+    def test_passed_letter_reads_as_forwarded_and_is_rewritten_as_the_keyword(self):
+        inbox = self.maildir()
+        put_messages(inbox, ["1.M1P1.h,S=17:2,PS"])
+        folder = self.folder()
+        (info,) = folder.messages()
+        self.assertEqual(info.flags, {"$Forwarded", "\\Seen"})
+        self.done(folder.store_flags([(info.uid, frozenset({"$Forwarded", "\\Seen", "\\Flagged"}))]))
+        letter = folder._keywords.letter_of["$Forwarded"]
+        self.assertEqual(self.files("cur"), [f"1.M1P1.h,S=17:2,FS{letter}"])
+        self.assertIn("0 $Forwarded", read_text(os.path.join(inbox, "dovecot-keywords")).splitlines())
