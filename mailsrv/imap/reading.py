@@ -21,7 +21,10 @@ without waiting for ``+``.  The same limits hold; one past them cannot be
 refused before it arrives, so its octets (and the rest of the command,
 with any further non-synchronising literals) are read and dropped, and the
 command ends ``BAD [TOOBIG]``: the next line read is the client's next
-command, never the middle of a literal.
+command, never the middle of a literal.  Past :data:`DRAIN_FACTOR` times
+``limits.imap_max_literal_size`` reading on is not worth it (a client can
+announce 100 GB and send nothing): the answer is the same BAD, then BYE,
+and the connection is closed.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import re
 from typing import TYPE_CHECKING
 
 from mailsrv.imap.command import Command, Literal, Part
-from mailsrv.imap.responses import CommandError, bad, no, syntax
+from mailsrv.imap.responses import BAD, CommandError, bad, no, syntax
 from mailsrv.message.body import Body, BodyWriter
 
 if TYPE_CHECKING:
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
 # non-synchronising literal.  A sign or more than 20 digits is no size we read.
 _LITERAL = re.compile(rb"\{([0-9]{1,20})(\+?)\}\Z")
 _ANY_LITERAL = re.compile(rb"\{[^{}]*\}\Z")
+#: A refused non-synchronising literal up to this many times the largest literal is read past.
+DRAIN_FACTOR = 2
 
 
 async def read_command(server: "Connection", tag: bytes, name: bytes, rest: bytes) -> Command:
@@ -90,6 +95,8 @@ async def _refuse_literal(server: "Connection", size: int, synchronising: bool, 
     """
     if synchronising:
         raise error
+    if size > DRAIN_FACTOR * server.ctx.config.limits.imap_max_literal_size:
+        raise CommandError(BAD, b"[TOOBIG] Literal too large", hang_up=True)
     await server.read_octets(size, _drop)
     while True:
         line = await server.read_line()

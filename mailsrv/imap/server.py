@@ -99,6 +99,8 @@ class IMAPServer(ServerProtocol):
         self.tag = b"*"
         #: What the client turned on with ENABLE (RFC 5161).
         self.enabled: set[bytes] = set()
+        #: The command just read leaves input that cannot be read as commands (see :mod:`.reading`).
+        self._hang_up = False
         self._idle_poll: Any = None
 
     # -- output --------------------------------------------------------------
@@ -214,6 +216,10 @@ class IMAPServer(ServerProtocol):
             return
         if result is not None:
             self.finish(tag, result, allow_expunge=name not in _NO_EXPUNGE_AFTER)
+        if self._hang_up:
+            self.untagged(b"BYE Cannot read on past that literal")
+            self.deselect()
+            self.state = LOGOUT
         if self.state == LOGOUT:
             self.close()
 
@@ -221,6 +227,7 @@ class IMAPServer(ServerProtocol):
         try:
             command = await read_command(self, tag, name, rest)
         except CommandError as e:
+            self._hang_up = e.hang_up
             return e.result
         try:
             return await entry.handler(self, Arguments(command))

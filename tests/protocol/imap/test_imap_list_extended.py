@@ -88,37 +88,30 @@ class ListExtended(IMAPTestCase):
             await session.command(b"s SUBSCRIBE " + name)
         return session
 
+    async def assertListed(self, session: object, command: bytes, *responses: bytes) -> None:
+        """*command* (tag ``a``) answers exactly *responses*, one LIST line each, then OK."""
+        reply = await session.command(b"a " + command)  # type: ignore[attr-defined]
+        self.assertEqual(reply, b"".join(b"* LIST " + r + b"\r\n" for r in responses) + b"a OK LIST completed\r\n")
+
     async def test_subscribed_selection_marks_nonexistent(self) -> None:
         session = await self.make(b"Lists", b"Work", subscribe=(b"Lists", b"Gone"))
-        reply = await session.command(b'a LIST (SUBSCRIBED) "" *')
-        self.assertEqual(
-            reply,
-            b'* LIST (\\NonExistent \\Subscribed) "/" "Gone"\r\n'
-            b'* LIST (\\HasNoChildren \\Subscribed) "/" "Lists"\r\n'
-            b"a OK LIST completed\r\n",
-        )
+        await self.assertListed(
+            session, b'LIST (SUBSCRIBED) "" *',
+            b'(\\NonExistent \\Subscribed) "/" "Gone"', b'(\\HasNoChildren \\Subscribed) "/" "Lists"')
 
     async def test_return_subscribed_and_several_patterns(self) -> None:
         session = await self.make(b"Lists", b"Work", b"Zoo", subscribe=(b"Work",))
-        reply = await session.command(b'a LIST "" (INBOX Work Li*) RETURN (SUBSCRIBED CHILDREN)')
-        self.assertEqual(
-            reply,
-            b'* LIST (\\HasNoChildren) "/" "INBOX"\r\n'
-            b'* LIST (\\HasNoChildren) "/" "Lists"\r\n'
-            b'* LIST (\\HasNoChildren \\Subscribed) "/" "Work"\r\n'
-            b"a OK LIST completed\r\n",
-        )
+        await self.assertListed(
+            session, b'LIST "" (INBOX Work Li*) RETURN (SUBSCRIBED CHILDREN)',
+            b'(\\HasNoChildren) "/" "INBOX"', b'(\\HasNoChildren) "/" "Lists"',
+            b'(\\HasNoChildren \\Subscribed) "/" "Work"')
 
     async def test_recursivematch_names_parents_with_childinfo(self) -> None:
         """RFC 5258 5, example 9: a parent whose child is subscribed."""
         session = await self.make(b"Foo/Bar", b"Baz", subscribe=(b"Foo/Bar", b"Baz"))
-        reply = await session.command(b'a LIST (SUBSCRIBED RECURSIVEMATCH) "" %')
-        self.assertEqual(
-            reply,
-            b'* LIST (\\HasNoChildren \\Subscribed) "/" "Baz"\r\n'
-            b'* LIST (\\HasChildren) "/" "Foo" ("CHILDINFO" ("SUBSCRIBED"))\r\n'
-            b"a OK LIST completed\r\n",
-        )
+        await self.assertListed(
+            session, b'LIST (SUBSCRIBED RECURSIVEMATCH) "" %',
+            b'(\\HasNoChildren \\Subscribed) "/" "Baz"', b'(\\HasChildren) "/" "Foo" ("CHILDINFO" ("SUBSCRIBED"))')
         self.assertNotIn(b"CHILDINFO", await session.command(b'b LIST (SUBSCRIBED RECURSIVEMATCH) "" *'))
         self.assertTrue((await session.command(b'c LIST (RECURSIVEMATCH) "" %')).startswith(b"c BAD "))
 

@@ -151,3 +151,11 @@ class NonSynchronisingLiterals(IMAPTestCase):
         session.server.dataReceived(b"a CREATE {%d+}\r\n" % size + b"y" * size + b" {4}\r\n")
         self.assertEqual(await session.wait_for(b"a"), b"a BAD [TOOBIG] Literal too large\r\n")
         self.assertEqual(await session.command(b"b NOOP"), b"b OK NOOP completed\r\n")
+
+    async def test_absurd_announcement_ends_the_session_cleanly(self) -> None:
+        """Reading 100 GB to stay in step is not worth it: BAD, BYE, closed."""
+        session = await self.login()
+        size = 2 * self.ctx.config.limits.imap_max_literal_size + 1
+        reply = session.send(b"a APPEND INBOX {%d+}\r\n" % size)
+        self.assertEqual(reply, b"a BAD [TOOBIG] Literal too large\r\n* BYE Cannot read on past that literal\r\n")
+        self.assertTrue(session.transport.disconnecting)
