@@ -3,8 +3,9 @@
 ``LIST [(selection options)] reference (pattern ...) [RETURN (options)]``:
 
 * selection ``SUBSCRIBED`` lists subscribed names (``\\NonExistent`` when
-  the folder is gone), ``RECURSIVEMATCH`` adds the parents of subscribed
-  matches with ``("CHILDINFO" ("SUBSCRIBED"))`` (RFC 5258 3.5),
+  the folder is gone), ``RECURSIVEMATCH`` adds a folder the patterns match
+  whose subscribed descendant they do not, with ``("CHILDINFO"
+  ("SUBSCRIBED"))`` (RFC 5258 3.5: ``%`` shows ``Foo`` for ``Foo/Bar``),
   ``SPECIAL-USE`` lists only folders with a use (RFC 6154 5.1), ``REMOTE``
   changes nothing (there are no remote folders);
 * return ``SUBSCRIBED`` adds ``\\Subscribed``; ``CHILDREN`` and
@@ -46,7 +47,7 @@ class ListCommand:
 
     @property
     def extended(self) -> bool:
-        """Whether RFC 5258 syntax was used (a plain empty pattern then asks for nothing special)."""
+        """Whether RFC 5258 options or a pattern list were used (then ``""`` is no delimiter request)."""
         return bool(self.select or self.returns) or len(self.patterns) != 1
 
 
