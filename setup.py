@@ -26,7 +26,7 @@ setup(
         "dkimpy[ed25519]>=1.1,<2",  # DKIM signing; the extra is pynacl, for Ed25519 keys (RFC 8463)
         "srslib>=0.1.4,<0.2",  # SRS rewriting of forwarded senders (pysrs does not run on Python 3.9+)
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "imapclient>=3"]},
     entry_points={"console_scripts": ["mailsrv = mailsrv.cli.main:main"]},
     classifiers=[
         "Framework :: Twisted",

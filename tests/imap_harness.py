@@ -74,14 +74,26 @@ class Session:
         self.server.connectionLost(Failure(ConnectionError("test over")))
 
 
+#: ``[imap]`` making no special folders at login.
+NO_SPECIAL_FOLDERS = configuration.IMAPConfig(drafts="", sent="", trash="", junk="", archive="")
+
+
 class IMAPTestCase(unittest.TestCase):
-    """alice's store and a way to open logged-in or fresh sessions."""
+    """alice's store and a way to open logged-in or fresh sessions.
+
+    Logins make the default special folders (``[imap]``) only where a test
+    case asks for them with ``SPECIAL_FOLDERS = True``; the others see
+    just the folders they make.
+    """
+
+    SPECIAL_FOLDERS = False
 
     def setUp(self) -> None:
         config = configuration.Config(
             data_dir=self.mktemp(),
             auth=configuration.AuthConfig(allow_plaintext_auth_on_loopback=True),
             limits=configuration.LimitsConfig(imap_max_line_length=64 * 1024, imap_max_literal_size=1024 * 1024),
+            imap=configuration.IMAPConfig() if self.SPECIAL_FOLDERS else NO_SPECIAL_FOLDERS,
         )
         self.ctx = make_context(config)
         self.store = self.ctx.store

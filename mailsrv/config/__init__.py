@@ -10,7 +10,7 @@ whose message names the file and the dotted key.  Modules:
   and :func:`load`, generic over the declarations;
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
-  :mod:`.submission`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`,
+  :mod:`.submission`, :mod:`.imap`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`,
   :mod:`.warmup`, :mod:`.mtastspolicy`, :mod:`.log` -- one module per ``[table]``;
 * :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
 """
@@ -18,6 +18,7 @@ whose message names the file and the dotted key.  Modules:
 from mailsrv.config.auth import AuthConfig
 from mailsrv.config.delivery import DeliveryConfig
 from mailsrv.config.dns import DNSConfig
+from mailsrv.config.imap import IMAPConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.loader import CONFIG_ENV, SYSTEM_CONFIG, load, locate
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigError",
     "DNSConfig",
     "DeliveryConfig",
+    "IMAPConfig",
     "LimitsConfig",
     "ListenConfig",
     "LogConfig",

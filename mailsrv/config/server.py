@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from mailsrv.config.auth import AuthConfig
 from mailsrv.config.delivery import DeliveryConfig
 from mailsrv.config.dns import DNSConfig
+from mailsrv.config.imap import IMAPConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.log import LogConfig
@@ -88,6 +89,7 @@ class Config(Table):
     limits: LimitsConfig = table(LimitsConfig)
     auth: AuthConfig = table(AuthConfig)
     submission: SubmissionConfig = table(SubmissionConfig)
+    imap: IMAPConfig = table(IMAPConfig)
     threads: ThreadsConfig = table(ThreadsConfig)
     dns: DNSConfig = table(DNSConfig)
     delivery: DeliveryConfig = table(DeliveryConfig)

@@ -7,8 +7,9 @@ Modules, from the wire inwards:
 * :mod:`.command`, :mod:`.reading` -- one command, and reading it with its literals within the limits;
 * :mod:`.arguments`, :mod:`.syntax`, :mod:`.sequences`, :mod:`.fetchatt` --
   parsing arguments (RFC 3501 9);
-* :mod:`.folders` -- the authenticated-state commands (SELECT, LIST, APPEND ...);
-* :mod:`.selected` -- the selected-state commands (FETCH, STORE, SEARCH ...);
+* :mod:`.folders` -- the authenticated-state commands (SELECT, LIST, APPEND ...),
+  with :mod:`.listing` for LIST's RFC 5258 options and :mod:`.clientid` for ID;
+* :mod:`.selected` -- the selected-state commands (FETCH, STORE, SEARCH, MOVE ...);
 * :mod:`.selection` -- one session's view of a selected folder: sequence
   numbers and queued updates;
 * :mod:`.account` -- one user's folder tree (LIST patterns, child flags);

@@ -38,21 +38,9 @@ class Account:
         """The shared, synced folder for an IMAP name."""
         return await self.user.open(name)
 
-    async def create(self, name: str) -> None:
-        """CREATE (RFC 3501 6.3.3); a trailing ``/`` is allowed and dropped."""
-        await self.user.create_folder(name.rstrip(DELIMITER) or name)
-
-    async def listing(self, reference: str, pattern: str) -> list[tuple[str, list[str]]]:
-        """``(name, flags)`` of existing folders matching, with RFC 3348 child flags."""
-        names = await self.user.list_folders()
-        regex = pattern_regex(reference, pattern)
-        result = []
-        for name in names:
-            if regex.fullmatch(name):
-                prefix = name + DELIMITER
-                children = any(n.startswith(prefix) for n in names)
-                result.append((name, ["\\HasChildren" if children else "\\HasNoChildren"]))
-        return result
+    async def create(self, name: str, uses: frozenset[str] = frozenset()) -> None:
+        """CREATE (RFC 3501 6.3.3) with special *uses* (RFC 6154 3); a trailing ``/`` is allowed and dropped."""
+        await self.user.create_folder(name.rstrip(DELIMITER) or name, uses)
 
     async def subscribed(self, reference: str, pattern: str) -> list[str]:
         """Subscribed names matching, existing or not (RFC 3501 6.3.9)."""

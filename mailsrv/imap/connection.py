@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mailsrv.context import ServerContext
     from mailsrv.imap.account import Account
     from mailsrv.imap.selection import Selection
+    from mailsrv.net.session import Session
 
 
 class Connection(Protocol):
@@ -30,6 +31,8 @@ class Connection(Protocol):
     selection: "Selection | None"
     #: The connection is going away: long work stops.
     closing: bool
+    #: Who the client is (its address, for log lines).
+    session: "Session"
 
     def write(self, data: bytes) -> None:
         """Send octets as they are."""

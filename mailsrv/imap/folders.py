@@ -11,19 +11,22 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Awaitable, Callable
 
+from mailsrv.imap import listing
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.flags import SELECTABLE, normalize_flag
-from mailsrv.imap.responses import OK, TRYCREATE, Result, bad, no, store_error
+from mailsrv.imap.responses import OK, TRYCREATE, CommandError, Result, bad, no, store_error, syntax
 from mailsrv.imap.selection import Selection
 from mailsrv.imap.structure import encode
 from mailsrv.imap.syntax import encode_mailbox_name
-from mailsrv.store import NoSuchFolder
+from mailsrv.store import NoSuchFolder, specialuse
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
     from mailsrv.store import Folder
 
-_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN")
+_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"SIZE")
+#: What LIST and STATUS offer beyond RFC 3501 (RFC 5258, 5819, 6154, 8438).
+LIST_CAPABILITIES = [b"LIST-EXTENDED", b"LIST-STATUS", b"SPECIAL-USE", b"CREATE-SPECIAL-USE", b"STATUS=SIZE"]
 
 
 def quoted_name(name: str) -> bytes:
@@ -74,12 +77,31 @@ async def _select(server: "Connection", args: Arguments, writeable: bool) -> Res
 
 
 async def do_CREATE(server: "Connection", args: Arguments) -> Result:
-    """RFC 3501 6.3.3."""
+    """RFC 3501 6.3.3, with RFC 6154 3's ``(USE (\\Archive ...))``."""
     name = args.mailbox()
+    uses: frozenset[str] = frozenset()
+    if args.more():
+        args.space()
+        uses = _create_uses(args)
     args.end()
     assert server.account is not None
-    await server.account.create(name)
+    await server.account.create(name, uses)
     return Result(OK, b"Mailbox created")
+
+
+def _create_uses(args: Arguments) -> frozenset[str]:
+    """``(USE (attr ...))`` (RFC 4466 create-param, RFC 6154 3); ``NO [USEATTR]`` for a use we lack."""
+    if not args.expect(b"(USE "):
+        raise syntax(b"Unknown CREATE parameter")
+    uses = set()
+    for flag in args.flag_list():
+        use = specialuse.canonical(flag)
+        if use is None:
+            raise no(b"[USEATTR] Unsupported special-use attribute")  # RFC 6154 3
+        uses.add(use)
+    if not args.expect(b")"):
+        raise syntax(b"Malformed CREATE parameters")
+    return frozenset(uses)
 
 
 async def do_DELETE(server: "Connection", args: Arguments) -> Result:
@@ -115,25 +137,34 @@ async def _subscription(server: "Connection", args: Arguments, subscribe: bool) 
     return Result(OK, b"Subscribed" if subscribe else b"Unsubscribed")
 
 
-async def _list(server: "Connection", args: Arguments, subscribed: bool) -> Result:
-    """LIST/LSUB (RFC 3501 6.3.8-9) with ``/`` and RFC 3348 child flags."""
+async def _lsub(server: "Connection", args: Arguments) -> Result:
+    """LSUB (RFC 3501 6.3.9): subscribed names, existing or not."""
     reference = args.list_mailbox()
     args.space()
     pattern = args.list_mailbox()
     args.end()
     assert server.account is not None
-    command = b"LSUB" if subscribed else b"LIST"
-    if not subscribed and not pattern:
+    names = await server.account.subscribed(reference, pattern)
+    server.write(b"".join(b'* LSUB () "/" ' + quoted_name(n) + b"\r\n" for n in names))
+    return Result(OK, b"LSUB completed")
+
+
+async def do_LIST(server: "Connection", args: Arguments) -> Result:
+    """LIST (RFC 3501 6.3.8, RFC 5258, RFC 6154, RFC 5819) with ``/`` and RFC 3348 child flags."""
+    command = listing.parse_list(args)
+    if command.status is not None:
+        _check_status_items(command.status)
+    assert server.account is not None
+    if not command.extended and not command.patterns[0]:
         # RFC 3501 6.3.8: an empty pattern asks for the hierarchy delimiter.
-        lines = [b'LIST (\\Noselect) "/" ""']
-    elif subscribed:
-        names = await server.account.subscribed(reference, pattern)
-        lines = [b'LSUB () "/" ' + quoted_name(n) for n in names]
-    else:
-        listing = await server.account.listing(reference, pattern)
-        lines = [b"LIST (" + " ".join(flags).encode() + b') "/" ' + quoted_name(n) for n, flags in listing]
-    server.write(b"".join(b"* " + line + b"\r\n" for line in lines))
-    return Result(OK, command + b" completed")
+        server.untagged(b'LIST (\\Noselect) "/" ""')
+        return Result(OK, b"LIST completed")
+    for entry in await listing.entries(server.account, command):
+        attributes = " ".join(entry.attributes).encode()
+        server.untagged(b"LIST (" + attributes + b') "/" ' + quoted_name(entry.name) + listing.childinfo(entry))
+        if command.status is not None and entry.selectable:
+            await _send_status(server, entry.name, command.status, missing_ok=True)
+    return Result(OK, b"LIST completed")
 
 
 async def do_NAMESPACE(server: "Connection", args: Arguments) -> Result:
@@ -149,10 +180,25 @@ async def do_STATUS(server: "Connection", args: Arguments) -> Result:
     args.space()
     wanted = [item.upper() for item in args.atom_list()]
     args.end()
+    _check_status_items(wanted)
+    await _send_status(server, name, wanted)
+    return Result(OK, b"STATUS completed")
+
+
+def _check_status_items(wanted: list[bytes]) -> None:
     unknown = [item for item in wanted if item not in _STATUS_ITEMS]
     if unknown:
         raise bad(b"Unknown STATUS item " + unknown[0][:20])
-    folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")  # synced
+
+
+async def _send_status(server: "Connection", name: str, wanted: list[bytes], missing_ok: bool = False) -> None:
+    """``* STATUS name (...)`` for the items *wanted*; with *missing_ok* nothing for a folder gone meanwhile."""
+    try:
+        folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")  # synced
+    except CommandError:
+        if missing_ok:
+            return  # RFC 5819 2: LIST went on; the folder vanished between listing and STATUS
+        raise
     infos = folder.messages()
     selection = server.selection
     values = {
@@ -161,10 +207,10 @@ async def do_STATUS(server: "Connection", args: Arguments) -> Result:
         b"UIDNEXT": folder.uidnext,
         b"UIDVALIDITY": folder.uidvalidity,
         b"UNSEEN": sum(1 for i in infos if "\\Seen" not in i.flags),
+        b"SIZE": sum(i.size for i in infos),  # RFC 8438 2: the octets of every message, as RFC822.SIZE counts
     }
     items = b" ".join(b"%s %d" % (item, values[item]) for item in wanted)
     server.untagged(b"STATUS " + quoted_name(folder.name) + b" (" + items + b")")
-    return Result(OK, b"STATUS completed")
 
 
 async def do_APPEND(server: "Connection", args: Arguments) -> Result:
@@ -197,8 +243,8 @@ COMMANDS: dict[bytes, Callable[["Connection", Arguments], Awaitable[Result]]] = 
     b"RENAME": do_RENAME,
     b"SUBSCRIBE": partial(_subscription, subscribe=True),  # RFC 3501 6.3.6
     b"UNSUBSCRIBE": partial(_subscription, subscribe=False),  # RFC 3501 6.3.7
-    b"LIST": partial(_list, subscribed=False),  # RFC 3501 6.3.8
-    b"LSUB": partial(_list, subscribed=True),  # RFC 3501 6.3.9
+    b"LIST": do_LIST,
+    b"LSUB": _lsub,
     b"NAMESPACE": do_NAMESPACE,
     b"STATUS": do_STATUS,
     b"APPEND": do_APPEND,

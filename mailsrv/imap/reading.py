@@ -15,6 +15,16 @@ invites more:
   is refused with ``NO [TOOBIG]`` before the ``+`` when larger (RFC 7889
   names the code), and goes into a :class:`~mailsrv.message.body.BodyWriter`
   that spools it to disk past ``limits.spool_threshold``.
+
+LITERAL+ (RFC 7888 3): ``{n+}`` is a non-synchronising literal, sent
+without waiting for ``+``.  The same limits hold; one past them cannot be
+refused before it arrives, so its octets (and the rest of the command,
+with any further non-synchronising literals) are read and dropped, and the
+command ends ``BAD [TOOBIG]``: the next line read is the client's next
+command, never the middle of a literal.  Past :data:`DRAIN_FACTOR` times
+``limits.imap_max_literal_size`` reading on is not worth it (a client can
+announce 100 GB and send nothing): the answer is the same BAD, then BYE,
+and the connection is closed.
 """
 
 from __future__ import annotations
@@ -23,16 +33,18 @@ import re
 from typing import TYPE_CHECKING
 
 from mailsrv.imap.command import Command, Literal, Part
-from mailsrv.imap.responses import CommandError, bad, no, syntax
+from mailsrv.imap.responses import BAD, CommandError, bad, no, syntax
 from mailsrv.message.body import Body, BodyWriter
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
 
-# RFC 3501 9: literal = "{" number "}" CRLF; a sign, LITERAL+'s "+" (not
-# advertised) or more than 20 digits is no size we read.
-_LITERAL = re.compile(rb"\{([0-9]{1,20})\}\Z")
+# RFC 3501 9: literal = "{" number "}" CRLF; RFC 7888 8 adds "+" for a
+# non-synchronising literal.  A sign or more than 20 digits is no size we read.
+_LITERAL = re.compile(rb"\{([0-9]{1,20})(\+?)\}\Z")
 _ANY_LITERAL = re.compile(rb"\{[^{}]*\}\Z")
+#: A refused non-synchronising literal up to this many times the largest literal is read past.
+DRAIN_FACTOR = 2
 
 
 async def read_command(server: "Connection", tag: bytes, name: bytes, rest: bytes) -> Command:
@@ -47,18 +59,18 @@ async def read_command(server: "Connection", tag: bytes, name: bytes, rest: byte
             match = _LITERAL.search(text)
             if match is None:
                 raise syntax(b"Invalid literal")
-            size = int(match.group(1))
+            size, synchronising = int(match.group(1)), not match.group(2)
             parts.append(text[: match.start()])
             if appending and size > budget:
                 if size > limits.imap_max_literal_size:
-                    # RFC 3501 7.5: a NO instead of "+" tells the client not to send it.
-                    raise no(b"[TOOBIG] Message too large")
-                parts.append(Literal(body=await _read_body(server, size)))
+                    await _refuse_literal(server, size, synchronising, no(b"[TOOBIG] Message too large"))
+                parts.append(Literal(body=await _read_body(server, size, synchronising)))
             else:
                 budget -= size
                 if budget < 0:
-                    raise bad(b"Command too long")
-                parts.append(Literal(data=await _read_bytes(server, size, b"data" if appending else b"text")))
+                    await _refuse_literal(server, size, synchronising, bad(b"Command too long"))
+                what = b"data" if appending else b"text"
+                parts.append(Literal(data=await _read_bytes(server, size, what, synchronising)))
             line = await server.read_line()
             if not isinstance(line, bytes):
                 raise bad(b"Command line too long")
@@ -73,17 +85,49 @@ async def read_command(server: "Connection", tag: bytes, name: bytes, rest: byte
     return Command(tag, name, parts)
 
 
-async def _read_bytes(server: "Connection", size: int, what: bytes) -> bytes:
-    server.continue_request(b"Ready for %d octets of %s" % (size, what))
+async def _refuse_literal(server: "Connection", size: int, synchronising: bool, error: CommandError) -> None:
+    """End the command with *error* for a literal over the limits; never returns.
+
+    A synchronising literal is refused before its ``+`` (RFC 3501 7.5), so
+    the client does not send it.  A non-synchronising one is on its way:
+    it and the rest of the command are read and dropped first, and the
+    answer is ``BAD [TOOBIG]`` (RFC 7888 4, RFC 4469 names the code).
+    """
+    if synchronising:
+        raise error
+    if size > DRAIN_FACTOR * server.ctx.config.limits.imap_max_literal_size:
+        raise CommandError(BAD, b"[TOOBIG] Literal too large", hang_up=True)
+    await server.read_octets(size, _drop)
+    while True:
+        line = await server.read_line()
+        match = _LITERAL.search(line) if isinstance(line, bytes) else None
+        if match is None or not match.group(2):
+            break  # the command's last line (or a synchronising literal we never invite)
+        await server.read_octets(int(match.group(1)), _drop)
+    raise bad(b"[TOOBIG] Literal too large")
+
+
+def _drop(data: bytes) -> None:
+    """Where the octets of a refused literal go."""
+
+
+def _invite(server: "Connection", synchronising: bool, text: bytes) -> None:
+    """The ``+`` continuation a synchronising literal waits for (RFC 3501 7.5); none for ``{n+}``."""
+    if synchronising:
+        server.continue_request(text)
+
+
+async def _read_bytes(server: "Connection", size: int, what: bytes, synchronising: bool) -> bytes:
+    _invite(server, synchronising, b"Ready for %d octets of %s" % (size, what))
     got = bytearray()
     await server.read_octets(size, got.extend)
     return bytes(got)
 
 
-async def _read_body(server: "Connection", size: int) -> Body:
+async def _read_body(server: "Connection", size: int, synchronising: bool) -> Body:
     config = server.ctx.config
     writer = BodyWriter(config.spool_dir, config.limits.spool_threshold)
-    server.continue_request(b"Ready for %d octets of data" % size)
+    _invite(server, synchronising, b"Ready for %d octets of data" % size)
     try:
         await server.read_octets(size, writer.write)
     except BaseException:

@@ -36,12 +36,17 @@ class Result:
 
 
 class CommandError(Exception):
-    """Ends a command with a tagged *status* (``NO`` or ``BAD``) and *text*."""
+    """Ends a command with a tagged *status* (``NO`` or ``BAD``) and *text*.
 
-    def __init__(self, status: bytes, text: bytes) -> None:
+    With *hang_up* the session cannot go on (its input can no longer be
+    read as commands): the server says BYE after the tagged reply and closes.
+    """
+
+    def __init__(self, status: bytes, text: bytes, hang_up: bool = False) -> None:
         super().__init__(text.decode("ascii", "replace"))
         self.status = status
         self.text = text
+        self.hang_up = hang_up
 
     @property
     def result(self) -> Result:

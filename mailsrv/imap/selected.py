@@ -31,6 +31,7 @@ from mailsrv.store import MessageGone
 
 if TYPE_CHECKING:
     from mailsrv.imap.selection import Selection
+    from mailsrv.store import Folder
     from mailsrv.imap.connection import Connection
 
 log = Logger()
@@ -180,8 +181,8 @@ def _invalid_search(error: SearchError) -> CommandError:
     return bad(b"Invalid search: " + str(error).encode("ascii", "replace"))
 
 
-async def copy_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
-    """COPY (RFC 3501 6.4.7): ``[TRYCREATE]`` when the target is missing, ``[COPYUID]`` (RFC 4315 3)."""
+async def _copy(server: "Connection", args: Arguments, uid: bool) -> tuple["Selection", "Folder", list[tuple[int, int]]]:
+    """COPY's and MOVE's common half: the messages copied durably, ``(source UID, new UID)`` pairs."""
     messages = args.sequence_set()
     args.space()
     name = args.mailbox()
@@ -191,11 +192,39 @@ async def copy_command(server: "Connection", args: Arguments, uid: bool = False)
     target = await open_folder(server, name, TRYCREATE)
     await server.sync()  # copying out of a folder deleted meanwhile would "succeed" empty
     uids = [u for _, u in selection.select(messages, uid)]
-    pairs = await selection.folder.copy(uids, target)
+    return selection, target, await selection.folder.copy(uids, target)
+
+
+def _copyuid(target: "Folder", pairs: list[tuple[int, int]]) -> bytes:
+    """``[COPYUID ...] `` for *pairs*, or nothing when none was copied (a uid-set needs a UID)."""
     if not pairs:
-        return Result(OK, b"COPY completed")  # a uid-set needs a UID, so no COPYUID
+        return b""
     source, copies = uid_set([s for s, _ in pairs]), uid_set([d for _, d in pairs])
-    return Result(OK, b"[COPYUID %d %s %s] COPY completed" % (target.uidvalidity, source, copies))
+    return b"[COPYUID %d %s %s] " % (target.uidvalidity, source, copies)
+
+
+async def copy_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
+    """COPY (RFC 3501 6.4.7): ``[TRYCREATE]`` when the target is missing, ``[COPYUID]`` (RFC 4315 3)."""
+    _, target, pairs = await _copy(server, args, uid)
+    return Result(OK, _copyuid(target, pairs) + b"COPY completed")
+
+
+async def move_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
+    """MOVE (RFC 6851 3.1): copy durably, then expunge what was copied, never the rest.
+
+    The copies are fsynced and have their UIDs before a source file is
+    removed, so a failure anywhere leaves every message in the source, or
+    in both folders, never in neither.  RFC 6851 3.3: ``[COPYUID]`` goes in
+    an untagged OK before the EXPUNGE responses.
+    """
+    if not _selection(server).writeable:
+        raise no(READ_ONLY)  # the originals could not be expunged
+    selection, target, pairs = await _copy(server, args, uid)
+    if pairs:
+        server.untagged(b"OK " + _copyuid(target, pairs) + b"Moved")
+        for number in await selection.remove([s for s, _ in pairs]):
+            server.untagged(b"%d EXPUNGE" % number)
+    return Result(OK, b"MOVE completed")
 
 
 async def expunge_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
@@ -222,6 +251,13 @@ async def do_CLOSE(server: "Connection", args: Arguments) -> Result:
     return Result(OK, b"CLOSE completed")
 
 
+async def do_UNSELECT(server: "Connection", args: Arguments) -> Result:
+    """UNSELECT (RFC 3691 2): CLOSE without the expunge."""
+    args.end()
+    server.deselect()
+    return Result(OK, b"UNSELECT completed")
+
+
 async def do_CHECK(server: "Connection", args: Arguments) -> Result:
     """CHECK (RFC 3501 6.4.1): the store is always durable; just resync."""
     args.end()
@@ -234,12 +270,13 @@ _UID_COMMANDS: dict[bytes, Callable[..., Awaitable[Result]]] = {
     b"STORE": store_command,
     b"SEARCH": search_command,
     b"COPY": copy_command,
+    b"MOVE": move_command,
     b"EXPUNGE": expunge_command,
 }
 
 
 async def do_UID(server: "Connection", args: Arguments) -> Result:
-    """UID COPY/FETCH/STORE/SEARCH (RFC 3501 6.4.8) and UID EXPUNGE (RFC 4315 2.1)."""
+    """UID COPY/FETCH/STORE/SEARCH (RFC 3501 6.4.8), UID EXPUNGE (RFC 4315 2.1), UID MOVE (RFC 6851 3.2)."""
     command = args.atom().upper()
     handler = _UID_COMMANDS.get(command)
     if handler is None:
@@ -255,6 +292,7 @@ async def do_UID(server: "Connection", args: Arguments) -> Result:
 COMMANDS: dict[bytes, Callable[["Connection", Arguments], Awaitable[Result]]] = {
     **_UID_COMMANDS,  # each also runs without UID
     b"CLOSE": do_CLOSE,
+    b"UNSELECT": do_UNSELECT,
     b"CHECK": do_CHECK,
     b"UID": do_UID,
 }

@@ -161,6 +161,14 @@ class Selection:
         """
         candidates = self._uids if uids is None else [u for _, u in self.select(uids, True)]
         doomed = [u for u in candidates if (info := self.folder.get(u)) is not None and "\\Deleted" in info.flags]
+        return await self.remove(doomed)
+
+    async def remove(self, doomed: Sequence[int]) -> list[int]:
+        """Expunge exactly the messages *doomed* (UIDs), flagged or not: the numbers gone, as sent.
+
+        MOVE's second half (RFC 6851 3.3); :meth:`expunge` picks the
+        ``\\Deleted`` ones.
+        """
         for start in range(0, len(doomed), SLICE):  # as STORE: other sessions run in between
             self._expunged.update(dict.fromkeys(await self.folder.expunge(doomed[start : start + SLICE])))
         return self._apply_expunges()

@@ -21,6 +21,7 @@ command, EXPUNGE except after FETCH, STORE and SEARCH: RFC 3501 7.4.1).
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -29,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.imap import folders, selected
+from mailsrv.imap import clientid, folders, selected
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
@@ -62,6 +63,9 @@ AUTH_TIMEOUT = 30 * 60
 #: Commands after which EXPUNGE responses must wait (RFC 3501 7.4.1).
 _NO_EXPUNGE_AFTER = frozenset({b"FETCH", b"STORE", b"SEARCH"})
 _MECHANISMS = {b"PLAIN": PlainCredentials}
+_INITIAL_RESPONSE = re.compile(rb"[A-Za-z0-9+/]+=*|=")
+#: The extensions ENABLE can turn on (RFC 5161 3.1); none of ours changes behaviour yet.
+ENABLEABLE: frozenset[bytes] = frozenset()
 
 Handler = Callable[..., Awaitable[Result]]
 
@@ -93,6 +97,10 @@ class IMAPServer(ServerProtocol):
         self.idling = False
         #: The tag of the command being run (for a reply a handler writes itself).
         self.tag = b"*"
+        #: What the client turned on with ENABLE (RFC 5161).
+        self.enabled: set[bytes] = set()
+        #: The command just read leaves input that cannot be read as commands (see :mod:`.reading`).
+        self._hang_up = False
         self._idle_poll: Any = None
 
     # -- output --------------------------------------------------------------
@@ -130,8 +138,11 @@ class IMAPServer(ServerProtocol):
         caps = [b"IMAP4rev1"]
         if self.can_start_tls():
             caps.append(b"STARTTLS")
-        caps.append(b"AUTH=PLAIN" if self.passwords_allowed() else b"LOGINDISABLED")
+        # RFC 4959 3: SASL-IR only beside a mechanism it can be used with.
+        caps += [b"AUTH=PLAIN", b"SASL-IR"] if self.passwords_allowed() else [b"LOGINDISABLED"]
         caps += [b"IDLE", b"NAMESPACE", b"UIDPLUS", b"CHILDREN"]  # RFC 2177, 2342, 4315, 3348
+        caps += [b"LITERAL+", b"ENABLE", b"ID", b"UNSELECT", b"MOVE"]  # RFC 7888, 5161, 2971, 3691, 6851
+        caps += folders.LIST_CAPABILITIES
         return caps
 
     def can_start_tls(self) -> bool:
@@ -205,6 +216,10 @@ class IMAPServer(ServerProtocol):
             return
         if result is not None:
             self.finish(tag, result, allow_expunge=name not in _NO_EXPUNGE_AFTER)
+        if self._hang_up:
+            self.untagged(b"BYE Cannot read on past that literal")
+            self.deselect()
+            self.state = LOGOUT
         if self.state == LOGOUT:
             self.close()
 
@@ -212,6 +227,7 @@ class IMAPServer(ServerProtocol):
         try:
             command = await read_command(self, tag, name, rest)
         except CommandError as e:
+            self._hang_up = e.hang_up
             return e.result
         try:
             return await entry.handler(self, Arguments(command))
@@ -301,6 +317,17 @@ class IMAPServer(ServerProtocol):
         self.state = LOGOUT
         return Result(OK, b"LOGOUT completed")
 
+    async def do_ENABLE(self, args: Arguments) -> Result:
+        """RFC 5161 3.1: turn on what we know of; ``* ENABLED`` lists what is newly on, maybe nothing."""
+        wanted = [args.atom().upper()]
+        while args.more():
+            args.space()
+            wanted.append(args.atom().upper())
+        newly = [name for name in dict.fromkeys(wanted) if name in ENABLEABLE and name not in self.enabled]
+        self.enabled.update(newly)
+        self.untagged(b" ".join([b"ENABLED", *newly]))
+        return Result(OK, b"ENABLE completed")
+
     # -- not authenticated ---------------------------------------------------
 
     async def do_STARTTLS(self, args: Arguments) -> Result | None:
@@ -329,8 +356,14 @@ class IMAPServer(ServerProtocol):
         return Result(OK, b"LOGIN succeeded")
 
     async def do_AUTHENTICATE(self, args: Arguments) -> Result:
-        """AUTHENTICATE PLAIN (RFC 3501 6.2.2), after TLS only."""
+        """AUTHENTICATE PLAIN (RFC 3501 6.2.2), after TLS only, with RFC 4959's initial response."""
         mechanism = args.atom().upper()
+        initial = None
+        if args.more():
+            args.space()
+            initial = args.token(_INITIAL_RESPONSE)  # RFC 4959 7: base64 or "="
+            if initial is None or args.more():
+                raise bad(b"Malformed initial response")
         args.end()
         if not self.passwords_allowed():
             raise no(b"[PRIVACYREQUIRED] Authentication is disabled until STARTTLS")
@@ -342,7 +375,7 @@ class IMAPServer(ServerProtocol):
             return await self.read_line()
 
         try:
-            credentials = await sasl.exchange(_MECHANISMS, mechanism, None, ask)
+            credentials = await sasl.exchange(_MECHANISMS, mechanism, initial, ask)
         except sasl.SaslCancelled:
             raise bad(b"Authentication cancelled") from None  # RFC 3501 6.2.2
         except sasl.SaslMalformed:
@@ -360,6 +393,17 @@ class IMAPServer(ServerProtocol):
         self.account = Account(self.ctx.store.user(avatar.address))
         self.state = AUTH
         self.set_idle_timeout(AUTH_TIMEOUT)
+        await self._provision(self.account)
+
+    async def _provision(self, account: Account) -> None:
+        """A new account's special folders (RFC 6154; ``[imap]``); a failure costs them, not the login."""
+        try:
+            made = await account.user.provision(self.ctx.config.imap.special_folders())
+        except Exception:
+            log.failure("IMAP: making the special folders of {user} failed", user=account.user.address)
+            return
+        if made:
+            log.info("IMAP: made the special folders {folders} of {user}", folders=made, user=account.user.address)
 
     # -- IDLE (RFC 2177) -------------------------------------------------------
 
@@ -412,6 +456,8 @@ COMMANDS: dict[bytes, Entry] = {
     b"CAPABILITY": Entry(ANY, IMAPServer.do_CAPABILITY),
     b"NOOP": Entry(ANY, IMAPServer.do_NOOP),
     b"LOGOUT": Entry(ANY, IMAPServer.do_LOGOUT),
+    b"ID": Entry(ANY, clientid.do_ID),
+    b"ENABLE": Entry((AUTH,), IMAPServer.do_ENABLE),  # RFC 5161 3.1: not once a mailbox is selected
     b"STARTTLS": Entry((UNAUTH,), IMAPServer.do_STARTTLS),
     b"LOGIN": Entry((UNAUTH,), IMAPServer.do_LOGIN),
     b"AUTHENTICATE": Entry((UNAUTH,), IMAPServer.do_AUTHENTICATE),

@@ -19,10 +19,10 @@ import shutil
 import uuid
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
-from mailsrv.store import maildir, maildirsize, names
+from mailsrv.store import maildir, maildirsize, names, specialuse
 from mailsrv.store import subscriptions as subsfile
 from mailsrv.store.errors import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder
 from mailsrv.store.files import fsync_dir
@@ -54,6 +54,34 @@ def _create(root: str, name: str) -> None:
             open(os.path.join(path, "maildirfolder"), "ab").close()
 
 
+def _create_with_uses(root: str, name: str, uses: frozenset[str]) -> None:
+    """Create a folder and record its special uses (RFC 6154 3); no folder if the uses cannot be kept."""
+    _create(root, name)
+    if not uses:
+        return
+    try:
+        specialuse.edit(root, lambda recorded: {**recorded, name: recorded.get(name, frozenset()) | uses})
+    except BaseException:
+        _delete(root, name)
+        raise
+
+
+def _create_missing(root: str, name: str) -> bool:
+    """Create *name* unless it exists; whether it was made (blocking)."""
+    if _exists(root, name):
+        return False
+    _create(root, name)
+    return True
+
+
+def _provision(root: str, defaults: dict[str, str]) -> list[str]:
+    """Set up a new account's special folders, subscribed (blocking); the names made."""
+    made = specialuse.provision(root, defaults, lambda name: _create_missing(root, name))
+    if made:
+        subsfile.edit(root, lambda subs: subs | set(made))
+    return made
+
+
 def _delete(root: str, name: str) -> str:
     """Delete a childless folder and its messages (blocking); its name."""
     if name == names.INBOX:
@@ -67,6 +95,7 @@ def _delete(root: str, name: str) -> str:
     os.rename(folder_dir(root, name), doomed)
     shutil.rmtree(doomed, ignore_errors=True)
     maildirsize.recount(root)
+    specialuse.edit(root, lambda uses: {n: a for n, a in uses.items() if n != name})
     return name
 
 
@@ -88,6 +117,7 @@ def _rename(root: str, old: str, new: str) -> None:
     for entry in os.listdir(root):
         if entry == old_dir or entry.startswith(old_dir + "."):
             os.rename(os.path.join(root, entry), os.path.join(root, new_dir + entry[len(old_dir) :]))
+    specialuse.edit(root, lambda uses: specialuse.renamed(uses, old, new, names.SEPARATOR))
 
 
 def _move_inbox_mail(root: str, new: str) -> None:
@@ -110,6 +140,7 @@ class UserStore:
         self._executor = executor
         self._clock = clock
         self._folders: dict[str, Folder] = {}
+        self._provisioned = False
 
     def loaded_folder(self, name: str) -> Folder | None:
         """The folder object if some session already opened it, else None."""
@@ -141,9 +172,30 @@ class UserStore:
         """Every folder name, INBOX first, then sorted."""
         return self._executor.run(folder_names, self.path)
 
-    def create_folder(self, name: str) -> "Deferred[None]":
-        """Create a folder and any missing parents (RFC 3501 6.3.3)."""
-        return self._validated(_create, name)
+    def create_folder(self, name: str, uses: frozenset[str] = frozenset()) -> "Deferred[None]":
+        """Create a folder and any missing parents (RFC 3501 6.3.3), with special *uses* (RFC 6154 3).
+
+        *uses* are :data:`specialuse.ATTRIBUTES`; the caller refuses others.
+        """
+        return self._validated(lambda root, n: _create_with_uses(root, n, uses), name)
+
+    def special_use(self) -> "Deferred[dict[str, frozenset[str]]]":
+        """Folder name -> its special-use attributes (RFC 6154 2)."""
+        return self._executor.run(specialuse.read, self.path)
+
+    def provision(self, defaults: dict[str, str]) -> "Deferred[list[str]]":
+        """Make a never set-up account's special folders (attribute -> name), subscribed; the names made.
+
+        Once done, later logins of the user to this process skip the trip to the disk.
+        """
+        if self._provisioned:
+            return succeed([])
+
+        def done(made: list[str]) -> list[str]:
+            self._provisioned = True
+            return made
+
+        return self._executor.run(_provision, self.path, defaults).addCallback(done)
 
     def delete_folder(self, name: str) -> "Deferred[None]":
         """Delete a childless folder and its messages; sessions holding it are told."""

@@ -91,6 +91,9 @@ SEEDS: dict[str, list[bytes]] = {
         b"t STORE 1:2 -FLAGS.SILENT (\\Flagged)", b"t STORE 1 FLAGS", b"t COPY 1:2 Fuzz", b"t MOVE 1 Fuzz",
         b"t UID FETCH 1:* (FLAGS)", b"t UID STORE 1 +FLAGS (\\Deleted)", b"t UID COPY 1 Fuzz", b"t UID SEARCH ALL",
         b"t UID EXPUNGE 1", b"t IDLE", b"t NAMESPACE", b"t GETQUOTAROOT INBOX",
+        b"t UID MOVE 1 Fuzz", b"t CREATE Fuzz3 (USE (\\Archive))", b"t APPEND INBOX {5+}\r\nhello",
+        b't LIST (SUBSCRIBED RECURSIVEMATCH) "" (* %) RETURN (CHILDREN STATUS (MESSAGES SIZE))',
+        b"t STATUS INBOX (SIZE)",
         b"t LOGOUT",
     ],
 }

@@ -44,7 +44,9 @@ IMAP_COMMANDS = [
     b"RENAME INBOX ../out", b"SUBSCRIBE", b"UNSUBSCRIBE", b"LIST", b"LIST \"\"", b"LIST \"\" (", b"LSUB",
     b"STATUS", b"STATUS INBOX", b"STATUS INBOX (", b"STATUS INBOX (BOGUS)", b"STATUS INBOX ()",
     b"LOGIN", b"LOGIN a", b"AUTHENTICATE", b"AUTHENTICATE BOGUS", b"ENABLE", b"ENABLE BOGUS",
-    b"NAMESPACE x", b"ID (", b"GETQUOTAROOT", b"IDLE x", b"STARTTLS x", b"CAPABILITY x",
+    b"NAMESPACE x", b"ID (", b"ID (\"a\" \"b\" \"c\")", b"LIST (", b"LIST () \"\" * RETURN (STATUS",
+    b"LIST (SUBSCRIBED) \"\" (", b"CREATE x (USE (", b"CREATE x (USE (\\All))", b"UID MOVE", b"UID MOVE 1:* \"\"",
+    b"APPEND INBOX {99999999999+}", b"AUTHENTICATE PLAIN ====", b"GETQUOTAROOT", b"IDLE x", b"STARTTLS x", b"CAPABILITY x",
     b"\x00", b"FETCH \x00 FLAGS", b"FETCH 1 (FLAGS\x00)", b"SELECT \"INBOX\x00\"", b"\"quoted\" NOOP",
 ]
 

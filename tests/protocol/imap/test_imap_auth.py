@@ -11,6 +11,12 @@ from twisted.test import iosim
 from support import TCPStringTransport, audit_events
 from imap_harness import CREDENTIALS, LOOPBACK, PASSWORD, REMOTE, IMAPTestCase
 
+#: What the greeting lists after the login capabilities, in every state.
+EXTENSIONS = (
+    b"IDLE NAMESPACE UIDPLUS CHILDREN LITERAL+ ENABLE ID UNSELECT MOVE"
+    b" LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE STATUS=SIZE"
+)
+
 
 class BeforeTLS(IMAPTestCase):
     def greeting_over_tls_capable_transport(self, peer) -> bytes:
@@ -21,19 +27,19 @@ class BeforeTLS(IMAPTestCase):
     def test_greeting_offers_starttls_and_disables_login(self) -> None:
         self.assertEqual(
             self.greeting_over_tls_capable_transport(REMOTE),
-            b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n",
+            b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED " + EXTENSIONS + b"] localhost IMAP4rev1 ready\r\n",
         )
 
     def test_starttls_is_offered_where_plaintext_logins_are_allowed_too(self) -> None:
         """Issue 6: with ``allow_plaintext_auth_on_loopback`` the greeting dropped STARTTLS."""
         self.assertEqual(
             self.greeting_over_tls_capable_transport(LOOPBACK),
-            b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n",
+            b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN SASL-IR " + EXTENSIONS + b"] localhost IMAP4rev1 ready\r\n",
         )
 
     def test_no_tls_at_all_still_disables_login(self) -> None:
         greeting = self.open(REMOTE).received()
-        self.assertEqual(greeting, b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED IDLE NAMESPACE UIDPLUS CHILDREN] localhost IMAP4rev1 ready\r\n")
+        self.assertEqual(greeting, b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED " + EXTENSIONS + b"] localhost IMAP4rev1 ready\r\n")
 
     async def test_login_refused_with_privacyrequired(self) -> None:
         session = self.open(REMOTE)
@@ -53,7 +59,7 @@ class BeforeTLS(IMAPTestCase):
         self.assertEqual(transport.tlsbuf, [])  # "b" was injected in clear: never answered
         session.server.dataReceived(b"c CAPABILITY\r\n")
         inside = b"".join(transport.tlsbuf)
-        self.assertEqual(inside, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN IDLE NAMESPACE UIDPLUS CHILDREN\r\nc OK CAPABILITY completed\r\n")
+        self.assertEqual(inside, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR " + EXTENSIONS + b"\r\nc OK CAPABILITY completed\r\n")
 
     def test_no_nagle(self) -> None:
         transport = TCPStringTransport(peerAddress=REMOTE)

@@ -117,7 +117,7 @@ class CommandNames(QuietTestCase):
 class Literals(QuietTestCase):
     async def test_signed_or_spaced_sizes_are_bad(self) -> None:
         session = await self.login()
-        for size in (b"-1", b"+5", b" 5", b"5+", b"1_0", b""):
+        for size in (b"-1", b"+5", b" 5", b"5++", b"5 +", b"1_0", b""):
             reply = session.send(b"f APPEND INBOX {" + size + b"}\r\n")
             self.assertEqual(reply, b"f BAD Illegal syntax: Invalid literal\r\n", size)
             reply = session.send(b"g CREATE {" + size + b"}\r\n")

@@ -1,0 +1,95 @@
+"""End to end with a real third-party client, imapclient (PyPI), against the running ``twistd mailsrv``.
+
+It parses the responses itself (imaplib's strings are not enough for
+ENABLE, ID, MOVE or LIST attributes), so a reply that passes only our
+own parsers fails here.  Over verified implicit TLS.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Iterator
+
+import pytest
+
+from twistd_server import Server
+
+imapclient = pytest.importorskip("imapclient", reason="imapclient (the test extra) is not installed")
+
+PASSWORD = "correct horse battery staple"
+USER = "alice@example.test"
+MESSAGE = b"From: bob@remote.test\r\nTo: alice@example.test\r\nSubject: %d\r\n\r\nHello.\r\n"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(str(tmp_path_factory.mktemp("mailsrv")))
+    srv.start()
+    srv.add_user(USER, PASSWORD)
+    yield srv
+    srv.stop()
+
+
+def client(server: Server) -> "imapclient.IMAPClient":
+    conn = imapclient.IMAPClient("127.0.0.1", port=server.ports["imaps"], ssl=True, ssl_context=server.tls(),
+                                 timeout=30)
+    conn.login(USER, PASSWORD)
+    return conn
+
+
+def deliver(server: Server, count: int) -> None:
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], local_hostname="client.remote.test", timeout=30) as s:
+        s.starttls(context=server.tls())
+        for n in range(count):
+            s.sendmail("bob@remote.test", [USER], MESSAGE % n)
+
+
+def test_capabilities_enable_and_id(server: Server) -> None:
+    with client(server) as conn:
+        caps = set(conn.capabilities())
+        assert {b"ENABLE", b"ID", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"CREATE-SPECIAL-USE", b"LITERAL+",
+                b"LIST-EXTENDED", b"LIST-STATUS", b"STATUS=SIZE", b"SASL-IR", b"UIDPLUS"} <= caps
+        assert conn.enable("CONDSTORE", "X-UNKNOWN") == []  # RFC 5161: nothing we have is enableable yet
+        (info,) = conn.id_({"name": "imapclient-e2e", "version": imapclient.__version__})
+        fields = dict(zip(info[::2], info[1::2]))  # the ID list, parsed: (name, value, name, value ...)
+        assert fields[b"name"] == b"mailsrv" and fields[b"version"]
+    assert "imapclient-e2e" in server.log()
+
+
+def test_special_folders_of_a_new_account(server: Server) -> None:
+    with client(server) as conn:
+        uses = {name: flags for flags, _, name in conn.list_folders()}
+        assert uses["Sent"] == (b"\\HasNoChildren", b"\\Sent")
+        assert {f for flags in uses.values() for f in flags} >= {
+            b"\\Drafts", b"\\Sent", b"\\Trash", b"\\Junk", b"\\Archive"}
+        assert conn.find_special_folder(imapclient.imapclient.SENT) == "Sent"
+        assert conn.find_special_folder(imapclient.imapclient.TRASH) == "Trash"
+        # Made subscribed, so clients showing subscribed folders only (Thunderbird's default) see them.
+        assert {name for _, _, name in conn.list_sub_folders()} == {"Drafts", "Sent", "Trash", "Junk", "Archive"}
+
+
+def test_create_with_use(server: Server) -> None:
+    with client(server) as conn:
+        typ, data = conn._imap._simple_command("CREATE", '"Old Mail"', "(USE (\\Archive))")
+        assert typ == "OK", data
+        listed = {name: flags for flags, _, name in conn.list_folders(pattern="Old*")}
+        assert listed == {"Old Mail": (b"\\HasNoChildren", b"\\Archive")}
+
+
+def test_move_with_copyuid(server: Server) -> None:
+    deliver(server, 3)
+    with client(server) as conn:
+        conn.select_folder("INBOX")
+        uids = conn.search(["ALL"])
+        assert len(uids) >= 3
+        conn.move(uids[:2], "Archive")
+        # RFC 6851 3.3: the COPYUID came in an untagged OK (imaplib files it under its code).
+        copyuid = conn._imap.untagged_responses.get("COPYUID", [])
+        assert len(copyuid) == 1 and copyuid[0].split()[1:] == [b"%d:%d" % (uids[0], uids[1]), b"1:2"], copyuid
+        assert conn.search(["ALL"]) == uids[2:]
+        assert conn.folder_status("Archive", ["MESSAGES", "SIZE"])[b"MESSAGES"] == 2
+        conn.select_folder("Archive", readonly=True)
+        subjects = conn.fetch(conn.search(["ALL"]), ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
+        assert sorted(v[b"BODY[HEADER.FIELDS (SUBJECT)]"].strip() for v in subjects.values()) == [
+            b"Subject: 0", b"Subject: 1"]
+        conn.unselect_folder()
