@@ -19,6 +19,7 @@ from mailsrv.store import (
     InvalidFlag,
     InvalidFolderName,
     KeywordLimit,
+    LockTimeout,
     MessageGone,
     NoSuchFolder,
     StoreError,
@@ -86,6 +87,7 @@ TOO_MANY_KEYWORDS = b"[LIMIT] Too many keywords in mailbox"  # RFC 5530 3: Maild
 EXPUNGE_ISSUED = b"[EXPUNGEISSUED] Some of the requested messages no longer exist"  # RFC 5530 3, RFC 2180 4.1.2
 READ_ONLY = b"[READ-ONLY] Mailbox is read-only"  # RFC 3501 6.3.2
 SERVER_FAILURE = b"[SERVERBUG] Internal server error, try again later"  # RFC 5530 3
+IN_USE = b"[INUSE] The mailbox is locked by another program, try again later"  # RFC 5530 3
 AUTHENTICATION_FAILED = b"[AUTHENTICATIONFAILED] Authentication failed"  # RFC 5530 3: bad user name or password
 LOGIN_UNAVAILABLE = b"[UNAVAILABLE] Temporary failure, try again later"  # RFC 5530 3: the password was not checked
 
@@ -107,4 +109,6 @@ def store_error(error: StoreError, missing: bytes = NONEXISTENT) -> CommandError
         return bad(b"Invalid flag: " + safe_text(error))
     if isinstance(error, MessageGone):
         return no(EXPUNGE_ISSUED)
+    if isinstance(error, LockTimeout):
+        return no(IN_USE)
     return no(safe_text(error))
