@@ -61,6 +61,8 @@ class ScriptedRemote:
         self.calls: list[tuple[str, str, list[str], bytes]] = []
         self.options: list[Options] = []
         self.hold = False
+        #: Whether the fake peer offered DSN (RecipientResult.peer_dsn).
+        self.peer_dsn = True
         self.held: list[tuple[defer.Deferred, list[RecipientResult]]] = []
         self.closed = False
 
@@ -68,7 +70,7 @@ class ScriptedRemote:
         answers = self.script.get(recipient, [(Outcome.DELIVERED, OK)])
         outcome, reply = answers.pop(0) if len(answers) > 1 else answers[0]
         return RecipientResult(recipient, outcome, reply, host="mx.example.org", ip="192.0.2.25",
-                               tls="TLSv1.3 TLS_AES_256_GCM_SHA384")
+                               tls="TLSv1.3 TLS_AES_256_GCM_SHA384", peer_dsn=self.peer_dsn)
 
     def deliver(self, queue_id, sender, recipients, body, options):
         self.calls.append((queue_id, sender, list(recipients), body.read()))
