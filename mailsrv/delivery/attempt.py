@@ -76,7 +76,9 @@ class IRemoteDelivery(Interface):
     def deliver(
         queue_id: str, sender: str, recipients: Sequence[str], body: Body, options: Options,
     ) -> "Deferred[list[RecipientResult]]":
-        """Send *body* from *sender* (``""``: the null sender) to *recipients* in one SMTP transaction, as *options* ask.
+        """Send *body* from *sender* (``""``: the null sender) to *recipients* in one SMTP transaction.
+
+        *options* is what the sender asked of it (DSN parameters, REQUIRETLS).
 
         All recipients share one domain (the queue groups them), or all go to
         the configured relay.  Fires with one result per recipient, in their

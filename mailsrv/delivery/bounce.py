@@ -137,7 +137,8 @@ def dsn(
     per_message = [f"Reporting-MTA: dns; {hostname}"]
     if record.envid:
         per_message.append(f"Original-Envelope-Id: {_field(record.envid)}")  # RFC 3464 2.2.1, from ENVID
-    per_message += [f"X-Mailsrv-Queue-ID: {record.queue_id}", f"Arrival-Date: {formatdate(record.queued_at, usegmt=True)}"]
+    per_message.append(f"X-Mailsrv-Queue-ID: {record.queue_id}")
+    per_message.append(f"Arrival-Date: {formatdate(record.queued_at, usegmt=True)}")
     part = "message/rfc822" if full else "text/rfc822-headers"
     text = (
         f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"

@@ -15,11 +15,17 @@ from mailsrv.smtp.replies import Rejection
 
 
 class ParamTests(unittest.TestCase):
-    def check(self, raw: bytes, auth: bool = False) -> MailParams:
-        return parse_mail_params(raw, max_size=1000, auth_offered=auth, tls_active=False)
+    def check(self, raw: bytes, auth: bool = False, tls: bool = False) -> MailParams:
+        return parse_mail_params(raw, max_size=1000, auth_offered=auth, tls_active=tls)
 
-    def refused(self, raw: bytes, auth: bool = False) -> tuple[int, str]:
-        error = self.assertRaises(Rejection, self.check, raw, auth)
+    def refused(self, raw: bytes, auth: bool = False, tls: bool = False) -> tuple[int, str]:
+        return self.rejection(self.check, raw, auth, tls)
+
+    def rcpt_refused(self, raw: bytes) -> tuple[int, str]:
+        return self.rejection(parse_rcpt_params, raw)
+
+    def rejection(self, parse, *args) -> tuple[int, str]:
+        error = self.assertRaises(Rejection, parse, *args)
         return error.reply.code, f"{error.reply.enhanced} {error.reply.text}"
 
     def test_none(self):
@@ -47,43 +53,31 @@ class ParamTests(unittest.TestCase):
         self.assertEqual(error.reply, replies.UNSUPPORTED_PARAMETER(name="XTRA"))
 
 
-class DSNParamTests(unittest.TestCase):
-    """RFC 3461 4 parameters and RFC 8689 3 REQUIRETLS, as MAIL and RCPT take them."""
-
-    def mail(self, raw: bytes, tls: bool = False) -> MailParams:
-        return parse_mail_params(raw, max_size=1000, auth_offered=False, tls_active=tls)
-
-    def mail_refused(self, raw: bytes, tls: bool = False) -> tuple[int, str]:
-        error = self.assertRaises(Rejection, self.mail, raw, tls)
-        return error.reply.code, f"{error.reply.enhanced} {error.reply.text}"
-
-    def rcpt_refused(self, raw: bytes) -> tuple[int, str]:
-        error = self.assertRaises(Rejection, parse_rcpt_params, raw)
-        return error.reply.code, f"{error.reply.enhanced} {error.reply.text}"
+    # -- RFC 3461 4 parameters and RFC 8689 3 REQUIRETLS
 
     def test_ret_and_envid(self):
-        self.assertEqual(self.mail(b"RET=hdrs ENVID=QQ+2B1+3Dx"), MailParams(ret="HDRS", envid="QQ+1=x"))
-        self.assertEqual(self.mail(b"ret=FULL"), MailParams(ret="FULL"))
+        self.assertEqual(self.check(b"RET=hdrs ENVID=QQ+2B1+3Dx"), MailParams(ret="HDRS", envid="QQ+1=x"))
+        self.assertEqual(self.check(b"ret=FULL"), MailParams(ret="FULL"))
 
     def test_bad_ret(self):
-        self.assertEqual(self.mail_refused(b"RET=BODY"), (501, "5.5.4 Bad RET parameter: must be FULL or HDRS"))
-        self.assertEqual(self.mail_refused(b"RET"), (501, "5.5.4 Bad RET parameter: needs a value"))
+        self.assertEqual(self.refused(b"RET=BODY"), (501, "5.5.4 Bad RET parameter: must be FULL or HDRS"))
+        self.assertEqual(self.refused(b"RET"), (501, "5.5.4 Bad RET parameter: needs a value"))
 
     def test_envid_must_be_xtext_of_printable_ascii_at_most_100_long(self):
-        self.assertEqual(self.mail(b"ENVID=" + b"x" * 100), MailParams(envid="x" * 100))
-        self.assertEqual(self.mail_refused(b"ENVID=" + b"x" * 101),
+        self.assertEqual(self.check(b"ENVID=" + b"x" * 100), MailParams(envid="x" * 100))
+        self.assertEqual(self.refused(b"ENVID=" + b"x" * 101),
                          (501, "5.5.4 Bad ENVID parameter: is longer than 100 characters"))
-        self.assertEqual(self.mail_refused(b"ENVID=a+b"), (501, "5.5.4 Bad ENVID parameter: is not xtext"))
-        self.assertEqual(self.mail_refused(b"ENVID=a+2b"), (501, "5.5.4 Bad ENVID parameter: is not xtext"))
+        self.assertEqual(self.refused(b"ENVID=a+b"), (501, "5.5.4 Bad ENVID parameter: is not xtext"))
+        self.assertEqual(self.refused(b"ENVID=a+2b"), (501, "5.5.4 Bad ENVID parameter: is not xtext"))
         # a line end smuggled in as xtext would become a header line of the DSN
-        self.assertEqual(self.mail_refused(b"ENVID=a+0D+0ABcc:x"),
+        self.assertEqual(self.refused(b"ENVID=a+0D+0ABcc:x"),
                          (501, "5.5.4 Bad ENVID parameter: decodes to a character that is not printable US-ASCII"))
 
     def test_requiretls_only_over_tls_and_without_a_value(self):
-        self.assertEqual(self.mail(b"REQUIRETLS", tls=True), MailParams(require_tls=True))
-        self.assertEqual(self.mail_refused(b"REQUIRETLS"),
+        self.assertEqual(self.check(b"REQUIRETLS", tls=True), MailParams(require_tls=True))
+        self.assertEqual(self.refused(b"REQUIRETLS"),
                          (530, "5.7.10 REQUIRETLS needs a TLS session: issue STARTTLS first"))
-        self.assertEqual(self.mail_refused(b"REQUIRETLS=YES", tls=True),
+        self.assertEqual(self.refused(b"REQUIRETLS=YES", tls=True),
                          (501, "5.5.4 Bad REQUIRETLS parameter: it takes no value"))
 
     def test_notify(self):
