@@ -143,7 +143,8 @@ class RemoteDelivery:
         reused = await self._reuse(tx, destination)  # opened under the policy of that time: minutes old at most
         if reused is not None:
             return reused
-        decision = requiretls.decision(await self._policies.decide(domain, route), tx.options, relay=bool(route.relay))
+        decided = await self._policies.decide(domain, route)
+        decision = requiretls.decision(decided, tx.options, relay=route.relay is not None)
         try:
             if route.relay:
                 hosts = [await self._dns.run(mx.resolve_relay, self._resolver, route.relay[0])]
