@@ -19,6 +19,7 @@ a handshake; ``"refuse"`` answers 454), and AUTH PLAIN after TLS when given
 to DATA's end from ``data_reply`` (``""``: record the message, then drop the
 connection without a reply); tests may change them between attempts.
 With ``ehlo=False`` it answers EHLO with 502 (an RFC 821 server).
+``REQUIRETLS`` among the extensions is offered only once TLS is up (RFC 8689 3).
 Each completed transaction is a :class:`Received`; ``connections`` counts
 the connections, ``sessions`` what each saw (greeting to close).
 :class:`MailCA` makes a CA and certificates for chosen names, for the
@@ -131,6 +132,8 @@ class Received:
     tls: bool
     #: ``(user, password)`` of a successful AUTH PLAIN, or None.
     auth: tuple[str, str] | None
+    #: RCPT's argument as sent for each accepted recipient: ``"TO:<b@example.org> NOTIFY=SUCCESS"``.
+    rcpt_to: list[str] = field(default_factory=list)
 
     @property
     def sender(self) -> str:
@@ -162,6 +165,7 @@ class _ReceiverProtocol(LineReceiver):
     def _reset(self) -> None:
         self._mail: str | None = None
         self._rcpts: list[str] = []
+        self._rcpt_to: list[str] = []
 
     def connectionMade(self) -> None:
         self.r.connections += 1
@@ -192,7 +196,7 @@ class _ReceiverProtocol(LineReceiver):
         if self.session.tls and self.session.server_name is None:
             name = self.transport.getHandle().get_servername()
             self.session.server_name = name.decode() if name else None
-        lines = ["receiver.test", *self.r.extensions]
+        lines = ["receiver.test", *(e for e in self.r.extensions if e != "REQUIRETLS" or self.session.tls)]
         if self.r.tls is not None and not self.session.tls:
             lines.append("STARTTLS")
         if self.r.auth is not None and self.session.tls:
@@ -234,6 +238,7 @@ class _ReceiverProtocol(LineReceiver):
         answer = self.r.rcpt_replies.get(address, "250 2.1.5 ok")
         if answer.startswith("2"):
             self._rcpts.append(address)
+            self._rcpt_to.append(arg)
         self.reply(answer)
 
     def smtp_DATA(self, arg: str) -> None:
@@ -253,6 +258,10 @@ class _ReceiverProtocol(LineReceiver):
         self.reply("221 2.0.0 bye")
         self.transport.loseConnection()
 
+    def _record(self, data: bytes, raw: bytes) -> None:
+        self.r.messages.append(
+            Received(self._mail or "", self._rcpts, data, raw, self.session.tls, self._auth, self._rcpt_to))
+
     def _data_line(self, line: bytes) -> None:
         assert self._data is not None
         self._data.append(line)
@@ -263,11 +272,11 @@ class _ReceiverProtocol(LineReceiver):
         data = b"".join((piece[1:] if piece.startswith(b".") else piece) + b"\r\n" for piece in lines[:-1])
         answer = self.r.data_reply
         if not answer:  # took the message, then the connection broke: the sender cannot know
-            self.r.messages.append(Received(self._mail or "", self._rcpts, data, raw, self.session.tls, self._auth))
+            self._record(data, raw)
             self.transport.abortConnection()
             return
         if answer.startswith("2"):
-            self.r.messages.append(Received(self._mail or "", self._rcpts, data, raw, self.session.tls, self._auth))
+            self._record(data, raw)
         self._reset()
         self.reply(answer)
 

@@ -37,6 +37,10 @@ def _duration(value: str) -> str:
     return value
 
 
+def _optional_duration(value: str) -> str:
+    return _duration(value) if value else value
+
+
 def _durations(values: tuple[str, ...]) -> tuple[str, ...]:
     if not values:
         raise Invalid("needs at least one duration (the last one repeats)")
@@ -168,6 +172,12 @@ class DeliveryConfig(Table):
         3, "Outbound connections open at once to one recipient domain (or to the relay).", at_least(1)
     )
     lifetime: str = setting("5d", "How long a message is retried before it is bounced as undeliverable.", _duration)
+    delay_warning: str = setting(
+        "4h",
+        "After how long a message still being retried sends its sender one delay warning (for the recipients "
+        'whose NOTIFY allows it); "" sends none.',
+        _optional_duration,
+    )
     mta_sts: bool = setting(
         True,
         "Honour the MTA-STS policies (RFC 8461) of recipient domains when delivering by MX: a domain in "
@@ -193,3 +203,8 @@ class DeliveryConfig(Table):
     def lifetime_seconds(self) -> int:
         """:attr:`lifetime`, in seconds."""
         return seconds(self.lifetime)
+
+    @property
+    def delay_warning_seconds(self) -> int:
+        """:attr:`delay_warning`, in seconds; 0 when it is off."""
+        return seconds(self.delay_warning) if self.delay_warning else 0

@@ -11,12 +11,13 @@ has one thing to read.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
 from zope.interface import Interface
 
+from mailsrv.delivery.dsnrequest import RecipientRequest
 from mailsrv.message.body import Body
 
 
@@ -47,13 +48,37 @@ class RecipientResult:
     ip: str = ""
     #: Protocol and cipher of the connection (``"TLSv1.3 TLS_AES_256_GCM_SHA384"``), "" without TLS.
     tls: str = ""
+    #: The server offered DSN, so it got NOTIFY and ORCPT and reports from here on (RFC 3461 5.2.2).
+    peer_dsn: bool = False
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the sender asked of the delivery beyond the envelope.
+
+    The RFC 3461 parameters to pass on to a server that offers DSN (*ret*,
+    *envid*, and each recipient's NOTIFY and ORCPT in *requests*, by
+    address), and the RFC 8689 TLS demands: *require_tls* (verified TLS to a
+    server that offers REQUIRETLS, or no delivery) or *tls_optional*
+    (``TLS-Required: No``: a TLS policy that fails does not stop it).
+    """
+
+    ret: str = ""
+    envid: str = ""
+    requests: Mapping[str, RecipientRequest] = field(default_factory=dict)
+    require_tls: bool = False
+    tls_optional: bool = False
 
 
 class IRemoteDelivery(Interface):
     """Sends one message to the servers of one destination."""
 
-    def deliver(queue_id: str, sender: str, recipients: Sequence[str], body: Body) -> "Deferred[list[RecipientResult]]":
+    def deliver(
+        queue_id: str, sender: str, recipients: Sequence[str], body: Body, options: Options,
+    ) -> "Deferred[list[RecipientResult]]":
         """Send *body* from *sender* (``""``: the null sender) to *recipients* in one SMTP transaction.
+
+        *options* is what the sender asked of it (DSN parameters, REQUIRETLS).
 
         All recipients share one domain (the queue groups them), or all go to
         the configured relay.  Fires with one result per recipient, in their

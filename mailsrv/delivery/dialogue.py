@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from mailsrv.delivery.attempt import Outcome, RecipientResult
+from mailsrv.delivery import dsnrequest
+from mailsrv.delivery.attempt import Options, Outcome, RecipientResult
 from mailsrv.delivery.smtpclient import ClientConnection, Reply, SMTPClientError
 from mailsrv.message.body import Body, BodyType
 from mailsrv.message.headers import past_return_path
@@ -45,6 +46,10 @@ class TLSBroken(TryNextHost):
     """The TLS handshake failed after STARTTLS was accepted."""
 
 
+class RequireTLSUnsupported(TryNextHost):
+    """A REQUIRETLS message, and this host does not offer REQUIRETLS (RFC 8689 4.2.2.1)."""
+
+
 @dataclass(frozen=True)
 class TLSPolicy:
     """What this transaction does about TLS."""
@@ -59,13 +64,15 @@ class TLSPolicy:
 
 @dataclass(frozen=True)
 class Transaction:
-    """What to send: the envelope and body, our name, and the credentials for AUTH PLAIN if any."""
+    """What to send: the envelope and body, our name, the credentials for AUTH PLAIN if any, and what
+    the sender asked (DSN parameters to pass on, REQUIRETLS)."""
 
     helo: str
     sender: str
     recipients: Sequence[str]
     body: Body
     credentials: tuple[str, str] | None = None
+    options: Options = Options()
 
 
 async def open_session(conn: ClientConnection, tx: Transaction, tls: TLSPolicy) -> dict[str, str]:
@@ -188,15 +195,36 @@ def _mail_command(tx: Transaction, extensions: dict[str, str]) -> str:
         params.append("BODY=8BITMIME")
     if _needs_smtputf8(tx):
         params.append("SMTPUTF8")
+    options = tx.options
+    if "DSN" in extensions:  # RFC 3461 5.2.1: passed on to a server that offers DSN, and only to one
+        if options.ret:
+            params.append(f"RET={options.ret}")
+        if options.envid:
+            params.append(f"ENVID={dsnrequest.encode_xtext(options.envid)}")
+    if options.require_tls:
+        params.append("REQUIRETLS")  # RFC 8689 4.2.2.1
     return " ".join([f"MAIL FROM:<{tx.sender}>", *params])
+
+
+def _rcpt_command(tx: Transaction, recipient: str, extensions: dict[str, str]) -> str:
+    params = []
+    request = tx.options.requests.get(recipient, dsnrequest.NO_REQUEST)
+    if "DSN" in extensions:
+        if request.notify:
+            params.append(f"NOTIFY={request.notify}")
+        if request.orcpt:
+            params.append(f"ORCPT={dsnrequest.orcpt_parameter(request.orcpt)}")
+    return " ".join([f"RCPT TO:<{recipient}>", *params])
 
 
 async def _mail(conn: ClientConnection, tx: Transaction, extensions: dict[str, str]) -> list[RecipientResult]:
     """MAIL, RCPT for each recipient, DATA (pipelined when offered, RFC 2920), the message."""
+    if tx.options.require_tls and not (conn.tls and "REQUIRETLS" in extensions):
+        raise RequireTLSUnsupported("the message requires TLS (REQUIRETLS) and this server does not offer REQUIRETLS")
     reason = _unsendable(tx, extensions)
     if reason is not None:
         return _all(conn, tx.recipients, Outcome.FAILED, reason)
-    commands = [_mail_command(tx, extensions), *(f"RCPT TO:<{r}>" for r in tx.recipients), "DATA"]
+    commands = [_mail_command(tx, extensions), *(_rcpt_command(tx, r, extensions) for r in tx.recipients), "DATA"]
     replies = await _send_batch(conn, commands, pipelined="PIPELINING" in extensions)
     mail, rcpts, data = replies[0], replies[1:-1], replies[-1]
     if not mail.positive:
@@ -222,7 +250,7 @@ async def _mail(conn: ClientConnection, tx: Transaction, extensions: dict[str, s
         final_outcome, final_text = _outcome(data), str(data)
     for r in accepted:
         results[r] = _result(conn, r, final_outcome, final_text)
-    return [results[r] for r in tx.recipients]
+    return [replace(results[r], peer_dsn="DSN" in extensions) for r in tx.recipients]
 
 
 async def _send_batch(conn: ClientConnection, commands: list[str], pipelined: bool) -> list[Reply | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from mailsrv.delivery.dsnrequest import RecipientRequest
 from mailsrv.message.body import Body
 
 _QUEUE_ID_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZ"
@@ -39,6 +40,10 @@ class Envelope:
     recipients on other servers, for the queue; *forward* the remote
     addresses local aliases (or SRS addresses) forward to, queued as a
     copy of their own with an SRS sender (:mod:`mailsrv.delivery.srs`).
+
+    What the client asked on MAIL FROM travels with it: *ret* and *envid*
+    (RFC 3461), *require_tls* (RFC 8689); *requests* holds the NOTIFY and
+    ORCPT of each recipient that gave any, by address as accepted.
     """
 
     queue_id: str
@@ -47,6 +52,10 @@ class Envelope:
     remote: list[str] = field(default_factory=list)
     forward: list[str] = field(default_factory=list)
     body: Body | None = None
+    ret: str = ""
+    envid: str = ""
+    require_tls: bool = False
+    requests: dict[str, RecipientRequest] = field(default_factory=dict)
 
     def add_local(self, users: "tuple[str, ...] | list[str]") -> None:
         """Add one recipient's mailboxes (an alias may name several; duplicates collapse)."""

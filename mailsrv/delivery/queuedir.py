@@ -81,6 +81,18 @@ class Recipient:
     reported: bool = False
     #: Seconds IP warm-up kept it back (:mod:`mailsrv.delivery.warmup`); its lifetime is longer by as much.
     held: float = 0.0
+    #: RFC 3461 NOTIFY as the client gave it (``""``: none) and ORCPT (``addr-type;address``, decoded).
+    notify: str = ""
+    orcpt: str = ""
+    #: Delivered to a server without DSN while NOTIFY asks for SUCCESS: a "relayed" DSN is owed (RFC 3461 5.2.2).
+    relayed: bool = False
+
+    @property
+    def owes_report(self) -> bool:
+        """The sender is still to be told about it: it failed, or was relayed past DSN (see :attr:`relayed`)."""
+        if self.reported:
+            return False
+        return self.state is State.FAILED or (self.state is State.DELIVERED and self.relayed)
 
     @property
     def domain(self) -> str:
@@ -90,7 +102,10 @@ class Recipient:
 
 @dataclass
 class Record:
-    """A queued message's envelope: the ``.json`` file, as read or to be written."""
+    """A queued message's envelope: the ``.json`` file, as read or to be written.
+
+    Fields added later have defaults, so records written before them still load.
+    """
 
     queue_id: str
     sender: str
@@ -99,6 +114,15 @@ class Record:
     wire_size: int
     body_type: str = BodyType.SEVEN_BIT.value
     recipients: list[Recipient] = field(default_factory=list)
+    #: RFC 3461 RET (``FULL``, ``HDRS``, ``""``) and ENVID (decoded) of MAIL FROM.
+    ret: str = ""
+    envid: str = ""
+    #: RFC 8689: REQUIRETLS was given (verified TLS to servers offering it, every hop) ...
+    require_tls: bool = False
+    #: ... or the header says ``TLS-Required: No`` (a failed TLS policy does not stop it).
+    tls_optional: bool = False
+    #: The one delay warning (RFC 3464 Action: delayed) was sent.
+    delay_warned: bool = False
 
     @property
     def waiting(self) -> list[Recipient]:
@@ -107,8 +131,8 @@ class Record:
 
     @property
     def unreported(self) -> list[Recipient]:
-        """Failed recipients the sender has not been told about yet."""
-        return [r for r in self.recipients if r.state is State.FAILED and not r.reported]
+        """Recipients the sender has not been told about yet (:attr:`Recipient.owes_report`)."""
+        return [r for r in self.recipients if r.owes_report]
 
     @property
     def finished(self) -> bool:

@@ -28,10 +28,10 @@ from zope.interface import implementer
 
 from mailsrv.config import Config, ConfigError
 from mailsrv.config.delivery import DeliveryConfig
-from mailsrv.delivery import clienttls, mx, reuse, routing
-from mailsrv.delivery.attempt import IRemoteDelivery, Outcome, RecipientResult
+from mailsrv.delivery import clienttls, mx, requiretls, reuse, routing
+from mailsrv.delivery.attempt import IRemoteDelivery, Options, Outcome, RecipientResult
 from mailsrv.delivery.dialogue import (
-    Transaction, TLSBroken, TLSPolicy, TryNextHost, mail_transaction, open_session, reset,
+    RequireTLSUnsupported, Transaction, TLSBroken, TLSPolicy, TryNextHost, mail_transaction, open_session, reset,
 )
 from mailsrv.delivery.mtasts.cache import PolicyStore
 from mailsrv.delivery.mtasts.discovery import Policies
@@ -107,12 +107,14 @@ class RemoteDelivery:
         self._slots = _Slots(max_connections, per_domain)
         self._idle = reuse.IdleSessions(reactor)
 
-    def deliver(self, queue_id: str, sender: str, recipients: Sequence[str], body: Body) -> "defer.Deferred[list[RecipientResult]]":
+    def deliver(
+        self, queue_id: str, sender: str, recipients: Sequence[str], body: Body, options: Options = Options(),
+    ) -> "defer.Deferred[list[RecipientResult]]":
         """See :meth:`IRemoteDelivery.deliver`."""
         domain = recipients[0].rpartition("@")[2].lower()
         route = routing.route(self._settings.delivery, domain)
         tx = Transaction(self._settings.helo, sender, recipients, body,
-                         self._settings.credentials if route.configured else None)
+                         self._settings.credentials if route.configured else None, options)
         d = defer.Deferred.fromCoroutine(self._deliver(queue_id, tx, domain, route))
 
         def unexpected(failure: object) -> list[RecipientResult]:
@@ -137,10 +139,12 @@ class RemoteDelivery:
     async def _send(
         self, queue_id: str, tx: Transaction, destination: str, domain: str, route: routing.Route,
     ) -> list[RecipientResult]:
+        destination = requiretls.sessions_key(destination, tx.options)
         reused = await self._reuse(tx, destination)  # opened under the policy of that time: minutes old at most
         if reused is not None:
             return reused
-        decision = await self._policies.decide(domain, route)
+        decided = await self._policies.decide(domain, route)
+        decision = requiretls.decision(decided, tx.options, relay=route.relay is not None)
         try:
             if route.relay:
                 hosts = [await self._dns.run(mx.resolve_relay, self._resolver, route.relay[0])]
@@ -155,6 +159,7 @@ class RemoteDelivery:
         if not allowed:
             return _everyone(tx, Outcome.DEFERRED, decision.no_hosts_reply(hosts))
         last = RecipientResult("", Outcome.DEFERRED, "")
+        unsupported = None
         for host in allowed:
             decision.check_host(queue_id, host)
             for ip in host.addresses:
@@ -165,9 +170,13 @@ class RemoteDelivery:
                              host=host.name, ip=ip, port=port, reason=e.reply)
                     last = RecipientResult("", Outcome.DEFERRED, f"{e.reply} ({host.name} [{ip}]:{port})",
                                            host=host.name, ip=ip)
+                    if isinstance(e, RequireTLSUnsupported):
+                        unsupported = replace(last, outcome=Outcome.FAILED, reply=f"{requiretls.UNSUPPORTED} "
+                                              f"({host.name} [{ip}]:{port})")
                     continue
                 return [replace(r, host=host.name, ip=ip) for r in results]
-        return [replace(last, recipient=r) for r in tx.recipients]
+        # RFC 8689 4.2.2.1: a host without REQUIRETLS cannot take the message, now or later.
+        return [replace(unsupported or last, recipient=r) for r in tx.recipients]
 
     async def _reuse(self, tx: Transaction, destination: str) -> list[RecipientResult] | None:
         """*tx* on a session kept open to *destination*; None when there is none, or it broke before the message."""

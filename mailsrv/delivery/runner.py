@@ -32,15 +32,18 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailsrv.config.delivery import DeliveryConfig
-from mailsrv.delivery import queuedir, routing
-from mailsrv.delivery.attempt import IRemoteDelivery, Outcome, RecipientResult
-from mailsrv.delivery.bounce import EXPIRED, bounce_envelope
+from mailsrv.delivery import queuedir, requiretls, routing
+from mailsrv.delivery.attempt import IRemoteDelivery, Options, Outcome, RecipientResult
+from mailsrv.delivery.bounce import EXPIRED, Action, report_envelope, returns_message
+from mailsrv.delivery.dsnrequest import DELAY, FAILURE, NO_REQUEST, SUCCESS, RecipientRequest, wants
 from mailsrv.delivery.envelope import Envelope
 from mailsrv.delivery.queue import IQueue
 from mailsrv.delivery.queuedir import QueueDir, Record, Recipient, State
 from mailsrv.delivery.warmup import Warmup, hold
+from mailsrv.message import wire
 from mailsrv.message.body import Body
 from mailsrv.message.fields import read_header
+from mailsrv.message.headers import past_return_path
 from mailsrv.net.audit import Audit
 from mailsrv.store.files import WatchedFile
 from mailsrv.workers import Executor
@@ -83,6 +86,9 @@ def apply_results(
         recipient.last_error, recipient.host, recipient.ip = result.reply, result.host, result.ip
         if result.outcome is Outcome.DELIVERED:
             recipient.state = State.DELIVERED
+            # RFC 3461 5.2.2: a server that offers DSN got NOTIFY and reports from there; one that
+            # does not cannot, so we say "relayed" if the sender asked to hear of success.
+            recipient.relayed = not result.peer_dsn and wants(recipient.notify, SUCCESS)
         elif result.outcome is Outcome.FAILED:
             recipient.state = State.FAILED
         elif now >= record.queued_at + lifetime + recipient.held:
@@ -91,6 +97,19 @@ def apply_results(
         else:
             recipient.state = State.DEFERRED
             recipient.next_attempt = now + retry[min(recipient.attempts, len(retry)) - 1]
+
+
+def _options(record: Record, group: Sequence[Recipient]) -> Options:
+    """What *record*'s sender asked of the delivery to *group*, for the sender to pass on and obey."""
+    requests = {r.address: RecipientRequest(r.notify, r.orcpt) for r in group if r.notify or r.orcpt}
+    return Options(ret=record.ret, envid=record.envid, requests=requests, require_tls=record.require_tls,
+                   tls_optional=record.tls_optional)
+
+
+def _whole_message(body: Body) -> bytes:
+    """The message in wire form, without our Return-Path (RFC 3461 4.3 ``RET=FULL``)."""
+    with body.open() as f:
+        return wire.to_wire(past_return_path(f).read())
 
 
 def groups(recipients: Sequence[Recipient], delivery: DeliveryConfig) -> list[list[Recipient]]:
@@ -103,8 +122,24 @@ def groups(recipients: Sequence[Recipient], delivery: DeliveryConfig) -> list[li
 
 def _mark_reported(addresses: set[str], record: Record) -> None:
     for recipient in record.recipients:
-        if recipient.address in addresses and recipient.state is State.FAILED:
+        if recipient.address in addresses and recipient.owes_report:
             recipient.reported = True
+
+
+def _mark_warned(record: Record) -> None:
+    record.delay_warned = True
+
+
+def delay_warnable(record: Record, now: float, after: int) -> list[Recipient]:
+    """The recipients a delay warning is owed for now (RFC 3464 Action: delayed), ``[]`` when none is.
+
+    One warning per message, *after* seconds (0: never) from the time it
+    was queued, for the recipients still deferred whose NOTIFY lets delays
+    be reported (RFC 3461 4.1: DELAY, or no NOTIFY), never to the null sender.
+    """
+    if not after or record.delay_warned or not record.sender or now < record.queued_at + after:
+        return []
+    return [r for r in record.recipients if r.state is State.DEFERRED and wants(r.notify, DELAY)]
 
 
 def _due(record: Record, now: float) -> float | None:
@@ -137,6 +172,7 @@ class Queue(Service):
         self._delivery = config
         self._retry = config.retry_seconds
         self._lifetime = config.lifetime_seconds
+        self._delay_warning = config.delay_warning_seconds
         self._hostname = hostname
         self._disk = disk
         self._clock = clock
@@ -161,10 +197,13 @@ class Queue(Service):
         body = envelope.body
         assert body is not None and envelope.remote, "enqueue() needs a body and remote recipients"
         now = self._clock.seconds()
+        requests = [envelope.requests.get(address, NO_REQUEST) for address in envelope.remote]
         record = Record(
             queue_id=envelope.queue_id, sender=envelope.sender, queued_at=now, size=body.size,
             wire_size=body.wire_size, body_type=body.body_type.value,
-            recipients=[Recipient(address, next_attempt=now) for address in envelope.remote],
+            recipients=[Recipient(address, next_attempt=now, notify=request.notify, orcpt=request.orcpt)
+                        for address, request in zip(envelope.remote, requests)],
+            ret=envelope.ret, envid=envelope.envid, require_tls=envelope.require_tls,
         )
 
         def added(lease: queuedir.Lease) -> str:
@@ -176,7 +215,13 @@ class Queue(Service):
                 self._schedule()
             return record.queue_id
 
-        return self._disk.run(self.directory.add, record, body).addCallback(added)
+        return self._disk.run(self._add, record, body).addCallback(added)
+
+    def _add(self, record: Record, body: Body) -> queuedir.Lease:
+        """In the disk pool: tag the message as its header asks (RFC 8689 4.2.1), then ``QueueDir.add`` it."""
+        if not record.require_tls:
+            record.tls_optional = requiretls.tls_optional(read_header(body))
+        return self.directory.add(record, body)
 
     # -- start and stop --------------------------------------------------------
 
@@ -313,6 +358,8 @@ class Queue(Service):
                 latest = await self._disk.run(self.directory.read, queue_id)
             if latest is not None and latest.unreported:
                 latest = await self._report(latest)
+            if latest is not None:
+                await self._warn(latest)
         finally:
             lease.release()
         due_at = None if latest is None else _due(latest, self._clock.seconds())
@@ -332,7 +379,8 @@ class Queue(Service):
             if not group:
                 return None
         addresses = [r.address for r in group]
-        results = await self._transactions.run(self._remote.deliver, record.queue_id, record.sender, addresses, body)
+        results = await self._transactions.run(self._remote.deliver, record.queue_id, record.sender, addresses, body,
+                                                _options(record, group))
         now = self._clock.seconds()
         change = partial(apply_results, results=results, now=now, retry=self._retry, lifetime=self._lifetime,
                          attempted=addresses)
@@ -365,11 +413,48 @@ class Queue(Service):
                              next_retry=next_retry)
 
     async def _report(self, record: Record) -> Record | None:
-        """Bounce the failed recipients not reported yet (none to a null sender); the updated record."""
-        failed = record.unreported
+        """Report the recipients not reported yet (none to a null sender); the updated record.
+
+        A failed recipient is bounced unless its NOTIFY leaves FAILURE out
+        (RFC 3461 4.1, ``NEVER`` included); a relayed one gets its
+        "relayed" DSN (see :func:`apply_results`).
+        """
+        owed = record.unreported
         if record.sender:
-            header = await self._disk.run(read_header, self.directory.body(record))
-            envelope = bounce_envelope(record, failed, header, self._hostname, self._clock.seconds())
-            await self._bounce(envelope, record.sender, self)
-        reported = {r.address for r in failed}
+            failed = [r for r in owed if r.state is State.FAILED and wants(r.notify, FAILURE)]
+            relayed = [r for r in owed if r.state is State.DELIVERED]
+            for action, recipients in ((Action.FAILED, failed), (Action.RELAYED, relayed)):
+                if recipients:
+                    await self.report(record, recipients, action, self.directory.body(record))
+        reported = {r.address for r in owed}
         return await self._disk.run(self.directory.update, record.queue_id, partial(_mark_reported, reported))
+
+    async def _warn(self, record: Record) -> None:
+        """The delay warning, if one is owed (:func:`delay_warnable`).
+
+        The record says it was sent before it is: a crash in between loses
+        the warning rather than sending it twice.
+        """
+        now = self._clock.seconds()
+        late = delay_warnable(record, now, self._delay_warning)
+        if not late:
+            return
+        if await self._disk.run(self.directory.update, record.queue_id, _mark_warned) is None:
+            return  # delivered or deleted meanwhile
+        until = record.queued_at + self._lifetime + max(r.held for r in late)
+        await self.report(record, late, Action.DELAYED, self.directory.body(record), retry_until=until)
+
+    async def report(
+        self, record: Record, recipients: Sequence[Recipient], action: Action, body: Body,
+        retry_until: float | None = None,
+    ) -> None:
+        """Send *record*'s sender one DSN of *action* about *recipients*, quoting *body*; durable when it returns.
+
+        Also for what SMTP delivered here (:func:`mailsrv.smtp.transaction`),
+        so every DSN leaves the same way.
+        """
+        full = returns_message(record, action)
+        original = await self._disk.run(_whole_message if full else read_header, body)
+        envelope = report_envelope(record, recipients, action, original, full=full, hostname=self._hostname,
+                                   now=self._clock.seconds(), retry_until=retry_until)
+        await self._bounce(envelope, record.sender, self)

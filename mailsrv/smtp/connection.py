@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from mailsrv.address import Mailbox
 from mailsrv.delivery.envelope import Envelope
+from mailsrv.delivery.queuedir import Recipient
 from mailsrv.listeners import Kind
 from mailsrv.message.body import BodyWriter
 from mailsrv.net.lines import Line
@@ -42,6 +43,8 @@ class Transaction:
     writer: BodyWriter | None = None
     #: Disk octets of our trace headers at the top of the body (data-stage fields go after them).
     trace_size: int = 0
+    #: Recipients delivered here whose NOTIFY asks for a "delivered" DSN (RFC 3461 5.2.3), once stored.
+    delivered_notices: list[Recipient] = field(default_factory=list)
 
     def abort(self) -> None:
         """Throw away a body being received or already complete."""

@@ -4,14 +4,20 @@ Twisted's MAIL/RCPT regexes capture the parameters and throw them away
 (twisted #8128), so a client's ``SIZE=`` is never checked and an unknown
 parameter is silently accepted.  Here every parameter is parsed, the ones
 we advertise are honoured and anything else is refused with 555, as RFC
-5321 4.1.1.11 asks.
+5321 4.1.1.11 asks: SIZE, BODY, AUTH, the DSN parameters (RFC 3461: RET
+and ENVID on MAIL, NOTIFY and ORCPT on RCPT, their meaning in
+:mod:`mailsrv.delivery.dsnrequest`) and REQUIRETLS (RFC 8689 3), which
+only a TLS session may give.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
+from mailsrv.delivery import dsnrequest
+from mailsrv.delivery.dsnrequest import BadRequest, RecipientRequest
 from mailsrv.message.body import BodyType
 from mailsrv.smtp import replies
 from mailsrv.smtp.replies import Rejection
@@ -26,6 +32,12 @@ class MailParams:
 
     size: int | None = None
     body: BodyType = BodyType.SEVEN_BIT
+    #: RFC 3461 4.3: ``FULL``, ``HDRS``, or ``""`` (not given).
+    ret: str = ""
+    #: RFC 3461 4.4: the envelope identifier, decoded (``""``: not given).
+    envid: str = ""
+    #: RFC 8689 3: every hop must be TLS, verified, to servers that offer REQUIRETLS.
+    require_tls: bool = False
 
 
 def _split(raw: bytes) -> dict[str, str | None]:
@@ -42,15 +54,34 @@ def _split(raw: bytes) -> dict[str, str | None]:
     return params
 
 
-def parse_mail_params(raw: bytes, *, max_size: int, auth_offered: bool) -> MailParams:
+def _dsn_value(name: str, value: str | None, parse: Callable[[str], str]) -> str:
+    """*value* of the DSN parameter *name* through *parse*; 501 naming the parameter when it is bad."""
+    if value is None:
+        raise Rejection(replies.BAD_DSN_PARAMETER(name=name, reason="needs a value"))
+    try:
+        return parse(value)
+    except BadRequest as e:
+        raise Rejection(replies.BAD_DSN_PARAMETER(name=name, reason=str(e))) from None
+
+
+def _ret(value: str) -> str:
+    if value.upper() not in (dsnrequest.FULL, dsnrequest.HDRS):
+        raise BadRequest("must be FULL or HDRS")
+    return value.upper()
+
+
+def parse_mail_params(raw: bytes, *, max_size: int, auth_offered: bool, tls_active: bool) -> MailParams:
     """Check the MAIL FROM parameters against what EHLO advertised.
 
     *auth_offered*: RFC 4954 5 obliges a server that offers AUTH to accept
     the ``AUTH=`` parameter; we accept and ignore it (we do not relay, so
-    there is no one to pass the original submitter on to).
+    there is no one to pass the original submitter on to).  *tls_active*:
+    REQUIRETLS is advertised on TLS sessions only, and taken only there.
     """
     size: int | None = None
     body: BodyType = BodyType.SEVEN_BIT
+    ret = envid = ""
+    require_tls = False
     for name, value in _split(raw).items():
         if name == "SIZE":
             if value is None or not value.isdigit() or len(value) > 20:
@@ -65,13 +96,29 @@ def parse_mail_params(raw: bytes, *, max_size: int, auth_offered: bool) -> MailP
             body = BodyType.declared(value)
         elif name == "AUTH" and auth_offered and value is not None:
             continue
+        elif name == "RET":
+            ret = _dsn_value(name, value, _ret)
+        elif name == "ENVID":
+            envid = _dsn_value(name, value, dsnrequest.parse_envid)
+        elif name == "REQUIRETLS":
+            if value is not None:
+                raise Rejection(replies.BAD_REQUIRETLS)  # RFC 8689 3: the parameter has no value
+            if not tls_active:
+                raise Rejection(replies.REQUIRETLS_NEEDS_TLS)
+            require_tls = True
         else:
             raise Rejection(replies.UNSUPPORTED_PARAMETER(name=name))
-    return MailParams(size=size, body=body)
+    return MailParams(size=size, body=body, ret=ret, envid=envid, require_tls=require_tls)
 
 
-def parse_rcpt_params(raw: bytes) -> None:
-    """RCPT TO takes no parameters we advertise: each one gets 555 (RFC 5321 4.1.1.11)."""
-    params = _split(raw)
-    if params:
-        raise Rejection(replies.UNSUPPORTED_PARAMETER(name=next(iter(params))))
+def parse_rcpt_params(raw: bytes) -> RecipientRequest:
+    """The RFC 3461 NOTIFY and ORCPT of a RCPT TO; any other parameter gets 555 (RFC 5321 4.1.1.11)."""
+    notify = orcpt = ""
+    for name, value in _split(raw).items():
+        if name == "NOTIFY":
+            notify = _dsn_value(name, value, dsnrequest.parse_notify)
+        elif name == "ORCPT":
+            orcpt = _dsn_value(name, value, dsnrequest.parse_orcpt)
+        else:
+            raise Rejection(replies.UNSUPPORTED_PARAMETER(name=name))
+    return RecipientRequest(notify=notify, orcpt=orcpt)

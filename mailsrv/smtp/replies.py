@@ -126,6 +126,10 @@ DUPLICATE_PARAMETER = Reply(501, "5.5.4", "Duplicate parameter {name}")
 BAD_SIZE = Reply(501, "5.5.4", "Bad SIZE parameter")
 BAD_BODY = Reply(501, "5.5.4", "Bad BODY parameter")
 UNSUPPORTED_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter {name}")  # RFC 5321 4.1.1.11
+BAD_DSN_PARAMETER = Reply(501, "5.5.4", "Bad {name} parameter: {reason}")  # RFC 3461 4
+BAD_REQUIRETLS = Reply(501, "5.5.4", "Bad REQUIRETLS parameter: it takes no value")  # RFC 8689 3
+# RFC 8689 3: REQUIRETLS only over TLS; RFC 3207 4 answers 530 when TLS must come first, RFC 3463 X.7.10.
+REQUIRETLS_NEEDS_TLS = Reply(530, "5.7.10", "REQUIRETLS needs a TLS session: issue STARTTLS first")
 
 #: Replies meaning "the client got the protocol wrong"; they count towards
 #: ``limits.max_command_errors`` (RFC 5321 4.3.2 lets us close after too many).

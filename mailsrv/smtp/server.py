@@ -146,7 +146,10 @@ class SMTPServer(ServerProtocol):
             b"SIZE %d" % limits.max_message_size,  # RFC 1870
             b"8BITMIME",  # RFC 6152
             b"ENHANCEDSTATUSCODES",  # RFC 2034
+            b"DSN",  # RFC 3461
         ]
+        if self.session.tls_active:
+            ext.append(b"REQUIRETLS")  # RFC 8689 3: offered over TLS only
         if self.can_start_tls():
             ext.append(b"STARTTLS")  # RFC 3207
         if self.auth_offered():

@@ -15,13 +15,18 @@ every mailbox (RFC 5321 6.1).
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
 from mailsrv.address import AddressSyntaxError, Mailbox, parse_path
+from mailsrv.delivery.dsnrequest import NO_REQUEST, SUCCESS, RecipientRequest, wants
 from mailsrv.delivery.envelope import Envelope, new_queue_id
+from mailsrv.delivery.bounce import Action
+from mailsrv.delivery.queuedir import Recipient, Record, State
 from mailsrv.delivery.router import Local, Refusal, Refused, Remote
 from mailsrv.message.body import Body, BodyWriter
 from mailsrv.message.headers import return_path_line
@@ -55,7 +60,8 @@ async def mail(server: "Connection", rest: bytes) -> Reply:
     try:
         sender = parse_path(path) if path else None  # "<>" is the null reverse-path
         params = parse_mail_params(
-            match.group("params") or b"", max_size=limits.max_message_size, auth_offered=server.auth_offered()
+            match.group("params") or b"", max_size=limits.max_message_size, auth_offered=server.auth_offered(),
+            tls_active=server.session.tls_active,
         )
     except AddressSyntaxError as e:
         return replies.BAD_SENDER_SYNTAX(reason=str(e))
@@ -66,7 +72,8 @@ async def mail(server: "Connection", rest: bytes) -> Reply:
         assert verdict.reply is not None
         server.reject("mail", "<>" if sender is None else str(sender), verdict.reply)
         return verdict.reply
-    envelope = Envelope(queue_id=new_queue_id(), sender="" if sender is None else str(sender))
+    envelope = Envelope(queue_id=new_queue_id(), sender="" if sender is None else str(sender), ret=params.ret,
+                        envid=params.envid, require_tls=params.require_tls)
     server.transaction = Transaction(params=params, envelope=envelope, headers=list(verdict.headers))
     return replies.SENDER_OK
 
@@ -88,20 +95,22 @@ async def rcpt(server: "Connection", rest: bytes) -> Reply:
         return replies.TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10
     path = match.group("path")
     try:
-        parse_rcpt_params(match.group("params") or b"")
+        request = parse_rcpt_params(match.group("params") or b"")
         recipient = _postmaster(server) if path.lower() == b"postmaster" else parse_path(path)
     except AddressSyntaxError as e:
         return replies.BAD_RECIPIENT_SYNTAX(reason=str(e))
     except Rejection as e:
         return e.reply
-    reply = await _accept_recipient(server, transaction, recipient)
+    reply = await _accept_recipient(server, transaction, recipient, request)
     if reply.is_error:
         transaction.rejected.append(str(recipient))
         server.reject("rcpt", str(recipient), reply)
     return reply
 
 
-async def _accept_recipient(server: "Connection", transaction: Transaction, recipient: Mailbox) -> Reply:
+async def _accept_recipient(
+    server: "Connection", transaction: Transaction, recipient: Mailbox, request: RecipientRequest,
+) -> Reply:
     verdict = await server.ctx.policy.run("rcpt", server.session, recipient)
     if not verdict.accepted:
         assert verdict.reply is not None
@@ -122,12 +131,16 @@ async def _accept_recipient(server: "Connection", transaction: Transaction, reci
         if server.ctx.queue is None:
             return replies.REMOTE_UNAVAILABLE
         transaction.envelope.remote.append(recipient.plain)
+        if request != NO_REQUEST:
+            transaction.envelope.requests[recipient.plain] = request
     else:
         assert isinstance(route, Local)
         if route.forward and (server.ctx.queue is None or server.ctx.srs is None):
             return replies.REMOTE_UNAVAILABLE
         transaction.envelope.add_local(route.users)
         transaction.envelope.add_forward(route.forward)
+        if route.users and wants(request.notify, SUCCESS):
+            transaction.delivered_notices.append(Recipient(recipient.plain, orcpt=request.orcpt))
     transaction.recipients.append(recipient)
     transaction.headers.extend(verdict.headers)
     return replies.RECIPIENT_OK
@@ -218,6 +231,7 @@ async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
                 await _forward(server, envelope)
         except Exception:
             return replies.NOT_STORED
+        await _report_delivered(server, envelope, transaction.delivered_notices)
         return replies.QUEUED(queue_id=envelope.queue_id)
     finally:
         transaction.abort()
@@ -231,6 +245,26 @@ async def _insert(server: "Connection", body: Body, pieces: list[tuple[int, byte
     return await server.ctx.workers.disk.run(body.insert, pieces)
 
 
+async def _report_delivered(server: "Connection", envelope: Envelope, recipients: list[Recipient]) -> None:
+    """The "delivered" DSN (RFC 3461 5.2.3) for the local recipients whose NOTIFY asked for it.
+
+    After the message is stored, so a failure here (logged) changes
+    nothing of the 250: the mail is delivered, only the report is lost.
+    """
+    ctx = server.ctx
+    if not recipients or not envelope.sender or ctx.queue is None:
+        return
+    assert envelope.body is not None
+    record = Record(queue_id=envelope.queue_id, sender=envelope.sender, queued_at=time.time(),
+                    size=envelope.body.size, wire_size=envelope.body.wire_size, envid=envelope.envid,
+                    require_tls=envelope.require_tls)
+    delivered = [dataclasses.replace(r, state=State.DELIVERED) for r in recipients]
+    try:
+        await ctx.queue.report(record, delivered, Action.DELIVERED, envelope.body)
+    except Exception:
+        log.failure("the delivery report for {queue_id} was not sent", queue_id=envelope.queue_id)
+
+
 async def _forward(server: "Connection", envelope: Envelope) -> None:
     """Queue the copy for the forwarding targets: same body, an SRS sender, an id of its own.
 
@@ -241,8 +275,9 @@ async def _forward(server: "Connection", envelope: Envelope) -> None:
     assert ctx.queue is not None and ctx.srs is not None
     targets = [address for address in envelope.forward if address not in envelope.remote]
     if targets:
+        # What the client asked of the message goes on with it (RFC 8689 4.2.1: REQUIRETLS too).
         copy = Envelope(queue_id=new_queue_id(), sender=ctx.srs.forward(envelope.sender), remote=targets,
-                        body=envelope.body)
+                        body=envelope.body, ret=envelope.ret, envid=envelope.envid, require_tls=envelope.require_tls)
         await ctx.queue.enqueue(copy)
         log.info("{queue_id} forwarded as {copy_id} to {targets}", queue_id=envelope.queue_id,
                  copy_id=copy.queue_id, targets=", ".join(targets))

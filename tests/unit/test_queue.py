@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from mailsrv import config as configuration
 from mailsrv.config import DeliveryConfig, WarmupConfig
 from mailsrv.delivery import queuedir
-from mailsrv.delivery.attempt import Outcome, RecipientResult
+from mailsrv.delivery.attempt import Options, Outcome, RecipientResult
 from mailsrv.delivery.bounce import status
 from mailsrv.delivery.envelope import Envelope
 from mailsrv.delivery.local import LocalDelivery
@@ -59,7 +59,10 @@ class ScriptedRemote:
     def __init__(self, **script: list[tuple[Outcome, str]]) -> None:
         self.script = {address.replace("_", "@", 1).replace("_", "."): answers for address, answers in script.items()}
         self.calls: list[tuple[str, str, list[str], bytes]] = []
+        self.options: list[Options] = []
         self.hold = False
+        #: Whether the fake peer offered DSN (RecipientResult.peer_dsn).
+        self.peer_dsn = True
         self.held: list[tuple[defer.Deferred, list[RecipientResult]]] = []
         self.closed = False
 
@@ -67,10 +70,11 @@ class ScriptedRemote:
         answers = self.script.get(recipient, [(Outcome.DELIVERED, OK)])
         outcome, reply = answers.pop(0) if len(answers) > 1 else answers[0]
         return RecipientResult(recipient, outcome, reply, host="mx.example.org", ip="192.0.2.25",
-                               tls="TLSv1.3 TLS_AES_256_GCM_SHA384")
+                               tls="TLSv1.3 TLS_AES_256_GCM_SHA384", peer_dsn=self.peer_dsn)
 
-    def deliver(self, queue_id, sender, recipients, body):
+    def deliver(self, queue_id, sender, recipients, body, options):
         self.calls.append((queue_id, sender, list(recipients), body.read()))
+        self.options.append(options)
         results = [self.answer(r) for r in recipients]
         if not self.hold:
             return defer.succeed(results)
@@ -179,13 +183,13 @@ def test_enqueue_fires_only_after_message_and_record_are_written(config, make_qu
         disk.run_next()
     d = queue.enqueue(envelope())
     assert not d.called and record(config) is None
-    assert disk.run_next() == "add"
+    assert disk.run_next() == "_add"
     assert d.called and d.result == "QID000000001"
     saved = record(config)
     assert saved["sender"] == ALICE
     assert saved["recipients"][0] == {
         "address": BOB, "state": "pending", "attempts": 0, "next_attempt": 0.0, "last_error": "", "host": "",
-        "ip": "", "reported": False, "held": 0.0,
+        "ip": "", "reported": False, "held": 0.0, "notify": "", "orcpt": "", "relayed": False,
     }
     with open(os.path.join(config.queue_dir, "QID000000001.msg"), "rb") as f:
         assert f.read() == MESSAGE.replace(b"\r\n", b"\n")
@@ -522,7 +526,7 @@ def test_two_queues_sharing_a_deferred_message_attempt_it_once_per_retry(config,
 
 def test_a_recipient_the_sender_gave_no_result_for_is_deferred(config, make_queue, clock):
     class Forgetful(ScriptedRemote):
-        def deliver(self, queue_id, sender, recipients, body):
+        def deliver(self, queue_id, sender, recipients, body, options):
             self.calls.append((queue_id, sender, list(recipients), b""))
             return defer.succeed([])
 

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from twisted.trial import unittest
 
+from mailsrv.delivery.dsnrequest import RecipientRequest, decode_xtext, encode_xtext
 from mailsrv.message.body import BodyType
 from mailsrv.smtp import replies
 from mailsrv.smtp.params import MailParams, parse_mail_params, parse_rcpt_params
@@ -14,11 +15,17 @@ from mailsrv.smtp.replies import Rejection
 
 
 class ParamTests(unittest.TestCase):
-    def check(self, raw: bytes, auth: bool = False) -> MailParams:
-        return parse_mail_params(raw, max_size=1000, auth_offered=auth)
+    def check(self, raw: bytes, auth: bool = False, tls: bool = False) -> MailParams:
+        return parse_mail_params(raw, max_size=1000, auth_offered=auth, tls_active=tls)
 
-    def refused(self, raw: bytes, auth: bool = False) -> tuple[int, str]:
-        error = self.assertRaises(Rejection, self.check, raw, auth)
+    def refused(self, raw: bytes, auth: bool = False, tls: bool = False) -> tuple[int, str]:
+        return self.rejection(self.check, raw, auth, tls)
+
+    def rcpt_refused(self, raw: bytes) -> tuple[int, str]:
+        return self.rejection(parse_rcpt_params, raw)
+
+    def rejection(self, parse, *args) -> tuple[int, str]:
+        error = self.assertRaises(Rejection, parse, *args)
         return error.reply.code, f"{error.reply.enhanced} {error.reply.text}"
 
     def test_none(self):
@@ -40,10 +47,71 @@ class ParamTests(unittest.TestCase):
         self.assertEqual(self.check(b"AUTH=<>", auth=True), MailParams())
         self.assertEqual(self.refused(b"AUTH=<>"), (555, "5.5.4 Unsupported parameter AUTH"))
 
-    def test_rcpt_takes_none(self):
-        parse_rcpt_params(b"")
-        error = self.assertRaises(Rejection, parse_rcpt_params, b"NOTIFY=NEVER ORCPT=rfc822;a@b")
-        self.assertEqual(error.reply, replies.UNSUPPORTED_PARAMETER(name="NOTIFY"))
+    def test_rcpt_takes_only_the_dsn_parameters(self):
+        self.assertEqual(parse_rcpt_params(b""), RecipientRequest())
+        error = self.assertRaises(Rejection, parse_rcpt_params, b"NOTIFY=NEVER XTRA=1")
+        self.assertEqual(error.reply, replies.UNSUPPORTED_PARAMETER(name="XTRA"))
+
+
+    # -- RFC 3461 4 parameters and RFC 8689 3 REQUIRETLS
+
+    def test_ret_and_envid(self):
+        self.assertEqual(self.check(b"RET=hdrs ENVID=QQ+2B1+3Dx"), MailParams(ret="HDRS", envid="QQ+1=x"))
+        self.assertEqual(self.check(b"ret=FULL"), MailParams(ret="FULL"))
+
+    def test_bad_ret(self):
+        self.assertEqual(self.refused(b"RET=BODY"), (501, "5.5.4 Bad RET parameter: must be FULL or HDRS"))
+        self.assertEqual(self.refused(b"RET"), (501, "5.5.4 Bad RET parameter: needs a value"))
+
+    def test_envid_must_be_xtext_of_printable_ascii_at_most_100_long(self):
+        self.assertEqual(self.check(b"ENVID=" + b"x" * 100), MailParams(envid="x" * 100))
+        self.assertEqual(self.refused(b"ENVID=" + b"x" * 101),
+                         (501, "5.5.4 Bad ENVID parameter: is longer than 100 characters"))
+        self.assertEqual(self.refused(b"ENVID=a+b"), (501, "5.5.4 Bad ENVID parameter: is not xtext"))
+        self.assertEqual(self.refused(b"ENVID=a+2b"), (501, "5.5.4 Bad ENVID parameter: is not xtext"))
+        # a line end smuggled in as xtext would become a header line of the DSN
+        self.assertEqual(self.refused(b"ENVID=a+0D+0ABcc:x"),
+                         (501, "5.5.4 Bad ENVID parameter: decodes to a character that is not printable US-ASCII"))
+
+    def test_requiretls_only_over_tls_and_without_a_value(self):
+        self.assertEqual(self.check(b"REQUIRETLS", tls=True), MailParams(require_tls=True))
+        self.assertEqual(self.refused(b"REQUIRETLS"),
+                         (530, "5.7.10 REQUIRETLS needs a TLS session: issue STARTTLS first"))
+        self.assertEqual(self.refused(b"REQUIRETLS=YES", tls=True),
+                         (501, "5.5.4 Bad REQUIRETLS parameter: it takes no value"))
+
+    def test_notify(self):
+        self.assertEqual(parse_rcpt_params(b"NOTIFY=never"), RecipientRequest(notify="NEVER"))
+        self.assertEqual(parse_rcpt_params(b"NOTIFY=delay,Success"), RecipientRequest(notify="SUCCESS,DELAY"))
+        self.assertEqual(parse_rcpt_params(b"NOTIFY=FAILURE,DELAY,SUCCESS"),
+                         RecipientRequest(notify="SUCCESS,FAILURE,DELAY"))
+
+    def test_bad_notify(self):
+        reason = (501, "5.5.4 Bad NOTIFY parameter: must be NEVER or a list of SUCCESS, FAILURE and DELAY")
+        for raw in (b"NOTIFY=NEVER,SUCCESS", b"NOTIFY=SUCCESS,", b"NOTIFY=ALWAYS", b"NOTIFY=,FAILURE"):
+            self.assertEqual(self.rcpt_refused(raw), reason, raw)
+        self.assertEqual(self.rcpt_refused(b"NOTIFY"), (501, "5.5.4 Bad NOTIFY parameter: needs a value"))
+        self.assertEqual(self.rcpt_refused(b"NOTIFY=NEVER NOTIFY=NEVER"), (501, "5.5.4 Duplicate parameter NOTIFY"))
+
+    def test_orcpt_is_decoded(self):
+        self.assertEqual(parse_rcpt_params(b"ORCPT=rfc822;bob+2Btag@example.org NOTIFY=SUCCESS"),
+                         RecipientRequest(notify="SUCCESS", orcpt="rfc822;bob+tag@example.org"))
+
+    def test_bad_orcpt(self):
+        self.assertEqual(self.rcpt_refused(b"ORCPT=bob@example.org"),
+                         (501, "5.5.4 Bad ORCPT parameter: must be addr-type;address"))
+        self.assertEqual(self.rcpt_refused(b"ORCPT=rfc822;"), (501, "5.5.4 Bad ORCPT parameter: must be addr-type;address"))
+        self.assertEqual(self.rcpt_refused(b"ORCPT=rfc(822;a@b"),
+                         (501, "5.5.4 Bad ORCPT parameter: must be addr-type;address"))
+        self.assertEqual(self.rcpt_refused(b"ORCPT=rfc822;" + b"a" * 494),
+                         (501, "5.5.4 Bad ORCPT parameter: is longer than 500 characters"))
+        self.assertEqual(self.rcpt_refused(b"ORCPT=rfc822;a+00@b"),
+                         (501, "5.5.4 Bad ORCPT parameter: decodes to a character that is not printable US-ASCII"))
+
+    def test_xtext_round_trip(self):
+        text = "a+b=c d\tf~!"
+        self.assertEqual(encode_xtext(text), "a+2Bb+3Dc+20d+09f~!")
+        self.assertEqual(decode_xtext(encode_xtext(text)), text)
 
 
 class ReceivedTests(unittest.TestCase):

@@ -16,7 +16,8 @@ from twisted.trial import unittest
 from dns_harness import Zone, serve_dns
 from mailsrv import config as configuration
 from mailsrv.delivery import dialogue
-from mailsrv.delivery.attempt import Outcome, RecipientResult
+from mailsrv.delivery.attempt import Options, Outcome, RecipientResult
+from mailsrv.delivery.dsnrequest import RecipientRequest
 from mailsrv.delivery.remote import make_remote_delivery
 from mailsrv.message.body import Body, BodyType
 from mailsrv.workers import InlineExecutor, PoolExecutor, Workers
@@ -360,6 +361,70 @@ class RemoteDeliveryTests(DeliveryHarness):
         self.assertEqual(result.outcome, Outcome.DEFERRED)
         self.assertEqual(receiver.messages, [])
 
+    # -- RFC 3461 parameters passed on, RFC 8689 REQUIRETLS enforced and TLS-Required: No honoured
+
+    OPTIONS = Options(ret="HDRS", envid="env 1+1", require_tls=False,
+                      requests={"bob@example.test": RecipientRequest("SUCCESS,FAILURE", "rfc822;Bob=x@example.test")})
+
+    async def send_with(self, delivery: object, options: Options, *recipients: str) -> list[RecipientResult]:
+        return await delivery.deliver("q1", "alice@local.test", list(recipients), Body.from_wire(MESSAGE), options)
+
+    async def test_dsn_parameters_go_to_a_peer_that_offers_dsn(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver(extensions=("DSN", "PIPELINING"))
+        results = await self.send_with(self.sender(port), self.OPTIONS, "bob@example.test", "carol@example.test")
+        self.assertEqual([(r.outcome, r.peer_dsn) for r in results], [(Outcome.DELIVERED, True)] * 2)
+        [message] = receiver.messages
+        self.assertEqual(message.mail_from, "FROM:<alice@local.test> RET=HDRS ENVID=env+201+2B1")
+        self.assertEqual(message.rcpt_to, ["TO:<bob@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Bob+3Dx@example.test",
+                                           "TO:<carol@example.test>"])
+
+    async def test_a_peer_without_dsn_gets_none_of_them(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver(extensions=("PIPELINING",))
+        [result] = await self.send_with(self.sender(port), self.OPTIONS, "bob@example.test")
+        self.assertEqual((result.outcome, result.peer_dsn), (Outcome.DELIVERED, False))
+        [message] = receiver.messages
+        self.assertEqual((message.mail_from, message.rcpt_to), ("FROM:<alice@local.test>", ["TO:<bob@example.test>"]))
+
+    async def test_requiretls_goes_verified_to_a_peer_that_offers_it_with_the_parameter(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("mx1.example.test", extensions=("REQUIRETLS",))
+        [result] = await self.send_with(self.sender(port, tls="none"), Options(require_tls=True), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+        [message] = receiver.messages
+        self.assertTrue(message.tls)
+        self.assertEqual(message.mail_from, "FROM:<alice@local.test> REQUIRETLS")
+
+    async def test_requiretls_fails_with_5_7_30_when_no_mx_offers_it(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("mx1.example.test", "mx2.example.test")
+        [result] = await self.send_with(self.sender(port), Options(require_tls=True), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.FAILED)
+        self.assertTrue(result.reply.startswith("550 5.7.30 REQUIRETLS support required"), result.reply)
+        self.assertEqual(receiver.connections, 2)  # both MX hosts were asked
+        self.assertEqual(receiver.messages, [])
+        self.assertFalse(any(c.startswith("MAIL") for s in receiver.sessions for c in s.commands))
+
+    async def test_requiretls_does_not_accept_an_unverified_certificate(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("other.example.test", extensions=("REQUIRETLS",))
+        [result] = await self.send_with(self.sender(port, tls="may"), Options(require_tls=True), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertIn("TLS handshake failed", result.reply)
+        self.assertEqual(receiver.connections, 1)  # no second try in plaintext
+        self.assertEqual(receiver.messages, [])
+
+    async def test_tls_required_no_lets_a_message_past_a_failing_verify_policy(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("other.example.test")
+        delivery = self.sender(port, tls="verify")
+        [refused] = await self.send_with(delivery, Options(), "bob@example.test")
+        self.assertEqual(refused.outcome, Outcome.DEFERRED)
+        [result] = await self.send_with(delivery, Options(tls_optional=True), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+        self.assertTrue(receiver.messages[0].tls)  # STARTTLS is still attempted (RFC 8689 4.2.2.2)
+
 
 class SessionReuseTests(DeliveryHarness):
     """A session that ended its transaction well carries the next message to the same destination."""
@@ -422,6 +487,17 @@ class SessionReuseTests(DeliveryHarness):
         self.assertEqual(self.outcome(result), self.delivered)
         self.assertEqual(receiver.connections, 2)
         self.assertEqual([m.recipients for m in receiver.messages], [["bob@example.test"], ["carol@example.test"]])
+
+    async def test_a_requiretls_message_does_not_take_a_session_opened_without_verification(self) -> None:
+        receiver, port = self.receiver("other.example.test", extensions=("REQUIRETLS",))
+        delivery = self.sender(port, tls="may")
+        [plain] = await self.send(delivery, "bob@example.test")
+        self.assertEqual(plain.outcome, Outcome.DELIVERED)  # over TLS, the certificate unchecked
+        [result] = await delivery.deliver("q2", "alice@local.test", ["carol@example.test"], Body.from_wire(MESSAGE),
+                                          Options(require_tls=True))
+        self.assertEqual(result.outcome, Outcome.DEFERRED)  # a new session, whose verification fails
+        self.assertIn("TLS handshake failed", result.reply)
+        self.assertEqual([m.recipients for m in receiver.messages], [["bob@example.test"]])
 
     async def test_close_ends_the_kept_sessions_with_quit(self) -> None:
         receiver, port = self.receiver()

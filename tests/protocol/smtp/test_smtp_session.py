@@ -170,12 +170,15 @@ class GreetingTests(SMTPTestCase):
             b"250-SIZE 4096\r\n"
             b"250-8BITMIME\r\n"
             b"250-ENHANCEDSTATUSCODES\r\n"
+            b"250-DSN\r\n"
             b"250 STARTTLS\r\n",
         )
 
-    def test_ehlo_under_tls_drops_starttls(self):
+    def test_ehlo_under_tls_drops_starttls_and_offers_requiretls(self):
         self.connect(secure=True)
-        self.assertNotIn(b"STARTTLS", self.ehlo())
+        ehlo = self.ehlo()
+        self.assertNotIn(b"STARTTLS", ehlo)
+        self.assertIn(b"250-DSN\r\n250 REQUIRETLS\r\n", ehlo)  # RFC 8689 3: only over TLS
 
     def test_helo_lists_no_extensions(self):
         self.connect()

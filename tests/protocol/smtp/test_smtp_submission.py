@@ -47,7 +47,7 @@ class FakeQueue:
 class NoRemote:
     """An IRemoteDelivery whose attempts never end: the tests look at what the queue wrote."""
 
-    def deliver(self, queue_id, sender, recipients, body):
+    def deliver(self, queue_id, sender, recipients, body, options):
         return defer.Deferred()
 
     def close(self):
@@ -265,7 +265,7 @@ class SubmissionPolicyTests(SubmissionTestCase):
         self.assertEqual(self.say(MESSAGE), b"")  # the store has not fsynced yet
         self.store.pending.pop().callback(STORED_AS)
         self.assertEqual(self.transport.value(), b"")  # the queue has not written yet
-        self.assertEqual(disk.run_next(), "add")
+        self.assertEqual(disk.run_next(), "_add")
         reply = self.transport.value()
         self.assertRegex(reply, QUEUED)
         queue_id = reply.split()[-1].decode()

@@ -1,0 +1,107 @@
+"""What a sender asked to be told about its message (RFC 3461), and the xtext those requests are written in.
+
+A client that sees ``DSN`` in our EHLO may add ``RET`` and ``ENVID`` to
+MAIL FROM and ``NOTIFY`` and ``ORCPT`` to each RCPT TO.  This module holds
+their meaning, shared by the SMTP server that parses them
+(:mod:`mailsrv.smtp.params`), the queue that keeps them
+(:mod:`.queuedir`), the client that passes them on (:mod:`.dialogue`) and
+the reports (:mod:`.bounce`): which notifications a recipient wants, and the
+xtext encoding (RFC 3461 4) of ENVID and ORCPT.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: The NOTIFY keywords (RFC 3461 4.1); ``NEVER`` stands alone.
+NEVER, SUCCESS, FAILURE, DELAY = "NEVER", "SUCCESS", "FAILURE", "DELAY"
+_EVENTS = (SUCCESS, FAILURE, DELAY)
+#: The RET values (RFC 3461 4.3).
+FULL, HDRS = "FULL", "HDRS"
+#: RFC 3461 4.4: at most 100 characters of ENVID; 4.2: at most 500 of ORCPT.
+MAX_ENVID = 100
+MAX_ORCPT = 500
+
+#: RFC 3461 4: xchar is "!" to "~" but "+" and "="; hexchar is "+" and two upper-case hex digits.
+_XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*\Z")
+_HEXCHAR = re.compile(r"\+([0-9A-F]{2})")
+#: RFC 3461 4.2 and 4.4: the decoded value is printable US-ASCII ("graphic and white space").
+_PRINTABLE = re.compile(r"[\x20-\x7e\t]*\Z")
+#: RFC 3461 4.2: addr-type is an atom (RFC 5322 3.2.3 atext), here without "=" (it ends a parameter).
+_ADDR_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*+/?^_`{|}~-]+\Z")
+
+
+class BadRequest(ValueError):
+    """A DSN parameter value that does not follow RFC 3461; the message says what is wrong."""
+
+
+def decode_xtext(value: str) -> str:
+    """The text an xtext stands for; :class:`BadRequest` for bad xtext or a decoded control character."""
+    if not _XTEXT.match(value):
+        raise BadRequest("is not xtext")
+    text = _HEXCHAR.sub(lambda m: chr(int(m.group(1), 16)), value)
+    if not _PRINTABLE.match(text):
+        raise BadRequest("decodes to a character that is not printable US-ASCII")
+    return text
+
+
+def encode_xtext(text: str) -> str:
+    """*text* as xtext: ``+``, ``=``, space and anything outside ``!`` to ``~`` as ``+XX`` (RFC 3461 4)."""
+    return "".join(c if "!" <= c <= "~" and c not in "+=" else f"+{ord(c):02X}" for c in text)
+
+
+def parse_notify(value: str) -> str:
+    """The canonical form of a NOTIFY value (``NEVER``, or some of ``SUCCESS,FAILURE,DELAY`` in that order)."""
+    words = value.upper().split(",")
+    if words == [NEVER]:
+        return NEVER
+    if not words or any(word not in _EVENTS for word in words):
+        raise BadRequest("must be NEVER or a list of SUCCESS, FAILURE and DELAY")
+    return ",".join(event for event in _EVENTS if event in words)
+
+
+def parse_orcpt(value: str) -> str:
+    """``addr-type;address`` with the address decoded, from an ORCPT value (RFC 3461 4.2)."""
+    if len(value) > MAX_ORCPT:
+        raise BadRequest(f"is longer than {MAX_ORCPT} characters")
+    addr_type, semicolon, xtext = value.partition(";")
+    if not semicolon or not _ADDR_TYPE.match(addr_type) or not xtext:
+        raise BadRequest("must be addr-type;address")
+    return f"{addr_type};{decode_xtext(xtext)}"
+
+
+def parse_envid(value: str) -> str:
+    """The decoded envelope identifier of an ENVID value (RFC 3461 4.4)."""
+    if len(value) > MAX_ENVID:
+        raise BadRequest(f"is longer than {MAX_ENVID} characters")
+    return decode_xtext(value)
+
+
+def orcpt_parameter(orcpt: str) -> str:
+    """The ``ORCPT=`` value that passes a stored ``addr-type;address`` on."""
+    addr_type, _, address = orcpt.partition(";")
+    return f"{addr_type};{encode_xtext(address)}"
+
+
+def wants(notify: str, event: str) -> bool:
+    """Whether a recipient with this NOTIFY (``""``: none given) is to be told of *event*.
+
+    RFC 3461 4.1: without NOTIFY, failures and delays are reported
+    (as ``NOTIFY=FAILURE,DELAY``), success is not; ``NEVER`` asks for nothing.
+    """
+    if not notify:
+        return event in (FAILURE, DELAY)
+    return event in notify.split(",")
+
+
+@dataclass(frozen=True)
+class RecipientRequest:
+    """The DSN parameters of one RCPT TO: *notify* canonical (``""``: none), *orcpt* ``addr-type;address``."""
+
+    notify: str = ""
+    orcpt: str = ""
+
+
+#: The parameters of a recipient that gave none.
+NO_REQUEST = RecipientRequest()
