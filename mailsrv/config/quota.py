@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailsrv.config.schema import Table, at_least, setting
+from mailsrv.config.schema import Table, setting
 from mailsrv.store.maildirsize import Limits
 
 
@@ -23,8 +23,8 @@ class QuotaConfig(Table):
         "own (userdb_quota_rule=*:storage=1G). 0 = no limit."
     )
 
-    storage_kib: int = setting(0, "Storage per user, in KiB (1024 octets) of message files.", at_least(0))
-    messages: int = setting(0, "Messages per user.", at_least(0))
+    storage_kib: int = setting(0, "Storage per user, in KiB (1024 octets) of message files.")
+    messages: int = setting(0, "Messages per user.")
 
     def limits(self) -> Limits:
         """The default limits, in the store's units (octets, messages)."""
