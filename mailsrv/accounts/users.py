@@ -13,6 +13,7 @@ from twisted.logger import Logger
 
 from mailsrv.address import canonical_address
 from mailsrv.accounts.passwords import UnsupportedHash, check_stored
+from mailsrv.accounts.quota import with_storage
 from mailsrv.accounts.textfile import EditError, append_line, content_lines, first_field, map_lines
 
 log = Logger()
@@ -74,6 +75,14 @@ def remove(text: str, address: str) -> str:
 def set_password(text: str, address: str, stored: str) -> str:
     """*text* with the user's hash replaced, any extra Dovecot fields kept."""
     new, hits = map_lines(text, key_of, address, lambda line: _with_hash(line, stored))
+    if not hits:
+        raise EditError(f"no such user: {address}")
+    return new
+
+
+def set_storage(text: str, address: str, storage: str) -> str:
+    """*text* with the user's storage limit set (:func:`~mailsrv.accounts.quota.with_storage`)."""
+    new, hits = map_lines(text, key_of, address, lambda line: with_storage(line.strip(), storage) + "\n")
     if not hits:
         raise EditError(f"no such user: {address}")
     return new
