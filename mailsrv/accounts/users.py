@@ -3,7 +3,8 @@
 One user a line, readable and safe to edit by hand (blank lines and ``#``
 comments are allowed and kept by the CLI).  Dovecot's further fields (uid,
 gid, home, ...) are tolerated and ignored, so a file can move between the
-two servers.  A line we cannot use is skipped with a warning naming the
+two servers; of the extra fields, the quota rules are read
+(:mod:`~mailsrv.accounts.quota`).  A line we cannot use is skipped with a warning naming the
 file and line: one typo must not lock every other user out.
 """
 
