@@ -87,6 +87,8 @@ class IMAPTestCase(unittest.TestCase):
     """
 
     SPECIAL_FOLDERS = False
+    #: Every user's default quota (``[quota]``).
+    QUOTA = configuration.QuotaConfig()
 
     def setUp(self) -> None:
         config = configuration.Config(
@@ -94,6 +96,7 @@ class IMAPTestCase(unittest.TestCase):
             auth=configuration.AuthConfig(allow_plaintext_auth_on_loopback=True),
             limits=configuration.LimitsConfig(imap_max_line_length=64 * 1024, imap_max_literal_size=1024 * 1024),
             imap=configuration.IMAPConfig() if self.SPECIAL_FOLDERS else NO_SPECIAL_FOLDERS,
+            quota=self.QUOTA,
         )
         self.ctx = make_context(config)
         self.store = self.ctx.store

@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from mailsrv import config as configuration, tls
 from mailsrv.accounts.cred import Realm
+from mailsrv.accounts.directory import Directory
 from mailsrv.context import ServerContext
 from mailsrv.delivery.srs import Rewriter
 from mailsrv.tap import assemble
@@ -67,13 +68,13 @@ def make_context(
     config: configuration.Config, *, store: Any = None, directory: Any = None, checker: Any = None,
     tls_options: Any = None,
 ) -> ServerContext:
-    """A context wired as tap.py wires it: real store (in ``config.mail_dir``) unless given,
-    fake checker, inline workers, the config's connection limits."""
+    """A context wired as tap.py wires it: real store (in ``config.mail_dir``) and directory
+    (``config.users_file``) unless given, fake checker, inline workers, the config's connection limits."""
     workers = Workers.inline()
     return assemble(
         config,
         store=store if store is not None else Store(config.mail_dir, workers.disk),
-        directory=directory,
+        directory=directory if directory is not None else Directory(config),
         portal=Portal(Realm({IUser: User}), [checker if checker is not None else FakeChecker()]),
         tls=tls_options if tls_options is not None else FakeTLS(),
         workers=workers,

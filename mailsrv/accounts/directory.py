@@ -14,10 +14,11 @@ from typing import Mapping
 
 from twisted.logger import Logger
 
-from mailsrv.accounts import aliases, senders, users
+from mailsrv.accounts import aliases, quota, senders, users
 from mailsrv.address import canonical_address, canonical_domain, split_address
 from mailsrv.store.files import WatchedFile
 from mailsrv.config import Config
+from mailsrv.store.maildirsize import Limits
 
 log = Logger()
 
@@ -34,6 +35,8 @@ class Directory:
         self._users = WatchedFile(config.users_file, functools.partial(users.parse, allow_cleartext=cleartext))
         self._aliases = WatchedFile(config.aliases_file, aliases.parse)
         self._senders = WatchedFile(config.senders_file, senders.parse)
+        self._quotas = WatchedFile(config.users_file, quota.parse)
+        self._default_quota = config.quota.limits()
 
     def reload(self) -> tuple[int, int]:
         """Re-read both files now, changed or not; the number of users and of aliases.
@@ -41,6 +44,7 @@ class Directory:
         Every lookup already notices a changed file; this is what SIGHUP
         does, for a file system that hides changes from ``stat``.
         """
+        self._quotas.reload()
         return len(self._users.reload()), len(self._aliases.reload())
 
     def is_local_domain(self, domain: str) -> bool:
@@ -59,6 +63,11 @@ class Directory:
         """True when *address* is a user (a mailbox with a password)."""
         canonical = canonical_address(address)
         return canonical is not None and canonical in self.users()
+
+    def quota(self, address: str) -> Limits:
+        """The quota limits of the user *address*: their own from the user file, else ``[quota]``'s."""
+        override = self._quotas.get().get(address)
+        return self._default_quota if override is None else override.applied_to(self._default_quota)
 
     def resolve(self, address: str) -> list[str]:
         """Canonical user addresses to deliver *address* to; ``[]`` if none.

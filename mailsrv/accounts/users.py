@@ -3,7 +3,8 @@
 One user a line, readable and safe to edit by hand (blank lines and ``#``
 comments are allowed and kept by the CLI).  Dovecot's further fields (uid,
 gid, home, ...) are tolerated and ignored, so a file can move between the
-two servers.  A line we cannot use is skipped with a warning naming the
+two servers; of the extra fields, the quota rules are read
+(:mod:`~mailsrv.accounts.quota`).  A line we cannot use is skipped with a warning naming the
 file and line: one typo must not lock every other user out.
 """
 
@@ -13,6 +14,7 @@ from twisted.logger import Logger
 
 from mailsrv.address import canonical_address
 from mailsrv.accounts.passwords import UnsupportedHash, check_stored
+from mailsrv.accounts.quota import with_storage
 from mailsrv.accounts.textfile import EditError, append_line, content_lines, first_field, map_lines
 
 log = Logger()
@@ -74,6 +76,14 @@ def remove(text: str, address: str) -> str:
 def set_password(text: str, address: str, stored: str) -> str:
     """*text* with the user's hash replaced, any extra Dovecot fields kept."""
     new, hits = map_lines(text, key_of, address, lambda line: _with_hash(line, stored))
+    if not hits:
+        raise EditError(f"no such user: {address}")
+    return new
+
+
+def set_storage(text: str, address: str, storage: str) -> str:
+    """*text* with the user's storage limit set (:func:`~mailsrv.accounts.quota.with_storage`)."""
+    new, hits = map_lines(text, key_of, address, lambda line: with_storage(line.strip(), storage) + "\n")
     if not hits:
         raise EditError(f"no such user: {address}")
     return new

@@ -26,8 +26,16 @@ def register(groups: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
                              help="read the password from one line of stdin")
         if name == "add":
             add_create_option(sub)
+            sub.add_argument("--quota", metavar="SIZE", help=_QUOTA_HELP)
         sub.set_defaults(handler=handler)
+    sub = user.add_parser("quota", help="set a user's own storage limit")
+    sub.add_argument("address")
+    sub.add_argument("size", help=_QUOTA_HELP)
+    sub.set_defaults(handler=_quota)
     user.add_parser("list", help="list users").set_defaults(handler=_list)
+
+
+_QUOTA_HELP = "the user's storage limit, e.g. 1G or 500M (a bare number is KiB; 0 = none), instead of [quota]'s"
 
 
 def _new_password(from_stdin: bool) -> str:
@@ -42,7 +50,14 @@ def _new_password(from_stdin: bool) -> str:
 
 def _add(config: Config, args: argparse.Namespace) -> None:
     address = users.new_user(config, args.address)  # before asking for a password
-    done("added", users.add_user(config, address, _new_password(args.password_stdin), args.create), config.users_file)
+    if args.quota is not None:
+        users.check_storage(args.quota)  # before asking for a password
+    password = _new_password(args.password_stdin)
+    done("added", users.add_user(config, address, password, args.create, args.quota), config.users_file)
+
+
+def _quota(config: Config, args: argparse.Namespace) -> None:
+    done(f"storage limit {args.size} for", users.set_storage(config, args.address, args.size), config.users_file)
 
 
 def _del(config: Config, args: argparse.Namespace) -> None:

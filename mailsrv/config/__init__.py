@@ -19,6 +19,7 @@ from mailsrv.config.auth import AuthConfig
 from mailsrv.config.delivery import DeliveryConfig
 from mailsrv.config.dns import DNSConfig
 from mailsrv.config.imap import IMAPConfig
+from mailsrv.config.quota import QuotaConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.loader import CONFIG_ENV, SYSTEM_CONFIG, load, locate
@@ -38,6 +39,7 @@ __all__ = [
     "DNSConfig",
     "DeliveryConfig",
     "IMAPConfig",
+    "QuotaConfig",
     "LimitsConfig",
     "ListenConfig",
     "LogConfig",

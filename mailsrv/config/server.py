@@ -20,6 +20,7 @@ from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.log import LogConfig
 from mailsrv.config.mtastspolicy import MTASTSPolicyConfig
+from mailsrv.config.quota import QuotaConfig
 from mailsrv.config.schema import Invalid, Table, at_least, domain_names, setting, table
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
@@ -90,6 +91,7 @@ class Config(Table):
     auth: AuthConfig = table(AuthConfig)
     submission: SubmissionConfig = table(SubmissionConfig)
     imap: IMAPConfig = table(IMAPConfig)
+    quota: QuotaConfig = table(QuotaConfig)
     threads: ThreadsConfig = table(ThreadsConfig)
     dns: DNSConfig = table(DNSConfig)
     delivery: DeliveryConfig = table(DeliveryConfig)

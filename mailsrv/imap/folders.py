@@ -14,17 +14,18 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from mailsrv.imap import listing
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.flags import SELECTABLE, normalize_flag
+from mailsrv.imap.overquota import require_room
 from mailsrv.imap.responses import OK, TRYCREATE, CommandError, Result, bad, no, store_error, syntax
 from mailsrv.imap.selection import Selection
 from mailsrv.imap.structure import encode
 from mailsrv.imap.syntax import encode_mailbox_name
-from mailsrv.store import NoSuchFolder, specialuse
+from mailsrv.store import NoSuchFolder, maildir, specialuse
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
     from mailsrv.store import Folder
 
-_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"SIZE")
+_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"SIZE", b"DELETED", b"DELETED-STORAGE")
 #: What LIST and STATUS offer beyond RFC 3501 (RFC 5258, 5819, 6154, 8438).
 LIST_CAPABILITIES = [b"LIST-EXTENDED", b"LIST-STATUS", b"SPECIAL-USE", b"CREATE-SPECIAL-USE", b"STATUS=SIZE"]
 
@@ -200,6 +201,7 @@ async def _send_status(server: "Connection", name: str, wanted: list[bytes], mis
             return  # RFC 5819 2: LIST went on; the folder vanished between listing and STATUS
         raise
     infos = folder.messages()
+    deleted = [i for i in infos if "\\Deleted" in i.flags]
     selection = server.selection
     values = {
         b"MESSAGES": len(infos),
@@ -208,6 +210,9 @@ async def _send_status(server: "Connection", name: str, wanted: list[bytes], mis
         b"UIDVALIDITY": folder.uidvalidity,
         b"UNSEEN": sum(1 for i in infos if "\\Seen" not in i.flags),
         b"SIZE": sum(i.size for i in infos),  # RFC 8438 2: the octets of every message, as RFC822.SIZE counts
+        b"DELETED": len(deleted),  # RFC 9051 6.3.11, which RFC 9208 5.2 requires with MESSAGE
+        # RFC 9208 4.4: what an EXPUNGE would free of STORAGE, in its units (the quota counts disk octets).
+        b"DELETED-STORAGE": sum(maildir.sizes_from_key(i.key)[0] or i.size for i in deleted) // 1024,
     }
     items = b" ".join(b"%s %d" % (item, values[item]) for item in wanted)
     server.untagged(b"STATUS " + quoted_name(folder.name) + b" (" + items + b")")
@@ -231,6 +236,7 @@ async def do_APPEND(server: "Connection", args: Arguments) -> Result:
         # POP3 cannot list an empty message, so the two protocols would
         # disagree on the mailbox; Dovecot refuses it in these words.
         raise no(b"Can't save a zero byte message")
+    await require_room(server, body.size, 1)
     uid = await folder.append(body, [normalize_flag(f) for f in flags], internaldate)
     return Result(OK, b"[APPENDUID %d %d] APPEND completed" % (folder.uidvalidity, uid))
 

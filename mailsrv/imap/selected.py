@@ -21,6 +21,7 @@ from mailsrv.imap import fetch
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.fetchatt import parse_fetch_items
 from mailsrv.imap.folders import open_folder
+from mailsrv.imap.overquota import require_room
 from mailsrv.imap.flags import flags_data
 from mailsrv.imap.responses import (
     EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, CommandError, Result, bad, no, syntax,
@@ -181,8 +182,13 @@ def _invalid_search(error: SearchError) -> CommandError:
     return bad(b"Invalid search: " + str(error).encode("ascii", "replace"))
 
 
-async def _copy(server: "Connection", args: Arguments, uid: bool) -> tuple["Selection", "Folder", list[tuple[int, int]]]:
-    """COPY's and MOVE's common half: the messages copied durably, ``(source UID, new UID)`` pairs."""
+async def _copy(
+    server: "Connection", args: Arguments, uid: bool, adds: bool = True
+) -> tuple["Selection", "Folder", list[tuple[int, int]]]:
+    """COPY's and MOVE's common half: the messages copied durably, ``(source UID, new UID)`` pairs.
+
+    A copy that *adds* to the user's quota usage must fit it (RFC 9208 4.3).
+    """
     messages = args.sequence_set()
     args.space()
     name = args.mailbox()
@@ -191,8 +197,11 @@ async def _copy(server: "Connection", args: Arguments, uid: bool) -> tuple["Sele
     _check_range(selection, messages, uid)
     target = await open_folder(server, name, TRYCREATE)
     await server.sync()  # copying out of a folder deleted meanwhile would "succeed" empty
-    uids = [u for _, u in selection.select(messages, uid)]
-    return selection, target, await selection.folder.copy(uids, target)
+    chosen = selection.select(messages, uid)
+    if adds:
+        present = selection.views(chosen)[0]  # wire sizes: at least what the copies take on disk
+        await require_room(server, sum(view.size for _, view in present), len(present))
+    return selection, target, await selection.folder.copy([u for _, u in chosen], target)
 
 
 def _copyuid(target: "Folder", pairs: list[tuple[int, int]]) -> bytes:
@@ -219,7 +228,7 @@ async def move_command(server: "Connection", args: Arguments, uid: bool = False)
     """
     if not _selection(server).writeable:
         raise no(READ_ONLY)  # the originals could not be expunged
-    selection, target, pairs = await _copy(server, args, uid)
+    selection, target, pairs = await _copy(server, args, uid, adds=False)  # one quota root: it frees what it takes
     if pairs:
         server.untagged(b"OK " + _copyuid(target, pairs) + b"Moved")
         for number in await selection.remove([s for s, _ in pairs]):

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.imap import clientid, folders, selected
+from mailsrv.imap import clientid, folders, quota, selected
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
@@ -143,6 +143,7 @@ class IMAPServer(ServerProtocol):
         caps += [b"IDLE", b"NAMESPACE", b"UIDPLUS", b"CHILDREN"]  # RFC 2177, 2342, 4315, 3348
         caps += [b"LITERAL+", b"ENABLE", b"ID", b"UNSELECT", b"MOVE"]  # RFC 7888, 5161, 2971, 3691, 6851
         caps += folders.LIST_CAPABILITIES
+        caps += quota.CAPABILITIES
         return caps
 
     def can_start_tls(self) -> bool:
@@ -463,6 +464,7 @@ COMMANDS: dict[bytes, Entry] = {
     b"AUTHENTICATE": Entry((UNAUTH,), IMAPServer.do_AUTHENTICATE),
     b"IDLE": Entry(LOGGED_IN, IMAPServer.do_IDLE),
     **{name: Entry(LOGGED_IN, handler) for name, handler in folders.COMMANDS.items()},
+    **{name: Entry(LOGGED_IN, handler) for name, handler in quota.COMMANDS.items()},
     **{name: Entry((SELECTED,), handler) for name, handler in selected.COMMANDS.items()},
 }
 

@@ -8,7 +8,7 @@ a worker.
 
 from __future__ import annotations
 
-from mailsrv.accounts import passwords, users
+from mailsrv.accounts import passwords, quota, users
 from mailsrv.config import Config
 from mailsrv.ops.common import OpsError, change, plain_address, read, require_local
 
@@ -40,14 +40,38 @@ def existing_user(config: Config, address: str) -> str:
     return canonical
 
 
-def add_user(config: Config, address: str, password: str, create: bool = False) -> str:
+def add_user(config: Config, address: str, password: str, create: bool = False, storage: str | None = None) -> str:
     """Create the user *address* with *password*; returns the canonical address.
 
-    *create* makes a missing data dir (a new server's first user).
+    *create* makes a missing data dir (a new server's first user);
+    *storage* is the user's own storage limit (:func:`check_storage`).
     """
     canonical = new_user(config, address)
+    if storage is not None:
+        check_storage(storage)
     stored = _hash(password)
-    change(config, config.users_file, users.DEFAULT_MODE, lambda text: users.add(text, canonical, stored), create)
+
+    def add(text: str) -> str:
+        text = users.add(text, canonical, stored)
+        return text if storage is None else users.set_storage(text, canonical, storage)
+
+    change(config, config.users_file, users.DEFAULT_MODE, add, create)
+    return canonical
+
+
+def check_storage(storage: str) -> None:
+    """Refuse a storage limit the server would not read: a Dovecot size (``1G``, ``500M``; bare: KiB)."""
+    try:
+        quota.size_octets(storage)
+    except ValueError as e:
+        raise OpsError(f"quota: {e}") from None
+
+
+def set_storage(config: Config, address: str, storage: str) -> str:
+    """Give the user *address* their own storage limit (``0``: none, whatever ``[quota]`` says)."""
+    canonical = existing_user(config, address)
+    check_storage(storage)
+    change(config, config.users_file, users.DEFAULT_MODE, lambda text: users.set_storage(text, canonical, storage))
     return canonical
 
 

@@ -112,6 +112,10 @@ RELAY_DENIED = Reply(554, "5.7.1", "<{address}>: Relay access denied")
 REMOTE_UNAVAILABLE = Reply(550, "5.7.0", "Remote delivery is not available on this server yet")
 USER_UNKNOWN = Reply(550, "5.1.1", "<{address}>: Recipient address rejected: User unknown")
 TOO_MANY_HOPS = Reply(554, "5.4.6", "Too many hops: mail loop")  # RFC 5321 6.3, RFC 3463 X.4.6
+# RFC 3463 3.3 X.2.2 "mailbox full": temporary while the user can make room (RFC 5321 4.2.2: 452) ...
+MAILBOX_FULL = Reply(452, "4.2.2", "<{address}>: Mailbox full, try again later")
+# ... permanent for a message larger than the whole quota (RFC 1870 6.2: 552 per recipient).
+MAILBOX_TOO_SMALL = Reply(552, "5.2.2", "<{address}>: Message is larger than the mailbox quota")
 BAD_SRS = Reply(550, "5.1.1", "<{address}>: Recipient address rejected: invalid or expired SRS address")
 START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")  # RFC 5321 4.2: no enhanced code on 3xx
 QUEUED = Reply(250, "2.0.0", "Ok: queued as {queue_id}")

@@ -30,7 +30,7 @@ from mailsrv.delivery.queuedir import Recipient, Record, State
 from mailsrv.delivery.router import Local, Refusal, Refused, Remote
 from mailsrv.message.body import Body, BodyWriter
 from mailsrv.message.headers import return_path_line
-from mailsrv.smtp import replies
+from mailsrv.smtp import quota, replies
 from mailsrv.smtp.connection import Transaction
 from mailsrv.smtp.data import DataReader
 from mailsrv.smtp.params import parse_mail_params, parse_rcpt_params
@@ -137,6 +137,9 @@ async def _accept_recipient(
         assert isinstance(route, Local)
         if route.forward and (server.ctx.queue is None or server.ctx.srs is None):
             return replies.REMOTE_UNAVAILABLE
+        full = await quota.first_refusal(server.ctx, route.users, transaction.params.size or 0)
+        if full is not None:
+            return full
         transaction.envelope.add_local(route.users)
         transaction.envelope.add_forward(route.forward)
         if route.users and wants(request.notify, SUCCESS):
@@ -221,6 +224,12 @@ async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
             reply = await _sign(server, envelope)
             if reply is not None:
                 return reply
+        if envelope.local_users and not (envelope.remote or envelope.forward):
+            assert envelope.body is not None
+            full = await quota.refusal_of_all(ctx, envelope.local_users, envelope.body.size)
+            if full is not None:
+                server.reject("data", envelope.sender or "<>", full)
+                return full
         try:
             if envelope.local_users:
                 await ctx.delivery.deliver(envelope)

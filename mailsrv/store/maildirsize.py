@@ -76,6 +76,15 @@ class Limits:
                 found[part[-1]] = int(part[:-1])
         return cls(found["S"], found["C"])
 
+    @property
+    def unlimited(self) -> bool:
+        """No limit at all: nothing to check, nothing to report."""
+        return not (self.storage or self.messages)
+
+    def admits(self, storage: int, messages: int = 1) -> bool:
+        """Whether *storage* octets in *messages* messages fit in an empty Maildir: a message too big for any state."""
+        return Usage(0, 0, self).admits(storage, messages)
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -90,6 +99,11 @@ class Usage:
         """Whether a limit is exceeded."""
         storage, messages = self.limits.storage, self.limits.messages
         return bool((storage and self.storage > storage) or (messages and self.messages > messages))
+
+    def admits(self, storage: int, messages: int = 1) -> bool:
+        """Whether adding *storage* octets in *messages* messages keeps every limit."""
+        limit, count = self.limits.storage, self.limits.messages
+        return not ((limit and self.storage + storage > limit) or (count and self.messages + messages > count))
 
 
 def _parse(text: str) -> tuple[Usage, int] | None:

@@ -91,6 +91,25 @@ def test_user_passwd_and_del(run, config_file):
     assert code == 1 and "no such user" in err
 
 
+def test_user_quota_is_written_as_dovecot_reads_it(run, config_file):
+    config = load(config_file)
+    assert run("user", "add", "alice@example.test", "--quota", "1G", "--password-stdin", stdin="pw\n")[0] == 0
+    assert read_text(config.users_file).rstrip("\n").endswith("::::::userdb_quota_rule=*:storage=1G")
+    assert Directory(config).quota("alice@example.test").storage == 1024**3
+    assert run("user", "quota", "ALICE@example.test", "500M") == (
+        0, f"storage limit 500M for alice@example.test ({config.users_file})\n", ""
+    )
+    assert Directory(config).quota("alice@example.test").storage == 500 * 1024**2
+    assert passwords.verify(stored_hash(config_file, "alice@example.test"), b"pw")  # the password stays
+    code, _, err = run("user", "quota", "alice@example.test", "lots")
+    assert code == 1 and "quota: 'lots' is not a size" in err
+    code, _, err = run("user", "add", "bob@example.test", "--quota", "1X", "--password-stdin", stdin="pw\n")
+    assert code == 1 and "is not a size" in err
+    code, _, err = run("user", "quota", "carol@example.test", "1G")
+    assert code == 1 and "no such user" in err
+    assert run("user", "list")[1] == "alice@example.test\n"
+
+
 def test_hand_edits_survive_and_bad_lines_are_reported(run, config_file):
     config = load(config_file)
     with open(config.users_file, "w") as f:

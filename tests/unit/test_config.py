@@ -93,6 +93,8 @@ def test_new_limits_threads_and_queue_bound(tmp_path):
         ("[threads]\npool = 3\n", "threads.pool: unknown key"),
         ("threads = 3\n", "threads: expected a table"),
         ("[submission]\nreceived_login = 'yes'\n", "submission.received_login: expected true or false"),
+        ("[quota]\nstorage_kib = -1\n", "quota.storage_kib: expected a non-negative integer"),
+        ("[quota]\nmessages = '10'\n", "quota.messages: expected a non-negative integer"),
     ],
 )
 def test_errors_name_the_file_and_the_key(tmp_path, text, key):

@@ -473,6 +473,7 @@ def test_stop_ends_as_soon_as_the_attempts_in_flight_end(config, make_queue, clo
     ("554 5.7.1 rejected", "5.7.1"),
     ("550 no enhanced code", "5.0.0"),
     ("452 4.2.2 mailbox full", "5.2.2"),
+    ("552 5.2.2 <bob@example.org>: Message is larger than the mailbox quota", "5.2.2"),
     ("connection refused by [192.0.2.1]:25", "5.0.0"),
 ])
 def test_status_comes_from_the_enhanced_code(reply, expected):

@@ -23,6 +23,7 @@ from mailsrv.listeners import Kind
 from mailsrv.message import wire
 from mailsrv.smtp.data import DataReader
 from mailsrv.smtp.server import SMTPServer, make_factory
+from mailsrv.store.maildirsize import Limits
 from support import FakeChecker, TCPStringTransport, audit_events, make_context
 
 HOST = "mx.example.test"
@@ -49,6 +50,10 @@ class FakeDirectory:
     def may_send_as(self, login: str, address: str) -> bool:
         """Own address and aliases (the real rules are tested on the real Directory)."""
         return login in self.resolve(address)
+
+    def quota(self, address: str) -> Limits:
+        """No limits (quotas are tested on the real Directory and store)."""
+        return Limits()
 
 
 #: The Maildir name the fake store "writes" (a test fires pending deliveries with it).
