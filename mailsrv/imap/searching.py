@@ -105,7 +105,8 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
         server.untagged(b" ".join([b"SEARCH"] + [b"%d" % n for n in numbers]))
         return Result(OK, b"SEARCH completed")
     if options.save:
-        selection.saved = frozenset(m.uid for m in hits if (m.uid if uid else m.seq) in options.saved(numbers))
+        kept = set(options.saved(numbers))
+        selection.saved = frozenset(m.uid for m, n in zip(hits, numbers) if n in kept)
     response = options.response(server.tag, uid, numbers)
     if response is not None:
         server.untagged(response)
