@@ -44,7 +44,13 @@ class Node:
             self.parent = None
 
     def descends_from(self, other: "Node") -> bool:
-        """Whether *other* is this node or one of its ancestors (linking would make a loop)."""
+        """Whether *other* is this node or one of its ancestors (linking would make a loop).
+
+        A node without children is nobody's ancestor: the References of one
+        message, each a new container, link in linear time, not quadratic.
+        """
+        if not other.children:
+            return self is other
         node: Node | None = self
         while node is not None:
             if node is other:

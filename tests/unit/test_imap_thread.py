@@ -71,3 +71,10 @@ def test_dummy_subjects_merge() -> None:
         hit(4, "Message-ID: <d@x>\nReferences: <gone2@x>\nSubject: Re: topic\nDate: Mon, 01 Jan 2024 00:00 +0000"),
     ]
     assert thread.render(thread.references(hits, uid=False)) == b"((4)(1)(2)(3))"
+
+
+def test_a_huge_references_field_links_in_linear_time() -> None:
+    # 20,000 missing ancestors, each a dummy that pruning removes; then the subject makes 1 a reply to 2.
+    references = " ".join(f"<r{n}@x>" for n in range(20_000))
+    hits = [hit(1, f"Message-ID: <m@x>\nReferences: {references}\nSubject: Re: x"), hit(2, "Subject: x")]
+    assert thread.render(thread.references(hits, uid=False)) == b"(2 1)"
