@@ -33,6 +33,8 @@ class Connection(Protocol):
     closing: bool
     #: Who the client is (its address, for log lines).
     session: "Session"
+    #: The tag of the command being run (ESEARCH responses carry it: RFC 4731 3.2).
+    tag: bytes
 
     def write(self, data: bytes) -> None:
         """Send octets as they are."""

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import datetime
 import email
-import email.header
 import email.policy
 import email.utils
 import re
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,8 +28,10 @@ from functools import cached_property
 from twisted.mail import imap4
 
 from mailsrv.imap.command import Literal
+from mailsrv.imap.fetch import read_header
 from mailsrv.imap.responses import CommandError
 from mailsrv.imap.sequences import parse_sequence_set
+from mailsrv.imap.subject import decode_words
 from mailsrv.imap.syntax import read_quoted
 from mailsrv.message.headers import header_lines
 from mailsrv.message.mime import Entity
@@ -56,6 +57,15 @@ class Message:
     @cached_property
     def entity(self) -> Entity:
         """The parsed message (wire form); empty if it was expunged meanwhile."""
+        return Entity(to_wire(self._read(lambda f: f.read())))
+
+    @cached_property
+    def header(self) -> bytes:
+        """The wire-form header section alone (SORT, THREAD); empty if the message was expunged."""
+        return self._read(read_header)
+
+    def _read(self, read: Callable[[BinaryIO], bytes]) -> bytes:
+        """*read* applied to the open file, found again if it was renamed; empty if it is gone."""
         path: str | None = self.path
         for moved in (False, True):
             if moved:
@@ -64,10 +74,10 @@ class Message:
                 break
             try:
                 with open(path, "rb") as f:
-                    return Entity(to_wire(f.read()))
+                    return read(f)
             except FileNotFoundError:
                 continue
-        return Entity(b"")
+        return b""
 
 
 #: A predicate over one message: (sequence number, message) -> matches.
@@ -166,12 +176,7 @@ def _decoded_header(message: Message, name: str) -> str | None:
     for field, raw in header_lines(message.entity.header):
         if field == name:
             value = raw.split(b":", 1)[1].decode("utf-8", "replace")
-            value = re.sub(r"\r?\n(?=[ \t])", "", value).strip()
-            try:
-                value = str(email.header.make_header(email.header.decode_header(value)))
-            except (ValueError, LookupError):
-                pass  # malformed encoded-word: search the raw text
-            values.append(value)
+            values.append(decode_words(re.sub(r"\r?\n(?=[ \t])", "", value).strip()))
     return "\n".join(values).casefold() if values else None
 
 
@@ -234,12 +239,15 @@ class _Compiler:
     both here and in the predicate built.
     """
 
-    def __init__(self, tokens: Sequence[Any], last_seq: int, last_uid: int, depth: int = 0) -> None:
+    def __init__(
+        self, tokens: Sequence[Any], last_seq: int, last_uid: int, saved: frozenset[int], depth: int = 0
+    ) -> None:
         if depth > MAX_DEPTH:
             raise SearchError("search program nested too deeply")
         self.tokens: Iterator[Any] = iter(tokens)
         self.last_seq = last_seq
         self.last_uid = last_uid
+        self.saved = saved
         self.depth = depth
 
     def arg(self) -> bytes:
@@ -285,8 +293,10 @@ class _Compiler:
 
     def key(self, token: Any) -> Predicate:  # noqa: C901 - one branch per RFC key
         if isinstance(token, list):
-            return _Compiler(token, self.last_seq, self.last_uid, self.depth + 1).all()
+            return _Compiler(token, self.last_seq, self.last_uid, self.saved, self.depth + 1).all()
         upper = token.upper()
+        if token == b"$":  # RFC 5182 2.1: the saved result, as a sequence set
+            return self._saved()
         if _SEQSET.match(token):
             seqs = self._set(token, self.last_seq)
             return lambda seq, m: seq in seqs
@@ -321,7 +331,10 @@ class _Compiler:
         if upper in (b"SENTBEFORE", b"SENTON", b"SENTSINCE"):
             return _compare(_sent_day, upper[4:].decode().lower(), _date(self.arg()))
         if upper == b"UID":
-            uids = self._set(self.arg(), self.last_uid)
+            token = self.arg()
+            if token == b"$":
+                return self._saved()
+            uids = self._set(token, self.last_uid)
             return lambda seq, m: m.uid in uids
         if upper == b"NOT":
             inner = self.operand()
@@ -331,13 +344,20 @@ class _Compiler:
             return lambda seq, m: left(seq, m) or right(seq, m)
         raise SearchError("unknown search key")
 
+    def _saved(self) -> Predicate:
+        saved = self.saved
+        return lambda seq, m: m.uid in saved
 
-def compile_search(query: Sequence[Any], last_seq: int, last_uid: int) -> Predicate:
+
+def compile_search(
+    query: Sequence[Any], last_seq: int, last_uid: int, saved: frozenset[int] = frozenset()
+) -> Predicate:
     """A predicate for the search program *query* (raises :class:`SearchError`).
 
-    *last_seq* and *last_uid* give ``*`` its meaning in sequence and UID sets.
+    *last_seq* and *last_uid* give ``*`` its meaning in sequence and UID
+    sets, *saved* (UIDs) gives ``$`` its meaning (RFC 5182 2.1).
     """
-    return _Compiler(query, last_seq, last_uid).all()
+    return _Compiler(query, last_seq, last_uid, saved).all()
 
 
 def parse_search(parts: Sequence[Any]) -> list[Any]:

@@ -7,7 +7,8 @@ so ``FETCH 1:* BODY.PEEK[]`` from a client that does not read holds one
 chunk, not the mailbox.  A message expunged by another session before its
 file could be opened is left out and the FETCH answers ``NO
 [EXPUNGEISSUED]`` (RFC 2180 4.1.2); once opened, its content is served.
-SEARCH runs in the search thread pool (:func:`.search.run_search`).
+SEARCH, SORT and THREAD are in :mod:`.searching`.  Wherever a sequence
+set is read, ``$`` names the saved search result (RFC 5182 2.1).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from mailsrv.imap.folders import open_folder
 from mailsrv.imap.overquota import require_room
 from mailsrv.imap.flags import flags_data
 from mailsrv.imap.responses import (
-    EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, CommandError, Result, bad, no, syntax,
+    EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, Result, bad, no, syntax,
 )
-from mailsrv.imap.search import Message, SearchError, compile_search, parse_search, run_search
+from mailsrv.imap.esearch import saved_set
+from mailsrv.imap.searching import search_command, sort_command, thread_command
 from mailsrv.imap.sequences import uid_set
 from mailsrv.store import MessageGone
 
@@ -59,15 +61,26 @@ def _check_range(selection: "Selection", messages: imap4.MessageSet, uid: bool) 
         raise bad(b"Invalid messageset: no such message")
 
 
+def _messages(server: "Connection", args: Arguments, uid: bool) -> tuple[imap4.MessageSet, bool]:
+    """A command's sequence set, and whether it is one of UIDs.
+
+    ``$`` is the saved result (RFC 5182 2.1), kept as UIDs: it names the
+    same messages in FETCH and UID FETCH, and may be empty.
+    """
+    if args.expect(b"$"):
+        return saved_set(_selection(server).saved), True
+    return args.sequence_set(), uid
+
+
 async def fetch_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
     """FETCH (RFC 3501 6.4.5); non-PEEK body fetches set \\Seen."""
-    messages = args.sequence_set()
+    messages, by_uid = _messages(server, args, uid)
     args.space()
     items = parse_fetch_items(args)
     args.end()
     selection = _selection(server)
-    _check_range(selection, messages, uid)
-    views, gone = selection.views(selection.select(messages, uid))
+    _check_range(selection, messages, by_uid)
+    views, gone = selection.views(selection.select(messages, by_uid))
     if selection.writeable and any(item.sets_seen for item in items):
         items = fetch.with_flags(items)
         views = await _mark_seen(selection, views)
@@ -118,14 +131,14 @@ async def _fetch_one(
 
 async def store_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
     """STORE (RFC 3501 6.4.6); refused in a mailbox opened with EXAMINE."""
-    messages = args.sequence_set()
+    messages, by_uid = _messages(server, args, uid)
     args.space()
     item = args.atom().upper()
     args.space()
     flags = args.flags()
     args.end()
     selection = _selection(server)
-    _check_range(selection, messages, uid)
+    _check_range(selection, messages, by_uid)
     if not selection.writeable:
         raise no(READ_ONLY)
     silent = item.endswith(b".SILENT")
@@ -133,7 +146,7 @@ async def store_command(server: "Connection", args: Arguments, uid: bool = False
     if item not in (b"FLAGS", b"+FLAGS", b"-FLAGS"):  # RFC 3501 9: store-att-flags
         raise bad(b"Invalid STORE data item")
     mode = {b"+": 1, b"-": -1}.get(item[:1], 0)
-    changed, gone = await selection.store(messages, flags, mode, uid)
+    changed, gone = await selection.store(messages, flags, mode, by_uid)
     if not silent:
         for seq, shown in changed:
             # RFC 3501 6.4.8: UID STORE responses include the UID.
@@ -144,44 +157,6 @@ async def store_command(server: "Connection", args: Arguments, uid: bool = False
     return Result(OK, b"STORE completed")
 
 
-async def search_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
-    """SEARCH (RFC 3501 6.4.4), run off the reactor thread; ``* SEARCH`` even with no match."""
-    if not args.more():
-        raise syntax(b"Missing search criteria")  # RFC 3501 6.4.4: at least one key
-    charset = None
-    if args.expect(b"CHARSET "):
-        charset = args.astring()
-        if not args.more():
-            raise syntax(b"search criteria missing")
-        args.space()
-    try:
-        query = parse_search(args.rest())
-    except SearchError as e:
-        raise _invalid_search(e) from None
-    if charset is not None and charset.upper() not in (b"UTF-8", b"US-ASCII"):
-        raise no(b"[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
-    selection = _selection(server)
-    await server.sync()
-    count = selection.exists
-    try:
-        matches = compile_search(query, count, selection.uid_of(count) if count else 0)
-    except SearchError as e:
-        raise _invalid_search(e) from None
-    folder = selection.folder
-    candidates = [
-        Message(seq, view.uid, view.flags, view.size, view.internaldate, *folder.locate(view.uid))
-        for seq, view in selection.all_views()
-    ]
-    hits = await server.ctx.workers.search.run(run_search, candidates, matches, lambda: server.closing)
-    numbers = [m.uid if uid else m.seq for m in hits]
-    server.untagged(b" ".join([b"SEARCH"] + [b"%d" % n for n in numbers]))
-    return Result(OK, b"SEARCH completed")
-
-
-def _invalid_search(error: SearchError) -> CommandError:
-    return bad(b"Invalid search: " + str(error).encode("ascii", "replace"))
-
-
 async def _copy(
     server: "Connection", args: Arguments, uid: bool, adds: bool = True
 ) -> tuple["Selection", "Folder", list[tuple[int, int]]]:
@@ -189,15 +164,15 @@ async def _copy(
 
     A copy that *adds* to the user's quota usage must fit it (RFC 9208 4.3).
     """
-    messages = args.sequence_set()
+    messages, by_uid = _messages(server, args, uid)
     args.space()
     name = args.mailbox()
     args.end()
     selection = _selection(server)
-    _check_range(selection, messages, uid)
+    _check_range(selection, messages, by_uid)
     target = await open_folder(server, name, TRYCREATE)
     await server.sync()  # copying out of a folder deleted meanwhile would "succeed" empty
-    chosen = selection.select(messages, uid)
+    chosen = selection.select(messages, by_uid)
     if adds:
         present = selection.views(chosen)[0]  # wire sizes: at least what the copies take on disk
         await require_room(server, sum(view.size for _, view in present), len(present))
@@ -278,6 +253,8 @@ _UID_COMMANDS: dict[bytes, Callable[..., Awaitable[Result]]] = {
     b"FETCH": fetch_command,
     b"STORE": store_command,
     b"SEARCH": search_command,
+    b"SORT": sort_command,
+    b"THREAD": thread_command,
     b"COPY": copy_command,
     b"MOVE": move_command,
     b"EXPUNGE": expunge_command,
@@ -285,7 +262,8 @@ _UID_COMMANDS: dict[bytes, Callable[..., Awaitable[Result]]] = {
 
 
 async def do_UID(server: "Connection", args: Arguments) -> Result:
-    """UID COPY/FETCH/STORE/SEARCH (RFC 3501 6.4.8), UID EXPUNGE (RFC 4315 2.1), UID MOVE (RFC 6851 3.2)."""
+    """UID COPY/FETCH/STORE/SEARCH (RFC 3501 6.4.8), UID EXPUNGE (RFC 4315 2.1), UID MOVE (RFC 6851 3.2),
+    UID SORT and UID THREAD (RFC 5256 3, 4)."""
     command = args.atom().upper()
     handler = _UID_COMMANDS.get(command)
     if handler is None:

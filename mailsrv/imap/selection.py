@@ -50,6 +50,8 @@ class Selection:
         self._expunged: dict[int, None] = {}
         self._flags: dict[int, frozenset[str]] = {}
         self._storing = False
+        #: The saved search result ``$`` (RFC 5182), as UIDs; every SELECT starts empty.
+        self.saved: frozenset[int] = frozenset()
         self.closed = False
         #: The folder was deleted under this session.
         self.deleted = False

@@ -57,10 +57,15 @@ def uid_set(uids: Sequence[int]) -> bytes:
     COPYUID pairs its source and destination sets by position, so the
     order must survive; only consecutive ascending UIDs are merged.
     """
-    runs: list[list[int]] = []
+    return b",".join(b"%d" % low if low == high else b"%d:%d" % (low, high) for low, high in runs(uids))
+
+
+def runs(uids: Sequence[int]) -> list[tuple[int, int]]:
+    """*uids* as ``(low, high)`` runs, in the order given, merging only consecutive ascending ones."""
+    found: list[list[int]] = []
     for uid in uids:
-        if runs and uid == runs[-1][1] + 1:
-            runs[-1][1] = uid
+        if found and uid == found[-1][1] + 1:
+            found[-1][1] = uid
         else:
-            runs.append([uid, uid])
-    return b",".join(b"%d" % low if low == high else b"%d:%d" % (low, high) for low, high in runs)
+            found.append([uid, uid])
+    return [(low, high) for low, high in found]

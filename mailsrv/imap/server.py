@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.imap import clientid, folders, quota, selected
+from mailsrv.imap import clientid, folders, quota, searching, selected
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
@@ -61,7 +61,7 @@ LOGGED_IN = (AUTH, SELECTED)
 PRE_AUTH_TIMEOUT = 60
 AUTH_TIMEOUT = 30 * 60
 #: Commands after which EXPUNGE responses must wait (RFC 3501 7.4.1).
-_NO_EXPUNGE_AFTER = frozenset({b"FETCH", b"STORE", b"SEARCH"})
+_NO_EXPUNGE_AFTER = frozenset({b"FETCH", b"STORE", b"SEARCH", b"SORT", b"THREAD"})  # RFC 5256 numbers, as SEARCH
 _MECHANISMS = {b"PLAIN": PlainCredentials}
 _INITIAL_RESPONSE = re.compile(rb"[A-Za-z0-9+/]+=*|=")
 #: The extensions ENABLE can turn on (RFC 5161 3.1); none of ours changes behaviour yet.
@@ -144,6 +144,7 @@ class IMAPServer(ServerProtocol):
         caps += [b"LITERAL+", b"ENABLE", b"ID", b"UNSELECT", b"MOVE"]  # RFC 7888, 5161, 2971, 3691, 6851
         caps += folders.LIST_CAPABILITIES
         caps += quota.CAPABILITIES
+        caps += searching.CAPABILITIES  # RFC 4731, 5182, 5256
         return caps
 
     def can_start_tls(self) -> bool:

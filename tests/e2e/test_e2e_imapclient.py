@@ -93,3 +93,41 @@ def test_move_with_copyuid(server: Server) -> None:
         assert sorted(v[b"BODY[HEADER.FIELDS (SUBJECT)]"].strip() for v in subjects.values()) == [
             b"Subject: 0", b"Subject: 1"]
         conn.unselect_folder()
+
+
+THREAD_MESSAGES = [  # (Message-ID, References, Subject, Date)
+    ("<p1@remote.test>", "", "Party", "Mon, 01 Jan 2024 10:00:00 +0000"),
+    ("<p2@remote.test>", "<p1@remote.test>", "Re: Party", "Mon, 01 Jan 2024 11:00:00 +0000"),
+    ("<z1@remote.test>", "<nowhere@remote.test>", "=?utf-8?q?=5Bann=5D_Apples?=", "Mon, 01 Jan 2024 09:00:00 +0000"),
+    ("<p3@remote.test>", "<p1@remote.test> <p2@remote.test>", "Re: Re: Party", "Mon, 01 Jan 2024 12:00:00 +0000"),
+]
+
+
+def test_sort_thread_and_esearch(server: Server) -> None:
+    """SORT, THREAD and SEARCH RETURN/SAVE parsed by imapclient (RFC 5256, 4731, 5182)."""
+    with client(server) as conn:
+        assert {b"ESEARCH", b"SEARCHRES", b"SORT", b"THREAD=REFERENCES", b"THREAD=ORDEREDSUBJECT"} <= set(
+            conn.capabilities())
+        conn.create_folder("Lists")
+        for message_id, references, subject, date in THREAD_MESSAGES:
+            header = f"From: bob@remote.test\r\nMessage-ID: {message_id}\r\nSubject: {subject}\r\nDate: {date}\r\n"
+            conn.append("Lists", (header + (f"References: {references}\r\n" if references else "") + "\r\nHi.\r\n"))
+        conn.select_folder("Lists")
+        p1, p2, z1, p3 = uids = conn.search(["ALL"])
+        assert uids == [1, 2, 3, 4]  # a new folder
+        assert conn.sort(["SUBJECT"]) == [z1, p1, p2, p3]  # "[ann] Apples" sorts as "Apples"
+        assert conn.sort(["REVERSE DATE"]) == [p3, p2, p1, z1]
+        assert conn.sort(["FROM", "ARRIVAL"], ["SUBJECT", "party"]) == [p1, p2, p3]
+        assert conn.thread("REFERENCES") == ((z1,), (p1, p2, p3))
+        assert conn.thread("ORDEREDSUBJECT") == ((z1,), (p1, (p2,), (p3,)))
+        data = conn._raw_command_untagged(b"SEARCH", [b"RETURN", b"(MIN MAX COUNT ALL)", b"SUBJECT", b"party"],
+                                          response_name="ESEARCH")
+        (correlator, *items), = [imapclient.response_parser.parse_response(data)]
+        assert correlator[0] == b"TAG"
+        assert dict(zip(items[1::2], items[2::2])) == {
+            b"MIN": p1, b"MAX": p3, b"COUNT": 3, b"ALL": b"1:2,4"}
+        assert items[0] == b"UID"
+        conn._raw_command_untagged(b"SEARCH", [b"RETURN", b"(SAVE)", b"SUBJECT", b"apples"], response_name="ESEARCH")
+        fetched = conn._raw_command_untagged(b"FETCH", [b"$", b"(FLAGS)"])  # imapclient takes no "$" itself
+        assert list(imapclient.response_parser.parse_fetch_response(fetched, uid_is_key=True)) == [z1]
+        conn.unselect_folder()

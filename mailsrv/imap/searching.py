@@ -1,0 +1,135 @@
+"""SEARCH (RFC 3501 6.4.4, RFC 4731 RETURN, RFC 5182 SAVE), SORT and THREAD (RFC 5256).
+
+All three read a search program, run it off the reactor thread in the
+search pool (:func:`.search.run_search`) and answer with numbers; SORT
+and THREAD then read the header fields they order by
+(:func:`.sortfields.message_fields`, once per matching message) and order
+them in the same trip to the pool, so the reactor thread only formats
+the answer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from mailsrv.imap import thread
+from mailsrv.imap.arguments import Arguments
+from mailsrv.imap.esearch import read_return
+from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
+from mailsrv.imap.search import Message, SearchError, compile_search, parse_search, run_search
+from mailsrv.imap.sort import Hit, read_criteria, sort_hits
+from mailsrv.imap.sortfields import message_fields
+
+if TYPE_CHECKING:
+    from mailsrv.imap.connection import Connection
+    from mailsrv.imap.selection import Selection
+
+#: The charsets search strings may be in (RFC 3501 6.4.4: US-ASCII at least).
+CHARSETS = (b"UTF-8", b"US-ASCII")
+#: THREAD algorithms (RFC 5256 3, 4), as advertised.
+THREAD_ALGORITHMS: dict[bytes, Callable[[Sequence[Hit], bool], list[thread.Node]]] = {
+    b"ORDEREDSUBJECT": thread.ordered_subject,
+    b"REFERENCES": thread.references,
+}
+CAPABILITIES = [b"ESEARCH", b"SEARCHRES", b"SORT"] + [b"THREAD=" + name for name in THREAD_ALGORITHMS]
+
+
+def _selection(server: "Connection") -> "Selection":
+    assert server.selection is not None
+    return server.selection
+
+
+def _invalid_search(error: SearchError) -> CommandError:
+    return bad(b"Invalid search: " + str(error).encode("ascii", "replace"))
+
+
+def _charset(args: Arguments) -> bytes:
+    """The charset of SORT and THREAD, required there (RFC 5256 3), and the space after it."""
+    charset = args.astring()
+    if not args.more():
+        raise syntax(b"Search criteria missing")
+    args.space()
+    return charset
+
+
+async def _matching(
+    server: "Connection", args: Arguments, charset: bytes | None, then: Callable[[list[Message]], Any] = list
+) -> Any:
+    """*then* applied to the messages the rest of *args* matches, both in the search pool."""
+    try:
+        query = parse_search(args.rest())
+    except SearchError as e:
+        raise _invalid_search(e) from None
+    if charset is not None and charset.upper() not in CHARSETS:
+        raise no(b"[BADCHARSET (" + b" ".join(CHARSETS) + b")] Unsupported charset")
+    selection = _selection(server)
+    await server.sync()
+    count = selection.exists
+    try:
+        matches = compile_search(query, count, selection.uid_of(count) if count else 0, selection.saved)
+    except SearchError as e:
+        raise _invalid_search(e) from None
+    folder = selection.folder
+    candidates = [
+        Message(seq, view.uid, view.flags, view.size, view.internaldate, *folder.locate(view.uid))
+        for seq, view in selection.all_views()
+    ]
+    cancelled = lambda: server.closing  # noqa: E731
+    return await server.ctx.workers.search.run(lambda: then(run_search(candidates, matches, cancelled)))
+
+
+def _with_fields(hits: list[Message]) -> list[Hit]:
+    return [(message, message_fields(message)) for message in hits]
+
+
+async def search_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
+    """SEARCH; ``* SEARCH`` even with no match, ``* ESEARCH`` when RETURN asks (RFC 4731 3.1)."""
+    if not args.more():
+        raise syntax(b"Missing search criteria")  # RFC 3501 6.4.4: at least one key
+    options = read_return(args)
+    charset = None
+    if args.expect(b"CHARSET "):
+        charset = args.astring()
+        if not args.more():
+            raise syntax(b"search criteria missing")
+        args.space()
+    selection = _selection(server)
+    try:
+        hits = await _matching(server, args, charset)
+    except BaseException:
+        if options is not None and options.save:
+            selection.saved = frozenset()  # RFC 5182 2.1: a failed SEARCH with SAVE empties $
+        raise
+    numbers = [m.uid if uid else m.seq for m in hits]
+    if options is None:
+        server.untagged(b" ".join([b"SEARCH"] + [b"%d" % n for n in numbers]))
+        return Result(OK, b"SEARCH completed")
+    if options.save:
+        kept = set(options.saved(numbers))
+        selection.saved = frozenset(m.uid for m, n in zip(hits, numbers) if n in kept)
+    response = options.response(server.tag, uid, numbers)
+    if response is not None:
+        server.untagged(response)
+    return Result(OK, b"SEARCH completed" + (b", result saved" if options.save else b""))
+
+
+async def sort_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
+    """SORT (RFC 5256 3): ``* SORT`` with the matching messages in the order asked."""
+    criteria = read_criteria(args)
+    args.space()
+    charset = _charset(args)
+    hits = await _matching(server, args, charset, lambda found: sort_hits(_with_fields(found), criteria))
+    server.untagged(b" ".join([b"SORT"] + [b"%d" % (m.uid if uid else m.seq) for m, _ in hits]))
+    return Result(OK, b"SORT completed")
+
+
+async def thread_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
+    """THREAD (RFC 5256 3, 4): ``* THREAD`` with the matching messages' threads."""
+    algorithm = THREAD_ALGORITHMS.get(args.atom().upper())
+    if algorithm is None:
+        raise bad(b"Unknown THREAD algorithm")
+    args.space()
+    charset = _charset(args)
+    data = await _matching(server, args, charset, lambda found: thread.render(algorithm(_with_fields(found), uid)))
+    server.untagged(b"THREAD " + data if data else b"THREAD")
+    return Result(OK, b"THREAD completed")
