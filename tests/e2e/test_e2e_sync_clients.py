@@ -116,13 +116,17 @@ def new_local_message(maildir: Path, name: str, subject: str) -> None:
     )
 
 
-def home(tmp_path: Path) -> dict[str, str]:
-    """The clients' environment: a home of their own and the password in a file only they read."""
+def home(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """The clients' environment (a home of their own, the password in a file only they read) and local Maildir.
+
+    The Maildir's root exists, as the mail program made it; the clients make only what is inside.
+    """
     (tmp_path / "home").mkdir()
     password = tmp_path / "home" / "password"
     password.write_text(PASSWORD + "\n")
     password.chmod(0o600)
-    return {**os.environ, "HOME": str(tmp_path / "home")}
+    (tmp_path / "mail").mkdir()
+    return {**os.environ, "HOME": str(tmp_path / "home")}, tmp_path / "mail"
 
 
 def run(argv: list[str], environment: dict[str, str]) -> bytes:
@@ -169,9 +173,7 @@ SyncState *
 
 @pytest.mark.skipif(MBSYNC is None, reason="mbsync (Debian: isync) is not installed")
 def test_mbsync_syncs_both_ways_and_a_third_run_does_nothing(server: Server, tmp_path: Path) -> None:
-    environment = home(tmp_path)
-    local = tmp_path / "mail"
-    local.mkdir()  # the mail program made it; the clients make only what is inside
+    environment, local = home(tmp_path)
     mbsync = [MBSYNC, "-c", mbsync_config(server, environment, local), "-Dn", "alice"]
     deliver(server, MBSYNC_USER, "kept", "deleted here", "deleted there")
 
@@ -236,9 +238,7 @@ sslcacertfile = {server.cafile}
 
 @pytest.mark.skipif(OFFLINEIMAP is None, reason="offlineimap (Debian: offlineimap3) is not installed")
 def test_offlineimap_full_sync_then_resync(server: Server, tmp_path: Path) -> None:
-    environment = home(tmp_path)
-    local = tmp_path / "mail"
-    local.mkdir()  # the mail program made it; the clients make only what is inside
+    environment, local = home(tmp_path)
     deliver(server, OFFLINEIMAP_USER, "first", "second")
     offlineimap = [OFFLINEIMAP, "-c", offlineimap_config(server, environment, local), "-o", "-u", "basic"]
 
