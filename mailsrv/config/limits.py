@@ -29,7 +29,10 @@ class LimitsConfig(Table):
     max_command_errors: int = setting(20, "Unknown or bad SMTP commands per session before it is closed with 421.")
     smtp_timeout: int = setting(300, "Seconds an SMTP session may stay idle.")
     imap_max_line_length: int = setting(
-        64 * 1024, "Longest IMAP command line, in octets (large UID sets need more than 16 KiB)."
+        1024 * 1024,
+        "Longest IMAP command, in octets, its literals included except APPEND's message (clients syncing "
+        "large folders send UID sets of several hundred KiB). A connection holds at most this much unread input.",
+        at_least(1000),
     )
     imap_max_literal_size: int = setting(50 * 1024 * 1024, "Largest IMAP literal (APPEND message), in octets.")
     pop3_timeout: int = setting(600, "Seconds a POP3 session may stay idle (RFC 1939 asks for at least 600).")

@@ -121,8 +121,11 @@ async def entries(account: "Account", command: ListCommand) -> list[Entry]:
         return any(r.fullmatch(name) for r in regexes)
 
     present = set(existing)
+    # RFC 3501 6.3.4: a parent without a folder of its own (deleted, or never made by another program)
+    # is still listed, \Noselect, while it has inferiors.
+    implied = {parent for name in existing for parent in _parents(name)} - present
     select = command.select
-    candidates = present
+    candidates = present | implied
     if b"SUBSCRIBED" in select:
         candidates = set(subscribed)
         if b"RECURSIVEMATCH" in select:
@@ -139,6 +142,8 @@ async def entries(account: "Account", command: ListCommand) -> list[Entry]:
             continue  # RFC 6154 5.1
         if name in present:
             attributes = ["\\HasChildren" if any(n.startswith(prefix) for n in existing) else "\\HasNoChildren"]
+        elif name in implied:
+            attributes = ["\\Noselect", "\\HasChildren"]
         else:
             attributes = ["\\NonExistent"]  # RFC 5258 3.4: implies \Noselect
         if name in subscribed:

@@ -56,6 +56,9 @@ class LineBuffer:
         self.lf_tolerant = lf_tolerant
         self._data = bytearray()
         self._pos = 0  # start of the unread input in _data
+        #: Where the search for a line end resumes: before it, the unread input has none.  Without it a
+        #: long line sent a few octets at a time would be searched again from its start on every packet.
+        self._scanned = 0
         self._discarding = False  # inside an over-long line, until its end
         #: The first octets of the last over-long line (IMAP answers with its tag).
         self.dropped_head = b""
@@ -71,19 +74,20 @@ class LineBuffer:
     def clear(self) -> None:
         """Forget all unread input (RFC 3207 6: nothing from before TLS survives)."""
         self._data.clear()
-        self._pos = 0
+        self._pos = self._scanned = 0
         self._discarding = False
 
     def _end(self) -> tuple[int, int]:
         """``(index of the line end, its length)`` in the unread input, or ``(-1, 0)``."""
         data, pos = self._data, self._pos
-        if self.lf_tolerant:
-            end = data.find(b"\n", pos)
-            if end < 0:
-                return -1, 0
-            return (end - 1, 2) if end > pos and data[end - 1] == 0x0D else (end, 1)
-        end = data.find(b"\r\n", pos)
-        return end, (2 if end >= 0 else 0)
+        start = max(pos, self._scanned - 1)  # a CR at the end of what was searched may start a CRLF
+        end = data.find(b"\n" if self.lf_tolerant else b"\r\n", start)
+        if end < 0:
+            self._scanned = len(data)
+            return -1, 0
+        if not self.lf_tolerant:
+            return end, 2
+        return (end - 1, 2) if end > pos and data[end - 1] == 0x0D else (end, 1)
 
     def next_line(self) -> Line | None:
         """The next complete line without its end, :data:`TOO_LONG`, or ``None`` (need more input).
@@ -119,7 +123,7 @@ class LineBuffer:
         """Drop an unfinished over-long line, keeping a trailing CR that may start its CRLF."""
         keep_cr = self._data.endswith(b"\r")
         self._data.clear()
-        self._pos = 0
+        self._pos = self._scanned = 0
         if keep_cr:
             self._data += b"\r"
 
@@ -135,7 +139,8 @@ class LineBuffer:
         self._pos = index
         if self._pos >= len(self._data):
             self._data.clear()
-            self._pos = 0
+            self._pos = self._scanned = 0
         elif self._pos >= _COMPACT_AFTER:
             del self._data[: self._pos]
+            self._scanned = max(0, self._scanned - self._pos)
             self._pos = 0

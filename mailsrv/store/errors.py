@@ -18,7 +18,7 @@ class FolderExists(StoreError):
 
 
 class FolderHasChildren(StoreError):
-    """DELETE of a folder that still has subfolders (refused, as Dovecot does)."""
+    """DELETE of a ``\\Noselect`` name, one with subfolders and no messages of its own (RFC 3501 6.3.4)."""
 
 
 class InvalidFlag(StoreError):

@@ -440,7 +440,12 @@ class Folder:
             self._announce("messages_added", [info for info, _ in entries])
 
     def append(self, body: Body, flags: Iterable[str] = (), internaldate: float | None = None) -> "Deferred[int]":
-        """Store a new message durably into ``cur/``; fires with its UID.
+        """Store a new message durably; fires with its UID.
+
+        One without flags goes into ``new/``, as delivered mail does and as
+        Dovecot saves it: it is \\Recent (RFC 3501 2.3.2) to the first
+        session that selects the folder, and STATUS RECENT counts it until
+        then.  Flags can only be kept in a name in ``cur/``.
 
         Fails with :class:`InvalidFlag` or :class:`KeywordLimit` before
         anything is written.
@@ -455,7 +460,7 @@ class Folder:
 
     def _write(self, body: Body, flags: frozenset[str], internaldate: float | None) -> "Deferred[int]":
         key = maildir.unique_name(body.size, body.wire_size)
-        rel = "cur/" + self._filename(key, flags)
+        rel = "cur/" + self._filename(key, flags) if flags else "new/" + key
 
         def placed(done: writing.Placed) -> "Deferred[None]":
             date = done.mtime if internaldate is None else internaldate

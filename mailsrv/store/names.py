@@ -22,7 +22,9 @@ SEPARATOR = "/"
 INBOX = "INBOX"
 MAX_LEVEL_BYTES = 200
 MAX_DEPTH = 16
-_FORBIDDEN = set("\\*%\x7f") | {chr(c) for c in range(0x20)}
+#: The LIST wildcards (RFC 3501 6.3.8) and control characters.  A backslash or a quote is a name
+#: character like any other (quoted on the wire, plain on disk), as Dovecot keeps it.
+_FORBIDDEN = set("*%\x7f") | {chr(c) for c in range(0x20)}
 
 
 def validate(name: str) -> str:

@@ -83,13 +83,19 @@ def _provision(root: str, defaults: dict[str, str]) -> list[str]:
 
 
 def _delete(root: str, name: str) -> str:
-    """Delete a childless folder and its messages (blocking); its name."""
+    """Delete a folder and its messages, not its subfolders (blocking); its name.
+
+    RFC 3501 6.3.4: a folder with inferiors loses its messages and stays
+    as a ``\\Noselect`` name while they exist; in Maildir++ each level is
+    a directory of its own, so that is the subfolders' directories without
+    the parent's.  Deleting such a name again is the error the RFC names.
+    """
     if name == names.INBOX:
         raise InvalidFolderName("INBOX cannot be deleted")
     if not _exists(root, name):
+        if any(other.startswith(name + names.SEPARATOR) for other in folder_names(root)):
+            raise FolderHasChildren(name)
         raise NoSuchFolder(name)
-    if any(other.startswith(name + names.SEPARATOR) for other in folder_names(root)):
-        raise FolderHasChildren(name)  # RFC 3501 6.3.4 lets us refuse; Dovecot does
     # Rename first so the folder vanishes atomically, then remove at leisure.
     doomed = os.path.join(root, f"..deleted-{uuid.uuid4().hex}")
     os.rename(folder_dir(root, name), doomed)
@@ -198,7 +204,7 @@ class UserStore:
         return self._executor.run(_provision, self.path, defaults).addCallback(done)
 
     def delete_folder(self, name: str) -> "Deferred[None]":
-        """Delete a childless folder and its messages; sessions holding it are told."""
+        """Delete a folder and its messages (its subfolders stay); sessions holding it are told."""
 
         def deleted(name: str) -> None:
             folder = self._folders.pop(name, None)

@@ -37,7 +37,7 @@ class Shutdown(IMAPTestCase):
         session.server.dataReceived(b"hello\r\n")
         self.assertEqual(
             session.received(),
-            b"* 1 EXISTS\r\n* 0 RECENT\r\na OK [APPENDUID %d 1] APPEND completed\r\n%s" % (self.inbox.uidvalidity, BYE),
+            b"* 1 EXISTS\r\n* 1 RECENT\r\na OK [APPENDUID %d 1] APPEND completed\r\n%s" % (self.inbox.uidvalidity, BYE),
         )
         self.assertTrue(session.transport.disconnecting)
         self.assertEqual(len(self.inbox.messages()), 1)

@@ -108,14 +108,15 @@ class Keywords(IMAPTestCase):
 
 
 class DeleteParent(IMAPTestCase):
-    async def test_delete_with_children_is_a_clean_no(self) -> None:
+    async def test_deleting_a_noselect_parent_is_a_clean_no(self) -> None:
         session = await self.login(select=None)
         await session.command(b"a CREATE Arch/2026")
-        reply = await session.command(b"b DELETE Arch")
-        self.assertEqual(reply, b"b NO [CANNOT] Mailbox has children, delete them first\r\n")
-        self.assertEqual(self.successResultOf(self.store.user(ALICE).list_folders()), ["INBOX", "Arch", "Arch/2026"])
-        await session.command(b"c DELETE Arch/2026")
-        self.assertEqual(await session.command(b"d DELETE Arch"), b"d OK Mailbox deleted\r\n")
+        self.assertEqual(await session.command(b"b DELETE Arch"), b"b OK Mailbox deleted\r\n")
+        self.assertEqual(self.successResultOf(self.store.user(ALICE).list_folders()), ["INBOX", "Arch/2026"])
+        reply = await session.command(b"c DELETE Arch")  # RFC 3501 6.3.4: now \Noselect with inferiors
+        self.assertEqual(reply, b"c NO [CANNOT] Mailbox has children, delete them first\r\n")
+        await session.command(b"d DELETE Arch/2026")
+        self.assertEqual(await session.command(b"e DELETE Arch"), b"e NO [NONEXISTENT] No such mailbox\r\n")
 
 
 class EmptyAppend(IMAPTestCase):

@@ -65,7 +65,7 @@ class Idle(IMAPTestCase):
         await other_node.append(Body.from_wire(MESSAGE))
         self.assertEqual(session.received(), b"")
         session.clock.advance(session.server.IDLE_POLL_SECONDS)
-        self.assertEqual(session.received(), b"* 1 EXISTS\r\n* 0 RECENT\r\n")
+        self.assertEqual(session.received(), b"* 1 EXISTS\r\n* 1 RECENT\r\n")  # appended without flags: new
         session.send(b"DONE\r\n")
         self.assertEqual(session.clock.getDelayedCalls()[0].getTime() > 60, True)  # only the idle timeout is left
 
