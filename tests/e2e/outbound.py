@@ -16,7 +16,8 @@ import ssl
 import threading
 import time
 from collections import Counter
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
 from dns_harness import ThreadedDNS, Zone
 from twistd_server import Server, mailsrv_cli
@@ -101,6 +102,18 @@ def sending_config(dns: ThreadedDNS, mx_port: int) -> str:
     """The config of a server that asks *dns* and sends to MX hosts on *mx_port*, retrying after a second."""
     return (f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
             f'[delivery]\nmx_port = {mx_port}\nretry = ["1s"]\n')
+
+
+@contextmanager
+def sending_server(root: str, dns: ThreadedDNS, mx_port: int) -> Iterator[Server]:
+    """A started mailsrv with alice@example.test that sends as :func:`sending_config` says; stopped after."""
+    sender = Server(root, extra_config=sending_config(dns, mx_port))
+    sender.add_user("alice@example.test", PASSWORD)
+    sender.start()
+    try:
+        yield sender
+    finally:
+        sender.stop()
 
 
 def files_in(maildir: str, timeout: float = 30, count: int = 1) -> list[bytes]:

@@ -13,7 +13,7 @@ what the DNS says about their hosts.
 * insecure.test: a wrong record that is not validated (no AD: ignored).
 
 A host that offers no STARTTLS while its validated TLSA records demand it
-is tried against the threaded responder of ``test_e2e_outbound_retry``.
+is tried against ``responder.Responder`` (no STARTTLS by default).
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from dns_harness import ThreadedDNS, Zone
-from outbound import (
-    PASSWORD, files_in, numbered, queue_list, remote_and_sender, sending_config, submit, wait_for,
-)
-from test_e2e_outbound_retry import Responder
+from outbound import files_in, numbered, queue_list, remote_and_sender, sending_server, submit, wait_for
+from responder import Responder
 from twistd_server import Server
 
 DOMAINS = ("remote.test", "fallback.test", "wrong.test", "insecure.test")
@@ -130,13 +128,8 @@ def sender_and_plain_mx(tmp_path):
     with ThreadedDNS(zone) as dns, Responder() as mx:
         # Any digest: the host offers no STARTTLS, so no certificate is ever seen.
         signed_host(zone, "remote.test", mx.port, ("mx.remote.test", WRONG, True))
-        sender = Server(str(tmp_path), extra_config=sending_config(dns, mx.port))
-        sender.add_user("alice@example.test", PASSWORD)
-        sender.start()
-        try:
+        with sending_server(str(tmp_path), dns, mx.port) as sender:
             yield sender, mx
-        finally:
-            sender.stop()
 
 
 def test_validated_tlsa_records_for_a_host_without_starttls_defer(sender_and_plain_mx):
