@@ -190,7 +190,8 @@ class ClientConnection(Protocol):
         self.tls = f"{handle.get_protocol_version_name()} {handle.get_cipher_name()}"
         if self._authenticate is not None:
             try:
-                self.tls += " " + self._authenticate(handle.get_peer_cert_chain(as_cryptography=True) or [])
+                chain = [certificate.to_cryptography() for certificate in handle.get_peer_cert_chain() or []]
+                self.tls += " " + self._authenticate(chain)
             except CertificateRejected as e:
                 self._fail(SMTPClientError(str(e)))
                 self.transport.abortConnection()
