@@ -13,11 +13,14 @@ It answers over UDP and TCP (a long TXT record, such as a DKIM key, is
 truncated over UDP and fetched again over TCP) with dnspython's message
 code on the test's reactor.  A name with records of any type exists: asked
 for another type, it gets an empty answer (NODATA); a name without any gets
-NXDOMAIN; a name passed to :meth:`Zone.fail` gets SERVFAIL.  The answers
+NXDOMAIN; a name passed to :meth:`Zone.fail` gets SERVFAIL.  A CNAME is
+followed within the zone, as a recursive resolver would, the alias first
+in the answer.  The answers
 carry AA; those for a name passed to :meth:`Zone.sign` also carry AD when
 the query asked for it (AD or EDNS DO set, RFC 6840 5.7), as a validating
-resolver's do for a signed zone, so a test can serve TLSA records that
-count (DANE) or do not::
+resolver's do for a signed zone (through a CNAME only when every name of
+the chain is signed), so a test can serve TLSA records that count (DANE)
+or do not::
 
     zone.add("_25._tcp.mx1.example.test", "TLSA", "3 1 1 " + digest)
     zone.sign("example.test", "mx1.example.test", "_25._tcp.mx1.example.test")
@@ -73,6 +76,11 @@ class Zone:
         """Answer for each of *names* (records, NODATA or NXDOMAIN alike) as validated: with AD."""
         self._signed.update(_absolute(name) for name in names)
 
+    def _alias(self, name: dns.name.Name) -> str | None:
+        """The target of *name*'s CNAME record, if it has one."""
+        targets = self._records.get(name, {}).get(dns.rdatatype.CNAME)
+        return targets[0] if targets else None
+
     def answer(self, query: dns.message.Message) -> dns.message.Message:
         """The response to *query*."""
         response = dns.message.make_response(query)
@@ -81,19 +89,24 @@ class Zone:
             response.set_rcode(dns.rcode.FORMERR)
             return response
         question = query.question[0]
-        asked_for_ad = query.flags & dns.flags.AD or query.ednsflags & dns.flags.DO
-        if question.name in self._signed and asked_for_ad and question.name not in self._failing:
-            response.flags |= dns.flags.AD
-        if question.name in self._failing:
+        name, chain = question.name, [question.name]
+        while question.rdtype != dns.rdatatype.CNAME and (target := self._alias(name)) is not None and len(chain) < 8:
+            response.answer.append(dns.rrset.from_text_list(name, _TTL, dns.rdataclass.IN, dns.rdatatype.CNAME, [target]))
+            name = _absolute(target)
+            chain.append(name)
+        if any(n in self._failing for n in chain):
+            response.answer.clear()
             response.set_rcode(dns.rcode.SERVFAIL)
-        elif question.name not in self._records:
+            return response
+        asked_for_ad = query.flags & dns.flags.AD or query.ednsflags & dns.flags.DO
+        if asked_for_ad and all(n in self._signed for n in chain):
+            response.flags |= dns.flags.AD
+        if name not in self._records:
             response.set_rcode(dns.rcode.NXDOMAIN)
         else:
-            values = self._records[question.name].get(question.rdtype)
+            values = self._records[name].get(question.rdtype)
             if values:
-                response.answer.append(
-                    dns.rrset.from_text_list(question.name, _TTL, dns.rdataclass.IN, question.rdtype, values)
-                )
+                response.answer.append(dns.rrset.from_text_list(name, _TTL, dns.rdataclass.IN, question.rdtype, values))
         return response
 
 

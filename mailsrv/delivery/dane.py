@@ -2,7 +2,8 @@
 
 A host whose MX and address records were validated (:attr:`mx.Host.secure`)
 has its TLSA records looked up at ``_<port>._tcp.<host>`` (RFC 7672 2.2.3,
-:func:`lookup`, in the ``dns`` pool).  Validated records there make TLS
+:func:`lookup`, in the ``dns`` pool; for a host name that is an alias,
+first under the name it stands for).  Validated records there make TLS
 mandatory for that host, with no plaintext fallback, and the certificate
 must match one of them (:class:`Authenticator`, RFC 7672 3.1, RFC 7671):
 
@@ -94,9 +95,12 @@ class TLSARecords:
 
     #: The TLSA owner name, ``_25._tcp.mx.example.org``.
     name: str
-    #: The MX host name they are for (the TLSA base domain, RFC 7672 2.2.3).
+    #: The host name they are for (the TLSA base domain, RFC 7672 2.2.3), the SNI name.
     host: str
     records: tuple[TLSA, ...]
+    #: The host names a DANE-TA certificate may carry: :attr:`host`, and the MX host name when that
+    #: is an alias of it (RFC 7672 3.2.2).
+    references: tuple[str, ...]
 
 
 def tlsa_name(host: str, port: int) -> str:
@@ -104,7 +108,7 @@ def tlsa_name(host: str, port: int) -> str:
     return f"_{port}._tcp.{host}"
 
 
-def lookup(resolver: dns.resolver.Resolver, host: str, port: int) -> TLSARecords | None:
+def lookup(resolver: dns.resolver.Resolver, host: mx.Host, port: int) -> TLSARecords | None:
     """*host*'s validated TLSA records for *port*, or None when DANE does not apply to it; blocking.
 
     No records (NXDOMAIN, NODATA) and records the resolver did not
@@ -112,28 +116,33 @@ def lookup(resolver: dns.resolver.Resolver, host: str, port: int) -> TLSARecords
     A lookup that fails (SERVFAIL, which a validating resolver also answers
     for a forged answer, or a timeout) raises :class:`TryNextHost`: the host
     may require TLS we cannot check, so it is not used now (RFC 7672 2.1.1).
+    A host name that is an alias has its records looked for first under
+    the name it stands for, then under its own (RFC 7672 2.2.3).
     """
-    name = tlsa_name(host, port)
-    try:
-        answer = resolver.resolve(name, "TLSA")
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return None
-    except dns.exception.DNSException as e:
-        raise TryNextHost(f"451 4.4.3 TLSA lookup for {name} failed: {mx.lookup_error(e)}") from None
-    if not is_secure(answer.response):
-        return None
-    return TLSARecords(name, host, tuple(TLSA(r.usage, r.selector, r.mtype, r.cert) for r in answer))
+    bases = [host.canonical, host.name] if host.canonical else [host.name]
+    for base in bases:
+        name = tlsa_name(base, port)
+        try:
+            answer = resolver.resolve(name, "TLSA")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            continue
+        except dns.exception.DNSException as e:
+            raise TryNextHost(f"451 4.4.3 TLSA lookup for {name} failed: {mx.lookup_error(e)}") from None
+        if is_secure(answer.response):
+            records = tuple(TLSA(r.usage, r.selector, r.mtype, r.cert) for r in answer)
+            return TLSARecords(name, base, records, tuple(bases[bases.index(base):]))
+    return None
 
 
 def tls_policy(tlsa: TLSARecords, domain: str, unverified: Unverified) -> TLSPolicy:
     """STARTTLS required, and the certificate checked against the usable records of *tlsa*.
 
     *domain* is the recipient domain, which a DANE-TA certificate may name
-    instead of the MX host (RFC 7672 3.2.2).  The host name goes out as SNI
-    (RFC 7672 8.1).
+    instead of the host (RFC 7672 3.2.2).  The TLSA base domain goes out as
+    SNI (RFC 7672 8.1).
     """
     records = usable(tlsa.records)
-    authenticate = Authenticator(records, (tlsa.host, domain)) if records else None
+    authenticate = Authenticator(records, (*tlsa.references, domain)) if records else None
     requirement = f"DANE (TLSA records at {tlsa.name}{'' if records else ', none usable'})"
     return TLSPolicy(attempt=True, required=True, creator=unverified.for_host(tlsa.host),
                      authenticate=authenticate, requirement=requirement)

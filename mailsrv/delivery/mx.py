@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 
 import dns.exception
@@ -43,6 +43,8 @@ class Host:
     #: The MX records naming it (or their validated absence, for the implicit MX) and every address
     #: record we connect to were validated (AD): its TLSA records can be trusted (RFC 7672 2.2.1).
     secure: bool = False
+    #: The name the address records were found at when *name* is an alias (CNAME), else "".
+    canonical: str = ""
 
 
 def address_literal(destination: str) -> str | None:
@@ -68,10 +70,10 @@ def resolve_relay(resolver: dns.resolver.Resolver, name: str) -> Host:
         return Host(name, (str(ipaddress.ip_address(name)),))
     except ValueError:
         pass
-    addresses, _ = _addresses(resolver, name)
-    if not addresses:
+    host = _host(resolver, name)
+    if not host.addresses:
         raise DNSTrouble(f"451 4.4.4 the relay {name} has no address")
-    return Host(name, addresses)
+    return replace(host, secure=False)
 
 
 def resolve_hosts(resolver: dns.resolver.Resolver, domain: str, me: str = "") -> list[Host]:
@@ -90,12 +92,12 @@ def resolve_hosts(resolver: dns.resolver.Resolver, domain: str, me: str = "") ->
     hosts, trouble = [], None
     for name in names:
         try:
-            addresses, secure = _addresses(resolver, name)
+            host = _host(resolver, name)
         except DNSTrouble as e:
             trouble = e
             continue
-        if addresses:
-            hosts.append(Host(name, addresses, secure=mx_secure and secure))
+        if host.addresses:
+            hosts.append(replace(host, secure=mx_secure and host.secure))
     if hosts:
         return hosts
     if trouble is not None:
@@ -134,11 +136,11 @@ def _mx_names(resolver: dns.resolver.Resolver, domain: str, me: str) -> tuple[li
 
 def host_addresses(resolver: dns.resolver.Resolver, name: str) -> tuple[str, ...]:
     """*name*'s AAAA then A addresses; empty when it has none; DNSTrouble if neither lookup answered."""
-    return _addresses(resolver, name)[0]
+    return _host(resolver, name).addresses
 
 
-def _addresses(resolver: dns.resolver.Resolver, name: str) -> tuple[tuple[str, ...], bool]:
-    """*name*'s AAAA then A addresses (empty when it has none), and whether every answer that gave
+def _host(resolver: dns.resolver.Resolver, name: str) -> Host:
+    """*name* with its AAAA then A addresses (none when it has none), secure if every answer that gave
     some was validated; DNSTrouble if neither lookup answered.
 
     A lookup that failed gives no address, so it cannot make the ones used
@@ -147,7 +149,7 @@ def _addresses(resolver: dns.resolver.Resolver, name: str) -> tuple[tuple[str, .
     """
     addresses: list[str] = []
     failures = []
-    secure = True
+    secure, canonical = True, ""
     for rdtype in ("AAAA", "A"):
         try:
             answer = resolver.resolve(name, rdtype)
@@ -158,9 +160,11 @@ def _addresses(resolver: dns.resolver.Resolver, name: str) -> tuple[tuple[str, .
             continue
         addresses.extend(r.address for r in answer)
         secure = secure and is_secure(answer.response)
+        canonical = answer.canonical_name.to_text(omit_final_dot=True)
     if not addresses and failures:
         raise DNSTrouble(f"451 4.4.3 address lookup for {name} failed: {lookup_error(failures[0])}")
-    return tuple(addresses), secure and bool(addresses)
+    alias = canonical if canonical.lower() != name.lower().rstrip(".") else ""
+    return Host(name, tuple(addresses), secure=secure and bool(addresses), canonical=alias)
 
 
 def lookup_error(error: dns.exception.DNSException) -> str:

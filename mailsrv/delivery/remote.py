@@ -230,7 +230,7 @@ class RemoteDelivery:
         """
         if not (self._settings.delivery.dane and host.secure and decision.source in ("default", "mta-sts")):
             return None
-        tlsa = await self._dns.run(dane.lookup, self._resolver, host.name, port)
+        tlsa = await self._dns.run(dane.lookup, self._resolver, host, port)
         return None if tlsa is None else dane.tls_policy(tlsa, decision.domain, self._unverified)
 
     def _tls_policy(self, hostname: str, implicit: bool, policy: str) -> TLSPolicy:

@@ -197,7 +197,7 @@ def test_name_matching(presented: str, reference: str, match: bool) -> None:
 
 
 def test_the_policy_requires_tls_and_checks_the_usable_records() -> None:
-    tlsa = TLSARecords("_25._tcp.mx.example.test", MX, (TLSA(3, 1, 1, bytes(32)),))
+    tlsa = TLSARecords("_25._tcp.mx.example.test", MX, (TLSA(3, 1, 1, bytes(32)),), (MX,))
     policy = tls_policy(tlsa, DOMAIN, Unverified())
     assert (policy.attempt, policy.required) == (True, True)
     assert isinstance(policy.authenticate, Authenticator)
@@ -205,7 +205,7 @@ def test_the_policy_requires_tls_and_checks_the_usable_records() -> None:
 
 
 def test_a_policy_without_usable_records_still_requires_tls() -> None:
-    tlsa = TLSARecords("_25._tcp.mx.example.test", MX, (TLSA(1, 1, 1, bytes(32)),))
+    tlsa = TLSARecords("_25._tcp.mx.example.test", MX, (TLSA(1, 1, 1, bytes(32)),), (MX,))
     policy = tls_policy(tlsa, DOMAIN, Unverified())
     assert (policy.attempt, policy.required, policy.authenticate) == (True, True, None)
     assert policy.requirement.endswith(", none usable)")

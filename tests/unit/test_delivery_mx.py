@@ -16,20 +16,23 @@ from mailsrv.delivery.mx import DNSTrouble, Host, Unroutable, address_literal, r
 
 
 class Answer(list):
-    """A list of records with the response they came in, as dnspython's ``Answer``."""
+    """A list of records with the response they came in and the name they belong to, as dnspython's ``Answer``."""
 
     response: SimpleNamespace
+    canonical_name: dns.name.Name
 
 
 class FakeResolver:
     """Answers from a dict ``(name, type) -> list or exception``; anything else is NXDOMAIN.
 
-    Answers (and NODATA) for the ``(name, type)`` pairs in *signed* carry AD.
+    Answers (and NODATA) for the ``(name, type)`` pairs in *signed* carry AD;
+    the answers for a name in *aliases* were found at the name it maps to.
     """
 
-    def __init__(self, records: dict, signed: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(self, records: dict, signed: Iterable[tuple[str, str]] = (), aliases: dict | None = None) -> None:
         self.records = records
         self.signed = set(signed)
+        self.aliases = aliases or {}
         self.asked: list[tuple[str, str]] = []
 
     def resolve(self, name: str, rdtype: str) -> Answer:
@@ -42,6 +45,7 @@ class FakeResolver:
             raise answer
         result = Answer(answer)
         result.response = response
+        result.canonical_name = dns.name.from_text(self.aliases.get(name, name))
         return result
 
 
@@ -186,3 +190,12 @@ def test_address_literals_and_relays_are_never_secure() -> None:
     assert not resolve_hosts(FakeResolver({}), "[192.0.2.1]")[0].secure
     relay = resolve_relay(FakeResolver({("smtp.test", "A"): [address("192.0.2.7")]}, [("smtp.test", "A")]), "smtp.test")
     assert not relay.secure
+
+
+def test_a_host_that_is_an_alias_knows_its_canonical_name() -> None:
+    resolver = FakeResolver(SECURE_MX, [("example.test", "MX"), ("a.example.test", "A")],
+                            aliases={"a.example.test": "real.example.net"})
+    [host] = resolve_hosts(resolver, "example.test")
+    assert (host.name, host.canonical, host.secure) == ("a.example.test", "real.example.net", True)
+    [host] = resolve_hosts(FakeResolver(SECURE_MX), "example.test")
+    assert host.canonical == ""

@@ -170,3 +170,38 @@ class DANEDeliveryTests(DeliveryHarness):
         self.tlsa("relay.test", port, f"3 1 1 {'00' * 32}")
         [result] = await self.send(self.sender(port, relay=f"relay.test:{port}", relay_tls="encrypt"), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+
+    def aliased_mx(self) -> None:
+        """example.test's MX is alias.example.test, a CNAME for real.example.net; all signed."""
+        self.zone.add("example.test", "MX", "10 alias.example.test.")
+        self.zone.add("alias.example.test", "CNAME", "real.example.net.")
+        self.zone.add("real.example.net", "A", "127.0.0.1")
+        self.zone.sign("example.test", "alias.example.test", "real.example.net")
+
+    async def test_an_mx_alias_has_its_tlsa_records_under_the_name_it_stands_for_first(self) -> None:
+        self.aliased_mx()
+        receiver, port = self.dane_receiver()
+        self.tlsa("real.example.net", port, f"3 1 1 {spki_sha256(self.cert)}")
+        self.tlsa("alias.example.test", port, f"3 1 1 {'00' * 32}")  # not looked at: the expanded name has records
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+        self.assertTrue(result.tls.endswith(" DANE-EE 3 1 1"))
+        self.assertEqual(receiver.sessions[0].server_name, "real.example.net")
+
+    async def test_an_mx_alias_without_records_under_its_target_has_them_under_its_own_name(self) -> None:
+        self.aliased_mx()
+        receiver, port = self.dane_receiver()
+        self.zone.sign(f"_{port}._tcp.real.example.net")  # a validated NXDOMAIN
+        self.tlsa("alias.example.test", port, f"3 1 1 {'00' * 32}")
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertIn("DANE: the certificate matches none", result.reply)
+
+    async def test_a_dane_ta_certificate_may_name_the_mx_alias(self) -> None:
+        self.aliased_mx()
+        receiver = Receiver(tls=self.ca.server_options("alias.example.test", send_chain=True))
+        port = receiver.listen(self)
+        self.tlsa("real.example.net", port, f"2 0 1 {hashlib.sha256(self.ca.cert.public_bytes(Encoding.DER)).hexdigest()}")
+        [result] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+        self.assertTrue(result.tls.endswith(" DANE-TA 2 0 1"))

@@ -73,3 +73,14 @@ class DNSHarnessTests(unittest.TestCase):
             await self.lookup("nowhere.test", "A")
         with self.assertRaises(dns.resolver.NoNameservers):
             await self.lookup("broken.test", "A")
+
+    async def test_a_cname_is_followed_and_validated_only_when_the_whole_chain_is(self) -> None:
+        self.zone.add("alias.example.test", "CNAME", "real.example.net.")
+        self.zone.add("real.example.net", "A", "127.0.0.1")
+        self.zone.sign("real.example.net")
+        answer = await self.lookup("alias.example.test", "A")
+        self.assertEqual(([r.address for r in answer], answer.canonical_name.to_text()), (["127.0.0.1"], "real.example.net."))
+        self.assertFalse(answer.response.flags & dns.flags.AD)
+        self.zone.sign("alias.example.test")
+        self.resolver.cache.flush()
+        self.assertTrue((await self.lookup("alias.example.test", "A")).response.flags & dns.flags.AD)
