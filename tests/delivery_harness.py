@@ -54,9 +54,10 @@ class DeliveryHarness(unittest.TestCase):
         return receiver, receiver.listen(self)
 
     def sender(self, port: int, implicit_tls_port: int = 465, **delivery: object) -> object:
+        """A sender for MX hosts on *port*; *delivery* are more ``[delivery]`` keys (a dict is an inline table)."""
         settings = {"mx_port": port, "tls_ca_file": self.ca.write(self.dir), **delivery}
         lines = ["[dns]", f'nameservers = ["127.0.0.1:{self.dns_port}"]', "[delivery]"]
-        lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+        lines += [f"{key} = {_toml(value)}" for key, value in settings.items()]
         path = os.path.join(self.dir, "mailsrv.toml")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -67,3 +68,10 @@ class DeliveryHarness(unittest.TestCase):
 
     async def send(self, delivery: object, *recipients: str, body: Body | None = None) -> list[RecipientResult]:
         return await delivery.deliver("q1", "alice@local.test", list(recipients), body or Body.from_wire(MESSAGE))
+
+
+def _toml(value: object) -> str:
+    """*value* as a TOML value: a dict as an inline table (``domains = {"a.test" = {tls = "none"}}``)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)

@@ -150,8 +150,9 @@ class DeliveryConfig(Table):
     dane: bool = setting(
         True,
         "DANE (RFC 7672) for MX delivery: a host whose DNSSEC-validated TLSA records say so is reached "
-        "only over STARTTLS with a certificate those records match, whatever tls says (but none). Validation "
-        "is the [dns] resolver's: it must be a validating one on a trusted path, such as a local unbound.",
+        "only over STARTTLS with a certificate those records match, before MTA-STS and tls (but not with tls "
+        "none, and a [delivery.domains] rule's tls goes first). Validation is the [dns] resolver's: it must be "
+        "a validating one on a trusted path, such as a local unbound.",
     )
     relay: str = setting(
         "", 'Smarthost "host:port" every remote message goes through (":465" for implicit TLS); '

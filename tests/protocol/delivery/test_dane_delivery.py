@@ -10,12 +10,24 @@ import hashlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from twisted.web import resource, server
 
+import support
 from delivery_harness import DeliveryHarness
 from mailsrv.delivery.attempt import Outcome
 from smtp_receiver import Receiver, self_signed, server_options
 
 MX1, MX2 = "mx1.example.test", "mx2.example.test"
+
+
+class MTASTSPolicy(resource.Resource):
+    """example.test's MTA-STS policy: enforce, listing mx1 (RFC 8461 3.2)."""
+
+    isLeaf = True
+
+    def render_GET(self, request: server.Request) -> bytes:
+        request.setHeader(b"content-type", b"text/plain")
+        return b"version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 86400\n"
 
 
 def spki_sha256(cert: x509.Certificate) -> str:
@@ -43,14 +55,20 @@ class DANEDeliveryTests(DeliveryHarness):
         receiver = Receiver(tls=server_options(self.key, self.cert), **script)
         return receiver, receiver.listen(self)
 
+    def one_host(self, record: str | None, signed: bool = True) -> tuple[Receiver, int]:
+        """example.test's one MX host (signed), the DANE-EE receiver, and *record* as the host's TLSA."""
+        self.signed_mx(MX1)
+        receiver, port = self.dane_receiver()
+        if record is not None:
+            self.tlsa(MX1, port, record.replace("RIGHT", spki_sha256(self.cert)).replace("WRONG", "00" * 32), signed)
+        return receiver, port
+
     def assertNoMail(self, receiver: Receiver) -> None:
         self.assertEqual(receiver.messages, [])
         self.assertFalse(any(c.startswith("MAIL") for session in receiver.sessions for c in session.commands))
 
     async def test_a_matching_dane_ee_record_delivers_over_tls_to_a_self_signed_certificate(self) -> None:
-        self.signed_mx(MX1)
-        receiver, port = self.dane_receiver()
-        self.tlsa(MX1, port, f"3 1 1 {spki_sha256(self.cert)}")
+        receiver, port = self.one_host("3 1 1 RIGHT")
         [result] = await self.send(self.sender(port, tls="verify"), "bob@example.test")  # DANE goes before verify
         self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
         self.assertRegex(result.tls, r"^TLSv1\.[23] \S+ DANE-EE 3 1 1$")
@@ -68,9 +86,7 @@ class DANEDeliveryTests(DeliveryHarness):
         self.assertFalse(any(c.startswith("MAIL") for c in receiver.sessions[0].commands))
 
     async def test_a_wrong_digest_defers_and_never_falls_back_to_plaintext(self) -> None:
-        self.signed_mx(MX1)
-        receiver, port = self.dane_receiver()
-        self.tlsa(MX1, port, f"3 1 1 {'00' * 32}")
+        receiver, port = self.one_host("3 1 1 WRONG")
         [result] = await self.send(self.sender(port), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DEFERRED)
         self.assertIn("TLS handshake failed: DANE: the certificate matches none of the TLSA records", result.reply)
@@ -88,9 +104,7 @@ class DANEDeliveryTests(DeliveryHarness):
         self.assertNoMail(receiver)
 
     async def test_tlsa_records_that_are_not_validated_are_ignored(self) -> None:
-        self.signed_mx(MX1)
-        receiver, port = self.dane_receiver()
-        self.tlsa(MX1, port, f"3 1 1 {'00' * 32}", signed=False)
+        receiver, port = self.one_host("3 1 1 WRONG", signed=False)
         [result] = await self.send(self.sender(port), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
         self.assertNotIn("DANE", result.tls)
@@ -113,8 +127,7 @@ class DANEDeliveryTests(DeliveryHarness):
         self.assertEqual(receiver.connections, 1)
 
     async def test_a_failed_tlsa_lookup_of_the_only_host_defers(self) -> None:
-        self.signed_mx(MX1)
-        receiver, port = self.dane_receiver()
+        receiver, port = self.one_host(None)
         self.zone.fail(f"_{port}._tcp.{MX1}")
         [result] = await self.send(self.sender(port), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DEFERRED)
@@ -142,24 +155,18 @@ class DANEDeliveryTests(DeliveryHarness):
         self.assertIn("none usable) and not offered", result.reply)
 
     async def test_validated_records_none_usable_accept_any_certificate(self) -> None:
-        self.signed_mx(MX1)
-        receiver, port = self.dane_receiver()
-        self.tlsa(MX1, port, f"1 1 1 {'00' * 32}")
+        receiver, port = self.one_host("1 1 1 WRONG")
         [result] = await self.send(self.sender(port), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
         self.assertTrue(receiver.messages[0].tls)
 
     async def test_dane_false_ignores_tlsa_records(self) -> None:
-        self.signed_mx(MX1)
-        receiver, port = self.dane_receiver()
-        self.tlsa(MX1, port, f"3 1 1 {'00' * 32}")
+        receiver, port = self.one_host("3 1 1 WRONG")
         [result] = await self.send(self.sender(port, dane=False), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
 
     async def test_tls_none_turns_dane_off_too(self) -> None:
-        self.signed_mx(MX1)
-        receiver, port = self.dane_receiver()
-        self.tlsa(MX1, port, f"3 1 1 {'00' * 32}")
+        receiver, port = self.one_host("3 1 1 WRONG")
         [result] = await self.send(self.sender(port, tls="none"), "bob@example.test")
         self.assertEqual((result.outcome, result.tls), (Outcome.DELIVERED, ""), result.reply)
 
@@ -205,3 +212,31 @@ class DANEDeliveryTests(DeliveryHarness):
         [result] = await self.send(self.sender(port), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
         self.assertTrue(result.tls.endswith(" DANE-TA 2 0 1"))
+
+    def mta_sts_enforce(self) -> int:
+        """:class:`MTASTSPolicy` served over HTTPS for example.test (RFC 8461 3); the port."""
+        root, well_known = resource.Resource(), resource.Resource()
+        root.putChild(b".well-known", well_known)
+        well_known.putChild(b"mta-sts.txt", MTASTSPolicy())
+        self.zone.add("_mta-sts.example.test", "TXT", '"v=STSv1; id=1;"')
+        self.zone.add("mta-sts.example.test", "A", "127.0.0.1")
+        return support.listen_loopback(self, server.Site(root),
+                                       implicit_tls=self.ca.server_options("mta-sts.example.test"))
+
+    async def test_dane_goes_before_mta_sts(self) -> None:
+        receiver, port = self.one_host("3 1 1 RIGHT")  # self-signed: MTA-STS's verify alone refuses it
+        [result] = await self.send(self.sender(port, mta_sts_port=self.mta_sts_enforce()), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+        self.assertTrue(result.tls.endswith(" DANE-EE 3 1 1"))
+
+    async def test_without_tlsa_records_mta_sts_applies(self) -> None:
+        receiver, port = self.one_host(None)
+        [result] = await self.send(self.sender(port, mta_sts_port=self.mta_sts_enforce()), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertIn("TLS handshake failed", result.reply)
+
+    async def test_a_per_domain_tls_rule_goes_before_dane(self) -> None:
+        receiver, port = self.one_host("3 1 1 WRONG")
+        [result] = await self.send(self.sender(port, domains={"example.test": {"tls": "encrypt"}}), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+        self.assertNotIn("DANE", result.tls)
