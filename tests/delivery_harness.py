@@ -14,7 +14,7 @@ from twisted.trial import unittest
 
 from dns_harness import Zone, serve_dns
 from mailsrv import config as configuration
-from mailsrv.delivery.attempt import RecipientResult
+from mailsrv.delivery.attempt import Options, RecipientResult
 from mailsrv.delivery.remote import make_remote_delivery
 from mailsrv.message.body import Body
 from mailsrv.workers import InlineExecutor, PoolExecutor, Workers
@@ -66,8 +66,11 @@ class DeliveryHarness(unittest.TestCase):
         self.addCleanup(delivery.close)
         return delivery
 
-    async def send(self, delivery: object, *recipients: str, body: Body | None = None) -> list[RecipientResult]:
-        return await delivery.deliver("q1", "alice@local.test", list(recipients), body or Body.from_wire(MESSAGE))
+    async def send(
+        self, delivery: object, *recipients: str, body: Body | None = None, options: Options = Options(),
+    ) -> list[RecipientResult]:
+        return await delivery.deliver("q1", "alice@local.test", list(recipients), body or Body.from_wire(MESSAGE),
+                                      options)
 
 
 def _toml(value: object) -> str:

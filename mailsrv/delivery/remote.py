@@ -203,7 +203,7 @@ class RemoteDelivery:
         hostname = host.name
         implicit = route.relay is not None and port == self._settings.implicit_tls_port
         tls = self._tls_policy(hostname, implicit, decision.tls)
-        dane_tls = await self._dane(host, port, decision) if tls.attempt else None
+        dane_tls = await self._dane(host, port, decision, tx.options) if tls.attempt else None
         if dane_tls is not None:
             tls = dane_tls
         elif decision.testing and tls.attempt:
@@ -220,18 +220,27 @@ class RemoteDelivery:
             decision.report(queue_id, hostname, ip, "the transaction ran without TLS")
         return results
 
-    async def _dane(self, host: mx.Host, port: int, decision: Decision) -> TLSPolicy | None:
+    async def _dane(self, host: mx.Host, port: int, decision: Decision, options: Options) -> TLSPolicy | None:
         """The TLS *host*'s TLSA records demand, or None where DANE does not apply (RFC 7672 2.2).
 
         Only an MX host reached through validated MX and address records has
         its TLSA records looked up (RFC 7672 2.2.1), under the default policy
         or MTA-STS, which DANE goes before (RFC 8461 2); a failed lookup
-        raises :class:`TryNextHost`.
+        raises :class:`TryNextHost`.  A message with ``TLS-Required: No``
+        sets DANE aside (RFC 8689 4.2.2.2); one with REQUIRETLS takes DANE's
+        authentication for the verified TLS it needs, but not the
+        encryption alone that records none of which is usable give
+        (RFC 8689 4.2.2.1: then the certificate is verified as without DANE).
         """
+        if options.tls_optional and not options.require_tls:
+            return None
         if not (self._settings.delivery.dane and host.secure and decision.source in ("default", "mta-sts")):
             return None
         tlsa = await self._dns.run(dane.lookup, self._resolver, host, port)
-        return None if tlsa is None else dane.tls_policy(tlsa, decision.domain, self._unverified)
+        if tlsa is None:
+            return None
+        policy = dane.tls_policy(tlsa, decision.domain, self._unverified)
+        return None if options.require_tls and policy.authenticate is None else policy
 
     def _tls_policy(self, hostname: str, implicit: bool, policy: str) -> TLSPolicy:
         """STARTTLS per *policy*; on the relay's implicit TLS port, TLS from the start."""

@@ -14,7 +14,7 @@ from twisted.web import resource, server
 
 import support
 from delivery_harness import DeliveryHarness
-from mailsrv.delivery.attempt import Outcome
+from mailsrv.delivery.attempt import Options, Outcome
 from smtp_receiver import Receiver, self_signed, server_options
 
 MX1, MX2 = "mx1.example.test", "mx2.example.test"
@@ -55,10 +55,10 @@ class DANEDeliveryTests(DeliveryHarness):
         receiver = Receiver(tls=server_options(self.key, self.cert), **script)
         return receiver, receiver.listen(self)
 
-    def one_host(self, record: str | None, signed: bool = True) -> tuple[Receiver, int]:
+    def one_host(self, record: str | None, signed: bool = True, **script: object) -> tuple[Receiver, int]:
         """example.test's one MX host (signed), the DANE-EE receiver, and *record* as the host's TLSA."""
         self.signed_mx(MX1)
-        receiver, port = self.dane_receiver()
+        receiver, port = self.dane_receiver(**script)
         if record is not None:
             self.tlsa(MX1, port, record.replace("RIGHT", spki_sha256(self.cert)).replace("WRONG", "00" * 32), signed)
         return receiver, port
@@ -240,3 +240,26 @@ class DANEDeliveryTests(DeliveryHarness):
         [result] = await self.send(self.sender(port, domains={"example.test": {"tls": "encrypt"}}), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
         self.assertNotIn("DANE", result.tls)
+
+    # -- RFC 8689: REQUIRETLS takes DANE's authentication, TLS-Required: No sets DANE aside
+
+    async def test_requiretls_is_met_by_dane(self) -> None:
+        receiver, port = self.one_host("3 1 1 RIGHT", extensions=("REQUIRETLS",))  # self-signed: PKIX fails
+        [result] = await self.send(self.sender(port), "bob@example.test", options=Options(require_tls=True))
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+        self.assertTrue(result.tls.endswith(" DANE-EE 3 1 1"))
+        self.assertEqual(receiver.messages[0].mail_from, "FROM:<alice@local.test> REQUIRETLS")
+
+    async def test_requiretls_is_not_met_by_unusable_records(self) -> None:
+        receiver, port = self.one_host("1 1 1 RIGHT", extensions=("REQUIRETLS",))  # encryption only: PKIX needed
+        [result] = await self.send(self.sender(port), "bob@example.test", options=Options(require_tls=True))
+        self.assertEqual(result.outcome, Outcome.DEFERRED)
+        self.assertIn("TLS handshake failed", result.reply)
+        self.assertEqual(receiver.messages, [])
+
+    async def test_tls_required_no_sets_dane_aside(self) -> None:
+        receiver, port = self.one_host("3 1 1 WRONG")
+        [result] = await self.send(self.sender(port), "bob@example.test", options=Options(tls_optional=True))
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+        self.assertNotIn("DANE", result.tls)
+        self.assertTrue(receiver.messages[0].tls)
