@@ -13,8 +13,20 @@ It answers over UDP and TCP (a long TXT record, such as a DKIM key, is
 truncated over UDP and fetched again over TCP) with dnspython's message
 code on the test's reactor.  A name with records of any type exists: asked
 for another type, it gets an empty answer (NODATA); a name without any gets
-NXDOMAIN; a name passed to :meth:`Zone.fail` gets SERVFAIL.  The answers
-carry AA, never AD.
+NXDOMAIN; a name passed to :meth:`Zone.fail` gets SERVFAIL.  A CNAME is
+followed within the zone, as a recursive resolver would, the alias first
+in the answer.  The answers
+carry AA; those for a name passed to :meth:`Zone.sign` also carry AD when
+the query asked for it (AD or EDNS DO set, RFC 6840 5.7), as a validating
+resolver's do for a signed zone (through a CNAME only when every name of
+the chain is signed), so a test can serve TLSA records that count (DANE)
+or do not::
+
+    zone.add("_25._tcp.mx1.example.test", "TLSA", "3 1 1 " + digest)
+    zone.sign("example.test", "mx1.example.test", "_25._tcp.mx1.example.test")
+
+An answer larger than the query's EDNS payload (512 octets without EDNS)
+is truncated over UDP, as RFC 6891 7 has it.
 """
 
 from __future__ import annotations
@@ -39,6 +51,8 @@ from twisted.trial import unittest
 _TTL = 300
 #: Largest UDP answer without EDNS (RFC 1035 4.2.1).
 _UDP_LIMIT = 512
+#: The largest EDNS payload we send, whatever the query offers.
+_EDNS_LIMIT = 4096
 
 
 class Zone:
@@ -47,6 +61,7 @@ class Zone:
     def __init__(self) -> None:
         self._records: dict[dns.name.Name, dict[int, list[str]]] = {}
         self._failing: set[dns.name.Name] = set()
+        self._signed: set[dns.name.Name] = set()
 
     def add(self, name: str, rdtype: str, *values: str) -> None:
         """Serve *values* (zone-file text: ``"10 mx.example.test."``, ``'"v=spf1 -all"'``) as *name*'s *rdtype*."""
@@ -57,6 +72,15 @@ class Zone:
         """Answer every query for *name* with SERVFAIL (a broken authoritative server)."""
         self._failing.add(_absolute(name))
 
+    def sign(self, *names: str) -> None:
+        """Answer for each of *names* (records, NODATA or NXDOMAIN alike) as validated: with AD."""
+        self._signed.update(_absolute(name) for name in names)
+
+    def _alias(self, name: dns.name.Name) -> str | None:
+        """The target of *name*'s CNAME record, if it has one."""
+        targets = self._records.get(name, {}).get(dns.rdatatype.CNAME)
+        return targets[0] if targets else None
+
     def answer(self, query: dns.message.Message) -> dns.message.Message:
         """The response to *query*."""
         response = dns.message.make_response(query)
@@ -65,16 +89,24 @@ class Zone:
             response.set_rcode(dns.rcode.FORMERR)
             return response
         question = query.question[0]
-        if question.name in self._failing:
+        name, chain = question.name, [question.name]
+        while question.rdtype != dns.rdatatype.CNAME and (target := self._alias(name)) is not None and len(chain) < 8:
+            response.answer.append(dns.rrset.from_text_list(name, _TTL, dns.rdataclass.IN, dns.rdatatype.CNAME, [target]))
+            name = _absolute(target)
+            chain.append(name)
+        if any(n in self._failing for n in chain):
+            response.answer.clear()
             response.set_rcode(dns.rcode.SERVFAIL)
-        elif question.name not in self._records:
+            return response
+        asked_for_ad = query.flags & dns.flags.AD or query.ednsflags & dns.flags.DO
+        if asked_for_ad and all(n in self._signed for n in chain):
+            response.flags |= dns.flags.AD
+        if name not in self._records:
             response.set_rcode(dns.rcode.NXDOMAIN)
         else:
-            values = self._records[question.name].get(question.rdtype)
+            values = self._records[name].get(question.rdtype)
             if values:
-                response.answer.append(
-                    dns.rrset.from_text_list(question.name, _TTL, dns.rdataclass.IN, question.rdtype, values)
-                )
+                response.answer.append(dns.rrset.from_text_list(name, _TTL, dns.rdataclass.IN, question.rdtype, values))
         return response
 
 
@@ -82,14 +114,20 @@ def _absolute(name: str) -> dns.name.Name:
     return dns.name.from_text(name)
 
 
+def _wire(response: dns.message.Message) -> bytes:
+    """*response* in wire form whatever its size (dnspython would hold it to the query's EDNS payload)."""
+    return response.to_wire(max_size=65535)
+
+
 def _udp_answer(zone: Zone, data: bytes) -> bytes | None:
-    """The UDP response to the datagram *data* (truncated past 512 octets), ``None`` for garbage."""
+    """The UDP response to the datagram *data* (truncated past the query's payload), ``None`` for garbage."""
     try:
         query = dns.message.from_wire(data)
     except dns.exception.DNSException:
         return None  # garbage is ignored, as a real server would
-    wire = zone.answer(query).to_wire()
-    if len(wire) > _UDP_LIMIT:
+    wire = _wire(zone.answer(query))
+    limit = min(max(query.payload, _UDP_LIMIT), _EDNS_LIMIT) if query.edns >= 0 else _UDP_LIMIT
+    if len(wire) > limit:
         response = dns.message.make_response(query)
         response.flags |= dns.flags.TC
         wire = response.to_wire()
@@ -108,7 +146,7 @@ class _UDP(protocol.DatagramProtocol):
 
 class _TCP(Int16StringReceiver):
     def stringReceived(self, data: bytes) -> None:
-        self.sendString(self.factory.zone.answer(dns.message.from_wire(data)).to_wire())
+        self.sendString(_wire(self.factory.zone.answer(dns.message.from_wire(data))))
 
 
 def serve_dns(case: unittest.TestCase, zone: Zone) -> int:

@@ -23,7 +23,8 @@ With ``ehlo=False`` it answers EHLO with 502 (an RFC 821 server).
 Each completed transaction is a :class:`Received`; ``connections`` counts
 the connections, ``sessions`` what each saw (greeting to close).
 :class:`MailCA` makes a CA and certificates for chosen names, for the
-sending side's ``tls_ca_file``.
+sending side's ``tls_ca_file``; :func:`self_signed` a certificate of its
+own, and :func:`server_options` the receiver's TLS options for either.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import base64
 import datetime
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -48,25 +50,20 @@ import support
 
 
 class MailCA:
-    """A throw-away certificate authority and the leaf certificates it signs."""
+    """A throw-away certificate authority and the leaf certificates it signs.
 
-    def __init__(self) -> None:
+    ``MailCA(parent)`` is an intermediate CA signed by *parent*; its
+    :attr:`chain` is its certificate and those above it, for a server that
+    sends the chain (``server_options(..., send_chain=True)``, as DANE-TA
+    needs, RFC 7672 3.1.2).
+    """
+
+    def __init__(self, parent: "MailCA | None" = None) -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailsrv test CA")])
-        self._name = name
-        self.cert = (
-            self._builder(name, self._key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self._key, hashes.SHA256())
-        )
-
-    def _builder(self, subject: x509.Name, public_key: object) -> x509.CertificateBuilder:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        return (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(self._name).public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-        )
+        self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailsrv test CA")])
+        signer = parent or self
+        self.cert = certificate(self._name, self._key.public_key(), signer._name, signer._key, ca=True)
+        self.chain: list[x509.Certificate] = [self.cert, *(parent.chain if parent else [])]
 
     @property
     def pem(self) -> bytes:
@@ -80,16 +77,20 @@ class MailCA:
             f.write(self.pem)
         return path
 
-    def server_options(self, *names: str) -> ssl.CertificateOptions:
-        """Server TLS options with a certificate for *names* (DNS names or IPs) signed by this CA."""
-        key, cert = self._leaf(names)
-        return ssl.CertificateOptions(
-            privateKey=crypto.PKey.from_cryptography_key(key), certificate=crypto.X509.from_cryptography(cert)
-        )
+    def issue(self, *names: str, expired: bool = False) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        """A key and a certificate for *names* (DNS names or IPs; the first is also the CN) signed by this CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+        return key, certificate(subject, key.public_key(), self._name, self._key, names=names, expired=expired)
+
+    def server_options(self, *names: str, send_chain: bool = False) -> ssl.CertificateOptions:
+        """Server TLS options with a certificate for *names* signed by this CA (and the CA chain after it)."""
+        key, cert = self.issue(*names)
+        return server_options(key, cert, self.chain if send_chain else ())
 
     def write_pair(self, directory: str, *names: str) -> tuple[str, str]:
         """A certificate for *names* and its key as PEM files in *directory* (``[tls] cert`` and ``key``)."""
-        key, cert = self._leaf(names)
+        key, cert = self.issue(*names)
         paths = (os.path.join(directory, f"{names[0]}-cert.pem"), os.path.join(directory, f"{names[0]}-key.pem"))
         with open(paths[0], "wb") as f:
             f.write(cert.public_bytes(serialization.Encoding.PEM))
@@ -98,14 +99,39 @@ class MailCA:
                                       serialization.NoEncryption()))
         return paths
 
-    def _leaf(self, names: tuple[str, ...]) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            self._builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]), key.public_key())
-            .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
-        return key, cert
+
+def certificate(
+    subject: x509.Name, public_key: object, issuer: x509.Name, signing_key: object, *, names: tuple[str, ...] = (),
+    ca: bool = False, expired: bool = False,
+) -> x509.Certificate:
+    """A certificate for *subject* (a CA, or with *names* as subjectAltName), valid now or *expired* yesterday."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    end = now - datetime.timedelta(days=1) if expired else now + datetime.timedelta(days=30)
+    builder = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=2)).not_valid_after(end)
+    )
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def self_signed(*names: str, expired: bool = False) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A key and a self-signed certificate for *names*, the kind DANE-EE records pin (RFC 7672 3.1.1)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    return key, certificate(subject, key.public_key(), subject, key, names=names, expired=expired)
+
+
+def server_options(key: object, cert: x509.Certificate, chain: Sequence[x509.Certificate] = ()) -> ssl.CertificateOptions:
+    """Server TLS options presenting *cert* (then *chain*) with *key*."""
+    return ssl.CertificateOptions(
+        privateKey=crypto.PKey.from_cryptography_key(key), certificate=crypto.X509.from_cryptography(cert),
+        extraCertChain=[crypto.X509.from_cryptography(c) for c in chain],
+    )
 
 
 def _general_name(name: str) -> x509.GeneralName:

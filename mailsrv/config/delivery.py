@@ -147,6 +147,13 @@ class DeliveryConfig(Table):
         _policy,
     )
     tls_ca_file: str = setting("", "CA bundle for verify; empty uses the system's trust store.")
+    dane: bool = setting(
+        True,
+        "DANE (RFC 7672) for MX delivery: a host whose DNSSEC-validated TLSA records say so is reached "
+        "only over STARTTLS with a certificate those records match, before MTA-STS and tls (but not with tls "
+        "none, and a [delivery.domains] rule's tls goes first). Validation is the [dns] resolver's: it must be "
+        "a validating one on a trusted path, such as a local unbound.",
+    )
     relay: str = setting(
         "", 'Smarthost "host:port" every remote message goes through (":465" for implicit TLS); '
         "empty delivers to each domain's MX hosts.",

@@ -38,7 +38,11 @@ def parse_nameserver(entry: str) -> tuple[str, int]:
 class DNSConfig(Table):
     """The name servers every lookup goes to."""
 
-    DOC = "DNS: every lookup the server makes (policy checks, later MX and SPF) goes to these servers."
+    DOC = (
+        "DNS: every lookup the server makes (policy checks, MX, TLSA, later SPF) goes to these servers. "
+        "DANE ([delivery] dane) trusts their DNSSEC verdict (the AD flag): use a validating resolver on a "
+        "trusted path, such as unbound on 127.0.0.1."
+    )
 
     nameservers: tuple[str, ...] = setting(
         (), 'Name servers as "ip" or "ip:port"; [] uses the system resolver (/etc/resolv.conf).', _nameservers

@@ -46,7 +46,8 @@ class RecipientResult:
     host: str = ""
     #: Its address ("" if none was reached).
     ip: str = ""
-    #: Protocol and cipher of the connection (``"TLSv1.3 TLS_AES_256_GCM_SHA384"``), "" without TLS.
+    #: Protocol and cipher of the connection (``"TLSv1.3 TLS_AES_256_GCM_SHA384"``), "" without TLS;
+    #: then the TLSA record that authenticated the peer, if DANE did (``"... DANE-EE 3 1 1"``).
     tls: str = ""
     #: The server offered DSN, so it got NOTIFY and ORCPT and reports from here on (RFC 3461 5.2.2).
     peer_dsn: bool = False

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from mailsrv.delivery import dsnrequest
 from mailsrv.delivery.attempt import Options, Outcome, RecipientResult
-from mailsrv.delivery.smtpclient import ClientConnection, Reply, SMTPClientError
+from mailsrv.delivery.smtpclient import Authenticate, ClientConnection, Reply, SMTPClientError
 from mailsrv.message.body import Body, BodyType
 from mailsrv.message.headers import past_return_path
 
@@ -60,6 +60,10 @@ class TLSPolicy:
     required: bool
     #: The client TLS options for the handshake (checking the certificate or not).
     creator: object = None
+    #: Checks the server's certificate chain after the handshake (DANE); None: the creator's checks only.
+    authenticate: Authenticate | None = None
+    #: Who requires TLS, for the reply when a host cannot give it.
+    requirement: str = "our TLS policy"
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ async def _starttls(conn: ClientConnection, helo: str, extensions: dict[str, str
     """STARTTLS and EHLO again (RFC 3207 4.2); the plaintext extensions when TLS is optional and refused."""
     if "STARTTLS" not in extensions:
         if tls.required:
-            raise TryNextHost("STARTTLS is required by our TLS policy and not offered")
+            raise TryNextHost(f"STARTTLS is required by {tls.requirement} and not offered")
         return extensions
     reply = await _command(conn, "STARTTLS")
     if reply.code != 220:
@@ -150,7 +154,7 @@ async def _starttls(conn: ClientConnection, helo: str, extensions: dict[str, str
             raise TryNextHost(f"STARTTLS refused: {reply}")
         return extensions
     try:
-        await conn.start_tls(tls.creator, TLS_TIMEOUT)
+        await conn.start_tls(tls.creator, TLS_TIMEOUT, tls.authenticate)
     except SMTPClientError as e:
         raise (TryNextHost if tls.required else TLSBroken)(f"TLS handshake failed: {e}") from None
     return await _hello(conn, helo)

@@ -4,19 +4,23 @@ The lookups are dnspython's and block, so :func:`resolve_hosts` runs in the
 ``dns`` pool as one job: the MX query, then each host's AAAA and A queries.
 The result is the list of hosts to try in order; every kind of failure is
 one of two exceptions, because the queue only needs to know whether trying
-again later can help.
+again later can help.  Each host says whether its name and addresses came
+from answers the resolver validated (DNSSEC), which DANE needs
+(RFC 7672 2.2.1).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 
 import dns.exception
 import dns.name
 import dns.resolver
+
+from mailsrv.dns import is_secure
 
 #: What we say when a domain's MX is the null MX (RFC 7505 3.2 suggests 556 with 5.1.10).
 NULL_MX_REPLY = "556 5.1.10 {domain} accepts no mail (null MX, RFC 7505)"
@@ -36,6 +40,11 @@ class Host:
 
     name: str
     addresses: tuple[str, ...]
+    #: The MX records naming it (or their validated absence, for the implicit MX) and every address
+    #: record we connect to were validated (AD): its TLSA records can be trusted (RFC 7672 2.2.1).
+    secure: bool = False
+    #: The name the address records were found at when *name* is an alias (CNAME), else "".
+    canonical: str = ""
 
 
 def address_literal(destination: str) -> str | None:
@@ -61,10 +70,10 @@ def resolve_relay(resolver: dns.resolver.Resolver, name: str) -> Host:
         return Host(name, (str(ipaddress.ip_address(name)),))
     except ValueError:
         pass
-    addresses = host_addresses(resolver, name)
-    if not addresses:
+    host = _host(resolver, name)
+    if not host.addresses:
         raise DNSTrouble(f"451 4.4.4 the relay {name} has no address")
-    return Host(name, addresses)
+    return replace(host, secure=False)
 
 
 def resolve_hosts(resolver: dns.resolver.Resolver, domain: str, me: str = "") -> list[Host]:
@@ -79,16 +88,16 @@ def resolve_hosts(resolver: dns.resolver.Resolver, domain: str, me: str = "") ->
     literal = address_literal(domain)
     if literal is not None:
         return [Host(domain, (literal,))]
-    names = _mx_names(resolver, domain, me.lower().rstrip("."))
+    names, mx_secure = _mx_names(resolver, domain, me.lower().rstrip("."))
     hosts, trouble = [], None
     for name in names:
         try:
-            addresses = host_addresses(resolver, name)
+            host = _host(resolver, name)
         except DNSTrouble as e:
             trouble = e
             continue
-        if addresses:
-            hosts.append(Host(name, addresses))
+        if host.addresses:
+            hosts.append(replace(host, secure=mx_secure and host.secure))
     if hosts:
         return hosts
     if trouble is not None:
@@ -96,16 +105,17 @@ def resolve_hosts(resolver: dns.resolver.Resolver, domain: str, me: str = "") ->
     raise Unroutable(f"550 5.1.2 no address for the mail servers of {domain} ({', '.join(names)})")
 
 
-def _mx_names(resolver: dns.resolver.Resolver, domain: str, me: str) -> list[str]:
-    """The MX host names of *domain* in the order to try (those before *me*), or ``[domain]`` without MX."""
+def _mx_names(resolver: dns.resolver.Resolver, domain: str, me: str) -> tuple[list[str], bool]:
+    """The MX host names of *domain* in the order to try (those before *me*), or ``[domain]`` without MX;
+    and whether the answer was validated."""
     try:
         answer = resolver.resolve(domain, "MX")
     except dns.resolver.NXDOMAIN:
         raise Unroutable(f"550 5.1.2 no such domain: {domain}") from None
-    except dns.resolver.NoAnswer:
-        return [domain]
+    except dns.resolver.NoAnswer as e:
+        return [domain], is_secure(e.response())  # RFC 7672 2.2.2: the domain is its own host
     except dns.exception.DNSException as e:
-        raise DNSTrouble(f"451 4.4.3 MX lookup for {domain} failed: {_why(e)}") from None
+        raise DNSTrouble(f"451 4.4.3 MX lookup for {domain} failed: {lookup_error(e)}") from None
     records = [(r.preference, r.exchange) for r in answer]
     usable = [(preference, name) for preference, name in records if name != dns.name.root]
     if not usable:
@@ -121,26 +131,44 @@ def _mx_names(resolver: dns.resolver.Resolver, domain: str, me: str) -> list[str
         equals = [name.to_text(omit_final_dot=True) for _, name in group]
         random.shuffle(equals)
         names.extend(equals)
-    return names
+    return names, is_secure(answer.response)
 
 
 def host_addresses(resolver: dns.resolver.Resolver, name: str) -> tuple[str, ...]:
     """*name*'s AAAA then A addresses; empty when it has none; DNSTrouble if neither lookup answered."""
+    return _host(resolver, name).addresses
+
+
+def _host(resolver: dns.resolver.Resolver, name: str) -> Host:
+    """*name* with its AAAA then A addresses (none when it has none), secure if every answer that gave
+    some was validated; DNSTrouble if neither lookup answered.
+
+    A lookup that failed gives no address, so it cannot make the ones used
+    less trustworthy: an attacker who drops the AAAA query does not turn
+    DANE off for the host.
+    """
     addresses: list[str] = []
     failures = []
+    secure, canonical = True, ""
     for rdtype in ("AAAA", "A"):
         try:
-            addresses.extend(r.address for r in resolver.resolve(name, rdtype))
+            answer = resolver.resolve(name, rdtype)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            pass
+            continue
         except dns.exception.DNSException as e:
             failures.append(e)
+            continue
+        addresses.extend(r.address for r in answer)
+        secure = secure and is_secure(answer.response)
+        canonical = answer.canonical_name.to_text(omit_final_dot=True)
     if not addresses and failures:
-        raise DNSTrouble(f"451 4.4.3 address lookup for {name} failed: {_why(failures[0])}")
-    return tuple(addresses)
+        raise DNSTrouble(f"451 4.4.3 address lookup for {name} failed: {lookup_error(failures[0])}")
+    alias = canonical if canonical.lower() != name.lower().rstrip(".") else ""
+    return Host(name, tuple(addresses), secure=secure and bool(addresses), canonical=alias)
 
 
-def _why(error: dns.exception.DNSException) -> str:
+def lookup_error(error: dns.exception.DNSException) -> str:
+    """Why a lookup failed, in a few words for a reply text: ``timeout``, ``SERVFAIL or ...``."""
     if isinstance(error, dns.exception.Timeout):
         return "timeout"
     if isinstance(error, dns.resolver.NoNameservers):

@@ -7,10 +7,12 @@ MTA-STS or the default), finds the hosts (:mod:`.mx`, in the ``dns`` pool),
 tries each address of each host in order until one takes the transaction
 (:mod:`.dialogue`), and turns every problem into per-recipient results.  A host that refuses the connection,
 times out, breaks off or fails the TLS policy only moves it on to the next;
-DEFERRED comes back once every host was tried.  A session that ended its
-transaction well is kept open for the next message to the same
-destination (:mod:`.reuse`), which then needs no DNS lookup and no
-handshake.
+DEFERRED comes back once every host was tried.  Where an MX host has
+validated TLSA records, DANE (:mod:`.dane`) sets its TLS policy instead of
+MTA-STS or the default (RFC 8461 2); a per-domain rule's ``tls``, the
+relay and ``none`` keep theirs.  A session that ended its transaction
+well is kept open for the next message to the same destination
+(:mod:`.reuse`), which then needs no DNS lookup and no handshake.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from zope.interface import implementer
 
 from mailsrv.config import Config, ConfigError
 from mailsrv.config.delivery import DeliveryConfig
-from mailsrv.delivery import clienttls, mx, requiretls, reuse, routing
+from mailsrv.delivery import clienttls, dane, mx, requiretls, reuse, routing
 from mailsrv.delivery.attempt import IRemoteDelivery, Options, Outcome, RecipientResult
 from mailsrv.delivery.dialogue import (
     RequireTLSUnsupported, Transaction, TLSBroken, TLSPolicy, TryNextHost, mail_transaction, open_session, reset,
@@ -164,7 +166,7 @@ class RemoteDelivery:
             decision.check_host(queue_id, host)
             for ip in host.addresses:
                 try:
-                    results = await self._try(queue_id, tx, destination, host.name, ip, port, route, decision)
+                    results = await self._try(queue_id, tx, destination, host, ip, port, route, decision)
                 except TryNextHost as e:
                     log.info("{queue_id}: {host} [{ip}]:{port}: {reason}; next host", queue_id=queue_id,
                              host=host.name, ip=ip, port=port, reason=e.reply)
@@ -194,13 +196,17 @@ class RemoteDelivery:
         return None
 
     async def _try(
-        self, queue_id: str, tx: Transaction, destination: str, hostname: str, ip: str, port: int,
+        self, queue_id: str, tx: Transaction, destination: str, host: mx.Host, ip: str, port: int,
         route: routing.Route, decision: Decision,
     ) -> list[RecipientResult]:
         """One address: the transaction, again without TLS if ``may``'s handshake failed."""
+        hostname = host.name
         implicit = route.relay is not None and port == self._settings.implicit_tls_port
         tls = self._tls_policy(hostname, implicit, decision.tls)
-        if decision.testing and tls.attempt:
+        dane_tls = await self._dane(host, port, decision, tx.options) if tls.attempt else None
+        if dane_tls is not None:
+            tls = dane_tls
+        elif decision.testing and tls.attempt:
             report = partial(decision.report, queue_id, hostname, ip)
             tls = replace(tls, creator=self._audit.for_host(hostname, report))
         try:
@@ -213,6 +219,28 @@ class RemoteDelivery:
         if decision.testing and not any(r.tls for r in results):
             decision.report(queue_id, hostname, ip, "the transaction ran without TLS")
         return results
+
+    async def _dane(self, host: mx.Host, port: int, decision: Decision, options: Options) -> TLSPolicy | None:
+        """The TLS *host*'s TLSA records demand, or None where DANE does not apply (RFC 7672 2.2).
+
+        Only an MX host reached through validated MX and address records has
+        its TLSA records looked up (RFC 7672 2.2.1), under the default policy
+        or MTA-STS, which DANE goes before (RFC 8461 2); a failed lookup
+        raises :class:`TryNextHost`.  A message with ``TLS-Required: No``
+        sets DANE aside (RFC 8689 4.2.2.2); one with REQUIRETLS takes DANE's
+        authentication for the verified TLS it needs, but not the
+        encryption alone that records none of which is usable give
+        (RFC 8689 4.2.2.1: then the certificate is verified as without DANE).
+        """
+        if options.tls_optional and not options.require_tls:
+            return None
+        if not (self._settings.delivery.dane and host.secure and decision.source in ("default", "mta-sts")):
+            return None
+        tlsa = await self._dns.run(dane.lookup, self._resolver, host, port)
+        if tlsa is None:
+            return None
+        policy = dane.tls_policy(tlsa, decision.domain, self._unverified)
+        return None if options.require_tls and policy.authenticate is None else policy
 
     def _tls_policy(self, hostname: str, implicit: bool, policy: str) -> TLSPolicy:
         """STARTTLS per *policy*; on the relay's implicit TLS port, TLS from the start."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Sequence
 
+from cryptography import x509
 from twisted.internet import defer, interfaces
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
@@ -36,6 +37,15 @@ _REPLY_LINE = re.compile(rb"([2-5][0-9][0-9])([ -]|\Z)(.*)", re.S)
 
 class SMTPClientError(Exception):
     """The connection is unusable: lost, timed out, or the peer broke the protocol."""
+
+
+class CertificateRejected(Exception):
+    """The peer's certificate chain is not the one we were told to expect (DANE)."""
+
+
+#: Judges the certificate chain a server sent (its own first): how it was authenticated
+#: (``"DANE-EE 3 1 1"``), or :class:`CertificateRejected`.
+Authenticate = Callable[[Sequence[x509.Certificate]], str]
 
 
 @dataclass(frozen=True)
@@ -106,10 +116,12 @@ class ClientConnection(Protocol):
         self._replies: deque[Reply] = deque()
         self._waiting: defer.Deferred[Reply] | None = None
         self._handshake: defer.Deferred[None] | None = None
+        self._authenticate: Authenticate | None = None
         self._lost: SMTPClientError | None = None
         self._disconnected = False
         self._closing: list[defer.Deferred[None]] = []
-        #: ``"TLSv1.3 TLS_AES_256_GCM_SHA384"`` once TLS is up, "" before.
+        #: ``"TLSv1.3 TLS_AES_256_GCM_SHA384"`` once TLS is up, "" before; with how the peer
+        #: was authenticated after it when that was asked for (``"... DANE-EE 3 1 1"``).
         self.tls = ""
 
     # -- what the dialogue calls
@@ -128,10 +140,18 @@ class ClientConnection(Protocol):
         self._waiting = defer.Deferred()
         return self._with_timeout(self._waiting, timeout, "a reply")
 
-    def start_tls(self, creator: object, timeout: float) -> "defer.Deferred[None]":
-        """Start the TLS handshake (after a 220 to STARTTLS); fires when it is complete."""
+    def start_tls(
+        self, creator: object, timeout: float, authenticate: Authenticate | None = None,
+    ) -> "defer.Deferred[None]":
+        """Start the TLS handshake (after a 220 to STARTTLS); fires when it is complete.
+
+        With *authenticate*, the server's certificate chain is judged once
+        the handshake is done, before anything is sent over it; a rejected
+        chain fails the handshake (and drops the connection) with the reason.
+        """
         self._buffer.clear()  # RFC 3207 6: nothing received before TLS counts
         self._replies.clear()
+        self._authenticate = authenticate
         self._handshake = defer.Deferred()
         self.transport.startTLS(creator)
         return self._with_timeout(self._handshake, timeout, "the TLS handshake")
@@ -168,6 +188,14 @@ class ClientConnection(Protocol):
     def handshakeCompleted(self) -> None:
         handle = self.transport.getHandle()
         self.tls = f"{handle.get_protocol_version_name()} {handle.get_cipher_name()}"
+        if self._authenticate is not None:
+            try:
+                chain = [certificate.to_cryptography() for certificate in handle.get_peer_cert_chain() or []]
+                self.tls += " " + self._authenticate(chain)
+            except CertificateRejected as e:
+                self._fail(SMTPClientError(str(e)))
+                self.transport.abortConnection()
+                return
         if self._handshake is not None:
             d, self._handshake = self._handshake, None
             d.callback(None)

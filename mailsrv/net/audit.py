@@ -109,7 +109,8 @@ class Audit:
         next_retry: float | None,
     ) -> None:
         """One attempt to send queued mail to another server: *result* is what became of *recipients*
-        (``delivered``, ``deferred`` until *next_retry*, ``failed``); *tls* the protocol and cipher."""
+        (``delivered``, ``deferred`` until *next_retry*, ``failed``); *tls* the protocol and cipher,
+        and ``DANE-EE 3 1 1`` or the like when DANE authenticated the peer."""
         self._emit("send", result, {
             "queue_id": queue_id, "recipients": list(recipients), "host": host, "ip": ip, "tls": tls or "none",
             "reply": reply, "next_retry": "" if next_retry is None else _utc(next_retry),

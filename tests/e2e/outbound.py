@@ -16,7 +16,8 @@ import ssl
 import threading
 import time
 from collections import Counter
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
 from dns_harness import ThreadedDNS, Zone
 from twistd_server import Server, mailsrv_cli
@@ -97,10 +98,22 @@ def remote_zone() -> Zone:
     return zone
 
 
-def sending_config(dns: ThreadedDNS, receiver: Server) -> str:
-    """The config of a server that asks *dns* and sends to *receiver*'s port 25, retrying after a second."""
+def sending_config(dns: ThreadedDNS, mx_port: int) -> str:
+    """The config of a server that asks *dns* and sends to MX hosts on *mx_port*, retrying after a second."""
     return (f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
-            f'[delivery]\nmx_port = {receiver.ports["smtp"]}\nretry = ["1s"]\n')
+            f'[delivery]\nmx_port = {mx_port}\nretry = ["1s"]\n')
+
+
+@contextmanager
+def sending_server(root: str, dns: ThreadedDNS, mx_port: int) -> Iterator[Server]:
+    """A started mailsrv with alice@example.test that sends as :func:`sending_config` says; stopped after."""
+    sender = Server(root, extra_config=sending_config(dns, mx_port))
+    sender.add_user("alice@example.test", PASSWORD)
+    sender.start()
+    try:
+        yield sender
+    finally:
+        sender.stop()
 
 
 def files_in(maildir: str, timeout: float = 30, count: int = 1) -> list[bytes]:
@@ -120,14 +133,15 @@ def files_in(maildir: str, timeout: float = 30, count: int = 1) -> list[bytes]:
 
 def remote_and_sender(
     tmp_path_factory, dns: ThreadedDNS, receiver_users: Iterable[str], sender_name: str,
+    domains: tuple[str, ...] = ("remote.test",),
 ) -> tuple[Server, Server]:
-    """A receiving mailsrv for remote.test with *receiver_users*, and one for example.test (with
+    """A receiving mailsrv for *domains* with *receiver_users*, and one for example.test (with
     alice) that asks *dns* and sends to it: configured, not started."""
-    receiver = Server(str(tmp_path_factory.mktemp("receiver")), domains=("remote.test",))
+    receiver = Server(str(tmp_path_factory.mktemp("receiver")), domains=domains)
     for user in receiver_users:
         receiver.add_user(user, PASSWORD)
     receiver.write_config()
-    sender = Server(str(tmp_path_factory.mktemp(sender_name)), extra_config=sending_config(dns, receiver))
+    sender = Server(str(tmp_path_factory.mktemp(sender_name)), extra_config=sending_config(dns, receiver.ports["smtp"]))
     sender.add_user("alice@example.test", PASSWORD)
     return receiver, sender
 

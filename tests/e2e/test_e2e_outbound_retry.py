@@ -11,9 +11,8 @@ from __future__ import annotations
 import pytest
 
 from dns_harness import ThreadedDNS, Zone
-from outbound import PASSWORD, numbered, queue_is_empty, queue_list, submit, wait_for
+from outbound import numbered, queue_is_empty, queue_list, sending_server, submit, wait_for
 from responder import Responder
-from twistd_server import Server
 
 
 @pytest.fixture
@@ -22,18 +21,8 @@ def sender_and_mx(tmp_path):
     zone.add("remote.test", "MX", "10 mx.remote.test.")
     zone.add("mx.remote.test", "A", "127.0.0.1")
     script = {"bob@remote.test": ["451 4.3.0 try again later", "250 2.1.5 ok"]}
-    with ThreadedDNS(zone) as dns, Responder(script=script) as mx:
-        sender = Server(
-            str(tmp_path),
-            extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
-                         f'[delivery]\nmx_port = {mx.port}\nretry = ["1s"]\n',
-        )
-        sender.add_user("alice@example.test", PASSWORD)
-        sender.start()
-        try:
-            yield sender, mx
-        finally:
-            sender.stop()
+    with ThreadedDNS(zone) as dns, Responder(script=script) as mx, sending_server(str(tmp_path), dns, mx.port) as sender:
+        yield sender, mx
 
 
 def test_451_to_rcpt_defers_and_the_retry_delivers_once(sender_and_mx):

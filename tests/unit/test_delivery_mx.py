@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Iterable
 
 import dns.exception
+import dns.flags
 import dns.name
 import dns.resolver
 import pytest
@@ -13,19 +15,38 @@ from mailsrv.delivery import mx
 from mailsrv.delivery.mx import DNSTrouble, Host, Unroutable, address_literal, resolve_hosts, resolve_relay
 
 
-class FakeResolver:
-    """Answers from a dict ``(name, type) -> list or exception``; anything else is NXDOMAIN."""
+class Answer(list):
+    """A list of records with the response they came in and the name they belong to, as dnspython's ``Answer``."""
 
-    def __init__(self, records: dict) -> None:
+    response: SimpleNamespace
+    canonical_name: dns.name.Name
+
+
+class FakeResolver:
+    """Answers from a dict ``(name, type) -> list or exception``; anything else is NXDOMAIN.
+
+    Answers (and NODATA) for the ``(name, type)`` pairs in *signed* carry AD;
+    the answers for a name in *aliases* were found at the name it maps to.
+    """
+
+    def __init__(self, records: dict, signed: Iterable[tuple[str, str]] = (), aliases: dict | None = None) -> None:
         self.records = records
+        self.signed = set(signed)
+        self.aliases = aliases or {}
         self.asked: list[tuple[str, str]] = []
 
-    def resolve(self, name: str, rdtype: str) -> list:
+    def resolve(self, name: str, rdtype: str) -> Answer:
         self.asked.append((name, rdtype))
         answer = self.records.get((name, rdtype), dns.resolver.NXDOMAIN())
+        response = SimpleNamespace(flags=dns.flags.AD if (name, rdtype) in self.signed else 0, question=[])
+        if isinstance(answer, dns.resolver.NoAnswer):
+            raise dns.resolver.NoAnswer(response=response)
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        result = Answer(answer)
+        result.response = response
+        result.canonical_name = dns.name.from_text(self.aliases.get(name, name))
+        return result
 
 
 def mx_record(preference: int, host: str) -> SimpleNamespace:
@@ -124,3 +145,57 @@ def test_a_relay_without_an_address_waits() -> None:
     assert resolve_relay(FakeResolver({}), "192.0.2.7") == Host("192.0.2.7", ("192.0.2.7",))
     with pytest.raises(DNSTrouble, match="relay"):
         resolve_relay(FakeResolver({}), "smtp.example.test")
+
+
+SECURE_MX = {
+    ("example.test", "MX"): [mx_record(10, "a.example.test.")],
+    ("a.example.test", "AAAA"): dns.resolver.NoAnswer(), ("a.example.test", "A"): [address("192.0.2.1")],
+}
+
+
+def test_a_host_is_secure_when_its_mx_and_address_answers_were_validated() -> None:
+    signed = [("example.test", "MX"), ("a.example.test", "A")]
+    [host] = resolve_hosts(FakeResolver(SECURE_MX, signed), "example.test")
+    assert host.secure
+
+
+@pytest.mark.parametrize("unsigned", [("example.test", "MX"), ("a.example.test", "A")])
+def test_an_unvalidated_mx_or_address_answer_makes_the_host_insecure(unsigned: tuple[str, str]) -> None:
+    signed = {("example.test", "MX"), ("a.example.test", "A")} - {unsigned}
+    [host] = resolve_hosts(FakeResolver(SECURE_MX, signed), "example.test")
+    assert not host.secure
+
+
+def test_one_unvalidated_address_answer_of_two_makes_the_host_insecure() -> None:
+    records = {**SECURE_MX, ("a.example.test", "AAAA"): [address("2001:db8::1")]}
+    [host] = resolve_hosts(FakeResolver(records, [("example.test", "MX"), ("a.example.test", "A")]), "example.test")
+    assert host.addresses == ("2001:db8::1", "192.0.2.1") and not host.secure
+
+
+def test_a_failed_aaaa_lookup_leaves_a_host_with_validated_a_records_secure() -> None:
+    records = {**SECURE_MX, ("a.example.test", "AAAA"): dns.exception.Timeout()}
+    [host] = resolve_hosts(FakeResolver(records, [("example.test", "MX"), ("a.example.test", "A")]), "example.test")
+    assert host.secure
+
+
+def test_the_implicit_mx_is_secure_when_the_absence_of_mx_records_was_validated() -> None:
+    records = {("example.test", "MX"): dns.resolver.NoAnswer(), ("example.test", "A"): [address("192.0.2.1")]}
+    [host] = resolve_hosts(FakeResolver(records, [("example.test", "MX"), ("example.test", "A")]), "example.test")
+    assert host == Host("example.test", ("192.0.2.1",), secure=True)
+    [host] = resolve_hosts(FakeResolver(records, [("example.test", "A")]), "example.test")
+    assert not host.secure
+
+
+def test_address_literals_and_relays_are_never_secure() -> None:
+    assert not resolve_hosts(FakeResolver({}), "[192.0.2.1]")[0].secure
+    relay = resolve_relay(FakeResolver({("smtp.test", "A"): [address("192.0.2.7")]}, [("smtp.test", "A")]), "smtp.test")
+    assert not relay.secure
+
+
+def test_a_host_that_is_an_alias_knows_its_canonical_name() -> None:
+    resolver = FakeResolver(SECURE_MX, [("example.test", "MX"), ("a.example.test", "A")],
+                            aliases={"a.example.test": "real.example.net"})
+    [host] = resolve_hosts(resolver, "example.test")
+    assert (host.name, host.canonical, host.secure) == ("a.example.test", "real.example.net", True)
+    [host] = resolve_hosts(FakeResolver(SECURE_MX), "example.test")
+    assert host.canonical == ""
