@@ -82,16 +82,16 @@ class RoundTripTests(DovecotTestCase):
 
     def test_our_modseq_survives_dovecots_rewrite(self):
         inbox = self.folder()
-        self.done(inbox.expunge([1]))  # we rewrite: M is in the header
+        self.done(inbox.expunge([1]))  # we rewrite: M is in the header, the expunge's modseq in ours
         modseq = inbox.highest_modseq
         path = os.path.join(inbox.path, uidlist.FILENAME)
         self.assertIn(3, uidlist.parse(read_text(path), path)[1].by_key.values())  # Dovecot's expunge, kept
         self.dovecot.run(ALICE, "expunge", "mailbox", "INBOX", "uid", "2,4")  # Dovecot compacts the list
         header, entries = uidlist.parse(read_text(path), path)
         self.assertEqual(sorted(entries.by_key.values()), [5])  # so Dovecot rewrote it
-        self.assertEqual(header.highest_modseq, modseq)
+        self.assertGreater(header.highest_modseq, 0)  # M kept, a lower bound
         restarted = self.folder(store=Store(self.root, InlineExecutor()))
-        self.assertGreaterEqual(restarted.highest_modseq, modseq)
+        self.assertEqual(restarted.highest_modseq, modseq)  # mailsrv-modseq: Dovecot left it alone
 
 
 class MailsrvFirstTests(DovecotTestCase):
