@@ -20,10 +20,10 @@ only inside :func:`mailsrv.store.uidlist.commit`, under the same two locks
 as the UID list, so processes sharing the Maildir take their modseqs from
 one counter: a commit re-reads what others appended, then numbers its own
 changes above the highest it found.  When the log holds more than twice
-the live lines it is rewritten compactly (atomically), keeping the newest
-:data:`KEEP_EXPUNGED` expunges; ``F`` is then the highest modseq of an
-expunge no longer listed, which QRESYNC must treat as unknown (RFC 7162
-3.2.5.2).
+the live lines, or twice :data:`KEEP_EXPUNGED` expunges, it is rewritten
+compactly (atomically), keeping the newest :data:`KEEP_EXPUNGED` of them;
+``F`` is then the highest modseq of an expunge no longer listed, which
+QRESYNC must treat as unknown (RFC 7162 3.2.5.2).
 """
 
 from __future__ import annotations
@@ -157,7 +157,9 @@ def commit(
     if not requests:
         return Done(fresh, [], [], [], stamp)
     live = len(table.by_uid) + len(table.expunged)
-    if stamp is None or table.lines == 0 or table.lines + len(sets) + len(gone) > 2 * live + 1000:
+    remembered = len(table.expunged) + sum(len(uids) for _, uids in gone)
+    if (stamp is None or table.lines == 0 or table.lines + len(sets) + len(gone) > 2 * live + 1000
+            or remembered > 2 * KEEP_EXPUNGED):
         new = Table(table.uidvalidity, table.highest, table.forgotten, dict(table.by_uid), list(table.expunged))
         new.apply(sets, gone)
         _rewrite(path, new)

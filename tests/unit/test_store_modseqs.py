@@ -79,13 +79,17 @@ class FileTests(StoreTestCase):
     def test_the_log_is_appended_then_compacted_keeping_the_newest_expunges(self):
         self.patch(modseqs, "KEEP_EXPUNGED", 2)
         inbox = self.folder()
-        for _ in range(4):
+        for _ in range(6):
             self.deliver()
         path = os.path.join(inbox.path, modseqs.FILENAME)
         first_expunge = inbox.highest_modseq
         for uid in (1, 2, 3):
             self.done(inbox.expunge([uid]))
         self.assertEqual(inbox.expunged_since(first_expunge), [1, 2, 3])
+        third = inbox.highest_modseq
+        self.done(inbox.expunge([4, 5]))  # past twice the bound: compacted to the newest two
+        self.assertIsNone(inbox.expunged_since(first_expunge))
+        self.assertEqual(modseqs.parse(read_text(path), path).expunged_since(third), [4, 5])
         table = modseqs.Table(1, 10, 0, {4: (9, "")}, [(5, 1), (6, 2), (7, 3)], lines=2000)
         modseqs._rewrite(path, table)
         self.assertEqual(table.expunged, [(6, 2), (7, 3)])
