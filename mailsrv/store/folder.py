@@ -168,6 +168,7 @@ class Folder:
         self._unmoved: dict[int, str] = {}  # claimed, not yet sent to the pool: UID -> its name in cur/
         self._moves = Coalescing(self._move_claimed, clock, BATCH_DELAY)
         self._syncs = Coalescing(self._sync_round)
+        self._unnumbered: dict[int, int] = {}  # UID -> flag changes waiting for their modseq
 
     # -- reading -------------------------------------------------------------
 
@@ -183,6 +184,10 @@ class Folder:
     def highest_modseq(self) -> int:
         """The mod-sequence of the folder's latest change (RFC 7162 HIGHESTMODSEQ)."""
         return self._uids.highest_modseq
+
+    def changing(self, uid: int) -> bool:
+        """Whether the message's flags changed and that change's modseq is not durable yet."""
+        return uid in self._unnumbered
 
     def expunged_since(self, modseq: int) -> list[int] | None:
         """UIDs expunged after *modseq*, or None when such expunges may have been forgotten."""
@@ -638,7 +643,17 @@ class Folder:
             if modseq is not None:
                 known[uid] = modseq
         unnumbered = {infos[uid].key: self._letters(new) for uid, new in changes if uid not in known}
+        waiting = [uid for uid, _ in changes if uid not in known]
+        for uid in waiting:
+            self._unnumbered[uid] = self._unnumbered.get(uid, 0) + 1
         d = self._uids.record(unnumbered) if unnumbered else succeed(0)
+
+        def settled(result: object) -> object:
+            for uid in waiting:
+                self._unnumbered[uid] -= 1
+                if not self._unnumbered[uid]:
+                    del self._unnumbered[uid]
+            return result
 
         def numbered(modseq: int) -> None:
             shown = []
@@ -650,7 +665,7 @@ class Folder:
             if shown:
                 self._announce("flags_changed", shown)
 
-        return d.addCallback(numbered) if changes else succeed(None)
+        return d.addBoth(settled).addCallback(numbered) if changes else succeed(None)
 
     def claim_recent(self) -> set[int]:
         """Claim the messages in ``new/``: they are \\Recent to the caller only (RFC 3501 2.3.2).

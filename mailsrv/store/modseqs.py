@@ -146,7 +146,7 @@ def commit(
     if table.uidvalidity != uidvalidity:  # a new UIDVALIDITY: the old UIDs mean nothing
         fresh = Table(uidvalidity, table.highest)
         table = fresh
-    highest = max(table.highest, floor)
+    highest = max(table.highest, floor, 1)  # 1 is an empty folder's HIGHESTMODSEQ (RFC 7162 7: nonzero)
     sets, gone, modseqs = [], [], []
     for request in requests:
         highest += 1

@@ -313,7 +313,7 @@ class UIDList:
     @property
     def highest_modseq(self) -> int:
         """The folder's highest mod-sequence (RFC 7162 3.1.1): every one shown to a client is durable."""
-        return max(self.header.highest_modseq, self.modseqs.highest)
+        return max(self.header.highest_modseq, self.modseqs.highest, 1)
 
     @property
     def modseq_stamp(self) -> FileStamp | None:

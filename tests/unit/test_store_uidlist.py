@@ -177,7 +177,7 @@ class TwoWritersTests(StoreTestCase):
             uid_line, modseq_line = out.decode().splitlines()
             assigned.update(item.split("=") for item in uid_line.split())  # type: ignore[arg-type]
             numbers += [int(n) for n in modseq_line.split()]
-        self.assertEqual(sorted(numbers), list(range(1, 201)))  # one counter for both: no modseq twice
+        self.assertEqual(sorted(numbers), list(range(2, 202)))  # one counter for both: no modseq twice
         uids = [int(u) for u in assigned.values()]
         self.assertEqual(len(assigned), 200)
         self.assertEqual(sorted(uids), list(range(1, 201)))  # none given twice, none skipped
