@@ -142,6 +142,13 @@ class Arguments:
             raise syntax(b"Number expected")
         return int(value)
 
+    def mod_sequence(self) -> int:
+        """A mod-sequence-valzer (RFC 7162 7): a number from 0 up to 2^63 - 1."""
+        value = self.atom()
+        if not value.isdigit() or int(value) >= 2**63:
+            raise syntax(b"Mod-sequence expected")
+        return int(value)
+
     def sequence_set(self) -> imap4.MessageSet:
         """A sequence set (RFC 3501 9), parsed in linear time."""
         token = self._match(_SEQUENCE_SET)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from mailsrv.context import ServerContext
     from mailsrv.imap.account import Account
+    from mailsrv.imap.condstore import Modes
     from mailsrv.imap.selection import Selection
     from mailsrv.net.session import Session
 
@@ -35,6 +36,8 @@ class Connection(Protocol):
     session: "Session"
     #: The tag of the command being run (ESEARCH responses carry it: RFC 4731 3.2).
     tag: bytes
+    #: CONDSTORE and QRESYNC as the session turned them on.
+    modes: "Modes"
 
     def write(self, data: bytes) -> None:
         """Send octets as they are."""

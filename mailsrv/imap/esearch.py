@@ -45,8 +45,15 @@ class ReturnOptions:
         picked = ([hits[0]] if b"MIN" in self.options else []) + ([hits[-1]] if b"MAX" in self.options else [])
         return sorted(set(picked))
 
-    def response(self, tag: bytes, uid: bool, numbers: Sequence[int]) -> bytes | None:
-        """The ``ESEARCH`` response for *numbers* (ascending), or None for SAVE alone (RFC 5182 2.1)."""
+    def response(
+        self, tag: bytes, uid: bool, numbers: Sequence[int], modseqs: Sequence[int] | None = None,
+    ) -> bytes | None:
+        """The ``ESEARCH`` response for *numbers* (ascending), or None for SAVE alone (RFC 5182 2.1).
+
+        *modseqs* (those of the messages of *numbers*, for a search with a
+        MODSEQ key) adds ``MODSEQ``: the highest of the messages returned
+        (RFC 7162 3.1.5), only the MIN or MAX one when those come alone.
+        """
         if self.options == {b"SAVE"}:
             return None
         words = [b"ESEARCH (TAG " + _quoted(tag) + b")"]
@@ -61,6 +68,8 @@ class ReturnOptions:
             words.append(b"ALL " + uid_set(numbers))
         if b"COUNT" in self.options:
             words.append(b"COUNT %d" % len(numbers))
+        if modseqs:
+            words.append(b"MODSEQ %d" % max(self.saved(modseqs)))
         return b" ".join(words)
 
 

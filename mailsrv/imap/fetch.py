@@ -51,6 +51,7 @@ class View:
     flags: frozenset[str]
     internaldate: float
     size: int
+    modseq: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,11 @@ def needs(items: Sequence[FetchItem]) -> Need:
     return need
 
 
-def with_flags(items: Sequence[FetchItem]) -> list[FetchItem]:
-    """*items* plus FLAGS: a FETCH that sets \\Seen reports the new flags (RFC 3501 6.4.5)."""
+def with_item(items: Sequence[FetchItem], name: str) -> list[FetchItem]:
+    """*items* plus *name*: FLAGS when a FETCH sets \\Seen (RFC 3501 6.4.5), MODSEQ with CHANGEDSINCE (RFC 7162 3.1.4)."""
     out = list(items)
-    if not any(item.name == "FLAGS" for item in out):
-        out.append(FetchItem("FLAGS"))
+    if not any(item.name == name for item in out):
+        out.append(FetchItem(name))
     return out
 
 
@@ -198,6 +199,8 @@ def _item(message: _Message, item: FetchItem) -> Iterator[Piece]:
         yield b"UID %d" % view.uid
     elif name == "FLAGS":
         yield b"FLAGS " + flags_data(view.flags)
+    elif name == "MODSEQ":
+        yield b"MODSEQ (%d)" % view.modseq
     elif name == "INTERNALDATE":
         yield b"INTERNALDATE " + internaldate(view.internaldate)
     elif name == "RFC822.SIZE":

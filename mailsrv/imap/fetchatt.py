@@ -18,7 +18,7 @@ _PART = re.compile(rb"[1-9][0-9]{0,8}(?:\.[1-9][0-9]{0,8})*")
 _PARTIAL = re.compile(rb"<([0-9]{1,10})\.([1-9][0-9]{0,9})>")
 _SIMPLE = frozenset({
     "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT",
-    "BODY", "BODYSTRUCTURE", "UID",
+    "BODY", "BODYSTRUCTURE", "UID", "MODSEQ",  # RFC 7162 3.1.4
 })
 #: RFC 3501 6.4.5 macros.
 _MACROS = {

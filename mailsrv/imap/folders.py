@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from mailsrv.imap import listing
+from mailsrv.imap import condstore, listing
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.flags import SELECTABLE, normalize_flag
 from mailsrv.imap.overquota import require_room
@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
     from mailsrv.store import Folder
 
-_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"SIZE", b"DELETED", b"DELETED-STORAGE")
+_STATUS_ITEMS = (
+    b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"SIZE", b"DELETED", b"DELETED-STORAGE",
+    b"HIGHESTMODSEQ",
+)
 #: What LIST and STATUS offer beyond RFC 3501 (RFC 5258, 5819, 6154, 8438).
 LIST_CAPABILITIES = [b"LIST-EXTENDED", b"LIST-STATUS", b"SPECIAL-USE", b"CREATE-SPECIAL-USE", b"STATUS=SIZE"]
 
@@ -52,12 +55,15 @@ def _permanent_flags(folder: "Folder", writeable: bool) -> bytes:
 
 
 async def _select(server: "Connection", args: Arguments, writeable: bool) -> Result:
-    """SELECT/EXAMINE with every response RFC 3501 6.3.1 lists."""
+    """SELECT/EXAMINE with every response RFC 3501 6.3.1 lists, and RFC 7162's CONDSTORE and QRESYNC."""
     name = args.mailbox()
+    resync = condstore.select_params(args, server.modes) if args.more() else None
     args.end()
+    if server.selection is not None:
+        server.untagged(b"OK [CLOSED] Previous mailbox closed")  # RFC 7162 3.2.11
     server.deselect()  # RFC 3501 6.3.1: even a failed SELECT leaves none selected
     folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")
-    selection = Selection(folder, writeable, server.updates_pending)
+    selection = Selection(folder, writeable, server.updates_pending, server.modes)
     server.select(selection)
     lines = [
         b"FLAGS " + SELECTABLE,
@@ -71,8 +77,11 @@ async def _select(server: "Connection", args: Arguments, writeable: bool) -> Res
     lines += [
         b"OK [UIDVALIDITY %d] UIDs valid" % folder.uidvalidity,
         b"OK [UIDNEXT %d] Predicted next UID" % folder.uidnext,
+        b"OK [HIGHESTMODSEQ %d] Highest" % folder.highest_modseq,  # RFC 7162 3.1.2.1
     ]
     server.write(b"".join(b"* " + line + b"\r\n" for line in lines))
+    if resync is not None:
+        condstore.resync(server, selection, resync)
     mode = b"[READ-WRITE] SELECT" if writeable else b"[READ-ONLY] EXAMINE"
     return Result(OK, mode + b" completed")
 
@@ -182,6 +191,8 @@ async def do_STATUS(server: "Connection", args: Arguments) -> Result:
     wanted = [item.upper() for item in args.atom_list()]
     args.end()
     _check_status_items(wanted)
+    if b"HIGHESTMODSEQ" in wanted:
+        condstore.enabled_by(server)  # RFC 7162 3.1.8
     await _send_status(server, name, wanted)
     return Result(OK, b"STATUS completed")
 
@@ -213,6 +224,7 @@ async def _send_status(server: "Connection", name: str, wanted: list[bytes], mis
         b"DELETED": len(deleted),  # RFC 9051 6.3.11, which RFC 9208 5.2 requires with MESSAGE
         # RFC 9208 4.4: what an EXPUNGE would free of STORAGE, in its units (the quota counts disk octets).
         b"DELETED-STORAGE": sum(maildir.sizes_from_key(i.key)[0] or i.size for i in deleted) // 1024,
+        b"HIGHESTMODSEQ": folder.highest_modseq,  # RFC 7162 3.1.6
     }
     items = b" ".join(b"%s %d" % (item, values[item]) for item in wanted)
     server.untagged(b"STATUS " + quoted_name(folder.name) + b" (" + items + b")")

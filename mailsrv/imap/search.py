@@ -53,6 +53,7 @@ class Message:
     internaldate: float
     path: str
     find: Callable[[], "str | None"]
+    modseq: int = 0
 
     @cached_property
     def entity(self) -> Entity:
@@ -240,7 +241,8 @@ class _Compiler:
     """
 
     def __init__(
-        self, tokens: Sequence[Any], last_seq: int, last_uid: int, saved: frozenset[int], depth: int = 0
+        self, tokens: Sequence[Any], last_seq: int, last_uid: int, saved: frozenset[int], depth: int = 0,
+        used: set[bytes] | None = None,
     ) -> None:
         if depth > MAX_DEPTH:
             raise SearchError("search program nested too deeply")
@@ -249,6 +251,8 @@ class _Compiler:
         self.last_uid = last_uid
         self.saved = saved
         self.depth = depth
+        #: Keys the program uses that change the response (MODSEQ: RFC 7162 3.1.5).
+        self.used = set() if used is None else used
 
     def arg(self) -> bytes:
         token = next(self.tokens, None)
@@ -293,7 +297,7 @@ class _Compiler:
 
     def key(self, token: Any) -> Predicate:  # noqa: C901 - one branch per RFC key
         if isinstance(token, list):
-            return _Compiler(token, self.last_seq, self.last_uid, self.saved, self.depth + 1).all()
+            return _Compiler(token, self.last_seq, self.last_uid, self.saved, self.depth + 1, self.used).all()
         upper = token.upper()
         if token == b"$":  # RFC 5182 2.1: the saved result, as a sequence set
             return self._saved()
@@ -336,6 +340,8 @@ class _Compiler:
                 return self._saved()
             uids = self._set(token, self.last_uid)
             return lambda seq, m: m.uid in uids
+        if upper == b"MODSEQ":
+            return self._modseq()
         if upper == b"NOT":
             inner = self.operand()
             return lambda seq, m: not inner(seq, m)
@@ -348,16 +354,36 @@ class _Compiler:
         saved = self.saved
         return lambda seq, m: m.uid in saved
 
+    def _modseq(self) -> Predicate:
+        """``MODSEQ [entry-name entry-type-req] n`` (RFC 7162 3.1.5): changed at *n* or later.
+
+        Flags have no modseqs of their own here, so the entry (a flag's
+        ``"/flags/..."`` name) narrows nothing: the message's modseq is
+        every flag's.
+        """
+        token = self.arg()
+        if token.lower().startswith(b"/flags/"):
+            if self.arg().lower() not in (b"priv", b"shared", b"all"):
+                raise SearchError("bad MODSEQ entry type")
+            token = self.arg()
+        if not token.isdigit() or int(token) >= 2**63:
+            raise SearchError("mod-sequence expected")
+        self.used.add(b"MODSEQ")
+        least = int(token)
+        return lambda seq, m: m.modseq >= least
+
 
 def compile_search(
-    query: Sequence[Any], last_seq: int, last_uid: int, saved: frozenset[int] = frozenset()
+    query: Sequence[Any], last_seq: int, last_uid: int, saved: frozenset[int] = frozenset(),
+    used: set[bytes] | None = None,
 ) -> Predicate:
     """A predicate for the search program *query* (raises :class:`SearchError`).
 
     *last_seq* and *last_uid* give ``*`` its meaning in sequence and UID
-    sets, *saved* (UIDs) gives ``$`` its meaning (RFC 5182 2.1).
+    sets, *saved* (UIDs) gives ``$`` its meaning (RFC 5182 2.1); *used*
+    collects the keys that change the response (``MODSEQ``, RFC 7162 3.1.5).
     """
-    return _Compiler(query, last_seq, last_uid, saved).all()
+    return _Compiler(query, last_seq, last_uid, saved, used=used).all()
 
 
 def parse_search(parts: Sequence[Any]) -> list[Any]:

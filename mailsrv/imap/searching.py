@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from mailsrv.imap import thread
+from mailsrv.imap import condstore, thread
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.esearch import read_return
 from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
@@ -53,9 +53,13 @@ def _charset(args: Arguments) -> bytes:
 
 
 async def _matching(
-    server: "Connection", args: Arguments, charset: bytes | None, then: Callable[[list[Message]], Any] = list
+    server: "Connection", args: Arguments, charset: bytes | None, then: Callable[[list[Message]], Any] = list,
+    used: set[bytes] | None = None,
 ) -> Any:
-    """*then* applied to the messages the rest of *args* matches, both in the search pool."""
+    """*then* applied to the messages the rest of *args* matches, both in the search pool.
+
+    *used* collects the keys that change the response (``MODSEQ``).
+    """
     try:
         query = parse_search(args.rest())
     except SearchError as e:
@@ -66,12 +70,12 @@ async def _matching(
     await server.sync()
     count = selection.exists
     try:
-        matches = compile_search(query, count, selection.uid_of(count) if count else 0, selection.saved)
+        matches = compile_search(query, count, selection.uid_of(count) if count else 0, selection.saved, used)
     except SearchError as e:
         raise _invalid_search(e) from None
     folder = selection.folder
     candidates = [
-        Message(seq, view.uid, view.flags, view.size, view.internaldate, *folder.locate(view.uid))
+        Message(seq, view.uid, view.flags, view.size, view.internaldate, *folder.locate(view.uid), view.modseq)
         for seq, view in selection.all_views()
     ]
     cancelled = lambda: server.closing  # noqa: E731
@@ -94,20 +98,28 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
             raise syntax(b"search criteria missing")
         args.space()
     selection = _selection(server)
+    used: set[bytes] = set()
     try:
-        hits = await _matching(server, args, charset)
+        hits = await _matching(server, args, charset, used=used)
     except BaseException:
         if options is not None and options.save:
             selection.saved = frozenset()  # RFC 5182 2.1: a failed SEARCH with SAVE empties $
         raise
     numbers = [m.uid if uid else m.seq for m in hits]
+    modseqs = None
+    if b"MODSEQ" in used:
+        condstore.enabled_by(server)  # RFC 7162 3.1.8
+        modseqs = [m.modseq for m in hits]
     if options is None:
-        server.untagged(b" ".join([b"SEARCH"] + [b"%d" % n for n in numbers]))
+        words = [b"SEARCH"] + [b"%d" % n for n in numbers]
+        if modseqs:  # RFC 7162 3.1.5: the highest modseq of the messages found
+            words.append(b"(MODSEQ %d)" % max(modseqs))
+        server.untagged(b" ".join(words))
         return Result(OK, b"SEARCH completed")
     if options.save:
         kept = set(options.saved(numbers))
         selection.saved = frozenset(m.uid for m, n in zip(hits, numbers) if n in kept)
-    response = options.response(server.tag, uid, numbers)
+    response = options.response(server.tag, uid, numbers, modseqs)
     if response is not None:
         server.untagged(response)
     return Result(OK, b"SEARCH completed" + (b", result saved" if options.save else b""))

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from twisted.logger import Logger
 from twisted.mail import imap4
 
-from mailsrv.imap import fetch
+from mailsrv.imap import condstore, fetch
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.fetchatt import parse_fetch_items
 from mailsrv.imap.folders import open_folder
 from mailsrv.imap.overquota import require_room
-from mailsrv.imap.flags import flags_data
 from mailsrv.imap.responses import (
     EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, Result, bad, no, syntax,
 )
@@ -73,16 +72,29 @@ def _messages(server: "Connection", args: Arguments, uid: bool) -> tuple[imap4.M
 
 
 async def fetch_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
-    """FETCH (RFC 3501 6.4.5); non-PEEK body fetches set \\Seen."""
+    """FETCH (RFC 3501 6.4.5); non-PEEK body fetches set \\Seen; RFC 7162's CHANGEDSINCE and VANISHED."""
     messages, by_uid = _messages(server, args, uid)
     args.space()
     items = parse_fetch_items(args)
+    modifiers = condstore.fetch_modifiers(args, uid, server)
     args.end()
     selection = _selection(server)
     _check_range(selection, messages, by_uid)
     views, gone = selection.views(selection.select(messages, by_uid))
+    if any(item.name == "MODSEQ" for item in items):
+        condstore.enabled_by(server)  # RFC 7162 3.1.8
+    if modifiers.changedsince is not None:  # RFC 7162 3.1.4: only what changed, with its MODSEQ
+        items = fetch.with_item(items, "MODSEQ")
+        views = [(seq, view) for seq, view in views if view.modseq > modifiers.changedsince]
+        gone = []  # expunged elsewhere: the EXPUNGE or VANISHED owed after this command tells of them
+    if modifiers.vanished:  # RFC 7162 3.2.6
+        vanished = condstore.vanished_since(selection, modifiers.changedsince or 0, messages)
+        if vanished:
+            server.untagged(b"VANISHED (EARLIER) " + vanished)
     if selection.writeable and any(item.sets_seen for item in items):
-        items = fetch.with_flags(items)
+        items = fetch.with_item(items, "FLAGS")
+        if server.modes.condstore:  # RFC 7162 3.1.4: the new flags come with their modseq
+            items = fetch.with_item(items, "MODSEQ")
         views = await _mark_seen(selection, views)
     need = fetch.needs(items)
     for n, (seq, view) in enumerate(views, 1):
@@ -102,7 +114,7 @@ async def _mark_seen(selection: "Selection", views: list[tuple[int, fetch.View]]
     if not changes:
         return views
     stored = await selection.set_flags(changes)
-    return [(seq, fetch.View(v.uid, stored.get(v.uid, v.flags), v.internaldate, v.size)) for seq, v in views]
+    return [(seq, stored.get(v.uid, v)) for seq, v in views]
 
 
 async def _fetch_one(
@@ -130,9 +142,10 @@ async def _fetch_one(
 
 
 async def store_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
-    """STORE (RFC 3501 6.4.6); refused in a mailbox opened with EXAMINE."""
+    """STORE (RFC 3501 6.4.6) and RFC 7162 3.1.3's UNCHANGEDSINCE; refused in a mailbox opened with EXAMINE."""
     messages, by_uid = _messages(server, args, uid)
     args.space()
+    unchanged_since = condstore.unchanged_since(args, server)
     item = args.atom().upper()
     args.space()
     flags = args.flags()
@@ -146,12 +159,14 @@ async def store_command(server: "Connection", args: Arguments, uid: bool = False
     if item not in (b"FLAGS", b"+FLAGS", b"-FLAGS"):  # RFC 3501 9: store-att-flags
         raise bad(b"Invalid STORE data item")
     mode = {b"+": 1, b"-": -1}.get(item[:1], 0)
-    changed, gone = await selection.store(messages, flags, mode, by_uid)
-    if not silent:
-        for seq, shown in changed:
+    changed, gone, modified = await selection.store(messages, flags, mode, by_uid, unchanged_since)
+    if not silent or server.modes.condstore:
+        for seq, view in changed:
             # RFC 3501 6.4.8: UID STORE responses include the UID.
-            tail = b" UID %d" % selection.uid_of(seq) if uid else b""
-            server.untagged(b"%d FETCH (FLAGS %s%s)" % (seq, flags_data(shown), tail))
+            server.untagged(selection.flags_update(seq, view, with_uid=uid, silent=silent))
+    if modified:  # RFC 7162 3.1.3
+        numbers = sorted(u if uid else seq for seq, u in modified)
+        return Result(OK, b"[MODIFIED " + uid_set(numbers) + b"] Conditional STORE failed")
     if gone:
         return Result(NO, EXPUNGE_ISSUED)
     return Result(OK, b"STORE completed")
@@ -206,8 +221,8 @@ async def move_command(server: "Connection", args: Arguments, uid: bool = False)
     selection, target, pairs = await _copy(server, args, uid, adds=False)  # one quota root: it frees what it takes
     if pairs:
         server.untagged(b"OK " + _copyuid(target, pairs) + b"Moved")
-        for number in await selection.remove([s for s, _ in pairs]):
-            server.untagged(b"%d EXPUNGE" % number)
+        for line in await selection.remove([s for s, _ in pairs]):
+            server.untagged(line)
     return Result(OK, b"MOVE completed")
 
 
@@ -219,8 +234,10 @@ async def expunge_command(server: "Connection", args: Arguments, uid: bool = Fal
     if not selection.writeable:
         raise no(READ_ONLY)
     await server.sync()
-    for number in await selection.expunge(messages):
-        server.untagged(b"%d EXPUNGE" % number)
+    for line in await selection.expunge(messages):
+        server.untagged(line)
+    if server.modes.qresync:  # RFC 7162 3.2.7: the client learns the modseq of what it just did
+        return Result(OK, b"[HIGHESTMODSEQ %d] EXPUNGE completed" % selection.folder.highest_modseq)
     return Result(OK, b"EXPUNGE completed")
 
 

@@ -7,7 +7,9 @@ sequence number, RFC 3501 2.3.1.2).  The shared store
 selection queues them and the server drains the queue only when RFC 3501
 allows: new messages and flag changes after any command, expunges never
 during FETCH, STORE or SEARCH (7.4.1), so a client's sequence numbers never
-shift under a command that uses them.
+shift under a command that uses them.  Once the session enabled CONDSTORE
+the flag updates carry MODSEQ, and once it enabled QRESYNC they carry the
+UID and expunges are sent as ``VANISHED`` (RFC 7162 3.1.8, 3.2.4).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from typing import Callable, Iterable, Sequence
 from twisted.mail import imap4
 from zope.interface import implementer
 
+from mailsrv.imap.condstore import Modes
 from mailsrv.imap.fetch import View
 from mailsrv.imap.flags import RECENT, flags_data, normalize_flag
-from mailsrv.imap.sequences import resolve_set
+from mailsrv.imap.sequences import resolve_set, uid_set
 from mailsrv.store import Folder, IFolderListener, MessageInfo
 
 #: Messages per trip to the store for one STORE or EXPUNGE: 30,000 at once kept the reactor
@@ -38,9 +41,12 @@ class Selection:
     at once while the client IDLEs).  The folder must have been synced.
     """
 
-    def __init__(self, folder: Folder, writeable: bool, notify: Callable[[], None]) -> None:
+    def __init__(
+        self, folder: Folder, writeable: bool, notify: Callable[[], None], modes: Modes | None = None,
+    ) -> None:
         self.folder = folder
         self.writeable = writeable
+        self.modes = modes or Modes(set())
         self._notify = notify
         self._uids = [info.uid for info in folder.messages()]
         # RFC 3501 2.3.2: \Recent goes to one session; EXAMINE never claims it.
@@ -48,7 +54,7 @@ class Selection:
         # Ordered sets (dicts): a burst of thousands of changes costs O(1) each.
         self._added: dict[int, None] = {}
         self._expunged: dict[int, None] = {}
-        self._flags: dict[int, frozenset[str]] = {}
+        self._flags: dict[int, MessageInfo] = {}
         self._storing = False
         #: The saved search result ``$`` (RFC 5182), as UIDs; every SELECT starts empty.
         self.saved: frozenset[int] = frozenset()
@@ -86,7 +92,7 @@ class Selection:
     def view(self, uid: int, info: MessageInfo) -> View:
         """The session's view of a stored message (with its \\Recent)."""
         flags = info.flags | RECENT if uid in self._recent else info.flags
-        return View(uid, flags, info.internaldate, info.size)
+        return View(uid, flags, info.internaldate, info.size, info.modseq)
 
     def views(self, pairs: Iterable[tuple[int, int]]) -> tuple[list[tuple[int, View]], list[int]]:
         """Views of ``(seq, uid)`` pairs, and the sequence numbers of those expunged elsewhere."""
@@ -114,8 +120,8 @@ class Selection:
 
     # -- changing ------------------------------------------------------------
 
-    async def set_flags(self, changes: Sequence[tuple[int, frozenset[str]]]) -> dict[int, frozenset[str]]:
-        """Store ``(uid, flags)`` changes without echoing them back as updates; UID -> new flags.
+    async def set_flags(self, changes: Sequence[tuple[int, frozenset[str]]]) -> dict[int, View]:
+        """Store ``(uid, flags)`` changes without echoing them back as updates; UID -> its new view.
 
         The store's ``InvalidFlag`` and ``KeywordLimit`` propagate (nothing
         was changed then); messages expunged meanwhile are left out.  A big
@@ -123,38 +129,45 @@ class Selection:
         disk pool, so other sessions are served in between.
         """
         self._storing = True
-        stored: dict[int, frozenset[str]] = {}
+        stored: dict[int, View] = {}
         try:
             for start in range(0, len(changes), SLICE):
                 part = changes[start : start + SLICE]
                 infos = await self.folder.store_flags([(uid, flags - RECENT) for uid, flags in part])
-                stored.update((info.uid, self.view(info.uid, info).flags) for info in infos)
+                stored.update((info.uid, self.view(info.uid, info)) for info in infos)
         finally:
             self._storing = False
         return stored
 
     async def store(
-        self, messages: imap4.MessageSet, flags: Sequence[str], mode: int, uid: bool
-    ) -> tuple[list[tuple[int, frozenset[str]]], list[int]]:
+        self, messages: imap4.MessageSet, flags: Sequence[str], mode: int, uid: bool,
+        unchanged_since: int | None = None,
+    ) -> tuple[list[tuple[int, View]], list[int], list[tuple[int, int]]]:
         """STORE (RFC 3501 6.4.6): *mode* 1 adds, -1 removes, 0 replaces.
 
-        ``([(seq, new flags)], [seq expunged elsewhere])``.
+        With *unchanged_since* (RFC 7162 3.1.3) a message whose modseq is
+        higher, or whose last change is still being numbered, is left as
+        it is.  ``([(seq, new view)], [seq expunged elsewhere], [(seq, uid)
+        left as it was])``.
         """
         wanted = frozenset(normalize_flag(f) for f in flags) - RECENT
         views, gone = self.views(self.select(messages, uid))
-        changes = []
-        for _, view in views:
+        changes, modified = [], []
+        for seq, view in views:
+            if unchanged_since is not None and (view.modseq > unchanged_since or self.folder.changing(view.uid)):
+                modified.append((seq, view.uid))
+                continue
             current = view.flags - RECENT
             new = current | wanted if mode > 0 else current - wanted if mode < 0 else wanted
             changes.append((view.uid, new))
         stored = await self.set_flags(changes)
         seqs = {view.uid: seq for seq, view in views}
-        done = [(seqs[u], f) for u, f in stored.items()]
+        done = [(seqs[u], v) for u, v in stored.items()]
         gone += [seqs[u] for u, _ in changes if u not in stored]
-        return sorted(done), sorted(gone)
+        return sorted(done, key=lambda pair: pair[0]), sorted(gone), modified
 
-    async def expunge(self, uids: imap4.MessageSet | None = None) -> list[int]:
-        """EXPUNGE: remove ``\\Deleted`` messages; the sequence numbers gone, in order sent.
+    async def expunge(self, uids: imap4.MessageSet | None = None) -> list[bytes]:
+        """EXPUNGE: remove ``\\Deleted`` messages; the untagged responses saying so, in order.
 
         With *uids* (UID EXPUNGE, RFC 4315 2.1) only the ``\\Deleted``
         messages in that UID set go.  Expunges queued from other sessions
@@ -165,8 +178,8 @@ class Selection:
         doomed = [u for u in candidates if (info := self.folder.get(u)) is not None and "\\Deleted" in info.flags]
         return await self.remove(doomed)
 
-    async def remove(self, doomed: Sequence[int]) -> list[int]:
-        """Expunge exactly the messages *doomed* (UIDs), flagged or not: the numbers gone, as sent.
+    async def remove(self, doomed: Sequence[int]) -> list[bytes]:
+        """Expunge exactly the messages *doomed* (UIDs), flagged or not: the responses to send.
 
         MOVE's second half (RFC 6851 3.3); :meth:`expunge` picks the
         ``\\Deleted`` ones.
@@ -188,7 +201,7 @@ class Selection:
         if self._storing:
             return
         for info in infos:
-            self._flags[info.uid] = info.flags
+            self._flags[info.uid] = info
         self._notify()
 
     def messages_expunged(self, folder: Folder, uids: list[int]) -> None:
@@ -205,8 +218,11 @@ class Selection:
         self.deleted = True
         self._notify()
 
-    def _apply_expunges(self) -> list[int]:
-        """Drop queued expunges from the sequence map; their numbers, lowest first.
+    def _apply_expunges(self) -> list[bytes]:
+        """Drop queued expunges from the sequence map; the responses telling the client, in order.
+
+        ``VANISHED`` with the UIDs once QRESYNC is on (RFC 7162 3.2.10);
+        otherwise one ``EXPUNGE`` per message, with numbers lowest first.
 
         Each number is valid at the moment it is sent: RFC 3501 7.4.1 has
         the client decrement the numbers above it after every EXPUNGE, so a
@@ -221,33 +237,46 @@ class Selection:
             self._recent.discard(uid)
             self._flags.pop(uid, None)
         if len(gone) <= _FEW:
-            numbers = [self.seq_of(uid) for uid in gone]
+            numbers = [seq for seq in map(self.seq_of, gone) if seq is not None]
             for seq in reversed(numbers):
                 del self._uids[seq - 1]
-            return [seq - i for i, seq in enumerate(numbers)]
-        doomed = set(gone)
-        numbers = [pos + 1 for pos, uid in enumerate(self._uids) if uid in doomed]
-        self._uids = [uid for uid in self._uids if uid not in doomed]
-        return [seq - i for i, seq in enumerate(numbers)]
+        else:
+            doomed = set(gone)
+            numbers = [pos + 1 for pos, uid in enumerate(self._uids) if uid in doomed]
+            self._uids = [uid for uid in self._uids if uid not in doomed]
+        if self.modes.qresync:
+            return [b"VANISHED " + uid_set(gone)] if gone else []
+        return [b"%d EXPUNGE" % (seq - i) for i, seq in enumerate(numbers)]
 
     def take_updates(self, allow_expunge: bool) -> list[bytes]:
         """The untagged responses owed to the client, applied to the map."""
         if self.closed:
             return []
-        lines = [b"%d EXPUNGE" % n for n in self._apply_expunges()] if allow_expunge else []
+        lines = self._apply_expunges() if allow_expunge else []
         if self._added:
             self._uids.extend(sorted(self._added))
             self._added = {}
             if self.writeable:
                 self._recent |= self.folder.claim_recent()
             lines += [b"%d EXISTS" % len(self._uids), b"%d RECENT" % len(self._recent)]
-        for uid, flags in self._flags.items():
+        for uid, info in self._flags.items():
             seq = self.seq_of(uid)
             if seq is not None:
-                shown = flags | RECENT if uid in self._recent else flags
-                lines.append(b"%d FETCH (FLAGS %s)" % (seq, flags_data(shown)))
+                lines.append(self.flags_update(seq, self.view(uid, info)))
         self._flags = {}
         return lines
+
+    def flags_update(self, seq: int, view: View, with_uid: bool = False, silent: bool = False) -> bytes:
+        """``N FETCH (FLAGS ...)`` for a flag change, with what CONDSTORE and QRESYNC add.
+
+        *silent* (STORE.SILENT under CONDSTORE) leaves out FLAGS but not MODSEQ (RFC 7162 3.1.3).
+        """
+        items = [] if silent else [b"FLAGS " + flags_data(view.flags)]
+        if with_uid or self.modes.qresync:
+            items.append(b"UID %d" % view.uid)
+        if self.modes.condstore:
+            items.append(b"MODSEQ (%d)" % view.modseq)
+        return b"%d FETCH (%s)" % (seq, b" ".join(items))
 
     def close(self) -> None:
         """Stop listening to the folder (deselect, logout)."""

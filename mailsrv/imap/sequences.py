@@ -57,7 +57,12 @@ def uid_set(uids: Sequence[int]) -> bytes:
     COPYUID pairs its source and destination sets by position, so the
     order must survive; only consecutive ascending UIDs are merged.
     """
-    return b",".join(b"%d" % low if low == high else b"%d:%d" % (low, high) for low, high in runs(uids))
+    return range_set(runs(uids))
+
+
+def range_set(ranges: Sequence[tuple[int, int]]) -> bytes:
+    """``(low, high)`` ranges as a sequence set: ``a`` or ``a:b``, comma-separated, in the order given."""
+    return b",".join(b"%d" % low if low == high else b"%d:%d" % (low, high) for low, high in ranges)
 
 
 def runs(uids: Sequence[int]) -> list[tuple[int, int]]:

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.imap import clientid, folders, quota, searching, selected
+from mailsrv.imap import clientid, condstore, folders, quota, searching, selected
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
@@ -64,8 +64,8 @@ AUTH_TIMEOUT = 30 * 60
 _NO_EXPUNGE_AFTER = frozenset({b"FETCH", b"STORE", b"SEARCH", b"SORT", b"THREAD"})  # RFC 5256 numbers, as SEARCH
 _MECHANISMS = {b"PLAIN": PlainCredentials}
 _INITIAL_RESPONSE = re.compile(rb"[A-Za-z0-9+/]+=*|=")
-#: The extensions ENABLE can turn on (RFC 5161 3.1); none of ours changes behaviour yet.
-ENABLEABLE: frozenset[bytes] = frozenset()
+#: The extensions ENABLE can turn on (RFC 5161 3.1).
+ENABLEABLE: frozenset[bytes] = condstore.ENABLEABLE
 
 Handler = Callable[..., Awaitable[Result]]
 
@@ -99,6 +99,8 @@ class IMAPServer(ServerProtocol):
         self.tag = b"*"
         #: What the client turned on with ENABLE (RFC 5161).
         self.enabled: set[bytes] = set()
+        #: CONDSTORE and QRESYNC, as ENABLE and CONDSTORE-using commands turned them on (RFC 7162).
+        self.modes = condstore.Modes(self.enabled)
         #: The command just read leaves input that cannot be read as commands (see :mod:`.reading`).
         self._hang_up = False
         self._idle_poll: Any = None
@@ -145,6 +147,7 @@ class IMAPServer(ServerProtocol):
         caps += folders.LIST_CAPABILITIES
         caps += quota.CAPABILITIES
         caps += searching.CAPABILITIES  # RFC 4731, 5182, 5256
+        caps += condstore.CAPABILITIES  # RFC 7162
         return caps
 
     def can_start_tls(self) -> bool:

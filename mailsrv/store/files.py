@@ -164,3 +164,16 @@ class WatchedFile(Generic[T]):
             except OSError as e:
                 log.error("cannot read {path}: {error}; keeping the last version", path=self.path, error=e.strerror)
         return self._value
+
+
+def append_durably(path: str, text: str) -> None:
+    """Append entries durably; a line torn by an earlier crash is ended first."""
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            f.seek(end - 1)
+            if f.read(1) != b"\n":
+                text = "\n" + text
+        f.write(text.encode("utf-8"))
+        f.flush()
+        os.fdatasync(f.fileno())

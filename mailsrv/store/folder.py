@@ -22,10 +22,12 @@ New messages get their UIDs by group commit (:mod:`.uidlist`) and enter the
 snapshot, and are announced, only once those UIDs are durable (RFC 3501
 2.3.1.1).
 
-Each change (messages added, flags changed, messages expunged) steps the
-folder's mod-sequence (RFC 7162): :attr:`Folder.highest_modseq` and
-:attr:`MessageInfo.modseq`.  No protocol reports them yet; they are the
-slot CONDSTORE and QRESYNC will build on.
+Each change (messages added, flags changed, messages expunged) gets a new
+mod-sequence (RFC 7162), durable in ``mailsrv-modseq`` (:mod:`.modseqs`)
+before anyone is told of it: :attr:`Folder.highest_modseq`,
+:attr:`MessageInfo.modseq` and :meth:`Folder.expunged_since`.  A flag
+change found by a sync keeps the modseq another mailsrv process gave it
+when that file already records it; any other gets a new one.
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ class Folder:
         self._unmoved: dict[int, str] = {}  # claimed, not yet sent to the pool: UID -> its name in cur/
         self._moves = Coalescing(self._move_claimed, clock, BATCH_DELAY)
         self._syncs = Coalescing(self._sync_round)
+        self._unnumbered: dict[int, int] = {}  # UID -> flag changes waiting for their modseq
 
     # -- reading -------------------------------------------------------------
 
@@ -181,6 +184,14 @@ class Folder:
     def highest_modseq(self) -> int:
         """The mod-sequence of the folder's latest change (RFC 7162 HIGHESTMODSEQ)."""
         return self._uids.highest_modseq
+
+    def changing(self, uid: int) -> bool:
+        """Whether the message's flags changed and that change's modseq is not durable yet."""
+        return uid in self._unnumbered
+
+    def expunged_since(self, modseq: int) -> list[int] | None:
+        """UIDs expunged after *modseq*, or None when such expunges may have been forgotten."""
+        return self._uids.modseqs.expunged_since(modseq)
 
     def messages(self) -> list[MessageInfo]:
         """All messages in UID order, as of the last sync."""
@@ -280,6 +291,17 @@ class Folder:
     def _filename(self, key: str, flags: "frozenset[str] | set[str]") -> str:
         return maildir.filename(key, flags, self._keywords.letter_of)
 
+    def _letters(self, flags: "frozenset[str] | set[str]") -> str:
+        """The info letters recorded with a modseq (:mod:`.modseqs`)."""
+        return maildir.flags_to_info(flags, self._keywords.letter_of)
+
+    def _recorded_modseq(self, uid: int, flags: frozenset[str], newer_than: int) -> int | None:
+        """The modseq ``mailsrv-modseq`` gives *uid* with exactly *flags*, if newer than *newer_than*."""
+        entry = self._uids.modseqs.by_uid.get(uid)
+        if entry is not None and entry[0] > newer_than and entry[1] == self._letters(flags):
+            return entry[0]
+        return None
+
     # -- syncing with the disk -----------------------------------------------
 
     def sync(self) -> "Deferred[None]":
@@ -320,7 +342,7 @@ class Folder:
         """
         if not self._arrivals:
             return None
-        return self._uids.assign(()).addCallback(lambda _: self._admit_ready())
+        return self._uids.assign({}).addCallback(lambda _: self._admit_ready())
 
     def _scan(self) -> "Deferred[None]":
         self._rescan_wanted = False
@@ -336,8 +358,10 @@ class Folder:
     def _catch_up(self, listing: Listing) -> "Deferred[Listing]":
         """Re-read the keyword table and the UID list first if someone else wrote them."""
         d = self._keywords.refresh() if listing.keywords != self._keywords.stamp else succeed(None)
-        if listing.uidlist is None or listing.uidlist != self._uids.stamp or not self._uids.uidvalidity:
-            d.addCallback(lambda _: self._uids.refresh())
+        uids = self._uids
+        if (listing.uidlist is None or listing.uidlist != uids.stamp or not uids.uidvalidity
+                or listing.modseqs != uids.modseq_stamp):
+            d.addCallback(lambda _: uids.refresh())
         return d.addCallback(lambda _: listing)
 
     def _compare(self, listing: Listing) -> list[tuple[str, str, str]]:
@@ -363,12 +387,12 @@ class Folder:
         if gone:
             keys = [self._drop(uid) for uid in gone]
             self._logged(self._expunged(sorted(gone), keys), "forgetting expunged UIDs")
-        self._renamed_elsewhere(moved)
+        self._logged(self._renamed_elsewhere(moved), "recording flags changed elsewhere")
         fresh = [(k, rel, info) for k, (rel, info) in found.items()
                  if k not in self._snap.uid_of and k not in self._arrivals and k not in touched]
         return sorted(fresh, key=lambda entry: _arrival_order(entry[1][4:]))
 
-    def _renamed_elsewhere(self, moved: list[tuple[int, tuple[str, str]]]) -> None:
+    def _renamed_elsewhere(self, moved: list[tuple[int, tuple[str, str]]]) -> "Deferred[None]":
         """Files another session or node renamed: new places, maybe new flags."""
         changed = []
         for uid, (rel, info) in moved:
@@ -376,7 +400,7 @@ class Folder:
             flags = self._flags_of(info)
             if flags != self._snap.infos[uid].flags:
                 changed.append((uid, flags))
-        self._flags_now(changed)
+        return self._flags_now(changed, own=False)
 
     def _listing_over(self, result: object) -> object:
         self._listing = False
@@ -418,26 +442,44 @@ class Folder:
                 self._touch(key)
         known = all(self._keywords.knows_letters(a.info) for a in arrivals.values())
         d = succeed(None) if known else self._keywords.refresh()  # another writer's keyword letters
-        d.addCallback(lambda _: self._uids.assign(arrivals, soon))
-        return d.addCallback(lambda _: self._admit_ready())
 
-    def _admit_ready(self) -> None:
-        """Move every arrival whose UID is durable into the snapshot, and announce them."""
+        def assign(_: object) -> "Deferred[None]":
+            letters = {key: self._letters(self._flags_of(a.info)) for key, a in arrivals.items()}
+            return self._uids.assign(letters, soon)
+
+        return d.addCallback(assign).addCallback(lambda _: self._admit_ready())
+
+    def _admit_ready(self) -> "Deferred[None] | None":
+        """Move every arrival whose UID is durable into the snapshot, and announce them.
+
+        An arrival given its UID by another writer takes the modseq that
+        writer recorded; one whose writer keeps none (Dovecot, a restart
+        that lost the record) gets a new one first.
+        """
         by_key = self._uids.by_key
         ready = sorted((by_key[key], key) for key in self._arrivals if key in by_key)
         if not ready:
-            return
-        modseq = self._uids.next_modseq()
-        entries = []
-        for uid, key in ready:
-            arrival = self._arrivals.pop(key)
-            if uid not in self._snap.infos:
-                info = MessageInfo(uid, key, self._flags_of(arrival.info), arrival.size, arrival.internaldate, modseq)
-                entries.append((info, arrival.rel))
-                self._touch(key)
-        self._snap.add(entries)
-        if entries:
-            self._announce("messages_added", [info for info, _ in entries])
+            return None
+        arrivals = {key: self._arrivals.pop(key) for _, key in ready}
+        flags = {key: self._flags_of(arrivals[key].info) for key in arrivals}
+        modseqs = {key: self._recorded_modseq(uid, flags[key], 0) for uid, key in ready}
+        unnumbered = {key: self._letters(flags[key]) for key, modseq in modseqs.items() if modseq is None}
+        d = self._uids.record(unnumbered) if unnumbered else succeed(0)
+
+        def admit(modseq: int) -> None:
+            entries = []
+            for uid, key in ready:
+                if uid not in self._snap.infos and self._uids.by_key.get(key) == uid:
+                    arrival = arrivals[key]
+                    info = MessageInfo(uid, key, flags[key], arrival.size, arrival.internaldate,
+                                       modseqs[key] or modseq)
+                    entries.append((info, arrival.rel))
+                    self._touch(key)
+            self._snap.add(entries)
+            if entries:
+                self._announce("messages_added", [info for info, _ in entries])
+
+        return d.addCallback(admit)
 
     def append(self, body: Body, flags: Iterable[str] = (), internaldate: float | None = None) -> "Deferred[int]":
         """Store a new message durably; fires with its UID.
@@ -566,11 +608,11 @@ class Folder:
         names = {uid: "cur/" + self._filename(infos[uid].key, wanted[uid]) for uid in present}
         moves = {uid: names[uid] for uid in present if names[uid] != files[uid]}
 
-        def renamed(done: set[int]) -> list[MessageInfo]:
+        def renamed(done: set[int]) -> "Deferred[list[MessageInfo]]":
             lost = moves.keys() - done  # gone while we renamed
             kept = [uid for uid in present if uid in infos and uid not in lost]
-            self._flags_now([(uid, wanted[uid]) for uid in kept if infos[uid].flags != wanted[uid]])
-            return [infos[uid] for uid in kept]
+            d = self._flags_now([(uid, wanted[uid]) for uid in kept if infos[uid].flags != wanted[uid]])
+            return d.addCallback(lambda _: [infos[uid] for uid in kept if uid in infos])
 
         return self._rename_files(moves).addCallback(renamed)
 
@@ -586,15 +628,44 @@ class Folder:
         d = self._each_file(sorted(names), os.rename, lambda uid: (os.path.join(self.path, names[uid]),), retry=retry)
         return d.addCallback(renamed)
 
-    def _flags_now(self, changes: list[tuple[int, frozenset[str]]]) -> None:
-        """Record new flags (one mod-sequence step) and announce them."""
-        if not changes:
-            return
-        modseq = self._uids.next_modseq()
+    def _flags_now(self, changes: list[tuple[int, frozenset[str]]], own: bool = True) -> "Deferred[None]":
+        """Record new flags with a durable new mod-sequence, then announce them.
+
+        Changes made elsewhere (not *own*) keep the modseq ``mailsrv-modseq``
+        already gives them, if it does.  The snapshot has the new flags at
+        once; the modseq and the news follow the commit.
+        """
         infos = self._snap.infos
+        known = {}
         for uid, new in changes:
-            infos[uid] = replace(infos[uid], flags=new, modseq=modseq)
-        self._announce("flags_changed", [infos[uid] for uid, _ in changes])
+            modseq = None if own else self._recorded_modseq(uid, new, infos[uid].modseq)
+            infos[uid] = replace(infos[uid], flags=new, modseq=modseq or infos[uid].modseq)
+            if modseq is not None:
+                known[uid] = modseq
+        unnumbered = {infos[uid].key: self._letters(new) for uid, new in changes if uid not in known}
+        waiting = [uid for uid, _ in changes if uid not in known]
+        for uid in waiting:
+            self._unnumbered[uid] = self._unnumbered.get(uid, 0) + 1
+        d = self._uids.record(unnumbered) if unnumbered else succeed(0)
+
+        def settled(result: object) -> object:
+            for uid in waiting:
+                self._unnumbered[uid] -= 1
+                if not self._unnumbered[uid]:
+                    del self._unnumbered[uid]
+            return result
+
+        def numbered(modseq: int) -> None:
+            shown = []
+            for uid, new in changes:
+                info = infos.get(uid)
+                if info is not None and info.flags == new:
+                    infos[uid] = info = replace(info, modseq=max(info.modseq, known.get(uid, modseq)))
+                    shown.append(info)
+            if shown:
+                self._announce("flags_changed", shown)
+
+        return d.addBoth(settled).addCallback(numbered) if changes else succeed(None)
 
     def claim_recent(self) -> set[int]:
         """Claim the messages in ``new/``: they are \\Recent to the caller only (RFC 3501 2.3.2).
@@ -640,10 +711,9 @@ class Folder:
         return self._each_file(sorted(set(uids)), maildirsize.unlink_counted).addCallback(unlinked)
 
     def _expunged(self, uids: list[int], keys: list[str]) -> "Deferred[None]":
-        """Messages gone for good, here or elsewhere: one mod-sequence step, the news, their UIDs forgotten."""
-        self._uids.next_modseq()
+        """Messages gone for good, here or elsewhere: the news, their UIDs forgotten with a new mod-sequence."""
         self._announce("messages_expunged", uids)
-        return self._uids.forget(keys)
+        return self._uids.forget(keys, uids).addCallback(lambda _: None)
 
     def _logged(self, d: "Deferred[object]", what: str) -> None:
         """Log the failure of work nobody waits for (the next sync retries it)."""

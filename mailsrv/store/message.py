@@ -13,8 +13,8 @@ class MessageInfo:
 
     ``key`` is the Maildir unique name without flags (stable across flag
     changes; POP3 UIDL), ``size`` the octets on the wire (CRLF), and
-    ``modseq`` the folder mod-sequence of its last change (RFC 7162; no
-    protocol shows it yet).
+    ``modseq`` the folder mod-sequence of its last change (RFC 7162),
+    durable in ``mailsrv-modseq``.
     """
 
     uid: int

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from mailsrv.message import wire
-from mailsrv.store import keywords, maildir, uidlist
+from mailsrv.store import keywords, maildir, modseqs, uidlist
 from mailsrv.store.files import FileStamp
 
 
@@ -46,6 +46,7 @@ class Listing:
     entries: dict[str, tuple[str, str]]
     uidlist: FileStamp | None
     keywords: FileStamp | None
+    modseqs: FileStamp | None
 
 
 def list_folder(folder_path: str) -> Listing:
@@ -67,6 +68,7 @@ def list_folder(folder_path: str) -> Listing:
         started, stamps, entries,
         FileStamp.of(os.path.join(folder_path, uidlist.FILENAME)),
         FileStamp.of(os.path.join(folder_path, keywords.FILENAME)),
+        FileStamp.of(os.path.join(folder_path, modseqs.FILENAME)),
     )
 
 

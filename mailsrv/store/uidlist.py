@@ -10,12 +10,13 @@ UID and on UIDVALIDITY and either can take over a Maildir the other kept::
 Header and entry fields are a letter and a value; fields we do not use
 (an entry's ``G`` GUID, ``W`` and ``S`` sizes, POP3 ``P``/``O``, or header
 fields of other writers) are kept as they were whenever the file is
-rewritten.  ``M`` is ours: the folder's highest mod-sequence (RFC 7162).
-Dovecot keeps its own mod-sequences in its index, never in this file, and
-keeps a header field it does not know when it rewrites the file, so ``M``
-survives Dovecot's writes.  New UIDs are *appended*, so between rewrites
-the value on disk may lag behind the one in memory (see
-:attr:`UIDList.highest_modseq`).  Dovecot writes the key (the file name up
+rewritten.  ``M`` is ours: a lower bound of the folder's highest
+mod-sequence (RFC 7162), written whenever the file is rewritten; the
+per-message mod-sequences, and the exact highest, are in
+``mailsrv-modseq`` (:mod:`.modseqs`), numbered under this file's locks by
+the same commit job.  Dovecot keeps its own mod-sequences in its index,
+never in this file, and keeps a header field it does not know when it
+rewrites the file, so ``M`` survives Dovecot's writes.  Dovecot writes the key (the file name up
 to its ``:2,`` info) after the ``:``, as we do.
 
 New UIDs are appended and ``fdatasync``ed before anyone is told of them (a
@@ -58,9 +59,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from mailsrv.store import modseqs
 from mailsrv.store.coalesce import Coalescing
 from mailsrv.store.dotlock import dotlocked
-from mailsrv.store.files import FileStamp, fsync_dir, locked, read_text, replace_file
+from mailsrv.store.files import FileStamp, append_durably, fsync_dir, locked, read_text, replace_file
 from mailsrv.store.maildir import split_name
 from mailsrv.workers import Executor
 
@@ -185,6 +187,8 @@ class Commit:
     #: Keys given a UID by this job.
     assigned: dict[str, int]
     stamp: FileStamp | None
+    #: What the job wrote to ``mailsrv-modseq``.
+    modseqs: modseqs.Done
 
 
 def _migrated(path: str) -> tuple[Header, Entries] | None:
@@ -208,14 +212,16 @@ def _remove_old(path: str) -> None:
 
 def commit(
     path: str, known: FileStamp | None, header: Header, entries: Entries,
-    adds: list[str], forgets: frozenset[str],
+    adds: Mapping[str, str], forgets: frozenset[str], numbering: Numbering,
 ) -> Commit:
     """Under the locks: catch up with other writers, assign UIDs to *adds*, drop *forgets* (blocking).
 
     *header*/*entries* are what the caller knows, valid while the file still
     has stamp *known*.  A file that vanished is written again from them
     (same UIDVALIDITY, so no client's UIDs break); a new folder gets a new
-    UIDVALIDITY.
+    UIDVALIDITY.  Then, under the same locks, the messages given UIDs (with
+    their info letters from *adds*) and *numbering*'s requests get their
+    mod-sequences (:func:`.modseqs.commit`).
     """
     with locked(os.path.join(os.path.dirname(path), LOCK_NAME)), dotlocked(path, STALE_AFTER):
         stamp = FileStamp.of(path)
@@ -235,6 +241,8 @@ def commit(
                 assigned[key] = uidnext
                 uidnext += 1
         gone = forgets.intersection(by_key)
+        # M: a lower bound of the highest modseq, for readers of this file alone (mailsrv-modseq has them all).
+        header = replace(header, highest_modseq=max(header.highest_modseq, numbering.table.highest))
         rewrite = stamp is None or not header.uidvalidity or not header.guid or bool(gone)
         header = replace(header, uidvalidity=header.uidvalidity or _new_uidvalidity(), uidnext=uidnext,
                          guid=header.guid or uuid.uuid4().hex)
@@ -249,21 +257,24 @@ def commit(
             if migrated is not None:
                 _remove_old(path)
         elif assigned:
-            _append(path, "".join(_line(u, k, None) for k, u in assigned.items()))
-        return Commit(header, replaced, assigned, FileStamp.of(path))
+            append_durably(path, "".join(_line(u, k, None) for k, u in assigned.items()))
+        stamp = FileStamp.of(path)
+        known_uids = by_key if replaced is None else replaced.by_key
+        requests = ([modseqs.Request({k: adds[k] for k in assigned})] if assigned else []) + numbering.requests
+        wanted = {key for r in requests for key in r.sets if key not in gone}
+        uid_of = {key: assigned.get(key) or known_uids[key] for key in wanted if key in assigned or key in known_uids}
+        numbered = modseqs.commit(os.path.dirname(path), numbering.stamp, numbering.table, header.uidvalidity,
+                                  header.highest_modseq, requests, uid_of)
+        return Commit(header, replaced, assigned, stamp, numbered)
 
 
-def _append(path: str, text: str) -> None:
-    """Append entries durably; a line torn by an earlier crash is ended first."""
-    with open(path, "rb+") as f:
-        end = f.seek(0, os.SEEK_END)
-        if end:
-            f.seek(end - 1)
-            if f.read(1) != b"\n":
-                text = "\n" + text
-        f.write(text.encode("utf-8"))
-        f.flush()
-        os.fdatasync(f.fileno())
+@dataclass(frozen=True)
+class Numbering:
+    """The modseq side of a job: what the reactor knows of ``mailsrv-modseq``, and what to number."""
+
+    stamp: FileStamp | None
+    table: modseqs.Table
+    requests: list[modseqs.Request]
 
 
 class UIDList:
@@ -278,8 +289,12 @@ class UIDList:
         self.header = Header()
         self.entries = Entries()
         self.stamp: FileStamp | None = None
-        self._adds: dict[str, None] = {}  # ordered: UIDs follow arrival order
+        #: Every message's mod-sequence, and the expunges remembered (``mailsrv-modseq``).
+        self.modseqs = modseqs.Table()
+        self._modseq_stamp: FileStamp | None = None
+        self._adds: dict[str, str] = {}  # key -> info letters; ordered: UIDs follow arrival order
         self._forgets: set[str] = set()
+        self._requests: list[modseqs.Request] = []
         self._jobs = Coalescing(self._run, clock, BATCH_DELAY)
 
     @property
@@ -297,52 +312,75 @@ class UIDList:
 
     @property
     def highest_modseq(self) -> int:
-        """The folder's MODSEQ counter (RFC 7162 3.1.1); a lower bound after a restart.
+        """The folder's highest mod-sequence (RFC 7162 3.1.1): every one shown to a client is durable."""
+        return max(self.header.highest_modseq, self.modseqs.highest, 1)
 
-        CONDSTORE must make every step durable before a client sees it; today
-        nothing shows it, and it is written with the header.
-        """
-        return self.header.highest_modseq
-
-    def next_modseq(self) -> int:
-        """Step the counter for one change (an add, a flag change, an expunge) and return it."""
-        self.header = replace(self.header, highest_modseq=self.header.highest_modseq + 1)
-        return self.header.highest_modseq
+    @property
+    def modseq_stamp(self) -> FileStamp | None:
+        """The stamp of ``mailsrv-modseq`` as last read or written here."""
+        return self._modseq_stamp
 
     def refresh(self) -> "Deferred[None]":
         """Load the file (creating it for a new folder) or pick up other writers' changes."""
         return self._jobs.run()
 
-    def assign(self, keys: Iterable[str], soon: bool = False) -> "Deferred[None]":
-        """Give UIDs to *keys* durably; afterwards :attr:`by_key` has them all.
+    def assign(self, infos: Mapping[str, str], soon: bool = False) -> "Deferred[None]":
+        """Give UIDs (and one new mod-sequence) to the keys of *infos* durably; then :attr:`by_key` has them.
 
-        With *soon* the commit may wait :data:`BATCH_DELAY` for more keys.
+        *infos* maps each key to its Maildir info letters, recorded with the
+        mod-sequence.  With *soon* the commit may wait :data:`BATCH_DELAY`
+        for more keys.
         """
-        self._adds.update(dict.fromkeys(keys))
+        self._adds.update(infos)
         return self._jobs.run(soon)
 
-    def forget(self, keys: Iterable[str]) -> "Deferred[None]":
-        """Drop expunged keys; UIDNEXT stays, so their UIDs are never reused."""
+    def forget(self, keys: Iterable[str], uids: Iterable[int]) -> "Deferred[int]":
+        """Drop expunged keys, remembering their *uids* with a new mod-sequence; fires with it.
+
+        UIDNEXT stays, so their UIDs are never reused.
+        """
         self._forgets.update(keys)
-        return self._jobs.run()
+        return self._number(modseqs.Request(expunged=tuple(uids)))
+
+    def record(self, infos: Mapping[str, str]) -> "Deferred[int]":
+        """New flags (key -> info letters) of messages: one new mod-sequence, durable; fires with it."""
+        return self._number(modseqs.Request(sets=dict(infos)))
+
+    def _number(self, request: modseqs.Request) -> "Deferred[int]":
+        self._requests.append(request)
+        return self._jobs.run().addCallback(lambda _: request.modseq)
 
     def _run(self) -> "Deferred[None]":
-        adds, self._adds = list(self._adds), {}
+        adds, self._adds = self._adds, {}
         forgets, self._forgets = frozenset(self._forgets), set()
+        requests, self._requests = self._requests, []
 
         def failed(failure: Failure) -> Failure:
             # Back in the queue: the next commit, whoever asks for it, retries them.
-            self._adds = dict.fromkeys(adds) | self._adds
+            self._adds = adds | self._adds
             self._forgets |= forgets
+            self._requests = requests + self._requests
             return failure
 
-        d = self._executor.run(commit, self.path, self.stamp, self.header, self.entries, adds, forgets)
-        return d.addCallbacks(self._apply, failed)
+        numbering = Numbering(self._modseq_stamp, self.modseqs, requests)
+        d = self._executor.run(commit, self.path, self.stamp, self.header, self.entries, adds, forgets, numbering)
+        return d.addCallbacks(self._apply, failed).addCallback(self._numbered, requests)
 
-    def _apply(self, done: Commit) -> None:
+    def _numbered(self, done: Commit, requests: list[modseqs.Request]) -> None:
+        numbered = done.modseqs
+        if numbered.table is not None:
+            self.modseqs = numbered.table
+        else:
+            self.modseqs.apply(numbered.sets, numbered.gone)
+        self._modseq_stamp = numbered.stamp
+        for request, modseq in zip(requests, numbered.modseqs[len(numbered.modseqs) - len(requests):]):
+            request.modseq = modseq
+
+    def _apply(self, done: Commit) -> Commit:
         if done.entries is not None:
             self.entries = done.entries
         self.entries.by_key.update(done.assigned)
         modseq = max(done.header.highest_modseq, self.header.highest_modseq)  # steps taken meanwhile
         self.header = replace(done.header, highest_modseq=modseq)
         self.stamp = done.stamp
+        return done

@@ -49,7 +49,8 @@ def test_capabilities_enable_and_id(server: Server) -> None:
         caps = set(conn.capabilities())
         assert {b"ENABLE", b"ID", b"MOVE", b"UNSELECT", b"SPECIAL-USE", b"CREATE-SPECIAL-USE", b"LITERAL+",
                 b"LIST-EXTENDED", b"LIST-STATUS", b"STATUS=SIZE", b"SASL-IR", b"UIDPLUS"} <= caps
-        assert conn.enable("CONDSTORE", "X-UNKNOWN") == []  # RFC 5161: nothing we have is enableable yet
+        assert {b"CONDSTORE", b"QRESYNC"} <= caps
+        assert conn.enable("CONDSTORE", "X-UNKNOWN") == [b"CONDSTORE"]  # RFC 5161: the unknown one is ignored
         (info,) = conn.id_({"name": "imapclient-e2e", "version": imapclient.__version__})
         fields = dict(zip(info[::2], info[1::2]))  # the ID list, parsed: (name, value, name, value ...)
         assert fields[b"name"] == b"mailsrv" and fields[b"version"]
@@ -131,3 +132,36 @@ def test_sort_thread_and_esearch(server: Server) -> None:
         fetched = conn._raw_command_untagged(b"FETCH", [b"$", b"(FLAGS)"])  # imapclient takes no "$" itself
         assert list(imapclient.response_parser.parse_fetch_response(fetched, uid_is_key=True)) == [z1]
         conn.unselect_folder()
+
+
+def test_condstore_and_qresync_across_sessions(server: Server) -> None:
+    """RFC 7162 as a real client parses it: one session changes and expunges, the other resyncs."""
+    with client(server) as a, client(server) as b:
+        a.create_folder("Sync")
+        for n in range(3):
+            a.append("Sync", MESSAGE % n)
+        assert a.enable("QRESYNC") == [b"QRESYNC"]
+        selected = a.select_folder("Sync")
+        uidvalidity, known = selected[b"UIDVALIDITY"], selected[b"HIGHESTMODSEQ"]
+        uids = a.search(["ALL"])
+        b.select_folder("Sync")
+        b.add_flags(uids[1], [imapclient.FLAGGED])
+        b.add_flags(uids[2], [imapclient.DELETED], silent=True)
+        b.expunge()
+        changed = a.fetch(uids, ["FLAGS"], modifiers=[f"CHANGEDSINCE {known}"])
+        assert list(changed) == [uids[1]], changed
+        assert imapclient.FLAGGED in changed[uids[1]][b"FLAGS"]
+        modseq = changed[uids[1]][b"MODSEQ"][0]
+        assert modseq > known
+        found = a.search(["MODSEQ", str(known + 1)])
+        assert list(found) == [uids[1]] and found.modseq == modseq
+        typ, _ = a._imap.uid("STORE", str(uids[1]), f"(UNCHANGEDSINCE {known})", "+FLAGS", "(\\Seen)")
+        assert typ == "OK" and a._imap.untagged_responses.get("MODIFIED") == [str(uids[1]).encode()]
+        assert a.folder_status("Sync", ["HIGHESTMODSEQ"])[b"HIGHESTMODSEQ"] > modseq
+    with client(server) as later:  # a client coming back: what vanished and what changed, in one SELECT
+        later.enable("QRESYNC")
+        typ, _ = later._imap._simple_command("SELECT", "Sync", f"(QRESYNC ({uidvalidity} {known}))")
+        assert typ == "OK"
+        assert later._imap.untagged_responses.get("VANISHED") == [b"(EARLIER) %d" % uids[2]]
+        fetched = later._imap.untagged_responses.get("FETCH", [])
+        assert len(fetched) == 1 and b"UID %d FLAGS (\\Flagged)" % uids[1] in fetched[0], fetched

@@ -1,4 +1,4 @@
-"""Folder: the snapshot and its syncs, message files, flags, APPEND/COPY/EXPUNGE, the MODSEQ slot."""
+"""Folder: the snapshot and its syncs, message files, flags, APPEND/COPY/EXPUNGE, mod-sequences."""
 
 from __future__ import annotations
 

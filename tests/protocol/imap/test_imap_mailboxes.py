@@ -25,7 +25,8 @@ class Select(IMAPTestCase):
             b"* OK [UNSEEN 2] First unseen\r\n"
             b"* OK [UIDVALIDITY %d] UIDs valid\r\n"
             b"* OK [UIDNEXT 4] Predicted next UID\r\n"
-            b"A142 OK [READ-WRITE] SELECT completed\r\n" % v,
+            b"* OK [HIGHESTMODSEQ %d] Highest\r\n"  # RFC 7162 3.1.2.1
+            b"A142 OK [READ-WRITE] SELECT completed\r\n" % (v, self.inbox.highest_modseq),
         )
 
     async def test_examine_is_read_only_and_claims_nothing(self) -> None:
@@ -49,7 +50,8 @@ class Select(IMAPTestCase):
     async def test_select_missing_mailbox_deselects(self) -> None:
         session = await self.login()
         reply = await session.command(b"a SELECT Nope")
-        self.assertEqual(reply, b"a NO [NONEXISTENT] No such mailbox\r\n")
+        # RFC 7162 3.2.11: the boundary between the old mailbox's responses and what follows.
+        self.assertEqual(reply, b"* OK [CLOSED] Previous mailbox closed\r\na NO [NONEXISTENT] No such mailbox\r\n")
         self.assertEqual(session.server.state, "auth")
 
 

@@ -17,8 +17,10 @@ class Enable(IMAPTestCase):
     async def test_enabled_lists_only_what_was_turned_on(self) -> None:
         session = await self.login(select=None)
         # RFC 5161 3.2: unknown extensions are ignored, the response comes anyway.
-        reply = await session.command(b"a ENABLE CONDSTORE X-GOOD-IDEA")
-        self.assertEqual(reply, b"* ENABLED\r\na OK ENABLE completed\r\n")
+        reply = await session.command(b"a ENABLE X-GOOD-IDEA CONDSTORE X-GOOD-IDEA")
+        self.assertEqual(reply, b"* ENABLED CONDSTORE\r\na OK ENABLE completed\r\n")
+        reply = await session.command(b"b ENABLE CONDSTORE")
+        self.assertEqual(reply, b"* ENABLED\r\nb OK ENABLE completed\r\n")  # already on: not newly enabled
 
     async def test_only_in_the_authenticated_state(self) -> None:
         session = self.open()
