@@ -127,14 +127,17 @@ def _rename(root: str, old: str, new: str) -> None:
 
 
 def _move_inbox_mail(root: str, new: str) -> None:
-    """RFC 3501 6.3.5: renaming INBOX moves its messages and leaves it empty."""
+    """RFC 3501 6.3.5: renaming INBOX moves its messages and leaves it empty.
+
+    Each file keeps its place: one in ``new/`` stays unseen by any session
+    there too, so it is still ``\\Recent`` when the folder is next selected.
+    """
     _create(root, new)
-    target = os.path.join(folder_dir(root, new), "cur")
     for sub in ("new", "cur"):
-        src = os.path.join(root, sub)
+        src, target = os.path.join(root, sub), os.path.join(folder_dir(root, new), sub)
         for filename in os.listdir(src):
             os.rename(os.path.join(src, filename), os.path.join(target, filename))
-    fsync_dir(target)
+        fsync_dir(target)
 
 
 class UserStore:

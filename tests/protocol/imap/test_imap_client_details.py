@@ -87,8 +87,8 @@ class RenameInbox(IMAPTestCase):
         await self.deliver(MESSAGE, MESSAGE)
         session = await self.login(select=None)
         self.assertEqual(await session.command(b"a RENAME INBOX Old"), b"a OK Mailbox renamed\r\n")
-        reply = await session.command(b"b STATUS Old (MESSAGES)")
-        self.assertIn(b'* STATUS "Old" (MESSAGES 2)', reply)
+        reply = await session.command(b"b STATUS Old (MESSAGES RECENT)")
+        self.assertIn(b'* STATUS "Old" (MESSAGES 2 RECENT 2)', reply)  # no session had seen them: still \Recent
         reply = await session.command(b"c STATUS INBOX (MESSAGES)")
         self.assertIn(b'* STATUS "INBOX" (MESSAGES 0)', reply)
         await self.deliver(MESSAGE)  # INBOX still takes mail
