@@ -121,9 +121,13 @@ async def entries(account: "Account", command: ListCommand) -> list[Entry]:
         return any(r.fullmatch(name) for r in regexes)
 
     present = set(existing)
+    # Every name with a folder below it, and every name above a subscribed folder the patterns leave
+    # out: one pass over the levels, so a LIST costs no more than the names it lists.
+    parents = {parent for name in existing for parent in _parents(name)}
+    above_unlisted = {parent for name in subscribed if not matches(name) for parent in _parents(name)}
     # RFC 3501 6.3.4: a parent without a folder of its own (deleted, or never made by another program)
     # is still listed, \Noselect, while it has inferiors.
-    implied = {parent for name in existing for parent in _parents(name)} - present
+    implied = parents - present
     select = command.select
     candidates = present | implied
     if b"SUBSCRIBED" in select:
@@ -132,16 +136,14 @@ async def entries(account: "Account", command: ListCommand) -> list[Entry]:
             candidates |= {parent for name in subscribed for parent in _parents(name)}
     result = []
     for name in sorted(filter(matches, candidates), key=lambda n: (n != "INBOX", n)):
-        prefix = name + DELIMITER
         # RFC 5258 3.5: CHILDINFO for a subscribed descendant the patterns did not list.
-        childinfo = b"RECURSIVEMATCH" in select and any(
-            n.startswith(prefix) and not matches(n) for n in subscribed)
+        childinfo = b"RECURSIVEMATCH" in select and name in above_unlisted
         if b"SUBSCRIBED" in select and name not in subscribed and not childinfo:
             continue
         if b"SPECIAL-USE" in select and name not in uses:
             continue  # RFC 6154 5.1
         if name in present:
-            attributes = ["\\HasChildren" if any(n.startswith(prefix) for n in existing) else "\\HasNoChildren"]
+            attributes = ["\\HasChildren" if name in parents else "\\HasNoChildren"]
         elif name in implied:
             attributes = ["\\Noselect", "\\HasChildren"]
         else:
