@@ -29,8 +29,10 @@ MAX_PAIRS = 30
 MAX_FIELD = 30
 MAX_VALUE = 1024
 
-#: What we say about ourselves (RFC 2971 3.3 field names).
-SERVER_ID = (("name", "mailsrv"), ("version", mailsrv.__version__), ("vendor", "mailsrv"))
+#: What we say about ourselves (RFC 2971 3.3 field names); the version only to a logged-in user,
+#: so that an unauthenticated scanner cannot pick exploits by release (RFC 2971 7).
+SERVER_ID = (("name", "mailsrv"), ("vendor", "mailsrv"))
+VERSION = ("version", mailsrv.__version__)
 
 
 def parse_id_list(args: Arguments) -> dict[str, str | None]:
@@ -66,5 +68,6 @@ async def do_ID(server: "Connection", args: Arguments) -> Result:
     args.end()
     if fields:
         log.info("IMAP client ID {client_id}", client_id=fields, client_ip=server.session.peer_ip)
-    server.untagged(b"ID " + encode([part for pair in SERVER_ID for part in pair]))
+    ours = SERVER_ID if server.account is None else (SERVER_ID[0], VERSION, *SERVER_ID[1:])
+    server.untagged(b"ID " + encode([part for pair in ours for part in pair]))
     return Result(OK, b"ID completed")

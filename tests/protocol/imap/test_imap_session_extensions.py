@@ -34,13 +34,14 @@ class Enable(IMAPTestCase):
 
 class Id(IMAPTestCase):
     SERVER = b'* ID ("name" "mailsrv" "version" "%s" "vendor" "mailsrv")\r\n' % mailsrv.__version__.encode()
+    ANONYMOUS = b'* ID ("name" "mailsrv" "vendor" "mailsrv")\r\n'  # no version before login (RFC 2971 7)
 
     async def test_answers_in_any_state_and_logs_the_client(self) -> None:
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         session = self.open()
         session.received()
         reply = await session.command(b'a ID ("name" "Thunderbird" "version" "128.0" "os" NIL)')
-        self.assertEqual(reply, self.SERVER + b"a OK ID completed\r\n")
+        self.assertEqual(reply, self.ANONYMOUS + b"a OK ID completed\r\n")
         logged = [e["client_id"] for e in events if "client_id" in e]
         self.assertEqual(logged, [{"name": "Thunderbird", "version": "128.0", "os": None}])
         await session.command(b"b LOGIN " + CREDENTIALS)
