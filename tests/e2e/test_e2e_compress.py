@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from twistd_server import Server
+from twistd_server import Server, one_user_server
 
 PASSWORD = "correct horse battery staple"
 USER = "alice@example.test"
@@ -77,11 +77,7 @@ class IMAP4(Deflating, imaplib.IMAP4):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(str(tmp_path_factory.mktemp("mailsrv")))
-    srv.start()
-    srv.add_user(USER, PASSWORD)
-    yield srv
-    srv.stop()
+    yield from one_user_server(str(tmp_path_factory.mktemp("mailsrv")), USER, PASSWORD)
 
 
 def implicit(server: Server) -> imaplib.IMAP4:
