@@ -269,9 +269,14 @@ class CommandPump(Protocol):
                 self._take_input(data)
         finally:
             self._inflating = False
-        if deflate.pending and not self._reading_paused and not self.closing:
-            self._reading_paused = True
-            self.transport.pauseProducing()
+        if self.closing:
+            return
+        if deflate.pending:
+            if not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pauseProducing()
+        elif self._waiter is not None:
+            self._resume_reading()  # all held input is read and more is wanted
 
     def _feed_waiter(self) -> None:
         waiter = self._waiter
@@ -303,6 +308,9 @@ class CommandPump(Protocol):
                 self._inflate()
             if self.deflate.pending:
                 return  # what is held is enough for now; the socket stays paused
+        self._resume_reading()
+
+    def _resume_reading(self) -> None:
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resumeProducing()
