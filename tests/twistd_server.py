@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mailsrv.listeners import Kind
@@ -171,3 +172,12 @@ class Server:
         """The server still answers a fresh SMTP connection with a 220 greeting."""
         with socket.create_connection(("127.0.0.1", self.ports["smtp"]), timeout=10) as s:
             return s.recv(1024).startswith(b"220 ")
+
+
+def one_user_server(root: str, address: str, password: str) -> "Iterator[Server]":
+    """A started server with one user, stopped when the generator is closed (the body of a fixture)."""
+    srv = Server(root)
+    srv.start()
+    srv.add_user(address, password)
+    yield srv
+    srv.stop()

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.imap import clientid, condstore, folders, quota, searching, selected
+from mailsrv.imap import clientid, compress, condstore, folders, quota, searching, selected
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
@@ -42,6 +42,7 @@ from mailsrv.imap.selection import Selection
 from mailsrv.imap.syntax import is_tag
 from mailsrv.listeners import Kind
 from mailsrv.net import sasl
+from mailsrv.net.deflate import CorruptInput
 from mailsrv.net.lines import Line
 from mailsrv.net.login import IUser, LoginFailed, login
 from mailsrv.net.pump import ConnectionGone
@@ -148,6 +149,7 @@ class IMAPServer(ServerProtocol):
         caps += quota.CAPABILITIES
         caps += searching.CAPABILITIES  # RFC 4731, 5182, 5256
         caps += condstore.CAPABILITIES  # RFC 7162
+        caps += compress.CAPABILITIES  # RFC 4978
         return caps
 
     def can_start_tls(self) -> bool:
@@ -181,6 +183,11 @@ class IMAPServer(ServerProtocol):
         tag, sep, _ = self.input.dropped_head.partition(b" ")
         # Echo the tag only when it is one (whole, and valid): never the client's raw octets.
         self.write((tag if sep and is_tag(tag) else b"*") + b" BAD Command line too long\r\n")
+
+    def corrupt_input(self, error: CorruptInput) -> None:
+        """RFC 4978 gives no reply for a broken stream: BYE (our output still inflates) and close."""
+        self.untagged(b"BYE Corrupt compressed input")
+        super().corrupt_input(error)
 
     def command_failed(self, failure: Failure) -> None:
         """A bug outside any command (the tagged error is sent by :meth:`command`)."""
@@ -469,6 +476,7 @@ COMMANDS: dict[bytes, Entry] = {
     b"IDLE": Entry(LOGGED_IN, IMAPServer.do_IDLE),
     **{name: Entry(LOGGED_IN, handler) for name, handler in folders.COMMANDS.items()},
     **{name: Entry(LOGGED_IN, handler) for name, handler in quota.COMMANDS.items()},
+    **{name: Entry(LOGGED_IN, handler) for name, handler in compress.COMMANDS.items()},
     **{name: Entry((SELECTED,), handler) for name, handler in selected.COMMANDS.items()},
 }
 

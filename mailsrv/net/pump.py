@@ -23,7 +23,12 @@ High-level approach (one coroutine per connection, :meth:`CommandPump._serve`):
   (FETCH, RETR) wait, so a client that does not read never makes the server
   buffer without bound.
 - :meth:`~CommandPump.discard_input` throws away what was pipelined behind
-  STARTTLS/STLS (RFC 3207 6, RFC 2595 3.1); :meth:`~CommandPump.close`
+  STARTTLS/STLS (RFC 3207 6, RFC 2595 3.1); :meth:`~CommandPump.start_deflate`
+  turns what follows into DEFLATE both ways, input pipelined behind the
+  command included (RFC 4978 3), inflated only as the loop reads it and at
+  most :data:`INFLATE_PER_TURN` octets per reactor turn, with a sync flush
+  on the turn after each batch of writes (:mod:`mailsrv.net.deflate`);
+  :meth:`~CommandPump.close`
   unregisters the producer before closing, without which a TLS connection
   would never finish closing.
 - A stopping server asks each connection to :meth:`~CommandPump.leave_when_idle`:
@@ -47,12 +52,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mailsrv.net.deflate import CorruptInput, Deflate
 from mailsrv.net.lines import Line, LineBuffer
 
 log = Logger()
 
 #: A raw reader gets the unread input and returns ``(octets consumed, finished)``.
 RawReader = Callable[[bytes], "tuple[int, bool]"]
+
+#: Compressed input inflated for one reader in one reactor turn, at most (and one chunk more).
+INFLATE_PER_TURN = 1024 * 1024
 
 
 class ConnectionGone(Exception):
@@ -106,6 +115,12 @@ class CommandPump(Protocol):
         #: A command (or the greeting) is running; between commands the session is idle.
         self._busy = True
         self._leaving = False
+        #: DEFLATE both ways, once :meth:`start_deflate` ran.
+        self.deflate: Deflate | None = None
+        self._flush_call: Any = None
+        self._inflate_call: Any = None
+        #: Inside :meth:`_inflate`: a command that its input ran and that reads on is fed by that same loop.
+        self._inflating = False
 
     # -- subclass hooks ------------------------------------------------------
 
@@ -139,6 +154,11 @@ class CommandPump(Protocol):
         """Tell the client the server is shutting down; the connection is closed after it."""
         raise NotImplementedError
 
+    def corrupt_input(self, error: CorruptInput) -> None:
+        """The client's compressed input is broken: say so and :meth:`close` (nothing more can be read)."""
+        log.info("corrupt compressed input: {error}", error=str(error))
+        self.close()
+
     def waits_for_client(self) -> bool:
         """True while the running command only waits for the client to speak (IMAP IDLE).
 
@@ -165,6 +185,7 @@ class CommandPump(Protocol):
         self.closing = True
         self._producing = False
         self._cancel_idle()
+        self._cancel_deflate_calls()
         waiter, self._waiter = self._waiter, None
         self._raw_reader = None
         if waiter is not None:
@@ -176,8 +197,10 @@ class CommandPump(Protocol):
         """Close after what was written has been sent."""
         if self.closing:
             return
+        self._flush_deflate()
         self.closing = True
         self._cancel_idle()
+        self._cancel_deflate_calls()
         if self._producing:
             self._producing = False
             self.transport.unregisterProducer()
@@ -206,11 +229,54 @@ class CommandPump(Protocol):
         if self.closing:
             return
         self._reset_idle()
+        if self.deflate is None:
+            self._take_input(data)
+        else:
+            self.deflate.feed(data)
+            self._inflate()
+
+    def _take_input(self, data: bytes) -> None:
         self.input.append(data)
         self._feed_waiter()
         if self._waiter is None and len(self.input) and not self._reading_paused and not self.closing:
             self._reading_paused = True
             self.transport.pauseProducing()
+
+    def _inflate(self) -> None:
+        """Inflate held input while the loop wants more and nothing unread is buffered.
+
+        Compressed input still held keeps the socket's reading paused (as
+        unread input in the buffer does); a reader still waiting after
+        :data:`INFLATE_PER_TURN` octets (an over-long line being dropped)
+        gets the rest on later reactor turns.
+        """
+        self._inflate_call = None
+        deflate = self.deflate
+        assert deflate is not None
+        budget = INFLATE_PER_TURN
+        self._inflating = True
+        try:
+            while deflate.pending and not self.closing and (self._waiter is not None or not len(self.input)):
+                if budget <= 0:
+                    self._inflate_call = self.clock.callLater(0, self._inflate)
+                    break
+                try:
+                    data = deflate.inflate()
+                except CorruptInput as e:
+                    self.corrupt_input(e)
+                    return
+                budget -= len(data)
+                self._take_input(data)
+        finally:
+            self._inflating = False
+        if self.closing:
+            return
+        if deflate.pending:
+            if not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pauseProducing()
+        elif self._waiter is not None:
+            self._resume_reading()  # all held input is read and more is wanted
 
     def _feed_waiter(self) -> None:
         waiter = self._waiter
@@ -237,6 +303,14 @@ class CommandPump(Protocol):
             waiter.callback(line)
 
     def _need_input(self) -> None:
+        if self.deflate is not None and self.deflate.pending:
+            if self._inflate_call is None and not self._inflating:
+                self._inflate()
+            if self.deflate.pending:
+                return  # what is held is enough for now; the socket stays paused
+        self._resume_reading()
+
+    def _resume_reading(self) -> None:
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resumeProducing()
@@ -248,9 +322,9 @@ class CommandPump(Protocol):
         line = self.input.next_line()
         if line is not None:
             return defer.succeed(line)
-        self._waiter = defer.Deferred()
-        self._need_input()
-        return self._waiter
+        waiter = self._waiter = defer.Deferred()
+        self._need_input()  # may fire it at once, from compressed input held back
+        return waiter
 
     def read_raw(self, reader: RawReader) -> "defer.Deferred[None]":
         """Hand unread input to *reader* until it says it is finished.
@@ -283,6 +357,17 @@ class CommandPump(Protocol):
 
     def discard_input(self) -> None:
         """Forget everything received but not yet read (RFC 3207 6, RFC 2595 3.1)."""
+        self.input.clear()
+
+    def start_deflate(self) -> None:
+        """DEFLATE from the next octet in both directions (RFC 4978 3); call after the ``OK`` was written.
+
+        Input received but not yet read is the start of the client's
+        compressed stream, so it moves to the inflater rather than being
+        read or dropped.
+        """
+        deflate = self.deflate = Deflate()
+        deflate.feed(self.input.peek())
         self.input.clear()
 
     async def _serve(self) -> None:
@@ -327,9 +412,31 @@ class CommandPump(Protocol):
     # -- output ------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Send *data* unless the connection is closing."""
-        if not self.closing:
+        """Send *data* unless the connection is closing (compressed, and flushed on the next turn, after COMPRESS)."""
+        if self.closing:
+            return
+        if self.deflate is not None:
+            data = self.deflate.compress(data)
+            if self._flush_call is None:
+                self._flush_call = self.clock.callLater(0, self._flush_deflate)
+        if data:
             self.transport.write(data)
+
+    def _flush_deflate(self) -> None:
+        """End a batch of writes: the client can inflate all of it (RFC 4978 4)."""
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        if self.deflate is not None and not self.closing:
+            data = self.deflate.flush()
+            if data:
+                self.transport.write(data)
+
+    def _cancel_deflate_calls(self) -> None:
+        for call in (self._flush_call, self._inflate_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._flush_call = self._inflate_call = None
 
     def drain(self) -> "defer.Deferred[None]":
         """Fires once the client has read enough that more may be written.

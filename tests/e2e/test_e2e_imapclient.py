@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from twistd_server import Server
+from twistd_server import Server, one_user_server
 
 imapclient = pytest.importorskip("imapclient", reason="imapclient (the test extra) is not installed")
 
@@ -23,11 +23,7 @@ MESSAGE = b"From: bob@remote.test\r\nTo: alice@example.test\r\nSubject: %d\r\n\r
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(str(tmp_path_factory.mktemp("mailsrv")))
-    srv.start()
-    srv.add_user(USER, PASSWORD)
-    yield srv
-    srv.stop()
+    yield from one_user_server(str(tmp_path_factory.mktemp("mailsrv")), USER, PASSWORD)
 
 
 def client(server: Server) -> "imapclient.IMAPClient":
