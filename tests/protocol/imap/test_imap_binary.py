@@ -142,3 +142,83 @@ class FetchBinary(IMAPTestCase):
                     b"BINARY[0]", b"BINARY.PEEK[1"):
             reply = await session.command(b"a FETCH 1 " + bad)
             self.assertTrue(reply.startswith(b"a BAD"), (bad, reply))
+
+
+#: A message whose body is raw binary (CTE binary), with NULs and CRLF line ends only.
+BINARY_MESSAGE = (
+    b"Subject: raw\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+    b"\x00\x01\x02\xff\r\n\x00end"
+)
+
+
+class AppendLiteral8(IMAPTestCase):
+    async def test_literal8_is_stored_octet_for_octet(self) -> None:
+        """RFC 3516 4.4: APPEND's message as a literal8 ``~{n}`` after the continuation."""
+        session = await self.login()
+        invite = session.send(b"a APPEND INBOX ~{%d}\r\n" % len(BINARY_MESSAGE))
+        self.assertTrue(invite.startswith(b"+ "), invite)
+        session.server.dataReceived(BINARY_MESSAGE + b"\r\n")
+        self.assertIn(b"a OK [APPENDUID ", await session.wait_for(b"a"))
+        reply = await session.command(b"b FETCH 1 BINARY.PEEK[1]")
+        body = BINARY_MESSAGE.split(b"\r\n\r\n", 1)[1]
+        self.assertEqual(reply, b"* 1 FETCH (BINARY[1] ~{%d}\r\n%s)\r\nb OK FETCH completed\r\n" % (len(body), body))
+        reply = await session.command(b"c FETCH 1 RFC822.SIZE")
+        self.assertIn(b"RFC822.SIZE %d)" % len(BINARY_MESSAGE), reply)
+
+    async def test_non_synchronising_literal8(self) -> None:
+        """LITERAL+ (RFC 7888) and literal8 together: ``~{n+}``, no continuation."""
+        session = await self.login()
+        session.server.dataReceived(b"a APPEND INBOX ~{%d+}\r\n" % len(BINARY_MESSAGE) + BINARY_MESSAGE + b"\r\n")
+        reply = await session.wait_for(b"a")
+        self.assertNotIn(b"+ ", reply)
+        self.assertIn(b"a OK [APPENDUID ", reply)
+        self.assertEqual(len(self.inbox.messages()), 1)
+
+    async def test_nul_in_a_normal_literal_is_bad(self) -> None:
+        """RFC 3501 9: literal = "{" number "}" CRLF *CHAR8, and CHAR8 excludes NUL."""
+        session = await self.login()
+        session.server.dataReceived(b"a APPEND INBOX {%d+}\r\n" % len(BINARY_MESSAGE) + BINARY_MESSAGE + b"\r\nb NOOP\r\n")
+        reply = await session.wait_for(b"b")
+        self.assertEqual(reply, b"a BAD NUL octet in a literal, use a literal8 (RFC 3516)\r\nb OK NOOP completed\r\n")
+        self.assertEqual(self.inbox.messages(), [])
+
+    async def test_spooled_literal8_is_checked_too(self) -> None:
+        """Past the line budget the message goes to a spool file, checked chunk by chunk."""
+        session = await self.login()
+        big = BINARY_MESSAGE + b"x" * (self.ctx.config.limits.imap_max_line_length + 10)
+        session.server.dataReceived(b"a APPEND INBOX {%d+}\r\n" % len(big) + big + b"\r\n")
+        self.assertTrue((await session.wait_for(b"a")).startswith(b"a BAD NUL"))
+        session.server.dataReceived(b"b APPEND INBOX ~{%d+}\r\n" % len(big) + big + b"\r\n")
+        self.assertIn(b"b OK [APPENDUID ", await session.wait_for(b"b"))
+
+    async def test_bare_lf_in_literal8_is_unknown_cte(self) -> None:
+        """The store keeps LF line ends, so it could not give a bare LF back: RFC 3516 4.4's NO."""
+        session = await self.login()
+        message = BINARY_MESSAGE + b"\n\x00"
+        session.server.dataReceived(b"a APPEND INBOX ~{%d+}\r\n" % len(message) + message + b"\r\nb NOOP\r\n")
+        reply = await session.wait_for(b"b")
+        self.assertTrue(reply.startswith(b"a NO [UNKNOWN-CTE] "), reply)
+        self.assertTrue(reply.endswith(b"b OK NOOP completed\r\n"))
+        self.assertEqual(self.inbox.messages(), [])
+
+    async def test_literal8_with_a_cr_at_a_chunk_end_is_not_a_bare_lf(self) -> None:
+        session = await self.login()
+        session.send(b"a APPEND INBOX ~{%d}\r\n" % len(BINARY_MESSAGE))
+        cut = BINARY_MESSAGE.index(b"\xff\r\n") + 2  # between the CR and its LF
+        session.server.dataReceived(BINARY_MESSAGE[:cut])
+        session.server.dataReceived(BINARY_MESSAGE[cut:] + b"\r\n")
+        self.assertIn(b"a OK [APPENDUID ", await session.wait_for(b"a"))
+
+    async def test_literal8_only_for_the_message(self) -> None:
+        session = await self.login()
+        session.server.dataReceived(b"a APPEND ~{5+}\r\nINBOX {4+}\r\nab\r\n\r\nb CREATE ~{3+}\r\nBox\r\nc NOOP\r\n")
+        reply = await session.wait_for(b"c")
+        self.assertTrue(reply.startswith(b"a BAD"), reply)
+        self.assertIn(b"\r\nb BAD", reply)
+        self.assertTrue(reply.endswith(b"c OK NOOP completed\r\n"))
+
+    async def test_literal8_over_the_limit_is_toobig(self) -> None:
+        session = await self.login()
+        size = self.ctx.config.limits.imap_max_literal_size + 1
+        self.assertTrue(session.send(b"a APPEND INBOX ~{%d}\r\n" % size).startswith(b"a NO [TOOBIG]"))
+        self.assertEqual(await session.command(b"b NOOP"), b"b OK NOOP completed\r\n")
