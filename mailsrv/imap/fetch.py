@@ -178,8 +178,11 @@ def _section_data(message: _Message, section: Section) -> bytes | Span | None:
 def _body(message: _Message, item: FetchItem) -> Iterator[Piece]:
     """``BODY[section]<origin>`` and its literal."""
     assert item.section is not None
-    label = b"BODY[" + item.section.spec() + b"]"
-    data = _section_data(message, item.section)
+    yield from _sliced(b"BODY[" + item.section.spec() + b"]", item, _section_data(message, item.section))
+
+
+def _sliced(label: bytes, item: FetchItem, data: bytes | Span | None, binary: bool = False) -> Iterator[Piece]:
+    """*label* and *data* cut to the item's partial, as a literal; a *binary* one with NUL as a literal8."""
     if data is None:
         # No such part: NIL, as Dovecot and Cyrus answer (RFC 3501 is silent).
         yield label + b" NIL"
@@ -195,7 +198,8 @@ def _body(message: _Message, item: FetchItem) -> Iterator[Piece]:
             yield Span(data.offset + start, length)
         return
     start, length = _clip(len(data), item.partial)
-    yield label + b" " + literal(data[start : start + length])
+    piece = data[start : start + length]
+    yield label + (b" ~" if binary and b"\0" in piece else b" ") + literal(piece)
 
 
 def _binary_data(message: _Message, section: Section) -> bytes | None:
@@ -215,18 +219,10 @@ def _binary_data(message: _Message, section: Section) -> bytes | None:
 
 
 def _binary(message: _Message, item: FetchItem) -> Iterator[Piece]:
-    """``BINARY[section]<origin>`` (RFC 3516 4.3): a literal8 ``~{n}`` only when there is a NUL."""
+    """``BINARY[section]<origin>`` (RFC 3516 4.3): the origin counts decoded octets; ``~{n}`` only with a NUL."""
     assert item.section is not None
     label = b"BINARY[" + item.section.spec() + b"]"
-    data = _binary_data(message, item.section)
-    if data is None:
-        yield label + b" NIL"
-        return
-    if item.partial is not None:  # the origin counts decoded octets (RFC 3516 4.2)
-        label += b"<%d>" % item.partial[0]
-    start, length = _clip(len(data), item.partial)
-    piece = data[start : start + length]
-    yield label + (b" ~" if b"\0" in piece else b" ") + literal(piece)
+    yield from _sliced(label, item, _binary_data(message, item.section), binary=True)
 
 
 def _binary_size(message: _Message, item: FetchItem) -> bytes:
