@@ -118,6 +118,8 @@ class Arguments:
             literal = self._take_literal()
             if literal.data is None:
                 raise syntax(b"Literal too large")
+            if literal.binary:  # RFC 3516 4.4: only APPEND's message
+                raise syntax(b"literal8 is not a string")
             return literal.data
         if self.peek() == b'"':
             value, self._pos = read_quoted(self._text, self._pos)

@@ -16,10 +16,15 @@ from mailsrv.message.body import Body
 
 @dataclass
 class Literal:
-    """The octets of one literal: in memory, or a message body for APPEND."""
+    """The octets of one literal: in memory, or a message body for APPEND.
+
+    *binary* marks APPEND's literal8 ``~{n}`` (RFC 3516 4.4), the only
+    literal that may hold NUL octets.
+    """
 
     data: bytes | None = None
     body: Body | None = None
+    binary: bool = False
 
 
 Part = Union[bytes, Literal]

@@ -8,7 +8,8 @@ send in memory (docs/twisted-notes.rst, "IMAP: FETCH").
 Each message is read only as far as its items need (:func:`needs`):
 nothing for FLAGS/UID/INTERNALDATE/RFC822.SIZE; the header alone for
 ENVELOPE and header sections; the whole message for BODYSTRUCTURE and part
-sections.  ``BODY[]``, ``RFC822``, ``BODY[TEXT]`` and their partials are
+sections and BINARY (RFC 3516, decoded by :mod:`mailsrv.message.transfer`,
+which says what bounds its memory).  ``BODY[]``, ``RFC822``, ``BODY[TEXT]`` and their partials are
 never loaded: :func:`render` gives a :class:`Span` of the stored file and the
 server streams it with back-pressure.  Every section is a slice of the
 stored octets.
@@ -23,9 +24,11 @@ from typing import BinaryIO, Iterator, Sequence, Union
 
 from mailsrv.imap.fetchatt import FetchItem, Section
 from mailsrv.imap.flags import flags_data
+from mailsrv.imap.responses import no
 from mailsrv.imap.structure import body_structure, encode, envelope, literal
 from mailsrv.message.headers import header_lines
 from mailsrv.message.mime import Entity
+from mailsrv.message.transfer import UnknownEncoding, binary_content
 from mailsrv.message.wire import wire_chunks
 
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -68,7 +71,9 @@ def needs(items: Sequence[FetchItem]) -> Need:
     """What :func:`render` needs loaded for *items*."""
     need = Need.NOTHING
     for item in items:
-        if item.name in ("BODYSTRUCTURE", "BODY") or (item.section is not None and item.section.part):
+        if item.name in ("BODYSTRUCTURE", "BODY", "BINARY[]", "BINARY.SIZE") or (
+            item.section is not None and item.section.part
+        ):
             return Need.WHOLE
         if item.name in ("ENVELOPE", "RFC822.HEADER", "RFC822.TEXT") or (
             item.section is not None and item.section.text
@@ -173,8 +178,11 @@ def _section_data(message: _Message, section: Section) -> bytes | Span | None:
 def _body(message: _Message, item: FetchItem) -> Iterator[Piece]:
     """``BODY[section]<origin>`` and its literal."""
     assert item.section is not None
-    label = b"BODY[" + item.section.spec() + b"]"
-    data = _section_data(message, item.section)
+    yield from _sliced(b"BODY[" + item.section.spec() + b"]", item, _section_data(message, item.section))
+
+
+def _sliced(label: bytes, item: FetchItem, data: bytes | Span | None, binary: bool = False) -> Iterator[Piece]:
+    """*label* and *data* cut to the item's partial, as a literal; a *binary* one with NUL as a literal8."""
     if data is None:
         # No such part: NIL, as Dovecot and Cyrus answer (RFC 3501 is silent).
         yield label + b" NIL"
@@ -190,7 +198,38 @@ def _body(message: _Message, item: FetchItem) -> Iterator[Piece]:
             yield Span(data.offset + start, length)
         return
     start, length = _clip(len(data), item.partial)
-    yield label + b" " + literal(data[start : start + length])
+    piece = data[start : start + length]
+    yield label + (b" ~" if binary and b"\0" in piece else b" ") + literal(piece)
+
+
+def _binary_data(message: _Message, section: Section) -> bytes | None:
+    """The decoded octets of ``BINARY[section]``, or ``None`` (no such part).
+
+    An encoding we cannot undo fails the whole FETCH with ``NO
+    [UNKNOWN-CTE]`` (RFC 3516 4.3), before anything of this message is sent.
+    """
+    assert message.entity is not None
+    try:
+        entity = message.entity.resolve(tuple(p - 1 for p in section.part))
+        return binary_content(entity, whole_message=not section.part)
+    except IndexError:
+        return None
+    except UnknownEncoding:
+        raise no(b"[UNKNOWN-CTE] Cannot decode the part's Content-Transfer-Encoding") from None
+
+
+def _binary(message: _Message, item: FetchItem) -> Iterator[Piece]:
+    """``BINARY[section]<origin>`` (RFC 3516 4.3): the origin counts decoded octets; ``~{n}`` only with a NUL."""
+    assert item.section is not None
+    label = b"BINARY[" + item.section.spec() + b"]"
+    yield from _sliced(label, item, _binary_data(message, item.section), binary=True)
+
+
+def _binary_size(message: _Message, item: FetchItem) -> bytes:
+    """``BINARY.SIZE[section] n``: what ``BINARY[section]`` would send; 0 for no such part."""
+    assert item.section is not None
+    data = _binary_data(message, item.section)
+    return b"BINARY.SIZE[" + item.section.spec() + b"] %d" % len(data or b"")
 
 
 def _item(message: _Message, item: FetchItem) -> Iterator[Piece]:
@@ -223,6 +262,10 @@ def _item(message: _Message, item: FetchItem) -> Iterator[Piece]:
         yield b"RFC822.TEXT {%d}\r\n" % length
         if length:
             yield Span(len(message.header), length)
+    elif name == "BINARY[]":
+        yield from _binary(message, item)
+    elif name == "BINARY.SIZE":
+        yield _binary_size(message, item)
     else:
         yield from _body(message, item)
 

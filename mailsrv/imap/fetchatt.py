@@ -49,7 +49,8 @@ class Section:
 
 @dataclass(frozen=True)
 class FetchItem:
-    """One data item: a simple name (``FLAGS``, ``BODY``: the structure), or ``BODY[...]``."""
+    """One data item: a simple name (``FLAGS``, ``BODY``: the structure), ``BODY[...]``,
+    ``BINARY[...]`` or ``BINARY.SIZE[...]`` (RFC 3516 4.2)."""
 
     name: str
     section: Section | None = None
@@ -58,7 +59,9 @@ class FetchItem:
 
     @property
     def sets_seen(self) -> bool:
-        """Fetching it sets ``\\Seen`` (RFC 3501 6.4.5): body text without PEEK."""
+        """Fetching it sets ``\\Seen`` (RFC 3501 6.4.5, RFC 3516 4.2): body text without PEEK."""
+        if self.name == "BINARY.SIZE":
+            return False
         return (self.section is not None and not self.peek) or self.name in ("RFC822", "RFC822.TEXT")
 
 
@@ -86,26 +89,50 @@ def _name(args: Arguments) -> str:
 def _item(args: Arguments, name: str) -> FetchItem:
     if name in ("BODY", "BODY.PEEK") and args.peek() == b"[":
         section = _section(args)
-        partial = args.token(_PARTIAL)
-        if partial is None and args.peek() == b"<":
-            raise syntax(b"Invalid partial")  # "<" number "." nz-number ">"
-        span = None
-        if partial is not None:
-            match = _PARTIAL.match(partial)
-            assert match is not None
-            span = (int(match.group(1)), int(match.group(2)))
-        return FetchItem("BODY[]", section, peek=name == "BODY.PEEK", partial=span)
+        return FetchItem("BODY[]", section, peek=name == "BODY.PEEK", partial=_partial(args))
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE"):
+        section = _binary_section(args)
+        if name == "BINARY.SIZE":
+            return FetchItem(name, section)
+        return FetchItem("BINARY[]", section, peek=name == "BINARY.PEEK", partial=_partial(args))
     if name not in _SIMPLE:
         raise syntax(b"Invalid FETCH attribute")
     return FetchItem(name)
+
+
+def _partial(args: Arguments) -> tuple[int, int] | None:
+    """An optional ``<origin.count>`` after a section."""
+    partial = args.token(_PARTIAL)
+    if partial is None:
+        if args.peek() == b"<":
+            raise syntax(b"Invalid partial")  # "<" number "." nz-number ">"
+        return None
+    match = _PARTIAL.match(partial)
+    assert match is not None
+    return int(match.group(1)), int(match.group(2))
+
+
+def _binary_section(args: Arguments) -> Section:
+    """RFC 3516 4.2: section-binary = "[" [section-part] "]", part numbers only."""
+    if not args.expect(b"["):
+        raise syntax(b"Invalid section")
+    part = _part_number(args)
+    if not args.expect(b"]"):
+        raise syntax(b"Invalid section")
+    return Section(part)
+
+
+def _part_number(args: Arguments) -> tuple[int, ...]:
+    """section-part (``1.2.3``), or ``()`` when there is none."""
+    token = args.token(_PART)
+    return tuple(int(p) for p in token.split(b".")) if token else ()
 
 
 def _section(args: Arguments) -> Section:
     args.expect(b"[")
     if args.expect(b"]"):
         return Section()
-    part_token = args.token(_PART)
-    part = tuple(int(p) for p in part_token.split(b".")) if part_token else ()
+    part = _part_number(args)
     text = ""
     if not part or args.expect(b"."):
         word = args.token(_NAME)

@@ -25,6 +25,15 @@ command, never the middle of a literal.  Past :data:`DRAIN_FACTOR` times
 ``limits.imap_max_literal_size`` reading on is not worth it (a client can
 announce 100 GB and send nothing): the answer is the same BAD, then BYE,
 and the connection is closed.
+
+BINARY (RFC 3516 4.4): APPEND's message may be a literal8, ``~{n}`` or
+``~{n+}``, under the same limits; it is the only literal that may carry
+NUL octets (RFC 3501 9: CHAR8 excludes NUL), so a NUL in any other literal
+makes the command BAD once it is read whole.  The store keeps messages
+with LF line ends (:mod:`mailsrv.message.wire`), which gives back a
+literal8 octet for octet unless it holds a bare LF: such content is
+refused with ``NO [UNKNOWN-CTE]``, as RFC 3516 4.4 asks of a mailbox that
+cannot store it.
 """
 
 from __future__ import annotations
@@ -35,13 +44,15 @@ from typing import TYPE_CHECKING
 from mailsrv.imap.command import Command, Literal, Part
 from mailsrv.imap.responses import BAD, CommandError, bad, no, syntax
 from mailsrv.message.body import Body, BodyWriter
+from mailsrv.message.wire import BARE_LF
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
 
 # RFC 3501 9: literal = "{" number "}" CRLF; RFC 7888 8 adds "+" for a
-# non-synchronising literal.  A sign or more than 20 digits is no size we read.
-_LITERAL = re.compile(rb"\{([0-9]{1,20})(\+?)\}\Z")
+# non-synchronising literal, RFC 3516 4.4 "~" for a literal8.  A sign or more
+# than 20 digits is no size we read.
+_LITERAL = re.compile(rb"(?P<binary>~?)\{(?P<size>[0-9]{1,20})(?P<plus>\+?)\}\Z")
 _ANY_LITERAL = re.compile(rb"\{[^{}]*\}\Z")
 #: A refused non-synchronising literal up to this many times the largest literal is read past.
 DRAIN_FACTOR = 2
@@ -52,6 +63,7 @@ async def read_command(server: "Connection", tag: bytes, name: bytes, rest: byte
     limits = server.ctx.config.limits
     appending = name == b"APPEND"
     parts: list[Part] = []
+    refusal: CommandError | None = None
     budget = limits.imap_max_line_length - len(tag) - len(name) - len(rest)
     text = rest
     try:
@@ -59,18 +71,24 @@ async def read_command(server: "Connection", tag: bytes, name: bytes, rest: byte
             match = _LITERAL.search(text)
             if match is None:
                 raise syntax(b"Invalid literal")
-            size, synchronising = int(match.group(1)), not match.group(2)
+            binary, size, synchronising = bool(match["binary"]), int(match["size"]), not match["plus"]
             parts.append(text[: match.start()])
+            if binary and not appending:
+                await _refuse_literal(server, size, synchronising, syntax(b"literal8 is for APPEND only"))
+            octets = Octets(binary)
             if appending and size > budget:
                 if size > limits.imap_max_literal_size:
                     await _refuse_literal(server, size, synchronising, no(b"[TOOBIG] Message too large"))
-                parts.append(Literal(body=await _read_body(server, size, synchronising)))
+                parts.append(Literal(body=await _read_body(server, size, synchronising, octets), binary=binary))
             else:
                 budget -= size
                 if budget < 0:
                     await _refuse_literal(server, size, synchronising, bad(b"Command too long"))
                 what = b"data" if appending else b"text"
-                parts.append(Literal(data=await _read_bytes(server, size, what, synchronising)))
+                data = await _read_bytes(server, size, what, synchronising)
+                octets.check(data)
+                parts.append(Literal(data=data, binary=binary))
+            refusal = refusal or octets.refusal()
             line = await server.read_line()
             if not isinstance(line, bytes):
                 raise bad(b"Command line too long")
@@ -78,11 +96,42 @@ async def read_command(server: "Connection", tag: bytes, name: bytes, rest: byte
             if budget < 0:
                 raise bad(b"Command too long")
             text = line
+        if refusal is not None:
+            raise refusal
     except CommandError:
         Command(tag, name, parts).discard()
         raise
     parts.append(text)
     return Command(tag, name, parts)
+
+
+class Octets:
+    """What a literal's octets allow, checked as they arrive (a chunk at a time).
+
+    A literal may not hold NUL unless it is a literal8; a literal8 may not
+    hold a bare LF, which the store would not give back as it came.
+    """
+
+    def __init__(self, binary: bool) -> None:
+        self.binary = binary
+        self.nul = False
+        self.bare_lf = False
+        self._last = b""
+
+    def check(self, chunk: bytes) -> None:
+        """Look at the next *chunk* of the literal."""
+        self.nul = self.nul or b"\0" in chunk
+        if self.binary and not self.bare_lf and chunk:
+            self.bare_lf = BARE_LF.search(self._last + chunk) is not None
+            self._last = chunk[-1:]
+
+    def refusal(self) -> CommandError | None:
+        """The error the command ends with once it is read, or ``None``."""
+        if self.nul and not self.binary:
+            return bad(b"NUL octet in a literal, use a literal8 (RFC 3516)")
+        if self.bare_lf:
+            return no(b"[UNKNOWN-CTE] Binary content with a bare LF cannot be stored")
+        return None
 
 
 async def _refuse_literal(server: "Connection", size: int, synchronising: bool, error: CommandError) -> None:
@@ -101,9 +150,9 @@ async def _refuse_literal(server: "Connection", size: int, synchronising: bool, 
     while True:
         line = await server.read_line()
         match = _LITERAL.search(line) if isinstance(line, bytes) else None
-        if match is None or not match.group(2):
+        if match is None or not match["plus"]:
             break  # the command's last line (or a synchronising literal we never invite)
-        await server.read_octets(int(match.group(1)), _drop)
+        await server.read_octets(int(match["size"]), _drop)
     raise bad(b"[TOOBIG] Literal too large")
 
 
@@ -124,12 +173,17 @@ async def _read_bytes(server: "Connection", size: int, what: bytes, synchronisin
     return bytes(got)
 
 
-async def _read_body(server: "Connection", size: int, synchronising: bool) -> Body:
+async def _read_body(server: "Connection", size: int, synchronising: bool, octets: Octets) -> Body:
     config = server.ctx.config
     writer = BodyWriter(config.spool_dir, config.limits.spool_threshold)
     _invite(server, synchronising, b"Ready for %d octets of data" % size)
+
+    def write(chunk: bytes) -> None:
+        octets.check(chunk)
+        writer.write(chunk)
+
     try:
-        await server.read_octets(size, writer.write)
+        await server.read_octets(size, write)
     except BaseException:
         writer.abort()
         raise

@@ -145,6 +145,7 @@ class IMAPServer(ServerProtocol):
         caps += [b"AUTH=PLAIN", b"SASL-IR"] if self.passwords_allowed() else [b"LOGINDISABLED"]
         caps += [b"IDLE", b"NAMESPACE", b"UIDPLUS", b"CHILDREN"]  # RFC 2177, 2342, 4315, 3348
         caps += [b"LITERAL+", b"ENABLE", b"ID", b"UNSELECT", b"MOVE"]  # RFC 7888, 5161, 2971, 3691, 6851
+        caps.append(b"BINARY")  # RFC 3516
         caps += folders.LIST_CAPABILITIES
         caps += quota.CAPABILITIES
         caps += searching.CAPABILITIES  # RFC 4731, 5182, 5256
