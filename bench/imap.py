@@ -376,11 +376,18 @@ class Dovecot:
         self.conf = os.path.join(self.run, "dovecot", "dovecot.conf")
         self._script("start-postfix-dovecot.sh")
 
+    def _run(self, command: list[str]) -> None:
+        """Run *command* with its output in a file: the daemons it starts keep a pipe open forever."""
+        log = os.path.join(os.path.dirname(self.run), "peers.log")
+        with open(log, "a+") as out:
+            done = subprocess.run(command, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, timeout=600)
+            if done.returncode != 0:
+                out.seek(0)
+                raise RuntimeError(f"{' '.join(command)} failed: {out.read()[-2000:]}")
+
     def _script(self, name: str) -> None:
-        done = subprocess.run(["bash", os.path.join(self.peers, name)], env=self.env, capture_output=True,
-                              text=True, timeout=600)
-        if done.returncode != 0:
-            raise RuntimeError(f"{name} failed: {done.stderr.strip()[-2000:]}")
+        self._run(["bash", os.path.join(self.peers, name)])
 
     def maildir(self, user: str) -> str:
         """*user*'s Maildir under the run directory."""
@@ -397,7 +404,7 @@ class Dovecot:
 
     def start(self) -> None:
         """Start the Dovecot master and wait for its IMAP port."""
-        subprocess.run(["dovecot", "-c", self.conf], check=True, capture_output=True, timeout=60)
+        self._run(["dovecot", "-c", self.conf])
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -413,7 +420,7 @@ class Dovecot:
         pid = self._master()
         if pid is None:
             return
-        subprocess.run(["doveadm", "-c", self.conf, "stop"], capture_output=True, timeout=60)
+        self._run(["doveadm", "-c", self.conf, "stop"])
         deadline = time.monotonic() + 10
         while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
             time.sleep(0.05)
