@@ -22,8 +22,8 @@ idle memory
     memory of the server's process tree before and after opening
     ``--idle-connections`` logged-in connections with INBOX selected.
 
-Dovecot is the private instance of ``start-postfix-dovecot.sh`` (``--peers``,
-run as root), started on free ports with its own run directory; ``--no-dovecot``
+Dovecot is the private instance of the reference peers' ``start-postfix-dovecot.sh``
+(its directory given with ``--peers``; run as root), started on free ports with its own run directory; ``--no-dovecot``
 measures mailsrv alone. No timing is asserted: this prints figures for a
 human to compare.
 """
@@ -51,7 +51,6 @@ sys.path.insert(0, REPO)
 
 from tests.twistd_server import Server, free_ports  # noqa: E402  (needs REPO on sys.path)
 
-DEFAULT_PEERS = os.path.join(os.path.dirname(REPO), "shared", "peers")
 DOMAIN = "example.test"
 #: Login and password of the big-folder user and of the mixed-ops user, the
 #: ones the peers' Dovecot knows.
@@ -578,7 +577,7 @@ def table(lines: Sequence[list[Line]] | list[Line], labels: Sequence[str]) -> st
     for line in lines:
         values = [line.figures.get(label) for label in labels]
         cells = " ".join(f"{v:>10.4g}" if v is not None else f"{'-':>10}" for v in values)
-        ratio = f"{values[0] / values[1]:>7.2f}" if len(values) > 1 and values[1] else f"{'-':>7}"
+        ratio = f"{values[0] / values[1]:>7.3g}" if len(values) > 1 and values[1] else f"{'-':>7}"
         out.append(f"{line.name:<40} {line.unit:>5} {cells} {ratio}")
     return "\n".join(out)
 
@@ -591,7 +590,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the mixed-ops run")
     parser.add_argument("--idle-connections", type=int, default=500, help="connections held for idle memory")
     parser.add_argument("--no-dovecot", action="store_true", help="measure mailsrv only")
-    parser.add_argument("--peers", default=DEFAULT_PEERS, help="directory of start-postfix-dovecot.sh")
+    parser.add_argument("--peers", default=os.environ.get("MAILSRV_BENCH_PEERS"),
+                        help="directory of start-postfix-dovecot.sh (default: $MAILSRV_BENCH_PEERS)")
     parser.add_argument("--tmpdir", help="where the stores and the generated folder go")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (stores, configs, logs)")
     parser.add_argument("--quick", action="store_true", help="tiny run, to check the script works")
@@ -601,7 +601,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if not args.no_dovecot:
         if os.geteuid() != 0:
             parser.error("Dovecot's peer needs root (or --no-dovecot)")
-        if not os.path.exists(os.path.join(args.peers, "start-postfix-dovecot.sh")):
+        if not args.peers or not os.path.exists(os.path.join(args.peers, "start-postfix-dovecot.sh")):
             parser.error(f"--peers {args.peers}: no start-postfix-dovecot.sh there")
     return args
 
