@@ -470,7 +470,7 @@ def big_folder(target: Mailsrv | Dovecot, source: str, count: int) -> list[Line]
         for _ in range(repeat):
             took, stall = probe.window(lambda: session.timed(command))
         lines.append(Line(name, "s", {target.label: took}))
-        lines.append(Line(f"  stall of others during it", "s", {target.label: stall}))
+        lines.append(Line("  stall of others during it", "s", {target.label: stall}))
 
     run("first SELECT, no index", "SELECT INBOX", repeat=1)
     run("SELECT INBOX (warm)", "SELECT INBOX")
