@@ -157,6 +157,11 @@ def fill_maildir(source: str, maildir: str, owner: tuple[int, int] | None = None
             os.link(src, dst)
         except OSError:
             shutil.copy2(src, dst)
+    # Dovecot rescans a cur/ changed in the last few seconds on every SELECT (it
+    # cannot trust the mtime yet); a real folder was last changed long ago.
+    past = time.time() - 3600
+    for sub in ("cur", "new", "tmp"):
+        os.utime(os.path.join(maildir, sub), (past, past))
     if owner is not None:
         for root, dirs, files in os.walk(maildir):
             for name in dirs + files:
