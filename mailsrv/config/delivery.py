@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mailsrv.address import canonical_domain
-from mailsrv.config.schema import Invalid, Table, at_least, mapping, setting
+from mailsrv.config.schema import Invalid, Table, at_least, mapping, one_of, setting
 
 #: Transport security policies for a destination, weakest first.
 TLS_POLICIES = ("none", "may", "encrypt", "verify")
@@ -29,7 +29,8 @@ def seconds(duration: str) -> int:
     return int(match.group(1)) * _UNIT[match.group(2)]
 
 
-def _duration(value: str) -> str:
+def duration(value: str) -> str:
+    """A check refusing anything :func:`seconds` cannot read (the message says what a duration looks like)."""
     try:
         seconds(value)
     except ValueError as e:
@@ -38,21 +39,18 @@ def _duration(value: str) -> str:
 
 
 def _optional_duration(value: str) -> str:
-    return _duration(value) if value else value
+    return duration(value) if value else value
 
 
 def _durations(values: tuple[str, ...]) -> tuple[str, ...]:
     if not values:
         raise Invalid("needs at least one duration (the last one repeats)")
     for value in values:
-        _duration(value)
+        duration(value)
     return values
 
 
-def _policy(value: str) -> str:
-    if value not in TLS_POLICIES:
-        raise Invalid(f"{value!r} is not one of {', '.join(TLS_POLICIES)}")
-    return value
+_policy = one_of(TLS_POLICIES)
 
 
 def parse_relay(value: str) -> tuple[str, int]:
@@ -178,7 +176,7 @@ class DeliveryConfig(Table):
     max_connections_per_domain: int = setting(
         3, "Outbound connections open at once to one recipient domain (or to the relay).", at_least(1)
     )
-    lifetime: str = setting("5d", "How long a message is retried before it is bounced as undeliverable.", _duration)
+    lifetime: str = setting("5d", "How long a message is retried before it is bounced as undeliverable.", duration)
     delay_warning: str = setting(
         "4h",
         "After how long a message still being retried sends its sender one delay warning (for the recipients "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailsrv.config.delivery import seconds
+from mailsrv.config.delivery import duration, seconds
 from mailsrv.config.schema import Invalid, Table, one_of, setting
 
 #: RFC 8461 3.2: "enforce", "testing" or "none".
@@ -14,11 +14,7 @@ MAX_AGE_LIMIT = 31557600
 
 
 def _max_age(value: str) -> str:
-    try:
-        age = seconds(value)
-    except ValueError as e:
-        raise Invalid(str(e)) from None
-    if age > MAX_AGE_LIMIT:
+    if seconds(duration(value)) > MAX_AGE_LIMIT:
         raise Invalid(f"{value} is longer than RFC 8461's limit of {MAX_AGE_LIMIT} seconds")
     return value
 
