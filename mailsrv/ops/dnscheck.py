@@ -28,13 +28,12 @@ from typing import Callable
 
 import dns.exception
 import dns.resolver
-import dns.reversename
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from mailsrv.config import Config
 from mailsrv.dns import make_resolver
-from mailsrv.ops.dnsrecords import Record, public_addresses, records
+from mailsrv.ops.dnsrecords import Record, address_rtype, public_addresses, records, reverse_name
 
 #: A certificate expiring sooner than this is reported (ACME renews 30 days ahead).
 EXPIRY_MARGIN = datetime.timedelta(days=14)
@@ -256,20 +255,20 @@ def _reverse(config: Config, address: str, lookup: _Lookup) -> Finding:
     """Forward-confirmed reverse DNS of *address*."""
     host = config.hostname.rstrip(".").lower() + "."
     what = f"PTR {address}"
-    expected = f"{dns.reversename.from_address(address)} IN PTR {host}"
+    expected = f"{reverse_name(address)} IN PTR {host}"
     fix = f"ask your hosting provider to set the reverse DNS of {address} to {config.hostname}"
     try:
-        names = [name.lower() for name in lookup(str(dns.reversename.from_address(address)), "PTR")]
+        names = [name.lower() for name in lookup(reverse_name(address), "PTR")]
         if not names:
             return Finding(what, Status.MISSING, expected=expected, fix=fix)
         if host not in names:
             return Finding(what, Status.WRONG, found=", ".join(names), expected=expected, fix=fix)
-        forward = lookup(host, "AAAA" if ":" in address else "A")
+        forward = lookup(host, address_rtype(address))
     except _Failed as e:
         return Finding(what, Status.ERROR, found=str(e), expected=expected, fix="check that [dns] nameservers answer")
     if address not in forward:
         return Finding(what, Status.WRONG, found=f"{host} has {', '.join(forward) or 'no address'}",
-                       expected=f"{host} IN {'AAAA' if ':' in address else 'A'} {address}",
+                       expected=f"{host} IN {address_rtype(address)} {address}",
                        fix="the forward record must hold the address too (forward-confirmed reverse DNS)")
     return Finding(what, Status.OK, found=host)
 

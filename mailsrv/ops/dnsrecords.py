@@ -81,7 +81,7 @@ def records(config: Config, domain: str, addresses: list[str] | None = None) -> 
     addresses = public_addresses(config) if addresses is None else addresses
     out = [Record(zone, "MX", f"10 {host}", f"mail for {canonical} goes to {config.hostname}")]
     for address in addresses:
-        rtype = "AAAA" if ":" in address else "A"
+        rtype = address_rtype(address)
         why = f"{config.hostname} is reached at {address}"
         if not ipaddress.ip_address(address).is_global:
             why += " (not a public address: set public_addresses to the one the internet sees)"
@@ -107,7 +107,7 @@ def records(config: Config, domain: str, addresses: list[str] | None = None) -> 
         Record(f"autodiscover.{zone}", "CNAME", host, "Outlook fetches its settings here"),
     ]
     for address in addresses:
-        out.append(Record(_reverse(address), "PTR", host, f"reverse DNS of {address}: set it at your hosting "
+        out.append(Record(reverse_name(address), "PTR", host, f"reverse DNS of {address}: set it at your hosting "
                           "provider; receivers distrust mail from an address without it", elsewhere=True))
     return out
 
@@ -183,5 +183,11 @@ def _absolute(name: str) -> str:
     return name.rstrip(".") + "."
 
 
-def _reverse(address: str) -> str:
+def reverse_name(address: str) -> str:
+    """The absolute name of *address*'s PTR record (``25.100.51.198.in-addr.arpa.``)."""
     return ipaddress.ip_address(address).reverse_pointer + "."
+
+
+def address_rtype(address: str) -> str:
+    """``AAAA`` for an IPv6 address, ``A`` for an IPv4 one."""
+    return "AAAA" if ":" in address else "A"
