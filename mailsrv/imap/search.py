@@ -99,6 +99,11 @@ _HEADER_KEYS = {b"FROM": "from", b"TO": "to", b"CC": "cc", b"BCC": "bcc", b"SUBJ
 #: recurses once per level when it runs.
 MAX_DEPTH = 64
 _ATOM_END = re.compile(rb"[ ()]")
+#: Noted in a compiled program's *used* keys when it reads message files
+#: (header or body keys); a program without it needs only what the
+#: folder's snapshot holds (flags, size, dates, UIDs, modseqs).
+CONTENT = b"CONTENT"
+_CONTENT_KEYS = {*_HEADER_KEYS, b"HEADER", b"BODY", b"TEXT", b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
 
 
 class SearchError(ValueError):
@@ -251,7 +256,8 @@ class _Compiler:
         self.last_uid = last_uid
         self.saved = saved
         self.depth = depth
-        #: Keys the program uses that change the response (MODSEQ: RFC 7162 3.1.5).
+        #: Keys the program uses that change the response (MODSEQ: RFC 7162 3.1.5)
+        #: or how it must run (:data:`CONTENT`).
         self.used = set() if used is None else used
 
     def arg(self) -> bytes:
@@ -314,6 +320,8 @@ class _Compiler:
         if upper in (b"KEYWORD", b"UNKEYWORD"):
             keyword, present = self.arg().decode("ascii", "replace"), upper == b"KEYWORD"
             return lambda seq, m: (keyword in m.flags) == present
+        if upper in _CONTENT_KEYS:
+            self.used.add(CONTENT)
         if upper in _HEADER_KEYS:
             name, needle = _HEADER_KEYS[upper], _text(self.arg())
             return lambda seq, m: _has_text(m, name, needle)
@@ -381,7 +389,8 @@ def compile_search(
 
     *last_seq* and *last_uid* give ``*`` its meaning in sequence and UID
     sets, *saved* (UIDs) gives ``$`` its meaning (RFC 5182 2.1); *used*
-    collects the keys that change the response (``MODSEQ``, RFC 7162 3.1.5).
+    collects the keys that change the response (``MODSEQ``, RFC 7162 3.1.5)
+    and notes :data:`CONTENT` when the program reads message files.
     """
     return _Compiler(query, last_seq, last_uid, saved, used=used).all()
 

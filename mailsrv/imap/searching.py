@@ -16,7 +16,8 @@ from mailsrv.imap import condstore, thread
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.esearch import read_return
 from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
-from mailsrv.imap.search import Message, SearchError, compile_search, parse_search, run_search
+from mailsrv.imap.fetch import View
+from mailsrv.imap.search import CONTENT, Message, SearchError, compile_search, parse_search, run_search
 from mailsrv.imap.sort import Hit, read_criteria, sort_hits
 from mailsrv.imap.sortfields import message_fields
 
@@ -31,6 +32,10 @@ THREAD_ALGORITHMS: dict[bytes, Callable[[Sequence[Hit], bool], list[thread.Node]
     b"ORDEREDSUBJECT": thread.ordered_subject,
     b"REFERENCES": thread.references,
 }
+#: A SEARCH that reads no message file runs on the reactor thread up to
+#: this many messages (a few milliseconds), where a trip to the search pool
+#: would cost more than the search itself; bigger folders go to the pool.
+INLINE_LIMIT = 2000
 CAPABILITIES = [b"ESEARCH", b"SEARCHRES", b"SORT"] + [b"THREAD=" + name for name in THREAD_ALGORITHMS]
 
 
@@ -58,7 +63,9 @@ async def _matching(
 ) -> Any:
     """*then* applied to the messages the rest of *args* matches, both in the search pool.
 
-    *used* collects the keys that change the response (``MODSEQ``).
+    *used* collects the keys that change the response (``MODSEQ``).  A
+    plain SEARCH (*then* is ``list``) that reads no file is answered from
+    the session's views alone, without a Message per message.
     """
     try:
         query = parse_search(args.rest())
@@ -69,17 +76,35 @@ async def _matching(
     selection = _selection(server)
     await server.sync()
     count = selection.exists
+    used = set() if used is None else used
     try:
         matches = compile_search(query, count, selection.uid_of(count) if count else 0, selection.saved, used)
     except SearchError as e:
         raise _invalid_search(e) from None
+    views = selection.all_views()
+    if then is list and CONTENT not in used:
+        if len(views) <= INLINE_LIMIT:
+            return _flag_hits(views, matches)
+        return await server.ctx.workers.search.run(lambda: _flag_hits(views, matches))
     folder = selection.folder
     candidates = [
         Message(seq, view.uid, view.flags, view.size, view.internaldate, *folder.locate(view.uid), view.modseq)
-        for seq, view in selection.all_views()
+        for seq, view in views
     ]
     cancelled = lambda: server.closing  # noqa: E731
     return await server.ctx.workers.search.run(lambda: then(run_search(candidates, matches, cancelled)))
+
+
+def _unread() -> None:
+    return None
+
+
+def _flag_hits(views: list[tuple[int, View]], matches: Callable[[int, Any], bool]) -> list[Message]:
+    """The views *matches* accepts, as Messages with no file (the program reads none)."""
+    return [
+        Message(seq, v.uid, v.flags, v.size, v.internaldate, "", _unread, v.modseq)
+        for seq, v in views if matches(seq, v)
+    ]
 
 
 def _with_fields(hits: list[Message]) -> list[Hit]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from imap_harness import IMAPTestCase
+
+from mailsrv.imap import searching
+from mailsrv.workers import InlineExecutor
 
 ONE = b"From: Bob <bob@example.test>\r\nSubject: Lunch plans\r\n\r\nPizza at noon?\r\n"
 TWO = b"From: carol@example.test\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nX-Tag: blue\r\n\r\nSee attached report.\r\n"
@@ -70,6 +75,42 @@ class Search(IMAPTestCase):
         self.assertTrue((await self.search(b"FROBNICATE")).startswith(b"s BAD"))
         reply = await self.session.command(b"c SEARCH CHARSET KOI8-R ALL")
         self.assertEqual(reply, b"c NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset\r\n")
+
+
+class CountingExecutor(InlineExecutor):
+    """Runs jobs at once, counting them."""
+
+    def __init__(self) -> None:
+        self.jobs = 0
+
+    def run(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.jobs += 1
+        return super().run(fn, *args, **kwargs)
+
+
+class SearchPlace(IMAPTestCase):
+    """A SEARCH reading no file is answered on the spot in a small folder; others go to the search pool."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.pool = CountingExecutor()
+        self.ctx.workers = replace(self.ctx.workers, search=self.pool)
+
+    async def test_flags_only_search_stays_off_the_pool(self) -> None:
+        await self.deliver(ONE, TWO, THREE)
+        session = await self.login()
+        await session.command(b"a STORE 2 +FLAGS (\\Flagged)")
+        self.assertEqual(await session.command(b"s SEARCH FLAGGED UNSEEN 1:* LARGER 10"), b"* SEARCH 2\r\ns OK SEARCH completed\r\n")
+        self.assertEqual(self.pool.jobs, 0)
+        self.assertEqual(await session.command(b"s SEARCH FLAGGED FROM carol"), b"* SEARCH 2\r\ns OK SEARCH completed\r\n")
+        self.assertEqual(self.pool.jobs, 1)
+
+    async def test_big_folder_goes_to_the_pool(self) -> None:
+        self.patch(searching, "INLINE_LIMIT", 2)
+        await self.deliver(ONE, TWO, THREE)
+        session = await self.login()
+        self.assertEqual(await session.command(b"s SEARCH UNSEEN"), b"* SEARCH 1 2 3\r\ns OK SEARCH completed\r\n")
+        self.assertEqual(self.pool.jobs, 1)
 
 
 class Copy(IMAPTestCase):
