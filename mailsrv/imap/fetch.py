@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Sequence, Union
+from typing import BinaryIO, Iterator, NamedTuple, Sequence, Union
 
 from mailsrv.imap.fetchatt import FetchItem, Section
 from mailsrv.imap.flags import flags_data
@@ -46,9 +46,12 @@ class Need(enum.IntEnum):
     WHOLE = 3
 
 
-@dataclass(frozen=True)
-class View:
-    """A message as one session sees it: its flags include the session's ``\\Recent``."""
+class View(NamedTuple):
+    """A message as one session sees it: its flags include the session's ``\\Recent``.
+
+    A tuple, not a frozen dataclass: SEARCH and FETCH make one per message
+    per command, and a tuple is made in a third of the time.
+    """
 
     uid: int
     flags: frozenset[str]
