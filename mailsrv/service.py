@@ -27,11 +27,11 @@ from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import ILogObserver, Logger, textFileLogObserver
+from twisted.logger import ILogObserver, Logger
 from twisted.python.failure import Failure
 
 from mailsrv.context import ServerContext
-from mailsrv.logfile import LogFile
+from mailsrv.logfile import LogFile, text_observer
 from mailsrv.reload import Reloader
 from mailsrv.startup import StartGuard
 from mailsrv.workers import PoolExecutor
@@ -75,7 +75,7 @@ class MailServer(Service):
         """
         super().setServiceParent(parent)
         if self.log_file is not None:
-            parent.setComponent(ILogObserver, textFileLogObserver(self.log_file))
+            parent.setComponent(ILogObserver, text_observer(self.log_file))
 
     # -- start -----------------------------------------------------------------
 

@@ -10,9 +10,10 @@ store's disk work, hashing and SEARCH go through inline executors.
 
 from __future__ import annotations
 
+import itertools
 import re
 import ssl
-from typing import Any
+from typing import Any, Callable
 
 import dkim
 from twisted.cred.checkers import ICredentialsChecker
@@ -30,7 +31,7 @@ from zope.interface import implementer
 
 from mailsrv import config as configuration, tls
 from mailsrv.accounts.cred import Realm
-from mailsrv.accounts.directory import Directory
+from mailsrv.accounts.directory import RECHECK_AFTER, Directory
 from mailsrv.context import ServerContext
 from mailsrv.delivery.srs import Rewriter
 from mailsrv.tap import assemble
@@ -39,7 +40,7 @@ from mailsrv.tap import assemble
 TEST_SRS_SECRET = b"test srs secret"
 from mailsrv.net.login import IUser, User
 from mailsrv.store import Store
-from mailsrv.workers import Workers
+from mailsrv.workers import InlineExecutor, Workers
 
 ALICE = "alice@example.test"
 PASSWORD = b"correct horse"
@@ -144,3 +145,19 @@ def dkim_verifies(message: bytes, *records: str) -> bool:
         name, _, value = record.partition(" IN TXT ")
         zone[name.encode("ascii")] = "".join(re.findall(r'"([^"]*)"', value)).encode("ascii")
     return dkim.verify(message, dnsfunc=lambda name, timeout=5: zone.get(name))
+
+
+class CountingExecutor(InlineExecutor):
+    """Runs jobs at once, counting them."""
+
+    def __init__(self) -> None:
+        self.jobs = 0
+
+    def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.jobs += 1
+        return super().run(fn, *args, **kwargs)
+
+
+def every_look_fresh() -> Callable[[], float]:
+    """A clock for :class:`Directory` on which each lookup comes after the recheck period: the files as they are now."""
+    return itertools.count(step=RECHECK_AFTER).__next__

@@ -10,8 +10,9 @@ add`` and hand edits take effect without a restart.
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from twisted.logger import Logger
 
@@ -25,6 +26,11 @@ log = Logger()
 
 #: Alias chains longer than this are treated as a configuration loop.
 MAX_ALIAS_DEPTH = 10
+#: Seconds a look at the user, alias and senders files is trusted without a
+#: new ``stat``: a busy MX asks several times per message, and a change is
+#: still seen within this time.  An answer that refuses (no such user, not
+#: theirs to send as) and every password check look again first.
+RECHECK_AFTER = 0.1
 
 
 @dataclass(frozen=True)
@@ -43,12 +49,13 @@ def _parse_user_file(text: str, source: str, allow_cleartext: bool) -> _UserFile
 class Directory:
     """Local domains, users and aliases of one server (see docs/internals.rst)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
         self._domains = frozenset(config.domains)  # canonical: see mailsrv.config
         cleartext = config.auth.cleartext_passwords
-        self._users = WatchedFile(config.users_file, functools.partial(_parse_user_file, allow_cleartext=cleartext))
-        self._aliases = WatchedFile(config.aliases_file, aliases.parse)
-        self._senders = WatchedFile(config.senders_file, senders.parse)
+        parse_users = functools.partial(_parse_user_file, allow_cleartext=cleartext)
+        self._users = WatchedFile(config.users_file, parse_users, RECHECK_AFTER, clock)
+        self._aliases = WatchedFile(config.aliases_file, aliases.parse, RECHECK_AFTER, clock)
+        self._senders = WatchedFile(config.senders_file, senders.parse, RECHECK_AFTER, clock)
         self._default_quota = config.quota.limits()
 
     def reload(self) -> tuple[int, int]:
@@ -64,17 +71,19 @@ class Directory:
         return canonical_domain(domain) in self._domains
 
     def users(self) -> Mapping[str, str]:
-        """Canonical address -> stored password hash, current with the file.
+        """Canonical address -> stored password hash, current with the file (a ``stat`` each time).
 
         A new mapping object is returned after every reload, which lets the
         credential checker notice a reload by identity.
         """
-        return self._users.get().passwords
+        return self._users.get(fresh=True).passwords
 
     def user_exists(self, address: str) -> bool:
         """True when *address* is a user (a mailbox with a password)."""
         canonical = canonical_address(address)
-        return canonical is not None and canonical in self.users()
+        if canonical is None:
+            return False
+        return canonical in self._users.get().passwords or canonical in self.users()
 
     def quota(self, address: str) -> Limits:
         """The quota limits of the user *address*: their own from the user file, else ``[quota]``'s."""
@@ -90,7 +99,7 @@ class Directory:
         Anything but a plain ``local@domain`` in a local domain gives ``[]``:
         routing syntax is refused by SMTP.
         """
-        return self._resolve(address, catch_all=True)
+        return self._resolve(address, catch_all=True) or self._resolve(address, catch_all=True, fresh=True)
 
     def may_send_as(self, login: str, address: str) -> bool:
         """True when the user *login* may send mail as *address* (envelope sender or From:).
@@ -103,15 +112,19 @@ class Directory:
         canonical = canonical_address(address)
         if canonical is None:
             return False
-        if login in self._resolve(canonical, catch_all=False):
-            return True
-        return senders.grants(self._senders.get().get(login, ()), canonical)
+        return self._owns(login, canonical, fresh=False) or self._owns(login, canonical, fresh=True)
 
-    def _resolve(self, address: str, catch_all: bool) -> list[str]:
+    def _owns(self, login: str, address: str, fresh: bool) -> bool:
+        if login in self._resolve(address, catch_all=False, fresh=fresh):
+            return True
+        return senders.grants(self._senders.get(fresh).get(login, ()), address)
+
+    def _resolve(self, address: str, catch_all: bool, fresh: bool = False) -> list[str]:
         parts = split_address(address)
         if parts is None or parts[1] not in self._domains:
             return []
-        found = self._expand(parts[0], parts[1], self._users.get().passwords, self._aliases.get(), (), catch_all)
+        users, aliases_now = self._users.get(fresh).passwords, self._aliases.get(fresh)
+        found = self._expand(parts[0], parts[1], users, aliases_now, (), catch_all)
         return list(dict.fromkeys(found))
 
     def _expand(

@@ -31,7 +31,13 @@ class HopLimit(Check):
     """554 5.4.6 at the end of DATA for a message with more than :data:`MAX_HOPS` ``Received:`` fields."""
 
     async def data(self, ctx: CheckContext, envelope: "Envelope") -> Verdict:
-        """Refuse a looping message: nothing is stored or forwarded."""
-        if await ctx.disk.run(_hops, envelope.body) > MAX_HOPS:
+        """Refuse a looping message: nothing is stored or forwarded.
+
+        A body in memory is counted here (no system call, at most the spool
+        threshold to scan); a spooled one is read in the disk pool.
+        """
+        body = envelope.body
+        hops = _hops(body) if body.in_memory else await ctx.disk.run(_hops, body)
+        if hops > MAX_HOPS:
             return reject(replies.TOO_MANY_HOPS)
         return ACCEPT

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -139,19 +141,34 @@ class WatchedFile(Generic[T]):
     every lookup: one ``stat`` when nothing changed.
     """
 
-    def __init__(self, path: str, parse: Callable[[str, str], T]) -> None:
+    def __init__(
+        self, path: str, parse: Callable[[str, str], T], recheck_after: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self._parse = parse
         self._stamp: object = object()  # matches no stamp: the first get() parses
         self._value: T = parse("", path)
+        self._recheck_after = recheck_after
+        self._clock = clock
+        self._checked = -math.inf
 
     def reload(self) -> T:
         """Read and parse the file now, changed or not (SIGHUP asks for that)."""
         self._stamp = object()
-        return self.get()
+        return self.get(fresh=True)
 
-    def get(self) -> T:
-        """The current content; costs one ``stat`` when nothing changed."""
+    def get(self, fresh: bool = False) -> T:
+        """The current content; costs one ``stat`` when nothing changed.
+
+        Within *recheck_after* seconds of the last ``stat`` the content is
+        taken as it was, without one, unless *fresh* asks for a new look
+        (a caller about to refuse someone because of what the file says).
+        """
+        now = self._clock()
+        if not fresh and now - self._checked < self._recheck_after:
+            return self._value
+        self._checked = now
         try:
             stamp = FileStamp.of(self.path)
         except OSError as e:

@@ -22,6 +22,8 @@ from twisted.trial import unittest
 from zope.interface import Interface
 
 from mailsrv.accounts import Directory, aliases, make_portal, passwords, senders, users
+from mailsrv.accounts.directory import RECHECK_AFTER
+from support import every_look_fresh
 from mailsrv.accounts.cred import HashingQueueFull, PasswordChecker, PlainCredentials, Realm
 from mailsrv.accounts.textfile import atomic_write, edit, read_text
 from mailsrv.config import AuthConfig, Config
@@ -202,7 +204,7 @@ STORED = "{ARGON2ID}$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"
 def directory(tmp_path):
     config = make_config(tmp_path)
     write(config.users_file, "".join(f"{u}:{STORED}\n" for u in ("alice@example.test", "bob@example.test", "carol@other.test")))
-    return Directory(config)
+    return Directory(config, clock=every_look_fresh())
 
 
 def set_aliases(tmp_path, text):
@@ -371,7 +373,7 @@ def test_user_lines_the_store_cannot_hold_are_skipped(logged, directory, tmp_pat
 
 def test_reload_on_change(tmp_path):
     config = make_config(tmp_path)
-    directory = Directory(config)
+    directory = Directory(config, clock=every_look_fresh())
     assert not directory.user_exists("alice@example.test")  # no file yet
     write(config.users_file, f"alice@example.test:{STORED}\n")
     assert directory.user_exists("alice@example.test")
@@ -386,6 +388,24 @@ def test_reload_on_change(tmp_path):
     write(config.aliases_file, "@example.test: carol@other.test\n")
     write(config.users_file, f"carol@other.test:{STORED}\n")
     assert directory.resolve("anyone@example.test") == ["carol@other.test"]
+
+
+def test_lookups_trust_the_files_for_a_moment(tmp_path):
+    """A busy MX stats the files once per RECHECK_AFTER; a refusal and a password check look again first."""
+    config = make_config(tmp_path)
+    now = [0.0]
+    directory = Directory(config, clock=lambda: now[0])
+    write(config.users_file, f"alice@example.test:{STORED}\n")
+    assert directory.resolve("alice@example.test") == ["alice@example.test"]
+    write(config.users_file, f"bob@example.test:{STORED}\n")
+    assert directory.resolve("alice@example.test") == ["alice@example.test"]  # not looked at again yet
+    assert directory.resolve("bob@example.test") == ["bob@example.test"]  # a miss looks again at once
+    write(config.users_file, f"carol@example.test:{STORED}\n")
+    assert "carol@example.test" in directory.users()  # logins always look
+    write(config.users_file, f"dave@example.test:{STORED}\n")
+    assert directory.resolve("carol@example.test") == ["carol@example.test"]
+    now[0] += RECHECK_AFTER
+    assert directory.resolve("carol@example.test") == []
 
 
 def test_users_mapping_is_stable_until_change(directory, tmp_path):

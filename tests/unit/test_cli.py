@@ -16,6 +16,7 @@ from mailsrv.cli import main as cli
 from mailsrv.cli import users as cli_users
 from mailsrv.accounts import Directory, passwords
 from mailsrv.accounts.textfile import read_text
+from support import every_look_fresh
 from mailsrv import config as configuration
 from mailsrv.config import load
 
@@ -132,7 +133,7 @@ def test_aliases(run, config_file):
         0,
         "@other.test: alice@example.test\nsales@example.test: alice@example.test, bob@example.test, carol@other.test\n",
     )
-    directory = Directory(load(config_file))
+    directory = Directory(load(config_file), clock=every_look_fresh())
     assert directory.resolve("sales@example.test") == ["alice@example.test"]
     assert directory.resolve("anyone@other.test") == ["alice@example.test"]
     assert run("alias", "del", "@other.test")[0] == 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
 
 from mailsrv.config import LogConfig
+from mailsrv import logfile
 from mailsrv.logfile import LogFile, twistd_log_path
 
 LINE = "2026-12-01T22:41:32+0000 [mailsrv.audit#info] login ok\n"  # 55 octets
@@ -118,3 +120,18 @@ def test_a_rotation_that_fails_says_so_and_goes_on(tmp_path, open_log):
     text = read(path)
     assert text.startswith(LINE + f"mailsrv: cannot rotate {path}: ")
     assert text.endswith("; going on in this file\n" + LINE)
+
+
+def test_text_observer_writes_twistds_lines(tmp_path) -> None:
+    """Line for line what twistd's own text observer writes, also across a change of second."""
+    from twisted.logger import LogLevel, textFileLogObserver
+
+    ours, theirs = io.StringIO(), io.StringIO()
+    observers = (logfile.text_observer(ours), textFileLogObserver(theirs))
+    for when in (1_764_650_000.25, 1_764_650_000.75, 1_764_650_001.0, 1_764_650_000.5, None):
+        event = {"log_format": "delivery {result}: n={n}", "result": "stored", "n": 3, "log_level": LogLevel.info,
+                 "log_namespace": "mailsrv.audit", "log_time": when}
+        for observe in observers:
+            observe(dict(event))
+    assert ours.getvalue() == theirs.getvalue()
+    assert ours.getvalue().count("\n") == 5

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from imap_harness import IMAPTestCase
+from support import CountingExecutor
 
 from mailsrv.imap import searching
-from mailsrv.workers import InlineExecutor
 
 ONE = b"From: Bob <bob@example.test>\r\nSubject: Lunch plans\r\n\r\nPizza at noon?\r\n"
 TWO = b"From: carol@example.test\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nX-Tag: blue\r\n\r\nSee attached report.\r\n"
@@ -75,17 +75,6 @@ class Search(IMAPTestCase):
         self.assertTrue((await self.search(b"FROBNICATE")).startswith(b"s BAD"))
         reply = await self.session.command(b"c SEARCH CHARSET KOI8-R ALL")
         self.assertEqual(reply, b"c NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset\r\n")
-
-
-class CountingExecutor(InlineExecutor):
-    """Runs jobs at once, counting them."""
-
-    def __init__(self) -> None:
-        self.jobs = 0
-
-    def run(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self.jobs += 1
-        return super().run(fn, *args, **kwargs)
 
 
 class SearchPlace(IMAPTestCase):
