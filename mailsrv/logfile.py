@@ -25,17 +25,22 @@ from mailsrv.config import LogConfig
 MODE = 0o640
 
 
-def twistd_log_path(twistd_options: Mapping[str, Any] | None) -> str | None:
-    """The file twistd would log to with these options, ``None`` when it logs elsewhere.
+#: :func:`twistd_log_target` for standard output.
+STDOUT = "-"
+
+
+def twistd_log_target(twistd_options: Mapping[str, Any] | None) -> str | None:
+    """The file twistd would log to with these options, :data:`STDOUT`, or ``None`` when it logs elsewhere.
 
     The same rules as ``twisted.scripts._twistd_unix.UnixAppLogger``: a
-    daemon without ``--logfile`` logs to ``twistd.log``.
+    daemon without ``--logfile`` logs to ``twistd.log``, ``-n`` without it
+    (or ``--logfile=-``) to standard output.
     """
     if twistd_options is None or twistd_options.get("logger") or twistd_options.get("syslog"):
         return None
     path = twistd_options.get("logfile") or ""
     if path == "-" or (not path and twistd_options.get("nodaemon")):
-        return None
+        return STDOUT
     return os.path.abspath(path or "twistd.log")
 
 

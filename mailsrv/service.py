@@ -20,6 +20,7 @@ them into the stop).
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -50,7 +51,7 @@ class MailServer(Service):
     def __init__(
         self, ctx: ServerContext, pools: Sequence[PoolExecutor], listeners: Sequence[Service],
         reloader: Reloader, startup: StartGuard, log_file: LogFile | None, reactor: Any,
-        queue: Service | None = None,
+        queue: Service | None = None, log_to_stdout: bool = False,
     ) -> None:
         self.ctx = ctx
         self.queue = queue
@@ -59,6 +60,7 @@ class MailServer(Service):
         self.reloader = reloader
         self.startup = startup
         self.log_file = log_file
+        self.log_to_stdout = log_to_stdout
         self.reactor = reactor
         self.clock: IReactorTime = reactor
         self.tmp_cleanup = TimerService(TMP_CLEANUP_INTERVAL, self._remove_stale_tmp)
@@ -67,15 +69,17 @@ class MailServer(Service):
         self._old_handlers: dict[int, Any] = {}
 
     def setServiceParent(self, parent: Any) -> None:
-        """Join twistd's application, and make it log to our :class:`~mailsrv.logfile.LogFile`.
+        """Join twistd's application, and make it log to our :class:`~mailsrv.logfile.LogFile`
+        (or to standard output, where twistd would) through :func:`~mailsrv.logfile.text_observer`.
 
         twistd prefers the application's ``ILogObserver`` component to the
-        file it would open itself (``twisted.application.app.AppLogger.start``),
+        observer it would make itself (``twisted.application.app.AppLogger.start``),
         and the application exists only now.
         """
         super().setServiceParent(parent)
-        if self.log_file is not None:
-            parent.setComponent(ILogObserver, text_observer(self.log_file))
+        out = self.log_file if self.log_file is not None else sys.stdout if self.log_to_stdout else None
+        if out is not None:
+            parent.setComponent(ILogObserver, text_observer(out))
 
     # -- start -----------------------------------------------------------------
 

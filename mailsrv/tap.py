@@ -184,7 +184,8 @@ def makeService(options: Options) -> service.IService:
         for kind in Kind
         for description in config.listen.endpoints(kind)
     ]
-    log_path = logfile.twistd_log_path(twistd_options)
-    log_file = None if log_path is None else logfile.LogFile(log_path, config.log)
+    log_target = logfile.twistd_log_target(twistd_options)
+    log_file = None if log_target in (None, logfile.STDOUT) else logfile.LogFile(log_target, config.log)
     reloader = Reloader(config, ctx.directory, ctx.tls, workers.disk, log_file)
-    return MailServer(ctx, pools, listeners, reloader, StartGuard(twistd_options), log_file, reactor, queue=queue)
+    return MailServer(ctx, pools, listeners, reloader, StartGuard(twistd_options), log_file, reactor, queue=queue,
+                      log_to_stdout=log_target == logfile.STDOUT)

@@ -9,7 +9,7 @@ import pytest
 
 from mailsrv.config import LogConfig
 from mailsrv import logfile
-from mailsrv.logfile import LogFile, twistd_log_path
+from mailsrv.logfile import LogFile, twistd_log_target
 
 LINE = "2026-12-01T22:41:32+0000 [mailsrv.audit#info] login ok\n"  # 55 octets
 
@@ -20,15 +20,15 @@ LINE = "2026-12-01T22:41:32+0000 [mailsrv.audit#info] login ok\n"  # 55 octets
         ({"logfile": "/var/log/mailsrv.log", "nodaemon": False}, "/var/log/mailsrv.log"),
         ({"logfile": "/var/log/mailsrv.log", "nodaemon": True}, "/var/log/mailsrv.log"),
         ({"logfile": None, "nodaemon": False}, "twistd.log"),  # a daemon's default, in the directory it starts in
-        ({"logfile": None, "nodaemon": True}, None),  # -n: stdout
-        ({"logfile": "-", "nodaemon": True}, None),
+        ({"logfile": None, "nodaemon": True}, "-"),  # -n: stdout
+        ({"logfile": "-", "nodaemon": True}, "-"),
         ({"logfile": "/var/log/x", "syslog": True}, None),
         ({"logfile": "/var/log/x", "logger": object()}, None),
         (None, None),  # not run by twistd
     ],
 )
 def test_the_file_twistd_would_write(options, path):
-    assert twistd_log_path(options) == (path and os.path.abspath(path))
+    assert twistd_log_target(options) == (path if path in (None, "-") else os.path.abspath(path))
 
 
 @pytest.fixture

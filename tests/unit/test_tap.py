@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from types import SimpleNamespace
 
 import pytest
-from twisted.application.service import Service
+from twisted.application.service import Application, Service
 from twisted.internet import task
+from twisted.logger import ILogObserver, LogLevel, formatTime
 
 from mailsrv import config as configuration
 from mailsrv.config import Config
@@ -82,3 +85,20 @@ def test_the_queue_starts_after_the_pools_and_stops_after_the_sessions_before_th
     server.stopService()
     assert steps == ["start disk", "start queue", "start listener",
                      "stop listener", "close sessions", "stop queue", "stop disk"]
+
+
+@pytest.mark.parametrize(("to_stdout", "observed"), [(True, True), (False, False)])
+def test_twistds_standard_output_gets_our_observer(tmp_path, monkeypatch, to_stdout, observed):
+    """``twistd -n`` logs to standard output: there too the lines come from :func:`logfile.text_observer`."""
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    ctx = SimpleNamespace(config=Config(data_dir=str(tmp_path)))
+    server = MailServer(ctx, [], [], None, StartGuard(None), None, task.Clock(), log_to_stdout=to_stdout)
+    application = Application("test")
+    server.setServiceParent(application)
+    observer = application.getComponent(ILogObserver, None)
+    assert (observer is not None) == observed
+    if observer is not None:
+        observer({"log_format": "hello {who}", "who": "there", "log_level": LogLevel.info,
+                  "log_namespace": "t", "log_time": 0.0})
+        assert out.getvalue() == formatTime(0.0) + " [t#info] hello there\n"
