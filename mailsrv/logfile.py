@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import IO, Any, Mapping
+from typing import IO, Any, Callable, Mapping
 
-from twisted.logger import FileLogObserver, LogEvent, formatEventAsClassicLogText, formatTime
+from twisted.logger import ILogObserver, LogEvent, formatEventAsClassicLogText, formatTime
+from twisted.python import threadable
+from zope.interface import implementer
 
 from mailsrv.config import LogConfig
 
@@ -142,11 +144,46 @@ class _TimePrefix:
         return self._text
 
 
-def text_observer(out: IO[str] | "LogFile") -> FileLogObserver:
-    """An observer writing lines as twistd's ``textFileLogObserver`` does, with the time made once a second."""
-    prefix = _TimePrefix()
+@implementer(ILogObserver)
+class TextObserver:
+    """Writes lines as twistd's ``textFileLogObserver`` does, batched per reactor turn.
 
-    def format_event(event: LogEvent) -> str | None:
-        return formatEventAsClassicLogText(event, formatTime=prefix)
+    A busy server logs several lines per message; each one written at once
+    is a system call on the reactor thread.  Lines logged on the reactor
+    thread while it runs are kept and written together in the next turn
+    (before any reply of that turn reaches a client); lines from other
+    threads, and every line while the reactor is not running, are written
+    at once.  What is kept is written at shutdown too.
+    """
 
-    return FileLogObserver(out, format_event)  # type: ignore[arg-type]
+    def __init__(
+        self, out: "IO[str] | LogFile", reactor: Any = None,
+        on_reactor_thread: Callable[[], bool] = threadable.isInIOThread,
+    ) -> None:
+        self._out = out
+        self._reactor = reactor
+        self._on_reactor_thread = on_reactor_thread
+        self._prefix = _TimePrefix()
+        self._kept: list[str] = []
+        if reactor is not None:
+            reactor.addSystemEventTrigger("after", "shutdown", self._write_kept)
+
+    def __call__(self, event: LogEvent) -> None:
+        text = formatEventAsClassicLogText(event, formatTime=self._prefix)
+        if not text:
+            return
+        if self._reactor is not None and self._reactor.running and self._on_reactor_thread():
+            self._kept.append(text)
+            if len(self._kept) == 1:
+                self._reactor.callLater(0, self._write_kept)
+            return
+        self._write(text)
+
+    def _write_kept(self) -> None:
+        if self._kept:
+            text, self._kept = "".join(self._kept), []
+            self._write(text)
+
+    def _write(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()

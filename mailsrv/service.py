@@ -32,7 +32,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.failure import Failure
 
 from mailsrv.context import ServerContext
-from mailsrv.logfile import LogFile, text_observer
+from mailsrv.logfile import LogFile, TextObserver
 from mailsrv.reload import Reloader
 from mailsrv.startup import StartGuard
 from mailsrv.workers import PoolExecutor
@@ -70,7 +70,7 @@ class MailServer(Service):
 
     def setServiceParent(self, parent: Any) -> None:
         """Join twistd's application, and make it log to our :class:`~mailsrv.logfile.LogFile`
-        (or to standard output, where twistd would) through :func:`~mailsrv.logfile.text_observer`.
+        (or to standard output, where twistd would) through :class:`~mailsrv.logfile.TextObserver`.
 
         twistd prefers the application's ``ILogObserver`` component to the
         observer it would make itself (``twisted.application.app.AppLogger.start``),
@@ -79,7 +79,7 @@ class MailServer(Service):
         super().setServiceParent(parent)
         out = self.log_file if self.log_file is not None else sys.stdout if self.log_to_stdout else None
         if out is not None:
-            parent.setComponent(ILogObserver, text_observer(out))
+            parent.setComponent(ILogObserver, TextObserver(out, self.reactor))
 
     # -- start -----------------------------------------------------------------
 

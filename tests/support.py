@@ -161,3 +161,16 @@ class CountingExecutor(InlineExecutor):
 def every_look_fresh() -> Callable[[], float]:
     """A clock for :class:`Directory` on which each lookup comes after the recheck period: the files as they are now."""
     return itertools.count(step=RECHECK_AFTER).__next__
+
+
+class SystemClock(task.Clock):
+    """A clock with the reactor's ``running`` flag (set it) and system event triggers, kept in :attr:`triggers`."""
+
+    running = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.triggers: list[tuple[str, str, Any]] = []
+
+    def addSystemEventTrigger(self, phase: str, event: str, call: Any) -> None:  # noqa: N802 - Twisted's name
+        self.triggers.append((phase, event, call))

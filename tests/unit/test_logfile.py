@@ -9,6 +9,7 @@ import pytest
 
 from mailsrv.config import LogConfig
 from mailsrv import logfile
+from support import SystemClock
 from mailsrv.logfile import LogFile, twistd_log_target
 
 LINE = "2026-12-01T22:41:32+0000 [mailsrv.audit#info] login ok\n"  # 55 octets
@@ -127,7 +128,7 @@ def test_text_observer_writes_twistds_lines(tmp_path) -> None:
     from twisted.logger import LogLevel, textFileLogObserver
 
     ours, theirs = io.StringIO(), io.StringIO()
-    observers = (logfile.text_observer(ours), textFileLogObserver(theirs))
+    observers = (logfile.TextObserver(ours), textFileLogObserver(theirs))
     for when in (1_764_650_000.25, 1_764_650_000.75, 1_764_650_001.0, 1_764_650_000.5, None):
         event = {"log_format": "delivery {result}: n={n}", "result": "stored", "n": 3, "log_level": LogLevel.info,
                  "log_namespace": "mailsrv.audit", "log_time": when}
@@ -135,3 +136,46 @@ def test_text_observer_writes_twistds_lines(tmp_path) -> None:
             observe(dict(event))
     assert ours.getvalue() == theirs.getvalue()
     assert ours.getvalue().count("\n") == 5
+
+
+def _line(text: str) -> dict:
+    from twisted.logger import LogLevel
+
+    return {"log_format": text, "log_level": LogLevel.info, "log_namespace": "t", "log_time": 0.0}
+
+
+class _Out(io.StringIO):
+    """Standard output that counts its writes."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+    def lines(self) -> list[str]:
+        """The lines written, without their time prefix."""
+        return [line.split(" ", 1)[1] for line in self.getvalue().splitlines()]
+
+
+def test_lines_of_one_reactor_turn_are_written_together() -> None:
+    out, reactor, here = _Out(), SystemClock(), [True]
+    observe = logfile.TextObserver(out, reactor, on_reactor_thread=lambda: here[0])
+    observe(_line("one"))
+    observe(_line("two"))
+    assert out.lines() == []
+    reactor.advance(0)
+    assert (out.lines(), out.writes) == (["[t#info] one", "[t#info] two"], 1)
+    here[0] = False  # a worker thread: written at once
+    observe(_line("three"))
+    assert out.lines()[-1] == "[t#info] three"
+    here[0] = True
+    observe(_line("four"))
+    assert out.lines()[-1] == "[t#info] three"
+    [(phase, event, write_kept)] = reactor.triggers
+    assert (phase, event) == ("after", "shutdown")
+    write_kept()
+    assert out.lines()[-1] == "[t#info] four"
+    reactor.running = False
+    observe(_line("five"))
+    assert out.lines()[-1] == "[t#info] five"

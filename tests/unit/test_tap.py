@@ -17,6 +17,7 @@ from mailsrv.config import Config
 from mailsrv.service import MailServer
 from mailsrv.startup import StartGuard
 from mailsrv.tap import Options, prepare_data_dir
+from support import SystemClock
 
 NOBODY = 65534
 
@@ -89,11 +90,13 @@ def test_the_queue_starts_after_the_pools_and_stops_after_the_sessions_before_th
 
 @pytest.mark.parametrize(("to_stdout", "observed"), [(True, True), (False, False)])
 def test_twistds_standard_output_gets_our_observer(tmp_path, monkeypatch, to_stdout, observed):
-    """``twistd -n`` logs to standard output: there too the lines come from :func:`logfile.text_observer`."""
+    """``twistd -n`` logs to standard output: there too the lines come from :class:`logfile.TextObserver`."""
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     ctx = SimpleNamespace(config=Config(data_dir=str(tmp_path)))
-    server = MailServer(ctx, [], [], None, StartGuard(None), None, task.Clock(), log_to_stdout=to_stdout)
+    reactor = SystemClock()
+    reactor.running = False  # not started: the line is written at once
+    server = MailServer(ctx, [], [], None, StartGuard(None), None, reactor, log_to_stdout=to_stdout)
     application = Application("test")
     server.setServiceParent(application)
     observer = application.getComponent(ILogObserver, None)
