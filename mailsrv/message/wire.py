@@ -55,8 +55,13 @@ def to_wire(data: bytes) -> bytes:
 
 
 def wire_size(disk: bytes) -> int:
-    """Octets of :func:`to_wire` (*disk*) without building it."""
-    return len(disk) + disk.count(b"\n") - disk.count(b"\r\n")
+    """Octets of :func:`to_wire` (*disk*) without building it.
+
+    Counting CRLFs is four times slower than counting LFs, and a message
+    without a CR (nearly all) has none to count.
+    """
+    size = len(disk) + disk.count(b"\n")
+    return size - disk.count(b"\r\n") if b"\r" in disk else size
 
 
 def wire_chunks(stored: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:

@@ -11,8 +11,12 @@ from mailsrv.message import wire
 
 class WireFormTests(unittest.SynchronousTestCase):
     def test_wire_size_matches_to_wire(self):
-        for disk in (b"", b"a\nb\n", b"a\r\nb\n", b"no newline", b"\n\n\r\n"):
+        for disk in (b"", b"a\nb\n", b"a\r\nb\n", b"no newline", b"\n\n\r\n", b"a\rb\n", b"\r"):
             self.assertEqual(wire.wire_size(disk), len(wire.to_wire(disk)))
+        rng = random.Random(1939)
+        for _ in range(2000):
+            disk = bytes(rng.choice(b"a\r\n") for _ in range(rng.randint(0, 40)))
+            self.assertEqual(wire.wire_size(disk), len(wire.to_wire(disk)), disk)
 
     def test_disk_form_gives_back_every_message_without_a_bare_lf(self):
         # A CR before a CRLF is kept: "x\r\r\n" must not come back as "x\r\n".
