@@ -52,16 +52,18 @@ def read_quoted(line: bytes, pos: int = 0) -> tuple[bytes, int]:
     return _ESCAPE.sub(rb"\1", match.group(1)), match.end()
 
 
-def mailbox_name(raw: bytes) -> str:
-    """The folder name *raw* stands for, if it is canonical modified UTF-7 (RFC 3501 5.1.3).
+def mailbox_name(raw: bytes, utf8: bool = False) -> str:
+    """The folder name *raw* stands for: canonical modified UTF-7 (RFC 3501 5.1.3), or UTF-8 if *utf8*.
 
-    Raw 8-bit octets, broken ``&...-`` sequences and non-canonical spellings
-    (``&AGE-`` for ``a``, which would name one folder two ways) are
-    ``NO [CANNOT]``.  The store makes ``INBOX`` case-insensitive.
+    An IMAP4rev2 session names folders in UTF-8 (RFC 9051 5.1), so its
+    ``&`` is an ampersand; any name that is not valid UTF-8 is refused.
+    Otherwise raw 8-bit octets, broken ``&...-`` sequences and non-canonical
+    spellings (``&AGE-`` for ``a``, which would name one folder two ways)
+    are ``NO [CANNOT]``.  The store makes ``INBOX`` case-insensitive.
     """
     try:
-        name = raw.decode("imap4-utf-7")
-        canonical = name.encode("imap4-utf-7") == raw
+        name = raw.decode("utf-8" if utf8 else "imap4-utf-7")
+        canonical = utf8 or name.encode("imap4-utf-7") == raw
     except UnicodeError:
         canonical = False
     if not canonical:
@@ -69,6 +71,6 @@ def mailbox_name(raw: bytes) -> str:
     return name
 
 
-def encode_mailbox_name(name: str) -> bytes:
-    """A folder name as sent: modified UTF-7 (RFC 3501 5.1.3)."""
-    return name.encode("imap4-utf-7")
+def encode_mailbox_name(name: str, utf8: bool = False) -> bytes:
+    """A folder name as sent: modified UTF-7 (RFC 3501 5.1.3), or UTF-8 if *utf8* (RFC 9051 5.1)."""
+    return name.encode("utf-8" if utf8 else "imap4-utf-7")
