@@ -16,11 +16,13 @@ from mailsrv.imap import condstore, listing
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.flags import SELECTABLE, normalize_flag
 from mailsrv.imap.overquota import require_room
-from mailsrv.imap.responses import OK, TRYCREATE, CommandError, Result, bad, no, store_error, syntax
+from mailsrv.imap.responses import (
+    HAS_CHILDREN_REV2, OK, TRYCREATE, CommandError, Result, bad, no, store_error, syntax,
+)
 from mailsrv.imap.selection import Selection
 from mailsrv.imap.structure import encode, quoted
 from mailsrv.imap.syntax import encode_mailbox_name
-from mailsrv.store import NoSuchFolder, maildir, specialuse
+from mailsrv.store import FolderHasChildren, NoSuchFolder, maildir, specialuse
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
@@ -133,7 +135,12 @@ async def do_DELETE(server: "Connection", args: Arguments) -> Result:
     args.end()
     assert server.account is not None
     selection = server.selection
-    await server.account.user.delete_folder(name)
+    try:
+        await server.account.user.delete_folder(name)
+    except FolderHasChildren:
+        if server.modes.rev2:
+            raise no(HAS_CHILDREN_REV2) from None
+        raise
     if selection is not None and selection.deleted:
         server.deselect()
     return Result(OK, b"Mailbox deleted")

@@ -154,3 +154,14 @@ class Status(Rev2Case):
             session, b"a STATUS INBOX (MESSAGES DELETED SIZE)", b'STATUS "INBOX" (MESSAGES 3 DELETED 1 SIZE %d)' % size,
             result=b"OK STATUS completed",
         )
+
+
+class ResponseCodes(Rev2Case):
+    async def test_refusals_carry_rev2_codes(self) -> None:
+        session = await self.rev2(select=None)
+        await self.check(session, b"a CREATE Arch/2026", result=b"OK Mailbox created")
+        await self.check(session, b"b CREATE Arch/2026", result=b"NO [ALREADYEXISTS] Mailbox already exists")
+        await self.check(session, b"c DELETE Arch", result=b"OK Mailbox deleted")  # \Noselect while Arch/2026 lives
+        # RFC 9051 7.1: HASCHILDREN, where an IMAP4rev1 session gets [CANNOT] (RFC 3501 has no code for it).
+        await self.check(session, b"d DELETE Arch", result=b"NO [HASCHILDREN] Mailbox has children, delete them first")
+        await self.check(session, b"e SELECT Nowhere", result=b"NO [NONEXISTENT] No such mailbox")
