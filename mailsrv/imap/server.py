@@ -1,4 +1,4 @@
-"""The IMAP4rev1 server (RFC 3501): sessions, states, dispatch, updates, IDLE.
+"""The IMAP server (RFC 3501; RFC 9051 once ENABLEd): sessions, states, dispatch, updates, IDLE.
 
 Built on :mod:`mailsrv.net` rather than ``twisted.mail.imap4.IMAP4Server``:
 Twisted's server reads commands with parsers that mishandle quoting and

@@ -165,3 +165,15 @@ class ResponseCodes(Rev2Case):
         # RFC 9051 7.1: HASCHILDREN, where an IMAP4rev1 session gets [CANNOT] (RFC 3501 has no code for it).
         await self.check(session, b"d DELETE Arch", result=b"NO [HASCHILDREN] Mailbox has children, delete them first")
         await self.check(session, b"e SELECT Nowhere", result=b"NO [NONEXISTENT] No such mailbox")
+
+
+class Keywords(Rev2Case):
+    async def test_the_rev2_keywords_are_kept(self) -> None:
+        # RFC 9051 2.3.2 names them; a client sets them like any keyword, and PERMANENTFLAGS has \*.
+        session = await self.rev2()
+        keywords = b"$Forwarded $Junk $MDNSent $NotJunk $Phishing"
+        await self.check(
+            session, b"a STORE 1 +FLAGS (" + keywords + b")", b"1 FETCH (FLAGS (" + keywords + b"))",
+            result=b"OK STORE completed",
+        )
+        self.assertEqual(self.inbox.get(2).flags, frozenset(keywords.decode().split()))
