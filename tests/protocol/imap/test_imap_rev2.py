@@ -6,7 +6,7 @@ The INBOX holds messages 1..3 with UIDs 2..4 (UID 1 was expunged), 2 and
 
 from __future__ import annotations
 
-from imap_harness import IMAPTestCase, Session
+from imap_harness import ALICE, IMAPTestCase, Session
 
 MESSAGE = b"From: bob@example.test\r\nSubject: note %d\r\n\r\nBody %d.\r\n"
 #: "Entwürfe" as a rev2 client writes it (UTF-8) and as a rev1 client does (modified UTF-7).
@@ -143,6 +143,10 @@ class Names(Rev2Case):
     async def test_a_name_that_is_not_utf8_is_refused(self) -> None:
         session = await self.rev2(select=None)
         await self.check(session, b'a CREATE "caf\xe9"', result=b"NO [CANNOT] Invalid mailbox name")
+        # RFC 9051 5.1: no C1 control, line or paragraph separator in a name.
+        for name in ("a\u0085b", "a\u2028b", "a\u2029b"):
+            await self.check(session, b'b CREATE "' + name.encode() + b'"', result=b"NO [CANNOT] Invalid mailbox name")
+        self.assertEqual(self.successResultOf(self.store.user(ALICE).list_folders()), ["INBOX"])
 
 
 class Status(Rev2Case):
