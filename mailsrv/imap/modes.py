@@ -14,6 +14,8 @@ from __future__ import annotations
 CONDSTORE, QRESYNC, IMAP4REV2 = b"CONDSTORE", b"QRESYNC", b"IMAP4REV2"
 #: What ENABLE turns on (RFC 7162 3.1.8, 3.2.3; RFC 9051 6.3.1), in the upper case ENABLE compares in.
 ENABLEABLE = frozenset({CONDSTORE, QRESYNC, IMAP4REV2})
+#: How ``* ENABLED`` spells a name when CAPABILITY spells it otherwise (RFC 9051 6.3.1's example).
+SPELLING = {IMAP4REV2: b"IMAP4rev2"}
 
 
 class Modes:

@@ -338,7 +338,7 @@ class IMAPServer(ServerProtocol):
             wanted.append(args.atom().upper())
         newly = [name for name in dict.fromkeys(wanted) if name in ENABLEABLE and name not in self.enabled]
         self.enabled.update(newly)
-        self.untagged(b" ".join([b"ENABLED", *newly]))
+        self.untagged(b" ".join([b"ENABLED", *(modes.SPELLING.get(name, name) for name in newly)]))
         return Result(OK, b"ENABLE completed")
 
     # -- not authenticated ---------------------------------------------------

@@ -30,7 +30,7 @@ def test_rev2_session_select_search_status_list(server: Server) -> None:
     deliver(server, 3)
     with client(server) as conn:
         assert {b"IMAP4REV1", b"IMAP4REV2"} <= set(conn.capabilities())  # imapclient upper-cases them
-        assert conn.enable("IMAP4rev2") == [b"IMAP4REV2"]
+        assert conn.enable("IMAP4rev2") == [b"IMAP4rev2"]
         selected = conn.select_folder("INBOX")
         assert selected[b"EXISTS"] == 3
         assert b"RECENT" not in selected  # RFC 9051 2.3.2

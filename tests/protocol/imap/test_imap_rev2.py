@@ -24,7 +24,7 @@ class Rev2Case(IMAPTestCase):
     async def rev2(self, select: bytes | None = b"INBOX") -> Session:
         """A session logged in as alice that enabled IMAP4rev2, with *select* selected."""
         session = await self.login(select=None)
-        self.assertEqual(await session.command(b"E ENABLE IMAP4rev2"), b"* ENABLED IMAP4REV2\r\nE OK ENABLE completed\r\n")
+        self.assertEqual(await session.command(b"E ENABLE IMAP4rev2"), b"* ENABLED IMAP4rev2\r\nE OK ENABLE completed\r\n")
         if select is not None:
             self.assertIn(b"S OK", await session.command(b"S SELECT " + select))
         return session
