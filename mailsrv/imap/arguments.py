@@ -35,8 +35,10 @@ _DATE_TIME = re.compile(rb'"([ 0-9]\d-[A-Za-z]{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}
 class Arguments:
     """The arguments of one command, read left to right."""
 
-    def __init__(self, command: Command) -> None:
+    def __init__(self, command: Command, utf8_names: bool = False) -> None:
         self._parts: list[Part] = list(command.parts)
+        #: Mailbox names are UTF-8, not modified UTF-7 (an IMAP4rev2 session: RFC 9051 5.1).
+        self._utf8_names = utf8_names
         self._index = 0
         self._pos = 0
 
@@ -130,12 +132,12 @@ class Arguments:
         return value
 
     def mailbox(self) -> str:
-        """A mailbox name (astring, modified UTF-7: RFC 3501 5.1.3)."""
-        return mailbox_name(self.astring())
+        """A mailbox name (astring; modified UTF-7, RFC 3501 5.1.3, or UTF-8, RFC 9051 5.1)."""
+        return mailbox_name(self.astring(), self._utf8_names)
 
     def list_mailbox(self) -> str:
         """A LIST/LSUB pattern, wildcards allowed (RFC 3501 6.3.8)."""
-        return mailbox_name(self._string(_LIST_ATOM))
+        return mailbox_name(self._string(_LIST_ATOM), self._utf8_names)
 
     def number(self) -> int:
         """A number (RFC 3501 9: 32-bit unsigned)."""

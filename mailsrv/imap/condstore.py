@@ -25,6 +25,7 @@ from twisted.mail import imap4
 
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.flags import flags_data
+from mailsrv.imap.modes import CONDSTORE, QRESYNC, Modes
 from mailsrv.imap.responses import bad, syntax
 from mailsrv.imap.sequences import parse_sequence_set, range_set
 
@@ -32,35 +33,8 @@ if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
     from mailsrv.imap.selection import Selection
 
-CONDSTORE, QRESYNC = b"CONDSTORE", b"QRESYNC"
-#: What ENABLE turns on (RFC 7162 3.1.8, 3.2.3).
-ENABLEABLE = frozenset({CONDSTORE, QRESYNC})
 CAPABILITIES = [CONDSTORE, QRESYNC]
 _SET = re.compile(rb"[0-9:*,]+")
-
-
-class Modes:
-    """What RFC 7162 turned on for a session, read from its ENABLE set."""
-
-    def __init__(self, enabled: set[bytes]) -> None:
-        self.enabled = enabled
-
-    @property
-    def condstore(self) -> bool:
-        """MODSEQ in unsolicited FETCH responses (RFC 7162 3.1.8); QRESYNC implies it (3.2.3)."""
-        return CONDSTORE in self.enabled or QRESYNC in self.enabled
-
-    @property
-    def qresync(self) -> bool:
-        """VANISHED instead of EXPUNGE, UIDs in unsolicited FETCH (RFC 7162 3.2.4)."""
-        return QRESYNC in self.enabled
-
-    def use_condstore(self) -> bool:
-        """A CONDSTORE-enabling command ran (RFC 7162 3.1.8): CONDSTORE is on from now on; whether newly."""
-        if self.condstore:
-            return False
-        self.enabled.add(CONDSTORE)
-        return True
 
 
 def enabled_by(server: "Connection") -> None:

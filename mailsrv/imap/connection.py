@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from mailsrv.context import ServerContext
     from mailsrv.imap.account import Account
-    from mailsrv.imap.condstore import Modes
+    from mailsrv.imap.modes import Modes
     from mailsrv.imap.selection import Selection
     from mailsrv.net.session import Session
 

@@ -8,6 +8,7 @@ wants another answer for a missing folder (APPEND and COPY: ``[TRYCREATE]``).
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import TYPE_CHECKING, Awaitable, Callable
 
@@ -15,11 +16,13 @@ from mailsrv.imap import condstore, listing
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.flags import SELECTABLE, normalize_flag
 from mailsrv.imap.overquota import require_room
-from mailsrv.imap.responses import OK, TRYCREATE, CommandError, Result, bad, no, store_error, syntax
+from mailsrv.imap.responses import (
+    HAS_CHILDREN_REV2, OK, TRYCREATE, CommandError, Result, bad, no, store_error, syntax,
+)
 from mailsrv.imap.selection import Selection
-from mailsrv.imap.structure import encode
+from mailsrv.imap.structure import encode, quoted
 from mailsrv.imap.syntax import encode_mailbox_name
-from mailsrv.store import NoSuchFolder, maildir, specialuse
+from mailsrv.store import FolderHasChildren, NoSuchFolder, maildir, specialuse
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
@@ -29,13 +32,21 @@ _STATUS_ITEMS = (
     b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"SIZE", b"DELETED", b"DELETED-STORAGE",
     b"HIGHESTMODSEQ",
 )
+#: RFC 9051 9: a quoted string holds TEXT-CHAR (no NUL, CR or LF) and UTF-8.
+_QUOTABLE_UTF8 = re.compile(rb"[^\x00\r\n]{0,1000}\Z")
 #: What LIST and STATUS offer beyond RFC 3501 (RFC 5258, 5819, 6154, 8438).
 LIST_CAPABILITIES = [b"LIST-EXTENDED", b"LIST-STATUS", b"SPECIAL-USE", b"CREATE-SPECIAL-USE", b"STATUS=SIZE"]
 
 
-def quoted_name(name: str) -> bytes:
-    """A folder name on the wire: modified UTF-7 (RFC 3501 5.1.3), quoted."""
-    return encode(encode_mailbox_name(name))
+def quoted_name(name: str, utf8: bool) -> bytes:
+    """A folder name on the wire: modified UTF-7 (RFC 3501 5.1.3), quoted, or for *utf8* UTF-8.
+
+    An IMAP4rev2 session gets its names in UTF-8 (RFC 9051 5.1), quoted,
+    as its QUOTED-CHAR allows (RFC 9051 9); a literal only for a name
+    with a line break or NUL in it.
+    """
+    raw = encode_mailbox_name(name, utf8)
+    return quoted(raw) if utf8 and _QUOTABLE_UTF8.match(raw) else encode(raw)
 
 
 async def open_folder(server: "Connection", name: str, missing: bytes) -> "Folder":
@@ -69,11 +80,15 @@ async def _select(server: "Connection", args: Arguments, writeable: bool) -> Res
         b"FLAGS " + SELECTABLE,
         b"OK [PERMANENTFLAGS " + _permanent_flags(folder, writeable) + b"] Flags permitted",
         b"%d EXISTS" % selection.exists,
-        b"%d RECENT" % selection.recent,
     ]
-    unseen = selection.first_unseen()
-    if unseen is not None:
-        lines.append(b"OK [UNSEEN %d] First unseen" % unseen)
+    if server.modes.rev2:
+        # RFC 9051 6.3.2: a LIST response names the mailbox; RECENT and UNSEEN are gone (2.3.2, 7.1).
+        lines.append(b'LIST () "/" ' + quoted_name(folder.name, utf8=True))
+    else:
+        lines.append(b"%d RECENT" % selection.recent)
+        unseen = selection.first_unseen()
+        if unseen is not None:
+            lines.append(b"OK [UNSEEN %d] First unseen" % unseen)
     lines += [
         b"OK [UIDVALIDITY %d] UIDs valid" % folder.uidvalidity,
         b"OK [UIDNEXT %d] Predicted next UID" % folder.uidnext,
@@ -120,7 +135,12 @@ async def do_DELETE(server: "Connection", args: Arguments) -> Result:
     args.end()
     assert server.account is not None
     selection = server.selection
-    await server.account.user.delete_folder(name)
+    try:
+        await server.account.user.delete_folder(name)
+    except FolderHasChildren:
+        if server.modes.rev2:
+            raise no(HAS_CHILDREN_REV2) from None
+        raise
     if selection is not None and selection.deleted:
         server.deselect()
     return Result(OK, b"Mailbox deleted")
@@ -155,7 +175,8 @@ async def _lsub(server: "Connection", args: Arguments) -> Result:
     args.end()
     assert server.account is not None
     names = await server.account.subscribed(reference, pattern)
-    server.write(b"".join(b'* LSUB () "/" ' + quoted_name(n) + b"\r\n" for n in names))
+    utf8 = server.modes.rev2
+    server.write(b"".join(b'* LSUB () "/" ' + quoted_name(n, utf8) + b"\r\n" for n in names))
     return Result(OK, b"LSUB completed")
 
 
@@ -171,7 +192,8 @@ async def do_LIST(server: "Connection", args: Arguments) -> Result:
         return Result(OK, b"LIST completed")
     for entry in await listing.entries(server.account, command):
         attributes = " ".join(entry.attributes).encode()
-        server.untagged(b"LIST (" + attributes + b') "/" ' + quoted_name(entry.name) + listing.childinfo(entry))
+        name = quoted_name(entry.name, server.modes.rev2)
+        server.untagged(b"LIST (" + attributes + b') "/" ' + name + listing.childinfo(entry))
         if command.status is not None and entry.selectable:
             await _send_status(server, entry.name, command.status, missing_ok=True)
     return Result(OK, b"LIST completed")
@@ -227,7 +249,7 @@ async def _send_status(server: "Connection", name: str, wanted: list[bytes], mis
         b"HIGHESTMODSEQ": folder.highest_modseq,  # RFC 7162 3.1.6
     }
     items = b" ".join(b"%s %d" % (item, values[item]) for item in wanted)
-    server.untagged(b"STATUS " + quoted_name(folder.name) + b" (" + items + b")")
+    server.untagged(b"STATUS " + quoted_name(folder.name, server.modes.rev2) + b" (" + items + b")")
 
 
 async def do_APPEND(server: "Connection", args: Arguments) -> Result:

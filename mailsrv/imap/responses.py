@@ -83,6 +83,8 @@ TRYCREATE = b"[TRYCREATE] No such mailbox"  # RFC 3501 6.4.7, 7.1
 CANNOT_NAME = b"[CANNOT] Invalid mailbox name"  # RFC 5530 3
 ALREADY_EXISTS = b"[ALREADYEXISTS] Mailbox already exists"  # RFC 5530 3
 HAS_CHILDREN = b"[CANNOT] Mailbox has children, delete them first"  # RFC 3501 6.3.4 allows refusing
+#: The same refusal in the code IMAP4rev2 has for it (RFC 9051 7.1), for sessions that enabled it.
+HAS_CHILDREN_REV2 = b"[HASCHILDREN] Mailbox has children, delete them first"
 TOO_MANY_KEYWORDS = b"[LIMIT] Too many keywords in mailbox"  # RFC 5530 3: Maildir has 26 letters
 EXPUNGE_ISSUED = b"[EXPUNGEISSUED] Some of the requested messages no longer exist"  # RFC 5530 3, RFC 2180 4.1.2
 READ_ONLY = b"[READ-ONLY] Mailbox is read-only"  # RFC 3501 6.3.2

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from mailsrv.imap import condstore, thread
 from mailsrv.imap.arguments import Arguments
-from mailsrv.imap.esearch import read_return
+from mailsrv.imap.esearch import ReturnOptions, read_return
 from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
 from mailsrv.imap.fetch import View
 from mailsrv.imap.search import CONTENT, Message, SearchError, compile_search, parse_search, run_search
@@ -112,10 +112,15 @@ def _with_fields(hits: list[Message]) -> list[Hit]:
 
 
 async def search_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
-    """SEARCH; ``* SEARCH`` even with no match, ``* ESEARCH`` when RETURN asks (RFC 4731 3.1)."""
+    """SEARCH; ``* SEARCH`` even with no match, ``* ESEARCH`` when RETURN asks (RFC 4731 3.1).
+
+    An IMAP4rev2 session has no ``* SEARCH``: no RETURN means ``RETURN (ALL)`` (RFC 9051 6.4.4).
+    """
     if not args.more():
         raise syntax(b"Missing search criteria")  # RFC 3501 6.4.4: at least one key
     options = read_return(args)
+    if options is None and server.modes.rev2:
+        options = ReturnOptions(frozenset())
     charset = None
     if args.expect(b"CHARSET "):
         charset = args.astring()

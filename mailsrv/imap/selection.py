@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 from twisted.mail import imap4
 from zope.interface import implementer
 
-from mailsrv.imap.condstore import Modes
+from mailsrv.imap.modes import Modes
 from mailsrv.imap.fetch import View
 from mailsrv.imap.flags import RECENT, flags_data, normalize_flag
 from mailsrv.imap.sequences import resolve_set, uid_set
@@ -49,8 +49,10 @@ class Selection:
         self.modes = modes or Modes(set())
         self._notify = notify
         self._uids = [info.uid for info in folder.messages()]
-        # RFC 3501 2.3.2: \Recent goes to one session; EXAMINE never claims it.
-        self._recent = folder.claim_recent() if writeable else set()
+        # RFC 3501 2.3.2: \Recent goes to one session; EXAMINE never claims it, nor does an
+        # IMAP4rev2 session, which has no \Recent (RFC 9051 2.3.2), so a rev1 session still gets it.
+        self._claims_recent = writeable and not self.modes.rev2
+        self._recent = folder.claim_recent() if self._claims_recent else set()
         # Ordered sets (dicts): a burst of thousands of changes costs O(1) each.
         self._added: dict[int, None] = {}
         self._expunged: dict[int, None] = {}
@@ -256,9 +258,11 @@ class Selection:
         if self._added:
             self._uids.extend(sorted(self._added))
             self._added = {}
-            if self.writeable:
+            lines.append(b"%d EXISTS" % len(self._uids))
+            if self._claims_recent:
                 self._recent |= self.folder.claim_recent()
-            lines += [b"%d EXISTS" % len(self._uids), b"%d RECENT" % len(self._recent)]
+            if not self.modes.rev2:  # RFC 9051 7.4: IMAP4rev2 has no RECENT response
+                lines.append(b"%d RECENT" % len(self._recent))
         for uid, info in self._flags.items():
             seq = self.seq_of(uid)
             if seq is not None:

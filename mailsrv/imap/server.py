@@ -1,4 +1,4 @@
-"""The IMAP4rev1 server (RFC 3501): sessions, states, dispatch, updates, IDLE.
+"""The IMAP server (RFC 3501; RFC 9051 once ENABLEd): sessions, states, dispatch, updates, IDLE.
 
 Built on :mod:`mailsrv.net` rather than ``twisted.mail.imap4.IMAP4Server``:
 Twisted's server reads commands with parsers that mishandle quoting and
@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.imap import clientid, compress, condstore, folders, quota, searching, selected
+from mailsrv.imap import clientid, compress, condstore, folders, modes, quota, searching, selected
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
@@ -66,7 +66,7 @@ _NO_EXPUNGE_AFTER = frozenset({b"FETCH", b"STORE", b"SEARCH", b"SORT", b"THREAD"
 _MECHANISMS = {b"PLAIN": PlainCredentials}
 _INITIAL_RESPONSE = re.compile(rb"[A-Za-z0-9+/]+=*|=")
 #: The extensions ENABLE can turn on (RFC 5161 3.1).
-ENABLEABLE: frozenset[bytes] = condstore.ENABLEABLE
+ENABLEABLE: frozenset[bytes] = modes.ENABLEABLE
 
 Handler = Callable[..., Awaitable[Result]]
 
@@ -100,8 +100,8 @@ class IMAPServer(ServerProtocol):
         self.tag = b"*"
         #: What the client turned on with ENABLE (RFC 5161).
         self.enabled: set[bytes] = set()
-        #: CONDSTORE and QRESYNC, as ENABLE and CONDSTORE-using commands turned them on (RFC 7162).
-        self.modes = condstore.Modes(self.enabled)
+        #: CONDSTORE, QRESYNC and IMAP4rev2, as ENABLE and CONDSTORE-using commands turned them on.
+        self.modes = modes.Modes(self.enabled)
         #: The command just read leaves input that cannot be read as commands (see :mod:`.reading`).
         self._hang_up = False
         self._idle_poll: Any = None
@@ -138,7 +138,7 @@ class IMAPServer(ServerProtocol):
         logins are allowed (loopback, by configuration): a client that
         wants TLS must still get it there.
         """
-        caps = [b"IMAP4rev1"]
+        caps = [b"IMAP4rev1", b"IMAP4rev2"]  # RFC 9051 6.3.1: rev2 once the client ENABLEs it
         if self.can_start_tls():
             caps.append(b"STARTTLS")
         # RFC 4959 3: SASL-IR only beside a mechanism it can be used with.
@@ -243,7 +243,7 @@ class IMAPServer(ServerProtocol):
             self._hang_up = e.hang_up
             return e.result
         try:
-            return await entry.handler(self, Arguments(command))
+            return await entry.handler(self, Arguments(command, utf8_names=self.modes.rev2))
         except CommandError as e:
             return e.result
         except NoSuchFolder as e:
@@ -338,7 +338,7 @@ class IMAPServer(ServerProtocol):
             wanted.append(args.atom().upper())
         newly = [name for name in dict.fromkeys(wanted) if name in ENABLEABLE and name not in self.enabled]
         self.enabled.update(newly)
-        self.untagged(b" ".join([b"ENABLED", *newly]))
+        self.untagged(b" ".join([b"ENABLED", *(modes.SPELLING.get(name, name) for name in newly)]))
         return Result(OK, b"ENABLE completed")
 
     # -- not authenticated ---------------------------------------------------

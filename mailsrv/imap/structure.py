@@ -59,10 +59,13 @@ def encode(item: Any) -> bytes:
     if isinstance(item, str):
         item = item.encode("utf-8", "surrogateescape")
     if isinstance(item, bytes):
-        if _QUOTABLE.match(item):
-            return b'"' + item.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-        return literal(item)
+        return quoted(item) if _QUOTABLE.match(item) else literal(item)
     return b"(" + b" ".join(encode(i) for i in item) + b")"
+
+
+def quoted(data: bytes) -> bytes:
+    """*data* as a quoted string (RFC 3501 9), which the caller checked it may be."""
+    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
 def literal(data: bytes) -> bytes:

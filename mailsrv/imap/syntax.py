@@ -27,6 +27,8 @@ _TAG = re.compile(rb"[!#$&',\-./0-9:;<=>?@A-Z\[\]^_`a-z|}~]+\Z")
 # for UTF-8 SEARCH strings (RFC 6855 / 9051 allow them).
 _QUOTED = re.compile(rb'"((?:[^"\\\r\n]|\\["\\])*)"')
 _ESCAPE = re.compile(rb'\\(["\\])')
+# RFC 9051 5.1: a UTF-8 name holds no control character (C0, DEL, C1), nor U+2028 or U+2029.
+_UTF8_NAME = re.compile("[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\\Z")
 
 
 def is_atom(token: bytes) -> bool:
@@ -52,16 +54,19 @@ def read_quoted(line: bytes, pos: int = 0) -> tuple[bytes, int]:
     return _ESCAPE.sub(rb"\1", match.group(1)), match.end()
 
 
-def mailbox_name(raw: bytes) -> str:
-    """The folder name *raw* stands for, if it is canonical modified UTF-7 (RFC 3501 5.1.3).
+def mailbox_name(raw: bytes, utf8: bool = False) -> str:
+    """The folder name *raw* stands for: canonical modified UTF-7 (RFC 3501 5.1.3), or UTF-8 if *utf8*.
 
-    Raw 8-bit octets, broken ``&...-`` sequences and non-canonical spellings
-    (``&AGE-`` for ``a``, which would name one folder two ways) are
-    ``NO [CANNOT]``.  The store makes ``INBOX`` case-insensitive.
+    An IMAP4rev2 session names folders in UTF-8 (RFC 9051 5.1), so its
+    ``&`` is an ampersand; a name that is not valid UTF-8, or holds what
+    RFC 9051 5.1 keeps out of names, is refused.
+    Otherwise raw 8-bit octets, broken ``&...-`` sequences and non-canonical
+    spellings (``&AGE-`` for ``a``, which would name one folder two ways)
+    are ``NO [CANNOT]``.  The store makes ``INBOX`` case-insensitive.
     """
     try:
-        name = raw.decode("imap4-utf-7")
-        canonical = name.encode("imap4-utf-7") == raw
+        name = raw.decode("utf-8" if utf8 else "imap4-utf-7")
+        canonical = _UTF8_NAME.match(name) is not None if utf8 else name.encode("imap4-utf-7") == raw
     except UnicodeError:
         canonical = False
     if not canonical:
@@ -69,6 +74,6 @@ def mailbox_name(raw: bytes) -> str:
     return name
 
 
-def encode_mailbox_name(name: str) -> bytes:
-    """A folder name as sent: modified UTF-7 (RFC 3501 5.1.3)."""
-    return name.encode("imap4-utf-7")
+def encode_mailbox_name(name: str, utf8: bool = False) -> bytes:
+    """A folder name as sent: modified UTF-7 (RFC 3501 5.1.3), or UTF-8 if *utf8* (RFC 9051 5.1)."""
+    return name.encode("utf-8" if utf8 else "imap4-utf-7")

@@ -29,19 +29,19 @@ class BeforeTLS(IMAPTestCase):
     def test_greeting_offers_starttls_and_disables_login(self) -> None:
         self.assertEqual(
             self.greeting_over_tls_capable_transport(REMOTE),
-            b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED " + EXTENSIONS + b"] localhost IMAP4rev1 ready\r\n",
+            b"* OK [CAPABILITY IMAP4rev1 IMAP4rev2 STARTTLS LOGINDISABLED " + EXTENSIONS + b"] localhost IMAP4rev1 ready\r\n",
         )
 
     def test_starttls_is_offered_where_plaintext_logins_are_allowed_too(self) -> None:
         """Issue 6: with ``allow_plaintext_auth_on_loopback`` the greeting dropped STARTTLS."""
         self.assertEqual(
             self.greeting_over_tls_capable_transport(LOOPBACK),
-            b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN SASL-IR " + EXTENSIONS + b"] localhost IMAP4rev1 ready\r\n",
+            b"* OK [CAPABILITY IMAP4rev1 IMAP4rev2 STARTTLS AUTH=PLAIN SASL-IR " + EXTENSIONS + b"] localhost IMAP4rev1 ready\r\n",
         )
 
     def test_no_tls_at_all_still_disables_login(self) -> None:
         greeting = self.open(REMOTE).received()
-        self.assertEqual(greeting, b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED " + EXTENSIONS + b"] localhost IMAP4rev1 ready\r\n")
+        self.assertEqual(greeting, b"* OK [CAPABILITY IMAP4rev1 IMAP4rev2 LOGINDISABLED " + EXTENSIONS + b"] localhost IMAP4rev1 ready\r\n")
 
     async def test_login_refused_with_privacyrequired(self) -> None:
         session = self.open(REMOTE)
@@ -61,7 +61,7 @@ class BeforeTLS(IMAPTestCase):
         self.assertEqual(transport.tlsbuf, [])  # "b" was injected in clear: never answered
         session.server.dataReceived(b"c CAPABILITY\r\n")
         inside = b"".join(transport.tlsbuf)
-        self.assertEqual(inside, b"* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR " + EXTENSIONS + b"\r\nc OK CAPABILITY completed\r\n")
+        self.assertEqual(inside, b"* CAPABILITY IMAP4rev1 IMAP4rev2 AUTH=PLAIN SASL-IR " + EXTENSIONS + b"\r\nc OK CAPABILITY completed\r\n")
 
     def test_no_nagle(self) -> None:
         transport = TCPStringTransport(peerAddress=REMOTE)
