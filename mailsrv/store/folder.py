@@ -47,7 +47,7 @@ from zope.interface import Interface
 from mailsrv.message import wire
 from mailsrv.message.body import Body
 from mailsrv.store import flags as flag_rules
-from mailsrv.store import fileops, maildir, maildirsize, names, scan, writing
+from mailsrv.store import fileops, maildir, maildirsize, names, scan, snapfile, writing
 from mailsrv.store.coalesce import Coalescing
 from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder
 from mailsrv.store.keywords import Keywords
@@ -68,6 +68,9 @@ if TYPE_CHECKING:
 #: some), and a second change in the tick of the first leaves the mtime as
 #: it was.  Hosts sharing the store over the network add their clock skew.
 TRUST_AFTER_NS = 2_000_000_000
+#: Seconds between a listing and the write of the snapshot file it brought up to date: the
+#: listings of a burst of changes share one write.
+SAVE_DELAY = 2.0
 
 
 class IFolderListener(Interface):
@@ -115,6 +118,12 @@ def _link_counted(root: str, pairs: list[tuple[str, writing.Destination]]) -> li
     done = writing.link_each(pairs)
     maildirsize.record_added(root, [pairs[i][1][1] for i in done])
     return done
+
+
+def _open_folder(path: str) -> snapfile.Persisted | None:
+    """The first sync's job: make the Maildir of a new user, and read the snapshot file (blocking)."""
+    maildir.ensure_maildir(path)
+    return snapfile.read(path)
 
 
 def _read_wire(message: StoredMessage) -> bytes:
@@ -168,6 +177,8 @@ class Folder:
         self._unmoved: dict[int, str] = {}  # claimed, not yet sent to the pool: UID -> its name in cur/
         self._moves = Coalescing(self._move_claimed, clock, BATCH_DELAY)
         self._syncs = Coalescing(self._sync_round)
+        self._saves = Coalescing(self._save, clock, SAVE_DELAY)
+        self._unsaved = False  # a listing changed what the snapshot file should say
         self._unnumbered: dict[int, int] = {}  # UID -> flag changes waiting for their modseq
 
     # -- reading -------------------------------------------------------------
@@ -321,11 +332,16 @@ class Folder:
 
     def _sync_round(self) -> "Deferred[None] | None":
         listed = self._list_if_changed()
-        return self._settle_arrivals() if listed is None else listed.addCallback(self._settle_arrivals)
+        if listed is None:
+            return self._settle_arrivals()
+        return listed.addCallback(self._settle_arrivals).addCallback(self._save_soon)
 
     def _list_if_changed(self) -> "Deferred[None] | None":
         if self._scanned is None:  # first sync: the Maildir of a new user may not exist yet
-            return self._executor.run(maildir.ensure_maildir, self.path).addCallback(lambda _: self._scan())
+            return self._executor.run(_open_folder, self.path).addCallback(self._opened)
+        return self._list_if_moved()
+
+    def _list_if_moved(self) -> "Deferred[None] | None":
         try:
             stamps = DirStamps.of(self.path)
         except FileNotFoundError:
@@ -333,6 +349,65 @@ class Folder:
         if self._rescan_wanted or self._scanned.due_again(stamps, time.time_ns()):
             return self._scan()
         return None
+
+    def _opened(self, persisted: snapfile.Persisted | None) -> "Deferred[None] | None":
+        """Start from the snapshot file when there is one (:mod:`.snapfile`), else list the folder."""
+        if persisted is None:
+            return self._scan()
+        d = self._keywords.refresh().addCallback(lambda _: self._uids.refresh())
+        return d.addCallback(lambda _: self._adopt(persisted))
+
+    def _adopt(self, persisted: snapfile.Persisted) -> "Deferred[None] | None":
+        """Take a persisted snapshot as this folder's; list the directories unless it can be trusted.
+
+        It is trusted as a snapshot of our own is (:meth:`_Scanned.due_again`)
+        when the files it was derived from are unchanged.  Otherwise it is
+        the base a listing reconciles: entries whose UID the UID list no
+        longer gives them are dropped (the listing finds their files again),
+        and newer modseqs that ``mailsrv-modseq`` records for unchanged
+        flags are taken.  One made under another UIDVALIDITY or another
+        keyword table is of no use.
+        """
+        sources, snap, uids = persisted.sources, persisted.snapshot, self._uids
+        if (sources.uidvalidity != uids.uidvalidity or sources.keywords != self._keywords.stamp
+                or self._snap.infos or self._arrivals):
+            return self._scan()
+        if sources.uidlist != uids.stamp:
+            by_key = uids.by_key
+            for uid in [uid for key, uid in snap.uid_of.items() if by_key.get(key) != uid]:
+                snap.drop(uid)
+        if sources.modseqs != uids.modseq_stamp:
+            recorded = uids.modseqs.by_uid
+            for uid, info in snap.infos.items():
+                entry = recorded.get(uid)
+                if entry is not None and entry[0] > info.modseq and entry[1] == self._letters(info.flags):
+                    snap.infos[uid] = replace(info, modseq=entry[0])
+        self._snap = snap
+        self._scanned = _Scanned(sources.started_ns, sources.dirs)
+        self._rescan_wanted = (sources.uidlist, sources.modseqs) != (uids.stamp, uids.modseq_stamp)
+        return self._list_if_moved()
+
+    def _save_soon(self, result: object) -> object:
+        """After a listing: write the snapshot file soon (:data:`SAVE_DELAY`), in the executor."""
+        if self._unsaved:
+            self._logged(self._saves.run(soon=True), "writing the snapshot file")
+        return result
+
+    def _save(self) -> "Deferred[None] | None":
+        """Write the snapshot file, if the snapshot is exactly what the last listing and the files show.
+
+        Not while UIDs, modseqs or a listing are in flight: the file would
+        mix states (the next listing saves again).  The executor gets copies
+        of the maps, which the reactor goes on changing.
+        """
+        if not self._unsaved or self._scanned is None or self._listing or self._arrivals or self._unnumbered:
+            return None
+        self._unsaved = False
+        snap, scanned = self._snap, self._scanned
+        sources = snapfile.Sources(self.uidvalidity, scanned.started_ns, scanned.stamps, self._uids.stamp,
+                                   self._uids.modseq_stamp, self._keywords.stamp)
+        return self._executor.run(snapfile.write, self.path, sources, list(snap.ordered()), dict(snap.infos),
+                                  dict(snap.files))
 
     def _settle_arrivals(self, _: object = None) -> "Deferred[None] | None":
         """Wait for the UIDs of messages delivered before this sync, committing them now.
@@ -384,6 +459,7 @@ class Folder:
                 elif entry[0] != arrival.rel:
                     self._arrivals[key] = replace(arrival, rel=entry[0], info=entry[1])
         self._scanned = _Scanned(listing.started_ns, listing.stamps)
+        self._unsaved = True
         if gone:
             keys = [self._drop(uid) for uid in gone]
             self._logged(self._expunged(sorted(gone), keys), "forgetting expunged UIDs")

@@ -22,6 +22,17 @@ class Snapshot:
         self._order: list[int] = []
         self._order_stale = False
 
+    @classmethod
+    def of(cls, infos: list[MessageInfo], files: list[str]) -> "Snapshot":
+        """A snapshot of *infos* (UIDs ascending) whose files are *files*, in one pass."""
+        snap = cls()
+        snap.infos = {info.uid: info for info in infos}
+        snap.files = {info.uid: rel for info, rel in zip(infos, files)}
+        snap.uid_of = {info.key: info.uid for info in infos}
+        snap.in_new = {info.uid for info, rel in zip(infos, files) if rel.startswith("new/")}
+        snap._order = [info.uid for info in infos]
+        return snap
+
     def ordered(self) -> list[int]:
         """Every UID, ascending."""
         if self._order_stale:
