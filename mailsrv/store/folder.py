@@ -40,6 +40,7 @@ from functools import partial
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
@@ -71,6 +72,11 @@ TRUST_AFTER_NS = 2_000_000_000
 #: Seconds between a listing and the write of the snapshot file it brought up to date: the
 #: listings of a burst of changes share one write.
 SAVE_DELAY = 2.0
+#: Distinct flag sets kept for sharing (:meth:`Folder._flags_of`) before the cache starts over:
+#: a client storing ever new keyword combinations must not grow it without end.
+_SHARED_MAX = 4096
+#: New files a listing found, admitted per reactor turn (a few tens of milliseconds of work).
+ARRIVAL_SLICE = 2000
 
 
 class IFolderListener(Interface):
@@ -87,13 +93,6 @@ class IFolderListener(Interface):
 
     def folder_deleted(folder: "Folder") -> None:
         """The folder itself was deleted; it is gone for every session holding it."""
-
-
-def _arrival_order(filename: str) -> tuple[int, int, str]:
-    """Sort key putting Maildir names in delivery order (``secs.M<usecs>...``)."""
-    secs, _, rest = filename.partition(".")
-    usecs = rest[1:].split("P", 1)[0] if rest.startswith("M") else ""
-    return (int(secs) if secs.isdigit() else 0, int(usecs) if usecs.isdigit() else 0, filename)
 
 
 def _arrival(rel: str, size: int, internaldate: float) -> tuple[str, Arrival]:
@@ -164,6 +163,7 @@ class Folder:
         self.path = path
         self._user_root = names.user_root(path, name)  # where the user's maildirsize is
         self._executor = executor
+        self._clock = clock
         self._uids = UIDList(path, executor, clock)
         self._keywords = Keywords(path, executor)
         self._snap = Snapshot()
@@ -180,6 +180,10 @@ class Folder:
         self._saves = Coalescing(self._save, clock, SAVE_DELAY)
         self._unsaved = False  # a listing changed what the snapshot file should say
         self._unnumbered: dict[int, int] = {}  # UID -> flag changes waiting for their modseq
+        self._flags_table: dict[str, str] | None = None  # the keyword table _flags_by_info was made with
+        self._flags_by_info: dict[str, frozenset[str]] = {}
+        self._letters_table: dict[str, str] | None = None
+        self._letters_by_flags: dict[frozenset[str], str] = {}
 
     # -- reading -------------------------------------------------------------
 
@@ -297,14 +301,32 @@ class Folder:
             self._touched.add(key)
 
     def _flags_of(self, info: str) -> frozenset[str]:
-        return maildir.info_to_flags(info, self._keywords.keyword_of)
+        """The flags of Maildir *info* letters: one shared set per distinct *info*.
+
+        A folder has a handful of distinct ones, so 100,000 messages share a
+        few sets (memory) and a first sync converts each once (reactor time).
+        The cache lasts as long as the keyword table it was made with.
+        """
+        table = self._keywords.keyword_of
+        if table is not self._flags_table or len(self._flags_by_info) > _SHARED_MAX:
+            self._flags_table, self._flags_by_info = table, {}
+        flags = self._flags_by_info.get(info)
+        if flags is None:
+            flags = self._flags_by_info[info] = maildir.info_to_flags(info, table)
+        return flags
 
     def _filename(self, key: str, flags: "frozenset[str] | set[str]") -> str:
         return maildir.filename(key, flags, self._keywords.letter_of)
 
-    def _letters(self, flags: "frozenset[str] | set[str]") -> str:
-        """The info letters recorded with a modseq (:mod:`.modseqs`)."""
-        return maildir.flags_to_info(flags, self._keywords.letter_of)
+    def _letters(self, flags: frozenset[str]) -> str:
+        """The info letters recorded with a modseq (:mod:`.modseqs`), cached as :meth:`_flags_of` is."""
+        table = self._keywords.letter_of
+        if table is not self._letters_table or len(self._letters_by_flags) > _SHARED_MAX:
+            self._letters_table, self._letters_by_flags = table, {}
+        letters = self._letters_by_flags.get(flags)
+        if letters is None:
+            letters = self._letters_by_flags[flags] = maildir.flags_to_info(flags, table)
+        return letters
 
     def _recorded_modseq(self, uid: int, flags: frozenset[str], newer_than: int) -> int | None:
         """The modseq ``mailsrv-modseq`` gives *uid* with exactly *flags*, if newer than *newer_than*."""
@@ -381,7 +403,7 @@ class Folder:
             for uid, info in snap.infos.items():
                 entry = recorded.get(uid)
                 if entry is not None and entry[0] > info.modseq and entry[1] == self._letters(info.flags):
-                    snap.infos[uid] = replace(info, modseq=entry[0])
+                    snap.infos[uid] = info._replace(modseq=entry[0])
         self._snap = snap
         self._scanned = _Scanned(sources.started_ns, sources.dirs)
         self._rescan_wanted = (sources.uidlist, sources.modseqs) != (uids.stamp, uids.modseq_stamp)
@@ -464,9 +486,8 @@ class Folder:
             keys = [self._drop(uid) for uid in gone]
             self._logged(self._expunged(sorted(gone), keys), "forgetting expunged UIDs")
         self._logged(self._renamed_elsewhere(moved), "recording flags changed elsewhere")
-        fresh = [(k, rel, info) for k, (rel, info) in found.items()
-                 if k not in self._snap.uid_of and k not in self._arrivals and k not in touched]
-        return sorted(fresh, key=lambda entry: _arrival_order(entry[1][4:]))
+        return [(k, rel, info) for k, (rel, info) in found.items()
+                if k not in self._snap.uid_of and k not in self._arrivals and k not in touched]
 
     def _renamed_elsewhere(self, moved: list[tuple[int, tuple[str, str]]]) -> "Deferred[None]":
         """Files another session or node renamed: new places, maybe new flags."""
@@ -486,7 +507,25 @@ class Folder:
     def _describe(self, fresh: list[tuple[str, str, str]]) -> "Deferred[None] | None":
         if not fresh:
             return None
-        return self._executor.run(scan.describe, self.path, fresh).addCallback(self._arrive)
+        return self._executor.run(scan.describe, self.path, fresh).addCallback(self._arrive_in_slices)
+
+    def _arrive_in_slices(self, arrivals: dict[str, Arrival]) -> "Deferred[None]":
+        """Queue a listing's new files for UIDs :data:`ARRIVAL_SLICE` at a time, a reactor turn between.
+
+        The first listing of a 100,000-message folder without an index
+        finds them all new; admitting them at once held the reactor thread
+        (every other session) for a second.  Each slice gets its UIDs by its
+        own commit, in delivery order as one commit would.
+        """
+        items = list(arrivals.items())
+
+        async def admit_all() -> None:
+            for start in range(0, len(items), ARRIVAL_SLICE):
+                if start and self._clock is not None:
+                    await deferLater(self._clock, 0, lambda: None)
+                await self._arrive(dict(items[start : start + ARRIVAL_SLICE]))
+
+        return Deferred.fromCoroutine(admit_all())
 
     def _gone_if_missing(self, failure: Failure) -> Failure:
         if failure.check(FileNotFoundError):
@@ -715,7 +754,7 @@ class Folder:
         known = {}
         for uid, new in changes:
             modseq = None if own else self._recorded_modseq(uid, new, infos[uid].modseq)
-            infos[uid] = replace(infos[uid], flags=new, modseq=modseq or infos[uid].modseq)
+            infos[uid] = infos[uid]._replace(flags=new, modseq=modseq or infos[uid].modseq)
             if modseq is not None:
                 known[uid] = modseq
         unnumbered = {infos[uid].key: self._letters(new) for uid, new in changes if uid not in known}
@@ -736,7 +775,7 @@ class Folder:
             for uid, new in changes:
                 info = infos.get(uid)
                 if info is not None and info.flags == new:
-                    infos[uid] = info = replace(info, modseq=max(info.modseq, known.get(uid, modseq)))
+                    infos[uid] = info = info._replace(modseq=max(info.modseq, known.get(uid, modseq)))
                     shown.append(info)
             if shown:
                 self._announce("flags_changed", shown)

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
-from mailsrv.store import maildir
 from mailsrv.store.files import FileStamp, replace_file
 from mailsrv.store.message import MessageInfo
 from mailsrv.store.scan import DirStamps
@@ -51,6 +50,7 @@ from mailsrv.store.snapshot import Snapshot
 
 FILENAME = "mailsrv-snapshot"
 MAGIC = b"mailsrv-snapshot 1\n"
+_SUBDIRS = ("new/", "cur/")
 log = Logger()
 
 
@@ -166,20 +166,13 @@ def decode(data: bytes) -> Persisted:
     fields = bytes(body[32 * count :]).decode("utf-8", "surrogateescape").split("\0")
     if len(fields) != 3 * count + 1 or fields[-1]:
         raise Unreadable("text fields do not match the count")
-    interned: dict[str, frozenset[str]] = {}
-    rows, rels = [], []
-    last = 0
-    for i in range(count):
-        key, rel, flags = fields[3 * i : 3 * i + 3]
-        uid = uids[i]
-        if uid <= last or rel[:4] not in ("new/", "cur/") or maildir.split_name(rel[4:])[0] != key:
-            raise Unreadable(f"entry {i + 1} is inconsistent")
-        last = uid
-        shared = interned.get(flags)
-        if shared is None:
-            shared = interned[flags] = frozenset(flags.split())
-        rows.append(MessageInfo(uid, key, shared, sizes[i], dates[i], modseqs[i]))
-        rels.append(rel)
+    keys, rels, flag_texts = fields[0:-1:3], fields[1:-1:3], fields[2:-1:3]
+    if any(a >= b for a, b in zip(uids, uids[1:])) or (count and uids[0] <= 0):
+        raise Unreadable("UIDs not ascending")
+    if not all(rel[:4] in _SUBDIRS and rel[4:].startswith(key) for key, rel in zip(keys, rels)):
+        raise Unreadable("a file name does not match its key")
+    interned = {text: frozenset(text.split()) for text in set(flag_texts)}  # a few distinct sets, shared
+    rows = list(map(MessageInfo._make, zip(uids, keys, map(interned.__getitem__, flag_texts), sizes, dates, modseqs)))
     return Persisted(sources, Snapshot.of(rows, rels))
 
 

@@ -8,6 +8,8 @@ and out, on the reactor thread.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from mailsrv.store.message import MessageInfo
 
 
@@ -26,11 +28,12 @@ class Snapshot:
     def of(cls, infos: list[MessageInfo], files: list[str]) -> "Snapshot":
         """A snapshot of *infos* (UIDs ascending) whose files are *files*, in one pass."""
         snap = cls()
-        snap.infos = {info.uid: info for info in infos}
-        snap.files = {info.uid: rel for info, rel in zip(infos, files)}
-        snap.uid_of = {info.key: info.uid for info in infos}
-        snap.in_new = {info.uid for info, rel in zip(infos, files) if rel.startswith("new/")}
-        snap._order = [info.uid for info in infos]
+        uids = list(map(attrgetter("uid"), infos))
+        snap.infos = dict(zip(uids, infos))
+        snap.files = dict(zip(uids, files))
+        snap.uid_of = dict(zip(map(attrgetter("key"), infos), uids))
+        snap.in_new = {uid for uid, rel in zip(uids, files) if rel.startswith("new/")}
+        snap._order = uids
         return snap
 
     def ordered(self) -> list[int]:

@@ -6,7 +6,9 @@ import os
 
 from store_harness import ALICE, ManualExecutor, StoreTestCase, age_directories
 
-from mailsrv.store import Store, snapfile, uidlist, writing
+from twisted.internet import task
+
+from mailsrv.store import Store, folder as folder_module, snapfile, uidlist, writing
 from mailsrv.store.message import MessageInfo
 from mailsrv.workers import InlineExecutor
 
@@ -142,3 +144,26 @@ class PersistedSnapshotTests(StoreTestCase):
         inbox._unsaved = True
         self.assertIsNone(inbox._save())
         self.assertEqual(executor.jobs, [])
+
+
+class FirstListingTests(StoreTestCase):
+    def test_a_folder_without_index_is_admitted_in_slices_with_reactor_turns_between(self):
+        self.patch(folder_module, "ARRIVAL_SLICE", 2)
+        cur = os.path.join(self.maildir(), "cur")
+        os.makedirs(cur)
+        keys = [f"{1_700_000_000 + n}.M{n}P1.other" for n in range(5)]
+        for key in keys:
+            writing.write_file(os.path.join(cur, key + ":2,S"), OTHER)
+        clock = task.Clock()
+        user = Store(self.root, InlineExecutor(), clock).user(ALICE)
+        opened = user.open("INBOX")
+        inbox = user.loaded_folder("INBOX")
+        admitted = []
+        while not opened.called:
+            admitted.append(len(inbox.messages()))
+            turn = clock.calls.pop(0)  # one reactor turn: what clock.advance(0) does, but only one call
+            self.assertEqual(turn.getTime(), 0)
+            turn.called = 1
+            turn.func(*turn.args, **turn.kw)
+        self.assertEqual(admitted, [2, 4])  # a slice per turn; the open fires with the last
+        self.assertEqual([(i.uid, i.key) for i in inbox.messages()], list(enumerate(keys, 1)))
