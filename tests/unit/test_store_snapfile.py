@@ -8,7 +8,7 @@ from store_harness import ALICE, ManualExecutor, StoreTestCase, age_directories
 
 from twisted.internet import task
 
-from mailsrv.store import Store, folder as folder_module, snapfile, uidlist, writing
+from mailsrv.store import Store, folder as folder_module, modseqs, snapfile, uidlist, writing
 from mailsrv.store.message import MessageInfo
 from mailsrv.workers import InlineExecutor
 
@@ -167,3 +167,38 @@ class FirstListingTests(StoreTestCase):
             turn.func(*turn.args, **turn.kw)
         self.assertEqual(admitted, [2, 4])  # a slice per turn; the open fires with the last
         self.assertEqual([(i.uid, i.key) for i in inbox.messages()], list(enumerate(keys, 1)))
+
+
+class WrittenFormParsingTests(StoreTestCase):
+    """The one-pass parsers of the UID list and the modseq log agree with the line-by-line ones."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        for _ in range(4):
+            self.deliver()
+        inbox = self.folder()
+        self.done(inbox.store_flags([(2, frozenset({"\\Seen"})), (3, frozenset({"\\Flagged"}))]))
+        self.done(inbox.store_flags([(3, frozenset({"\\Deleted"}))]))
+        self.done(inbox.expunge([3]))
+        self.path = inbox.path
+
+    def text(self, name: str) -> str:
+        with open(os.path.join(self.path, name)) as f:
+            return f.read()
+
+    def test_uid_list(self):
+        text = self.text(uidlist.FILENAME)
+        fast = uidlist.parse(text, "x")
+        self.assertEqual(uidlist.parse(text + "junk line\n", "x"), fast)  # one odd line: the line loop
+        self.assertEqual(sorted(fast[1].by_key.values()), [1, 2, 4])
+        fields = text.replace(" :", " G0123 :", 1)  # an entry with a field is read by the line loop
+        self.assertEqual(uidlist.parse(fields, "x")[1].fields, {next(iter(fast[1].by_key)): "G0123"})
+
+    def test_modseq_log(self):
+        text = self.text(modseqs.FILENAME)
+        self.assertIn("\nX ", text)
+        fast = modseqs.parse(text, "x")
+        slow = modseqs.parse(text + "junk line\n", "x")
+        self.assertEqual((fast.by_uid, fast.expunged, fast.highest), (slow.by_uid, slow.expunged, slow.highest))
+        self.assertEqual(sorted(fast.by_uid), [1, 2, 4])
+        self.assertEqual([uid for _, uid in fast.expunged], [3])
