@@ -24,7 +24,26 @@ def sort_flags(flags: "frozenset[str] | set[str]") -> list[str]:
 
 
 def flags_data(flags: "frozenset[str] | set[str]") -> bytes:
-    """``(\\Seen $Label)``: a flag list as sent."""
+    """``(\\Seen $Label)``: a flag list as sent.
+
+    Remembered per set: the store shares one set among the messages with
+    the same flags, so a FETCH FLAGS of a big folder encodes a handful.
+    """
+    if not isinstance(flags, frozenset):
+        return _encoded(flags)
+    data = _ENCODED.get(flags)
+    if data is None:
+        if len(_ENCODED) >= _ENCODED_MAX:  # ever new keyword sets: start over rather than grow
+            _ENCODED.clear()
+        data = _ENCODED[flags] = _encoded(flags)
+    return data
+
+
+_ENCODED: dict[frozenset[str], bytes] = {}
+_ENCODED_MAX = 4096
+
+
+def _encoded(flags: "frozenset[str] | set[str]") -> bytes:
     return encode([Atom(f.encode()) for f in sort_flags(flags)])
 
 
