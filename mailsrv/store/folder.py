@@ -52,6 +52,7 @@ from mailsrv.store import fileops, maildir, maildirsize, names, scan, snapfile, 
 from mailsrv.store.coalesce import Coalescing
 from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder
 from mailsrv.store.keywords import Keywords
+from mailsrv.store.memo import Memo
 from mailsrv.store.message import MessageInfo, StoredMessage
 from mailsrv.store.scan import Arrival, DirStamps, Listing
 from mailsrv.store.snapshot import Snapshot
@@ -72,9 +73,6 @@ TRUST_AFTER_NS = 2_000_000_000
 #: Seconds between a listing and the write of the snapshot file it brought up to date: the
 #: listings of a burst of changes share one write.
 SAVE_DELAY = 2.0
-#: Distinct flag sets kept for sharing (:meth:`Folder._flags_of`) before the cache starts over:
-#: a client storing ever new keyword combinations must not grow it without end.
-_SHARED_MAX = 4096
 #: New files a listing found, admitted per reactor turn (a few tens of milliseconds of work).
 ARRIVAL_SLICE = 2000
 
@@ -180,10 +178,8 @@ class Folder:
         self._saves = Coalescing(self._save, clock, SAVE_DELAY)
         self._unsaved = False  # a listing changed what the snapshot file should say
         self._unnumbered: dict[int, int] = {}  # UID -> flag changes waiting for their modseq
-        self._flags_table: dict[str, str] | None = None  # the keyword table _flags_by_info was made with
-        self._flags_by_info: dict[str, frozenset[str]] = {}
-        self._letters_table: dict[str, str] | None = None
-        self._letters_by_flags: dict[frozenset[str], str] = {}
+        self._flags_by_info = Memo(maildir.info_to_flags)
+        self._letters_by_flags = Memo(maildir.flags_to_info)
 
     # -- reading -------------------------------------------------------------
 
@@ -301,32 +297,15 @@ class Folder:
             self._touched.add(key)
 
     def _flags_of(self, info: str) -> frozenset[str]:
-        """The flags of Maildir *info* letters: one shared set per distinct *info*.
-
-        A folder has a handful of distinct ones, so 100,000 messages share a
-        few sets (memory) and a first sync converts each once (reactor time).
-        The cache lasts as long as the keyword table it was made with.
-        """
-        table = self._keywords.keyword_of
-        if table is not self._flags_table or len(self._flags_by_info) > _SHARED_MAX:
-            self._flags_table, self._flags_by_info = table, {}
-        flags = self._flags_by_info.get(info)
-        if flags is None:
-            flags = self._flags_by_info[info] = maildir.info_to_flags(info, table)
-        return flags
+        """The flags of Maildir *info* letters: one set per distinct *info*, shared (:mod:`.memo`)."""
+        return self._flags_by_info(info, self._keywords.keyword_of)
 
     def _filename(self, key: str, flags: "frozenset[str] | set[str]") -> str:
         return maildir.filename(key, flags, self._keywords.letter_of)
 
     def _letters(self, flags: frozenset[str]) -> str:
-        """The info letters recorded with a modseq (:mod:`.modseqs`), cached as :meth:`_flags_of` is."""
-        table = self._keywords.letter_of
-        if table is not self._letters_table or len(self._letters_by_flags) > _SHARED_MAX:
-            self._letters_table, self._letters_by_flags = table, {}
-        letters = self._letters_by_flags.get(flags)
-        if letters is None:
-            letters = self._letters_by_flags[flags] = maildir.flags_to_info(flags, table)
-        return letters
+        """The info letters recorded with a modseq (:mod:`.modseqs`), converted once per flag set."""
+        return self._letters_by_flags(flags, self._keywords.letter_of)
 
     def _recorded_modseq(self, uid: int, flags: frozenset[str], newer_than: int) -> int | None:
         """The modseq ``mailsrv-modseq`` gives *uid* with exactly *flags*, if newer than *newer_than*."""
