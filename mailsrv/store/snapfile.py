@@ -24,8 +24,8 @@ Format, version 1: the line ``mailsrv-snapshot 1``, one line of JSON (the
 stamps, the message count, the body's length and CRC-32), then the body:
 four little-endian columns of the messages in UID order (UID, wire size,
 modseq as 64-bit integers, internal date as a double), then one UTF-8 text
-of three NUL-terminated fields per message: its key, its file (``new/...``
-or ``cur/...``) and its flags separated by spaces.  Columns, not one record
+of three NUL-terminated fields per message: its key, its file without the
+key (``new/`` or ``cur/:2,<info>``) and its flags separated by spaces.  Columns, not one record
 per message, so that reading 100,000 messages is a few calls into C.
 
 Everything here blocks; the folder calls it through its executor.
@@ -93,10 +93,15 @@ def _column(kind: str, values: object) -> bytes:
     return column.tobytes()
 
 
+def _place(rel: str, key: str) -> str:
+    """*rel* without its key, which the file has already: ``cur/:2,S`` for ``cur/<key>:2,S``."""
+    return rel[:4] + rel[4 + len(key) :]
+
+
 def encode(sources: Sources, order: Sequence[int], infos: Mapping[int, MessageInfo], files: Mapping[int, str]) -> bytes:
     """The file's bytes for the messages *order* names (UIDs ascending)."""
     rows = [infos[uid] for uid in order]
-    text = "".join(f"{info.key}\0{files[info.uid]}\0{' '.join(sorted(info.flags))}\0" for info in rows)
+    text = "".join(f"{info.key}\0{_place(files[info.uid], info.key)}\0{' '.join(sorted(info.flags))}\0" for info in rows)
     body = b"".join((
         _column("q", order),
         _column("q", (info.size for info in rows)),
@@ -166,11 +171,13 @@ def decode(data: bytes) -> Persisted:
     fields = bytes(body[32 * count :]).decode("utf-8", "surrogateescape").split("\0")
     if len(fields) != 3 * count + 1 or fields[-1]:
         raise Unreadable("text fields do not match the count")
-    keys, rels, flag_texts = fields[0:-1:3], fields[1:-1:3], fields[2:-1:3]
+    keys, places, flag_texts = fields[0:-1:3], fields[1:-1:3], fields[2:-1:3]
     if any(a >= b for a, b in zip(uids, uids[1:])) or (count and uids[0] <= 0):
         raise Unreadable("UIDs not ascending")
-    if not all(rel[:4] in _SUBDIRS and rel[4:].startswith(key) for key, rel in zip(keys, rels)):
+    # After the key comes its info (":2,..."), or nothing: a longer key would be another message's.
+    if not all(place[:4] in _SUBDIRS and place[4:5] in ("", ":") for place in places):
         raise Unreadable("a file name does not match its key")
+    rels = [place[:4] + key + place[4:] for key, place in zip(keys, places)]
     interned = {text: frozenset(text.split()) for text in set(flag_texts)}  # a few distinct sets, shared
     rows = list(map(MessageInfo._make, zip(uids, keys, map(interned.__getitem__, flag_texts), sizes, dates, modseqs)))
     return Persisted(sources, Snapshot.of(rows, rels))
