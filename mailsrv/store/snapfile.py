@@ -171,7 +171,8 @@ def decode(data: bytes) -> Persisted:
     fields = bytes(body[32 * count :]).decode("utf-8", "surrogateescape").split("\0")
     if len(fields) != 3 * count + 1 or fields[-1]:
         raise Unreadable("text fields do not match the count")
-    keys, places, flag_texts = fields[0:-1:3], fields[1:-1:3], fields[2:-1:3]
+    keys = list(map(sys.intern, fields[0:-1:3]))  # one copy with the UID list's (uidlist interns them)
+    places, flag_texts = fields[1:-1:3], fields[2:-1:3]
     if any(a >= b for a, b in zip(uids, uids[1:])) or (count and uids[0] <= 0):
         raise Unreadable("UIDs not ascending")
     # After the key comes its info (":2,..."), or nothing: a longer key would be another message's.

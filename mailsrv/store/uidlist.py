@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -165,7 +166,8 @@ def parse(text: str, path: str) -> tuple[Header, Entries]:
     plain = _PLAIN_ENTRY.findall("\n" + body)
     if len(plain) == body.count("\n"):
         # Every entry a plain "<uid> :<key>" (what we write): parsed in one pass, no line loop.
-        by_key = {key: int(uid) for uid, key in plain}
+        # Interned: the folder's snapshot holds the same keys (snapfile interns them too), one copy each.
+        by_key = {sys.intern(key): int(uid) for uid, key in plain}
         uidnext = max(header.uidnext, max(by_key.values(), default=0) + 1)
         return replace(header, uidnext=uidnext), Entries(by_key)
     lines = text.splitlines()
