@@ -398,10 +398,14 @@ class Folder:
         """Write the snapshot file, if the snapshot is exactly what the last listing and the files show.
 
         Not while UIDs, modseqs or a listing are in flight: the file would
-        mix states (the next listing saves again).  The executor gets copies
-        of the maps, which the reactor goes on changing.
+        mix states; it is tried again :data:`SAVE_DELAY` later.  The executor
+        gets copies of the maps, which the reactor goes on changing.
         """
-        if not self._unsaved or self._scanned is None or self._listing or self._arrivals or self._unnumbered:
+        if not self._unsaved or self._scanned is None:
+            return None
+        if self._listing or self._arrivals or self._unnumbered:
+            if self._clock is not None:  # without a clock (tests) the next listing saves
+                self._logged(self._saves.run(soon=True), "writing the snapshot file")
             return None
         self._unsaved = False
         snap, scanned = self._snap, self._scanned
