@@ -172,7 +172,7 @@ class Folder:
         self._listing = False
         self._touched: set[str] = set()
         self._claiming: set[int] = set()  # claimed \\Recent, their files on the way to cur/
-        self._unmoved: dict[int, str] = {}  # claimed, not yet sent to the pool: UID -> its name in cur/
+        self._unmoved: set[int] = set()  # claimed, not yet sent to the pool
         self._moves = Coalescing(self._move_claimed, clock, BATCH_DELAY)
         self._syncs = Coalescing(self._sync_round)
         self._saves = Coalescing(self._save, clock, SAVE_DELAY)
@@ -778,16 +778,24 @@ class Folder:
         if not claimed:
             return set()
         self._claiming |= claimed
-        infos = self._snap.infos
-        self._unmoved.update((uid, "cur/" + self._filename(infos[uid].key, infos[uid].flags)) for uid in claimed)
+        self._unmoved |= claimed
         self._logged(self._moves.run(soon=True), "moving claimed messages to cur/")
         return set(claimed)
 
     def _move_claimed(self) -> "Deferred[set[int]]":
-        names, self._unmoved = self._unmoved, {}
+        """Move the claimed files still in ``new/`` to ``cur/``, named for their flags *now*.
+
+        Not for the flags at the claim: a STORE in between (a client's first
+        command after SELECT often is one) renamed the file already, and a
+        name made at the claim would have taken its flags back off the disk.
+        """
+        claimed, self._unmoved = self._unmoved, set()
+        infos, files = self._snap.infos, self._snap.files
+        names = {uid: "cur/" + self._filename(infos[uid].key, infos[uid].flags)
+                 for uid in claimed if uid in infos and files[uid].startswith("new/")}
 
         def settled(result: object) -> object:
-            self._claiming -= names.keys()
+            self._claiming -= claimed
             return result
 
         return self._rename_files(names, retry=False).addBoth(settled)
