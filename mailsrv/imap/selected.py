@@ -97,6 +97,9 @@ async def fetch_command(server: "Connection", args: Arguments, uid: bool = False
             items = fetch.with_item(items, "MODSEQ")
         views = await _mark_seen(selection, views)
     need = fetch.needs(items)
+    if need is fetch.Need.NOTHING:
+        await _fetch_known(server, views, items, uid)
+        views = []
     for n, (seq, view) in enumerate(views, 1):
         await server.drain()
         if not await _fetch_one(server, seq, view, items, uid, need):
@@ -106,6 +109,20 @@ async def fetch_command(server: "Connection", args: Arguments, uid: bool = False
     if gone:
         return Result(NO, EXPUNGE_ISSUED)
     return Result(OK, b"FETCH completed")
+
+
+async def _fetch_known(server: "Connection", views: list[tuple[int, fetch.View]], items: list, uid: bool) -> None:
+    """Responses that need no message file (FLAGS, UID, sizes, dates): one write per :data:`_PER_TURN` messages.
+
+    ``UID FETCH 1:* (FLAGS)`` of 100,000 messages spent most of its time
+    in a write, a drain and a coroutine per message.
+    """
+    for start in range(0, len(views), _PER_TURN):
+        if start:
+            await server.yield_turn()
+        await server.drain()
+        chunk = views[start : start + _PER_TURN]
+        server.write(b"".join([piece for seq, view in chunk for piece in fetch.render(seq, view, items, uid)]))
 
 
 async def _mark_seen(selection: "Selection", views: list[tuple[int, fetch.View]]) -> list[tuple[int, fetch.View]]:

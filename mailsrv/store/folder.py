@@ -40,6 +40,7 @@ from functools import partial
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
@@ -47,10 +48,11 @@ from zope.interface import Interface
 from mailsrv.message import wire
 from mailsrv.message.body import Body
 from mailsrv.store import flags as flag_rules
-from mailsrv.store import fileops, maildir, maildirsize, names, scan, writing
+from mailsrv.store import fileops, maildir, maildirsize, names, scan, snapfile, writing
 from mailsrv.store.coalesce import Coalescing
 from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder
 from mailsrv.store.keywords import Keywords
+from mailsrv.store.memo import Memo
 from mailsrv.store.message import MessageInfo, StoredMessage
 from mailsrv.store.scan import Arrival, DirStamps, Listing
 from mailsrv.store.snapshot import Snapshot
@@ -68,6 +70,11 @@ if TYPE_CHECKING:
 #: some), and a second change in the tick of the first leaves the mtime as
 #: it was.  Hosts sharing the store over the network add their clock skew.
 TRUST_AFTER_NS = 2_000_000_000
+#: Seconds between a listing and the write of the snapshot file it brought up to date: the
+#: listings of a burst of changes share one write.
+SAVE_DELAY = 2.0
+#: New files a listing found, admitted per reactor turn (a few tens of milliseconds of work).
+ARRIVAL_SLICE = 2000
 
 
 class IFolderListener(Interface):
@@ -84,13 +91,6 @@ class IFolderListener(Interface):
 
     def folder_deleted(folder: "Folder") -> None:
         """The folder itself was deleted; it is gone for every session holding it."""
-
-
-def _arrival_order(filename: str) -> tuple[int, int, str]:
-    """Sort key putting Maildir names in delivery order (``secs.M<usecs>...``)."""
-    secs, _, rest = filename.partition(".")
-    usecs = rest[1:].split("P", 1)[0] if rest.startswith("M") else ""
-    return (int(secs) if secs.isdigit() else 0, int(usecs) if usecs.isdigit() else 0, filename)
 
 
 def _arrival(rel: str, size: int, internaldate: float) -> tuple[str, Arrival]:
@@ -115,6 +115,12 @@ def _link_counted(root: str, pairs: list[tuple[str, writing.Destination]]) -> li
     done = writing.link_each(pairs)
     maildirsize.record_added(root, [pairs[i][1][1] for i in done])
     return done
+
+
+def _open_folder(path: str) -> snapfile.Persisted | None:
+    """The first sync's job: make the Maildir of a new user, and read the snapshot file (blocking)."""
+    maildir.ensure_maildir(path)
+    return snapfile.read(path)
 
 
 def _read_wire(message: StoredMessage) -> bytes:
@@ -155,6 +161,7 @@ class Folder:
         self.path = path
         self._user_root = names.user_root(path, name)  # where the user's maildirsize is
         self._executor = executor
+        self._clock = clock
         self._uids = UIDList(path, executor, clock)
         self._keywords = Keywords(path, executor)
         self._snap = Snapshot()
@@ -165,10 +172,14 @@ class Folder:
         self._listing = False
         self._touched: set[str] = set()
         self._claiming: set[int] = set()  # claimed \\Recent, their files on the way to cur/
-        self._unmoved: dict[int, str] = {}  # claimed, not yet sent to the pool: UID -> its name in cur/
+        self._unmoved: set[int] = set()  # claimed, not yet sent to the pool
         self._moves = Coalescing(self._move_claimed, clock, BATCH_DELAY)
         self._syncs = Coalescing(self._sync_round)
+        self._saves = Coalescing(self._save, clock, SAVE_DELAY)
+        self._unsaved = False  # a listing changed what the snapshot file should say
         self._unnumbered: dict[int, int] = {}  # UID -> flag changes waiting for their modseq
+        self._flags_by_info = Memo(maildir.info_to_flags)
+        self._letters_by_flags = Memo(maildir.flags_to_info)
 
     # -- reading -------------------------------------------------------------
 
@@ -286,14 +297,15 @@ class Folder:
             self._touched.add(key)
 
     def _flags_of(self, info: str) -> frozenset[str]:
-        return maildir.info_to_flags(info, self._keywords.keyword_of)
+        """The flags of Maildir *info* letters: one set per distinct *info*, shared (:mod:`.memo`)."""
+        return self._flags_by_info(info, self._keywords.keyword_of)
 
     def _filename(self, key: str, flags: "frozenset[str] | set[str]") -> str:
         return maildir.filename(key, flags, self._keywords.letter_of)
 
-    def _letters(self, flags: "frozenset[str] | set[str]") -> str:
-        """The info letters recorded with a modseq (:mod:`.modseqs`)."""
-        return maildir.flags_to_info(flags, self._keywords.letter_of)
+    def _letters(self, flags: frozenset[str]) -> str:
+        """The info letters recorded with a modseq (:mod:`.modseqs`), converted once per flag set."""
+        return self._letters_by_flags(flags, self._keywords.letter_of)
 
     def _recorded_modseq(self, uid: int, flags: frozenset[str], newer_than: int) -> int | None:
         """The modseq ``mailsrv-modseq`` gives *uid* with exactly *flags*, if newer than *newer_than*."""
@@ -321,11 +333,16 @@ class Folder:
 
     def _sync_round(self) -> "Deferred[None] | None":
         listed = self._list_if_changed()
-        return self._settle_arrivals() if listed is None else listed.addCallback(self._settle_arrivals)
+        if listed is None:
+            return self._settle_arrivals()
+        return listed.addCallback(self._settle_arrivals).addCallback(self._save_soon)
 
     def _list_if_changed(self) -> "Deferred[None] | None":
         if self._scanned is None:  # first sync: the Maildir of a new user may not exist yet
-            return self._executor.run(maildir.ensure_maildir, self.path).addCallback(lambda _: self._scan())
+            return self._executor.run(_open_folder, self.path).addCallback(self._opened)
+        return self._list_if_moved()
+
+    def _list_if_moved(self) -> "Deferred[None] | None":
         try:
             stamps = DirStamps.of(self.path)
         except FileNotFoundError:
@@ -333,6 +350,69 @@ class Folder:
         if self._rescan_wanted or self._scanned.due_again(stamps, time.time_ns()):
             return self._scan()
         return None
+
+    def _opened(self, persisted: snapfile.Persisted | None) -> "Deferred[None] | None":
+        """Start from the snapshot file when there is one (:mod:`.snapfile`), else list the folder."""
+        if persisted is None:
+            return self._scan()
+        d = self._keywords.refresh().addCallback(lambda _: self._uids.refresh())
+        return d.addCallback(lambda _: self._adopt(persisted))
+
+    def _adopt(self, persisted: snapfile.Persisted) -> "Deferred[None] | None":
+        """Take a persisted snapshot as this folder's; list the directories unless it can be trusted.
+
+        It is trusted as a snapshot of our own is (:meth:`_Scanned.due_again`)
+        when the files it was derived from are unchanged.  Otherwise it is
+        the base a listing reconciles: entries whose UID the UID list no
+        longer gives them are dropped (the listing finds their files again),
+        and newer modseqs that ``mailsrv-modseq`` records for unchanged
+        flags are taken.  One made under another UIDVALIDITY or another
+        keyword table is of no use.
+        """
+        sources, snap, uids = persisted.sources, persisted.snapshot, self._uids
+        if (sources.uidvalidity != uids.uidvalidity or sources.keywords != self._keywords.stamp
+                or self._snap.infos or self._arrivals):
+            return self._scan()
+        if sources.uidlist != uids.stamp:
+            by_key = uids.by_key
+            for uid in [uid for key, uid in snap.uid_of.items() if by_key.get(key) != uid]:
+                snap.drop(uid)
+        if sources.modseqs != uids.modseq_stamp:
+            recorded = uids.modseqs.by_uid
+            for uid, info in snap.infos.items():
+                entry = recorded.get(uid)
+                if entry is not None and entry[0] > info.modseq and entry[1] == self._letters(info.flags):
+                    snap.infos[uid] = info._replace(modseq=entry[0])
+        self._snap = snap
+        self._scanned = _Scanned(sources.started_ns, sources.dirs)
+        self._rescan_wanted = (sources.uidlist, sources.modseqs) != (uids.stamp, uids.modseq_stamp)
+        return self._list_if_moved()
+
+    def _save_soon(self, result: object) -> object:
+        """After a listing: write the snapshot file soon (:data:`SAVE_DELAY`), in the executor."""
+        if self._unsaved:
+            self._logged(self._saves.run(soon=True), "writing the snapshot file")
+        return result
+
+    def _save(self) -> "Deferred[None] | None":
+        """Write the snapshot file, if the snapshot is exactly what the last listing and the files show.
+
+        Not while UIDs, modseqs or a listing are in flight: the file would
+        mix states; it is tried again :data:`SAVE_DELAY` later.  The executor
+        gets copies of the maps, which the reactor goes on changing.
+        """
+        if not self._unsaved or self._scanned is None:
+            return None
+        if self._listing or self._arrivals or self._unnumbered:
+            if self._clock is not None:  # without a clock (tests) the next listing saves
+                self._logged(self._saves.run(soon=True), "writing the snapshot file")
+            return None
+        self._unsaved = False
+        snap, scanned = self._snap, self._scanned
+        sources = snapfile.Sources(self.uidvalidity, scanned.started_ns, scanned.stamps, self._uids.stamp,
+                                   self._uids.modseq_stamp, self._keywords.stamp)
+        return self._executor.run(snapfile.write, self.path, sources, list(snap.ordered()), dict(snap.infos),
+                                  dict(snap.files))
 
     def _settle_arrivals(self, _: object = None) -> "Deferred[None] | None":
         """Wait for the UIDs of messages delivered before this sync, committing them now.
@@ -384,13 +464,13 @@ class Folder:
                 elif entry[0] != arrival.rel:
                     self._arrivals[key] = replace(arrival, rel=entry[0], info=entry[1])
         self._scanned = _Scanned(listing.started_ns, listing.stamps)
+        self._unsaved = True
         if gone:
             keys = [self._drop(uid) for uid in gone]
             self._logged(self._expunged(sorted(gone), keys), "forgetting expunged UIDs")
         self._logged(self._renamed_elsewhere(moved), "recording flags changed elsewhere")
-        fresh = [(k, rel, info) for k, (rel, info) in found.items()
-                 if k not in self._snap.uid_of and k not in self._arrivals and k not in touched]
-        return sorted(fresh, key=lambda entry: _arrival_order(entry[1][4:]))
+        return [(k, rel, info) for k, (rel, info) in found.items()
+                if k not in self._snap.uid_of and k not in self._arrivals and k not in touched]
 
     def _renamed_elsewhere(self, moved: list[tuple[int, tuple[str, str]]]) -> "Deferred[None]":
         """Files another session or node renamed: new places, maybe new flags."""
@@ -410,7 +490,25 @@ class Folder:
     def _describe(self, fresh: list[tuple[str, str, str]]) -> "Deferred[None] | None":
         if not fresh:
             return None
-        return self._executor.run(scan.describe, self.path, fresh).addCallback(self._arrive)
+        return self._executor.run(scan.describe, self.path, fresh).addCallback(self._arrive_in_slices)
+
+    def _arrive_in_slices(self, arrivals: dict[str, Arrival]) -> "Deferred[None]":
+        """Queue a listing's new files for UIDs :data:`ARRIVAL_SLICE` at a time, a reactor turn between.
+
+        The first listing of a 100,000-message folder without an index
+        finds them all new; admitting them at once held the reactor thread
+        (every other session) for a second.  Each slice gets its UIDs by its
+        own commit, in delivery order as one commit would.
+        """
+        items = list(arrivals.items())
+
+        async def admit_all() -> None:
+            for start in range(0, len(items), ARRIVAL_SLICE):
+                if start and self._clock is not None:
+                    await deferLater(self._clock, 0, lambda: None)
+                await self._arrive(dict(items[start : start + ARRIVAL_SLICE]))
+
+        return Deferred.fromCoroutine(admit_all())
 
     def _gone_if_missing(self, failure: Failure) -> Failure:
         if failure.check(FileNotFoundError):
@@ -639,7 +737,7 @@ class Folder:
         known = {}
         for uid, new in changes:
             modseq = None if own else self._recorded_modseq(uid, new, infos[uid].modseq)
-            infos[uid] = replace(infos[uid], flags=new, modseq=modseq or infos[uid].modseq)
+            infos[uid] = infos[uid]._replace(flags=new, modseq=modseq or infos[uid].modseq)
             if modseq is not None:
                 known[uid] = modseq
         unnumbered = {infos[uid].key: self._letters(new) for uid, new in changes if uid not in known}
@@ -660,7 +758,7 @@ class Folder:
             for uid, new in changes:
                 info = infos.get(uid)
                 if info is not None and info.flags == new:
-                    infos[uid] = info = replace(info, modseq=max(info.modseq, known.get(uid, modseq)))
+                    infos[uid] = info = info._replace(modseq=max(info.modseq, known.get(uid, modseq)))
                     shown.append(info)
             if shown:
                 self._announce("flags_changed", shown)
@@ -680,16 +778,24 @@ class Folder:
         if not claimed:
             return set()
         self._claiming |= claimed
-        infos = self._snap.infos
-        self._unmoved.update((uid, "cur/" + self._filename(infos[uid].key, infos[uid].flags)) for uid in claimed)
+        self._unmoved |= claimed
         self._logged(self._moves.run(soon=True), "moving claimed messages to cur/")
         return set(claimed)
 
     def _move_claimed(self) -> "Deferred[set[int]]":
-        names, self._unmoved = self._unmoved, {}
+        """Move the claimed files still in ``new/`` to ``cur/``, named for their flags *now*.
+
+        Not for the flags at the claim: a STORE in between (a client's first
+        command after SELECT often is one) renamed the file already, and a
+        name made at the claim would have taken its flags back off the disk.
+        """
+        claimed, self._unmoved = self._unmoved, set()
+        infos, files = self._snap.infos, self._snap.files
+        names = {uid: "cur/" + self._filename(infos[uid].key, infos[uid].flags)
+                 for uid in claimed if uid in infos and files[uid].startswith("new/")}
 
         def settled(result: object) -> object:
-            self._claiming -= names.keys()
+            self._claiming -= claimed
             return result
 
         return self._rename_files(names, retry=False).addBoth(settled)

@@ -29,6 +29,7 @@ QRESYNC must treat as unknown (RFC 7162 3.2.5.2).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -77,6 +78,36 @@ class Table:
         return sorted(uid for m, uid in self.expunged if m > modseq)
 
 
+#: The lines we write, for :func:`_parse_written`: ``<uid> <modseq> <flags>`` and ``X <modseq> <uid>...``.
+_SET_LINE = re.compile(r"\n([0-9]+) ([0-9]+) ([^\s]+)(?=\n)")
+_GONE_LINE = re.compile(r"\nX ([0-9]+)((?: [0-9]+)*)(?=\n)")
+
+
+def _parse_written(body: str, table: Table) -> bool:
+    """Fill *table* from the lines after the header in one pass each, if every line is as we write it.
+
+    A UID is never set again after its expunge, so the sets can be taken
+    first and the expunges after them; a file where one is (not ours) is
+    left to the line-by-line parser, as is any line of another shape.
+    """
+    body = "\n" + (body if body.endswith("\n") or not body else body + "\n")
+    sets, gone = _SET_LINE.findall(body), _GONE_LINE.findall(body)
+    if len(sets) + len(gone) != body.count("\n") - 1:
+        return False
+    by_uid = {int(uid): (int(modseq), "" if info == "-" else info) for uid, modseq, info in sets}
+    highest = max((modseq for modseq, _ in by_uid.values()), default=0)
+    for modseq_text, uids in gone:
+        modseq = int(modseq_text)
+        for uid in map(int, uids.split()):
+            if by_uid.get(uid, (0,))[0] > modseq:
+                return False
+            by_uid.pop(uid, None)
+            table.expunged.append((modseq, uid))
+        highest = max(highest, modseq)
+    table.by_uid, table.highest = by_uid, max(table.highest, highest)
+    return True
+
+
 def parse(text: str, path: str) -> Table:
     """The table of a ``mailsrv-modseq`` file's text; unreadable lines are skipped with a warning."""
     table = Table()
@@ -90,6 +121,10 @@ def parse(text: str, path: str) -> Table:
                     table.highest = int(token[1:])
                 elif token[0] == "F":
                     table.forgotten = int(token[1:])
+    if lines and _parse_written(text.partition("\n")[2], table):
+        table.lines = len(lines)
+        return table
+    table.by_uid, table.expunged = {}, []
     for number, line in enumerate(lines[1:], 2):
         words = line.split()
         if len(words) >= 2 and words[0] == "X" and all(w.isdigit() for w in words[1:]):

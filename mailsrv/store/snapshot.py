@@ -8,6 +8,8 @@ and out, on the reactor thread.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from mailsrv.store.message import MessageInfo
 
 
@@ -21,6 +23,18 @@ class Snapshot:
         self.in_new: set[int] = set()  # not yet claimed by any session: \Recent
         self._order: list[int] = []
         self._order_stale = False
+
+    @classmethod
+    def of(cls, infos: list[MessageInfo], files: list[str]) -> "Snapshot":
+        """A snapshot of *infos* (UIDs ascending) whose files are *files*, in one pass."""
+        snap = cls()
+        uids = list(map(attrgetter("uid"), infos))
+        snap.infos = dict(zip(uids, infos))
+        snap.files = dict(zip(uids, files))
+        snap.uid_of = dict(zip(map(attrgetter("key"), infos), uids))
+        snap.in_new = {uid for uid, rel in zip(uids, files) if rel.startswith("new/")}
+        snap._order = uids
+        return snap
 
     def ordered(self) -> list[int]:
         """Every UID, ascending."""

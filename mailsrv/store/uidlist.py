@@ -49,6 +49,8 @@ the reactor thread.
 from __future__ import annotations
 
 import os
+import re
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -114,6 +116,8 @@ class Entries:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+#: An entry without fields whose name has no info part: ``<uid> :<key>``.
+_PLAIN_ENTRY = re.compile(r"\n([1-9][0-9]*) :([^:/\n\r]+)(?=\n)")
 _KNOWN = {"V": "uidvalidity", "N": "uidnext", "M": "highest_modseq"}
 
 
@@ -156,8 +160,17 @@ def _entry(line: str) -> tuple[int, str, str] | None:
 
 def parse(text: str, path: str) -> tuple[Header, Entries]:
     """The header and the entries of a uidlist file's text."""
+    first, _, body = text.partition("\n")
+    header = _header(first, path) if text else Header()
+    body = body if body.endswith("\n") or not body else body + "\n"
+    plain = _PLAIN_ENTRY.findall("\n" + body)
+    if len(plain) == body.count("\n"):
+        # Every entry a plain "<uid> :<key>" (what we write): parsed in one pass, no line loop.
+        # Interned: the folder's snapshot holds the same keys (snapfile interns them too), one copy each.
+        by_key = {sys.intern(key): int(uid) for uid, key in plain}
+        uidnext = max(header.uidnext, max(by_key.values(), default=0) + 1)
+        return replace(header, uidnext=uidnext), Entries(by_key)
     lines = text.splitlines()
-    header = _header(lines[0], path) if lines else Header()
     entries = Entries()
     uidnext = header.uidnext
     for number, line in enumerate(lines[1:], 2):

@@ -6,6 +6,8 @@ import errno
 import fcntl
 import os
 
+from twisted.internet import task
+
 from store_harness import ALICE, BOB, MSG, ManualExecutor, Recorder, StoreTestCase, age_directories
 
 from mailsrv.message import wire
@@ -237,6 +239,18 @@ class FlagTests(StoreTestCase):
         self.assertEqual(self.inbox.get(1).flags, {"\\Flagged"})
         self.assertEqual(sorted(os.listdir(os.path.join(self.inbox.path, "cur"))),
                          sorted([key + ":2,F", self.inbox.get(2).key + ":2,"]))
+
+    def test_flags_stored_between_the_claim_and_the_move_stay_on_disk(self):
+        clock = task.Clock()
+        inbox = self.folder(store=Store(self.root, InlineExecutor(), clock))
+        key = inbox.get(1).key
+        self.assertEqual(inbox.claim_recent(), {1, 2})  # SELECT; the move waits to share its trip
+        self.done(inbox.store_flags([(1, frozenset({"\\Answered"}))]))  # the client's first command
+        clock.advance(folder_module.BATCH_DELAY)
+        self.assertEqual(self.files("new"), [])
+        self.assertIn(key + ":2,R", self.files("cur"))
+        restarted = self.folder(store=Store(self.root, InlineExecutor()))
+        self.assertEqual(restarted.get(1).flags, {"\\Answered"})
 
     def test_the_claim_is_made_at_once_and_the_files_move_in_the_pool(self):
         executor, inbox = self.manual()

@@ -1,0 +1,205 @@
+"""The persisted folder snapshot (``mailsrv-snapshot``): trusted, stale, missing, corrupt, shared."""
+
+from __future__ import annotations
+
+import os
+
+from store_harness import ALICE, ManualExecutor, StoreTestCase, age_directories
+
+from twisted.internet import task
+
+from mailsrv.store import Store, folder as folder_module, modseqs, snapfile, uidlist, writing
+from mailsrv.store.message import MessageInfo
+from mailsrv.workers import InlineExecutor
+
+OTHER = b"Subject: x\n\nfrom another program\n"
+
+
+def _rows(folder) -> list[tuple[MessageInfo, str]]:
+    return [(info, folder._snap.files[info.uid]) for info in folder.messages()]
+
+
+class PersistedSnapshotTests(StoreTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        for _ in range(3):
+            self.deliver()
+        self.inbox = self.folder()
+        self.done(self.inbox.store_flags([(2, frozenset({"\\Seen", "$Label1"}))]))
+        self.path = self.inbox.path
+        self.relist_settled()
+
+    def relist_settled(self) -> None:
+        """Date the directories back and list again: the file then reflects a listing it can trust."""
+        age_directories(self.path)
+        self.done(self.inbox.sync())
+
+    def restart(self) -> tuple[ManualExecutor, object]:
+        """A new process's store opening alice's INBOX: its jobs, and the folder."""
+        executor = ManualExecutor()
+        opened = Store(self.root, executor).user(ALICE).open("INBOX")
+        executor.run_all()
+        return executor, self.successResultOf(opened)
+
+    def test_an_unchanged_folder_is_opened_from_the_file_alone(self):
+        executor, inbox = self.restart()
+        self.assertNotIn("list_folder", executor.ran)
+        self.assertNotIn("describe", executor.ran)
+        self.assertEqual(_rows(inbox), _rows(self.inbox))
+        self.assertEqual((inbox.uidvalidity, inbox.uidnext, inbox.highest_modseq),
+                         (self.inbox.uidvalidity, self.inbox.uidnext, self.inbox.highest_modseq))
+        self.assertEqual(inbox.recent_count(), 2)  # 1 and 3 are still in new/
+
+    def test_the_file_records_what_a_listing_found(self):
+        os.unlink(os.path.join(self.path, snapfile.FILENAME))
+        self.relist_settled()  # the stamps moved: the next sync lists, and writes the file again
+        executor, inbox = self.restart()
+        self.assertNotIn("list_folder", executor.ran)
+        self.assertEqual(_rows(inbox), _rows(self.inbox))
+
+    def test_a_missing_file_means_a_listing(self):
+        os.unlink(os.path.join(self.path, snapfile.FILENAME))
+        executor, inbox = self.restart()
+        self.assertIn("list_folder", executor.ran)
+        self.assertEqual(_rows(inbox), _rows(self.inbox))
+
+    def test_a_corrupt_file_is_not_used_and_is_written_anew(self):
+        path = os.path.join(self.path, snapfile.FILENAME)
+        with open(path, "r+b") as f:
+            data = f.read()
+            f.seek(len(data) - 40)
+            f.write(bytes(b ^ 0x55 for b in data[-40:-39]))
+        self.assertIsNone(snapfile.read(self.path))
+        executor, inbox = self.restart()
+        self.assertIn("list_folder", executor.ran)
+        self.assertEqual(_rows(inbox), _rows(self.inbox))
+        self.assertIsNotNone(snapfile.read(self.path))
+
+    def test_truncated_or_foreign_files_read_as_none(self):
+        path = os.path.join(self.path, snapfile.FILENAME)
+        with open(path, "rb") as f:
+            data = f.read()
+        for bad in (data[:-1], data[: len(snapfile.MAGIC) + 5], b"mailsrv-snapshot 99\n{}\n", b"", b"\0" * 64):
+            with open(path, "wb") as f:
+                f.write(bad)
+            self.assertIsNone(snapfile.read(self.path), bad[:30])
+
+    def test_changes_made_while_we_were_down_are_reconciled_from_the_file(self):
+        # Another process (a second store on the same directory) expunges 1, flags 3, and a program delivers.
+        other = self.folder(store=Store(self.root, InlineExecutor()))
+        self.done(other.store_flags([(1, frozenset({"\\Deleted"}))]))
+        self.done(other.expunge([1]))
+        self.done(other.store_flags([(3, frozenset({"\\Flagged"}))]))
+        writing.write_file(os.path.join(self.path, "new", "1.M1P1.other"), OTHER)
+        age_directories(self.path)
+        executor, inbox = self.restart()
+        self.assertIn("list_folder", executor.ran)
+        self.assertEqual(executor.ran.count("describe"), 1)  # the new file only: the others came from the file
+        self.assertEqual([(i.uid, sorted(i.flags)) for i in inbox.messages()],
+                         [(2, ["$Label1", "\\Seen"]), (3, ["\\Flagged"]), (4, [])])
+        self.assertEqual(inbox.get(3).modseq, other.get(3).modseq)
+
+    def test_a_flag_change_made_and_undone_elsewhere_still_brings_its_newer_modseq(self):
+        # Another mailsrv changed 2's flags and back: the name is as the file has it, the modseq is newer.
+        other = self.folder(store=Store(self.root, InlineExecutor()))
+        self.done(other.store_flags([(2, frozenset())]))
+        self.done(other.store_flags([(2, frozenset({"\\Seen", "$Label1"}))]))
+        executor, inbox = self.restart()
+        self.assertEqual(inbox.get(2).modseq, other.get(2).modseq)
+        self.assertGreater(inbox.get(2).modseq, self.inbox.get(2).modseq)
+
+    def test_a_new_uidvalidity_makes_the_file_useless(self):
+        uids = os.path.join(self.path, uidlist.FILENAME)
+        with open(uids) as f:
+            lines = f.read().splitlines()
+        renumbered = [f"3 V{self.inbox.uidvalidity + 7} N14 G{'0' * 32}"]
+        renumbered += [f"{10 + n} :{line.partition(':')[2]}" for n, line in enumerate(lines[1:], 1)]
+        with open(uids, "w") as f:
+            f.write("\n".join(renumbered) + "\n")
+        executor, inbox = self.restart()
+        self.assertIn("list_folder", executor.ran)
+        self.assertEqual(inbox.uidvalidity, self.inbox.uidvalidity + 7)
+        self.assertEqual([i.uid for i in inbox.messages()], [11, 12, 13])
+
+    def test_an_entry_the_uid_list_no_longer_has_is_found_again_by_the_listing(self):
+        uids = os.path.join(self.path, uidlist.FILENAME)
+        with open(uids) as f:
+            lines = f.read().splitlines()
+        first_key = lines[1].partition(":")[2]
+        lines = [lines[0]] + lines[2:] + [f"9 :{first_key}"]  # another writer gave message 1 a new UID
+        with open(uids, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        executor, inbox = self.restart()
+        self.assertEqual([i.uid for i in inbox.messages()], [2, 3, 9])
+        self.assertEqual(inbox.get(9).key, first_key)
+
+    def test_no_file_is_written_while_uids_are_in_flight_but_soon_after(self):
+        clock = task.Clock()
+        inbox = self.done(Store(self.root, InlineExecutor(), clock).user(ALICE).open("INBOX"))
+        clock.advance(folder_module.SAVE_DELAY)
+        os.unlink(os.path.join(self.path, snapfile.FILENAME))
+        inbox._arrivals["pending"] = object()  # a delivery waiting for its UID
+        inbox._unsaved = True
+        self.assertIsNone(inbox._save())
+        self.assertFalse(os.path.exists(os.path.join(self.path, snapfile.FILENAME)))
+        del inbox._arrivals["pending"]
+        clock.advance(folder_module.SAVE_DELAY)
+        self.assertEqual(snapfile.read(self.path).snapshot.infos, inbox._snap.infos)
+
+
+class FirstListingTests(StoreTestCase):
+    def test_a_folder_without_index_is_admitted_in_slices_with_reactor_turns_between(self):
+        self.patch(folder_module, "ARRIVAL_SLICE", 2)
+        cur = os.path.join(self.maildir(), "cur")
+        os.makedirs(cur)
+        keys = [f"{1_700_000_000 + n}.M{n}P1.other" for n in range(5)]
+        for key in keys:
+            writing.write_file(os.path.join(cur, key + ":2,S"), OTHER)
+        clock = task.Clock()
+        user = Store(self.root, InlineExecutor(), clock).user(ALICE)
+        opened = user.open("INBOX")
+        inbox = user.loaded_folder("INBOX")
+        admitted = []
+        while not opened.called:
+            admitted.append(len(inbox.messages()))
+            turn = clock.calls.pop(0)  # one reactor turn: what clock.advance(0) does, but only one call
+            self.assertEqual(turn.getTime(), 0)
+            turn.called = 1
+            turn.func(*turn.args, **turn.kw)
+        self.assertEqual(admitted, [2, 4])  # a slice per turn; the open fires with the last
+        self.assertEqual([(i.uid, i.key) for i in inbox.messages()], list(enumerate(keys, 1)))
+
+
+class WrittenFormParsingTests(StoreTestCase):
+    """The one-pass parsers of the UID list and the modseq log agree with the line-by-line ones."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        for _ in range(4):
+            self.deliver()
+        inbox = self.folder()
+        self.done(inbox.store_flags([(2, frozenset({"\\Seen"})), (3, frozenset({"\\Flagged"}))]))
+        self.done(inbox.store_flags([(3, frozenset({"\\Deleted"}))]))
+        self.done(inbox.expunge([3]))
+        self.path = inbox.path
+
+    def text(self, name: str) -> str:
+        with open(os.path.join(self.path, name)) as f:
+            return f.read()
+
+    def test_uid_list(self):
+        text = self.text(uidlist.FILENAME)
+        fast = uidlist.parse(text, "x")
+        self.assertEqual(uidlist.parse(text + "junk line\n", "x"), fast)  # one odd line: the line loop
+        self.assertEqual(sorted(fast[1].by_key.values()), [1, 2, 4])
+        fields = text.replace(" :", " G0123 :", 1)  # an entry with a field is read by the line loop
+        self.assertEqual(uidlist.parse(fields, "x")[1].fields, {next(iter(fast[1].by_key)): "G0123"})
+
+    def test_modseq_log(self):
+        text = self.text(modseqs.FILENAME)
+        self.assertIn("\nX ", text)
+        fast = modseqs.parse(text, "x")
+        slow = modseqs.parse(text + "junk line\n", "x")
+        self.assertEqual((fast.by_uid, fast.expunged, fast.highest), (slow.by_uid, slow.expunged, slow.highest))
+        self.assertEqual(sorted(fast.by_uid), [1, 2, 4])
+        self.assertEqual([uid for _, uid in fast.expunged], [3])
