@@ -19,7 +19,8 @@ from store_harness import ALICE, MSG, Recorder, StoreTestCase
 
 from mailsrv.message.body import Body
 from mailsrv.store import NoSuchFolder, Store, Target, watch
-from mailsrv.store.watch import DELAY, Changes, Polling, Watcher
+from mailsrv.store.polling import Polling
+from mailsrv.store.watch import DELAY, Changes, Watcher
 from mailsrv.workers import InlineExecutor
 
 try:
@@ -236,6 +237,11 @@ class _Failing:
         raise inotifier.inotify.INotifyError("INotify initialization error.")
 
 
+class _NoMoreWatches(inotifier.Descriptor if inotifier else object):  # type: ignore[misc]
+    def watch(self, *args: Any, **kwargs: Any) -> int:
+        raise inotifier.inotify.INotifyError("Failed to add watch (-1)")  # as at max_user_watches
+
+
 class WatcherTests(unittest.TestCase):
     """The real thing: a Store on a temp dir, the reactor, the kernel's inotify."""
 
@@ -330,3 +336,20 @@ class WatcherTests(unittest.TestCase):
         self.assertEqual(rec.events, [("added", [2])])
         self.assertEqual([e["log_level"].name for e in warned], ["warn"])
         self.assertIn("INotify initialization error", warned[0]["error"])
+
+    @defer.inlineCallbacks
+    def test_out_of_watches_it_polls_and_keeps_no_descriptor_open(self):
+        warned: list[dict] = []
+        self.patch(watch, "log", Logger(observer=warned.append))
+        before = open_fds()
+        directories = inotifier.Directories(reactor, make=_NoMoreWatches)
+        self.watcher = Watcher(reactor, InlineExecutor(), poll_interval=0.05, directories=directories)
+        self.store = Store(self.root, InlineExecutor(), reactor, self.watcher)
+        inbox, rec = yield self.selected()
+        self.assertEqual((directories.watching(), open_fds()), (0, before))
+        maildir_file(inbox.path, "1700000000.M5P99Q1.procmail")
+        yield defer.Deferred.fromCoroutine(self.heard(rec, 1))
+        self.assertEqual(rec.events, [("added", [2])])
+        self.assertEqual(len(warned), 1)
+        self.assertIn("Failed to add watch", warned[0]["error"])
+
