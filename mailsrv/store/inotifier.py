@@ -5,12 +5,14 @@ Built on ``twisted.internet.inotify``, around its defects
 "inotify: watch tables"): its reader closes the descriptor, and with it
 every other watch of the process, when any one watched directory is
 deleted; a second watch of a path it already watches gets the first one's
-callbacks, not its own; and a watch the kernel dropped (directory deleted,
-file system unmounted) stays in its tables, so the path could never be
-watched again.  Here each directory is watched once and fans out to its
-listeners, a dropped watch is forgotten, and the descriptor is closed when
-the last directory is let go (and opened again for the next one), so no
-watch or descriptor outlives the sessions that wanted it.
+callbacks, not its own; a watch the kernel dropped (directory deleted, file
+system unmounted) stays in its tables, so the path could never be watched
+again; and the kernel's notice that it dropped events (its queue
+overflowed) is itself dropped.  Here each directory is watched once and
+fans out to its listeners, a dropped watch is forgotten, an overflow tells
+every listener that its directory changed, and the descriptor is closed
+when the last directory is let go (and opened again for the next one), so
+no watch or descriptor outlives the sessions that wanted it.
 
 Importing this module fails (``ImportError``) where there is no inotify.
 """
@@ -35,12 +37,24 @@ SELF = inotify.IN_MOVE_SELF | inotify.IN_DELETE_SELF | inotify.IN_UNMOUNT | inot
 MASK = PRESENT | ABSENT | inotify.IN_MOVE_SELF | inotify.IN_ONLYDIR
 
 
+#: The watch descriptor of the kernel's "queue overflowed" event: -1, which Twisted reads unsigned.
+OVERFLOW_WD = 0xFFFFFFFF
+
+
 class WatchFailed(OSError):
     """No inotify descriptor, or no watch (no such directory, or no more watches for this user)."""
 
 
 class Descriptor(inotify.INotify):
-    """Twisted's ``INotify``, which only :meth:`close` closes."""
+    """Twisted's ``INotify``, which only :meth:`close` closes, and which tells of an overflow."""
+
+    def on_overflow(self, overflowed: Callable[[], None]) -> None:
+        """Call *overflowed* when the kernel dropped events (more than ``max_queued_events`` unread).
+
+        Twisted looks the event's watch descriptor up like any other and
+        drops it, finding none; a watch point under that number catches it.
+        """
+        self._watchpoints[OVERFLOW_WD] = inotify._Watch(FilePath(b"/"), callbacks=[lambda *_: overflowed()])
 
     def loseConnection(self, *args: Any) -> None:
         """Twisted's reader calls this when one watched directory is deleted: every other watch stays."""
@@ -99,6 +113,7 @@ class Directories:
                 descriptor = self._make(self._reactor)
             except inotify.INotifyError as e:
                 raise WatchFailed(str(e)) from None
+            descriptor.on_overflow(self._overflowed)
             descriptor.startReading()
             self._descriptor = descriptor
         return self._descriptor
@@ -115,6 +130,12 @@ class Directories:
                 self._descriptor.ignore(path)
             except KeyError:  # Twisted dropped it itself (IN_DELETE_SELF)
                 pass
+
+    def _overflowed(self) -> None:
+        """Events were lost: every directory may have changed."""
+        for listeners in list(self._listeners.values()):
+            for listener in list(listeners):
+                listener(None, False)
 
     def _event(self, _watch: object, path: FilePath, mask: int) -> None:
         if mask & SELF:

@@ -28,13 +28,13 @@ folder starts its watch with the first and stops it with the last
   network file system shared by several hosts needs ``"poll"``; it is not
   detected.
 
-What neither sees: a change to ``dovecot-uidlist`` alone (another writer's
-UIDs are read by the sync that its new file causes), and a rename or
-deletion of the whole folder by another program, which the next sync of a
-session (a command, or IDLE's own poll) finds.  The kernel's queue of
-events can overflow (more than ``fs.inotify.max_queued_events`` unread);
-Twisted drops that notice, so those changes too wait for the next command
-or IDLE poll.
+When the kernel's queue of events overflows (more than
+``fs.inotify.max_queued_events`` unread: a STORE on 10,000 messages makes
+20,000), every watched folder is synced once.  What neither way sees: a
+change to ``dovecot-uidlist`` alone (another writer's UIDs are read by the
+sync that its new file causes), and another program renaming a whole
+folder, which the next sync of a session (a command, or IDLE's own poll)
+finds.
 """
 
 from __future__ import annotations

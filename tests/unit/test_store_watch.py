@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 from typing import Any
 
 from twisted.internet import defer, reactor, task
@@ -352,4 +353,21 @@ class WatcherTests(unittest.TestCase):
         self.assertEqual(rec.events, [("added", [2])])
         self.assertEqual(len(warned), 1)
         self.assertIn("Failed to add watch", warned[0]["error"])
+
+    @defer.inlineCallbacks
+    def test_an_overflow_of_the_kernels_queue_syncs_every_watched_folder(self):
+        inbox, rec = yield self.selected()
+        other, other_rec = yield self.selected("Other")
+        maildir_file(inbox.path, "1700000000.M6P99Q1.procmail")  # as if its event were lost:
+        maildir_file(other.path, "1700000000.M7P99Q1.procmail")
+        descriptor = self.directories._descriptor
+        try:
+            while os.read(descriptor.fileno(), 65536):
+                pass  # the kernel's queue, lost unread
+        except BlockingIOError:
+            pass
+        overflow = struct.pack("=LLLL", inotifier.OVERFLOW_WD, inotifier.inotify.IN_Q_OVERFLOW, 0, 0)
+        descriptor._doRead(overflow)  # the record the kernel writes then, through Twisted's reader
+        yield defer.Deferred.fromCoroutine(self.heard(rec, 1))
+        yield defer.Deferred.fromCoroutine(self.heard(other_rec, 1))
 
