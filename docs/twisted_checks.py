@@ -855,6 +855,41 @@ def multiservice_stop_order() -> tuple[bool, str]:
     return stopped == ["last", "first"], f"stopService called on {stopped} while the last child's stop is pending"
 
 
+@check("inotify: a deleted directory closes every watch")
+def inotify_deleted_directory() -> tuple[bool, str]:
+    from twisted.internet import inotify
+    from twisted.python.filepath import FilePath
+
+    with tempfile.TemporaryDirectory() as directory:
+        doomed, kept = (os.path.join(directory, name) for name in ("doomed", "kept"))
+        os.mkdir(doomed)
+        os.mkdir(kept)
+        notifier = inotify.INotify(reactor)
+        notifier.watch(FilePath(doomed))
+        notifier.watch(FilePath(kept))
+        os.rmdir(doomed)
+        notifier.doRead()  # the kernel queued the events already
+        closed, left = not notifier.connected, len(notifier._watchpoints)
+        if not closed:
+            notifier.connectionLost(None)
+    return closed, f"after rmdir of one of two watched directories: closed={closed}, watches left={left}"
+
+
+@check("inotify: watch tables")
+def inotify_watch_tables() -> tuple[bool, str]:
+    from twisted.internet import inotify
+    from twisted.python.filepath import FilePath
+
+    with tempfile.TemporaryDirectory() as directory:
+        notifier = inotify.INotify(reactor)
+        first, second = [lambda *a: None], [lambda *a: None]
+        wd = notifier.watch(FilePath(directory), callbacks=first)
+        again = notifier.watch(FilePath(directory), callbacks=second)
+        shared = again == wd and notifier._watchpoints[wd].callbacks is first
+        notifier.connectionLost(None)
+    return shared, f"a second watch of one path: same descriptor={again == wd}, its callbacks dropped={shared}"
+
+
 def _tcp(
     port: int, send: list[bytes], wait: float = 2.0, tls_after: bytes | None = None, greeting: bool = False,
 ) -> tuple[bytes, bool]:

@@ -44,6 +44,7 @@ from mailsrv.reload import Reloader
 from mailsrv.service import MailServer
 from mailsrv.startup import StartGuard
 from mailsrv.store import Store
+from mailsrv.store.watch import Watcher
 from mailsrv.workers import PoolExecutor, Workers
 
 log = Logger()
@@ -107,6 +108,12 @@ def _srs(config: configuration.Config) -> Rewriter:
     return Rewriter(secret, config.domains)
 
 
+def _watcher(config: configuration.Config, workers: Workers) -> Watcher:
+    """What tells selected folders of changes other programs make (``[imap] watch``)."""
+    imap = config.imap
+    return Watcher(reactor, workers.disk, imap.watch, imap.poll_interval_ms / 1000)
+
+
 def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
     if kind.protocol == "smtp":
         from mailsrv.smtp.server import make_factory
@@ -150,7 +157,7 @@ def build_context(config: configuration.Config, tls_options: object, workers: Wo
     directory = Directory(config)
     return assemble(
         config,
-        store=Store(config.mail_dir, workers.disk, reactor),
+        store=Store(config.mail_dir, workers.disk, reactor, _watcher(config, workers)),
         directory=directory,
         portal=make_portal(config, directory, {IUser: User}, workers, reactor),
         tls=tls_options,

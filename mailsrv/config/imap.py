@@ -6,15 +6,19 @@ makes none for that use.  These are Dovecot's ``mailbox NAME { special_use
 = ...; auto = subscribe }`` blocks.  A change applies to accounts set up
 afterwards: an account keeps the folders it was given (the per-user file
 is described in :mod:`mailsrv.store.specialuse`).
+
+``watch`` and ``poll_interval_ms`` say how selected folders learn of the
+changes other programs make to the Maildir (:mod:`mailsrv.store.watch`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailsrv.config.schema import Invalid, Table, setting
+from mailsrv.config.schema import Invalid, Table, at_least, one_of, setting
 from mailsrv.store import names
 from mailsrv.store.errors import InvalidFolderName
+from mailsrv.store.watch import METHODS
 
 
 def _folder(name: str) -> str:
@@ -32,11 +36,12 @@ def _folder(name: str) -> str:
 
 @dataclass(frozen=True)
 class IMAPConfig(Table):
-    """The special folders of new accounts."""
+    """The special folders of new accounts, and how sessions learn of changes made outside mailsrv."""
 
     DOC = (
         "IMAP. The special folders each new account gets at its first IMAP login, subscribed and listed "
-        "with their RFC 6154 use; names use '/' between levels; \"\" makes no folder for that use."
+        "with their RFC 6154 use; names use '/' between levels; \"\" makes no folder for that use. "
+        "And how selected folders learn of changes other programs make to the Maildir."
     )
 
     drafts: str = setting("Drafts", "The folder for drafts (\\Drafts).", _folder)
@@ -44,6 +49,17 @@ class IMAPConfig(Table):
     trash: str = setting("Trash", "The folder for deleted mail (\\Trash).", _folder)
     junk: str = setting("Junk", "The folder for spam (\\Junk).", _folder)
     archive: str = setting("Archive", "The folder for archived mail (\\Archive).", _folder)
+    watch: str = setting(
+        "inotify",
+        "How selected folders learn of mail, flag changes and expunges other programs make in the Maildir "
+        "(procmail, mutt, a second mailsrv): \"inotify\" (Linux; polling where it fails) or \"poll\" (needed "
+        "when hosts share the data dir over a network file system: inotify sees only this host's changes).",
+        one_of(METHODS),
+    )
+    poll_interval_ms: int = setting(
+        500, "Milliseconds between two looks at a selected folder's directories, where it is polled.",
+        at_least(50),
+    )
 
     def check(self) -> None:
         """Two uses may not name one folder: clients would put drafts in the trash."""

@@ -63,6 +63,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
+    from mailsrv.store.watch import Unwatch, Watcher
     from mailsrv.workers import Executor
 
 #: A directory's mtime can only be trusted to move on the next change once
@@ -156,7 +157,10 @@ class Folder:
 
     log = Logger()
 
-    def __init__(self, name: str, path: str, executor: "Executor", clock: "IReactorTime | None" = None) -> None:
+    def __init__(
+        self, name: str, path: str, executor: "Executor", clock: "IReactorTime | None" = None,
+        watcher: "Watcher | None" = None,
+    ) -> None:
         self.name = name
         self.path = path
         self._user_root = names.user_root(path, name)  # where the user's maildirsize is
@@ -167,6 +171,8 @@ class Folder:
         self._snap = Snapshot()
         self._arrivals: dict[str, Arrival] = {}  # found or written, waiting for a durable UID
         self._listeners: list[object] = []
+        self._watcher = watcher  # finds other programs' changes while anyone listens (:mod:`.watch`)
+        self._unwatch: "Unwatch | None" = None
         self._scanned: _Scanned | None = None
         self._rescan_wanted = False
         self._listing = False
@@ -258,17 +264,38 @@ class Folder:
     # -- listeners -----------------------------------------------------------
 
     def add_listener(self, listener: object) -> None:
-        """Start telling *listener* (an :class:`IFolderListener`) of changes."""
+        """Start telling *listener* (an :class:`IFolderListener`) of changes.
+
+        The first listener starts the watch for changes other programs make.
+        """
         if listener not in self._listeners:
             self._listeners.append(listener)
+            if self._watcher is not None and self._unwatch is None:
+                self._unwatch = self._watcher.follow(self)
 
     def remove_listener(self, listener: object) -> None:
-        """Stop telling *listener*; unknown listeners are ignored."""
+        """Stop telling *listener*; unknown listeners are ignored.  The last one stops the watch."""
         if listener in self._listeners:
             self._listeners.remove(listener)
+            if not self._listeners and self._unwatch is not None:
+                self._unwatch()
+                self._unwatch = None
+
+    def shows(self, rel: str) -> bool:
+        """Whether a message's file is at *rel* (``new/<name>`` or ``cur/<name>``) as far as this folder knows.
+
+        Includes files waiting for their UID.  The watcher (:mod:`.watch`)
+        asks, to tell the events of the folder's own writes from others'.
+        """
+        key = maildir.split_name(os.path.basename(rel))[0]
+        uid = self._snap.uid_of.get(key)
+        if uid is not None:
+            return self._snap.files.get(uid) == rel
+        arrival = self._arrivals.get(key)
+        return arrival is not None and arrival.rel == rel
 
     def announce_deleted(self) -> None:
-        """Tell every listener the folder is gone (called by its UserStore)."""
+        """Tell every listener the folder is gone (called by its UserStore, or its watcher)."""
         self._announce("folder_deleted", None)
 
     def _announce(self, method: str, payload: object) -> None:

@@ -29,6 +29,7 @@ from mailsrv.store import cleanup, keywords, maildir, maildirsize, names, writin
 from mailsrv.store.errors import InvalidAddress, InvalidFlag, InvalidFolderName, KeywordLimit, StoreError
 from mailsrv.store.names import folder_dir
 from mailsrv.store.userstore import UserStore
+from mailsrv.store.watch import Watcher
 from mailsrv.workers import Executor
 
 
@@ -105,10 +106,13 @@ class Store:
 
     log = Logger()
 
-    def __init__(self, root: str, executor: Executor, clock: IReactorTime | None = None) -> None:
+    def __init__(
+        self, root: str, executor: Executor, clock: IReactorTime | None = None, watcher: Watcher | None = None,
+    ) -> None:
         self.root = root
         self.executor = executor
         self._clock = clock  # lets deliveries share UID commits; without one each commits at once
+        self._watcher = watcher  # tells selected folders of other programs' changes; None: only syncs find them
         self._users: dict[str, UserStore] = {}
 
     def user(self, address: str) -> UserStore:
@@ -123,7 +127,7 @@ class Store:
             user = self._users.get(canonical)
             if user is None:
                 user = self._users[canonical] = UserStore(
-                    canonical, os.path.join(self.root, domain, local), self.executor, self._clock
+                    canonical, os.path.join(self.root, domain, local), self.executor, self._clock, self._watcher
                 )
         return user
 

@@ -32,6 +32,7 @@ from mailsrv.store.names import folder_dir, folder_names
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
+    from mailsrv.store.watch import Watcher
     from mailsrv.workers import Executor
 
 T = TypeVar("T")
@@ -143,11 +144,15 @@ def _move_inbox_mail(root: str, new: str) -> None:
 class UserStore:
     """The folders of one mailbox owner."""
 
-    def __init__(self, address: str, path: str, executor: "Executor", clock: "IReactorTime | None" = None) -> None:
+    def __init__(
+        self, address: str, path: str, executor: "Executor", clock: "IReactorTime | None" = None,
+        watcher: "Watcher | None" = None,
+    ) -> None:
         self.address = address
         self.path = path
         self._executor = executor
         self._clock = clock
+        self._watcher = watcher
         self._folders: dict[str, Folder] = {}
         self._provisioned = False
 
@@ -168,7 +173,8 @@ class UserStore:
         if folder is None:
             if not _exists(self.path, name):  # one stat
                 return fail(NoSuchFolder(name))
-            folder = self._folders[name] = Folder(name, folder_dir(self.path, name), self._executor, self._clock)
+            folder = self._folders[name] = Folder(
+                name, folder_dir(self.path, name), self._executor, self._clock, self._watcher)
 
         def failed(failure: Failure) -> Failure:
             if failure.check(NoSuchFolder) and self._folders.get(name) is folder:
