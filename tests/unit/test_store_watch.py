@@ -252,8 +252,11 @@ class WatcherTests(unittest.TestCase):
     def setUp(self) -> None:
         self.root = self.mktemp()
         self.directories = inotifier.Directories(reactor)
+        # The store's own timers (the snapshot file's delayed write) on a clock of the test's:
+        # the kernel's events come through the reactor, the store's batching need not.
+        self.store_clock = task.Clock()
         self.watcher = Watcher(reactor, InlineExecutor(), directories=self.directories, poll_interval=0.05)
-        self.store = Store(self.root, InlineExecutor(), reactor, self.watcher)
+        self.store = Store(self.root, InlineExecutor(), self.store_clock, self.watcher)
         self.store.deliver([Target(ALICE)], Body.from_wire(MSG))
         self.store.user(ALICE).create_folder("Other")
 
@@ -313,7 +316,7 @@ class WatcherTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_two_stores_of_one_maildir_in_a_process_each_hear(self):
-        second = Store(self.root, InlineExecutor(), reactor, self.watcher)
+        second = Store(self.root, InlineExecutor(), self.store_clock, self.watcher)
         inbox, rec = yield self.selected()
         again = yield second.user(ALICE).open("INBOX")
         rec2 = Recorder()
@@ -329,7 +332,7 @@ class WatcherTests(unittest.TestCase):
         self.patch(watch, "log", Logger(observer=warned.append))
         self.watcher = Watcher(reactor, InlineExecutor(), poll_interval=0.05,
                                directories=inotifier.Directories(reactor, make=_Failing))
-        self.store = Store(self.root, InlineExecutor(), reactor, self.watcher)
+        self.store = Store(self.root, InlineExecutor(), self.store_clock, self.watcher)
         inbox, rec = yield self.selected()
         _, _ = yield self.selected("Other")
         maildir_file(inbox.path, "1700000000.M4P99Q1.procmail")
@@ -345,7 +348,7 @@ class WatcherTests(unittest.TestCase):
         before = open_fds()
         directories = inotifier.Directories(reactor, make=_NoMoreWatches)
         self.watcher = Watcher(reactor, InlineExecutor(), poll_interval=0.05, directories=directories)
-        self.store = Store(self.root, InlineExecutor(), reactor, self.watcher)
+        self.store = Store(self.root, InlineExecutor(), self.store_clock, self.watcher)
         inbox, rec = yield self.selected()
         self.assertEqual((directories.watching(), open_fds()), (0, before))
         maildir_file(inbox.path, "1700000000.M5P99Q1.procmail")
