@@ -34,7 +34,7 @@ from mailsrv.config import Config
 from mailsrv.config.delivery import parse_relay
 from mailsrv.dkim import keys
 from mailsrv.dkim.keys import KeyRing
-from mailsrv.listeners import Kind
+from mailsrv.listeners import Kind, endpoint_port
 from mailsrv.mtasts_policy import policy_id, policy_text
 from mailsrv.ops.common import OpsError, require_local
 
@@ -151,9 +151,9 @@ def _spf(config: Config, zone: str, domain: str) -> Record:
 def _srv(config: Config, zone: str, host: str) -> list[Record]:
     out = []
     for kind, service in _SRV.items():
-        endpoints = [e for e in config.listen.endpoints(kind) if _port(e) is not None]
+        endpoints = [e for e in config.listen.endpoints(kind) if endpoint_port(e) is not None]
         if endpoints:
-            port = _port(endpoints[0])
+            port = endpoint_port(endpoints[0])
             value = f"{_PRIORITY[kind]} 1 {port} {host}"
             why = f"mail clients find {kind.label} on port {port}"
             if all(_LOOPBACK.search(e) for e in endpoints):
@@ -163,20 +163,6 @@ def _srv(config: Config, zone: str, host: str) -> list[Record]:
             why = f"{kind.label} is turned off: clients should not try it"
         out.append(Record(f"{service}._tcp.{zone}", "SRV", value, why))
     return out
-
-
-def _port(endpoint: str) -> int | None:
-    """The port of a ``tcp:`` endpoint string (``haproxy:`` prefix allowed), None if it names none."""
-    parts = endpoint.split(":")
-    if parts and parts[0] == "haproxy":
-        parts = parts[1:]
-    if len(parts) < 2 or parts[0] not in ("tcp", "tcp6"):
-        return None
-    for part in parts[1:]:
-        value = part.partition("=")[2] if part.startswith("port=") else part
-        if value.isdigit():
-            return int(value)
-    return None
 
 
 def _absolute(name: str) -> str:
