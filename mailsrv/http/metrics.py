@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from mailsrv.net.audit import Audit
     from mailsrv.net.shutdown import OpenSessions
 
-#: The enhanced status code of a reply (RFC 3463), else its basic code: a rejection's reason.
-_REPLY_CODE = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b|\b([245]\d\d)\b")
+#: A reply's enhanced status code (RFC 3463) and its basic code: a rejection's reason is the first found.
+_ENHANCED_CODE = re.compile(r"\b[245]\.\d{1,3}\.\d{1,3}\b")
+_BASIC_CODE = re.compile(r"\b[245]\d\d\b")
 #: Delivery latency buckets in seconds: from a direct hand-over to the queue's 5-day lifetime.
 _LATENCY_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 5 * 86400)
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
@@ -46,8 +47,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
 def reply_code(reply: str) -> str:
     """``5.7.1`` of ``550 5.7.1 relaying denied``, ``421`` of a reply without an enhanced code, else ``other``."""
-    found = _REPLY_CODE.search(reply)
-    return (found.group(1) or found.group(2)) if found else "other"
+    found = _ENHANCED_CODE.search(reply) or _BASIC_CODE.search(reply)
+    return found.group() if found else "other"
 
 
 class _QueueCollector:

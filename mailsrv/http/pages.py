@@ -27,8 +27,9 @@ class Refused(Exception):
 class Page(Resource):
     """A resource at one path (nothing below it) answering GET (and HEAD) with :meth:`page`.
 
-    Methods a subclass does not render get 405 with an ``Allow`` header
-    from twisted.web itself.
+    Every method a subclass does not render gets 405 with an ``Allow``
+    header (RFC 9110 15.5.6), also those twisted.web would answer with 501
+    and an HTML page (DELETE, PUT...).
     """
 
     #: The media type of what :meth:`page` returns.
@@ -55,6 +56,17 @@ class Page(Resource):
     def render_GET(self, request: Request) -> bytes:
         """Answer a GET (twisted.web answers HEAD with the same headers)."""
         return self.answer(request)
+
+    def render(self, request: Request) -> "bytes | int":
+        """The ``render_<METHOD>`` of the request's method (HEAD as GET), else 405."""
+        method = request.method.decode("ascii", "replace")
+        handler = getattr(self, f"render_{'GET' if method == 'HEAD' else method}", None)
+        if method.isalpha() and method.isupper() and handler is not None:
+            return handler(request)
+        allowed = sorted({"HEAD", *(name[len("render_"):] for name in dir(self)
+                                    if name.startswith("render_") and name[len("render_"):].isupper())})
+        request.setHeader(b"Allow", ", ".join(allowed).encode())
+        return refuse(request, Refused(405, "method not allowed"))
 
 
 def refuse(request: Request, refusal: Refused) -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -65,8 +66,8 @@ class MailSite(Site):
     displayTracebacks = False
     noisy = False
 
-    def __init__(self, root: Resource, max_body: int, timeout: float) -> None:
-        super().__init__(root, timeout=timeout)
+    def __init__(self, root: Resource, max_body: int, timeout: float, clock: IReactorTime | None = None) -> None:
+        super().__init__(root, timeout=timeout, reactor=clock)
         self.max_body = max_body
 
 
@@ -107,9 +108,9 @@ def root_for(ctx: "ServerContext", kind: Kind) -> Resource:
     return root
 
 
-def make_factory(ctx: "ServerContext", kind: Kind) -> MailSite:
-    """The factory of an HTTP listener of *kind*."""
+def make_factory(ctx: "ServerContext", kind: Kind, clock: IReactorTime | None = None) -> MailSite:
+    """The factory of an HTTP listener of *kind*; its idle timer runs on *clock* (the reactor unless a test's)."""
     if kind.protocol != "http":
         raise ValueError(f"not an http listener kind: {kind.label}")
     http = ctx.config.http
-    return MailSite(root_for(ctx, kind), http.max_request_body, http.idle_timeout)
+    return MailSite(root_for(ctx, kind), http.max_request_body, http.idle_timeout, clock)
