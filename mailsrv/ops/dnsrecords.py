@@ -13,7 +13,8 @@ admin is told to publish and what ``dns check`` will compare agree:
   HTTPS host; TLS-RPT (RFC 8460) reports to tlsrpt@;
 * SRV records for clients (RFC 6186, RFC 8314): the ports configured in
   ``[listen]``, ``0 0 0 .`` (RFC 2782: not offered) for a kind turned off;
-* the autoconfig/autodiscover names desktop clients look up;
+* the autoconfig/autodiscover names desktop clients look up, which the
+  ``https`` listener serves (:mod:`mailsrv.http`), as it serves the policy;
 * the PTR of each public address, which only the hosting provider can set.
 
 The public addresses come from ``public_addresses`` or, when it is empty,
@@ -97,14 +98,16 @@ def records(config: Config, domain: str, addresses: list[str] | None = None) -> 
         Record(f"_mta-sts.{zone}", "TXT", f'"v=STSv1; id={policy_id(config)}"',
                "MTA-STS: senders must use verified TLS to reach you (the id changes with the policy)"),
         Record(f"mta-sts.{zone}", "CNAME", host, f"the HTTPS host serving the policy (below); its certificate must "
-                                                 f"name mta-sts.{canonical}"),
+                                                 f"name mta-sts.{canonical}{_served(config)}"),
         Record(f"_smtp._tls.{zone}", "TXT", f'"v=TLSRPTv1; rua=mailto:tlsrpt@{canonical}"',
                "TLS-RPT: senders report TLS failures reaching you"),
     ]
     out += _srv(config, zone, host)
     out += [
-        Record(f"autoconfig.{zone}", "CNAME", host, "Thunderbird and others fetch their settings here"),
-        Record(f"autodiscover.{zone}", "CNAME", host, "Outlook fetches its settings here"),
+        Record(f"autoconfig.{zone}", "CNAME", host, "Thunderbird and others fetch their settings here "
+                                                   f"(/mail/config-v1.1.xml){_served(config)}"),
+        Record(f"autodiscover.{zone}", "CNAME", host, "Outlook fetches its settings here "
+                                                     f"(/autodiscover/autodiscover.xml){_served(config)}"),
     ]
     for address in addresses:
         out.append(Record(reverse_name(address), "PTR", host, f"reverse DNS of {address}: set it at your hosting "
@@ -120,6 +123,13 @@ def zone_text(config: Config, domain: str, addresses: list[str] | None = None) -
     lines.append(f"; The MTA-STS policy to serve at https://mta-sts.{canonical_domain(domain)}/.well-known/mta-sts.txt:")
     lines += [f";   {line}" for line in policy_text(config).splitlines()]
     return "\n".join(lines) + "\n"
+
+
+def _served(config: Config) -> str:
+    """Who serves the HTTPS names: our ``https`` listener, or a note that it is off."""
+    if config.listen.endpoints(Kind.HTTPS):
+        return ", served by the https listener"
+    return " (turn on [listen] https to serve it from mailsrv)"
 
 
 def public_addresses(config: Config) -> list[str]:
