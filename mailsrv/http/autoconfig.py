@@ -16,7 +16,7 @@ from twisted.web.server import Request
 
 from mailsrv.config import Config
 from mailsrv.http.clientsettings import ClientServer, client_servers
-from mailsrv.http.pages import Page, Refused, host_domain, query_address
+from mailsrv.http.pages import ConfigPage, Refused, host_domain, query_address
 
 
 def provider_domain(request: Request, config: Config) -> str:
@@ -51,14 +51,10 @@ def _server(provider: ElementTree.Element, server: ClientServer) -> None:
         ElementTree.SubElement(element, name).text = text
 
 
-class Autoconfig(Page):
+class Autoconfig(ConfigPage):
     """``config-v1.1.xml`` for the domain asked about."""
 
     content_type = b"application/xml; charset=utf-8"
-
-    def __init__(self, config: Config) -> None:
-        super().__init__()
-        self.config = config
 
     def page(self, request: Request) -> bytes:
         """The document; an ``emailaddress`` that is no local address is refused."""

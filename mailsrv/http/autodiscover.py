@@ -16,7 +16,7 @@ from twisted.web.server import Request
 
 from mailsrv.config import Config
 from mailsrv.http.clientsettings import ClientServer, client_servers
-from mailsrv.http.pages import Page, Refused, local_address, query_address
+from mailsrv.http.pages import ConfigPage, Refused, local_address, query_address
 
 REQUEST_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
 RESPONSE_NS = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
@@ -68,14 +68,10 @@ def _protocol(account: ElementTree.Element, server: ClientServer, address: str) 
         _texts(protocol, [("UsePOPAuth", "off"), ("SMTPLast", "off")])
 
 
-class Autodiscover(Page):
+class Autodiscover(ConfigPage):
     """``/autodiscover/autodiscover.xml``: POST with the request document, or GET with ``?emailaddress=``."""
 
     content_type = b"application/xml; charset=utf-8"
-
-    def __init__(self, config: Config) -> None:
-        super().__init__()
-        self.config = config
 
     def page(self, request: Request) -> bytes:
         """The response for the address the request names."""

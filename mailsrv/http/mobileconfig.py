@@ -20,7 +20,7 @@ from twisted.web.server import Request
 
 from mailsrv.config import Config
 from mailsrv.http.clientsettings import ClientServer, client_servers
-from mailsrv.http.pages import Page, Refused, query_address
+from mailsrv.http.pages import ConfigPage, Refused, query_address
 
 #: Namespace of the profile UUIDs: the same address always gets the same UUIDs.
 _NAMESPACE = uuid.UUID("7f1d5e8a-4c1b-5a8e-9a51-6d2b0c3e9f10")
@@ -69,14 +69,10 @@ def _server(prefix: str, server: ClientServer, address: str) -> dict[str, object
     }
 
 
-class MobileConfig(Page):
+class MobileConfig(ConfigPage):
     """The profile for ``?emailaddress=``."""
 
     content_type = b"application/x-apple-aspen-config"
-
-    def __init__(self, config: Config) -> None:
-        super().__init__()
-        self.config = config
 
     def page(self, request: Request) -> bytes:
         """The profile, offered as a file to save."""

@@ -11,20 +11,15 @@ from __future__ import annotations
 
 from twisted.web.server import Request
 
-from mailsrv.config import Config
-from mailsrv.http.pages import Page, Refused, host_domain
+from mailsrv.http.pages import ConfigPage, Refused, host_domain
 from mailsrv.mtasts_policy import policy_text
 
 
-class MTASTSPolicy(Page):
+class MTASTSPolicy(ConfigPage):
     """The policy, for the local domain the Host names."""
 
-    # RFC 8461 3.2: the policy is served as "text/plain".
+    # RFC 8461 3.3: the policy is served as "text/plain".
     content_type = b"text/plain; charset=utf-8"
-
-    def __init__(self, config: Config) -> None:
-        super().__init__()
-        self.config = config
 
     def page(self, request: Request) -> bytes:
         """The policy text; 404 for a Host that is not ``mta-sts.<local domain>``."""

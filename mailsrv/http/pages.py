@@ -69,6 +69,14 @@ class Page(Resource):
         return refuse(request, Refused(405, "method not allowed"))
 
 
+class ConfigPage(Page):
+    """A page made from the configuration alone (client settings, the MTA-STS policy)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+
+
 def refuse(request: Request, refusal: Refused) -> bytes:
     """Set *refusal*'s status on *request*; its text is the body."""
     request.setResponseCode(refusal.status)
