@@ -40,9 +40,11 @@ class LimitedRequest(Request):
 
     def gotLength(self, length: int | None) -> None:
         """A declared Content-Length past the limit is refused before a byte of the body is read."""
-        super().gotLength(length)
         if length is not None and length > self.channel.site.max_body:
+            super().gotLength(0)  # no temporary file for a body that is never kept
             self._refuse()
+            return
+        super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
         """Keep the body up to the limit (a chunked body declares no length)."""
@@ -52,6 +54,11 @@ class LimitedRequest(Request):
             self._refuse()
             return
         super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """Answer nothing more for a refused request: the end of its body may arrive in the same read."""
+        if not self._refused:
+            super().requestReceived(command, path, version)
 
     def _refuse(self) -> None:
         self._refused = True

@@ -206,8 +206,9 @@ class RefusalTests(HTTPTestCase):
         transport = self.connect()
         chunk = b"800\r\n" + b"a" * 0x800 + b"\r\n"
         self.channel.dataReceived(b"POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: x\r\n"
-                                  b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 3)
+                                  b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 3 + b"0\r\n\r\n")
         self.assertEqual(parse(transport.value())[0], 413)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 "), 1)  # nothing after the refusal
         self.assertTrue(transport.disconnecting)
 
     def test_body_within_the_limit_is_read(self):
