@@ -200,3 +200,9 @@ def test_bad_delivery_values_name_the_key_and_the_file(tmp_path, line, complaint
     with pytest.raises(configuration.ConfigError) as e:
         configuration.load(path)
     assert complaint in str(e.value) and path in str(e.value)
+
+
+def test_metrics_token_must_be_a_bearer_token(tmp_path):
+    assert configuration.load(write(tmp_path, '[http]\nmetrics_token = "abc-DEF_1.2~3+4/5=="\n')).http.metrics_token
+    with pytest.raises(configuration.ConfigError, match=r"mailsrv.toml: http.metrics_token: must be letters"):
+        configuration.load(write(tmp_path, '[http]\nmetrics_token = "two words"\n'))
