@@ -25,6 +25,7 @@ setup(
         "idna>=3.4,<4",
         "dkimpy[ed25519]>=1.1,<2",  # DKIM signing; the extra is pynacl, for Ed25519 keys (RFC 8463)
         "srslib>=0.1.4,<0.2",  # SRS rewriting of forwarded senders (pysrs does not run on Python 3.9+)
+        "prometheus_client>=0.20,<1",  # /metrics of the HTTP listeners (its text format and parser)
     ],
     extras_require={"test": ["pytest>=8", "imapclient>=3"]},
     entry_points={"console_scripts": ["mailsrv = mailsrv.cli.main:main"]},

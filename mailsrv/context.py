@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mailsrv.delivery.router import Router
     from mailsrv.delivery.srs import Rewriter
     from mailsrv.dkim.signer import Signer
+    from mailsrv.http.metrics import Metrics
     from mailsrv.net.audit import Audit
     from mailsrv.net.limits import ConnectionLimits
     from mailsrv.net.shutdown import OpenSessions
@@ -56,3 +57,5 @@ class ServerContext:
     queue: "IQueue | None" = None
     #: Rewrites the sender of forwarded mail (:mod:`mailsrv.delivery.srs`); ``None``: no forwarding.
     srs: "Rewriter | None" = None
+    #: The server's Prometheus metrics (:mod:`mailsrv.http.metrics`), which the HTTP listeners serve.
+    metrics: "Metrics | None" = None

@@ -36,8 +36,12 @@ class Kind(enum.Enum):
     POP3S = ("pop3", True, False)
     IMAP = ("imap", False, False)
     IMAPS = ("imap", True, False)
+    HTTP = ("http", False, False)
+    HTTPS = ("http", True, False)
+    #: The fourth value only keeps it apart from ``HTTP``: it serves ``/metrics`` alone.
+    METRICS = ("http", False, False, "metrics only")
 
-    def __init__(self, protocol: str, implicit_tls: bool, submission: bool) -> None:
+    def __init__(self, protocol: str, implicit_tls: bool, submission: bool, _distinct: str = "") -> None:
         self.protocol = protocol
         self.implicit_tls = implicit_tls
         self.submission = submission
@@ -49,13 +53,27 @@ class Kind(enum.Enum):
 
     @property
     def offers_starttls(self) -> bool:
-        """STARTTLS (SMTP, IMAP) or STLS (POP3) is offered before TLS."""
-        return not self.implicit_tls
+        """STARTTLS (SMTP, IMAP) or STLS (POP3) is offered before TLS; HTTP has no upgrade to TLS."""
+        return not self.implicit_tls and self.protocol != "http"
 
     @classmethod
     def named(cls, label: str) -> "Kind":
         """The kind called *label* in the config file; ``KeyError`` if none."""
         return cls[label.upper()]
+
+
+def endpoint_port(endpoint: str) -> int | None:
+    """The port of a ``tcp:`` endpoint string (``haproxy:`` prefix allowed), None if it names none."""
+    parts = endpoint.split(":")
+    if parts and parts[0] == "haproxy":
+        parts = parts[1:]
+    if len(parts) < 2 or parts[0] not in ("tcp", "tcp6"):
+        return None
+    for part in parts[1:]:
+        value = part.partition("=")[2] if part.startswith("port=") else part
+        if value.isdigit():
+            return int(value)
+    return None
 
 
 def with_backlog(description: str, backlog: int) -> str:

@@ -32,6 +32,7 @@ from mailsrv.delivery.srs import Rewriter, load_secret
 from mailsrv.dkim.keys import KeyRing, dkim_dir, hand_over
 from mailsrv.dkim.signer import Signer
 from mailsrv.dns import make_resolver
+from mailsrv.http.metrics import Metrics
 from mailsrv.listeners import Kind, listener
 from mailsrv.net.audit import Audit
 from mailsrv.net.limits import ConnectionLimits
@@ -119,6 +120,8 @@ def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
         from mailsrv.smtp.server import make_factory
     elif kind.protocol == "pop3":
         from mailsrv.pop3.server import make_factory
+    elif kind.protocol == "http":
+        from mailsrv.http.site import make_factory
     else:
         from mailsrv.imap.server import make_factory
     return make_factory(ctx, kind)
@@ -136,6 +139,7 @@ def assemble(
     the same wiring.  The policy checks are listed here, in the order they run.
     """
     audit = Audit()
+    sessions = OpenSessions()
     limits = config.limits
     return ServerContext(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
@@ -147,8 +151,9 @@ def assemble(
         workers=workers,
         audit=audit,
         connections=ConnectionLimits(limits.max_connections, limits.max_connections_per_ip),
-        sessions=OpenSessions(),
+        sessions=sessions,
         signer=Signer(KeyRing(dkim_dir(config.data_dir))),
+        metrics=Metrics(config, audit, sessions),
     )
 
 

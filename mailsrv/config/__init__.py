@@ -11,13 +11,14 @@ whose message names the file and the dotted key.  Modules:
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
   :mod:`.submission`, :mod:`.imap`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`,
-  :mod:`.warmup`, :mod:`.mtastspolicy`, :mod:`.log` -- one module per ``[table]``;
+  :mod:`.warmup`, :mod:`.mtastspolicy`, :mod:`.http`, :mod:`.log` -- one module per ``[table]``;
 * :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
 """
 
 from mailsrv.config.auth import AuthConfig
 from mailsrv.config.delivery import DeliveryConfig
 from mailsrv.config.dns import DNSConfig
+from mailsrv.config.http import HTTPConfig
 from mailsrv.config.imap import IMAPConfig
 from mailsrv.config.quota import QuotaConfig
 from mailsrv.config.limits import LimitsConfig
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "DNSConfig",
     "DeliveryConfig",
+    "HTTPConfig",
     "IMAPConfig",
     "QuotaConfig",
     "LimitsConfig",

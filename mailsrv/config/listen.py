@@ -13,8 +13,8 @@ import dataclasses
 from mailsrv.config.schema import Table, setting
 from mailsrv.listeners import Kind
 
-#: Default loopback port and the admin's line for each kind.
-_DEFAULTS: dict[Kind, tuple[int, str]] = {
+#: Default loopback port (``None``: off unless configured) and the admin's line for each kind.
+_DEFAULTS: dict[Kind, tuple[int | None, str]] = {
     Kind.SMTP: (2525, "Inbound mail from other servers (MX; port 25 in production): STARTTLS, no AUTH."),
     Kind.SUBMISSION: (2587, "Your mail clients send here (RFC 6409; port 587): STARTTLS, then AUTH."),
     Kind.SUBMISSIONS: (2465, "Submission over implicit TLS (RFC 8314; port 465), with AUTH."),
@@ -22,6 +22,11 @@ _DEFAULTS: dict[Kind, tuple[int, str]] = {
     Kind.POP3S: (2995, "POP3 over implicit TLS (port 995)."),
     Kind.IMAP: (2143, "IMAP (port 143), with STARTTLS."),
     Kind.IMAPS: (2993, "IMAP over implicit TLS (port 993)."),
+    Kind.HTTP: (None, "HTTP (port 80): client autoconfig (Thunderbird, Outlook, Apple), the MTA-STS policy, "
+                      "/metrics with [http] metrics_token."),
+    Kind.HTTPS: (None, "The same over TLS (port 443): mail clients and MTA-STS senders fetch from https://."),
+    Kind.METRICS: (None, "Prometheus /metrics only, without a token (bind it where only your scraper reaches, "
+                         'e.g. "tcp:9225:interface=127.0.0.1").'),
 }
 
 _DOC = (
@@ -40,7 +45,8 @@ def _endpoints(self: "ListenConfig", kind: Kind) -> tuple[str, ...]:
 
 def _kind_field(kind: Kind) -> tuple[str, type, dataclasses.Field]:
     port, doc = _DEFAULTS[kind]
-    return kind.label, tuple[str, ...], setting((f"tcp:{port}:interface=127.0.0.1",), doc)
+    endpoints = () if port is None else (f"tcp:{port}:interface=127.0.0.1",)
+    return kind.label, tuple[str, ...], setting(endpoints, doc)
 
 
 ListenConfig = dataclasses.make_dataclass(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from mailsrv.config.auth import AuthConfig
 from mailsrv.config.delivery import DeliveryConfig
 from mailsrv.config.dns import DNSConfig
+from mailsrv.config.http import HTTPConfig
 from mailsrv.config.imap import IMAPConfig
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
@@ -97,6 +98,7 @@ class Config(Table):
     delivery: DeliveryConfig = table(DeliveryConfig)
     warmup: WarmupConfig = table(WarmupConfig)
     mta_sts_policy: MTASTSPolicyConfig = table(MTASTSPolicyConfig)
+    http: HTTPConfig = table(HTTPConfig)
     log: LogConfig = table(LogConfig)
     #: The file the configuration was read from, for messages.
     source: str = field(default=DEFAULT_SOURCE)

@@ -408,9 +408,10 @@ class Queue(Service):
             state = recipient.state.value if recipient is not None else result.outcome.value
             next_retry = recipient.next_attempt if recipient is not None and recipient.state is State.DEFERRED else None
             lines[(state, result.host, result.ip, result.tls, result.reply, next_retry)].append(result.recipient)
+        age = None if updated is None else self._clock.seconds() - updated.queued_at
         for (state, host, ip, tls, reply, next_retry), recipients in lines.items():
             self._audit.send(queue_id, recipients, state, host=host, ip=ip, tls=tls, reply=reply,
-                             next_retry=next_retry)
+                             next_retry=next_retry, age=age)
 
     async def _report(self, record: Record) -> Record | None:
         """Report the recipients not reported yet (none to a null sender); the updated record.

@@ -11,7 +11,7 @@ own, so nothing a client sends can make a failure miss the filter.
 
 Each event is also a structured ``twisted.logger`` event (``event``,
 ``result`` and every ``key=value`` as a field of its own, lists as lists),
-which is what metrics will count.  Values the client chose (user names, HELO names, addresses) are
+which is what :mod:`mailsrv.http.metrics` counts (:meth:`Audit.observe`).  Values the client chose (user names, HELO names, addresses) are
 percent-encoded outside printable ASCII and ``=`` / space, so a client
 cannot forge a field or a second line.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import quote
 
 from twisted.logger import Logger
@@ -61,12 +61,29 @@ def _utc(timestamp: float) -> str:
 _log = Logger(namespace="mailsrv.audit")
 
 
+#: Called with ``(event, result, fields)`` for every audit event.
+Observer = Callable[[str, object, dict[str, Any]], None]
+
+
 class Audit:
     """Writes the audit events (see the module docstring for the format)."""
+
+    def __init__(self) -> None:
+        self._observers: list[Observer] = []
+
+    def observe(self, observer: Observer) -> None:
+        """Call *observer* with every event from now on: the one place metrics count from.
+
+        Per instance, not a global log observer, so two servers in one
+        process (tests) count only their own events.
+        """
+        self._observers.append(observer)
 
     def _emit(self, event: str, result: object, pairs: dict[str, Any]) -> None:
         text = " ".join(f"{key}={field(value)}" for key, value in pairs.items())
         _log.info("{event} {result}: {audit}", event=event, result=result, audit=text, **pairs)
+        for observer in self._observers:
+            observer(event, result, pairs)
 
     def login(self, session: Session, user: str | bytes, mechanism: str, result: str, reason: str = "") -> None:
         """A login attempt: *result* ``ok``, ``failed`` (bad credentials), ``refused``
@@ -106,15 +123,19 @@ class Audit:
 
     def send(
         self, queue_id: str, recipients: Sequence[str], result: str, *, host: str, ip: str, tls: str, reply: str,
-        next_retry: float | None,
+        next_retry: float | None, age: float | None = None,
     ) -> None:
         """One attempt to send queued mail to another server: *result* is what became of *recipients*
         (``delivered``, ``deferred`` until *next_retry*, ``failed``); *tls* the protocol and cipher,
-        and ``DANE-EE 3 1 1`` or the like when DANE authenticated the peer."""
-        self._emit("send", result, {
+        and ``DANE-EE 3 1 1`` or the like when DANE authenticated the peer; *age* the seconds since
+        the message was queued."""
+        pairs: dict[str, Any] = {
             "queue_id": queue_id, "recipients": list(recipients), "host": host, "ip": ip, "tls": tls or "none",
             "reply": reply, "next_retry": "" if next_retry is None else _utc(next_retry),
-        })
+        }
+        if age is not None:
+            pairs["age"] = round(age, 3)
+        self._emit("send", result, pairs)
 
     def rejection(self, session: Session, stage: str, subject: str, reply: str) -> None:
         """A refusal of policy (not of syntax) at *stage* (``connect``, ``helo``, ``mail``, ``rcpt``,

@@ -13,7 +13,7 @@ later, so the process always exits.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -34,19 +34,37 @@ class OpenSessions:
     def __init__(self) -> None:
         self._open: set["CommandPump"] = set()
         self._waiters: list[Deferred[bool]] = []
+        self._observers: list[Callable[[bool, "CommandPump"], None]] = []
         self.stopping = False
+
+    def observe(self, observer: Callable[[bool, "CommandPump"], None]) -> None:
+        """Call *observer* with ``(True, session)`` when a connection opens and ``(False, session)`` when it ends.
+
+        Every connection of every listener passes here, which makes it the
+        one place connections are counted (:mod:`mailsrv.http.metrics`).
+        """
+        self._observers.append(observer)
 
     def __len__(self) -> int:
         return len(self._open)
 
+    def __iter__(self) -> "Iterator[CommandPump]":
+        """The open sessions now (a copy: metrics read them while sessions come and go)."""
+        return iter(list(self._open))
+
     def add(self, session: "CommandPump") -> None:
         """A connection opened (one accepted while stopping is asked to leave at once)."""
         self._open.add(session)
+        for observer in self._observers:
+            observer(True, session)
         if self.stopping:
             session.leave_when_idle()
 
     def discard(self, session: "CommandPump") -> None:
         """A connection ended."""
+        if session in self._open:
+            for observer in self._observers:
+                observer(False, session)
         self._open.discard(session)
         if not self._open:
             waiters, self._waiters = self._waiters, []

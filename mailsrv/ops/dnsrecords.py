@@ -13,7 +13,8 @@ admin is told to publish and what ``dns check`` will compare agree:
   HTTPS host; TLS-RPT (RFC 8460) reports to tlsrpt@;
 * SRV records for clients (RFC 6186, RFC 8314): the ports configured in
   ``[listen]``, ``0 0 0 .`` (RFC 2782: not offered) for a kind turned off;
-* the autoconfig/autodiscover names desktop clients look up;
+* the autoconfig/autodiscover names desktop clients look up, which the
+  ``https`` listener serves (:mod:`mailsrv.http`), as it serves the policy;
 * the PTR of each public address, which only the hosting provider can set.
 
 The public addresses come from ``public_addresses`` or, when it is empty,
@@ -34,7 +35,7 @@ from mailsrv.config import Config
 from mailsrv.config.delivery import parse_relay
 from mailsrv.dkim import keys
 from mailsrv.dkim.keys import KeyRing
-from mailsrv.listeners import Kind
+from mailsrv.listeners import Kind, endpoint_port
 from mailsrv.mtasts_policy import policy_id, policy_text
 from mailsrv.ops.common import OpsError, require_local
 
@@ -97,14 +98,16 @@ def records(config: Config, domain: str, addresses: list[str] | None = None) -> 
         Record(f"_mta-sts.{zone}", "TXT", f'"v=STSv1; id={policy_id(config)}"',
                "MTA-STS: senders must use verified TLS to reach you (the id changes with the policy)"),
         Record(f"mta-sts.{zone}", "CNAME", host, f"the HTTPS host serving the policy (below); its certificate must "
-                                                 f"name mta-sts.{canonical}"),
+                                                 f"name mta-sts.{canonical}{_served(config)}"),
         Record(f"_smtp._tls.{zone}", "TXT", f'"v=TLSRPTv1; rua=mailto:tlsrpt@{canonical}"',
                "TLS-RPT: senders report TLS failures reaching you"),
     ]
     out += _srv(config, zone, host)
     out += [
-        Record(f"autoconfig.{zone}", "CNAME", host, "Thunderbird and others fetch their settings here"),
-        Record(f"autodiscover.{zone}", "CNAME", host, "Outlook fetches its settings here"),
+        Record(f"autoconfig.{zone}", "CNAME", host, "Thunderbird and others fetch their settings here "
+                                                   f"(/mail/config-v1.1.xml){_served(config)}"),
+        Record(f"autodiscover.{zone}", "CNAME", host, "Outlook fetches its settings here "
+                                                     f"(/autodiscover/autodiscover.xml){_served(config)}"),
     ]
     for address in addresses:
         out.append(Record(reverse_name(address), "PTR", host, f"reverse DNS of {address}: set it at your hosting "
@@ -120,6 +123,13 @@ def zone_text(config: Config, domain: str, addresses: list[str] | None = None) -
     lines.append(f"; The MTA-STS policy to serve at https://mta-sts.{canonical_domain(domain)}/.well-known/mta-sts.txt:")
     lines += [f";   {line}" for line in policy_text(config).splitlines()]
     return "\n".join(lines) + "\n"
+
+
+def _served(config: Config) -> str:
+    """Who serves the HTTPS names: our ``https`` listener, or a note that it is off."""
+    if config.listen.endpoints(Kind.HTTPS):
+        return ", served by the https listener"
+    return " (turn on [listen] https to serve it from mailsrv)"
 
 
 def public_addresses(config: Config) -> list[str]:
@@ -151,9 +161,9 @@ def _spf(config: Config, zone: str, domain: str) -> Record:
 def _srv(config: Config, zone: str, host: str) -> list[Record]:
     out = []
     for kind, service in _SRV.items():
-        endpoints = [e for e in config.listen.endpoints(kind) if _port(e) is not None]
+        endpoints = [e for e in config.listen.endpoints(kind) if endpoint_port(e) is not None]
         if endpoints:
-            port = _port(endpoints[0])
+            port = endpoint_port(endpoints[0])
             value = f"{_PRIORITY[kind]} 1 {port} {host}"
             why = f"mail clients find {kind.label} on port {port}"
             if all(_LOOPBACK.search(e) for e in endpoints):
@@ -163,20 +173,6 @@ def _srv(config: Config, zone: str, host: str) -> list[Record]:
             why = f"{kind.label} is turned off: clients should not try it"
         out.append(Record(f"{service}._tcp.{zone}", "SRV", value, why))
     return out
-
-
-def _port(endpoint: str) -> int | None:
-    """The port of a ``tcp:`` endpoint string (``haproxy:`` prefix allowed), None if it names none."""
-    parts = endpoint.split(":")
-    if parts and parts[0] == "haproxy":
-        parts = parts[1:]
-    if len(parts) < 2 or parts[0] not in ("tcp", "tcp6"):
-        return None
-    for part in parts[1:]:
-        value = part.partition("=")[2] if part.startswith("port=") else part
-        if value.isdigit():
-            return int(value)
-    return None
 
 
 def _absolute(name: str) -> str:

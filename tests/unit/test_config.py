@@ -24,12 +24,18 @@ def write(tmp_path, text: str) -> str:
 
 def test_defaults_listen_on_the_contract_ports():
     listen = configuration.load(None).listen
-    ports = {kind.label: listen.endpoints(kind)[0].split(":")[1] for kind in Kind}
+    mail = [kind for kind in Kind if kind.protocol != "http"]
+    ports = {kind.label: listen.endpoints(kind)[0].split(":")[1] for kind in mail}
     assert ports == {
         "smtp": "2525", "submission": "2587", "submissions": "2465",
         "pop3": "2110", "pop3s": "2995", "imap": "2143", "imaps": "2993",
     }
-    assert all("interface=127.0.0.1" in listen.endpoints(kind)[0] for kind in Kind)
+    assert all("interface=127.0.0.1" in listen.endpoints(kind)[0] for kind in mail)
+
+
+def test_http_listeners_are_off_by_default():
+    listen = configuration.load(None).listen
+    assert (listen.http, listen.https, listen.metrics) == ((), (), ())
 
 
 def test_listen_has_one_key_per_listener_kind_and_the_backlog():
@@ -194,3 +200,9 @@ def test_bad_delivery_values_name_the_key_and_the_file(tmp_path, line, complaint
     with pytest.raises(configuration.ConfigError) as e:
         configuration.load(path)
     assert complaint in str(e.value) and path in str(e.value)
+
+
+def test_metrics_token_must_be_a_bearer_token(tmp_path):
+    assert configuration.load(write(tmp_path, '[http]\nmetrics_token = "abc-DEF_1.2~3+4/5=="\n')).http.metrics_token
+    with pytest.raises(configuration.ConfigError, match=r"mailsrv.toml: http.metrics_token: must be letters"):
+        configuration.load(write(tmp_path, '[http]\nmetrics_token = "two words"\n'))

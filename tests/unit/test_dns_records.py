@@ -116,3 +116,12 @@ def test_the_cli_prints_a_zone_snippet_with_a_comment_above_each_record(run):
     records = [i for i, line in enumerate(lines) if not line.startswith(";")]
     assert records and all(lines[i - 1].startswith("; ") for i in records)
     assert ";   mode: testing" in lines
+
+
+def test_https_names_say_whether_our_https_listener_serves_them(config):
+    names = ("autoconfig.example.test.", "autodiscover.example.test.", "mta-sts.example.test.")
+    off = [r.why for r in by_type(config, "CNAME") if r.name in names]
+    assert len(off) == 3 and all("turn on [listen] https" in why for why in off)
+    served = dataclasses.replace(config, listen=dataclasses.replace(config.listen, https=("tcp:443",)))
+    on = [r.why for r in by_type(served, "CNAME") if r.name in names]
+    assert len(on) == 3 and all(why.endswith("served by the https listener") for why in on)

@@ -271,6 +271,7 @@ def test_451_then_250_retries_after_the_first_wait(config, make_queue, clock, au
     clock.advance(1)
     assert len(remote.calls) == 2 and record(config) is None
     assert [line["result"] for line in audit_lines()] == ["deferred", "delivered"]
+    assert [line["age"] for line in audit_lines()] == [0.0, 300.0]  # since queueing: the latency metric
 
 
 def test_retry_waits_follow_the_list_and_the_last_one_repeats():
