@@ -58,6 +58,8 @@ class View(NamedTuple):
     internaldate: float
     size: int
     modseq: int = 0
+    #: The Maildir unique key (what the message cache is keyed by).
+    key: str = ""
 
 
 @dataclass(frozen=True)

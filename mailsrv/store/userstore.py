@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from mailsrv.store import maildir, maildirsize, names, specialuse
 from mailsrv.store import subscriptions as subsfile
+from mailsrv.store.cache import MessageCache
 from mailsrv.store.errors import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder
 from mailsrv.store.files import fsync_dir
 from mailsrv.store.folder import Folder
@@ -155,6 +156,7 @@ class UserStore:
         self._watcher = watcher
         self._folders: dict[str, Folder] = {}
         self._provisioned = False
+        self.cache = MessageCache(path)  # opened by the first pool thread that uses it
 
     def loaded_folder(self, name: str) -> Folder | None:
         """The folder object if some session already opened it, else None."""
@@ -174,7 +176,7 @@ class UserStore:
             if not _exists(self.path, name):  # one stat
                 return fail(NoSuchFolder(name))
             folder = self._folders[name] = Folder(
-                name, folder_dir(self.path, name), self._executor, self._clock, self._watcher)
+                name, folder_dir(self.path, name), self._executor, self._clock, self._watcher, self.cache)
 
         def failed(failure: Failure) -> Failure:
             if failure.check(NoSuchFolder) and self._folders.get(name) is folder:

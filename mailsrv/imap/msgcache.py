@@ -1,0 +1,182 @@
+"""What IMAP keeps in the user's message cache (:mod:`mailsrv.store.cache`), and how it reads it.
+
+Per Maildir key: the ENVELOPE, BODYSTRUCTURE and BODY responses as sent,
+the fields SORT and THREAD compare (:func:`.sortfields.dump_fields`), and
+the decoded header fields SEARCH compares (FROM, TO, CC, BCC, SUBJECT, as
+:func:`.search.decoded_header` gives them); and in the full-text table the
+header and decoded body texts BODY and TEXT search.  Every value is made by
+the same function the uncached path uses, from the same octets, so answers
+are the same either way.
+
+Everything here blocks and runs in the search pool.  Rows are made when a
+message is first parsed, by whichever FETCH, SEARCH, SORT or THREAD needs
+them; the full-text table is filled by the first BODY or TEXT search that
+finds messages missing from it, :data:`INDEX_BATCH` messages per
+transaction.  A message whose file is gone (expunged meanwhile) is never
+written: a key can live on in another folder (COPY's hard links), and an
+empty row would lie about it there.  When the cache fails, the answers here
+are None and the caller reads the message instead.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from mailsrv.imap.search import Message, decoded_body, decoded_header, head_text
+from mailsrv.imap.sortfields import MessageFields, dump_fields, load_fields
+from mailsrv.imap.structure import body_structure, encode, envelope
+from mailsrv.message.mime import Entity
+from mailsrv.store.cache import STRUCTURE_COLUMNS, MessageCache
+
+#: SEARCH's header keys (field name) -> the column holding their decoded text.
+HEADER_COLUMNS = {"from": "h_from", "to": "h_to", "cc": "h_cc", "bcc": "h_bcc", "subject": "h_subject"}
+#: FETCH items answered from the cache -> their column.
+FETCH_COLUMNS = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY": "body"}
+#: Messages parsed and added to the full-text table per transaction.
+INDEX_BATCH = 100
+
+
+def _utf8(text: str) -> bytes:
+    """Text as the cache compares it: UTF-8, so a substring of the text is a substring of the octets."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def header_row(header: bytes) -> dict[str, object]:
+    """The columns made from a wire-form header section."""
+    row: dict[str, object] = {"envelope": encode(envelope(Entity(header))), "fields": dump_fields(header)}
+    for name, column in HEADER_COLUMNS.items():
+        value = decoded_header(header, name)
+        row[column] = None if value is None else _utf8(value)
+    return row
+
+
+def whole_row(entity: Entity) -> dict[str, object]:
+    """Every column, made from the whole message."""
+    row = header_row(entity.header)
+    row["bodystructure"] = encode(body_structure(entity, True))
+    row["body"] = encode(body_structure(entity, False))
+    return row
+
+
+def fetch_items(cache: MessageCache, messages: Sequence[Message], columns: Sequence[str]) -> dict[int, dict[str, bytes]]:
+    """UID -> column -> value, for FETCH; misses are parsed from their files and stored.
+
+    A message whose file is gone is left out (the caller answers as it
+    does for any expunged message).
+    """
+    found = cache.get([m.key for m in messages], columns)
+    whole = any(column in STRUCTURE_COLUMNS for column in columns)
+    out: dict[int, dict[str, bytes]] = {}
+    fresh: dict[str, dict[str, object]] = {}
+    for message in messages:
+        values = found.get(message.key)
+        if values is None or None in values:
+            row = whole_row(message.entity) if whole else header_row(message.header)
+            message.__dict__.pop("entity", None)
+            if message.missing:
+                continue
+            fresh[message.key] = row
+            values = tuple(row[column] for column in columns)
+        out[message.uid] = dict(zip(columns, values))  # type: ignore[arg-type]
+    if fresh:
+        cache.put(fresh)
+    return out
+
+
+class Lookup:
+    """What one SEARCH, SORT or THREAD learns from the cache, for all of its messages at once.
+
+    The first question of a kind fills the cache for every message of the
+    search (parsing those it lacks) and asks SQLite once; the answers for
+    each message are then set lookups.  Each method answers None where the
+    cache cannot tell (it failed, or the message could not be read): the
+    caller then reads the message itself.
+    """
+
+    def __init__(self, cache: MessageCache, messages: Sequence[Message], cancelled: Callable[[], bool]) -> None:
+        self._cache = cache
+        self._messages = messages
+        self._cancelled = cancelled
+        self._rows: set[str] | None = None  # keys with a row
+        self._indexed: set[str] | None = None  # keys in the full-text table
+        self._headers: dict[tuple[str, str], set[str] | None] = {}
+        self._texts: dict[tuple[str, bool], set[str] | None] = {}
+        self._fields: dict[str, tuple] | None = None
+
+    def _with_rows(self) -> set[str]:
+        """The keys with a row, once every message that lacked one was parsed and stored."""
+        if self._rows is None:
+            present = set(self._cache.get([m.key for m in self._messages]))
+            fresh: dict[str, dict[str, object]] = {}
+            for message in self._messages:
+                if message.key in present or message.key in fresh or self._cancelled():
+                    continue
+                row = header_row(message.header)
+                message.__dict__.pop("header", None)
+                if not message.missing:
+                    fresh[message.key] = row
+            if fresh and self._cache.put(fresh):
+                present.update(fresh)
+            self._rows = present
+        return self._rows
+
+    def header_has(self, message: Message, name: str, needle: str) -> bool | None:
+        """Whether the decoded *name* fields of *message* hold *needle* (FROM, TO ... SUBJECT, HEADER)."""
+        column = HEADER_COLUMNS.get(name)
+        if column is None or message.key not in self._with_rows():
+            return None
+        if (column, needle) not in self._headers:
+            self._headers[column, needle] = self._cache.matching(column, _utf8(needle))
+        keys = self._headers[column, needle]
+        return None if keys is None else message.key in keys
+
+    def _with_texts(self) -> set[str]:
+        """The keys in the full-text table, once the messages missing there were added."""
+        if self._indexed is None:
+            keys = [m.key for m in self._messages]
+            missing = self._cache.unindexed(keys)
+            if missing is None:
+                self._indexed = set()
+                return self._indexed
+            indexed = set(keys) - set(missing)
+            wanted = set(missing)
+            todo = [m for m in self._messages if m.key in wanted]
+            for start in range(0, len(todo), INDEX_BATCH):
+                if self._cancelled():
+                    break
+                batch = []
+                for message in todo[start : start + INDEX_BATCH]:
+                    entity = message.entity
+                    texts = (message.key, head_text(entity.header), decoded_body(entity.raw))
+                    message.__dict__.pop("entity", None)
+                    if not message.missing and message.key not in indexed:
+                        batch.append(texts)
+                        indexed.add(message.key)
+                if batch and not self._cache.index(batch):
+                    indexed.difference_update(key for key, _, _ in batch)
+            self._indexed = indexed
+        return self._indexed
+
+    def text_has(self, message: Message, needle: str, with_header: bool) -> bool | None:
+        """BODY (*with_header* False) or TEXT: whether the message's texts hold *needle*."""
+        if message.key not in self._with_texts():
+            return None
+        if (needle, with_header) not in self._texts:
+            def confirm(head: str, body: str) -> bool:
+                return needle in body or (with_header and needle in head)
+
+            columns = "head body" if with_header else "body"
+            self._texts[needle, with_header] = self._cache.texts_matching(columns, needle, confirm)
+        keys = self._texts[needle, with_header]
+        return None if keys is None else message.key in keys
+
+    def fields(self, message: Message) -> MessageFields | None:
+        """The SORT and THREAD fields of *message*."""
+        if message.key not in self._with_rows():
+            return None
+        if self._fields is None:
+            self._fields = self._cache.get([m.key for m in self._messages], ("fields",))
+        values = self._fields.get(message.key)
+        if values is None or values[0] is None:
+            return None
+        return load_fields(values[0], message.internaldate)
