@@ -30,8 +30,6 @@ from mailsrv.store.cache import STRUCTURE_COLUMNS, MessageCache
 
 #: SEARCH's header keys (field name) -> the column holding their decoded text.
 HEADER_COLUMNS = {"from": "h_from", "to": "h_to", "cc": "h_cc", "bcc": "h_bcc", "subject": "h_subject"}
-#: FETCH items answered from the cache -> their column.
-FETCH_COLUMNS = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY": "body"}
 #: Messages parsed and added to the full-text table per transaction.
 INDEX_BATCH = 100
 
