@@ -26,10 +26,10 @@ from mailsrv.imap.search import Message, decoded_body, decoded_header, head_text
 from mailsrv.imap.sortfields import MessageFields, dump_fields, load_fields
 from mailsrv.imap.structure import body_structure, encode, envelope
 from mailsrv.message.mime import Entity
-from mailsrv.store.cache import STRUCTURE_COLUMNS, MessageCache
+from mailsrv.store.cache import HEADER_FIELD_COLUMNS, MessageCache
 
 #: SEARCH's header keys (field name) -> the column holding their decoded text.
-HEADER_COLUMNS = {"from": "h_from", "to": "h_to", "cc": "h_cc", "bcc": "h_bcc", "subject": "h_subject"}
+HEADER_FIELDS = dict(zip(("from", "to", "cc", "bcc", "subject"), HEADER_FIELD_COLUMNS))
 #: Messages parsed and added to the full-text table per transaction.
 INDEX_BATCH = 100
 
@@ -39,46 +39,81 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def header_row(header: bytes) -> dict[str, object]:
-    """The columns made from a wire-form header section."""
-    row: dict[str, object] = {"envelope": encode(envelope(Entity(header))), "fields": dump_fields(header)}
-    for name, column in HEADER_COLUMNS.items():
-        value = decoded_header(header, name)
-        row[column] = None if value is None else _utf8(value)
+def _envelope(message: Message) -> dict[str, object]:
+    return {"envelope": encode(envelope(Entity(message.header)))}
+
+
+def _fields(message: Message) -> dict[str, object]:
+    return {"fields": dump_fields(message.header)}
+
+
+def _header_fields(message: Message) -> dict[str, object]:
+    """The decoded header fields, and which of them the message has (an absent one matches nothing)."""
+    row: dict[str, object] = {}
+    present = 0
+    for bit, (name, column) in enumerate(HEADER_FIELDS.items()):
+        value = decoded_header(message.header, name)
+        if value is not None:
+            present |= 1 << bit
+        row[column] = b"" if value is None else _utf8(value)
+    row["h_present"] = present
     return row
 
 
-def whole_row(entity: Entity) -> dict[str, object]:
-    """Every column, made from the whole message."""
-    row = header_row(entity.header)
-    row["bodystructure"] = encode(body_structure(entity, True))
-    row["body"] = encode(body_structure(entity, False))
-    return row
+def _structure(message: Message) -> dict[str, object]:
+    entity = message.entity
+    return {"bodystructure": encode(body_structure(entity, True)), "body": encode(body_structure(entity, False))}
 
 
-def fetch_items(cache: MessageCache, messages: Sequence[Message], columns: Sequence[str]) -> dict[int, dict[str, bytes]]:
-    """UID -> column -> value, for FETCH; misses are parsed from their files and stored.
+#: Columns made together: the first column of each group (never NULL once made) -> how they are made.
+#: The header's groups read the header section only; the structure reads the whole message.
+_GROUPS: dict[str, Callable[[Message], dict[str, object]]] = {
+    "envelope": _envelope, "fields": _fields, "h_present": _header_fields, "bodystructure": _structure,
+}
+#: Each column -> its group.
+_GROUP_OF = {"envelope": "envelope", "fields": "fields", "bodystructure": "bodystructure", "body": "bodystructure",
+             "h_present": "h_present", **{column: "h_present" for column in HEADER_FIELD_COLUMNS}}
 
-    A message whose file is gone is left out (the caller answers as it
-    does for any expunged message).
+
+def filled(
+    cache: MessageCache, messages: Sequence[Message], columns: Sequence[str],
+    cancelled: Callable[[], bool] = lambda: False,
+) -> tuple[dict[str, dict[str, object]], bool]:
+    """Key -> column -> value for *messages*, the missing groups made from their files and stored.
+
+    A message whose file is gone is left out.  Also says whether what was
+    made was stored (a failed cache still gives the values).
     """
-    found = cache.get([m.key for m in messages], columns)
-    whole = any(column in STRUCTURE_COLUMNS for column in columns)
-    out: dict[int, dict[str, bytes]] = {}
+    groups = sorted({_GROUP_OF[column] for column in columns})
+    wanted = groups + [column for column in columns if column not in groups]
+    found = cache.get([m.key for m in messages], wanted)
+    out: dict[str, dict[str, object]] = {}
     fresh: dict[str, dict[str, object]] = {}
     for message in messages:
         values = found.get(message.key)
-        if values is None or None in values:
-            row = whole_row(message.entity) if whole else header_row(message.header)
+        row = {} if values is None else dict(zip(wanted, values))
+        missing = [group for group in groups if row.get(group) is None]
+        if missing:
+            if cancelled():
+                continue
+            made: dict[str, object] = {}
+            for group in missing:
+                made.update(_GROUPS[group](message))
+            message.__dict__.pop("header", None)
             message.__dict__.pop("entity", None)
             if message.missing:
                 continue
-            fresh[message.key] = row
-            values = tuple(row[column] for column in columns)
-        out[message.uid] = dict(zip(columns, values))  # type: ignore[arg-type]
-    if fresh:
-        cache.put(fresh)
-    return out
+            fresh[message.key] = made
+            row.update(made)
+        out[message.key] = {column: row[column] for column in columns}
+    stored = cache.put(fresh) if fresh else True
+    return out, stored
+
+
+def fetch_items(cache: MessageCache, messages: Sequence[Message], columns: Sequence[str]) -> dict[int, dict[str, bytes]]:
+    """UID -> column -> value, for FETCH (see :func:`filled`)."""
+    out, _ = filled(cache, messages, columns)
+    return {m.uid: out[m.key] for m in messages if m.key in out}  # type: ignore[misc]
 
 
 class Lookup:
@@ -99,28 +134,18 @@ class Lookup:
         self._indexed: set[str] | None = None  # keys in the full-text table
         self._headers: dict[tuple[str, str], set[str] | None] = {}
         self._texts: dict[tuple[str, bool], set[str] | None] = {}
-        self._fields: dict[str, tuple] | None = None
+        self._fields: dict[str, dict[str, object]] | None = None
 
     def _with_rows(self) -> set[str]:
-        """The keys with a row, once every message that lacked one was parsed and stored."""
+        """The keys whose header fields are cached, once every message that lacked them was parsed."""
         if self._rows is None:
-            present = set(self._cache.get([m.key for m in self._messages]))
-            fresh: dict[str, dict[str, object]] = {}
-            for message in self._messages:
-                if message.key in present or message.key in fresh or self._cancelled():
-                    continue
-                row = header_row(message.header)
-                message.__dict__.pop("header", None)
-                if not message.missing:
-                    fresh[message.key] = row
-            if fresh and self._cache.put(fresh):
-                present.update(fresh)
-            self._rows = present
+            out, stored = filled(self._cache, self._messages, ("h_present",), self._cancelled)
+            self._rows = set(out) if stored else set()
         return self._rows
 
     def header_has(self, message: Message, name: str, needle: str) -> bool | None:
         """Whether the decoded *name* fields of *message* hold *needle* (FROM, TO ... SUBJECT, HEADER)."""
-        column = HEADER_COLUMNS.get(name)
+        column = HEADER_FIELDS.get(name)
         if column is None or message.key not in self._with_rows():
             return None
         if (column, needle) not in self._headers:
@@ -170,11 +195,7 @@ class Lookup:
 
     def fields(self, message: Message) -> MessageFields | None:
         """The SORT and THREAD fields of *message*."""
-        if message.key not in self._with_rows():
-            return None
         if self._fields is None:
-            self._fields = self._cache.get([m.key for m in self._messages], ("fields",))
+            self._fields = filled(self._cache, self._messages, ("fields",), self._cancelled)[0]
         values = self._fields.get(message.key)
-        if values is None or values[0] is None:
-            return None
-        return load_fields(values[0], message.internaldate)
+        return None if values is None else load_fields(values["fields"], message.internaldate)  # type: ignore[arg-type]

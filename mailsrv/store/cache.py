@@ -26,10 +26,11 @@ let a key live on in another folder, and only a walk of every folder can
 tell, which is too much work for each EXPUNGE.
 
 The full-text table ``texts`` is FTS5 with the trigram tokenizer
-(case-sensitive, over text the caller already case-folded), so a phrase
-query of three characters or more finds exactly the rows whose text holds
-that substring; the stored text lets the caller confirm, and serves
-shorter needles by a scan that never opens a message file.
+(case-sensitive, over text the caller already case-folded), so a needle of
+three characters or more narrows the search to the rows holding all of
+its trigrams (:func:`trigrams`); the stored text lets the caller confirm
+the substring, and serves shorter needles by a scan that never opens a
+message file.
 """
 
 from __future__ import annotations
@@ -48,12 +49,11 @@ T = TypeVar("T")
 FILENAME = "mailsrv-cache.sqlite"
 #: A schema change bumps this; a file with another version is started anew (it is a cache).
 VERSION = 1
-#: Columns a row may have.  The header's columns are written together, when
-#: the row is made; the structure's (which need the whole message) may be
-#: NULL until someone needs them.
-HEADER_COLUMNS = ("envelope", "fields", "h_from", "h_to", "h_cc", "h_bcc", "h_subject")
-STRUCTURE_COLUMNS = ("bodystructure", "body")
-COLUMNS = HEADER_COLUMNS + STRUCTURE_COLUMNS
+#: Columns a row may have, each NULL until someone needs it and computes it.
+#: ``h_present`` has bit *n* set when the message has the header field of
+#: ``h_*`` column *n* (its own column is then its decoded text).
+HEADER_FIELD_COLUMNS = ("h_from", "h_to", "h_cc", "h_bcc", "h_subject")
+COLUMNS = ("envelope", "fields", "h_present") + HEADER_FIELD_COLUMNS + ("bodystructure", "body")
 #: How long a statement waits for another process's write lock.
 BUSY_TIMEOUT_MS = 5000
 #: Rows per transaction when writing, so other processes are never held up for long.
@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS entries (
     {", ".join(f"{name} BLOB" for name in COLUMNS)}
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS docs (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL);
-CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(head, body, tokenize = 'trigram case_sensitive 1');
+CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(head, body, tokenize = 'trigram case_sensitive 1', detail = column);
 PRAGMA user_version = {VERSION};
 """
 
@@ -83,9 +83,16 @@ def _marks(count: int) -> str:
     return ",".join("?" * count)
 
 
-def phrase(needle: str) -> str:
-    """An FTS5 phrase matching *needle* literally (FTS5 quotes ``"`` by doubling it)."""
-    return '"' + needle.replace('"', '""') + '"'
+def trigrams(needle: str) -> str:
+    """An FTS5 query for the rows holding every trigram of *needle* (3 characters or more).
+
+    Each trigram is a quoted string (FTS5 quotes ``"`` by doubling it).  With
+    ``detail = column`` FTS5 keeps no positions (half the size and the
+    time to fill), so the rows found may hold the trigrams apart: a
+    superset, which the caller's confirmation narrows.
+    """
+    grams = dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2))
+    return "(" + " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams) + ")"
 
 
 class MessageCache:
@@ -194,6 +201,8 @@ class MessageCache:
                     for key, values in items[start : start + BATCH]:
                         names = [c for c in values if c in COLUMNS]
                         db.execute("INSERT OR IGNORE INTO entries (key) VALUES (?)", (key,))
+                        if not names:
+                            continue
                         sets = ", ".join(f"{c} = coalesce({c}, ?)" for c in names)
                         db.execute(f"UPDATE entries SET {sets} WHERE key = ?", [values[c] for c in names] + [key])
             return True
@@ -201,11 +210,14 @@ class MessageCache:
         return self._run(job, False)
 
     def matching(self, column: str, needle: bytes) -> set[str] | None:
-        """Keys whose *column* (UTF-8 bytes) is present and holds *needle*; None if the cache failed."""
-        assert column in COLUMNS
+        """Keys whose header field *column* (of :data:`HEADER_FIELD_COLUMNS`) is present and holds *needle*.
+
+        None if the cache failed.
+        """
+        bit = 1 << HEADER_FIELD_COLUMNS.index(column)
 
         def job(db: sqlite3.Connection) -> set[str]:
-            query = f"SELECT key FROM entries WHERE {column} IS NOT NULL AND instr({column}, ?) > 0"
+            query = f"SELECT key FROM entries WHERE h_present & {bit} AND instr({column}, ?) > 0"
             return {row[0] for row in db.execute(query, (needle,))}
 
         return self._run(job, None)
@@ -249,8 +261,8 @@ class MessageCache:
 
         Only rows that may hold *needle* in *columns* (``"body"`` or ``"head
         body"``) are read: three characters or more go through the trigram
-        index (the rows holding it in one of *columns*); a shorter needle
-        reads every row, a row at a time.  None if the cache failed.
+        index (:func:`trigrams`); a shorter needle reads every row, a row at
+        a time.  None if the cache failed.
         """
         assert columns in ("body", "head body")
 
@@ -259,7 +271,7 @@ class MessageCache:
             if len(needle) < 3:
                 rows = db.execute(select)
             else:
-                rows = db.execute(select + " WHERE texts MATCH ?", ("{%s} : %s" % (columns, phrase(needle)),))
+                rows = db.execute(select + " WHERE texts MATCH ?", ("{%s} : %s" % (columns, trigrams(needle)),))
             return {key for key, head, body in rows if confirm(head, body)}
 
         return self._run(job, None)
