@@ -78,21 +78,23 @@ _GROUP_OF = {"envelope": "envelope", "fields": "fields", "bodystructure": "bodys
 def filled(
     cache: MessageCache, messages: Sequence[Message], columns: Sequence[str],
     cancelled: Callable[[], bool] = lambda: False,
-) -> tuple[dict[str, dict[str, object]], bool]:
-    """Key -> column -> value for *messages*, the missing groups made from their files and stored.
+) -> tuple[dict[str, tuple], bool]:
+    """Key -> the values of *columns* for *messages*, the missing groups made from their files and stored.
 
     A message whose file is gone is left out.  Also says whether what was
-    made was stored (a failed cache still gives the values).
+    made was stored (a failed cache still gives the values).  Values are
+    tuples, the cache's own where nothing was missing: a search over
+    100,000 messages holds one small tuple per message, no more.
     """
     groups = sorted({_GROUP_OF[column] for column in columns})
-    wanted = groups + [column for column in columns if column not in groups]
+    wanted = list(columns) + [group for group in groups if group not in columns]
+    marks = [wanted.index(group) for group in groups]
     found = cache.get([m.key for m in messages], wanted)
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, tuple] = {}
     fresh: dict[str, dict[str, object]] = {}
     for message in messages:
         values = found.get(message.key)
-        row = {} if values is None else dict(zip(wanted, values))
-        missing = [group for group in groups if row.get(group) is None]
+        missing = groups if values is None else [g for g, i in zip(groups, marks) if values[i] is None]
         if missing:
             if cancelled():
                 continue
@@ -104,8 +106,9 @@ def filled(
             if message.missing:
                 continue
             fresh[message.key] = made
-            row.update(made)
-        out[message.key] = {column: row[column] for column in columns}
+            old = values or (None,) * len(wanted)
+            values = tuple(made.get(column, old[i]) for i, column in enumerate(wanted))
+        out[message.key] = values[: len(columns)]
     stored = cache.put(fresh) if fresh else True
     return out, stored
 
@@ -113,7 +116,7 @@ def filled(
 def fetch_items(cache: MessageCache, messages: Sequence[Message], columns: Sequence[str]) -> dict[int, dict[str, bytes]]:
     """UID -> column -> value, for FETCH (see :func:`filled`)."""
     out, _ = filled(cache, messages, columns)
-    return {m.uid: out[m.key] for m in messages if m.key in out}  # type: ignore[misc]
+    return {m.uid: dict(zip(columns, out[m.key])) for m in messages if m.key in out}
 
 
 class Lookup:
@@ -134,7 +137,12 @@ class Lookup:
         self._indexed: set[str] | None = None  # keys in the full-text table
         self._headers: dict[tuple[str, str], set[str] | None] = {}
         self._texts: dict[tuple[str, bool], set[str] | None] = {}
-        self._fields: dict[str, dict[str, object]] | None = None
+        self._fields: dict[str, tuple] | None = None
+        self._sorted: Sequence[Message] = messages
+
+    def sorting(self, hits: Sequence[Message]) -> None:
+        """SORT or THREAD asks for the fields of these messages only (the ones the search matched)."""
+        self._sorted = hits
 
     def _with_rows(self) -> set[str]:
         """The keys whose header fields are cached, once every message that lacked them was parsed."""
@@ -196,6 +204,6 @@ class Lookup:
     def fields(self, message: Message) -> MessageFields | None:
         """The SORT and THREAD fields of *message*."""
         if self._fields is None:
-            self._fields = filled(self._cache, self._messages, ("fields",), self._cancelled)[0]
+            self._fields = filled(self._cache, self._sorted, ("fields",), self._cancelled)[0]
         values = self._fields.get(message.key)
-        return None if values is None else load_fields(values["fields"], message.internaldate)  # type: ignore[arg-type]
+        return None if values is None else load_fields(values[0], message.internaldate)

@@ -120,6 +120,8 @@ def searchable(folder: "Folder", views: Sequence[tuple[int, View]]) -> list[Mess
 
 
 def _with_fields(hits: list[Message]) -> list[Hit]:
+    if hits and hits[0].cache is not None:
+        hits[0].cache.sorting(hits)
     return [(message, message_fields(message)) for message in hits]
 
 

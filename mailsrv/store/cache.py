@@ -56,6 +56,8 @@ HEADER_FIELD_COLUMNS = ("h_from", "h_to", "h_cc", "h_bcc", "h_subject")
 COLUMNS = ("envelope", "fields", "h_present") + HEADER_FIELD_COLUMNS + ("bodystructure", "body")
 #: How long a statement waits for another process's write lock.
 BUSY_TIMEOUT_MS = 5000
+#: Page cache per connection (one per pool thread), KiB: the OS's file cache does the rest.
+PAGE_CACHE_KIB = 512
 #: Rows per transaction when writing, so other processes are never held up for long.
 BATCH = 200
 #: Keys per ``IN (...)`` list (SQLite allows 999 parameters in old builds).
@@ -112,6 +114,7 @@ class MessageCache:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # a cache: losing the last commits on power loss is fine
+            db.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, VERSION):
                 db.executescript("DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS texts;")
