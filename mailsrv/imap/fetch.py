@@ -12,7 +12,9 @@ sections and BINARY (RFC 3516, decoded by :mod:`mailsrv.message.transfer`,
 which says what bounds its memory).  ``BODY[]``, ``RFC822``, ``BODY[TEXT]`` and their partials are
 never loaded: :func:`render` gives a :class:`Span` of the stored file and the
 server streams it with back-pressure.  Every section is a slice of the
-stored octets.
+stored octets.  ENVELOPE, BODYSTRUCTURE and BODY (:data:`CACHED_ITEMS`)
+come ready-made from the user's message cache when the caller has them
+(``needs(items, cached=True)``), so FETCH ENVELOPE opens no file.
 """
 
 from __future__ import annotations
