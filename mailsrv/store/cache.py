@@ -14,7 +14,9 @@ and reads them: :mod:`mailsrv.imap.msgcache`); it keeps them safe to share:
   transactions, ``INSERT OR IGNORE`` for rows another process may have
   written meanwhile (their content is the same, since the key's is).
 * Every method blocks: call it from a pool thread, never the reactor.  Each
-  thread gets its own connection (sqlite3 connections are per thread).
+  call opens its own connection and closes it (well under a millisecond):
+  sqlite3 connections are per thread, and connections kept per thread and
+  per user would hold three descriptors each for every user ever served.
 * Any other SQLite failure (a full disk, a read-only directory, a lock held
   past the timeout) is logged and answered as "not cached": callers fall
   back to reading the message, so the cache can slow IMAP down but never
@@ -39,6 +41,7 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import closing
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from twisted.logger import Logger
@@ -98,13 +101,12 @@ def trigrams(needle: str) -> str:
 
 
 class MessageCache:
-    """The cache of one user's Maildir (the file in its root), opened lazily per thread."""
+    """The cache of one user's Maildir (the file in its root, made by the first call)."""
 
     def __init__(self, root: str) -> None:
         self.path = os.path.join(root, FILENAME)
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._generation = 0  # bumped when a corrupt file is moved aside: every thread reopens
+        self._generation = 0  # bumped when a corrupt file is moved aside
 
     # -- connections ---------------------------------------------------------
 
@@ -116,24 +118,14 @@ class MessageCache:
             db.execute("PRAGMA synchronous = NORMAL")  # a cache: losing the last commits on power loss is fine
             db.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, VERSION):
-                db.executescript("DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS texts;")
-            db.executescript(_SCHEMA)
+            if version != VERSION:
+                if version:  # another schema: it is a cache, start it anew
+                    db.executescript("DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS texts;")
+                db.executescript(_SCHEMA)
         except BaseException:
             db.close()
             raise
         return db
-
-    def _db(self) -> sqlite3.Connection:
-        local = self._local
-        if getattr(local, "generation", None) != self._generation:
-            old = getattr(local, "db", None)
-            if old is not None:
-                old.close()
-            local.db, local.generation = None, self._generation
-        if local.db is None:
-            local.db = self._open()
-        return local.db
 
     def _move_aside(self, generation: int) -> None:
         """The file cannot be read: keep it for a look, start a new one (once, whichever thread saw it)."""
@@ -154,7 +146,8 @@ class MessageCache:
         for attempt in (1, 2):
             generation = self._generation
             try:
-                return job(self._db())
+                with closing(self._open()) as db:
+                    return job(db)
             except sqlite3.OperationalError as e:  # locked past the timeout, disk full, read-only...
                 log.warn("{path}: message cache not used: {error}", path=self.path, error=str(e))
                 return default
@@ -164,13 +157,6 @@ class MessageCache:
                     return default
                 self._move_aside(generation)
         return default
-
-    def close(self) -> None:
-        """Close this thread's connection (tests; pool threads keep theirs)."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
 
     # -- entries -------------------------------------------------------------
 

@@ -20,7 +20,6 @@ class Cache(unittest.TestCase):
         self.root = self.mktemp()
         os.makedirs(self.root)
         self.cache = MessageCache(self.root)
-        self.addCleanup(self.cache.close)
 
     def test_rows_keep_what_was_stored_first(self) -> None:
         self.assertTrue(self.cache.put({"k1": {"envelope": b"(E1)", "h_from": b"alice"}}))
@@ -68,7 +67,6 @@ class Cache(unittest.TestCase):
 
     def test_a_corrupt_file_is_moved_aside_and_started_anew(self) -> None:
         self.cache.put({"a": {"envelope": b"A"}})
-        self.cache.close()
         path = os.path.join(self.root, FILENAME)
         with open(path, "r+b") as f:
             f.write(b"garbage!" * 512)
@@ -84,13 +82,12 @@ class Cache(unittest.TestCase):
         db.execute("BEGIN EXCLUSIVE")  # another process holds the write lock past the timeout
         self.patch(cache, "BUSY_TIMEOUT_MS", 50)  # the test need not wait 5 s
         fresh = MessageCache(self.root)
-        self.addCleanup(fresh.close)
         self.assertFalse(fresh.put({"b": {"envelope": b"B"}}))
 
-    def test_every_thread_has_its_own_connection(self) -> None:
+    def test_it_is_used_from_any_thread(self) -> None:
         self.cache.put({"a": {"envelope": b"A"}})
         found = []
-        thread = threading.Thread(target=lambda: (found.append(self.cache.get(["a"], ("envelope",))), self.cache.close()))
+        thread = threading.Thread(target=lambda: found.append(self.cache.get(["a"], ("envelope",))))
         thread.start()
         thread.join()
         self.assertEqual(found, [{"a": (b"A",)}])
@@ -101,7 +98,6 @@ class Pruning(unittest.TestCase):
     def test_a_user_store_prunes_the_rows_no_folder_holds_when_a_folder_is_opened(self) -> None:
         root = self.mktemp()
         user = UserStore("alice@example.test", root, InlineExecutor())
-        self.addCleanup(user.cache.close)
         self.successResultOf(user.create_folder("Archive"))
         inbox = self.successResultOf(user.open("INBOX"))
         self.successResultOf(inbox.append(Body.from_wire(b"Subject: kept\r\n\r\nx\r\n")))

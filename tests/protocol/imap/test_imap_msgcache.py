@@ -39,7 +39,6 @@ class MessageCache(IMAPTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.user = self.store.user("alice@example.test")
-        self.addCleanup(self.user.cache.close)
 
     def files(self) -> list[str]:
         return sorted(glob.glob(os.path.join(self.inbox.path, "cur", "*")) + glob.glob(os.path.join(self.inbox.path, "new", "*")))
