@@ -91,11 +91,23 @@ async def _matching(
         return await server.ctx.workers.search.run(lambda: _flag_hits(views, matches))
     candidates = searchable(selection.folder, views)
     cancelled = lambda: server.closing  # noqa: E731
-    if selection.folder.cache is not None:
-        lookup = Lookup(selection.folder.cache, candidates, cancelled)
+    cache = selection.folder.cache
+
+    def job() -> Any:
+        if cache is None:
+            return then(run_search(candidates, matches, cancelled))
+        lookup = Lookup(cache, candidates, cancelled)
         for message in candidates:
             message.cache = lookup
-    return await server.ctx.workers.search.run(lambda: then(run_search(candidates, matches, cancelled)))
+        try:
+            return then(run_search(candidates, matches, cancelled))
+        finally:
+            # The messages and their lookup refer to each other: once the cycle is
+            # broken, reference counting frees them at once, not a later collection.
+            for message in candidates:
+                message.cache = None
+
+    return await server.ctx.workers.search.run(job)
 
 
 def _unread() -> None:
