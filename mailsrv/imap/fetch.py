@@ -12,7 +12,9 @@ sections and BINARY (RFC 3516, decoded by :mod:`mailsrv.message.transfer`,
 which says what bounds its memory).  ``BODY[]``, ``RFC822``, ``BODY[TEXT]`` and their partials are
 never loaded: :func:`render` gives a :class:`Span` of the stored file and the
 server streams it with back-pressure.  Every section is a slice of the
-stored octets.
+stored octets.  ENVELOPE, BODYSTRUCTURE and BODY (:data:`CACHED_ITEMS`)
+come ready-made from the user's message cache when the caller has them
+(``needs(items, cached=True)``), so FETCH ENVELOPE opens no file.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class View(NamedTuple):
     internaldate: float
     size: int
     modseq: int = 0
+    #: The Maildir unique key (what the message cache is keyed by).
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,16 @@ class Span:
 
 
 Piece = Union[bytes, Span]
+#: Items the message cache answers (:mod:`.msgcache`) -> the cache column holding their response.
+CACHED_ITEMS = {"ENVELOPE": "envelope", "BODYSTRUCTURE": "bodystructure", "BODY": "body"}
 
-def needs(items: Sequence[FetchItem]) -> Need:
-    """What :func:`render` needs loaded for *items*."""
+
+def needs(items: Sequence[FetchItem], cached: bool = False) -> Need:
+    """What :func:`render` needs loaded for *items*; *cached*: :data:`CACHED_ITEMS` come from the cache."""
     need = Need.NOTHING
     for item in items:
+        if cached and item.name in CACHED_ITEMS:
+            continue
         if item.name in ("BODYSTRUCTURE", "BODY", "BINARY[]", "BINARY.SIZE") or (
             item.section is not None and item.section.part
         ):
@@ -136,10 +145,11 @@ def _clip(length: int, partial: tuple[int, int] | None) -> tuple[int, int]:
 
 
 class _Message:
-    """What :func:`render` knows of one message: its view and what was loaded."""
+    """What :func:`render` knows of one message: its view, what was loaded, what the cache gave."""
 
-    def __init__(self, view: View, header: bytes | None, whole: bytes | None) -> None:
+    def __init__(self, view: View, header: bytes | None, whole: bytes | None, cached: dict[str, bytes]) -> None:
         self.view = view
+        self.cached = cached
         self.entity = Entity(whole) if whole is not None else None
         self.header = self.entity.header if self.entity is not None else header
 
@@ -237,7 +247,10 @@ def _binary_size(message: _Message, item: FetchItem) -> bytes:
 
 def _item(message: _Message, item: FetchItem) -> Iterator[Piece]:
     view, name = message.view, item.name
-    if name == "UID":
+    column = CACHED_ITEMS.get(name)
+    if column is not None and column in message.cached:
+        yield name.encode() + b" " + message.cached[column]
+    elif name == "UID":
         yield b"UID %d" % view.uid
     elif name == "FLAGS":
         yield b"FLAGS " + flags_data(view.flags)
@@ -275,15 +288,16 @@ def _item(message: _Message, item: FetchItem) -> Iterator[Piece]:
 
 def render(
     seq: int, view: View, items: Sequence[FetchItem], with_uid: bool, header: bytes | None = None,
-    whole: bytes | None = None,
+    whole: bytes | None = None, cached: dict[str, bytes] | None = None,
 ) -> list[Piece]:
     """The ``* seq FETCH (...)`` response for one message, as bytes and spans.
 
-    *header* or *whole* (wire form) must be given as :func:`needs` says.
+    *header* or *whole* (wire form) must be given as :func:`needs` says;
+    *cached* holds the cached responses of :data:`CACHED_ITEMS` by column.
     *with_uid* adds UID when the client did not ask for it (UID FETCH, RFC
     3501 6.4.8).
     """
-    message = _Message(view, header, whole)
+    message = _Message(view, header, whole, cached or {})
     pieces: list[Piece] = [b"* %d FETCH (" % seq]
     if with_uid and not any(item.name == "UID" for item in items):
         pieces.append(b"UID %d " % view.uid)

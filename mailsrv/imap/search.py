@@ -20,7 +20,7 @@ import email
 import email.policy
 import email.utils
 import re
-from typing import Any, BinaryIO, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Sequence
 
 from dataclasses import dataclass
 from functools import cached_property
@@ -37,6 +37,9 @@ from mailsrv.message.headers import header_lines
 from mailsrv.message.mime import Entity
 from mailsrv.message.wire import to_wire
 
+if TYPE_CHECKING:
+    from mailsrv.imap.msgcache import Lookup
+
 
 @dataclass
 class Message:
@@ -44,6 +47,9 @@ class Message:
 
     *path* and *find* locate the stored file from the search thread: *find*
     looks again when the file was renamed (a flag change) since the snapshot.
+    *key* is its Maildir unique key and *cache* what the user's message
+    cache knows of the messages searched with it (:mod:`.msgcache`);
+    *missing* is set once a read found the file gone (expunged).
     """
 
     seq: int
@@ -54,6 +60,9 @@ class Message:
     path: str
     find: Callable[[], "str | None"]
     modseq: int = 0
+    key: str = ""
+    cache: "Lookup | None" = None
+    missing: bool = False
 
     @cached_property
     def entity(self) -> Entity:
@@ -78,6 +87,7 @@ class Message:
                     return read(f)
             except FileNotFoundError:
                 continue
+        self.missing = True
         return b""
 
 
@@ -172,14 +182,14 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", "replace").casefold()
 
 
-def _decoded_header(message: Message, name: str) -> str | None:
-    """All *name* fields of the message, RFC 2047-decoded and case-folded.
+def decoded_header(header: bytes, name: str) -> str | None:
+    """All *name* fields of a wire-form header section, RFC 2047-decoded and case-folded.
 
     None when there is no such field, so that an empty search string
     matches exactly the messages that have the field (RFC 3501 6.4.4).
     """
     values = []
-    for field, raw in header_lines(message.entity.header):
+    for field, raw in header_lines(header):
         if field == name:
             value = raw.split(b":", 1)[1].decode("utf-8", "replace")
             values.append(decode_words(re.sub(r"\r?\n(?=[ \t])", "", value).strip()))
@@ -187,13 +197,22 @@ def _decoded_header(message: Message, name: str) -> str | None:
 
 
 def _has_text(message: Message, name: str, needle: str) -> bool:
-    value = _decoded_header(message, name)
+    if message.cache is not None:
+        found = message.cache.header_has(message, name, needle)
+        if found is not None:
+            return found
+    value = decoded_header(message.entity.header, name)
     return value is not None and needle in value
 
 
-def _decoded_body(message: Message) -> str:
-    """The text of every text part, decoded, case-folded."""
-    parsed = email.message_from_bytes(message.entity.raw, policy=email.policy.default)
+def head_text(header: bytes) -> str:
+    """The header section as TEXT compares it: undecoded, case-folded."""
+    return _text(header)
+
+
+def decoded_body(raw: bytes) -> str:
+    """The text of every text part of a message, decoded, case-folded."""
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
     texts = []
     for part in parsed.walk():
         if part.is_multipart() or part.get_content_maintype() != "text":
@@ -204,6 +223,17 @@ def _decoded_body(message: Message) -> str:
             payload = part.get_payload(decode=True) or b""
             texts.append(payload.decode("utf-8", "replace"))
     return "\n".join(texts).casefold()
+
+
+def _body_has(message: Message, needle: str, with_header: bool) -> bool:
+    """BODY (*with_header* False) or TEXT: *needle* in the decoded body, or in the header too."""
+    if message.cache is not None:
+        found = message.cache.text_has(message, needle, with_header)
+        if found is not None:
+            return found
+    if with_header and needle in head_text(message.entity.header):
+        return True
+    return needle in decoded_body(message.entity.raw)
 
 
 def _date(token: bytes) -> datetime.date:
@@ -329,12 +359,9 @@ class _Compiler:
             name = self.arg().decode("ascii", "replace").lower()
             needle = _text(self.arg())
             return lambda seq, m: _has_text(m, name, needle)
-        if upper == b"BODY":
-            needle = _text(self.arg())
-            return lambda seq, m: needle in _decoded_body(m)
-        if upper == b"TEXT":
-            needle = _text(self.arg())
-            return lambda seq, m: needle in _text(m.entity.header) or needle in _decoded_body(m)
+        if upper in (b"BODY", b"TEXT"):
+            needle, with_header = _text(self.arg()), upper == b"TEXT"
+            return lambda seq, m: _body_has(m, needle, with_header)
         if upper in (b"LARGER", b"SMALLER"):
             size, larger = self.number(), upper == b"LARGER"
             return lambda seq, m: m.size > size if larger else m.size < size

@@ -5,7 +5,8 @@ search pool (:func:`.search.run_search`) and answer with numbers; SORT
 and THREAD then read the header fields they order by
 (:func:`.sortfields.message_fields`, once per matching message) and order
 them in the same trip to the pool, so the reactor thread only formats
-the answer.
+the answer.  Header keys, BODY/TEXT and the SORT fields are answered from
+the user's message cache where it can (:class:`.msgcache.Lookup`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from mailsrv.imap import condstore, thread
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.esearch import ReturnOptions, read_return
-from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
 from mailsrv.imap.fetch import View
+from mailsrv.imap.msgcache import Lookup
+from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
 from mailsrv.imap.search import CONTENT, Message, SearchError, compile_search, parse_search, run_search
 from mailsrv.imap.sort import Hit, read_criteria, sort_hits
 from mailsrv.imap.sortfields import message_fields
@@ -24,6 +26,7 @@ from mailsrv.imap.sortfields import message_fields
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
     from mailsrv.imap.selection import Selection
+    from mailsrv.store import Folder
 
 #: The charsets search strings may be in (RFC 3501 6.4.4: US-ASCII at least).
 CHARSETS = (b"UTF-8", b"US-ASCII")
@@ -86,13 +89,25 @@ async def _matching(
         if len(views) <= INLINE_LIMIT:
             return _flag_hits(views, matches)
         return await server.ctx.workers.search.run(lambda: _flag_hits(views, matches))
-    folder = selection.folder
-    candidates = [
-        Message(seq, view.uid, view.flags, view.size, view.internaldate, *folder.locate(view.uid), view.modseq)
-        for seq, view in views
-    ]
+    candidates = searchable(selection.folder, views)
     cancelled = lambda: server.closing  # noqa: E731
-    return await server.ctx.workers.search.run(lambda: then(run_search(candidates, matches, cancelled)))
+    cache = selection.folder.cache
+
+    def job() -> Any:
+        if cache is None:
+            return then(run_search(candidates, matches, cancelled))
+        lookup = Lookup(cache, candidates, cancelled)
+        for message in candidates:
+            message.cache = lookup
+        try:
+            return then(run_search(candidates, matches, cancelled))
+        finally:
+            # The messages and their lookup refer to each other: once the cycle is
+            # broken, reference counting frees them at once, not a later collection.
+            for message in candidates:
+                message.cache = None
+
+    return await server.ctx.workers.search.run(job)
 
 
 def _unread() -> None:
@@ -107,7 +122,18 @@ def _flag_hits(views: list[tuple[int, View]], matches: Callable[[int, Any], bool
     ]
 
 
+def searchable(folder: "Folder", views: Sequence[tuple[int, View]]) -> list[Message]:
+    """``(seq, view)`` pairs as messages a pool thread can read (on the reactor thread: it reads the snapshot)."""
+    return [
+        Message(seq, view.uid, view.flags, view.size, view.internaldate, *folder.locate(view.uid), view.modseq,
+                view.key)
+        for seq, view in views
+    ]
+
+
 def _with_fields(hits: list[Message]) -> list[Hit]:
+    if hits and hits[0].cache is not None:
+        hits[0].cache.sorting(hits)
     return [(message, message_fields(message)) for message in hits]
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from twisted.logger import Logger
 from twisted.mail import imap4
 
-from mailsrv.imap import condstore, fetch
+from mailsrv.imap import condstore, fetch, msgcache
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.fetchatt import parse_fetch_items
 from mailsrv.imap.folders import open_folder
@@ -27,11 +27,13 @@ from mailsrv.imap.responses import (
     EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, Result, bad, no, syntax,
 )
 from mailsrv.imap.esearch import saved_set
-from mailsrv.imap.searching import search_command, sort_command, thread_command
+from mailsrv.imap.searching import search_command, searchable, sort_command, thread_command
 from mailsrv.imap.sequences import uid_set
 from mailsrv.store import MessageGone
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
     from mailsrv.imap.selection import Selection
     from mailsrv.store import Folder
     from mailsrv.imap.connection import Connection
@@ -96,16 +98,10 @@ async def fetch_command(server: "Connection", args: Arguments, uid: bool = False
         if server.modes.condstore:  # RFC 7162 3.1.4: the new flags come with their modseq
             items = fetch.with_item(items, "MODSEQ")
         views = await _mark_seen(selection, views)
-    need = fetch.needs(items)
-    if need is fetch.Need.NOTHING:
+    if fetch.needs(items) is fetch.Need.NOTHING:
         await _fetch_known(server, views, items, uid)
-        views = []
-    for n, (seq, view) in enumerate(views, 1):
-        await server.drain()
-        if not await _fetch_one(server, seq, view, items, uid, need):
-            gone.append(seq)
-        if n % _PER_TURN == 0:
-            await server.yield_turn()
+    elif not await _fetch_all(server, views, items, uid):
+        return Result(NO, EXPUNGE_ISSUED)
     if gone:
         return Result(NO, EXPUNGE_ISSUED)
     return Result(OK, b"FETCH completed")
@@ -125,6 +121,41 @@ async def _fetch_known(server: "Connection", views: list[tuple[int, fetch.View]]
         server.write(b"".join([piece for seq, view in chunk for piece in fetch.render(seq, view, items, uid)]))
 
 
+async def _fetch_all(server: "Connection", views: list[tuple[int, fetch.View]], items: list, uid: bool) -> bool:
+    """Send every message's response, :data:`_PER_TURN` at a time; False when some were expunged first.
+
+    ENVELOPE, BODYSTRUCTURE and BODY come from the user's message cache,
+    one trip to the search pool per batch (:func:`.msgcache.fetch_items`),
+    the next batch asked for while this one is sent.
+    """
+    folder = _selection(server).folder
+    columns = sorted({fetch.CACHED_ITEMS[item.name] for item in items if item.name in fetch.CACHED_ITEMS})
+    cache = folder.cache if columns else None
+    need = fetch.needs(items, cached=cache is not None)
+    batches = [views[start : start + _PER_TURN] for start in range(0, len(views), _PER_TURN)]
+
+    def cached(batch: list[tuple[int, fetch.View]]) -> "Deferred[dict[int, dict[str, bytes]]] | None":
+        if cache is None or not batch:
+            return None
+        return server.ctx.workers.search.run(msgcache.fetch_items, cache, searchable(folder, batch), columns)
+
+    complete = True
+    coming = cached(batches[0]) if batches else None
+    for n, batch in enumerate(batches, 1):
+        answers = await coming if coming is not None else None
+        coming = cached(batches[n]) if n < len(batches) else None
+        for seq, view in batch:
+            await server.drain()
+            entry = None if answers is None else answers.get(view.uid)
+            if answers is not None and entry is None:
+                complete = False  # its file was gone before it could be read
+            elif not await _fetch_one(server, seq, view, items, uid, need, entry):
+                complete = False
+        if n < len(batches):
+            await server.yield_turn()
+    return complete
+
+
 async def _mark_seen(selection: "Selection", views: list[tuple[int, fetch.View]]) -> list[tuple[int, fetch.View]]:
     """Set ``\\Seen`` on the messages that lack it; the views with their new flags."""
     changes = [(v.uid, v.flags | {"\\Seen"}) for _, v in views if "\\Seen" not in v.flags]
@@ -135,11 +166,12 @@ async def _mark_seen(selection: "Selection", views: list[tuple[int, fetch.View]]
 
 
 async def _fetch_one(
-    server: "Connection", seq: int, view: fetch.View, items: list, uid: bool, need: fetch.Need
+    server: "Connection", seq: int, view: fetch.View, items: list, uid: bool, need: fetch.Need,
+    cached: dict[str, bytes] | None = None,
 ) -> bool:
     """Send one message's response; False when it was expunged before it could be read."""
     if need is fetch.Need.NOTHING:
-        server.write(b"".join(fetch.render(seq, view, items, uid)))  # type: ignore[arg-type]
+        server.write(b"".join(fetch.render(seq, view, items, uid, cached=cached)))  # type: ignore[arg-type]
         return True
     try:
         stored = await _selection(server).folder.open_message(view.uid)
@@ -148,7 +180,7 @@ async def _fetch_one(
     with stored:
         header = fetch.read_header(stored.file) if need is fetch.Need.HEADER else None
         whole = fetch.read_whole(stored.file) if need is fetch.Need.WHOLE else None
-        for piece in fetch.render(seq, view, items, uid, header, whole):
+        for piece in fetch.render(seq, view, items, uid, header, whole, cached):
             if isinstance(piece, bytes):
                 server.write(piece)
                 continue

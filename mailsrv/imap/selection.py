@@ -94,7 +94,7 @@ class Selection:
     def view(self, uid: int, info: MessageInfo) -> View:
         """The session's view of a stored message (with its \\Recent)."""
         flags = info.flags | RECENT if uid in self._recent else info.flags
-        return View(uid, flags, info.internaldate, info.size, info.modseq)
+        return View(uid, flags, info.internaldate, info.size, info.modseq, info.key)
 
     def views(self, pairs: Iterable[tuple[int, int]]) -> tuple[list[tuple[int, View]], list[int]]:
         """Views of ``(seq, uid)`` pairs, and the sequence numbers of those expunged elsewhere."""

@@ -1,17 +1,19 @@
 """The header fields SORT and THREAD order messages by, read once per message.
 
 :func:`message_fields` is the one place that knows where they come from:
-today the message's header section, read from its file in the search pool
-(:attr:`.search.Message.header`, the header only, never the body).  An
-index that caches these fields replaces this function and nothing else.
+the user's message cache (:mod:`.msgcache`, which keeps them as
+:func:`dump_fields` writes them), else the message's header section, read
+from its file in the search pool (:attr:`.search.Message.header`, the
+header only, never the body).
 """
 
 from __future__ import annotations
 
 import datetime
 import email.utils
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mailsrv.imap.search import Message
 from mailsrv.imap.subject import base_subject, casemap
@@ -43,21 +45,21 @@ class MessageFields:
     references: tuple[str, ...]
 
 
-def _sent(entity: Entity, internaldate: float) -> float:
-    """RFC 5256 2.2: the Date field in UTC, or the internal date when it is missing or unparseable."""
+def _sent(entity: Entity) -> float | None:
+    """RFC 5256 2.2: the Date field in UTC; None when it is missing or unparseable (the internal date then)."""
     value = entity.get("date")
     if not value:
-        return internaldate
+        return None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
-        return internaldate
+        return None
     if parsed.tzinfo is None:  # "-0000": the time is UTC (RFC 5322 3.3)
         parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     try:
         return parsed.timestamp()
     except (OverflowError, ValueError):
-        return internaldate
+        return None
 
 
 def _first_mailbox(entity: Entity, name: str) -> bytes:
@@ -74,28 +76,65 @@ def _ids(value: str | None) -> list[str]:
     return _MSG_ID.findall(value) if value else []
 
 
-def fields_of(header: bytes, internaldate: float) -> MessageFields:
-    """The fields of a message whose wire-form header section is *header*."""
+def _header_fields(header: bytes) -> tuple[MessageFields, bool]:
+    """The fields of a wire-form header section, *sent* 0.0 when it has no usable date; and whether it has one."""
     entity = Entity(header)
     subject, refwd = base_subject(entity.get("subject"))
     own = _ids(entity.get("message-id"))
     # RFC 5256 4 (1): References; failing valid ids there, the first valid one of In-Reply-To.
     references = _ids(entity.get("references")) or _ids(entity.get("in-reply-to"))[:1]
-    return MessageFields(
+    sent = _sent(entity)
+    fields = MessageFields(
         subject=subject,
         subject_key=casemap(subject),
         refwd=refwd,
-        sent=_sent(entity, internaldate),
+        sent=0.0 if sent is None else sent,
         from_key=_first_mailbox(entity, "from"),
         to_key=_first_mailbox(entity, "to"),
         cc_key=_first_mailbox(entity, "cc"),
         message_id=own[0] if own else None,
         references=tuple(references),
     )
+    return fields, sent is not None
+
+
+def fields_of(header: bytes, internaldate: float) -> MessageFields:
+    """The fields of a message whose wire-form header section is *header*."""
+    fields, dated = _header_fields(header)
+    return fields if dated else replace(fields, sent=internaldate)
+
+
+def dump_fields(header: bytes) -> bytes:
+    """The fields of *header* in the form the message cache keeps (the internal date left out)."""
+    f, dated = _header_fields(header)
+    keys = [key.decode("latin-1") for key in (f.from_key, f.to_key, f.cc_key)]
+    return json.dumps(
+        [f.subject, f.refwd, f.sent if dated else None, *keys, f.message_id, list(f.references)]
+    ).encode("ascii")  # ASCII JSON: lone surrogates (undecodable Subject octets) survive as escapes
+
+
+def load_fields(data: bytes, internaldate: float) -> MessageFields:
+    """What :func:`fields_of` gives, from what :func:`dump_fields` wrote."""
+    subject, refwd, sent, from_key, to_key, cc_key, message_id, references = json.loads(data)
+    return MessageFields(
+        subject=subject,
+        subject_key=casemap(subject),
+        refwd=refwd,
+        sent=internaldate if sent is None else sent,
+        from_key=from_key.encode("latin-1"),
+        to_key=to_key.encode("latin-1"),
+        cc_key=cc_key.encode("latin-1"),
+        message_id=message_id,
+        references=tuple(references),
+    )
 
 
 def message_fields(message: Message) -> MessageFields:
     """The fields of *message* (blocking: run in the search pool)."""
+    if message.cache is not None:
+        cached = message.cache.fields(message)
+        if cached is not None:
+            return cached
     fields = fields_of(message.header, message.internaldate)
     message.__dict__.pop("header", None)  # keep the fields, not the header text
     return fields

@@ -63,6 +63,7 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IReactorTime
 
+    from mailsrv.store.cache import MessageCache
     from mailsrv.store.watch import Unwatch, Watcher
     from mailsrv.workers import Executor
 
@@ -159,10 +160,12 @@ class Folder:
 
     def __init__(
         self, name: str, path: str, executor: "Executor", clock: "IReactorTime | None" = None,
-        watcher: "Watcher | None" = None,
+        watcher: "Watcher | None" = None, cache: "MessageCache | None" = None,
     ) -> None:
         self.name = name
         self.path = path
+        #: The user's cache of what is derived from message content, shared by all their folders.
+        self.cache = cache
         self._user_root = names.user_root(path, name)  # where the user's maildirsize is
         self._executor = executor
         self._clock = clock

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from typing import TYPE_CHECKING, Callable, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.store import maildir, maildirsize, names, specialuse
 from mailsrv.store import subscriptions as subsfile
+from mailsrv.store.cache import MessageCache
 from mailsrv.store.errors import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder
 from mailsrv.store.files import fsync_dir
 from mailsrv.store.folder import Folder
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
     from mailsrv.workers import Executor
 
 T = TypeVar("T")
+#: Seconds between two prunings of a user's message cache by this process.
+PRUNE_EVERY = 3600.0
 
 
 def _exists(root: str, name: str) -> bool:
@@ -141,8 +146,30 @@ def _move_inbox_mail(root: str, new: str) -> None:
         fsync_dir(target)
 
 
+def _held_keys(root: str) -> set[str]:
+    """The Maildir keys of every message in every folder of the user (blocking: lists every folder)."""
+    keys = set()
+    for name in folder_names(root):
+        for sub in ("new", "cur"):
+            try:
+                with os.scandir(os.path.join(folder_dir(root, name), sub)) as entries:
+                    keys.update(maildir.split_name(entry.name)[0] for entry in entries)
+            except FileNotFoundError:
+                continue  # deleted or renamed meanwhile
+    return keys
+
+
+def _prune_cache(root: str, cache: MessageCache) -> int:
+    """Forget the cache rows of messages no folder holds any more (blocking); how many went."""
+    if not os.path.exists(cache.path):
+        return 0
+    return cache.prune(_held_keys(root))
+
+
 class UserStore:
     """The folders of one mailbox owner."""
+
+    log = Logger()
 
     def __init__(
         self, address: str, path: str, executor: "Executor", clock: "IReactorTime | None" = None,
@@ -155,6 +182,8 @@ class UserStore:
         self._watcher = watcher
         self._folders: dict[str, Folder] = {}
         self._provisioned = False
+        self.cache = MessageCache(path)  # opened by the first pool thread that uses it
+        self._pruned_at: float | None = None
 
     def loaded_folder(self, name: str) -> Folder | None:
         """The folder object if some session already opened it, else None."""
@@ -174,14 +203,31 @@ class UserStore:
             if not _exists(self.path, name):  # one stat
                 return fail(NoSuchFolder(name))
             folder = self._folders[name] = Folder(
-                name, folder_dir(self.path, name), self._executor, self._clock, self._watcher)
+                name, folder_dir(self.path, name), self._executor, self._clock, self._watcher, self.cache)
 
         def failed(failure: Failure) -> Failure:
             if failure.check(NoSuchFolder) and self._folders.get(name) is folder:
                 del self._folders[name]
             return failure
 
-        return folder.sync().addCallbacks(lambda _: folder, failed)
+        def opened(_: object) -> Folder:
+            self.prune_cache()
+            return folder
+
+        return folder.sync().addCallbacks(opened, failed)
+
+    def prune_cache(self) -> None:
+        """Now and then (:data:`PRUNE_EVERY`), in the background: drop the cache rows of messages gone.
+
+        Lazily, not at each expunge: a COPY's hard link keeps a key alive in
+        another folder, and only a listing of every folder can tell.
+        """
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        self._executor.run(_prune_cache, self.path, self.cache).addErrback(
+            lambda f: self.log.failure("{path}: pruning the message cache failed", f, path=self.path))
 
     def list_folders(self) -> "Deferred[list[str]]":
         """Every folder name, INBOX first, then sorted."""

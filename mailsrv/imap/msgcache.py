@@ -1,0 +1,209 @@
+"""What IMAP keeps in the user's message cache (:mod:`mailsrv.store.cache`), and how it reads it.
+
+Per Maildir key: the ENVELOPE, BODYSTRUCTURE and BODY responses as sent,
+the fields SORT and THREAD compare (:func:`.sortfields.dump_fields`), and
+the decoded header fields SEARCH compares (FROM, TO, CC, BCC, SUBJECT, as
+:func:`.search.decoded_header` gives them); and in the full-text table the
+header and decoded body texts BODY and TEXT search.  Every value is made by
+the same function the uncached path uses, from the same octets, so answers
+are the same either way.
+
+Everything here blocks and runs in the search pool.  Rows are made when a
+message is first parsed, by whichever FETCH, SEARCH, SORT or THREAD needs
+them; the full-text table is filled by the first BODY or TEXT search that
+finds messages missing from it, :data:`INDEX_BATCH` messages per
+transaction.  A message whose file is gone (expunged meanwhile) is never
+written: a key can live on in another folder (COPY's hard links), and an
+empty row would lie about it there.  When the cache fails, the answers here
+are None and the caller reads the message instead.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from mailsrv.imap.search import Message, decoded_body, decoded_header, head_text
+from mailsrv.imap.sortfields import MessageFields, dump_fields, load_fields
+from mailsrv.imap.structure import body_structure, encode, envelope
+from mailsrv.message.mime import Entity
+from mailsrv.store.cache import HEADER_FIELD_COLUMNS, MessageCache
+
+#: SEARCH's header keys (field name) -> the column holding their decoded text.
+HEADER_FIELDS = dict(zip(("from", "to", "cc", "bcc", "subject"), HEADER_FIELD_COLUMNS))
+#: Messages parsed and added to the full-text table per transaction.
+INDEX_BATCH = 100
+
+
+def _utf8(text: str) -> bytes:
+    """Text as the cache compares it: UTF-8, so a substring of the text is a substring of the octets."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _envelope(message: Message) -> dict[str, object]:
+    return {"envelope": encode(envelope(Entity(message.header)))}
+
+
+def _fields(message: Message) -> dict[str, object]:
+    return {"fields": dump_fields(message.header)}
+
+
+def _header_fields(message: Message) -> dict[str, object]:
+    """The decoded header fields, and which of them the message has (an absent one matches nothing)."""
+    row: dict[str, object] = {}
+    present = 0
+    for bit, (name, column) in enumerate(HEADER_FIELDS.items()):
+        value = decoded_header(message.header, name)
+        if value is not None:
+            present |= 1 << bit
+        row[column] = b"" if value is None else _utf8(value)
+    row["h_present"] = present
+    return row
+
+
+def _structure(message: Message) -> dict[str, object]:
+    entity = message.entity
+    return {"bodystructure": encode(body_structure(entity, True)), "body": encode(body_structure(entity, False))}
+
+
+#: Columns made together: the first column of each group (never NULL once made) -> how they are made.
+#: The header's groups read the header section only; the structure reads the whole message.
+_GROUPS: dict[str, Callable[[Message], dict[str, object]]] = {
+    "envelope": _envelope, "fields": _fields, "h_present": _header_fields, "bodystructure": _structure,
+}
+#: Each column -> its group.
+_GROUP_OF = {"envelope": "envelope", "fields": "fields", "bodystructure": "bodystructure", "body": "bodystructure",
+             "h_present": "h_present", **{column: "h_present" for column in HEADER_FIELD_COLUMNS}}
+
+
+def filled(
+    cache: MessageCache, messages: Sequence[Message], columns: Sequence[str],
+    cancelled: Callable[[], bool] = lambda: False,
+) -> tuple[dict[str, tuple], bool]:
+    """Key -> the values of *columns* for *messages*, the missing groups made from their files and stored.
+
+    A message whose file is gone is left out.  Also says whether what was
+    made was stored (a failed cache still gives the values).  Values are
+    tuples, the cache's own where nothing was missing: a search over
+    100,000 messages holds one small tuple per message, no more.
+    """
+    groups = sorted({_GROUP_OF[column] for column in columns})
+    wanted = list(columns) + [group for group in groups if group not in columns]
+    marks = [wanted.index(group) for group in groups]
+    found = cache.get([m.key for m in messages], wanted)
+    out: dict[str, tuple] = {}
+    fresh: dict[str, dict[str, object]] = {}
+    for message in messages:
+        values = found.get(message.key)
+        missing = groups if values is None else [g for g, i in zip(groups, marks) if values[i] is None]
+        if missing:
+            if cancelled():
+                continue
+            made: dict[str, object] = {}
+            for group in missing:
+                made.update(_GROUPS[group](message))
+            message.__dict__.pop("header", None)
+            message.__dict__.pop("entity", None)
+            if message.missing:
+                continue
+            fresh[message.key] = made
+            old = values or (None,) * len(wanted)
+            values = tuple(made.get(column, old[i]) for i, column in enumerate(wanted))
+        out[message.key] = values[: len(columns)]
+    stored = cache.put(fresh) if fresh else True
+    return out, stored
+
+
+def fetch_items(cache: MessageCache, messages: Sequence[Message], columns: Sequence[str]) -> dict[int, dict[str, bytes]]:
+    """UID -> column -> value, for FETCH (see :func:`filled`)."""
+    out, _ = filled(cache, messages, columns)
+    return {m.uid: dict(zip(columns, out[m.key])) for m in messages if m.key in out}
+
+
+class Lookup:
+    """What one SEARCH, SORT or THREAD learns from the cache, for all of its messages at once.
+
+    The first question of a kind fills the cache for every message of the
+    search (parsing those it lacks) and asks SQLite once; the answers for
+    each message are then set lookups.  Each method answers None where the
+    cache cannot tell (it failed, or the message could not be read): the
+    caller then reads the message itself.
+    """
+
+    def __init__(self, cache: MessageCache, messages: Sequence[Message], cancelled: Callable[[], bool]) -> None:
+        self._cache = cache
+        self._messages = messages
+        self._cancelled = cancelled
+        self._rows: set[str] | None = None  # keys with a row
+        self._indexed: set[str] | None = None  # keys in the full-text table
+        self._headers: dict[tuple[str, str], set[str] | None] = {}
+        self._texts: dict[tuple[str, bool], set[str] | None] = {}
+        self._fields: dict[str, tuple] | None = None
+        self._sorted: Sequence[Message] = messages
+
+    def sorting(self, hits: Sequence[Message]) -> None:
+        """SORT or THREAD asks for the fields of these messages only (the ones the search matched)."""
+        self._sorted = hits
+
+    def _with_rows(self) -> set[str]:
+        """The keys whose header fields are cached, once every message that lacked them was parsed."""
+        if self._rows is None:
+            out, stored = filled(self._cache, self._messages, ("h_present",), self._cancelled)
+            self._rows = set(out) if stored else set()
+        return self._rows
+
+    def header_has(self, message: Message, name: str, needle: str) -> bool | None:
+        """Whether the decoded *name* fields of *message* hold *needle* (FROM, TO ... SUBJECT, HEADER)."""
+        column = HEADER_FIELDS.get(name)
+        if column is None or message.key not in self._with_rows():
+            return None
+        if (column, needle) not in self._headers:
+            self._headers[column, needle] = self._cache.matching(column, _utf8(needle))
+        keys = self._headers[column, needle]
+        return None if keys is None else message.key in keys
+
+    def _with_texts(self) -> set[str]:
+        """The keys in the full-text table, once the messages missing there were added."""
+        if self._indexed is None:
+            keys = [m.key for m in self._messages]
+            missing = self._cache.unindexed(keys)
+            if missing is None:
+                self._indexed = set()
+                return self._indexed
+            indexed = set(keys) - set(missing)
+            wanted = set(missing)
+            todo = [m for m in self._messages if m.key in wanted]
+            for start in range(0, len(todo), INDEX_BATCH):
+                if self._cancelled():
+                    break
+                batch = []
+                for message in todo[start : start + INDEX_BATCH]:
+                    entity = message.entity
+                    texts = (message.key, head_text(entity.header), decoded_body(entity.raw))
+                    message.__dict__.pop("entity", None)
+                    if not message.missing and message.key not in indexed:
+                        batch.append(texts)
+                        indexed.add(message.key)
+                if batch and not self._cache.index(batch):
+                    indexed.difference_update(key for key, _, _ in batch)
+            self._indexed = indexed
+        return self._indexed
+
+    def text_has(self, message: Message, needle: str, with_header: bool) -> bool | None:
+        """BODY (*with_header* False) or TEXT: whether the message's texts hold *needle*."""
+        if message.key not in self._with_texts():
+            return None
+        if (needle, with_header) not in self._texts:
+            def confirm(head: str, body: str) -> bool:
+                return needle in body or (with_header and needle in head)
+
+            columns = "head body" if with_header else "body"
+            self._texts[needle, with_header] = self._cache.texts_matching(columns, needle, confirm)
+        keys = self._texts[needle, with_header]
+        return None if keys is None else message.key in keys
+
+    def fields(self, message: Message) -> MessageFields | None:
+        """The SORT and THREAD fields of *message*."""
+        if self._fields is None:
+            self._fields = filled(self._cache, self._sorted, ("fields",), self._cancelled)[0]
+        values = self._fields.get(message.key)
+        return None if values is None else load_fields(values[0], message.internaldate)

@@ -1,0 +1,298 @@
+"""The per-user cache of what is derived from message content: ``mailsrv-cache.sqlite``.
+
+A Maildir file's content never changes under its unique key, and COPY's
+hard links keep the key, so one row per key serves every folder of the
+user.  The store does not know what the columns mean (the IMAP layer fills
+and reads them: :mod:`mailsrv.imap.msgcache`); it keeps them safe to share:
+
+* It is a cache.  Deleting the file loses nothing; one SQLite cannot read
+  (``database disk image is malformed``) is moved aside as
+  ``mailsrv-cache.sqlite.corrupt-<time>`` and a new one is started.  UIDs
+  and flags never come from here: ``dovecot-uidlist`` and the file names
+  stay their source of truth.
+* Several processes may share it: WAL journal, a busy timeout, short
+  transactions, ``INSERT OR IGNORE`` for rows another process may have
+  written meanwhile (their content is the same, since the key's is).
+* Every method blocks: call it from a pool thread, never the reactor.  Each
+  call opens its own connection and closes it (well under a millisecond):
+  sqlite3 connections are per thread, and connections kept per thread and
+  per user would hold three descriptors each for every user ever served.
+* Any other SQLite failure (a full disk, a read-only directory, a lock held
+  past the timeout) is logged and answered as "not cached": callers fall
+  back to reading the message, so the cache can slow IMAP down but never
+  break it.
+
+Rows of keys no folder holds any more are pruned lazily (:meth:`prune`,
+given every key the user's folders hold), not at expunge: COPY's hard links
+let a key live on in another folder, and only a walk of every folder can
+tell, which is too much work for each EXPUNGE.
+
+The full-text table ``texts`` is FTS5 with the trigram tokenizer
+(case-sensitive, over text the caller already case-folded), so a needle of
+three characters or more narrows the search to the rows holding all of
+its trigrams (:func:`trigrams`); the stored text lets the caller confirm
+the substring, and serves shorter needles by a scan that never opens a
+message file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from contextlib import closing
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+from twisted.logger import Logger
+
+log = Logger()
+T = TypeVar("T")
+
+FILENAME = "mailsrv-cache.sqlite"
+#: A schema change bumps this; a file with another version is started anew (it is a cache).
+VERSION = 1
+#: Columns a row may have, each NULL until someone needs it and computes it.
+#: ``h_present`` has bit *n* set when the message has the header field of
+#: ``h_*`` column *n* (its own column is then its decoded text).
+HEADER_FIELD_COLUMNS = ("h_from", "h_to", "h_cc", "h_bcc", "h_subject")
+COLUMNS = ("envelope", "fields", "h_present") + HEADER_FIELD_COLUMNS + ("bodystructure", "body")
+#: How long a statement waits for another process's write lock.
+BUSY_TIMEOUT_MS = 5000
+#: Page cache per connection (one per pool thread), KiB: the OS's file cache does the rest.
+PAGE_CACHE_KIB = 512
+#: Rows per transaction when writing, so other processes are never held up for long.
+BATCH = 200
+#: Keys per ``IN (...)`` list (SQLite allows 999 parameters in old builds).
+_IN_CHUNK = 500
+#: Above this many keys asked for, one scan of the table beats index lookups.
+_SCAN_ABOVE = 5000
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    {", ".join(f"{name} BLOB" for name in COLUMNS)}
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS docs (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(head, body, tokenize = 'trigram case_sensitive 1', detail = column);
+PRAGMA user_version = {VERSION};
+"""
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def trigrams(needle: str) -> str:
+    """An FTS5 query for the rows holding every trigram of *needle* (3 characters or more).
+
+    Each trigram is a quoted string (FTS5 quotes ``"`` by doubling it).  With
+    ``detail = column`` FTS5 keeps no positions (half the size and the
+    time to fill), so the rows found may hold the trigrams apart: a
+    superset, which the caller's confirmation narrows.
+    """
+    grams = dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2))
+    return "(" + " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams) + ")"
+
+
+class MessageCache:
+    """The cache of one user's Maildir (the file in its root, made by the first call)."""
+
+    def __init__(self, root: str) -> None:
+        self.path = os.path.join(root, FILENAME)
+        self._lock = threading.Lock()
+        self._generation = 0  # bumped when a corrupt file is moved aside
+
+    # -- connections ---------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # a cache: losing the last commits on power loss is fine
+            db.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version != VERSION:
+                if version:  # another schema: it is a cache, start it anew
+                    db.executescript("DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS texts;")
+                db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, generation: int) -> None:
+        """The file cannot be read: keep it for a look, start a new one (once, whichever thread saw it)."""
+        with self._lock:
+            if generation != self._generation:
+                return  # another thread did it already
+            aside = f"{self.path}.corrupt-{int(time.time())}"
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.replace(self.path + suffix, aside + suffix)
+                except FileNotFoundError:
+                    pass
+            self._generation += 1
+        log.warn("{path}: unreadable message cache moved aside to {aside}; it is rebuilt", path=self.path, aside=aside)
+
+    def _run(self, job: Callable[[sqlite3.Connection], T], default: T) -> T:
+        """``job(connection)``; a corrupt file is moved aside and the job tried once more; *default* on failure."""
+        for attempt in (1, 2):
+            generation = self._generation
+            try:
+                with closing(self._open()) as db:
+                    return job(db)
+            except sqlite3.OperationalError as e:  # locked past the timeout, disk full, read-only...
+                log.warn("{path}: message cache not used: {error}", path=self.path, error=str(e))
+                return default
+            except sqlite3.DatabaseError as e:  # not a database, malformed
+                if attempt == 2:
+                    log.warn("{path}: message cache not used: {error}", path=self.path, error=str(e))
+                    return default
+                self._move_aside(generation)
+        return default
+
+    # -- entries -------------------------------------------------------------
+
+    def get(self, keys: Sequence[str], columns: Sequence[str] = ()) -> dict[str, tuple]:
+        """``key -> (column values...)`` for the *keys* that have a row; values may be None."""
+        wanted = "".join(", " + c for c in columns)
+        assert all(c in COLUMNS for c in columns)
+
+        def job(db: sqlite3.Connection) -> dict[str, tuple]:
+            found: dict[str, tuple] = {}
+            if len(keys) > _SCAN_ABOVE:
+                keep = set(keys)
+                for row in db.execute(f"SELECT key{wanted} FROM entries"):
+                    if row[0] in keep:
+                        found[row[0]] = row[1:]
+                return found
+            for chunk in _chunks(keys):
+                for row in db.execute(f"SELECT key{wanted} FROM entries WHERE key IN ({_marks(len(chunk))})", chunk):
+                    found[row[0]] = row[1:]
+            return found
+
+        return self._run(job, {})
+
+    def put(self, rows: dict[str, dict[str, object]]) -> bool:
+        """Store column values per key; values already stored (by anyone) are kept.  Whether all were stored."""
+
+        def job(db: sqlite3.Connection) -> bool:
+            items = list(rows.items())
+            for start in range(0, len(items), BATCH):
+                with _transaction(db):
+                    for key, values in items[start : start + BATCH]:
+                        names = [c for c in values if c in COLUMNS]
+                        db.execute("INSERT OR IGNORE INTO entries (key) VALUES (?)", (key,))
+                        if not names:
+                            continue
+                        sets = ", ".join(f"{c} = coalesce({c}, ?)" for c in names)
+                        db.execute(f"UPDATE entries SET {sets} WHERE key = ?", [values[c] for c in names] + [key])
+            return True
+
+        return self._run(job, False)
+
+    def matching(self, column: str, needle: bytes) -> set[str] | None:
+        """Keys whose header field *column* (of :data:`HEADER_FIELD_COLUMNS`) is present and holds *needle*.
+
+        None if the cache failed.
+        """
+        bit = 1 << HEADER_FIELD_COLUMNS.index(column)
+
+        def job(db: sqlite3.Connection) -> set[str]:
+            query = f"SELECT key FROM entries WHERE h_present & {bit} AND instr({column}, ?) > 0"
+            return {row[0] for row in db.execute(query, (needle,))}
+
+        return self._run(job, None)
+
+    # -- full text -----------------------------------------------------------
+
+    def unindexed(self, keys: Sequence[str]) -> list[str] | None:
+        """The *keys* whose texts are not in the full-text table yet, in order; None if the cache failed."""
+
+        def job(db: sqlite3.Connection) -> list[str]:
+            if len(keys) > _SCAN_ABOVE:
+                done = {row[0] for row in db.execute("SELECT key FROM docs")}
+            else:
+                done = set()
+                for chunk in _chunks(keys):
+                    done.update(row[0] for row in db.execute(
+                        f"SELECT key FROM docs WHERE key IN ({_marks(len(chunk))})", chunk))
+            return [key for key in keys if key not in done]
+
+        return self._run(job, None)
+
+    def index(self, texts: Iterable[tuple[str, str, str]]) -> bool:
+        """Add ``(key, head, body)`` texts (already case-folded) to the full-text table, one transaction.
+
+        Whether they were stored.
+        """
+
+        def job(db: sqlite3.Connection) -> bool:
+            with _transaction(db):
+                for key, head, body in texts:
+                    cursor = db.execute("INSERT OR IGNORE INTO docs (key) VALUES (?)", (key,))
+                    if cursor.rowcount:
+                        db.execute("INSERT INTO texts (rowid, head, body) VALUES (?, ?, ?)",
+                                   (cursor.lastrowid, head, body))
+            return True
+
+        return self._run(job, False)
+
+    def texts_matching(self, columns: str, needle: str, confirm: Callable[[str, str], bool]) -> set[str] | None:
+        """Keys of the indexed messages whose ``(head, body)`` texts *confirm* accepts.
+
+        Only rows that may hold *needle* in *columns* (``"body"`` or ``"head
+        body"``) are read: three characters or more go through the trigram
+        index (:func:`trigrams`); a shorter needle reads every row, a row at
+        a time.  None if the cache failed.
+        """
+        assert columns in ("body", "head body")
+
+        def job(db: sqlite3.Connection) -> set[str]:
+            select = "SELECT d.key, t.head, t.body FROM texts t JOIN docs d ON d.id = t.rowid"
+            if len(needle) < 3:
+                rows = db.execute(select)
+            else:
+                rows = db.execute(select + " WHERE texts MATCH ?", ("{%s} : %s" % (columns, trigrams(needle)),))
+            return {key for key, head, body in rows if confirm(head, body)}
+
+        return self._run(job, None)
+
+    # -- pruning -------------------------------------------------------------
+
+    def prune(self, live: set[str]) -> int:
+        """Forget every key not in *live* (all keys the user's folders hold); how many went."""
+
+        def job(db: sqlite3.Connection) -> int:
+            dead = [row[0] for row in db.execute("SELECT key FROM entries") if row[0] not in live]
+            dead_docs = [row for row in db.execute("SELECT id, key FROM docs") if row[1] not in live]
+            for start in range(0, max(len(dead), len(dead_docs)), BATCH):
+                with _transaction(db):
+                    for key in dead[start : start + BATCH]:
+                        db.execute("DELETE FROM entries WHERE key = ?", (key,))
+                    for doc, _ in dead_docs[start : start + BATCH]:
+                        db.execute("DELETE FROM texts WHERE rowid = ?", (doc,))
+                        db.execute("DELETE FROM docs WHERE id = ?", (doc,))
+            return len(set(dead) | {key for _, key in dead_docs})
+
+        return self._run(job, 0)
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` .. ``COMMIT`` (rolled back on error): the write lock taken up front, held briefly."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

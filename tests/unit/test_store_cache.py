@@ -1,0 +1,110 @@
+"""The per-user message cache: rows, the full-text table, pruning, and a file that cannot be read."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sqlite3
+import threading
+
+from twisted.trial import unittest
+
+from mailsrv.message.body import Body
+from mailsrv.store import UserStore, cache
+from mailsrv.store.cache import FILENAME, MessageCache
+from mailsrv.workers import InlineExecutor
+
+
+class Cache(unittest.TestCase):
+    def setUp(self) -> None:
+        self.root = self.mktemp()
+        os.makedirs(self.root)
+        self.cache = MessageCache(self.root)
+
+    def test_rows_keep_what_was_stored_first(self) -> None:
+        self.assertTrue(self.cache.put({"k1": {"envelope": b"(E1)", "h_from": b"alice"}}))
+        self.assertTrue(self.cache.put({"k1": {"envelope": b"(other)", "bodystructure": b"(B)"}}))
+        self.assertEqual(self.cache.get(["k1", "k2"], ("envelope", "bodystructure", "body")),
+                         {"k1": (b"(E1)", b"(B)", None)})
+        self.assertEqual(self.cache.get(["k1", "k2"]), {"k1": ()})
+
+    def test_many_keys_are_read_in_one_scan(self) -> None:
+        self.cache.put({f"k{n}": {"envelope": b"%d" % n} for n in range(6000)})
+        found = self.cache.get([f"k{n}" for n in range(0, 12000, 2)], ("envelope",))
+        self.assertEqual(len(found), 3000)
+        self.assertEqual(found["k5998"], (b"5998",))
+
+    def test_header_matching_is_substring_of_the_utf8_text(self) -> None:
+        self.cache.put({"a": {"h_present": 1, "h_from": "jürgen <j@x>".encode()}, "b": {"h_present": 3, "h_from": b""},
+                        "c": {"h_present": 2, "h_from": b""}, "d": {}})
+        self.assertEqual(self.cache.matching("h_from", "ürg".encode()), {"a"})
+        self.assertEqual(self.cache.matching("h_from", b""), {"a", "b"})  # no field: no match, even for ""
+
+    def test_texts_match_substrings_of_any_length(self) -> None:
+        self.assertTrue(self.cache.index([("a", "subject: hi", "the quick fox"), ("b", "x", 'say "hi" straße'),
+                                          ("c", "", "abc xbcd")]))
+        self.assertEqual(self.cache.unindexed(["a", "b", "c", "d"]), ["d"])
+
+        def find(columns: str, needle: str) -> set[str] | None:
+            return self.cache.texts_matching(columns, needle, lambda head, body: needle in body or (
+                columns != "body" and needle in head))
+
+        self.assertEqual(find("body", "uick f"), {"a"})
+        self.assertEqual(find("body", '"hi"'), {"b"})
+        self.assertEqual(find("body", "aße"), {"b"})
+        self.assertEqual(find("body", "hi"), {"b"})  # two characters: every row read and confirmed
+        self.assertEqual(find("head body", "hi"), {"a", "b"})
+        self.assertEqual(find("body", ""), {"a", "b", "c"})
+        self.assertEqual(find("body", "nowhere"), set())
+        self.assertEqual(find("body", "abcd"), set())  # every trigram there, not the substring: confirmed away
+
+    def test_prune_forgets_keys_no_folder_holds(self) -> None:
+        self.cache.put({"a": {"envelope": b"A"}, "b": {"envelope": b"B"}})
+        self.cache.index([("b", "", "text"), ("c", "", "text")])
+        self.assertEqual(self.cache.prune({"a"}), 2)
+        self.assertEqual(self.cache.get(["a", "b"]), {"a": ()})
+        self.assertEqual(self.cache.unindexed(["a", "b", "c"]), ["a", "b", "c"])
+
+    def test_a_corrupt_file_is_moved_aside_and_started_anew(self) -> None:
+        self.cache.put({"a": {"envelope": b"A"}})
+        path = os.path.join(self.root, FILENAME)
+        with open(path, "r+b") as f:
+            f.write(b"garbage!" * 512)
+        self.assertEqual(self.cache.get(["a"], ("envelope",)), {})
+        self.assertEqual(len(glob.glob(path + ".corrupt-*")), 1)
+        self.assertTrue(self.cache.put({"a": {"envelope": b"A"}}))
+        self.assertEqual(self.cache.get(["a"], ("envelope",)), {"a": (b"A",)})
+
+    def test_a_cache_that_cannot_be_written_answers_not_cached(self) -> None:
+        self.cache.put({"a": {"envelope": b"A"}})
+        db = sqlite3.connect(os.path.join(self.root, FILENAME), isolation_level=None)
+        self.addCleanup(db.close)
+        db.execute("BEGIN EXCLUSIVE")  # another process holds the write lock past the timeout
+        self.patch(cache, "BUSY_TIMEOUT_MS", 50)  # the test need not wait 5 s
+        fresh = MessageCache(self.root)
+        self.assertFalse(fresh.put({"b": {"envelope": b"B"}}))
+
+    def test_it_is_used_from_any_thread(self) -> None:
+        self.cache.put({"a": {"envelope": b"A"}})
+        found = []
+        thread = threading.Thread(target=lambda: found.append(self.cache.get(["a"], ("envelope",))))
+        thread.start()
+        thread.join()
+        self.assertEqual(found, [{"a": (b"A",)}])
+
+
+
+class Pruning(unittest.TestCase):
+    def test_a_user_store_prunes_the_rows_no_folder_holds_when_a_folder_is_opened(self) -> None:
+        root = self.mktemp()
+        user = UserStore("alice@example.test", root, InlineExecutor())
+        self.successResultOf(user.create_folder("Archive"))
+        inbox = self.successResultOf(user.open("INBOX"))
+        self.successResultOf(inbox.append(Body.from_wire(b"Subject: kept\r\n\r\nx\r\n")))
+        held = inbox.messages()[0].key
+        user.cache.put({held: {"envelope": b"(kept)"}, "gone": {"envelope": b"(gone)"}})
+        self.successResultOf(user.open("Archive"))  # pruned at most once an hour
+        self.assertEqual(set(user.cache.get([held, "gone"])), {held, "gone"})
+        user._pruned_at = None
+        self.successResultOf(user.open("Archive"))
+        self.assertEqual(set(user.cache.get([held, "gone"])), {held})
