@@ -21,6 +21,7 @@ from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.log import LogConfig
 from mailsrv.config.mtastspolicy import MTASTSPolicyConfig
+from mailsrv.config.policy import PolicyConfig
 from mailsrv.config.quota import QuotaConfig
 from mailsrv.config.schema import Invalid, Table, at_least, domain_names, setting, table
 from mailsrv.config.submission import SubmissionConfig
@@ -91,6 +92,7 @@ class Config(Table):
     limits: LimitsConfig = table(LimitsConfig)
     auth: AuthConfig = table(AuthConfig)
     submission: SubmissionConfig = table(SubmissionConfig)
+    policy: PolicyConfig = table(PolicyConfig)
     imap: IMAPConfig = table(IMAPConfig)
     quota: QuotaConfig = table(QuotaConfig)
     threads: ThreadsConfig = table(ThreadsConfig)
