@@ -75,9 +75,13 @@ def _signatures(message: bytes, resolver: Any) -> tuple[Signature, ...]:
     results = []
     for index in range(count):
         key.last = lookups.FOUND
+        checker.signature_fields = None
         try:
             valid = checker.verify(idx=index, dnsfunc=key)
-        except dkim.DKIMException:  # a signature that does not parse, or lacks a required tag
+        except dkim.ValidationError as e:  # a changed body is a signature that fails; else it is unusable
+            results.append(Signature(FAIL if "body hash mismatch" in str(e) else PERMERROR, *_signer(checker)))
+            continue
+        except dkim.DKIMException:  # a signature that does not parse, or a key that cannot be used
             results.append(Signature(PERMERROR, *_signer(checker)))
             continue
         if valid:

@@ -156,3 +156,169 @@ class SPFTests(SenderAuthTestCase):
         results = self.results(sign(message()), helo="[192.0.2.7]")
         self.assertEqual(results[:2], ["spf=pass smtp.mailfrom=bob@example.net", results[1]])
         self.assertTrue(results[1].startswith("dkim="))
+
+
+class DKIMTests(SenderAuthTestCase):
+    def dkim(self, data: bytes) -> list[str]:
+        return [r for r in self.results(data, sender="bob@spf-less.example") if r.startswith("dkim=")]
+
+    def test_none_without_a_signature(self):
+        self.assertEqual(self.dkim(message("bob@other.example")), ["dkim=none"])
+
+    def test_fail_when_the_body_changed_after_signing(self):
+        signed = sign(message("bob@other.example"), "other.example")
+        publish_key(self.zone, "other.example", "s1", key("other.example"))
+        [result] = self.dkim(signed.replace(b"Hello.", b"Hello!"))
+        self.assertRegex(result, r"^dkim=fail header\.d=other\.example header\.s=s1 header\.b=\S{8}$")
+
+    def test_fail_when_a_signed_field_changed(self):
+        signed = sign(message("bob@other.example"), "other.example")
+        publish_key(self.zone, "other.example", "s1", key("other.example"))
+        [result] = self.dkim(signed.replace(b"Subject: hi", b"Subject: win"))
+        self.assertRegex(result, r"^dkim=fail header\.d=other\.example ")
+
+    def test_permerror_when_the_key_is_not_published(self):
+        [result] = self.dkim(sign(message("bob@other.example"), "other.example", "gone"))
+        self.assertRegex(result, r"^dkim=permerror header\.d=other\.example header\.s=gone ")
+
+    def test_temperror_when_the_key_lookup_fails(self):
+        self.zone.fail("s1._domainkey.other.example")
+        [result] = self.dkim(sign(message("bob@other.example"), "other.example"))
+        self.assertRegex(result, r"^dkim=temperror header\.d=other\.example header\.s=s1 ")
+
+    def test_every_signature_is_reported(self):
+        publish_key(self.zone, "other.example", "s1", key("other.example"))
+        twice = sign(sign(message("bob@other.example"), "other.example"), "example.net")
+        results = self.dkim(twice)
+        self.assertEqual([r.split(" header.b=")[0] for r in results],
+                         ["dkim=pass header.d=example.net header.s=s1", "dkim=pass header.d=other.example header.s=s1"])
+
+    def test_a_signature_that_does_not_parse_is_a_permerror(self):
+        self.assertEqual(self.dkim(b"DKIM-Signature: v=1; garbage\r\n" + message("bob@other.example")),
+                         ["dkim=permerror"])
+
+
+FORGER = "forger@elsewhere.example"  # no SPF record: nothing aligns but a signature
+
+
+class DMARCTests(SenderAuthTestCase):
+    def dmarc(self, data: bytes, sender: str = FORGER) -> str:
+        return [r for r in self.results(data, sender=sender) if r.startswith("dmarc=")][0]
+
+    def test_forged_author_of_a_reject_domain_is_refused_and_not_stored(self):
+        reply = self.send(message(), sender=FORGER)
+        self.assertEqual(reply, b"550 5.7.1 Message rejected: it fails DMARC and the policy of example.net is reject\r\n")
+        self.assertEqual(self.store.calls, [])
+
+    def test_signature_of_the_author_domain_passes_whatever_the_envelope(self):
+        self.assertEqual(self.dmarc(sign(message())), "dmarc=pass header.from=example.net")
+
+    def test_spf_of_the_author_domain_passes_unsigned_mail(self):
+        self.assertEqual(self.dmarc(message(), sender="bob@example.net"), "dmarc=pass header.from=example.net")
+
+    def test_relaxed_alignment_takes_a_subdomain_signature(self):
+        publish_key(self.zone, "mail.example.net", "s1", key("mail.example.net"))
+        self.assertEqual(self.dmarc(sign(message(), "mail.example.net")), "dmarc=pass header.from=example.net")
+
+    def test_relaxed_alignment_takes_a_subdomain_envelope(self):
+        self.zone.add("bounces.example.net", "TXT", '"v=spf1 ip4:192.0.2.7 -all"')
+        self.assertEqual(self.dmarc(message(), sender="b@bounces.example.net"), "dmarc=pass header.from=example.net")
+
+    def test_strict_dkim_alignment_wants_the_same_domain(self):
+        self.zone.add("_dmarc.strict.example", "TXT", '"v=DMARC1; p=quarantine; adkim=s"')
+        publish_key(self.zone, "mail.strict.example", "s1", key("mail.strict.example"))
+        self.assertEqual(self.dmarc(sign(message("bob@strict.example"), "mail.strict.example")),
+                         "dmarc=fail (p=quarantine dis=quarantine) header.from=strict.example")
+        publish_key(self.zone, "strict.example", "s1", key("strict.example"))
+        self.assertEqual(self.dmarc(sign(message("bob@strict.example"), "strict.example")),
+                         "dmarc=pass header.from=strict.example")
+
+    def test_strict_spf_alignment_wants_the_same_domain(self):
+        self.zone.add("_dmarc.strict.example", "TXT", '"v=DMARC1; p=quarantine; aspf=s"')
+        self.zone.add("bounces.strict.example", "TXT", '"v=spf1 ip4:192.0.2.7 -all"')
+        self.zone.add("strict.example", "TXT", '"v=spf1 ip4:192.0.2.7 -all"')
+        self.assertEqual(self.dmarc(message("bob@strict.example"), sender="b@bounces.strict.example"),
+                         "dmarc=fail (p=quarantine dis=quarantine) header.from=strict.example")
+        self.assertEqual(self.dmarc(message("bob@strict.example"), sender="b@strict.example"),
+                         "dmarc=pass header.from=strict.example")
+
+    def test_quarantine_goes_to_junk(self):
+        self.zone.add("_dmarc.q.example", "TXT", '"v=DMARC1; p=quarantine"')
+        self.assertEqual(self.dmarc(message("bob@q.example")), "dmarc=fail (p=quarantine dis=quarantine) header.from=q.example")
+        self.assertEqual(self.store.folders, [["Junk"]])
+
+    def test_pct_sampled_out_reject_is_quarantined(self):
+        # RFC 7489 6.6.4: the next milder policy
+        self.zone.add("_dmarc.pct.example", "TXT", '"v=DMARC1; p=reject; pct=0"')
+        self.assertEqual(self.dmarc(message("bob@pct.example")), "dmarc=fail (p=reject dis=quarantine) header.from=pct.example")
+        self.assertEqual(self.store.folders, [["Junk"]])
+
+    def test_pct_sampled_out_quarantine_is_delivered(self):
+        self.zone.add("_dmarc.pct.example", "TXT", '"v=DMARC1; p=quarantine; pct=0"')
+        self.assertEqual(self.dmarc(message("bob@pct.example")), "dmarc=fail (p=quarantine dis=none) header.from=pct.example")
+        self.assertEqual(self.store.folders, [[names.INBOX]])
+
+    def test_subdomain_gets_the_organization_sp_policy(self):
+        self.zone.add("_dmarc.parent.example", "TXT", '"v=DMARC1; p=reject; sp=quarantine"')
+        self.assertEqual(self.dmarc(message("bob@news.parent.example")),
+                         "dmarc=fail (p=quarantine dis=quarantine) header.from=news.parent.example")
+        self.assertEqual(self.store.folders, [["Junk"]])
+
+    def test_subdomain_without_sp_gets_p(self):
+        self.assertEqual(self.send(message("bob@news.example.net"), sender=FORGER)[:10], b"550 5.7.1 ")
+
+    def test_none_without_a_record(self):
+        self.assertEqual(self.dmarc(message("bob@open.example")), "dmarc=none header.from=open.example")
+
+    def test_a_record_without_a_valid_policy_is_no_record(self):
+        # RFC 7489 6.6.3: without rua= it is not a DMARC record
+        self.zone.add("_dmarc.typo.example", "TXT", '"v=DMARC1; p=rejet"')
+        self.assertEqual(self.dmarc(message("bob@typo.example")), "dmarc=none header.from=typo.example")
+
+    def test_temperror_when_the_record_lookup_fails(self):
+        self.zone.fail("_dmarc.broken.example")
+        self.assertEqual(self.dmarc(message("bob@broken.example")), "dmarc=temperror header.from=broken.example")
+
+    def test_authors_of_two_domains_are_a_permerror(self):
+        data = message().replace(b"From: Bob <bob@example.net>", b"From: bob@example.net, eve@evil.example")
+        self.assertEqual(self.dmarc(data), "dmarc=permerror")
+
+    def test_no_from_is_none(self):
+        self.assertEqual(self.dmarc(message().replace(b"From: Bob <bob@example.net>\r\n", b"")), "dmarc=none")
+
+
+class DeliverRejectsToJunk(SenderAuthTestCase):
+    dmarc_reject = False
+
+    def test_reject_policy_goes_to_junk_when_dmarc_reject_is_off(self):
+        self.assertIn("dmarc=fail (p=reject dis=reject) header.from=example.net",
+                      self.results(message(), sender=FORGER))
+        self.assertEqual(self.store.folders, [["Junk"]])
+
+
+class TrustedNetworkTests(SenderAuthTestCase):
+    trusted = ("192.0.2.0/24",)
+
+    def test_mail_from_a_trusted_network_is_not_checked(self):
+        self.assertRegex(self.send(message(), sender=FORGER), QUEUED)
+        self.assertTrue(self.store.calls[0][1].startswith(b"Return-Path: "))
+        self.assertEqual(self.store.folders, [[names.INBOX]])
+
+
+class HeaderRemovalTests(SenderAuthTestCase):
+    def test_results_claiming_our_name_are_removed_and_others_kept(self):
+        forged = (b"Authentication-Results: MX.Example.Test; dkim=pass\r\n\theader.d=example.net\r\n"
+                  b"Authentication-Results: (we are) mx.example.test 1; spf=pass\r\n"
+                  b"Authentication-Results: other.example; spf=fail\r\n")
+        self.assertRegex(self.send(sign(message(extra=forged)), sender="bob@example.net"), QUEUED)
+        stored = self.store.calls[0][1]
+        self.assertEqual(stored.count(b"Authentication-Results:"), 2)
+        self.assertTrue(stored.startswith(b"Authentication-Results: mx.example.test;\r\n"))
+        self.assertIn(b"==\r\nAuthentication-Results: other.example; spf=fail\r\nFrom: Bob", stored)
+        self.assertNotIn(b"header.d=example.net\r\n", stored)
+        self.assertIn(b"\r\n\r\nHello.\r\n", stored)
+
+    def test_a_name_that_only_starts_like_ours_is_kept(self):
+        kept = b"Authentication-Results: mx.example.test.evil.example; none\r\n"
+        self.send(message(extra=kept), sender="bob@example.net")
+        self.assertIn(b"\r\n" + kept, self.store.calls[0][1])
