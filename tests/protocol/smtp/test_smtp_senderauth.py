@@ -10,6 +10,8 @@ the 550 of a DMARC p=reject failure and the Junk folder of p=quarantine.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 
 import dkim
@@ -57,6 +59,7 @@ class SenderAuthTestCase(SMTPTestCase):
 
     trusted: tuple[str, ...] = ()
     dmarc_reject = True
+    spool_threshold = 1024 * 1024
 
     def setUp(self) -> None:
         self.zone = Zone()
@@ -73,7 +76,8 @@ class SenderAuthTestCase(SMTPTestCase):
     def make_config(self, **auth):
         base = super().make_config(**auth)
         return configuration.Config(
-            data_dir=base.data_dir, hostname=base.hostname, domains=base.domains, limits=base.limits,
+            data_dir=base.data_dir, hostname=base.hostname, domains=base.domains,
+            limits=dataclasses.replace(base.limits, spool_threshold=self.spool_threshold),
             auth=base.auth,
             policy=configuration.PolicyConfig(trusted_networks=self.trusted, dmarc_reject=self.dmarc_reject),
         )
@@ -322,3 +326,43 @@ class HeaderRemovalTests(SenderAuthTestCase):
         kept = b"Authentication-Results: mx.example.test.evil.example; none\r\n"
         self.send(message(extra=kept), sender="bob@example.net")
         self.assertIn(b"\r\n" + kept, self.store.calls[0][1])
+
+
+def forward(data: bytes, tamper: bool = False) -> bytes:
+    """*data* as a mailing list at list.example passes it on: subject tagged (breaking DKIM), ARC-sealed."""
+    changed = data.replace(b"Subject: hi", b"Subject: [list] hi")
+    received = b"Authentication-Results: list.example; dkim=pass header.d=example.net; arc=none\r\n" + changed
+    arc_set = dkim.arc_sign(received, b"arc", b"list.example", key("list.example"), b"list.example",
+                            include_headers=[b"from", b"to", b"subject", b"message-id"])
+    sealed = b"".join(arc_set) + received
+    return sealed.replace(b"Hello.", b"Hello!") if tamper else sealed
+
+
+class ARCTests(SenderAuthTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        publish_key(self.zone, "list.example", "arc", key("list.example"))
+
+    def arc(self, data: bytes) -> list[str]:
+        return [r for r in self.results(data, sender="bounce@list.example") if r.split("=")[0] in ("arc", "dkim")]
+
+    def test_a_sealed_forward_validates_though_its_dkim_signature_broke(self):
+        results = self.arc(forward(sign(message("bob@list-member.example"), "example.net")))
+        self.assertEqual([r.split(" ")[0] for r in results], ["dkim=fail", "arc=pass"])
+
+    def test_a_chain_whose_message_changed_after_sealing_fails(self):
+        results = self.arc(forward(sign(message("bob@list-member.example"), "example.net"), tamper=True))
+        self.assertEqual(results[-1], "arc=fail")
+
+
+class SpooledHeaderRemovalTests(SenderAuthTestCase):
+    spool_threshold = 256
+
+    def test_our_results_are_removed_from_a_spooled_message_and_the_spool_is_cleaned(self):
+        forged = b"Authentication-Results: mx.example.test; dmarc=pass\r\n"
+        data = sign(message(extra=forged).replace(b"Hello.", b"Hello.\r\n" + (b"x" * 70 + b"\r\n") * 40))
+        self.assertRegex(self.send(data, sender="bob@example.net"), QUEUED)
+        stored = self.store.calls[0][1]
+        self.assertEqual(stored.count(b"Authentication-Results:"), 1)
+        self.assertIn(b"dkim=pass header.d=example.net", stored)
+        self.assertEqual(os.listdir(self.config.spool_dir), [])
