@@ -18,40 +18,14 @@ import dkim
 
 from dns_harness import ThreadedDNS, Zone
 from mailsrv import config as configuration
-from mailsrv.dkim.keys import Algorithm, generate, load
 from mailsrv.dns import make_resolver
 from mailsrv.store import names
+from senderauth_harness import key, message, publish_key, sign
 from support import make_context
 from test_smtp_session import FakeDirectory, FakeStore, SMTPTestCase, HOST
 
 QUEUED = re.compile(rb"250 2\.0\.0 Ok: queued as [0-9A-Z]{12}\r\n\Z")
 PEER = "192.0.2.7"
-_KEYS: dict[str, bytes] = {}
-
-
-def key(name: str) -> bytes:
-    """A PEM RSA key per name, made once per test run (2048 bits take a moment)."""
-    if name not in _KEYS:
-        _KEYS[name] = generate(Algorithm.RSA)
-    return _KEYS[name]
-
-
-def publish_key(zone: Zone, domain: str, selector: str, pem: bytes) -> None:
-    """The key's record in *zone*, as ``mailsrv dkim keygen`` prints it."""
-    record = load(pem, domain, selector).record
-    _, _, value = record.partition(" IN TXT ")
-    zone.add(f"{selector}._domainkey.{domain}", "TXT", value)
-
-
-def message(author: str = "bob@example.net", subject: str = "hi", extra: bytes = b"") -> bytes:
-    return extra + (f"From: Bob <{author}>\r\nTo: alice@example.test\r\nSubject: {subject}\r\n"
-                    f"Message-ID: <1@example.net>\r\n\r\nHello.\r\n").encode()
-
-
-def sign(data: bytes, domain: str = "example.net", selector: str = "s1", pem: bytes | None = None) -> bytes:
-    signature = dkim.sign(data, selector.encode(), domain.encode(), pem or key(domain),
-                          include_headers=[b"from", b"to", b"subject", b"message-id"])
-    return signature + data
 
 
 class SenderAuthTestCase(SMTPTestCase):
