@@ -9,19 +9,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from mailsrv.config.schema import Invalid, Table, setting
+from mailsrv.config.schema import Table, every, setting
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _networks(entries: tuple[str, ...]) -> tuple[str, ...]:
-    """Each entry is a CIDR network (``192.0.2.0/24``, ``2001:db8::/32``) or a single address."""
-    for entry in entries:
-        try:
-            ipaddress.ip_network(entry)
-        except ValueError:
-            raise Invalid(f"{entry!r} is not a network such as \"192.0.2.0/24\" (no host bits set)") from None
-    return entries
 
 
 @dataclass(frozen=True)
@@ -36,7 +26,7 @@ class PolicyConfig(Table):
     trusted_networks: tuple[str, ...] = setting(
         ("127.0.0.0/8", "::1/128"),
         "Clients in these networks (CIDR) skip SPF, DKIM, DMARC and ARC: this host, your other servers.",
-        _networks,
+        every(ipaddress.ip_network, 'a network such as "192.0.2.0/24" (no host bits set)'),
     )
     dmarc_reject: bool = setting(
         True,

@@ -23,7 +23,7 @@ from mailsrv.config.log import LogConfig
 from mailsrv.config.mtastspolicy import MTASTSPolicyConfig
 from mailsrv.config.policy import PolicyConfig
 from mailsrv.config.quota import QuotaConfig
-from mailsrv.config.schema import Invalid, Table, at_least, domain_names, setting, table
+from mailsrv.config.schema import Invalid, Table, at_least, domain_names, every, setting, table
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
@@ -44,15 +44,6 @@ def _domains(names: tuple[str, ...]) -> tuple[str, ...]:
     if not names:
         raise Invalid("at least one local domain is needed")
     return tuple(dict.fromkeys(domain_names(names)))
-
-
-def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
-    for value in values:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise Invalid(f"{value!r} is not an IPv4 or IPv6 address") from None
-    return values
 
 
 @dataclass(frozen=True)
@@ -85,7 +76,7 @@ class Config(Table):
         (),
         "The addresses the internet reaches this server at, for the A/AAAA and PTR records `mailsrv dns records` "
         "prints; [] uses the source address of the host's default routes (wrong behind NAT).",
-        _addresses,
+        every(ipaddress.ip_address, "an IPv4 or IPv6 address"),
     )
     listen: ListenConfig = table(ListenConfig)
     tls: TLSConfig = table(TLSConfig)
