@@ -6,6 +6,7 @@ import ipaddress
 import weakref
 from typing import TYPE_CHECKING
 
+from mailsrv.dkim import fastrsa
 from mailsrv.message.fields import field_spans, field_values, mailbox_list, read_header
 from mailsrv.policy import ACCEPT, Check, CheckContext, Verdict, reject
 from mailsrv.policy.senderauth import authresults, dmarc
@@ -47,6 +48,7 @@ class SenderAuthentication(Check):
         self._junk = junk or None
         self._refuse = refuse
         self._helo: "weakref.WeakKeyDictionary[Session, str]" = weakref.WeakKeyDictionary()
+        fastrsa.install()  # RSA verification through OpenSSL: a fifth of the CPU per signature
 
     def _exempt(self, session: "Session") -> bool:
         if session.kind.submission or session.user is not None:
