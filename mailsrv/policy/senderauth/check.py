@@ -6,12 +6,17 @@ import ipaddress
 import weakref
 from typing import TYPE_CHECKING
 
+from twisted.logger import Logger
+
+from mailsrv.address import canonical_domain
 from mailsrv.dkim import fastrsa
 from mailsrv.message.fields import field_spans, field_values, mailbox_list, read_header
 from mailsrv.policy import ACCEPT, Check, CheckContext, Verdict, reject
 from mailsrv.policy.senderauth import authresults, dmarc
 from mailsrv.policy.senderauth.verify import Message, authenticate
 from mailsrv.smtp import replies
+
+log = Logger()
 
 if TYPE_CHECKING:
     from mailsrv.config.policy import Network
@@ -25,7 +30,7 @@ def read_message(body: "Body", hostname: str) -> Message:
     domains = []
     for value in field_values(read_header(body), b"from"):
         for address in mailbox_list(value) or ():
-            domains.append(address.rpartition("@")[2].lower())
+            domains.append(canonical_domain(address.rpartition("@")[2]) or "")
     drop = tuple((offset, length) for offset, length, field in field_spans(body)
                  if authresults.is_ours(field, hostname))
     return Message(data=body.read(), authors=tuple(domains), drop=drop)
@@ -75,10 +80,14 @@ class SenderAuthentication(Check):
         assert body is not None
         message = read_message(body, self._hostname) if body.in_memory else await ctx.disk.run(
             read_message, body, self._hostname)
-        results = await ctx.dns.run(
-            authenticate, message, resolver=ctx.resolver, ip=session.peer_ip, helo=self._helo.get(session, ""),
-            sender=envelope.sender,
-        )
+        try:
+            results = await ctx.dns.run(
+                authenticate, message, resolver=ctx.resolver, ip=session.peer_ip, helo=self._helo.get(session, ""),
+                sender=envelope.sender,
+            )
+        except Exception:  # our bug, or a library's on odd input: deliver unjudged rather than refuse forever
+            log.failure("sender authentication failed for {queue_id}", queue_id=envelope.queue_id)
+            return Verdict(drop=message.drop)
         disposition = results.dmarc.disposition
         if disposition == dmarc.REJECT and self._refuse:
             return reject(replies.DMARC_REJECTED(domain=results.author))  # RFC 7489 6.6.4, 7.3

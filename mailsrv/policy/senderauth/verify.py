@@ -21,6 +21,7 @@ from mailsrv.policy.senderauth import dmarc, lookups
 PASS, FAIL, NONE, TEMPERROR, PERMERROR = "pass", "fail", "none", "temperror", "permerror"
 _SPF_RESULTS = {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"}
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
+_SIGNED = re.compile(rb"^dkim-signature[ \t]*:", re.I | re.M)
 #: Seconds all the SPF lookups of one identity may take together (RFC 7208 4.6.4 recommends 20).
 SPF_TIME = 20
 
@@ -69,7 +70,10 @@ def _spf(resolver: Any, ip: str, identity: str, helo: str) -> str:
 
 def _signatures(message: bytes, resolver: Any) -> tuple[Signature, ...]:
     """Every DKIM-Signature of *message* checked (RFC 6376 6.1), top first."""
-    checker = dkim.DKIM(message)
+    try:
+        checker = dkim.DKIM(message)
+    except dkim.DKIMException:  # a header dkimpy cannot read: no signature in it can be checked
+        return (Signature(PERMERROR),) if _SIGNED.search(message) else ()
     count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
     key = lookups.KeyLookup(resolver)
     results = []
@@ -129,7 +133,7 @@ def authenticate(message: Message, *, resolver: Any, ip: str, helo: str, sender:
     local = mail_identity.rpartition("@")[0]
     shown = mail_identity if _DOT_ATOM.match(local) and domain else (domain or "")
     authors = set(message.authors)
-    if len(authors) != 1:
+    if len(authors) != 1 or "" in authors:  # "": a From: domain that is no DNS name
         outcome = dmarc.Outcome(NONE if not authors else PERMERROR)  # RFC 7489 6.6.1: one author domain
         author = None
     else:

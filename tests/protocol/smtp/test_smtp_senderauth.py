@@ -171,6 +171,10 @@ class DKIMTests(SenderAuthTestCase):
         self.assertEqual([r.split(" header.b=")[0] for r in results],
                          ["dkim=pass header.d=example.net header.s=s1", "dkim=pass header.d=other.example header.s=s1"])
 
+    def test_a_header_dkimpy_cannot_read_is_a_permerror_not_a_refusal(self):
+        broken = sign(message("bob@other.example"), "other.example").replace(b"To:", b"Not a field\r\nTo:")
+        self.assertEqual(self.dkim(broken), ["dkim=permerror"])
+
     def test_a_signature_that_does_not_parse_is_a_permerror(self):
         self.assertEqual(self.dkim(b"DKIM-Signature: v=1; garbage\r\n" + message("bob@other.example")),
                          ["dkim=permerror"])
@@ -261,8 +265,26 @@ class DMARCTests(SenderAuthTestCase):
         data = message().replace(b"From: Bob <bob@example.net>", b"From: bob@example.net, eve@evil.example")
         self.assertEqual(self.dmarc(data), "dmarc=permerror")
 
+    def test_an_author_domain_that_is_no_dns_name_is_a_permerror(self):
+        data = message().replace(b"From: Bob <bob@example.net>", b"From: bob@[192.0.2.1]")
+        self.assertEqual(self.dmarc(data), "dmarc=permerror")
+
     def test_no_from_is_none(self):
         self.assertEqual(self.dmarc(message().replace(b"From: Bob <bob@example.net>\r\n", b"")), "dmarc=none")
+
+
+class BrokenCheckTests(SenderAuthTestCase):
+    def test_a_failing_check_delivers_without_results_and_still_drops_ours(self):
+        from mailsrv.policy.senderauth import check
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("a bug")
+
+        self.patch(check, "authenticate", broken)
+        forged = b"Authentication-Results: mx.example.test; dmarc=pass\r\n"
+        self.assertRegex(self.send(message(extra=forged), sender=FORGER), QUEUED)
+        self.assertNotIn(b"Authentication-Results", self.store.calls[0][1])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
 
 class DeliverRejectsToJunk(SenderAuthTestCase):
