@@ -8,6 +8,7 @@ in the ``dns`` pool.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Callable
@@ -21,15 +22,20 @@ _POLICIES = (NONE, QUARANTINE, REJECT)
 #: RFC 7489 6.6.4: a message the ``pct=`` sample leaves out gets the next milder policy.
 _MILDER = {REJECT: QUARANTINE, QUARANTINE: NONE, NONE: NONE}
 
-_psl: PublicSuffixList | None = None
+@functools.lru_cache(maxsize=1)
+def _suffixes() -> PublicSuffixList:
+    """The list, parsed once (half a second), in the first check's thread."""
+    return PublicSuffixList()
 
 
+@functools.lru_cache(maxsize=4096)
 def organizational_domain(domain: str) -> str:
-    """RFC 7489 3.2: the registered domain of *domain* (itself when it is a public suffix)."""
-    global _psl
-    if _psl is None:  # loading the list takes a few milliseconds: once, in the first check's thread
-        _psl = PublicSuffixList()
-    return _psl.privatesuffix(domain.lower()) or domain.lower()
+    """RFC 7489 3.2: the registered domain of *domain* (itself when it is a public suffix).
+
+    Kept for the domains seen lately: each message asks for its author's
+    and its signers' several times, and the lookup IDNA-encodes every label.
+    """
+    return _suffixes().privatesuffix(domain.lower()) or domain.lower()
 
 
 def aligned(identifier: str, author: str, strict: bool) -> bool:
