@@ -23,11 +23,13 @@ setup(
         "libpass>=1.9,<2",  # the maintained passlib (imports as passlib): crypt(3) hashes from Dovecot
         "bcrypt>=4.1,<6",  # libpass's backend for {BLF-CRYPT}
         "idna>=3.4,<4",
-        "dkimpy[ed25519]>=1.1,<2",  # DKIM signing; the extra is pynacl, for Ed25519 keys (RFC 8463)
+        "dkimpy[ed25519]>=1.1,<2",  # DKIM signing and verifying, ARC; the extra is pynacl, for Ed25519 keys (RFC 8463)
+        "pyspf>=2.0.14,<3",  # SPF (RFC 7208) of inbound senders
+        "publicsuffixlist>=1.0,<2",  # DMARC's organizational domains (RFC 7489 3.2); ships the list
         "srslib>=0.1.4,<0.2",  # SRS rewriting of forwarded senders (pysrs does not run on Python 3.9+)
         "prometheus_client>=0.20,<1",  # /metrics of the HTTP listeners (its text format and parser)
     ],
-    extras_require={"test": ["pytest>=8", "imapclient>=3"]},
+    extras_require={"test": ["pytest>=8", "imapclient>=3", "authres>=1.2,<2"]},  # authres: dkimpy's arc_sign
     entry_points={"console_scripts": ["mailsrv = mailsrv.cli.main:main"]},
     classifiers=[
         "Framework :: Twisted",

@@ -40,6 +40,7 @@ from mailsrv.net.login import IUser, User
 from mailsrv.net.shutdown import OpenSessions
 from mailsrv.policy import Policy
 from mailsrv.policy.loops import HopLimit
+from mailsrv.policy.senderauth.check import SenderAuthentication
 from mailsrv.policy.submission import AuthRequired, CompleteHeader, SenderIsLogin
 from mailsrv.reload import Reloader
 from mailsrv.service import MailServer
@@ -145,7 +146,8 @@ def assemble(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory, srs),
         srs=srs,
-        policy=Policy([AuthRequired(), SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit()],
+        policy=Policy([AuthRequired(), SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit(),
+                       *_sender_authentication(config, resolver)],
                       workers.disk, resolver=resolver, dns=workers.dns),
         delivery=LocalDelivery(store, audit),
         workers=workers,
@@ -155,6 +157,14 @@ def assemble(
         signer=Signer(KeyRing(dkim_dir(config.data_dir))),
         metrics=Metrics(config, audit, sessions),
     )
+
+
+def _sender_authentication(config: configuration.Config, resolver: Any) -> list[SenderAuthentication]:
+    """SPF, DKIM, DMARC and ARC on port 25; none without a resolver to ask (tests of other things)."""
+    if resolver is None:
+        return []
+    policy = config.policy
+    return [SenderAuthentication(config.hostname, policy.networks(), config.imap.junk, policy.dmarc_reject)]
 
 
 def build_context(config: configuration.Config, tls_options: object, workers: Workers) -> ServerContext:

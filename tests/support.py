@@ -67,10 +67,11 @@ class FakeChecker:
 
 def make_context(
     config: configuration.Config, *, store: Any = None, directory: Any = None, checker: Any = None,
-    tls_options: Any = None,
+    tls_options: Any = None, resolver: Any = None,
 ) -> ServerContext:
     """A context wired as tap.py wires it: real store (in ``config.mail_dir``) and directory
-    (``config.users_file``) unless given, fake checker, inline workers, the config's connection limits."""
+    (``config.users_file``) unless given, fake checker, inline workers, the config's connection limits;
+    with a *resolver*, port 25 authenticates senders (inline: the name server must answer from another thread)."""
     workers = Workers.inline()
     return assemble(
         config,
@@ -80,6 +81,7 @@ def make_context(
         tls=tls_options if tls_options is not None else FakeTLS(),
         workers=workers,
         srs=Rewriter(TEST_SRS_SECRET, config.domains),
+        resolver=resolver,
     )
 
 

@@ -10,7 +10,7 @@ whose message names the file and the dotted key.  Modules:
   and :func:`load`, generic over the declarations;
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
-  :mod:`.submission`, :mod:`.imap`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`,
+  :mod:`.submission`, :mod:`.policy`, :mod:`.imap`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`,
   :mod:`.warmup`, :mod:`.mtastspolicy`, :mod:`.http`, :mod:`.log` -- one module per ``[table]``;
 * :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
 """
@@ -27,6 +27,7 @@ from mailsrv.config.loader import CONFIG_ENV, SYSTEM_CONFIG, load, locate
 from mailsrv.config.log import LogConfig
 from mailsrv.config.schema import ConfigError
 from mailsrv.config.server import Config
+from mailsrv.config.policy import PolicyConfig
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
@@ -41,6 +42,7 @@ __all__ = [
     "DeliveryConfig",
     "HTTPConfig",
     "IMAPConfig",
+    "PolicyConfig",
     "QuotaConfig",
     "LimitsConfig",
     "ListenConfig",

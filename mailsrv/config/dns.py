@@ -5,17 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from mailsrv.config.schema import Invalid, Table, at_least, setting
-
-
-def _nameservers(entries: tuple[str, ...]) -> tuple[str, ...]:
-    """Each entry is ``ip`` or ``ip:port`` (``[v6]:port`` for IPv6 with a port)."""
-    for entry in entries:
-        try:
-            parse_nameserver(entry)
-        except ValueError:
-            raise Invalid(f"{entry!r} is not ip or ip:port") from None
-    return entries
+from mailsrv.config.schema import Table, at_least, every, setting
 
 
 def parse_nameserver(entry: str) -> tuple[str, int]:
@@ -39,13 +29,14 @@ class DNSConfig(Table):
     """The name servers every lookup goes to."""
 
     DOC = (
-        "DNS: every lookup the server makes (policy checks, MX, TLSA, later SPF) goes to these servers. "
+        "DNS: every lookup the server makes (SPF, DKIM, DMARC, MX, TLSA) goes to these servers. "
         "DANE ([delivery] dane) trusts their DNSSEC verdict (the AD flag): use a validating resolver on a "
         "trusted path, such as unbound on 127.0.0.1."
     )
 
     nameservers: tuple[str, ...] = setting(
-        (), 'Name servers as "ip" or "ip:port"; [] uses the system resolver (/etc/resolv.conf).', _nameservers
+        (), 'Name servers as "ip" or "ip:port"; [] uses the system resolver (/etc/resolv.conf).',
+        every(parse_nameserver, "ip or ip:port"),
     )
     timeout: int = setting(
         20, "Seconds one lookup may take, every name server and retry included, before it counts as failed "

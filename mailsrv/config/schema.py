@@ -134,6 +134,23 @@ def one_of(choices: tuple[str, ...]) -> Check:
     return one_of_choices
 
 
+def every(parse: Callable[[str], Any], what: str) -> Check:
+    """A check of a list: each entry must be something *parse* takes (it raises ValueError otherwise).
+
+    The message says which entry and that it is not *what* (``an IPv4 or IPv6 address``).
+    """
+
+    def every_entry(values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            try:
+                parse(value)
+            except ValueError:
+                raise Invalid(f"{value!r} is not {what}") from None
+        return values
+
+    return every_entry
+
+
 def domain_names(names: tuple[str, ...]) -> tuple[str, ...]:
     """*names* in canonical form (:func:`mailsrv.address.canonical_domain`); :class:`Invalid` names a non-domain."""
     canonical = []

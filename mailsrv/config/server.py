@@ -21,8 +21,9 @@ from mailsrv.config.limits import LimitsConfig
 from mailsrv.config.listen import ListenConfig
 from mailsrv.config.log import LogConfig
 from mailsrv.config.mtastspolicy import MTASTSPolicyConfig
+from mailsrv.config.policy import PolicyConfig
 from mailsrv.config.quota import QuotaConfig
-from mailsrv.config.schema import Invalid, Table, at_least, domain_names, setting, table
+from mailsrv.config.schema import Invalid, Table, at_least, domain_names, every, setting, table
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
@@ -43,15 +44,6 @@ def _domains(names: tuple[str, ...]) -> tuple[str, ...]:
     if not names:
         raise Invalid("at least one local domain is needed")
     return tuple(dict.fromkeys(domain_names(names)))
-
-
-def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
-    for value in values:
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise Invalid(f"{value!r} is not an IPv4 or IPv6 address") from None
-    return values
 
 
 @dataclass(frozen=True)
@@ -84,13 +76,14 @@ class Config(Table):
         (),
         "The addresses the internet reaches this server at, for the A/AAAA and PTR records `mailsrv dns records` "
         "prints; [] uses the source address of the host's default routes (wrong behind NAT).",
-        _addresses,
+        every(ipaddress.ip_address, "an IPv4 or IPv6 address"),
     )
     listen: ListenConfig = table(ListenConfig)
     tls: TLSConfig = table(TLSConfig)
     limits: LimitsConfig = table(LimitsConfig)
     auth: AuthConfig = table(AuthConfig)
     submission: SubmissionConfig = table(SubmissionConfig)
+    policy: PolicyConfig = table(PolicyConfig)
     imap: IMAPConfig = table(IMAPConfig)
     quota: QuotaConfig = table(QuotaConfig)
     threads: ThreadsConfig = table(ThreadsConfig)

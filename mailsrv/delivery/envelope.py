@@ -56,6 +56,8 @@ class Envelope:
     envid: str = ""
     require_tls: bool = False
     requests: dict[str, RecipientRequest] = field(default_factory=dict)
+    #: The folder the local users get it in (a policy check's choice: Junk), ``None`` for their INBOX.
+    folder: str | None = None
 
     def add_local(self, users: "tuple[str, ...] | list[str]") -> None:
         """Add one recipient's mailboxes (an alias may name several; duplicates collapse)."""

@@ -21,6 +21,13 @@ from mailsrv.store.maildir import unique_part
 if TYPE_CHECKING:
     from mailsrv.store import Store
 
+def _targets(envelope: Envelope) -> list[Target]:
+    """One target per local user: their INBOX, or the folder a policy check chose."""
+    if envelope.folder is None:
+        return [Target(user) for user in envelope.local_users]
+    return [Target(user, envelope.folder) for user in envelope.local_users]
+
+
 class LocalDelivery:
     """Delivers envelopes to local mailboxes through *store*, logging each attempt."""
 
@@ -39,7 +46,7 @@ class LocalDelivery:
         assert body is not None, "deliver() needs a finished body"
         recipients = envelope.local_users
         try:
-            stored_as = await defer.maybeDeferred(self._store.deliver, [Target(user) for user in recipients], body)
+            stored_as = await defer.maybeDeferred(self._store.deliver, _targets(envelope), body)
         except Exception as e:
             # The store logged the failure with its traceback; this is the audit line.
             self._audit.delivery(envelope.queue_id, recipients, body.wire_size, "failed", reason=type(e).__name__)

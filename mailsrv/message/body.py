@@ -89,23 +89,30 @@ class Body:
             return f.read()
 
     def insert(self, pieces: Sequence[tuple[int, bytes]]) -> "Body":
-        """A new body: this one with each ``(offset, data)`` of *pieces* inserted.
+        """A new body: this one with each ``(offset, data)`` of *pieces* inserted (see :meth:`splice`)."""
+        return self.splice([(offset, 0, data) for offset, data in pieces])
+
+    def splice(self, edits: Sequence[tuple[int, int, bytes]]) -> "Body":
+        """A new body: at each ``(offset, removed, data)`` of *edits*, *removed* octets replaced by *data*.
 
         *data* is wire-form header lines (a check's); *offset* counts disk
-        octets of this body, at a line start, and the offsets ascend.  This
-        body is discarded.  A spooled body is copied, a block at a time, into
-        a new spool file beside it: never held in memory, but blocking, so
-        callers on the reactor thread run it in the disk pool.
+        octets of this body, at a line start, the removed octets are whole
+        lines of it (a header field a check drops), and the edits ascend
+        without overlapping.  This body is discarded.  A spooled body is
+        copied, a block at a time, into a new spool file beside it: never
+        held in memory, but blocking, so callers on the reactor thread run
+        it in the disk pool.
         """
         # The copy stays where this body is: in memory, or spooled beside it.
         spool_dir = os.path.dirname(self.path) if self.path else ""
-        threshold = self.size + sum(len(data) for _, data in pieces) + 1 if self.in_memory else 0
+        threshold = self.size + sum(len(data) for _, _, data in edits) + 1 if self.in_memory else 0
         writer = BodyWriter(spool_dir, threshold, self.body_type)
         with self.open() as f:
             copied = 0
-            for offset, data in pieces:
+            for offset, removed, data in edits:
                 writer.copy_disk_form(f, offset - copied)
-                copied = offset
+                f.seek(removed, os.SEEK_CUR)
+                copied = offset + removed
                 writer.write(data)
             writer.copy_disk_form(f, self.size - copied)
         self.discard()

@@ -27,6 +27,35 @@ def read_header(body: Body) -> bytes:
     there is none).  In the disk form the writer makes, that line is the
     first ``\\n\\n``.
     """
+    return wire.to_wire(disk_header(body))
+
+
+def field_spans(body: Body) -> list[tuple[int, int, bytes]]:
+    """``(offset, length, field)`` in disk octets of every header field of *body*, folded lines included.
+
+    *field* is its disk-form text (LF-ended lines), for a check that
+    removes a field by its value (:class:`mailsrv.policy.Verdict` ``drop``).
+    """
+    spans: list[tuple[int, int, bytes]] = []
+    offset = 0
+    for line in _lf_lines(disk_header(body)):
+        if line[:1] in (b" ", b"\t") and spans:
+            start, length, field = spans[-1]
+            spans[-1] = (start, length + len(line), field + line)
+        else:
+            spans.append((offset, len(line), line))
+        offset += len(line)
+    return spans
+
+
+def _lf_lines(data: bytes) -> list[bytes]:
+    """*data* cut after each LF (a bare CR stays inside its line, as RFC 5322 2.2 wants)."""
+    lines = data.split(b"\n")
+    return [line + b"\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+
+
+def disk_header(body: Body) -> bytes:
+    """The header section of *body* in its disk form, each field LF-ended, without the empty line."""
     data = bytearray()
     with body.open() as f:
         while chunk := f.read(wire.CHUNK):
@@ -38,7 +67,7 @@ def read_header(body: Body) -> bytes:
                 break
     if data[:1] == b"\n":  # an empty header
         return b""
-    return wire.to_wire(bytes(data))
+    return bytes(data)
 
 
 def field_values(header: bytes, name: bytes) -> list[bytes]:

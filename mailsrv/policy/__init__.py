@@ -7,7 +7,10 @@ message (whatever the stage: they go on top of every message the
 connection or the transaction they came from sends, in the order the
 checks ran).  At the ``data`` stage a verdict may also complete the
 message's own header (:attr:`Verdict.fields`: what a submission server adds,
-RFC 6409 8), below the trace headers.
+RFC 6409 8), below the trace headers, drop header fields the message came
+with (:attr:`Verdict.drop`: an Authentication-Results claiming to be ours,
+RFC 8601 5) and send the local copies to a folder (:attr:`Verdict.folder`:
+Junk, for a message its author's domain wants quarantined).
 :class:`Policy` runs the configured checks in order at each stage; the first
 refusal wins and the rest are not asked.  The stages and the order they
 come in, for one connection:
@@ -18,8 +21,9 @@ come in, for one connection:
    syntax was checked, before it is routed), ``data`` once the whole body is
    in (its trace headers included), before it is delivered.
 
-Rate limits, SPF, DKIM, DMARC and DNS blocklists are checks to come; the
-resolver they will use is on the :class:`CheckContext`.  docs/HACKING.rst
+SPF, DKIM, DMARC and ARC are :mod:`mailsrv.policy.senderauth`; rate limits
+and DNS blocklists are checks to come; the resolver they use is on the
+:class:`CheckContext`.  docs/HACKING.rst
 shows how to add one.
 """
 
@@ -44,12 +48,17 @@ class Verdict:
     *headers* go on top of the message (trace-like fields: they describe
     its way here); *fields*, from the ``data`` stage only, go below our
     ``Return-Path`` and ``Received``, just above the client's own header
-    fields (a ``Date:`` the client left out, say).
+    fields (a ``Date:`` the client left out, say).  *drop*, from ``data``
+    only, is ``(offset, length)`` ranges of disk octets of the body that
+    stage was given, each whole header fields, to remove.  *folder* names
+    the folder the local recipients get the message in, ``None`` their INBOX.
     """
 
     reply: Reply | None = None
     headers: tuple[bytes, ...] = ()
     fields: tuple[bytes, ...] = ()
+    drop: tuple[tuple[int, int], ...] = ()
+    folder: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -118,6 +127,8 @@ class Policy:
         ctx = CheckContext(session=session, resolver=self.resolver, disk=self.disk, dns=self.dns)
         headers: tuple[bytes, ...] = ()
         fields: tuple[bytes, ...] = ()
+        drop: tuple[tuple[int, int], ...] = ()
+        folder: str | None = None
         for check in self.checks:
             verdict = getattr(check, stage)(ctx, *args)
             if not isinstance(verdict, Verdict):  # a Deferred or a coroutine
@@ -126,4 +137,7 @@ class Policy:
                 return verdict
             headers += verdict.headers
             fields += verdict.fields
-        return Verdict(headers=headers, fields=fields) if headers or fields else ACCEPT
+            drop += verdict.drop
+            folder = folder or verdict.folder  # the first check that names one
+        combined = Verdict(headers=headers, fields=fields, drop=drop, folder=folder)
+        return combined if combined != ACCEPT else ACCEPT

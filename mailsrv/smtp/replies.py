@@ -102,6 +102,9 @@ SENDER_NOT_OWNED = Reply(553, "5.7.1", "<{address}>: Sender address rejected: no
 AUTHOR_NOT_OWNED = Reply(550, "5.7.1", "<{address}>: From address rejected: not owned by user {user}")
 BAD_AUTHOR = Reply(554, "5.6.0", "Error: the message needs a From: header with addresses that parse")
 
+# -- port 25: sender authentication (RFC 7489 7.3: 5.7.1 for a DMARC rejection) ---
+DMARC_REJECTED = Reply(550, "5.7.1", "Message rejected: it fails DMARC and the policy of {domain} is reject")
+
 # -- the mail transaction (RFC 5321 3.3) -----------------------------------------
 SENDER_OK = Reply(250, "2.1.0", "Ok")
 RECIPIENT_OK = Reply(250, "2.1.5", "Ok")

@@ -38,6 +38,7 @@ from mailsrv.smtp.received import trace_headers, with_protocol
 from mailsrv.smtp.replies import Rejection, Reply
 
 if TYPE_CHECKING:
+    from mailsrv.policy import Verdict
     from mailsrv.smtp.connection import Connection
 
 log = Logger()
@@ -211,15 +212,11 @@ async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
             assert verdict.reply is not None
             server.reject("data", envelope.sender or "<>", verdict.reply)
             return verdict.reply
-        headers = [*server.headers, *transaction.headers, *verdict.headers]  # the order the checks ran in
-        pieces = []
-        if headers:  # on top
-            pieces.append((0, b"".join(headers)))
-        if verdict.fields:  # below our Return-Path and Received, above the client's header
-            pieces.append((transaction.trace_size, b"".join(verdict.fields)))
-        if pieces:
+        edits = _edits(server, transaction, verdict)
+        if edits:
             assert envelope.body is not None
-            envelope.body = await _insert(server, envelope.body, pieces)
+            envelope.body = await _splice(server, envelope.body, edits)
+        envelope.folder = verdict.folder
         if server.kind.submission and server.session.user is not None:
             reply = await _sign(server, envelope)
             if reply is not None:
@@ -246,12 +243,24 @@ async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
         transaction.abort()
 
 
-async def _insert(server: "Connection", body: Body, pieces: list[tuple[int, bytes]]) -> Body:
-    """:meth:`Body.insert`: here for a body in memory (a copy of at most the spool threshold, no
+def _edits(server: "Connection", transaction: Transaction, verdict: Verdict) -> list[tuple[int, int, bytes]]:
+    """What the checks change in the body, as :meth:`Body.splice` edits in the order of the body."""
+    headers = [*server.headers, *transaction.headers, *verdict.headers]  # the order the checks ran in
+    edits = []
+    if headers:  # on top
+        edits.append((0, 0, b"".join(headers)))
+    if verdict.fields:  # below our Return-Path and Received, above the client's header
+        edits.append((transaction.trace_size, 0, b"".join(verdict.fields)))
+    edits.extend((offset, length, b"") for offset, length in verdict.drop)  # fields of the client's header
+    return sorted(edits, key=lambda edit: edit[0])
+
+
+async def _splice(server: "Connection", body: Body, edits: list[tuple[int, int, bytes]]) -> Body:
+    """:meth:`Body.splice`: here for a body in memory (a copy of at most the spool threshold, no
     system call), in the disk pool for a spooled one, whose copy reads and writes files."""
     if body.in_memory:
-        return body.insert(pieces)
-    return await server.ctx.workers.disk.run(body.insert, pieces)
+        return body.splice(edits)
+    return await server.ctx.workers.disk.run(body.splice, edits)
 
 
 async def _report_delivered(server: "Connection", envelope: Envelope, recipients: list[Recipient]) -> None:
@@ -312,7 +321,7 @@ async def _sign(server: "Connection", envelope: Envelope) -> Reply | None:
         signature = await ctx.workers.signing.run(ctx.signer.sign_body, envelope.body)
         if signature is not None:
             below = len(return_path_line(envelope.sender))
-            envelope.body = await _insert(server, envelope.body, [(below, signature)])
+            envelope.body = await _splice(server, envelope.body, [(below, 0, signature)])
     except Exception:
         log.failure("DKIM signing failed for {queue_id}", queue_id=envelope.queue_id)
         return replies.NOT_STORED

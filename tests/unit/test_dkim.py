@@ -241,6 +241,20 @@ def test_openssl_rsa_signs_exactly_as_dkimpy_does(name):
     assert fastrsa.sign(digest, key) == dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, key)
 
 
+@pytest.mark.parametrize("name", ["sha256", "sha1"])
+def test_openssl_rsa_verifies_as_dkimpy_does(name):
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    key = dkim.crypto.parse_pem_private_key(pem)
+    public = {"modulus": key["modulus"], "publicExponent": key["publicExponent"]}
+    digest = hashlib.new(name, b"v=1; a=rsa-sha256; d=example.test; s=s1; h=from:from; b=")
+    signature = dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, key)
+    other = hashlib.new(name, b"something else")
+    for checked, sig in ((digest, signature), (other, signature), (digest, signature[:-1]), (digest, b"")):
+        assert fastrsa.verify(checked, sig, public) == dkim.crypto.RSASSA_PKCS1_v1_5_verify(checked, sig, public)
+    assert fastrsa.verify(digest, signature, public) is True
+
+
 def test_a_signer_makes_dkimpy_sign_rsa_through_openssl(config):
     Signer(KeyRing(keys.dkim_dir(config.data_dir)))
     assert dkim.RSASSA_PKCS1_v1_5_sign is fastrsa.sign

@@ -66,11 +66,13 @@ class FakeStore:
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], bytes]] = []
+        self.folders: list[list[str]] = []
         self.manual = False
         self.pending: list[defer.Deferred[None]] = []
 
     def deliver(self, targets: list[Any], body: Any) -> defer.Deferred[str]:
         self.calls.append(([t.address for t in targets], wire.to_wire(body.read())))
+        self.folders.append([t.folder for t in targets])
         if not self.manual:
             return defer.succeed(STORED_AS)
         d: defer.Deferred[str] = defer.Deferred()

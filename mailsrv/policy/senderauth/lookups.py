@@ -1,0 +1,108 @@
+"""The server's resolver in the shapes pyspf and dkimpy ask for; blocking, for the ``dns`` pool.
+
+Both libraries would otherwise ask the system resolver, behind the
+configured ``[dns]`` (and a test's local name server).  dkimpy takes a
+function per call (``dnsfunc=``): :class:`KeyLookup`.  pyspf has no such
+parameter: every query goes through its module-level ``spf.DNSLookup``,
+which this module replaces once with :func:`_spf_lookup`; that answers
+from the resolver :func:`spf_resolver` set for the calling thread and
+refuses (a temporary error) on a thread that set none, so pyspf never
+reaches the system resolver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Iterator
+
+import dkim
+import dns.exception
+import dns.resolver
+import spf
+
+#: What a lookup ended with, for a result dkimpy reduces to ``False``.
+FOUND, MISSING, FAILED = "found", "missing", "failed"
+
+_thread = threading.local()
+
+
+class TemporaryFailure(Exception):
+    """The resolver gave no answer (timeout, SERVFAIL): the result is a temperror."""
+
+
+def txt(resolver: Any, name: str) -> list[bytes]:
+    """Every TXT record of *name*, each one's strings joined; ``[]`` when there is none (NXDOMAIN, NODATA)."""
+    try:
+        answer = resolver.resolve(name, "TXT", raise_on_no_answer=False)
+    except dns.resolver.NXDOMAIN:
+        return []
+    except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.NoResolverConfiguration) as e:
+        raise TemporaryFailure(f"{name}: {type(e).__name__}") from None
+    except dns.exception.DNSException:  # a name that cannot be asked for (too long, bad label)
+        return []
+    return [b"".join(record.strings) for record in answer]
+
+
+class KeyLookup:
+    """dkimpy's ``dnsfunc``: a DKIM key record (RFC 6376 3.6.2.2), remembering how the last lookup ended.
+
+    dkimpy turns a missing key and a DNS timeout alike into "does not
+    verify"; :attr:`last` tells them apart, for permerror and temperror
+    (RFC 8601 2.7.1).
+    """
+
+    def __init__(self, resolver: Any) -> None:
+        self._resolver = resolver
+        self.last = FOUND
+
+    def __call__(self, name: bytes, timeout: float = 5) -> bytes | None:
+        """The first TXT record of *name* (``None`` if there is none); the resolver's own timeout applies."""
+        try:
+            records = txt(self._resolver, name.decode("ascii", "replace"))
+        except TemporaryFailure as e:
+            self.last = FAILED
+            raise dkim.DnsTimeoutError(str(e)) from None
+        self.last = FOUND if records else MISSING
+        return records[0] if records else None
+
+
+@contextlib.contextmanager
+def spf_resolver(resolver: Any) -> Iterator[None]:
+    """pyspf's lookups on this thread go to *resolver* while the block runs."""
+    _thread.resolver = resolver
+    try:
+        yield
+    finally:
+        _thread.resolver = None
+
+
+def _spf_lookup(name: str, qtype: str, strict: bool = True, timeout: float = 20) -> list[tuple[tuple[str, str], Any]]:
+    """pyspf's ``DNSLookup`` on our resolver: ``((name, type), value)`` pairs as its dnspython variant gives."""
+    resolver = getattr(_thread, "resolver", None)
+    if resolver is None:
+        raise spf.TempError("DNS: no resolver for this thread")
+    try:
+        answer = resolver.resolve(name, qtype, raise_on_no_answer=False)
+    except dns.resolver.NXDOMAIN:
+        return []
+    except dns.exception.Timeout as e:
+        raise spf.TempError(f"DNS {e}") from None
+    except (dns.resolver.NoNameservers, dns.resolver.NoResolverConfiguration) as e:
+        raise spf.TempError(f"DNS {type(e).__name__}") from None
+    except dns.exception.DNSException:
+        return []
+    pairs = []
+    for rdata in answer:
+        if qtype in ("A", "AAAA"):
+            pairs.append(((name, qtype), rdata.address))
+        elif qtype == "MX":
+            pairs.append(((name, qtype), (rdata.preference, rdata.exchange)))
+        elif qtype == "PTR":
+            pairs.append(((name, qtype), rdata.target.to_text(True)))
+        elif qtype in ("TXT", "SPF"):
+            pairs.append(((name, qtype), rdata.strings))
+    return pairs
+
+
+spf.DNSLookup = _spf_lookup
