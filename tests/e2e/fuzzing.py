@@ -32,11 +32,15 @@ from attack import (
 )
 from twistd_server import Server
 
+from mailsrv.config import LimitsConfig
+
 #: Seconds within which every complete input must get a reply or a close.
 REPLY_BOUND = 5.0
 #: Longest line each listener accepts by default (``limits.max_line_length``,
-#: ``limits.imap_max_line_length``); the generator goes past them.
-MAX_LINE = {"smtp": 16 * 1024, "pop3": 16 * 1024, "imap": 64 * 1024}
+#: ``limits.imap_max_line_length``); the generator goes past them.  A
+#: shorter line left unfinished rightly gets no answer.
+_LIMITS = LimitsConfig()
+MAX_LINE = {"smtp": _LIMITS.max_line_length, "pop3": _LIMITS.max_line_length, "imap": _LIMITS.imap_max_line_length}
 #: What ends a command line: SMTP (RFC 5321 2.3.8) and IMAP (RFC 3501 2.2)
 #: need CRLF; POP3 takes a bare LF too, as most servers do.
 LINE_END = {"smtp": b"\r\n", "pop3": b"\n", "imap": b"\r\n"}
