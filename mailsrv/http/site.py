@@ -12,9 +12,10 @@ like every other.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -66,15 +67,34 @@ class LimitedRequest(Request):
         self.channel.loseConnection()
 
 
+class _WithoutQuery:
+    """A request as the access log sees it: its URI without the query string."""
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+    @property
+    def uri(self) -> bytes:
+        return self._request.uri.split(b"?", 1)[0]
+
+
+def access_line(timestamp: str, request: Any) -> str:
+    """twisted.web's combined log line, leaving out the query string: clients put their address there."""
+    return combinedLogFormatter(timestamp, _WithoutQuery(request))
+
+
 class MailSite(Site):
-    """The site of one listener, with the body limit its requests read."""
+    """The site of one listener, with the body limit its requests read and the access lines of :func:`access_line`."""
 
     requestFactory = LimitedRequest
     displayTracebacks = False
     noisy = False
 
     def __init__(self, root: Resource, max_body: int, timeout: float, clock: IReactorTime | None = None) -> None:
-        super().__init__(root, timeout=timeout, reactor=clock)
+        super().__init__(root, timeout=timeout, reactor=clock, logFormatter=access_line)
         self.max_body = max_body
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import plistlib
 from xml.etree import ElementTree
 
@@ -288,3 +289,18 @@ class MetricsTests(HTTPTestCase):
         body = self.fetch("/metrics", kind=Kind.METRICS)[2]
         self.assertEqual(self.sample(body, "mailsrv_queue_messages"), 0)
         self.assertEqual(self.sample(body, "mailsrv_queue_oldest_age_seconds"), 0)
+
+
+class AccessLogTests(HTTPTestCase):
+    def test_access_lines_leave_out_the_query_string(self):
+        """A client's address (``?emailaddress=``) never reaches the log."""
+        out = io.StringIO()
+        factory = make_factory(self.ctx, Kind.HTTP, self.clock)
+        factory.logFile = out
+        channel = factory.buildProtocol(None)
+        channel.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 40000)))
+        channel.dataReceived(b"GET /mail/config-v1.1.xml?emailaddress=alice%40example.test HTTP/1.0\r\n"
+                             b"Host: autoconfig.example.test\r\n\r\n")
+        line = out.getvalue()
+        self.assertIn('"GET /mail/config-v1.1.xml HTTP/1.0" 200', line)
+        self.assertNotIn("alice", line)
