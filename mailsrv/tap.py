@@ -38,6 +38,7 @@ from mailsrv.net.audit import Audit
 from mailsrv.net.limits import ConnectionLimits
 from mailsrv.net.login import IUser, User
 from mailsrv.net.shutdown import OpenSessions
+from mailsrv.net.throttle import LoginThrottle
 from mailsrv.policy import Policy
 from mailsrv.policy.loops import HopLimit
 from mailsrv.policy.senderauth.check import SenderAuthentication
@@ -154,6 +155,7 @@ def assemble(
         audit=audit,
         connections=ConnectionLimits(limits.max_connections, limits.max_connections_per_ip),
         sessions=sessions,
+        throttle=LoginThrottle(config.auth),
         signer=Signer(KeyRing(dkim_dir(config.data_dir))),
         metrics=Metrics(config, audit, sessions),
     )

@@ -93,6 +93,7 @@ AUTH_MALFORMED = Reply(501, "5.5.2", "Error: malformed authentication response")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")  # RFC 4954 6
 AUTH_FAILED = Reply(535, "5.7.8", "Error: authentication failed")  # RFC 4954 6
 AUTH_TEMPORARY = Reply(454, "4.7.0", "Temporary authentication failure")  # RFC 4954 6
+AUTH_LOCKED = Reply(454, "4.7.0", "Too many failed logins, try again later")  # RFC 4954 6
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")  # RFC 4954 6, RFC 6409 4.3
 
 # -- submission: who a user may send as (RFC 6409 6.1, 6.3) ----------------------
