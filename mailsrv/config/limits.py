@@ -49,3 +49,38 @@ class LimitsConfig(Table):
         "no per-address limit (behind haproxy: every connection comes from the proxy's address).",
         at_least(0),
     )
+    smtp_connections_per_ip_minute: int = setting(
+        60, "New connections on port 25 from one client address (an IPv6 /64) per minute; more get 421 4.7.0. "
+        "0: no limit.", at_least(0),
+    )
+    smtp_messages_per_ip_hour: int = setting(
+        1000, "Messages (MAIL commands) on port 25 from one client address per hour; more get 421 4.7.0. 0: no limit.",
+        at_least(0),
+    )
+    smtp_recipients_per_ip_hour: int = setting(
+        5000, "Recipients (RCPT commands) on port 25 from one client address per hour; more get 421 4.7.0. "
+        "0: no limit.", at_least(0),
+    )
+    rates_tracked: int = setting(
+        10000, "Client addresses the per-address rates remember; past that the oldest is forgotten.", at_least(1)
+    )
+    smtp_messages_per_connection: int = setting(
+        100, "Messages in one SMTP connection; the next MAIL gets 421 4.7.0 and the connection closes. 0: no limit.",
+        at_least(0),
+    )
+    smtp_recipients_per_connection: int = setting(
+        1000, "Recipients in one SMTP connection; the next RCPT gets 421 4.7.0 and the connection closes. "
+        "0: no limit.", at_least(0),
+    )
+    smtp_failed_recipients: int = setting(
+        10, "Refused recipients (unknown users, relaying) in one connection before it is closed with 421 4.7.0: "
+        "a dictionary attack. 0: no limit.", at_least(0),
+    )
+    smtp_failed_recipients_before_delay: int = setting(
+        3, "Refused recipients in one connection answered at once; each one after waits a second longer than "
+        "the one before.", at_least(0),
+    )
+    pregreet_wait: int = setting(
+        0, "Seconds port 25 holds its greeting; a client that talks before it (spam software that does not "
+        "wait) gets 421 4.7.0. 0: greet at once. Postfix's postscreen waits 6.", at_least(0),
+    )
