@@ -6,9 +6,19 @@ small server on one machine.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
-from mailsrv.config.schema import Table, at_least, setting
+from mailsrv.config.schema import Invalid, Table, at_least, setting
+
+
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise Invalid(f"{value!r} is not a network like 192.0.2.0/24 or 2001:db8::/32") from None
+    return values
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,12 @@ class LimitsConfig(Table):
     smtp_recipients_per_ip_hour: int = setting(
         5000, "Recipients (RCPT commands) on port 25 from one client address per hour; more get 421 4.7.0. "
         "0: no limit.", at_least(0),
+    )
+    rates_exempt_networks: tuple[str, ...] = setting(
+        ("127.0.0.0/8", "::1/128"),
+        "Client networks the per-address rates and the per-connection message and recipient limits do not "
+        "apply to (local scripts, a webmail, a trusted relay; Postfix exempts its mynetworks the same way).",
+        _networks,
     )
     rates_tracked: int = setting(
         10000, "Client addresses the per-address rates remember; past that the oldest is forgotten.", at_least(1)

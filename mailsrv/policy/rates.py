@@ -3,13 +3,15 @@
 A spam run or a flood shows as volume from one address; these limits make
 such a client wait (``421 4.7.0``: RFC 5321 3.8 lets a server close with it,
 and a real MTA queues and retries, so no mail is lost) while every other
-client is served.  Submission is not limited here: its users log in, and
+client is served.  Clients in ``rates_exempt_networks`` (loopback by
+default) are not counted.  Submission is not limited here: its users log in, and
 the login throttle (:mod:`mailsrv.net.throttle`) guards that.  Addresses
 are counted as the login throttle counts them (an IPv6 /64 as one).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
@@ -24,10 +26,20 @@ if TYPE_CHECKING:
     from mailsrv.address import Mailbox
 
 
+def exempt(limits: LimitsConfig, ip: str) -> bool:
+    """Whether a client at *ip* is in ``[limits] rates_exempt_networks``."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in limits.rates_exempt_networks)
+
+
 class RateLimits(Check):
     """The ``[limits] smtp_*_per_ip_*`` keys, counted on *clock*."""
 
     def __init__(self, limits: LimitsConfig, clock: IReactorTime) -> None:
+        self.limits = limits
         self.clock = clock
         tracked = limits.rates_tracked
         self.connections = RateTable(limits.smtp_connections_per_ip_minute, 60, tracked)
@@ -36,7 +48,7 @@ class RateLimits(Check):
 
     def _count(self, ctx: CheckContext, table: RateTable, reply: replies.Reply) -> Verdict:
         session = ctx.session
-        if session.kind.submission or table.admit(address_key(session.peer_ip), self.clock.seconds()):
+        if session.kind.submission or exempt(self.limits, session.peer_ip) or table.admit(address_key(session.peer_ip), self.clock.seconds()):
             return ACCEPT
         return reject(reply)
 

@@ -61,6 +61,8 @@ class Transaction:
 class SessionCounts:
     """What one connection has done so far, for the ``[limits] smtp_*`` per-connection limits."""
 
+    #: False for a client in ``[limits] rates_exempt_networks``: no message or recipient limit per connection.
+    limited: bool = True
     messages: int = 0
     recipients: int = 0
     #: Recipients refused (unknown users, relaying): a dictionary attack shows here.

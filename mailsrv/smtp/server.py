@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from mailsrv.listeners import Kind
 from mailsrv.net.server import ProtocolFactory, ServerProtocol
+from mailsrv.policy import rates
 from mailsrv.smtp import auth, replies, transaction
 from mailsrv.smtp.connection import SessionCounts, Transaction
 from mailsrv.smtp.replies import Reply
@@ -88,6 +89,7 @@ class SMTPServer(ServerProtocol):
         a client that talks meanwhile did not wait for it, as spam software
         does and no real MTA, and is sent away (its input is never run).
         """
+        self.counts.limited = not rates.exempt(self.ctx.config.limits, self.session.peer_ip)
         wait = self.ctx.config.limits.pregreet_wait
         if wait and not self.kind.submission:
             await task.deferLater(self.clock, wait, lambda: None)

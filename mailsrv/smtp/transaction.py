@@ -55,7 +55,7 @@ async def mail(server: "Connection", rest: bytes) -> Reply:
     if server.transaction is not None:
         return replies.NESTED_MAIL
     per_connection = server.ctx.config.limits.smtp_messages_per_connection
-    if per_connection and server.counts.messages >= per_connection:
+    if per_connection and server.counts.limited and server.counts.messages >= per_connection:
         return replies.MESSAGES_PER_CONNECTION  # a 421: the connection closes
     match = _MAIL.match(rest)
     if match is None:
@@ -100,7 +100,8 @@ async def rcpt(server: "Connection", rest: bytes) -> Reply:
     limits = server.ctx.config.limits
     if len(transaction.recipients) >= limits.max_recipients:
         return replies.TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10
-    if limits.smtp_recipients_per_connection and server.counts.recipients >= limits.smtp_recipients_per_connection:
+    counts = server.counts
+    if limits.smtp_recipients_per_connection and counts.limited and counts.recipients >= limits.smtp_recipients_per_connection:
         return replies.RECIPIENTS_PER_CONNECTION
     path = match.group("path")
     try:

@@ -52,6 +52,11 @@ class ConnectionRate(LimitsTestCase):
         self.clock.advance(60)
         self.assertEqual(self.connect(), GREETING)
 
+    def test_exempt_networks_are_not_counted(self):
+        loopback = IPv4Address("TCP", "127.0.0.1", 40000)  # in rates_exempt_networks by default
+        for _ in range(5):
+            self.assertEqual(self.connect(peer=loopback), GREETING)
+
     def test_submission_is_not_rate_limited_here(self):
         for _ in range(5):
             self.assertEqual(self.connect("submission"), GREETING)
@@ -88,6 +93,12 @@ class PerConnection(LimitsTestCase):
         for _ in range(2):
             self.assertEqual(self.say(b"MAIL FROM:<x@remote.test>\r\nRSET\r\n"), b"250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n")
         self.assert_closed_with(self.say(b"MAIL FROM:<x@remote.test>\r\n"), replies.MESSAGES_PER_CONNECTION)
+
+    def test_exempt_networks_have_no_per_connection_limit(self):
+        self.connect(peer=IPv4Address("TCP", "::1", 40000))
+        self.ehlo()
+        for _ in range(3):
+            self.assertEqual(self.say(b"MAIL FROM:<x@remote.test>\r\nRSET\r\n"), b"250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n")
 
     def test_recipients_per_connection(self):
         self.connect()
