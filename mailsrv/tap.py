@@ -41,6 +41,7 @@ from mailsrv.net.login import IUser, User
 from mailsrv.net.shutdown import OpenSessions
 from mailsrv.net.throttle import LoginThrottle
 from mailsrv.policy import Policy
+from mailsrv.policy.greylist import Greylist
 from mailsrv.policy.loops import HopLimit
 from mailsrv.policy.rates import RateLimits
 from mailsrv.policy.senderauth.check import SenderAuthentication
@@ -150,8 +151,9 @@ def assemble(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory, srs),
         srs=srs,
-        policy=Policy([RateLimits(limits, clock or reactor), AuthRequired(), SenderIsLogin(directory),
-                       CompleteHeader(config.hostname), HopLimit(), *_sender_authentication(config, resolver)],
+        policy=Policy([RateLimits(limits, clock or reactor), Greylist(limits, clock or reactor), AuthRequired(),
+                       SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit(),
+                       *_sender_authentication(config, resolver)],
                       workers.disk, resolver=resolver, dns=workers.dns),
         delivery=LocalDelivery(store, audit),
         workers=workers,

@@ -100,3 +100,14 @@ class LimitsConfig(Table):
         0, "Seconds port 25 holds its greeting; a client that talks before it (spam software that does not "
         "wait) gets 421 4.7.0. 0: greet at once. Postfix's postscreen waits 6.", at_least(0),
     )
+    greylist: bool = setting(
+        False, "Greylist port 25 (RFC 6647): the first RCPT of a new (client /24 or /64, sender, recipient) gets "
+        "451 4.7.1, a retry after greylist_delay passes. Delays the first mail of every new sender.",
+    )
+    greylist_delay: int = setting(300, "Seconds before a greylisted triplet's retry is accepted.", at_least(0))
+    greylist_retry_window: int = setting(
+        4 * 3600, "Seconds after its first attempt within which a triplet must retry, or it starts over.", at_least(1)
+    )
+    greylist_pass_for: int = setting(
+        36 * 86400, "Seconds a triplet that passed keeps passing at once after it was last seen.", at_least(1)
+    )

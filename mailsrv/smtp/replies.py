@@ -68,6 +68,7 @@ RECIPIENT_RATE = Reply(421, "4.7.0", "Error: too many recipients from your addre
 MESSAGES_PER_CONNECTION = Reply(421, "4.7.0", "Error: too many messages in one connection, reconnect")
 RECIPIENTS_PER_CONNECTION = Reply(421, "4.7.0", "Error: too many recipients in one connection, reconnect")
 FAILED_RECIPIENTS = Reply(421, "4.7.0", "Error: too many unknown recipients")
+GREYLISTED = Reply(451, "4.7.1", "Greylisted, try again later")  # RFC 6647: a temporary failure
 PREGREET = Reply(421, "4.7.0", "{host} Error: you talked before the greeting")
 INTERNAL_ERROR = Reply(421, "4.3.0", "{host} Error: internal error")  # RFC 5321 4.2.1: the client retries
 BYE = Reply(221, "2.0.0", "Bye")

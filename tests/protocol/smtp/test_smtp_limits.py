@@ -170,3 +170,34 @@ class LineTimeout(LimitsTestCase):
             self.clock.advance(100)
         self.assertFalse(self.transport.disconnecting)
 
+
+
+class Greylisting(LimitsTestCase):
+    LIMITS = {"greylist": True, "greylist_delay": 300, "greylist_retry_window": 3600}
+    RCPT = b"RCPT TO:<bob@example.test>\r\n"
+
+    def attempt(self, peer: IPv4Address | None = None, sender: bytes = b"x@remote.test") -> bytes:
+        """One new connection's RCPT reply for bob from *sender*."""
+        self.connect(peer=peer)
+        self.say(b"EHLO client.example.net\r\nMAIL FROM:<" + sender + b">\r\n")
+        return self.say(self.RCPT)
+
+    def test_a_new_triplet_must_come_back_after_the_delay(self):
+        greylisted = replies.GREYLISTED.wire()
+        self.assertEqual(self.attempt(), greylisted)
+        self.clock.advance(299)
+        self.assertEqual(self.attempt(), greylisted)  # too soon
+        self.clock.advance(1)
+        # Another host of the same /24 retries, as a sender farm does.
+        self.assertEqual(self.attempt(IPv4Address("TCP", "192.0.2.200", 25)), b"250 2.1.5 Ok\r\n")
+        self.clock.advance(86400)
+        self.assertEqual(self.attempt(), b"250 2.1.5 Ok\r\n")  # known now
+        self.assertEqual(self.attempt(sender=b"y@remote.test"), greylisted)  # another triplet
+
+    def test_a_retry_too_late_starts_over(self):
+        self.attempt()
+        self.clock.advance(3600)
+        self.assertEqual(self.attempt(), replies.GREYLISTED.wire())
+
+    def test_exempt_networks_are_not_greylisted(self):
+        self.assertEqual(self.attempt(IPv4Address("TCP", "127.0.0.1", 25)), b"250 2.1.5 Ok\r\n")
