@@ -22,11 +22,11 @@ guesses at others.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from mailsrv.config.auth import AuthConfig
+from mailsrv.net.session import client_network
 
 
 @dataclass
@@ -87,15 +87,7 @@ class FailureTable:
 
 def address_key(ip: str) -> str:
     """What one client is counted as: its IPv4 address, or its IPv6 /64 (an IPv4-mapped one as IPv4)."""
-    try:
-        address = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
+    return client_network(ip, 32, 64)
 
 
 def account_key(user: str | bytes) -> str:

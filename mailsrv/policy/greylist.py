@@ -17,7 +17,6 @@ its mail.
 
 from __future__ import annotations
 
-import ipaddress
 import weakref
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IReactorTime
 
 from mailsrv.config.limits import LimitsConfig
+from mailsrv.net.session import client_network
 from mailsrv.policy import ACCEPT, Check, CheckContext, Verdict, reject
 from mailsrv.policy.rates import exempt
 from mailsrv.smtp import replies
@@ -32,16 +32,6 @@ from mailsrv.smtp import replies
 if TYPE_CHECKING:
     from mailsrv.address import Mailbox
     from mailsrv.net.session import Session
-
-
-def client_network(ip: str) -> str:
-    """The client part of a triplet: the /24 or /64 around *ip*."""
-    try:
-        address = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return ip
-    prefix = 24 if address.version == 4 else 64
-    return str(ipaddress.ip_network((address, prefix), strict=False))
 
 
 class Greylist(Check):
@@ -66,7 +56,7 @@ class Greylist(Check):
         if not limits.greylist or session.kind.submission or exempt(limits, session.peer_ip):
             return ACCEPT
         now = self.clock.seconds()
-        key = (client_network(session.peer_ip), self._senders.get(session, ""), str(recipient).lower())
+        key = (client_network(session.peer_ip, 24, 64), self._senders.get(session, ""), str(recipient).lower())
         self._expire(now)
         seen = self._triplets.pop(key, None)
         if seen is not None:

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.net.rates import RateTable
+from mailsrv.net.session import parse_ip
 from mailsrv.net.throttle import address_key
 from mailsrv.policy import ACCEPT, Check, CheckContext, Verdict, reject
 from mailsrv.smtp import replies
@@ -28,11 +29,8 @@ if TYPE_CHECKING:
 
 def exempt(limits: LimitsConfig, ip: str) -> bool:
     """Whether a client at *ip* is in ``[limits] rates_exempt_networks``."""
-    try:
-        address = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return False
-    return any(address in ipaddress.ip_network(net, strict=False) for net in limits.rates_exempt_networks)
+    address = parse_ip(ip)
+    return address is not None and any(address in ipaddress.ip_network(net, strict=False) for net in limits.rates_exempt_networks)
 
 
 class RateLimits(Check):
