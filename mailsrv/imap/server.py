@@ -401,7 +401,8 @@ class IMAPServer(ServerProtocol):
             avatar, logout = await login(self.ctx.portal, self.ctx.audit, self.session, credentials, IUser, mechanism,
                                          self.ctx.throttle, self.clock)
         except LoginFailed as e:
-            raise no(LOGIN_LOCKED if e.locked else LOGIN_UNAVAILABLE if e.temporary else AUTHENTICATION_FAILED) from None
+            refusal = LOGIN_LOCKED if e.locked else LOGIN_UNAVAILABLE if e.temporary else AUTHENTICATION_FAILED
+            raise no(refusal) from None
         if not self.hold_login(logout):
             return
         self.account = Account(self.ctx.store.user(avatar.address))

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 def exempt(limits: LimitsConfig, ip: str) -> bool:
     """Whether a client at *ip* is in ``[limits] rates_exempt_networks``."""
     address = parse_ip(ip)
-    return address is not None and any(address in ipaddress.ip_network(net, strict=False) for net in limits.rates_exempt_networks)
+    networks = limits.rates_exempt_networks
+    return address is not None and any(address in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
 class RateLimits(Check):
@@ -46,7 +47,9 @@ class RateLimits(Check):
 
     def _count(self, ctx: CheckContext, table: RateTable, reply: replies.Reply) -> Verdict:
         session = ctx.session
-        if session.kind.submission or exempt(self.limits, session.peer_ip) or table.admit(address_key(session.peer_ip), self.clock.seconds()):
+        if session.kind.submission or exempt(self.limits, session.peer_ip):
+            return ACCEPT
+        if table.admit(address_key(session.peer_ip), self.clock.seconds()):
             return ACCEPT
         return reject(reply)
 

@@ -101,7 +101,8 @@ async def rcpt(server: "Connection", rest: bytes) -> Reply:
     if len(transaction.recipients) >= limits.max_recipients:
         return replies.TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10
     counts = server.counts
-    if limits.smtp_recipients_per_connection and counts.limited and counts.recipients >= limits.smtp_recipients_per_connection:
+    per_connection = limits.smtp_recipients_per_connection
+    if per_connection and counts.limited and counts.recipients >= per_connection:
         return replies.RECIPIENTS_PER_CONNECTION
     path = match.group("path")
     try:
