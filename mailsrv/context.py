@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mailsrv.net.audit import Audit
     from mailsrv.net.limits import ConnectionLimits
     from mailsrv.net.shutdown import OpenSessions
+    from mailsrv.net.throttle import LoginThrottle
     from mailsrv.policy import Policy
     from mailsrv.store import Store
     from mailsrv.workers import Workers
@@ -51,6 +52,8 @@ class ServerContext:
     connections: "ConnectionLimits"
     #: Every session not ended yet, which a stopping server closes.
     sessions: "OpenSessions"
+    #: Failed logins per address and account, shared by SMTP AUTH, POP3 and IMAP.
+    throttle: "LoginThrottle"
     #: Signs what authenticated users submit (:mod:`mailsrv.dkim`); ``None`` signs nothing.
     signer: "Signer | None" = None
     #: Where mail for remote recipients goes; ``None`` until the queue exists.

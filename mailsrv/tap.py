@@ -17,6 +17,7 @@ from typing import Any
 from twisted.application import service
 from twisted.cred.portal import Portal
 from twisted.internet import reactor
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.python import usage
@@ -38,8 +39,11 @@ from mailsrv.net.audit import Audit
 from mailsrv.net.limits import ConnectionLimits
 from mailsrv.net.login import IUser, User
 from mailsrv.net.shutdown import OpenSessions
+from mailsrv.net.throttle import LoginThrottle
 from mailsrv.policy import Policy
+from mailsrv.policy.greylist import Greylist
 from mailsrv.policy.loops import HopLimit
+from mailsrv.policy.rates import RateLimits
 from mailsrv.policy.senderauth.check import SenderAuthentication
 from mailsrv.policy.submission import AuthRequired, CompleteHeader, SenderIsLogin
 from mailsrv.reload import Reloader
@@ -130,11 +134,12 @@ def _protocol_factory(ctx: ServerContext, kind: Kind) -> ServerFactory:
 
 def assemble(
     config: configuration.Config, *, store: Store, directory: Directory, portal: Portal, tls: Any,
-    workers: Workers, resolver: Any = None, srs: Rewriter | None = None,
+    workers: Workers, resolver: Any = None, srs: Rewriter | None = None, clock: IReactorTime | None = None,
 ) -> ServerContext:
     """The context around the given parts: routing, policy, delivery, audit and limits are derived.
 
-    *srs* rewrites the senders of forwarded mail; without it nothing is forwarded.
+    *srs* rewrites the senders of forwarded mail; without it nothing is forwarded.  *clock*
+    (the reactor unless a test passes a ``task.Clock``) times the rate limits.
 
     :func:`build_context` passes the real parts, tests their fakes; both get
     the same wiring.  The policy checks are listed here, in the order they run.
@@ -146,7 +151,8 @@ def assemble(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory, srs),
         srs=srs,
-        policy=Policy([AuthRequired(), SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit(),
+        policy=Policy([RateLimits(limits, clock or reactor), Greylist(limits, clock or reactor), AuthRequired(),
+                       SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit(),
                        *_sender_authentication(config, resolver)],
                       workers.disk, resolver=resolver, dns=workers.dns),
         delivery=LocalDelivery(store, audit),
@@ -154,6 +160,7 @@ def assemble(
         audit=audit,
         connections=ConnectionLimits(limits.max_connections, limits.max_connections_per_ip),
         sessions=sessions,
+        throttle=LoginThrottle(config.auth),
         signer=Signer(KeyRing(dkim_dir(config.data_dir))),
         metrics=Metrics(config, audit, sessions),
     )

@@ -67,7 +67,7 @@ class FakeChecker:
 
 def make_context(
     config: configuration.Config, *, store: Any = None, directory: Any = None, checker: Any = None,
-    tls_options: Any = None, resolver: Any = None,
+    tls_options: Any = None, resolver: Any = None, clock: Any = None,
 ) -> ServerContext:
     """A context wired as tap.py wires it: real store (in ``config.mail_dir``) and directory
     (``config.users_file``) unless given, fake checker, inline workers, the config's connection limits;
@@ -82,6 +82,7 @@ def make_context(
         workers=workers,
         srs=Rewriter(TEST_SRS_SECRET, config.domains),
         resolver=resolver,
+        clock=clock,
     )
 
 

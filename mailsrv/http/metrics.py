@@ -91,7 +91,7 @@ class Metrics:
                                    registry=r)
         self.sessions_logged_in = Gauge("mailsrv_sessions_logged_in", "Open connections with a login.",
                                         ["protocol", "kind"], registry=r)
-        self.logins = Counter("mailsrv_logins", "Login attempts by protocol and result (ok, failed, refused, "
+        self.logins = Counter("mailsrv_logins", "Login attempts by protocol and result (ok, failed, locked, refused, "
                               "tempfail).", ["protocol", "result"], registry=r)
         self.transactions = Counter("mailsrv_smtp_transactions", "SMTP mail transactions by reply code "
                                     "(or aborted).", ["kind", "result"], registry=r)

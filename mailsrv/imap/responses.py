@@ -92,6 +92,7 @@ SERVER_FAILURE = b"[SERVERBUG] Internal server error, try again later"  # RFC 55
 IN_USE = b"[INUSE] The mailbox is locked by another program, try again later"  # RFC 5530 3
 AUTHENTICATION_FAILED = b"[AUTHENTICATIONFAILED] Authentication failed"  # RFC 5530 3: bad user name or password
 LOGIN_UNAVAILABLE = b"[UNAVAILABLE] Temporary failure, try again later"  # RFC 5530 3: the password was not checked
+LOGIN_LOCKED = b"[UNAVAILABLE] Too many failed logins, try again later"  # RFC 5530 3: not checked, temporary
 
 
 def store_error(error: StoreError, missing: bytes = NONEXISTENT) -> CommandError:

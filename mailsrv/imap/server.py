@@ -36,7 +36,7 @@ from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
 from mailsrv.imap.reading import read_command
 from mailsrv.imap.responses import (
-    AUTHENTICATION_FAILED, BAD, LOGIN_UNAVAILABLE, NO, OK, SERVER_FAILURE, CommandError, Result, bad, no, store_error,
+    AUTHENTICATION_FAILED, BAD, LOGIN_LOCKED, LOGIN_UNAVAILABLE, NO, OK, SERVER_FAILURE, CommandError, Result, bad, no, store_error,
 )
 from mailsrv.imap.selection import Selection
 from mailsrv.imap.syntax import is_tag
@@ -398,9 +398,11 @@ class IMAPServer(ServerProtocol):
 
     async def _login(self, credentials: Any, mechanism: str) -> None:
         try:
-            avatar, logout = await login(self.ctx.portal, self.ctx.audit, self.session, credentials, IUser, mechanism)
+            avatar, logout = await login(self.ctx.portal, self.ctx.audit, self.session, credentials, IUser, mechanism,
+                                         self.ctx.throttle, self.clock)
         except LoginFailed as e:
-            raise no(LOGIN_UNAVAILABLE if e.temporary else AUTHENTICATION_FAILED) from None
+            refusal = LOGIN_LOCKED if e.locked else LOGIN_UNAVAILABLE if e.temporary else AUTHENTICATION_FAILED
+            raise no(refusal) from None
         if not self.hold_login(logout):
             return
         self.account = Account(self.ctx.store.user(avatar.address))

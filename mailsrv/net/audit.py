@@ -2,7 +2,7 @@
 
 Every protocol reports through here, so a login failure reads the same
 whether it came over SMTP AUTH, POP3 or IMAP, and one fail2ban filter
-(``docs/fail2ban/mailsrv.conf``) matches all of them::
+(``etc/fail2ban/filter.d/mailsrv.conf``) matches all of them::
 
     login failed: protocol=imap kind=imaps client_ip=192.0.2.7 user=bob@example.test mechanism=PLAIN
 
@@ -86,8 +86,9 @@ class Audit:
             observer(event, result, pairs)
 
     def login(self, session: Session, user: str | bytes, mechanism: str, result: str, reason: str = "") -> None:
-        """A login attempt: *result* ``ok``, ``failed`` (bad credentials), ``refused``
-        (not allowed here, e.g. before TLS) or ``tempfail`` (our fault, try again)."""
+        """A login attempt: *result* ``ok``, ``failed`` (bad credentials), ``locked`` (refused
+        unchecked: too many failures, :mod:`mailsrv.net.throttle`), ``refused`` (not allowed
+        here, e.g. before TLS) or ``tempfail`` (our fault, try again)."""
         if isinstance(user, bytes):
             user = user.decode("utf-8", "replace")
         pairs = {

@@ -1,9 +1,9 @@
 """Checking a login through the portal, the same way for every protocol.
 
 Each protocol used to log in with its own copy of the RFC 4616 authzid rule
-and its own log line; here the rule, the portal call, the audit line and the
-meaning of each failure are one function, and the protocol only maps the
-outcome to its reply.
+and its own log line; here the rule, the throttle (:mod:`mailsrv.net.throttle`),
+the portal call, the audit line and the meaning of each failure are one
+function, and the protocol only maps the outcome to its reply.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.cred.error import LoginDenied, UnauthorizedLogin
+from twisted.internet import task
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 from zope.interface.interface import InterfaceClass
@@ -18,6 +20,7 @@ from zope.interface.interface import InterfaceClass
 from mailsrv.accounts.cred import HashingQueueFull, PlainCredentials
 from mailsrv.net.audit import Audit
 from mailsrv.net.session import Session
+from mailsrv.net.throttle import LoginThrottle
 
 log = Logger()
 
@@ -39,31 +42,38 @@ class User:
 
 
 class LoginFailed(Exception):
-    """The login did not succeed; ``temporary`` means "our fault, try again later"."""
+    """The login did not succeed; ``temporary`` means "our fault, try again later", ``locked``
+    that too many failures locked the address or account out (also temporary)."""
 
-    def __init__(self, temporary: bool) -> None:
-        super().__init__("temporary failure" if temporary else "bad credentials")
-        self.temporary = temporary
+    def __init__(self, temporary: bool, locked: bool = False) -> None:
+        super().__init__("locked out" if locked else "temporary failure" if temporary else "bad credentials")
+        self.temporary = temporary or locked
+        self.locked = locked
 
 
 async def login(
-    portal: Any, audit: Audit, session: Session, credentials: Any, interface: InterfaceClass, mechanism: str
+    portal: Any, audit: Audit, session: Session, credentials: Any, interface: InterfaceClass, mechanism: str,
+    throttle: LoginThrottle, clock: IReactorTime,
 ) -> tuple[Any, Callable[[], None]]:
     """Log in; ``(avatar, logout)``, with ``session.user`` set, or :class:`LoginFailed`.
 
-    The avatar must have an ``address`` (the canonical user address).
+    The avatar must have an ``address`` (the canonical user address).  A
+    locked-out address or account is refused at once; a failure is
+    answered after the throttle's delay on *clock*.
     """
     user = credentials.username
+    ip = session.peer_ip
+    if throttle.locked(ip, user, clock.seconds()):
+        audit.login(session, user, mechanism, "locked", "too many failures")
+        raise LoginFailed(temporary=True, locked=True)
     if isinstance(credentials, PlainCredentials) and not credentials.acts_as_itself():
         # RFC 4616 2: an authzid the user may not act as MUST fail the
         # login, and no user may act as another here.
-        audit.login(session, user, mechanism, "failed", "authzid is not the user")
-        raise LoginFailed(temporary=False)
+        await _failed(audit, session, user, mechanism, throttle, clock, "authzid is not the user")
     try:
         _, avatar, logout = await portal.login(credentials, None, interface)
     except (UnauthorizedLogin, LoginDenied):
-        audit.login(session, user, mechanism, "failed")
-        raise LoginFailed(temporary=False) from None
+        await _failed(audit, session, user, mechanism, throttle, clock)
     except HashingQueueFull as e:
         audit.login(session, user, mechanism, "tempfail", str(e))
         raise LoginFailed(temporary=True) from None
@@ -72,5 +82,18 @@ async def login(
         audit.login(session, user, mechanism, "tempfail", "internal error")
         raise LoginFailed(temporary=True) from None
     session.user = avatar.address
+    throttle.succeeded(user)
     audit.login(session, user, mechanism, "ok")
     return avatar, logout
+
+
+async def _failed(
+    audit: Audit, session: Session, user: str | bytes, mechanism: str, throttle: LoginThrottle,
+    clock: IReactorTime, reason: str = "",
+) -> None:
+    """Log and count a failure, hold the reply for the throttle's delay, then raise :class:`LoginFailed`."""
+    audit.login(session, user, mechanism, "failed", reason)
+    delay = throttle.failed(session.peer_ip, user, clock.seconds())
+    if delay:
+        await task.deferLater(clock, delay, lambda: None)
+    raise LoginFailed(temporary=False)

@@ -22,6 +22,8 @@ High-level approach (one coroutine per connection, :meth:`CommandPump._serve`):
   command is run and :meth:`~CommandPump.drain` makes streaming responses
   (FETCH, RETR) wait, so a client that does not read never makes the server
   buffer without bound.
+- The idle timeout counts from the last complete line (or raw input: a
+  body, a literal), so a line that never ends times out too.
 - :meth:`~CommandPump.discard_input` throws away what was pipelined behind
   STARTTLS/STLS (RFC 3207 6, RFC 2595 3.1); :meth:`~CommandPump.start_deflate`
   turns what follows into DEFLATE both ways, input pipelined behind the
@@ -228,7 +230,6 @@ class CommandPump(Protocol):
         """Buffer *data*, wake a waiting read; stop reading if a busy command leaves input waiting."""
         if self.closing:
             return
-        self._reset_idle()
         if self.deflate is None:
             self._take_input(data)
         else:
@@ -237,6 +238,8 @@ class CommandPump(Protocol):
 
     def _take_input(self, data: bytes) -> None:
         self.input.append(data)
+        if self._raw_reader is not None:
+            self._reset_idle()  # a literal or a message body arriving is progress, packet by packet
         self._feed_waiter()
         if self._waiter is None and len(self.input) and not self._reading_paused and not self.closing:
             self._reading_paused = True
@@ -300,6 +303,7 @@ class CommandPump(Protocol):
         line = self.input.next_line()
         if line is not None:
             self._waiter = None
+            self._reset_idle()
             waiter.callback(line)
 
     def _need_input(self) -> None:
@@ -321,6 +325,7 @@ class CommandPump(Protocol):
             return defer.fail(ConnectionGone())
         line = self.input.next_line()
         if line is not None:
+            self._reset_idle()
             return defer.succeed(line)
         waiter = self._waiter = defer.Deferred()
         self._need_input()  # may fire it at once, from compressed input held back
@@ -471,6 +476,11 @@ class CommandPump(Protocol):
             waiter.errback(ConnectionGone())
 
     # -- idle timeout --------------------------------------------------------
+    #
+    # The timer restarts when a line is complete (or a raw read such as a
+    # DATA body or a literal makes progress), not on every packet: a client
+    # that trickles a line one octet at a time, never finishing it, holds
+    # the connection for ``idle_timeout`` at most (RFC 5321 4.5.3.2.7).
 
     def _reset_idle(self) -> None:
         if self.idle_timeout is None or self.closing:

@@ -16,12 +16,35 @@ from twisted.internet.interfaces import ISSLTransport
 from mailsrv.listeners import Kind
 
 
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8 and ::1 (a scope suffix such as ``%lo`` allowed)."""
+def parse_ip(host: str) -> "ipaddress.IPv4Address | ipaddress.IPv6Address | None":
+    """*host* as an address (a scope suffix such as ``%lo`` allowed), ``None`` if it is not one."""
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8 and ::1."""
+    address = parse_ip(host)
+    return address is not None and address.is_loopback
+
+
+def client_network(host: str, ipv4_prefix: int, ipv6_prefix: int) -> str:
+    """The network of *ipv4_prefix* or *ipv6_prefix* bits around *host* (an IPv4-mapped
+    address as IPv4), as text; *host* itself if it is not an address.
+
+    What limits count as one client: a host rarely holds one IPv6 address
+    only, and senders retry from other hosts of their network.
+    """
+    address = parse_ip(host)
+    if address is None:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = ipv4_prefix if address.version == 4 else ipv6_prefix
+    network = ipaddress.ip_network((address, prefix), strict=False)
+    return str(network.network_address) if prefix == network.max_prefixlen else str(network)
 
 
 @dataclass(eq=False)

@@ -22,6 +22,9 @@ BEGIN_TLS = b"Begin TLS negotiation"  # RFC 2595 4
 
 PLAINTEXT_REFUSED = b"[AUTH] Plaintext authentication disallowed on non-secure connections"  # RFC 3206 4
 BAD_CREDENTIALS = b"[AUTH] Invalid credentials"  # RFC 3206 4
+#: RFC 3206 4: [AUTH] covers "an attempt to authenticate in violation of policy"; [IN-USE] (RFC 2449 8.1.1)
+#: would claim the login succeeded and the maildrop is busy.
+LOCKED_OUT = b"[AUTH] Too many failed logins, try again later"
 SEND_PASS = b"Send PASS"
 USER_FIRST = b"USER first"
 LOGGED_IN = b"Logged in."

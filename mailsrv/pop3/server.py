@@ -248,9 +248,10 @@ class POP3Server(ServerProtocol):
 
     async def _login(self, credentials: UsernamePassword, mechanism: str) -> None:
         try:
-            avatar, logout = await login(self.ctx.portal, self.ctx.audit, self.session, credentials, IUser, mechanism)
+            avatar, logout = await login(self.ctx.portal, self.ctx.audit, self.session, credentials, IUser, mechanism,
+                                         self.ctx.throttle, self.clock)
         except LoginFailed as e:
-            self.err(replies.TEMPORARY if e.temporary else replies.BAD_CREDENTIALS)
+            self.err(replies.LOCKED_OUT if e.locked else replies.TEMPORARY if e.temporary else replies.BAD_CREDENTIALS)
             return
         try:
             maildrop = await Maildrop.open(self.ctx.store.user(avatar.address))

@@ -68,8 +68,11 @@ async def authenticate(server: "Connection", rest: bytes) -> Reply:
         return replies.AUTH_MALFORMED
     ctx = server.ctx
     try:
-        _, logout = await login(ctx.portal, ctx.audit, session, credentials, IUser, mechanism.decode("ascii"))
+        _, logout = await login(ctx.portal, ctx.audit, session, credentials, IUser, mechanism.decode("ascii"),
+                                ctx.throttle, server.clock)
     except LoginFailed as e:
+        if e.locked:
+            return replies.AUTH_LOCKED
         return replies.AUTH_TEMPORARY if e.temporary else replies.AUTH_FAILED
     server.hold_login(logout)  # False only when the connection is gone: nobody reads the reply
     return replies.AUTH_OK

@@ -24,6 +24,7 @@ from mailsrv.smtp.replies import Reply
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+    from twisted.internet.interfaces import IReactorTime
 
     from mailsrv.context import ServerContext
 
@@ -56,6 +57,18 @@ class Transaction:
             self.envelope.body = None
 
 
+@dataclass
+class SessionCounts:
+    """What one connection has done so far, for the ``[limits] smtp_*`` per-connection limits."""
+
+    #: False for a client in ``[limits] rates_exempt_networks``: no message or recipient limit per connection.
+    limited: bool = True
+    messages: int = 0
+    recipients: int = 0
+    #: Recipients refused (unknown users, relaying): a dictionary attack shows here.
+    failed_recipients: int = 0
+
+
 class Connection(Protocol):
     """One SMTP connection, as a command sees it."""
 
@@ -67,6 +80,9 @@ class Connection(Protocol):
     esmtp: bool
     #: The open mail transaction, between MAIL and the end of DATA.
     transaction: "Transaction | None"
+    counts: SessionCounts
+    #: The reactor, or a test's ``task.Clock``.
+    clock: "IReactorTime"
 
     @property
     def headers(self) -> tuple[bytes, ...]:

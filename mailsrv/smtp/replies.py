@@ -61,6 +61,15 @@ TIMEOUT = Reply(421, "4.4.2", "{host} Error: timeout exceeded")  # RFC 5321 4.5.
 # RFC 5321 3.8: a server that must shut down answers 421; RFC 3463 3.5: 4.3.2
 SHUTTING_DOWN = Reply(421, "4.3.2", "{host} Service shutting down, closing transmission channel")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "{host} Error: too many errors")  # RFC 5321 4.3.2
+# -- rate limits and connection hygiene: 421 closes (RFC 5321 3.8), RFC 3463 X.7.0 (policy) ---------
+CONNECTION_RATE = Reply(421, "4.7.0", "Error: too many connections from your address, try again later")
+MESSAGE_RATE = Reply(421, "4.7.0", "Error: too many messages from your address, try again later")
+RECIPIENT_RATE = Reply(421, "4.7.0", "Error: too many recipients from your address, try again later")
+MESSAGES_PER_CONNECTION = Reply(421, "4.7.0", "Error: too many messages in one connection, reconnect")
+RECIPIENTS_PER_CONNECTION = Reply(421, "4.7.0", "Error: too many recipients in one connection, reconnect")
+FAILED_RECIPIENTS = Reply(421, "4.7.0", "Error: too many unknown recipients")
+GREYLISTED = Reply(451, "4.7.1", "Greylisted, try again later")  # RFC 6647: a temporary failure
+PREGREET = Reply(421, "4.7.0", "{host} Error: you talked before the greeting")
 INTERNAL_ERROR = Reply(421, "4.3.0", "{host} Error: internal error")  # RFC 5321 4.2.1: the client retries
 BYE = Reply(221, "2.0.0", "Bye")
 OK = Reply(250, "2.0.0", "Ok")
@@ -93,6 +102,7 @@ AUTH_MALFORMED = Reply(501, "5.5.2", "Error: malformed authentication response")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")  # RFC 4954 6
 AUTH_FAILED = Reply(535, "5.7.8", "Error: authentication failed")  # RFC 4954 6
 AUTH_TEMPORARY = Reply(454, "4.7.0", "Temporary authentication failure")  # RFC 4954 6
+AUTH_LOCKED = Reply(454, "4.7.0", "Too many failed logins, try again later")  # RFC 4954 6
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")  # RFC 4954 6, RFC 6409 4.3
 
 # -- submission: who a user may send as (RFC 6409 6.1, 6.3) ----------------------

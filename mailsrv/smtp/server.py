@@ -18,14 +18,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Awaitable
 
+from twisted.internet import task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.listeners import Kind
 from mailsrv.net.server import ProtocolFactory, ServerProtocol
+from mailsrv.policy import rates
 from mailsrv.smtp import auth, replies, transaction
-from mailsrv.smtp.connection import Transaction
+from mailsrv.smtp.connection import SessionCounts, Transaction
 from mailsrv.smtp.replies import Reply
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ class SMTPServer(ServerProtocol):
         self.helo: str | None = None
         self.esmtp = False
         self.transaction: Transaction | None = None
+        self.counts = SessionCounts()
         # Header lines the connect and HELO checks asked to add to every message of the session.
         self._connect_headers: tuple[bytes, ...] = ()
         self._helo_headers: tuple[bytes, ...] = ()
@@ -67,9 +70,11 @@ class SMTPServer(ServerProtocol):
         self.ctx.audit.rejection(self.session, stage, subject, reply.wire().decode("ascii").strip())
 
     def answer(self, reply: Reply) -> None:
-        """Send *reply*; too many command errors end the session (RFC 5321 4.3.2: 421)."""
+        """Send *reply*; a 421 closes (RFC 5321 3.8), too many command errors end the session (4.3.2: 421)."""
         self.write(reply.wire())
-        if reply.code in replies.COMMAND_ERROR_CODES:
+        if reply.code == 421:
+            self.close()
+        elif reply.code in replies.COMMAND_ERROR_CODES:
             self._errors += 1
             if self._errors >= self.ctx.config.limits.max_command_errors:
                 self.write(replies.TOO_MANY_ERRORS(host=self.host).wire())
@@ -78,7 +83,23 @@ class SMTPServer(ServerProtocol):
     # -- connection hooks --------------------------------------------------
 
     async def welcome(self) -> None:
-        """RFC 5321 4.2: ``220 domain``, unless a connect check refuses (3.1: 554 instead)."""
+        """RFC 5321 4.2: ``220 domain``, unless a connect check refuses (3.1: 554 instead).
+
+        Port 25 first holds the greeting ``[limits] pregreet_wait`` seconds:
+        a client that talks meanwhile did not wait for it, as spam software
+        does and no real MTA, and is sent away (its input is never run).
+        """
+        self.counts.limited = not rates.exempt(self.ctx.config.limits, self.session.peer_ip)
+        wait = self.ctx.config.limits.pregreet_wait
+        if wait and not self.kind.submission:
+            await task.deferLater(self.clock, wait, lambda: None)
+            if self.closing:
+                return
+            if len(self.input):
+                self.reject("connect", self.session.peer_ip, replies.PREGREET(host=self.host))
+                self.write(replies.PREGREET(host=self.host).wire())
+                self.close()
+                return
         verdict = await self.ctx.policy.run("connect", self.session)
         if not verdict.accepted:
             assert verdict.reply is not None

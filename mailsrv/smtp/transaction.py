@@ -20,6 +20,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from twisted.internet import task
 from twisted.logger import Logger
 
 from mailsrv.address import AddressSyntaxError, Mailbox, parse_path
@@ -53,6 +54,9 @@ async def mail(server: "Connection", rest: bytes) -> Reply:
         return replies.HELO_FIRST  # RFC 5321 4.1.4
     if server.transaction is not None:
         return replies.NESTED_MAIL
+    per_connection = server.ctx.config.limits.smtp_messages_per_connection
+    if per_connection and server.counts.limited and server.counts.messages >= per_connection:
+        return replies.MESSAGES_PER_CONNECTION  # a 421: the connection closes
     match = _MAIL.match(rest)
     if match is None:
         return replies.SYNTAX(usage="MAIL FROM:<address>")
@@ -76,6 +80,7 @@ async def mail(server: "Connection", rest: bytes) -> Reply:
     envelope = Envelope(queue_id=new_queue_id(), sender="" if sender is None else str(sender), ret=params.ret,
                         envid=params.envid, require_tls=params.require_tls)
     server.transaction = Transaction(params=params, envelope=envelope, headers=list(verdict.headers))
+    server.counts.messages += 1
     return replies.SENDER_OK
 
 
@@ -92,8 +97,13 @@ async def rcpt(server: "Connection", rest: bytes) -> Reply:
     match = _RCPT.match(rest)
     if match is None:
         return replies.SYNTAX(usage="RCPT TO:<address>")
-    if len(transaction.recipients) >= server.ctx.config.limits.max_recipients:
+    limits = server.ctx.config.limits
+    if len(transaction.recipients) >= limits.max_recipients:
         return replies.TOO_MANY_RECIPIENTS  # RFC 5321 4.5.3.1.10
+    counts = server.counts
+    per_connection = limits.smtp_recipients_per_connection
+    if per_connection and counts.limited and counts.recipients >= per_connection:
+        return replies.RECIPIENTS_PER_CONNECTION
     path = match.group("path")
     try:
         request = parse_rcpt_params(match.group("params") or b"")
@@ -103,9 +113,31 @@ async def rcpt(server: "Connection", rest: bytes) -> Reply:
     except Rejection as e:
         return e.reply
     reply = await _accept_recipient(server, transaction, recipient, request)
-    if reply.is_error:
-        transaction.rejected.append(str(recipient))
-        server.reject("rcpt", str(recipient), reply)
+    if not reply.is_error:
+        server.counts.recipients += 1
+        return reply
+    transaction.rejected.append(str(recipient))
+    server.reject("rcpt", str(recipient), reply)
+    if reply.code == 421:
+        return reply
+    return await _refused_recipient(server, reply)
+
+
+async def _refused_recipient(server: "Connection", reply: Reply) -> Reply:
+    """Answer a refused recipient: later and later after the first few, then 421 (a dictionary attack).
+
+    The wait is a timer: the session reads nothing more meanwhile (a
+    pipelining client waits too), and nothing else waits for it.
+    """
+    limits = server.ctx.config.limits
+    counts = server.counts
+    counts.failed_recipients += 1
+    if limits.smtp_failed_recipients and counts.failed_recipients >= limits.smtp_failed_recipients:
+        server.answer(reply)
+        return replies.FAILED_RECIPIENTS
+    delay = counts.failed_recipients - limits.smtp_failed_recipients_before_delay
+    if delay > 0:
+        await task.deferLater(server.clock, delay, lambda: None)
     return reply
 
 

@@ -73,8 +73,10 @@ def attacker_source(index: int) -> str:
     return f"127.0.0.{index + 2}"
 
 
-def attack_server(root: str, users: Iterable[str] = ("alice@example.test",)) -> Server:
+def attack_server(root: str, users: Iterable[str] = ("alice@example.test",), auth: str = "") -> Server:
     """A configured (not yet started) server with *users*, taking plaintext logins on loopback.
+
+    *auth* is more ``[auth]`` lines (the throttle's, say).
 
     ``auth.allow_plaintext_auth_on_loopback`` lets the attackers log in on
     the plaintext ports (IMAP LOGIN, POP3 USER/PASS, SMTP AUTH on 587)
@@ -83,7 +85,7 @@ def attack_server(root: str, users: Iterable[str] = ("alice@example.test",)) -> 
     measured against what an admin gets out of the box.
     """
     os.makedirs(root, exist_ok=True)
-    server = Server(root, extra_config="[auth]\nallow_plaintext_auth_on_loopback = true\n")
+    server = Server(root, extra_config="[auth]\nallow_plaintext_auth_on_loopback = true\n" + auth)
     for address in users:
         server.add_user(address, PASSWORD)
     return server

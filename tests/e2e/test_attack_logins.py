@@ -9,6 +9,10 @@ needs a small pool of its own (``threads.hashing``) with a bounded queue
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -16,9 +20,10 @@ from collections.abc import Callable
 import pytest
 
 from attack import (
-    MiB, ChildRun, Closed, Conn, Outcome, Probe, RSSMonitor, attack_server, attacker_source, delivery_latencies,
-    log_problems, percentile, plain_auth, run_parallel, running, verdict,
+    MiB, PASSWORD, PROBE_SOURCE, ChildRun, Closed, Conn, Outcome, Probe, RSSMonitor, attack_server, attacker_source,
+    delivery_latencies, log_problems, percentile, plain_auth, run_parallel, running, verdict,
 )
+from twistd_server import REPO
 
 ATTACKERS = 48
 #: How long the attackers keep trying.
@@ -29,6 +34,7 @@ DELIVERY_AFTER = 2
 #: Issue 5: "delivery p50 stays under 50 ms".
 DELIVERY_P50_BOUND = 0.050
 USERS = ("alice@example.test", "bob@example.test")
+FILTER = os.path.join(REPO, "etc", "fail2ban", "filter.d", "mailsrv.conf")
 
 
 @pytest.fixture
@@ -138,3 +144,77 @@ def test_forty_eight_parallel_wrong_logins(server):
         f"(before the attack {percentile(baseline, 0.5) * 1000:.1f} ms over {len(baseline)})",
         rss.summary(), probe.summary(),
     )
+
+
+#: What each protocol answers a locked-out address: RFC 4954 6, RFC 3206 4, RFC 5530 3.
+LOCKED = {"submission": b"454 4.7.0 Too many failed logins", "pop3": b"-ERR [AUTH] Too many failed logins",
+          "imap": b"NO [UNAVAILABLE] Too many failed logins"}
+#: The throttle of the lock-out test: the default limits, a shorter ceiling on the delay.
+THROTTLE = "throttle_max_delay = 2\n"
+
+
+def fail_until_locked(server, i: int) -> int:
+    """Attacker *i*: wrong logins on one connection until the lock-out reply; how many it made.
+
+    Each guess is for another user name, so only the lock-out of the address can stop it.
+    """
+    kind, _ = ATTACKS[i % len(ATTACKS)]
+    with Conn.open(server.ports[kind], attacker_source(i % 16), timeout=60) as conn:
+        conn.readline()
+        if kind == "submission":
+            conn.smtp(b"EHLO attacker.example.org", 250)
+        for tries in range(40):
+            address = f"nobody{i}.{tries}@example.test"
+            if kind == "submission":
+                reply = conn.smtp(b"AUTH PLAIN " + plain_auth(address, "wrong"))[1]
+            elif kind == "pop3":
+                conn.pop(f"USER {address}".encode())
+                reply = conn.pop(b"PASS wrong")
+            else:
+                reply = conn.imap(b"x%d" % tries, f'LOGIN "{address}" "wrong"'.encode())
+            if LOCKED[kind] in reply:
+                return tries
+        raise AssertionError(f"attacker {i} ({kind}) never locked out; last reply {reply!r}")
+
+
+def good_logins(server, source: str) -> list[bytes]:
+    """bob logs in from *source* over SMTP AUTH, POP3 and IMAP; the three replies."""
+    with Conn.open(server.ports["submission"], source) as conn:
+        conn.readline()
+        conn.smtp(b"EHLO good.example.org", 250)
+        smtp = conn.smtp(b"AUTH PLAIN " + plain_auth("bob@example.test", PASSWORD))[1]
+    with Conn.open(server.ports["pop3"], source) as conn:
+        conn.readline()
+        conn.pop(b"USER bob@example.test")
+        pop3 = conn.pop(f"PASS {PASSWORD}".encode())
+    with Conn.open(server.ports["imap"], source) as conn:
+        conn.readline()
+        imap = conn.imap(b"a", f'LOGIN "bob@example.test" "{PASSWORD}"'.encode())
+    return [smtp, pop3, imap]
+
+
+def test_parallel_guessing_is_locked_out_while_another_user_logs_in(tmp_path):
+    """48 parallel guessers from 16 addresses are each locked out; bob from another address logs in.
+
+    Every failure and every refused attempt is one log line that Debian's
+    ``fail2ban-regex`` matches with the shipped filter, naming the attacker.
+    """
+    server = attack_server(str(tmp_path / "mailsrv"), users=USERS, auth=THROTTLE)
+    with running(server), Probe(server) as probe:
+        outcomes = run_parallel(lambda i: fail_until_locked(server, i), ATTACKERS, join_timeout=300)
+        during = good_logins(server, PROBE_SOURCE)
+        from_an_attacker = good_logins(server, attacker_source(0))
+    problems = [probe.problem()] + [f"attacker {i}: {o.error!r}" for i, o in enumerate(outcomes) if o.error]
+    problems += log_problems(server.log())
+    verdict(problems, f"{sum(o.result or 0 for o in outcomes)} wrong logins before the lock-outs", probe.summary())
+    assert [reply[:3] for reply in during] == [b"235", b"+OK", b"a O"], during
+    assert [LOCKED[kind] in reply for kind, reply in zip(("submission", "pop3", "imap"), from_an_attacker)] == [
+        True, True, True], from_an_attacker
+    lines = [line for line in server.log().splitlines() if re.search(r"\] login (failed|locked): ", line)]
+    assert any(" login locked: " in line for line in lines)
+    assert {re.search(r"client_ip=(\S+)", line)[1] for line in lines} == {attacker_source(n) for n in range(16)}
+    if shutil.which("fail2ban-regex") is None:
+        pytest.skip("fail2ban (Debian: fail2ban) is not installed: the filter was not run")
+    done = subprocess.run(["fail2ban-regex", server.logfile, FILTER], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"^Failregex: {len(lines)} total$", done.stdout, re.M), done.stdout

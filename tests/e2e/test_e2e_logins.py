@@ -1,7 +1,7 @@
 """Failed logins read one way in the log, whatever the protocol (issue 6, item 8).
 
 Each failure is made the way a client makes it, over TLS; the log lines
-must all match the regex of ``docs/fail2ban/mailsrv.conf`` (the filter the
+must all match the regex of ``etc/fail2ban/filter.d/mailsrv.conf`` (the filter the
 README tells admins to install), naming the client's address.
 """
 
@@ -21,14 +21,15 @@ import pytest
 
 from twistd_server import REPO, Server
 
-FILTER = os.path.join(REPO, "docs", "fail2ban", "mailsrv.conf")
+FILTER = os.path.join(REPO, "etc", "fail2ban", "filter.d", "mailsrv.conf")
 PASSWORD = "right password"
 WRONG = "wrong password"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = Server(str(tmp_path_factory.mktemp("logins")))
+    # No throttle delay: this module is about the log lines, tests/e2e/test_attack_logins.py about the throttle.
+    srv = Server(str(tmp_path_factory.mktemp("logins")), extra_config="[auth]\nthrottle_delay = 0\n")
     srv.start()
     srv.add_user("alice@example.test", PASSWORD)
     yield srv

@@ -323,6 +323,6 @@ def test_docs_render_without_warnings():
 
 def test_the_readme_shows_the_fail2ban_filter_that_docs_ships():
     """The regex an admin reads in the README is the one in the file it says to copy."""
-    lines = (DOCS / "fail2ban" / "mailsrv.conf").read_text().splitlines()
+    lines = (ROOT / "etc" / "fail2ban" / "filter.d" / "mailsrv.conf").read_text().splitlines()
     (failregex,) = [line for line in lines if line.startswith("failregex = ")]
     assert "    " + failregex + "\n" in (ROOT / "README.rst").read_text()

@@ -188,7 +188,8 @@ class AuthorizationIdentity(QuietTestCase):
         session = self.open()
         session.received()
         self.assertEqual(session.send(b"a AUTHENTICATE PLAIN\r\n"), b"+ \r\n")
-        return session.send(base64.b64encode(message) + b"\r\n")
+        session.server.dataReceived(base64.b64encode(message) + b"\r\n")
+        return await session.wait_for(b"a")
 
     async def test_another_authzid_is_refused(self) -> None:
         # RFC 4616 2: no proxy authorization, so the login MUST fail.

@@ -69,6 +69,11 @@ class POP3TestCase(unittest.TestCase):
         self.server.dataReceived(data)
         return self.transport.value()
 
+    def after_failure(self) -> bytes:
+        """What the server has answered once a failed login's reply was held its second (``[auth] throttle_delay``)."""
+        self.clock.advance(self.config.auth.throttle_delay)
+        return self.transport.value()
+
     def login(self) -> None:
         self.connect()
         self.assertEqual(self.say(LOGIN), b"+OK Send PASS\r\n+OK Logged in.\r\n")
@@ -155,9 +160,9 @@ class UserPassTests(POP3TestCase):
     def test_bad_password(self):
         self.connect()
         self.assertEqual(
-            self.say(b"USER alice@example.test\r\nPASS wrong\r\n"),
-            b"+OK Send PASS\r\n-ERR [AUTH] Invalid credentials\r\n",
+            self.say(b"USER alice@example.test\r\nPASS wrong\r\n"), b"+OK Send PASS\r\n"
         )
+        self.assertEqual(self.after_failure(), b"+OK Send PASS\r\n-ERR [AUTH] Invalid credentials\r\n")
         self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "failed")])
         self.assertEqual(self.say(b"STAT\r\n"), b"-ERR Command not valid in this state\r\n")
 
@@ -209,17 +214,17 @@ class AuthPlainTests(POP3TestCase):
     def test_wrong_password(self):
         self.connect()
         self.assertEqual(
-            self.say(b"AUTH PLAIN " + self.plain(b"", ALICE.encode(), b"nope") + b"\r\n"),
-            b"-ERR [AUTH] Invalid credentials\r\n",
+            self.say(b"AUTH PLAIN " + self.plain(b"", ALICE.encode(), b"nope") + b"\r\n"), b""
         )
+        self.assertEqual(self.after_failure(), b"-ERR [AUTH] Invalid credentials\r\n")
         self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "failed")])
 
     def test_authorizing_as_another_user_is_refused(self):
         self.connect()
         self.assertEqual(
-            self.say(b"AUTH PLAIN " + self.plain(b"bob@example.test", ALICE.encode(), PASSWORD) + b"\r\n"),
-            b"-ERR [AUTH] Invalid credentials\r\n",
+            self.say(b"AUTH PLAIN " + self.plain(b"bob@example.test", ALICE.encode(), PASSWORD) + b"\r\n"), b""
         )
+        self.assertEqual(self.after_failure(), b"-ERR [AUTH] Invalid credentials\r\n")
 
     def test_cancel(self):
         self.connect()

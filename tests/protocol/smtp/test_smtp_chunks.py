@@ -10,10 +10,12 @@ the final state must be exactly the reference's.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from typing import Any
 
+from mailsrv import config as configuration
 from mailsrv.smtp import transaction
 from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase, STORED_AS
 
@@ -154,6 +156,14 @@ _DATE = re.compile(rb"; [A-Z][a-z]{2}, \d+ [A-Z][a-z]{2} \d{4} [\d:]{8} \+0000\r
 
 
 class ChunkedDataTests(SMTPTestCase):
+    def make_config(self, **auth: Any) -> configuration.Config:
+        """Hundreds of sessions from one address: no per-address rate limits."""
+        config = super().make_config(**auth)
+        limits = dataclasses.replace(
+            config.limits, smtp_connections_per_ip_minute=0, smtp_messages_per_ip_hour=0, smtp_recipients_per_ip_hour=0
+        )
+        return dataclasses.replace(config, limits=limits)
+
     def setUp(self) -> None:
         super().setUp()
         self.patch(transaction, "new_queue_id", lambda: "Q%011d" % next(self.ids))

@@ -149,8 +149,10 @@ class AuthTests(SubmissionTestCase):
 
     def test_bad_password(self):
         self.start_tls()
-        self.assertEqual(self.say(PLAIN_BAD), b"535 5.7.8 Error: authentication failed\r\n")
+        self.assertEqual(self.say(PLAIN_BAD), b"")  # held for [auth] throttle_delay
         self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "failed")])
+        self.clock.advance(1)
+        self.assertEqual(self.transport.value(), b"535 5.7.8 Error: authentication failed\r\n")
 
     def test_malformed_plain_is_501_not_a_dropped_connection(self):
         self.start_tls()
@@ -173,7 +175,9 @@ class AuthTests(SubmissionTestCase):
         # even with the right password.
         self.start_tls()
         other = base64.b64encode(b"bob@example.test\0" + ALICE.encode() + b"\0" + PASSWORD)
-        self.assertEqual(self.say(b"AUTH PLAIN " + other + b"\r\n"), b"535 5.7.8 Error: authentication failed\r\n")
+        self.assertEqual(self.say(b"AUTH PLAIN " + other + b"\r\n"), b"")
+        self.clock.advance(1)
+        self.assertEqual(self.transport.value(), b"535 5.7.8 Error: authentication failed\r\n")
         self.assertEqual(self.logins(), [(ALICE, "192.0.2.7", "failed")])
         self.assertEqual(self.say(b"MAIL FROM:<alice@example.test>\r\n"), b"530 5.7.0 Authentication required\r\n")
 
