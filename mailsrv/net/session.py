@@ -7,7 +7,9 @@ the policy code, the audit log and the trace headers now read one object.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,30 @@ def parse_ip(host: str) -> "ipaddress.IPv4Address | ipaddress.IPv6Address | None
         return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return None
+
+
+class Networks:
+    """A list of networks that answers "is this client in it" for a peer address as text.
+
+    An IPv4-mapped IPv6 address counts as its IPv4 address.  Answers are
+    remembered per address (a bounded cache): the checks that ask run at
+    every stage of every SMTP transaction.
+    """
+
+    def __init__(self, networks: "Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network]") -> None:
+        self._networks = tuple(ipaddress.ip_network(network, strict=False) for network in networks)
+        self._holds = functools.lru_cache(maxsize=4096)(self._look)
+
+    def __contains__(self, host: str) -> bool:
+        return self._holds(host)
+
+    def _look(self, host: str) -> bool:
+        address = parse_ip(host)
+        if address is None:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._networks)
 
 
 def is_loopback(host: str) -> bool:

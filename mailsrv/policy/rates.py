@@ -11,14 +11,14 @@ are counted as the login throttle counts them (an IPv6 /64 as one).
 
 from __future__ import annotations
 
-import ipaddress
+import functools
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IReactorTime
 
 from mailsrv.config.limits import LimitsConfig
 from mailsrv.net.rates import RateTable
-from mailsrv.net.session import parse_ip
+from mailsrv.net.session import Networks
 from mailsrv.net.throttle import address_key
 from mailsrv.policy import ACCEPT, Check, CheckContext, Verdict, reject
 from mailsrv.smtp import replies
@@ -27,11 +27,14 @@ if TYPE_CHECKING:
     from mailsrv.address import Mailbox
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(cidrs: tuple[str, ...]) -> Networks:
+    return Networks(cidrs)
+
+
 def exempt(limits: LimitsConfig, ip: str) -> bool:
     """Whether a client at *ip* is in ``[limits] rates_exempt_networks``."""
-    address = parse_ip(ip)
-    networks = limits.rates_exempt_networks
-    return address is not None and any(address in ipaddress.ip_network(net, strict=False) for net in networks)
+    return ip in _networks(tuple(limits.rates_exempt_networks))
 
 
 class RateLimits(Check):

@@ -9,7 +9,7 @@ from twisted.trial import unittest
 from zope.interface import alsoProvides
 
 from mailsrv.listeners import Kind
-from mailsrv.net.session import Session
+from mailsrv.net.session import Networks, Session
 
 
 def session(peer) -> Session:
@@ -45,3 +45,13 @@ class PasswordGateTests(unittest.TestCase):
         s = session(IPv4Address("TCP", "192.0.2.1", 1))
         s.transport.peerAddr = IPv4Address("TCP", "203.0.113.7", 1)  # a PROXY header arrived
         self.assertEqual(s.peer_ip, "203.0.113.7")
+
+
+class NetworksTests(unittest.TestCase):
+    def test_membership_of_peer_addresses_as_text(self) -> None:
+        networks = Networks(["127.0.0.0/8", "2001:db8::/32", "192.0.2.1"])
+        for inside in ("127.0.0.1", "127.9.9.9", "::ffff:127.0.0.1", "2001:db8::1", "2001:db8::1%lo", "192.0.2.1"):
+            self.assertIn(inside, networks)
+        for outside in ("10.0.0.1", "::1", "192.0.2.2", "2001:db9::1", "localhost", ""):
+            self.assertNotIn(outside, networks)
+        self.assertNotIn("127.0.0.1", Networks([]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import weakref
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,7 @@ from twisted.logger import Logger
 from mailsrv.address import canonical_domain
 from mailsrv.dkim import fastrsa
 from mailsrv.message.fields import field_spans, field_values, mailbox_list, read_header
+from mailsrv.net.session import Networks
 from mailsrv.policy import ACCEPT, Check, CheckContext, Verdict, reject
 from mailsrv.policy.senderauth import authresults, dmarc
 from mailsrv.policy.senderauth.verify import Message, authenticate
@@ -49,22 +49,14 @@ class SenderAuthentication(Check):
 
     def __init__(self, hostname: str, trusted: "tuple[Network, ...]", junk: str, refuse: bool = True) -> None:
         self._hostname = hostname
-        self._trusted = trusted
+        self._trusted = Networks(trusted)
         self._junk = junk or None
         self._refuse = refuse
         self._helo: "weakref.WeakKeyDictionary[Session, str]" = weakref.WeakKeyDictionary()
         fastrsa.install()  # RSA verification through OpenSSL: a fifth of the CPU per signature
 
     def _exempt(self, session: "Session") -> bool:
-        if session.kind.submission or session.user is not None:
-            return True
-        try:
-            ip = ipaddress.ip_address(session.peer_ip)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self._trusted)
+        return session.kind.submission or session.user is not None or session.peer_ip in self._trusted
 
     def helo(self, ctx: CheckContext, name: str) -> Verdict:
         """Remember the HELO/EHLO name for :meth:`data`."""
