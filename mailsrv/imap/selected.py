@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-#: Messages rendered in a row before the loop yields to the reactor anyway.
+#: Messages read from their files in a row before a FETCH yields to the reactor anyway.
 _PER_TURN = 200
 
 
@@ -74,7 +74,12 @@ def _messages(server: "Connection", args: Arguments, uid: bool) -> tuple[imap4.M
 
 
 async def fetch_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
-    """FETCH (RFC 3501 6.4.5); non-PEEK body fetches set \\Seen; RFC 7162's CHANGEDSINCE and VANISHED."""
+    """FETCH (RFC 3501 6.4.5); non-PEEK body fetches set \\Seen; RFC 7162's CHANGEDSINCE and VANISHED.
+
+    The messages go a slice at a time (:meth:`Selection.slices`), each
+    slice's views built, its ``\\Seen`` set and its responses sent in one
+    reactor turn, so other sessions are served between slices.
+    """
     messages, by_uid = _messages(server, args, uid)
     args.space()
     items = parse_fetch_items(args)
@@ -82,43 +87,48 @@ async def fetch_command(server: "Connection", args: Arguments, uid: bool = False
     args.end()
     selection = _selection(server)
     _check_range(selection, messages, by_uid)
-    views, gone = selection.views(selection.select(messages, by_uid))
     if any(item.name == "MODSEQ" for item in items):
         condstore.enabled_by(server)  # RFC 7162 3.1.8
     if modifiers.changedsince is not None:  # RFC 7162 3.1.4: only what changed, with its MODSEQ
         items = fetch.with_item(items, "MODSEQ")
-        views = [(seq, view) for seq, view in views if view.modseq > modifiers.changedsince]
-        gone = []  # expunged elsewhere: the EXPUNGE or VANISHED owed after this command tells of them
     if modifiers.vanished:  # RFC 7162 3.2.6
         vanished = condstore.vanished_since(selection, modifiers.changedsince or 0, messages)
         if vanished:
             server.untagged(b"VANISHED (EARLIER) " + vanished)
-    if selection.writeable and any(item.sets_seen for item in items):
+    sets_seen = selection.writeable and any(item.sets_seen for item in items)
+    if sets_seen:
         items = fetch.with_item(items, "FLAGS")
         if server.modes.condstore:  # RFC 7162 3.1.4: the new flags come with their modseq
             items = fetch.with_item(items, "MODSEQ")
-        views = await _mark_seen(selection, views)
-    if fetch.needs(items) is fetch.Need.NOTHING:
-        await _fetch_known(server, views, items, uid)
-    elif not await _fetch_all(server, views, items, uid):
-        return Result(NO, EXPUNGE_ISSUED)
-    if gone:
+    known = fetch.needs(items) is fetch.Need.NOTHING
+    complete = True
+    for n, pairs in enumerate(selection.slices(messages, by_uid)):
+        if n:
+            await server.yield_turn()
+        views, missing = selection.views(pairs)
+        if modifiers.changedsince is None:
+            complete = complete and not missing
+        else:  # expunged elsewhere: the EXPUNGE or VANISHED owed after this command tells of them
+            views = [(seq, view) for seq, view in views if view.modseq > modifiers.changedsince]
+        if sets_seen:
+            views = await _mark_seen(selection, views)
+        if known:
+            await _fetch_known(server, views, items, uid)
+        elif not await _fetch_all(server, views, items, uid):
+            complete = False
+    if not complete:
         return Result(NO, EXPUNGE_ISSUED)
     return Result(OK, b"FETCH completed")
 
 
 async def _fetch_known(server: "Connection", views: list[tuple[int, fetch.View]], items: list, uid: bool) -> None:
-    """Responses that need no message file (FLAGS, UID, sizes, dates): one write per :data:`_PER_TURN` messages.
+    """Responses that need no message file (FLAGS, UID, sizes, dates): one write for the slice.
 
     ``UID FETCH 1:* (FLAGS)`` of 100,000 messages spent most of its time
     in a write, a drain and a coroutine per message.
     """
-    for start in range(0, len(views), _PER_TURN):
-        if start:
-            await server.yield_turn()
-        await server.drain()
-        chunk = views[start : start + _PER_TURN]
-        server.write(b"".join([piece for seq, view in chunk for piece in fetch.render(seq, view, items, uid)]))
+    await server.drain()
+    server.write(b"".join([piece for seq, view in views for piece in fetch.render(seq, view, items, uid)]))
 
 
 async def _fetch_all(server: "Connection", views: list[tuple[int, fetch.View]], items: list, uid: bool) -> bool:

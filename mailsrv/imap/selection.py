@@ -15,7 +15,7 @@ UID and expunges are sent as ``VANISHED`` (RFC 7162 3.1.8, 3.2.4).
 from __future__ import annotations
 
 import bisect
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from twisted.mail import imap4
 from zope.interface import implementer
@@ -26,8 +26,9 @@ from mailsrv.imap.flags import RECENT, flags_data, normalize_flag
 from mailsrv.imap.sequences import resolve_set, uid_set
 from mailsrv.store import Folder, IFolderListener, MessageInfo
 
-#: Messages per trip to the store for one STORE or EXPUNGE: 30,000 at once kept the reactor
-#: thread from every other session for a third of a second.
+#: Messages per trip to the store for one STORE or EXPUNGE, and per reactor turn of a FETCH
+#: that needs no file: 30,000 at once kept the reactor thread from every other session for a
+#: third of a second.
 SLICE = 1000
 #: Up to this many expunges are taken out of the sequence map one by one.
 _FEW = 32
@@ -88,8 +89,12 @@ class Selection:
 
     def select(self, messages: imap4.MessageSet, uid: bool) -> list[tuple[int, int]]:
         """``(sequence number, UID)`` for a client's sequence or UID set."""
+        return [(p + 1, self._uids[p]) for p in self._positions(messages, uid)]
+
+    def _positions(self, messages: imap4.MessageSet, uid: bool) -> list[int]:
+        """Positions in the sequence map of a client's sequence or UID set."""
         ids: Sequence[int] = self._uids if uid else range(1, len(self._uids) + 1)
-        return [(p + 1, self._uids[p]) for p in resolve_set(ids, messages)]
+        return resolve_set(ids, messages)
 
     def view(self, uid: int, info: MessageInfo) -> View:
         """The session's view of a stored message (with its \\Recent)."""
@@ -106,6 +111,17 @@ class Selection:
             else:
                 found.append((seq, self.view(uid, info)))
         return found, gone
+
+    def slices(self, messages: imap4.MessageSet, uid: bool) -> Iterator[list[tuple[int, int]]]:
+        """:meth:`select`'s pairs, :data:`SLICE` at a time, each made only when asked for.
+
+        FETCH makes each slice's views after a reactor turn, so they are
+        the folder as it is when the slice is sent; all 100,000 views made
+        at once held the reactor thread from every other session for 0.7 s.
+        """
+        positions = self._positions(messages, uid)
+        for start in range(0, len(positions), SLICE):
+            yield [(p + 1, self._uids[p]) for p in positions[start : start + SLICE]]
 
     def all_views(self) -> list[tuple[int, View]]:
         """Every message still present, for SEARCH."""

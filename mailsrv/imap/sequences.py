@@ -45,10 +45,13 @@ def resolve_set(ids: Sequence[int], wanted: imap4.MessageSet) -> list[int]:
     against a large mailbox stays cheap.
     """
     wanted.last = ids[-1] if ids else 0
-    positions: set[int] = set()
-    for low, high in wanted.ranges:
-        positions.update(range(bisect.bisect_left(ids, low), bisect.bisect_right(ids, high)))
-    return sorted(positions)
+    spans = sorted((bisect.bisect_left(ids, low), bisect.bisect_right(ids, high)) for low, high in wanted.ranges)
+    positions: list[int] = []
+    end = 0  # positions below it are taken: overlapping ranges name a message once
+    for start, stop in spans:
+        positions.extend(range(max(start, end), stop))
+        end = max(end, stop)
+    return positions
 
 
 def uid_set(uids: Sequence[int]) -> bytes:

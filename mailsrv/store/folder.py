@@ -48,9 +48,10 @@ from zope.interface import Interface
 from mailsrv.message import wire
 from mailsrv.message.body import Body
 from mailsrv.store import flags as flag_rules
-from mailsrv.store import fileops, maildir, maildirsize, names, scan, snapfile, writing
+from mailsrv.store import fileops, maildir, maildirsize, modseqs, names, scan, snapfile, uidlist, writing
 from mailsrv.store.coalesce import Coalescing
 from mailsrv.store.errors import InvalidFlag, MessageGone, NoSuchFolder
+from mailsrv.store.files import FileStamp
 from mailsrv.store.keywords import Keywords
 from mailsrv.store.memo import Memo
 from mailsrv.store.message import MessageInfo, StoredMessage
@@ -119,10 +120,17 @@ def _link_counted(root: str, pairs: list[tuple[str, writing.Destination]]) -> li
     return done
 
 
-def _open_folder(path: str) -> snapfile.Persisted | None:
-    """The first sync's job: make the Maildir of a new user, and read the snapshot file (blocking)."""
+def _open_folder(path: str) -> tuple[snapfile.Persisted | None, bool]:
+    """The first sync's job: make the Maildir of a new user, read the snapshot file (blocking).
+
+    And whether the UID list and the modseq log are still as the snapshot
+    recorded them, so that neither needs parsing yet.
+    """
     maildir.ensure_maildir(path)
-    return snapfile.read(path)
+    persisted = snapfile.read(path)
+    unchanged = persisted is not None and persisted.sources.files_unchanged(
+        FileStamp.of(os.path.join(path, uidlist.FILENAME)), FileStamp.of(os.path.join(path, modseqs.FILENAME)))
+    return persisted, unchanged
 
 
 def _read_wire(message: StoredMessage) -> bytes:
@@ -211,7 +219,7 @@ class Folder:
 
     def expunged_since(self, modseq: int) -> list[int] | None:
         """UIDs expunged after *modseq*, or None when such expunges may have been forgotten."""
-        return self._uids.modseqs.expunged_since(modseq)
+        return self._uids.expunged_since(modseq)
 
     def messages(self) -> list[MessageInfo]:
         """All messages in UID order, as of the last sync."""
@@ -381,11 +389,20 @@ class Folder:
             return self._scan()
         return None
 
-    def _opened(self, persisted: snapfile.Persisted | None) -> "Deferred[None] | None":
-        """Start from the snapshot file when there is one (:mod:`.snapfile`), else list the folder."""
+    def _opened(self, opened: tuple[snapfile.Persisted | None, bool]) -> "Deferred[None] | None":
+        """Start from the snapshot file when there is one (:mod:`.snapfile`), else list the folder.
+
+        When the UID list and the modseq log are as it recorded them, their
+        parse waits for the first commit (:meth:`UIDList.adopt`).
+        """
+        persisted, unchanged = opened
         if persisted is None:
             return self._scan()
-        d = self._keywords.refresh().addCallback(lambda _: self._uids.refresh())
+        d = self._keywords.refresh()
+        if unchanged:
+            d.addCallback(lambda _: self._uids.adopt(persisted.sources, persisted.snapshot.uid_of))
+        else:
+            d.addCallback(lambda _: self._uids.refresh())
         return d.addCallback(lambda _: self._adopt(persisted))
 
     def _adopt(self, persisted: snapfile.Persisted) -> "Deferred[None] | None":
@@ -440,7 +457,7 @@ class Folder:
         self._unsaved = False
         snap, scanned = self._snap, self._scanned
         sources = snapfile.Sources(self.uidvalidity, scanned.started_ns, scanned.stamps, self._uids.stamp,
-                                   self._uids.modseq_stamp, self._keywords.stamp)
+                                   self._uids.modseq_stamp, self._keywords.stamp, self.uidnext, self.highest_modseq)
         return self._executor.run(snapfile.write, self.path, sources, list(snap.ordered()), dict(snap.infos),
                                   dict(snap.files))
 

@@ -21,7 +21,8 @@ self-consistent file, and another process's later change moves a stamp
 the file recorded, so a reader never trusts an outdated one.
 
 Format, version 1: the line ``mailsrv-snapshot 1``, one line of JSON (the
-stamps, the message count, the body's length and CRC-32), then the body:
+stamps, UIDNEXT and HIGHESTMODSEQ as of the two files' stamps, the message
+count, the body's length and CRC-32), then the body:
 four little-endian columns of the messages in UID order (UID, wire size,
 modseq as 64-bit integers, internal date as a double), then one UTF-8 text
 of three NUL-terminated fields per message: its key, its file without the
@@ -65,6 +66,14 @@ class Sources:
     uidlist: FileStamp | None
     modseqs: FileStamp | None
     keywords: FileStamp | None
+    #: UIDNEXT and HIGHESTMODSEQ as of those two stamps (0: not recorded), so that a
+    #: restart finding both files unchanged parses neither before the folder opens.
+    uidnext: int = 0
+    highest_modseq: int = 0
+
+    def files_unchanged(self, uidlist: FileStamp | None, modseqs: FileStamp | None) -> bool:
+        """Whether ``dovecot-uidlist`` and ``mailsrv-modseq``, with these stamps now, are as recorded."""
+        return bool(self.uidnext) and self.uidlist is not None and (self.uidlist, self.modseqs) == (uidlist, modseqs)
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,7 @@ def encode(sources: Sources, order: Sequence[int], infos: Mapping[int, MessageIn
         "new": _stamp_out(sources.dirs.new), "cur": _stamp_out(sources.dirs.cur),
         "uidlist": _stamp_out(sources.uidlist), "modseqs": _stamp_out(sources.modseqs),
         "keywords": _stamp_out(sources.keywords),
+        "uidnext": sources.uidnext, "highest_modseq": sources.highest_modseq,
         "count": len(rows), "length": len(body), "crc": zlib.crc32(body),
     }
     return MAGIC + json.dumps(header, separators=(",", ":")).encode("ascii") + b"\n" + body
@@ -159,6 +169,7 @@ def decode(data: bytes) -> Persisted:
             int(header["uidvalidity"]), int(header["started_ns"]),
             DirStamps(_stamp_in(header["new"]), _stamp_in(header["cur"])),  # type: ignore[arg-type]
             _stamp_in(header["uidlist"]), _stamp_in(header["modseqs"]), _stamp_in(header["keywords"]),
+            int(header.get("uidnext", 0)), int(header.get("highest_modseq", 0)),
         )
     except (ValueError, KeyError, TypeError) as e:
         raise Unreadable(f"header: {e}") from None

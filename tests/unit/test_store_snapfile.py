@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from store_harness import ALICE, ManualExecutor, StoreTestCase, age_directories
 
@@ -145,6 +146,55 @@ class PersistedSnapshotTests(StoreTestCase):
         del inbox._arrivals["pending"]
         clock.advance(folder_module.SAVE_DELAY)
         self.assertEqual(snapfile.read(self.path).snapshot.infos, inbox._snap.infos)
+
+    def uid_list(self) -> dict[str, int]:
+        with open(os.path.join(self.path, uidlist.FILENAME)) as f:
+            return uidlist.parse(f.read(), "test")[1].by_key
+
+    def test_unchanged_uid_list_and_modseq_log_are_parsed_only_by_the_first_commit(self):
+        executor, inbox = self.restart()
+        self.assertNotIn("commit", executor.ran)  # which parses both files
+        self.assertFalse(inbox._uids.read)
+        self.done_by(executor, inbox.store_flags([(1, frozenset({"\\Flagged"}))]))
+        self.assertIn("commit", executor.ran)
+        self.assertTrue(inbox._uids.read)
+        self.assertEqual(inbox.get(1).modseq, self.inbox.highest_modseq + 1)
+        self.assertEqual(inbox._uids.by_key, self.uid_list())
+        self.assertEqual(self.uid_list(), {info.key: info.uid for info in self.inbox.messages()})
+
+    def test_a_uid_list_gone_before_the_first_commit_is_written_again_with_the_same_uids(self):
+        executor, inbox = self.restart()
+        os.unlink(os.path.join(self.path, uidlist.FILENAME))
+        self.done_by(executor, inbox.store_flags([(1, frozenset({"\\Flagged"}))]))
+        self.assertEqual(self.uid_list(), {info.key: info.uid for info in self.inbox.messages()})
+        self.assertEqual(inbox.uidvalidity, self.inbox.uidvalidity)
+
+    def test_the_expunges_qresync_asks_for_are_read_when_first_asked_for(self):
+        self.done(self.inbox.store_flags([(3, frozenset({"\\Deleted"}))]))
+        self.done(self.inbox.expunge([3]))
+        self.relist_settled()
+        executor, inbox = self.restart()
+        self.assertNotIn("commit", executor.ran)
+        self.assertIsNone(inbox.expunged_since(0))  # not read yet: RFC 7162 3.2.5.2's fallback
+        executor.run_all()
+        self.assertEqual(inbox.expunged_since(0), [3])
+        self.assertEqual(inbox.highest_modseq, self.inbox.highest_modseq)
+
+    def test_a_file_that_recorded_no_uidnext_has_both_files_parsed_at_once(self):
+        path = os.path.join(self.path, snapfile.FILENAME)
+        with open(path, "rb") as f:
+            magic, header, body = f.read().split(b"\n", 2)
+        header = re.sub(rb',"uidnext":\d+,"highest_modseq":\d+', b"", header)  # as older versions wrote it
+        with open(path, "wb") as f:
+            f.write(b"\n".join((magic, header, body)))
+        executor, inbox = self.restart()
+        self.assertIn("commit", executor.ran)
+        self.assertTrue(inbox._uids.read)
+        self.assertEqual(_rows(inbox), _rows(self.inbox))
+
+    def done_by(self, executor: ManualExecutor, d):
+        executor.run_all()
+        return self.successResultOf(d)
 
 
 class FirstListingTests(StoreTestCase):

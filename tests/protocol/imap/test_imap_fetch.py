@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from imap_harness import IMAPTestCase
+
+from mailsrv.imap import selection
+from mailsrv.imap.responses import EXPUNGE_ISSUED
 
 #: Duplicate and oddly-cased headers: what Twisted's header dict would lose.
 PLAIN = (
@@ -147,3 +152,58 @@ class ImplicitSeen(IMAPTestCase):
         reply = await session.command(b"a FETCH 1 RFC822")
         self.assertNotIn(b"FLAGS", reply)
         self.assertEqual(self.inbox.get(1).flags, set())
+
+
+class Slices(IMAPTestCase):
+    """A big FETCH goes :data:`selection.SLICE` messages per reactor turn, each slice's views made then."""
+
+    async def setUp(self) -> None:
+        super().setUp()
+        patcher = mock.patch.object(selection, "SLICE", 10)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        await self.deliver(*[PLAIN] * 25)
+        self.session = await self.login()
+        self.other = await self.login()
+
+    @staticmethod
+    def lines(seqs: range, flags: dict[int, bytes] | None = None) -> bytes:
+        flags = flags or {}
+        return b"".join(b"* %d FETCH (UID %d FLAGS (%s))\r\n" % (n, n, flags.get(n, b"\\Recent")) for n in seqs)
+
+    async def test_one_slice_per_turn_each_as_the_folder_is_then(self) -> None:
+        first = self.session.send(b"f UID FETCH 1:* (FLAGS)\r\n")
+        self.assertEqual(first, self.lines(range(1, 11)))  # the rest waits for the next turns
+        await self.other.command(b"s STORE 25 +FLAGS (\\Flagged)")
+        rest = await self.session.wait_for(b"f")
+        self.assertEqual(
+            rest,
+            self.lines(range(11, 26), {25: b"\\Recent \\Flagged"})
+            + b"* 25 FETCH (FLAGS (\\Recent \\Flagged))\r\n"  # told after the FETCH as well (RFC 3501 7.4.1)
+            + b"f OK FETCH completed\r\n",
+        )
+
+    async def test_a_message_expunged_between_slices_is_left_out(self) -> None:
+        self.assertEqual(self.session.send(b"f FETCH 1:* (UID FLAGS)\r\n"), self.lines(range(1, 11)))
+        await self.other.command(b"s STORE 12 +FLAGS.SILENT (\\Deleted)")
+        await self.other.command(b"e EXPUNGE")
+        rest = await self.session.wait_for(b"f")
+        self.assertEqual(  # RFC 2180 4.1.2; the EXPUNGE waits for a command that allows it (RFC 3501 7.4.1)
+            rest,
+            self.lines(range(11, 12)) + self.lines(range(13, 26))
+            + b"* 12 FETCH (FLAGS (\\Recent \\Deleted))\r\n"
+            + b"f NO " + EXPUNGE_ISSUED + b"\r\n",
+        )
+
+    async def test_no_slice_goes_before_the_client_read_the_last(self) -> None:
+        producer = self.session.transport.producer
+        producer.pauseProducing()  # the client stopped reading
+        self.session.send(b"f UID FETCH 1:* (FLAGS)\r\n")
+        for _ in range(5):
+            self.session.clock.advance(0)
+        self.assertEqual(self.session.received(), b"")
+        for seqs, end in ((range(1, 11), b""), (range(11, 21), b""), (range(21, 26), b"f OK FETCH completed\r\n")):
+            producer.resumeProducing()  # it read, and stops again
+            producer.pauseProducing()
+            self.session.clock.advance(0)
+            self.assertEqual(self.session.received(), self.lines(seqs) + end)
