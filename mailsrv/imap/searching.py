@@ -22,6 +22,7 @@ from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
 from mailsrv.imap.search import CONTENT, Message, SearchError, compile_search, parse_search, run_search
 from mailsrv.imap.sort import Hit, read_criteria, sort_hits
 from mailsrv.imap.sortfields import message_fields
+from mailsrv.store.folder import locate
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
@@ -89,11 +90,12 @@ async def _matching(
         if len(views) <= INLINE_LIMIT:
             return _flag_hits(views, matches)
         return await server.ctx.workers.search.run(lambda: _flag_hits(views, matches))
-    candidates = searchable(selection.folder, views)
+    make_candidates = searchable(selection.folder, views)
     cancelled = lambda: server.closing  # noqa: E731
     cache = selection.folder.cache
 
     def job() -> Any:
+        candidates = make_candidates()
         if cache is None:
             return then(run_search(candidates, matches, cancelled))
         lookup = Lookup(cache, candidates, cancelled)
@@ -122,13 +124,24 @@ def _flag_hits(views: list[tuple[int, View]], matches: Callable[[int, Any], bool
     ]
 
 
-def searchable(folder: "Folder", views: Sequence[tuple[int, View]]) -> list[Message]:
-    """``(seq, view)`` pairs as messages a pool thread can read (on the reactor thread: it reads the snapshot)."""
-    return [
-        Message(seq, view.uid, view.flags, view.size, view.internaldate, *folder.locate(view.uid), view.modseq,
-                view.key)
-        for seq, view in views
-    ]
+def searchable(folder: "Folder", views: Sequence[tuple[int, View]]) -> Callable[[], list[Message]]:
+    """``(seq, view)`` pairs as messages a pool thread can read, made by the function returned, in the pool.
+
+    Only the files are noted here, on the reactor thread (the snapshot
+    lives there): a path, a finder and a Message per message cost the
+    reactor more than the rest of a header SEARCH.
+    """
+    root = folder.path
+    rows = list(zip(views, folder.files_of(view.uid for _, view in views)))
+
+    def make() -> list[Message]:
+        return [
+            Message(seq, view.uid, view.flags, view.size, view.internaldate, *locate(root, rel, view.key),
+                    view.modseq, view.key)
+            for (seq, view), rel in rows
+        ]
+
+    return make
 
 
 def _with_fields(hits: list[Message]) -> list[Hit]:

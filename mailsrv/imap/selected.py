@@ -147,7 +147,8 @@ async def _fetch_all(server: "Connection", views: list[tuple[int, fetch.View]], 
     def cached(batch: list[tuple[int, fetch.View]]) -> "Deferred[dict[int, dict[str, bytes]]] | None":
         if cache is None or not batch:
             return None
-        return server.ctx.workers.search.run(msgcache.fetch_items, cache, searchable(folder, batch), columns)
+        make = searchable(folder, batch)
+        return server.ctx.workers.search.run(lambda: msgcache.fetch_items(cache, make(), columns))
 
     complete = True
     coming = cached(batches[0]) if batches else None

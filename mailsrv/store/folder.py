@@ -102,6 +102,12 @@ def _arrival(rel: str, size: int, internaldate: float) -> tuple[str, Arrival]:
     return key, Arrival(rel, info, size, internaldate)
 
 
+def locate(root: str, rel: str, key: str) -> tuple[str, Callable[[], "str | None"]]:
+    """The path of a message file of the folder at *root* (*rel* from :meth:`Folder.files_of`), and a
+    way to find it again under whatever name it has now (the finder lists the folder: blocking)."""
+    return os.path.join(root, rel), partial(maildir.find_file, root, key)
+
+
 def _open_for_reading(path: str) -> BinaryIO:
     return open(path, "rb")
 
@@ -250,15 +256,14 @@ class Folder:
         # On the reactor thread: one open(2), where a trip to the pool would cost more than it saves.
         return self._each_file([uid], _open_for_reading, in_pool=False).addCallback(result)
 
-    def locate(self, uid: int) -> tuple[str, Callable[[], "str | None"]]:
-        """Where the message's file was at the last sync, and a way to find it again.
+    def files_of(self, uids: Iterable[int]) -> list[str]:
+        """Where each message's file was at the last sync (``"cur/<name>"``), for :func:`locate`.
 
-        For readers in another thread (SEARCH): the path and the finder are
-        taken on the reactor thread; calling the finder (which lists the
-        folder, blocking) looks for the file under whatever name it has now.
+        Taken on the reactor thread, where the snapshot lives; the readers
+        in another thread (SEARCH, the message cache) locate from it there.
         """
-        key = self._snap.infos[uid].key
-        return os.path.join(self.path, self._snap.files[uid]), partial(maildir.find_file, self.path, key)
+        files = self._snap.files
+        return [files[uid] for uid in uids]
 
     def read(self, uid: int) -> "Deferred[bytes]":
         """The whole message as sent on the wire: CRLF line ends, ``info.size`` octets."""

@@ -94,6 +94,24 @@ class SearchPlace(IMAPTestCase):
         self.assertEqual(await session.command(b"s SEARCH FLAGGED FROM carol"), b"* SEARCH 2\r\ns OK SEARCH completed\r\n")
         self.assertEqual(self.pool.jobs, 1)
 
+    async def test_content_search_makes_its_messages_in_the_pool(self) -> None:
+        """The reactor thread notes only where the files are; the Messages are built by the pool's job."""
+        made: list[int] = []
+        real = searching.Message
+
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            made.append(1)
+            return real(*args, **kwargs)
+
+        self.patch(searching, "Message", counted)
+        submitted: list[int] = []
+        pool_run = self.pool.run
+        self.pool.run = lambda fn, *a, **kw: (submitted.append(len(made)), pool_run(fn, *a, **kw))[1]  # type: ignore[method-assign]
+        await self.deliver(ONE, TWO, THREE)
+        session = await self.login()
+        self.assertEqual(await session.command(b"s SEARCH FROM carol"), b"* SEARCH 2\r\ns OK SEARCH completed\r\n")
+        self.assertEqual((submitted, len(made)), ([0], 3))
+
     async def test_big_folder_goes_to_the_pool(self) -> None:
         self.patch(searching, "INLINE_LIMIT", 2)
         await self.deliver(ONE, TWO, THREE)
