@@ -4,8 +4,8 @@ A check is a :class:`Check` subclass that overrides the stages it cares
 about; each stage returns a :class:`Verdict` (or a Deferred or coroutine of one):
 accept, or refuse with an SMTP reply, plus header lines to add to the
 message (whatever the stage: they go on top of every message the
-connection or the transaction they came from sends, in the order the
-checks ran).  At the ``data`` stage a verdict may also complete the
+connection or the transaction they came from sends, right below our
+``Return-Path``, in the order the checks ran).  At the ``data`` stage a verdict may also complete the
 message's own header (:attr:`Verdict.fields`: what a submission server adds,
 RFC 6409 8), below the trace headers, drop header fields the message came
 with (:attr:`Verdict.drop`: an Authentication-Results claiming to be ours,
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 class Verdict:
     """Accept (``reply is None``) or refuse with *reply*; *headers* are CRLF-ended lines to add.
 
-    *headers* go on top of the message (trace-like fields: they describe
-    its way here); *fields*, from the ``data`` stage only, go below our
+    *headers* go on top of the message, right below our ``Return-Path``
+    (trace-like fields: they describe its way here); *fields*, from the ``data`` stage only, go below our
     ``Return-Path`` and ``Received``, just above the client's own header
     fields (a ``Date:`` the client left out, say).  *drop*, from ``data``
     only, is ``(offset, length)`` ranges of disk octets of the body that

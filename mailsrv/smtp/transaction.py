@@ -279,8 +279,8 @@ def _edits(server: "Connection", transaction: Transaction, verdict: Verdict) -> 
     """What the checks change in the body, as :meth:`Body.splice` edits in the order of the body."""
     headers = [*server.headers, *transaction.headers, *verdict.headers]  # the order the checks ran in
     edits = []
-    if headers:  # on top
-        edits.append((0, 0, b"".join(headers)))
+    if headers:  # on top, below our Return-Path (RFC 5321 4.4: final delivery puts it first)
+        edits.append((len(return_path_line(transaction.envelope.sender)), 0, b"".join(headers)))
     if verdict.fields:  # below our Return-Path and Received, above the client's header
         edits.append((transaction.trace_size, 0, b"".join(verdict.fields)))
     edits.extend((offset, length, b"") for offset, length in verdict.drop)  # fields of the client's header

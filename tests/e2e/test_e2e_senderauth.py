@@ -48,11 +48,13 @@ def send(srv: Server, data: bytes, sender: str) -> None:
         s.sendmail(sender, [ALICE], data)
 
 
-def test_signed_mail_gets_our_results_on_top_and_a_forged_one_is_removed(server):
+def test_signed_mail_gets_our_results_below_return_path_and_a_forged_one_is_removed(server):
     forged = f"Authentication-Results: {HOSTNAME}; dkim=pass header.d=example.net\r\n".encode()
     send(server, sign(message(subject="signed", extra=forged)), "bob@example.net")
     [stored] = [m for m in files_in(maildir(server)) if b"Subject: signed" in m]
     header = stored.split(b"\r\n\r\n", 1)[0]
+    return_path, _, header = header.partition(b"\r\n")  # final delivery puts Return-Path first (RFC 5321 4.4)
+    assert return_path == b"Return-Path: <bob@example.net>"
     assert header.startswith(f"Authentication-Results: {HOSTNAME};\r\n\tspf=pass smtp.mailfrom=bob@example.net;".encode())
     assert header.count(b"Authentication-Results:") == 1
     assert b"\tdkim=pass header.d=example.net header.s=s1 " in header

@@ -66,12 +66,19 @@ class SenderAuthTestCase(SMTPTestCase):
         return self.say(data + b".\r\n")
 
     def results(self, data: bytes, **kwargs: str) -> list[str]:
-        """Send *data*; the results of our A-R field (first line of the stored message), one per resinfo."""
+        """Send *data*; the results of our A-R field (right below Return-Path), one per resinfo."""
         self.assertRegex(self.send(data, **kwargs), QUEUED)
-        stored = self.store.calls[-1][1]
+        stored = below_return_path(self.store.calls[-1][1])
         self.assertTrue(stored.startswith(b"Authentication-Results: " + HOST.encode() + b";\r\n\t"), stored[:200])
         field = re.match(rb"Authentication-Results: [^;]+;((?:\r\n\t.*)+)\r\n(?! )", stored).group(1)
         return [part.strip() for part in field.decode().replace("\r\n\t", " ").split(";")]
+
+
+def below_return_path(stored: bytes) -> bytes:
+    """The stored message after its first line, which must be our Return-Path (RFC 5321 4.4)."""
+    first, _, rest = stored.partition(b"\r\n")
+    assert first.startswith(b"Return-Path: <"), stored[:200]
+    return rest
 
 
 class AllPassTests(SenderAuthTestCase):
@@ -311,7 +318,7 @@ class HeaderRemovalTests(SenderAuthTestCase):
                   b"Authentication-Results: (we are) mx.example.test 1; spf=pass\r\n"
                   b"Authentication-Results: other.example; spf=fail\r\n")
         self.assertRegex(self.send(sign(message(extra=forged)), sender="bob@example.net"), QUEUED)
-        stored = self.store.calls[0][1]
+        stored = below_return_path(self.store.calls[0][1])
         self.assertEqual(stored.count(b"Authentication-Results:"), 2)
         self.assertTrue(stored.startswith(b"Authentication-Results: mx.example.test;\r\n"))
         self.assertIn(b"==\r\nAuthentication-Results: other.example; spf=fail\r\nFrom: Bob", stored)
