@@ -13,6 +13,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from mailsrv.net.aging import forget_old, trim
+
+
+def _start(window: list[float]) -> float:
+    return window[0]
+
 
 class RateTable:
     """Admits up to *limit* events per key per *window* seconds (*limit* 0: no limit)."""
@@ -32,16 +38,11 @@ class RateTable:
         if not self.limit:
             return True
         windows = self._windows
-        while windows:  # windows that ended are forgotten first
-            oldest = next(iter(windows.values()))
-            if now - oldest[0] < self.window:
-                break
-            windows.popitem(last=False)
+        forget_old(windows, now, self.window, _start)  # windows that ended are forgotten first
         current = windows.get(key)
         if current is None:
             current = windows[key] = [now, 0]
-            while len(windows) > self.capacity:
-                windows.popitem(last=False)
+            trim(windows, self.capacity)
         if current[1] + events > self.limit:
             return False
         current[1] += events

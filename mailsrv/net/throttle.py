@@ -26,6 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from mailsrv.config.auth import AuthConfig
+from mailsrv.net.aging import forget_old, trim
 from mailsrv.net.session import client_network
 
 
@@ -36,6 +37,10 @@ class _Failures:
     count: int
     last: float
     locked_until: float = 0.0
+
+
+def _last(failures: _Failures) -> float:
+    return failures.last
 
 
 class FailureTable:
@@ -51,17 +56,9 @@ class FailureTable:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _expire(self, now: float) -> None:
-        entries = self._entries
-        while entries:
-            key, oldest = next(iter(entries.items()))
-            if now - oldest.last < self.keep:
-                return
-            del entries[key]
-
     def get(self, key: str, now: float) -> _Failures | None:
         """The failures of *key* that still count at *now*, or ``None``."""
-        self._expire(now)
+        forget_old(self._entries, now, self.keep, _last)
         entry = self._entries.get(key)
         if entry is not None and now - entry.last >= self.window and entry.locked_until <= now:
             del self._entries[key]  # failures this old no longer count
@@ -73,8 +70,7 @@ class FailureTable:
         entry = self.get(key, now)
         if entry is None:
             entry = self._entries[key] = _Failures(0, now)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+            trim(self._entries, self.capacity)
         entry.count += 1
         entry.last = now
         self._entries.move_to_end(key)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.interfaces import IReactorTime
 
 from mailsrv.config.limits import LimitsConfig
+from mailsrv.net.aging import forget_old, trim
 from mailsrv.net.session import client_network
 from mailsrv.policy import ACCEPT, Check, CheckContext, Verdict, reject
 from mailsrv.policy.rates import exempt
@@ -32,6 +33,10 @@ from mailsrv.smtp import replies
 if TYPE_CHECKING:
     from mailsrv.address import Mailbox
     from mailsrv.net.session import Session
+
+
+def _last_seen(entry: tuple[float, bool]) -> float:
+    return entry[0]
 
 
 class Greylist(Check):
@@ -71,16 +76,10 @@ class Greylist(Check):
                 self._triplets[key] = seen  # too soon: the clock keeps running from the first attempt
                 return reject(replies.GREYLISTED)
         self._triplets[key] = (now, False)
-        while len(self._triplets) > limits.rates_tracked:
-            self._triplets.popitem(last=False)
+        trim(self._triplets, limits.rates_tracked)
         return reject(replies.GREYLISTED)
 
     def _expire(self, now: float) -> None:
         """Forget triplets unused for longer than any of them can matter (oldest first)."""
         keep = max(self.limits.greylist_pass_for, self.limits.greylist_retry_window)
-        triplets = self._triplets
-        while triplets:
-            key, (when, _) = next(iter(triplets.items()))
-            if now - when < keep:
-                return
-            del triplets[key]
+        forget_old(self._triplets, now, keep, _last_seen)
