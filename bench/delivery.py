@@ -8,7 +8,7 @@ measured in the same run too, and with ``--baseline PATH`` a second mailsrv
 checkout (an older commit), all interleaved cell by cell with our own server,
 so "before/after" is one command.
 
-Every server is measured in two modes, reported as separate rows:
+Every server is measured in up to three modes, reported as separate rows:
 
 ``empty``
     nobody has the recipient's INBOX open, the best case;
@@ -19,6 +19,14 @@ Every server is measured in two modes, reported as separate rows:
     measured without it were too good (issue 5: 1.34x Postfix without,
     0.85x with).  Each mailsrv mode runs in its own process, so the
     ``empty`` one has never had the folder opened.
+``checks``
+    mailsrv only: the port 25 sender checks run on every message (SPF on
+    MAIL FROM and HELO, DKIM, ARC, DMARC; ``[policy] trusted_networks =
+    []``), answered by a name server on loopback that this script starts
+    with the sender domain's SPF, DKIM and DMARC records.  The Python client
+    sends a DKIM-signed message; smtp-source cannot, so with it DKIM finds
+    no signature.  The summary gives ``checks/empty`` per server: what the
+    checks cost in intake rate (issue 9 allows at most 30 %).
 
 For each (size, concurrency) cell and each target server:
 
@@ -58,8 +66,15 @@ from email.utils import formatdate
 from typing import Callable, Iterator, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
+from dns_harness import ThreadedDNS, Zone  # noqa: E402  (needs the tests on sys.path)
+from senderauth_harness import key, publish_key, sign  # noqa: E402
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 RECIPIENT = "alice@example.test"
+#: The sender of mode ``checks``: a domain of the bench's name server, with SPF, DKIM and DMARC records.
+CHECKED_SENDER = "bench@example.net"
+#: The client's HELO name (both clients), which has an SPF record of its own in mode ``checks``.
+HELO = "bench.example.test"
 #: mailsrv's reactor thread pool size (``tap.makeService``): at most this many
 #: durable writes run at once, so more disk threads would not model the server.
 SERVER_WRITE_THREADS = 32
@@ -268,7 +283,7 @@ async def _ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> b
     """Greet; return whether the server offers PIPELINING (RFC 2920)."""
     if await _reply(reader) != 220:
         raise ConnectionError("no 220 greeting")
-    writer.write(b"EHLO bench.example.test\r\n")
+    writer.write(f"EHLO {HELO}\r\n".encode())
     pipelining = False
     while True:
         line = await reader.readline()
@@ -283,7 +298,7 @@ async def _ehlo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> b
 
 
 async def _session(
-    port: int, take: Callable[[], int | None], body: bytes, sender: str, result: ClientResult
+    port: int, take: Callable[[], int | None], compose: Callable[[int], bytes], sender: str, result: ClientResult
 ) -> None:
     """One connection: EHLO once, then transactions until no message is left."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 16)
@@ -302,7 +317,7 @@ async def _session(
                     if codes[-1] >= 400:
                         break
             if codes[-1] == 354:
-                writer.write(message_headers(number, len(body), sender, RECIPIENT) + body + b".\r\n")
+                writer.write(compose(number) + b".\r\n")
                 codes.append(await _reply(reader))
             if codes[:2] == [250, 250] and codes[2:] == [354, 250]:
                 result.accepted += 1
@@ -316,8 +331,14 @@ async def _session(
         writer.close()
 
 
-def run_python_client(port: int, messages: int, concurrency: int, size: int, sender: str) -> ClientResult:
-    """Send with an in-process asyncio client; its CPU competes with the server's."""
+def run_python_client(
+    port: int, messages: int, concurrency: int, size: int, sender: str, signed: bool = False
+) -> ClientResult:
+    """Send with an in-process asyncio client; its CPU competes with the server's.
+
+    *signed*: every message is one message DKIM-signed by the sender's
+    domain (signing each would cost the client more than the server's check).
+    """
     result = ClientResult(accepted=0, rejected=0, errors=[], cpu_seconds=0.0)
     body = message_body(size)
     numbers = iter(range(messages))
@@ -325,8 +346,14 @@ def run_python_client(port: int, messages: int, concurrency: int, size: int, sen
     def take() -> int | None:
         return next(numbers, None)
 
+    def unsigned(number: int) -> bytes:
+        return message_headers(number, len(body), sender, RECIPIENT) + body
+
+    one = sign(unsigned(0), domain=sender.rpartition("@")[2]) if signed else b""
+    compose: Callable[[int], bytes] = (lambda number: one) if signed else unsigned
+
     async def all_sessions() -> None:
-        sessions = [_session(port, take, body, sender, result) for _ in range(min(concurrency, messages))]
+        sessions = [_session(port, take, compose, sender, result) for _ in range(min(concurrency, messages))]
         for outcome in await asyncio.gather(*sessions, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 result.errors.append(f"{type(outcome).__name__}: {outcome}")
@@ -348,7 +375,7 @@ def run_smtp_source(
     """
     command = [
         SMTP_SOURCE, "-d", "-s", str(concurrency), "-m", str(messages), "-l", str(size),
-        "-M", "bench.example.test", "-f", sender, "-t", RECIPIENT, f"127.0.0.1:{port}",
+        "-M", HELO, "-f", sender, "-t", RECIPIENT, f"127.0.0.1:{port}",
     ]
     cpu_before = children_cpu()
     try:
@@ -385,11 +412,12 @@ class Target:
     maildir: str
     pid: int | None
     idle: ImapLogin | None = None  # set: measured with an IMAP session IDLEing on the INBOX
+    checks: bool = False  # the sender checks run on every message (mode ``checks``)
 
     @property
     def label(self) -> str:
         """The server and its mode, as the table shows it."""
-        return f"{self.server}+idle" if self.idle else self.server
+        return self.server + ("+idle" if self.idle else "+checks" if self.checks else "")
 
 
 class IdleSession:
@@ -474,6 +502,23 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -
     raise RuntimeError(f"mailsrv did not listen on port {port} within {timeout:.0f}s")
 
 
+def checks_dns() -> ThreadedDNS:
+    """A name server (not started) with the records the sender checks of mode ``checks`` ask for.
+
+    The sender's domain lets 127.0.0.1 send (SPF), publishes the key the
+    client signs with (DKIM) and ``p=reject`` (DMARC); the HELO name has
+    an SPF record too.  The server's resolver caches the answers, as one
+    in front of a real MX would for a busy sender.
+    """
+    zone = Zone()
+    domain = CHECKED_SENDER.rpartition("@")[2]
+    for name in (domain, HELO):
+        zone.add(name, "TXT", '"v=spf1 ip4:127.0.0.1 -all"')
+    zone.add(f"_dmarc.{domain}", "TXT", '"v=DMARC1; p=reject"')
+    publish_key(zone, domain, "s1", key(domain))
+    return ThreadedDNS(zone)
+
+
 def admin_module(checkout: str) -> str:
     """The module that runs the ``mailsrv`` admin command in *checkout*.
 
@@ -494,10 +539,11 @@ class OwnServer:
     """
 
     def __init__(self, base: str, name: str, checkout: str = REPO, imap: bool = False,
-                 password: str = "bench-password") -> None:
+                 password: str = "bench-password", dns_port: int | None = None) -> None:
         self.name = name
         self.checkout = os.path.abspath(checkout)
-        base = os.path.join(base, f"{name}{'-idle' if imap else ''}")
+        self.dns_port = dns_port
+        base = os.path.join(base, f"{name}{'-idle' if imap else '-checks' if dns_port else ''}")
         os.makedirs(base)
         self.data_dir = os.path.join(base, "data")
         self.config = os.path.join(base, "mailsrv.toml")
@@ -536,6 +582,8 @@ class OwnServer:
                 "[listen]\n"
                 + "".join(f'{kind} = ["tcp:{listen[kind]}:interface=127.0.0.1"]\n' if listen.get(kind)
                           else f"{kind} = []\n" for kind in kinds)
+                + (f'[policy]\ntrusted_networks = []\n[dns]\nnameservers = ["127.0.0.1:{self.dns_port}"]\n'
+                   if self.dns_port else "")
             )
         added = subprocess.run(
             [sys.executable, "-m", admin_module(self.checkout), "--config", self.config,
@@ -557,7 +605,7 @@ class OwnServer:
             with open(self.log, errors="replace") as log_text:
                 raise RuntimeError(f"{e}; end of {self.log}:\n{log_text.read()[-3000:]}") from None
         idle = ImapLogin(self.imap_port, RECIPIENT, self.password, tls=True) if self.imap_port else None
-        return Target(self.name, self.port, self.maildir, self.process.pid, idle)
+        return Target(self.name, self.port, self.maildir, self.process.pid, idle, checks=self.dns_port is not None)
 
     def stop(self) -> None:
         """SIGTERM, as an init system would, so shutdown is exercised too; kill if it hangs."""
@@ -597,6 +645,7 @@ class Row:
     errors: list[str] = field(default_factory=list)
     server: str = ""  # the server without its mode
     idle: bool = False  # an IMAP session IDLEd on the INBOX meanwhile
+    checks: bool = False  # the sender checks ran on every message
     idle_updates: int | None = None  # EXISTS updates that session received
 
     @property
@@ -623,6 +672,7 @@ def measure(
     (so it SELECTs an empty INBOX) and ends once every message is stored.
     """
     empty_maildir(target.maildir)
+    sender = CHECKED_SENDER if target.checks else sender
     idle = IdleSession(target.idle) if target.idle else None
     try:
         base = count_stored(target.maildir)
@@ -632,7 +682,7 @@ def measure(
         if client == "smtp-source":
             sent = run_smtp_source(target.port, messages, concurrency, size, sender, timeout)
         else:
-            sent = run_python_client(target.port, messages, concurrency, size, sender)
+            sent = run_python_client(target.port, messages, concurrency, size, sender, signed=target.checks)
         accept_seconds = time.monotonic() - began
         stored, stored_seconds = wait_stored(target.maildir, base, sent, began, timeout)
         busy_after = machine_cpu()
@@ -648,6 +698,7 @@ def measure(
         server_cpu_seconds=None if server_cpu is None else process_tree_cpu(target.pid) - server_cpu,
         client_cpu_seconds=sent.cpu_seconds, machine_busy=1 - idle_jiffies / total if total else 0.0,
         errors=sent.errors, server=target.server, idle=target.idle is not None, idle_updates=idle_updates,
+        checks=target.checks,
     )
 
 
@@ -690,20 +741,26 @@ def format_row(row: Row) -> str:
 
 
 def compare(cell: Sequence[Row]) -> Iterator[str]:
-    """Within one cell and one mode, the first server's msg/s against each other server's."""
-    for idle in (False, True):
-        rows = [row for row in cell if row.idle == idle]
-        if not rows:
-            continue
-        ours = rows[0]
+    """Within one cell and one mode, the first server's msg/s against each other server's.
+
+    Then, per server measured with and without the checks, ``checks/empty``.
+    """
+    for mode in ((False, False), (True, False), (False, True)):
+        rows = [row for row in cell if (row.idle, row.checks) == mode]
         for other in rows[1:]:
-            if ours.per_second is None or other.per_second is None:
-                continue
-            yield (
-                f"size {ours.size:>6} conc {ours.concurrency:>3}: {ours.target} {ours.per_second:.1f} msg/s, "
-                f"{other.target} {other.per_second:.1f} msg/s, {ours.target}/{other.target} = "
-                f"{ours.per_second / other.per_second:.2f}"
-            )
+            yield _ratio(rows[0], other)
+    for checked in (row for row in cell if row.checks):
+        for plain in (row for row in cell if row.server == checked.server and not row.idle and not row.checks):
+            yield _ratio(checked, plain)
+
+
+def _ratio(ours: Row, other: Row) -> str:
+    """One summary line: both rates and their ratio (``-`` when a run lost mail)."""
+    ratio = f"{ours.per_second / other.per_second:.2f}" if ours.per_second and other.per_second else "-"
+    return (
+        f"size {ours.size:>6} conc {ours.concurrency:>3}: {ours.target} {_number(ours.per_second, 1, 1)} msg/s, "
+        f"{other.target} {_number(other.per_second, 1, 1)} msg/s, {ours.target}/{other.target} = {ratio}"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -741,7 +798,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline-label", default="baseline", help="name of that checkout in the table")
     parser.add_argument(
         "--modes", type=lambda text: [m for m in text.split(",") if m], default=["empty", "idle"],
-        help="empty (no IMAP session), idle (one IDLEs on the INBOX) or both, comma-separated",
+        help="empty (no IMAP session), idle (one IDLEs on the INBOX), checks (port 25 sender checks on), "
+             "comma-separated",
     )
     parser.add_argument("--sender", default="sender@example.test")
     parser.add_argument("--disk-seconds", type=float, default=3.0, help="length of each disk-ceiling loop")
@@ -755,8 +813,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--server-port and --maildir go together")
     if args.no_mailsrv and args.server_port is None:
         parser.error("--no-mailsrv needs --server-port")
-    if not args.modes or set(args.modes) - {"empty", "idle"}:
-        parser.error("--modes takes empty, idle or empty,idle")
+    if not args.modes or set(args.modes) - {"empty", "idle", "checks"}:
+        parser.error("--modes takes empty, idle and checks, comma-separated")
     if args.server_imap_port is not None and args.server_password is None:
         parser.error("--server-imap-port needs --server-password")
     if args.baseline is not None and not os.path.isdir(os.path.join(args.baseline, "mailsrv")):
@@ -780,7 +838,7 @@ def messages_for(args: argparse.Namespace, size: int) -> int:
 def warm_up(target: Target, sender: str) -> None:
     """A few messages first, so lazy imports and Maildir creation are not timed."""
     empty_maildir(target.maildir)
-    sent = run_python_client(target.port, 3, 1, 512, sender)
+    sent = run_python_client(target.port, 3, 1, 512, CHECKED_SENDER if target.checks else sender)
     if sent.accepted != 3:
         raise RuntimeError(f"{target.label} on port {target.port} did not accept mail: {sent.errors or 'rejected'}")
     deadline = time.monotonic() + 30
@@ -797,10 +855,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkouts = [] if args.no_mailsrv else [("mailsrv", REPO)]
     if args.baseline:
         checkouts.append((args.baseline_label, args.baseline))
-    servers = [OwnServer(base, name, path, imap=mode == "idle") for name, path in checkouts for mode in args.modes]
+    dns = checks_dns() if "checks" in args.modes else None
+    servers = [
+        OwnServer(base, name, path, imap=mode == "idle", dns_port=dns.port if mode == "checks" and dns else None)
+        for name, path in checkouts for mode in args.modes
+    ]
     targets: list[Target] = []
     rows: list[Row] = []
     summary: list[str] = []
+    if dns is not None:
+        dns.__enter__()
+        if args.client == "smtp-source":
+            print("mode checks with smtp-source: its messages carry no DKIM signature", file=sys.stderr)
     try:
         for server in servers:
             targets.append(server.start())
@@ -813,6 +879,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.server_imap_port is not None:
                 login = ImapLogin(args.server_imap_port, args.server_user, args.server_password, args.server_imap_tls)
             for mode in args.modes:
+                if mode == "checks":
+                    print(f"mode checks is mailsrv's: {args.server_label} is not measured in it", file=sys.stderr)
+                    continue
                 if mode == "idle" and login is None:
                     print(f"no --server-imap-port: {args.server_label} is measured without IDLE only", file=sys.stderr)
                     continue
@@ -850,6 +919,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for server in servers:
             server.stop()
+        if dns is not None:
+            dns.__exit__(None, None, None)
         if args.keep:
             print(f"kept {base}")
         else:
