@@ -22,6 +22,8 @@ PASS, FAIL, NONE, TEMPERROR, PERMERROR = "pass", "fail", "none", "temperror", "p
 _SPF_RESULTS = {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"}
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 _SIGNED = re.compile(rb"^dkim-signature[ \t]*:", re.I | re.M)
+#: The empty line that ends the header: at the start, or right after a line end (dkimpy splits on ``\r?\n``).
+_HEADER_END = re.compile(rb"(?:\A|\n)\r?\n")
 #: Seconds all the SPF lookups of one identity may take together (RFC 7208 4.6.4 recommends 20).
 SPF_TIME = 20
 
@@ -68,12 +70,38 @@ def _spf(resolver: Any, ip: str, identity: str, helo: str) -> str:
     return result if result in _SPF_RESULTS else PERMERROR
 
 
-def _signatures(message: bytes, resolver: Any) -> tuple[Signature, ...]:
-    """Every DKIM-Signature of *message* checked (RFC 6376 6.1), top first."""
-    try:
-        checker = dkim.DKIM(message)
-    except dkim.DKIMException:  # a header dkimpy cannot read: no signature in it can be checked
+Parsed = tuple[list[list[bytes]], bytes]
+
+
+def parse(message: bytes) -> Parsed:
+    """``dkim.rfc822_parse(message)``: the header fields and the body with CRLF line ends, for both checkers.
+
+    dkimpy's own splits the whole message into lines to join the body's
+    again, most of a check's time on a big message (0.8 ms per 100 KiB,
+    and it ran once for DKIM and once for ARC); here only the header is
+    split, by dkimpy, and the body's line ends are converted in one pass.
+    Raises ``dkim.MessageFormatError`` as dkimpy does.
+    """
+    end = _HEADER_END.search(message)
+    if end is None:  # no body: dkimpy's on the header alone is the same work
+        return dkim.rfc822_parse(message)
+    headers, _ = dkim.rfc822_parse(message[:end.end()])
+    body = message[end.end():]
+    return headers, body.replace(b"\n", b"\r\n") if b"\r" not in body else re.sub(rb"\r?\n", b"\r\n", body)
+
+
+def _checker(kind: type, parsed: Parsed) -> Any:
+    """A dkimpy ``DKIM`` or ``ARC`` on a parsed message, with header fields of its own (they may be changed)."""
+    checker = kind()
+    checker.headers, checker.body = [list(field) for field in parsed[0]], parsed[1]
+    return checker
+
+
+def _signatures(message: bytes, parsed: Parsed | None, resolver: Any) -> tuple[Signature, ...]:
+    """Every DKIM-Signature of *message* checked (RFC 6376 6.1), top first; *parsed* ``None``: unreadable."""
+    if parsed is None:  # a header dkimpy cannot read: no signature in it can be checked
         return (Signature(PERMERROR),) if _SIGNED.search(message) else ()
+    checker = _checker(dkim.DKIM, parsed)
     count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
     key = lookups.KeyLookup(resolver)
     results = []
@@ -105,10 +133,14 @@ def _signer(checker: dkim.DKIM) -> tuple[str, str, str]:
     return domain, selector if _DOT_ATOM.match(selector) else "", b
 
 
-def _arc(message: bytes, resolver: Any) -> str:
-    """RFC 8617 5.2: the chain validation status, ``none`` without ARC sets."""
+def _arc(parsed: Parsed | None, resolver: Any) -> str:
+    """RFC 8617 5.2: the chain validation status, ``none`` without ARC sets (and without asking dkimpy)."""
+    if parsed is None:
+        return FAIL
+    if not any(name.lower() == b"arc-seal" for name, _ in parsed[0]):
+        return NONE
     try:
-        status, _, _ = dkim.ARC(message).verify(dnsfunc=lookups.KeyLookup(resolver))
+        status, _, _ = _checker(dkim.ARC, parsed).verify(dnsfunc=lookups.KeyLookup(resolver))
     except dkim.DKIMException:
         return FAIL
     return status.decode("ascii") if status in (dkim.CV_Pass, dkim.CV_None) else FAIL
@@ -128,8 +160,12 @@ def authenticate(message: Message, *, resolver: Any, ip: str, helo: str, sender:
     domain = canonical_domain(mail_domain)
     mail_spf = _spf(resolver, ip, mail_identity, helo_name or "") if domain else NONE
     helo_spf = _spf(resolver, ip, helo_name, helo_name) if helo_name else None
-    signatures = _signatures(message.data, resolver)
-    arc = _arc(message.data, resolver)
+    try:
+        parsed: Parsed | None = parse(message.data)
+    except dkim.DKIMException:
+        parsed = None
+    signatures = _signatures(message.data, parsed, resolver)
+    arc = _arc(parsed, resolver)
     local = mail_identity.rpartition("@")[0]
     shown = mail_identity if _DOT_ATOM.match(local) and domain else (domain or "")
     authors = set(message.authors)
