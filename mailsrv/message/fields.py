@@ -18,6 +18,14 @@ from mailsrv.message import wire
 from mailsrv.message.body import Body
 
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
+_ATEXT = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"  # RFC 5322 3.2.3
+_ADDR_SPEC = rb"(%s(?:\.%s)*@%s(?:\.%s)*)" % ((_ATEXT,) * 4)  # dot-atom "@" dot-atom
+#: ``addr``, ``<addr>``, ``Words <addr>`` or ``"Quoted" <addr>``: the From: of most mail, read
+#: without the stdlib's parser (0.3 ms a value).  Anything else (comments, groups,
+#: quoted local parts, encoded or 8-bit names) takes the parser.
+_SIMPLE_MAILBOX = re.compile(
+    rb"%s\Z|(?:(?:%s(?: %s)*|\"[ !#-\[\]-~]+\") ?)?<%s>\Z" % (_ADDR_SPEC, _ATEXT, _ATEXT, _ADDR_SPEC)
+)
 
 
 def read_header(body: Body) -> bytes:
@@ -93,6 +101,14 @@ def mailbox_list(value: bytes) -> list[str] | None:
     unambiguous syntax (a period in a display name, a route) is accepted;
     an encoded word is only a display name.  Groups are flattened.
     """
+    simple = _SIMPLE_MAILBOX.match(value)
+    if simple is not None:
+        return [(simple.group(1) or simple.group(2)).decode("ascii")]
+    return parsed_mailbox_list(value)
+
+
+def parsed_mailbox_list(value: bytes) -> list[str] | None:
+    """:func:`mailbox_list` by the stdlib's parser alone (what its fast path must agree with)."""
     try:
         text = value.decode("utf-8")  # display names in raw UTF-8 are common; other 8-bit is not text
     except UnicodeDecodeError:

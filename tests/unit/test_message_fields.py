@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import random
+import string
 
 from twisted.trial import unittest
 
-from mailsrv.message import wire
+from mailsrv.message import fields, wire
 from mailsrv.message.body import Body, BodyWriter
-from mailsrv.message.fields import field_values, mailbox_list, read_header
+from mailsrv.message.fields import field_values, mailbox_list, parsed_mailbox_list, read_header
 
 
 class ReadHeaderTests(unittest.SynchronousTestCase):
@@ -65,3 +67,28 @@ class MailboxListTests(unittest.SynchronousTestCase):
                       b"<alice@example.test>bob@example.test", b"alice@example.test; bob@example.test",
                       b"a\rb <alice@example.test>", b"\xff <alice@example.test>", b"alice@", b'"', b"a:b:c;d;"):
             self.assertIsNone(mailbox_list(value), value)
+
+
+class FastPathTests(unittest.SynchronousTestCase):
+    """The common From: forms skip the stdlib's parser; they must read as it reads them."""
+
+    def test_simple_forms_agree_with_the_parser(self):
+        rng = random.Random(5322)
+        atext = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
+
+        def atom() -> str:
+            return "".join(rng.choice(atext) for _ in range(rng.randint(1, 6)))
+
+        def dot_atom() -> str:
+            return ".".join(atom() for _ in range(rng.randint(1, 3)))
+
+        fast = 0
+        for _ in range(1000):
+            addr = f"{dot_atom()}@{dot_atom()}"
+            name = rng.choice(["", " ".join(atom() for _ in range(rng.randint(1, 3))),
+                               '"' + "".join(rng.choice(atext + " ,.;:@<>()[]") for _ in range(5)) + '"'])
+            value = rng.choice([addr, f"<{addr}>", f"{name} <{addr}>", f"{name}<{addr}>"]).encode()
+            self.assertEqual(mailbox_list(value), parsed_mailbox_list(value), value)
+            self.assertEqual(mailbox_list(value), [addr], value)
+            fast += fields._SIMPLE_MAILBOX.match(value) is not None
+        self.assertGreater(fast, 700)  # most took the fast path, so the comparison tested it

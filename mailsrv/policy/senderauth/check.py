@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mailsrv.address import canonical_domain
 from mailsrv.dkim import fastrsa
@@ -13,7 +14,7 @@ from mailsrv.message.fields import field_spans, field_values, mailbox_list, read
 from mailsrv.net.session import Networks
 from mailsrv.policy import ACCEPT, Check, CheckContext, Verdict, reject
 from mailsrv.policy.senderauth import authresults, dmarc
-from mailsrv.policy.senderauth.verify import Message, authenticate
+from mailsrv.policy.senderauth.verify import Message, Results, authenticate
 from mailsrv.smtp import replies
 
 log = Logger()
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def read_message(body: "Body", hostname: str) -> Message:
-    """The message, its author domains and our forged A-R fields; blocking on a spooled body (disk pool)."""
+    """The message, its author domains and our forged A-R fields; blocking on a spooled body."""
     domains = []
     for value in field_values(read_header(body), b"from"):
         for address in mailbox_list(value) or ():
@@ -34,6 +35,22 @@ def read_message(body: "Body", hostname: str) -> Message:
     drop = tuple((offset, length) for offset, length, field in field_spans(body)
                  if authresults.is_ours(field, hostname))
     return Message(data=body.read(), authors=tuple(domains), drop=drop)
+
+
+def judge(body: "Body", hostname: str, **where: Any) -> "tuple[Message, Results | Failure]":
+    """:func:`read_message`, then :func:`authenticate` it, in one job of the ``dns`` pool.
+
+    The reading is header parsing and, for a spooled body, a read of a file
+    just written (in the page cache): one trip instead of a disk-pool trip
+    and a DNS-pool trip, and nothing of it on the reactor.  A failure of
+    the checks is returned, for the reactor to log, with the message, whose
+    forged fields are removed all the same.
+    """
+    message = read_message(body, hostname)
+    try:
+        return message, authenticate(message, **where)
+    except Exception:  # our bug, or a library's on odd input
+        return message, Failure()
 
 
 class SenderAuthentication(Check):
@@ -70,15 +87,12 @@ class SenderAuthentication(Check):
             return ACCEPT
         body = envelope.body
         assert body is not None
-        message = read_message(body, self._hostname) if body.in_memory else await ctx.disk.run(
-            read_message, body, self._hostname)
-        try:
-            results = await ctx.dns.run(
-                authenticate, message, resolver=ctx.resolver, ip=session.peer_ip, helo=self._helo.get(session, ""),
-                sender=envelope.sender,
-            )
-        except Exception:  # our bug, or a library's on odd input: deliver unjudged rather than refuse forever
-            log.failure("sender authentication failed for {queue_id}", queue_id=envelope.queue_id)
+        message, results = await ctx.dns.run(
+            judge, body, self._hostname, resolver=ctx.resolver, ip=session.peer_ip, helo=self._helo.get(session, ""),
+            sender=envelope.sender,
+        )
+        if isinstance(results, Failure):  # deliver unjudged rather than refuse forever
+            log.failure("sender authentication failed for {queue_id}", results, queue_id=envelope.queue_id)
             return Verdict(drop=message.drop)
         disposition = results.dmarc.disposition
         if disposition == dmarc.REJECT and self._refuse:
