@@ -26,6 +26,7 @@ from mailsrv.smtp.smtputf8 import smtputf8_param
 
 _KEYWORD = re.compile(rb"[A-Za-z0-9][A-Za-z0-9-]*\Z")
 _VALUE = re.compile(rb"[\x21-\x3c\x3e-\x7e]+\Z")  # RFC 5321 esmtp-value
+_UTF8_VALUE = re.compile(rb"[\x21-\x3c\x3e-\x7e\x80-\xff]+\Z")  # RFC 6531 3.3: and UTF8-non-ascii
 
 
 @dataclass(frozen=True)
@@ -44,17 +45,23 @@ class MailParams:
     smtputf8: bool = False
 
 
-def _split(raw: bytes) -> dict[str, str | None]:
-    """``KEY[=VALUE] ...`` into an upper-cased-key dict; 501 on bad syntax or repeats."""
+def _split(raw: bytes, utf8: bool = False) -> dict[str, str | None]:
+    """``KEY[=VALUE] ...`` into an upper-cased-key dict; 501 on bad syntax or repeats.
+
+    *utf8* (RCPT in a transaction with SMTPUTF8): values may be UTF-8.
+    """
     params: dict[str, str | None] = {}
     for item in raw.split():
         key, eq, value = item.partition(b"=")
-        if not _KEYWORD.match(key) or (eq and not _VALUE.match(value)):
+        if not _KEYWORD.match(key) or (eq and not (_UTF8_VALUE if utf8 else _VALUE).match(value)):
             raise Rejection(replies.BAD_PARAMETERS)
         name = key.decode("ascii").upper()
         if name in params:
             raise Rejection(replies.DUPLICATE_PARAMETER(name=name))
-        params[name] = value.decode("ascii") if eq else None
+        try:
+            params[name] = value.decode() if eq else None
+        except UnicodeDecodeError:
+            raise Rejection(replies.BAD_PARAMETERS) from None
     return params
 
 
@@ -117,10 +124,14 @@ def parse_mail_params(raw: bytes, *, max_size: int, auth_offered: bool, tls_acti
     return MailParams(size=size, body=body, ret=ret, envid=envid, require_tls=require_tls, smtputf8=smtputf8)
 
 
-def parse_rcpt_params(raw: bytes) -> RecipientRequest:
-    """The RFC 3461 NOTIFY and ORCPT of a RCPT TO; any other parameter gets 555 (RFC 5321 4.1.1.11)."""
+def parse_rcpt_params(raw: bytes, utf8: bool = False) -> RecipientRequest:
+    """The RFC 3461 NOTIFY and ORCPT of a RCPT TO; any other parameter gets 555 (RFC 5321 4.1.1.11).
+
+    *utf8*: the transaction has SMTPUTF8, so ORCPT may be ``utf-8;`` and
+    raw UTF-8 (RFC 6533 3 utf-8-addr-unitext).
+    """
     notify = orcpt = ""
-    for name, value in _split(raw).items():
+    for name, value in _split(raw, utf8).items():
         if name == "NOTIFY":
             notify = _dsn_value(name, value, dsnrequest.parse_notify)
         elif name == "ORCPT":

@@ -107,7 +107,7 @@ async def rcpt(server: "Connection", rest: bytes) -> Reply:
         return replies.RECIPIENTS_PER_CONNECTION
     path = match.group("path")
     try:
-        request = parse_rcpt_params(match.group("params") or b"")
+        request = parse_rcpt_params(match.group("params") or b"", transaction.params.smtputf8)
         recipient = (_postmaster(server) if path.lower() == b"postmaster"
                      else envelope_mailbox(path, transaction.params.smtputf8))
     except AddressSyntaxError as e:

@@ -104,6 +104,18 @@ class InboundSMTPUTF8Tests(UTF8Cases, SMTPTestCase):
         self.assertEqual(self.say(b"RCPT TO:<alice@example.test> SMTPUTF8\r\n"),
                          replies.UNSUPPORTED_PARAMETER(name="SMTPUTF8").wire())
 
+    def test_a_utf8_orcpt_is_taken_with_smtputf8_and_only_in_xtext_form_without(self):
+        """RFC 6533 3: utf-8-addr-unitext needs SMTPUTF8; utf-8-addr-xtext is ASCII and always fine."""
+        self.say(b"MAIL FROM:<bob@example.net> SMTPUTF8\r\n")
+        self.assertEqual(self.say("RCPT TO:<jösé@bücher.example> NOTIFY=SUCCESS ORCPT=utf-8;Jösé@bücher.example"
+                                  "\r\n".encode()), RCPT_OK)
+        [notice] = self.server.transaction.delivered_notices
+        self.assertEqual(notice.orcpt, "utf-8;Jösé@bücher.example")
+        self.say(b"RSET\r\nMAIL FROM:<bob@example.net>\r\n")
+        self.assertEqual(self.say("RCPT TO:<alice@example.test> ORCPT=utf-8;j\u00f6@x.test\r\n".encode()),
+                         replies.BAD_PARAMETERS.wire())
+        self.assertEqual(self.say(b"RCPT TO:<alice@example.test> ORCPT=utf-8;j\\x{F6}@x.test\r\n"), RCPT_OK)
+
     def test_an_ascii_transaction_with_the_parameter_keeps_with_utf8smtp(self):
         self.say(b"MAIL FROM:<bob@example.net> SMTPUTF8\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
         self.say(b"Subject: plain\r\n\r\nx\r\n.\r\n")
