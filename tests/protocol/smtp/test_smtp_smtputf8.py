@@ -8,6 +8,7 @@ from twisted.internet import defer
 from mailsrv.smtp import replies
 from support import make_context
 from test_smtp_inbound import QUEUED
+from test_smtp_senderauth import SenderAuthTestCase
 from test_smtp_session import FakeDirectory, SMTPTestCase
 from test_smtp_submission import PLAIN_OK, AUTH_OK, SubmissionTestCase
 
@@ -148,3 +149,19 @@ class SubmissionSMTPUTF8Tests(UTF8Cases, SubmissionTestCase):
         [(envelope, body)] = envelopes
         self.assertEqual((envelope.remote, envelope.smtputf8), (["René@remote.test"], True))
         self.assertIn(b" with UTF8SMTPSA id ", body)
+
+
+class SenderAuthSMTPUTF8Tests(SenderAuthTestCase):
+    """Port 25 checks a UTF-8 sender's SPF at its domain's A-label (RFC 7208 4.3: DNS names are A-labels)."""
+
+    def test_a_utf8_sender_passes_spf_at_the_a_label(self):
+        self.zone.add("xn--bcher-kva.example", "TXT", '"v=spf1 ip4:192.0.2.7 -all"')
+        self.connect()
+        self.ehlo()
+        self.assertEqual(self.say("MAIL FROM:<jösé@bücher.example> SMTPUTF8\r\n".encode()), SENDER_OK)
+        self.assertEqual(self.say(b"RCPT TO:<alice@example.test>\r\n"), RCPT_OK)
+        self.say(b"DATA\r\n")
+        self.assertRegex(self.say(MESSAGE), QUEUED)
+        stored = self.store.calls[-1][1]
+        self.assertIn(b"\r\n\tspf=pass smtp.mailfrom=xn--bcher-kva.example;\r\n", stored)
+        self.assertFalse([e for e in self.log if e.get("log_failure")])
