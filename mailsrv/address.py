@@ -18,7 +18,15 @@ Three questions are answered here and nowhere else:
 * Which domain is meant?  :func:`normalize_domain` folds case, drops the
   root dot and turns non-ASCII labels into A-labels (RFC 5890 2.3.2.1), so
   ``Bücher.Example.`` and ``xn--bcher-kva.example`` are the same domain in
-  the configuration, the directory and SMTP.
+  the configuration, the directory and SMTP.  The conversion is the
+  ``idna`` package's (IDNA 2008 with the UTS 46 mapping), a dependency of
+  ours, not Python's ``idna`` codec, which is IDNA 2003.
+
+Internationalized addresses (RFC 6531, RFC 6532): :func:`parse_path` with
+``utf8=True`` (the client gave ``SMTPUTF8``) takes UTF-8 local parts and
+U-label domains; a user's local part may hold non-ASCII letters, marks and
+digits, in Unicode NFC (RFC 6532 3.1), so the two spellings of ``é``
+(one code point, or ``e`` and a combining accent) are one user.
 
 The store turns ``local@domain`` into the directory ``<domain>/<local>``
 through :func:`mailbox_path`, which accepts exactly the canonical
@@ -30,6 +38,7 @@ fail.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import idna
@@ -38,7 +47,7 @@ MAX_LOCAL = 64  # RFC 5321 4.5.3.1.1
 MAX_DOMAIN = 255  # RFC 5321 4.5.3.1.2
 MAX_PATH = 256  # RFC 5321 4.5.3.1.3, counting the angle brackets
 
-# RFC 5321 4.1.2 atext (ASCII only: no SMTPUTF8 is advertised).
+# RFC 5321 4.1.2 atext; RFC 6531 3.3 adds UTF8-non-ascii (see _UTF8_PATH).
 _ATEXT_SPECIALS = "!#$%&'*+\\-/=?^_`{|}~"
 # A user's local part leaves out "%" and "!" (the relay hacks) and "/",
 # which in the store's <domain>/<local> path would reach into another
@@ -64,9 +73,22 @@ _NEEDS_QUOTES = re.compile(rf"[^A-Za-z0-9{_ATEXT_SPECIALS}.]|^\.|\.$|\.\.")
 _USER_ATEXT = rf"[a-z0-9{_USER_SPECIALS}]"
 # RFC 5321 4.1.2 Dot-string: no empty atom, so no leading, trailing or
 # doubled dot (which also rules out "." and ".." as a directory name).
-_USER_LOCAL = re.compile(rf"{_USER_ATEXT}+(?:\.{_USER_ATEXT}+)*\Z")
+_USER_LOCAL = re.compile(rf"[^.]+(?:\.[^.]+)*\Z")  # the characters are judged by _user_char
 _USER_LOCAL_CHAR = re.compile(rf"{_USER_ATEXT}|\.")
 _DOMAIN_NAME = re.compile(_DOMAIN + r"\Z")
+
+# RFC 6531 3.3: uAtom is atext or UTF8-non-ascii, uQuoted-string's qtext too,
+# sub-domain may be a U-label (judged by IDNA in normalize_domain).  The C1
+# controls are UTF8-non-ascii too, but no address needs them.
+_NON_ASCII = "\u00a0-\U0010ffff"
+_U_ATOM = rf"[A-Za-z0-9{_ATEXT_SPECIALS}{_NON_ASCII}]+"
+_U_LABEL = rf"[A-Za-z0-9{_NON_ASCII}](?:[A-Za-z0-9{_NON_ASCII}-]*[A-Za-z0-9{_NON_ASCII}])?"
+_U_DOMAIN = rf"{_U_LABEL}(?:\.{_U_LABEL})*"
+_UTF8_PATH = re.compile(
+    rf"(?P<route>@{_U_DOMAIN}(?:,@{_U_DOMAIN})*:)?"
+    rf"(?P<local>{_U_ATOM}(?:\.{_U_ATOM})*|\"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_NON_ASCII}]|\\[\x20-\x7e])*\")"
+    rf"@(?P<domain>{_U_DOMAIN}|{_LITERAL.decode()})\Z"
+)
 
 
 class AddressSyntaxError(ValueError):
@@ -106,14 +128,22 @@ def canonical_domain(domain: str) -> str | None:
 # --- user addresses -------------------------------------------------------------
 
 
+def _user_char(c: str) -> bool:
+    """ASCII atext but the routing characters, a dot, or a non-ASCII letter, mark or digit (RFC 6531)."""
+    if c.isascii():
+        return _USER_LOCAL_CHAR.fullmatch(c) is not None
+    return unicodedata.category(c)[0] in "LMN"
+
+
 def _user_address(address: str) -> tuple[str, str] | str:
     """``(local, domain)`` of a plain user address in canonical form, or why it is not one."""
     local, at, domain = address.lower().rpartition("@")
     if not at or not local:
         return "expected local@domain"
-    if len(local) > MAX_LOCAL:
-        return f"the local part is longer than {MAX_LOCAL} characters"
-    refused = sorted({c for c in local if not _USER_LOCAL_CHAR.fullmatch(c)})
+    local = unicodedata.normalize("NFC", local)  # RFC 6532 3.1
+    if len(local.encode()) > MAX_LOCAL:
+        return f"the local part is longer than {MAX_LOCAL} octets"
+    refused = sorted({c for c in local if not _user_char(c)})
     if refused:
         return "the local part may not contain " + " ".join(repr(c) for c in refused)
     if not _USER_LOCAL.match(local):
@@ -121,7 +151,7 @@ def _user_address(address: str) -> tuple[str, str] | str:
     canonical = canonical_domain(domain)
     if canonical is None:
         return f"{domain!r} is not a domain name"
-    if len(local) + 1 + len(canonical) > MAX_PATH - 2:
+    if len(local.encode()) + 1 + len(canonical) > MAX_PATH - 2:
         return f"the address is longer than {MAX_PATH - 2} characters"
     return local, canonical
 
@@ -213,25 +243,40 @@ class Mailbox:
         return f"{local}@{self.domain}"
 
 
-def parse_path(path: bytes) -> Mailbox:
+def parse_path(path: bytes, utf8: bool = False) -> Mailbox:
     """Parse the text between ``<`` and ``>`` of a MAIL or RCPT path.
 
-    Raises :class:`AddressSyntaxError` for anything that is not a complete
-    ``local@domain`` within the RFC 5321 4.5.3.1 length limits.
+    *utf8*: the client gave ``SMTPUTF8`` (RFC 6531 3.3), so the path is
+    UTF-8 and may hold non-ASCII local parts and U-labels; the local part
+    is then brought to NFC (RFC 6532 3.1) and the domain to A-labels.
+    Without it, the path is ASCII (the caller refuses 8-bit paths first,
+    with RFC 6531 3.5's reply).  Raises :class:`AddressSyntaxError` for
+    anything that is not a complete ``local@domain`` within the RFC 5321
+    4.5.3.1 length limits, counted in octets.
     """
     if len(path) > MAX_PATH - 2:
         raise AddressSyntaxError("address too long")
-    match = _PATH.match(path)
+    if utf8:
+        try:
+            text = path.decode("utf-8")
+        except UnicodeDecodeError:
+            raise AddressSyntaxError("the address is not UTF-8") from None
+        match = _UTF8_PATH.match(text)
+    else:
+        text = path.decode("ascii", "replace")
+        match = _PATH.match(path)
     if match is None:
         raise AddressSyntaxError("bad address syntax")
-    raw_local = match.group("local").decode("ascii")
-    raw_domain = match.group("domain").decode("ascii")
-    if len(raw_local) > MAX_LOCAL:
+    start, end = match.span("local")
+    raw_local, raw_domain = text[start:end], text[end + 1:]
+    if len(raw_local.encode()) > MAX_LOCAL:
         raise AddressSyntaxError("local part too long")
-    if len(raw_domain) > MAX_DOMAIN:
+    domain = normalize_domain(raw_domain)
+    if len(domain) > MAX_DOMAIN:
         raise AddressSyntaxError("domain too long")
     local = raw_local
     if raw_local.startswith('"'):
         local = _QUOTED_PAIR.sub(r"\1", raw_local[1:-1])
-    return Mailbox(local, normalize_domain(raw_domain), routed=match.group("route") is not None,
-                   sent=f"{raw_local}@{raw_domain}")
+    if not local.isascii():
+        local = unicodedata.normalize("NFC", local)
+    return Mailbox(local, domain, routed=match.group("route") is not None, sent=f"{raw_local}@{raw_domain}")

@@ -61,7 +61,9 @@ class Options:
     *envid*, and each recipient's NOTIFY and ORCPT in *requests*, by
     address), and the RFC 8689 TLS demands: *require_tls* (verified TLS to a
     server that offers REQUIRETLS, or no delivery) or *tls_optional*
-    (``TLS-Required: No``: a TLS policy that fails does not stop it).
+    (``TLS-Required: No``: a TLS policy that fails does not stop it);
+    *smtputf8*: the sender or header is UTF-8 (RFC 6531), so only a server
+    that offers SMTPUTF8 may take it.
     """
 
     ret: str = ""
@@ -69,6 +71,7 @@ class Options:
     requests: Mapping[str, RecipientRequest] = field(default_factory=dict)
     require_tls: bool = False
     tls_optional: bool = False
+    smtputf8: bool = False
 
 
 class IRemoteDelivery(Interface):

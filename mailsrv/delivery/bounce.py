@@ -86,14 +86,28 @@ def _field(text: str) -> str:
     return flat.encode("ascii", "replace").decode("ascii")
 
 
+def _final(address: str) -> str:
+    """``Final-Recipient``'s value: ``rfc822;`` or, for a UTF-8 address, RFC 6533 3's ``utf-8;`` xtext
+    form, as message/delivery-status holds ASCII only."""
+    if address.isascii():
+        return f"rfc822; {_field(address)}"
+    return f"{dsnrequest.UTF8_TYPE}; {dsnrequest.encode_utf8_addr(address)}"
+
+
+def _original(orcpt: str) -> str:
+    """``Original-Recipient``'s value from a stored ORCPT: a ``utf-8`` one in its xtext form (RFC 6533 3)."""
+    addr_type = orcpt.partition(";")[0]
+    return dsnrequest.orcpt_parameter(orcpt) if addr_type.lower() == dsnrequest.UTF8_TYPE else orcpt
+
+
 def _recipient_fields(recipient: Recipient, action: Action, retry_until: float | None) -> list[str]:
     """RFC 3464 2.3: the per-recipient fields of one recipient."""
     reply = recipient.last_error
     lines = []
     if recipient.orcpt:
-        lines.append(f"Original-Recipient: {_field(recipient.orcpt)}")  # RFC 3464 2.3.1, from ORCPT
+        lines.append(f"Original-Recipient: {_field(_original(recipient.orcpt))}")  # RFC 3464 2.3.1, from ORCPT
     lines += [
-        f"Final-Recipient: rfc822; {_field(recipient.address)}",
+        f"Final-Recipient: {_final(recipient.address)}",
         f"Action: {action.value}",
         f"Status: {status(reply, action.status_class)}",
     ]

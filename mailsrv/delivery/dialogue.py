@@ -188,7 +188,8 @@ def _unsendable(tx: Transaction, extensions: dict[str, str]) -> str | None:
 
 
 def _needs_smtputf8(tx: Transaction) -> bool:
-    return not all(address.isascii() for address in (tx.sender, *tx.recipients))
+    """RFC 6531 3.4: a UTF-8 header or address (sent only where needed, refused by a peer without it)."""
+    return tx.options.smtputf8 or not all(address.isascii() for address in (tx.sender, *tx.recipients))
 
 
 def _mail_command(tx: Transaction, extensions: dict[str, str]) -> str:

@@ -5,8 +5,10 @@ MAIL FROM and ``NOTIFY`` and ``ORCPT`` to each RCPT TO.  This module holds
 their meaning, shared by the SMTP server that parses them
 (:mod:`mailsrv.smtp.params`), the queue that keeps them
 (:mod:`.queuedir`), the client that passes them on (:mod:`.dialogue`) and
-the reports (:mod:`.bounce`): which notifications a recipient wants, and the
-xtext encoding (RFC 3461 4) of ENVID and ORCPT.
+the reports (:mod:`.bounce`): which notifications a recipient wants, the
+xtext encoding (RFC 3461 4) of ENVID and ORCPT, and RFC 6533 3's encodings
+of an internationalized address (``ORCPT=utf-8;...``, and our reports'
+recipient fields).
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ _HEXCHAR = re.compile(r"\+([0-9A-F]{2})")
 _PRINTABLE = re.compile(r"[\x20-\x7e\t]*\Z")
 #: RFC 3461 4.2: addr-type is an atom (RFC 5322 3.2.3 atext), here without "=" (it ends a parameter).
 _ADDR_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*+/?^_`{|}~-]+\Z")
+
+
+#: RFC 6533 3: the addr-type of an internationalized (RFC 6531) address.
+UTF8_TYPE = "utf-8"
+#: RFC 6533 3: utf-8-addr-unitext: QCHAR, UTF8-non-ascii and EmbeddedUnicodeChar (``\x{HEX}``);
+#: utf-8-addr-xtext is its ASCII part.
+_QCHAR = r"\x21-\x2a\x2c-\x3c\x3e-\x5b\x5d-\x7e"
+_UTF8_ADDR = re.compile(rf"(?:[{_QCHAR}\u00a0-\U0010ffff]|\\x\{{[0-9A-F]{{2,6}}\}})+\Z")
+_EMBEDDED = re.compile(r"\\x\{([0-9A-F]{2,6})\}")
+_QCHARS = re.compile(rf"[{_QCHAR}]")
 
 
 class BadRequest(ValueError):
@@ -61,14 +73,38 @@ def parse_notify(value: str) -> str:
     return ",".join(event for event in _EVENTS if event in words)
 
 
+def decode_utf8_addr(value: str) -> str:
+    """The address a utf-8-addr-xtext or utf-8-addr-unitext stands for (RFC 6533 3)."""
+    if not _UTF8_ADDR.match(value):
+        raise BadRequest("is not utf-8-addr-xtext")
+
+    def embedded(match: re.Match[str]) -> str:
+        point = int(match.group(1), 16)
+        if point < 0x20 or point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
+            raise BadRequest(f"names \\x{{{match.group(1)}}}, which is no character of an address")
+        return chr(point)
+
+    return _EMBEDDED.sub(embedded, value)
+
+
+def encode_utf8_addr(address: str) -> str:
+    """*address* as utf-8-addr-xtext (RFC 6533 3): ASCII, so right with or without SMTPUTF8 and in a report."""
+    return "".join(c if _QCHARS.match(c) else f"\\x{{{ord(c):02X}}}" for c in address)
+
+
 def parse_orcpt(value: str) -> str:
-    """``addr-type;address`` with the address decoded, from an ORCPT value (RFC 3461 4.2)."""
+    """``addr-type;address`` with the address decoded, from an ORCPT value (RFC 3461 4.2).
+
+    The ``utf-8`` type's address is in RFC 6533 3's encoding instead of xtext.
+    """
     if len(value) > MAX_ORCPT:
         raise BadRequest(f"is longer than {MAX_ORCPT} characters")
-    addr_type, semicolon, xtext = value.partition(";")
-    if not semicolon or not _ADDR_TYPE.match(addr_type) or not xtext:
+    addr_type, semicolon, encoded = value.partition(";")
+    if not semicolon or not _ADDR_TYPE.match(addr_type) or not encoded:
         raise BadRequest("must be addr-type;address")
-    return f"{addr_type};{decode_xtext(xtext)}"
+    if addr_type.lower() == UTF8_TYPE:
+        return f"{addr_type};{decode_utf8_addr(encoded)}"
+    return f"{addr_type};{decode_xtext(encoded)}"
 
 
 def parse_envid(value: str) -> str:
@@ -79,8 +115,11 @@ def parse_envid(value: str) -> str:
 
 
 def orcpt_parameter(orcpt: str) -> str:
-    """The ``ORCPT=`` value that passes a stored ``addr-type;address`` on."""
+    """The ``ORCPT=`` value that passes a stored ``addr-type;address`` on (and our reports'
+    ``Original-Recipient`` of a ``utf-8`` one, RFC 6533 3)."""
     addr_type, _, address = orcpt.partition(";")
+    if addr_type.lower() == UTF8_TYPE:
+        return f"{addr_type};{encode_utf8_addr(address)}"
     return f"{addr_type};{encode_xtext(address)}"
 
 

@@ -42,7 +42,8 @@ class Envelope:
     copy of their own with an SRS sender (:mod:`mailsrv.delivery.srs`).
 
     What the client asked on MAIL FROM travels with it: *ret* and *envid*
-    (RFC 3461), *require_tls* (RFC 8689); *requests* holds the NOTIFY and
+    (RFC 3461), *require_tls* (RFC 8689), *smtputf8* (RFC 6531: its
+    addresses and header may be UTF-8); *requests* holds the NOTIFY and
     ORCPT of each recipient that gave any, by address as accepted.
     """
 
@@ -55,6 +56,7 @@ class Envelope:
     ret: str = ""
     envid: str = ""
     require_tls: bool = False
+    smtputf8: bool = False
     requests: dict[str, RecipientRequest] = field(default_factory=dict)
     #: The folder the local users get it in (a policy check's choice: Junk), ``None`` for their INBOX.
     folder: str | None = None

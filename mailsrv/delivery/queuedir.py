@@ -121,6 +121,9 @@ class Record:
     require_tls: bool = False
     #: ... or the header says ``TLS-Required: No`` (a failed TLS policy does not stop it).
     tls_optional: bool = False
+    #: RFC 6531 3.4: the client gave SMTPUTF8 and the sender or the header is not ASCII, so the
+    #: next server must offer SMTPUTF8 (non-ASCII recipients need it by themselves).
+    smtputf8: bool = False
     #: The one delay warning (RFC 3464 Action: delayed) was sent.
     delay_warned: bool = False
 

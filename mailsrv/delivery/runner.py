@@ -103,7 +103,7 @@ def _options(record: Record, group: Sequence[Recipient]) -> Options:
     """What *record*'s sender asked of the delivery to *group*, for the sender to pass on and obey."""
     requests = {r.address: RecipientRequest(r.notify, r.orcpt) for r in group if r.notify or r.orcpt}
     return Options(ret=record.ret, envid=record.envid, requests=requests, require_tls=record.require_tls,
-                   tls_optional=record.tls_optional)
+                   tls_optional=record.tls_optional, smtputf8=record.smtputf8)
 
 
 def _whole_message(body: Body) -> bytes:
@@ -203,7 +203,7 @@ class Queue(Service):
             wire_size=body.wire_size, body_type=body.body_type.value,
             recipients=[Recipient(address, next_attempt=now, notify=request.notify, orcpt=request.orcpt)
                         for address, request in zip(envelope.remote, requests)],
-            ret=envelope.ret, envid=envelope.envid, require_tls=envelope.require_tls,
+            ret=envelope.ret, envid=envelope.envid, require_tls=envelope.require_tls, smtputf8=envelope.smtputf8,
         )
 
         def added(lease: queuedir.Lease) -> str:
@@ -218,9 +218,12 @@ class Queue(Service):
         return self._disk.run(self._add, record, body).addCallback(added)
 
     def _add(self, record: Record, body: Body) -> queuedir.Lease:
-        """In the disk pool: tag the message as its header asks (RFC 8689 4.2.1), then ``QueueDir.add`` it."""
+        """In the disk pool: tag the message as its header asks (RFC 8689 4.2.1), and as needing
+        SMTPUTF8 only if it does (RFC 6531 3.4), then ``QueueDir.add`` it."""
+        header = read_header(body)
         if not record.require_tls:
-            record.tls_optional = requiretls.tls_optional(read_header(body))
+            record.tls_optional = requiretls.tls_optional(header)
+        record.smtputf8 = record.smtputf8 and not (record.sender.isascii() and header.isascii())
         return self.directory.add(record, body)
 
     # -- start and stop --------------------------------------------------------

@@ -51,8 +51,10 @@ RETURN_PATH = b"return-path:"
 
 
 def return_path_line(sender: str, end: bytes = b"\n") -> bytes:
-    """The ``Return-Path`` line for the reverse-path *sender* (``""``: ``<>``), ending in *end* (disk form: LF)."""
-    return b"Return-Path: <" + sender.encode("ascii") + b">" + end
+    """The ``Return-Path`` line for the reverse-path *sender* (``""``: ``<>``), ending in *end* (disk form: LF).
+
+    *sender* is UTF-8 after SMTPUTF8 (RFC 6531 4.3, RFC 6532 3.7)."""
+    return b"Return-Path: <" + sender.encode() + b">" + end
 
 
 def past_return_path(stored: BinaryIO) -> BinaryIO:

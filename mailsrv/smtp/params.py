@@ -6,8 +6,9 @@ parameter is silently accepted.  Here every parameter is parsed, the ones
 we advertise are honoured and anything else is refused with 555, as RFC
 5321 4.1.1.11 asks: SIZE, BODY, AUTH, the DSN parameters (RFC 3461: RET
 and ENVID on MAIL, NOTIFY and ORCPT on RCPT, their meaning in
-:mod:`mailsrv.delivery.dsnrequest`) and REQUIRETLS (RFC 8689 3), which
-only a TLS session may give.
+:mod:`mailsrv.delivery.dsnrequest`), REQUIRETLS (RFC 8689 3), which
+only a TLS session may give, and SMTPUTF8 (RFC 6531 3.4, see
+:mod:`.smtputf8`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from mailsrv.delivery.dsnrequest import BadRequest, RecipientRequest
 from mailsrv.message.body import BodyType
 from mailsrv.smtp import replies
 from mailsrv.smtp.replies import Rejection
+from mailsrv.smtp.smtputf8 import smtputf8_param
 
 _KEYWORD = re.compile(rb"[A-Za-z0-9][A-Za-z0-9-]*\Z")
 _VALUE = re.compile(rb"[\x21-\x3c\x3e-\x7e]+\Z")  # RFC 5321 esmtp-value
+_UTF8_VALUE = re.compile(rb"[\x21-\x3c\x3e-\x7e\x80-\xff]+\Z")  # RFC 6531 3.3: and UTF8-non-ascii
 
 
 @dataclass(frozen=True)
@@ -38,19 +41,27 @@ class MailParams:
     envid: str = ""
     #: RFC 8689 3: every hop must be TLS, verified, to servers that offer REQUIRETLS.
     require_tls: bool = False
+    #: RFC 6531 3.4: the envelope and header may be UTF-8.
+    smtputf8: bool = False
 
 
-def _split(raw: bytes) -> dict[str, str | None]:
-    """``KEY[=VALUE] ...`` into an upper-cased-key dict; 501 on bad syntax or repeats."""
+def _split(raw: bytes, utf8: bool = False) -> dict[str, str | None]:
+    """``KEY[=VALUE] ...`` into an upper-cased-key dict; 501 on bad syntax or repeats.
+
+    *utf8* (RCPT in a transaction with SMTPUTF8): values may be UTF-8.
+    """
     params: dict[str, str | None] = {}
     for item in raw.split():
         key, eq, value = item.partition(b"=")
-        if not _KEYWORD.match(key) or (eq and not _VALUE.match(value)):
+        if not _KEYWORD.match(key) or (eq and not (_UTF8_VALUE if utf8 else _VALUE).match(value)):
             raise Rejection(replies.BAD_PARAMETERS)
         name = key.decode("ascii").upper()
         if name in params:
             raise Rejection(replies.DUPLICATE_PARAMETER(name=name))
-        params[name] = value.decode("ascii") if eq else None
+        try:
+            params[name] = value.decode() if eq else None
+        except UnicodeDecodeError:
+            raise Rejection(replies.BAD_PARAMETERS) from None
     return params
 
 
@@ -81,7 +92,7 @@ def parse_mail_params(raw: bytes, *, max_size: int, auth_offered: bool, tls_acti
     size: int | None = None
     body: BodyType = BodyType.SEVEN_BIT
     ret = envid = ""
-    require_tls = False
+    require_tls = smtputf8 = False
     for name, value in _split(raw).items():
         if name == "SIZE":
             if value is None or not value.isdigit() or len(value) > 20:
@@ -106,15 +117,21 @@ def parse_mail_params(raw: bytes, *, max_size: int, auth_offered: bool, tls_acti
             if not tls_active:
                 raise Rejection(replies.REQUIRETLS_NEEDS_TLS)
             require_tls = True
+        elif name == "SMTPUTF8":
+            smtputf8 = smtputf8_param(value)
         else:
             raise Rejection(replies.UNSUPPORTED_PARAMETER(name=name))
-    return MailParams(size=size, body=body, ret=ret, envid=envid, require_tls=require_tls)
+    return MailParams(size=size, body=body, ret=ret, envid=envid, require_tls=require_tls, smtputf8=smtputf8)
 
 
-def parse_rcpt_params(raw: bytes) -> RecipientRequest:
-    """The RFC 3461 NOTIFY and ORCPT of a RCPT TO; any other parameter gets 555 (RFC 5321 4.1.1.11)."""
+def parse_rcpt_params(raw: bytes, utf8: bool = False) -> RecipientRequest:
+    """The RFC 3461 NOTIFY and ORCPT of a RCPT TO; any other parameter gets 555 (RFC 5321 4.1.1.11).
+
+    *utf8*: the transaction has SMTPUTF8, so ORCPT may be ``utf-8;`` and
+    raw UTF-8 (RFC 6533 3 utf-8-addr-unitext).
+    """
     notify = orcpt = ""
-    for name, value in _split(raw).items():
+    for name, value in _split(raw, utf8).items():
         if name == "NOTIFY":
             notify = _dsn_value(name, value, dsnrequest.parse_notify)
         elif name == "ORCPT":

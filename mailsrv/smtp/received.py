@@ -17,11 +17,12 @@ from mailsrv.message.headers import return_path_line
 _FOLD = "\r\n\t"  # RFC 5322 2.2.3: fold with CRLF followed by whitespace
 
 
-def with_protocol(esmtp: bool, tls: bool, authenticated: bool) -> str:
-    """The ``with`` keyword of RFC 3848 2: ESMTP, ESMTPS, ESMTPA, ESMTPSA (or SMTP after HELO)."""
+def with_protocol(esmtp: bool, tls: bool, authenticated: bool, utf8: bool = False) -> str:
+    """The ``with`` keyword of RFC 3848 2: ESMTP, ESMTPS, ESMTPA, ESMTPSA (or SMTP after HELO);
+    for a transaction with SMTPUTF8 (*utf8*) RFC 6531 4.3's UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA."""
     if not esmtp:
         return "SMTP"
-    return "ESMTP" + ("S" if tls else "") + ("A" if authenticated else "")
+    return ("UTF8SMTP" if utf8 else "ESMTP") + ("S" if tls else "") + ("A" if authenticated else "")
 
 
 def address_literal(ip: str) -> str:
@@ -52,7 +53,8 @@ def trace_headers(
     user who submitted the message, goes in a comment as Postfix and
     Sendmail write it, so a recipient (or their admin) can tell who sent
     it; it is a canonical user address, which holds no character a
-    comment would need escaped.
+    comment would need escaped.  The addresses may be UTF-8 (RFC 6531 4.3,
+    a transaction with SMTPUTF8; RFC 6532 3.7 lets the header hold them).
     """
     when = when or datetime.now(timezone.utc)
     # RFC 5321 4.4 TCP-info: the address literal alone, as no reverse DNS is looked up.
@@ -69,4 +71,4 @@ def trace_headers(
         parts[-1] += ";"
         parts.append(stamp)
     received = "Received: " + _FOLD.join(parts)
-    return return_path_line(sender, b"\r\n") + f"{received}\r\n".encode("ascii")
+    return return_path_line(sender, b"\r\n") + f"{received}\r\n".encode()

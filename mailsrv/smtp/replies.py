@@ -147,6 +147,9 @@ BAD_DSN_PARAMETER = Reply(501, "5.5.4", "Bad {name} parameter: {reason}")  # RFC
 BAD_REQUIRETLS = Reply(501, "5.5.4", "Bad REQUIRETLS parameter: it takes no value")  # RFC 8689 3
 # RFC 8689 3: REQUIRETLS only over TLS; RFC 3207 4 answers 530 when TLS must come first, RFC 3463 X.7.10.
 REQUIRETLS_NEEDS_TLS = Reply(530, "5.7.10", "REQUIRETLS needs a TLS session: issue STARTTLS first")
+BAD_SMTPUTF8 = Reply(501, "5.5.4", "Bad SMTPUTF8 parameter: it takes no value")  # RFC 6531 3.4
+# RFC 6531 3.5: 553 "mailbox name not allowed", X.6.7 "non-ASCII addresses not permitted".
+NON_ASCII_ADDRESS = Reply(553, "5.6.7", "Non-ASCII address without SMTPUTF8 in MAIL FROM")
 
 #: Replies meaning "the client got the protocol wrong"; they count towards
 #: ``limits.max_command_errors`` (RFC 5321 4.3.2 lets us close after too many).

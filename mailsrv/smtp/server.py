@@ -28,6 +28,7 @@ from mailsrv.net.server import ProtocolFactory, ServerProtocol
 from mailsrv.policy import rates
 from mailsrv.smtp import auth, replies, transaction
 from mailsrv.smtp.connection import SessionCounts, Transaction
+from mailsrv.smtp.limits import limits_keyword
 from mailsrv.smtp.replies import Reply
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ class SMTPServer(ServerProtocol):
             b"ENHANCEDSTATUSCODES",  # RFC 2034
             b"DSN",  # RFC 3461
         ]
+        ext += [b"SMTPUTF8", limits_keyword(limits, self.counts)]  # RFC 6531, RFC 9422
         if self.session.tls_active:
             ext.append(b"REQUIRETLS")  # RFC 8689 3: offered over TLS only
         if self.can_start_tls():

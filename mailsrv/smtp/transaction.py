@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from twisted.internet import task
 from twisted.logger import Logger
 
-from mailsrv.address import AddressSyntaxError, Mailbox, parse_path
+from mailsrv.address import AddressSyntaxError, Mailbox
 from mailsrv.delivery.dsnrequest import NO_REQUEST, SUCCESS, RecipientRequest, wants
 from mailsrv.delivery.envelope import Envelope, new_queue_id
 from mailsrv.delivery.bounce import Action
@@ -36,6 +36,7 @@ from mailsrv.smtp.connection import Transaction
 from mailsrv.smtp.data import DataReader
 from mailsrv.smtp.params import parse_mail_params, parse_rcpt_params
 from mailsrv.smtp.received import trace_headers, with_protocol
+from mailsrv.smtp.smtputf8 import envelope_mailbox
 from mailsrv.smtp.replies import Rejection, Reply
 
 if TYPE_CHECKING:
@@ -63,11 +64,11 @@ async def mail(server: "Connection", rest: bytes) -> Reply:
     path = match.group("path")
     limits = server.ctx.config.limits
     try:
-        sender = parse_path(path) if path else None  # "<>" is the null reverse-path
         params = parse_mail_params(
             match.group("params") or b"", max_size=limits.max_message_size, auth_offered=server.auth_offered(),
             tls_active=server.session.tls_active,
         )
+        sender = envelope_mailbox(path, params.smtputf8) if path else None  # "<>" is the null reverse-path
     except AddressSyntaxError as e:
         return replies.BAD_SENDER_SYNTAX(reason=str(e))
     except Rejection as e:
@@ -78,7 +79,7 @@ async def mail(server: "Connection", rest: bytes) -> Reply:
         server.reject("mail", "<>" if sender is None else str(sender), verdict.reply)
         return verdict.reply
     envelope = Envelope(queue_id=new_queue_id(), sender="" if sender is None else str(sender), ret=params.ret,
-                        envid=params.envid, require_tls=params.require_tls)
+                        envid=params.envid, require_tls=params.require_tls, smtputf8=params.smtputf8)
     server.transaction = Transaction(params=params, envelope=envelope, headers=list(verdict.headers))
     server.counts.messages += 1
     return replies.SENDER_OK
@@ -106,8 +107,9 @@ async def rcpt(server: "Connection", rest: bytes) -> Reply:
         return replies.RECIPIENTS_PER_CONNECTION
     path = match.group("path")
     try:
-        request = parse_rcpt_params(match.group("params") or b"")
-        recipient = _postmaster(server) if path.lower() == b"postmaster" else parse_path(path)
+        request = parse_rcpt_params(match.group("params") or b"", transaction.params.smtputf8)
+        recipient = (_postmaster(server) if path.lower() == b"postmaster"
+                     else envelope_mailbox(path, transaction.params.smtputf8))
     except AddressSyntaxError as e:
         return replies.BAD_RECIPIENT_SYNTAX(reason=str(e))
     except Rejection as e:
@@ -192,7 +194,8 @@ def _trace(server: "Connection", transaction: Transaction) -> bytes:
         helo=server.helo or session.peer_ip,
         client_ip=session.peer_ip,
         hostname=config.hostname,
-        protocol=with_protocol(server.esmtp, session.tls_active, session.user is not None),
+        protocol=with_protocol(server.esmtp, session.tls_active, session.user is not None,
+                               transaction.params.smtputf8),
         queue_id=transaction.envelope.queue_id,
         tls=session.tls_details(),
         recipient=str(recipients[0]) if len(recipients) == 1 else None,
@@ -327,7 +330,8 @@ async def _forward(server: "Connection", envelope: Envelope) -> None:
     if targets:
         # What the client asked of the message goes on with it (RFC 8689 4.2.1: REQUIRETLS too).
         copy = Envelope(queue_id=new_queue_id(), sender=ctx.srs.forward(envelope.sender), remote=targets,
-                        body=envelope.body, ret=envelope.ret, envid=envelope.envid, require_tls=envelope.require_tls)
+                        body=envelope.body, ret=envelope.ret, envid=envelope.envid, require_tls=envelope.require_tls,
+                        smtputf8=envelope.smtputf8)
         await ctx.queue.enqueue(copy)
         log.info("{queue_id} forwarded as {copy_id} to {targets}", queue_id=envelope.queue_id,
                  copy_id=copy.queue_id, targets=", ".join(targets))

@@ -84,7 +84,10 @@ def test_canonical_address_folds_case_and_converts_the_domain():
         "a b@example.test",
         "x" * 65 + "@example.test",
         "alice@example.test\n",
-        "älice@example.test",
+        "a€@example.test",  # a symbol: only letters, marks and digits outside ASCII
+        "a\u00a0b@example.test",  # a no-break space
+        "a\u200bb@example.test",  # a zero-width space
+        "ö" * 33 + "@example.test",  # 66 octets in UTF-8
     ],
 )
 def test_canonical_address_refuses_non_plain(address):
@@ -108,6 +111,14 @@ def test_canonical_address_refuses_non_plain(address):
 def test_address_problem_says_why(address, reason):
     assert reason in address_problem(address)
     assert address_problem("Alice.B+tag@Example.TEST") is None
+
+
+def test_a_user_local_part_may_be_utf8_in_nfc_and_lower_case():
+    """RFC 6531 users: non-ASCII letters, NFC (RFC 6532 3.1), so both spellings of é are one user."""
+    assert canonical_address("JÖSÉ@Bücher.Example") == "jösé@xn--bcher-kva.example"
+    assert canonical_address("jo\u0308se\u0301@example.test") == "jösé@example.test"
+    assert canonical_address("用户@例え.テスト") == "用户@xn--r8jz45g.xn--zckzah"
+    assert canonical_address("ö" * 32 + "@example.test") is not None  # 64 octets
 
 
 def test_a_user_address_fits_an_smtp_path():
@@ -230,6 +241,34 @@ def test_path_length_limits():
     parse_path(b"a" * 64 + b"@example.test")
     with pytest.raises(AddressSyntaxError, match="address too long"):
         parse_path(b"a@" + b"b." * 127 + b"example")
+
+
+def test_a_utf8_path_takes_utf8_local_parts_and_u_labels():
+    """RFC 6531 3.3 (the transaction has SMTPUTF8)."""
+    box = parse_path("Jösé@Bücher.example".encode(), utf8=True)
+    assert (box.local, box.domain, str(box)) == ("Jösé", "xn--bcher-kva.example", "Jösé@Bücher.example")
+    assert parse_path("jösé@xn--bcher-kva.example".encode(), utf8=True).plain == "jösé@xn--bcher-kva.example"
+    assert parse_path('"jö sé"@example.test'.encode(), utf8=True).local == "jö sé"
+    assert parse_path("jo\u0308@example.test".encode(), utf8=True).local == "jö"  # NFC, RFC 6532 3.1
+    assert parse_path(b"alice@example.test", utf8=True) == parse_path(b"alice@example.test")
+
+
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        (b"j\xf6s\xe9@example.test", "not UTF-8"),  # Latin-1
+        (b"a@ex\xc3ample.test", "not UTF-8"),  # a truncated sequence
+        ("ö" * 33 + "@example.test", "local part too long"),  # 66 octets
+        ("a@a\u200dü.example", "not a domain name"),  # IDNA refuses the label
+        ("a..ö@example.test", "bad address syntax"),
+        ("a@ö-.example", "bad address syntax"),
+        ("a\x00ö@example.test", "bad address syntax"),
+    ],
+)
+def test_a_bad_utf8_path_says_why(path, reason):
+    raw = path if isinstance(path, bytes) else path.encode()
+    with pytest.raises(AddressSyntaxError, match=reason):
+        parse_path(raw, utf8=True)
 
 
 def test_path_domains_and_user_domains_are_normalised_alike():

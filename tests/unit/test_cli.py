@@ -69,6 +69,16 @@ def test_user_add_refuses_what_the_store_cannot_hold(run, address, reason):
     assert run("user", "list")[1] == ""
 
 
+def test_a_user_with_a_non_ascii_local_part_is_stored_in_nfc(run, config_file):
+    """RFC 6531 users; RFC 6532 3.1: the decomposed spelling (o and a combining diaeresis) is the same user."""
+    assert run("user", "add", "Jo\u0308sé@Example.TEST", "--password-stdin", stdin="pw\n") == (
+        0, f"added jösé@example.test ({load(config_file).users_file})\n", "")
+    assert read_text(load(config_file).users_file).startswith("jösé@example.test:{")
+    code, _, err = run("user", "add", "jösé@example.test", "--password-stdin", stdin="pw\n")
+    assert code == 1 and "already exists" in err
+    assert passwords.verify(stored_hash(config_file, "jösé@example.test"), b"pw")
+
+
 def test_user_add_prompts_twice(run, monkeypatch, config_file):
     answers = iter(["pw1", "pw1", "pw2", "typo"])
     monkeypatch.setattr(cli_users.getpass, "getpass", lambda prompt: next(answers))

@@ -40,8 +40,13 @@ class ParamTests(unittest.TestCase):
         self.assertEqual(self.refused(b"SIZE"), (501, "5.5.4 Bad SIZE parameter"))
         self.assertEqual(self.refused(b"SIZE=1 SIZE=2"), (501, "5.5.4 Duplicate parameter SIZE"))
         self.assertEqual(self.refused(b"BODY=BINARYMIME"), (501, "5.5.4 Bad BODY parameter"))
-        self.assertEqual(self.refused(b"SMTPUTF8"), (555, "5.5.4 Unsupported parameter SMTPUTF8"))
+        self.assertEqual(self.refused(b"SMTPUTF8=yes"), (501, "5.5.4 Bad SMTPUTF8 parameter: it takes no value"))
         self.assertEqual(self.refused(b"X=\x00"), (501, "5.5.4 Syntax error in parameters"))
+
+    def test_smtputf8(self):
+        """RFC 6531 3.4: a MAIL parameter without a value, refused on RCPT (555: not a RCPT parameter)."""
+        self.assertEqual(self.check(b"smtputf8 BODY=8BITMIME"), MailParams(body=BodyType.EIGHT_BIT_MIME, smtputf8=True))
+        self.assertEqual(self.rcpt_refused(b"SMTPUTF8"), (555, "5.5.4 Unsupported parameter SMTPUTF8"))
 
     def test_auth_only_where_offered(self):
         self.assertEqual(self.check(b"AUTH=<>", auth=True), MailParams())

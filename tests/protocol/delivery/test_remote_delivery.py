@@ -219,6 +219,21 @@ class RemoteDeliveryTests(DeliveryHarness):
         self.assertEqual(result.outcome, Outcome.FAILED)
         self.assertIn("SMTPUTF8", result.reply)
 
+    async def test_a_utf8_header_flagged_at_intake_needs_smtputf8(self) -> None:
+        """RFC 6531 3.4: the ASCII envelope alone would pass; the flag from intake says the header is UTF-8."""
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        body = Body.from_wire("Subject: Grüße\r\n\r\nx\r\n".encode(), BodyType.EIGHT_BIT_MIME)
+        plain, port = self.receiver(extensions=("8BITMIME",))
+        [result] = await self.send(self.sender(port), "bob@example.test", body=body, options=Options(smtputf8=True))
+        self.assertEqual(result.outcome, Outcome.FAILED)
+        self.assertTrue(result.reply.startswith("553 5.6.7 "), result.reply)
+        self.assertFalse(any(c.startswith("MAIL") for c in plain.sessions[0].commands))
+        able, port = self.receiver()  # offers SMTPUTF8
+        [result] = await self.send(self.sender(port), "bob@example.test", body=body, options=Options(smtputf8=True))
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+        self.assertEqual(able.messages[0].mail_from, f"FROM:<alice@local.test> SIZE={body.wire_size} BODY=8BITMIME "
+                         "SMTPUTF8")
+
     async def test_a_message_over_the_peers_size_limit_fails(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
         receiver, port = self.receiver(extensions=("SIZE 10",))

@@ -108,6 +108,32 @@ class PerConnection(LimitsTestCase):
         self.assert_closed_with(self.say(b"RCPT TO:<bob@example.test>\r\n"), replies.RECIPIENTS_PER_CONNECTION)
 
 
+class AdvertisedLimits(LimitsTestCase):
+    """RFC 9422: EHLO names the limits we enforce, with the values we enforce."""
+
+    LIMITS = {"smtp_messages_per_connection": 2, "max_recipients": 2}
+
+    def test_rcptmax_and_mailmax_are_the_enforced_limits(self):
+        self.connect()
+        self.assertIn(b"250-LIMITS RCPTMAX=2 MAILMAX=2\r\n", self.ehlo())
+        self.say(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\n")
+        self.assertEqual(self.say(b"RCPT TO:<carol@example.test>\r\n"), replies.TOO_MANY_RECIPIENTS.wire())
+        self.assertEqual(self.say(b"RSET\r\nMAIL FROM:<x@remote.test>\r\nRSET\r\n"),
+                         b"250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n")
+        self.assert_closed_with(self.say(b"MAIL FROM:<x@remote.test>\r\n"), replies.MESSAGES_PER_CONNECTION)
+
+    def test_an_exempt_client_is_told_no_mailmax(self):
+        self.connect(peer=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.assertIn(b"250-LIMITS RCPTMAX=2\r\n", self.ehlo())
+
+
+class NoMessagesPerConnection(LimitsTestCase):
+    LIMITS = {"smtp_messages_per_connection": 0}
+
+    def test_no_limit_no_mailmax(self):
+        self.connect()
+        self.assertIn(b"250-LIMITS RCPTMAX=5\r\n", self.ehlo())
+
 class DictionaryAttack(LimitsTestCase):
     LIMITS = {"smtp_failed_recipients_before_delay": 1, "smtp_failed_recipients": 4}
 
