@@ -19,6 +19,7 @@ a handshake; ``"refuse"`` answers 454), and AUTH PLAIN after TLS when given
 to DATA's end from ``data_reply`` (``""``: record the message, then drop the
 connection without a reply); tests may change them between attempts.
 With ``ehlo=False`` it answers EHLO with 502 (an RFC 821 server).
+``CHUNKING`` among the extensions makes it take BDAT (RFC 3030), not by default.
 ``REQUIRETLS`` among the extensions is offered only once TLS is up (RFC 8689 3).
 Each completed transaction is a :class:`Received`; ``connections`` counts
 the connections, ``sessions`` what each saw (greeting to close).
@@ -152,7 +153,7 @@ class Received:
     recipients: list[str]
     #: The message as the sender meant it: dot-stuffing undone, CRLF line ends, without the final dot.
     data: bytes
-    #: The DATA octets exactly as they came, final ``.`` line included.
+    #: The DATA octets exactly as they came, final ``.`` line included (with BDAT: the chunks' octets).
     raw: bytes
     #: Whether the transaction ran over TLS.
     tls: bool
@@ -187,11 +188,14 @@ class _ReceiverProtocol(LineReceiver):
         self._reset()
         self._auth: tuple[str, str] | None = None
         self._data: list[bytes] | None = None
+        self._chunk_left = 0
+        self._chunk_last = False
 
     def _reset(self) -> None:
         self._mail: str | None = None
         self._rcpts: list[str] = []
         self._rcpt_to: list[str] = []
+        self._chunks: list[bytes] = []
 
     def connectionMade(self) -> None:
         self.r.connections += 1
@@ -288,6 +292,32 @@ class _ReceiverProtocol(LineReceiver):
         self.r.messages.append(
             Received(self._mail or "", self._rcpts, data, raw, self.session.tls, self._auth, self._rcpt_to))
 
+    def smtp_BDAT(self, arg: str) -> None:
+        if "CHUNKING" not in self.r.extensions:
+            return self.reply("502 5.5.2 unknown command")
+        size, _, last = arg.partition(" ")
+        self._chunk_left, self._chunk_last = int(size), last.upper() == "LAST"
+        if self._chunk_left:
+            self.setRawMode()
+        else:
+            self._chunk_end()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        take, rest = data[: self._chunk_left], data[self._chunk_left :]
+        self._chunks.append(take)
+        self._chunk_left -= len(take)
+        if not self._chunk_left:
+            self._chunk_end()
+            self.setLineMode(rest)
+
+    def _chunk_end(self) -> None:
+        if not self._chunk_last:
+            return self.reply(f"250 2.0.0 {len(self._chunks[-1]) if self._chunks else 0} octets received")
+        data, self._chunks = b"".join(self._chunks), []
+        if not self._rcpts:
+            return self.reply("554 5.5.1 no valid recipients")
+        self._end_of_data(data, data)
+
     def _data_line(self, line: bytes) -> None:
         assert self._data is not None
         self._data.append(line)
@@ -296,6 +326,9 @@ class _ReceiverProtocol(LineReceiver):
         lines, self._data = self._data, None
         raw = b"".join(piece + b"\r\n" for piece in lines)
         data = b"".join((piece[1:] if piece.startswith(b".") else piece) + b"\r\n" for piece in lines[:-1])
+        self._end_of_data(data, raw)
+
+    def _end_of_data(self, data: bytes, raw: bytes) -> None:
         answer = self.r.data_reply
         if not answer:  # took the message, then the connection broke: the sender cannot know
             self._record(data, raw)

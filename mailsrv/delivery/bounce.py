@@ -201,5 +201,8 @@ def report_envelope(
     assert record.sender, "a null sender gets no DSN"
     data = dsn(record, recipients, action, original, full=full, hostname=hostname, now=now, retry_until=retry_until)
     envelope = Envelope(queue_id=new_queue_id(), sender="", require_tls=record.require_tls)
-    envelope.body = Body.from_wire(data, BodyType.SEVEN_BIT if data.isascii() else BodyType.EIGHT_BIT_MIME)
+    body_type = BodyType.SEVEN_BIT if data.isascii() else BodyType.EIGHT_BIT_MIME
+    if full and record.body_type == BodyType.BINARY_MIME.value:
+        body_type = BodyType.BINARY_MIME  # RFC 3030 3: the binary message inside goes on only as BINARYMIME
+    envelope.body = Body.from_wire(data, body_type)
     return envelope

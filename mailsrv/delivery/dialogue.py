@@ -1,4 +1,4 @@
-"""One SMTP transaction on an open connection: EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA (RFC 5321 3.3).
+"""One SMTP transaction on an open connection: EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA or BDAT (RFC 5321 3.3).
 
 :func:`open_session` reads the greeting and says EHLO, STARTTLS and AUTH;
 :func:`mail_transaction` then returns one result per recipient, and may
@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from mailsrv.delivery import dsnrequest
 from mailsrv.delivery.attempt import Options, Outcome, RecipientResult
 from mailsrv.delivery.smtpclient import Authenticate, ClientConnection, Reply, SMTPClientError
+from mailsrv.message import wire
 from mailsrv.message.body import Body, BodyType
 from mailsrv.message.headers import past_return_path
 
@@ -177,8 +178,9 @@ def _unsendable(tx: Transaction, extensions: dict[str, str]) -> str | None:
     """Why the peer cannot take this message unchanged, or None (RFC 6152, RFC 6531, RFC 1870)."""
     if tx.body.body_type is BodyType.EIGHT_BIT_MIME and "8BITMIME" not in extensions:
         return "554 5.6.3 the message has 8-bit data and the receiving server does not offer 8BITMIME"
-    if tx.body.body_type is BodyType.BINARY_MIME:
-        return "554 5.6.3 the message is BINARYMIME, which this server cannot relay (no BDAT)"
+    if tx.body.body_type is BodyType.BINARY_MIME and not ("BINARYMIME" in extensions and "CHUNKING" in extensions):
+        # RFC 3030 3: binary content goes only to a server that takes it with BDAT; never re-encoded here.
+        return "554 5.6.3 the message is BINARYMIME and the receiving server does not offer BINARYMIME and CHUNKING"
     if _needs_smtputf8(tx) and "SMTPUTF8" not in extensions:
         return "553 5.6.7 the addresses are not ASCII and the receiving server does not offer SMTPUTF8"
     limit = extensions.get("SIZE", "").strip()
@@ -196,8 +198,8 @@ def _mail_command(tx: Transaction, extensions: dict[str, str]) -> str:
     params = []
     if "SIZE" in extensions:
         params.append(f"SIZE={tx.body.wire_size}")
-    if tx.body.body_type is BodyType.EIGHT_BIT_MIME:
-        params.append("BODY=8BITMIME")
+    if tx.body.body_type is not BodyType.SEVEN_BIT:
+        params.append(f"BODY={tx.body.body_type.value}")  # RFC 6152 2, RFC 3030 3
     if _needs_smtputf8(tx):
         params.append("SMTPUTF8")
     options = tx.options
@@ -223,39 +225,64 @@ def _rcpt_command(tx: Transaction, recipient: str, extensions: dict[str, str]) -
 
 
 async def _mail(conn: ClientConnection, tx: Transaction, extensions: dict[str, str]) -> list[RecipientResult]:
-    """MAIL, RCPT for each recipient, DATA (pipelined when offered, RFC 2920), the message."""
+    """MAIL, RCPT for each recipient (pipelined when offered, RFC 2920), then the message: with BDAT
+    when the peer offers CHUNKING (RFC 3030 2), else with DATA."""
     if tx.options.require_tls and not (conn.tls and "REQUIRETLS" in extensions):
         raise RequireTLSUnsupported("the message requires TLS (REQUIRETLS) and this server does not offer REQUIRETLS")
     reason = _unsendable(tx, extensions)
     if reason is not None:
         return _all(conn, tx.recipients, Outcome.FAILED, reason)
-    commands = [_mail_command(tx, extensions), *(_rcpt_command(tx, r, extensions) for r in tx.recipients), "DATA"]
-    replies = await _send_batch(conn, commands, pipelined="PIPELINING" in extensions)
-    mail, rcpts, data = replies[0], replies[1:-1], replies[-1]
+    chunking = "CHUNKING" in extensions
+    commands = [_mail_command(tx, extensions), *(_rcpt_command(tx, r, extensions) for r in tx.recipients)]
+    replies = await _send_batch(conn, commands if chunking else [*commands, "DATA"], pipelined="PIPELINING" in extensions)
+    mail, rcpts = replies[0], replies[1 : len(commands)]
     if not mail.positive:
         return _all(conn, tx.recipients, _outcome(mail), str(mail))
     results = {r: _result(conn, r, _outcome(reply), str(reply)) for r, reply in zip(tx.recipients, rcpts)
                if not reply.positive}
     accepted = [r for r, reply in zip(tx.recipients, rcpts) if reply.positive]
-    if data is not None and data.code == 354:
-        if accepted:
-            await conn.send_body(past_return_path(tx.body.open()), BLOCK_TIMEOUT)
-        else:
-            conn.send(".")  # RFC 2920 3.1: DATA was accepted for no recipient; end it empty
-        try:
-            final = await conn.read_reply(FINAL_TIMEOUT)
-        except SMTPClientError as e:
-            # The message may have been taken: a retry might duplicate it (RFC 5321 6.1), a bounce would lie.
-            final_outcome, final_text = Outcome.DEFERRED, f"no reply after the message data: {e}"
-        else:
-            final_outcome, final_text = (Outcome.DELIVERED if final.positive else _outcome(final)), str(final)
-    elif data is None:
-        final_outcome, final_text = Outcome.DEFERRED, "DATA was not sent"
+    if chunking:
+        final = await _send_chunked(conn, tx) if accepted else None
     else:
-        final_outcome, final_text = _outcome(data), str(data)
+        final = await _send_data(conn, tx, replies[-1], bool(accepted))
     for r in accepted:
-        results[r] = _result(conn, r, final_outcome, final_text)
+        assert final is not None
+        results[r] = _result(conn, r, *final)
     return [replace(results[r], peer_dsn="DSN" in extensions) for r in tx.recipients]
+
+
+async def _send_data(conn: ClientConnection, tx: Transaction, data: Reply | None, accepted: bool) -> tuple[Outcome, str]:
+    """The message after DATA's reply *data*, dot-stuffed (RFC 5321 4.5.2); the outcome for the accepted recipients."""
+    if data is None:
+        return Outcome.DEFERRED, "DATA was not sent"
+    if data.code != 354:
+        return _outcome(data), str(data)
+    if accepted:
+        await conn.send_body(past_return_path(tx.body.open()), BLOCK_TIMEOUT)
+    else:
+        conn.send(".")  # RFC 2920 3.1: DATA was accepted for no recipient; end it empty
+    return await _final_reply(conn)
+
+
+async def _send_chunked(conn: ClientConnection, tx: Transaction) -> tuple[Outcome, str]:
+    """The message as one ``BDAT <size> LAST`` chunk (RFC 3030 2): its octets as stored, nothing stuffed."""
+    stored = past_return_path(tx.body.open())
+    skipped = stored.tell()
+    stored.seek(0)
+    size = tx.body.wire_size - wire.wire_size(stored.read(skipped))
+    conn.send(f"BDAT {size} LAST")
+    await conn.send_body(stored, BLOCK_TIMEOUT, size=size)
+    return await _final_reply(conn)
+
+
+async def _final_reply(conn: ClientConnection) -> tuple[Outcome, str]:
+    """The reply after the message's octets, as an outcome for its recipients."""
+    try:
+        final = await conn.read_reply(FINAL_TIMEOUT)
+    except SMTPClientError as e:
+        # The message may have been taken: a retry might duplicate it (RFC 5321 6.1), a bounce would lie.
+        return Outcome.DEFERRED, f"no reply after the message data: {e}"
+    return (Outcome.DELIVERED if final.positive else _outcome(final)), str(final)
 
 
 async def _send_batch(conn: ClientConnection, commands: list[str], pipelined: bool) -> list[Reply | None]:
@@ -268,10 +295,13 @@ async def _send_batch(conn: ClientConnection, commands: list[str], pipelined: bo
     if not mail.positive:
         return [mail, *([None] * (len(commands) - 1))]
     replies: list[Reply | None] = [mail]
-    for line in commands[1:-1]:
-        replies.append(await _command(conn, line))
-    accepted = any(reply.positive for reply in replies[1:])
-    replies.append(await _command(conn, "DATA", DATA_TIMEOUT) if accepted else None)
+    for line in commands[1:]:
+        if line != "DATA":
+            replies.append(await _command(conn, line))
+        elif any(reply.positive for reply in replies[1:] if reply is not None):
+            replies.append(await _command(conn, line, DATA_TIMEOUT))
+        else:
+            replies.append(None)
     return replies
 
 

@@ -5,7 +5,8 @@ drives the whole dialogue itself through callbacks (``getMailFrom``,
 ``sentMail``...) with one outcome per message, so per-recipient results, a
 STARTTLS that must fall back to a new plaintext connection, and PIPELINING
 all fight it; and its DATA path stuffs dots wrongly across chunk boundaries
-(docs/twisted-notes.rst, "SMTP client: dot-stuffing").  Here a dialogue
+(docs/twisted-notes.rst, "SMTP client: dot-stuffing"); BDAT (RFC 3030) it
+does not know.  Here a dialogue
 (:mod:`mailsrv.delivery.dialogue`) is straight-line code that sends a
 command and awaits :meth:`ClientConnection.read_reply`.  Replies are framed
 by our :class:`~mailsrv.net.lines.LineBuffer`; every wait has a timeout
@@ -72,20 +73,32 @@ class Reply:
 
 @implementer(interfaces.IPullProducer)
 class _BodyProducer:
-    """Writes the stuffed body a chunk at a time, whenever the transport wants more."""
+    """Writes the body a chunk at a time, whenever the transport wants more: stuffed for DATA, or
+    exactly *size* octets as they are for BDAT."""
 
-    def __init__(self, transport: interfaces.ITransport, body: BinaryIO, progress: Callable[[], None]) -> None:
+    def __init__(
+        self, transport: interfaces.ITransport, body: BinaryIO, progress: Callable[[], None], size: int | None,
+    ) -> None:
         self._transport = transport
         self._body = body
         self._progress = progress
-        self._chunks = wire.stuffed(wire.wire_chunks(body))
+        self._chunks = wire.stuffed(wire.wire_chunks(body)) if size is None else wire.wire_chunks(body)
+        self._left = size
         self.done: defer.Deferred[None] = defer.Deferred()
 
     def resumeProducing(self) -> None:
         chunk = next(self._chunks, None)
+        if self._left is not None and (len(chunk) > self._left if chunk is not None else self._left > 0):
+            # RFC 3030 2: the peer reads exactly the announced octets; any other count would make the
+            # rest of the message commands, or our next command message data.  Drop the connection instead.
+            self._transport.abortConnection()
+            self._finish(Failure(SMTPClientError("the queued message is not the size its record says")))
+            return
         if chunk is None:
             self._finish(None)
         else:
+            if self._left is not None:
+                self._left -= len(chunk)
             self._progress()
             self._transport.write(chunk)
 
@@ -156,13 +169,16 @@ class ClientConnection(Protocol):
         self.transport.startTLS(creator)
         return self._with_timeout(self._handshake, timeout, "the TLS handshake")
 
-    def send_body(self, body: BinaryIO, timeout: float) -> "defer.Deferred[None]":
+    def send_body(self, body: BinaryIO, timeout: float, size: int | None = None) -> "defer.Deferred[None]":
         """Stream the disk-form *body* as DATA octets (stuffed, with the final dot); closes *body*.
 
-        *timeout* limits each block, not the whole (RFC 5321 4.5.3.2.5): a
-        large message on a slow link is fine as long as it keeps moving.
+        With *size*, as the octets of a BDAT chunk of that size instead
+        (RFC 3030 2: nothing stuffed, no final dot); a body of another size
+        fails and drops the connection.  *timeout* limits each block, not
+        the whole (RFC 5321 4.5.3.2.5): a large message on a slow link is
+        fine as long as it keeps moving.
         """
-        producer = _BodyProducer(self.transport, body, lambda: timer.reset(timeout))
+        producer = _BodyProducer(self.transport, body, lambda: timer.reset(timeout), size)
         d, timer = self._timed(producer.done, timeout, "sending the message")
         self.transport.registerProducer(producer, False)
         return d

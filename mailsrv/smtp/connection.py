@@ -19,6 +19,7 @@ from mailsrv.message.body import BodyWriter
 from mailsrv.net.lines import Line
 from mailsrv.net.pump import RawReader
 from mailsrv.net.session import Session
+from mailsrv.smtp.chunks import ChunkedBody
 from mailsrv.smtp.params import MailParams
 from mailsrv.smtp.replies import Reply
 
@@ -46,6 +47,8 @@ class Transaction:
     trace_size: int = 0
     #: Recipients delivered here whose NOTIFY asks for a "delivered" DSN (RFC 3461 5.2.3), once stored.
     delivered_notices: list[Recipient] = field(default_factory=list)
+    #: The body so far of a BDAT transaction (RFC 3030 2), from its first chunk; its writer is ``writer``.
+    chunks: ChunkedBody | None = None
 
     def abort(self) -> None:
         """Throw away a body being received or already complete."""
@@ -99,6 +102,9 @@ class Connection(Protocol):
 
     def read_raw(self, reader: RawReader) -> "Deferred[None]":
         """Hand input to *reader* until it is finished (the DATA body)."""
+
+    def read_octets(self, count: int, write: Callable[[bytes], None]) -> "Deferred[None]":
+        """Hand exactly *count* octets of input to *write* as they arrive (a BDAT chunk)."""
 
     def reject(self, stage: str, subject: str, reply: Reply) -> None:
         """Audit a policy refusal."""

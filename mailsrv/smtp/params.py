@@ -102,7 +102,7 @@ def parse_mail_params(raw: bytes, *, max_size: int, auth_offered: bool, tls_acti
                 # RFC 1870 6.1: the declared size already exceeds our fixed maximum.
                 raise Rejection(replies.SIZE_EXCEEDED)
         elif name == "BODY":
-            if (value or "").upper() not in ("7BIT", "8BITMIME"):  # RFC 6152 2
+            if (value or "").upper() not in ("7BIT", "8BITMIME", "BINARYMIME"):  # RFC 6152 2, RFC 3030 3
                 raise Rejection(replies.BAD_BODY)
             body = BodyType.declared(value)
         elif name == "AUTH" and auth_offered and value is not None:

@@ -137,6 +137,18 @@ LOCAL_ERROR = Reply(451, "4.3.0", "Error: local error in processing")
 SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")  # RFC 1870 6.3
 BARE_LF = Reply(554, "5.6.0", "Error: bare LF in message data, lines must end in CRLF")  # RFC 5321 2.3.8
 
+# -- BDAT (RFC 3030 2) -------------------------------------------------------------
+CHUNK_RECEIVED = Reply(250, "2.0.0", "{octets} octets received")  # RFC 3030 2: one 250 per chunk
+# RFC 3030 2: a chunk's size is how its end is found; without one the rest of the input cannot be read.
+BDAT_UNREADABLE = Reply(421, "4.5.0", "{host} Error: cannot tell where the chunk ends, closing")
+# RFC 3030 2: octets announced far past SIZE are not worth reading to the end of the chunk.
+CHUNK_TOO_BIG = Reply(421, "4.3.4", "{host} Error: chunk far over the message size limit, closing")
+BINARYMIME_NEEDS_BDAT = Reply(503, "5.5.1", "Error: BODY=BINARYMIME needs BDAT, not DATA")  # RFC 3030 3
+DATA_AFTER_BDAT = Reply(503, "5.5.1", "Error: DATA and BDAT cannot be mixed in one transaction")  # RFC 3030 2
+# RFC 3030 3 lets binary content hold any octet; the store keeps LF line ends (message/wire.py), so a bare LF
+# would come back as CRLF: refused rather than changed, as IMAP APPEND refuses such a literal8 (RFC 3516 4.4).
+BINARY_BARE_LF = Reply(554, "5.6.1", "Error: binary content with a bare LF cannot be stored here")
+
 # -- MAIL and RCPT parameters (RFC 5321 4.1.2, RFC 1870, RFC 6152) ----------------
 BAD_PARAMETERS = Reply(501, "5.5.4", "Syntax error in parameters")
 DUPLICATE_PARAMETER = Reply(501, "5.5.4", "Duplicate parameter {name}")

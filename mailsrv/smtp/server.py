@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from mailsrv.listeners import Kind
 from mailsrv.net.server import ProtocolFactory, ServerProtocol
 from mailsrv.policy import rates
-from mailsrv.smtp import auth, replies, transaction
+from mailsrv.smtp import auth, bdat, replies, transaction
 from mailsrv.smtp.connection import SessionCounts, Transaction
 from mailsrv.smtp.limits import limits_keyword
 from mailsrv.smtp.replies import Reply
@@ -169,6 +169,8 @@ class SMTPServer(ServerProtocol):
             b"8BITMIME",  # RFC 6152
             b"ENHANCEDSTATUSCODES",  # RFC 2034
             b"DSN",  # RFC 3461
+            b"CHUNKING",  # RFC 3030 2
+            b"BINARYMIME",  # RFC 3030 3
         ]
         ext += [b"SMTPUTF8", limits_keyword(limits, self.counts)]  # RFC 6531, RFC 9422
         if self.session.tls_active:
@@ -227,7 +229,7 @@ class SMTPServer(ServerProtocol):
         STARTTLS and AUTH are listed exactly when EHLO would advertise them,
         so HELP never points a client at a command that only gets 502/503/538.
         """
-        commands = ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT"]
+        commands = ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "VRFY", "HELP", "QUIT"]
         if self.can_start_tls():
             commands.append("STARTTLS")
         if self.auth_offered():
@@ -278,6 +280,10 @@ class SMTPServer(ServerProtocol):
     def do_DATA(self, rest: bytes) -> Awaitable[Reply]:
         """RFC 5321 4.1.1.4."""
         return transaction.data(self, rest)
+
+    def do_BDAT(self, rest: bytes) -> Awaitable[Reply]:
+        """RFC 3030 2 (see :mod:`.bdat`)."""
+        return bdat.bdat(self, rest)
 
     def abort_transaction(self) -> None:
         """End an open transaction without a message (RSET, EHLO, QUIT, STARTTLS, disconnect)."""

@@ -29,7 +29,7 @@ from mailsrv.delivery.envelope import Envelope, new_queue_id
 from mailsrv.delivery.bounce import Action
 from mailsrv.delivery.queuedir import Recipient, Record, State
 from mailsrv.delivery.router import Local, Refusal, Refused, Remote
-from mailsrv.message.body import Body, BodyWriter
+from mailsrv.message.body import Body, BodyType, BodyWriter
 from mailsrv.message.headers import return_path_line
 from mailsrv.smtp import quota, replies
 from mailsrv.smtp.connection import Transaction
@@ -210,25 +210,45 @@ async def data(server: "Connection", rest: bytes) -> Reply:
     transaction = server.transaction
     if transaction is None:
         return replies.NEED_MAIL
+    if transaction.chunks is not None:
+        return replies.DATA_AFTER_BDAT  # RFC 3030 2
+    if transaction.params.body is BodyType.BINARY_MIME:
+        return replies.BINARYMIME_NEEDS_BDAT  # RFC 3030 3
     if not transaction.recipients:
         return replies.NO_RECIPIENTS  # RFC 5321 3.3
-    ctx = server.ctx
-    limits = ctx.config.limits
-    writer = transaction.writer = BodyWriter(ctx.config.spool_dir, limits.spool_threshold, transaction.params.body)
-    writer.write(_trace(server, transaction))
-    transaction.trace_size = writer.size
+    limits = server.ctx.config.limits
+    writer = start_body(server, transaction)
     server.answer(replies.START_DATA)
     reader = DataReader(writer, limits.max_line_length, limits.max_message_size)
     await server.read_raw(reader)
-    transaction.size = reader.size
+    return await end_of_data(server, transaction, reader.size, reader.error)
+
+
+def start_body(server: "Connection", transaction: Transaction) -> BodyWriter:
+    """The writer of the transaction's body, our trace headers already on top (DATA, the first BDAT chunk)."""
+    ctx = server.ctx
+    writer = transaction.writer = BodyWriter(ctx.config.spool_dir, ctx.config.limits.spool_threshold,
+                                             transaction.params.body)
+    writer.write(_trace(server, transaction))
+    transaction.trace_size = writer.size
+    return writer
+
+
+async def end_of_data(server: "Connection", transaction: Transaction, size: int, error: Reply | None) -> Reply:
+    """The body is complete, *size* octets by RFC 1870: end the transaction with *error*, or deliver it.
+
+    The same for DATA's final dot and BDAT LAST (RFC 3030 2); the reply is
+    the transaction's one (250 only once the message is durable).
+    """
+    transaction.size = size
     server.transaction = None
-    if reader.error is not None:
+    if error is not None:
         transaction.abort()
-        server.log_transaction(transaction, reader.error.code)
-        return reader.error
-    transaction.writer = None
-    envelope = transaction.envelope
-    envelope.body = writer.finish()
+        server.log_transaction(transaction, error.code)
+        return error
+    writer, transaction.writer = transaction.writer, None
+    assert writer is not None
+    transaction.envelope.body = writer.finish()
     reply = await _deliver(server, transaction)
     server.log_transaction(transaction, reply.code)
     return reply

@@ -17,14 +17,14 @@ from mailsrv import config as configuration
 from mailsrv.config import DeliveryConfig, WarmupConfig
 from mailsrv.delivery import queuedir
 from mailsrv.delivery.attempt import Options, Outcome, RecipientResult
-from mailsrv.delivery.bounce import status
+from mailsrv.delivery.bounce import Action, report_envelope, status
 from mailsrv.delivery.envelope import Envelope
 from mailsrv.delivery.local import LocalDelivery
 from mailsrv.delivery.outbound import build_queue
 from mailsrv.delivery.queuedir import QueueDir, Record, Recipient, State
 from mailsrv.delivery.router import Router
 from mailsrv.delivery.runner import POLL_INTERVAL, apply_results
-from mailsrv.message.body import Body
+from mailsrv.message.body import Body, BodyType
 from mailsrv.net.audit import Audit
 from mailsrv.ops import queue as ops
 from mailsrv.store import Store
@@ -596,3 +596,16 @@ def test_mail_held_back_by_warmup_past_its_lifetime_is_not_bounced(config, make_
     clock.advance(3000)
     assert len(remote.calls) == 4 and queue.directory.ids() == []
     assert delivered_to(config) == []
+
+
+def test_a_full_report_of_a_binarymime_message_is_binarymime_itself():
+    # RFC 3030 3: the returned message keeps its binary content, so the report may only travel as BINARYMIME.
+    original = b"Content-Transfer-Encoding: binary\r\n\r\n\x00\xff\r\n"
+    failed = [Recipient(BOB, state=State.FAILED, last_error="550 5.1.1 no")]
+    for body_type, full, expected in [("BINARYMIME", True, BodyType.BINARY_MIME),
+                                      ("BINARYMIME", False, BodyType.SEVEN_BIT),
+                                      ("8BITMIME", True, BodyType.EIGHT_BIT_MIME)]:
+        rec = Record("Q", ALICE, 0.0, 1, 1, recipients=failed, ret="FULL", body_type=body_type)
+        report = report_envelope(rec, failed, Action.FAILED, original if full else b"Subject: x\r\n", full=full,
+                                 hostname="mx.example.test", now=0.0)
+        assert report.body is not None and report.body.body_type is expected

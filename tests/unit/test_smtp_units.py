@@ -33,13 +33,14 @@ class ParamTests(unittest.TestCase):
 
     def test_size_and_body(self):
         self.assertEqual(self.check(b"size=1000 Body=8bitmime"), MailParams(size=1000, body=BodyType.EIGHT_BIT_MIME))
+        self.assertEqual(self.check(b"BODY=binarymime"), MailParams(body=BodyType.BINARY_MIME))  # RFC 3030 3
 
     def test_errors(self):
         self.assertEqual(self.refused(b"SIZE=1001"), (552, "5.3.4 Message size exceeds fixed maximum message size"))
         self.assertEqual(self.refused(b"SIZE=-1"), (501, "5.5.4 Bad SIZE parameter"))
         self.assertEqual(self.refused(b"SIZE"), (501, "5.5.4 Bad SIZE parameter"))
         self.assertEqual(self.refused(b"SIZE=1 SIZE=2"), (501, "5.5.4 Duplicate parameter SIZE"))
-        self.assertEqual(self.refused(b"BODY=BINARYMIME"), (501, "5.5.4 Bad BODY parameter"))
+        self.assertEqual(self.refused(b"BODY=BINARY"), (501, "5.5.4 Bad BODY parameter"))
         self.assertEqual(self.refused(b"SMTPUTF8=yes"), (501, "5.5.4 Bad SMTPUTF8 parameter: it takes no value"))
         self.assertEqual(self.refused(b"X=\x00"), (501, "5.5.4 Syntax error in parameters"))
 

@@ -236,8 +236,12 @@ class ParameterTests(InboundTestCase):
     def test_body_8bitmime(self):
         self.assertEqual(self.say(b"MAIL FROM:<bob@example.net> BODY=8BITMIME\r\n"), b"250 2.1.0 Ok\r\n")
 
+    def test_body_binarymime(self):
+        # RFC 3030 3: advertised with CHUNKING (test_smtp_bdat.py has what it means for DATA and BDAT).
+        self.assertEqual(self.say(b"MAIL FROM:<bob@example.net> BODY=BINARYMIME\r\n"), b"250 2.1.0 Ok\r\n")
+
     def test_bad_body(self):
-        self.assertEqual(self.say(b"MAIL FROM:<bob@example.net> BODY=BINARYMIME\r\n"), b"501 5.5.4 Bad BODY parameter\r\n")
+        self.assertEqual(self.say(b"MAIL FROM:<bob@example.net> BODY=BINARY\r\n"), b"501 5.5.4 Bad BODY parameter\r\n")
 
     def test_unknown_parameter(self):
         self.assertEqual(self.say(b"MAIL FROM:<bob@example.net> MT-PRIORITY=3\r\n"),

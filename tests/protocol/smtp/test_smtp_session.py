@@ -178,6 +178,8 @@ class GreetingTests(SMTPTestCase):
             b"250-8BITMIME\r\n"
             b"250-ENHANCEDSTATUSCODES\r\n"
             b"250-DSN\r\n"
+            b"250-CHUNKING\r\n"
+            b"250-BINARYMIME\r\n"
             b"250-SMTPUTF8\r\n"
             b"250-LIMITS RCPTMAX=5 MAILMAX=100\r\n"
             b"250 STARTTLS\r\n",
@@ -187,6 +189,7 @@ class GreetingTests(SMTPTestCase):
         self.connect(secure=True)
         ehlo = self.ehlo()
         self.assertNotIn(b"STARTTLS", ehlo)
+        self.assertIn(b"250-BINARYMIME\r\n250-SMTPUTF8\r\n", ehlo)
         self.assertIn(b"250 REQUIRETLS\r\n", ehlo)  # RFC 8689 3: only over TLS
 
     def test_helo_lists_no_extensions(self):
@@ -223,13 +226,13 @@ class SmallCommandTests(SMTPTestCase):
         # No AUTH on the MX port (it would get 502), no STARTTLS under TLS (503).
         self.assertEqual(
             self.say(b"HELP\r\n"),
-            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS\r\n"
+            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT STARTTLS\r\n"
             b"214 2.0.0 See RFC 5321\r\n",
         )
         self.say(b"STARTTLS\r\n")
         self.assertEqual(
             self.say(b"HELP\r\n"),
-            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT\r\n"
+            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT\r\n"
             b"214 2.0.0 See RFC 5321\r\n",
         )
 

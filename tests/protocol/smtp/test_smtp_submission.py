@@ -308,13 +308,13 @@ class SubmissionPolicyTests(SubmissionTestCase):
         self.ehlo()
         self.assertEqual(
             self.say(b"HELP\r\n"),
-            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT STARTTLS\r\n"
+            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT STARTTLS\r\n"
             b"214 2.0.0 See RFC 5321\r\n",
         )
         self.say(b"STARTTLS\r\n")
         self.assertEqual(
             self.say(b"HELP\r\n"),
-            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT AUTH\r\n"
+            b"214-2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT AUTH\r\n"
             b"214 2.0.0 See RFC 5321\r\n",
         )
 
