@@ -128,3 +128,14 @@ class TrustedTests(SealingCase):
         forged = f"Authentication-Results: {HOST}; arc=none; dkim=pass header.d=example.net\r\n".encode()
         sent = self.forward(message(extra=forged))
         self.assertNotIn(b"ARC-", sent)
+
+
+class SpooledTests(SealingCase):
+    """A message over the spool threshold is sealed from its spool file; the sealed copy's file goes after."""
+
+    spool_threshold = 64
+
+    def test_a_spooled_message_is_sealed_and_no_spool_file_stays(self):
+        sent = self.forward(sign(message(subject="x" * 200)))
+        self.assertEqual(self.verify(sent)[0], dkim.CV_Pass)
+        self.assertEqual(os.listdir(self.config.spool_dir), [])
