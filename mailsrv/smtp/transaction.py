@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from twisted.internet import task
 from twisted.logger import Logger
@@ -362,16 +362,26 @@ async def _sealed(server: "Connection", envelope: Envelope) -> Body | None:
     ctx = server.ctx
     if ctx.sealer is None:
         return None
-    assert envelope.body is not None
     try:
-        arc_set = await ctx.workers.signing.run(ctx.sealer.seal_body, envelope.body)
-        if arc_set is None:
-            return None
-        edits = [(len(return_path_line(envelope.sender)), 0, arc_set)]
-        return await _splice(server, envelope.body, edits, keep=True)
+        return await _fields_on_top(server, envelope, ctx.sealer.seal_body, keep=True)
     except Exception:
         log.failure("ARC sealing failed for {queue_id}", queue_id=envelope.queue_id)
         return None
+
+
+async def _fields_on_top(
+    server: "Connection", envelope: Envelope, make: Callable[[Body], bytes | None], keep: bool,
+) -> Body | None:
+    """The body with the fields *make* computes from it (in the signing pool) right below our Return-Path.
+
+    ``None`` when *make* has none to add; the body is kept only with *keep*
+    (see :meth:`Body.splice`).
+    """
+    assert envelope.body is not None
+    fields = await server.ctx.workers.signing.run(make, envelope.body)
+    if fields is None:
+        return None
+    return await _splice(server, envelope.body, [(len(return_path_line(envelope.sender)), 0, fields)], keep=keep)
 
 
 async def _sign(server: "Connection", envelope: Envelope) -> Reply | None:
@@ -389,12 +399,10 @@ async def _sign(server: "Connection", envelope: Envelope) -> Reply | None:
     ctx = server.ctx
     if ctx.signer is None:
         return None
-    assert envelope.body is not None
     try:
-        signature = await ctx.workers.signing.run(ctx.signer.sign_body, envelope.body)
-        if signature is not None:
-            below = len(return_path_line(envelope.sender))
-            envelope.body = await _splice(server, envelope.body, [(below, 0, signature)])
+        signed = await _fields_on_top(server, envelope, ctx.signer.sign_body, keep=False)
+        if signed is not None:
+            envelope.body = signed
     except Exception:
         log.failure("DKIM signing failed for {queue_id}", queue_id=envelope.queue_id)
         return replies.NOT_STORED
