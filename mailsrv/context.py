@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mailsrv.delivery.queue import IQueue
     from mailsrv.delivery.router import Router
     from mailsrv.delivery.srs import Rewriter
+    from mailsrv.dkim.arc import Sealer
     from mailsrv.dkim.signer import Signer
     from mailsrv.http.metrics import Metrics
     from mailsrv.net.audit import Audit
@@ -60,5 +61,7 @@ class ServerContext:
     queue: "IQueue | None" = None
     #: Rewrites the sender of forwarded mail (:mod:`mailsrv.delivery.srs`); ``None``: no forwarding.
     srs: "Rewriter | None" = None
+    #: ARC-seals the forwarded mail the port 25 checks judged (:mod:`mailsrv.dkim.arc`); ``None`` seals nothing.
+    sealer: "Sealer | None" = None
     #: The server's Prometheus metrics (:mod:`mailsrv.http.metrics`), which the HTTP listeners serve.
     metrics: "Metrics | None" = None

@@ -31,6 +31,7 @@ from mailsrv.delivery.remote import make_remote_delivery
 from mailsrv.delivery.router import Router
 from mailsrv.delivery.srs import Rewriter, load_secret
 from mailsrv.dkim.keys import KeyRing, dkim_dir, hand_over
+from mailsrv.dkim.arc import Sealer
 from mailsrv.dkim.signer import Signer
 from mailsrv.dns import make_resolver
 from mailsrv.http.metrics import Metrics
@@ -147,6 +148,7 @@ def assemble(
     audit = Audit()
     sessions = OpenSessions()
     limits = config.limits
+    keyring = KeyRing(dkim_dir(config.data_dir))
     return ServerContext(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory, srs),
@@ -161,7 +163,8 @@ def assemble(
         connections=ConnectionLimits(limits.max_connections, limits.max_connections_per_ip),
         sessions=sessions,
         throttle=LoginThrottle(config.auth),
-        signer=Signer(KeyRing(dkim_dir(config.data_dir))),
+        signer=Signer(keyring),
+        sealer=Sealer(keyring, config.hostname, config.domains[0]),
         metrics=Metrics(config, audit, sessions),
     )
 

@@ -42,6 +42,8 @@ class Action(enum.Enum):
     DELAYED = "delayed"
     DELIVERED = "delivered"
     RELAYED = "relayed"
+    #: Delivered to an alias that passed it on to several addresses: not final, failures may follow.
+    EXPANDED = "expanded"
 
     @property
     def status_class(self) -> str:
@@ -64,6 +66,9 @@ _WORDING = {
     Action.RELAYED: ("Successful Mail Delivery Report",
                      "Your message was handed on for the recipients below to a mail server\r\n"
                      "that sends no delivery reports: no further report will come."),
+    Action.EXPANDED: ("Successful Mail Delivery Report",
+                      "Your message was delivered to the addresses below, which pass it on\r\n"
+                      "to several others. You will hear again only if one of those fails."),
 }
 
 

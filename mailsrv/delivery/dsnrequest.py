@@ -5,9 +5,10 @@ MAIL FROM and ``NOTIFY`` and ``ORCPT`` to each RCPT TO.  This module holds
 their meaning, shared by the SMTP server that parses them
 (:mod:`mailsrv.smtp.params`), the queue that keeps them
 (:mod:`.queuedir`), the client that passes them on (:mod:`.dialogue`) and
-the reports (:mod:`.bounce`): which notifications a recipient wants, the
-xtext encoding (RFC 3461 4) of ENVID and ORCPT, and RFC 6533 3's encodings
-of an internationalized address (``ORCPT=utf-8;...``, and our reports'
+the reports (:mod:`.bounce`): which notifications a recipient wants, what
+an alias passes on to the addresses it forwards to, the xtext encoding
+(RFC 3461 4) of ENVID and ORCPT, and RFC 6533 3's encodings of an
+internationalized address (``ORCPT=utf-8;...``, and our reports'
 recipient fields).
 """
 
@@ -144,3 +145,21 @@ class RecipientRequest:
 
 #: The parameters of a recipient that gave none.
 NO_REQUEST = RecipientRequest()
+
+
+def passed_on(request: RecipientRequest, recipient: str, expanded: bool) -> RecipientRequest:
+    """What the RCPT of a forwarding target asks, from the *request* made for the alias *recipient*.
+
+    A single-recipient alias relays: NOTIFY and ORCPT go on unchanged
+    (RFC 3461 5.2.7.2).  An alias that expands to several addresses has
+    sent the sender an "expanded" DSN if it asked for success, so SUCCESS
+    is taken from each target's NOTIFY, ``NEVER`` if nothing is left
+    (RFC 3461 5.2.7.3).  Either way the ORCPT names what the sender wrote:
+    the one it gave, else the alias itself (RFC 3461 5.2.1), when that is
+    an ASCII address ``rfc822`` can carry.
+    """
+    orcpt = request.orcpt or (f"rfc822;{recipient}" if recipient.isascii() else "")
+    notify = request.notify
+    if expanded and notify:
+        notify = ",".join(event for event in notify.split(",") if event != SUCCESS) or NEVER
+    return RecipientRequest(notify, orcpt)

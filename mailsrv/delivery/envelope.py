@@ -44,7 +44,9 @@ class Envelope:
     What the client asked on MAIL FROM travels with it: *ret* and *envid*
     (RFC 3461), *require_tls* (RFC 8689), *smtputf8* (RFC 6531: its
     addresses and header may be UTF-8); *requests* holds the NOTIFY and
-    ORCPT of each recipient that gave any, by address as accepted.
+    ORCPT of each recipient that gave any, by address as accepted;
+    *forward_requests* what the copy asks for each forwarding target
+    (:func:`~mailsrv.delivery.dsnrequest.passed_on`).
     """
 
     queue_id: str
@@ -58,6 +60,7 @@ class Envelope:
     require_tls: bool = False
     smtputf8: bool = False
     requests: dict[str, RecipientRequest] = field(default_factory=dict)
+    forward_requests: dict[str, RecipientRequest] = field(default_factory=dict)
     #: The folder the local users get it in (a policy check's choice: Junk), ``None`` for their INBOX.
     folder: str | None = None
 
@@ -65,8 +68,10 @@ class Envelope:
         """Add one recipient's mailboxes (an alias may name several; duplicates collapse)."""
         _add_new(self.local_users, users)
 
-    def add_forward(self, addresses: "tuple[str, ...] | list[str]") -> None:
-        """Add one recipient's forwarding targets (duplicates collapse)."""
+    def add_forward(self, addresses: "tuple[str, ...] | list[str]", request: RecipientRequest) -> None:
+        """Add one recipient's forwarding targets, each asked *request* (duplicates collapse: the first wins)."""
+        for address in addresses:
+            self.forward_requests.setdefault(address, request)
         _add_new(self.forward, addresses)
 
 

@@ -6,7 +6,8 @@ The result is the list of hosts to try in order; every kind of failure is
 one of two exceptions, because the queue only needs to know whether trying
 again later can help.  Each host says whether its name and addresses came
 from answers the resolver validated (DNSSEC), which DANE needs
-(RFC 7672 2.2.1).
+(RFC 7672 2.2.1), and whether its MX records alone were, which REQUIRETLS
+needs (RFC 8689 4.2.2.1).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Host:
     #: The MX records naming it (or their validated absence, for the implicit MX) and every address
     #: record we connect to were validated (AD): its TLSA records can be trusted (RFC 7672 2.2.1).
     secure: bool = False
+    #: The MX records naming it (or their absence, for the implicit MX) were validated (AD), whatever
+    #: its address records were: a REQUIRETLS message may go to it (RFC 8689 4.2.2.1).
+    mx_validated: bool = False
     #: The name the address records were found at when *name* is an alias (CNAME), else "".
     canonical: str = ""
 
@@ -97,7 +101,7 @@ def resolve_hosts(resolver: dns.resolver.Resolver, domain: str, me: str = "") ->
             trouble = e
             continue
         if host.addresses:
-            hosts.append(replace(host, secure=mx_secure and host.secure))
+            hosts.append(replace(host, secure=mx_secure and host.secure, mx_validated=mx_secure))
     if hosts:
         return hosts
     if trouble is not None:

@@ -160,6 +160,11 @@ class RemoteDelivery:
         allowed = decision.hosts(queue_id, hosts)
         if not allowed:
             return _everyone(tx, Outcome.DEFERRED, decision.no_hosts_reply(hosts))
+        if not route.relay:
+            allowed = requiretls.qualified(queue_id, allowed, decision, tx.options)
+            if not allowed:
+                names = ", ".join(host.name for host in hosts)
+                return _everyone(tx, Outcome.FAILED, requiretls.NOT_VALIDATED.format(domain=domain, hosts=names))
         last = RecipientResult("", Outcome.DEFERRED, "")
         unsupported = None
         for host in allowed:

@@ -7,7 +7,10 @@ own decision (:mod:`.tlspolicy`: a ``[delivery.domains]`` rule, MTA-STS,
 A message that came with ``MAIL FROM ... REQUIRETLS`` goes only over TLS
 whose certificate chain and name check out (RFC 8689 4.2.2.1, our
 ``verify``), to a server that offers REQUIRETLS itself and is given the
-parameter (:mod:`.dialogue`), whatever ``[delivery] tls`` says.  A message
+parameter (:mod:`.dialogue`), whatever ``[delivery] tls`` says, and only
+to an MX host whose MX records were DNSSEC-validated or which the
+domain's MTA-STS policy in ``enforce`` mode lists (:func:`qualified`; a
+relay or a per-domain route the admin named needs neither).  A message
 without it whose header says ``TLS-Required: No`` (RFC 8689 4) asks the
 opposite: deliver even when the recipient's TLS policy cannot be met,
 so it goes under ``may`` (STARTTLS when offered, any certificate,
@@ -21,12 +24,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from collections.abc import Sequence
+
+from twisted.logger import Logger
+
 from mailsrv.delivery.attempt import Options
+from mailsrv.delivery.mtasts.policy import Mode
+from mailsrv.delivery.mx import Host, address_literal
 from mailsrv.delivery.tlspolicy import Decision
 from mailsrv.message.fields import field_values
 
+log = Logger()
+
 #: RFC 8689 5.2 (IANA): X.7.30, "REQUIRETLS support required".
 UNSUPPORTED = "550 5.7.30 REQUIRETLS support required: no server of the destination offers REQUIRETLS"
+#: RFC 8689 4.2.2.1: no MX host whose name can be trusted; X.7.10, "encryption needed".
+NOT_VALIDATED = ("550 5.7.10 REQUIRETLS: no MX host of {domain} ({hosts}) is DNSSEC-validated "
+                 "or listed in an MTA-STS policy in enforce mode")
 
 
 def tls_optional(header: bytes) -> bool:
@@ -53,6 +67,28 @@ def decision(decided: Decision, options: Options, *, relay: bool) -> Decision:
     if options.tls_optional and not options.require_tls and not relay:
         return replace(decided, tls=tls, sts=None)  # RFC 8689 4.2.2.2: the recipient's MTA-STS policy ignored
     return replace(decided, tls=tls)
+
+
+def qualified(queue_id: str, hosts: Sequence[Host], decision: Decision, options: Options) -> list[Host]:
+    """The MX *hosts* a message may go to: for REQUIRETLS, those whose name can be trusted (RFC 8689 4.2.2.1).
+
+    That is an MX answer the resolver validated (DNSSEC, the AD bit), or
+    the host being listed in the domain's MTA-STS policy in ``enforce``
+    mode; without either an attacker who forges the MX answer would get a
+    REQUIRETLS message over TLS with a certificate of his own name.  An
+    address literal names no MX at all.  Each host left out is logged.
+    """
+    if not options.require_tls:
+        return list(hosts)
+    sts = decision.sts if decision.sts is not None and decision.sts.mode is Mode.ENFORCE else None
+    allowed = [host for host in hosts if host.mx_validated or address_literal(host.name) is not None
+               or (sts is not None and sts.allows(host.name))]
+    for host in hosts:
+        if host not in allowed:
+            log.info("{queue_id}: REQUIRETLS: the MX record of {host} is neither DNSSEC-validated nor in an "
+                     "enforced MTA-STS policy of {domain}; skipped", queue_id=queue_id, host=host.name,
+                     domain=decision.domain)
+    return allowed
 
 
 def sessions_key(destination: str, options: Options) -> str:

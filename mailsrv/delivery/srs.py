@@ -12,7 +12,7 @@ so an SRS address cannot be forged into an open relay.
 
 The secret is ``<data_dir>/srs-secret``, made (mode 0600) at the first
 start; replacing it invalidates the addresses of bounces still on their
-way.  ARC sealing (RFC 8617) of forwarded mail is not done.
+way.  The copy is ARC-sealed as the same domain (:mod:`mailsrv.dkim.arc`).
 """
 
 from __future__ import annotations

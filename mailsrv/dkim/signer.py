@@ -46,7 +46,7 @@ SIGNED = (
 _CANONICALIZE = (b"relaxed", b"relaxed")
 
 
-def _header_of(message: bytes) -> bytes:
+def header_of(message: bytes) -> bytes:
     """The header section of a wire-form *message*, without the empty line that ends it."""
     end = message.find(b"\r\n\r\n")
     return message if end < 0 else message[: end + 2]
@@ -87,7 +87,7 @@ class Signer:
         ``From:``.  This is what the bounce generator calls for a message
         it makes; blocking, so it runs in a pool.
         """
-        include = signed_fields(_header_of(message))
+        include = signed_fields(header_of(message))
         domain = canonical_domain(domain) or ""
         if not include or not domain:
             return None

@@ -92,13 +92,14 @@ class Body:
         """A new body: this one with each ``(offset, data)`` of *pieces* inserted (see :meth:`splice`)."""
         return self.splice([(offset, 0, data) for offset, data in pieces])
 
-    def splice(self, edits: Sequence[tuple[int, int, bytes]]) -> "Body":
+    def splice(self, edits: Sequence[tuple[int, int, bytes]], keep: bool = False) -> "Body":
         """A new body: at each ``(offset, removed, data)`` of *edits*, *removed* octets replaced by *data*.
 
         *data* is wire-form header lines (a check's); *offset* counts disk
         octets of this body, at a line start, the removed octets are whole
         lines of it (a header field a check drops), and the edits ascend
-        without overlapping.  This body is discarded.  A spooled body is
+        without overlapping.  This body is discarded, unless *keep* (a
+        copy that differs, a forwarded one, say).  A spooled body is
         copied, a block at a time, into a new spool file beside it: never
         held in memory, but blocking, so callers on the reactor thread run
         it in the disk pool.
@@ -115,7 +116,8 @@ class Body:
                 copied = offset + removed
                 writer.write(data)
             writer.copy_disk_form(f, self.size - copied)
-        self.discard()
+        if not keep:
+            self.discard()
         return writer.finish()
 
     def discard(self) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from mailsrv.address import Mailbox
+from mailsrv.delivery.bounce import Action
 from mailsrv.delivery.envelope import Envelope
 from mailsrv.delivery.queuedir import Recipient
 from mailsrv.listeners import Kind
@@ -45,8 +46,9 @@ class Transaction:
     writer: BodyWriter | None = None
     #: Disk octets of our trace headers at the top of the body (data-stage fields go after them).
     trace_size: int = 0
-    #: Recipients delivered here whose NOTIFY asks for a "delivered" DSN (RFC 3461 5.2.3), once stored.
-    delivered_notices: list[Recipient] = field(default_factory=list)
+    #: Recipients whose NOTIFY asks for success reports, by the report's action, sent once the message is
+    #: stored: "delivered" here (RFC 3461 5.2.3), "expanded" by an alias to several addresses (5.2.7.3).
+    notices: dict[Action, list[Recipient]] = field(default_factory=dict)
     #: The body so far of a BDAT transaction (RFC 3030 2), from its first chunk; its writer is ``writer``.
     chunks: ChunkedBody | None = None
 

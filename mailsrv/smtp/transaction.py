@@ -18,19 +18,20 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from twisted.internet import task
 from twisted.logger import Logger
 
-from mailsrv.address import AddressSyntaxError, Mailbox
-from mailsrv.delivery.dsnrequest import NO_REQUEST, SUCCESS, RecipientRequest, wants
+from mailsrv.address import AddressSyntaxError, Mailbox, parse_path
+from mailsrv.delivery.dsnrequest import NO_REQUEST, SUCCESS, RecipientRequest, passed_on, wants
 from mailsrv.delivery.envelope import Envelope, new_queue_id
 from mailsrv.delivery.bounce import Action
 from mailsrv.delivery.queuedir import Recipient, Record, State
 from mailsrv.delivery.router import Local, Refusal, Refused, Remote
 from mailsrv.message.body import Body, BodyType, BodyWriter
 from mailsrv.message.headers import return_path_line
+from mailsrv.policy.senderauth import authresults
 from mailsrv.smtp import quota, replies
 from mailsrv.smtp.connection import Transaction
 from mailsrv.smtp.data import DataReader
@@ -176,9 +177,12 @@ async def _accept_recipient(
         if full is not None:
             return full
         transaction.envelope.add_local(route.users)
-        transaction.envelope.add_forward(route.forward)
-        if route.users and wants(request.notify, SUCCESS):
-            transaction.delivered_notices.append(Recipient(recipient.plain, orcpt=request.orcpt))
+        expanded = len(route.users) + len(route.forward) > 1
+        transaction.envelope.add_forward(route.forward, passed_on(request, recipient.plain, expanded))
+        if wants(request.notify, SUCCESS) and (expanded or route.users):
+            # A single forwarding target relays the request instead (RFC 3461 5.2.7.2).
+            action = Action.EXPANDED if expanded else Action.DELIVERED
+            transaction.notices.setdefault(action, []).append(Recipient(recipient.plain, orcpt=request.orcpt))
     transaction.recipients.append(recipient)
     transaction.headers.extend(verdict.headers)
     return replies.RECIPIENT_OK
@@ -289,10 +293,11 @@ async def _deliver(server: "Connection", transaction: Transaction) -> Reply:
                 assert ctx.queue is not None
                 await ctx.queue.enqueue(envelope)
             if envelope.forward:
-                await _forward(server, envelope)
+                await _forward(server, envelope, checked=_checked(server, verdict))
         except Exception:
             return replies.NOT_STORED
-        await _report_delivered(server, envelope, transaction.delivered_notices)
+        for action, recipients in transaction.notices.items():
+            await _report(server, envelope, recipients, action)
         return replies.QUEUED(queue_id=envelope.queue_id)
     finally:
         transaction.abort()
@@ -310,16 +315,16 @@ def _edits(server: "Connection", transaction: Transaction, verdict: Verdict) -> 
     return sorted(edits, key=lambda edit: edit[0])
 
 
-async def _splice(server: "Connection", body: Body, edits: list[tuple[int, int, bytes]]) -> Body:
+async def _splice(server: "Connection", body: Body, edits: list[tuple[int, int, bytes]], keep: bool = False) -> Body:
     """:meth:`Body.splice`: here for a body in memory (a copy of at most the spool threshold, no
     system call), in the disk pool for a spooled one, whose copy reads and writes files."""
     if body.in_memory:
-        return body.splice(edits)
-    return await server.ctx.workers.disk.run(body.splice, edits)
+        return body.splice(edits, keep=keep)
+    return await server.ctx.workers.disk.run(body.splice, edits, keep=keep)
 
 
-async def _report_delivered(server: "Connection", envelope: Envelope, recipients: list[Recipient]) -> None:
-    """The "delivered" DSN (RFC 3461 5.2.3) for the local recipients whose NOTIFY asked for it.
+async def _report(server: "Connection", envelope: Envelope, recipients: list[Recipient], action: Action) -> None:
+    """The "delivered" (RFC 3461 5.2.3) or "expanded" (5.2.7.3) DSN for the recipients whose NOTIFY asked for it.
 
     After the message is stored, so a failure here (logged) changes
     nothing of the 250: the mail is delivered, only the report is lost.
@@ -333,28 +338,73 @@ async def _report_delivered(server: "Connection", envelope: Envelope, recipients
                     require_tls=envelope.require_tls)
     delivered = [dataclasses.replace(r, state=State.DELIVERED) for r in recipients]
     try:
-        await ctx.queue.report(record, delivered, Action.DELIVERED, envelope.body)
+        await ctx.queue.report(record, delivered, action, envelope.body)
     except Exception:
         log.failure("the delivery report for {queue_id} was not sent", queue_id=envelope.queue_id)
 
 
-async def _forward(server: "Connection", envelope: Envelope) -> None:
+def _checked(server: "Connection", verdict: Verdict) -> bool:
+    """Whether the sender checks judged this message: the data stage's verdict carries our Authentication-Results."""
+    hostname = server.ctx.config.hostname
+    return any(authresults.is_ours(field, hostname) for field in verdict.headers)
+
+
+async def _forward(server: "Connection", envelope: Envelope, checked: bool) -> None:
     """Queue the copy for the forwarding targets: same body, an SRS sender, an id of its own.
 
     A target the client also named directly is in ``envelope.remote``
-    already and gets one copy only.
+    already and gets one copy only.  A message the sender checks judged
+    is ARC-sealed (:mod:`mailsrv.dkim.arc`), in a copy of its own.
     """
     ctx = server.ctx
-    assert ctx.queue is not None and ctx.srs is not None
+    assert ctx.queue is not None and ctx.srs is not None and envelope.body is not None
     targets = [address for address in envelope.forward if address not in envelope.remote]
-    if targets:
-        # What the client asked of the message goes on with it (RFC 8689 4.2.1: REQUIRETLS too).
-        copy = Envelope(queue_id=new_queue_id(), sender=ctx.srs.forward(envelope.sender), remote=targets,
-                        body=envelope.body, ret=envelope.ret, envid=envelope.envid, require_tls=envelope.require_tls,
-                        smtputf8=envelope.smtputf8)
+    if not targets:
+        return
+    body = await _sealed(server, envelope) if checked else None
+    # What the client asked of the message goes on with it (RFC 8689 4.2.1: REQUIRETLS too; RFC 3461 5.2.7).
+    copy = Envelope(queue_id=new_queue_id(), sender=ctx.srs.forward(envelope.sender), remote=targets,
+                    body=body or envelope.body, ret=envelope.ret, envid=envelope.envid,
+                    require_tls=envelope.require_tls, smtputf8=envelope.smtputf8,
+                    requests={t: envelope.forward_requests[t] for t in targets if t in envelope.forward_requests})
+    try:
         await ctx.queue.enqueue(copy)
-        log.info("{queue_id} forwarded as {copy_id} to {targets}", queue_id=envelope.queue_id,
-                 copy_id=copy.queue_id, targets=", ".join(targets))
+    finally:
+        if body is not None:
+            body.discard()
+    log.info("{queue_id} forwarded as {copy_id} to {targets}", queue_id=envelope.queue_id,
+             copy_id=copy.queue_id, targets=", ".join(targets))
+
+
+async def _sealed(server: "Connection", envelope: Envelope) -> Body | None:
+    """A copy of the body with an ARC set below our Return-Path, ``None`` when there is none to add.
+
+    A failure to seal (our bug, a spool file unreadable) is logged and the
+    copy goes unsealed: the author's DKIM signature is still on it.
+    """
+    ctx = server.ctx
+    if ctx.sealer is None:
+        return None
+    try:
+        return await _fields_on_top(server, envelope, ctx.sealer.seal_body, keep=True)
+    except Exception:
+        log.failure("ARC sealing failed for {queue_id}", queue_id=envelope.queue_id)
+        return None
+
+
+async def _fields_on_top(
+    server: "Connection", envelope: Envelope, make: Callable[[Body], bytes | None], keep: bool,
+) -> Body | None:
+    """The body with the fields *make* computes from it (in the signing pool) right below our Return-Path.
+
+    ``None`` when *make* has none to add; the body is kept only with *keep*
+    (see :meth:`Body.splice`).
+    """
+    assert envelope.body is not None
+    fields = await server.ctx.workers.signing.run(make, envelope.body)
+    if fields is None:
+        return None
+    return await _splice(server, envelope.body, [(len(return_path_line(envelope.sender)), 0, fields)], keep=keep)
 
 
 async def _sign(server: "Connection", envelope: Envelope) -> Reply | None:
@@ -372,12 +422,10 @@ async def _sign(server: "Connection", envelope: Envelope) -> Reply | None:
     ctx = server.ctx
     if ctx.signer is None:
         return None
-    assert envelope.body is not None
     try:
-        signature = await ctx.workers.signing.run(ctx.signer.sign_body, envelope.body)
-        if signature is not None:
-            below = len(return_path_line(envelope.sender))
-            envelope.body = await _splice(server, envelope.body, [(below, 0, signature)])
+        signed = await _fields_on_top(server, envelope, ctx.signer.sign_body, keep=False)
+        if signed is not None:
+            envelope.body = signed
     except Exception:
         log.failure("DKIM signing failed for {queue_id}", queue_id=envelope.queue_id)
         return replies.NOT_STORED

@@ -54,6 +54,7 @@ def world(tmp_path_factory):
             context.load_cert_chain(*ca.write_pair(certs, f"mx.{domain}"))
         mxs[domain] = Responder(ip, port, extensions=extensions, tls=context, script=script).__enter__()
         port = mxs[domain].port
+    zone.sign("tls.test", "rtls.test")  # validated MX answers: REQUIRETLS may go there (RFC 8689 4.2.2.1)
     with ThreadedDNS(zone) as dns:
         sender = Server(str(tmp_path_factory.mktemp("sender")), extra_config=(
             f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
@@ -156,6 +157,16 @@ def test_requiretls_goes_over_verified_tls_to_a_server_that_offers_it(world):
     assert wait_for(lambda: any(b"X-Seq: 7\r\n" in m.data for m in mxs["rtls.test"].messages), 30), queue_list(sender)
     [message] = [m for m in mxs["rtls.test"].messages if b"X-Seq: 7\r\n" in m.data]
     assert message.tls and message.mail_from.endswith(" REQUIRETLS"), message
+
+
+def test_requiretls_to_an_mx_without_a_validated_answer_bounces_with_5_7_10(world):
+    sender, mxs = world
+    send(sender, 12, "bob@dsn.test", mail_options=["REQUIRETLS"])
+    assert wait_for(lambda: reports(sender, 12), 30), queue_list(sender)
+    [report] = reports(sender, 12)
+    assert recipient_fields(report)["Status"] == "5.7.10"  # not 5.7.30: its MX was never asked
+    assert "DNSSEC-validated" in recipient_fields(report)["Diagnostic-Code"]
+    assert not any(b"X-Seq: 12\r\n" in m.data for m in mxs["dsn.test"].messages)
 
 
 def test_a_deferred_message_sends_one_delay_warning(world):

@@ -181,9 +181,16 @@ def test_a_failed_aaaa_lookup_leaves_a_host_with_validated_a_records_secure() ->
 def test_the_implicit_mx_is_secure_when_the_absence_of_mx_records_was_validated() -> None:
     records = {("example.test", "MX"): dns.resolver.NoAnswer(), ("example.test", "A"): [address("192.0.2.1")]}
     [host] = resolve_hosts(FakeResolver(records, [("example.test", "MX"), ("example.test", "A")]), "example.test")
-    assert host == Host("example.test", ("192.0.2.1",), secure=True)
+    assert host == Host("example.test", ("192.0.2.1",), secure=True, mx_validated=True)
     [host] = resolve_hosts(FakeResolver(records, [("example.test", "A")]), "example.test")
-    assert not host.secure
+    assert not host.secure and not host.mx_validated
+
+
+def test_a_validated_mx_answer_is_mx_validated_whatever_the_address_answers() -> None:
+    [host] = resolve_hosts(FakeResolver(SECURE_MX, [("example.test", "MX")]), "example.test")
+    assert host.mx_validated and not host.secure
+    [host] = resolve_hosts(FakeResolver(SECURE_MX, [("a.example.test", "A")]), "example.test")
+    assert not host.mx_validated
 
 
 def test_address_literals_and_relays_are_never_secure() -> None:

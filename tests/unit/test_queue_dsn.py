@@ -8,12 +8,15 @@ import json
 from email import policy
 
 import pytest
+from twisted.internet.defer import Deferred
 
 from mailsrv import config as configuration
 from mailsrv.config import DeliveryConfig
 from mailsrv.delivery.attempt import Options, Outcome
 from mailsrv.delivery.dsnrequest import RecipientRequest
-from mailsrv.delivery.queuedir import QueueDir, State
+from mailsrv.delivery.bounce import Action
+from mailsrv.delivery.queuedir import QueueDir, Recipient, Record, State
+from mailsrv.message.body import Body
 from test_queue import (  # noqa: F401 (fixtures)
     ALICE, BOB, CAROL, LATER, MESSAGE, NO_USER, ScriptedRemote, audit_lines, clock, config, delivered_to,
     enqueue, envelope, make_queue, record, store,
@@ -235,3 +238,18 @@ def test_requiretls_wins_over_the_tls_required_header(config, make_queue):
     enqueue(make_queue(ScriptedRemote(bob_example_org=[(Outcome.DEFERRED, LATER)])), env)
     saved = record(config)
     assert (saved["require_tls"], saved["tls_optional"]) == (True, False)  # RFC 8689 4.2.1
+
+
+def test_an_expanded_report_parses_as_a_success_report_for_the_alias(config, make_queue, clock):
+    queue = make_queue(ScriptedRemote())
+    original = Record(queue_id="QID000000009", sender=ALICE, queued_at=0, size=len(MESSAGE), wire_size=len(MESSAGE))
+    alias = Recipient("list@example.org", orcpt="rfc822;list@example.org", state=State.DELIVERED)
+    Deferred.fromCoroutine(queue.report(original, [alias], Action.EXPANDED, Body.from_wire(MESSAGE)))
+    clock.advance(0)
+    [report] = reports(config)
+    assert report.get_content_type() == "multipart/report"
+    assert report["Subject"] == "Successful Mail Delivery Report"
+    _, [fields] = status_fields(report)
+    assert (fields["Action"], fields["Status"]) == ("expanded", "2.0.0")  # RFC 3464 2.3.3
+    assert (fields["Final-Recipient"], fields["Original-Recipient"]) == ("rfc822; list@example.org",
+                                                                         "rfc822;list@example.org")

@@ -6,6 +6,8 @@ import pytest
 
 from mailsrv.delivery import requiretls
 from mailsrv.delivery.attempt import Options
+from mailsrv.delivery.mtasts.policy import Mode, Policy
+from mailsrv.delivery.mx import Host
 from mailsrv.delivery.tlspolicy import Decision
 
 STS = object()  # stands for an MTA-STS policy in enforce mode
@@ -48,3 +50,26 @@ def test_sessions_are_kept_apart_by_what_the_message_demands():
     keys = {requiretls.sessions_key("example.org", options)
             for options in (Options(), Options(require_tls=True), Options(tls_optional=True))}
     assert len(keys) == 3 and requiretls.sessions_key("example.org", Options()) == "example.org"
+
+
+HOSTS = [Host("mx1.example.org", ("192.0.2.1",), mx_validated=True), Host("mx2.example.org", ("192.0.2.2",))]
+
+
+def test_requiretls_goes_only_to_mx_hosts_of_a_validated_answer():
+    decided = Decision("example.org", "verify", "default")
+    assert requiretls.qualified("q", HOSTS, decided, Options(require_tls=True)) == HOSTS[:1]
+    assert requiretls.qualified("q", HOSTS, decided, Options()) == HOSTS
+
+
+@pytest.mark.parametrize("mode, allowed", [(Mode.ENFORCE, ["mx1.example.org", "mx2.example.org"]),
+                                           (Mode.TESTING, ["mx1.example.org"])])
+def test_an_mta_sts_policy_in_enforce_mode_confirms_the_hosts_it_lists(mode, allowed):
+    policy = Policy(mode, ("*.example.org",), 86400)
+    decided = Decision("example.org", "verify", "mta-sts", sts=policy)
+    assert [h.name for h in requiretls.qualified("q", HOSTS, decided, Options(require_tls=True))] == allowed
+
+
+def test_an_address_literal_needs_no_validated_mx():
+    literal = [Host("[192.0.2.9]", ("192.0.2.9",))]
+    decided = Decision("[192.0.2.9]", "verify", "default")
+    assert requiretls.qualified("q", literal, decided, Options(require_tls=True)) == literal

@@ -351,6 +351,7 @@ class RemoteDeliveryTests(DeliveryHarness):
 
     async def test_requiretls_goes_verified_to_a_peer_that_offers_it_with_the_parameter(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        self.zone.sign("example.test")  # a validated MX answer (RFC 8689 4.2.2.1)
         receiver, port = self.receiver("mx1.example.test", extensions=("REQUIRETLS",))
         [result] = await self.send_with(self.sender(port, tls="none"), Options(require_tls=True), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
@@ -360,6 +361,7 @@ class RemoteDeliveryTests(DeliveryHarness):
 
     async def test_requiretls_fails_with_5_7_30_when_no_mx_offers_it(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.1"))
+        self.zone.sign("example.test")  # a validated MX answer (RFC 8689 4.2.2.1)
         receiver, port = self.receiver("mx1.example.test", "mx2.example.test")
         [result] = await self.send_with(self.sender(port), Options(require_tls=True), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.FAILED)
@@ -370,12 +372,35 @@ class RemoteDeliveryTests(DeliveryHarness):
 
     async def test_requiretls_does_not_accept_an_unverified_certificate(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        self.zone.sign("example.test")  # a validated MX answer (RFC 8689 4.2.2.1)
         receiver, port = self.receiver("other.example.test", extensions=("REQUIRETLS",))
         [result] = await self.send_with(self.sender(port, tls="may"), Options(require_tls=True), "bob@example.test")
         self.assertEqual(result.outcome, Outcome.DEFERRED)
         self.assertIn("TLS handshake failed", result.reply)
         self.assertEqual(receiver.connections, 1)  # no second try in plaintext
         self.assertEqual(receiver.messages, [])
+
+    async def test_requiretls_does_not_go_to_an_mx_whose_record_was_not_validated(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("mx1.example.test", extensions=("REQUIRETLS",))
+        [result] = await self.send_with(self.sender(port), Options(require_tls=True), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.FAILED)
+        self.assertEqual(result.reply, "550 5.7.10 REQUIRETLS: no MX host of example.test (mx1.example.test) is "
+                                       "DNSSEC-validated or listed in an MTA-STS policy in enforce mode")
+        self.assertEqual(receiver.connections, 0)  # RFC 8689 4.2.2.1: not even a connection
+
+    async def test_requiretls_needs_the_mx_answer_validated_not_the_address(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        self.zone.sign("example.test")  # mx1's A record is not: TLS verification names the host
+        receiver, port = self.receiver("mx1.example.test", extensions=("REQUIRETLS",))
+        [result] = await self.send_with(self.sender(port), Options(require_tls=True), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
+
+    async def test_an_unvalidated_mx_still_takes_mail_without_requiretls(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("mx1.example.test", extensions=("REQUIRETLS",))
+        [result] = await self.send_with(self.sender(port), Options(), "bob@example.test")
+        self.assertEqual(result.outcome, Outcome.DELIVERED, result.reply)
 
     async def test_tls_required_no_lets_a_message_past_a_failing_verify_policy(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
@@ -451,6 +476,7 @@ class SessionReuseTests(DeliveryHarness):
         self.assertEqual([m.recipients for m in receiver.messages], [["bob@example.test"], ["carol@example.test"]])
 
     async def test_a_requiretls_message_does_not_take_a_session_opened_without_verification(self) -> None:
+        self.zone.sign("example.test")
         receiver, port = self.receiver("other.example.test", extensions=("REQUIRETLS",))
         delivery = self.sender(port, tls="may")
         [plain] = await self.send(delivery, "bob@example.test")

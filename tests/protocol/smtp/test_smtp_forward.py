@@ -12,6 +12,8 @@ import re
 import srslib
 from twisted.internet import defer
 
+from mailsrv.delivery.bounce import Action
+from mailsrv.delivery.dsnrequest import RecipientRequest
 from mailsrv.delivery.srs import Rewriter
 from mailsrv.message import wire
 from mailsrv.policy.loops import MAX_HOPS
@@ -23,19 +25,28 @@ SRS0 = re.compile(r"\ASRS0=[^=]{4}=[A-Z0-9]{2}=example\.net=bob@example\.test\Z"
 
 
 class ForwardingDirectory(FakeDirectory):
-    aliases = {**FakeDirectory.aliases, "info@example.test": ["alice@example.test", "someone@remote.test"]}
+    aliases = {**FakeDirectory.aliases, "info@example.test": ["alice@example.test", "someone@remote.test"],
+               "fwd@example.test": ["someone@remote.test"],
+               "list@example.test": ["alice@example.test", "someone@remote.test", "other@remote.test"]}
 
 
 class RecordingQueue:
-    """Keeps what is enqueued: (queue id, sender, remote recipients, wire-form body)."""
+    """Keeps what is enqueued: (queue id, sender, remote recipients, wire-form body), the DSN
+    requests of each copy's recipients, and the reports sent: (action, [(recipient, orcpt)])."""
 
     def __init__(self) -> None:
         self.queued: list[tuple[str, str, list[str], bytes]] = []
+        self.requests: list[dict[str, RecipientRequest]] = []
+        self.reports: list[tuple[Action, list[tuple[str, str]]]] = []
 
     def enqueue(self, envelope) -> defer.Deferred[str]:
         self.queued.append((envelope.queue_id, envelope.sender, list(envelope.remote),
                             wire.to_wire(envelope.body.read())))
+        self.requests.append(dict(envelope.requests))
         return defer.succeed(envelope.queue_id)
+
+    async def report(self, record, recipients, action, body) -> None:
+        self.reports.append((action, [(r.address, r.orcpt) for r in recipients]))
 
 
 class ForwardingCase(InboundTestCase):
@@ -51,6 +62,7 @@ class ForwardingCase(InboundTestCase):
         self.ehlo()
 
     def send(self, sender: bytes, *recipients: bytes) -> str:
+        """One transaction; each of *recipients* is an address, with its RCPT parameters after a space."""
         self.mail(sender)
         for recipient in recipients:
             self.assertEqual(self.rcpt(recipient), b"250 2.1.5 Ok\r\n")
@@ -132,3 +144,54 @@ class LoopTests(ForwardingCase):
         hops = b"Received: from a.example by b.example; Mon, 1 Dec 2026 00:00:00 +0000\r\n" * (MAX_HOPS - 1)
         self.assertRegex(self.say(hops + MESSAGE), QUEUED)
         self.assertEqual(len(self.queue.queued), 1)
+
+
+class DSNTests(ForwardingCase):
+    """RFC 3461 5.2.7: what an alias passes on to the addresses it forwards to, and what it reports."""
+
+    def rcpt(self, address: bytes) -> bytes:
+        """RCPT TO with *address*'s parameters (after a space) outside the brackets."""
+        path, _, params = address.partition(b" ")
+        return self.say(b"RCPT TO:<" + path + b">" + (b" " + params if params else b"") + b"\r\n")
+
+    def test_a_single_target_alias_passes_notify_and_orcpt_on_and_reports_nothing(self):
+        self.send(b"<bob@example.net>", b"fwd@example.test NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x+2By@example.net")
+        self.assertEqual(self.queue.requests, [
+            {"someone@remote.test": RecipientRequest("SUCCESS,FAILURE", "rfc822;x+y@example.net")}])
+        self.assertEqual(self.queue.reports, [])  # the next server reports (RFC 3461 5.2.7.2)
+
+    def test_without_orcpt_the_alias_is_the_original_recipient(self):
+        self.send(b"<bob@example.net>", b"fwd@example.test NOTIFY=DELAY")
+        self.assertEqual(self.queue.requests, [
+            {"someone@remote.test": RecipientRequest("DELAY", "rfc822;fwd@example.test")}])
+
+    def test_without_any_parameter_only_the_orcpt_is_added(self):
+        self.send(b"<bob@example.net>", b"fwd@example.test")
+        self.assertEqual(self.queue.requests, [{"someone@remote.test": RecipientRequest("", "rfc822;fwd@example.test")}])
+        self.assertEqual(self.queue.reports, [])
+
+    def test_an_expanding_alias_reports_expanded_and_its_copies_ask_no_success(self):
+        self.send(b"<bob@example.net>", b"list@example.test NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;list@example.test")
+        self.assertEqual([a for a, _ in self.store.calls], [["alice@example.test"]])
+        request = RecipientRequest("FAILURE", "rfc822;list@example.test")
+        self.assertEqual(self.queue.requests, [{"someone@remote.test": request, "other@remote.test": request}])
+        self.assertEqual(self.queue.reports, [(Action.EXPANDED, [("list@example.test", "rfc822;list@example.test")])])
+
+    def test_success_alone_leaves_never(self):
+        self.send(b"<bob@example.net>", b"list@example.test NOTIFY=SUCCESS")
+        self.assertEqual({r.notify for r in self.queue.requests[0].values()}, {"NEVER"})
+        self.assertEqual([action for action, _ in self.queue.reports], [Action.EXPANDED])
+
+    def test_an_alias_of_several_local_users_reports_expanded_not_delivered(self):
+        self.send(b"<bob@example.net>", b"team@example.test NOTIFY=SUCCESS")
+        self.assertEqual(self.queue.reports, [(Action.EXPANDED, [("team@example.test", "")])])
+
+    def test_a_user_beside_an_alias_gets_delivered_in_a_report_of_its_own(self):
+        self.send(b"<bob@example.net>", b"alice@example.test NOTIFY=SUCCESS", b"list@example.test NOTIFY=SUCCESS")
+        self.assertEqual(dict(self.queue.reports), {
+            Action.DELIVERED: [("alice@example.test", "")], Action.EXPANDED: [("list@example.test", "")]})
+
+    def test_without_success_nothing_is_reported(self):
+        self.send(b"<bob@example.net>", b"list@example.test NOTIFY=FAILURE")
+        self.assertEqual(self.queue.reports, [])
+        self.assertEqual({r.notify for r in self.queue.requests[0].values()}, {"FAILURE"})
