@@ -100,8 +100,10 @@ class Blocklists(Check):
         self._kept: OrderedDict[str, tuple[float, float, Listing]] = OrderedDict()
         #: Addresses being looked up -> the Deferreds waiting for them.
         self._waiting: dict[str, list[defer.Deferred[Listing]]] = {}
-        #: What the lists said of each judged session (logged once; read by :meth:`welcome`).
-        self._judged: "weakref.WeakKeyDictionary[Session, Listing]" = weakref.WeakKeyDictionary()
+        #: What the lists said of each session's client (read by the RCPTs and :meth:`welcome`).
+        self._sessions: "weakref.WeakKeyDictionary[Session, Listing]" = weakref.WeakKeyDictionary()
+        #: The sessions whose hits were logged (once per connection).
+        self._logged: "weakref.WeakSet[Session]" = weakref.WeakSet()
 
     def _exempt(self, ctx: CheckContext) -> bool:
         session = ctx.session
@@ -125,22 +127,38 @@ class Blocklists(Check):
 
     def welcome(self, session: "Session") -> bool:
         """Whether an allowlist knows the client of *session* (greylisting lets it through)."""
-        listing = self._judged.get(session)
+        listing = self._sessions.get(session)
         return listing is not None and listing.allowlisted
 
     async def _judge(self, session: "Session", pending: "defer.Deferred[Listing]") -> Verdict:
         listing = await pending
         refused = listing.score >= self._threshold
-        if listing.hits and session not in self._judged:
+        if listing.hits and session not in self._logged:
+            self._logged.add(session)
             self._audit.listed(session, [f"{entry.zone}:{answer}" for entry, answer in listing.hits],
                                listing.score, refused)
-        self._judged[session] = listing
         if not refused:
             return ACCEPT
         return reject(replies.BLOCKLISTED(ip=session.peer_ip, lists=", ".join(listing.blocking)))
 
     def listing(self, ctx: CheckContext) -> "defer.Deferred[Listing]":
-        """What the lists say of the client: kept, being looked up, or looked up now (never fails)."""
+        """What the lists say of the session's client (never fails).
+
+        The session's own answer if it has one (a listing with a failed
+        list is not kept for others, but holds for the whole connection),
+        else a kept one, else the one being looked up, else a new lookup.
+        """
+        session = ctx.session
+        known = self._sessions.get(session)
+        if known is not None:
+            return defer.succeed(known)
+        return self._for_address(ctx).addCallback(self._remember, session)
+
+    def _remember(self, listing: Listing, session: "Session") -> Listing:
+        self._sessions[session] = listing
+        return listing
+
+    def _for_address(self, ctx: CheckContext) -> "defer.Deferred[Listing]":
         ip = ctx.session.peer_ip
         now = self._clock.seconds()
         forget_old(self._kept, now, KEEP_MAX, _found_at)
@@ -159,21 +177,17 @@ class Blocklists(Check):
 
     async def _look_up(self, ctx: CheckContext, ip: str) -> tuple[Listing, float]:
         """Ask every zone at once; the listing and how long to keep it (0: not at all)."""
-        answers = await defer.gatherResults([self._ask(ctx, zone, ip) for zone in self._zones])
+        results = await defer.gatherResults([self._ask(ctx, zone, ip) for zone in self._zones])
+        answers = dict(zip(self._zones, results))
+        keep: float = KEEP_MAX
+        for answer in answers.values():
+            keep = 0 if answer is None else min(keep, answer[1] if answer[0] else KEEP_MISS)
         hits: list[tuple[DNSList, str]] = []
-        keep: float = KEEP_MISS
-        for zone, answer in zip(self._zones, answers):
-            if answer is None:
-                keep = 0
-                continue
-            addresses, ttl = answer
-            if addresses:
-                keep = min(keep, ttl)
-            for entry in self._lists:
-                matched = [address for address in addresses if entry.zone == zone and entry.matches(address)]
-                if matched:
-                    hits.append((entry, matched[0]))  # an entry counts once, however many answers match
-        hits.sort(key=lambda hit: self._lists.index(hit[0]))
+        for entry in self._lists:
+            answer = answers[entry.zone]
+            matched = [address for address in (answer[0] if answer else ()) if entry.matches(address)]
+            if matched:
+                hits.append((entry, matched[0]))  # an entry counts once, however many answers match
         return Listing(tuple(hits)), keep
 
     def _ask(self, ctx: CheckContext, zone: str, ip: str) -> "defer.Deferred[tuple[tuple[str, ...], int] | None]":
