@@ -42,6 +42,7 @@ from mailsrv.net.login import IUser, User
 from mailsrv.net.shutdown import OpenSessions
 from mailsrv.net.throttle import LoginThrottle
 from mailsrv.policy import Policy
+from mailsrv.policy.dnsbl import Blocklists
 from mailsrv.policy.greylist import Greylist
 from mailsrv.policy.loops import HopLimit
 from mailsrv.policy.rates import RateLimits
@@ -149,11 +150,13 @@ def assemble(
     sessions = OpenSessions()
     limits = config.limits
     keyring = KeyRing(dkim_dir(config.data_dir))
+    blocklists = Blocklists(config.policy, audit, clock or reactor)
     return ServerContext(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory, srs),
         srs=srs,
-        policy=Policy([RateLimits(limits, clock or reactor), Greylist(limits, clock or reactor), AuthRequired(),
+        policy=Policy([RateLimits(limits, clock or reactor), blocklists,
+                       Greylist(limits, clock or reactor, blocklists.welcome), AuthRequired(),
                        SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit(),
                        *_sender_authentication(config, resolver)],
                       workers.disk, resolver=resolver, dns=workers.dns),

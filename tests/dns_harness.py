@@ -13,7 +13,9 @@ It answers over UDP and TCP (a long TXT record, such as a DKIM key, is
 truncated over UDP and fetched again over TCP) with dnspython's message
 code on the test's reactor.  A name with records of any type exists: asked
 for another type, it gets an empty answer (NODATA); a name without any gets
-NXDOMAIN; a name passed to :meth:`Zone.fail` gets SERVFAIL.  A CNAME is
+NXDOMAIN; a name passed to :meth:`Zone.fail` gets SERVFAIL, one passed to
+:meth:`Zone.drop` no answer at all (a timeout).  :attr:`Zone.asked` lists
+the names asked, in order.  A CNAME is
 followed within the zone, as a recursive resolver would, the alias first
 in the answer.  The answers
 carry AA; those for a name passed to :meth:`Zone.sign` also carry AD when
@@ -62,6 +64,9 @@ class Zone:
         self._records: dict[dns.name.Name, dict[int, list[str]]] = {}
         self._failing: set[dns.name.Name] = set()
         self._signed: set[dns.name.Name] = set()
+        self._dropped: set[dns.name.Name] = set()
+        #: Every name asked about, in the order the queries came (lower case, absolute).
+        self.asked: list[str] = []
 
     def add(self, name: str, rdtype: str, *values: str) -> None:
         """Serve *values* (zone-file text: ``"10 mx.example.test."``, ``'"v=spf1 -all"'``) as *name*'s *rdtype*."""
@@ -72,6 +77,10 @@ class Zone:
         """Answer every query for *name* with SERVFAIL (a broken authoritative server)."""
         self._failing.add(_absolute(name))
 
+    def drop(self, name: str) -> None:
+        """Never answer a query for *name* (a server that does not respond: the client times out)."""
+        self._dropped.add(_absolute(name))
+
     def sign(self, *names: str) -> None:
         """Answer for each of *names* (records, NODATA or NXDOMAIN alike) as validated: with AD."""
         self._signed.update(_absolute(name) for name in names)
@@ -81,14 +90,17 @@ class Zone:
         targets = self._records.get(name, {}).get(dns.rdatatype.CNAME)
         return targets[0] if targets else None
 
-    def answer(self, query: dns.message.Message) -> dns.message.Message:
-        """The response to *query*."""
+    def answer(self, query: dns.message.Message) -> dns.message.Message | None:
+        """The response to *query*; ``None`` for a name that is :meth:`dropped <drop>`."""
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
         if not query.question:
             response.set_rcode(dns.rcode.FORMERR)
             return response
         question = query.question[0]
+        self.asked.append(question.name.to_text().lower())
+        if question.name in self._dropped:
+            return None
         name, chain = question.name, [question.name]
         while question.rdtype != dns.rdatatype.CNAME and (target := self._alias(name)) is not None and len(chain) < 8:
             response.answer.append(dns.rrset.from_text_list(name, _TTL, dns.rdataclass.IN, dns.rdatatype.CNAME, [target]))
@@ -125,7 +137,10 @@ def _udp_answer(zone: Zone, data: bytes) -> bytes | None:
         query = dns.message.from_wire(data)
     except dns.exception.DNSException:
         return None  # garbage is ignored, as a real server would
-    wire = _wire(zone.answer(query))
+    response = zone.answer(query)
+    if response is None:
+        return None
+    wire = _wire(response)
     limit = min(max(query.payload, _UDP_LIMIT), _EDNS_LIMIT) if query.edns >= 0 else _UDP_LIMIT
     if len(wire) > limit:
         response = dns.message.make_response(query)
@@ -146,7 +161,9 @@ class _UDP(protocol.DatagramProtocol):
 
 class _TCP(Int16StringReceiver):
     def stringReceived(self, data: bytes) -> None:
-        self.sendString(_wire(self.factory.zone.answer(dns.message.from_wire(data))))
+        response = self.factory.zone.answer(dns.message.from_wire(data))
+        if response is not None:
+            self.sendString(_wire(response))
 
 
 def serve_dns(case: unittest.TestCase, zone: Zone) -> int:

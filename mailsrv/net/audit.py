@@ -144,3 +144,10 @@ class Audit:
         self._emit("rejection", stage, {
             "kind": session.kind.label, "client_ip": session.peer_ip, "subject": subject, "reply": reply,
         })
+
+    def listed(self, session: Session, hits: Sequence[str], score: int, refused: bool) -> None:
+        """A client on DNS lists (:mod:`mailsrv.policy.dnsbl`), once per connection: result ``refused``
+        (its score reached ``dnsbl_threshold``) or ``passed``; *hits* are ``zone:answer`` pairs."""
+        self._emit("dnsbl", "refused" if refused else "passed", {
+            "kind": session.kind.label, "client_ip": session.peer_ip, "lists": list(hits), "score": score,
+        })

@@ -9,12 +9,14 @@ Beyond the records:
   hostname, and the hostname's A/AAAA holds the address (receivers check
   both, RFC 8601 2.7.3's ``iprev``);
 * the SMTP greeting of the hostname on ``[delivery] mx_port`` names it;
-* the certificate served names the hostname and is not about to expire.
+* the certificate served names the hostname and is not about to expire;
+* no blocklist of ``[policy] dnsbl`` lists a public address (with the
+  entry's filter, as the server judges its clients): receivers that use
+  the same lists would refuse our mail.
 
 A lookup that fails (timeout, SERVFAIL) is an *error*: the check could not
 be made.  Everything here blocks; it is the command line's, not the
-server's.  Blocklists (DNSBL) are checked once the inbound policy names
-them.
+server's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from mailsrv.config import Config
 from mailsrv.dns import make_resolver
+from mailsrv.dnslist import ListUnavailable, lookup as list_lookup, query_name
 from mailsrv.ops.dnsrecords import Record, address_rtype, public_addresses, records, reverse_name
 
 #: A certificate expiring sooner than this is reported (ACME renews 30 days ahead).
@@ -47,6 +50,7 @@ class Status(str, enum.Enum):
     OK = "ok"
     MISSING = "missing"
     WRONG = "wrong"
+    LISTED = "listed"
     ERROR = "error"
 
 
@@ -92,7 +96,8 @@ class _Failed(Exception):
 def check(config: Config, domain: str, addresses: list[str] | None = None,
           resolver: dns.resolver.Resolver | None = None) -> list[Finding]:
     """Every finding for the local *domain*, in the order :func:`records` lists the records."""
-    lookup = _Lookup(resolver or make_resolver(config.dns))
+    resolver = resolver or make_resolver(config.dns)
+    lookup = _Lookup(resolver)
     addresses = public_addresses(config) if addresses is None else addresses
     findings = []
     for record in records(config, domain, addresses):
@@ -107,6 +112,7 @@ def check(config: Config, domain: str, addresses: list[str] | None = None,
         findings.append(_reverse(config, address, lookup))
     findings.append(_greeting(config, addresses))
     findings.append(_certificate(config))
+    findings += _blocklists(config, addresses, resolver)
     return findings
 
 
@@ -322,3 +328,31 @@ def _certificate(config: Config) -> Finding:
     if left < EXPIRY_MARGIN:
         return Finding(what, Status.WRONG, found=found, expected=expected, fix="renew the certificate")
     return Finding(what, Status.OK, found=found)
+
+
+def _blocklists(config: Config, addresses: list[str], resolver: dns.resolver.Resolver) -> list[Finding]:
+    """Each public address on each blocklist zone of ``[policy] dnsbl`` (an allowlist listing us is no fault)."""
+    policy = config.policy
+    entries = [entry for entry in policy.dns_lists() if entry.weight > 0]
+    findings = []
+    for address in addresses:
+        for zone in dict.fromkeys(entry.zone for entry in entries):
+            name = query_name(address, zone)
+            assert name is not None  # public addresses are addresses (checked when the config was read)
+            what = f"DNSBL {zone} {address}"
+            try:
+                answers, _ = list_lookup(resolver, name, policy.dnsbl_timeout)
+            except ListUnavailable as e:
+                findings.append(Finding(what, Status.ERROR, found=str(e), expected="not listed",
+                                        fix="check that [dns] nameservers answer (public resolvers are often "
+                                            "refused by the lists: use a resolver of your own)"))
+                continue
+            hits = [answer for answer in answers if any(e.zone == zone and e.matches(answer) for e in entries)]
+            if hits:
+                findings.append(Finding(what, Status.LISTED, found=f"{name} IN A {', '.join(hits)}",
+                                        expected="not listed",
+                                        fix=f"look {address} up on the site of {zone} for why, and ask for "
+                                            "delisting once the cause is gone"))
+            else:
+                findings.append(Finding(what, Status.OK, found="not listed"))
+    return findings

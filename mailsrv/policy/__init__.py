@@ -21,8 +21,8 @@ come in, for one connection:
    syntax was checked, before it is routed), ``data`` once the whole body is
    in (its trace headers included), before it is delivered.
 
-SPF, DKIM, DMARC and ARC are :mod:`mailsrv.policy.senderauth`; rate limits
-and DNS blocklists are checks to come; the resolver they use is on the
+SPF, DKIM, DMARC and ARC are :mod:`mailsrv.policy.senderauth`; rate limits are
+:mod:`.rates`, DNS blocklists :mod:`.dnsbl`; the resolver they use is on the
 :class:`CheckContext`.  docs/HACKING.rst
 shows how to add one.
 """

@@ -9,7 +9,8 @@ real MTA does, after minutes.  So the first RCPT of a triplet gets ``451
 
 The triplet's client part is the /24 (IPv4) or /64 (IPv6) network, since
 large senders retry from another host of the same farm.
-Submission and ``rates_exempt_networks`` are not greylisted.  The table
+Submission, ``rates_exempt_networks`` and clients a DNS allowlist knows
+(``[policy] dnswl``, :mod:`mailsrv.policy.dnsbl`) are not greylisted.  The table
 is in memory and bounded (``rates_tracked``): after a restart, or once a
 triplet is dropped, a sender is greylisted once more, which only delays
 its mail.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -42,9 +43,11 @@ def _last_seen(entry: tuple[float, bool]) -> float:
 class Greylist(Check):
     """The RCPT stage of RFC 6647 greylisting, timed on *clock*."""
 
-    def __init__(self, limits: LimitsConfig, clock: IReactorTime) -> None:
+    def __init__(self, limits: LimitsConfig, clock: IReactorTime, welcome: "Callable[[Session], bool]") -> None:
         self.limits = limits
         self.clock = clock
+        #: Whether a session's client is known good (on a DNS allowlist): it is not greylisted.
+        self.welcome = welcome
         #: triplet -> (first seen, passed); ordered by last use, oldest first.
         self._triplets: OrderedDict[tuple[str, str, str], tuple[float, bool]] = OrderedDict()
         #: The sender of each session's open transaction, from MAIL (gone with the session).
@@ -58,7 +61,7 @@ class Greylist(Check):
     def rcpt(self, ctx: CheckContext, recipient: "Mailbox") -> Verdict:
         """451 4.7.1 for a triplet not seen before, or retried too soon or too late."""
         limits, session = self.limits, ctx.session
-        if not limits.greylist or session.kind.submission or exempt(limits, session.peer_ip):
+        if not limits.greylist or session.kind.submission or exempt(limits, session.peer_ip) or self.welcome(session):
             return ACCEPT
         now = self.clock.seconds()
         key = (client_network(session.peer_ip, 24, 64), self._senders.get(session, ""), str(recipient).lower())

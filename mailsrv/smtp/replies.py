@@ -69,6 +69,10 @@ MESSAGES_PER_CONNECTION = Reply(421, "4.7.0", "Error: too many messages in one c
 RECIPIENTS_PER_CONNECTION = Reply(421, "4.7.0", "Error: too many recipients in one connection, reconnect")
 FAILED_RECIPIENTS = Reply(421, "4.7.0", "Error: too many unknown recipients")
 GREYLISTED = Reply(451, "4.7.1", "Greylisted, try again later")  # RFC 6647: a temporary failure
+# A client on a DNS blocklist (RFC 5782), in Postfix's words; at connect instead of the greeting (RFC 5321 3.1)
+BLOCKLISTED = Reply(554, "5.7.1", "Service unavailable; client [{ip}] blocked using {lists}")
+# RFC 5321 3.1: after a 554 greeting, every command but QUIT gets 503
+REFUSED_SESSION = Reply(503, "5.5.1", "Error: this session was refused, send QUIT")
 PREGREET = Reply(421, "4.7.0", "{host} Error: you talked before the greeting")
 INTERNAL_ERROR = Reply(421, "4.3.0", "{host} Error: internal error")  # RFC 5321 4.2.1: the client retries
 BYE = Reply(221, "2.0.0", "Bye")

@@ -58,6 +58,8 @@ class SMTPServer(ServerProtocol):
         self._connect_headers: tuple[bytes, ...] = ()
         self._helo_headers: tuple[bytes, ...] = ()
         self._errors = 0
+        #: A connect check refused the session (554 instead of the greeting): only QUIT is taken.
+        self.refused = False
 
     # -- output ------------------------------------------------------------
 
@@ -106,7 +108,10 @@ class SMTPServer(ServerProtocol):
             assert verdict.reply is not None
             self.reject("connect", self.session.peer_ip, verdict.reply)
             self.write(verdict.reply.wire())
-            self.close()
+            if verdict.reply.code == 421:
+                self.close()
+            else:  # RFC 5321 3.1: after a 554 greeting, wait for QUIT
+                self.refused = True
             return
         self._connect_headers = verdict.headers
         self.write(replies.GREETING(host=self.host).wire())
@@ -149,6 +154,9 @@ class SMTPServer(ServerProtocol):
             return
         # Only ASCII letters name a command; NUL or 8-bit octets are "unknown".
         name = verb.upper() if verb.isalpha() and len(verb) <= 16 else b""
+        if self.refused and name != b"QUIT":
+            self.answer(replies.REFUSED_SESSION)  # RFC 5321 3.1
+            return
         if name not in _COMMANDS:
             self.answer(replies.UNKNOWN_COMMAND)  # RFC 5321 4.2.4
             return

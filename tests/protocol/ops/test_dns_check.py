@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from dns_harness import ThreadedDNS, Zone
 from mailsrv.cli import main as cli
-from mailsrv.config import Config, DeliveryConfig, DNSConfig, TLSConfig
+from mailsrv.config import Config, DeliveryConfig, DNSConfig, PolicyConfig, TLSConfig
 from mailsrv.dkim.keys import Algorithm
 from mailsrv.ops import dkim as dkim_ops
 from mailsrv.ops import dnsrecords
@@ -179,3 +179,48 @@ def test_the_cli_exits_non_zero_and_prints_json(setup, capsys):
     assert code == 1 and "checks of example.test failed" in err
     findings = json.loads(out)
     assert {f["what"]: f["status"] for f in findings}["MX example.test."] == "missing"
+
+
+def with_lists(config: Config, *dnsbl: str, dnswl: tuple[str, ...] = ()) -> Config:
+    return dataclasses.replace(config, policy=PolicyConfig(dnsbl=dnsbl, dnswl=dnswl))
+
+
+def test_a_public_address_on_a_blocklist_is_listed(setup):
+    config, _ = setup
+    config = with_lists(config, "bl.example", "clean.example", "zen.example=127.0.0.[2..11]", dnswl=("wl.example",))
+    zone = good_zone(config)
+    zone.add("1.0.0.127.bl.example", "A", "127.0.0.4")
+    zone.add("1.0.0.127.zen.example", "A", "127.255.255.254")  # "you may not ask": the filter leaves it out
+    zone.add("1.0.0.127.wl.example", "A", "127.0.0.2")
+    findings = run_check(config, zone)
+    listed = findings["DNSBL bl.example 127.0.0.1"]
+    assert (listed.status, listed.found) == (Status.LISTED, "1.0.0.127.bl.example. IN A 127.0.0.4")
+    assert "delisting" in listed.fix
+    assert findings["DNSBL clean.example 127.0.0.1"].status is Status.OK
+    assert findings["DNSBL zen.example 127.0.0.1"].status is Status.OK
+    assert not any(what.startswith("DNSBL wl.example") for what in findings)
+
+
+def test_a_blocklist_that_does_not_answer_is_an_error(setup):
+    config, _ = setup
+    config = with_lists(config, "bl.example")
+    zone = good_zone(config)
+    zone.fail("1.0.0.127.bl.example")
+    assert run_check(config, zone)["DNSBL bl.example 127.0.0.1"].status is Status.ERROR
+
+
+def test_the_cli_exits_non_zero_when_listed(setup, capsys):
+    config, tmp_path = setup
+    zone = good_zone(config)
+    zone.add("1.0.0.127.bl.example", "A", "127.0.0.2")
+    with ThreadedDNS(zone) as dns:
+        path = tmp_path / "mailsrv.toml"
+        path.write_text(f'hostname = "{HOST}"\ndata_dir = "{config.data_dir}"\ndomains = ["example.test"]\n'
+                        f'public_addresses = ["{ADDRESS}"]\n[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
+                        f'[delivery]\nmx_port = {config.delivery.mx_port}\n'
+                        f'[tls]\ncert = "{config.tls.cert}"\nkey = "{config.tls.key}"\n'
+                        '[policy]\ndnsbl = ["bl.example"]\n')
+        code = cli.main(["--config", str(path), "dns", "check", "example.test"])
+    out, err = capsys.readouterr()
+    assert code == 1 and "1 of " in err
+    assert "listed   DNSBL bl.example 127.0.0.1\n" in out
