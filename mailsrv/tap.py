@@ -48,6 +48,7 @@ from mailsrv.policy.senderauth.check import SenderAuthentication
 from mailsrv.policy.submission import AuthRequired, CompleteHeader, SenderIsLogin
 from mailsrv.reload import Reloader
 from mailsrv.service import MailServer
+from mailsrv.spam.wiring import learner, make_rspamd, spam_checks
 from mailsrv.startup import StartGuard
 from mailsrv.store import Store
 from mailsrv.store.watch import Watcher
@@ -147,13 +148,14 @@ def assemble(
     audit = Audit()
     sessions = OpenSessions()
     limits = config.limits
+    rspamd = make_rspamd(config, reactor, clock)
     return ServerContext(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory, srs),
         srs=srs,
         policy=Policy([RateLimits(limits, clock or reactor), Greylist(limits, clock or reactor), AuthRequired(),
                        SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit(),
-                       *_sender_authentication(config, resolver)],
+                       *_sender_authentication(config, resolver), *spam_checks(config, rspamd)],
                       workers.disk, resolver=resolver, dns=workers.dns),
         delivery=LocalDelivery(store, audit),
         workers=workers,
@@ -163,6 +165,7 @@ def assemble(
         throttle=LoginThrottle(config.auth),
         signer=Signer(KeyRing(dkim_dir(config.data_dir))),
         metrics=Metrics(config, audit, sessions),
+        spam_learner=learner(rspamd, workers.disk),
     )
 
 
