@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from mailsrv.net.shutdown import OpenSessions
     from mailsrv.net.throttle import LoginThrottle
     from mailsrv.policy import Policy
+    from mailsrv.spam.learn import Learner
     from mailsrv.store import Store
     from mailsrv.workers import Workers
 
@@ -65,3 +66,5 @@ class ServerContext:
     sealer: "Sealer | None" = None
     #: The server's Prometheus metrics (:mod:`mailsrv.http.metrics`), which the HTTP listeners serve.
     metrics: "Metrics | None" = None
+    #: Teaches rspamd what users move into and out of Junk (:mod:`mailsrv.spam.learn`); ``None``: nothing.
+    spam_learner: "Learner | None" = None

@@ -50,6 +50,7 @@ from mailsrv.policy.senderauth.check import SenderAuthentication
 from mailsrv.policy.submission import AuthRequired, CompleteHeader, SenderIsLogin
 from mailsrv.reload import Reloader
 from mailsrv.service import MailServer
+from mailsrv.spam.wiring import learner, make_rspamd, spam_checks
 from mailsrv.startup import StartGuard
 from mailsrv.store import Store
 from mailsrv.store.watch import Watcher
@@ -151,6 +152,7 @@ def assemble(
     limits = config.limits
     keyring = KeyRing(dkim_dir(config.data_dir))
     blocklists = Blocklists(config.policy, audit, clock or reactor)
+    rspamd = make_rspamd(config, reactor, clock)
     return ServerContext(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory, srs),
@@ -158,7 +160,7 @@ def assemble(
         policy=Policy([RateLimits(limits, clock or reactor), blocklists,
                        Greylist(limits, clock or reactor, blocklists.welcome), AuthRequired(),
                        SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit(),
-                       *_sender_authentication(config, resolver)],
+                       *_sender_authentication(config, resolver), *spam_checks(config, rspamd)],
                       workers.disk, resolver=resolver, dns=workers.dns),
         delivery=LocalDelivery(store, audit),
         workers=workers,
@@ -169,6 +171,7 @@ def assemble(
         signer=Signer(keyring),
         sealer=Sealer(keyring, config.hostname, config.domains[0]),
         metrics=Metrics(config, audit, sessions),
+        spam_learner=learner(rspamd, workers.disk),
     )
 
 

@@ -10,7 +10,7 @@ whose message names the file and the dotted key.  Modules:
   and :func:`load`, generic over the declarations;
 * :mod:`.server` -- the top-level keys and :class:`Config`;
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
-  :mod:`.submission`, :mod:`.policy`, :mod:`.imap`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`,
+  :mod:`.submission`, :mod:`.policy`, :mod:`.spam`, :mod:`.imap`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`,
   :mod:`.warmup`, :mod:`.mtastspolicy`, :mod:`.http`, :mod:`.log` -- one module per ``[table]``;
 * :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
 """
@@ -28,6 +28,7 @@ from mailsrv.config.log import LogConfig
 from mailsrv.config.schema import ConfigError
 from mailsrv.config.server import Config
 from mailsrv.config.policy import PolicyConfig
+from mailsrv.config.spam import SpamConfig
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
@@ -48,6 +49,7 @@ __all__ = [
     "ListenConfig",
     "LogConfig",
     "SYSTEM_CONFIG",
+    "SpamConfig",
     "SubmissionConfig",
     "TLSConfig",
     "ThreadsConfig",

@@ -24,6 +24,7 @@ from mailsrv.config.mtastspolicy import MTASTSPolicyConfig
 from mailsrv.config.policy import PolicyConfig
 from mailsrv.config.quota import QuotaConfig
 from mailsrv.config.schema import Invalid, Table, at_least, domain_names, every, setting, table
+from mailsrv.config.spam import SpamConfig
 from mailsrv.config.submission import SubmissionConfig
 from mailsrv.config.threads import ThreadsConfig
 from mailsrv.config.tls import TLSConfig
@@ -84,6 +85,7 @@ class Config(Table):
     auth: AuthConfig = table(AuthConfig)
     submission: SubmissionConfig = table(SubmissionConfig)
     policy: PolicyConfig = table(PolicyConfig)
+    spam: SpamConfig = table(SpamConfig)
     imap: IMAPConfig = table(IMAPConfig)
     quota: QuotaConfig = table(QuotaConfig)
     threads: ThreadsConfig = table(ThreadsConfig)

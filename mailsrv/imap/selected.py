@@ -251,7 +251,11 @@ async def _copy(
     if adds:
         present = selection.views(chosen)[0]  # wire sizes: at least what the copies take on disk
         await require_room(server, sum(view.size for _, view in present), len(present))
-    return selection, target, await selection.folder.copy([u for _, u in chosen], target)
+    pairs = await selection.folder.copy([u for _, u in chosen], target)
+    learner = server.ctx.spam_learner
+    if learner is not None and server.account is not None:  # into or out of Junk teaches rspamd
+        learner.copied(server.account.user, selection.folder, target, [new for _, new in pairs])
+    return selection, target, pairs
 
 
 def _copyuid(target: "Folder", pairs: list[tuple[int, int]]) -> bytes:

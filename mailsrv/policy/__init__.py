@@ -29,7 +29,7 @@ shows how to add one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Sequence
 
 from mailsrv.smtp.replies import Reply
@@ -85,6 +85,8 @@ class CheckContext:
     disk: "Executor"
     #: Runs lookups on :attr:`resolver`: ``await ctx.dns.run(ctx.resolver.resolve, name, "TXT")``.
     dns: "Executor | None" = None
+    #: The header lines the checks before this one added at this stage (a scanner wants to see them).
+    headers: tuple[bytes, ...] = ()
 
 
 class Check:
@@ -130,7 +132,7 @@ class Policy:
         drop: tuple[tuple[int, int], ...] = ()
         folder: str | None = None
         for check in self.checks:
-            verdict = getattr(check, stage)(ctx, *args)
+            verdict = getattr(check, stage)(replace(ctx, headers=headers) if headers else ctx, *args)
             if not isinstance(verdict, Verdict):  # a Deferred or a coroutine
                 verdict = await verdict
             if not verdict.accepted:

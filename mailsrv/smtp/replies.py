@@ -119,6 +119,11 @@ BAD_AUTHOR = Reply(554, "5.6.0", "Error: the message needs a From: header with a
 # -- port 25: sender authentication (RFC 7489 7.3: 5.7.1 for a DMARC rejection) ---
 DMARC_REJECTED = Reply(550, "5.7.1", "Message rejected: it fails DMARC and the policy of {domain} is reject")
 
+# -- port 25: spam scoring (RFC 3463 3.8: 5.7.1 delivery not authorized, 4.7.0 a security failure) --
+SPAM_REJECTED = Reply(550, "5.7.1", "Message rejected as spam")
+SPAM_DEFERRED = Reply(451, "4.7.1", "Message deferred as likely spam, try again later")
+SPAM_UNCHECKED = Reply(451, "4.7.0", "Spam scanner unavailable, try again later")
+
 # -- the mail transaction (RFC 5321 3.3) -----------------------------------------
 SENDER_OK = Reply(250, "2.1.0", "Ok")
 RECIPIENT_OK = Reply(250, "2.1.5", "Ok")
