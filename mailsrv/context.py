@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from twisted.cred.portal import Portal
 
     from mailsrv.accounts import Directory
+    from mailsrv.acme.challenge import ChallengeTokens
     from mailsrv.config import Config
     from mailsrv.delivery.local import LocalDelivery
     from mailsrv.delivery.queue import IQueue
@@ -62,3 +63,5 @@ class ServerContext:
     srs: "Rewriter | None" = None
     #: The server's Prometheus metrics (:mod:`mailsrv.http.metrics`), which the HTTP listeners serve.
     metrics: "Metrics | None" = None
+    #: The ACME HTTP-01 tokens the ``http`` and ``https`` listeners serve; ``None`` without ``[tls] acme``.
+    acme_tokens: "ChallengeTokens | None" = None
