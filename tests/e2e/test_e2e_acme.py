@@ -1,0 +1,116 @@
+"""``[tls] acme`` on the real twistd against Debian's pebble: issued, served on every TLS port, renewed live.
+
+The server starts on its self-signed certificate, orders one from pebble
+(HTTP-01 fetched from its ``http`` listener) and swaps it in; with a renewal
+window longer than pebble's certificates live, every check orders again,
+so the test sees a renewal too: a new TLS client gets the new certificate
+while an IMAP session opened before it keeps working.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import socket
+import ssl
+
+import pytest
+
+from dns_harness import ThreadedDNS, Zone
+from outbound import wait_for
+from pebble import PEBBLE, Pebble
+from mailsrv.listeners import Kind
+from twistd_server import HOSTNAME, Server, free_ports
+
+pytestmark = pytest.mark.skipif(PEBBLE is None, reason="pebble (Debian package 'pebble', ACME test server) is not installed")
+
+PASSWORD = "acme test password"
+NAMES = (HOSTNAME, "autoconfig.example.test", "mta-sts.example.test", "autoconfig.other.test", "mta-sts.other.test")
+
+
+@pytest.fixture
+def acme(tmp_path):
+    zone = Zone()
+    for name in NAMES:
+        zone.add(name, "A", "127.0.0.1")
+    with ThreadedDNS(zone) as dns:
+        ports = {kind.label: port for kind, port in zip(Kind, free_ports(len(Kind)))}
+        pebble = Pebble(str(tmp_path / "pebble"), http_port=ports["http"], dns_port=dns.port)
+        pebble.start()
+        # A renewal window longer than pebble's certificates are valid: every check orders anew.
+        server = Server(str(tmp_path / "mailsrv"), ports=ports, extra_config=(
+            f'[tls]\nacme = true\nacme_directory = "{pebble.directory}"\nacme_email = "admin@example.test"\n'
+            f'acme_ca_file = "{pebble.ca_file}"\nacme_renew_days = 36500\nacme_check_interval = 2\n'))
+        try:
+            server.start()
+            server.add_user("alice@example.test", PASSWORD)
+            yield server, pebble
+        finally:
+            server.stop()
+            pebble.stop()
+
+
+def served_certificate(server: Server, kind: str) -> bytes:
+    """The DER certificate the *kind* listener serves now, unverified."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", server.ports[kind]), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=HOSTNAME) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def verifies(context: ssl.SSLContext, server: Server, kind: str) -> bool:
+    """Whether *kind*'s certificate verifies for the hostname (after STARTTLS on submission)."""
+    try:
+        with socket.create_connection(("127.0.0.1", server.ports[kind]), timeout=10) as raw:
+            if kind == "submission":
+                starttls(raw)
+            with context.wrap_socket(raw, server_hostname=HOSTNAME):
+                return True
+    except ssl.SSLCertVerificationError:
+        return False
+
+
+def starttls(sock: socket.socket) -> None:
+    """EHLO and STARTTLS by hand: smtplib would check the certificate against "127.0.0.1"."""
+    replies = sock.makefile("rb")
+    assert replies.readline().startswith(b"220 ")
+    sock.sendall(b"EHLO client.example\r\n")
+    while not replies.readline().startswith(b"250 "):
+        pass
+    sock.sendall(b"STARTTLS\r\n")
+    assert replies.readline().startswith(b"220 ")
+
+
+class HostnameIMAP4_SSL(imaplib.IMAP4_SSL):
+    """imaplib over implicit TLS to 127.0.0.1, checking the certificate for the server's hostname."""
+
+    def _create_socket(self, timeout):
+        raw = socket.create_connection((self.host, self.port), timeout)
+        return self.ssl_context.wrap_socket(raw, server_hostname=HOSTNAME)
+
+
+def test_certificate_issued_by_pebble_and_renewed_without_a_restart(acme):
+    server, pebble = acme
+    pebbles = ssl.create_default_context(cadata=pebble.issuing_root())
+    assert wait_for(lambda: verifies(pebbles, server, "imaps"), timeout=120), server.log() + pebble.output()
+    for kind in ("submissions", "pop3s", "imaps", "https"):
+        assert verifies(pebbles, server, kind), kind
+    for name in NAMES[1:]:  # every name of the certificate is checked by the client
+        with socket.create_connection(("127.0.0.1", server.ports["https"]), timeout=10) as raw:
+            pebbles.wrap_socket(raw, server_hostname=name).close()
+    assert verifies(pebbles, server, "submission")  # STARTTLS listeners serve it too
+    assert "ACME: issued a certificate for" in server.log()
+
+    session = HostnameIMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=pebbles, timeout=30)
+    session.login("alice@example.test", PASSWORD)
+    before = session.sock.getpeercert(binary_form=True)
+    assert wait_for(lambda: served_certificate(server, "imaps") != before, timeout=120), server.log()
+    assert verifies(pebbles, server, "imaps")
+    assert session.noop()[0] == "OK" and session.select("INBOX")[0] == "OK"
+    assert session.sock.getpeercert(binary_form=True) == before
+    session.logout()
+    files = os.path.join(server.data_dir, "acme")
+    assert {name: os.stat(os.path.join(files, name)).st_mode & 0o777 for name in ("account.key", "certificate.pem")} \
+        == {"account.key": 0o600, "certificate.pem": 0o600}
