@@ -104,10 +104,12 @@ class Config(Table):
     @property
     def acme_names(self) -> tuple[str, ...]:
         """The names of the ACME certificate: ``tls.acme_names``, else the hostname and each domain's
-        ``autoconfig.`` and ``mta-sts.`` names, which the HTTP listeners serve over https."""
+        ``autoconfig.``, ``autodiscover.`` and ``mta-sts.`` names (the CNAMEs ``mailsrv dns records``
+        prints), at which clients and MTA-STS senders fetch from the https listener."""
         if self.tls.acme_names:
             return tuple(dict.fromkeys(self.tls.acme_names))
-        served = (f"{prefix}.{domain}" for domain in self.domains for prefix in ("autoconfig", "mta-sts"))
+        served = (f"{prefix}.{domain}" for domain in self.domains
+                  for prefix in ("autoconfig", "autodiscover", "mta-sts"))
         return tuple(dict.fromkeys([self.hostname, *served]))
 
     @property

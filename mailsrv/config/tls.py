@@ -60,8 +60,8 @@ class TLSConfig(Table):
     acme_email: str = setting("", "Contact address given to the CA for expiry notices; \"\" gives none.")
     acme_names: tuple[str, ...] = setting(
         (),
-        "Names of the certificate; [] is the hostname plus autoconfig.<domain> and mta-sts.<domain> "
-        "for every local domain (each must resolve to this server).",
+        "Names of the certificate; [] is the hostname plus autoconfig.<domain>, autodiscover.<domain> and "
+        "mta-sts.<domain> for every local domain (each must resolve to this server).",
         domain_names,
     )
     acme_ca_file: str = setting(

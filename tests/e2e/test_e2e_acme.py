@@ -25,7 +25,8 @@ from twistd_server import HOSTNAME, Server, free_ports
 pytestmark = pytest.mark.skipif(PEBBLE is None, reason="pebble (Debian package 'pebble', ACME test server) is not installed")
 
 PASSWORD = "acme test password"
-NAMES = (HOSTNAME, "autoconfig.example.test", "mta-sts.example.test", "autoconfig.other.test", "mta-sts.other.test")
+NAMES = (HOSTNAME, *(f"{prefix}.{domain}" for domain in ("example.test", "other.test")
+                     for prefix in ("autoconfig", "autodiscover", "mta-sts")))
 
 
 @pytest.fixture
