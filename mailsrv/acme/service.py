@@ -39,7 +39,7 @@ from mailsrv.acme.files import AcmeFiles
 from mailsrv.acme.order import CA, Stopped, describe, obtain
 from mailsrv.acme.renewal import FIRST_RETRY, renewal_reason, retry_delay
 from mailsrv.config import Config, ConfigError
-from mailsrv.workers import Executor
+from mailsrv.workers import Executor, hand_back
 
 log = Logger()
 
@@ -57,16 +57,8 @@ class DaemonExecutor:
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "defer.Deferred[T]":
         """Start *fn* in a thread named ``mailsrv-acme``."""
         d: defer.Deferred[T] = defer.Deferred()
-
-        def call() -> None:
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException:
-                self.reactor.callFromThread(d.errback, Failure())
-            else:
-                self.reactor.callFromThread(d.callback, result)
-
-        threading.Thread(target=call, name="mailsrv-acme", daemon=True).start()
+        threading.Thread(target=hand_back, args=(self.reactor, d, fn, args, kwargs), name="mailsrv-acme",
+                         daemon=True).start()
         return d
 
 
