@@ -9,10 +9,13 @@ while an IMAP session opened before it keeps working.
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import os
+import signal
 import socket
 import ssl
+from collections.abc import Iterator
 
 import pytest
 
@@ -29,17 +32,18 @@ NAMES = (HOSTNAME, *(f"{prefix}.{domain}" for domain in ("example.test", "other.
                      for prefix in ("autoconfig", "autodiscover", "mta-sts")))
 
 
-@pytest.fixture
-def acme(tmp_path):
+@contextlib.contextmanager
+def acme_server(root: str, resolvable: tuple[str, ...]) -> Iterator[tuple[Server, Pebble]]:
+    """A pebble and a server ordering from it, whose test DNS resolves the *resolvable* names only."""
     zone = Zone()
-    for name in NAMES:
+    for name in resolvable:
         zone.add(name, "A", "127.0.0.1")
     with ThreadedDNS(zone) as dns:
         ports = {kind.label: port for kind, port in zip(Kind, free_ports(len(Kind)))}
-        pebble = Pebble(str(tmp_path / "pebble"), http_port=ports["http"], dns_port=dns.port)
+        pebble = Pebble(os.path.join(root, "pebble"), http_port=ports["http"], dns_port=dns.port)
         pebble.start()
         # A renewal window longer than pebble's certificates are valid: every check orders anew.
-        server = Server(str(tmp_path / "mailsrv"), ports=ports, extra_config=(
+        server = Server(os.path.join(root, "mailsrv"), ports=ports, extra_config=(
             f'[tls]\nacme = true\nacme_directory = "{pebble.directory}"\nacme_email = "admin@example.test"\n'
             f'acme_ca_file = "{pebble.ca_file}"\nacme_renew_days = 36500\nacme_check_interval = 2\n'))
         try:
@@ -49,6 +53,12 @@ def acme(tmp_path):
         finally:
             server.stop()
             pebble.stop()
+
+
+@pytest.fixture
+def acme(tmp_path):
+    with acme_server(str(tmp_path), NAMES) as started:
+        yield started
 
 
 def served_certificate(server: Server, kind: str) -> bytes:
@@ -112,6 +122,18 @@ def test_certificate_issued_by_pebble_and_renewed_without_a_restart(acme):
     assert session.noop()[0] == "OK" and session.select("INBOX")[0] == "OK"
     assert session.sock.getpeercert(binary_form=True) == before
     session.logout()
+    server.process.send_signal(signal.SIGHUP)  # reloads the certificate: the issued one, not the self-signed
+    assert wait_for(lambda: "SIGHUP: reloaded" in server.log(), timeout=30)
+    assert verifies(pebbles, server, "imaps")
     files = os.path.join(server.data_dir, "acme")
     assert {name: os.stat(os.path.join(files, name)).st_mode & 0o777 for name in ("account.key", "certificate.pem")} \
         == {"account.key": 0o600, "certificate.pem": 0o600}
+
+
+def test_a_failed_order_is_logged_with_the_cas_error_and_the_server_keeps_serving(tmp_path):
+    with acme_server(str(tmp_path), NAMES[:-1]) as (server, pebble):  # the last name does not resolve
+        assert wait_for(lambda: "ACME: no certificate from" in server.log(), timeout=120), server.log()
+        line = next(line for line in server.log().splitlines() if "ACME: no certificate from" in line)
+        assert NAMES[-1] in line and "trying again in 2 s" in line  # backoff capped by acme_check_interval
+        assert served_certificate(server, "imaps") == ssl.PEM_cert_to_DER_cert(open(server.cafile).read())
+        assert server.alive()
