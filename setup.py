@@ -28,6 +28,7 @@ setup(
         "publicsuffixlist>=1.0,<2",  # DMARC's organizational domains (RFC 7489 3.2); ships the list
         "srslib>=0.1.4,<0.2",  # SRS rewriting of forwarded senders (pysrs does not run on Python 3.9+)
         "prometheus_client>=0.20,<1",  # /metrics of the HTTP listeners (its text format and parser)
+        "acme>=2.0,<6",  # certbot's ACME client (RFC 8555), for [tls] acme; brings josepy and requests
     ],
     extras_require={"test": ["pytest>=8", "imapclient>=3", "authres>=1.2,<2"]},  # authres: dkimpy's arc_sign
     entry_points={"console_scripts": ["mailsrv = mailsrv.cli.main:main"]},

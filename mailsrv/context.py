@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from twisted.cred.portal import Portal
 
     from mailsrv.accounts import Directory
+    from mailsrv.acme.challenge import ChallengeTokens
     from mailsrv.config import Config
     from mailsrv.delivery.local import LocalDelivery
     from mailsrv.delivery.queue import IQueue
@@ -68,3 +69,5 @@ class ServerContext:
     metrics: "Metrics | None" = None
     #: Teaches rspamd what users move into and out of Junk (:mod:`mailsrv.spam.learn`); ``None``: nothing.
     spam_learner: "Learner | None" = None
+    #: The ACME HTTP-01 tokens the ``http`` and ``https`` listeners serve; ``None`` without ``[tls] acme``.
+    acme_tokens: "ChallengeTokens | None" = None

@@ -51,10 +51,12 @@ class MailServer(Service):
     def __init__(
         self, ctx: ServerContext, pools: Sequence[PoolExecutor], listeners: Sequence[Service],
         reloader: Reloader, startup: StartGuard, log_file: LogFile | None, reactor: Any,
-        queue: Service | None = None, log_to_stdout: bool = False,
+        queue: Service | None = None, log_to_stdout: bool = False, jobs: Sequence[Service] = (),
     ) -> None:
         self.ctx = ctx
         self.queue = queue
+        #: Run beside the listeners (the ACME certificates): started after them, stopped first.
+        self.jobs = list(jobs)
         self.pools = list(pools)
         self.listeners = list(listeners)
         self.reloader = reloader
@@ -95,7 +97,7 @@ class MailServer(Service):
         """Start the worker threads, the signal handlers and the daily jobs (after the ``--uid`` drop)."""
         with self.startup.watch():
             super().startService()
-            for service in (*self.pools, *([self.queue] if self.queue else []), *self.listeners):
+            for service in (*self.pools, *([self.queue] if self.queue else []), *self.listeners, *self.jobs):
                 service.startService()
             self._handle(signal.SIGHUP, self.reload)
             if self.log_file is not None:
@@ -139,6 +141,8 @@ class MailServer(Service):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        for job in self.jobs:
+            await maybeDeferred(job.stopService)
         await gatherResults([maybeDeferred(listener.stopService) for listener in self.listeners])
         await self.ctx.sessions.close_all(self.ctx.config.shutdown_grace, self.clock)
         if self.queue is not None:  # after the sessions, which may still queue a message

@@ -24,6 +24,8 @@ from twisted.python import usage
 
 from mailsrv import __version__, config as configuration, logfile, tls
 from mailsrv.accounts import Directory, make_portal
+from mailsrv.acme.challenge import ChallengeTokens
+from mailsrv.acme.service import AcmeService
 from mailsrv.context import ServerContext
 from mailsrv.delivery.local import LocalDelivery
 from mailsrv.delivery.outbound import build_queue
@@ -172,6 +174,7 @@ def assemble(
         sealer=Sealer(keyring, config.hostname, config.domains[0]),
         metrics=Metrics(config, audit, sessions),
         spam_learner=learner(rspamd, workers.disk),
+        acme_tokens=ChallengeTokens() if config.tls.acme else None,
     )
 
 
@@ -225,5 +228,6 @@ def makeService(options: Options) -> service.IService:
     log_target = logfile.twistd_log_target(twistd_options)
     log_file = None if log_target in (None, logfile.STDOUT) else logfile.LogFile(log_target, config.log)
     reloader = Reloader(config, ctx.directory, ctx.tls, workers.disk, log_file)
+    jobs = [] if ctx.acme_tokens is None else [AcmeService(config, ctx.tls, ctx.acme_tokens, reactor)]
     return MailServer(ctx, pools, listeners, reloader, StartGuard(twistd_options), log_file, reactor, queue=queue,
-                      log_to_stdout=log_target == logfile.STDOUT)
+                      log_to_stdout=log_target == logfile.STDOUT, jobs=jobs)

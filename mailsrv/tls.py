@@ -4,7 +4,8 @@ Every listener serves TLS (STARTTLS/STLS or implicit), so a fresh install
 needs a certificate before its first start: when the config names none, a
 self-signed one is generated into ``<data_dir>/tls/`` and reused afterwards.
 Every listener gets the same :class:`ServerTLS`, so SIGHUP swaps the
-certificate for all of them at once (:mod:`mailsrv.reload`).
+certificate for all of them at once (:mod:`mailsrv.reload`, and
+:mod:`mailsrv.acme` when a new one is issued).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mailsrv.acme.files import AcmeFiles
 from mailsrv.config import Config, ConfigError
 
 log = Logger()
 
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 _MIN_VERSION = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 #: TLS 1.2 suites: forward-secret ECDHE with an AEAD cipher only, as Mozilla's "intermediate"
@@ -81,7 +83,11 @@ def generate_self_signed(cert_path: str, key_path: str, hostname: str) -> None:
 
 
 def certificate_files(config: Config) -> tuple[str, str]:
-    """The (cert, key) paths to serve, generating a self-signed pair if none is set."""
+    """The (cert, key) paths to serve: the ACME certificate once one is issued (:mod:`mailsrv.acme`),
+    else the configured pair, else a self-signed one, generated the first time."""
+    issued = AcmeFiles(config.acme_dir).certificate_path
+    if config.tls.acme and os.path.exists(issued):
+        return issued, issued  # one file: the key, then the chain
     if config.tls.cert:
         return config.tls.cert, config.tls.key
     tls_dir = os.path.join(config.data_dir, "tls")
@@ -99,7 +105,7 @@ def server_options(config: Config) -> ssl.CertificateOptions:
     where = config.source
     try:
         with open(cert_path, "rb") as f:
-            pems = _PEM_CERT.findall(f.read())
+            pems = PEM_CERTIFICATE.findall(f.read())
         if not pems:
             raise ConfigError(f"{where}: tls.cert: no PEM certificate in {cert_path}")
         with open(key_path, "rb") as f:

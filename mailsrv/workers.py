@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.interfaces import IReactorFromThreads, IReactorThreads
 from twisted.python.failure import Failure
 
 T = TypeVar("T")
@@ -97,17 +97,22 @@ class PoolExecutor(Service):
         return d.addBoth(self._done)
 
     def _call(self, d: "defer.Deferred[T]", fn: Callable[..., T], args: tuple, kwargs: dict) -> None:
-        """In a pool thread: run the job, hand its result or failure to the reactor thread."""
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException:
-            self._reactor.callFromThread(d.errback, Failure())
-        else:
-            self._reactor.callFromThread(d.callback, result)
+        hand_back(self._reactor, d, fn, args, kwargs)
 
     def _done(self, result: T) -> T:
         self._pending -= 1
         return result
+
+
+def hand_back(reactor: IReactorFromThreads, d: "defer.Deferred[T]", fn: Callable[..., T], args: tuple,
+              kwargs: dict) -> None:
+    """In a worker thread: run the job, hand its result or failure to *d* on the reactor thread."""
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException:
+        reactor.callFromThread(d.errback, Failure())
+    else:
+        reactor.callFromThread(d.callback, result)
 
 
 @dataclass(frozen=True)

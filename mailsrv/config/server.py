@@ -98,6 +98,27 @@ class Config(Table):
     #: The file the configuration was read from, for messages.
     source: str = field(default=DEFAULT_SOURCE)
 
+    def check(self) -> None:
+        """ACME's HTTP-01 challenge is answered on an ``http`` listener, so one must be there."""
+        if self.tls.acme and not self.listen.http:
+            raise Invalid("acme = true answers the CA's HTTP-01 challenge on [listen] http: list one", key="tls.acme")
+
+    @property
+    def acme_names(self) -> tuple[str, ...]:
+        """The names of the ACME certificate: ``tls.acme_names``, else the hostname and each domain's
+        ``autoconfig.``, ``autodiscover.`` and ``mta-sts.`` names (the CNAMEs ``mailsrv dns records``
+        prints), at which clients and MTA-STS senders fetch from the https listener."""
+        if self.tls.acme_names:
+            return tuple(dict.fromkeys(self.tls.acme_names))
+        served = (f"{prefix}.{domain}" for domain in self.domains
+                  for prefix in ("autoconfig", "autodiscover", "mta-sts"))
+        return tuple(dict.fromkeys([self.hostname, *served]))
+
+    @property
+    def acme_dir(self) -> str:
+        """The ACME account key and certificate (:mod:`mailsrv.acme.files`): ``<data_dir>/acme``."""
+        return os.path.join(self.data_dir, "acme")
+
     @property
     def mail_dir(self) -> str:
         """Root of the Maildir tree: ``<data_dir>/mail``."""

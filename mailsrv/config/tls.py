@@ -1,8 +1,9 @@
-"""``[tls]``: the certificate every listener offers.
+"""``[tls]``: the certificate every listener offers, from files or from an ACME CA.
 
 The files are checked at start-up, as root and before twistd binds a
 port, so a missing key is one line naming it rather than a failed
-handshake for the first client.
+handshake for the first client.  The ``acme_*`` keys are read by
+:mod:`mailsrv.acme`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mailsrv.config.schema import Invalid, Table, setting
+from mailsrv.config.schema import Invalid, Table, at_least, domain_names, setting
 
 _VERSIONS = ("1.2", "1.3")
 
@@ -19,6 +20,12 @@ def _existing_file(path: str) -> str:
     if path and not os.path.isfile(path):
         raise Invalid(f"file not found: {path}")
     return path
+
+
+def _url(value: str) -> str:
+    if value and not value.startswith(("https://", "http://")):
+        raise Invalid("must be an https:// URL (the CA's ACME directory)")
+    return value
 
 
 def _tls_version(version: str) -> str:
@@ -41,8 +48,35 @@ class TLSConfig(Table):
     )
     key: str = setting("", "PEM private key of the certificate; read at start, as root.", _existing_file)
     min_version: str = setting("1.2", 'Lowest TLS version accepted: "1.2" or "1.3".', _tls_version)
+    acme: bool = setting(
+        False,
+        "Obtain and renew the certificate from an ACME CA (RFC 8555, e.g. Let's Encrypt; true agrees to the "
+        "CA's terms of service), answering HTTP-01 on [listen] http, which the CA reaches as port 80; until the "
+        "first one is issued, cert and key (or the self-signed one) serve.",
+    )
+    acme_directory: str = setting(
+        "", 'The CA\'s ACME directory URL, e.g. "https://acme-v02.api.letsencrypt.org/directory".', _url
+    )
+    acme_email: str = setting("", "Contact address given to the CA for expiry notices; \"\" gives none.")
+    acme_names: tuple[str, ...] = setting(
+        (),
+        "Names of the certificate; [] is the hostname plus autoconfig.<domain>, autodiscover.<domain> and "
+        "mta-sts.<domain> for every local domain (each must resolve to this server).",
+        domain_names,
+    )
+    acme_ca_file: str = setting(
+        "", "PEM CA bundle that verifies the ACME server (a private or test CA); \"\" uses the system's.",
+        _existing_file,
+    )
+    acme_renew_days: int = setting(30, "Renew when the certificate expires within this many days.", at_least(1))
+    acme_check_interval: int = setting(
+        43200, "Seconds between checks of the certificate's expiry (and for one another process renewed).",
+        at_least(1),
+    )
 
     def check(self) -> None:
-        """A certificate without its key (or the reverse) is a half-finished edit."""
+        """A certificate without its key (or the reverse) is a half-finished edit; ACME needs its CA."""
         if bool(self.cert) != bool(self.key):
             raise Invalid("tls.cert and tls.key are set together", key="key" if self.cert else "cert")
+        if self.acme and not self.acme_directory:
+            raise Invalid("acme = true needs the CA's directory URL", key="acme_directory")

@@ -1,7 +1,8 @@
 """The twisted.web site of each HTTP listener kind: its resource tree and the limits on requests.
 
-``http`` and ``https`` serve the client settings, the MTA-STS policy and,
-with ``[http] metrics_token``, ``/metrics``; ``metrics`` serves only
+``http`` and ``https`` serve the client settings, the MTA-STS policy,
+with ``[tls] acme`` the ACME HTTP-01 tokens and, with ``[http]
+metrics_token``, ``/metrics``; ``metrics`` serves only
 ``/metrics``, without a token.  Any other path is 404, a method a page does
 not take is 405, and a request body past ``[http] max_request_body`` gets
 413 and the connection closed before the rest is read (twisted.web
@@ -19,6 +20,7 @@ from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from mailsrv.acme.challenge import ChallengeFolder
 from mailsrv.http.autoconfig import Autoconfig
 from mailsrv.http.autodiscover import Autodiscover
 from mailsrv.http.metricspage import MetricsPage
@@ -132,6 +134,8 @@ def root_for(ctx: "ServerContext", kind: Kind) -> Resource:
     mount(root, b"/Autodiscover/Autodiscover.xml", autodiscover)
     mount(root, b"/apple/mailsrv.mobileconfig", MobileConfig(config))
     mount(root, b"/.well-known/mta-sts.txt", MTASTSPolicy(config))
+    if ctx.acme_tokens is not None:
+        mount(root, b"/.well-known/acme-challenge", ChallengeFolder(ctx.acme_tokens))
     return root
 
 

@@ -36,8 +36,11 @@ T = TypeVar("T")
 
 
 @contextlib.contextmanager
-def locked(path: str) -> Iterator[None]:
+def locked(path: str, wait: bool = True) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``<path>.lock`` for a read-modify-write of *path*.
+
+    With *wait* false, a lock another process holds raises :class:`BlockingIOError`
+    instead of waiting for it (for work that may take minutes, such as an ACME order).
 
     A separate lock file, because *path* itself is replaced by rename and a
     lock on the old inode would guard nothing.  It is opened read-only
@@ -47,7 +50,7 @@ def locked(path: str) -> Iterator[None]:
     """
     fd = os.open(path + ".lock", os.O_RDONLY | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

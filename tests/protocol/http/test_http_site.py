@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import plistlib
 from xml.etree import ElementTree
@@ -304,3 +305,38 @@ class AccessLogTests(HTTPTestCase):
         line = out.getvalue()
         self.assertIn('"GET /mail/config-v1.1.xml HTTP/1.0" 200', line)
         self.assertNotIn("alice", line)
+
+
+class ACMEChallengeTests(HTTPTestCase):
+    """``/.well-known/acme-challenge/<token>`` with ``[tls] acme`` (RFC 8555 8.3)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.config = dataclasses.replace(self.config, tls=configuration.TLSConfig(
+            acme=True, acme_directory="https://ca.example/dir"))
+        self.ctx = make_context(self.config)
+
+    def test_a_published_token_answers_its_key_authorization_on_any_host(self):
+        self.ctx.acme_tokens.publish("tok_EN-1", "tok_EN-1.thumbprint")
+        for kind in (Kind.HTTP, Kind.HTTPS):
+            status, headers, body = self.fetch("/.well-known/acme-challenge/tok_EN-1", host="mail.example.test",
+                                               kind=kind)
+            self.assertEqual((status, headers["content-type"], body),
+                             (200, "application/octet-stream", b"tok_EN-1.thumbprint"))
+
+    def test_unknown_and_withdrawn_tokens_are_404(self):
+        self.ctx.acme_tokens.publish("tok", "tok.thumbprint")
+        self.ctx.acme_tokens.withdraw("tok")
+        self.assertEqual(self.fetch("/.well-known/acme-challenge/tok")[0], 404)
+        self.assertEqual(self.fetch("/.well-known/acme-challenge/other")[0], 404)
+        self.assertEqual(self.fetch("/.well-known/acme-challenge/")[0], 404)
+
+    def test_metrics_listener_serves_no_tokens(self):
+        self.ctx.acme_tokens.publish("tok", "tok.thumbprint")
+        self.assertEqual(self.fetch("/.well-known/acme-challenge/tok", kind=Kind.METRICS)[0], 404)
+
+
+class NoACMETests(HTTPTestCase):
+    def test_without_acme_there_is_no_challenge_path(self):
+        self.assertIsNone(self.ctx.acme_tokens)
+        self.assertEqual(self.fetch("/.well-known/acme-challenge/tok")[0], 404)
