@@ -137,17 +137,19 @@ def imap(target: Target, context: ssl.SSLContext, timeout: float) -> imaplib.IMA
     """An IMAP session inside TLS: implicit on 993, else after STARTTLS."""
     if target.kind.implicit_tls:
         return imaplib.IMAP4_SSL(target.host, target.port, ssl_context=context, timeout=timeout)
-    client = imaplib.IMAP4(target.host, target.port, timeout=timeout)
-    client.starttls(context)
-    return client
+    return _upgraded(imaplib.IMAP4(target.host, target.port, timeout=timeout), "starttls", context)
 
 
 def pop3(target: Target, context: ssl.SSLContext, timeout: float) -> poplib.POP3:
     """A POP3 session inside TLS: implicit on 995, else after STLS."""
     if target.kind.implicit_tls:
         return poplib.POP3_SSL(target.host, target.port, timeout=timeout, context=context)
-    client = poplib.POP3(target.host, target.port, timeout=timeout)
-    client.stls(context)
+    return _upgraded(poplib.POP3(target.host, target.port, timeout=timeout), "stls", context)
+
+
+def _upgraded(client: Any, command: str, context: ssl.SSLContext) -> Any:
+    """*client* after its STARTTLS-style *command*, which raises when the server refuses it."""
+    getattr(client, command)(context)
     return client
 
 
@@ -172,18 +174,12 @@ def handshake(target: Target, context: ssl.SSLContext, timeout: float) -> Handsh
     if target.kind.protocol == "smtp":
         with smtp(target, context, timeout) as client:
             return _describe(client.sock)
-    if target.kind.protocol == "imap":
-        client = imap(target, context, timeout)
+    if target.kind.protocol in ("imap", "pop3"):
+        client = imap(target, context, timeout) if target.kind.protocol == "imap" else pop3(target, context, timeout)
         try:
             return _describe(client.sock)
         finally:
-            client.logout()
-    if target.kind.protocol == "pop3":
-        client = pop3(target, context, timeout)
-        try:
-            return _describe(client.sock)
-        finally:
-            client.quit()
+            (client.logout if target.kind.protocol == "imap" else client.quit)()
     with context.wrap_socket(socket.create_connection((target.host, target.port), timeout=timeout)) as sock:
         return _describe(sock)
 

@@ -54,7 +54,8 @@ from mailsrv.ops import dnscheck, probe, users
 from mailsrv.ops.common import OpsError
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
-#: Names no public DNS holds (RFC 6761 6, RFC 2606 2 and 3, RFC 6762 3, RFC 8375, RFC 9476), and a name without a dot.
+#: Names no public DNS holds: RFC 6761 6 and the special-use registry (local, home.arpa, alt), the
+#: example second-level names, ICANN's private-use ``internal``; and any name without a dot.
 _SPECIAL_USE = ("test", "example", "invalid", "localhost", "local", "alt", "internal", "home.arpa",
                 "example.com", "example.net", "example.org")
 #: Our IMAP tag for IDLE, which imaplib does not send itself (its own tags are letters and digits).
@@ -91,7 +92,7 @@ def run(config: Config, report: Callable[[Step], None], timeout: float = 30.0, c
     whatever happens, Ctrl-C (``KeyboardInterrupt``, raised again after
     the cleanup) included.
     """
-    test = _SelfTest(config, report, timeout)
+    test = SelfTest(config, report, timeout)
     try:
         test.mail_loop()
         test.tls()
@@ -152,7 +153,7 @@ def _show(line: bytes) -> str:
     return repr(line[:80].decode("utf-8", "replace")) + ("..." if len(line) > 80 else "")
 
 
-class _SelfTest:
+class SelfTest:
     """The steps' shared state: the TLS context, the temporary user, the open IDLE session."""
 
     def __init__(self, config: Config, report: Callable[[Step], None], timeout: float) -> None:

@@ -142,7 +142,7 @@ def test_ctrl_c_still_removes_the_temporary_user(server):
     with socket.create_server(("127.0.0.1", 0)) as mute:  # accepts, never greets: the self-test waits there
         config = variant(server, "mute", imaps=f'["tcp:{mute.getsockname()[1]}:interface=127.0.0.1"]')
         command = subprocess.Popen(
-            [sys.executable, "-m", "mailsrv.cli", "--config", config, "selftest"],
+            [sys.executable, "-m", "mailsrv.cli", "-c", config, "selftest"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
         )
         try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mailsrv.listeners import Kind
-from mailsrv.ops import probe, selftest
+from mailsrv.config import Config
+from mailsrv.ops import dnscheck, probe, selftest
 
 SENT = b"From: a@example.test\r\nSubject: hi\r\n\r\n.dot\r\nbody\r\n"
 
@@ -63,3 +64,34 @@ def test_a_listener_it_cannot_dial_is_named(endpoint, why):
 
 def test_a_target_shows_an_ipv6_address_in_brackets():
     assert str(probe.Target(Kind.IMAP, "::1", 143)) == "imap [::1]:143"
+
+
+def dns_steps(monkeypatch, hostname: str, domains: tuple[str, ...], findings) -> list[selftest.Step]:
+    """The DNS steps for a configuration, with ``dnscheck.check`` answering *findings(domain)*."""
+    monkeypatch.setattr(dnscheck, "check", lambda config, domain: findings(domain))
+    steps: list[selftest.Step] = []
+    selftest.SelfTest(Config(hostname=hostname, domains=domains), steps.append, 1.0).dns()
+    return steps
+
+
+def test_the_dns_step_counts_the_checks_of_each_public_domain(monkeypatch):
+    ok = dnscheck.Finding("MX example.de.", dnscheck.Status.OK)
+
+    def findings(domain):
+        if domain == "example.de":
+            return [ok, ok]
+        return [ok, dnscheck.Finding("MX other.de.", dnscheck.Status.MISSING),
+                dnscheck.Finding("PTR 192.0.2.1", dnscheck.Status.WRONG)]
+
+    steps = dns_steps(monkeypatch, "mail.example.de", ("example.de", "other.de", "lab.test"), findings)
+    assert [(s.name, s.result, s.detail) for s in steps] == [
+        ("dns example.de", "pass", "2 checks ok"),
+        ("dns other.de", "fail",
+         "2 of 3 checks not ok: MX other.de. missing; PTR 192.0.2.1 wrong (see mailsrv dns check other.de)"),
+        ("dns lab.test", "skip", "a special-use name, not in public DNS"),
+    ]
+
+
+def test_a_special_use_hostname_skips_the_dns_check(monkeypatch):
+    steps = dns_steps(monkeypatch, "mail.example.test", ("example.de",), lambda domain: pytest.fail("looked up"))
+    assert [(s.name, s.result) for s in steps] == [("dns", "skip")]
