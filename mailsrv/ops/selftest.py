@@ -54,10 +54,9 @@ from mailsrv.ops import dnscheck, probe, users
 from mailsrv.ops.common import OpsError
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
-#: Names no public DNS holds: RFC 6761 6 and the special-use registry (local, home.arpa, alt), the
-#: example second-level names, ICANN's private-use ``internal``; and any name without a dot.
-_SPECIAL_USE = ("test", "example", "invalid", "localhost", "local", "alt", "internal", "home.arpa",
-                "example.com", "example.net", "example.org")
+#: Names no public DNS holds: RFC 6761 6 and the special-use registry (local, home.arpa, alt), ICANN's
+#: private-use ``internal``; and any name without a dot.  (example.com, .net and .org are in public DNS.)
+_SPECIAL_USE = ("test", "example", "invalid", "localhost", "local", "alt", "internal", "home.arpa")
 #: Our IMAP tag for IDLE, which imaplib does not send itself (its own tags are letters and digits).
 _IDLE_TAG = b"SELFTEST-IDLE"
 
