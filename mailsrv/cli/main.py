@@ -21,7 +21,7 @@ from typing import Sequence
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from zope.interface import provider
 
-from mailsrv.cli import aliases, dkim, dns, queue, selftest, users
+from mailsrv.cli import aliases, dkim, dns, init, queue, selftest, users
 from mailsrv.cli.common import warn
 from mailsrv.config import CONFIG_ENV, SYSTEM_CONFIG, ConfigError, load, locate
 from mailsrv.ops import NoDataDir, OpsError, use_data_dir
@@ -52,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     dkim.register(groups)
     dns.register(groups)
     selftest.register(groups)
+    init.register(groups)
     return top
 
 
@@ -75,6 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on bad usage, 0 on --help
         return e.code if isinstance(e.code, int) else EXIT_USAGE
+    if not getattr(args, "needs_config", True):  # init writes the configuration the others read
+        try:
+            args.handler(args)
+        except OpsError as e:
+            print(f"mailsrv: {e}", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_OK
     try:
         config = load(locate(args.config), data_dir=args.data_dir)
     except ConfigError as e:

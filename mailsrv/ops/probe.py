@@ -162,7 +162,8 @@ class Handshake:
     days_left: int
 
     def __str__(self) -> str:
-        return f"{self.version}, certificate for {', '.join(self.names) or 'no names'}, expires in {self.days_left} days"
+        names = ", ".join(self.names) or "no names"
+        return f"{self.version}, certificate for {names}, expires in {self.days_left} days"
 
 
 def handshake(target: Target, context: ssl.SSLContext, timeout: float) -> Handshake:

@@ -112,7 +112,7 @@ def special_use(name: str) -> bool:
 
 
 def added_fields(received: bytes, sent: bytes) -> list[str]:
-    """The names of the header fields the server put above *sent*; :class:`StepFailed` unless the rest is *sent* exactly.
+    """The names of the header fields the server put above *sent*; :class:`StepFailed` unless the rest is *sent*.
 
     Byte-exact means: every octet of the sent header and body is there,
     in order, and what comes before it is whole header fields (the
