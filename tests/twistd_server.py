@@ -68,6 +68,8 @@ class Server:
     #: Listener ports by kind; kinds left out are turned off. Empty: all kinds on free ports.
     ports: dict[str, int] = field(default_factory=dict)
     twistd_args: list[str] = field(default_factory=list)
+    #: A command that runs twistd (``setpriv ...``), as a service manager would.
+    wrapper: list[str] = field(default_factory=list)
     domains: tuple[str, ...] = ("example.test", "other.test")
     process: subprocess.Popen | None = None
 
@@ -109,7 +111,7 @@ class Server:
         if not os.path.exists(self.config):
             self.write_config()
         self.process = subprocess.Popen(
-            [*twistd(), "-n", "--pidfile=", f"--logfile={self.logfile}", *self.twistd_args,
+            [*self.wrapper, *twistd(), "-n", "--pidfile=", f"--logfile={self.logfile}", *self.twistd_args,
              "mailsrv", "--config", self.config],
             env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.root,
         )

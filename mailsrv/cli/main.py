@@ -21,7 +21,7 @@ from typing import Sequence
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from zope.interface import provider
 
-from mailsrv.cli import aliases, dkim, dns, queue, users
+from mailsrv.cli import aliases, dkim, dns, init, queue, selftest, users
 from mailsrv.cli.common import warn
 from mailsrv.config import CONFIG_ENV, SYSTEM_CONFIG, ConfigError, load, locate
 from mailsrv.ops import NoDataDir, OpsError, use_data_dir
@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     """The whole command line: global options, then one sub-command per group."""
     top = argparse.ArgumentParser(prog="mailsrv", description="Manage mailsrv users, aliases, the outbound queue and DKIM keys; print DNS records.")
     top.add_argument(
-        "--config", metavar="FILE",
+        "-c", "--config", metavar="FILE",
         help=f"the server's TOML configuration (default, as for twistd mailsrv: ${CONFIG_ENV}, "
              f"else {SYSTEM_CONFIG} if it exists, else the embedded defaults)",
     )
@@ -51,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
     queue.register(groups)
     dkim.register(groups)
     dns.register(groups)
+    selftest.register(groups)
+    init.register(groups)
     return top
 
 
@@ -74,6 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on bad usage, 0 on --help
         return e.code if isinstance(e.code, int) else EXIT_USAGE
+    if not getattr(args, "needs_config", True):  # init writes the configuration the others read
+        try:
+            args.handler(args)
+        except OpsError as e:
+            print(f"mailsrv: {e}", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_OK
     try:
         config = load(locate(args.config), data_dir=args.data_dir)
     except ConfigError as e:

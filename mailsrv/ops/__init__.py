@@ -10,6 +10,9 @@ prompts or parses arguments.  Modules:
 * :mod:`.users` -- add, remove, list users, set passwords;
 * :mod:`.aliases` -- add, remove, list aliases and catch-alls;
 * :mod:`.dkim` -- make and list DKIM signing keys;
+* :mod:`.selftest` (with :mod:`.probe`, our listeners as a client reaches them) -- the
+  round trip of ``mailsrv selftest``;
+* :mod:`.init` -- the first configuration file and data dir;
 * :mod:`.common` -- the errors, the data dir, the address rules, the locked file edit.
 """
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime
 import enum
-import os
 import socket
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -37,6 +36,7 @@ from mailsrv.config import Config
 from mailsrv.dns import make_resolver
 from mailsrv.dnslist import ListUnavailable, lookup as list_lookup, query_name
 from mailsrv.ops.dnsrecords import Record, address_rtype, public_addresses, records, reverse_name
+from mailsrv.ops.probe import served_certificate
 
 #: A certificate expiring sooner than this is reported (ACME renews 30 days ahead).
 EXPIRY_MARGIN = datetime.timedelta(days=14)
@@ -304,7 +304,7 @@ def _greeting(config: Config, addresses: list[str]) -> Finding:
 def _certificate(config: Config) -> Finding:
     """The served certificate names the hostname, is not self-signed, and lasts beyond the margin."""
     what = "TLS certificate"
-    path = config.tls.cert or os.path.join(config.data_dir, "tls", "selfsigned-cert.pem")
+    path = served_certificate(config)
     expected = f"a CA-signed certificate for {config.hostname}, valid for over {EXPIRY_MARGIN.days} days"
     try:
         with open(path, "rb") as f:
