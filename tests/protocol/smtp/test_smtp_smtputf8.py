@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
+from mailsrv.delivery.bounce import Action
 from mailsrv.smtp import replies
 from support import make_context
 from test_smtp_inbound import QUEUED
@@ -110,7 +111,7 @@ class InboundSMTPUTF8Tests(UTF8Cases, SMTPTestCase):
         self.say(b"MAIL FROM:<bob@example.net> SMTPUTF8\r\n")
         self.assertEqual(self.say("RCPT TO:<jösé@bücher.example> NOTIFY=SUCCESS ORCPT=utf-8;Jösé@bücher.example"
                                   "\r\n".encode()), RCPT_OK)
-        [notice] = self.server.transaction.delivered_notices
+        [notice] = self.server.transaction.notices[Action.DELIVERED]
         self.assertEqual(notice.orcpt, "utf-8;Jösé@bücher.example")
         self.say(b"RSET\r\nMAIL FROM:<bob@example.net>\r\n")
         self.assertEqual(self.say("RCPT TO:<alice@example.test> ORCPT=utf-8;j\u00f6@x.test\r\n".encode()),
