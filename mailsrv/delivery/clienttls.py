@@ -10,8 +10,6 @@ system's store, and the name with service-identity, through Twisted's
 
 from __future__ import annotations
 
-import re
-
 from OpenSSL import SSL
 from twisted.internet import ssl
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -19,8 +17,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
 
 from mailsrv.config import Config, ConfigError
-
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+from mailsrv.tls import PEM_CERTIFICATE
 
 
 class Unverified:
@@ -59,7 +56,7 @@ def trust_root(config: Config) -> object:
         return ssl.platformTrust()
     try:
         with open(path, "rb") as f:
-            pems = _PEM_CERT.findall(f.read())
+            pems = PEM_CERTIFICATE.findall(f.read())
     except OSError as e:
         raise ConfigError(f"{config.source}: delivery.tls_ca_file: cannot read {path}: {e.strerror}") from None
     if not pems:
