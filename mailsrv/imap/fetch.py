@@ -27,7 +27,7 @@ from typing import BinaryIO, Iterator, NamedTuple, Sequence, Union
 from mailsrv.imap.fetchatt import FetchItem, Section
 from mailsrv.imap.flags import flags_data
 from mailsrv.imap.responses import no
-from mailsrv.imap.structure import body_structure, encode, envelope, literal
+from mailsrv.imap.structure import body_structure, encode, envelope, literal, without_nul
 from mailsrv.message.headers import header_lines
 from mailsrv.message.mime import Entity
 from mailsrv.message.transfer import UnknownEncoding, binary_content
@@ -212,7 +212,10 @@ def _sliced(label: bytes, item: FetchItem, data: bytes | Span | None, binary: bo
         return
     start, length = _clip(len(data), item.partial)
     piece = data[start : start + length]
-    yield label + (b" ~" if binary and b"\0" in piece else b" ") + literal(piece)
+    if binary and b"\0" in piece:
+        yield label + b" ~{%d}\r\n" % len(piece) + piece
+    else:
+        yield label + b" " + literal(piece)
 
 
 def _binary_data(message: _Message, section: Section) -> bytes | None:
@@ -324,7 +327,9 @@ def span_chunks(stored: BinaryIO, span: Span) -> Iterator[bytes]:
     """The octets of *span* from the stored file, exactly ``span.length`` of them.
 
     A file shorter than its recorded size (edited behind our back) is padded
-    with spaces, so the literal the client was promised stays in step.
+    with spaces, so the literal the client was promised stays in step.  A
+    span is always a plain literal's content, so NUL goes out as 0x80
+    (:func:`~mailsrv.imap.structure.literal`).
     """
     stored.seek(0)
     skip, left = span.offset, span.length
@@ -335,7 +340,7 @@ def span_chunks(stored: BinaryIO, span: Span) -> Iterator[bytes]:
         piece = chunk[skip : skip + left]
         skip = 0
         left -= len(piece)
-        yield piece
+        yield without_nul(piece)
         if not left:
             return
     if left:
