@@ -18,7 +18,7 @@ from twisted.mail import imap4
 from mailsrv.imap.command import Command, Literal, Part
 from mailsrv.imap.responses import syntax
 from mailsrv.imap.sequences import parse_sequence_set
-from mailsrv.imap.syntax import mailbox_name, read_quoted
+from mailsrv.imap.syntax import is_utf8, mailbox_name, read_quoted
 from mailsrv.message.body import Body
 
 # astring = 1*ASTRING-CHAR / string: ATOM-CHAR plus "]".
@@ -35,10 +35,10 @@ _DATE_TIME = re.compile(rb'"([ 0-9]\d-[A-Za-z]{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}
 class Arguments:
     """The arguments of one command, read left to right."""
 
-    def __init__(self, command: Command, utf8_names: bool = False) -> None:
+    def __init__(self, command: Command, utf8: bool = False) -> None:
         self._parts: list[Part] = list(command.parts)
-        #: Mailbox names are UTF-8, not modified UTF-7 (an IMAP4rev2 session: RFC 9051 5.1).
-        self._utf8_names = utf8_names
+        #: Mailbox names and quoted strings are UTF-8, not modified UTF-7 (RFC 6855 3, RFC 9051 5.1).
+        self._utf8 = utf8
         self._index = 0
         self._pos = 0
 
@@ -125,6 +125,8 @@ class Arguments:
             return literal.data
         if self.peek() == b'"':
             value, self._pos = read_quoted(self._text, self._pos)
+            if self._utf8 and not value.isascii() and not is_utf8(value):
+                raise syntax(b"Invalid UTF-8 in a quoted string")  # RFC 6855 3: MUST be BAD
             return value
         value = self._match(atom)
         if value is None:
@@ -132,12 +134,12 @@ class Arguments:
         return value
 
     def mailbox(self) -> str:
-        """A mailbox name (astring; modified UTF-7, RFC 3501 5.1.3, or UTF-8, RFC 9051 5.1)."""
-        return mailbox_name(self.astring(), self._utf8_names)
+        """A mailbox name (astring; modified UTF-7, RFC 3501 5.1.3, or UTF-8, RFC 6855 3 and RFC 9051 5.1)."""
+        return mailbox_name(self.astring(), self._utf8)
 
     def list_mailbox(self) -> str:
         """A LIST/LSUB pattern, wildcards allowed (RFC 3501 6.3.8)."""
-        return mailbox_name(self._string(_LIST_ATOM), self._utf8_names)
+        return mailbox_name(self._string(_LIST_ATOM), self._utf8)
 
     def number(self) -> int:
         """A number (RFC 3501 9: 32-bit unsigned)."""
