@@ -133,6 +133,19 @@ class Arguments:
             raise syntax(b"Missing argument")
         return value
 
+    def value(self) -> bytes | None:
+        """A METADATA value: nstring or literal8 (RFC 5464 5), ``None`` for NIL."""
+        if self._at_literal():
+            literal = self._take_literal()
+            if literal.data is None:
+                raise syntax(b"Literal too large")
+            return literal.data
+        if self.peek() == b'"':
+            return self._string(_ASTRING_ATOM)
+        if self.expect(b"NIL"):
+            return None
+        raise syntax(b"Value expected")
+
     def mailbox(self) -> str:
         """A mailbox name (astring; modified UTF-7, RFC 3501 5.1.3, or UTF-8, RFC 6855 3 and RFC 9051 5.1)."""
         return mailbox_name(self.astring(), self._utf8)

@@ -30,7 +30,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.imap import clientid, compress, condstore, folders, modes, quota, searching, selected, utf8accept
+from mailsrv.imap import (
+    clientid, compress, condstore, folders, metadata, modes, quota, searching, selected, utf8accept,
+)
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
@@ -152,6 +154,7 @@ class IMAPServer(ServerProtocol):
         caps += condstore.CAPABILITIES  # RFC 7162
         caps += compress.CAPABILITIES  # RFC 4978
         caps += utf8accept.CAPABILITIES  # RFC 6855
+        caps += metadata.CAPABILITIES  # RFC 5464
         return caps
 
     def can_start_tls(self) -> bool:
@@ -481,6 +484,7 @@ COMMANDS: dict[bytes, Entry] = {
     **{name: Entry(LOGGED_IN, handler) for name, handler in folders.COMMANDS.items()},
     **{name: Entry(LOGGED_IN, handler) for name, handler in quota.COMMANDS.items()},
     **{name: Entry(LOGGED_IN, handler) for name, handler in compress.COMMANDS.items()},
+    **{name: Entry(LOGGED_IN, handler) for name, handler in metadata.COMMANDS.items()},
     **{name: Entry((SELECTED,), handler) for name, handler in selected.COMMANDS.items()},
 }
 

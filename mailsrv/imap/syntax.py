@@ -55,7 +55,7 @@ def read_quoted(line: bytes, pos: int = 0) -> tuple[bytes, int]:
 
 
 def is_utf8(octets: bytes) -> bool:
-    """Whether *octets* are well-formed UTF-8 (RFC 3629 4: no overlong forms, no surrogates)."""
+    """Whether *octets* are well-formed UTF-8 (no overlong forms, no surrogates: what RFC 6855 3 asks)."""
     try:
         octets.decode("utf-8")
     except UnicodeDecodeError:
