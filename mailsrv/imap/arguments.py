@@ -18,7 +18,7 @@ from twisted.mail import imap4
 from mailsrv.imap.command import Command, Literal, Part
 from mailsrv.imap.responses import syntax
 from mailsrv.imap.sequences import parse_sequence_set
-from mailsrv.imap.syntax import is_utf8, mailbox_name, read_quoted
+from mailsrv.imap.syntax import mailbox_name, read_quoted
 from mailsrv.message.body import Body
 
 # astring = 1*ASTRING-CHAR / string: ATOM-CHAR plus "]".
@@ -125,8 +125,11 @@ class Arguments:
             return literal.data
         if self.peek() == b'"':
             value, self._pos = read_quoted(self._text, self._pos)
-            if self._utf8 and not value.isascii() and not is_utf8(value):
-                raise syntax(b"Invalid UTF-8 in a quoted string")  # RFC 6855 3: MUST be BAD
+            if self._utf8 and not value.isascii():
+                try:
+                    value.decode("utf-8")  # strict: no overlong forms, no surrogates
+                except UnicodeDecodeError:
+                    raise syntax(b"Invalid UTF-8 in a quoted string") from None  # RFC 6855 3: MUST be BAD
             return value
         value = self._match(atom)
         if value is None:

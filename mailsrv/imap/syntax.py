@@ -54,15 +54,6 @@ def read_quoted(line: bytes, pos: int = 0) -> tuple[bytes, int]:
     return _ESCAPE.sub(rb"\1", match.group(1)), match.end()
 
 
-def is_utf8(octets: bytes) -> bool:
-    """Whether *octets* are well-formed UTF-8 (no overlong forms, no surrogates: what RFC 6855 3 asks)."""
-    try:
-        octets.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def mailbox_name(raw: bytes, utf8: bool = False) -> str:
     """The folder name *raw* stands for: canonical modified UTF-7 (RFC 3501 5.1.3), or UTF-8 if *utf8*.
 
