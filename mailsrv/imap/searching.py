@@ -52,9 +52,15 @@ def _invalid_search(error: SearchError) -> CommandError:
     return bad(b"Invalid search: " + str(error).encode("ascii", "replace"))
 
 
-def _charset(args: Arguments) -> bytes:
-    """The charset of SORT and THREAD, required there (RFC 5256 3), and the space after it."""
+def _charset(server: "Connection", args: Arguments) -> bytes:
+    """The charset of SORT and THREAD, required there (RFC 5256 3), and the space after it.
+
+    After ``ENABLE UTF8=ACCEPT`` the strings are UTF-8 whatever it says, so any other is BAD
+    (RFC 6855 3, erratum 4029).
+    """
     charset = args.astring()
+    if server.modes.utf8_accept and charset.upper() != b"UTF-8":
+        raise bad(b"Only CHARSET UTF-8 after ENABLE UTF8=ACCEPT")
     if not args.more():
         raise syntax(b"Search criteria missing")
     args.space()
@@ -162,6 +168,8 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
         options = ReturnOptions(frozenset())
     charset = None
     if args.expect(b"CHARSET "):
+        if server.modes.utf8_accept:
+            raise bad(b"No CHARSET after ENABLE UTF8=ACCEPT: strings are UTF-8")  # RFC 6855 3
         charset = args.astring()
         if not args.more():
             raise syntax(b"search criteria missing")
@@ -198,7 +206,7 @@ async def sort_command(server: "Connection", args: Arguments, uid: bool = False)
     """SORT (RFC 5256 3): ``* SORT`` with the matching messages in the order asked."""
     criteria = read_criteria(args)
     args.space()
-    charset = _charset(args)
+    charset = _charset(server, args)
     hits = await _matching(server, args, charset, lambda found: sort_hits(_with_fields(found), criteria))
     server.untagged(b" ".join([b"SORT"] + [b"%d" % (m.uid if uid else m.seq) for m, _ in hits]))
     return Result(OK, b"SORT completed")
@@ -210,7 +218,7 @@ async def thread_command(server: "Connection", args: Arguments, uid: bool = Fals
     if algorithm is None:
         raise bad(b"Unknown THREAD algorithm")
     args.space()
-    charset = _charset(args)
+    charset = _charset(server, args)
     data = await _matching(server, args, charset, lambda found: thread.render(algorithm(_with_fields(found), uid)))
     server.untagged(b"THREAD " + data if data else b"THREAD")
     return Result(OK, b"THREAD completed")

@@ -30,7 +30,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.imap import clientid, compress, condstore, folders, modes, quota, searching, selected
+from mailsrv.imap import (
+    clientid, compress, condstore, folders, metadata, modes, quota, searching, selected, utf8accept,
+)
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
@@ -151,6 +153,8 @@ class IMAPServer(ServerProtocol):
         caps += searching.CAPABILITIES  # RFC 4731, 5182, 5256
         caps += condstore.CAPABILITIES  # RFC 7162
         caps += compress.CAPABILITIES  # RFC 4978
+        caps += utf8accept.CAPABILITIES  # RFC 6855
+        caps += metadata.CAPABILITIES  # RFC 5464
         return caps
 
     def can_start_tls(self) -> bool:
@@ -243,7 +247,7 @@ class IMAPServer(ServerProtocol):
             self._hang_up = e.hang_up
             return e.result
         try:
-            return await entry.handler(self, Arguments(command, utf8_names=self.modes.rev2))
+            return await entry.handler(self, Arguments(command, utf8=self.modes.utf8))
         except CommandError as e:
             return e.result
         except NoSuchFolder as e:
@@ -480,6 +484,7 @@ COMMANDS: dict[bytes, Entry] = {
     **{name: Entry(LOGGED_IN, handler) for name, handler in folders.COMMANDS.items()},
     **{name: Entry(LOGGED_IN, handler) for name, handler in quota.COMMANDS.items()},
     **{name: Entry(LOGGED_IN, handler) for name, handler in compress.COMMANDS.items()},
+    **{name: Entry(LOGGED_IN, handler) for name, handler in metadata.COMMANDS.items()},
     **{name: Entry((SELECTED,), handler) for name, handler in selected.COMMANDS.items()},
 }
 
