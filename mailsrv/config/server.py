@@ -71,7 +71,7 @@ class Config(Table):
         10,
         "Seconds a stopping server (SIGTERM) lets commands in progress finish, such as a message being "
         "sent; idle sessions are told goodbye at once. Then every connection is closed.",
-        at_least(0),
+        at_least(0), restart=True,
     )
     public_addresses: tuple[str, ...] = setting(
         (),

@@ -46,7 +46,10 @@ class TLSConfig(Table):
         "generated into <data_dir>/tls/ on first start.",
         _existing_file,
     )
-    key: str = setting("", "PEM private key of the certificate; read at start, as root.", _existing_file)
+    key: str = setting(
+        "", "PEM private key of the certificate; read at start as root, on SIGHUP and after a change as the "
+        "server's user (who must then be able to read it).", _existing_file,
+    )
     min_version: str = setting("1.2", 'Lowest TLS version accepted: "1.2" or "1.3".', _tls_version)
     check_interval: int = setting(
         60,

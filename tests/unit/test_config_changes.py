@@ -47,13 +47,13 @@ def test_keys_declared_restart_and_every_key_of_a_restart_table_need_a_restart()
 
 
 def test_applicable_takes_the_reloadable_keys_and_keeps_the_running_restart_ones():
-    new = edited(dataclasses.replace(RUNNING, hostname="mx.example.test", shutdown_grace=3),
+    new = edited(dataclasses.replace(RUNNING, hostname="mx.example.test", public_addresses=("192.0.2.1",)),
                  listen={"smtp": ("tcp:2526",)}, limits={"max_recipients": 5},
                  tls={"acme_renew_days": 10, "min_version": "1.3"})
     taken = applicable(RUNNING, new)
     assert (taken.hostname, taken.listen, taken.tls.acme_renew_days) == (
         RUNNING.hostname, RUNNING.listen, RUNNING.tls.acme_renew_days)
-    assert (taken.shutdown_grace, taken.limits.max_recipients, taken.tls.min_version) == (3, 5, "1.3")
+    assert (taken.public_addresses, taken.limits.max_recipients, taken.tls.min_version) == (("192.0.2.1",), 5, "1.3")
     assert changes(RUNNING, taken) == [c for c in changes(RUNNING, new) if not c.restart]
 
 
@@ -65,7 +65,7 @@ def test_applicable_of_only_restart_changes_is_the_running_configuration():
 def test_the_listen_endpoints_thread_pools_and_data_dir_are_restart_only():
     top = {f.name: needs_restart(f) for f in settings(Config)}
     assert top["data_dir"] and top["listen"] and top["threads"] and top["hostname"]
-    assert not (top["limits"] or top["policy"] or top["shutdown_grace"])
+    assert not (top["limits"] or top["policy"] or top["tls"] or top["public_addresses"])
 
 
 def test_the_live_holder_tells_its_followers_in_order_after_the_current_one_changed():
