@@ -244,6 +244,7 @@ def makeService(options: Options) -> service.IService:
     remote = make_remote_delivery(config, reactor, workers, resolver=ctx.policy.resolver)
     queue = build_queue(config, reactor, workers, remote, router=ctx.router, local=ctx.delivery, audit=ctx.audit)
     ctx.queue = queue
+    ctx.live.follow(lambda new: queue.configure(new.delivery))
     listeners = [
         listener(description, config.listen.backlog, _protocol_factory(ctx, kind), kind, ctx.tls, reactor)
         for kind in Kind

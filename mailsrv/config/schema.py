@@ -78,17 +78,17 @@ def table(cls: type[TableT], restart: bool = False) -> TableT:
                                                             _RESTART_KEY: restart})
 
 
-def mapping(cls: type[TableT], doc: str, key: Check) -> "Mapping[str, TableT]":
+def mapping(cls: type[TableT], doc: str, key: Check, restart: bool = False) -> "Mapping[str, TableT]":
     """A sub-table of named entries (``[name]`` with ``"key" = { ... }`` lines), each a *cls*.
 
     The admin picks the names (recipient domains, say), so they are not
     fields: *key* checks each one and returns it in canonical form (raising
     :class:`Invalid`), and each value is read as a table of *cls*'s keys.
-    Empty by default; read-only once loaded.
+    Empty by default; read-only once loaded.  *restart*: as for :func:`setting`.
     """
     return dataclasses.field(
         default_factory=lambda: MappingProxyType({}),
-        metadata={_DOC_KEY: doc, _CHECK_KEY: key, _ENTRY_KEY: cls, _RESTART_KEY: False},
+        metadata={_DOC_KEY: doc, _CHECK_KEY: key, _ENTRY_KEY: cls, _RESTART_KEY: restart},
     )
 
 

@@ -90,7 +90,7 @@ class Config(Table):
     quota: QuotaConfig = table(QuotaConfig)
     threads: ThreadsConfig = table(ThreadsConfig, restart=True)
     dns: DNSConfig = table(DNSConfig, restart=True)
-    delivery: DeliveryConfig = table(DeliveryConfig, restart=True)
+    delivery: DeliveryConfig = table(DeliveryConfig)
     warmup: WarmupConfig = table(WarmupConfig, restart=True)
     mta_sts_policy: MTASTSPolicyConfig = table(MTASTSPolicyConfig, restart=True)
     http: HTTPConfig = table(HTTPConfig, restart=True)

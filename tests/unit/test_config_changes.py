@@ -58,8 +58,15 @@ def test_applicable_takes_the_reloadable_keys_and_keeps_the_running_restart_ones
 
 
 def test_applicable_of_only_restart_changes_is_the_running_configuration():
-    new = edited(RUNNING, threads={"disk": 9}, delivery={"retry": ("1m",)})
+    new = edited(RUNNING, threads={"disk": 9}, delivery={"relay": "smtp.example.net:587"})
     assert applicable(RUNNING, new) == RUNNING
+
+
+def test_a_table_of_reloadable_and_restart_keys_takes_only_the_reloadable_ones():
+    new = edited(RUNNING, delivery={"relay": "smtp.example.net:587", "retry": ("1m",)})
+    assert changes(RUNNING, new) == [Change("delivery.relay", True), Change("delivery.retry", False)]
+    taken = applicable(RUNNING, new).delivery
+    assert (taken.relay, taken.retry) == ("", ("1m",))
 
 
 def test_the_listen_endpoints_thread_pools_and_data_dir_are_restart_only():
