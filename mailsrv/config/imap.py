@@ -55,11 +55,11 @@ class IMAPConfig(Table):
         "How selected folders learn of mail, flag changes and expunges other programs make in the Maildir "
         "(procmail, mutt, a second mailsrv): \"inotify\" (Linux; polling where it fails) or \"poll\" (needed "
         "when hosts share the data dir over a network file system: inotify sees only this host's changes).",
-        one_of(METHODS),
+        one_of(METHODS), restart=True,
     )
     poll_interval_ms: int = setting(
         500, "Milliseconds between two looks at a selected folder's directories, where it is polled.",
-        at_least(50),
+        at_least(50), restart=True,
     )
 
     metadata_max_value_size: int = setting(

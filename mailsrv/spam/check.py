@@ -59,10 +59,14 @@ class SpamCheck(Check):
     ) -> None:
         self._scanner = scanner
         self._hostname = hostname
+        self.configure(trusted, junk, tempfail)
+        self._helo: "weakref.WeakKeyDictionary[Session, str]" = weakref.WeakKeyDictionary()
+
+    def configure(self, trusted: "tuple[Network, ...]", junk: str, tempfail: bool) -> None:
+        """Scan by these from now on (made and SIGHUP); the HELO names sessions gave are kept."""
         self._trusted = Networks(trusted)
         self._junk = junk or None
         self._tempfail = tempfail
-        self._helo: "weakref.WeakKeyDictionary[Session, str]" = weakref.WeakKeyDictionary()
 
     def _scanned(self, session: "Session") -> bool:
         """Port 25 mail of strangers; what our users and our networks send is ours."""

@@ -12,6 +12,7 @@ from mailsrv.spam.rspamd import Rspamd
 
 if TYPE_CHECKING:
     from mailsrv.config import Config
+    from mailsrv.config.live import LiveConfig
     from mailsrv.workers import Executor
 
 
@@ -23,12 +24,18 @@ def make_rspamd(config: "Config", reactor: Any, clock: Any = None) -> Rspamd | N
     return Rspamd(reactor, spam.rspamd, spam.controller, _password(config), seconds(spam.timeout), clock)
 
 
-def spam_checks(config: "Config", rspamd: Rspamd | None) -> list[SpamCheck]:
-    """The port 25 scan, if a scanner is configured."""
+def spam_checks(live: "LiveConfig", rspamd: Rspamd | None) -> list[SpamCheck]:
+    """The port 25 scan, if a scanner is configured; it follows the networks, Junk and ``on_error`` of a SIGHUP."""
+    config = live.current
     if rspamd is None or not config.spam.rspamd:
         return []
-    return [SpamCheck(rspamd, config.hostname, config.policy.networks(), config.imap.junk,
-                      tempfail=config.spam.on_error == "tempfail")]
+
+    def scanned_by(config: "Config") -> tuple[Any, str, bool]:
+        return config.policy.networks(), config.imap.junk, config.spam.on_error == "tempfail"
+
+    check = SpamCheck(rspamd, config.hostname, *scanned_by(config))
+    live.follow(lambda new: check.configure(*scanned_by(new)))
+    return [check]
 
 
 def learner(rspamd: Rspamd | None, disk: "Executor") -> Learner | None:

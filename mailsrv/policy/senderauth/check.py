@@ -66,11 +66,15 @@ class SenderAuthentication(Check):
 
     def __init__(self, hostname: str, trusted: "tuple[Network, ...]", junk: str, refuse: bool = True) -> None:
         self._hostname = hostname
+        self.configure(trusted, junk, refuse)
+        self._helo: "weakref.WeakKeyDictionary[Session, str]" = weakref.WeakKeyDictionary()
+        fastrsa.install()  # RSA verification through OpenSSL: a fifth of the CPU per signature
+
+    def configure(self, trusted: "tuple[Network, ...]", junk: str, refuse: bool) -> None:
+        """Judge by these from now on (made and SIGHUP); what sessions said so far is kept."""
         self._trusted = Networks(trusted)
         self._junk = junk or None
         self._refuse = refuse
-        self._helo: "weakref.WeakKeyDictionary[Session, str]" = weakref.WeakKeyDictionary()
-        fastrsa.install()  # RSA verification through OpenSSL: a fifth of the CPU per signature
 
     def _exempt(self, session: "Session") -> bool:
         return session.kind.submission or session.user is not None or session.peer_ip in self._trusted
