@@ -162,7 +162,7 @@ def assemble(
         policy=Policy([RateLimits(limits, clock or reactor), blocklists,
                        Greylist(limits, clock or reactor, blocklists.welcome), AuthRequired(),
                        SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit(),
-                       *_sender_authentication(config, resolver), *spam_checks(config, rspamd)],
+                       *_sender_authentication(config, resolver), *spam_checks(config, rspamd, clock or reactor)],
                       workers.disk, resolver=resolver, dns=workers.dns),
         delivery=LocalDelivery(store, audit),
         workers=workers,
