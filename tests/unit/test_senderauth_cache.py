@@ -1,4 +1,4 @@
-"""What the sender checks keep between messages: SPF results (by triple, within TTL) and parsed DKIM keys."""
+"""What the sender checks keep between messages: SPF results (by triple, within TTL), TXT answers, parsed DKIM keys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from mailsrv.dkim import keymemo
 from mailsrv.dkim.keys import Algorithm, generate, load
-from mailsrv.policy.senderauth import spfresults, verify
+from mailsrv.policy.senderauth import lookups, spfresults, verify
 from mailsrv.policy.senderauth.spfresults import SPFResults
 
 KEY = ("192.0.2.7", "bob@example.net", "client.example.net")
@@ -83,30 +83,42 @@ class TXT:
         self.strings = (text,)
 
 
-class SPFZone:
-    """A resolver with one SPF record for example.net, whose answer expires *ttl* seconds from now."""
+class TXTZone:
+    """A resolver of TXT *records* by name (``[]``: NODATA; other names NXDOMAIN), answers expiring in *ttl* s."""
 
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, records: dict[str, list[bytes]], ttl: float) -> None:
+        self.records = records
         self.ttl = ttl
         self.queries = 0
 
     def resolve(self, name, qtype, raise_on_no_answer=True):
         self.queries += 1
-        if str(name).rstrip(".") == "example.net" and qtype == "TXT":
-            return Answer([TXT(b"v=spf1 ip4:192.0.2.7 -all")], time.time() + self.ttl)
-        raise dns.resolver.NXDOMAIN()
+        values = self.records.get(str(name).rstrip(".").lower())
+        if values is None or qtype != "TXT":
+            raise dns.resolver.NXDOMAIN()
+        return Answer([TXT(value) for value in values], time.time() + self.ttl)
+
+
+def spf_zone(ttl: float) -> TXTZone:
+    """example.net lets 192.0.2.7 send."""
+    return TXTZone({"example.net": [b"v=spf1 ip4:192.0.2.7 -all"]}, ttl)
+
+
+def dmarc_zone(ttl: float) -> TXTZone:
+    """_dmarc.example.net says p=reject; example.net has no TXT record."""
+    return TXTZone({"_dmarc.example.net": [b"v=DMARC1; p=reject"], "example.net": []}, ttl)
 
 
 def test_spf_is_evaluated_once_for_a_run_of_messages_and_again_when_the_record_expires():
     kept = SPFResults()
-    zone = SPFZone(ttl=300)
+    zone = spf_zone(ttl=300)
     assert verify._spf(zone, *KEY, kept) == "pass"
     asked = zone.queries
     assert verify._spf(zone, *KEY, kept) == "pass"
     assert zone.queries == asked
     assert verify._spf(zone, "192.0.2.8", *KEY[1:], kept) == "fail"  # another client: evaluated
     assert zone.queries > asked
-    short = SPFZone(ttl=0)  # the answer expires at once: nothing to keep it by
+    short = spf_zone(ttl=0)  # the answer expires at once: nothing to keep it by
     kept = SPFResults()
     verify._spf(short, *KEY, kept)
     verify._spf(short, *KEY, kept)
@@ -127,3 +139,28 @@ class TestKeyMemo:
         for _ in range(2):
             with pytest.raises(dkim.KeyFormatError):
                 dkim.evaluate_pk(b"s1._domainkey.example.net.", b"v=DKIM1; p=bm90IGEga2V5")
+
+
+class TestTXTAnswers:
+    def test_an_answer_is_kept_per_resolver_until_it_expires(self):
+        zone = dmarc_zone(ttl=300)
+        assert lookups.txt(zone, "_dmarc.example.net") == [b"v=DMARC1; p=reject"]
+        assert lookups.txt(zone, "_DMARC.example.NET") == [b"v=DMARC1; p=reject"]
+        assert lookups.txt(zone, "example.net") == []
+        assert lookups.txt(zone, "example.net") == []
+        assert zone.queries == 2
+        other = dmarc_zone(ttl=300)  # another resolver (another test's name server) asks its own
+        lookups.txt(other, "_dmarc.example.net")
+        assert other.queries == 1
+
+    def test_an_expired_answer_and_nxdomain_are_asked_again(self):
+        zone = dmarc_zone(ttl=0)
+        for _ in range(2):
+            lookups.txt(zone, "_dmarc.example.net")
+            assert lookups.txt(zone, "nowhere.example") == []
+        assert zone.queries == 4
+
+    def test_what_a_caller_does_with_the_list_changes_nothing_kept(self):
+        zone = dmarc_zone(ttl=300)
+        lookups.txt(zone, "_dmarc.example.net").append(b"junk")
+        assert lookups.txt(zone, "_dmarc.example.net") == [b"v=DMARC1; p=reject"]
