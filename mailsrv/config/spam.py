@@ -50,6 +50,11 @@ class SpamConfig(Table):
         "20s", "How long one scan may take before it counts as failed (on_error says what then).", duration,
         restart=True,
     )
+    hostname_timeout: str = setting(
+        "5s", "How long the client's name (reverse DNS confirmed by forward DNS, rspamd's Hostname header) may "
+        'take to look up; past it, or when no name is confirmed, rspamd is told "unknown".', duration,
+        restart=True,
+    )
     on_error: str = setting(
         "accept",
         'When rspamd is down, slow or answers nonsense: "accept" delivers the message marked '
