@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, NamedTuple, Sequence, Union
+from typing import BinaryIO, Iterator, Sequence, Union
 
 from mailsrv.imap.fetchatt import FetchItem, Section
 from mailsrv.imap.flags import flags_data
@@ -32,6 +32,7 @@ from mailsrv.message.headers import header_lines
 from mailsrv.message.mime import Entity
 from mailsrv.message.transfer import UnknownEncoding, binary_content
 from mailsrv.message.wire import wire_chunks
+from mailsrv.store.message import MessageInfo
 
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 #: A header section longer than this is not a header anyone means; reading stops there.
@@ -48,20 +49,12 @@ class Need(enum.IntEnum):
     WHOLE = 3
 
 
-class View(NamedTuple):
-    """A message as one session sees it: its flags include the session's ``\\Recent``.
-
-    A tuple, not a frozen dataclass: SEARCH and FETCH make one per message
-    per command, and a tuple is made in a third of the time.
-    """
-
-    uid: int
-    flags: frozenset[str]
-    internaldate: float
-    size: int
-    modseq: int = 0
-    #: The Maildir unique key (what the message cache is keyed by).
-    key: str = ""
+#: A message as one session sees it: its flags include the session's ``\\Recent``.
+#: The store's own :class:`MessageInfo` (uid, key, flags, size, internaldate,
+#: modseq), copied only for a message the session holds as recent: SEARCH and
+#: FETCH take one per message per command, and making 100,000 tuples cost
+#: more than the rest of ``UID FETCH 1:* (FLAGS)``.
+View = MessageInfo
 
 
 @dataclass(frozen=True)
