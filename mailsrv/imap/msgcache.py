@@ -16,6 +16,11 @@ transaction.  A message whose file is gone (expunged meanwhile) is never
 written: a key can live on in another folder (COPY's hard links), and an
 empty row would lie about it there.  When the cache fails, the answers here
 are None and the caller reads the message instead.
+
+A SEARCH whose content keys are all header keys FROM ... SUBJECT is
+answered as key sets (:func:`header_sets`: one query per key), so it makes
+no Message for a message whose row exists; FETCH makes one only for a
+message whose row lacks what it asks (:func:`fetch_items`).
 """
 
 from __future__ import annotations

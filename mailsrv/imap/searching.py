@@ -11,7 +11,7 @@ the user's message cache where it can (:class:`.msgcache.Lookup`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 from mailsrv.imap import condstore, thread
 from mailsrv.imap.arguments import Arguments
@@ -123,16 +123,17 @@ async def _matching(
     return await server.ctx.workers.search.run(job)
 
 
-def _unread() -> None:
-    return None
+class Found(NamedTuple):
+    """A message a plain SEARCH found, as much of it as the answer needs."""
+
+    seq: int
+    uid: int
+    modseq: int
 
 
-def _flag_hits(views: list[tuple[int, View]], matches: Callable[[int, Any], bool]) -> list[Message]:
-    """The views *matches* accepts, as Messages with no file (the program reads none)."""
-    return [
-        Message(seq, v.uid, v.flags, v.size, v.internaldate, "", _unread, v.modseq)
-        for seq, v in views if matches(seq, v)
-    ]
+def _flag_hits(views: list[tuple[int, View]], matches: Callable[[int, Any], bool]) -> list[Found]:
+    """The views *matches* accepts (the program reads no file, or only :class:`HeaderTests`' answers)."""
+    return [Found(seq, v.uid, v.modseq) for seq, v in views if matches(seq, v)]
 
 
 def _with_fields(hits: list[Message]) -> list[Hit]:

@@ -17,6 +17,10 @@ and reads them: :mod:`mailsrv.imap.msgcache`); it keeps them safe to share:
   call opens its own connection and closes it (well under a millisecond):
   sqlite3 connections are per thread, and connections kept per thread and
   per user would hold three descriptors each for every user ever served.
+* What a process remembers of the rows (:meth:`MessageCache.lacking`:
+  which keys have their header fields, so a header SEARCH reads no row to
+  learn it) holds while the file's ``meta.epoch`` does: only :meth:`prune`
+  removes rows, and it gives the file a new epoch, as a new file has.
 * Any other SQLite failure (a full disk, a read-only directory, a lock held
   past the timeout) is logged and answered as "not cached": callers fall
   back to reading the message, so the cache can slow IMAP down but never

@@ -50,22 +50,38 @@ def programs() -> list[bytes]:
     return out
 
 
-class HeaderSearch(IMAPTestCase):
+class CacheTestCase(IMAPTestCase):
     async def answers(self, session, commands: list[bytes]) -> list[bytes]:
         return [await session.command(command) for command in commands]
 
-    async def test_answers_are_those_of_reading_every_message(self) -> None:
-        await self.deliver(*MESSAGES)
-        session = await self.login()
-        self.assertIn(b"OK", await session.command(b"F STORE 2,7 +FLAGS (\\Flagged)"))
-        commands = [b"S UID SEARCH CHARSET UTF-8 " + p for p in programs()]
-        commands += [b"E SEARCH RETURN (MIN MAX COUNT) CHARSET UTF-8 FROM " + quoted(n) for n in NEEDLES]
+    async def as_when_read(self, session, commands: list[bytes]) -> list[bytes]:
+        """The answers reading every message, checked to be the same while the rows are made and from them."""
         cache = self.inbox.cache
         self.inbox.cache = None
         read = await self.answers(session, commands)
         self.inbox.cache = cache
         self.assertEqual(await self.answers(session, commands), read)  # rows made on the way
         self.assertEqual(await self.answers(session, commands), read)  # from the rows alone
+        return read
+
+    async def expunged_elsewhere(self, count: int, seq: bytes):
+        """A session on the first *count* MESSAGES of which another session expunged *seq*, not told yet."""
+        await self.deliver(*MESSAGES[:count])
+        session = await self.login()
+        other = await self.login()
+        self.assertIn(b"OK", await other.command(b"A STORE " + seq + b" +FLAGS (\\Deleted)"))
+        self.assertIn(b"OK", await other.command(b"B EXPUNGE"))
+        return session
+
+
+class HeaderSearch(CacheTestCase):
+    async def test_answers_are_those_of_reading_every_message(self) -> None:
+        await self.deliver(*MESSAGES)
+        session = await self.login()
+        self.assertIn(b"OK", await session.command(b"F STORE 2,7 +FLAGS (\\Flagged)"))
+        commands = [b"S UID SEARCH CHARSET UTF-8 " + p for p in programs()]
+        commands += [b"E SEARCH RETURN (MIN MAX COUNT) CHARSET UTF-8 FROM " + quoted(n) for n in NEEDLES]
+        read = await self.as_when_read(session, commands)
         self.assertIn(b"* SEARCH 2\r\n", read[commands.index(b'S UID SEARCH CHARSET UTF-8 SUBJECT "STRASSE"')])
         self.assertIn(b"* SEARCH 1 2 3 5 7\r\n", read[commands.index(b'S UID SEARCH CHARSET UTF-8 FROM ""')])
         self.assertIn(b"* SEARCH 4 6\r\n", read[commands.index(b'S UID SEARCH CHARSET UTF-8 NOT FROM ""')])
@@ -75,9 +91,9 @@ class HeaderSearch(IMAPTestCase):
         session = await self.login()
         self.assertIn(b"* SEARCH 1\r\n", await session.command(b"A SEARCH FROM alice"))  # makes the rows
         read, hits = [], []
-        real_read, real_hit = candidates.Message, searching.Message
+        real_read, real_hit = candidates.Message, searching.Found
         self.patch(candidates, "Message", lambda *a, **kw: (read.append(1), real_read(*a, **kw))[1])
-        self.patch(searching, "Message", lambda *a, **kw: (hits.append(1), real_hit(*a, **kw))[1])
+        self.patch(searching, "Found", lambda *a, **kw: (hits.append(1), real_hit(*a, **kw))[1])
         self.assertEqual(await session.command(b"B SEARCH OR FROM j\xc3\xbcrgen SUBJECT multipart"),
                          b"* SEARCH 2 3\r\nB OK SEARCH completed\r\n")
         self.assertEqual((len(read), len(hits)), (0, 2))
@@ -86,47 +102,27 @@ class HeaderSearch(IMAPTestCase):
         self.assertEqual(len(read), len(MESSAGES))
 
     async def test_a_message_expunged_elsewhere_answers_as_when_read(self) -> None:
-        await self.deliver(*MESSAGES[:2])
-        session = await self.login()
-        other = await self.login()
-        self.assertIn(b"OK", await other.command(b"A STORE 1 +FLAGS (\\Deleted)"))
-        self.assertIn(b"OK", await other.command(b"B EXPUNGE"))
+        session = await self.expunged_elsewhere(2, b"1")
         # The session still has message 1 (a SEARCH sends no EXPUNGE); its file went before its row was made.
         self.assertIn(b"* 1 FETCH (FLAGS", await session.command(b"X SEARCH ALL"))
         commands = [b"C SEARCH FROM alice", b"D SEARCH NOT FROM alice", b"E SEARCH FROM j"]
-        cache = self.inbox.cache
-        self.inbox.cache = None
-        read = await self.answers(session, commands)
-        self.inbox.cache = cache
-        self.assertEqual(await self.answers(session, commands), read)
+        read = await self.as_when_read(session, commands)
         self.assertIn(b"* SEARCH 2\r\n", read[2])
 
 
-class CachedFetch(IMAPTestCase):
+class CachedFetch(CacheTestCase):
     async def test_batches_answer_as_reading_the_files(self) -> None:
         await self.deliver(*(MESSAGES * 60))  # more than one batch
         session = await self.login()
         commands = [b"A FETCH 1:* (UID ENVELOPE FLAGS)", b"B UID FETCH 100:250 (BODYSTRUCTURE RFC822.SIZE)",
                     b"C FETCH 3,1,5 (BODY ENVELOPE INTERNALDATE)", b"D FETCH 2:4 (ENVELOPE BODY.PEEK[HEADER.FIELDS (FROM)])"]
-        cache = self.inbox.cache
-        self.inbox.cache = None
-        read = await self.answers(session, commands)
-        self.inbox.cache = cache
-        self.assertEqual(await self.answers(session, commands), read)
-        self.assertEqual(await self.answers(session, commands), read)
+        read = await self.as_when_read(session, commands)
         self.assertEqual(read[0].count(b" FETCH (UID "), len(MESSAGES) * 60)
 
     async def test_a_message_expunged_before_it_was_read_is_left_out(self) -> None:
-        await self.deliver(*MESSAGES[:3])
-        session = await self.login()
-        other = await self.login()
-        self.assertIn(b"OK", await other.command(b"A STORE 2 +FLAGS (\\Deleted)"))
-        self.assertIn(b"OK", await other.command(b"B EXPUNGE"))
+        session = await self.expunged_elsewhere(3, b"2")
         reply = await session.command(b"C FETCH 1:3 (ENVELOPE)")
         self.assertIn(b"* 1 FETCH (ENVELOPE", reply)
         self.assertIn(b"* 3 FETCH (ENVELOPE", reply)
         self.assertNotIn(b"* 2 FETCH (ENVELOPE", reply)
         self.assertIn(b"C NO [EXPUNGEISSUED]", reply)
-
-    async def answers(self, session, commands: list[bytes]) -> list[bytes]:
-        return [await session.command(command) for command in commands]
