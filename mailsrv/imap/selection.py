@@ -104,15 +104,12 @@ class Selection:
         """Views of ``(seq, uid)`` pairs, and the sequence numbers of those expunged elsewhere."""
         pairs = pairs if isinstance(pairs, list) else list(pairs)
         infos = self.folder.infos_of([uid for _, uid in pairs])
-        recent = self._recent
         found, gone = [], []
         for (seq, uid), info in zip(pairs, infos):
             if info is None:
                 gone.append(seq)
-            elif uid in recent:
-                found.append((seq, info._replace(flags=info.flags | RECENT)))
             else:
-                found.append((seq, info))
+                found.append((seq, self.view(uid, info)))
         return found, gone
 
     def slices(self, messages: imap4.MessageSet, uid: bool) -> Iterator[list[tuple[int, int]]]:
