@@ -140,7 +140,7 @@ async def _fetch_known(
         if cached is not None and entry is None:
             complete = False
             continue
-        pieces.extend(fetch.render(seq, view, items, uid, cached=entry))  # type: ignore[arg-type]
+        pieces.append(fetch.render_known(seq, view, items, uid, entry))
     await server.drain()
     server.write(b"".join(pieces))
     return complete
