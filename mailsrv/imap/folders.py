@@ -72,9 +72,13 @@ async def _select(server: "Connection", args: Arguments, writeable: bool) -> Res
     args.end()
     if server.selection is not None:
         server.untagged(b"OK [CLOSED] Previous mailbox closed")  # RFC 7162 3.2.11
-    server.deselect()  # RFC 3501 6.3.1: even a failed SELECT leaves none selected
-    folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")
-    selection = Selection(folder, writeable, server.updates_pending, server.modes)
+    previous = server.release_selection()  # RFC 3501 6.3.1: even a failed SELECT leaves none selected
+    try:
+        folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")
+        selection = Selection(folder, writeable, server.updates_pending, server.modes)
+    finally:
+        if previous is not None:
+            previous.close()
     server.select(selection)
     lines = [
         b"FLAGS " + SELECTABLE,

@@ -278,11 +278,21 @@ class IMAPServer(ServerProtocol):
 
     def deselect(self) -> None:
         """Leave the selected state (CLOSE, a failed SELECT, logout)."""
-        if self.selection is not None:
-            self.selection.close()
-            self.selection = None
-            if self.state == SELECTED:
-                self.state = AUTH
+        previous = self.release_selection()
+        if previous is not None:
+            previous.close()
+
+    def release_selection(self) -> Selection | None:
+        """Leave the selected state, handing back the selection for the caller to close.
+
+        SELECT keeps the previous one open until the next is made: when it
+        is the same folder, its watch for changes (inotify) is kept, not
+        dropped and set up again.
+        """
+        previous, self.selection = self.selection, None
+        if previous is not None and self.state == SELECTED:
+            self.state = AUTH
+        return previous
 
     def updates_pending(self) -> None:
         """The selected folder changed: an IDLE client is told at once (RFC 2177)."""
