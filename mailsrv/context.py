@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from mailsrv.accounts import Directory
     from mailsrv.acme.challenge import ChallengeTokens
     from mailsrv.config import Config
+    from mailsrv.config.live import LiveConfig
+    from mailsrv.dkim.keys import KeyRing
     from mailsrv.delivery.local import LocalDelivery
     from mailsrv.delivery.queue import IQueue
     from mailsrv.delivery.router import Router
@@ -57,6 +59,10 @@ class ServerContext:
     sessions: "OpenSessions"
     #: Failed logins per address and account, shared by SMTP AUTH, POP3 and IMAP.
     throttle: "LoginThrottle"
+    #: The configuration in force, which a SIGHUP replaces (:mod:`mailsrv.config.live`); it sets :attr:`config`.
+    live: "LiveConfig"
+    #: The DKIM keys the signer and the sealer read, whose cache a SIGHUP drops.
+    keyring: "KeyRing"
     #: Signs what authenticated users submit (:mod:`mailsrv.dkim`); ``None`` signs nothing.
     signer: "Signer | None" = None
     #: Where mail for remote recipients goes; ``None`` until the queue exists.

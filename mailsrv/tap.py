@@ -26,6 +26,8 @@ from mailsrv import __version__, config as configuration, logfile, tls
 from mailsrv.accounts import Directory, make_portal
 from mailsrv.acme.challenge import ChallengeTokens
 from mailsrv.acme.service import AcmeService
+from mailsrv.certfiles import CertificateFiles
+from mailsrv.config.live import LiveConfig
 from mailsrv.context import ServerContext
 from mailsrv.delivery.local import LocalDelivery
 from mailsrv.delivery.outbound import build_queue
@@ -50,7 +52,7 @@ from mailsrv.policy.loops import HopLimit
 from mailsrv.policy.rates import RateLimits
 from mailsrv.policy.senderauth.check import SenderAuthentication
 from mailsrv.policy.submission import AuthRequired, CompleteHeader, SenderIsLogin
-from mailsrv.reload import Reloader
+from mailsrv.reload import Reloader, Source
 from mailsrv.service import MailServer
 from mailsrv.spam.wiring import learner, make_rspamd, spam_checks
 from mailsrv.startup import StartGuard
@@ -151,18 +153,21 @@ def assemble(
     """
     audit = Audit()
     sessions = OpenSessions()
+    live = LiveConfig(config)
     limits = config.limits
     keyring = KeyRing(dkim_dir(config.data_dir))
+    rates = RateLimits(limits, clock or reactor)
     blocklists = Blocklists(config.policy, audit, clock or reactor)
+    greylist = Greylist(limits, clock or reactor, blocklists.welcome)
     rspamd = make_rspamd(config, reactor, clock)
-    return ServerContext(
+    ctx = ServerContext(
         config=config, store=store, directory=directory, portal=portal, tls=tls,
         router=Router(directory, srs),
         srs=srs,
-        policy=Policy([RateLimits(limits, clock or reactor), blocklists,
-                       Greylist(limits, clock or reactor, blocklists.welcome), AuthRequired(),
+        policy=Policy([rates, blocklists, greylist, AuthRequired(),
                        SenderIsLogin(directory), CompleteHeader(config.hostname), HopLimit(),
-                       *_sender_authentication(config, resolver), *spam_checks(config, rspamd)],
+                       *_sender_authentication(live, resolver),
+                       *spam_checks(live, rspamd, clock or reactor)],
                       workers.disk, resolver=resolver, dns=workers.dns),
         delivery=LocalDelivery(store, audit),
         workers=workers,
@@ -170,6 +175,8 @@ def assemble(
         connections=ConnectionLimits(limits.max_connections, limits.max_connections_per_ip),
         sessions=sessions,
         throttle=LoginThrottle(config.auth),
+        live=live,
+        keyring=keyring,
         signer=Signer(keyring),
         sealer=Sealer(keyring, config.hostname, config.domains[0]),
         metrics=Metrics(config, audit, sessions),
@@ -177,13 +184,31 @@ def assemble(
         acme_tokens=ChallengeTokens() if config.tls.acme else None,
     )
 
+    def reconfigure(new: configuration.Config) -> None:
+        """A SIGHUP's configuration: the sessions read it from the context, the objects below are told."""
+        ctx.config = new
+        rates.configure(new.limits)
+        blocklists.configure(new.policy)
+        greylist.limits = new.limits
+        ctx.connections.total, ctx.connections.per_ip = new.limits.max_connections, new.limits.max_connections_per_ip
+        ctx.throttle.configure(new.auth)
+        directory.configure(new)
 
-def _sender_authentication(config: configuration.Config, resolver: Any) -> list[SenderAuthentication]:
+    live.follow(reconfigure)
+    return ctx
+
+
+def _sender_authentication(live: LiveConfig, resolver: Any) -> list[SenderAuthentication]:
     """SPF, DKIM, DMARC and ARC on port 25; none without a resolver to ask (tests of other things)."""
     if resolver is None:
         return []
-    policy = config.policy
-    return [SenderAuthentication(config.hostname, policy.networks(), config.imap.junk, policy.dmarc_reject)]
+
+    def judged_by(config: configuration.Config) -> tuple[Any, str, bool]:
+        return config.policy.networks(), config.imap.junk, config.policy.dmarc_reject
+
+    check = SenderAuthentication(live.current.hostname, *judged_by(live.current))
+    live.follow(lambda config: check.configure(*judged_by(config)))
+    return [check]
 
 
 def build_context(config: configuration.Config, tls_options: object, workers: Workers) -> ServerContext:
@@ -220,6 +245,7 @@ def makeService(options: Options) -> service.IService:
     remote = make_remote_delivery(config, reactor, workers, resolver=ctx.policy.resolver)
     queue = build_queue(config, reactor, workers, remote, router=ctx.router, local=ctx.delivery, audit=ctx.audit)
     ctx.queue = queue
+    ctx.live.follow(lambda new: queue.configure(new.delivery))
     listeners = [
         listener(description, config.listen.backlog, _protocol_factory(ctx, kind), kind, ctx.tls, reactor)
         for kind in Kind
@@ -227,7 +253,13 @@ def makeService(options: Options) -> service.IService:
     ]
     log_target = logfile.twistd_log_target(twistd_options)
     log_file = None if log_target in (None, logfile.STDOUT) else logfile.LogFile(log_target, config.log)
-    reloader = Reloader(config, ctx.directory, ctx.tls, workers.disk, log_file)
-    jobs = [] if ctx.acme_tokens is None else [AcmeService(config, ctx.tls, ctx.acme_tokens, reactor)]
+    certificates = CertificateFiles(ctx.live, ctx.tls, workers.disk, reactor)
+    reloader = Reloader(ctx.live, Source.of(config, options["data-dir"]), ctx.directory, ctx.keyring, certificates,
+                        workers.disk, log_file)
+    jobs: list[service.Service] = [certificates]
+    if ctx.acme_tokens is not None:
+        acme = AcmeService(config, ctx.tls, ctx.acme_tokens, reactor)
+        ctx.live.follow(acme.configure)
+        jobs.append(acme)
     return MailServer(ctx, pools, listeners, reloader, StartGuard(twistd_options), log_file, reactor, queue=queue,
                       log_to_stdout=log_target == logfile.STDOUT, jobs=jobs)

@@ -4,8 +4,9 @@ Every listener serves TLS (STARTTLS/STLS or implicit), so a fresh install
 needs a certificate before its first start: when the config names none, a
 self-signed one is generated into ``<data_dir>/tls/`` and reused afterwards.
 Every listener gets the same :class:`ServerTLS`, so SIGHUP swaps the
-certificate for all of them at once (:mod:`mailsrv.reload`, and
-:mod:`mailsrv.acme` when a new one is issued).
+certificate for all of them at once (:mod:`mailsrv.reload`,
+:mod:`mailsrv.certfiles` when the files change, and :mod:`mailsrv.acme`
+when a new one is issued).
 """
 
 from __future__ import annotations

@@ -56,6 +56,10 @@ class Directory:
         self._users = WatchedFile(config.users_file, parse_users, RECHECK_AFTER, clock)
         self._aliases = WatchedFile(config.aliases_file, aliases.parse, RECHECK_AFTER, clock)
         self._senders = WatchedFile(config.senders_file, senders.parse, RECHECK_AFTER, clock)
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """Take the new default quota of a SIGHUP (the domains and the files' places take a restart)."""
         self._default_quota = config.quota.limits()
 
     def reload(self) -> tuple[int, int]:

@@ -140,6 +140,11 @@ class AcmeService(Service):
         self.failures = 0
         self._next: IDelayedCall | None = None
 
+    def configure(self, config: Config) -> None:
+        """A SIGHUP's configuration: its TLS settings (``min_version``) go with the next certificate
+        loaded, so a swap does not bring back the old ones; the ``acme_*`` keys take a restart."""
+        self.config = self.certificates.config = config
+
     def startService(self) -> None:
         """Check at once (the first certificate is ordered while the current one serves)."""
         super().startService()

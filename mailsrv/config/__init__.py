@@ -12,7 +12,9 @@ whose message names the file and the dotted key.  Modules:
 * :mod:`.listen`, :mod:`.tls`, :mod:`.limits`, :mod:`.auth`,
   :mod:`.submission`, :mod:`.policy`, :mod:`.spam`, :mod:`.imap`, :mod:`.threads`, :mod:`.dns`, :mod:`.delivery`,
   :mod:`.warmup`, :mod:`.mtastspolicy`, :mod:`.http`, :mod:`.log` -- one module per ``[table]``;
-* :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations.
+* :mod:`.example` -- ``etc/mailsrv.toml`` rendered from the declarations;
+* :mod:`.changes` -- what a file re-read on SIGHUP changes, and which keys take a restart;
+* :mod:`.live` -- the configuration in force, which SIGHUP replaces.
 """
 
 from mailsrv.config.auth import AuthConfig

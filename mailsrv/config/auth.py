@@ -21,23 +21,23 @@ class AuthConfig(Table):
     cache_seconds: int = setting(
         60,
         "Seconds a successful password check is remembered, so a client opening several connections "
-        "pays for the (deliberately slow) hash only once.",
+        "pays for the (deliberately slow) hash only once.", restart=True,
     )
     max_queued_checks: int = setting(
         64,
         "Password checks waiting for or running on a hashing thread; more fail at once as a temporary "
         "error, so a flood of guesses cannot queue without bound.",
-        at_least(1),
+        at_least(1), restart=True,
     )
     rehash: bool = setting(
         True,
         "After a successful login, replace a user's stored hash that is not Argon2id (SHA512-CRYPT, "
-        "SSHA, ... as a Dovecot user file holds) by an Argon2id one, in the users file.",
+        "SSHA, ... as a Dovecot user file holds) by an Argon2id one, in the users file.", restart=True,
     )
     cleartext_passwords: bool = setting(
         False,
         "Accept user-file entries in clear text ({PLAIN}, {CLEAR}, {CLEARTEXT}), as a Dovecot file may "
-        "hold; a warning is logged at start. Off: such lines are ignored with a warning.",
+        "hold; a warning is logged at start. Off: such lines are ignored with a warning.", restart=True,
     )
     throttle_delay: int = setting(
         1,

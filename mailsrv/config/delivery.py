@@ -136,45 +136,46 @@ class DeliveryConfig(Table):
         "permanent ones. Durations are written like 30s, 5m, 1h or 5d."
     )
 
-    mx_port: int = setting(25, "TCP port used to reach remote MX hosts.", _port)
+    mx_port: int = setting(25, "TCP port used to reach remote MX hosts.", _port, restart=True)
     tls: str = setting(
         "may",
         "Default TLS policy towards remote servers: none (never STARTTLS), may (STARTTLS when offered), "
         "encrypt (STARTTLS required, certificate not checked), verify (STARTTLS required, certificate "
         "valid for the MX host name).",
-        _policy,
+        _policy, restart=True,
     )
-    tls_ca_file: str = setting("", "CA bundle for verify; empty uses the system's trust store.")
+    tls_ca_file: str = setting("", "CA bundle for verify; empty uses the system's trust store.", restart=True)
     dane: bool = setting(
         True,
         "DANE (RFC 7672) for MX delivery: a host whose DNSSEC-validated TLSA records say so is reached "
         "only over STARTTLS with a certificate those records match, before MTA-STS and tls (but not with tls "
         "none, and a [delivery.domains] rule's tls goes first). Validation is the [dns] resolver's: it must be "
-        "a validating one on a trusted path, such as a local unbound.",
+        "a validating one on a trusted path, such as a local unbound.", restart=True,
     )
     relay: str = setting(
         "", 'Smarthost "host:port" every remote message goes through (":465" for implicit TLS); '
         "empty delivers to each domain's MX hosts.",
-        _relay,
+        _relay, restart=True,
     )
     relay_tls: str = setting(
         "verify",
         "TLS policy towards the relay (none, may, encrypt, verify; see tls). AUTH is only ever sent over TLS; "
         "port 465 is TLS from the start whatever this says.",
-        _policy,
+        _policy, restart=True,
     )
-    relay_username: str = setting("", "User name for AUTH at the relay; empty sends without AUTH.")
-    relay_password_file: str = setting("", "File holding the relay password (its first line).")
+    relay_username: str = setting("", "User name for AUTH at the relay; empty sends without AUTH.", restart=True)
+    relay_password_file: str = setting("", "File holding the relay password (its first line).", restart=True)
     retry: tuple[str, ...] = setting(
         ("5m", "10m", "20m", "40m", "1h"),
         "Waits between attempts after a temporary failure; the last one repeats until the lifetime ends.",
         _durations,
     )
     max_connections: int = setting(
-        20, "Messages being sent, and outbound SMTP connections open, at once, to all destinations.", at_least(1)
+        20, "Messages being sent, and outbound SMTP connections open, at once, to all destinations.", at_least(1),
+        restart=True,
     )
     max_connections_per_domain: int = setting(
-        3, "Outbound connections open at once to one recipient domain (or to the relay).", at_least(1)
+        3, "Outbound connections open at once to one recipient domain (or to the relay).", at_least(1), restart=True
     )
     lifetime: str = setting("5d", "How long a message is retried before it is bounced as undeliverable.", duration)
     delay_warning: str = setting(
@@ -187,16 +188,16 @@ class DeliveryConfig(Table):
         True,
         "Honour the MTA-STS policies (RFC 8461) of recipient domains when delivering by MX: a domain in "
         "enforce mode gets mail only from its listed MX hosts over verified TLS (else the mail waits), testing "
-        "mode is logged. Policies are cached in <data_dir>/mta-sts/.",
+        "mode is logged. Policies are cached in <data_dir>/mta-sts/.", restart=True,
     )
     mta_sts_port: int = setting(
-        443, "TCP port of the policy hosts (https://mta-sts.<domain>/); only tests change it.", _port,
+        443, "TCP port of the policy hosts (https://mta-sts.<domain>/); only tests change it.", _port, restart=True,
     )
     domains: Mapping[str, DomainRule] = mapping(
         DomainRule,
         "Exceptions for some recipient domains (the exact domain, not its subdomains), one line each: "
         "\"domain\" = { tls = \"...\", route = \"...\" }, either key or both.",
-        _domain,
+        _domain, restart=True,
     )
 
     @property

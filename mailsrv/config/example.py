@@ -13,7 +13,7 @@ import json
 import textwrap
 from typing import Any, get_type_hints
 
-from mailsrv.config.schema import default, doc, entry_table, settings
+from mailsrv.config.schema import default, doc, entry_table, needs_restart, settings
 from mailsrv.config.server import Config
 
 HEADER = """\
@@ -21,7 +21,12 @@ HEADER = """\
 # Start with:  twistd -n mailsrv --config /etc/mailsrv/mailsrv.toml
 # Any key left out keeps the default shown here. An unknown key or a wrong
 # type stops start-up with one line naming this file and the key.
+# SIGHUP re-reads this file: the keys marked "[restart]" keep their running
+# value until a restart, every other key applies to what starts after it.
 """
+
+#: Added to the doc of a key (or a table) that a SIGHUP cannot change.
+RESTART_MARK = "[restart]"
 
 _WIDTH = 78
 
@@ -36,13 +41,18 @@ def _table(cls: type, prefix: str) -> list[str]:
     hints = get_type_hints(cls)
     keys = [f for f in settings(cls) if not _is_table(f, hints)]
     tables = [f for f in settings(cls) if _is_table(f, hints)]
-    blocks = [f"\n{_comment(doc(f))}{f.name} = {_value(default(f))}\n" for f in keys]
+    blocks = [f"\n{_comment(_doc(f))}{f.name} = {_value(default(f))}\n" for f in keys]
     for f in tables:
         name = prefix + f.name
-        blocks.append(f"\n[{name}]\n{_comment(doc(f))}")
+        blocks.append(f"\n[{name}]\n{_comment(_doc(f))}")
         entry = entry_table(f)
         blocks.extend(_table(hints[f.name], name + ".") if entry is None else [_entries(entry)])
     return blocks
+
+
+def _doc(field: dataclasses.Field) -> str:
+    """The doc line of *field*, marked when a new value takes a restart."""
+    return f"{doc(field)} {RESTART_MARK}" if needs_restart(field) else doc(field)
 
 
 def _is_table(field: dataclasses.Field, hints: dict[str, Any]) -> bool:

@@ -9,6 +9,7 @@ is described in :mod:`mailsrv.store.specialuse`).
 
 ``watch`` and ``poll_interval_ms`` say how selected folders learn of the
 changes other programs make to the Maildir (:mod:`mailsrv.store.watch`).
+``metadata_*`` are the limits of RFC 5464 annotations (:mod:`mailsrv.store.metadata`).
 """
 
 from __future__ import annotations
@@ -54,15 +55,32 @@ class IMAPConfig(Table):
         "How selected folders learn of mail, flag changes and expunges other programs make in the Maildir "
         "(procmail, mutt, a second mailsrv): \"inotify\" (Linux; polling where it fails) or \"poll\" (needed "
         "when hosts share the data dir over a network file system: inotify sees only this host's changes).",
-        one_of(METHODS),
+        one_of(METHODS), restart=True,
     )
     poll_interval_ms: int = setting(
         500, "Milliseconds between two looks at a selected folder's directories, where it is polled.",
-        at_least(50),
+        at_least(50), restart=True,
+    )
+
+    metadata_max_value_size: int = setting(
+        16 * 1024, "Most octets in one METADATA entry's value (RFC 5464: GETMETADATA/SETMETADATA).",
+        at_least(1024, "RFC 5464 4.1"),
+    )
+    metadata_max_entries: int = setting(
+        100, "Most METADATA entries on one mailbox, or on the server, per user.", at_least(10, "RFC 5464 4.1"),
+    )
+    metadata_max_total_size: int = setting(
+        1024 * 1024, "Most octets of all METADATA entries of one user together (names and values).",
+        at_least(1024, "RFC 5464 4.1"),
     )
 
     def check(self) -> None:
-        """Two uses may not name one folder: clients would put drafts in the trash."""
+        """Two uses may not name one folder: clients would put drafts in the trash.
+
+        And a user's METADATA must have room for one value of the largest size.
+        """
+        if self.metadata_max_total_size < self.metadata_max_value_size:
+            raise Invalid("must be at least metadata_max_value_size", "metadata_max_total_size")
         seen: dict[str, str] = {}
         for key, name in self.special_folders_by_key().items():
             if name in seen:

@@ -35,17 +35,23 @@ class LimitsConfig(Table):
         "Longest SMTP command or text line, in octets (RFC 5321 minimum is 1000).",
         at_least(1000, "RFC 5321 4.5.3.1.6"),
     )
-    max_recipients: int = setting(100, "Recipients per SMTP transaction; more get 452 4.5.3.")
-    max_command_errors: int = setting(20, "Unknown or bad SMTP commands per session before it is closed with 421.")
-    smtp_timeout: int = setting(300, "Seconds an SMTP session may stay idle.")
+    max_recipients: int = setting(100, "Recipients per SMTP transaction; more get 452 4.5.3.", at_least(1))
+    max_command_errors: int = setting(
+        20, "Unknown or bad SMTP commands per session before it is closed with 421.", at_least(1)
+    )
+    smtp_timeout: int = setting(300, "Seconds an SMTP session may stay idle.", at_least(1))
     imap_max_line_length: int = setting(
         1024 * 1024,
         "Longest IMAP command, in octets, its literals included except APPEND's message (clients syncing "
         "large folders send UID sets of several hundred KiB). A connection holds at most this much unread input.",
         at_least(1000),
     )
-    imap_max_literal_size: int = setting(50 * 1024 * 1024, "Largest IMAP literal (APPEND message), in octets.")
-    pop3_timeout: int = setting(600, "Seconds a POP3 session may stay idle (RFC 1939 asks for at least 600).")
+    imap_max_literal_size: int = setting(
+        50 * 1024 * 1024, "Largest IMAP literal (APPEND message), in octets.", at_least(1)
+    )
+    pop3_timeout: int = setting(
+        600, "Seconds a POP3 session may stay idle (RFC 1939 asks for at least 600).", at_least(1)
+    )
     spool_threshold: int = setting(
         1024 * 1024,
         "Message bodies larger than this (octets) are spooled to disk while they arrive; smaller ones stay in memory.",

@@ -23,6 +23,7 @@ Check = Callable[[Any], Any]
 _DOC_KEY = "doc"
 _CHECK_KEY = "check"
 _ENTRY_KEY = "entry"
+_RESTART_KEY = "restart"
 
 
 class ConfigError(Exception):
@@ -60,26 +61,34 @@ class Table:
 TableT = TypeVar("TableT", bound=Table)
 
 
-def setting(default: Any, doc: str, check: Check | None = None) -> Any:
-    """A key of a table: its *default*, one line of *doc* for the admin, an optional *check*."""
-    return dataclasses.field(default=default, metadata={_DOC_KEY: doc, _CHECK_KEY: check})
+def setting(default: Any, doc: str, check: Check | None = None, restart: bool = False) -> Any:
+    """A key of a table: its *default*, one line of *doc* for the admin, an optional *check*.
+
+    *restart*: the running server cannot take a new value (a listener is
+    bound, a pool is sized, the value is built into long-lived objects), so
+    SIGHUP keeps the one it started with and says so (:mod:`.changes`).
+    """
+    return dataclasses.field(default=default, metadata={_DOC_KEY: doc, _CHECK_KEY: check, _RESTART_KEY: restart})
 
 
-def table(cls: type[TableT]) -> TableT:
-    """A sub-table (``[name]``) whose keys are the fields of *cls*, introduced by ``cls.DOC``."""
-    return dataclasses.field(default_factory=cls, metadata={_DOC_KEY: cls.DOC, _CHECK_KEY: None})
+def table(cls: type[TableT], restart: bool = False) -> TableT:
+    """A sub-table (``[name]``) whose keys are the fields of *cls*, introduced by ``cls.DOC``;
+    *restart* makes every key of it one that takes a restart (see :func:`setting`)."""
+    return dataclasses.field(default_factory=cls, metadata={_DOC_KEY: cls.DOC, _CHECK_KEY: None,
+                                                            _RESTART_KEY: restart})
 
 
-def mapping(cls: type[TableT], doc: str, key: Check) -> "Mapping[str, TableT]":
+def mapping(cls: type[TableT], doc: str, key: Check, restart: bool = False) -> "Mapping[str, TableT]":
     """A sub-table of named entries (``[name]`` with ``"key" = { ... }`` lines), each a *cls*.
 
     The admin picks the names (recipient domains, say), so they are not
     fields: *key* checks each one and returns it in canonical form (raising
     :class:`Invalid`), and each value is read as a table of *cls*'s keys.
-    Empty by default; read-only once loaded.
+    Empty by default; read-only once loaded.  *restart*: as for :func:`setting`.
     """
     return dataclasses.field(
-        default_factory=lambda: MappingProxyType({}), metadata={_DOC_KEY: doc, _CHECK_KEY: key, _ENTRY_KEY: cls}
+        default_factory=lambda: MappingProxyType({}),
+        metadata={_DOC_KEY: doc, _CHECK_KEY: key, _ENTRY_KEY: cls, _RESTART_KEY: restart},
     )
 
 
@@ -96,6 +105,11 @@ def settings(cls: type) -> list[dataclasses.Field]:
 def doc(field: dataclasses.Field) -> str:
     """The admin's line about *field*."""
     return field.metadata[_DOC_KEY]
+
+
+def needs_restart(field: dataclasses.Field) -> bool:
+    """Whether a new value of *field* takes effect only after a restart (see :func:`setting`)."""
+    return field.metadata[_RESTART_KEY]
 
 
 def default(field: dataclasses.Field) -> Any:

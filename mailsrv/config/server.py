@@ -55,23 +55,23 @@ class Config(Table):
         "localhost",
         "Name used in the SMTP greeting and EHLO reply, Received headers, and the generated self-signed "
         "certificate. Use the name your MX record points at.",
-        _hostname,
+        _hostname, restart=True,
     )
     data_dir: str = setting(
         "mailsrv-data",
-        "Holds mail/ (the Maildirs), spool/, users, aliases, senders and tls/ (generated certificate).",
+        "Holds mail/ (the Maildirs), spool/, users, aliases, senders and tls/ (generated certificate).", restart=True,
     )
     domains: tuple[str, ...] = setting(
         ("example.test",),
         "Domains whose mail is delivered here (IDNA names may be written in Unicode). Mail for any other "
         "domain is refused on port 25 (no open relay); logged-in users send to any domain through the queue.",
-        _domains,
+        _domains, restart=True,
     )
     shutdown_grace: int = setting(
         10,
         "Seconds a stopping server (SIGTERM) lets commands in progress finish, such as a message being "
         "sent; idle sessions are told goodbye at once. Then every connection is closed.",
-        at_least(0),
+        at_least(0), restart=True,
     )
     public_addresses: tuple[str, ...] = setting(
         (),
@@ -79,7 +79,7 @@ class Config(Table):
         "prints; [] uses the source address of the host's default routes (wrong behind NAT).",
         every(ipaddress.ip_address, "an IPv4 or IPv6 address"),
     )
-    listen: ListenConfig = table(ListenConfig)
+    listen: ListenConfig = table(ListenConfig, restart=True)
     tls: TLSConfig = table(TLSConfig)
     limits: LimitsConfig = table(LimitsConfig)
     auth: AuthConfig = table(AuthConfig)
@@ -88,13 +88,13 @@ class Config(Table):
     spam: SpamConfig = table(SpamConfig)
     imap: IMAPConfig = table(IMAPConfig)
     quota: QuotaConfig = table(QuotaConfig)
-    threads: ThreadsConfig = table(ThreadsConfig)
-    dns: DNSConfig = table(DNSConfig)
+    threads: ThreadsConfig = table(ThreadsConfig, restart=True)
+    dns: DNSConfig = table(DNSConfig, restart=True)
     delivery: DeliveryConfig = table(DeliveryConfig)
-    warmup: WarmupConfig = table(WarmupConfig)
-    mta_sts_policy: MTASTSPolicyConfig = table(MTASTSPolicyConfig)
-    http: HTTPConfig = table(HTTPConfig)
-    log: LogConfig = table(LogConfig)
+    warmup: WarmupConfig = table(WarmupConfig, restart=True)
+    mta_sts_policy: MTASTSPolicyConfig = table(MTASTSPolicyConfig, restart=True)
+    http: HTTPConfig = table(HTTPConfig, restart=True)
+    log: LogConfig = table(LogConfig, restart=True)
     #: The file the configuration was read from, for messages.
     source: str = field(default=DEFAULT_SOURCE)
 

@@ -44,9 +44,16 @@ class SpamConfig(Table):
 
     rspamd: str = setting(
         "", 'The rspamd scanner (its normal worker), such as "http://127.0.0.1:11333"; "" scans nothing.', http_url,
+        restart=True,
     )
     timeout: str = setting(
         "20s", "How long one scan may take before it counts as failed (on_error says what then).", duration,
+        restart=True,
+    )
+    hostname_timeout: str = setting(
+        "5s", "How long the client's name (reverse DNS confirmed by forward DNS, rspamd's Hostname header) may "
+        'take to look up; past it, or when no name is confirmed, rspamd is told "unknown".', duration,
+        restart=True,
     )
     on_error: str = setting(
         "accept",
@@ -56,8 +63,9 @@ class SpamConfig(Table):
     )
     controller: str = setting(
         "", 'The rspamd controller that learns spam and ham from IMAP moves, such as "http://127.0.0.1:11334"; '
-        '"" learns nothing.', http_url,
+        '"" learns nothing.', http_url, restart=True,
     )
     password_file: str = setting(
         "", "File holding the controller's password (its first line), sent as its Password header; \"\" sends none.",
+        restart=True,
     )

@@ -46,32 +46,43 @@ class TLSConfig(Table):
         "generated into <data_dir>/tls/ on first start.",
         _existing_file,
     )
-    key: str = setting("", "PEM private key of the certificate; read at start, as root.", _existing_file)
+    key: str = setting(
+        "", "PEM private key of the certificate; read at start as root, on SIGHUP and after a change as the "
+        "server's user (who must then be able to read it).", _existing_file,
+    )
     min_version: str = setting("1.2", 'Lowest TLS version accepted: "1.2" or "1.3".', _tls_version)
+    check_interval: int = setting(
+        60,
+        "Seconds between looks at the cert and key files: a renewal that replaced them is served to new "
+        "connections without a SIGHUP (a cert and key that do not match yet are tried again next time). 0: no look.",
+        at_least(0), restart=True,
+    )
     acme: bool = setting(
         False,
         "Obtain and renew the certificate from an ACME CA (RFC 8555, e.g. Let's Encrypt; true agrees to the "
         "CA's terms of service), answering HTTP-01 on [listen] http, which the CA reaches as port 80; until the "
-        "first one is issued, cert and key (or the self-signed one) serve.",
+        "first one is issued, cert and key (or the self-signed one) serve.", restart=True,
     )
     acme_directory: str = setting(
-        "", 'The CA\'s ACME directory URL, e.g. "https://acme-v02.api.letsencrypt.org/directory".', _url
+        "", 'The CA\'s ACME directory URL, e.g. "https://acme-v02.api.letsencrypt.org/directory".', _url, restart=True
     )
-    acme_email: str = setting("", "Contact address given to the CA for expiry notices; \"\" gives none.")
+    acme_email: str = setting("", "Contact address given to the CA for expiry notices; \"\" gives none.", restart=True)
     acme_names: tuple[str, ...] = setting(
         (),
         "Names of the certificate; [] is the hostname plus autoconfig.<domain>, autodiscover.<domain> and "
         "mta-sts.<domain> for every local domain (each must resolve to this server).",
-        domain_names,
+        domain_names, restart=True,
     )
     acme_ca_file: str = setting(
         "", "PEM CA bundle that verifies the ACME server (a private or test CA); \"\" uses the system's.",
-        _existing_file,
+        _existing_file, restart=True,
     )
-    acme_renew_days: int = setting(30, "Renew when the certificate expires within this many days.", at_least(1))
+    acme_renew_days: int = setting(
+        30, "Renew when the certificate expires within this many days.", at_least(1), restart=True
+    )
     acme_check_interval: int = setting(
         43200, "Seconds between checks of the certificate's expiry (and for one another process renewed).",
-        at_least(1),
+        at_least(1), restart=True,
     )
 
     def check(self) -> None:

@@ -61,6 +61,8 @@ class Envelope:
     smtputf8: bool = False
     requests: dict[str, RecipientRequest] = field(default_factory=dict)
     forward_requests: dict[str, RecipientRequest] = field(default_factory=dict)
+    #: The recipients as the client named them (RCPT TO), each accepted one in order, before any alias.
+    recipients: list[str] = field(default_factory=list)
     #: The folder the local users get it in (a policy check's choice: Junk), ``None`` for their INBOX.
     folder: str | None = None
 

@@ -169,10 +169,7 @@ class Queue(Service):
     ) -> None:
         self.directory = directory
         self._remote = remote
-        self._delivery = config
-        self._retry = config.retry_seconds
-        self._lifetime = config.lifetime_seconds
-        self._delay_warning = config.delay_warning_seconds
+        self.configure(config)
         self._hostname = hostname
         self._disk = disk
         self._clock = clock
@@ -189,6 +186,14 @@ class Queue(Service):
         self._stamp: object = None
         #: The records seen by the last scan (touched only by the scans, one at a time, in the disk pool).
         self._watched: dict[str, WatchedFile[Record | None]] = {}
+
+    def configure(self, config: DeliveryConfig) -> None:
+        """Retry, give up and warn by *config* from now on (made and SIGHUP): an attempt that fails
+        from then on is scheduled with the new waits; a wait already set is not moved."""
+        self._delivery = config
+        self._retry = config.retry_seconds
+        self._lifetime = config.lifetime_seconds
+        self._delay_warning = config.delay_warning_seconds
 
     # -- IQueue ----------------------------------------------------------------
 

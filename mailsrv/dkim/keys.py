@@ -248,6 +248,12 @@ class KeyRing:
             self._cache[domain] = (stamp, keys)
         return keys
 
+    def forget(self) -> None:
+        """Read every domain's keys again at its next lookup (SIGHUP): a key file rewritten in place
+        does not move its directory's stamp."""
+        with self._lock:
+            self._cache.clear()
+
     def signing(self, domain: str) -> list[Key]:
         """The keys mail from *domain* is signed with: every one, newest first.
 

@@ -35,10 +35,10 @@ _DATE_TIME = re.compile(rb'"([ 0-9]\d-[A-Za-z]{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}
 class Arguments:
     """The arguments of one command, read left to right."""
 
-    def __init__(self, command: Command, utf8_names: bool = False) -> None:
+    def __init__(self, command: Command, utf8: bool = False) -> None:
         self._parts: list[Part] = list(command.parts)
-        #: Mailbox names are UTF-8, not modified UTF-7 (an IMAP4rev2 session: RFC 9051 5.1).
-        self._utf8_names = utf8_names
+        #: Mailbox names and quoted strings are UTF-8, not modified UTF-7 (RFC 6855 3, RFC 9051 5.1).
+        self._utf8 = utf8
         self._index = 0
         self._pos = 0
 
@@ -125,19 +125,37 @@ class Arguments:
             return literal.data
         if self.peek() == b'"':
             value, self._pos = read_quoted(self._text, self._pos)
+            if self._utf8 and not value.isascii():
+                try:
+                    value.decode("utf-8")  # strict: no overlong forms, no surrogates
+                except UnicodeDecodeError:
+                    raise syntax(b"Invalid UTF-8 in a quoted string") from None  # RFC 6855 3: MUST be BAD
             return value
         value = self._match(atom)
         if value is None:
             raise syntax(b"Missing argument")
         return value
 
+    def value(self) -> bytes | None:
+        """A METADATA value: nstring or literal8 (RFC 5464 5), ``None`` for NIL."""
+        if self._at_literal():
+            literal = self._take_literal()
+            if literal.data is None:
+                raise syntax(b"Literal too large")
+            return literal.data
+        if self.peek() == b'"':
+            return self._string(_ASTRING_ATOM)
+        if self.expect(b"NIL"):
+            return None
+        raise syntax(b"Value expected")
+
     def mailbox(self) -> str:
-        """A mailbox name (astring; modified UTF-7, RFC 3501 5.1.3, or UTF-8, RFC 9051 5.1)."""
-        return mailbox_name(self.astring(), self._utf8_names)
+        """A mailbox name (astring; modified UTF-7, RFC 3501 5.1.3, or UTF-8, RFC 6855 3 and RFC 9051 5.1)."""
+        return mailbox_name(self.astring(), self._utf8)
 
     def list_mailbox(self) -> str:
         """A LIST/LSUB pattern, wildcards allowed (RFC 3501 6.3.8)."""
-        return mailbox_name(self._string(_LIST_ATOM), self._utf8_names)
+        return mailbox_name(self._string(_LIST_ATOM), self._utf8)
 
     def number(self) -> int:
         """A number (RFC 3501 9: 32-bit unsigned)."""

@@ -12,7 +12,7 @@ import re
 from functools import partial
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from mailsrv.imap import condstore, listing
+from mailsrv.imap import condstore, listing, utf8accept
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.flags import SELECTABLE, normalize_flag
 from mailsrv.imap.overquota import require_room
@@ -41,7 +41,7 @@ LIST_CAPABILITIES = [b"LIST-EXTENDED", b"LIST-STATUS", b"SPECIAL-USE", b"CREATE-
 def quoted_name(name: str, utf8: bool) -> bytes:
     """A folder name on the wire: modified UTF-7 (RFC 3501 5.1.3), quoted, or for *utf8* UTF-8.
 
-    An IMAP4rev2 session gets its names in UTF-8 (RFC 9051 5.1), quoted,
+    A UTF8=ACCEPT or IMAP4rev2 session gets its names in UTF-8 (RFC 6855 3, RFC 9051 5.1), quoted,
     as its QUOTED-CHAR allows (RFC 9051 9); a literal only for a name
     with a line break or NUL in it.
     """
@@ -72,9 +72,13 @@ async def _select(server: "Connection", args: Arguments, writeable: bool) -> Res
     args.end()
     if server.selection is not None:
         server.untagged(b"OK [CLOSED] Previous mailbox closed")  # RFC 7162 3.2.11
-    server.deselect()  # RFC 3501 6.3.1: even a failed SELECT leaves none selected
-    folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")
-    selection = Selection(folder, writeable, server.updates_pending, server.modes)
+    previous = server.release_selection()  # RFC 3501 6.3.1: even a failed SELECT leaves none selected
+    try:
+        folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")
+        selection = Selection(folder, writeable, server.updates_pending, server.modes)
+    finally:
+        if previous is not None:
+            previous.close()
     server.select(selection)
     lines = [
         b"FLAGS " + SELECTABLE,
@@ -175,7 +179,7 @@ async def _lsub(server: "Connection", args: Arguments) -> Result:
     args.end()
     assert server.account is not None
     names = await server.account.subscribed(reference, pattern)
-    utf8 = server.modes.rev2
+    utf8 = server.modes.utf8
     server.write(b"".join(b'* LSUB () "/" ' + quoted_name(n, utf8) + b"\r\n" for n in names))
     return Result(OK, b"LSUB completed")
 
@@ -192,7 +196,7 @@ async def do_LIST(server: "Connection", args: Arguments) -> Result:
         return Result(OK, b"LIST completed")
     for entry in await listing.entries(server.account, command):
         attributes = " ".join(entry.attributes).encode()
-        name = quoted_name(entry.name, server.modes.rev2)
+        name = quoted_name(entry.name, server.modes.utf8)
         server.untagged(b"LIST (" + attributes + b') "/" ' + name + listing.childinfo(entry))
         if command.status is not None and entry.selectable:
             await _send_status(server, entry.name, command.status, missing_ok=True)
@@ -249,11 +253,14 @@ async def _send_status(server: "Connection", name: str, wanted: list[bytes], mis
         b"HIGHESTMODSEQ": folder.highest_modseq,  # RFC 7162 3.1.6
     }
     items = b" ".join(b"%s %d" % (item, values[item]) for item in wanted)
-    server.untagged(b"STATUS " + quoted_name(folder.name, server.modes.rev2) + b" (" + items + b")")
+    server.untagged(b"STATUS " + quoted_name(folder.name, server.modes.utf8) + b" (" + items + b")")
 
 
 async def do_APPEND(server: "Connection", args: Arguments) -> Result:
-    """APPEND (RFC 3501 6.3.11): byte-exact, durable before the OK, ``[APPENDUID]`` (RFC 4315 3)."""
+    """APPEND (RFC 3501 6.3.11): byte-exact, durable before the OK, ``[APPENDUID]`` (RFC 4315 3).
+
+    RFC 6855 4's ``UTF8`` item and 8-bit header rule are :func:`.utf8accept.append_message`'s.
+    """
     name = args.mailbox()
     args.space()
     flags: list[str] = []
@@ -263,7 +270,7 @@ async def do_APPEND(server: "Connection", args: Arguments) -> Result:
     internaldate = args.date_time()
     if internaldate is not None:
         args.space()
-    body = args.message()
+    body = await utf8accept.append_message(server, args)
     args.end()
     folder = await open_folder(server, name, TRYCREATE)
     if body.size == 0:

@@ -16,12 +16,18 @@ transaction.  A message whose file is gone (expunged meanwhile) is never
 written: a key can live on in another folder (COPY's hard links), and an
 empty row would lie about it there.  When the cache fails, the answers here
 are None and the caller reads the message instead.
+
+A SEARCH whose content keys are all header keys FROM ... SUBJECT is
+answered as key sets (:func:`header_sets`: one query per key), so it makes
+no Message for a message whose row exists; FETCH makes one only for a
+message whose row lacks what it asks (:func:`fetch_items`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
+from mailsrv.imap.candidates import Candidates
 from mailsrv.imap.search import Message, decoded_body, decoded_header, head_text
 from mailsrv.imap.sortfields import MessageFields, dump_fields, load_fields
 from mailsrv.imap.structure import body_structure, encode, envelope
@@ -76,28 +82,30 @@ _GROUP_OF = {"envelope": "envelope", "fields": "fields", "bodystructure": "bodys
 
 
 def filled(
-    cache: MessageCache, messages: Sequence[Message], columns: Sequence[str],
+    cache: MessageCache, keys: Sequence[str], columns: Sequence[str], message_at: Callable[[int], Message],
     cancelled: Callable[[], bool] = lambda: False,
 ) -> tuple[dict[str, tuple], bool]:
-    """Key -> the values of *columns* for *messages*, the missing groups made from their files and stored.
+    """Key -> the values of *columns* for *keys*, the missing groups made from the messages' files and stored.
 
-    A message whose file is gone is left out.  Also says whether what was
-    made was stored (a failed cache still gives the values).  Values are
-    tuples, the cache's own where nothing was missing: a search over
-    100,000 messages holds one small tuple per message, no more.
+    ``message_at(i)`` is the message of ``keys[i]``, asked for only when
+    its row lacks a group.  A message whose file is gone is left out.  Also
+    says whether what was made was stored (a failed cache still gives the
+    values).  Values are tuples, the cache's own where nothing was missing:
+    a search over 100,000 messages holds one small tuple per message, no more.
     """
     groups = sorted({_GROUP_OF[column] for column in columns})
     wanted = list(columns) + [group for group in groups if group not in columns]
     marks = [wanted.index(group) for group in groups]
-    found = cache.get([m.key for m in messages], wanted)
+    found = cache.get(keys, wanted)
     out: dict[str, tuple] = {}
     fresh: dict[str, dict[str, object]] = {}
-    for message in messages:
-        values = found.get(message.key)
+    for index, key in enumerate(keys):
+        values = found.get(key)
         missing = groups if values is None else [g for g, i in zip(groups, marks) if values[i] is None]
         if missing:
             if cancelled():
                 continue
+            message = message_at(index)
             made: dict[str, object] = {}
             for group in missing:
                 made.update(_GROUPS[group](message))
@@ -105,18 +113,54 @@ def filled(
             message.__dict__.pop("entity", None)
             if message.missing:
                 continue
-            fresh[message.key] = made
+            fresh[key] = made
             old = values or (None,) * len(wanted)
             values = tuple(made.get(column, old[i]) for i, column in enumerate(wanted))
-        out[message.key] = values[: len(columns)]
+        out[key] = values[: len(columns)]
     stored = cache.put(fresh) if fresh else True
     return out, stored
 
 
-def fetch_items(cache: MessageCache, messages: Sequence[Message], columns: Sequence[str]) -> dict[int, dict[str, bytes]]:
-    """UID -> column -> value, for FETCH (see :func:`filled`)."""
-    out, _ = filled(cache, messages, columns)
-    return {m.uid: dict(zip(columns, out[m.key])) for m in messages if m.key in out}
+def fetch_items(cache: MessageCache, candidates: Candidates, columns: Sequence[str]) -> dict[int, dict[str, bytes]]:
+    """UID -> column -> value, for FETCH (see :func:`filled`); a Message only for a message the cache lacks."""
+    out, _ = filled(cache, candidates.keys(), columns, candidates.message)
+    return {view.uid: dict(zip(columns, out[view.key])) for _, view in candidates.views if view.key in out}
+
+
+def header_sets(
+    cache: MessageCache, candidates: Candidates, wanted: Iterable[tuple[str, str]], cancelled: Callable[[], bool],
+) -> dict[tuple[str, str], set[str]] | None:
+    """For each ``(field, needle)`` of *wanted*: the keys whose decoded field holds the needle.
+
+    The rows every candidate lacks are made first (its Message made and
+    parsed for that alone); a message gone meanwhile has none, and so
+    passes no test, as it would when read (an empty message has no
+    field).  One query per test after that, none per message.  None when
+    the cache cannot answer for every candidate: the caller reads them.
+    """
+    keys = candidates.keys()
+    lacking = cache.lacking("h_present", keys)
+    if lacking is None:
+        return None
+    if lacking:
+        _, stored = filled(cache, [keys[i] for i in lacking], ("h_present",),
+                           lambda index: candidates.message(lacking[index]), cancelled)
+        if not stored or cancelled():
+            return None
+    answers: dict[tuple[str, str], set[str]] = {}
+    for name, needle in wanted:
+        found = cache.matching(HEADER_FIELDS[name], _utf8(needle))
+        if found is None:
+            return None
+        answers[name, needle] = found
+    return answers
+
+
+def _filled_for(
+    cache: MessageCache, messages: Sequence[Message], columns: Sequence[str], cancelled: Callable[[], bool],
+) -> tuple[dict[str, tuple], bool]:
+    """:func:`filled` for messages already made (a search's)."""
+    return filled(cache, [m.key for m in messages], columns, messages.__getitem__, cancelled)
 
 
 class Lookup:
@@ -147,7 +191,7 @@ class Lookup:
     def _with_rows(self) -> set[str]:
         """The keys whose header fields are cached, once every message that lacked them was parsed."""
         if self._rows is None:
-            out, stored = filled(self._cache, self._messages, ("h_present",), self._cancelled)
+            out, stored = _filled_for(self._cache, self._messages, ("h_present",), self._cancelled)
             self._rows = set(out) if stored else set()
         return self._rows
 
@@ -204,6 +248,6 @@ class Lookup:
     def fields(self, message: Message) -> MessageFields | None:
         """The SORT and THREAD fields of *message*."""
         if self._fields is None:
-            self._fields = filled(self._cache, self._sorted, ("fields",), self._cancelled)[0]
+            self._fields = _filled_for(self._cache, self._sorted, ("fields",), self._cancelled)[0]
         values = self._fields.get(message.key)
         return None if values is None else load_fields(values[0], message.internaldate)

@@ -49,10 +49,10 @@ async def do_GETQUOTAROOT(server: "Connection", args: Arguments) -> Result:
     args.end()
     folder = await open_folder(server, name, b"[NONEXISTENT] No such mailbox")
     if limits_of(server).unlimited:
-        server.untagged(b"QUOTAROOT " + quoted_name(folder.name, server.modes.rev2))
+        server.untagged(b"QUOTAROOT " + quoted_name(folder.name, server.modes.utf8))
     else:
         usage = await usage_of(server)
-        server.untagged(b"QUOTAROOT " + quoted_name(folder.name, server.modes.rev2) + b" " + encode(ROOT))
+        server.untagged(b"QUOTAROOT " + quoted_name(folder.name, server.modes.utf8) + b" " + encode(ROOT))
         server.untagged(_quota_line(usage))
     return Result(OK, b"GETQUOTAROOT completed")
 

@@ -27,9 +27,10 @@ announce 100 GB and send nothing): the answer is the same BAD, then BYE,
 and the connection is closed.
 
 BINARY (RFC 3516 4.4): APPEND's message may be a literal8, ``~{n}`` or
-``~{n+}``, under the same limits; it is the only literal that may carry
-NUL octets (RFC 3501 9: CHAR8 excludes NUL), so a NUL in any other literal
-makes the command BAD once it is read whole.  The store keeps messages
+``~{n+}``, under the same limits, and so may a SETMETADATA value (RFC 5464
+5); they are the only literals that may carry NUL octets (RFC 3501 9: CHAR8
+excludes NUL), so a NUL in any other literal makes the command BAD once it
+is read whole.  The store keeps messages
 with LF line ends (:mod:`mailsrv.message.wire`), which gives back a
 literal8 octet for octet unless it holds a bare LF: such content is
 refused with ``NO [UNKNOWN-CTE]``, as RFC 3516 4.4 asks of a mailbox that
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
 # than 20 digits is no size we read.
 _LITERAL = re.compile(rb"(?P<binary>~?)\{(?P<size>[0-9]{1,20})(?P<plus>\+?)\}\Z")
 _ANY_LITERAL = re.compile(rb"\{[^{}]*\}\Z")
+#: The commands whose literals may be literal8 (RFC 3516 4.4 APPEND, RFC 5464 5 SETMETADATA values).
+_LITERAL8_COMMANDS = frozenset({b"APPEND", b"SETMETADATA"})
 #: A refused non-synchronising literal up to this many times the largest literal is read past.
 DRAIN_FACTOR = 2
 
@@ -73,9 +76,9 @@ async def read_command(server: "Connection", tag: bytes, name: bytes, rest: byte
                 raise syntax(b"Invalid literal")
             binary, size, synchronising = bool(match["binary"]), int(match["size"]), not match["plus"]
             parts.append(text[: match.start()])
-            if binary and not appending:
-                await _refuse_literal(server, size, synchronising, syntax(b"literal8 is for APPEND only"))
-            octets = Octets(binary)
+            if binary and name not in _LITERAL8_COMMANDS:
+                await _refuse_literal(server, size, synchronising, syntax(b"literal8 is for APPEND and SETMETADATA"))
+            octets = Octets(binary, message=appending)
             if appending and size > budget:
                 if size > limits.imap_max_literal_size:
                     await _refuse_literal(server, size, synchronising, no(b"[TOOBIG] Message too large"))
@@ -108,12 +111,14 @@ async def read_command(server: "Connection", tag: bytes, name: bytes, rest: byte
 class Octets:
     """What a literal's octets allow, checked as they arrive (a chunk at a time).
 
-    A literal may not hold NUL unless it is a literal8; a literal8 may not
-    hold a bare LF, which the store would not give back as it came.
+    A literal may not hold NUL unless it is a literal8; a literal8 message
+    may not hold a bare LF, which the store would not give back as it came.
     """
 
-    def __init__(self, binary: bool) -> None:
+    def __init__(self, binary: bool, message: bool = True) -> None:
         self.binary = binary
+        #: A message goes to the store, which keeps LF line ends; a METADATA value is kept as it came.
+        self.message = message
         self.nul = False
         self.bare_lf = False
         self._last = b""
@@ -121,7 +126,7 @@ class Octets:
     def check(self, chunk: bytes) -> None:
         """Look at the next *chunk* of the literal."""
         self.nul = self.nul or b"\0" in chunk
-        if self.binary and not self.bare_lf and chunk:
+        if self.binary and self.message and not self.bare_lf and chunk:
             self.bare_lf = BARE_LF.search(self._last + chunk) is not None
             self._last = chunk[-1:]
 

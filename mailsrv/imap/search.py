@@ -114,6 +114,26 @@ _ATOM_END = re.compile(rb"[ ()]")
 #: folder's snapshot holds (flags, size, dates, UIDs, modseqs).
 CONTENT = b"CONTENT"
 _CONTENT_KEYS = {*_HEADER_KEYS, b"HEADER", b"BODY", b"TEXT", b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
+#: Noted with :data:`CONTENT` when a content key is not one of :class:`HeaderTests`' (BODY,
+#: TEXT, SENT*, HEADER of another field): the program then reads messages one by one.
+READS_FILES = b"READS_FILES"
+_INDEXED_FIELDS = frozenset(_HEADER_KEYS.values())
+
+
+class HeaderTests:
+    """The FROM, TO, CC, BCC and SUBJECT tests of one program, answerable as sets of Maildir keys.
+
+    The compiled program notes each ``(field, needle)`` it tests in
+    *wanted*.  Once *answers* holds, for every one of them, the keys of the
+    messages that pass it (the message cache's :func:`.msgcache.header_sets`
+    does this in one query each), the program tests a message by its key
+    alone, and can run over the session's views without reading a file
+    or making a :class:`Message` per message.
+    """
+
+    def __init__(self) -> None:
+        self.wanted: set[tuple[str, str]] = set()
+        self.answers: dict[tuple[str, str], set[str]] = {}
 
 
 class SearchError(ValueError):
@@ -277,7 +297,7 @@ class _Compiler:
 
     def __init__(
         self, tokens: Sequence[Any], last_seq: int, last_uid: int, saved: frozenset[int], depth: int = 0,
-        used: set[bytes] | None = None,
+        used: set[bytes] | None = None, headers: HeaderTests | None = None,
     ) -> None:
         if depth > MAX_DEPTH:
             raise SearchError("search program nested too deeply")
@@ -289,6 +309,7 @@ class _Compiler:
         #: Keys the program uses that change the response (MODSEQ: RFC 7162 3.1.5)
         #: or how it must run (:data:`CONTENT`).
         self.used = set() if used is None else used
+        self.headers = HeaderTests() if headers is None else headers
 
     def arg(self) -> bytes:
         token = next(self.tokens, None)
@@ -308,6 +329,8 @@ class _Compiler:
             keys.append(self.key(token))
         if not keys:
             raise SearchError("empty search program")
+        if len(keys) == 1:
+            return keys[0]
         return lambda seq, m: all(k(seq, m) for k in keys)
 
     def operand(self) -> Predicate:
@@ -333,7 +356,9 @@ class _Compiler:
 
     def key(self, token: Any) -> Predicate:  # noqa: C901 - one branch per RFC key
         if isinstance(token, list):
-            return _Compiler(token, self.last_seq, self.last_uid, self.saved, self.depth + 1, self.used).all()
+            return _Compiler(
+                token, self.last_seq, self.last_uid, self.saved, self.depth + 1, self.used, self.headers,
+            ).all()
         upper = token.upper()
         if token == b"$":  # RFC 5182 2.1: the saved result, as a sequence set
             return self._saved()
@@ -353,12 +378,12 @@ class _Compiler:
         if upper in _CONTENT_KEYS:
             self.used.add(CONTENT)
         if upper in _HEADER_KEYS:
-            name, needle = _HEADER_KEYS[upper], _text(self.arg())
-            return lambda seq, m: _has_text(m, name, needle)
+            return self._header(_HEADER_KEYS[upper], _text(self.arg()))
         if upper == b"HEADER":
             name = self.arg().decode("ascii", "replace").lower()
-            needle = _text(self.arg())
-            return lambda seq, m: _has_text(m, name, needle)
+            return self._header(name, _text(self.arg()))
+        if upper in _CONTENT_KEYS:
+            self.used.add(READS_FILES)
         if upper in (b"BODY", b"TEXT"):
             needle, with_header = _text(self.arg()), upper == b"TEXT"
             return lambda seq, m: _body_has(m, needle, with_header)
@@ -385,6 +410,21 @@ class _Compiler:
             return lambda seq, m: left(seq, m) or right(seq, m)
         raise SearchError("unknown search key")
 
+    def _header(self, name: str, needle: str) -> Predicate:
+        """*needle* in the decoded *name* fields: by the message's key once :class:`HeaderTests` has the answer."""
+        if name not in _INDEXED_FIELDS:
+            self.used.add(READS_FILES)
+            return lambda seq, m: _has_text(m, name, needle)
+        self.headers.wanted.add((name, needle))
+        answers = self.headers.answers
+
+        def check(seq: int, m: Any) -> bool:
+            if answers:
+                return m.key in answers[name, needle]
+            return _has_text(m, name, needle)
+
+        return check
+
     def _saved(self) -> Predicate:
         saved = self.saved
         return lambda seq, m: m.uid in saved
@@ -410,16 +450,17 @@ class _Compiler:
 
 def compile_search(
     query: Sequence[Any], last_seq: int, last_uid: int, saved: frozenset[int] = frozenset(),
-    used: set[bytes] | None = None,
+    used: set[bytes] | None = None, headers: HeaderTests | None = None,
 ) -> Predicate:
     """A predicate for the search program *query* (raises :class:`SearchError`).
 
     *last_seq* and *last_uid* give ``*`` its meaning in sequence and UID
     sets, *saved* (UIDs) gives ``$`` its meaning (RFC 5182 2.1); *used*
     collects the keys that change the response (``MODSEQ``, RFC 7162 3.1.5)
-    and notes :data:`CONTENT` when the program reads message files.
+    and notes :data:`CONTENT` when the program reads message files
+    (:data:`READS_FILES` too unless *headers* can answer every content key).
     """
-    return _Compiler(query, last_seq, last_uid, saved, used=used).all()
+    return _Compiler(query, last_seq, last_uid, saved, used=used, headers=headers).all()
 
 
 def parse_search(parts: Sequence[Any]) -> list[Any]:

@@ -11,23 +11,24 @@ the user's message cache where it can (:class:`.msgcache.Lookup`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 from mailsrv.imap import condstore, thread
 from mailsrv.imap.arguments import Arguments
+from mailsrv.imap.candidates import Candidates
 from mailsrv.imap.esearch import ReturnOptions, read_return
 from mailsrv.imap.fetch import View
-from mailsrv.imap.msgcache import Lookup
+from mailsrv.imap.msgcache import Lookup, header_sets
 from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
-from mailsrv.imap.search import CONTENT, Message, SearchError, compile_search, parse_search, run_search
+from mailsrv.imap.search import (
+    CONTENT, READS_FILES, HeaderTests, Message, SearchError, compile_search, parse_search, run_search,
+)
 from mailsrv.imap.sort import Hit, read_criteria, sort_hits
 from mailsrv.imap.sortfields import message_fields
-from mailsrv.store.folder import locate
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
     from mailsrv.imap.selection import Selection
-    from mailsrv.store import Folder
 
 #: The charsets search strings may be in (RFC 3501 6.4.4: US-ASCII at least).
 CHARSETS = (b"UTF-8", b"US-ASCII")
@@ -52,9 +53,15 @@ def _invalid_search(error: SearchError) -> CommandError:
     return bad(b"Invalid search: " + str(error).encode("ascii", "replace"))
 
 
-def _charset(args: Arguments) -> bytes:
-    """The charset of SORT and THREAD, required there (RFC 5256 3), and the space after it."""
+def _charset(server: "Connection", args: Arguments) -> bytes:
+    """The charset of SORT and THREAD, required there (RFC 5256 3), and the space after it.
+
+    After ``ENABLE UTF8=ACCEPT`` the strings are UTF-8 whatever it says, so any other is BAD
+    (RFC 6855 3, erratum 4029).
+    """
     charset = args.astring()
+    if server.modes.utf8_accept and charset.upper() != b"UTF-8":
+        raise bad(b"Only CHARSET UTF-8 after ENABLE UTF8=ACCEPT")
     if not args.more():
         raise syntax(b"Search criteria missing")
     args.space()
@@ -69,7 +76,9 @@ async def _matching(
 
     *used* collects the keys that change the response (``MODSEQ``).  A
     plain SEARCH (*then* is ``list``) that reads no file is answered from
-    the session's views alone, without a Message per message.
+    the session's views alone, without a Message per message; so is one
+    whose content keys are all FROM, TO, CC, BCC or SUBJECT, once the
+    message cache gave each test's keys (:func:`.msgcache.header_sets`).
     """
     try:
         query = parse_search(args.rest())
@@ -81,8 +90,9 @@ async def _matching(
     await server.sync()
     count = selection.exists
     used = set() if used is None else used
+    headers = HeaderTests()
     try:
-        matches = compile_search(query, count, selection.uid_of(count) if count else 0, selection.saved, used)
+        matches = compile_search(query, count, selection.uid_of(count) if count else 0, selection.saved, used, headers)
     except SearchError as e:
         raise _invalid_search(e) from None
     views = selection.all_views()
@@ -90,58 +100,46 @@ async def _matching(
         if len(views) <= INLINE_LIMIT:
             return _flag_hits(views, matches)
         return await server.ctx.workers.search.run(lambda: _flag_hits(views, matches))
-    make_candidates = searchable(selection.folder, views)
+    candidates = Candidates(selection.folder, views)
     cancelled = lambda: server.closing  # noqa: E731
     cache = selection.folder.cache
+    by_key = then is list and READS_FILES not in used and cache is not None
 
     def job() -> Any:
-        candidates = make_candidates()
+        if by_key:
+            assert cache is not None
+            answers = header_sets(cache, candidates, headers.wanted, cancelled)
+            if answers is not None:
+                headers.answers.update(answers)
+                return _flag_hits(views, matches)
+        messages = candidates.messages()
         if cache is None:
-            return then(run_search(candidates, matches, cancelled))
-        lookup = Lookup(cache, candidates, cancelled)
-        for message in candidates:
+            return then(run_search(messages, matches, cancelled))
+        lookup = Lookup(cache, messages, cancelled)
+        for message in messages:
             message.cache = lookup
         try:
-            return then(run_search(candidates, matches, cancelled))
+            return then(run_search(messages, matches, cancelled))
         finally:
             # The messages and their lookup refer to each other: once the cycle is
             # broken, reference counting frees them at once, not a later collection.
-            for message in candidates:
+            for message in messages:
                 message.cache = None
 
     return await server.ctx.workers.search.run(job)
 
 
-def _unread() -> None:
-    return None
+class Found(NamedTuple):
+    """A message a plain SEARCH found, as much of it as the answer needs."""
+
+    seq: int
+    uid: int
+    modseq: int
 
 
-def _flag_hits(views: list[tuple[int, View]], matches: Callable[[int, Any], bool]) -> list[Message]:
-    """The views *matches* accepts, as Messages with no file (the program reads none)."""
-    return [
-        Message(seq, v.uid, v.flags, v.size, v.internaldate, "", _unread, v.modseq)
-        for seq, v in views if matches(seq, v)
-    ]
-
-
-def searchable(folder: "Folder", views: Sequence[tuple[int, View]]) -> Callable[[], list[Message]]:
-    """``(seq, view)`` pairs as messages a pool thread can read, made by the function returned, in the pool.
-
-    Only the files are noted here, on the reactor thread (the snapshot
-    lives there): a path, a finder and a Message per message cost the
-    reactor more than the rest of a header SEARCH.
-    """
-    root = folder.path
-    rows = list(zip(views, folder.files_of(view.uid for _, view in views)))
-
-    def make() -> list[Message]:
-        return [
-            Message(seq, view.uid, view.flags, view.size, view.internaldate, *locate(root, rel, view.key),
-                    view.modseq, view.key)
-            for (seq, view), rel in rows
-        ]
-
-    return make
+def _flag_hits(views: list[tuple[int, View]], matches: Callable[[int, Any], bool]) -> list[Found]:
+    """The views *matches* accepts (the program reads no file, or only :class:`HeaderTests`' answers)."""
+    return [Found(seq, v.uid, v.modseq) for seq, v in views if matches(seq, v)]
 
 
 def _with_fields(hits: list[Message]) -> list[Hit]:
@@ -162,6 +160,8 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
         options = ReturnOptions(frozenset())
     charset = None
     if args.expect(b"CHARSET "):
+        if server.modes.utf8_accept:
+            raise bad(b"No CHARSET after ENABLE UTF8=ACCEPT: strings are UTF-8")  # RFC 6855 3
         charset = args.astring()
         if not args.more():
             raise syntax(b"search criteria missing")
@@ -198,7 +198,7 @@ async def sort_command(server: "Connection", args: Arguments, uid: bool = False)
     """SORT (RFC 5256 3): ``* SORT`` with the matching messages in the order asked."""
     criteria = read_criteria(args)
     args.space()
-    charset = _charset(args)
+    charset = _charset(server, args)
     hits = await _matching(server, args, charset, lambda found: sort_hits(_with_fields(found), criteria))
     server.untagged(b" ".join([b"SORT"] + [b"%d" % (m.uid if uid else m.seq) for m, _ in hits]))
     return Result(OK, b"SORT completed")
@@ -210,7 +210,7 @@ async def thread_command(server: "Connection", args: Arguments, uid: bool = Fals
     if algorithm is None:
         raise bad(b"Unknown THREAD algorithm")
     args.space()
-    charset = _charset(args)
+    charset = _charset(server, args)
     data = await _matching(server, args, charset, lambda found: thread.render(algorithm(_with_fields(found), uid)))
     server.untagged(b"THREAD " + data if data else b"THREAD")
     return Result(OK, b"THREAD completed")

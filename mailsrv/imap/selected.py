@@ -20,6 +20,7 @@ from twisted.mail import imap4
 
 from mailsrv.imap import condstore, fetch, msgcache
 from mailsrv.imap.arguments import Arguments
+from mailsrv.imap.candidates import Candidates
 from mailsrv.imap.fetchatt import parse_fetch_items
 from mailsrv.imap.folders import open_folder
 from mailsrv.imap.overquota import require_room
@@ -27,7 +28,7 @@ from mailsrv.imap.responses import (
     EXPUNGE_ISSUED, NO, OK, READ_ONLY, TRYCREATE, Result, bad, no, syntax,
 )
 from mailsrv.imap.esearch import saved_set
-from mailsrv.imap.searching import search_command, searchable, sort_command, thread_command
+from mailsrv.imap.searching import search_command, sort_command, thread_command
 from mailsrv.imap.sequences import uid_set
 from mailsrv.store import MessageGone
 
@@ -121,14 +122,28 @@ async def fetch_command(server: "Connection", args: Arguments, uid: bool = False
     return Result(OK, b"FETCH completed")
 
 
-async def _fetch_known(server: "Connection", views: list[tuple[int, fetch.View]], items: list, uid: bool) -> None:
-    """Responses that need no message file (FLAGS, UID, sizes, dates): one write for the slice.
+async def _fetch_known(
+    server: "Connection", views: list[tuple[int, fetch.View]], items: list, uid: bool,
+    cached: "dict[int, dict[str, bytes]] | None" = None,
+) -> bool:
+    """Responses that need no message file (FLAGS, UID, sizes, dates, cached ENVELOPE...): one write.
 
     ``UID FETCH 1:* (FLAGS)`` of 100,000 messages spent most of its time
-    in a write, a drain and a coroutine per message.
+    in a write, a drain and a coroutine per message.  With *cached* (UID ->
+    the cache's values), a message missing there was expunged before its
+    file could be read: it is left out, and the answer is False.
     """
+    complete = True
+    pieces: list[bytes] = []
+    for seq, view in views:
+        entry = None if cached is None else cached.get(view.uid)
+        if cached is not None and entry is None:
+            complete = False
+            continue
+        pieces.append(fetch.render_known(seq, view, items, uid, entry))
     await server.drain()
-    server.write(b"".join([piece for seq, view in views for piece in fetch.render(seq, view, items, uid)]))
+    server.write(b"".join(pieces))
+    return complete
 
 
 async def _fetch_all(server: "Connection", views: list[tuple[int, fetch.View]], items: list, uid: bool) -> bool:
@@ -136,7 +151,8 @@ async def _fetch_all(server: "Connection", views: list[tuple[int, fetch.View]], 
 
     ENVELOPE, BODYSTRUCTURE and BODY come from the user's message cache,
     one trip to the search pool per batch (:func:`.msgcache.fetch_items`),
-    the next batch asked for while this one is sent.
+    the next batch asked for while this one is sent; when the cache answers
+    every item that needs a file, a batch goes out in one write.
     """
     folder = _selection(server).folder
     columns = sorted({fetch.CACHED_ITEMS[item.name] for item in items if item.name in fetch.CACHED_ITEMS})
@@ -147,21 +163,24 @@ async def _fetch_all(server: "Connection", views: list[tuple[int, fetch.View]], 
     def cached(batch: list[tuple[int, fetch.View]]) -> "Deferred[dict[int, dict[str, bytes]]] | None":
         if cache is None or not batch:
             return None
-        make = searchable(folder, batch)
-        return server.ctx.workers.search.run(lambda: msgcache.fetch_items(cache, make(), columns))
+        candidates = Candidates(folder, batch)
+        return server.ctx.workers.search.run(msgcache.fetch_items, cache, candidates, columns)
 
     complete = True
     coming = cached(batches[0]) if batches else None
     for n, batch in enumerate(batches, 1):
         answers = await coming if coming is not None else None
         coming = cached(batches[n]) if n < len(batches) else None
-        for seq, view in batch:
-            await server.drain()
-            entry = None if answers is None else answers.get(view.uid)
-            if answers is not None and entry is None:
-                complete = False  # its file was gone before it could be read
-            elif not await _fetch_one(server, seq, view, items, uid, need, entry):
-                complete = False
+        if answers is not None and need is fetch.Need.NOTHING:
+            complete = await _fetch_known(server, batch, items, uid, answers) and complete
+        else:
+            for seq, view in batch:
+                await server.drain()
+                entry = None if answers is None else answers.get(view.uid)
+                if answers is not None and entry is None:
+                    complete = False  # its file was gone before it could be read
+                elif not await _fetch_one(server, seq, view, items, uid, need, entry):
+                    complete = False
         if n < len(batches):
             await server.yield_turn()
     return complete
@@ -181,9 +200,6 @@ async def _fetch_one(
     cached: dict[str, bytes] | None = None,
 ) -> bool:
     """Send one message's response; False when it was expunged before it could be read."""
-    if need is fetch.Need.NOTHING:
-        server.write(b"".join(fetch.render(seq, view, items, uid, cached=cached)))  # type: ignore[arg-type]
-        return True
     try:
         stored = await _selection(server).folder.open_message(view.uid)
     except MessageGone:

@@ -97,15 +97,15 @@ class Selection:
         return resolve_set(ids, messages)
 
     def view(self, uid: int, info: MessageInfo) -> View:
-        """The session's view of a stored message (with its \\Recent)."""
-        flags = info.flags | RECENT if uid in self._recent else info.flags
-        return View(uid, flags, info.internaldate, info.size, info.modseq, info.key)
+        """The session's view of a stored message (with its \\Recent): the store's own info when not recent."""
+        return info._replace(flags=info.flags | RECENT) if uid in self._recent else info
 
     def views(self, pairs: Iterable[tuple[int, int]]) -> tuple[list[tuple[int, View]], list[int]]:
         """Views of ``(seq, uid)`` pairs, and the sequence numbers of those expunged elsewhere."""
+        pairs = pairs if isinstance(pairs, list) else list(pairs)
+        infos = self.folder.infos_of([uid for _, uid in pairs])
         found, gone = [], []
-        for seq, uid in pairs:
-            info = self.folder.get(uid)
+        for (seq, uid), info in zip(pairs, infos):
             if info is None:
                 gone.append(seq)
             else:

@@ -30,7 +30,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
-from mailsrv.imap import clientid, compress, condstore, folders, modes, quota, searching, selected
+from mailsrv.imap import (
+    clientid, compress, condstore, folders, metadata, modes, quota, searching, selected, utf8accept,
+)
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.command import BadTag, split_head
@@ -151,6 +153,8 @@ class IMAPServer(ServerProtocol):
         caps += searching.CAPABILITIES  # RFC 4731, 5182, 5256
         caps += condstore.CAPABILITIES  # RFC 7162
         caps += compress.CAPABILITIES  # RFC 4978
+        caps += utf8accept.CAPABILITIES  # RFC 6855
+        caps += metadata.CAPABILITIES  # RFC 5464
         return caps
 
     def can_start_tls(self) -> bool:
@@ -243,7 +247,7 @@ class IMAPServer(ServerProtocol):
             self._hang_up = e.hang_up
             return e.result
         try:
-            return await entry.handler(self, Arguments(command, utf8_names=self.modes.rev2))
+            return await entry.handler(self, Arguments(command, utf8=self.modes.utf8))
         except CommandError as e:
             return e.result
         except NoSuchFolder as e:
@@ -274,11 +278,21 @@ class IMAPServer(ServerProtocol):
 
     def deselect(self) -> None:
         """Leave the selected state (CLOSE, a failed SELECT, logout)."""
-        if self.selection is not None:
-            self.selection.close()
-            self.selection = None
-            if self.state == SELECTED:
-                self.state = AUTH
+        previous = self.release_selection()
+        if previous is not None:
+            previous.close()
+
+    def release_selection(self) -> Selection | None:
+        """Leave the selected state, handing back the selection for the caller to close.
+
+        SELECT keeps the previous one open until the next is made: when it
+        is the same folder, its watch for changes (inotify) is kept, not
+        dropped and set up again.
+        """
+        previous, self.selection = self.selection, None
+        if previous is not None and self.state == SELECTED:
+            self.state = AUTH
+        return previous
 
     def updates_pending(self) -> None:
         """The selected folder changed: an IDLE client is told at once (RFC 2177)."""
@@ -480,6 +494,7 @@ COMMANDS: dict[bytes, Entry] = {
     **{name: Entry(LOGGED_IN, handler) for name, handler in folders.COMMANDS.items()},
     **{name: Entry(LOGGED_IN, handler) for name, handler in quota.COMMANDS.items()},
     **{name: Entry(LOGGED_IN, handler) for name, handler in compress.COMMANDS.items()},
+    **{name: Entry(LOGGED_IN, handler) for name, handler in metadata.COMMANDS.items()},
     **{name: Entry((SELECTED,), handler) for name, handler in selected.COMMANDS.items()},
 }
 

@@ -69,8 +69,19 @@ def quoted(data: bytes) -> bytes:
 
 
 def literal(data: bytes) -> bytes:
-    """Octets as an IMAP literal ``{n}CRLF...`` (RFC 3501 4.3)."""
-    return b"{%d}\r\n" % len(data) + data
+    """Octets as an IMAP literal ``{n}CRLF...`` (RFC 3501 4.3), NUL sent as 0x80.
+
+    A literal's CHAR8 excludes NUL (RFC 3501 9), yet a message stored from
+    a literal8 (RFC 3516) or a binary delivery holds NULs; clients reading
+    ``BODY[]`` get 0x80 in their place, as Dovecot sends, so the length and
+    every other octet stay as stored.  Only ``BINARY[]`` sends them, in a literal8.
+    """
+    return b"{%d}\r\n" % len(data) + without_nul(data)
+
+
+def without_nul(data: bytes) -> bytes:
+    """*data* with each NUL octet replaced by 0x80 (the same object when it has none)."""
+    return data.replace(b"\0", b"\x80")
 
 
 def _groups(value: str) -> list[tuple[str | None, str]]:

@@ -57,7 +57,7 @@ def read_quoted(line: bytes, pos: int = 0) -> tuple[bytes, int]:
 def mailbox_name(raw: bytes, utf8: bool = False) -> str:
     """The folder name *raw* stands for: canonical modified UTF-7 (RFC 3501 5.1.3), or UTF-8 if *utf8*.
 
-    An IMAP4rev2 session names folders in UTF-8 (RFC 9051 5.1), so its
+    A UTF8=ACCEPT or IMAP4rev2 session names folders in UTF-8 (RFC 6855 3, RFC 9051 5.1), so its
     ``&`` is an ampersand; a name that is not valid UTF-8, or holds what
     RFC 9051 5.1 keeps out of names, is refused.
     Otherwise raw 8-bit octets, broken ``&...-`` sequences and non-canonical

@@ -62,11 +62,17 @@ class Entity:
         return msg
 
     def get(self, name: str) -> str | None:
-        """One header value, unfolded, raw (8-bit kept as surrogates)."""
-        value = self.fields.get(name)
+        """One header value, unfolded, raw (8-bit kept as surrogates).
+
+        The raw item, not ``fields.get``: compat32 hands an 8-bit value
+        (RFC 6532 UTF-8) back as a ``Header`` whose text has U+FFFD for
+        every such octet.
+        """
+        wanted = name.lower()
+        value = next((v for k, v in self.fields.raw_items() if k.lower() == wanted), None)
         if value is None:
             return None
-        return re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
+        return re.sub(r"\r?\n(?=[ \t])", "", value).strip()
 
     @property
     def content_type(self) -> tuple[str, str]:

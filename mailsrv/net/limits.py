@@ -19,6 +19,7 @@ class ConnectionLimits:
     """Admits connections up to *total* and *per_ip* (0 means no limit)."""
 
     def __init__(self, total: int, per_ip: int) -> None:
+        #: Both may be changed at any time (SIGHUP): they bound the connections admitted from then on.
         self.total = total
         self.per_ip = per_ip
         self._open = 0

@@ -102,10 +102,17 @@ class LoginThrottle:
     """
 
     def __init__(self, config: AuthConfig) -> None:
+        self.addresses = FailureTable(0, 0, 0)
+        self.accounts = FailureTable(0, 0, 0)
+        self.configure(config)
+
+    def configure(self, config: AuthConfig) -> None:
+        """Count and lock out by *config* (made and SIGHUP); the failures counted so far stay."""
         self.config = config
-        keep = max(config.throttle_window, config.throttle_lockout)
-        self.addresses = FailureTable(config.throttle_tracked, config.throttle_window, keep)
-        self.accounts = FailureTable(config.throttle_tracked, config.throttle_window, keep)
+        for table in (self.addresses, self.accounts):
+            table.capacity = config.throttle_tracked
+            table.window = config.throttle_window
+            table.keep = max(config.throttle_window, config.throttle_lockout)
 
     def locked(self, ip: str, user: str | bytes, now: float) -> bool:
         """Whether logins from *ip* or to *user* are refused at *now*, without a password check."""

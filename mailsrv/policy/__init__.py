@@ -90,6 +90,9 @@ class CheckContext:
     dns: "Executor | None" = None
     #: The header lines the checks before this one added at this stage (a scanner wants to see them).
     headers: tuple[bytes, ...] = ()
+    #: The header fields of the body the checks before this one drop (:attr:`Verdict.drop`): a
+    #: scanner must not judge the message by a forged Authentication-Results it will not carry.
+    drop: tuple[tuple[int, int], ...] = ()
 
     async def read(self, reader: "Callable[[Body], T]", body: "Body") -> T:
         """``reader(body)``: at once for a body in memory, in the :attr:`disk` pool for a spooled one.
@@ -147,7 +150,7 @@ class Policy:
         drop: tuple[tuple[int, int], ...] = ()
         folder: str | None = None
         for check in self.checks:
-            verdict = getattr(check, stage)(replace(ctx, headers=headers) if headers else ctx, *args)
+            verdict = getattr(check, stage)(replace(ctx, headers=headers, drop=drop) if headers or drop else ctx, *args)
             if not isinstance(verdict, Verdict):  # a Deferred or a coroutine
                 verdict = await verdict
             if not verdict.accepted:

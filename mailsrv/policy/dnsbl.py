@@ -88,22 +88,31 @@ class Blocklists(Check):
     """The ``[policy] dnsbl`` / ``dnswl`` check; results are kept and lookups timed on *clock*."""
 
     def __init__(self, policy: "PolicyConfig", audit: "Audit", clock: IReactorTime) -> None:
-        self._lists = policy.dns_lists()
-        self._zones = tuple(dict.fromkeys(entry.zone for entry in self._lists))
-        self._threshold = policy.dnsbl_threshold
-        self._at_connect = policy.dnsbl_at == "connect"
-        self._timeout = policy.dnsbl_timeout
-        self._trusted = Networks(policy.networks())
         self._audit = audit
         self._clock = clock
         #: address -> (when found, seconds to keep, listing), oldest first.
         self._kept: OrderedDict[str, tuple[float, float, Listing]] = OrderedDict()
+        self.configure(policy)
         #: Addresses being looked up -> the Deferreds waiting for them.
         self._waiting: dict[str, list[defer.Deferred[Listing]]] = {}
         #: What the lists said of each session's client (read by the RCPTs and :meth:`welcome`).
         self._sessions: "weakref.WeakKeyDictionary[Session, Listing]" = weakref.WeakKeyDictionary()
         #: The sessions whose hits were logged (once per connection).
         self._logged: "weakref.WeakSet[Session]" = weakref.WeakSet()
+
+    def configure(self, policy: "PolicyConfig") -> None:
+        """Judge the clients that connect from now on by *policy* (made and SIGHUP).
+
+        The listings kept were asked of the old lists, so they go; the
+        sessions already judged keep their verdict.
+        """
+        self._kept.clear()
+        self._lists = policy.dns_lists()
+        self._zones = tuple(dict.fromkeys(entry.zone for entry in self._lists))
+        self._threshold = policy.dnsbl_threshold
+        self._at_connect = policy.dnsbl_at == "connect"
+        self._timeout = policy.dnsbl_timeout
+        self._trusted = Networks(policy.networks())
 
     def _exempt(self, ctx: CheckContext) -> bool:
         session = ctx.session

@@ -44,7 +44,7 @@ class Greylist(Check):
     """The RCPT stage of RFC 6647 greylisting, timed on *clock*."""
 
     def __init__(self, limits: LimitsConfig, clock: IReactorTime, welcome: "Callable[[Session], bool]") -> None:
-        self.limits = limits
+        self.limits = limits  # replaced by a SIGHUP (mailsrv.config.live); the triplets stay
         self.clock = clock
         #: Whether a session's client is known good (on a DNS allowlist): it is not greylisted.
         self.welcome = welcome

@@ -41,12 +41,20 @@ class RateLimits(Check):
     """The ``[limits] smtp_*_per_ip_*`` keys, counted on *clock*."""
 
     def __init__(self, limits: LimitsConfig, clock: IReactorTime) -> None:
-        self.limits = limits
         self.clock = clock
-        tracked = limits.rates_tracked
-        self.connections = RateTable(limits.smtp_connections_per_ip_minute, 60, tracked)
-        self.messages = RateTable(limits.smtp_messages_per_ip_hour, 3600, tracked)
-        self.recipients = RateTable(limits.smtp_recipients_per_ip_hour, 3600, tracked)
+        self.connections = RateTable(0, 60, 0)
+        self.messages = RateTable(0, 3600, 0)
+        self.recipients = RateTable(0, 3600, 0)
+        self.configure(limits)
+
+    def configure(self, limits: LimitsConfig) -> None:
+        """Count by *limits* (made and SIGHUP); what was counted so far keeps counting."""
+        self.limits = limits
+        for table, limit in ((self.connections, limits.smtp_connections_per_ip_minute),
+                             (self.messages, limits.smtp_messages_per_ip_hour),
+                             (self.recipients, limits.smtp_recipients_per_ip_hour)):
+            table.limit = limit
+            table.capacity = limits.rates_tracked
 
     def _count(self, ctx: CheckContext, table: RateTable, reply: replies.Reply) -> Verdict:
         session = ctx.session

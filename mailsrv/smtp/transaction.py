@@ -184,6 +184,7 @@ async def _accept_recipient(
             action = Action.EXPANDED if expanded else Action.DELIVERED
             transaction.notices.setdefault(action, []).append(Recipient(recipient.plain, orcpt=request.orcpt))
     transaction.recipients.append(recipient)
+    transaction.envelope.recipients.append(str(recipient))
     transaction.headers.extend(verdict.headers)
     return replies.RECIPIENT_OK
 

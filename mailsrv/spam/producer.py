@@ -5,14 +5,16 @@ sit in memory for the length of the scan, and read on the reactor thread
 it would stall every session while the disk answers.  :class:`FileProducer`
 is an ``IBodyProducer`` for Twisted's HTTP client that reads the next block
 in an executor only when the connection wants more (it is paused while the
-socket is full), so one scan holds one block.  *insert* puts octets the
-file lacks at an offset (the header fields the checks before the scan
-added, below our Return-Path) into the stream.
+socket is full), so one scan holds one block.  *edits* change the stream
+as :meth:`mailsrv.message.body.Body.splice` changes a body, without a copy
+of the file: the header fields the checks before the scan added go in below
+our Return-Path, the ones they remove (a forged Authentication-Results) are
+left out, so the scanner sees the message as it will be stored.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, BinaryIO, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable, Sequence
 
 from twisted.internet import defer
 from twisted.web.iweb import IBodyProducer
@@ -29,20 +31,25 @@ BLOCK = 64 * 1024
 
 @implementer(IBodyProducer)
 class FileProducer:
-    """The first *size* octets of the file *opener* opens (in *executor*), with *insert* spliced in.
+    """The first *size* octets of the file *opener* opens (in *executor*), changed by *edits*.
+
+    *edits* are ``(offset, removed, data)`` in the order of the file, not
+    overlapping: at *offset* (of the file), *removed* octets are left out
+    and *data* is sent instead, as :meth:`~mailsrv.message.body.Body.splice` takes them.
 
     The file is opened when the request starts and closed when it ends,
     whichever way (the connection failed, the request was cancelled).
     """
 
     def __init__(
-        self, opener: Callable[[], BinaryIO], size: int, executor: "Executor", insert: tuple[int, bytes] = (0, b""),
+        self, opener: Callable[[], BinaryIO], size: int, executor: "Executor",
+        edits: Sequence[tuple[int, int, bytes]] = (),
     ) -> None:
         self._opener = opener
         self._size = size
         self._executor = executor
-        self._insert_at, self._inserted = insert
-        self.length = size + len(self._inserted)
+        self._edits = tuple(edits)
+        self.length = size + sum(len(data) - removed for _, removed, data in self._edits)
         self._paused: defer.Deferred[None] | None = None
         self._stopped = False
 
@@ -66,24 +73,29 @@ class FileProducer:
     async def _produce(self, consumer: "IConsumer") -> None:
         file = await self._executor.run(self._opener)
         try:
-            position = 0
-            while position < self._size and not self._stopped:
-                if position == self._insert_at and self._inserted:
-                    consumer.write(self._inserted)
-                end = self._insert_at if position < self._insert_at else self._size
-                block = await self._executor.run(file.read, min(BLOCK, end - position))
-                if not block:
-                    raise OSError(f"the message file ended {self._size - position} octets early")
-                position += len(block)
-                if self._paused is not None:
-                    await self._paused
-                if self._stopped:
+            position = 0  # in the file
+            for offset, removed, data in (*self._edits, (self._size, 0, b"")):
+                while position < offset:
+                    block = await self._executor.run(_read_at, file, position, min(BLOCK, offset - position))
+                    if not block:
+                        raise OSError(f"the message file ended {self._size - position} octets early")
+                    position += len(block)
+                    if not await self._write(consumer, block):
+                        return
+                if data and not await self._write(consumer, data):
                     return
-                consumer.write(block)
-            if position == self._insert_at and self._inserted and not self._stopped:
-                consumer.write(self._inserted)  # at the very end (an empty file)
+                position += removed
         finally:
             file.close()
+
+    async def _write(self, consumer: "IConsumer", data: bytes) -> bool:
+        """Write *data* once the connection wants it; False when the request ended meanwhile."""
+        if self._paused is not None:
+            await self._paused
+        if self._stopped:
+            return False
+        consumer.write(data)
+        return True
 
     def pauseProducing(self) -> None:
         """The connection is full: write nothing until :meth:`resumeProducing`."""
@@ -100,3 +112,9 @@ class FileProducer:
         """The request ended early: write no more, close the file."""
         self._stopped = True
         self.resumeProducing()
+
+
+def _read_at(file: BinaryIO, offset: int, size: int) -> bytes:
+    """At most *size* octets of *file* from *offset* (blocking: in the executor)."""
+    file.seek(offset)
+    return file.read(size)

@@ -17,6 +17,10 @@ and reads them: :mod:`mailsrv.imap.msgcache`); it keeps them safe to share:
   call opens its own connection and closes it (well under a millisecond):
   sqlite3 connections are per thread, and connections kept per thread and
   per user would hold three descriptors each for every user ever served.
+* What a process remembers of the rows (:meth:`MessageCache.lacking`:
+  which keys have their header fields, so a header SEARCH reads no row to
+  learn it) holds while the file's ``meta.epoch`` does: only :meth:`prune`
+  removes rows, and it gives the file a new epoch, as a new file has.
 * Any other SQLite failure (a full disk, a read-only directory, a lock held
   past the timeout) is logged and answered as "not cached": callers fall
   back to reading the message, so the cache can slow IMAP down but never
@@ -51,7 +55,7 @@ T = TypeVar("T")
 
 FILENAME = "mailsrv-cache.sqlite"
 #: A schema change bumps this; a file with another version is started anew (it is a cache).
-VERSION = 1
+VERSION = 2
 #: Columns a row may have, each NULL until someone needs it and computes it.
 #: ``h_present`` has bit *n* set when the message has the header field of
 #: ``h_*`` column *n* (its own column is then its decoded text).
@@ -68,6 +72,8 @@ _IN_CHUNK = 500
 #: Above this many keys asked for, one scan of the table beats index lookups.
 _SCAN_ABOVE = 5000
 
+#: A value no other file or prune has had: what :meth:`MessageCache.lacking` remembers is only as good as it.
+_NEW_EPOCH = "lower(hex(randomblob(16)))"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
@@ -75,6 +81,8 @@ CREATE TABLE IF NOT EXISTS entries (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS docs (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(head, body, tokenize = 'trigram case_sensitive 1', detail = column);
+CREATE TABLE IF NOT EXISTS meta (epoch TEXT NOT NULL);
+INSERT INTO meta SELECT {_NEW_EPOCH} WHERE NOT EXISTS (SELECT 1 FROM meta);
 PRAGMA user_version = {VERSION};
 """
 
@@ -107,6 +115,9 @@ class MessageCache:
         self.path = os.path.join(root, FILENAME)
         self._lock = threading.Lock()
         self._generation = 0  # bumped when a corrupt file is moved aside
+        # Column -> keys whose rows have it, as of the file's epoch (see :meth:`lacking`).
+        self._epoch: str | None = None
+        self._known: dict[str, set[str]] = {}
 
     # -- connections ---------------------------------------------------------
 
@@ -120,7 +131,8 @@ class MessageCache:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version != VERSION:
                 if version:  # another schema: it is a cache, start it anew
-                    db.executescript("DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS texts;")
+                    db.executescript("DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS texts;"
+                                     " DROP TABLE IF EXISTS meta;")
                 db.executescript(_SCHEMA)
         except BaseException:
             db.close()
@@ -139,6 +151,7 @@ class MessageCache:
                 except FileNotFoundError:
                     pass
             self._generation += 1
+            self._epoch, self._known = None, {}
         log.warn("{path}: unreadable message cache moved aside to {aside}; it is rebuilt", path=self.path, aside=aside)
 
     def _run(self, job: Callable[[sqlite3.Connection], T], default: T) -> T:
@@ -186,17 +199,62 @@ class MessageCache:
         def job(db: sqlite3.Connection) -> bool:
             items = list(rows.items())
             for start in range(0, len(items), BATCH):
+                batch = items[start : start + BATCH]
                 with _transaction(db):
-                    for key, values in items[start : start + BATCH]:
+                    for key, values in batch:
                         names = [c for c in values if c in COLUMNS]
                         db.execute("INSERT OR IGNORE INTO entries (key) VALUES (?)", (key,))
                         if not names:
                             continue
                         sets = ", ".join(f"{c} = coalesce({c}, ?)" for c in names)
                         db.execute(f"UPDATE entries SET {sets} WHERE key = ?", [values[c] for c in names] + [key])
+                    epoch = _epoch(db)  # read under the write lock: no prune between the rows and it
+                self._note(epoch, batch)
             return True
 
         return self._run(job, False)
+
+    def _note(self, epoch: str, rows: Sequence[tuple[str, dict[str, object]]]) -> None:
+        """Remember the columns just stored, for the columns :meth:`lacking` is asked about."""
+        with self._lock:
+            if epoch != self._epoch:
+                return  # pruned since we last looked: lacking() starts over
+            for column, known in self._known.items():
+                known.update(key for key, values in rows if values.get(column) is not None)
+
+    def lacking(self, column: str, keys: Sequence[str]) -> list[int] | None:
+        """The indexes in *keys* of those whose row lacks *column* (or that have none); None if the cache failed.
+
+        What was found is remembered, so a header SEARCH of 100,000
+        messages reads no row to learn it next time.  It stays true as long
+        as the file's epoch does: rows are removed only by :meth:`prune`,
+        which gives the file a new epoch (in any process), and a new file
+        has a new one.
+        """
+        assert column in COLUMNS
+
+        def job(db: sqlite3.Connection) -> list[int]:
+            epoch = _epoch(db)
+            with self._lock:
+                if epoch != self._epoch:
+                    self._epoch, self._known = epoch, {}
+                known = self._known.setdefault(column, set())
+                unknown = [key for key in keys if key not in known]
+            have: set[str] = set()
+            if len(unknown) > _SCAN_ABOVE:
+                rows = db.execute(f"SELECT key FROM entries WHERE {column} IS NOT NULL")
+                have.update(row[0] for row in rows)
+            else:
+                for chunk in _chunks(unknown):
+                    rows = db.execute(
+                        f"SELECT key FROM entries WHERE {column} IS NOT NULL AND key IN ({_marks(len(chunk))})", chunk)
+                    have.update(row[0] for row in rows)
+            with self._lock:
+                if epoch == self._epoch:
+                    known.update(key for key in unknown if key in have)
+            return [index for index, key in enumerate(keys) if key not in known and key not in have]
+
+        return self._run(job, None)
 
     def matching(self, column: str, needle: bytes) -> set[str] | None:
         """Keys whose header field *column* (of :data:`HEADER_FIELD_COLUMNS`) is present and holds *needle*.
@@ -275,6 +333,8 @@ class MessageCache:
             dead_docs = [row for row in db.execute("SELECT id, key FROM docs") if row[1] not in live]
             for start in range(0, max(len(dead), len(dead_docs)), BATCH):
                 with _transaction(db):
+                    # First, so that no process trusts what it remembers of the rows going.
+                    db.execute(f"UPDATE meta SET epoch = {_NEW_EPOCH}")
                     for key in dead[start : start + BATCH]:
                         db.execute("DELETE FROM entries WHERE key = ?", (key,))
                     for doc, _ in dead_docs[start : start + BATCH]:
@@ -283,6 +343,10 @@ class MessageCache:
             return len(set(dead) | {key for _, key in dead_docs})
 
         return self._run(job, 0)
+
+
+def _epoch(db: sqlite3.Connection) -> str:
+    return db.execute("SELECT epoch FROM meta").fetchone()[0]
 
 
 class _transaction:

@@ -236,6 +236,11 @@ class Folder:
         """One message's info, or None if it is not (or no longer) here."""
         return self._snap.infos.get(uid)
 
+    def infos_of(self, uids: Iterable[int]) -> list[MessageInfo | None]:
+        """:meth:`get` of each of *uids*, in one pass (a session's views of 100,000 messages)."""
+        get = self._snap.infos.get
+        return [get(uid) for uid in uids]
+
     def open_message(self, uid: int) -> "Deferred[StoredMessage]":
         """The message file, open; fails with :class:`MessageGone` if it is not here.
 

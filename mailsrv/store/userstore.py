@@ -24,7 +24,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mailsrv.store import maildir, maildirsize, names, specialuse
+from mailsrv.store import maildir, maildirsize, metadata, names, specialuse
 from mailsrv.store import subscriptions as subsfile
 from mailsrv.store.cache import MessageCache
 from mailsrv.store.errors import FolderExists, FolderHasChildren, InvalidFolderName, NoSuchFolder
@@ -108,6 +108,7 @@ def _delete(root: str, name: str) -> str:
     shutil.rmtree(doomed, ignore_errors=True)
     maildirsize.recount(root)
     specialuse.edit(root, lambda uses: {n: a for n, a in uses.items() if n != name})
+    metadata.edit(root, lambda annotations: metadata.deleted(annotations, name))
     return name
 
 
@@ -124,12 +125,19 @@ def _rename(root: str, old: str, new: str) -> None:
         _create(root, parent)
     if old == names.INBOX:
         _move_inbox_mail(root, new)
+        _rename_annotations(root, old, new)
         return
     old_dir, new_dir = names.to_dirname(old), names.to_dirname(new)
     for entry in os.listdir(root):
         if entry == old_dir or entry.startswith(old_dir + "."):
             os.rename(os.path.join(root, entry), os.path.join(root, new_dir + entry[len(old_dir) :]))
     specialuse.edit(root, lambda uses: specialuse.renamed(uses, old, new, names.SEPARATOR))
+    _rename_annotations(root, old, new)
+
+
+def _rename_annotations(root: str, old: str, new: str) -> None:
+    """RFC 5464 4.1: a folder's annotations follow it (INBOX's are copied)."""
+    metadata.edit(root, lambda annotations: metadata.renamed(annotations, old, new, names.SEPARATOR, names.INBOX))
 
 
 def _move_inbox_mail(root: str, new: str) -> None:
@@ -298,6 +306,34 @@ class UserStore:
         Maildir++ says its figures cannot be trusted.
         """
         return self._executor.run(maildirsize.usage, self.path, limits)
+
+    # -- annotations (RFC 5464) ----------------------------------------------
+
+    def annotations(self, name: str) -> "Deferred[metadata.Entries]":
+        """The entries of folder *name*, or of the server for :data:`metadata.SERVER`.
+
+        Fails with :class:`NoSuchFolder` for a folder that is not there.
+        """
+
+        def read(root: str, name: str) -> metadata.Entries:
+            if name != metadata.SERVER and not _exists(root, name):
+                raise NoSuchFolder(name)
+            return metadata.read(root).get(name, {})
+
+        return self._annotation_job(read, name)
+
+    def annotate(
+        self, name: str, changes: dict[str, bytes | None], limits: metadata.Limits,
+    ) -> "Deferred[None]":
+        """Set (``None``: remove) entries of folder *name* or of the server, all or none (RFC 5464 4.3)."""
+        return self._annotation_job(
+            lambda root, n: metadata.update(root, n, changes, limits, lambda: _exists(root, n)), name)
+
+    def _annotation_job(self, job: Callable[[str, str], T], name: str) -> "Deferred[T]":
+        """Like :meth:`_validated`, but the server's name ``""`` is no folder name to check."""
+        if name == metadata.SERVER:
+            return self._executor.run(job, self.path, name)
+        return self._validated(job, name)
 
     # -- subscriptions (RFC 3501 6.3.6) --------------------------------------
 

@@ -161,3 +161,53 @@ def test_condstore_and_qresync_across_sessions(server: Server) -> None:
         assert later._imap.untagged_responses.get("VANISHED") == [b"(EARLIER) %d" % uids[2]]
         fetched = later._imap.untagged_responses.get("FETCH", [])
         assert len(fetched) == 1 and b"UID %d FLAGS (\\Flagged)" % uids[1] in fetched[0], fetched
+
+
+UTF8_MESSAGE = "From: Jürgen <jürgen@bücher.example>\r\nSubject: Grüße\r\n\r\nHallo.\r\n".encode("utf-8")
+
+
+def test_utf8_accept_names_append_and_search(server: Server) -> None:
+    """RFC 6855 as imapclient speaks it; a session that did not enable it keeps modified UTF-7."""
+    with client(server) as conn, client(server) as legacy:
+        assert conn.enable("UTF8=ACCEPT") == [b"UTF8=ACCEPT"]
+        conn.folder_encode = False  # names go out as they are ...
+        conn._imap._mode_utf8()  # ... and imaplib sends them as UTF-8
+        conn.create_folder("Entwürfe")
+        assert "Entwürfe".encode() in {name for _, _, name in conn.list_folders(pattern="Entw*")}
+        # imaplib's append would put "UTF8 (" inside the literal: the item is sent by hand, with LITERAL+.
+        tag = conn._imap._new_tag()
+        conn._imap.send(b'%s APPEND "Entw\xc3\xbcrfe" UTF8 (~{%d+}\r\n%s)\r\n' % (tag, len(UTF8_MESSAGE), UTF8_MESSAGE))
+        typ, data = conn._imap._command_complete("APPEND", tag)
+        assert typ == "OK" and b"APPENDUID" in data[0], data
+        conn.select_folder("Entwürfe")
+        assert conn.search([b"SUBJECT", "Grüße".encode()]) == [1]
+        with pytest.raises(imapclient.exceptions.IMAPClientError, match="CHARSET"):
+            conn.search([b"SUBJECT", "Grüße".encode()], charset="UTF-8")  # RFC 6855 3: BAD
+        legacy.folder_encode = False
+        assert b"Entw&APw-rfe" in {name for _, _, name in legacy.list_folders(pattern="Entw*")}
+        legacy.select_folder(b"Entw&APw-rfe", readonly=True)
+        fetched = legacy.fetch([1], ["BODY.PEEK[]", "ENVELOPE"])[1]
+        assert fetched[b"BODY[]"] == UTF8_MESSAGE  # no downgrade: the message as it was stored
+        assert fetched[b"ENVELOPE"].subject == "Grüße".encode()
+
+
+def test_metadata_set_get_and_follow_a_rename(server: Server) -> None:
+    """RFC 5464 through imapclient's raw commands, its response parser reading the METADATA lines."""
+    with client(server) as conn, client(server) as other:
+        assert b"METADATA" in conn.capabilities()
+        conn.create_folder("Notes")
+        typ, data = conn._raw_command(b"SETMETADATA", [b"Notes", b'(/private/comment "mine" /shared/comment "ours")'],
+                                      uid=False)
+        assert typ == "OK", data
+        conn.rename_folder("Notes", "Kept")
+        raw = other._raw_command_untagged(b"GETMETADATA", [b"Kept", b"(/private/comment /shared/comment)"],
+                                          uid=False, response_name="METADATA")
+        mailbox, values = imapclient.response_parser.parse_response(raw)
+        assert mailbox == b"Kept" and dict(zip(values[::2], values[1::2])) == {
+            b"/private/comment": b"mine", b"/shared/comment": b"ours"}
+        raw = other._raw_command_untagged(b"GETMETADATA", [b'""', b"/shared/admin"], uid=False,
+                                          response_name="METADATA")
+        assert imapclient.response_parser.parse_response(raw)[1][1].startswith(b"mailto:postmaster@")
+        with pytest.raises(imapclient.exceptions.IMAPClientError, match="MAXSIZE"):
+            other._raw_command_untagged(b"SETMETADATA", [b"Kept", b'(/private/comment "' + b"x" * 20000 + b'")'],
+                                        uid=False, response_name="METADATA")

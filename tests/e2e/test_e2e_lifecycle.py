@@ -195,7 +195,8 @@ def test_sighup_serves_a_new_certificate_to_new_connections_and_keeps_open_sessi
     assert session.sock.getpeercert(binary_form=True) == old
     session.logout()
     [line] = [line for line in server.log().splitlines() if "SIGHUP: reloaded" in line]
-    assert f"SIGHUP: reloaded log file {server.logfile}; 1 users, 0 aliases; TLS certificate CN=new.example.test" in line
+    assert (f"SIGHUP: reloaded log file {server.logfile}; configuration {server.config} unchanged; 1 users, 0 aliases; "
+            "DKIM keys; TLS certificate CN=new.example.test") in line
 
 
 def test_sighup_with_a_broken_certificate_keeps_the_current_one_and_says_why(hup_server):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import dataclasses
 import threading
 
 import pytest
@@ -12,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
 from twisted.internet import defer, task
 from twisted.logger import LogLevel, globalLogPublisher
 
@@ -194,6 +196,16 @@ def test_the_file_another_process_wrote_is_loaded_without_an_order(certificates)
     outcome = certs.check()
     assert outcome.ordered is None and outcome.validity == "valid until 2027-02-19 12:00 UTC"
     assert len(ca.orders) == 1
+
+
+def test_a_certificate_loaded_after_a_sighup_takes_the_new_tls_settings(tmp_path):
+    clock = FakeNow()
+    config = acme_config(str(tmp_path))
+    acme = AcmeService(config, RecordingTLS(), ChallengeTokens(), task.Clock(), InlineExecutor(),
+                       Certificates(config, tokens=None, stop=threading.Event(), now=clock, order=FakeCA(clock)))
+    acme.configure(dataclasses.replace(config, tls=dataclasses.replace(config.tls, min_version="1.3")))
+    outcome = acme.certificates.check()
+    assert outcome.options is not None and outcome.options._options & SSL.OP_NO_TLSv1_2
 
 
 def test_while_another_process_orders_none_is_ordered_here(certificates):

@@ -95,6 +95,9 @@ def test_new_limits_threads_and_queue_bound(tmp_path):
         ("public_addresses = ['mail.example.test']\n", "public_addresses: 'mail.example.test' is not an IPv4 or IPv6"),
         ("[limits]\nmax_message_size = 1023\n", "limits.max_message_size: must be at least 1024"),
         ("[limits]\nmax_connections = 0\n", "limits.max_connections: must be at least 1"),
+        ("[limits]\nmax_recipients = 0\n", "limits.max_recipients: must be at least 1"),
+        ("[limits]\nsmtp_timeout = 0\n", "limits.smtp_timeout: must be at least 1"),
+        ("[limits]\npop3_timeout = 0\n", "limits.pop3_timeout: must be at least 1"),
         ("[limits]\nmax_connections_per_ip = -1\n", "limits.max_connections_per_ip: expected a non-negative integer"),
         ("[limits]\nspool_threshold = -1\n", "limits.spool_threshold: expected a non-negative integer"),
         ("[auth]\nmax_queued_checks = 0\n", "auth.max_queued_checks: must be at least 1"),
@@ -206,3 +209,16 @@ def test_metrics_token_must_be_a_bearer_token(tmp_path):
     assert configuration.load(write(tmp_path, '[http]\nmetrics_token = "abc-DEF_1.2~3+4/5=="\n')).http.metrics_token
     with pytest.raises(configuration.ConfigError, match=r"mailsrv.toml: http.metrics_token: must be letters"):
         configuration.load(write(tmp_path, '[http]\nmetrics_token = "two words"\n'))
+
+
+@pytest.mark.parametrize("line, complaint", [
+    ("metadata_max_value_size = 1023", "imap.metadata_max_value_size: must be at least 1024 (RFC 5464 4.1)"),
+    ("metadata_max_entries = 9", "imap.metadata_max_entries: must be at least 10 (RFC 5464 4.1)"),
+    ("metadata_max_value_size = 4096\nmetadata_max_total_size = 2048",
+     "imap.metadata_max_total_size: must be at least metadata_max_value_size"),
+])
+def test_metadata_limits_keep_rfc_5464s_minimums(tmp_path, line, complaint):
+    path = write(tmp_path, f"[imap]\n{line}\n")
+    with pytest.raises(configuration.ConfigError) as e:
+        configuration.load(path)
+    assert complaint in str(e.value) and path in str(e.value)

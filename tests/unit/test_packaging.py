@@ -71,7 +71,10 @@ def test_the_guides_configuration_loads_with_the_units_data_dir_and_low_ports(se
     assert config.data_dir == data_dir
     assert {kind: getattr(config.listen, kind) for kind in LOW_PORTS} == {
         kind: (f"tcp:{port}",) for kind, port in LOW_PORTS.items()}
-    assert heredoc(guide, "cat >> /etc/mailsrv/mailsrv.toml").startswith("[tls]\n")
+    path.write_text(path.read_text() + heredoc(guide, "cat >> /etc/mailsrv/mailsrv.toml"))
+    completed = load(str(path))  # step 4 appends to the [listen] table, then the ACME [tls]
+    assert completed.listen.http == ("tcp:80",) and completed.listen.https == ("tcp:443",)
+    assert completed.tls.acme and completed.tls.acme_directory.startswith("https://acme-v02.")
     assert f"install -d -o mailsrv -g mailsrv -m 750 {data_dir}\n" in guide
 
 

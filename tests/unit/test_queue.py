@@ -304,6 +304,18 @@ def test_451_then_250_retries_after_the_first_wait(config, make_queue, clock, au
     assert [line["age"] for line in audit_lines()] == [0.0, 300.0]  # since queueing: the latency metric
 
 
+def test_a_reloaded_retry_list_schedules_the_next_failure_and_leaves_a_set_wait(config, make_queue, clock):
+    remote = ScriptedRemote(bob_example_org=[(Outcome.DEFERRED, LATER)])
+    queue = make_queue(remote)
+    enqueue(queue, envelope())
+    clock.advance(0)
+    queue.configure(dataclasses.replace(config.delivery, retry=("1h",)))  # what a SIGHUP's [delivery] does
+    assert record(config)["recipients"][0]["next_attempt"] == 300.0
+    clock.advance(300)
+    assert len(remote.calls) == 2
+    assert record(config)["recipients"][0]["next_attempt"] == 300.0 + 3600
+
+
 def test_retry_waits_follow_the_list_and_the_last_one_repeats():
     rec = Record("Q", ALICE, queued_at=0.0, size=1, wire_size=1, recipients=[Recipient(BOB)])
     later = [RecipientResult(BOB, Outcome.DEFERRED, LATER)]

@@ -95,17 +95,32 @@ class TestLessons:
 
 
 class TestFileProducer:
-    def produce(self, data: bytes, insert: tuple[int, bytes] = (0, b"")):
+    def produce(self, data: bytes, edits=()):
         consumer = StringTransport()
-        body = FileProducer(lambda: io.BytesIO(data), len(data), InlineExecutor(), insert=insert)
+        body = FileProducer(lambda: io.BytesIO(data), len(data), InlineExecutor(), edits=edits)
         done = body.startProducing(consumer)
         return body, consumer, done
 
     def test_insert_below_the_first_line(self):
         data = b"Return-Path: <a@b>\nSubject: x\n\nbody\n"
-        body, consumer, done = self.produce(data, insert=(19, b"X-Spam: Yes\n"))
+        body, consumer, done = self.produce(data, edits=[(19, 0, b"X-Spam: Yes\n")])
         assert consumer.value() == b"Return-Path: <a@b>\nX-Spam: Yes\nSubject: x\n\nbody\n"
         assert body.length == len(consumer.value()) and done.called
+
+    def test_fields_are_left_out_and_added_block_by_block(self, monkeypatch):
+        monkeypatch.setattr(producer, "BLOCK", 4)
+        data = b"Return-Path: <a@b>\nAuthentication-Results: mx; forged\nSubject: x\nX-Spam: No\n\nbody\n"
+        forged, spam = data.index(b"Authentication-Results"), data.index(b"X-Spam")
+        edits = [(19, 0, b"Authentication-Results: mx; ours\n"), (forged, len(b"Authentication-Results: mx; forged\n"), b""),
+                 (spam, len(b"X-Spam: No\n"), b"")]
+        body, consumer, done = self.produce(data, edits=edits)
+        assert consumer.value() == b"Return-Path: <a@b>\nAuthentication-Results: mx; ours\nSubject: x\n\nbody\n"
+        assert body.length == len(consumer.value()) and done.called
+
+    def test_a_field_left_out_at_the_end_of_the_file(self):
+        data = b"Subject: x\nX-Spam: No\n"
+        body, consumer, done = self.produce(data, edits=[(11, 11, b"")])
+        assert consumer.value() == b"Subject: x\n" and body.length == 11 and done.called
 
     def test_blocks_wait_while_paused(self, monkeypatch):
         monkeypatch.setattr(producer, "BLOCK", 4)

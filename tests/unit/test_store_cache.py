@@ -40,6 +40,27 @@ class Cache(unittest.TestCase):
         self.assertEqual(self.cache.matching("h_from", "ürg".encode()), {"a"})
         self.assertEqual(self.cache.matching("h_from", b""), {"a", "b"})  # no field: no match, even for ""
 
+    def test_lacking_names_the_keys_without_the_column(self) -> None:
+        self.cache.put({"a": {"h_present": 0}, "b": {"envelope": b"(E)"}})
+        self.assertEqual(self.cache.lacking("h_present", ["a", "b", "c"]), [1, 2])
+        self.cache.put({"b": {"h_present": 1}})
+        self.assertEqual(self.cache.lacking("h_present", ["c", "b", "a"]), [0])
+
+    def test_what_lacking_remembers_is_forgotten_when_another_process_prunes(self) -> None:
+        self.cache.put({"a": {"h_present": 0}, "b": {"h_present": 0}})
+        self.assertEqual(self.cache.lacking("h_present", ["a", "b"]), [])  # now remembered
+        other = MessageCache(self.root)  # another process on the same file
+        self.assertEqual(other.prune({"a"}), 1)
+        self.assertEqual(self.cache.lacking("h_present", ["a", "b"]), [1])
+
+    def test_what_lacking_remembers_is_forgotten_with_the_file(self) -> None:
+        self.cache.put({"a": {"h_present": 0}})
+        self.assertEqual(self.cache.lacking("h_present", ["a"]), [])
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.cache.path + suffix):
+                os.remove(self.cache.path + suffix)  # an operator deleting the cache
+        self.assertEqual(self.cache.lacking("h_present", ["a"]), [0])
+
     def test_texts_match_substrings_of_any_length(self) -> None:
         self.assertTrue(self.cache.index([("a", "subject: hi", "the quick fox"), ("b", "x", 'say "hi" straße'),
                                           ("c", "", "abc xbcd")]))

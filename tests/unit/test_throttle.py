@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from mailsrv import config as configuration
 from mailsrv.net.throttle import LoginThrottle, address_key
 
@@ -69,3 +71,13 @@ def test_ipv6_clients_count_per_64():
     assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
     assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert address_key("192.0.2.7") == "192.0.2.7"
+
+
+def test_a_reload_lowers_the_limit_and_the_failures_counted_before_count_against_it():
+    throttle = LoginThrottle(AUTH)
+    for n in range(3):
+        throttle.failed("192.0.2.7", "bob@example.test", now=n)
+    throttle.configure(dataclasses.replace(AUTH, throttle_failures_per_ip=4, throttle_lockout=900))
+    assert not throttle.locked("192.0.2.7", "bob@example.test", now=3)
+    throttle.failed("192.0.2.7", "bob@example.test", now=3)
+    assert throttle.locked("192.0.2.7", "bob@example.test", now=3 + 899)  # the new lock-out, and kept that long

@@ -9,11 +9,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.address import canonical_domain
-from mailsrv.dkim import fastrsa
+from mailsrv.dkim import fastrsa, keymemo
 from mailsrv.message.fields import field_spans, field_values, mailbox_list, read_header
 from mailsrv.net.session import Networks
 from mailsrv.policy import ACCEPT, Check, CheckContext, Verdict, reject
 from mailsrv.policy.senderauth import authresults, dmarc
+from mailsrv.policy.senderauth.spfresults import SPFResults
 from mailsrv.policy.senderauth.verify import Message, Results, authenticate
 from mailsrv.smtp import replies
 
@@ -66,11 +67,17 @@ class SenderAuthentication(Check):
 
     def __init__(self, hostname: str, trusted: "tuple[Network, ...]", junk: str, refuse: bool = True) -> None:
         self._hostname = hostname
+        self.configure(trusted, junk, refuse)
+        self._helo: "weakref.WeakKeyDictionary[Session, str]" = weakref.WeakKeyDictionary()
+        self._spf_results = SPFResults()
+        fastrsa.install()  # RSA verification through OpenSSL: a fifth of the CPU per signature
+        keymemo.install()  # and each key record parsed once
+
+    def configure(self, trusted: "tuple[Network, ...]", junk: str, refuse: bool) -> None:
+        """Judge by these from now on (made and SIGHUP); what sessions said so far is kept."""
         self._trusted = Networks(trusted)
         self._junk = junk or None
         self._refuse = refuse
-        self._helo: "weakref.WeakKeyDictionary[Session, str]" = weakref.WeakKeyDictionary()
-        fastrsa.install()  # RSA verification through OpenSSL: a fifth of the CPU per signature
 
     def _exempt(self, session: "Session") -> bool:
         return session.kind.submission or session.user is not None or session.peer_ip in self._trusted
@@ -89,7 +96,7 @@ class SenderAuthentication(Check):
         assert body is not None
         message, results = await ctx.dns.run(
             judge, body, self._hostname, resolver=ctx.resolver, ip=session.peer_ip, helo=self._helo.get(session, ""),
-            sender=envelope.sender,
+            sender=envelope.sender, spf_results=self._spf_results,
         )
         if isinstance(results, Failure):  # deliver unjudged rather than refuse forever
             log.failure("sender authentication failed for {queue_id}", results, queue_id=envelope.queue_id)

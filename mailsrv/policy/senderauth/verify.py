@@ -16,6 +16,7 @@ import spf
 
 from mailsrv.address import canonical_domain
 from mailsrv.policy.senderauth import dmarc, lookups
+from mailsrv.policy.senderauth.spfresults import SPFResults
 
 #: RFC 8601 2.7.1 results from what dkimpy makes of a signature.
 PASS, FAIL, NONE, TEMPERROR, PERMERROR = "pass", "fail", "none", "temperror", "permerror"
@@ -61,13 +62,20 @@ class Message:
     drop: tuple[tuple[int, int], ...]  # fields claiming our authserv-id (removed, RFC 8601 5)
 
 
-def _spf(resolver: Any, ip: str, identity: str, helo: str) -> str:
-    """The SPF result for *identity* (``local@domain``, or a bare HELO name) from *ip*."""
+def _spf(resolver: Any, ip: str, identity: str, helo: str, kept: SPFResults | None) -> str:
+    """The SPF result for *identity* (``local@domain``, or a bare HELO name) from *ip*; *kept*: results kept."""
     if not ip:
         return NONE
-    with lookups.spf_resolver(resolver):
+    key = (ip, identity, helo)
+    known = kept.get(key) if kept is not None else None
+    if known is not None:
+        return known
+    with lookups.spf_resolver(resolver) as expiry:
         result, _, _ = spf.query(i=ip, s=identity, h=helo, querytime=SPF_TIME).check()
-    return result if result in _SPF_RESULTS else PERMERROR
+    result = result if result in _SPF_RESULTS else PERMERROR
+    if kept is not None:
+        kept.put(key, result, expiry.at)
+    return result
 
 
 Parsed = tuple[list[list[bytes]], bytes]
@@ -153,13 +161,18 @@ def identity(sender: str, helo: str) -> tuple[str, str]:
     return sender, sender.rpartition("@")[2]
 
 
-def authenticate(message: Message, *, resolver: Any, ip: str, helo: str, sender: str) -> Results:
-    """SPF for MAIL FROM and HELO, every DKIM signature, ARC, then DMARC for the author's domain."""
+def authenticate(
+    message: Message, *, resolver: Any, ip: str, helo: str, sender: str, spf_results: SPFResults | None = None,
+) -> Results:
+    """SPF for MAIL FROM and HELO, every DKIM signature, ARC, then DMARC for the author's domain.
+
+    *spf_results* keeps SPF results across messages (:mod:`.spfresults`).
+    """
     helo_name = canonical_domain(helo) if helo and not helo.startswith("[") else None
     mail_identity, mail_domain = identity(sender, helo_name or "")
     domain = canonical_domain(mail_domain)
-    mail_spf = _spf(resolver, ip, mail_identity, helo_name or "") if domain else NONE
-    helo_spf = _spf(resolver, ip, helo_name, helo_name) if helo_name else None
+    mail_spf = _spf(resolver, ip, mail_identity, helo_name or "", spf_results) if domain else NONE
+    helo_spf = _spf(resolver, ip, helo_name, helo_name, spf_results) if helo_name else None
     try:
         parsed: Parsed | None = parse(message.data)
     except dkim.DKIMException:

@@ -165,6 +165,22 @@ class AppendLiteral8(IMAPTestCase):
         reply = await session.command(b"c FETCH 1 RFC822.SIZE")
         self.assertIn(b"RFC822.SIZE %d)" % len(BINARY_MESSAGE), reply)
 
+    async def test_body_sections_send_nul_as_0x80(self) -> None:
+        """RFC 3501 9: a plain literal cannot carry NUL; BODY[] and RFC822 keep the length, 0x80 for NUL."""
+        session = await self.login()
+        session.server.dataReceived(b"a APPEND INBOX ~{%d+}\r\n" % len(BINARY_MESSAGE) + BINARY_MESSAGE + b"\r\n")
+        self.assertIn(b"a OK [APPENDUID ", await session.wait_for(b"a"))
+        shown = BINARY_MESSAGE.replace(b"\0", b"\x80")
+        body = shown.split(b"\r\n\r\n", 1)[1]
+        for item, label, data in ((b"BODY.PEEK[]", b"BODY[]", shown), (b"RFC822.PEEK", b"RFC822", shown),
+                                  (b"BODY.PEEK[TEXT]<1.6>", b"BODY[TEXT]<1>", body[1:7]),
+                                  (b"BODY.PEEK[1]", b"BODY[1]", body)):
+            reply = await session.command(b"b FETCH 1 " + item.replace(b"RFC822.PEEK", b"RFC822"))
+            self.assertIn(b"* 1 FETCH (%s {%d}\r\n%s" % (label, len(data), data), reply, item)
+            self.assertNotIn(b"\0", reply)
+        reply = await session.command(b"c FETCH 1 BINARY.PEEK[]")
+        self.assertIn(b"BINARY[] ~{%d}\r\n%s)" % (len(BINARY_MESSAGE), BINARY_MESSAGE), reply)
+
     async def test_non_synchronising_literal8(self) -> None:
         """LITERAL+ (RFC 7888) and literal8 together: ``~{n+}``, no continuation."""
         session = await self.login()

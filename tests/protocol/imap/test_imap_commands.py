@@ -7,7 +7,7 @@ from dataclasses import replace
 from imap_harness import IMAPTestCase
 from support import CountingExecutor
 
-from mailsrv.imap import searching
+from mailsrv.imap import candidates, searching
 
 ONE = b"From: Bob <bob@example.test>\r\nSubject: Lunch plans\r\n\r\nPizza at noon?\r\n"
 TWO = b"From: carol@example.test\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nX-Tag: blue\r\n\r\nSee attached report.\r\n"
@@ -97,13 +97,13 @@ class SearchPlace(IMAPTestCase):
     async def test_content_search_makes_its_messages_in_the_pool(self) -> None:
         """The reactor thread notes only where the files are; the Messages are built by the pool's job."""
         made: list[int] = []
-        real = searching.Message
+        real = candidates.Message
 
         def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
             made.append(1)
             return real(*args, **kwargs)
 
-        self.patch(searching, "Message", counted)
+        self.patch(candidates, "Message", counted)
         submitted: list[int] = []
         pool_run = self.pool.run
         self.pool.run = lambda fn, *a, **kw: (submitted.append(len(made)), pool_run(fn, *a, **kw))[1]  # type: ignore[method-assign]

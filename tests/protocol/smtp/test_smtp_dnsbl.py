@@ -240,3 +240,29 @@ class TrustedTests(DNSBLTestCase):
         self.list_address("bl.example")
         self.assertEqual(self.rcpt(peer=IPv4Address("TCP", "192.0.2.7", 40000)), b"250 2.1.5 Ok\r\n")
         self.assertEqual(self.zone.asked, [])
+
+
+class ReloadTests(DNSBLTestCase):
+    """A SIGHUP's ``[policy]`` (:mod:`mailsrv.config.live`) judges the next client."""
+
+    def reload(self, **policy) -> None:
+        config = self.ctx.live.current
+        self.ctx.live.replace(dataclasses.replace(config, policy=dataclasses.replace(config.policy, **policy)))
+
+    def test_a_network_trusted_after_a_reload_is_not_refused(self):
+        self.list_address("bl.example")
+        self.assertEqual(self.rcpt(), BLOCKED)
+        self.reload(trusted_networks=("192.0.2.0/24",))
+        self.assertEqual(self.rcpt(), b"250 2.1.5 Ok\r\n")
+        self.assertEqual(len(self.listed()), 1)
+
+    def test_a_list_added_by_a_reload_judges_the_next_client_though_the_old_answer_was_kept(self):
+        self.list_address("other.example")
+        self.assertEqual(self.rcpt(), b"250 2.1.5 Ok\r\n")  # bl.example does not list it
+        self.reload(dnsbl=("other.example",))
+        self.assertEqual(self.rcpt(), replies.BLOCKLISTED(ip="192.0.2.7", lists="other.example").wire())
+
+    def test_a_higher_threshold_lets_a_client_of_one_list_in(self):
+        self.list_address("bl.example")
+        self.reload(dnsbl_threshold=2)
+        self.assertEqual(self.rcpt(), b"250 2.1.5 Ok\r\n")

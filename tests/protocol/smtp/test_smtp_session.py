@@ -51,6 +51,9 @@ class FakeDirectory:
         """Own address and aliases (the real rules are tested on the real Directory)."""
         return login in self.resolve(address)
 
+    def configure(self, config: configuration.Config) -> None:
+        """A SIGHUP's new configuration: nothing of it is kept here."""
+
     def quota(self, address: str) -> Limits:
         """No limits (quotas are tested on the real Directory and store)."""
         return Limits()

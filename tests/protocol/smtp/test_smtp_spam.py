@@ -147,6 +147,20 @@ class RequestTests(SpamTestCase):
         self.assertEqual(request.headers["Queue-Id"], [queue_id])
         self.assertEqual(request.headers["Mta-Name"], [HOST])
 
+    async def test_each_recipient_goes_as_the_client_named_it_not_where_aliases_lead(self):
+        self.connect()
+        self.say(b"EHLO client.example.net\r\nMAIL FROM:<bob@example.net>\r\n")
+        for recipient in (b"alice@example.test", b"team@example.test", b"Carol@example.test"):
+            self.assertEqual(self.say(b"RCPT TO:<" + recipient + b">\r\n"), b"250 2.1.5 Ok\r\n")
+        self.say(b"DATA\r\n")
+        self.assertRegex(await self.answer(message() + b".\r\n"), QUEUED)
+        (request,) = self.rspamd.requests
+        self.assertEqual(request.headers["Rcpt"], ["alice@example.test", "team@example.test", "Carol@example.test"])
+
+    async def test_without_a_resolver_no_hostname_is_claimed(self):
+        self.assertRegex(await self.send(), QUEUED)
+        self.assertNotIn("Hostname", self.rspamd.requests[0].headers)
+
     async def test_a_spooled_body_is_streamed_whole(self):
         big = message(subject="big").replace(b"Hello.\r\n", b"line of the body\r\n" * 2000)
         self.assertRegex(await self.send(big), QUEUED)
@@ -220,7 +234,8 @@ class TempfailTests(SpamTestCase):
 
 
 class AuthenticationResultsTests(SenderAuthTestCase):
-    """rspamd sees our Authentication-Results field, as the message will be stored."""
+    """rspamd sees the message as it will be stored, our Authentication-Results field on top, and the
+    client's name as the test DNS confirms it."""
 
     def setUp(self) -> None:
         self.rspamd = FakeRspamd()
@@ -228,19 +243,55 @@ class AuthenticationResultsTests(SenderAuthTestCase):
         super().setUp()
         resolver = make_resolver(configuration.DNSConfig(nameservers=(f"127.0.0.1:{self.dns.port}",), timeout=2))
         self.ctx = make_context(self.config, store=self.store, directory=FakeDirectory(), checker=self.checker,
-                                tls_options=object(), resolver=resolver)
+                                tls_options=object(), resolver=resolver, clock=self.clock)
+        self.zone.add("7.2.0.192.in-addr.arpa", "PTR", "spoofed.example.org.", "Client.Example.NET.")
+        self.zone.add("client.example.net", "A", "198.51.100.9", "192.0.2.7")
+        self.zone.add("spoofed.example.org", "A", "198.51.100.10")
 
     def make_config(self, **auth):
         return dataclasses.replace(super().make_config(**auth), spam=configuration.SpamConfig(rspamd=self.url))
 
-    async def test_rspamd_gets_the_message_with_our_authentication_results(self):
+    async def scanned(self, data: bytes = message()) -> bytes:
+        """Send *data*; the body rspamd was sent (the reply is a 250)."""
         self.connect()
         self.say(b"EHLO client.example.net\r\nMAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.test>\r\n"
                  b"DATA\r\n")
         self.transport.clear()
-        self.server.dataReceived(message() + b".\r\n")
+        self.server.dataReceived(data + b".\r\n")
         self.assertRegex(await replied(self), QUEUED)
-        body = self.rspamd.requests[0].body
+        return self.rspamd.requests[-1].body
+
+    async def test_the_hostname_is_the_ptr_name_whose_address_is_the_clients(self):
+        await self.scanned()
+        self.assertEqual(self.rspamd.requests[0].headers["Hostname"], ["client.example.net"])
+
+    async def test_the_hostname_is_unknown_when_no_ptr_name_has_the_address(self):
+        self.zone.add("client.example.net", "AAAA", "2001:db8::7")  # an address, but not this one
+        self.zone.fail("client.example.net")
+        await self.scanned()
+        self.assertEqual(self.rspamd.requests[0].headers["Hostname"], ["unknown"])
+
+    async def test_the_name_is_looked_up_once_per_connection(self):
+        await self.scanned()
+        self.say(b"MAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")
+        self.transport.clear()
+        self.server.dataReceived(message(subject="again") + b".\r\n")
+        self.assertRegex(await replied(self), QUEUED)
+        self.assertEqual([r.headers["Hostname"] for r in self.rspamd.requests], [["client.example.net"]] * 2)
+        self.assertEqual(self.zone.asked.count("7.2.0.192.in-addr.arpa."), 1)
+
+    async def test_rspamd_is_not_sent_the_forged_results_we_remove(self):
+        forged = (f"Authentication-Results: {HOST}; dkim=pass header.d=example.net\r\n"
+                  "Authentication-Results: elsewhere.example; spf=pass\r\nX-Spam: No\r\n").encode()
+        body = await self.scanned(message(extra=forged))
+        self.assertEqual(body.count(b"Authentication-Results: " + HOST.encode()), 1, body[:400])
+        self.assertNotIn(b"header.d=example.net\n", body)
+        self.assertIn(b"\nAuthentication-Results: elsewhere.example; spf=pass\n", body)
+        self.assertNotIn(b"X-Spam: No", body)
+        self.assertEqual(self.rspamd.requests[0].headers["Content-Length"], [str(len(body))])
+
+    async def test_rspamd_gets_the_message_with_our_authentication_results(self):
+        body = await self.scanned()
         self.assertTrue(body.startswith(b"Return-Path: <bob@example.net>\nAuthentication-Results: " + HOST.encode()
                                         + b";\n\tspf=pass"), body[:200])
         stored = below_return_path(self.store.calls[-1][1])
