@@ -16,6 +16,10 @@ the same receiver:
 ``direct``
     the same messages submitted straight to the receiver's port 25: its
     intake rate, the ceiling any sender in front of it can reach;
+``baseline`` (with ``--baseline CHECKOUT``)
+    the same as ``mailsrv``, with the mailsrv of another source tree (say a
+    worktree of the commit before a change): a change's effect, measured in
+    the same run;
 ``mailsrv``
     submitted to a sending mailsrv's submission port (STARTTLS + AUTH), which
     queues them and delivers them by MX;
@@ -70,11 +74,22 @@ def message(n: int, recipient: str, size: int) -> bytes:
 
 @dataclass
 class Submitter:
-    """Where and how a row submits: port, TLS context for STARTTLS (None: plaintext), login (None: none)."""
+    """Where and how a row submits: port, TLS context for STARTTLS (None: plaintext), login (None: none).
+
+    *pid* is the sending process whose CPU time the row reports (None: not reported).
+    """
 
     port: int
     tls: ssl.SSLContext | None
     login: str | None = None
+    pid: int | None = None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process *pid* so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def submit_all(to: Submitter, jobs: Sequence[tuple[str, bytes]], connections: int) -> tuple[float, list[str]]:
@@ -141,6 +156,8 @@ class Row:
     arrived: float | None
     held: int
     errors: list[str]
+    #: CPU milliseconds the sending process spent per message (None: not measured).
+    cpu_ms: float | None = None
 
     @property
     def rate(self) -> float | None:
@@ -151,6 +168,7 @@ def measure(target: str, receiver: Receiver, to: Submitter, jobs: Sequence[tuple
             connections: int, timeout: float) -> Row:
     """Empty the receiver, submit *jobs* through *to*, and time until the receiver holds them all."""
     receiver.empty()
+    cpu_before = cpu_seconds(to.pid) if to.pid else 0.0
     start = time.monotonic()
     submitted, errors = submit_all(to, jobs, connections)
     expected = len(jobs) - len(errors)
@@ -158,7 +176,8 @@ def measure(target: str, receiver: Receiver, to: Submitter, jobs: Sequence[tuple
     while (held := receiver.held()) < expected and time.monotonic() < deadline:
         time.sleep(0.02)
     arrived = time.monotonic() - start if held >= expected else None
-    return Row(target, len(jobs), submitted, arrived, held, errors)
+    cpu_ms = 1000 * (cpu_seconds(to.pid) - cpu_before) / len(jobs) if to.pid else None
+    return Row(target, len(jobs), submitted, arrived, held, errors, cpu_ms)
 
 
 def postfix(config_dir: str, settings: dict[str, str]) -> dict[str, str]:
@@ -175,7 +194,8 @@ def postfix(config_dir: str, settings: dict[str, str]) -> dict[str, str]:
 def print_row(row: Row) -> None:
     arrived = f"{row.arrived:9.2f}" if row.arrived else "  timeout"
     rate = f"{row.rate:8.1f}" if row.rate else "       -"
-    print(f"{row.target:<10} {row.messages:5d} {row.submitted:9.2f} {arrived} {rate} {row.held:6d}", flush=True)
+    cpu = f"{row.cpu_ms:7.2f}" if row.cpu_ms is not None else "      -"
+    print(f"{row.target:<10} {row.messages:5d} {row.submitted:9.2f} {arrived} {rate} {row.held:6d} {cpu}", flush=True)
     for error in row.errors[:5]:
         print(f"  ! {error}")
     if row.arrived is None:
@@ -189,10 +209,21 @@ def summary(rows: list[Row]) -> None:
 
     ours = median("mailsrv")
     print()
-    for other in ("direct", "postfix"):
+    for other in ("direct", "baseline", "postfix"):
         theirs = median(other)
         if ours and theirs:
             print(f"mailsrv/{other}: {ours / theirs:.2f} (median msg/s {ours:.1f} against {theirs:.1f})")
+
+
+def make_sender(root: str, dns_port: int, receiver: Receiver, checkout: str) -> Server:
+    """A started sending mailsrv of *checkout* (user alice) whose MX lookups go to the benchmark's DNS."""
+    os.makedirs(root)
+    sender = Server(root, domains=("example.test",), checkout=checkout,
+                    extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns_port}"]\ntimeout = 2\n'
+                                 f'[delivery]\nmx_port = {receiver.server.ports["smtp"]}\n')
+    sender.add_user(SENDER, PASSWORD)
+    sender.start()
+    return sender
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds a row may take")
     parser.add_argument("--postfix-config", help="config_directory of a private Postfix to measure too")
     parser.add_argument("--postfix-port", type=int, default=2525, help="its smtpd port (default 2525)")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="another mailsrv source tree to measure as the row 'baseline' (a worktree of main)")
     parser.add_argument("--quick", action="store_true", help="200 messages: a few seconds, to check it works")
     parser.add_argument("--keep", action="store_true", help="leave the temp dir (configs, logs) behind")
     args = parser.parse_args(argv)
@@ -220,17 +253,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = False
     with ThreadedDNS(zone) as dns:
         os.makedirs(os.path.join(root, "receiver"))
-        os.makedirs(os.path.join(root, "sender"))
         receiver = Receiver(os.path.join(root, "receiver"), names)
-        sender = Server(os.path.join(root, "sender"), domains=("example.test",),
-                        extra_config=f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = 2\n'
-                                     f'[delivery]\nmx_port = {receiver.server.ports["smtp"]}\n')
-        sender.add_user(SENDER, PASSWORD)
         receiver.server.start()
-        sender.start()
+        senders = {"mailsrv": make_sender(os.path.join(root, "sender"), dns.port, receiver, REPO)}
+        if args.baseline:
+            senders = {"baseline": make_sender(os.path.join(root, "baseline"), dns.port, receiver,
+                                               os.path.abspath(args.baseline)), **senders}
         targets: list[tuple[str, Submitter]] = [
             ("direct", Submitter(receiver.server.ports["smtp"], receiver.server.tls())),
-            ("mailsrv", Submitter(sender.ports["submission"], sender.tls(), SENDER)),
+            *((name, Submitter(s.ports["submission"], s.tls(), SENDER, s.process.pid)) for name, s in senders.items()),
         ]
         restore: dict[str, str] = {}
         if args.postfix_config:
@@ -245,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.messages} messages of {args.size} octets to {len(names)} domains, "
               f"{args.connections} submission sessions; mailsrv [delivery] defaults (max_connections 20, "
               f"3 per domain), STARTTLS to the receiver")
-        print(f"{'target':<10} {'msgs':>5} {'submit s':>9} {'arrived s':>9} {'msg/s':>8} {'held':>6}")
+        print(f"{'target':<10} {'msgs':>5} {'submit s':>9} {'arrived s':>9} {'msg/s':>8} {'held':>6} {'cpu ms':>7}")
         rows = []
         try:
             for _ in range(args.repeats):
@@ -257,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if restore:
                 postfix(args.postfix_config, restore)
-            sender.stop()
+            for sender in senders.values():
+                sender.stop()
             receiver.server.stop()
         summary(rows)
     if args.keep:

@@ -176,6 +176,8 @@ class Session:
     tls: bool = False
     #: The SNI name the client sent, seen at its first EHLO over TLS (None: no SNI).
     server_name: str | None = None
+    #: The command lines by the read that brought them: several in one group were pipelined (RFC 2920).
+    groups: list[list[str]] = field(default_factory=list)
 
 
 class _ReceiverProtocol(LineReceiver):
@@ -209,11 +211,16 @@ class _ReceiverProtocol(LineReceiver):
     def reply(self, text: str) -> None:
         self.sendLine(text.encode())
 
+    def dataReceived(self, data: bytes) -> None:
+        self.session.groups.append([])
+        super().dataReceived(data)
+
     def lineReceived(self, line: bytes) -> None:
         if self._data is not None:
             return self._data_line(line)
         text = line.decode("utf-8", "replace")
         self.session.commands.append(text)
+        self.session.groups[-1].append(text)
         verb, _, arg = text.partition(" ")
         handler = getattr(self, f"smtp_{verb.upper()}", None)
         if handler is None:

@@ -41,21 +41,21 @@ def twistd() -> list[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
-def env() -> dict[str, str]:
-    """The test's environment, with the checkout importable and no ``$MAILSRV_CONFIG`` of the caller's."""
+def env(checkout: str = REPO) -> dict[str, str]:
+    """The test's environment, with *checkout* importable and no ``$MAILSRV_CONFIG`` of the caller's."""
     e = dict(os.environ)
-    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
+    e["PYTHONPATH"] = checkout + os.pathsep + e.get("PYTHONPATH", "")
     e.pop("MAILSRV_CONFIG", None)
     return e
 
 
 def mailsrv_cli(config: str | None, *args: str, stdin: str | None = None, cwd: str | None = None,
-                ) -> subprocess.CompletedProcess:
-    """Run the ``mailsrv`` admin command as a user would (``config`` None: no ``--config``)."""
+                checkout: str = REPO) -> subprocess.CompletedProcess:
+    """Run the ``mailsrv`` admin command of *checkout* as a user would (``config`` None: no ``--config``)."""
     options = [] if config is None else ["--config", config]
     return subprocess.run(
         [sys.executable, "-m", "mailsrv.cli", *options, *args],
-        input=stdin, capture_output=True, text=True, env=env(), timeout=60, cwd=cwd,
+        input=stdin, capture_output=True, text=True, env=env(checkout), timeout=60, cwd=cwd,
     )
 
 
@@ -71,6 +71,8 @@ class Server:
     #: A command that runs twistd (``setpriv ...``), as a service manager would.
     wrapper: list[str] = field(default_factory=list)
     domains: tuple[str, ...] = ("example.test", "other.test")
+    #: The mailsrv source tree that runs (a benchmark compares another checkout's with this one's).
+    checkout: str = REPO
     process: subprocess.Popen | None = None
 
     @property
@@ -113,7 +115,7 @@ class Server:
         self.process = subprocess.Popen(
             [*self.wrapper, *twistd(), "-n", "--pidfile=", f"--logfile={self.logfile}", *self.twistd_args,
              "mailsrv", "--config", self.config],
-            env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.root,
+            env=env(self.checkout), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.root,
         )
         deadline = time.monotonic() + 30
         pending = set(self.ports.values())
@@ -160,7 +162,8 @@ class Server:
         if not os.path.exists(self.config):
             self.write_config()
         create = [] if os.path.isdir(self.data_dir) else ["--create"]
-        done = mailsrv_cli(self.config, "user", "add", address, "--password-stdin", *create, stdin=password + "\n")
+        done = mailsrv_cli(self.config, "user", "add", address, "--password-stdin", *create, stdin=password + "\n",
+                           checkout=self.checkout)
         assert done.returncode == 0, done.stderr
 
     def tls(self) -> ssl.SSLContext:

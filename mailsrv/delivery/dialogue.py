@@ -2,7 +2,7 @@
 
 :func:`open_session` reads the greeting and says EHLO, STARTTLS and AUTH;
 :func:`mail_transaction` then returns one result per recipient, and may
-run again on the same session (after :func:`reset`) before
+run again on the same session (with ``reset``: RSET first) before
 :func:`end_session`.  Both raise :class:`TryNextHost` when this host
 cannot take the message now (no greeting, TLS required and not offered, a
 lost connection) so that the caller tries the next one, or
@@ -96,25 +96,21 @@ async def open_session(conn: ClientConnection, tx: Transaction, tls: TLSPolicy) 
     return extensions
 
 
-async def mail_transaction(conn: ClientConnection, tx: Transaction, extensions: dict[str, str]) -> list[RecipientResult]:
+async def mail_transaction(
+    conn: ClientConnection, tx: Transaction, extensions: dict[str, str], reset: bool = False,
+) -> list[RecipientResult]:
     """One mail transaction on an open session: a result per recipient, or TryNextHost if the session broke first.
 
-    When it returns, the session is in step with the peer again (every
-    reply read), ready for QUIT or for the next transaction.
+    With *reset*, on a session kept from an earlier transaction, RSET
+    (RFC 5321 4.1.1.5) goes first to check the session is still good; a
+    refused RSET raises TryNextHost too (a new session may take the
+    message).  When it returns, the session is in step with the peer again
+    (every reply read), ready for QUIT or for the next transaction.
     """
     try:
-        return await _mail(conn, tx, extensions)
+        return await _mail(conn, tx, extensions, reset)
     except SMTPClientError as e:
         raise TryNextHost(str(e)) from None
-
-
-async def reset(conn: ClientConnection) -> bool:
-    """RSET (RFC 5321 4.1.1.5) on a session kept from an earlier transaction: whether it is still good."""
-    try:
-        reply = await _command(conn, "RSET", QUIT_TIMEOUT)
-    except SMTPClientError:
-        return False
-    return reply.code == 250
 
 
 async def _command(conn: ClientConnection, line: str, timeout: float = COMMAND_TIMEOUT) -> Reply:
@@ -224,17 +220,29 @@ def _rcpt_command(tx: Transaction, recipient: str, extensions: dict[str, str]) -
     return " ".join([f"RCPT TO:<{recipient}>", *params])
 
 
-async def _mail(conn: ClientConnection, tx: Transaction, extensions: dict[str, str]) -> list[RecipientResult]:
-    """MAIL, RCPT for each recipient (pipelined when offered, RFC 2920), then the message: with BDAT
-    when the peer offers CHUNKING (RFC 3030 2), else with DATA."""
+async def _mail(conn: ClientConnection, tx: Transaction, extensions: dict[str, str], reset: bool) -> list[RecipientResult]:
+    """[RSET,] MAIL, RCPT for each recipient (pipelined when offered, RFC 2920), then the message: with
+    BDAT when the peer offers CHUNKING (RFC 3030 2), else with DATA.
+
+    RFC 2920 3.1 lets RSET open a group: on a pipelining peer a reused
+    session's RSET costs no round trip of its own.  Its reply is read
+    first; a refusal gives up on the session before any message octet is
+    sent (a DATA already accepted is ended by the caller closing it).
+    """
     if tx.options.require_tls and not (conn.tls and "REQUIRETLS" in extensions):
         raise RequireTLSUnsupported("the message requires TLS (REQUIRETLS) and this server does not offer REQUIRETLS")
     reason = _unsendable(tx, extensions)
+    pipelined = "PIPELINING" in extensions
+    if reset:
+        conn.send("RSET")
+        if not pipelined or reason is not None:
+            _check_reset(await conn.read_reply(QUIT_TIMEOUT))
     if reason is not None:
         return _all(conn, tx.recipients, Outcome.FAILED, reason)
     chunking = "CHUNKING" in extensions
     commands = [_mail_command(tx, extensions), *(_rcpt_command(tx, r, extensions) for r in tx.recipients)]
-    replies = await _send_batch(conn, commands if chunking else [*commands, "DATA"], pipelined="PIPELINING" in extensions)
+    replies = await _send_batch(conn, commands if chunking else [*commands, "DATA"], pipelined,
+                                after_reset=reset and pipelined)
     mail, rcpts = replies[0], replies[1 : len(commands)]
     if not mail.positive:
         return _all(conn, tx.recipients, _outcome(mail), str(mail))
@@ -285,11 +293,24 @@ async def _final_reply(conn: ClientConnection) -> tuple[Outcome, str]:
     return (Outcome.DELIVERED if final.positive else _outcome(final)), str(final)
 
 
-async def _send_batch(conn: ClientConnection, commands: list[str], pipelined: bool) -> list[Reply | None]:
-    """Each command's reply; without pipelining, nothing after a refused MAIL and no DATA without a recipient."""
+def _check_reset(reply: Reply) -> None:
+    """A kept session whose RSET is refused is not fit for another transaction."""
+    if reply.code != 250:
+        raise TryNextHost(f"RSET refused: {reply}")
+
+
+async def _send_batch(
+    conn: ClientConnection, commands: list[str], pipelined: bool, after_reset: bool = False,
+) -> list[Reply | None]:
+    """Each command's reply; without pipelining, nothing after a refused MAIL and no DATA without a recipient.
+
+    *after_reset*: the group follows an RSET sent and not yet answered, whose reply is checked first.
+    """
     if pipelined:
         for line in commands:
             conn.send(line)
+        if after_reset:
+            _check_reset(await conn.read_reply(QUIT_TIMEOUT))
         return [await conn.read_reply(DATA_TIMEOUT if line == "DATA" else COMMAND_TIMEOUT) for line in commands]
     mail = await _command(conn, commands[0])
     if not mail.positive:

@@ -11,7 +11,10 @@
 The ``.json`` file is the message: a ``.msg`` without one is a crash
 between the two writes (or an enqueue still running in another process)
 and is removed once it is older than :data:`ORPHAN_AGE`; the SMTP client
-never got a 250 for it.
+never got a 250 for it.  A new message's two names are made durable by one
+fsync of the directory, after both renames (:meth:`QueueDir.add`); a file
+system that may then keep the second rename and lose the first would leave
+a record without its ``.msg``, also unacknowledged, and also removed.
 
 Several processes may share the directory (two servers on one data dir,
 the ``mailsrv queue`` command).  Edits of a record hold its lock; an
@@ -212,8 +215,10 @@ class QueueDir:
         lease = Lease(os.open(self.lease_path(record.queue_id), os.O_RDONLY | os.O_CREAT, 0o644))
         try:
             fcntl.flock(lease.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            place(body, [(self.path, record.queue_id + _MESSAGE)])
-            replace_file(self.record_path(record.queue_id), record.to_json())
+            # Both files fsynced, then one directory fsync for both names: three fsyncs, not four.
+            place(body, [(self.path, record.queue_id + _MESSAGE)], sync_dirs=False)
+            replace_file(self.record_path(record.queue_id), record.to_json(), sync_dir=False)
+            fsync_dir(self.path)
         except BaseException:
             lease.release()
             with contextlib.suppress(FileNotFoundError):
@@ -289,9 +294,11 @@ class QueueDir:
 
         A ``.msg`` without its record is a crash between the two writes of
         :meth:`add`, a ``.lease`` or lock without one the rest of a removal;
-        young ones may be an enqueue still running in another process.
+        young ones may be an enqueue still running in another process.  A
+        record without its ``.msg`` was never acknowledged (see the module
+        docstring): it goes with its lease and lock.
         """
-        records = set(self.ids())
+        records = {i for i in self.ids() if os.path.exists(self.message_path(i))}
         removed = 0
         for directory in (self.path, self.tmp):
             try:

@@ -33,7 +33,7 @@ from mailsrv.config.delivery import DeliveryConfig
 from mailsrv.delivery import clienttls, dane, mx, requiretls, reuse, routing
 from mailsrv.delivery.attempt import IRemoteDelivery, Options, Outcome, RecipientResult
 from mailsrv.delivery.dialogue import (
-    RequireTLSUnsupported, Transaction, TLSBroken, TLSPolicy, TryNextHost, mail_transaction, open_session, reset,
+    RequireTLSUnsupported, Transaction, TLSBroken, TLSPolicy, TryNextHost, mail_transaction, open_session,
 )
 from mailsrv.delivery.mtasts.cache import PolicyStore
 from mailsrv.delivery.mtasts.discovery import Policies
@@ -188,12 +188,9 @@ class RemoteDelivery:
     async def _reuse(self, tx: Transaction, destination: str) -> list[RecipientResult] | None:
         """*tx* on a session kept open to *destination*; None when there is none, or it broke before the message."""
         while (session := self._idle.take(destination)) is not None:
-            if not await reset(session.conn):
-                session.conn.close()
-                continue
             try:
-                results = await mail_transaction(session.conn, tx, session.extensions)
-            except TryNextHost:  # lost before the final reply: the message was not taken, a new session may
+                results = await mail_transaction(session.conn, tx, session.extensions, reset=True)
+            except TryNextHost:  # RSET refused, or lost before the final reply: not taken, a new session may
                 session.conn.close()
                 continue
             self._idle.park(destination, session)

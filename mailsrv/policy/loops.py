@@ -23,7 +23,7 @@ MAX_HOPS = 50
 
 
 def _hops(body: "Body") -> int:
-    """The ``Received:`` fields in *body*'s header; blocking, for the disk pool."""
+    """The ``Received:`` fields in *body*'s header; blocking for a spooled body."""
     return len(field_values(read_header(body), b"received"))
 
 
@@ -31,13 +31,8 @@ class HopLimit(Check):
     """554 5.4.6 at the end of DATA for a message with more than :data:`MAX_HOPS` ``Received:`` fields."""
 
     async def data(self, ctx: CheckContext, envelope: "Envelope") -> Verdict:
-        """Refuse a looping message: nothing is stored or forwarded.
-
-        A body in memory is counted here (no system call, at most the spool
-        threshold to scan); a spooled one is read in the disk pool.
-        """
-        body = envelope.body
-        hops = _hops(body) if body.in_memory else await ctx.disk.run(_hops, body)
+        """Refuse a looping message: nothing is stored or forwarded."""
+        hops = await ctx.read(_hops, envelope.body)
         if hops > MAX_HOPS:
             return reject(replies.TOO_MANY_HOPS)
         return ACCEPT

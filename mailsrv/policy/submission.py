@@ -42,7 +42,7 @@ class Owners(Protocol):
 def _authors(body: "Body") -> list[str] | None:
     """Every address of every ``From:`` field; ``None`` when there is none or one does not parse.
 
-    Blocking (the body may be spooled): runs in the disk pool.
+    Blocking for a spooled body (see :meth:`CheckContext.read`).
     """
     lists = [mailbox_list(value) for value in field_values(read_header(body), b"from")]
     if not lists or None in lists:
@@ -79,7 +79,7 @@ class SenderIsLogin(Check):
         login = ctx.session.user
         if not ctx.session.kind.submission or login is None:
             return ACCEPT
-        authors = await ctx.disk.run(_authors, envelope.body)
+        authors = await ctx.read(_authors, envelope.body)
         if authors is None:
             return reject(replies.BAD_AUTHOR)  # RFC 5322 3.6: From is required; RFC 6409 6.3: 554
         for author in authors:
@@ -89,7 +89,7 @@ class SenderIsLogin(Check):
 
 
 def _missing(body: "Body") -> tuple[bool, bool]:
-    """``(no Message-ID:, no Date:)`` in *body*'s header; blocking, for the disk pool."""
+    """``(no Message-ID:, no Date:)`` in *body*'s header; blocking for a spooled body."""
     header = read_header(body)
     return not field_values(header, b"message-id"), not field_values(header, b"date")
 
@@ -111,7 +111,7 @@ class CompleteHeader(Check):
         """The missing fields, as :attr:`Verdict.fields`; nothing on port 25."""
         if not ctx.session.kind.submission:
             return ACCEPT
-        no_message_id, no_date = await ctx.disk.run(_missing, envelope.body)
+        no_message_id, no_date = await ctx.read(_missing, envelope.body)
         fields = []
         if no_message_id:
             fields.append(f"Message-ID: {make_msgid(envelope.queue_id, self._hostname)}\r\n".encode("ascii"))

@@ -101,8 +101,11 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def replace_file(path: str, data: bytes, default_mode: int = 0o600) -> None:
+def replace_file(path: str, data: bytes, default_mode: int = 0o600, sync_dir: bool = True) -> None:
     """Atomically and durably replace *path* with *data*.
+
+    Without *sync_dir* the rename is not made durable yet: the caller
+    fsyncs the directory itself, once for several files renamed into it.
 
     An existing file keeps its mode and, where we may, its owner; a new file
     takes the owner of its directory. So an admin running the CLI as root
@@ -133,7 +136,8 @@ def replace_file(path: str, data: bytes, default_mode: int = 0o600) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(directory)
+    if sync_dir:
+        fsync_dir(directory)
 
 
 class WatchedFile(Generic[T]):

@@ -95,12 +95,13 @@ class Placed:
     copies: int
 
 
-def place(body: Body, targets: Sequence[Destination], mtime: float | None = None) -> Placed:
+def place(body: Body, targets: Sequence[Destination], mtime: float | None = None, sync_dirs: bool = True) -> Placed:
     """Make *body* durable at every target; *mtime* sets INTERNALDATE.
 
     An in-memory body is written to ``tmp/`` of the first target and renamed
     into place; a spooled body is fsynced and linked there, never read.
-    The other targets link to the first.
+    The other targets link to the first.  Without *sync_dirs* the file is
+    durable but its names are not until the caller fsyncs their directories.
     """
     first = os.path.join(*targets[0])
     copies = 0
@@ -115,7 +116,7 @@ def place(body: Body, targets: Sequence[Destination], mtime: float | None = None
             os.utime(first, (mtime, mtime))
     for target in targets[1:]:
         copies += link_or_copy(first, target)
-    for directory in sorted({os.path.dirname(os.path.join(*t)) for t in targets}):
+    for directory in sorted({os.path.dirname(os.path.join(*t)) for t in targets}) if sync_dirs else ():
         fsync_dir(directory)
     return Placed(os.stat(first).st_mtime, copies)
 

@@ -198,7 +198,7 @@ def test_enqueue_fires_only_after_message_and_record_are_written(config, make_qu
 def test_a_crash_before_the_record_is_renamed_leaves_no_message(config, make_queue, monkeypatch, clock):
     remote = ScriptedRemote()
 
-    def crash(path, data, default_mode=0o600):
+    def crash(path, data, default_mode=0o600, sync_dir=True):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(queuedir, "replace_file", crash)
@@ -226,6 +226,36 @@ def test_debris_is_removed_once_old_and_a_live_message_is_kept(config):
     assert directory.remove_debris(now) == 0  # young: maybe an enqueue in another process
     assert directory.remove_debris(now + queuedir.ORPHAN_AGE + 1) == len(debris)
     assert sorted(os.listdir(config.queue_dir)) == ["LIVE.json", "LIVE.json.lock", "LIVE.lease", "LIVE.msg", "tmp"]
+
+
+def test_add_fsyncs_both_files_then_their_directory_once(config, monkeypatch):
+    directory = QueueDir(config.queue_dir)
+    os.makedirs(directory.tmp)
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append((path, sorted(n for n in os.listdir(config.queue_dir) if n.startswith("Q1."))))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    directory.add(Record("Q1", ALICE, 0.0, 1, 1, recipients=[Recipient(BOB)]), Body.from_wire(b"x\r\n")).release()
+    paths = [path for path, _ in synced]
+    assert paths[0] == os.path.join(directory.tmp, "Q1.msg")
+    assert os.path.basename(paths[1]).startswith(".Q1.json.") and len(paths) == 3
+    # The one directory fsync comes last, when both names are there: the 250 may follow.
+    assert synced[2] == (os.path.realpath(config.queue_dir), ["Q1.json", "Q1.lease", "Q1.msg"])
+
+
+def test_a_record_whose_message_was_lost_is_debris(config):
+    directory = QueueDir(config.queue_dir)
+    directory.add(Record("LOST", ALICE, 0.0, 1, 1, recipients=[Recipient(BOB)]), Body.from_wire(b"x\r\n")).release()
+    os.unlink(directory.message_path("LOST"))  # the rename of the .msg did not survive the crash
+    now = os.stat(directory.record_path("LOST")).st_mtime
+    assert directory.remove_debris(now) == 0
+    assert directory.remove_debris(now + queuedir.ORPHAN_AGE + 1) == 2  # the record and its lease
+    assert directory.ids() == []
 
 
 def test_a_spooled_body_is_linked_not_copied(config, make_queue, tmp_path):

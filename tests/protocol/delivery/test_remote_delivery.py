@@ -438,6 +438,26 @@ class SessionReuseTests(DeliveryHarness):
         self.assertEqual(commands.count("STARTTLS"), 1)
         self.assertEqual(commands[commands.index("DATA") + 1:][:2], ["RSET", "MAIL"])
 
+    async def test_a_kept_session_sends_rset_in_one_group_with_mail_and_rcpt(self) -> None:
+        receiver, port = self.receiver()
+        delivery = self.sender(port)
+        await self.send(delivery, "bob@example.test")
+        await self.send(delivery, "carol@example.test")
+        [group] = [g for g in receiver.sessions[0].groups if g and g[0] == "RSET"]
+        self.assertEqual([c.split(" ")[0] for c in group], ["RSET", "MAIL", "RCPT", "DATA"])  # RFC 2920 3.1
+        self.assertEqual([m.recipients for m in receiver.messages], [["bob@example.test"], ["carol@example.test"]])
+
+    async def test_without_pipelining_rset_is_answered_before_mail(self) -> None:
+        receiver, port = self.receiver(extensions=("8BITMIME", "SIZE 104857600"))
+        delivery = self.sender(port)
+        await self.send(delivery, "bob@example.test")
+        [result] = await self.send(delivery, "carol@example.test")
+        self.assertEqual(self.outcome(result), self.delivered)
+        self.assertEqual(receiver.connections, 1)
+        commands = receiver.sessions[0].commands
+        self.assertIn(["RSET"], receiver.sessions[0].groups)
+        self.assertEqual(commands[commands.index("RSET") + 1].split(":")[0], "MAIL FROM")
+
     async def test_a_session_is_reused_after_a_refused_recipient(self) -> None:
         receiver, port = self.receiver()
         receiver.rcpt_replies["nobody@example.test"] = "550 5.1.1 no such user"
