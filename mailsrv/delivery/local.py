@@ -21,11 +21,15 @@ from mailsrv.store.maildir import unique_part
 if TYPE_CHECKING:
     from mailsrv.store import Store
 
+#: What a policy check's folder is for (:attr:`Envelope.folder`): a user who renamed it keeps getting it there.
+_CHECKS_FOLDER_USE = "\\Junk"
+
+
 def _targets(envelope: Envelope) -> list[Target]:
-    """One target per local user: their INBOX, or the folder a policy check chose."""
+    """One target per local user: their INBOX, or the Junk folder a policy check chose."""
     if envelope.folder is None:
         return [Target(user) for user in envelope.local_users]
-    return [Target(user, envelope.folder) for user in envelope.local_users]
+    return [Target(user, envelope.folder, use=_CHECKS_FOLDER_USE) for user in envelope.local_users]
 
 
 class LocalDelivery:

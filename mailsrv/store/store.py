@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from mailsrv.address import AddressSyntaxError, mailbox_path
 from mailsrv.message.body import Body
 from mailsrv.store import flags as flag_rules
-from mailsrv.store import cleanup, keywords, maildir, maildirsize, names, writing
+from mailsrv.store import cleanup, keywords, maildir, maildirsize, names, specialuse, writing
 from mailsrv.store.errors import InvalidAddress, InvalidFlag, InvalidFolderName, KeywordLimit, StoreError
 from mailsrv.store.names import folder_dir
 from mailsrv.store.userstore import UserStore
@@ -35,11 +35,17 @@ from mailsrv.workers import Executor
 
 @dataclass(frozen=True)
 class Target:
-    """Where one recipient's copy of a message goes."""
+    """Where one recipient's copy of a message goes.
+
+    *use* is the special use (RFC 6154, ``\\Junk``) *folder* stands for: when
+    the user has no folder of that name (renamed or deleted it), the copy goes
+    to the folder they gave that use instead, else to the INBOX.
+    """
 
     address: str
     folder: str = names.INBOX
     flags: frozenset[str] = field(default_factory=frozenset)
+    use: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class _Place:
     root: str
     folder: str
     flags: frozenset[str]
+    use: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,8 @@ class _Delivered:
     #: (address, folder name, Maildir path, ``new/<name>`` or ``cur/<name>``) per target.
     copies: list[tuple[str, str, str, str]]
     mtime: float
-    missing_folders: list[tuple[str, str]]
+    #: (address, folder asked for, folder used instead) for each copy whose folder did not exist.
+    missing_folders: list[tuple[str, str, str]]
     copied: int
 
 
@@ -68,16 +76,17 @@ def _deliver(key: str, body: Body, places: list[_Place]) -> _Delivered:
 
     Plain INBOX delivery goes to ``new/`` under the bare key, the fast path;
     a folder or flags mean ``cur/`` with the flags in the name.  A folder
-    that does not exist takes the copy into the INBOX instead: mail is never
-    refused for a missing folder.
+    that does not exist takes the copy into its stand-in (:func:`_stand_in`):
+    mail is never refused for a missing folder.
     """
     copies, missing = [], []
     for place in places:
         maildir.ensure_maildir(place.root, quick=True)
         folder, path = place.folder, folder_dir(place.root, place.folder)
-        if folder != names.INBOX and not os.path.isdir(os.path.join(path, "cur")):
-            missing.append((place.address, folder))
-            folder, path = names.INBOX, place.root
+        if folder != names.INBOX and not _is_folder(path):
+            folder = _stand_in(place)
+            missing.append((place.address, place.folder, folder))
+            path = folder_dir(place.root, folder)
         if folder == names.INBOX and not place.flags:
             rel = "new/" + key
         else:
@@ -87,6 +96,19 @@ def _deliver(key: str, body: Body, places: list[_Place]) -> _Delivered:
     for place, (_, _, _, rel) in zip(places, copies):
         maildirsize.record_added(place.root, [rel])
     return _Delivered(copies, placed.mtime, missing, placed.copies)
+
+
+def _is_folder(path: str) -> bool:
+    return os.path.isdir(os.path.join(path, "cur"))
+
+
+def _stand_in(place: _Place) -> str:
+    """The folder the user gave *place*'s use to (the first by name), else the INBOX."""
+    if place.use is not None:
+        for name, uses in sorted(specialuse.read(place.root).items()):
+            if place.use in uses and _is_folder(folder_dir(place.root, name)):
+                return name
+    return names.INBOX
 
 
 def _letters(folder_path: str, flags: frozenset[str]) -> dict[str, str]:
@@ -162,7 +184,9 @@ class Store:
         for target in targets:
             user = self.user(target.address)
             folder = self._folder_name(target)
-            places.setdefault((user.path, folder), _Place(user.address, user.path, folder, self._flags(target)))
+            places.setdefault(
+                (user.path, folder), _Place(user.address, user.path, folder, self._flags(target), target.use)
+            )
         if not places:
             raise ValueError("deliver() needs at least one target")
         return list(places.values())
@@ -187,9 +211,10 @@ class Store:
         return frozenset(kept)
 
     def _delivered(self, done: _Delivered, key: str) -> str:
-        for address, folder in done.missing_folders:
+        for address, folder, used in done.missing_folders:
             self.log.warn(
-                "delivery to {address}: no folder {folder}; delivered to INBOX", address=address, folder=folder
+                "delivery to {address}: no folder {folder}; delivered to {used}", address=address, folder=folder,
+                used=used,
             )
         if done.copied:
             self.log.warn(

@@ -5,7 +5,8 @@ A message goes to Junk for its author's DMARC ``p=quarantine``, for
 an account set up before special-use folders existed has none, and a
 user may delete theirs.  Each session here delivers into a real store
 (Maildir in the test's directory): with a Junk folder the message is in
-it; without, it is in the INBOX, marked as the Junk copy would be
+it; renamed, it is in the folder that now has the ``\\Junk`` use; without,
+it is in the INBOX, marked as the Junk copy would be
 (Authentication-Results, X-Spam), with one log line that says so.
 """
 
@@ -55,9 +56,10 @@ class JunkFallbackTestCase(SenderAuthTestCase):
                     found.append(f.read())
         return found
 
-    def fallbacks(self) -> list[str]:
-        """What the log said of copies that went to the INBOX for want of their folder."""
-        return [e["log_format"].format(**e) for e in self.events if "delivered to INBOX" in e.get("log_format", "")]
+    def fallbacks(self, folder: str = "INBOX") -> list[str]:
+        """What the log said of copies that went to *folder* for want of their own."""
+        logged = [e["log_format"].format(**e) for e in self.events if "no folder" in e.get("log_format", "")]
+        return [line for line in logged if line.endswith(f"delivered to {folder}")]
 
     def quarantined(self) -> bytes:
         """Send a message that fails q.example's DMARC; the reply."""
@@ -86,6 +88,18 @@ class DMARCTests(JunkFallbackTestCase):
     def test_an_account_that_never_had_one_gets_it_in_the_inbox(self):
         self.assertRegex(self.quarantined(), QUEUED)
         self.assert_in_the_inbox(self.QUARANTINED, b"dmarc=fail (p=quarantine dis=quarantine) header.from=q.example")
+
+    def test_a_user_who_renamed_junk_gets_it_in_the_renamed_folder(self):
+        """The \\Junk use follows a RENAME (RFC 6154): the folder the user calls Spam now takes it."""
+        user = self.real.user(ALICE)
+        self.successResultOf(user.provision({"\\Junk": "Junk"}))
+        self.successResultOf(user.rename_folder("Junk", "Spam"))
+        self.assertRegex(self.quarantined(), QUEUED)
+        [spam] = self.stored("Spam")
+        self.assertIn(b"Subject: quarantined", spam)
+        self.assertEqual((self.stored(), self.stored("Junk")), ([], []))
+        self.assertEqual(self.fallbacks("Spam"), [f"delivery to {ALICE}: no folder Junk; delivered to Spam"])
+        self.assertEqual(self.fallbacks(), [])
 
     def test_a_user_who_deleted_junk_gets_it_in_the_inbox(self):
         user = self.real.user(ALICE)
