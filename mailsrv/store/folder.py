@@ -25,9 +25,12 @@ snapshot, and are announced, only once those UIDs are durable (RFC 3501
 Each change (messages added, flags changed, messages expunged) gets a new
 mod-sequence (RFC 7162), durable in ``mailsrv-modseq`` (:mod:`.modseqs`)
 before anyone is told of it: :attr:`Folder.highest_modseq`,
-:attr:`MessageInfo.modseq` and :meth:`Folder.expunged_since`.  A flag
-change found by a sync keeps the modseq another mailsrv process gave it
-when that file already records it; any other gets a new one.
+:attr:`MessageInfo.modseq` and :meth:`Folder.expunged_since`.  The STOREs
+of every session that arrive while one commit runs share the next one's
+``fdatasync``, so a modseq told to a client is on disk, and a crash can
+only make a later one higher.  A flag change found by a sync keeps the
+modseq another mailsrv process gave it when that file already records it;
+any other gets a new one.
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ if TYPE_CHECKING:
 #: some), and a second change in the tick of the first leaves the mtime as
 #: it was.  Hosts sharing the store over the network add their clock skew.
 TRUST_AFTER_NS = 2_000_000_000
+#: How long the stamps our own renames left may stand in for a listing (:class:`_Own`): the bound
+#: on how late a sync may see another program's change made in the same instant as one of ours.
+OWN_TRUST_NS = 1_000_000_000
+#: Trusted stamps kept across listings (:meth:`Folder._listed_own`); past this many, a listing starts afresh.
+OWN_STAMPS_KEPT = 1000
 #: Seconds between a listing and the write of the snapshot file it brought up to date: the
 #: listings of a burst of changes share one write.
 SAVE_DELAY = 2.0
@@ -167,6 +175,32 @@ class _Scanned:
         return settled > self.started_ns and now_ns >= settled
 
 
+@dataclass
+class _Own:
+    """Directory stamps known to hold no change but ours, and since when they are trusted so.
+
+    A STORE renames files within ``cur/``, which moves its stamp; without
+    this every STORE made the next sync of every session list the folder
+    again.  The folder records its renames in the snapshot itself, and
+    takes the stamps seen just after them as known when the ones seen just
+    before were known (nobody else changed the directory in between).
+    Known are the stamps of listings and those our renames left: the disk
+    pool renames for several sessions at once, and one that started before
+    a listing may end after it.  Another program's change made *during* our
+    renames hides in their stamps, as does one made later in the same
+    timestamp tick, so the known stamps stand in for a listing only until
+    :data:`OWN_TRUST_NS` after the earliest rename (or listing) not yet
+    covered by a listing; the listing that follows finds what was hidden.
+    """
+
+    stamps: set[DirStamps]
+    since_ns: int
+
+    def trusted(self, stamps: DirStamps, now_ns: int) -> bool:
+        """Whether a sync that now sees *stamps* may skip the listing."""
+        return stamps in self.stamps and now_ns < self.since_ns + OWN_TRUST_NS
+
+
 class Folder:
     """A Maildir folder (INBOX or a ``.Name`` Maildir++ subfolder)."""
 
@@ -191,6 +225,7 @@ class Folder:
         self._watcher = watcher  # finds other programs' changes while anyone listens (:mod:`.watch`)
         self._unwatch: "Unwatch | None" = None
         self._scanned: _Scanned | None = None
+        self._own: _Own | None = None  # stamps of our renames and listings, trusted for a while
         self._rescan_wanted = False
         self._listing = False
         self._touched: set[str] = set()
@@ -395,7 +430,12 @@ class Folder:
             stamps = DirStamps.of(self.path)
         except FileNotFoundError:
             raise NoSuchFolder(self.name) from None
-        if self._rescan_wanted or self._scanned.due_again(stamps, time.time_ns()):
+        now = time.time_ns()
+        if self._rescan_wanted:
+            return self._scan()
+        if self._own is not None and self._own.trusted(stamps, now):
+            return None  # only our own renames since the last listing, already in the snapshot
+        if self._scanned.due_again(stamps, now):
             return self._scan()
         return None
 
@@ -442,6 +482,7 @@ class Folder:
                     snap.infos[uid] = info._replace(modseq=entry[0])
         self._snap = snap
         self._scanned = _Scanned(sources.started_ns, sources.dirs)
+        self._own = None
         self._rescan_wanted = (sources.uidlist, sources.modseqs) != (uids.stamp, uids.modseq_stamp)
         return self._list_if_moved()
 
@@ -521,6 +562,7 @@ class Folder:
                 elif entry[0] != arrival.rel:
                     self._arrivals[key] = replace(arrival, rel=entry[0], info=entry[1])
         self._scanned = _Scanned(listing.started_ns, listing.stamps)
+        self._own = self._listed_own(listing)
         self._unsaved = True
         if gone:
             keys = [self._drop(uid) for uid in gone]
@@ -528,6 +570,19 @@ class Folder:
         self._logged(self._renamed_elsewhere(moved), "recording flags changed elsewhere")
         return [(k, rel, info) for k, (rel, info) in found.items()
                 if k not in self._snap.uid_of and k not in self._arrivals and k not in touched]
+
+    def _listed_own(self, listing: Listing) -> _Own:
+        """The trusted stamps after a listing: its own, and our renames' (:class:`_Own`).
+
+        Everything before the listing started is in it, so the trust runs
+        from then.  The stamps our renames left before it are kept: a
+        rename that started before the listing may end after it, from one
+        of those (under load the disk pool always has one in flight; without
+        them, every listing was followed by another).
+        """
+        kept = self._own.stamps if self._own is not None and len(self._own.stamps) < OWN_STAMPS_KEPT else set()
+        kept.add(listing.stamps)
+        return _Own(kept, listing.started_ns)
 
     def _renamed_elsewhere(self, moved: list[tuple[int, tuple[str, str]]]) -> "Deferred[None]":
         """Files another session or node renamed: new places, maybe new flags."""
@@ -707,7 +762,7 @@ class Folder:
 
     def _each_file(
         self, uids: Sequence[int], op: Callable[..., T], args_of: Callable[[int], tuple] = lambda uid: (),
-        *, retry: bool = True, in_pool: bool = True,
+        *, retry: bool = True, in_pool: bool = True, own: bool = False,
     ) -> "Deferred[list[tuple[int, T]]]":
         """Run ``op(path, *args_of(uid))`` on each message's file: ``(uid, result)`` of those done.
 
@@ -717,13 +772,19 @@ class Folder:
         (with *retry*; without, the next sync finds where it went); a
         message that is gone is left out.  Any other error fails the call and
         asks the next sync to list the folder, which sees what was done.
+        With *own* (in the pool) the directory stamps around the work are
+        taken, to be trusted as our own change (:meth:`_note_own`).
         """
         run = self._executor.run if in_pool else maybeDeferred
 
         def attempt(wanted: Iterable[int]) -> "Deferred[tuple[list[tuple[int, T]], list[int]]]":
             files = self._snap.files
             jobs = [(uid, (os.path.join(self.path, files[uid]), *args_of(uid))) for uid in wanted if uid in files]
-            return run(fileops.each, op, jobs).addErrback(self._rescan_after)
+            if own:
+                d = self._executor.run(scan.around, self.path, fileops.each, op, jobs).addCallback(self._note_own)
+            else:
+                d = run(fileops.each, op, jobs)
+            return d.addErrback(self._rescan_after)
 
         def first(outcome: tuple[list[tuple[int, T]], list[int]]) -> "Deferred[list[tuple[int, T]]] | list":
             done, missing = outcome
@@ -736,6 +797,17 @@ class Folder:
             return again.addCallback(lambda outcome: done + outcome[0])
 
         return attempt(uids).addCallback(first)
+
+    def _note_own(self, outcome: tuple[scan.OwnChange, T]) -> T:
+        """Take the stamps our change left as trusted, if the ones before it were (:class:`_Own`)."""
+        change, result = outcome
+        if self._scanned is not None and change.before is not None and change.after is not None:
+            own = self._own or _Own({self._scanned.stamps}, change.started_ns)
+            if change.before in own.stamps:
+                own.stamps.add(change.after)
+                own.since_ns = min(own.since_ns, change.started_ns)
+                self._own = own
+        return result
 
     def _rescan_after(self, failure: Failure) -> Failure:
         self._rescan_wanted = True
@@ -780,7 +852,8 @@ class Folder:
                     self._set_file(uid, names[uid])
             return {uid for uid, _ in done}
 
-        d = self._each_file(sorted(names), os.rename, lambda uid: (os.path.join(self.path, names[uid]),), retry=retry)
+        d = self._each_file(sorted(names), os.rename, lambda uid: (os.path.join(self.path, names[uid]),),
+                            retry=retry, own=True)
         return d.addCallback(renamed)
 
     def _flags_now(self, changes: list[tuple[int, frozenset[str]]], own: bool = True) -> "Deferred[None]":

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from mailsrv.message import wire
 from mailsrv.store import keywords, maildir, modseqs, uidlist
 from mailsrv.store.files import FileStamp
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,33 @@ class DirStamps:
     @property
     def newest_mtime_ns(self) -> int:
         return max(self.new.mtime_ns, self.cur.mtime_ns)
+
+
+@dataclass(frozen=True)
+class OwnChange:
+    """The directory stamps just before and just after a change the folder made itself (renames).
+
+    A stamp is None where the folder was gone.
+    """
+
+    started_ns: int
+    before: DirStamps | None
+    after: DirStamps | None
+
+
+def _stamps_or_none(folder_path: str) -> DirStamps | None:
+    try:
+        return DirStamps.of(folder_path)
+    except FileNotFoundError:
+        return None
+
+
+def around(folder_path: str, fn: Callable[..., T], *args: Any) -> tuple[OwnChange, T]:
+    """Call ``fn(*args)`` (blocking), with the folder's stamps taken before and after it."""
+    started = time.time_ns()
+    before = _stamps_or_none(folder_path)
+    result = fn(*args)
+    return OwnChange(started, before, _stamps_or_none(folder_path)), result
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ without polling) and then Dovecot's dot-lock ``dovecot-uidlist.lock``
 (:mod:`.dotlock`), so a Dovecot process never writes at the same time.
 The file is re-read under them whenever its
 :class:`~mailsrv.store.files.FileStamp` shows that someone else wrote it.
+A job that only numbers flag changes (a STORE) writes nothing here and
+takes only our ``flock`` (:func:`number_only`).
 
 Folders that mailsrv kept before it wrote Dovecot's file have a
 ``mailsrv-uidlist`` (``1 V<uidvalidity> N<uidnext> M<modseq>``, then
@@ -286,6 +288,26 @@ def commit(
         return Commit(header, replaced, assigned, stamp, numbered)
 
 
+def number_only(path: str, header: Header, known: FileStamp | None, numbering: Numbering,
+                uid_of: Mapping[str, int]) -> Commit:
+    """Number flag changes alone, under our ``flock`` only (blocking).
+
+    A flags-only STORE renames files within ``cur/``, and Dovecot's file
+    records the key, not the name: it needs no line of ``dovecot-uidlist``
+    and no read of it, so neither Dovecot's dot-lock nor a ``stat`` of it.
+    Our ``flock`` still serialises the modseq counter between mailsrv
+    processes (Dovecot never writes ``mailsrv-modseq``).  *header* and
+    *uid_of* are what the reactor knows; should another writer have changed
+    the UID list meanwhile, the next listing sees its stamp move and
+    re-reads it, and a UID it expunged is dropped from the log by the
+    expunge that follows.
+    """
+    with locked(os.path.join(os.path.dirname(path), LOCK_NAME)):
+        numbered = modseqs.commit(os.path.dirname(path), numbering.stamp, numbering.table, header.uidvalidity,
+                                  header.highest_modseq, numbering.requests, uid_of)
+    return Commit(header, None, {}, known, numbered)
+
+
 @dataclass(frozen=True)
 class Numbering:
     """The modseq side of a job: what the reactor knows of ``mailsrv-modseq``, and what to number."""
@@ -420,8 +442,18 @@ class UIDList:
         else:  # no stamp known: the commit parses both files
             known, entries, modseq_known = None, Entries(dict(self._unread)), None
         numbering = Numbering(modseq_known, self.modseqs, requests)
-        d = self._executor.run(commit, self.path, known, self.header, entries, adds, forgets, numbering)
+        if self._flags_only(adds, forgets, requests):
+            by_key = self.entries.by_key
+            uid_of = {key: by_key[key] for r in requests for key in r.sets if key in by_key}
+            d = self._executor.run(number_only, self.path, self.header, known, numbering, uid_of)
+        else:
+            d = self._executor.run(commit, self.path, known, self.header, entries, adds, forgets, numbering)
         return d.addCallbacks(self._apply, failed).addCallback(self._numbered, requests)
+
+    def _flags_only(self, adds: Mapping[str, str], forgets: frozenset[str], requests: list[modseqs.Request]) -> bool:
+        """Whether a job only numbers flag changes of messages whose UIDs are read (:func:`number_only`)."""
+        return (bool(requests) and not adds and not forgets and self.read and self.stamp is not None
+                and bool(self.header.uidvalidity) and not any(r.expunged for r in requests))
 
     def _numbered(self, done: Commit, requests: list[modseqs.Request]) -> None:
         numbered = done.modseqs

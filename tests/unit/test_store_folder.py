@@ -257,7 +257,7 @@ class FlagTests(StoreTestCase):
         self.assertEqual(inbox.claim_recent(), {1, 2})
         self.assertEqual((inbox.claim_recent(), inbox.recent_count()), (set(), 0))  # another session's turn
         self.assertEqual(len(self.files("new")), 2)  # nothing moved on the caller's thread
-        self.assertEqual([fn.__name__ for fn, *_ in executor.jobs], ["each"])
+        self.assertEqual([fn.__name__ for fn, *_ in executor.jobs], ["around"])
         executor.run_all()
         self.assertEqual(self.files("new"), [])
         read = inbox.read(1)
@@ -285,7 +285,7 @@ class FlagTests(StoreTestCase):
         self.assertEqual(len(self.files("new")), 3)  # nothing moved yet: the trip waits for more claims
         executor.ran.clear()
         clock.advance(BATCH_DELAY)
-        self.assertEqual((self.files("new"), executor.ran), ([], ["each"]))
+        self.assertEqual((self.files("new"), executor.ran), ([], ["around"]))
         self.assertEqual(first.recent_count(), 0)
 
     def test_store_and_expunge_touch_files_only_in_the_pool(self):
