@@ -8,6 +8,8 @@ trace header is what an admin reads when a message's path is in question.
 
 from __future__ import annotations
 
+import functools
+import time
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
@@ -30,6 +32,17 @@ def address_literal(ip: str) -> str:
     # Only an IPv6 address has a colon; parsing each one would cost more
     # than the rest of the header.
     return f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
+
+
+@functools.lru_cache(maxsize=2)
+def _date_time(second: int) -> str:
+    """The RFC 5322 3.3 date-time of a whole UTC *second*.
+
+    Every message of a busy second carries the same one, so it is made once
+    per second, not once per message (the formatting costs more than the
+    rest of the header; the date-time has no finer unit than the second).
+    """
+    return format_datetime(datetime.fromtimestamp(second, timezone.utc))
 
 
 def trace_headers(
@@ -56,7 +69,6 @@ def trace_headers(
     comment would need escaped.  The addresses may be UTF-8 (RFC 6531 4.3,
     a transaction with SMTPUTF8; RFC 6532 3.7 lets the header hold them).
     """
-    when = when or datetime.now(timezone.utc)
     # RFC 5321 4.4 TCP-info: the address literal alone, as no reverse DNS is looked up.
     parts = [f"from {helo} ({address_literal(client_ip)})"]
     if tls:
@@ -64,7 +76,8 @@ def trace_headers(
     if login:
         parts.append(f"(Authenticated sender: {login})")
     parts.append(f"by {hostname} (mailsrv) with {protocol} id {queue_id}")
-    stamp = format_datetime(when)  # RFC 5322 3.3 date-time, as RFC 5321 4.4 asks
+    # RFC 5322 3.3 date-time, as RFC 5321 4.4 asks
+    stamp = _date_time(int(time.time())) if when is None else format_datetime(when)
     if recipient is not None:
         parts.append(f"for <{recipient}>; {stamp}")
     else:

@@ -154,6 +154,26 @@ class ReceivedTests(unittest.TestCase):
             [b"\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)", b"\t(Authenticated sender: alice@example.test)"],
         )
 
+    def test_without_when_the_stamp_is_the_current_second(self):
+        """The per-second date-time is made again for a new second, never served from the one before."""
+        from types import SimpleNamespace
+
+        from mailsrv.smtp import received
+
+        clock = SimpleNamespace(time=lambda: self.when.timestamp() + 0.75)
+        self.patch(received, "time", clock)
+
+        def stamp() -> bytes:
+            headers = trace_headers(sender="", helo="h", client_ip="192.0.2.1", hostname="mx", protocol="ESMTP",
+                                    queue_id="Q", tls=None, recipient=None)
+            return headers.split(b"\r\n")[-2]
+
+        self.assertEqual(stamp(), b"\tSun, 22 Nov 2026 19:00:05 +0000")
+        clock.time = lambda: self.when.timestamp() + 1.0
+        self.assertEqual(stamp(), b"\tSun, 22 Nov 2026 19:00:06 +0000")
+        clock.time = lambda: self.when.timestamp() + 61.2
+        self.assertEqual(stamp(), b"\tSun, 22 Nov 2026 19:01:06 +0000")
+
     def test_several_recipients_no_tls(self):
         headers = trace_headers(
             sender="",
