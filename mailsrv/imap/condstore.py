@@ -194,7 +194,7 @@ def vanished_since(selection: "Selection", modseq: int, within: imap4.MessageSet
     gone = folder.expunged_since(modseq)
     if gone is not None:
         return _runs([(u, u) for u in gone if _within(ranges, u)])
-    existing = [info.uid for info in folder.messages()]  # forgotten: RFC 7162 3.2.5.2's fallback
+    existing = folder.uids()  # forgotten: RFC 7162 3.2.5.2's fallback
     return _runs([run for low, high in ranges for run in _missing(existing, low, high)])
 
 

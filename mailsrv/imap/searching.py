@@ -3,7 +3,8 @@
 All three read a search program, run it off the reactor thread in the
 search pool (:func:`.search.run_search`) and answer with numbers; SORT
 and THREAD then read the header fields they order by
-(:func:`.sortfields.message_fields`, once per matching message) and order
+(:func:`.sortfields.message_fields`, once per matching message; none for
+a SORT by ARRIVAL or SIZE alone) and order
 them in the same trip to the pool, so the reactor thread only formats
 the answer.  Header keys, BODY/TEXT and the SORT fields are answered from
 the user's message cache where it can (:class:`.msgcache.Lookup`).
@@ -11,6 +12,7 @@ the user's message cache where it can (:class:`.msgcache.Lookup`).
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 from mailsrv.imap import condstore, thread
@@ -23,8 +25,9 @@ from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
 from mailsrv.imap.search import (
     CONTENT, READS_FILES, HeaderTests, Message, SearchError, compile_search, parse_search, run_search,
 )
-from mailsrv.imap.sort import Hit, read_criteria, sort_hits
-from mailsrv.imap.sortfields import message_fields
+from mailsrv.imap.sort import Hit, needs_fields, read_criteria, sort_hits
+from mailsrv.imap.sortfields import UNREAD, message_fields
+from mailsrv.store.bulk import collector_paused
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
@@ -106,6 +109,10 @@ async def _matching(
     by_key = then is list and READS_FILES not in used and cache is not None
 
     def job() -> Any:
+        with collector_paused():  # a Message per message, and maybe their fields: see :mod:`.store.bulk`
+            return searched()
+
+    def searched() -> Any:
         if by_key:
             assert cache is not None
             answers = header_sets(cache, candidates, headers.wanted, cancelled)
@@ -146,6 +153,11 @@ def _with_fields(hits: list[Message]) -> list[Hit]:
     if hits and hits[0].cache is not None:
         hits[0].cache.sorting(hits)
     return [(message, message_fields(message)) for message in hits]
+
+
+def _without_fields(hits: list[Message]) -> list[Hit]:
+    """For criteria that never look at the fields (:func:`.sort.needs_fields`): none read, :data:`UNREAD` each."""
+    return list(zip(hits, repeat(UNREAD)))
 
 
 async def search_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
@@ -199,7 +211,8 @@ async def sort_command(server: "Connection", args: Arguments, uid: bool = False)
     criteria = read_criteria(args)
     args.space()
     charset = _charset(server, args)
-    hits = await _matching(server, args, charset, lambda found: sort_hits(_with_fields(found), criteria))
+    paired = _with_fields if needs_fields(criteria) else _without_fields
+    hits = await _matching(server, args, charset, lambda found: sort_hits(paired(found), criteria))
     server.untagged(b" ".join([b"SORT"] + [b"%d" % (m.uid if uid else m.seq) for m, _ in hits]))
     return Result(OK, b"SORT completed")
 

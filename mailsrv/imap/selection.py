@@ -49,7 +49,7 @@ class Selection:
         self.writeable = writeable
         self.modes = modes or Modes(set())
         self._notify = notify
-        self._uids = [info.uid for info in folder.messages()]
+        self._uids = folder.uids()
         # RFC 3501 2.3.2: \Recent goes to one session; EXAMINE never claims it, nor does an
         # IMAP4rev2 session, which has no \Recent (RFC 9051 2.3.2), so a rev1 session still gets it.
         self._claims_recent = writeable and not self.modes.rev2

@@ -30,6 +30,10 @@ _KEYS: dict[bytes, Callable[[Hit], Any]] = {
 }
 
 
+#: The keys a message's own info answers (RFC 5256 3: its internal date, its size): no header is read.
+_OWN_KEYS = frozenset({b"ARRIVAL", b"SIZE"})
+
+
 @dataclass(frozen=True)
 class Criterion:
     """One sort key, maybe reversed."""
@@ -56,6 +60,11 @@ def read_criteria(args: Arguments) -> list[Criterion]:
     if reverse:
         raise bad(b"REVERSE must precede a sort key")
     return criteria
+
+
+def needs_fields(criteria: Sequence[Criterion]) -> bool:
+    """Whether any of *criteria* orders by a header field, so that each message's must be read."""
+    return any(criterion.key not in _OWN_KEYS for criterion in criteria)
 
 
 def sort_hits(hits: Sequence[Hit], criteria: Sequence[Criterion]) -> list[Hit]:

@@ -45,6 +45,10 @@ class MessageFields:
     references: tuple[str, ...]
 
 
+#: What a SORT by ARRIVAL or SIZE alone pairs each message with: fields it never reads.
+UNREAD = MessageFields("", b"", False, 0.0, b"", b"", b"", None, ())
+
+
 def _sent(entity: Entity) -> float | None:
     """RFC 5256 2.2: the Date field in UTC; None when it is missing or unparseable (the internal date then)."""
     value = entity.get("date")

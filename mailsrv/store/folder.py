@@ -267,6 +267,10 @@ class Folder:
         infos = self._snap.infos
         return [infos[uid] for uid in self._snap.ordered()]
 
+    def uids(self) -> list[int]:
+        """Every UID in order, as of the last sync: a new list (a session's sequence map), made in C."""
+        return self._snap.ordered().copy()
+
     def get(self, uid: int) -> MessageInfo | None:
         """One message's info, or None if it is not (or no longer) here."""
         return self._snap.infos.get(uid)

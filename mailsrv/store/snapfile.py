@@ -41,9 +41,12 @@ import zlib
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 
 from twisted.logger import Logger
 
+from mailsrv.store.bulk import collector_paused
 from mailsrv.store.files import FileStamp, replace_file
 from mailsrv.store.message import MessageInfo
 from mailsrv.store.scan import DirStamps
@@ -52,6 +55,9 @@ from mailsrv.store.snapshot import Snapshot
 FILENAME = "mailsrv-snapshot"
 MAGIC = b"mailsrv-snapshot 1\n"
 _SUBDIRS = ("new/", "cur/")
+#: What a file's place may begin with: its subdirectory, then its info or nothing.
+_PLACE_HEADS = frozenset(sub + end for sub in _SUBDIRS for end in ("", ":"))
+_HEAD, _SUBDIR, _INFO = itemgetter(slice(0, 5)), itemgetter(slice(0, 4)), itemgetter(slice(4, None))
 log = Logger()
 
 
@@ -159,6 +165,11 @@ def _columns(body: memoryview, count: int) -> list[array]:
 
 def decode(data: bytes) -> Persisted:
     """A snapshot file's content; :class:`Unreadable` unless every check holds."""
+    with collector_paused():
+        return _decode(data)
+
+
+def _decode(data: bytes) -> Persisted:
     if not data.startswith(MAGIC):
         raise Unreadable("not a version 1 snapshot")
     end = data.find(b"\n", len(MAGIC))
@@ -178,21 +189,26 @@ def decode(data: bytes) -> Persisted:
         raise Unreadable("truncated or corrupt body")
     if sources.dirs.new is None or sources.dirs.cur is None:
         raise Unreadable("no directory stamps")
-    uids, sizes, modseqs, dates = _columns(body, count)
+    uid_column, sizes, modseqs, dates = _columns(body, count)
     fields = bytes(body[32 * count :]).decode("utf-8", "surrogateescape").split("\0")
     if len(fields) != 3 * count + 1 or fields[-1]:
         raise Unreadable("text fields do not match the count")
+    # Every step below is one call into C per column, not a Python loop per message:
+    # at 100,000 messages this is what a restart's first SELECT waits for.
+    uids = uid_column.tolist()  # one int object per UID, shared by every map that holds it
+    if uids != sorted(set(uids)) or (count and uids[0] <= 0):
+        raise Unreadable("UIDs not ascending")
     keys = list(map(sys.intern, fields[0:-1:3]))  # one copy with the UID list's (uidlist interns them)
     places, flag_texts = fields[1:-1:3], fields[2:-1:3]
-    if any(a >= b for a, b in zip(uids, uids[1:])) or (count and uids[0] <= 0):
-        raise Unreadable("UIDs not ascending")
     # After the key comes its info (":2,..."), or nothing: a longer key would be another message's.
-    if not all(place[:4] in _SUBDIRS and place[4:5] in ("", ":") for place in places):
+    if not set(map(_HEAD, places)) <= _PLACE_HEADS:
         raise Unreadable("a file name does not match its key")
-    rels = [place[:4] + key + place[4:] for key, place in zip(keys, places)]
+    rels = list(map(str.__add__, map(str.__add__, map(_SUBDIR, places), keys), map(_INFO, places)))
     interned = {text: frozenset(text.split()) for text in set(flag_texts)}  # a few distinct sets, shared
-    rows = list(map(MessageInfo._make, zip(uids, keys, map(interned.__getitem__, flag_texts), sizes, dates, modseqs)))
-    return Persisted(sources, Snapshot.of(rows, rels))
+    columns = zip(uids, keys, map(interned.__getitem__, flag_texts), sizes.tolist(), dates.tolist(),
+                  modseqs.tolist())
+    rows = list(map(tuple.__new__, repeat(MessageInfo), columns))  # MessageInfo._make without its Python frame
+    return Persisted(sources, Snapshot.of(rows, rels, uids, keys))
 
 
 def read(folder_path: str) -> Persisted | None:

@@ -85,6 +85,33 @@ class PersistedSnapshotTests(StoreTestCase):
                 f.write(bad)
             self.assertIsNone(snapfile.read(self.path), bad[:30])
 
+    def test_files_whose_uids_or_names_do_not_hold_read_as_none(self):
+        persisted = snapfile.read(self.path)
+        sources, snap = persisted.sources, persisted.snapshot
+        order, infos, files = snap.ordered(), snap.infos, snap.files
+        self.assertEqual(snapfile.decode(snapfile.encode(sources, order, infos, files)).snapshot.files, files)
+        first, second = order[0], order[1]
+        bad = {
+            "duplicate UID": ([first, first] + order[2:], infos, files),
+            "descending UIDs": ([second, first] + order[2:], infos, files),
+            "another key's file": (order, infos, {**files, first: files[first] + "x"}),
+            "a file outside new/ and cur/": (order, infos, {**files, first: "tmp/" + infos[first].key}),
+        }
+        for why, (uids, rows, names) in bad.items():
+            with self.assertRaises(snapfile.Unreadable, msg=why):
+                snapfile.decode(snapfile.encode(sources, uids, rows, names))
+
+    def test_a_restart_maps_every_message_by_uid_key_and_file(self):
+        _, inbox = self.restart()
+        snap = inbox._snap
+        self.assertEqual(inbox.uids(), [1, 2, 3])
+        self.assertEqual({key: uid for uid, key in ((u, snap.infos[u].key) for u in snap.infos)}, snap.uid_of)
+        self.assertEqual(snap.in_new, {uid for uid, rel in snap.files.items() if rel.startswith("new/")})
+        self.assertEqual(snap.in_new, {1, 3})
+        uids = inbox.uids()
+        uids.append(99)  # a session's own copy
+        self.assertEqual(inbox.uids(), [1, 2, 3])
+
     def test_changes_made_while_we_were_down_are_reconciled_from_the_file(self):
         # Another process (a second store on the same directory) expunges 1, flags 3, and a program delivers.
         other = self.folder(store=Store(self.root, InlineExecutor()))
