@@ -80,27 +80,49 @@ class Listing:
     modseqs: FileStamp | None
 
 
+#: Readings of ``new/`` and ``cur/`` one listing makes at most while they keep changing under it.
+LISTING_READS = 3
+
+
 def list_folder(folder_path: str) -> Listing:
     """List ``new/`` and ``cur/`` (blocking).
 
     The clock and the directory stamps are read *before* the listing, so a
     change made while it runs moves a stamp past the recorded one and the
-    next sync sees it.
+    next sync sees it.  A file renamed while ``readdir`` runs (another
+    session or process changing its flags) may be returned under neither
+    name: an indexed directory hands out entries in hash order, and the new
+    name can land where the reading has passed while the old one goes from
+    where it has not.  A message missing from a listing counts as expunged,
+    so when a stamp moved during the reading the directories are read
+    again, up to :data:`LISTING_READS` times, and the readings are joined
+    (a key's latest place wins): a file present at any reading is kept, and
+    one really gone is found by the next sync, whose stamps have moved.
     """
     started = time.time_ns()
-    stamps = DirStamps.of(folder_path)
+    stamps = before = DirStamps.of(folder_path)
     entries: dict[str, tuple[str, str]] = {}
-    for sub in ("new", "cur"):
-        for filename in os.listdir(os.path.join(folder_path, sub)):
-            if not filename.startswith("."):
-                key, info = maildir.split_name(filename)
-                entries[key] = (f"{sub}/{filename}", info)
+    for _ in range(LISTING_READS):
+        _read_entries(folder_path, entries)
+        after = DirStamps.of(folder_path)
+        if after == before:
+            break
+        before = after
     return Listing(
         started, stamps, entries,
         FileStamp.of(os.path.join(folder_path, uidlist.FILENAME)),
         FileStamp.of(os.path.join(folder_path, keywords.FILENAME)),
         FileStamp.of(os.path.join(folder_path, modseqs.FILENAME)),
     )
+
+
+def _read_entries(folder_path: str, entries: dict[str, tuple[str, str]]) -> None:
+    """Add every message file of ``new/`` then ``cur/`` to *entries* by key (``cur/`` wins a move between them)."""
+    for sub in ("new", "cur"):
+        for filename in os.listdir(os.path.join(folder_path, sub)):
+            if not filename.startswith("."):
+                key, info = maildir.split_name(filename)
+                entries[key] = (f"{sub}/{filename}", info)
 
 
 @dataclass(frozen=True)
