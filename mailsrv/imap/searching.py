@@ -27,7 +27,6 @@ from mailsrv.imap.search import (
 )
 from mailsrv.imap.sort import Hit, needs_fields, read_criteria, sort_hits
 from mailsrv.imap.sortfields import UNREAD, message_fields
-from mailsrv.store.bulk import collector_paused
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
@@ -109,10 +108,6 @@ async def _matching(
     by_key = then is list and READS_FILES not in used and cache is not None
 
     def job() -> Any:
-        with collector_paused():  # a Message per message, and maybe their fields: see :mod:`.store.bulk`
-            return searched()
-
-    def searched() -> Any:
         if by_key:
             assert cache is not None
             answers = header_sets(cache, candidates, headers.wanted, cancelled)
