@@ -8,6 +8,7 @@ is found whether or not the package is installed.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import ssl
@@ -23,17 +24,37 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 HOSTNAME = "mail.example.test"
 
 
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out to outgoing connections (Linux: 32768 by default)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out and released: free for a moment."""
-    socks = []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    """Ports free now, below the kernel's ephemeral range.
+
+    A server restarted on its ports (after a SIGKILL, say) must find them
+    free again: a port the kernel handed out as ephemeral could meanwhile
+    be the source port of one of the tests' own outgoing connections.
+    Ports below the range are handed out to no one; they are tried at
+    random and kept when they bind.
+    """
+    high = _ephemeral_low()
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = random.randrange(10000, high)
+        if port in chosen:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+    return chosen
 
 
 def twistd() -> list[str]:
