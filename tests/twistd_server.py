@@ -46,15 +46,19 @@ def free_ports(count: int) -> list[int]:
     chosen: list[int] = []
     while len(chosen) < count:
         port = random.randrange(10000, high)
-        if port in chosen:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        chosen.append(port)
+        if port not in chosen and bindable(port):
+            chosen.append(port)
     return chosen
+
+
+def bindable(port: int) -> bool:
+    """Whether a TCP socket can bind 127.0.0.1:*port* now (nothing else holds it)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def twistd() -> list[str]:

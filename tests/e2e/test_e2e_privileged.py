@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import poplib
 import smtplib
-import socket
 import tempfile
 import time
 
 import pytest
 
-from twistd_server import Server
+from twistd_server import Server, bindable
 
 NOBODY = 65534
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="binding a privileged port needs root")
@@ -21,14 +20,10 @@ def free_privileged_ports(count: int) -> list[int]:
     """Ports below 1024 that nothing listens on (only root can take them)."""
     found = []
     for port in range(700, 1024):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        found.append(port)
-        if len(found) == count:
-            return found
+        if bindable(port):
+            found.append(port)
+            if len(found) == count:
+                return found
     pytest.skip("no free privileged ports")
 
 
