@@ -25,14 +25,17 @@ message whose row lacks what it asks (:func:`fetch_items`).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from operator import attrgetter
+from typing import Callable, Iterable, Iterator, Sequence
 
 from mailsrv.imap.candidates import Candidates
+from mailsrv.imap.hits import Hits
 from mailsrv.imap.search import Message, decoded_body, decoded_header, head_text
-from mailsrv.imap.sortfields import MessageFields, dump_fields, load_fields
+from mailsrv.imap.sortfields import FieldSource, MessageFields, dump_fields, header_fields, load_fields, message_fields
 from mailsrv.imap.structure import body_structure, encode, envelope
 from mailsrv.message.mime import Entity
-from mailsrv.store.cache import HEADER_FIELD_COLUMNS, MessageCache
+from mailsrv.store.cache import HEADER_FIELD_COLUMNS, SORT_KEY_COLUMNS, MessageCache
+
 
 #: SEARCH's header keys (field name) -> the column holding their decoded text.
 HEADER_FIELDS = dict(zip(("from", "to", "cc", "bcc", "subject"), HEADER_FIELD_COLUMNS))
@@ -49,8 +52,18 @@ def _envelope(message: Message) -> dict[str, object]:
     return {"envelope": encode(envelope(Entity(message.header)))}
 
 
+#: The :class:`.MessageFields` SORT compares -> the column the cache keeps each in.
+_SORT_KEYS = dict(zip(("from_key", "to_key", "cc_key", "subject_key", "sent"), SORT_KEY_COLUMNS))
+
+
 def _fields(message: Message) -> dict[str, object]:
-    return {"fields": dump_fields(message.header)}
+    """The SORT and THREAD fields, and apart from them the keys SORT compares (``s_sent`` NULL: no usable date)."""
+    fields, dated = header_fields(message.header)
+    row: dict[str, object] = {column: getattr(fields, name) for name, column in _SORT_KEYS.items()}
+    if not dated:
+        row["s_sent"] = None
+    row["fields"] = dump_fields(fields, dated)
+    return row
 
 
 def _header_fields(message: Message) -> dict[str, object]:
@@ -72,13 +85,17 @@ def _structure(message: Message) -> dict[str, object]:
 
 
 #: Columns made together: the first column of each group (never NULL once made) -> how they are made.
-#: The header's groups read the header section only; the structure reads the whole message.
+#: The header's groups read the header section only; the structure reads the whole message.  The sort
+#: keys are a group of their own (a file an earlier release wrote has ``fields`` without them), made
+#: with the fields.
 _GROUPS: dict[str, Callable[[Message], dict[str, object]]] = {
     "envelope": _envelope, "fields": _fields, "h_present": _header_fields, "bodystructure": _structure,
+    "s_from": _fields,
 }
 #: Each column -> its group.
 _GROUP_OF = {"envelope": "envelope", "fields": "fields", "bodystructure": "bodystructure", "body": "bodystructure",
-             "h_present": "h_present", **{column: "h_present" for column in HEADER_FIELD_COLUMNS}}
+             "h_present": "h_present", **{column: "h_present" for column in HEADER_FIELD_COLUMNS},
+             **{column: "s_from" for column in SORT_KEY_COLUMNS}}
 
 
 def filled(
@@ -97,18 +114,22 @@ def filled(
     wanted = list(columns) + [group for group in groups if group not in columns]
     marks = [wanted.index(group) for group in groups]
     found = cache.get(keys, wanted)
+    trim = len(columns) if len(wanted) > len(columns) else None
     out: dict[str, tuple] = {}
     fresh: dict[str, dict[str, object]] = {}
     for index, key in enumerate(keys):
         values = found.get(key)
+        if values is not None and all(values[i] is not None for i in marks):  # the common case, made quick
+            out[key] = values if trim is None else values[:trim]
+            continue
         missing = groups if values is None else [g for g, i in zip(groups, marks) if values[i] is None]
         if missing:
             if cancelled():
                 continue
             message = message_at(index)
             made: dict[str, object] = {}
-            for group in missing:
-                made.update(_GROUPS[group](message))
+            for make in dict.fromkeys(_GROUPS[group] for group in missing):
+                made.update(make(message))
             message.__dict__.pop("header", None)
             message.__dict__.pop("entity", None)
             if message.missing:
@@ -124,7 +145,7 @@ def filled(
 def fetch_items(cache: MessageCache, candidates: Candidates, columns: Sequence[str]) -> dict[int, dict[str, bytes]]:
     """UID -> column -> value, for FETCH (see :func:`filled`); a Message only for a message the cache lacks."""
     out, _ = filled(cache, candidates.keys(), columns, candidates.message)
-    return {view.uid: dict(zip(columns, out[view.key])) for _, view in candidates.views if view.key in out}
+    return {view.uid: dict(zip(columns, out[view.key])) for view in candidates.views if view.key in out}
 
 
 def header_sets(
@@ -154,6 +175,61 @@ def header_sets(
             return None
         answers[name, needle] = found
     return answers
+
+
+class FoundFields(FieldSource):
+    """The fields of messages a search found from their views alone (no Message made for the search).
+
+    One query for all of them; a Message is made only for a message
+    whose row lacks what is asked (for every one when there is no cache).
+    Once *cancelled*, it stops short.
+    """
+
+    def __init__(self, cache: MessageCache | None, candidates: Candidates, hits: Hits,
+                 cancelled: Callable[[], bool]) -> None:
+        self._cache = cache
+        self._candidates = candidates
+        self._hits = hits
+        self._cancelled = cancelled
+        self._position: dict[int, int] = {}
+
+    def _message(self, index: int) -> Message:
+        """The *index*-th hit as a Message."""
+        if not self._position:
+            self._position.update((seq, n) for n, seq in enumerate(self._candidates.seqs))
+        return self._candidates.message(self._position[self._hits.seqs[index]])
+
+    def _rows(self, columns: Sequence[str]) -> Iterator[tuple[int, tuple | None]]:
+        """Each hit's index and its values of *columns*; None where the cache has none."""
+        hits = self._hits
+        values = {} if self._cache is None else filled(self._cache, hits.keys, columns, self._message,
+                                                        self._cancelled)[0]
+        for index, key in enumerate(hits.keys):
+            row = values.get(key)
+            if row is None and self._cancelled():
+                return
+            yield index, row
+
+    def fields(self) -> Iterator[MessageFields]:
+        dates = self._hits.internaldates
+        for index, row in self._rows(("fields",)):
+            yield message_fields(self._message(index)) if row is None else load_fields(row[0], dates[index])
+
+    def keys(self, names: Sequence[str]) -> Iterator[tuple]:
+        """The keys from their own columns (an undated message's ``sent`` is its internal date, RFC 5256 2.2)."""
+        if self._cache is None or not all(name in _SORT_KEYS for name in names):
+            yield from super().keys(names)
+            return
+        get = attrgetter(*names) if len(names) > 1 else lambda fields: (getattr(fields, names[0]),)
+        sent = names.index("sent") if "sent" in names else None
+        dates = self._hits.internaldates
+        for index, row in self._rows([_SORT_KEYS[name] for name in names]):
+            if row is None:
+                yield get(message_fields(self._message(index)))
+            elif sent is not None and row[sent] is None:
+                yield row[:sent] + (dates[index],) + row[sent + 1 :]
+            else:
+                yield row
 
 
 def _filled_for(

@@ -2,31 +2,32 @@
 
 All three read a search program, run it off the reactor thread in the
 search pool (:func:`.search.run_search`) and answer with numbers; SORT
-and THREAD then read the header fields they order by
-(:func:`.sortfields.message_fields`, once per matching message; none for
-a SORT by ARRIVAL or SIZE alone) and order
-them in the same trip to the pool, so the reactor thread only formats
-the answer.  Header keys, BODY/TEXT and the SORT fields are answered from
+and THREAD then read the header fields they order by (none for a SORT
+by ARRIVAL or SIZE alone: from the message cache in one query when the
+search read no file, :func:`.msgcache.found_fields`, else
+:func:`.sortfields.message_fields` per matching message) and order them
+in the same trip to the pool, so the reactor thread only makes the
+session's views, a slice per turn, and formats the answer.  Header keys, BODY/TEXT and the SORT fields are answered from
 the user's message cache where it can (:class:`.msgcache.Lookup`).
 """
 
 from __future__ import annotations
 
-from itertools import repeat
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from mailsrv.imap import condstore, thread
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.candidates import Candidates
 from mailsrv.imap.esearch import ReturnOptions, read_return
-from mailsrv.imap.fetch import View
-from mailsrv.imap.msgcache import Lookup, header_sets
+from mailsrv.imap.hits import Hits
+from mailsrv.imap.msgcache import FoundFields, Lookup, header_sets
 from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
 from mailsrv.imap.search import (
     CONTENT, READS_FILES, HeaderTests, Message, SearchError, compile_search, parse_search, run_search,
 )
-from mailsrv.imap.sort import Hit, needs_fields, read_criteria, sort_hits
-from mailsrv.imap.sortfields import UNREAD, message_fields
+from mailsrv.imap.sort import Hit, read_criteria, sort_order
+from mailsrv.imap.sortfields import FieldSource, MessageFields, message_fields
+from mailsrv.store.bulk import collector_paused
 
 if TYPE_CHECKING:
     from mailsrv.imap.connection import Connection
@@ -70,17 +71,24 @@ def _charset(server: "Connection", args: Arguments) -> bytes:
     return charset
 
 
+#: What SORT and THREAD do with the hits, in the search pool: the hits, and where their header
+#: fields come from (read only if the answer needs them).
+Then = Callable[[Hits, FieldSource], Any]
+
+
 async def _matching(
-    server: "Connection", args: Arguments, charset: bytes | None, then: Callable[[list[Message]], Any] = list,
+    server: "Connection", args: Arguments, charset: bytes | None, then: Then | None = None,
     used: set[bytes] | None = None,
 ) -> Any:
-    """*then* applied to the messages the rest of *args* matches, both in the search pool.
+    """The messages the rest of *args* matches (*then* applied to them), found in the search pool.
 
     *used* collects the keys that change the response (``MODSEQ``).  A
-    plain SEARCH (*then* is ``list``) that reads no file is answered from
-    the session's views alone, without a Message per message; so is one
-    whose content keys are all FROM, TO, CC, BCC or SUBJECT, once the
-    message cache gave each test's keys (:func:`.msgcache.header_sets`).
+    search that reads no file is answered from the session's views alone,
+    without a :class:`~.search.Message` per message (the views are
+    enough); so is one whose content keys are all FROM, TO, CC, BCC or
+    SUBJECT, once the message cache gave each test's keys
+    (:func:`.msgcache.header_sets`).  The views of a big folder are made
+    a slice per reactor turn (:meth:`.Selection.view_slices`).
     """
     try:
         query = parse_search(args.rest())
@@ -97,31 +105,43 @@ async def _matching(
         matches = compile_search(query, count, selection.uid_of(count) if count else 0, selection.saved, used, headers)
     except SearchError as e:
         raise _invalid_search(e) from None
-    views = selection.all_views()
-    if then is list and CONTENT not in used:
-        if len(views) <= INLINE_LIMIT:
-            return _flag_hits(views, matches)
-        return await server.ctx.workers.search.run(lambda: _flag_hits(views, matches))
-    candidates = Candidates(selection.folder, views)
+    from_views = CONTENT not in used
+    if then is None and from_views and count <= INLINE_LIMIT:
+        hits = Hits()
+        for seqs, views in selection.view_slices():
+            hits.gather(seqs, views, matches)
+        return hits
+    candidates = Candidates(selection.folder)
+    for n, (seqs, views) in enumerate(selection.view_slices()):
+        if n:
+            await server.yield_turn()
+        candidates.add(seqs, views)
     cancelled = lambda: server.closing  # noqa: E731
     cache = selection.folder.cache
-    by_key = then is list and READS_FILES not in used and cache is not None
+    by_key = READS_FILES not in used and cache is not None
+
+    def found(hits: Hits) -> Any:
+        if then is None:
+            return hits
+        return then(hits, FoundFields(cache, candidates, hits, cancelled))
 
     def job() -> Any:
+        if from_views:
+            return found(Hits().gather(candidates.seqs, candidates.views, matches))
         if by_key:
             assert cache is not None
             answers = header_sets(cache, candidates, headers.wanted, cancelled)
             if answers is not None:
                 headers.answers.update(answers)
-                return _flag_hits(views, matches)
+                return found(Hits().gather(candidates.seqs, candidates.views, matches))
         messages = candidates.messages()
         if cache is None:
-            return then(run_search(messages, matches, cancelled))
+            return _finish(run_search(messages, matches, cancelled), then)
         lookup = Lookup(cache, messages, cancelled)
         for message in messages:
             message.cache = lookup
         try:
-            return then(run_search(messages, matches, cancelled))
+            return _finish(run_search(messages, matches, cancelled), then)
         finally:
             # The messages and their lookup refer to each other: once the cycle is
             # broken, reference counting frees them at once, not a later collection.
@@ -131,28 +151,24 @@ async def _matching(
     return await server.ctx.workers.search.run(job)
 
 
-class Found(NamedTuple):
-    """A message a plain SEARCH found, as much of it as the answer needs."""
+class _ReadFields(FieldSource):
+    """The fields of messages a search read: from their lookup in the message cache, else their files."""
 
-    seq: int
-    uid: int
-    modseq: int
+    def __init__(self, messages: list[Message]) -> None:
+        self._messages = messages
 
-
-def _flag_hits(views: list[tuple[int, View]], matches: Callable[[int, Any], bool]) -> list[Found]:
-    """The views *matches* accepts (the program reads no file, or only :class:`HeaderTests`' answers)."""
-    return [Found(seq, v.uid, v.modseq) for seq, v in views if matches(seq, v)]
-
-
-def _with_fields(hits: list[Message]) -> list[Hit]:
-    if hits and hits[0].cache is not None:
-        hits[0].cache.sorting(hits)
-    return [(message, message_fields(message)) for message in hits]
+    def fields(self) -> Iterator[MessageFields]:
+        if self._messages and self._messages[0].cache is not None:
+            self._messages[0].cache.sorting(self._messages)
+        return (message_fields(message) for message in self._messages)
 
 
-def _without_fields(hits: list[Message]) -> list[Hit]:
-    """For criteria that never look at the fields (:func:`.sort.needs_fields`): none read, :data:`UNREAD` each."""
-    return list(zip(hits, repeat(UNREAD)))
+def _finish(messages: list[Message], then: Then | None) -> Any:
+    """The hits of the messages a search read, *then* applied."""
+    hits = Hits()
+    for message in messages:
+        hits.add(message.seq, message)
+    return hits if then is None else then(hits, _ReadFields(messages))
 
 
 async def search_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
@@ -181,11 +197,11 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
         if options is not None and options.save:
             selection.saved = frozenset()  # RFC 5182 2.1: a failed SEARCH with SAVE empties $
         raise
-    numbers = [m.uid if uid else m.seq for m in hits]
+    numbers = hits.numbers(uid)
     modseqs = None
     if b"MODSEQ" in used:
         condstore.enabled_by(server)  # RFC 7162 3.1.8
-        modseqs = [m.modseq for m in hits]
+        modseqs = hits.modseqs
     if options is None:
         words = [b"SEARCH"] + [b"%d" % n for n in numbers]
         if modseqs:  # RFC 7162 3.1.5: the highest modseq of the messages found
@@ -194,7 +210,7 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
         return Result(OK, b"SEARCH completed")
     if options.save:
         kept = set(options.saved(numbers))
-        selection.saved = frozenset(m.uid for m, n in zip(hits, numbers) if n in kept)
+        selection.saved = frozenset(u for u, n in zip(hits.uids, numbers) if n in kept)
     response = options.response(server.tag, uid, numbers, modseqs)
     if response is not None:
         server.untagged(response)
@@ -202,13 +218,22 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
 
 
 async def sort_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
-    """SORT (RFC 5256 3): ``* SORT`` with the matching messages in the order asked."""
+    """SORT (RFC 5256 3): ``* SORT`` with the matching messages in the order asked.
+
+    The pool gives back the numbers alone, in order; a SORT by ARRIVAL or
+    SIZE alone reads no header field, and one by header keys reads those
+    keys alone (:func:`.sort.sort_order`).
+    """
     criteria = read_criteria(args)
     args.space()
     charset = _charset(server, args)
-    paired = _with_fields if needs_fields(criteria) else _without_fields
-    hits = await _matching(server, args, charset, lambda found: sort_hits(paired(found), criteria))
-    server.untagged(b" ".join([b"SORT"] + [b"%d" % (m.uid if uid else m.seq) for m, _ in hits]))
+
+    def ordered(hits: Hits, source: FieldSource) -> list[int]:
+        numbers = hits.numbers(uid)
+        return [numbers[i] for i in sort_order(hits, criteria, source)]
+
+    numbers = await _matching(server, args, charset, ordered)
+    server.untagged(b" ".join([b"SORT"] + [b"%d" % n for n in numbers]))
     return Result(OK, b"SORT completed")
 
 
@@ -219,6 +244,17 @@ async def thread_command(server: "Connection", args: Arguments, uid: bool = Fals
         raise bad(b"Unknown THREAD algorithm")
     args.space()
     charset = _charset(server, args)
-    data = await _matching(server, args, charset, lambda found: thread.render(algorithm(_with_fields(found), uid)))
+
+    def threads(hits: Hits, source: FieldSource) -> bytes:
+        # The nodes link both ways: made with the collector paused and unlinked at the end, none is
+        # ever walked (reading the header fields makes no cycle).
+        with collector_paused():
+            roots = algorithm(list(zip(hits.numbered(), source.fields())), uid)
+            try:
+                return thread.render(roots)
+            finally:
+                thread.unlink(roots)
+
+    data = await _matching(server, args, charset, threads)
     server.untagged(b"THREAD " + data if data else b"THREAD")
     return Result(OK, b"THREAD completed")

@@ -163,7 +163,7 @@ async def _fetch_all(server: "Connection", views: list[tuple[int, fetch.View]], 
     def cached(batch: list[tuple[int, fetch.View]]) -> "Deferred[dict[int, dict[str, bytes]]] | None":
         if cache is None or not batch:
             return None
-        candidates = Candidates(folder, batch)
+        candidates = Candidates.of_pairs(folder, batch)
         return server.ctx.workers.search.run(msgcache.fetch_items, cache, candidates, columns)
 
     complete = True

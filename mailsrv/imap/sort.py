@@ -9,29 +9,36 @@ criterion stay in mailbox order, as RFC 5256 3 wants, REVERSE or not.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from operator import attrgetter
+from typing import Any, Callable, Protocol, Sequence
 
 from mailsrv.imap.arguments import Arguments
+from mailsrv.imap.hits import Hits
 from mailsrv.imap.responses import bad, syntax
-from mailsrv.imap.search import Message
-from mailsrv.imap.sortfields import MessageFields
+from mailsrv.imap.sortfields import FieldSource, MessageFields
 
-#: One searched message and its fields.
-Hit = tuple[Message, MessageFields]
 
-_KEYS: dict[bytes, Callable[[Hit], Any]] = {
-    b"ARRIVAL": lambda hit: hit[0].internaldate,
-    b"CC": lambda hit: hit[1].cc_key,
-    b"DATE": lambda hit: hit[1].sent,
-    b"FROM": lambda hit: hit[1].from_key,
-    b"SIZE": lambda hit: hit[0].size,
-    b"SUBJECT": lambda hit: hit[1].subject_key,
-    b"TO": lambda hit: hit[1].to_key,
+class Numbered(Protocol):
+    """What THREAD needs of a message besides its header fields (:class:`.hits.Numbered`, a Message)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def uid(self) -> int: ...
+
+
+#: One searched message and its fields (THREAD).
+Hit = tuple[Numbered, MessageFields]
+
+#: The header keys: the field of :class:`.MessageFields` each compares.
+_FIELD_KEYS = {b"CC": "cc_key", b"DATE": "sent", b"FROM": "from_key", b"SUBJECT": "subject_key", b"TO": "to_key"}
+#: The keys a message's own info answers (RFC 5256 3: its internal date, its size): the hits' columns.
+_OWN_KEYS: dict[bytes, Callable[[Hits], list[Any]]] = {
+    b"ARRIVAL": attrgetter("internaldates"),
+    b"SIZE": attrgetter("sizes"),
 }
-
-
-#: The keys a message's own info answers (RFC 5256 3: its internal date, its size): no header is read.
-_OWN_KEYS = frozenset({b"ARRIVAL", b"SIZE"})
+_KEYS = _FIELD_KEYS.keys() | _OWN_KEYS.keys()
 
 
 @dataclass(frozen=True)
@@ -62,14 +69,22 @@ def read_criteria(args: Arguments) -> list[Criterion]:
     return criteria
 
 
-def needs_fields(criteria: Sequence[Criterion]) -> bool:
-    """Whether any of *criteria* orders by a header field, so that each message's must be read."""
-    return any(criterion.key not in _OWN_KEYS for criterion in criteria)
+def sort_order(hits: Hits, criteria: Sequence[Criterion], source: FieldSource) -> list[int]:
+    """The positions of *hits* (in mailbox order) ordered by *criteria*.
 
-
-def sort_hits(hits: Sequence[Hit], criteria: Sequence[Criterion]) -> list[Hit]:
-    """*hits* (in mailbox order) ordered by *criteria*."""
-    ordered = list(hits)
+    Only the header keys compared are asked of *source* (none for ARRIVAL
+    and SIZE), and kept as a column per key.  Where the source stops short
+    (the session closed meanwhile), so does the order.
+    """
+    columns: dict[bytes, list[Any]] = {key: get(hits) for key, get in _OWN_KEYS.items()}
+    wanted = list(dict.fromkeys(criterion.key for criterion in criteria if criterion.key in _FIELD_KEYS))
+    if wanted:
+        read: list[list[Any]] = [[] for _ in wanted]
+        for values in source.keys([_FIELD_KEYS[key] for key in wanted]):
+            for column, value in zip(read, values):
+                column.append(value)
+        columns.update(zip(wanted, read))
+    order = list(range(min(len(columns[criterion.key]) for criterion in criteria)))
     for criterion in reversed(criteria):
-        ordered.sort(key=_KEYS[criterion.key], reverse=criterion.reverse)
-    return ordered
+        order.sort(key=columns[criterion.key].__getitem__, reverse=criterion.reverse)
+    return order

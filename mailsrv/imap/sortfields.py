@@ -13,7 +13,8 @@ import datetime
 import email.utils
 import json
 import re
-from dataclasses import dataclass, replace
+from operator import attrgetter
+from typing import Iterator, NamedTuple, Sequence
 
 from mailsrv.imap.search import Message
 from mailsrv.imap.subject import base_subject, casemap
@@ -23,8 +24,7 @@ from mailsrv.message.mime import Entity
 _MSG_ID = re.compile(r"<([^<>\s@]+@[^<>\s@]+)>")
 
 
-@dataclass(frozen=True)
-class MessageFields:
+class MessageFields(NamedTuple):
     """What RFC 5256 compares of one message.
 
     *subject* is the base subject (2.1) as text, *subject_key* its
@@ -32,6 +32,10 @@ class MessageFields:
     stripped; *sent* the sent date as a UTC epoch (2.2); the address keys
     are the collation keys of the first address's mailbox (local part);
     *references* the parents THREAD=REFERENCES links (4, step 1).
+
+    A named tuple: a frozen dataclass costs several times as much to make,
+    and a SORT makes one per message, dropping each once its keys are read
+    (:func:`.sort.sort_order`).
     """
 
     subject: str
@@ -43,10 +47,6 @@ class MessageFields:
     cc_key: bytes
     message_id: str | None
     references: tuple[str, ...]
-
-
-#: What a SORT by ARRIVAL or SIZE alone pairs each message with: fields it never reads.
-UNREAD = MessageFields("", b"", False, 0.0, b"", b"", b"", None, ())
 
 
 def _sent(entity: Entity) -> float | None:
@@ -80,7 +80,7 @@ def _ids(value: str | None) -> list[str]:
     return _MSG_ID.findall(value) if value else []
 
 
-def _header_fields(header: bytes) -> tuple[MessageFields, bool]:
+def header_fields(header: bytes) -> tuple[MessageFields, bool]:
     """The fields of a wire-form header section, *sent* 0.0 when it has no usable date; and whether it has one."""
     entity = Entity(header)
     subject, refwd = base_subject(entity.get("subject"))
@@ -104,13 +104,12 @@ def _header_fields(header: bytes) -> tuple[MessageFields, bool]:
 
 def fields_of(header: bytes, internaldate: float) -> MessageFields:
     """The fields of a message whose wire-form header section is *header*."""
-    fields, dated = _header_fields(header)
-    return fields if dated else replace(fields, sent=internaldate)
+    fields, dated = header_fields(header)
+    return fields if dated else fields._replace(sent=internaldate)
 
 
-def dump_fields(header: bytes) -> bytes:
-    """The fields of *header* in the form the message cache keeps (the internal date left out)."""
-    f, dated = _header_fields(header)
+def dump_fields(f: MessageFields, dated: bool) -> bytes:
+    """The fields :func:`header_fields` gave, in the form the message cache keeps (the internal date left out)."""
     keys = [key.decode("latin-1") for key in (f.from_key, f.to_key, f.cc_key)]
     return json.dumps(
         [f.subject, f.refwd, f.sent if dated else None, *keys, f.message_id, list(f.references)]
@@ -142,3 +141,22 @@ def message_fields(message: Message) -> MessageFields:
     fields = fields_of(message.header, message.internaldate)
     message.__dict__.pop("header", None)  # keep the fields, not the header text
     return fields
+
+
+class FieldSource:
+    """The SORT and THREAD fields of a search's hits, one hit at a time, in order (blocking: in the pool).
+
+    :meth:`keys` serves SORT, which compares a few of them only: a source
+    that keeps those apart (the message cache's) reads them alone.
+    """
+
+    def fields(self) -> Iterator[MessageFields]:
+        """Every hit's fields."""
+        raise NotImplementedError
+
+    def keys(self, names: Sequence[str]) -> Iterator[tuple]:
+        """The values of the :class:`MessageFields` attributes *names*, a tuple per hit."""
+        get = attrgetter(*names)
+        if len(names) == 1:
+            return ((get(fields),) for fields in self.fields())
+        return (get(fields) for fields in self.fields())

@@ -60,7 +60,9 @@ VERSION = 2
 #: ``h_present`` has bit *n* set when the message has the header field of
 #: ``h_*`` column *n* (its own column is then its decoded text).
 HEADER_FIELD_COLUMNS = ("h_from", "h_to", "h_cc", "h_bcc", "h_subject")
-COLUMNS = ("envelope", "fields", "h_present") + HEADER_FIELD_COLUMNS + ("bodystructure", "body")
+#: The keys SORT compares, a column each, so that a SORT reads one small value per message.
+SORT_KEY_COLUMNS = ("s_from", "s_to", "s_cc", "s_subject", "s_sent")
+COLUMNS = ("envelope", "fields", "h_present") + HEADER_FIELD_COLUMNS + ("bodystructure", "body") + SORT_KEY_COLUMNS
 #: How long a statement waits for another process's write lock.
 BUSY_TIMEOUT_MS = 5000
 #: Page cache per connection (one per pool thread), KiB: the OS's file cache does the rest.
@@ -85,6 +87,22 @@ CREATE TABLE IF NOT EXISTS meta (epoch TEXT NOT NULL);
 INSERT INTO meta SELECT {_NEW_EPOCH} WHERE NOT EXISTS (SELECT 1 FROM meta);
 PRAGMA user_version = {VERSION};
 """
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Add the columns a file made by an earlier release lacks (NULL in every row: not made yet).
+
+    Columns are only ever added, and each is NULL until made, so a file
+    stays shared with a process of that release: it ignores them.
+    """
+    have = {row[1] for row in db.execute("PRAGMA table_info(entries)")}
+    for name in COLUMNS:
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE entries ADD COLUMN {name} BLOB")
+            except sqlite3.OperationalError as e:
+                if "duplicate column" not in str(e):  # not another process adding it first
+                    raise
 
 
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
@@ -134,6 +152,7 @@ class MessageCache:
                     db.executescript("DROP TABLE IF EXISTS entries; DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS texts;"
                                      " DROP TABLE IF EXISTS meta;")
                 db.executescript(_SCHEMA)
+            _add_columns(db)
         except BaseException:
             db.close()
             raise
@@ -182,10 +201,7 @@ class MessageCache:
             found: dict[str, tuple] = {}
             if len(keys) > _SCAN_ABOVE:
                 keep = set(keys)
-                for row in db.execute(f"SELECT key{wanted} FROM entries"):
-                    if row[0] in keep:
-                        found[row[0]] = row[1:]
-                return found
+                return {row[0]: row[1:] for row in db.execute(f"SELECT key{wanted} FROM entries") if row[0] in keep}
             for chunk in _chunks(keys):
                 for row in db.execute(f"SELECT key{wanted} FROM entries WHERE key IN ({_marks(len(chunk))})", chunk):
                     found[row[0]] = row[1:]

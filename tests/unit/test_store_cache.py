@@ -6,6 +6,7 @@ import glob
 import os
 import sqlite3
 import threading
+from contextlib import closing
 
 from twisted.trial import unittest
 
@@ -27,6 +28,18 @@ class Cache(unittest.TestCase):
         self.assertEqual(self.cache.get(["k1", "k2"], ("envelope", "bodystructure", "body")),
                          {"k1": (b"(E1)", b"(B)", None)})
         self.assertEqual(self.cache.get(["k1", "k2"]), {"k1": ()})
+
+    def test_a_file_of_the_earlier_schema_gets_the_new_columns_and_keeps_its_rows(self) -> None:
+        path = os.path.join(self.root, FILENAME)
+        with closing(sqlite3.connect(path)) as db:  # the release before the sort keys had their columns
+            db.executescript(cache._SCHEMA.replace(", s_from BLOB, s_to BLOB, s_cc BLOB, s_subject BLOB, s_sent BLOB", ""))
+            db.execute("INSERT INTO entries (key, fields) VALUES ('k1', x'4631')")
+            db.commit()
+            self.assertNotIn("s_from", {row[1] for row in db.execute("PRAGMA table_info(entries)")})
+        self.assertEqual(self.cache.get(["k1"], ("fields", "s_from", "s_sent")), {"k1": (b"F1", None, None)})
+        self.assertTrue(self.cache.put({"k1": {"s_from": b"ALICE", "s_sent": 1.5}}))
+        self.assertEqual(self.cache.get(["k1"], ("fields", "s_from", "s_sent")), {"k1": (b"F1", b"ALICE", 1.5)})
+        self.assertEqual(self.cache.lacking("s_from", ["k1", "k2"]), [1])
 
     def test_many_keys_are_read_in_one_scan(self) -> None:
         self.cache.put({f"k{n}": {"envelope": b"%d" % n} for n in range(6000)})

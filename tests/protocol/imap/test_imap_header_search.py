@@ -13,7 +13,8 @@ import base64
 
 from imap_harness import IMAPTestCase
 
-from mailsrv.imap import candidates, searching
+from mailsrv.imap import candidates
+from mailsrv.imap.hits import Hits
 
 MESSAGES = [
     b"From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: Hello world\r\n"
@@ -91,9 +92,9 @@ class HeaderSearch(CacheTestCase):
         session = await self.login()
         self.assertIn(b"* SEARCH 1\r\n", await session.command(b"A SEARCH FROM alice"))  # makes the rows
         read, hits = [], []
-        real_read, real_hit = candidates.Message, searching.Found
+        real_read, real_add = candidates.Message, Hits.add
         self.patch(candidates, "Message", lambda *a, **kw: (read.append(1), real_read(*a, **kw))[1])
-        self.patch(searching, "Found", lambda *a, **kw: (hits.append(1), real_hit(*a, **kw))[1])
+        self.patch(Hits, "add", lambda *a, **kw: (hits.append(1), real_add(*a, **kw))[1])
         self.assertEqual(await session.command(b"B SEARCH OR FROM j\xc3\xbcrgen SUBJECT multipart"),
                          b"* SEARCH 2 3\r\nB OK SEARCH completed\r\n")
         self.assertEqual((len(read), len(hits)), (0, 2))

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from imap_harness import IMAPTestCase
 
-from mailsrv.imap import searching
+from mailsrv.imap.msgcache import FoundFields
+from mailsrv.store.cache import MessageCache
 
 
 def message(headers: dict[str, str], body: bytes = b"Hi.\r\n") -> bytes:
@@ -84,14 +85,21 @@ class Sort(Case):
 
     async def test_arrival_and_size_alone_read_no_header_field(self) -> None:
         await self.start(SORTED)
-        read = []
-        real = searching.message_fields
-        self.patch(searching, "message_fields", lambda message: read.append(message.uid) or real(message))
+        asked: list[list[str]] = []
+        rows: list[tuple] = []
+        real_keys, real_get = FoundFields.keys, MessageCache.get
+        self.patch(FoundFields, "keys", lambda source, names: (asked.append(names), real_keys(source, names))[1])
+        self.patch(MessageCache, "get", lambda cache, keys, columns=(): (rows.append(tuple(columns)),
+                                                                       real_get(cache, keys, columns))[1])
         await self.reply(b"a SORT (REVERSE ARRIVAL) UTF-8 ALL", b"SORT 4 3 2 1", b"SORT completed")
         await self.reply(b"b SORT (SIZE REVERSE ARRIVAL) UTF-8 ALL", b"SORT 2 4 3 1", b"SORT completed")
-        self.assertEqual(read, [])
+        self.assertEqual((asked, rows), ([], []))
         await self.reply(b"c SORT (SIZE FROM) UTF-8 ALL", b"SORT 2 4 3 1", b"SORT completed")
-        self.assertEqual(sorted(read), [2, 3, 4, 5])  # a header key: every message's fields
+        await self.reply(b"d SORT (FROM DATE FROM) UTF-8 ALL", b"SORT 2 4 3 1", b"SORT completed")
+        # A header key: that key alone, from its own column of the cache (the group's first, s_from, says
+        # whether the row has them).
+        self.assertEqual(asked, [["from_key"], ["from_key", "sent"]])
+        self.assertEqual(rows, [("s_from",), ("s_from", "s_sent")])
 
     async def test_uid_sort_with_search_keys(self) -> None:
         await self.start(SORTED)
@@ -99,6 +107,13 @@ class Sort(Case):
                          b"SORT completed")
         await self.reply(b"v SORT (DATE) UTF-8 DELETED", b"SORT", b"SORT completed")
         await self.reply(b"w SORT (DATE) UTF-8 OR FROM alice FROM zed", b"SORT 2 1", b"SORT completed")
+
+    async def test_same_order_whichever_way_the_search_went(self) -> None:
+        """Views alone (ALL), the cache's header sets (FROM), the files read (BODY, HEADER): one order."""
+        await self.start(SORTED)
+        for criteria, expected in ((b"(SUBJECT)", b"1 3 2 4"), (b"(FROM DATE)", b"2 4 3 1"), (b"(SIZE)", b"2 4 3 1")):
+            for search in (b"ALL", b"FROM x", b"BODY x", b"HEADER From x", b"NOT BODY nowhere"):
+                await self.reply(b"s SORT " + criteria + b" UTF-8 " + search, b"SORT " + expected, b"SORT completed")
 
     async def test_errors(self) -> None:
         await self.start(SORTED)
@@ -127,6 +142,13 @@ class Thread(Case):
         # "Re: Party" then makes it a reply to 1.
         await self.reply(b"v THREAD REFERENCES UTF-8 1,3:4,6", b"THREAD (1 3 4)(6)", b"THREAD completed")
         await self.reply(b"w THREAD REFERENCES UTF-8 DELETED", b"THREAD", b"THREAD completed")
+
+    async def test_same_threads_when_the_search_reads_files(self) -> None:
+        await self.start([message(h) for h in THREADED])
+        answers = {await self.session.command(b"t THREAD REFERENCES UTF-8 " + search)
+                   for search in (b"ALL", b"BODY Hi", b"TEXT Hi")}
+        self.assertEqual(len(answers), 1, answers)
+        self.assertIn(b"THREAD ((1 2 3 4)(8))((5)(6))", answers.pop())
 
     async def test_ordered_subject(self) -> None:
         await self.start([message(h) for h in THREADED])
