@@ -41,6 +41,9 @@ from mailsrv.store.cache import HEADER_FIELD_COLUMNS, SORT_KEY_COLUMNS, MessageC
 HEADER_FIELDS = dict(zip(("from", "to", "cc", "bcc", "subject"), HEADER_FIELD_COLUMNS))
 #: Messages parsed and added to the full-text table per transaction.
 INDEX_BATCH = 100
+#: Rows made before they are stored: a first SORT of 100,000 messages held all of them until
+#: the end (tens of MiB, and containers the cyclic collector walked over and over).
+PUT_BATCH = 1000
 
 
 def _utf8(text: str) -> bytes:
@@ -105,8 +108,9 @@ def filled(
     """Key -> the values of *columns* for *keys*, the missing groups made from the messages' files and stored.
 
     ``message_at(i)`` is the message of ``keys[i]``, asked for only when
-    its row lacks a group.  A message whose file is gone is left out.  Also
-    says whether what was made was stored (a failed cache still gives the
+    its row lacks a group, and what is made is stored :data:`PUT_BATCH`
+    rows at a time.  A message whose file is gone is left out.  Also
+    says whether all that was made was stored (a failed cache still gives the
     values).  Values are tuples, the cache's own where nothing was missing:
     a search over 100,000 messages holds one small tuple per message, no more.
     """
@@ -117,6 +121,7 @@ def filled(
     trim = len(columns) if len(wanted) > len(columns) else None
     out: dict[str, tuple] = {}
     fresh: dict[str, dict[str, object]] = {}
+    stored = True
     for index, key in enumerate(keys):
         values = found.get(key)
         if values is not None and all(values[i] is not None for i in marks):  # the common case, made quick
@@ -135,10 +140,14 @@ def filled(
             if message.missing:
                 continue
             fresh[key] = made
+            if len(fresh) >= PUT_BATCH:
+                stored = cache.put(fresh) and stored
+                fresh = {}
             old = values or (None,) * len(wanted)
             values = tuple(made.get(column, old[i]) for i, column in enumerate(wanted))
         out[key] = values[: len(columns)]
-    stored = cache.put(fresh) if fresh else True
+    if fresh:
+        stored = cache.put(fresh) and stored
     return out, stored
 
 
