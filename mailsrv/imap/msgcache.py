@@ -25,17 +25,17 @@ message whose row lacks what it asks (:func:`fetch_items`).
 
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import Callable, Iterable, Iterator, Sequence
 
 from mailsrv.imap.candidates import Candidates
 from mailsrv.imap.hits import Hits
 from mailsrv.imap.search import Message, decoded_body, decoded_header, head_text
-from mailsrv.imap.sortfields import FieldSource, MessageFields, dump_fields, header_fields, load_fields, message_fields
+from mailsrv.imap.sortfields import (
+    FieldSource, MessageFields, dump_fields, header_fields, key_getter, load_fields, message_fields,
+)
 from mailsrv.imap.structure import body_structure, encode, envelope
 from mailsrv.message.mime import Entity
 from mailsrv.store.cache import HEADER_FIELD_COLUMNS, SORT_KEY_COLUMNS, MessageCache
-
 
 #: SEARCH's header keys (field name) -> the column holding their decoded text.
 HEADER_FIELDS = dict(zip(("from", "to", "cc", "bcc", "subject"), HEADER_FIELD_COLUMNS))
@@ -118,19 +118,15 @@ def filled(
     wanted = list(columns) + [group for group in groups if group not in columns]
     marks = [wanted.index(group) for group in groups]
     found = cache.get(keys, wanted)
-    trim = len(columns) if len(wanted) > len(columns) else None
     out: dict[str, tuple] = {}
     fresh: dict[str, dict[str, object]] = {}
     stored = True
     for index, key in enumerate(keys):
         values = found.get(key)
-        if values is not None and all(values[i] is not None for i in marks):  # the common case, made quick
-            out[key] = values if trim is None else values[:trim]
-            continue
-        missing = groups if values is None else [g for g, i in zip(groups, marks) if values[i] is None]
-        if missing:
+        if values is None or any(values[i] is None for i in marks):
             if cancelled():
                 continue
+            missing = groups if values is None else [g for g, i in zip(groups, marks) if values[i] is None]
             message = message_at(index)
             made: dict[str, object] = {}
             for make in dict.fromkeys(_GROUPS[group] for group in missing):
@@ -145,7 +141,7 @@ def filled(
                 fresh = {}
             old = values or (None,) * len(wanted)
             values = tuple(made.get(column, old[i]) for i, column in enumerate(wanted))
-        out[key] = values[: len(columns)]
+        out[key] = values if len(values) == len(columns) else values[: len(columns)]
     if fresh:
         stored = cache.put(fresh) and stored
     return out, stored
@@ -226,10 +222,10 @@ class FoundFields(FieldSource):
 
     def keys(self, names: Sequence[str]) -> Iterator[tuple]:
         """The keys from their own columns (an undated message's ``sent`` is its internal date, RFC 5256 2.2)."""
-        if self._cache is None or not all(name in _SORT_KEYS for name in names):
+        if self._cache is None:
             yield from super().keys(names)
             return
-        get = attrgetter(*names) if len(names) > 1 else lambda fields: (getattr(fields, names[0]),)
+        get = key_getter(names)
         sent = names.index("sent") if "sent" in names else None
         dates = self._hits.internaldates
         for index, row in self._rows([_SORT_KEYS[name] for name in names]):

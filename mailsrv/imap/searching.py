@@ -4,11 +4,12 @@ All three read a search program, run it off the reactor thread in the
 search pool (:func:`.search.run_search`) and answer with numbers; SORT
 and THREAD then read the header fields they order by (none for a SORT
 by ARRIVAL or SIZE alone: from the message cache in one query when the
-search read no file, :func:`.msgcache.found_fields`, else
+search read no file, :class:`.msgcache.FoundFields`, else
 :func:`.sortfields.message_fields` per matching message) and order them
 in the same trip to the pool, so the reactor thread only makes the
-session's views, a slice per turn, and formats the answer.  Header keys, BODY/TEXT and the SORT fields are answered from
-the user's message cache where it can (:class:`.msgcache.Lookup`).
+session's views, a slice per turn, and formats the answer.  Header keys,
+BODY/TEXT and the SORT fields are answered from the user's message cache
+where it can (:class:`.msgcache.Lookup`).
 """
 
 from __future__ import annotations

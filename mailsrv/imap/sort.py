@@ -18,7 +18,7 @@ from mailsrv.imap.responses import bad, syntax
 from mailsrv.imap.sortfields import FieldSource, MessageFields
 
 
-class Numbered(Protocol):
+class HasNumbers(Protocol):
     """What THREAD needs of a message besides its header fields (:class:`.hits.Numbered`, a Message)."""
 
     @property
@@ -29,7 +29,7 @@ class Numbered(Protocol):
 
 
 #: One searched message and its fields (THREAD).
-Hit = tuple[Numbered, MessageFields]
+Hit = tuple[HasNumbers, MessageFields]
 
 #: The header keys: the field of :class:`.MessageFields` each compares.
 _FIELD_KEYS = {b"CC": "cc_key", b"DATE": "sent", b"FROM": "from_key", b"SUBJECT": "subject_key", b"TO": "to_key"}

@@ -14,7 +14,7 @@ import email.utils
 import json
 import re
 from operator import attrgetter
-from typing import Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 from mailsrv.imap.search import Message
 from mailsrv.imap.subject import base_subject, casemap
@@ -143,6 +143,14 @@ def message_fields(message: Message) -> MessageFields:
     return fields
 
 
+def key_getter(names: Sequence[str]) -> Callable[[MessageFields], tuple]:
+    """What gives the values of the :class:`MessageFields` attributes *names* as a tuple, even of one."""
+    if len(names) == 1:
+        get = attrgetter(names[0])
+        return lambda fields: (get(fields),)
+    return attrgetter(*names)
+
+
 class FieldSource:
     """The SORT and THREAD fields of a search's hits, one hit at a time, in order (blocking: in the pool).
 
@@ -156,7 +164,4 @@ class FieldSource:
 
     def keys(self, names: Sequence[str]) -> Iterator[tuple]:
         """The values of the :class:`MessageFields` attributes *names*, a tuple per hit."""
-        get = attrgetter(*names)
-        if len(names) == 1:
-            return ((get(fields),) for fields in self.fields())
-        return (get(fields) for fields in self.fields())
+        return map(key_getter(names), self.fields())
