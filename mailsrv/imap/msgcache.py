@@ -294,24 +294,26 @@ class Lookup:
             if missing is None:
                 self._indexed = set()
                 return self._indexed
-            indexed = set(keys) - set(missing)
             wanted = set(missing)
             todo = [m for m in self._messages if m.key in wanted]
-            for start in range(0, len(todo), INDEX_BATCH):
-                if self._cancelled():
-                    break
-                batch = []
-                for message in todo[start : start + INDEX_BATCH]:
-                    entity = message.entity
-                    texts = (message.key, head_text(entity.header), decoded_body(entity.raw))
-                    message.__dict__.pop("entity", None)
-                    if not message.missing and message.key not in indexed:
-                        batch.append(texts)
-                        indexed.add(message.key)
-                if batch and not self._cache.index(batch):
-                    indexed.difference_update(key for key, _, _ in batch)
-            self._indexed = indexed
+            self._indexed = (set(keys) - wanted) | self._cache.index(self._texts_of(todo))
         return self._indexed
+
+    def _texts_of(self, todo: list[Message]) -> Iterator[list[tuple[str, str, str]]]:
+        """The full-text rows of *todo*'s messages, :data:`INDEX_BATCH` at a time, until cancelled."""
+        seen: set[str] = set()
+        for start in range(0, len(todo), INDEX_BATCH):
+            if self._cancelled():
+                return
+            batch = []
+            for message in todo[start : start + INDEX_BATCH]:
+                entity = message.entity
+                texts = (message.key, head_text(entity.header), decoded_body(entity.raw))
+                message.__dict__.pop("entity", None)
+                if not message.missing and message.key not in seen:
+                    batch.append(texts)
+                    seen.add(message.key)
+            yield batch
 
     def text_has(self, message: Message, needle: str, with_header: bool) -> bool | None:
         """BODY (*with_header* False) or TEXT: whether the message's texts hold *needle*."""

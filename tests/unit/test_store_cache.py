@@ -75,8 +75,8 @@ class Cache(unittest.TestCase):
         self.assertEqual(self.cache.lacking("h_present", ["a"]), [0])
 
     def test_texts_match_substrings_of_any_length(self) -> None:
-        self.assertTrue(self.cache.index([("a", "subject: hi", "the quick fox"), ("b", "x", 'say "hi" straße'),
-                                          ("c", "", "abc xbcd")]))
+        self.assertEqual(self.cache.index([[("a", "subject: hi", "the quick fox"), ("b", "x", 'say "hi" straße')],
+                                           [("c", "", "abc xbcd")]]), {"a", "b", "c"})
         self.assertEqual(self.cache.unindexed(["a", "b", "c", "d"]), ["d"])
 
         def find(columns: str, needle: str) -> set[str] | None:
@@ -92,9 +92,18 @@ class Cache(unittest.TestCase):
         self.assertEqual(find("body", "nowhere"), set())
         self.assertEqual(find("body", "abcd"), set())  # every trigram there, not the substring: confirmed away
 
+    def test_a_failed_batch_keeps_the_batches_before_it(self) -> None:
+        def batches():
+            yield [("a", "", "first")]
+            yield [("b", "", "second")]
+            raise sqlite3.OperationalError("database or disk is full")  # as a failed INSERT would
+
+        self.assertEqual(self.cache.index(batches()), {"a", "b"})
+        self.assertEqual(self.cache.unindexed(["a", "b", "c"]), ["c"])
+
     def test_prune_forgets_keys_no_folder_holds(self) -> None:
         self.cache.put({"a": {"envelope": b"A"}, "b": {"envelope": b"B"}})
-        self.cache.index([("b", "", "text"), ("c", "", "text")])
+        self.cache.index([[("b", "", "text"), ("c", "", "text")]])
         self.assertEqual(self.cache.prune({"a"}), 2)
         self.assertEqual(self.cache.get(["a", "b"]), {"a": ()})
         self.assertEqual(self.cache.unindexed(["a", "b", "c"]), ["a", "b", "c"])

@@ -17,6 +17,7 @@ from typing import Any
 
 from mailsrv import config as configuration
 from mailsrv.smtp import transaction
+from support import audit_events
 from test_smtp_session import MAX_LINE, MAX_SIZE, SMTPTestCase, STORED_AS
 
 EHLO = b"EHLO client.example.net\r\n"
@@ -174,7 +175,7 @@ class ChunkedDataTests(SMTPTestCase):
         self.store.manual = manual_store
         self.store.pending.clear()
         self.ids = iter(range(10**6))
-        first_event = len(self.transactions())
+        first_event = len(self.log)  # only this session's events are scanned: the log grows all test long
         self.connect()
         for packet in packets:
             self.server.dataReceived(packet)
@@ -185,7 +186,7 @@ class ChunkedDataTests(SMTPTestCase):
             "stored": [(addresses, _DATE.sub(b"; DATE\r\n", data)) for addresses, data in self.store.calls],
             "log": [
                 {k: e[k] for k in ("sender", "recipients", "rejected", "size", "result", "queue_id")}
-                for e in self.transactions()[first_event:]
+                for e in audit_events(list(self.log[first_event:]), "transaction")
             ],
             "disconnecting": self.transport.disconnecting,
             "in_data": self.server.transaction is not None and self.server.transaction.writer is not None,
