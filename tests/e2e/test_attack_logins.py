@@ -37,9 +37,15 @@ USERS = ("alice@example.test", "bob@example.test")
 FILTER = os.path.join(REPO, "etc", "fail2ban", "filter.d", "mailsrv.conf")
 
 
+#: The throttle of both tests: the default limits, a shorter ceiling on the
+#: delay, so that an attacker's last guess, sent as the attack ends, is not
+#: answered up to 30 s later.
+THROTTLE = "throttle_max_delay = 2\n"
+
+
 @pytest.fixture
 def server(tmp_path):
-    with running(attack_server(str(tmp_path / "mailsrv"), users=USERS)) as srv:
+    with running(attack_server(str(tmp_path / "mailsrv"), users=USERS, auth=THROTTLE)) as srv:
         yield srv
 
 
@@ -149,8 +155,6 @@ def test_forty_eight_parallel_wrong_logins(server):
 #: What each protocol answers a locked-out address: RFC 4954 6, RFC 3206 4, RFC 5530 3.
 LOCKED = {"submission": b"454 4.7.0 Too many failed logins", "pop3": b"-ERR [AUTH] Too many failed logins",
           "imap": b"NO [UNAVAILABLE] Too many failed logins"}
-#: The throttle of the lock-out test: the default limits, a shorter ceiling on the delay.
-THROTTLE = "throttle_max_delay = 2\n"
 
 
 def fail_until_locked(server, i: int) -> int:
