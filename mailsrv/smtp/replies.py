@@ -84,6 +84,9 @@ HELP = Reply(214, "2.0.0", "Commands: {commands}\nSee RFC 5321")  # RFC 5321 4.1
 # -- syntax and sequence (RFC 5321 4.2.4, 4.1.4) ----------------------------------
 BAD_SYNTAX = Reply(500, "5.5.2", "Error: bad syntax")
 UNKNOWN_COMMAND = Reply(500, "5.5.2", "Error: command not recognized")
+# RFC 5321 2.3.8: CR and LF occur only together, as the line end; a command holding one alone is not taken, so
+# "BDAT 10\n" cannot be read one way here and another way by the client (or by a filter in between).
+BARE_LINE_END = Reply(500, "5.5.2", "Error: bare CR or LF in command, lines must end in CRLF")
 LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")  # RFC 5321 4.5.3.1.6
 SYNTAX = Reply(501, "5.5.4", "Syntax: {usage}")
 HELO_FIRST = Reply(503, "5.5.1", "Error: send HELO/EHLO first")  # RFC 5321 4.1.4

@@ -152,6 +152,9 @@ class SMTPServer(ServerProtocol):
         if not verb:
             self.answer(replies.BAD_SYNTAX)
             return
+        if b"\n" in line or b"\r" in line:
+            self.answer(replies.BARE_LINE_END)
+            return
         # Only ASCII letters name a command; NUL or 8-bit octets are "unknown".
         name = verb.upper() if verb.isalpha() and len(verb) <= 16 else b""
         if self.refused and name != b"QUIT":

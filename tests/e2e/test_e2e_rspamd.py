@@ -169,5 +169,7 @@ def test_moving_into_junk_teaches_rspamd(server, rspamd):
         conn.logout()
     deadline = time.monotonic() + 30
     while "learned message as spam: teach@example.net" not in rspamd.log():
-        assert time.monotonic() < deadline, rspamd.log()[-2000:]
+        assert time.monotonic() < deadline, (
+            rspamd.log()[-2000:] + "\nmailsrv: " + "\n".join(
+                line for line in server.log().splitlines() if "learn" in line or "rspamd" in line))
         time.sleep(0.05)

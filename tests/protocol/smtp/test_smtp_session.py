@@ -253,6 +253,14 @@ class SmallCommandTests(SMTPTestCase):
         self.assertFalse(self.transport.disconnecting)
         self.assertEqual(self.say(b"NOOP\r\n"), b"250 2.0.0 Ok\r\n")
 
+    def test_a_bare_lf_or_cr_in_a_command_is_500_and_the_next_line_is_a_command(self):
+        # Were "BDAT 10 LAST\n" taken, the 10 octets after it would be read as a chunk.
+        bare = b"500 5.5.2 Error: bare CR or LF in command, lines must end in CRLF\r\n"
+        self.ehlo()
+        self.assertEqual(self.say(b"BDAT  10  LAST\n\r\n"), bare)
+        self.assertEqual(self.say(b"NOOP\rRSET\r\n"), bare)
+        self.assertEqual(self.say(b".\r\nNOOP\r\n"), b"500 5.5.2 Error: command not recognized\r\n250 2.0.0 Ok\r\n")
+
     def test_a_bug_while_running_a_command_is_421_and_logged(self):
         # RFC 5321 4.2.1: 421 makes the client retry later; nothing is lost to our bug.
         self.patch(SMTPServer, "do_NOOP", lambda server, rest: 1 // 0)
