@@ -57,6 +57,8 @@ def _envelope(message: Message) -> dict[str, object]:
 
 #: The :class:`.MessageFields` SORT compares -> the column the cache keeps each in.
 _SORT_KEYS = dict(zip(("from_key", "to_key", "cc_key", "subject_key", "sent"), SORT_KEY_COLUMNS))
+#: The column whose value says a row has the sort keys: ``s_sent`` may be NULL (an undated message).
+_SORT_MARK = "s_from"
 
 
 def _fields(message: Message) -> dict[str, object]:
@@ -98,7 +100,7 @@ _GROUPS: dict[str, Callable[[Message], dict[str, object]]] = {
 #: Each column -> its group.
 _GROUP_OF = {"envelope": "envelope", "fields": "fields", "bodystructure": "bodystructure", "body": "bodystructure",
              "h_present": "h_present", **{column: "h_present" for column in HEADER_FIELD_COLUMNS},
-             **{column: "s_from" for column in SORT_KEY_COLUMNS}}
+             **{column: _SORT_MARK for column in SORT_KEY_COLUMNS}}
 
 
 def filled(
@@ -118,12 +120,13 @@ def filled(
     wanted = list(columns) + [group for group in groups if group not in columns]
     marks = [wanted.index(group) for group in groups]
     found = cache.get(keys, wanted)
+    single = len(marks) == 1  # the usual case, without a generator per key
     out: dict[str, tuple] = {}
     fresh: dict[str, dict[str, object]] = {}
     stored = True
     for index, key in enumerate(keys):
         values = found.get(key)
-        if values is None or any(values[i] is None for i in marks):
+        if values is None or (values[marks[0]] is None if single else any(values[i] is None for i in marks)):
             if cancelled():
                 continue
             missing = groups if values is None else [g for g, i in zip(groups, marks) if values[i] is None]
@@ -220,21 +223,35 @@ class FoundFields(FieldSource):
         for index, row in self._rows(("fields",)):
             yield message_fields(self._message(index)) if row is None else load_fields(row[0], dates[index])
 
-    def keys(self, names: Sequence[str]) -> Iterator[tuple]:
-        """The keys from their own columns (an undated message's ``sent`` is its internal date, RFC 5256 2.2)."""
+    def columns(self, names: Sequence[str]) -> list[list]:
+        """The keys from their own columns, a list each (an undated message's ``sent`` is its internal date,
+        RFC 5256 2.2); the rows that lack them made from the messages, as :func:`filled` makes them."""
         if self._cache is None:
-            yield from super().keys(names)
-            return
-        get = key_getter(names)
-        sent = names.index("sent") if "sent" in names else None
-        dates = self._hits.internaldates
-        for index, row in self._rows([_SORT_KEYS[name] for name in names]):
-            if row is None:
-                yield get(message_fields(self._message(index)))
-            elif sent is not None and row[sent] is None:
-                yield row[:sent] + (dates[index],) + row[sent + 1 :]
-            else:
-                yield row
+            return super().columns(names)
+        wanted = [_SORT_KEYS[name] for name in names]
+        asked = wanted if _SORT_MARK in wanted else wanted + [_SORT_MARK]
+        found = self._cache.columns(self._hits.keys, asked)
+        if found is None:  # the cache failed: every message is read
+            return super().columns(names)
+        lacking = [i for i, value in enumerate(found[asked.index(_SORT_MARK)]) if value is None]
+        if lacking:
+            keys = self._hits.keys
+            rows, _ = filled(self._cache, [keys[i] for i in lacking], asked,
+                             lambda n: self._message(lacking[n]), self._cancelled)
+            get = key_getter(list(names) + ["from_key"] * (len(asked) - len(wanted)))
+            for i in lacking:
+                row = rows.get(keys[i])
+                if row is None:
+                    if self._cancelled():
+                        found = [column[:i] for column in found]
+                        break
+                    row = get(message_fields(self._message(i)))
+                for column, value in zip(found, row):
+                    column[i] = value
+        if "sent" in names:
+            sent = found[names.index("sent")]
+            found[names.index("sent")] = [d if v is None else v for v, d in zip(sent, self._hits.internaldates)]
+        return found[: len(names)]
 
 
 def _filled_for(

@@ -79,11 +79,7 @@ def sort_order(hits: Hits, criteria: Sequence[Criterion], source: FieldSource) -
     columns: dict[bytes, list[Any]] = {key: get(hits) for key, get in _OWN_KEYS.items()}
     wanted = list(dict.fromkeys(criterion.key for criterion in criteria if criterion.key in _FIELD_KEYS))
     if wanted:
-        read: list[list[Any]] = [[] for _ in wanted]
-        for values in source.keys([_FIELD_KEYS[key] for key in wanted]):
-            for column, value in zip(read, values):
-                column.append(value)
-        columns.update(zip(wanted, read))
+        columns.update(zip(wanted, source.columns([_FIELD_KEYS[key] for key in wanted])))
     order = list(range(min(len(columns[criterion.key]) for criterion in criteria)))
     for criterion in reversed(criteria):
         order.sort(key=columns[criterion.key].__getitem__, reverse=criterion.reverse)

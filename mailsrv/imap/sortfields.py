@@ -154,14 +154,21 @@ def key_getter(names: Sequence[str]) -> Callable[[MessageFields], tuple]:
 class FieldSource:
     """The SORT and THREAD fields of a search's hits, one hit at a time, in order (blocking: in the pool).
 
-    :meth:`keys` serves SORT, which compares a few of them only: a source
-    that keeps those apart (the message cache's) reads them alone.
+    :meth:`columns` serves SORT, which compares a few of them only: a
+    source that keeps those apart (the message cache's) reads them alone.
     """
 
     def fields(self) -> Iterator[MessageFields]:
         """Every hit's fields."""
         raise NotImplementedError
 
-    def keys(self, names: Sequence[str]) -> Iterator[tuple]:
-        """The values of the :class:`MessageFields` attributes *names*, a tuple per hit."""
-        return map(key_getter(names), self.fields())
+    def columns(self, names: Sequence[str]) -> list[list]:
+        """The values of the :class:`MessageFields` attributes *names*: a list per name, a value per hit.
+
+        Shorter than the hits where the source stops short (the session closed meanwhile).
+        """
+        read: list[list] = [[] for _ in names]
+        for values in map(key_getter(names), self.fields()):
+            for column, value in zip(read, values):
+                column.append(value)
+        return read

@@ -46,9 +46,12 @@ import sqlite3
 import threading
 import time
 from contextlib import closing
+from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from twisted.logger import Logger
+
+from mailsrv.store.bulk import collector_paused
 
 log = Logger()
 T = TypeVar("T")
@@ -103,6 +106,21 @@ def _add_columns(db: sqlite3.Connection) -> None:
             except sqlite3.OperationalError as e:
                 if "duplicate column" not in str(e):  # not another process adding it first
                     raise
+
+
+def _aligned(keys: Sequence[str], rows: list[tuple], width: int) -> list[list]:
+    """The *width* value columns of *rows* (``(key, values...)``), reordered to *keys*; None for a key without a row."""
+    if not keys:
+        return [[] for _ in range(width)]
+    if not rows:
+        return [[None] * len(keys) for _ in range(width)]
+    found = list(zip(*rows))
+    where = dict(zip(found[0], range(len(rows))))
+    absent = len(rows)  # the None appended to each column
+    pick = itemgetter(*[where.get(key, absent) for key in keys])
+    if len(keys) == 1:
+        return [[pick(column + (None,))] for column in found[1:]]
+    return [list(pick(column + (None,))) for column in found[1:]]
 
 
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
@@ -208,6 +226,27 @@ class MessageCache:
             return found
 
         return self._run(job, {})
+
+    def columns(self, keys: Sequence[str], columns: Sequence[str]) -> list[list] | None:
+        """Per column, its value for each of *keys* in order (None where a key has no row); None on failure.
+
+        SORT compares a column or two of every message of a folder: a list per
+        column, made in C from the rows, costs a fraction of a tuple per key in
+        a dict (:meth:`get`), which took a third of a 100,000-message SORT.
+        """
+        wanted = "".join(", " + c for c in columns)
+        assert all(c in COLUMNS for c in columns)
+
+        def job(db: sqlite3.Connection) -> list[list]:
+            with collector_paused():  # a tuple per row, and none holds a cycle (:mod:`.bulk`)
+                if len(keys) > _SCAN_ABOVE:
+                    rows = db.execute(f"SELECT key{wanted} FROM entries").fetchall()
+                else:
+                    rows = [row for chunk in _chunks(keys) for row in
+                            db.execute(f"SELECT key{wanted} FROM entries WHERE key IN ({_marks(len(chunk))})", chunk)]
+                return _aligned(keys, rows, len(columns))
+
+        return self._run(job, None)
 
     def put(self, rows: dict[str, dict[str, object]]) -> bool:
         """Store column values per key; values already stored (by anyone) are kept.  Whether all were stored."""

@@ -47,6 +47,20 @@ class Cache(unittest.TestCase):
         self.assertEqual(len(found), 3000)
         self.assertEqual(found["k5998"], (b"5998",))
 
+    def test_columns_follow_the_keys_order_with_none_for_a_key_without_a_row(self) -> None:
+        self.cache.put({"k1": {"s_from": b"A", "s_sent": 1.5}, "k2": {"s_from": b"B"}})
+        self.assertEqual(self.cache.columns(["k2", "k9", "k1"], ("s_from", "s_sent")),
+                         [[b"B", None, b"A"], [None, None, 1.5]])
+        self.assertEqual(self.cache.columns(["k1"], ("s_from",)), [[b"A"]])
+        self.assertEqual(self.cache.columns(["k9"], ("s_from",)), [[None]])
+        self.assertEqual(self.cache.columns([], ("s_from", "s_to")), [[], []])
+
+    def test_columns_of_many_keys_come_from_one_scan_alike(self) -> None:
+        self.cache.put({f"k{n}": {"s_subject": b"%d" % n} for n in range(6000)})
+        keys = [f"k{n}" for n in range(12000, 0, -2)]
+        [subjects] = self.cache.columns(keys, ("s_subject",))
+        self.assertEqual(subjects, [b"%d" % n if n < 6000 else None for n in range(12000, 0, -2)])
+
     def test_header_matching_is_substring_of_the_utf8_text(self) -> None:
         self.cache.put({"a": {"h_present": 1, "h_from": "jürgen <j@x>".encode()}, "b": {"h_present": 3, "h_from": b""},
                         "c": {"h_present": 2, "h_from": b""}, "d": {}})

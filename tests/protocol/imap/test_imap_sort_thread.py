@@ -87,8 +87,10 @@ class Sort(Case):
         await self.start(SORTED)
         asked: list[list[str]] = []
         rows: list[tuple] = []
-        real_keys, real_get = FoundFields.keys, MessageCache.get
-        self.patch(FoundFields, "keys", lambda source, names: (asked.append(names), real_keys(source, names))[1])
+        real_columns, real_cache_columns, real_get = FoundFields.columns, MessageCache.columns, MessageCache.get
+        self.patch(FoundFields, "columns", lambda source, names: (asked.append(names), real_columns(source, names))[1])
+        self.patch(MessageCache, "columns", lambda cache, keys, columns: (rows.append(tuple(columns)),
+                                                                        real_cache_columns(cache, keys, columns))[1])
         self.patch(MessageCache, "get", lambda cache, keys, columns=(): (rows.append(tuple(columns)),
                                                                        real_get(cache, keys, columns))[1])
         await self.reply(b"a SORT (REVERSE ARRIVAL) UTF-8 ALL", b"SORT 4 3 2 1", b"SORT completed")
@@ -97,9 +99,9 @@ class Sort(Case):
         await self.reply(b"c SORT (SIZE FROM) UTF-8 ALL", b"SORT 2 4 3 1", b"SORT completed")
         await self.reply(b"d SORT (FROM DATE FROM) UTF-8 ALL", b"SORT 2 4 3 1", b"SORT completed")
         # A header key: that key alone, from its own column of the cache (the group's first, s_from, says
-        # whether the row has them).
+        # whether the row has them); the first SORT makes the rows, the second finds them.
         self.assertEqual(asked, [["from_key"], ["from_key", "sent"]])
-        self.assertEqual(rows, [("s_from",), ("s_from", "s_sent")])
+        self.assertEqual(rows, [("s_from",), ("s_from",), ("s_from", "s_sent")])
 
     async def test_uid_sort_with_search_keys(self) -> None:
         await self.start(SORTED)
