@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import email
 import email.utils
+import gc
 import re
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Sequence
 
@@ -94,6 +95,8 @@ class Message:
 Predicate = Callable[[int, Message], bool]
 
 _SEQSET = re.compile(rb"[0-9*:,]+\Z")
+#: Messages a search parses between two collections of the young objects (:func:`run_search`).
+YOUNG_EVERY = 2000
 _FLAG_KEYS = {
     b"ANSWERED": ("\\Answered", True), b"UNANSWERED": ("\\Answered", False),
     b"DELETED": ("\\Deleted", True), b"UNDELETED": ("\\Deleted", False),
@@ -485,10 +488,14 @@ def run_search(messages: Sequence[Message], matches: Predicate, cancelled: Calla
     Each message's parsed content is dropped as soon as it was tested.
     """
     hits = []
+    parsed = 0
     for message in messages:
         if cancelled():
             break
         if matches(message.seq, message):
             hits.append(message)
-        message.__dict__.pop("entity", None)
+        if message.__dict__.pop("entity", None) is not None:
+            parsed += 1
+            if not parsed % YOUNG_EVERY:
+                gc.collect(0)  # whatever parsing left in a cycle, while the caller keeps the collector paused
     return hits

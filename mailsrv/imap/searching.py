@@ -26,6 +26,7 @@ from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
 from mailsrv.imap.search import (
     CONTENT, READS_FILES, HeaderTests, Message, SearchError, compile_search, parse_search, run_search,
 )
+from mailsrv.imap.selection import SLICE
 from mailsrv.imap.sort import Hit, read_criteria, sort_order
 from mailsrv.imap.sortfields import FieldSource, MessageFields, message_fields
 from mailsrv.store.bulk import collector_paused
@@ -135,19 +136,27 @@ async def _matching(
             if answers is not None:
                 headers.answers.update(answers)
                 return found(Hits().gather(candidates.seqs, candidates.views, matches))
-        messages = candidates.messages()
-        if cache is None:
-            return _finish(run_search(messages, matches, cancelled), then)
-        lookup = Lookup(cache, messages, cancelled)
-        for message in messages:
-            message.cache = lookup
-        try:
-            return _finish(run_search(messages, matches, cancelled), then)
-        finally:
-            # The messages and their lookup refer to each other: once the cycle is
-            # broken, reference counting frees them at once, not a later collection.
+        # A Message per candidate, 100,000 of them, would set off collections of the
+        # whole heap that hold the GIL, and so every session, a tenth of a second
+        # each; they hold no cycle but the one broken below, so the collector waits,
+        # and run_search collects the young objects now and then.
+        with collector_paused():
+            messages = candidates.messages()
+            if cache is None:
+                return _finish(run_search(messages, matches, cancelled), then)
+            lookup = Lookup(cache, messages, cancelled)
             for message in messages:
-                message.cache = None
+                message.cache = lookup
+            try:
+                return _finish(run_search(messages, matches, cancelled), then)
+            finally:
+                # The messages and their lookup refer to each other: once the cycle is
+                # broken, reference counting frees them at once, not a later collection;
+                # a slice at a time, as freeing 100,000 in one call holds the GIL throughout.
+                for message in messages:
+                    message.cache = None
+                while messages:
+                    del messages[-SLICE:]
 
     return await server.ctx.workers.search.run(job)
 

@@ -113,7 +113,8 @@ def _arrival(rel: str, size: int, internaldate: float) -> tuple[str, Arrival]:
 def locate(root: str, rel: str, key: str) -> tuple[str, Callable[[], "str | None"]]:
     """The path of a message file of the folder at *root* (*rel* from :meth:`Folder.files_of`), and a
     way to find it again under whatever name it has now (the finder lists the folder: blocking)."""
-    return os.path.join(root, rel), partial(maildir.find_file, root, key)
+    # Not os.path.join: a search makes 100,000 of these in a row, and *rel* is always relative.
+    return f"{root}/{rel}", partial(maildir.find_file, root, key)
 
 
 def _open_for_reading(path: str) -> BinaryIO:
