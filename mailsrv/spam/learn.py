@@ -73,7 +73,8 @@ class Learner:
         for uid in uids:
             try:
                 stored = await target.open_message(uid)
-            except MessageGone:
+            except MessageGone:  # expunged meanwhile: nothing to learn from
+                log.info("rspamd not taught from {folder} UID {uid}: the message is gone", folder=target.name, uid=uid)
                 continue
             size = os.fstat(stored.file.fileno()).st_size
             try:
