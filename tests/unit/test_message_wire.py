@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 from twisted.trial import unittest
@@ -17,6 +18,15 @@ class WireFormTests(unittest.SynchronousTestCase):
         for _ in range(2000):
             disk = bytes(rng.choice(b"a\r\n") for _ in range(rng.randint(0, 40)))
             self.assertEqual(wire.wire_size(disk), len(wire.to_wire(disk)), disk)
+
+    def test_a_files_wire_size_is_that_of_its_chunks_wherever_they_are_cut(self):
+        rng = random.Random(3501)
+        for _ in range(2000):
+            disk = bytes(rng.choice(b"a\r\n") for _ in range(rng.randint(0, 40)))
+            chunk = rng.randint(1, 8)
+            expected = sum(len(piece) for piece in wire.wire_chunks(io.BytesIO(disk), chunk))
+            self.assertEqual(expected, len(wire.to_wire(disk)), disk)
+            self.assertEqual(wire.wire_size_of(io.BytesIO(disk), chunk), expected, (disk, chunk))
 
     def test_disk_form_gives_back_every_message_without_a_bare_lf(self):
         # A CR before a CRLF is kept: "x\r\r\n" must not come back as "x\r\n".
