@@ -120,13 +120,12 @@ def filled(
     wanted = list(columns) + [group for group in groups if group not in columns]
     marks = [wanted.index(group) for group in groups]
     found = cache.get(keys, wanted)
-    single = len(marks) == 1  # the usual case, without a generator per key
     out: dict[str, tuple] = {}
     fresh: dict[str, dict[str, object]] = {}
     stored = True
     for index, key in enumerate(keys):
         values = found.get(key)
-        if values is None or (values[marks[0]] is None if single else any(values[i] is None for i in marks)):
+        if values is None or any(values[i] is None for i in marks):
             if cancelled():
                 continue
             missing = groups if values is None else [g for g, i in zip(groups, marks) if values[i] is None]
@@ -238,19 +237,19 @@ class FoundFields(FieldSource):
             keys = self._hits.keys
             rows, _ = filled(self._cache, [keys[i] for i in lacking], asked,
                              lambda n: self._message(lacking[n]), self._cancelled)
-            get = key_getter(list(names) + ["from_key"] * (len(asked) - len(wanted)))
+            get = key_getter(names)
             for i in lacking:
                 row = rows.get(keys[i])
                 if row is None:
                     if self._cancelled():
                         found = [column[:i] for column in found]
                         break
-                    row = get(message_fields(self._message(i)))
+                    row = get(message_fields(self._message(i)))  # the names' values: the mark is not returned
                 for column, value in zip(found, row):
                     column[i] = value
         if "sent" in names:
-            sent = found[names.index("sent")]
-            found[names.index("sent")] = [d if v is None else v for v, d in zip(sent, self._hits.internaldates)]
+            at = names.index("sent")
+            found[at] = [date if sent is None else sent for sent, date in zip(found[at], self._hits.internaldates)]
         return found[: len(names)]
 
 

@@ -142,11 +142,10 @@ async def _matching(
         # and run_search collects the young objects now and then.
         with collector_paused():
             messages = candidates.messages()
-            if cache is None:
-                return _finish(run_search(messages, matches, cancelled), then)
-            lookup = Lookup(cache, messages, cancelled)
-            for message in messages:
-                message.cache = lookup
+            if cache is not None:
+                lookup = Lookup(cache, messages, cancelled)
+                for message in messages:
+                    message.cache = lookup
             try:
                 return _finish(run_search(messages, matches, cancelled), then)
             finally:

@@ -123,6 +123,14 @@ def _aligned(keys: Sequence[str], rows: list[tuple], width: int) -> list[list]:
     return [list(pick(column + (None,))) for column in found[1:]]
 
 
+def _select(db: sqlite3.Connection, keys: Sequence[str], wanted: str) -> Iterable[tuple]:
+    """Rows ``(key, <wanted columns>)`` of *keys*; past :data:`_SCAN_ABOVE` keys, one scan of every row."""
+    if len(keys) > _SCAN_ABOVE:
+        return db.execute(f"SELECT key{wanted} FROM entries")
+    return (row for chunk in _chunks(keys)
+            for row in db.execute(f"SELECT key{wanted} FROM entries WHERE key IN ({_marks(len(chunk))})", chunk))
+
+
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -216,14 +224,8 @@ class MessageCache:
         assert all(c in COLUMNS for c in columns)
 
         def job(db: sqlite3.Connection) -> dict[str, tuple]:
-            found: dict[str, tuple] = {}
-            if len(keys) > _SCAN_ABOVE:
-                keep = set(keys)
-                return {row[0]: row[1:] for row in db.execute(f"SELECT key{wanted} FROM entries") if row[0] in keep}
-            for chunk in _chunks(keys):
-                for row in db.execute(f"SELECT key{wanted} FROM entries WHERE key IN ({_marks(len(chunk))})", chunk):
-                    found[row[0]] = row[1:]
-            return found
+            keep = set(keys)
+            return {row[0]: row[1:] for row in _select(db, keys, wanted) if row[0] in keep}
 
         return self._run(job, {})
 
@@ -239,12 +241,7 @@ class MessageCache:
 
         def job(db: sqlite3.Connection) -> list[list]:
             with collector_paused():  # a tuple per row, and none holds a cycle (:mod:`.bulk`)
-                if len(keys) > _SCAN_ABOVE:
-                    rows = db.execute(f"SELECT key{wanted} FROM entries").fetchall()
-                else:
-                    rows = [row for chunk in _chunks(keys) for row in
-                            db.execute(f"SELECT key{wanted} FROM entries WHERE key IN ({_marks(len(chunk))})", chunk)]
-                return _aligned(keys, rows, len(columns))
+                return _aligned(keys, list(_select(db, keys, wanted)), len(columns))
 
         return self._run(job, None)
 

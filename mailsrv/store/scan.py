@@ -152,27 +152,15 @@ def describe(folder_path: str, files: list[tuple[str, str, str]]) -> dict[str, A
     vanished since the listing are left out.
     """
     found = {}
-    # Names are looked up relative to their directory: a full path per file
-    # walked every component again, 100,000 times on a first sync.
-    directories: dict[str, int] = {}
-    try:
-        for key, rel, info in sorted(files, key=_arrival_order):
-            sub, name = os.path.split(rel)
-            try:
-                where = directories.get(sub)
-                if where is None:
-                    where = directories[sub] = os.open(os.path.join(folder_path, sub), os.O_RDONLY | os.O_DIRECTORY)
-                size = maildir.sizes_from_key(key)[1]
-                if size is None:
-                    with open(os.open(name, os.O_RDONLY, dir_fd=where), "rb") as f:
-                        mtime = os.fstat(f.fileno()).st_mtime
-                        size = wire.wire_size_of(f)
-                else:
-                    mtime = os.stat(name, dir_fd=where).st_mtime
-            except FileNotFoundError:
-                continue
-            found[key] = Arrival(rel, info, size, mtime)
-    finally:
-        for descriptor in directories.values():
-            os.close(descriptor)
+    for key, rel, info in sorted(files, key=_arrival_order):
+        path = os.path.join(folder_path, rel)
+        try:
+            mtime = os.stat(path).st_mtime
+            size = maildir.sizes_from_key(key)[1]
+            if size is None:
+                with open(path, "rb") as f:
+                    size = wire.wire_size_of(f)
+        except FileNotFoundError:
+            continue
+        found[key] = Arrival(rel, info, size, mtime)
     return found
