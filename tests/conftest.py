@@ -12,6 +12,7 @@ import pytest
 from twisted.logger import formatEvent, globalLogPublisher
 
 from mailsrv import config as configuration
+from mailsrv.store import idledb
 from support import FakeChecker, make_context
 
 
@@ -33,6 +34,13 @@ def _no_system_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.
     """
     monkeypatch.delenv(configuration.CONFIG_ENV, raising=False)
     monkeypatch.setattr(configuration.loader, "SYSTEM_CONFIG", str(tmp_path_factory.getbasetemp() / "no-such.toml"))
+
+
+@pytest.fixture(autouse=True)
+def _no_idle_databases():
+    """Close the SQLite connections a test left idle (:mod:`mailsrv.store.idledb`), before its temp dir goes."""
+    yield
+    idledb.close_all()
 
 
 @pytest.fixture

@@ -13,10 +13,11 @@ and reads them: :mod:`mailsrv.imap.msgcache`); it keeps them safe to share:
 * Several processes may share it: WAL journal, a busy timeout, short
   transactions, ``INSERT OR IGNORE`` for rows another process may have
   written meanwhile (their content is the same, since the key's is).
-* Every method blocks: call it from a pool thread, never the reactor.  Each
-  call opens its own connection and closes it (well under a millisecond):
-  sqlite3 connections are per thread, and connections kept per thread and
-  per user would hold three descriptors each for every user ever served.
+* Every method blocks: call it from a pool thread, never the reactor.  A
+  call takes an idle connection to the file or opens one, and hands it back
+  when it ends (:mod:`.idledb`: a few for the whole process, since
+  connections kept per thread and per user would hold three descriptors
+  each for every user ever served).
 * What a process remembers of the rows (:meth:`MessageCache.lacking`:
   which keys have their header fields, so a header SEARCH reads no row to
   learn it) holds while the file's ``meta.epoch`` does: only :meth:`prune`
@@ -45,12 +46,12 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import closing
 from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from twisted.logger import Logger
 
+from mailsrv.store import idledb
 from mailsrv.store.bulk import collector_paused
 
 log = Logger()
@@ -166,7 +167,7 @@ class MessageCache:
     # -- connections ---------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
@@ -204,8 +205,14 @@ class MessageCache:
         for attempt in (1, 2):
             generation = self._generation
             try:
-                with closing(self._open()) as db:
-                    return job(db)
+                db, token = idledb.take(self.path, generation, self._open)
+                try:
+                    result = job(db)
+                except BaseException:
+                    db.close()
+                    raise
+                idledb.give_back(db, token)
+                return result
             except sqlite3.OperationalError as e:  # locked past the timeout, disk full, read-only...
                 log.warn("{path}: message cache not used: {error}", path=self.path, error=str(e))
                 return default

@@ -11,7 +11,7 @@ from contextlib import closing
 from twisted.trial import unittest
 
 from mailsrv.message.body import Body
-from mailsrv.store import UserStore, cache
+from mailsrv.store import UserStore, cache, idledb
 from mailsrv.store.cache import FILENAME, MessageCache
 from mailsrv.workers import InlineExecutor
 
@@ -125,6 +125,7 @@ class Cache(unittest.TestCase):
     def test_a_corrupt_file_is_moved_aside_and_started_anew(self) -> None:
         self.cache.put({"a": {"envelope": b"A"}})
         path = os.path.join(self.root, FILENAME)
+        idledb.close_all()  # damaged while nobody had it open (its WAL checkpointed in)
         with open(path, "r+b") as f:
             f.write(b"garbage!" * 512)
         self.assertEqual(self.cache.get(["a"], ("envelope",)), {})
