@@ -83,18 +83,31 @@ def generate_self_signed(cert_path: str, key_path: str, hostname: str) -> None:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def certificate_files(config: Config) -> tuple[str, str]:
-    """The (cert, key) paths to serve: the ACME certificate once one is issued (:mod:`mailsrv.acme`),
-    else the configured pair, else a self-signed one, generated the first time."""
+def served_files(config: Config) -> tuple[str, str]:
+    """The (cert, key) paths the server serves: the ACME certificate once one is issued (:mod:`mailsrv.acme`),
+    else the configured pair, else the self-signed pair in the data dir (which may not exist yet).
+
+    The one place that decides, so that ``mailsrv selftest`` and ``dns check``
+    look at the certificate the listeners really serve.
+    """
     issued = AcmeFiles(config.acme_dir).certificate_path
     if config.tls.acme and os.path.exists(issued):
         return issued, issued  # one file: the key, then the chain
     if config.tls.cert:
         return config.tls.cert, config.tls.key
+    return _self_signed_files(config)
+
+
+def _self_signed_files(config: Config) -> tuple[str, str]:
     tls_dir = os.path.join(config.data_dir, "tls")
-    cert_path = os.path.join(tls_dir, "selfsigned-cert.pem")
-    key_path = os.path.join(tls_dir, "selfsigned-key.pem")
-    if not (os.path.exists(cert_path) and os.path.exists(key_path)):
+    return os.path.join(tls_dir, "selfsigned-cert.pem"), os.path.join(tls_dir, "selfsigned-key.pem")
+
+
+def certificate_files(config: Config) -> tuple[str, str]:
+    """:func:`served_files`, the self-signed pair generated the first time it is the one."""
+    cert_path, key_path = served_files(config)
+    if (cert_path, key_path) == _self_signed_files(config) and not (
+            os.path.exists(cert_path) and os.path.exists(key_path)):
         generate_self_signed(cert_path, key_path, config.hostname)
         log.info("generated a self-signed certificate for {hostname} in {path}", hostname=config.hostname, path=cert_path)
     return cert_path, key_path

@@ -8,8 +8,10 @@ Counts come from two places only, so no protocol module carries a counter:
   (bounced), their latency since queueing, and policy rejections by stage
   and reply code;
 * the open sessions (:meth:`mailsrv.net.shutdown.OpenSessions.observe`):
-  connections by listener kind, and when a connection ends, its TLS
-  version (so TLS connections are counted once they end).
+  connections by listener kind; TLS handshakes by version as each one
+  finishes, and as ``failed`` a connection that ended in TLS before its
+  handshake did (a client refusing the certificate, or too old for our
+  TLS versions).  The HTTP listeners are not mail sessions and are not counted.
 
 What is a state rather than an event is read at scrape time: the sessions
 open now (on the reactor, from the session set) and the queue's size and
@@ -84,9 +86,9 @@ class Metrics:
         r = self.registry
         self.connections = Counter("mailsrv_connections", "Connections accepted, by listener kind.",
                                    ["protocol", "kind"], registry=r)
-        self.tls_connections = Counter(
-            "mailsrv_tls_connections", "Connections that ended after speaking TLS, by TLS version.",
-            ["protocol", "version"], registry=r)
+        self.tls_handshakes = Counter(
+            "mailsrv_tls_handshakes", "TLS handshakes of the mail listeners by TLS version; failed: the connection "
+            "ended before its handshake finished.", ["protocol", "version"], registry=r)
         self.sessions_open = Gauge("mailsrv_sessions_open", "Connections open now.", ["protocol", "kind"],
                                    registry=r)
         self.sessions_logged_in = Gauge("mailsrv_sessions_logged_in", "Open connections with a login.",
@@ -112,6 +114,7 @@ class Metrics:
         r.register(_QueueCollector(config.queue_dir))
         audit.observe(self.count)
         sessions.observe(self.connection)
+        sessions.observe_handshakes(self.handshake)
 
     # -- events ----------------------------------------------------------------
 
@@ -151,9 +154,17 @@ class Metrics:
         if opened:
             self.connections.labels(kind.protocol, kind.label).inc()
             return
-        version = _tls_version(pump)
-        if version is not None:
-            self.tls_connections.labels(kind.protocol, version).inc()
+        session = getattr(pump, "session", None)
+        if session is not None and session.tls_active and not session.tls_handshaken:
+            # Not told of a handshake: none finished, or a wrapper (haproxy:) kept the news from us.
+            finished = _handshake_finished(pump)
+            self.tls_handshakes.labels(kind.protocol, (_tls_version(pump) or "unknown") if finished else "failed").inc()
+
+    def handshake(self, pump: Any) -> None:
+        """A connection finished its TLS handshake (on the reactor)."""
+        kind = getattr(pump, "kind", None)
+        if kind is not None:
+            self.tls_handshakes.labels(kind.protocol, _tls_version(pump) or "unknown").inc()
 
     # -- scraping ----------------------------------------------------------------
 
@@ -172,6 +183,14 @@ class Metrics:
     def render(self) -> bytes:
         """The exposition text; blocking (reads the queue directory), so called in the disk pool."""
         return generate_latest(self.registry)
+
+
+def _handshake_finished(pump: Any) -> bool:
+    """Whether the connection's TLS handshake finished (pyOpenSSL has its Finished message then)."""
+    try:
+        return pump.session.transport.getHandle().get_finished() is not None
+    except Exception:  # no TLS handle, or one already torn down
+        return False
 
 
 def _tls_version(pump: Any) -> str | None:

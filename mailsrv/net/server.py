@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from mailsrv.listeners import Kind
 from mailsrv.net.pump import CommandPump
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from mailsrv.context import ServerContext
 
 
+@implementer(IHandshakeListener)
 class ServerProtocol(CommandPump):
     """One client connection of listener *kind*; subclasses give :meth:`welcome`,
     :meth:`refuse` and the :class:`~mailsrv.net.pump.CommandPump` hooks
@@ -91,6 +93,15 @@ class ServerProtocol(CommandPump):
         self.discard_input()
         self.transport.startTLS(self.ctx.tls)
         self.session.tls_started = True
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake finished (TLSMemoryBIOProtocol calls this, for implicit TLS and STARTTLS alike).
+
+        Told to the open sessions, where the metrics count handshakes by
+        version as they happen rather than when the connection ends.
+        """
+        self.session.tls_handshaken = True
+        self.ctx.sessions.handshake(self)
 
     def hold_login(self, logout: Callable[[], None]) -> bool:
         """Keep a successful login until :meth:`release_login` or the end of the connection.

@@ -81,6 +81,8 @@ class Session:
     transport: Any
     #: STARTTLS/STLS completed on this connection (see :attr:`tls_active`).
     tls_started: bool = False
+    #: The TLS handshake finished (implicit TLS or STARTTLS): the version is known.
+    tls_handshaken: bool = False
     #: Canonical address of the authenticated user, ``None`` before a login.
     user: str | None = None
 

@@ -35,6 +35,7 @@ class OpenSessions:
         self._open: set["CommandPump"] = set()
         self._waiters: list[Deferred[bool]] = []
         self._observers: list[Callable[[bool, "CommandPump"], None]] = []
+        self._handshake_observers: list[Callable[["CommandPump"], None]] = []
         self.stopping = False
 
     def observe(self, observer: Callable[[bool, "CommandPump"], None]) -> None:
@@ -44,6 +45,15 @@ class OpenSessions:
         one place connections are counted (:mod:`mailsrv.http.metrics`).
         """
         self._observers.append(observer)
+
+    def observe_handshakes(self, observer: Callable[["CommandPump"], None]) -> None:
+        """Call *observer* with the session whenever one finishes its TLS handshake."""
+        self._handshake_observers.append(observer)
+
+    def handshake(self, session: "CommandPump") -> None:
+        """*session* finished its TLS handshake."""
+        for observer in self._handshake_observers:
+            observer(session)
 
     def __len__(self) -> int:
         return len(self._open)

@@ -5,11 +5,19 @@ the configured resolver (``[dns]``) and judged *ok*, *missing* or *wrong*,
 with what was found, what is expected, and the fix in the admin's words.
 Beyond the records:
 
+* SPF is not only present but passes for each public address (pyspf, as
+  receivers evaluate it: ``v=spf1 a -all`` on a domain without an A record
+  authorizes nobody), unless a relay sends our mail;
 * forward-confirmed reverse DNS of each public address: its PTR names the
   hostname, and the hostname's A/AAAA holds the address (receivers check
   both, RFC 8601 2.7.3's ``iprev``);
-* the SMTP greeting of the hostname on ``[delivery] mx_port`` names it;
-* the certificate served names the hostname and is not about to expire;
+* every address of every MX host the domain's MX records name answers on
+  ``[delivery] mx_port`` with a greeting naming the hostname (before the MX
+  is published, the public addresses do);
+* the certificate the listeners serve (the ACME one once issued) names the
+  hostname, and the ``mta-sts``, ``autoconfig`` and ``autodiscover`` names
+  of the domain when our ``https`` listener serves them, is CA-signed and
+  is not about to expire;
 * no blocklist of ``[policy] dnsbl`` lists a public address (with the
   entry's filter, as the server judges its clients): receivers that use
   the same lists would refuse our mail.
@@ -32,11 +40,14 @@ import dns.resolver
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
+from mailsrv.address import canonical_domain
 from mailsrv.config import Config
 from mailsrv.dns import make_resolver
 from mailsrv.dnslist import ListUnavailable, lookup as list_lookup, query_name
+from mailsrv.listeners import Kind
 from mailsrv.ops.dnsrecords import Record, address_rtype, public_addresses, records, reverse_name
 from mailsrv.ops.probe import served_certificate
+from mailsrv.policy.senderauth.verify import spf_result
 
 #: A certificate expiring sooner than this is reported (ACME renews 30 days ahead).
 EXPIRY_MARGIN = datetime.timedelta(days=14)
@@ -104,14 +115,18 @@ def check(config: Config, domain: str, addresses: list[str] | None = None,
         if record.elsewhere:
             continue
         try:
-            findings.append(_judge(record, lookup))
+            finding = _judge(record, lookup)
         except _Failed as e:
-            findings.append(Finding(f"{_LABELS.get(_kind(record), record.rtype)} {record.name}", Status.ERROR, found=str(e),
-                                    expected=record.value, fix="check that [dns] nameservers answer"))
+            finding = Finding(f"{_LABELS.get(_kind(record), record.rtype)} {record.name}", Status.ERROR, found=str(e),
+                              expected=record.value, fix="check that [dns] nameservers answer")
+        if _kind(record) == "spf" and finding.status is Status.OK and not config.delivery.relay:
+            finding = _spf_passes(config, record, finding, addresses, resolver)
+        findings.append(finding)
     for address in addresses:
         findings.append(_reverse(config, address, lookup))
-    findings.append(_greeting(config, addresses))
-    findings.append(_certificate(config))
+    zone = f"{canonical_domain(domain)}."  # records() refused a name that is not a domain
+    findings += _greetings(config, zone, addresses, lookup)
+    findings.append(_certificate(config, zone))
     findings += _blocklists(config, addresses, resolver)
     return findings
 
@@ -279,10 +294,50 @@ def _reverse(config: Config, address: str, lookup: _Lookup) -> Finding:
     return Finding(what, Status.OK, found=host)
 
 
-def _greeting(config: Config, addresses: list[str]) -> Finding:
-    """The SMTP greeting of our public addresses on the MX port names the hostname."""
+def _spf_passes(config: Config, record: Record, finding: Finding, addresses: list[str],
+                resolver: dns.resolver.Resolver) -> Finding:
+    """*finding* (an SPF record that looks right) unless a public address does not pass it as a receiver sees it."""
+    domain = record.name.rstrip(".")
+    for address in addresses:
+        result = spf_result(resolver, address, f"postmaster@{domain}", config.hostname)
+        if result != "pass":
+            return Finding(finding.what, Status.WRONG, found=f"{finding.found} (SPF {result} for {address})",
+                           expected=record.value,
+                           fix=f"it must authorize {address}, the address this server sends from: "
+                               f"publish {record.line()}")
+    return finding
+
+
+def _greetings(config: Config, zone: str, addresses: list[str], lookup: _Lookup) -> list[Finding]:
+    """The greeting of every MX host of *zone* on the MX port; of the public addresses while there is no MX."""
     port = config.delivery.mx_port
-    what = f"SMTP greeting on port {port}"
+    try:
+        hosts = [value.split()[1] for value in lookup(zone, "MX") if value.split()[1] != "."]
+    except _Failed as e:
+        return [Finding(f"SMTP greeting on port {port}", Status.ERROR, found=str(e),
+                        fix="check that [dns] nameservers answer")]
+    if not hosts:
+        return [_greeting(config, f"SMTP greeting on port {port}", addresses)]
+    findings = []
+    for host in hosts:
+        what = f"SMTP greeting of MX {host} on port {port}"
+        try:
+            found = lookup(host, "A") + lookup(host, "AAAA")
+        except _Failed as e:
+            findings.append(Finding(what, Status.ERROR, found=str(e), fix="check that [dns] nameservers answer"))
+            continue
+        if not found:
+            findings.append(Finding(what, Status.WRONG, found=f"{host} has no address",
+                                    expected=f"220 {config.hostname} ...",
+                                    fix=f"publish the A/AAAA records of {host}, or remove the MX record"))
+        else:
+            findings.append(_greeting(config, what, found))
+    return findings
+
+
+def _greeting(config: Config, what: str, addresses: list[str]) -> Finding:
+    """The SMTP greeting of every one of *addresses* on the MX port names the hostname."""
+    port = config.delivery.mx_port
     expected = f"220 {config.hostname} ..."
     if not addresses:
         return Finding(what, Status.ERROR, expected=expected, fix="set public_addresses")
@@ -301,11 +356,14 @@ def _greeting(config: Config, addresses: list[str]) -> Finding:
     return Finding(what, Status.OK, found=", ".join(addresses))
 
 
-def _certificate(config: Config) -> Finding:
-    """The served certificate names the hostname, is not self-signed, and lasts beyond the margin."""
+def _certificate(config: Config, zone: str) -> Finding:
+    """The served certificate names what it must, is not self-signed, and lasts beyond the margin."""
     what = "TLS certificate"
     path = served_certificate(config)
-    expected = f"a CA-signed certificate for {config.hostname}, valid for over {EXPIRY_MARGIN.days} days"
+    wanted = [config.hostname.lower()]
+    if config.listen.endpoints(Kind.HTTPS):  # senders fetch the MTA-STS policy, clients their settings, over it
+        wanted += [f"{prefix}.{zone.rstrip('.')}" for prefix in ("mta-sts", "autoconfig", "autodiscover")]
+    expected = f"a CA-signed certificate for {', '.join(wanted)}, valid for over {EXPIRY_MARGIN.days} days"
     try:
         with open(path, "rb") as f:
             cert = x509.load_pem_x509_certificate(f.read())
@@ -319,8 +377,10 @@ def _certificate(config: Config) -> Finding:
         dns_names = []
     left = cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
     found = f"{path}: {', '.join(dns_names) or 'no names'}, expires in {left.days} days"
-    if config.hostname.lower() not in dns_names:
-        return Finding(what, Status.WRONG, found=found, expected=expected, fix=f"get a certificate naming {config.hostname}")
+    unnamed = [name for name in wanted if not any(_covers(pattern, name) for pattern in dns_names)]
+    if unnamed:
+        return Finding(what, Status.WRONG, found=found, expected=expected,
+                       fix=f"get a certificate naming {', '.join(unnamed)} (with [tls] acme, mailsrv orders one)")
     if cert.issuer == cert.subject:
         return Finding(what, Status.WRONG, found=found + ", self-signed", expected=expected,
                        fix="get a certificate from a CA (Let's Encrypt): MTA-STS senders and mail clients refuse "
@@ -328,6 +388,13 @@ def _certificate(config: Config) -> Finding:
     if left < EXPIRY_MARGIN:
         return Finding(what, Status.WRONG, found=found, expected=expected, fix="renew the certificate")
     return Finding(what, Status.OK, found=found)
+
+
+def _covers(pattern: str, name: str) -> bool:
+    """Whether the certificate name *pattern* (``*.example.org`` a wildcard, RFC 6125 6.4.3) covers *name*."""
+    if pattern.startswith("*."):
+        return "." in name and name.split(".", 1)[1] == pattern[2:]
+    return pattern == name
 
 
 def _blocklists(config: Config, addresses: list[str], resolver: dns.resolver.Resolver) -> list[Finding]:

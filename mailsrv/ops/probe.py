@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import imaplib
 import ipaddress
-import os
 import poplib
 import re
 import smtplib
@@ -30,14 +29,15 @@ from typing import Any
 
 from mailsrv.config import Config
 from mailsrv.listeners import Kind, endpoint_port
+from mailsrv.tls import served_files
 
 #: Bound to every address: reached on the loopback address of the same family.
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 def served_certificate(config: Config) -> str:
-    """The certificate file the server serves: ``[tls] cert``, else the pair it generated in the data dir."""
-    return config.tls.cert or os.path.join(config.data_dir, "tls", "selfsigned-cert.pem")
+    """The certificate file the server serves: the ACME one once issued, else ``[tls] cert``, else the generated one."""
+    return served_files(config)[0]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dns_harness import ThreadedDNS, Zone
 from outbound import wait_for
 from pebble import PEBBLE, Pebble
 from mailsrv.listeners import Kind
-from twistd_server import HOSTNAME, Server, free_ports
+from twistd_server import HOSTNAME, Server, free_ports, mailsrv_cli
 
 pytestmark = pytest.mark.skipif(PEBBLE is None, reason="pebble (Debian package 'pebble', ACME test server) is not installed")
 
@@ -33,8 +33,12 @@ NAMES = (HOSTNAME, *(f"{prefix}.{domain}" for domain in ("example.test", "other.
 
 
 @contextlib.contextmanager
-def acme_server(root: str, resolvable: tuple[str, ...]) -> Iterator[tuple[Server, Pebble]]:
-    """A pebble and a server ordering from it, whose test DNS resolves the *resolvable* names only."""
+def acme_server(root: str, resolvable: tuple[str, ...], renew_days: int = 36500) -> Iterator[tuple[Server, Pebble]]:
+    """A pebble and a server ordering from it, whose test DNS resolves the *resolvable* names only.
+
+    The default renewal window is longer than pebble's certificates are
+    valid: every check orders anew.
+    """
     zone = Zone()
     for name in resolvable:
         zone.add(name, "A", "127.0.0.1")
@@ -42,10 +46,9 @@ def acme_server(root: str, resolvable: tuple[str, ...]) -> Iterator[tuple[Server
         ports = {kind.label: port for kind, port in zip(Kind, free_ports(len(Kind)))}
         pebble = Pebble(os.path.join(root, "pebble"), http_port=ports["http"], dns_port=dns.port)
         pebble.start()
-        # A renewal window longer than pebble's certificates are valid: every check orders anew.
         server = Server(os.path.join(root, "mailsrv"), ports=ports, extra_config=(
             f'[tls]\nacme = true\nacme_directory = "{pebble.directory}"\nacme_email = "admin@example.test"\n'
-            f'acme_ca_file = "{pebble.ca_file}"\nacme_renew_days = 36500\nacme_check_interval = 2\n'))
+            f'acme_ca_file = "{pebble.ca_file}"\nacme_renew_days = {renew_days}\nacme_check_interval = 2\n'))
         try:
             server.start()
             server.add_user("alice@example.test", PASSWORD)
@@ -128,6 +131,18 @@ def test_certificate_issued_by_pebble_and_renewed_without_a_restart(acme):
     files = os.path.join(server.data_dir, "acme")
     assert {name: os.stat(os.path.join(files, name)).st_mode & 0o777 for name in ("account.key", "certificate.pem")} \
         == {"account.key": 0o600, "certificate.pem": 0o600}
+
+
+def test_selftest_trusts_the_issued_certificate(tmp_path):
+    """selftest and dns check look at the file the listeners serve: the issued one, not the self-signed one."""
+    with acme_server(str(tmp_path), NAMES, renew_days=30) as (server, pebble):
+        pebbles = ssl.create_default_context(cadata=pebble.issuing_root())
+        assert wait_for(lambda: verifies(pebbles, server, "imaps"), timeout=120), server.log() + pebble.output()
+        done = mailsrv_cli(server.config, "selftest", "--no-dns")
+        assert done.returncode == 0, done.stdout + done.stderr
+        issued = os.path.join(server.data_dir, "acme", "certificate.pem")
+        assert done.stdout.startswith(f"pass  certificate ") and issued in done.stdout.splitlines()[0]
+        assert "ACME: issued a certificate for" in server.log()
 
 
 def test_a_failed_order_is_logged_with_the_cas_error_and_the_server_keeps_serving(tmp_path):

@@ -112,7 +112,11 @@ def test_metrics_count_a_login_and_a_delivery(server):
     before = samples(fetch(server, "metrics", "/metrics")[2])
     conn = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=server.tls(), timeout=30)
     conn.login("alice@example.test", PASSWORD)
+    during = samples(fetch(server, "metrics", "/metrics")[2])  # the session is open and logged in
     conn.logout()
+    handshakes = ("mailsrv_tls_handshakes_total", frozenset({"protocol": "imap", "version": "TLSv1.3"}.items()))
+    assert during[handshakes] - before.get(handshakes, 0) == 1  # counted when it happened, not at the end
+    assert during[("mailsrv_sessions_logged_in", frozenset({"protocol": "imap", "kind": "imaps"}.items()))] == 1
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], local_hostname="client.remote.test", timeout=30) as s:
         s.starttls(context=server.tls())
         s.sendmail("sender@remote.test", ["alice@example.test"],
@@ -129,7 +133,7 @@ def test_metrics_count_a_login_and_a_delivery(server):
     assert grew("mailsrv_messages_received_total", kind="smtp") == 1
     assert grew("mailsrv_messages_delivered_total", via="local") == 1
     assert grew("mailsrv_connections_total", protocol="imap", kind="imaps") == 1
-    assert after[("mailsrv_tls_connections_total", frozenset({"protocol": "imap", "version": "TLSv1.3"}.items()))] >= 1
+    assert grew("mailsrv_tls_handshakes_total", protocol="smtp", version="TLSv1.3") == 1  # STARTTLS on port 25
     assert after[("mailsrv_queue_messages", frozenset())] == 0
     # The same text over https with the token.
     assert fetch(server, "https", "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200

@@ -56,16 +56,52 @@ def test_bad_answers_are_refused_and_nothing_is_written(tmp_path, capsys, flags,
 
 
 def test_without_yes_it_asks_with_defaults_from_the_hostname(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("sys.stdin", io.StringIO(f"mail.example.net\n\n{tmp_path / 'data'}\ny\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"mail.example.net\n\n{tmp_path / 'data'}\n\ny\n"))
     code, path = init(tmp_path)
     assert code == 0, capsys.readouterr().err
     config = load(path)
     assert (config.hostname, config.domains) == ("mail.example.net", ("example.net",))
-    assert "Local domain (mail for it is delivered here) [example.net]: " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Local domain (mail for it is delivered here) [example.net]: " in out
+    assert "Let's Encrypt certificate" in out and "[postmaster@example.net]: " in out
+    assert config.tls.acme and config.tls.acme_email == "postmaster@example.net"
+
+
+def test_a_dash_for_the_acme_address_asks_for_no_certificate(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("-\ny\n"))
+    code, path = init(tmp_path, "--hostname", "mail.example.org", "--domain", "example.org",
+                      "--data-dir", str(tmp_path / "d"))
+    assert code == 0, capsys.readouterr().err
+    assert not load(path).tls.acme
+
+
+def test_with_an_acme_address_the_certificate_comes_from_lets_encrypt_over_port_80(tmp_path, capsys):
+    code, path = init(tmp_path, "--hostname", "mail.example.org", "--domain", "example.org", "--data-dir",
+                      str(tmp_path / "d"), "--acme-email", "admin@example.org", "--yes")
+    assert code == 0, capsys.readouterr().err
+    config = load(path)
+    assert (config.tls.acme, config.tls.acme_directory, config.tls.acme_email) == (
+        True, "https://acme-v02.api.letsencrypt.org/directory", "admin@example.org")
+    assert (config.listen.http, config.listen.https) == (("tcp:80",), ("tcp:443",))
+    assert "2. the certificate is ordered from https://acme-v02.api.letsencrypt.org/directory" \
+        in capsys.readouterr().out
+
+
+def test_what_to_do_next_is_printed_in_order(tmp_path, capsys):
+    code, path = init(tmp_path, "--hostname", "mail.example.org", "--domain", "example.org", "--data-dir",
+                      str(tmp_path / "d"), "--yes")
+    assert code == 0
+    steps = capsys.readouterr().out.splitlines()[1:]
+    assert steps[0] == "next:"
+    assert steps[1] == f"  1. publish what `mailsrv -c {path} dns records example.org` prints in the DNS of example.org"
+    assert "[tls] cert and key" in steps[2] and "--acme-email" in steps[2]
+    assert "etc/systemd/mailsrv.service" in steps[3]
+    assert f"mailsrv -c {path} dkim keygen example.org" in steps[4] and "user add" in steps[4]
+    assert steps[5].startswith(f"  5. `mailsrv -c {path} selftest`, then `mailsrv -c {path} dns check example.org`")
 
 
 def test_answering_no_writes_nothing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("sys.stdin", io.StringIO("\nn\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n\nn\n"))  # the domain, the ACME address, then no
     code, path = init(tmp_path, "--hostname", "mail.example.org", "--data-dir", str(tmp_path / "d"))
     assert code == 1 and "nothing written" in capsys.readouterr().err
     assert not os.path.exists(path)

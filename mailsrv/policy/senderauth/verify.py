@@ -62,6 +62,11 @@ class Message:
     drop: tuple[tuple[int, int], ...]  # fields claiming our authserv-id (removed, RFC 8601 5)
 
 
+def spf_result(resolver: Any, ip: str, identity: str, helo: str) -> str:
+    """The SPF result a receiver would reach for *identity* from *ip* (``dns check`` of our own domain); blocks."""
+    return _spf(resolver, ip, identity, helo, None)
+
+
 def _spf(resolver: Any, ip: str, identity: str, helo: str, kept: SPFResults | None) -> str:
     """The SPF result for *identity* (``local@domain``, or a bare HELO name) from *ip*; *kept*: results kept."""
     if not ip:

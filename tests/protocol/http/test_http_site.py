@@ -262,7 +262,10 @@ class MetricsTests(HTTPTestCase):
                             next_retry=None, age=42.0)
         self.ctx.audit.send("Q4", ["r@remote.test", "s@remote.test"], "deferred", host="mx", ip="", tls="",
                             reply="451", next_retry=1.0, age=1.0)
+        self.ctx.audit.send("Q5", ["gone@remote.test"], "failed", host="mx", ip="192.0.2.1", tls="",
+                            reply="550 5.1.1 no such user", next_retry=None, age=3.0)
         body = self.fetch("/metrics", kind=Kind.METRICS)[2]
+        self.assertEqual(self.sample(body, "mailsrv_messages_bounced_total"), 1)
         self.assertEqual(self.sample(body, "mailsrv_logins_total", protocol="imap", result="ok"), 1)
         self.assertEqual(self.sample(body, "mailsrv_logins_total", protocol="imap", result="failed"), 2)
         self.assertEqual(self.sample(body, "mailsrv_messages_delivered_total", via="local"), 2)

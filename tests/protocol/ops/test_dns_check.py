@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import socketserver
 import threading
 
@@ -147,11 +148,84 @@ def test_another_servers_greeting_and_a_closed_port_are_wrong(setup):
     other = Greeter(b"220 smtp.other.test ESMTP\r\n")
     try:
         config = dataclasses.replace(config, delivery=DeliveryConfig(mx_port=other.server_address[1]))
-        assert run_check(config, good_zone(config))["SMTP greeting on port " + str(other.server_address[1])].status \
-            is Status.WRONG
+        found = run_check(config, good_zone(config))
+        assert found[f"SMTP greeting of MX {HOST}. on port {other.server_address[1]}"].status is Status.WRONG
     finally:
         other.shutdown()
         other.server_close()
+
+
+def test_every_mx_host_is_greeted_not_only_the_public_addresses(setup):
+    config, _ = setup
+    zone = good_zone(config)
+    zone.add("example.test", "MX", "20 mx2.example.test.")
+    zone.add("mx2.example.test", "A", "127.0.0.2")  # nothing listens there
+    zone.add("example.test", "MX", "30 mx3.example.test.")  # no address at all
+    findings = run_check(config, zone)
+    port = config.delivery.mx_port
+    assert findings[f"SMTP greeting of MX {HOST}. on port {port}"].status is Status.OK
+    second = findings[f"SMTP greeting of MX mx2.example.test. on port {port}"]
+    assert second.status is Status.WRONG and second.found.startswith(f"[127.0.0.2]:{port}: ")
+    third = findings[f"SMTP greeting of MX mx3.example.test. on port {port}"]
+    assert (third.status, third.found) == (Status.WRONG, "mx3.example.test. has no address")
+
+
+def test_before_the_mx_is_published_the_public_addresses_are_greeted(setup):
+    config, _ = setup
+    findings = run_check(config, good_zone(config, {("example.test.", "MX")}))
+    assert findings["MX example.test."].status is Status.MISSING
+    assert findings[f"SMTP greeting on port {config.delivery.mx_port}"].status is Status.OK
+
+
+@pytest.mark.parametrize("spf", ['"v=spf1 a -all"', '"v=spf1 ip4:192.0.2.9 -all"', '"v=spf1 include:nowhere.test -all"'])
+def test_an_spf_record_that_does_not_pass_our_address_is_wrong(setup, spf):
+    config, _ = setup
+    zone = good_zone(config, {("example.test.", "TXT")})
+    zone.add("example.test", "TXT", spf)
+    finding = run_check(config, zone)["SPF example.test."]
+    assert finding.status is Status.WRONG, finding
+    assert f"for {ADDRESS})" in finding.found and "v=spf1 mx -all" in finding.fix
+
+
+def test_spf_naming_our_address_passes(setup):
+    config, _ = setup
+    zone = good_zone(config, {("example.test.", "TXT")})
+    zone.add("example.test", "TXT", f'"v=spf1 ip4:{ADDRESS} -all"')
+    assert run_check(config, zone)["SPF example.test."].status is Status.OK
+
+
+HTTPS_NAMES = [f"{prefix}.example.test" for prefix in ("mta-sts", "autoconfig", "autodiscover")]
+
+
+@pytest.mark.parametrize("names, status", [
+    ([HOST], Status.WRONG),
+    ([HOST, *HTTPS_NAMES], Status.OK),
+    ([HOST, "*.example.test"], Status.OK),
+])
+def test_with_our_https_listener_the_certificate_names_the_https_hosts(setup, names, status):
+    config, tmp_path = setup
+    cert, key = certificate(tmp_path, names=names, days=60)
+    config = dataclasses.replace(config, tls=TLSConfig(cert=cert, key=key),
+                                 listen=dataclasses.replace(config.listen, https=("tcp:443",)))
+    finding = run_check(config, good_zone(config))["TLS certificate"]
+    assert finding.status is status, finding
+    if status is Status.WRONG:
+        assert finding.fix.startswith("get a certificate naming mta-sts.example.test, autoconfig.example.test, "
+                                      "autodiscover.example.test ")
+
+
+def test_the_acme_certificate_once_issued_is_the_one_checked(setup):
+    config, tmp_path = setup
+    cert, key = certificate(tmp_path, names=["self.example.test"], days=60, signed=False)
+    config = dataclasses.replace(config, tls=TLSConfig(cert=cert, key=key, acme=True,
+                                                       acme_directory="https://ca.example.test/dir"))
+    assert run_check(config, good_zone(config))["TLS certificate"].status is Status.WRONG
+    issued_cert, issued_key = certificate(tmp_path, names=[HOST], days=60)
+    os.makedirs(config.acme_dir)
+    with open(os.path.join(config.acme_dir, "certificate.pem"), "w") as f:  # key then chain, as ACME writes it
+        f.write(open(issued_key).read() + open(issued_cert).read())
+    finding = run_check(config, good_zone(config))["TLS certificate"]
+    assert finding.status is Status.OK and finding.found.startswith(os.path.join(config.acme_dir, "certificate.pem"))
 
 
 @pytest.mark.parametrize("names, days, signed, problem", [

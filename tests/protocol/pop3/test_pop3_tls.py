@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import poplib
 import socket
+import threading
 
-from twisted.internet import threads
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import reactor, task, threads
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from mailsrv import tls
 from mailsrv.listeners import Kind
@@ -85,3 +88,72 @@ class RealTLSTests(POP3TestCase):
         self.assertNotIn("STLS", caps)
         self.assertIn("USER", caps)
         self.assertEqual(message, DOTTED)
+
+
+class HandshakeMetricsTests(POP3TestCase):
+    """``mailsrv_tls_handshakes_total``: each handshake counted by version as it finishes, a failed one as failed."""
+
+    def handshakes(self) -> dict[str, float]:
+        text = self.ctx.metrics.render().decode()
+        return {s.labels["version"]: s.value for family in text_string_to_metric_families(text)
+                for s in family.samples if s.name == "mailsrv_tls_handshakes_total" and s.labels["protocol"] == "pop3"}
+
+    def listen_pop3s(self) -> int:
+        """pop3s as :func:`mailsrv.listeners.listener` builds it: TLS right around our protocol."""
+        self.ctx.tls = tls.server_options(self.config)
+        port = reactor.listenTCP(0, TLSMemoryBIOFactory(self.ctx.tls, False, make_factory(self.ctx, Kind.POP3S)),
+                                 interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    async def until(self, done) -> None:
+        for _ in range(500):
+            if done():
+                return
+            await task.deferLater(reactor, 0.01, lambda: None)
+        self.fail(f"not reached: {self.handshakes()}")
+
+    async def test_a_handshake_is_counted_while_the_session_is_open(self):
+        port = self.listen_pop3s()
+        opened = threading.Event()
+        leave = threading.Event()
+
+        def client() -> None:
+            pop = poplib.POP3_SSL("127.0.0.1", port, context=client_context(self.config), timeout=10)
+            opened.set()
+            leave.wait(10)
+            pop.quit()
+
+        finished = threads.deferToThread(client)
+        await threads.deferToThread(opened.wait, 10)
+        await self.until(lambda: self.handshakes().get("TLSv1.3") == 1)
+        leave.set()
+        await finished
+        await self.until(lambda: len(self.ctx.sessions) == 0)
+        self.assertEqual(self.handshakes(), {"TLSv1.3": 1})
+
+    async def test_a_client_that_leaves_before_the_handshake_finished_counts_as_failed(self):
+        port = self.listen_pop3s()
+
+        def client() -> None:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                raw.sendall(b"USER alice\r\n")  # plain text on an implicit-TLS port
+                raw.recv(1024)
+
+        await threads.deferToThread(client)
+        await self.until(lambda: self.handshakes().get("failed") == 1)
+        self.assertEqual(self.handshakes(), {"failed": 1})
+
+    async def test_behind_a_wrapper_the_handshake_is_counted_when_the_connection_ends(self):
+        """A wrapping factory (haproxy:) keeps the handshake's news from our protocol: counted at the end."""
+        self.ctx.tls = tls.server_options(self.config)
+        port = listen_loopback(self, make_factory(self.ctx, Kind.POP3))
+
+        def client() -> None:
+            pop = poplib.POP3("127.0.0.1", port, timeout=10)
+            pop.stls(client_context(self.config))
+            pop.quit()
+
+        await threads.deferToThread(client)
+        await self.until(lambda: self.handshakes().get("TLSv1.3") == 1)
+        self.assertEqual(self.handshakes(), {"TLSv1.3": 1})

@@ -266,3 +266,29 @@ class ReloadTests(DNSBLTestCase):
         self.list_address("bl.example")
         self.reload(dnsbl_threshold=2)
         self.assertEqual(self.rcpt(), b"250 2.1.5 Ok\r\n")
+
+
+class ReloadTests(DNSBLTestCase):
+    """``[policy] dnsbl`` changed by a SIGHUP: the next connection is judged by the lists the file names now."""
+
+    policy = {"dnsbl": ()}
+
+    def reload(self, **policy) -> None:
+        config = self.ctx.live.current
+        self.ctx.live.replace(dataclasses.replace(config, policy=dataclasses.replace(config.policy, **policy)))
+
+    def test_a_list_added_by_a_reload_refuses_the_next_connection(self):
+        self.list_address("bl.example")
+        self.assertEqual(self.rcpt(), b"250 2.1.5 Ok\r\n")
+        self.assertEqual(self.zone.asked, [])
+        self.reload(dnsbl=("bl.example",))
+        self.assertEqual(self.rcpt(), BLOCKED)
+
+    def test_a_list_removed_by_a_reload_is_asked_no_more(self):
+        self.reload(dnsbl=("bl.example",))
+        self.list_address("bl.example")
+        self.assertEqual(self.rcpt(), BLOCKED)
+        self.reload(dnsbl=())
+        self.zone.asked.clear()
+        self.assertEqual(self.rcpt(), b"250 2.1.5 Ok\r\n")
+        self.assertEqual(self.zone.asked, [])

@@ -233,6 +233,18 @@ class TempfailTests(SpamTestCase):
         self.assertEqual(self.store.calls, [])
 
 
+class ReloadTests(SpamTestCase):
+    """``[spam] on_error`` changed by a SIGHUP applies to the next message (the rspamd address takes a restart)."""
+
+    async def test_on_error_from_a_reload_applies_to_the_next_failed_scan(self):
+        self.rspamd.mode = "500"
+        self.assertRegex(await self.send(), QUEUED)  # accept: delivered unchecked
+        config = self.ctx.live.current
+        self.ctx.live.replace(dataclasses.replace(config, spam=dataclasses.replace(config.spam, on_error="tempfail")))
+        self.assertEqual(await self.send(), replies.SPAM_UNCHECKED.wire())
+        self.assertEqual(len(self.store.calls), 1)
+
+
 class AuthenticationResultsTests(SenderAuthTestCase):
     """rspamd sees the message as it will be stored, our Authentication-Results field on top, and the
     client's name as the test DNS confirms it."""
