@@ -17,10 +17,11 @@ written: a key can live on in another folder (COPY's hard links), and an
 empty row would lie about it there.  When the cache fails, the answers here
 are None and the caller reads the message instead.
 
-A SEARCH whose content keys are all header keys FROM ... SUBJECT is
-answered as key sets (:func:`header_sets`: one query per key), so it makes
-no Message for a message whose row exists; FETCH makes one only for a
-message whose row lacks what it asks (:func:`fetch_items`).
+A SEARCH whose content keys are all header keys FROM ... SUBJECT, BODY
+or TEXT is answered as key sets (:func:`header_sets`, :func:`text_sets`:
+one query per key), so it makes no Message for a message whose row
+exists or whose texts are indexed; FETCH makes one only for a message
+whose row lacks what it asks (:func:`fetch_items`).
 """
 
 from __future__ import annotations
@@ -184,6 +185,75 @@ def header_sets(
     return answers
 
 
+def text_sets(
+    cache: MessageCache, candidates: Candidates, wanted: Iterable[tuple[str, bool]], cancelled: Callable[[], bool],
+) -> dict[tuple[str, bool], set[str]] | None:
+    """For each ``(needle, with_header)`` of *wanted*: the keys whose texts hold the needle (BODY; TEXT with the header).
+
+    The candidates missing from the full-text table are indexed first, a
+    Message made and dropped for each of those alone (a SEARCH BODY of an
+    indexed folder of 100,000 messages used to make all 100,000, some 60
+    MiB at once); one whose file is gone passes no test, as when read.
+    One query per test after that.  None when the cache cannot answer for
+    every candidate: the caller reads them.
+    """
+    keys = candidates.keys()
+    missing = cache.unindexed(keys)
+    if missing is None:
+        return None
+    if missing:
+        todo = set(missing)
+        gone: set[str] = set()
+        made = (candidates.message(index) for index, key in enumerate(keys) if key in todo)
+        stored = cache.index(_texts_of(made, cancelled, gone))
+        if cancelled() or not todo <= stored | gone:
+            return None
+    answers: dict[tuple[str, bool], set[str]] = {}
+    for needle, with_header in wanted:
+        found = _texts_holding(cache, needle, with_header)
+        if found is None:
+            return None
+        answers[needle, with_header] = found
+    return answers
+
+
+def _texts_holding(cache: MessageCache, needle: str, with_header: bool) -> set[str] | None:
+    """The indexed keys whose body (and header, *with_header*) texts hold *needle*; None if the cache failed."""
+    def confirm(head: str, body: str) -> bool:
+        return needle in body or (with_header and needle in head)
+
+    return cache.texts_matching("head body" if with_header else "body", needle, confirm)
+
+
+def _texts_of(
+    messages: Iterable[Message], cancelled: Callable[[], bool], gone: set[str] | None = None,
+) -> Iterator[list[tuple[str, str, str]]]:
+    """The full-text rows of *messages*, :data:`INDEX_BATCH` at a time, until cancelled.
+
+    Each message's parse is dropped once its texts are made.  The keys of
+    messages whose file is gone are added to *gone*.
+    """
+    seen: set[str] = set()
+    batch: list[tuple[str, str, str]] = []
+    for message in messages:
+        if cancelled():
+            return
+        entity = message.entity
+        texts = (message.key, head_text(entity.header), decoded_body(entity.raw))
+        message.__dict__.pop("entity", None)
+        if message.missing:
+            if gone is not None:
+                gone.add(message.key)
+        elif message.key not in seen:
+            batch.append(texts)
+            seen.add(message.key)
+        if len(batch) >= INDEX_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class FoundFields(FieldSource):
     """The fields of messages a search found from their views alone (no Message made for the search).
 
@@ -312,35 +382,15 @@ class Lookup:
                 return self._indexed
             wanted = set(missing)
             todo = [m for m in self._messages if m.key in wanted]
-            self._indexed = (set(keys) - wanted) | self._cache.index(self._texts_of(todo))
+            self._indexed = (set(keys) - wanted) | self._cache.index(_texts_of(todo, self._cancelled))
         return self._indexed
-
-    def _texts_of(self, todo: list[Message]) -> Iterator[list[tuple[str, str, str]]]:
-        """The full-text rows of *todo*'s messages, :data:`INDEX_BATCH` at a time, until cancelled."""
-        seen: set[str] = set()
-        for start in range(0, len(todo), INDEX_BATCH):
-            if self._cancelled():
-                return
-            batch = []
-            for message in todo[start : start + INDEX_BATCH]:
-                entity = message.entity
-                texts = (message.key, head_text(entity.header), decoded_body(entity.raw))
-                message.__dict__.pop("entity", None)
-                if not message.missing and message.key not in seen:
-                    batch.append(texts)
-                    seen.add(message.key)
-            yield batch
 
     def text_has(self, message: Message, needle: str, with_header: bool) -> bool | None:
         """BODY (*with_header* False) or TEXT: whether the message's texts hold *needle*."""
         if message.key not in self._with_texts():
             return None
         if (needle, with_header) not in self._texts:
-            def confirm(head: str, body: str) -> bool:
-                return needle in body or (with_header and needle in head)
-
-            columns = "head body" if with_header else "body"
-            self._texts[needle, with_header] = self._cache.texts_matching(columns, needle, confirm)
+            self._texts[needle, with_header] = _texts_holding(self._cache, needle, with_header)
         keys = self._texts[needle, with_header]
         return None if keys is None else message.key in keys
 

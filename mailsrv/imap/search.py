@@ -116,26 +116,30 @@ _ATOM_END = re.compile(rb"[ ()]")
 #: folder's snapshot holds (flags, size, dates, UIDs, modseqs).
 CONTENT = b"CONTENT"
 _CONTENT_KEYS = {*_HEADER_KEYS, b"HEADER", b"BODY", b"TEXT", b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
-#: Noted with :data:`CONTENT` when a content key is not one of :class:`HeaderTests`' (BODY,
-#: TEXT, SENT*, HEADER of another field): the program then reads messages one by one.
+#: Noted with :data:`CONTENT` when a content key is not one of :class:`HeaderTests`' (SENT*,
+#: HEADER of another field): the program then reads messages one by one.
 READS_FILES = b"READS_FILES"
 _INDEXED_FIELDS = frozenset(_HEADER_KEYS.values())
 
 
 class HeaderTests:
-    """The FROM, TO, CC, BCC and SUBJECT tests of one program, answerable as sets of Maildir keys.
+    """The content tests of one program that are answerable as sets of Maildir keys.
 
-    The compiled program notes each ``(field, needle)`` it tests in
-    *wanted*.  Once *answers* holds, for every one of them, the keys of the
-    messages that pass it (the message cache's :func:`.msgcache.header_sets`
-    does this in one query each), the program tests a message by its key
-    alone, and can run over the session's views without reading a file
-    or making a :class:`Message` per message.
+    FROM, TO, CC, BCC and SUBJECT from the message cache's decoded header
+    fields, BODY and TEXT from its full-text table.  The compiled program
+    notes each ``(field, needle)`` it tests in *wanted* and each ``(needle,
+    with_header)`` in *texts*.  Once *answers* holds, for every one of them,
+    the keys of the messages that pass it (:func:`.msgcache.header_sets`
+    and :func:`.msgcache.text_sets`, one query each), the program tests a
+    message by its key alone, and can run over the session's views without
+    reading a file or making a :class:`Message` per message.
     """
 
     def __init__(self) -> None:
         self.wanted: set[tuple[str, str]] = set()
-        self.answers: dict[tuple[str, str], set[str]] = {}
+        self.texts: set[tuple[str, bool]] = set()
+        #: ``(field, needle)`` or ``(needle, with_header)`` -> the keys passing that test.
+        self.answers: dict[tuple[str, str] | tuple[str, bool], set[str]] = {}
 
 
 class SearchError(ValueError):
@@ -388,11 +392,10 @@ class _Compiler:
         if upper == b"HEADER":
             name = self.arg().decode("ascii", "replace").lower()
             return self._header(name, _text(self.arg()))
+        if upper in (b"BODY", b"TEXT"):
+            return self._text(_text(self.arg()), upper == b"TEXT")
         if upper in _CONTENT_KEYS:
             self.used.add(READS_FILES)
-        if upper in (b"BODY", b"TEXT"):
-            needle, with_header = _text(self.arg()), upper == b"TEXT"
-            return lambda seq, m: _body_has(m, needle, with_header)
         if upper in (b"LARGER", b"SMALLER"):
             size, larger = self.number(), upper == b"LARGER"
             return lambda seq, m: m.size > size if larger else m.size < size
@@ -428,6 +431,18 @@ class _Compiler:
             if answers:
                 return m.key in answers[name, needle]
             return _has_text(m, name, needle)
+
+        return check
+
+    def _text(self, needle: str, with_header: bool) -> Predicate:
+        """BODY (*with_header* False) or TEXT: by the message's key once :class:`HeaderTests` has the answer."""
+        self.headers.texts.add((needle, with_header))
+        answers = self.headers.answers
+
+        def check(seq: int, m: Any) -> bool:
+            if answers:
+                return m.key in answers[needle, with_header]
+            return _body_has(m, needle, with_header)
 
         return check
 

@@ -21,7 +21,7 @@ from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.candidates import Candidates
 from mailsrv.imap.esearch import ReturnOptions, read_return
 from mailsrv.imap.hits import Hits
-from mailsrv.imap.msgcache import FoundFields, Lookup, header_sets
+from mailsrv.imap.msgcache import FoundFields, Lookup, header_sets, text_sets
 from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
 from mailsrv.imap.search import (
     CONTENT, READS_FILES, HeaderTests, Message, SearchError, compile_search, parse_search, run_search,
@@ -87,9 +87,9 @@ async def _matching(
     *used* collects the keys that change the response (``MODSEQ``).  A
     search that reads no file is answered from the session's views alone,
     without a :class:`~.search.Message` per message (the views are
-    enough); so is one whose content keys are all FROM, TO, CC, BCC or
-    SUBJECT, once the message cache gave each test's keys
-    (:func:`.msgcache.header_sets`).  The views of a big folder are made
+    enough); so is one whose content keys are all FROM, TO, CC, BCC,
+    SUBJECT, BODY or TEXT, once the message cache gave each test's keys
+    (:func:`.msgcache.header_sets`, :func:`.msgcache.text_sets`).  The views of a big folder are made
     a slice per reactor turn (:meth:`.Selection.view_slices`).
     """
     try:
@@ -132,9 +132,11 @@ async def _matching(
             return found(Hits().gather(candidates.seqs, candidates.views, matches))
         if by_key:
             assert cache is not None
-            answers = header_sets(cache, candidates, headers.wanted, cancelled)
-            if answers is not None:
+            answers = header_sets(cache, candidates, headers.wanted, cancelled) if headers.wanted else {}
+            texts = text_sets(cache, candidates, headers.texts, cancelled) if headers.texts and answers is not None else {}
+            if answers is not None and texts is not None:
                 headers.answers.update(answers)
+                headers.answers.update(texts)
                 return found(Hits().gather(candidates.seqs, candidates.views, matches))
         # A Message per candidate, 100,000 of them, would set off collections of the
         # whole heap that hold the GIL, and so every session, a tenth of a second

@@ -13,6 +13,7 @@ import os
 
 from imap_harness import IMAPTestCase
 
+from mailsrv.imap.candidates import Candidates
 from mailsrv.store.cache import FILENAME
 
 PLAIN = b"From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nSubject: Hello world\r\n\r\nThe quick brown fox.\r\n"
@@ -73,6 +74,27 @@ class MessageCache(IMAPTestCase):
         self.assertEqual(await session.command(b"A SEARCH BODY fox"), b"* SEARCH 1\r\nA OK SEARCH completed\r\n")
         self.rewrite(b"Subject: x\r\n\r\nnothing\r\n")
         self.assertEqual(await session.command(b"B SEARCH BODY fox"), b"* SEARCH 1\r\nB OK SEARCH completed\r\n")
+
+    async def test_search_body_of_an_indexed_folder_makes_no_message(self) -> None:
+        await self.deliver(PLAIN, PLAIN.replace(b"fox", b"cat"))
+        session = await self.login()
+        made = []
+        real = Candidates.message
+        self.patch(Candidates, "message", lambda candidates, index: made.append(index) or real(candidates, index))
+        self.assertEqual(await session.command(b"A SEARCH BODY fox"), b"* SEARCH 1\r\nA OK SEARCH completed\r\n")
+        self.assertEqual(sorted(made), [0, 1])  # indexing: each message read once
+        await self.deliver(PLAIN.replace(b"fox", b"fox and hound"))
+        self.assertIn(b"* 3 EXISTS", await session.command(b"B NOOP"))
+        made.clear()
+        self.assertEqual(await session.command(b"C SEARCH OR TEXT hound NOT BODY cat"),
+                         b"* SEARCH 1 3\r\nC OK SEARCH completed\r\n")
+        self.assertEqual(made, [2])  # only the message the index lacked
+
+    async def test_a_message_gone_before_it_was_indexed_matches_no_text(self) -> None:
+        await self.deliver(PLAIN, PLAIN)
+        session = await self.login()
+        os.remove(self.files()[0])  # gone behind the session's back: its last listing still has it
+        self.assertEqual(await session.command(b"A SEARCH NOT BODY nowhere"), b"* SEARCH 2\r\nA OK SEARCH completed\r\n")
 
     async def search_all(self, session, keys: list[bytes]) -> list[bytes]:
         return [await session.command(b"S SEARCH CHARSET UTF-8 " + key) for key in keys]
