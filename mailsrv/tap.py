@@ -22,7 +22,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.python import usage
 
-from mailsrv import __version__, config as configuration, logfile, tls
+from mailsrv import __version__, config as configuration, heap, logfile, tls
 from mailsrv.accounts import Directory, make_portal
 from mailsrv.acme.challenge import ChallengeTokens
 from mailsrv.acme.service import AcmeService
@@ -234,6 +234,7 @@ def makeService(options: Options) -> service.IService:
     """
     config: configuration.Config = options["parsed"]
     twistd_options = options.parent
+    heap.tune()  # before the pools' threads allocate
     threads = config.threads
     pools = [PoolExecutor(reactor, name, size) for name, size in
              (("disk", threads.disk), ("hashing", threads.hashing), ("search", threads.search),
