@@ -25,7 +25,6 @@ from twisted.python import usage
 from mailsrv import __version__, config as configuration, heap, logfile, tls
 from mailsrv.accounts import Directory, make_portal
 from mailsrv.acme.challenge import ChallengeTokens
-from mailsrv.acme.service import AcmeService
 from mailsrv.certfiles import CertificateFiles
 from mailsrv.config.live import LiveConfig
 from mailsrv.context import ServerContext
@@ -259,6 +258,10 @@ def makeService(options: Options) -> service.IService:
                         workers.disk, log_file)
     jobs: list[service.Service] = [certificates]
     if ctx.acme_tokens is not None:
+        # Here, not at the top: certbot's acme library and requests, which it
+        # pulls in, are 5 MiB of a server's memory, and only [tls] acme needs them.
+        from mailsrv.acme.service import AcmeService
+
         acme = AcmeService(config, ctx.tls, ctx.acme_tokens, reactor)
         ctx.live.follow(acme.configure)
         jobs.append(acme)
