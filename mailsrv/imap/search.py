@@ -425,24 +425,21 @@ class _Compiler:
             self.used.add(READS_FILES)
             return lambda seq, m: _has_text(m, name, needle)
         self.headers.wanted.add((name, needle))
-        answers = self.headers.answers
-
-        def check(seq: int, m: Any) -> bool:
-            if answers:
-                return m.key in answers[name, needle]
-            return _has_text(m, name, needle)
-
-        return check
+        return self._by_key((name, needle), lambda m: _has_text(m, name, needle))
 
     def _text(self, needle: str, with_header: bool) -> Predicate:
         """BODY (*with_header* False) or TEXT: by the message's key once :class:`HeaderTests` has the answer."""
         self.headers.texts.add((needle, with_header))
+        return self._by_key((needle, with_header), lambda m: _body_has(m, needle, with_header))
+
+    def _by_key(self, test: tuple[str, str] | tuple[str, bool], read: Callable[[Any], bool]) -> Predicate:
+        """*test* answered by the key sets of :class:`HeaderTests` when it has them, else by *read* (the message)."""
         answers = self.headers.answers
 
         def check(seq: int, m: Any) -> bool:
             if answers:
-                return m.key in answers[needle, with_header]
-            return _body_has(m, needle, with_header)
+                return m.key in answers[test]
+            return read(m)
 
         return check
 
