@@ -41,7 +41,7 @@ from mailsrv.delivery.queue import IQueue
 from mailsrv.delivery.queuedir import QueueDir, Record, Recipient, State
 from mailsrv.delivery.warmup import Warmup, hold
 from mailsrv.message import wire
-from mailsrv.message.body import Body
+from mailsrv.message.body import Body, BodyType
 from mailsrv.message.fields import read_header
 from mailsrv.message.headers import past_return_path
 from mailsrv.net.audit import Audit
@@ -54,6 +54,8 @@ log = Logger()
 POLL_INTERVAL = 5.0
 #: Seconds before a message another process was sending is looked at again (it may have died).
 BUSY_RETRY = 60.0
+#: Octets read at a time when a queued body is checked for 8-bit data.
+_SCAN_BLOCK = 1 << 16
 #: What a recipient the sender returned no result for is deferred with (a bug of the sender).
 NO_RESULT = "4.3.0 the delivery attempt gave no result for this recipient"
 
@@ -104,6 +106,12 @@ def _options(record: Record, group: Sequence[Recipient]) -> Options:
     requests = {r.address: RecipientRequest(r.notify, r.orcpt) for r in group if r.notify or r.orcpt}
     return Options(ret=record.ret, envid=record.envid, requests=requests, require_tls=record.require_tls,
                    tls_optional=record.tls_optional, smtputf8=record.smtputf8)
+
+
+def _seven_bit(body: Body) -> bool:
+    """Whether *body* is all ASCII (read a block at a time: it may be spooled; blocking)."""
+    with body.open() as f:
+        return all(block.isascii() for block in iter(lambda: f.read(_SCAN_BLOCK), b""))
 
 
 def _whole_message(body: Body) -> bytes:
@@ -223,12 +231,16 @@ class Queue(Service):
         return self._disk.run(self._add, record, body).addCallback(added)
 
     def _add(self, record: Record, body: Body) -> queuedir.Lease:
-        """In the disk pool: tag the message as its header asks (RFC 8689 4.2.1), and as needing
-        SMTPUTF8 only if it does (RFC 6531 3.4), then ``QueueDir.add`` it."""
+        """In the disk pool: tag the message as its header asks (RFC 8689 4.2.1), as needing
+        SMTPUTF8 only if it does (RFC 6531 3.4), and as 8-bit if it is, then ``QueueDir.add`` it."""
         header = read_header(body)
         if not record.require_tls:
             record.tls_optional = requiretls.tls_optional(header)
         record.smtputf8 = record.smtputf8 and not (record.sender.isascii() and header.isascii())
+        if body.body_type is BodyType.SEVEN_BIT and not _seven_bit(body):
+            # RFC 6152 3: 8-bit octets go only to a server that offers 8BITMIME, declared so, whatever
+            # the client that sent them declared; to any other server the message bounces unchanged.
+            record.body_type = BodyType.EIGHT_BIT_MIME.value
         return self.directory.add(record, body)
 
     # -- start and stop --------------------------------------------------------

@@ -65,6 +65,7 @@ class ScriptedRemote:
         self.script = {address.replace("_", "@", 1).replace("_", "."): answers for address, answers in script.items()}
         self.calls: list[tuple[str, str, list[str], bytes]] = []
         self.options: list[Options] = []
+        self.bodies: list[Body] = []
         self.hold = False
         #: Whether the fake peer offered DSN (RecipientResult.peer_dsn).
         self.peer_dsn = True
@@ -79,6 +80,7 @@ class ScriptedRemote:
 
     def deliver(self, queue_id, sender, recipients, body, options):
         self.calls.append((queue_id, sender, list(recipients), body.read()))
+        self.bodies.append(body)
         self.options.append(options)
         results = [self.answer(r) for r in recipients]
         if not self.hold:
