@@ -67,6 +67,11 @@ class _Slots:
         await semaphore.acquire()
         await self._total.acquire()
 
+    @property
+    def free(self) -> int:
+        """Transactions that could start now without waiting for the total."""
+        return self._total.tokens
+
     def release(self, destination: str) -> None:
         """Give the slot back; a destination nobody uses any more is forgotten."""
         self._total.release()
@@ -290,6 +295,7 @@ class RemoteDelivery:
         self, tx: Transaction, destination: str, hostname: str, ip: str, port: int, tls: TLSPolicy, implicit: bool,
     ) -> list[RecipientResult]:
         """A new session to *ip*, *tx* on it, and the session parked for the next message to *destination*."""
+        await self._idle.evict(self._slots.free)  # so that parked and busy connections stay within the total
         kind = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
         endpoint = kind(self._reactor, ip, port, timeout=CONNECT_TIMEOUT)
         if implicit:

@@ -42,6 +42,16 @@ class FirstDataRefused(Receiver):
         pass
 
 
+class Peak(list):
+    """A receiver's open connections, remembering the most there were at once."""
+
+    peak = 0
+
+    def append(self, item: object) -> None:
+        super().append(item)
+        self.peak = max(self.peak, len(self))
+
+
 class RemoteDeliveryTests(DeliveryHarness):
     async def test_starttls_to_the_preferred_mx(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.2"))
@@ -551,6 +561,17 @@ class SessionReuseTests(DeliveryHarness):
         [second] = await self.send(delivery, "carol@example.test")
         self.assertEqual((first.outcome, second.outcome, second.host), (Outcome.DELIVERED,) * 2 + ("mx2.example.test",))
         self.assertEqual(receiver.connections, 2)
+
+    async def test_a_session_kept_for_one_domain_is_ended_before_the_total_cap_is_passed(self) -> None:
+        self.mx("example.net", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("mx1.example.test")
+        receiver.open = Peak()
+        delivery = self.sender(port, max_connections=1, tls="none")  # no TLS shutdown to race the count
+        [first] = await self.send(delivery, "bob@example.test")
+        [second] = await self.send(delivery, "bob@example.net")
+        self.assertEqual((first.outcome, second.outcome), (Outcome.DELIVERED,) * 2)
+        self.assertEqual((receiver.connections, receiver.open.peak), (2, 1))
+        self.assertEqual(receiver.sessions[0].commands[-1], "QUIT")
 
     async def test_a_refused_rset_ends_the_session_and_a_new_one_delivers(self) -> None:
         receiver, port = self.receiver()
