@@ -251,7 +251,7 @@ async def _mail(conn: ClientConnection, tx: Transaction, extensions: dict[str, s
     mail, rcpts = replies[0], replies[1 : len(commands)]
     if not mail.positive:
         return _all(conn, tx.recipients, _outcome(mail), str(mail))
-    results = {r: _result(conn, r, _outcome(reply), str(reply)) for r, reply in zip(tx.recipients, rcpts)
+    results = {r: _result(conn, r, _rcpt_outcome(reply), str(reply)) for r, reply in zip(tx.recipients, rcpts)
                if not reply.positive}
     accepted = [r for r, reply in zip(tx.recipients, rcpts) if reply.positive]
     if chunking:
@@ -342,6 +342,18 @@ async def end_session(conn: ClientConnection) -> None:
 
 def _outcome(reply: Reply) -> Outcome:
     return Outcome.FAILED if reply.permanent else Outcome.DEFERRED
+
+
+def _rcpt_outcome(reply: Reply) -> Outcome:
+    """RFC 5321 4.5.3.1.10: a 552 "too many recipients" to RCPT (the older code for 452) is temporary.
+
+    Only that 552 (``5.5.3``, RFC 3463, or those words): a 552 for a full
+    mailbox (``5.2.2``) stays permanent.
+    """
+    text = str(reply).lower()
+    if reply.code == 552 and (text.startswith("552 5.5.3") or "too many recipients" in text):
+        return Outcome.DEFERRED
+    return _outcome(reply)
 
 
 def _result(

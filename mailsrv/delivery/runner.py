@@ -54,6 +54,8 @@ log = Logger()
 POLL_INTERVAL = 5.0
 #: Seconds before a message another process was sending is looked at again (it may have died).
 BUSY_RETRY = 60.0
+#: Recipients in one SMTP transaction at most (RFC 5321 4.5.3.1.8: every server takes 100).
+MAX_RECIPIENTS = 100
 #: Octets read at a time when a queued body is checked for 8-bit data.
 _SCAN_BLOCK = 1 << 16
 #: What a recipient the sender returned no result for is deferred with (a bug of the sender).
@@ -121,11 +123,18 @@ def _whole_message(body: Body) -> bytes:
 
 
 def groups(recipients: Sequence[Recipient], delivery: DeliveryConfig) -> list[list[Recipient]]:
-    """One SMTP transaction's recipients per list: one domain each, or all of those going to one relay."""
+    """One SMTP transaction's recipients per list: one domain each, or all of those going to one relay,
+    at most :data:`MAX_RECIPIENTS` in one.
+
+    RFC 5321 4.5.3.1.8: a server must take 100 recipients in a transaction
+    and may refuse more with 452; sending more would leave the rest to wait
+    for a retry.  The lists of one destination follow one another on one
+    kept session (:mod:`.reuse`) or run side by side within its slots.
+    """
     by_way: dict[object, list[Recipient]] = defaultdict(list)
     for recipient in recipients:
         by_way[routing.group(delivery, recipient.domain)].append(recipient)
-    return list(by_way.values())
+    return [way[i : i + MAX_RECIPIENTS] for way in by_way.values() for i in range(0, len(way), MAX_RECIPIENTS)]
 
 
 def _mark_reported(addresses: set[str], record: Record) -> None:

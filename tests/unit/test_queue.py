@@ -441,6 +441,15 @@ def test_recipients_are_grouped_by_domain_and_all_go_together_to_a_relay(config,
     assert [call[2] for call in relayed.calls] == [list(rcpts)]
 
 
+def test_at_most_100_recipients_go_in_one_transaction(config, make_queue, clock):
+    rcpts = [f"user{i}@example.org" for i in range(250)]
+    remote = ScriptedRemote()
+    enqueue(make_queue(remote), envelope(remote=rcpts))
+    clock.advance(0)
+    assert [call[2] for call in remote.calls] == [rcpts[:100], rcpts[100:200], rcpts[200:]]
+    assert record(config) is None
+
+
 def test_simultaneous_attempts_are_capped(config, make_queue, clock):
     remote = ScriptedRemote()
     remote.hold = True

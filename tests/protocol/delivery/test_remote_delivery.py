@@ -168,6 +168,16 @@ class RemoteDeliveryTests(DeliveryHarness):
         self.assertEqual((result.outcome, result.host), (Outcome.DELIVERED, "mx2.example.test"))
         self.assertEqual((receiver.connections, len(receiver.messages)), (2, 1))
 
+    async def test_a_552_too_many_recipients_is_temporary_and_a_552_full_mailbox_permanent(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        receiver.rcpt_replies = {"bob@example.test": "552 5.5.3 too many recipients",
+                                 "carol@example.test": "552 5.2.2 mailbox full"}
+        bob, carol, dave = await self.send(self.sender(port), "bob@example.test", "carol@example.test",
+                                           "dave@example.test")
+        self.assertEqual((bob.outcome, carol.outcome, dave.outcome),
+                         (Outcome.DEFERRED, Outcome.FAILED, Outcome.DELIVERED))
+
     async def test_helo_when_ehlo_is_refused(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
         receiver, port = self.receiver(ehlo=False)
