@@ -243,7 +243,8 @@ def makeService(options: Options) -> service.IService:
     ctx = build_context(config, tls.ServerTLS(options["tls"]), workers)
     # One resolver for the policy checks and the sender, so one [dns] is asked.
     remote = make_remote_delivery(config, reactor, workers, resolver=ctx.policy.resolver)
-    queue = build_queue(config, reactor, workers, remote, router=ctx.router, local=ctx.delivery, audit=ctx.audit)
+    queue = build_queue(config, reactor, workers, remote, router=ctx.router, local=ctx.delivery, audit=ctx.audit,
+                        signer=ctx.signer)
     ctx.queue = queue
     ctx.live.follow(lambda new: queue.configure(new.delivery))
     listeners = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TextIO
 
 
 def add_create_option(command: argparse.ArgumentParser) -> None:
@@ -16,13 +17,14 @@ def add_create_option(command: argparse.ArgumentParser) -> None:
                          help="create the data dir if it does not exist (a new server's first entry)")
 
 
-def done(what: str, subject: str, path: str) -> None:
+def done(what: str, subject: str, path: str, file: TextIO | None = None) -> None:
     """The one line a successful change prints: what was done, to whom, in which file.
 
     The absolute path shows at a glance whether the running server's file
     was edited (``added dave@example.test (/var/lib/mailsrv/users)``).
+    *file* is stdout unless the command's output proper goes there.
     """
-    print(f"{what} {subject} ({os.path.abspath(path)})")
+    print(f"{what} {subject} ({os.path.abspath(path)})", file=file or sys.stdout)
 
 
 def warn(message: str) -> None:

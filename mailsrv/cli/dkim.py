@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import datetime, timezone
 
 from mailsrv.cli.common import add_create_option, done
@@ -26,7 +27,8 @@ def register(groups: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
 
 def _keygen(config: Config, args: argparse.Namespace) -> None:
     key, path = dkim.make_key(config, args.domain, args.selector, Algorithm(args.algorithm), args.create)
-    done("made DKIM key", f"{key.selector}._domainkey.{key.domain}", path)
+    # stdout is the record alone, as the contract gives it, so that it can go to a zone file as it is.
+    done("made DKIM key", f"{key.selector}._domainkey.{key.domain}", path, file=sys.stderr)
     print(key.record)
 
 

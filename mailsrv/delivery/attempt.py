@@ -51,6 +51,14 @@ class RecipientResult:
     tls: str = ""
     #: The server offered DSN, so it got NOTIFY and ORCPT and reports from here on (RFC 3461 5.2.2).
     peer_dsn: bool = False
+    #: Deferred after the message data went out with no reply to it: the server may have taken it,
+    #: so no other host is offered it now (RFC 5321 6.1).  Any other deferral may go to the next MX.
+    maybe_taken: bool = False
+
+    @property
+    def next_host_may_take(self) -> bool:
+        """Deferred by a reply that says this host did not take the message (a 4xx): another MX may."""
+        return self.outcome is Outcome.DEFERRED and not self.maybe_taken
 
 
 @dataclass(frozen=True)

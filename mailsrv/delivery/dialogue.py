@@ -35,6 +35,11 @@ TLS_TIMEOUT = 60.0
 QUIT_TIMEOUT = 10.0
 
 
+#: What became of a message's data: the outcome for its accepted recipients, the reply, and whether
+#: the peer may have taken it without saying so (:attr:`RecipientResult.maybe_taken`).
+_Final = tuple[Outcome, str, bool]
+
+
 class TryNextHost(Exception):
     """This host did not take the message; *reply* says why (the next host may)."""
 
@@ -246,7 +251,7 @@ async def _mail(conn: ClientConnection, tx: Transaction, extensions: dict[str, s
     mail, rcpts = replies[0], replies[1 : len(commands)]
     if not mail.positive:
         return _all(conn, tx.recipients, _outcome(mail), str(mail))
-    results = {r: _result(conn, r, _outcome(reply), str(reply)) for r, reply in zip(tx.recipients, rcpts)
+    results = {r: _result(conn, r, _rcpt_outcome(reply), str(reply)) for r, reply in zip(tx.recipients, rcpts)
                if not reply.positive}
     accepted = [r for r, reply in zip(tx.recipients, rcpts) if reply.positive]
     if chunking:
@@ -259,12 +264,12 @@ async def _mail(conn: ClientConnection, tx: Transaction, extensions: dict[str, s
     return [replace(results[r], peer_dsn="DSN" in extensions) for r in tx.recipients]
 
 
-async def _send_data(conn: ClientConnection, tx: Transaction, data: Reply | None, accepted: bool) -> tuple[Outcome, str]:
+async def _send_data(conn: ClientConnection, tx: Transaction, data: Reply | None, accepted: bool) -> _Final:
     """The message after DATA's reply *data*, dot-stuffed (RFC 5321 4.5.2); the outcome for the accepted recipients."""
     if data is None:
-        return Outcome.DEFERRED, "DATA was not sent"
+        return Outcome.DEFERRED, "DATA was not sent", False
     if data.code != 354:
-        return _outcome(data), str(data)
+        return _outcome(data), str(data), False
     if accepted:
         await conn.send_body(past_return_path(tx.body.open()), BLOCK_TIMEOUT)
     else:
@@ -272,7 +277,7 @@ async def _send_data(conn: ClientConnection, tx: Transaction, data: Reply | None
     return await _final_reply(conn)
 
 
-async def _send_chunked(conn: ClientConnection, tx: Transaction) -> tuple[Outcome, str]:
+async def _send_chunked(conn: ClientConnection, tx: Transaction) -> _Final:
     """The message as one ``BDAT <size> LAST`` chunk (RFC 3030 2): its octets as stored, nothing stuffed."""
     stored = past_return_path(tx.body.open())
     skipped = stored.tell()
@@ -283,14 +288,15 @@ async def _send_chunked(conn: ClientConnection, tx: Transaction) -> tuple[Outcom
     return await _final_reply(conn)
 
 
-async def _final_reply(conn: ClientConnection) -> tuple[Outcome, str]:
-    """The reply after the message's octets, as an outcome for its recipients."""
+async def _final_reply(conn: ClientConnection) -> _Final:
+    """The reply after the message's octets, as an outcome for its recipients; whether the peer may have
+    taken the message although it did not say so (no reply came)."""
     try:
         final = await conn.read_reply(FINAL_TIMEOUT)
     except SMTPClientError as e:
         # The message may have been taken: a retry might duplicate it (RFC 5321 6.1), a bounce would lie.
-        return Outcome.DEFERRED, f"no reply after the message data: {e}"
-    return (Outcome.DELIVERED if final.positive else _outcome(final)), str(final)
+        return Outcome.DEFERRED, f"no reply after the message data: {e}", True
+    return (Outcome.DELIVERED if final.positive else _outcome(final)), str(final), False
 
 
 def _check_reset(reply: Reply) -> None:
@@ -338,8 +344,22 @@ def _outcome(reply: Reply) -> Outcome:
     return Outcome.FAILED if reply.permanent else Outcome.DEFERRED
 
 
-def _result(conn: ClientConnection, recipient: str, outcome: Outcome, reply: str) -> RecipientResult:
-    return RecipientResult(recipient, outcome, reply, tls=conn.tls)
+def _rcpt_outcome(reply: Reply) -> Outcome:
+    """RFC 5321 4.5.3.1.10: a 552 "too many recipients" to RCPT (the older code for 452) is temporary.
+
+    Only that 552 (``5.5.3``, RFC 3463, or those words): a 552 for a full
+    mailbox (``5.2.2``) stays permanent.
+    """
+    text = str(reply).lower()
+    if reply.code == 552 and (text.startswith("552 5.5.3") or "too many recipients" in text):
+        return Outcome.DEFERRED
+    return _outcome(reply)
+
+
+def _result(
+    conn: ClientConnection, recipient: str, outcome: Outcome, reply: str, maybe_taken: bool = False,
+) -> RecipientResult:
+    return RecipientResult(recipient, outcome, reply, tls=conn.tls, maybe_taken=maybe_taken)
 
 
 def _all(conn: ClientConnection, recipients: Sequence[str], outcome: Outcome, reply: str) -> list[RecipientResult]:

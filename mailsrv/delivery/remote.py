@@ -67,6 +67,11 @@ class _Slots:
         await semaphore.acquire()
         await self._total.acquire()
 
+    @property
+    def free(self) -> int:
+        """Transactions that could start now without waiting for the total."""
+        return self._total.tokens
+
     def release(self, destination: str) -> None:
         """Give the slot back; a destination nobody uses any more is forgotten."""
         self._total.release()
@@ -143,8 +148,26 @@ class RemoteDelivery:
     ) -> list[RecipientResult]:
         destination = requiretls.sessions_key(destination, tx.options)
         reused = await self._reuse(tx, destination)  # opened under the policy of that time: minutes old at most
-        if reused is not None:
+        if reused is None:
+            return await self._over_hosts(queue_id, tx, destination, domain, route, [])
+        if not _next_host_may_take(reused):
             return reused
+        return await self._over_hosts(queue_id, tx, destination, domain, route, reused)
+
+    async def _over_hosts(
+        self, queue_id: str, tx: Transaction, destination: str, domain: str, route: routing.Route,
+        tried: list[RecipientResult],
+    ) -> list[RecipientResult]:
+        """*tx* to the hosts of *route* in order, each recipient on to the next host until one settles it
+        or none is left; a result for each recipient.
+
+        *tried* are the results of a kept session (:meth:`_reuse`), whose
+        host is not tried again: only the recipients it deferred go on.
+        """
+        everyone = tx.recipients
+        done = {r.recipient: r for r in tried}
+        skip = (tried[0].host, tried[0].ip) if tried else None
+        tx = replace(tx, recipients=_next_host_may_take(tried) if tried else everyone)
         decided = await self._policies.decide(domain, route)
         decision = requiretls.decision(decided, tx.options, relay=route.relay is not None)
         try:
@@ -153,23 +176,26 @@ class RemoteDelivery:
             else:
                 hosts = await self._dns.run(mx.resolve_hosts, self._resolver, domain, self._settings.helo)
         except mx.Unroutable as e:
-            return _everyone(tx, Outcome.FAILED, str(e))
+            return _everyone(tx, Outcome.FAILED, str(e), done, everyone)
         except mx.DNSTrouble as e:
-            return _everyone(tx, Outcome.DEFERRED, str(e))
+            return _everyone(tx, Outcome.DEFERRED, str(e), done, everyone)
         port = route.relay[1] if route.relay else self._settings.mx_port
         allowed = decision.hosts(queue_id, hosts)
         if not allowed:
-            return _everyone(tx, Outcome.DEFERRED, decision.no_hosts_reply(hosts))
+            return _everyone(tx, Outcome.DEFERRED, decision.no_hosts_reply(hosts), done, everyone)
         if not route.relay:
             allowed = requiretls.qualified(queue_id, allowed, decision, tx.options)
             if not allowed:
                 names = ", ".join(host.name for host in hosts)
-                return _everyone(tx, Outcome.FAILED, requiretls.NOT_VALIDATED.format(domain=domain, hosts=names))
+                reply = requiretls.NOT_VALIDATED.format(domain=domain, hosts=names)
+                return _everyone(tx, Outcome.FAILED, reply, done, everyone)
         last = RecipientResult("", Outcome.DEFERRED, "")
         unsupported = None
         for host in allowed:
             decision.check_host(queue_id, host)
             for ip in host.addresses:
+                if (host.name, ip) == skip:
+                    continue
                 try:
                     results = await self._try(queue_id, tx, destination, host, ip, port, route, decision)
                 except TryNextHost as e:
@@ -181,9 +207,19 @@ class RemoteDelivery:
                         unsupported = replace(last, outcome=Outcome.FAILED, reply=f"{requiretls.UNSUPPORTED} "
                                               f"({host.name} [{ip}]:{port})")
                     continue
-                return [replace(r, host=host.name, ip=ip) for r in results]
-        # RFC 8689 4.2.2.1: a host without REQUIRETLS cannot take the message, now or later.
-        return [replace(unsupported or last, recipient=r) for r in tx.recipients]
+                done.update((r.recipient, replace(r, host=host.name, ip=ip)) for r in results)
+                again = _next_host_may_take(results)
+                if not again:
+                    return [done[r] for r in everyone]
+                log.info("{queue_id}: {host} [{ip}]:{port} deferred {count} recipient(s): {reason}; next host",
+                         queue_id=queue_id, host=host.name, ip=ip, port=port, count=len(again),
+                         reason=done[again[0]].reply)
+                tx = replace(tx, recipients=again)
+        # Those still open keep the 4xx a host gave them, or get why no host could be reached; RFC 8689
+        # 4.2.2.1: a host without REQUIRETLS cannot take the message, now or later.
+        for r in tx.recipients:
+            done.setdefault(r, replace(unsupported or last, recipient=r))
+        return [done[r] for r in everyone]
 
     async def _reuse(self, tx: Transaction, destination: str) -> list[RecipientResult] | None:
         """*tx* on a session kept open to *destination*; None when there is none, or it broke before the message."""
@@ -259,6 +295,7 @@ class RemoteDelivery:
         self, tx: Transaction, destination: str, hostname: str, ip: str, port: int, tls: TLSPolicy, implicit: bool,
     ) -> list[RecipientResult]:
         """A new session to *ip*, *tx* on it, and the session parked for the next message to *destination*."""
+        await self._idle.evict(self._slots.free)  # so that parked and busy connections stay within the total
         kind = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
         endpoint = kind(self._reactor, ip, port, timeout=CONNECT_TIMEOUT)
         if implicit:
@@ -278,8 +315,27 @@ class RemoteDelivery:
         return results
 
 
-def _everyone(tx: Transaction, outcome: Outcome, reply: str) -> list[RecipientResult]:
-    return [RecipientResult(r, outcome, reply) for r in tx.recipients]
+def _next_host_may_take(results: Sequence[RecipientResult]) -> list[str]:
+    """The recipients of one host's transaction that go on to the next host now.
+
+    A 4xx says only that this host did not take the message now: the next
+    MX may (RFC 5321 5.1: every MX is tried before deferring).  But only
+    while the host delivered to none of them: a delivery goes back to the
+    queue at once, to be written before anything else is tried, so that a
+    crash resends no recipient beyond that write (the at-least-once
+    window); the others then wait for their retry.
+    """
+    if any(r.outcome is Outcome.DELIVERED for r in results):
+        return []
+    return [r.recipient for r in results if r.next_host_may_take]
+
+
+def _everyone(
+    tx: Transaction, outcome: Outcome, reply: str, done: dict[str, RecipientResult], everyone: Sequence[str],
+) -> list[RecipientResult]:
+    """A result for each of *everyone*: *done*'s, but *outcome* and *reply* for *tx*'s recipients."""
+    done.update((r, RecipientResult(r, outcome, reply)) for r in tx.recipients)
+    return [done[r] for r in everyone]
 
 
 def make_remote_delivery(

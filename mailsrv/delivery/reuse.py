@@ -14,7 +14,10 @@ adds no round trip either.  Postfix's connection cache does the same.
 A parked session counts against no slot and opens nothing: a new
 connection is only made when no session is parked for the destination,
 so the connections open to one destination never exceed the transactions
-allowed to it at once.  A session is not parked once it is older than
+allowed to it at once; and before a new connection is made, parked
+sessions to other destinations beyond the slots free are ended
+(:meth:`IdleSessions.evict`, oldest first), so that the connections open
+in all never exceed ``[delivery] max_connections`` either.  A session is not parked once it is older than
 :data:`MAX_AGE`, so that DNS and policy changes reach long queue runs,
 and the peer closing a parked session only drops it from here.
 """
@@ -82,6 +85,15 @@ class IdleSessions:
             self._parked.pop(destination, None)
         return session
 
+    def evict(self, keep: int) -> "Deferred[None]":
+        """End the oldest parked sessions until at most *keep* are left; fires once those are closed."""
+        parked = sorted(((timer.getTime(), destination, session) for destination, sessions in self._parked.items()
+                         for session, timer in sessions), key=lambda entry: entry[0])
+        ending = []
+        for _, destination, session in parked[: max(len(parked) - keep, 0)]:
+            ending.append(self._expire(destination, session))
+        return gatherResults(ending).addCallback(lambda _: None)
+
     def close(self) -> "Deferred[None]":
         """End every parked session (the server is stopping) and park none from now on; fires once they are closed."""
         self._closed = True
@@ -93,15 +105,17 @@ class IdleSessions:
         self._parked.clear()
         return gatherResults(ending).addCallback(lambda _: None)
 
-    def _expire(self, destination: str, session: Session) -> None:
+    def _expire(self, destination: str, session: Session) -> "Deferred[None]":
         parked = self._parked.get(destination, [])
-        for i, (held, _) in enumerate(parked):
+        for i, (held, timer) in enumerate(parked):
             if held is session:
                 del parked[i]
+                if timer.active():
+                    timer.cancel()
                 break
         if not parked:
             self._parked.pop(destination, None)
-        _end(session)
+        return _end(session)
 
 
 def _end(session: Session) -> "Deferred[None]":

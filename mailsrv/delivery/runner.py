@@ -41,7 +41,7 @@ from mailsrv.delivery.queue import IQueue
 from mailsrv.delivery.queuedir import QueueDir, Record, Recipient, State
 from mailsrv.delivery.warmup import Warmup, hold
 from mailsrv.message import wire
-from mailsrv.message.body import Body
+from mailsrv.message.body import Body, BodyType
 from mailsrv.message.fields import read_header
 from mailsrv.message.headers import past_return_path
 from mailsrv.net.audit import Audit
@@ -54,6 +54,10 @@ log = Logger()
 POLL_INTERVAL = 5.0
 #: Seconds before a message another process was sending is looked at again (it may have died).
 BUSY_RETRY = 60.0
+#: Recipients in one SMTP transaction at most (RFC 5321 4.5.3.1.8: every server takes 100).
+MAX_RECIPIENTS = 100
+#: Octets read at a time when a queued body is checked for 8-bit data.
+_SCAN_BLOCK = 1 << 16
 #: What a recipient the sender returned no result for is deferred with (a bug of the sender).
 NO_RESULT = "4.3.0 the delivery attempt gave no result for this recipient"
 
@@ -106,6 +110,12 @@ def _options(record: Record, group: Sequence[Recipient]) -> Options:
                    tls_optional=record.tls_optional, smtputf8=record.smtputf8)
 
 
+def _seven_bit(body: Body) -> bool:
+    """Whether *body* is all ASCII (read a block at a time: it may be spooled; blocking)."""
+    with body.open() as f:
+        return all(block.isascii() for block in iter(lambda: f.read(_SCAN_BLOCK), b""))
+
+
 def _whole_message(body: Body) -> bytes:
     """The message in wire form, without our Return-Path (RFC 3461 4.3 ``RET=FULL``)."""
     with body.open() as f:
@@ -113,11 +123,18 @@ def _whole_message(body: Body) -> bytes:
 
 
 def groups(recipients: Sequence[Recipient], delivery: DeliveryConfig) -> list[list[Recipient]]:
-    """One SMTP transaction's recipients per list: one domain each, or all of those going to one relay."""
+    """One SMTP transaction's recipients per list: one domain each, or all of those going to one relay,
+    at most :data:`MAX_RECIPIENTS` in one.
+
+    RFC 5321 4.5.3.1.8: a server must take 100 recipients in a transaction
+    and may refuse more with 452; sending more would leave the rest to wait
+    for a retry.  The lists of one destination follow one another on one
+    kept session (:mod:`.reuse`) or run side by side within its slots.
+    """
     by_way: dict[object, list[Recipient]] = defaultdict(list)
     for recipient in recipients:
         by_way[routing.group(delivery, recipient.domain)].append(recipient)
-    return list(by_way.values())
+    return [way[i : i + MAX_RECIPIENTS] for way in by_way.values() for i in range(0, len(way), MAX_RECIPIENTS)]
 
 
 def _mark_reported(addresses: set[str], record: Record) -> None:
@@ -223,12 +240,16 @@ class Queue(Service):
         return self._disk.run(self._add, record, body).addCallback(added)
 
     def _add(self, record: Record, body: Body) -> queuedir.Lease:
-        """In the disk pool: tag the message as its header asks (RFC 8689 4.2.1), and as needing
-        SMTPUTF8 only if it does (RFC 6531 3.4), then ``QueueDir.add`` it."""
+        """In the disk pool: tag the message as its header asks (RFC 8689 4.2.1), as needing
+        SMTPUTF8 only if it does (RFC 6531 3.4), and as 8-bit if it is, then ``QueueDir.add`` it."""
         header = read_header(body)
         if not record.require_tls:
             record.tls_optional = requiretls.tls_optional(header)
         record.smtputf8 = record.smtputf8 and not (record.sender.isascii() and header.isascii())
+        if body.body_type is BodyType.SEVEN_BIT and not _seven_bit(body):
+            # RFC 6152 3: 8-bit octets go only to a server that offers 8BITMIME, declared so, whatever
+            # the client that sent them declared; to any other server the message bounces unchanged.
+            record.body_type = BodyType.EIGHT_BIT_MIME.value
         return self.directory.add(record, body)
 
     # -- start and stop --------------------------------------------------------

@@ -4,5 +4,6 @@
 writes them, the running server picks them up); :mod:`.signer` signs a
 message with them.  Submitted mail is signed once every policy check has
 completed its header (:mod:`mailsrv.smtp.transaction`); mail we generate
-ourselves (bounces) is signed with :meth:`.signer.Signer.sign`.
+ourselves (bounces) with :meth:`.signer.Signer.sign_report`, as it leaves
+(:mod:`mailsrv.delivery.outbound`).
 """

@@ -114,3 +114,19 @@ class Signer:
         if domain is None or not self.keyring.signing(domain):
             return None
         return self.sign(wire.to_wire(body.read()), domain)
+
+    def sign_report(self, body: Body, hostname: str) -> Body:
+        """*body*, a report we wrote (a DSN from ``MAILER-DAEMON@hostname``), signed for the way out.
+
+        Signed as *hostname* or, when it has no key, as the nearest parent
+        domain that has one (``mail.example.test`` by ``example.test``): a
+        ``d=`` that is the From: domain or its parent aligns under DMARC's
+        relaxed mode (RFC 7489 3.1.1), so a bounce passes where the
+        receiver checks it.  *body* unchanged when no such domain has a key.
+        """
+        labels = (canonical_domain(hostname) or "").split(".")
+        for domain in (".".join(labels[i:]) for i in range(len(labels) - 1)):
+            if self.keyring.signing(domain):
+                fields = self.sign(wire.to_wire(body.read()), domain)
+                return body if fields is None else body.insert([(0, fields)])
+        return body

@@ -6,7 +6,8 @@ Two twistd processes on loopback: *forwarder* (example.test, where
 test, where carol writes from and bob reads).  carol's message to info@
 is stored for alice and arrives at bob unchanged but for the trace, with
 an ``SRS0=...@example.test`` Return-Path; the receiver's refusal of nobody
-comes back to carol as a bounce through the SRS address, and so does a
+comes back to carol as a bounce through the SRS address, DKIM-signed by
+the forwarder's key for example.test (its hostname's parent), and so does a
 bounce that a client sends to that address later on port 25.
 """
 
@@ -21,6 +22,7 @@ import pytest
 
 from dns_harness import ThreadedDNS
 from outbound import files_in, remote_and_sender, remote_zone
+from support import dkim_verifies
 from twistd_server import mailsrv_cli
 
 MESSAGE = (b"From: Carol <carol@remote.test>\r\nTo: info@example.test\r\nSubject: please forward\r\n\r\n"
@@ -36,6 +38,11 @@ def servers(tmp_path_factory):
         added = mailsrv_cli(forwarder.config, "alias", "add", "info@example.test", "alice@example.test",
                             "bob@remote.test", "nobody@remote.test")
         assert added.returncode == 0, added.stderr
+        made = mailsrv_cli(forwarder.config, "dkim", "keygen", "example.test", "--selector", "s1")
+        assert made.returncode == 0, made.stderr
+        forwarder.record = made.stdout.strip()
+        name, _, value = forwarder.record.partition(". IN TXT ")
+        dns.zone.add(name, "TXT", value)
         receiver.start()
         forwarder.start()
         yield forwarder, receiver
@@ -77,6 +84,7 @@ def test_alias_forwards_with_an_srs_sender_and_bounces_come_back_to_the_original
     report = email.message_from_bytes(refusal, policy=email.policy.default)
     assert report.get_content_type() == "multipart/report" and report["Return-Path"] == "<>"
     assert "nobody@remote.test" in report.as_string()
+    assert dkim_verifies(refusal, forwarder.record)  # the bounce we made, signed as example.test
 
     # A bounce sent later to the SRS address (the receiver's own DSN, say) reaches carol too.
     srs_address = return_path[len("Return-Path: <"):-1]

@@ -96,16 +96,17 @@ def test_keygen_refusals_say_why(config, domain, selector, message):
     assert not os.path.exists(keys.dkim_dir(config.data_dir))
 
 
-def test_cli_keygen_prints_one_line_and_the_record_then_list_shows_it(config, tmp_path, capsys):
+def test_cli_keygen_prints_the_record_alone_on_stdout_then_list_shows_it(config, tmp_path, capsys):
     config_file = tmp_path / "mailsrv.toml"
     config_file.write_text(f'data_dir = "{config.data_dir}"\ndomains = ["example.test"]\n')
     assert cli.main(["--config", str(config_file), "dkim", "keygen", "example.test", "--selector", "s1"]) == 0
-    done, record = capsys.readouterr().out.splitlines()
+    out, err = capsys.readouterr()
+    [record], done = out.splitlines(), err.strip()
     assert done == f"made DKIM key s1._domainkey.example.test ({config.data_dir}/dkim/example.test/s1.key)"
     assert RECORD.match(record) and record.startswith('s1._domainkey.example.test. IN TXT "v=DKIM1; k=rsa; p=')
     assert cli.main(["--config", str(config_file), "dkim", "keygen", "example.test", "--selector", "s2",
                      "--algorithm", "ed25519"]) == 0
-    ed_record = capsys.readouterr().out.splitlines()[1]
+    [ed_record] = capsys.readouterr().out.splitlines()
     assert cli.main(["--config", str(config_file), "dkim", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1::2] == [record, ed_record]

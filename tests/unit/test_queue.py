@@ -24,12 +24,17 @@ from mailsrv.delivery.outbound import build_queue
 from mailsrv.delivery.queuedir import QueueDir, Record, Recipient, State
 from mailsrv.delivery.router import Router
 from mailsrv.delivery.runner import POLL_INTERVAL, apply_results
+from mailsrv.dkim.keys import Algorithm, KeyRing, dkim_dir
+from mailsrv.dkim.signer import Signer
+from mailsrv.message import wire
 from mailsrv.message.body import Body, BodyType
 from mailsrv.net.audit import Audit
+from mailsrv.ops import dkim as dkim_ops
 from mailsrv.ops import queue as ops
 from mailsrv.store import Store
 from mailsrv.workers import InlineExecutor, Workers
 from store_harness import ManualExecutor
+from support import dkim_verifies
 
 ALICE = "alice@example.test"
 BOB = "bob@example.org"
@@ -60,6 +65,7 @@ class ScriptedRemote:
         self.script = {address.replace("_", "@", 1).replace("_", "."): answers for address, answers in script.items()}
         self.calls: list[tuple[str, str, list[str], bytes]] = []
         self.options: list[Options] = []
+        self.bodies: list[Body] = []
         self.hold = False
         #: Whether the fake peer offered DSN (RecipientResult.peer_dsn).
         self.peer_dsn = True
@@ -74,6 +80,7 @@ class ScriptedRemote:
 
     def deliver(self, queue_id, sender, recipients, body, options):
         self.calls.append((queue_id, sender, list(recipients), body.read()))
+        self.bodies.append(body)
         self.options.append(options)
         results = [self.answer(r) for r in recipients]
         if not self.hold:
@@ -122,13 +129,14 @@ def make_queue(config, clock, store):
     """``make_queue(remote, workers=None, config=None)``: a started queue; stopped at the end."""
     started = []
 
-    def make(remote, workers=None, cfg=None, concurrency=20):
+    def make(remote, workers=None, cfg=None, concurrency=20, signer=None):
         audit = Audit()
         cfg = cfg or config
         if concurrency != cfg.delivery.max_connections:
             cfg = dataclasses.replace(cfg, delivery=dataclasses.replace(cfg.delivery, max_connections=concurrency))
         queue = build_queue(cfg, clock, workers or Workers.inline(), remote,
-                            router=Router(FakeDirectory()), local=LocalDelivery(store, audit), audit=audit)
+                            router=Router(FakeDirectory()), local=LocalDelivery(store, audit), audit=audit,
+                            signer=signer)
         queue.startService()
         started.append(queue)
         return queue
@@ -388,6 +396,28 @@ def test_the_bounce_has_the_null_sender_and_goes_through_the_queue_to_a_remote_s
     assert queue.directory.ids() == []
 
 
+def test_a_bounce_to_another_server_is_dkim_signed_by_our_hostnames_domain(config, make_queue, clock):
+    key, _ = dkim_ops.make_key(config, "example.test", "s1", Algorithm.ED25519, create=True)
+    remote = ScriptedRemote(bob_example_org=[(Outcome.FAILED, NO_USER)])
+    queue = make_queue(remote, signer=Signer(KeyRing(dkim_dir(config.data_dir))))
+    enqueue(queue, envelope(sender=CAROL))
+    clock.advance(0)
+    bounce = remote.calls[1][3]
+    assert bounce.startswith(b"DKIM-Signature:") and b" d=example.test;" in bounce
+    assert b"From: Mail Delivery System <MAILER-DAEMON@mx.example.test>" in bounce
+    assert dkim_verifies(wire.to_wire(bounce), key.record)
+
+
+def test_a_bounce_kept_here_is_not_signed(config, make_queue, clock, store):
+    dkim_ops.make_key(config, "example.test", "s1", Algorithm.ED25519, create=True)
+    remote = ScriptedRemote(bob_example_org=[(Outcome.FAILED, NO_USER)])
+    queue = make_queue(remote, signer=Signer(KeyRing(dkim_dir(config.data_dir))))
+    enqueue(queue, envelope())
+    clock.advance(0)
+    [bounce] = delivered_to(config)
+    assert b"DKIM-Signature" not in bounce and b"multipart/report" in bounce
+
+
 def test_no_dsn_for_a_null_sender_so_never_a_bounce_of_a_bounce(config, make_queue, clock):
     remote = ScriptedRemote(bob_example_org=[(Outcome.FAILED, NO_USER)])
     queue = make_queue(remote)
@@ -409,6 +439,15 @@ def test_recipients_are_grouped_by_domain_and_all_go_together_to_a_relay(config,
     enqueue(make_queue(relayed, cfg=cfg), envelope(remote=rcpts))
     clock.advance(0)
     assert [call[2] for call in relayed.calls] == [list(rcpts)]
+
+
+def test_at_most_100_recipients_go_in_one_transaction(config, make_queue, clock):
+    rcpts = [f"user{i}@example.org" for i in range(250)]
+    remote = ScriptedRemote()
+    enqueue(make_queue(remote), envelope(remote=rcpts))
+    clock.advance(0)
+    assert [call[2] for call in remote.calls] == [rcpts[:100], rcpts[100:200], rcpts[200:]]
+    assert record(config) is None
 
 
 def test_simultaneous_attempts_are_capped(config, make_queue, clock):

@@ -19,6 +19,39 @@ from mailsrv.message.body import Body, BodyType
 from smtp_receiver import Receiver
 
 
+class FirstConnection(dict):
+    """RCPT replies that a receiver gives on its first connection only (a greylisting primary MX)."""
+
+    def __init__(self, receiver: Receiver, replies: dict[str, str]) -> None:
+        super().__init__(replies)
+        self.receiver = receiver
+
+    def get(self, address: str, default: str = "") -> str:
+        return super().get(address, default) if self.receiver.connections == 1 else default
+
+
+class FirstDataRefused(Receiver):
+    """A receiver whose first connection answers the message data with 451, the next ones with 250."""
+
+    @property
+    def data_reply(self) -> str:
+        return "451 4.3.0 disk full" if self.connections == 1 else "250 2.0.0 queued"
+
+    @data_reply.setter
+    def data_reply(self, value: str) -> None:
+        pass
+
+
+class Peak(list):
+    """A receiver's open connections, remembering the most there were at once."""
+
+    peak = 0
+
+    def append(self, item: object) -> None:
+        super().append(item)
+        self.peak = max(self.peak, len(self))
+
+
 class RemoteDeliveryTests(DeliveryHarness):
     async def test_starttls_to_the_preferred_mx(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.2"))
@@ -100,6 +133,50 @@ class RemoteDeliveryTests(DeliveryHarness):
         self.assertEqual(result.outcome, Outcome.DEFERRED)
         self.assertIn("no reply after the message data", result.reply)
         self.assertEqual((receiver.connections, len(receiver.messages)), (1, 1))
+
+    async def test_a_451_from_the_first_mx_sends_the_message_to_the_next_one(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        receiver.rcpt_replies = FirstConnection(receiver, {"bob@example.test": "451 4.7.1 greylisted"})
+        [bob] = await self.send(self.sender(port), "bob@example.test")
+        self.assertEqual((bob.outcome, bob.host), (Outcome.DELIVERED, "mx2.example.test"))
+        self.assertEqual([m.recipients for m in receiver.messages], [["bob@example.test"]])
+
+    async def test_a_451_beside_a_delivery_waits_for_the_retry_so_the_delivery_is_written_first(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        receiver.rcpt_replies = FirstConnection(receiver, {"bob@example.test": "451 4.7.1 greylisted"})
+        bob, carol = await self.send(self.sender(port), "bob@example.test", "carol@example.test")
+        self.assertEqual((bob.outcome, bob.host, carol.outcome, carol.host),
+                         (Outcome.DEFERRED, "mx1.example.test", Outcome.DELIVERED, "mx1.example.test"))
+        self.assertEqual(receiver.connections, 1)
+
+    async def test_a_451_from_every_mx_defers_with_the_last_reply_and_a_550_goes_nowhere_else(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        receiver.rcpt_replies = {"bob@example.test": "451 4.3.0 later", "carol@example.test": "550 5.1.1 no"}
+        bob, carol = await self.send(self.sender(port), "bob@example.test", "carol@example.test")
+        self.assertEqual((bob.outcome, bob.reply, bob.host), (Outcome.DEFERRED, "451 4.3.0 later", "mx2.example.test"))
+        self.assertEqual((carol.outcome, carol.host), (Outcome.FAILED, "mx1.example.test"))
+        self.assertEqual(receiver.connections, 2)
+        self.assertEqual([c for c in receiver.sessions[1].commands if c.startswith("RCPT")], ["RCPT TO:<bob@example.test>"])
+
+    async def test_a_451_to_the_data_goes_to_the_next_mx(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.1"))
+        receiver = FirstDataRefused(tls=self.ca.server_options("mx1.example.test"))
+        [result] = await self.send(self.sender(receiver.listen(self)), "bob@example.test")
+        self.assertEqual((result.outcome, result.host), (Outcome.DELIVERED, "mx2.example.test"))
+        self.assertEqual((receiver.connections, len(receiver.messages)), (2, 1))
+
+    async def test_a_552_too_many_recipients_is_temporary_and_a_552_full_mailbox_permanent(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver()
+        receiver.rcpt_replies = {"bob@example.test": "552 5.5.3 too many recipients",
+                                 "carol@example.test": "552 5.2.2 mailbox full"}
+        bob, carol, dave = await self.send(self.sender(port), "bob@example.test", "carol@example.test",
+                                           "dave@example.test")
+        self.assertEqual((bob.outcome, carol.outcome, dave.outcome),
+                         (Outcome.DEFERRED, Outcome.FAILED, Outcome.DELIVERED))
 
     async def test_helo_when_ehlo_is_refused(self) -> None:
         self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"))
@@ -484,6 +561,27 @@ class SessionReuseTests(DeliveryHarness):
         [result] = await self.send(delivery, "carol@example.test")
         self.assertEqual(self.outcome(result), self.delivered)
         self.assertEqual(receiver.connections, 2)
+
+    async def test_a_451_on_a_kept_session_sends_the_recipient_to_the_next_mx(self) -> None:
+        self.mx("example.test", (10, "mx1.example.test", "127.0.0.1"), (20, "mx2.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("mx1.example.test")
+        receiver.rcpt_replies = FirstConnection(receiver, {"carol@example.test": "451 4.7.1 greylisted"})
+        delivery = self.sender(port)
+        [first] = await self.send(delivery, "bob@example.test")
+        [second] = await self.send(delivery, "carol@example.test")
+        self.assertEqual((first.outcome, second.outcome, second.host), (Outcome.DELIVERED,) * 2 + ("mx2.example.test",))
+        self.assertEqual(receiver.connections, 2)
+
+    async def test_a_session_kept_for_one_domain_is_ended_before_the_total_cap_is_passed(self) -> None:
+        self.mx("example.net", (10, "mx1.example.test", "127.0.0.1"))
+        receiver, port = self.receiver("mx1.example.test")
+        receiver.open = Peak()
+        delivery = self.sender(port, max_connections=1, tls="none")  # no TLS shutdown to race the count
+        [first] = await self.send(delivery, "bob@example.test")
+        [second] = await self.send(delivery, "bob@example.net")
+        self.assertEqual((first.outcome, second.outcome), (Outcome.DELIVERED,) * 2)
+        self.assertEqual((receiver.connections, receiver.open.peak), (2, 1))
+        self.assertEqual(receiver.sessions[0].commands[-1], "QUIT")
 
     async def test_a_refused_rset_ends_the_session_and_a_new_one_delivers(self) -> None:
         receiver, port = self.receiver()
