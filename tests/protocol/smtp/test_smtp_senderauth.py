@@ -325,6 +325,13 @@ class HeaderRemovalTests(SenderAuthTestCase):
         self.assertNotIn(b"header.d=example.net\r\n", stored)
         self.assertIn(b"\r\n\r\nHello.\r\n", stored)
 
+    def test_our_name_as_an_absolute_dns_name_is_removed(self):
+        """``mx.example.test.`` is the same host to a reader; a filter trimming the dot would believe it."""
+        forged = b"Authentication-Results: mx.example.test.; dkim=pass header.d=example.net\r\n"
+        self.send(message(extra=forged), sender="bob@example.net")
+        self.assertEqual(below_return_path(self.store.calls[0][1]).count(b"Authentication-Results:"), 1)
+        self.assertNotIn(b"mx.example.test.;", self.store.calls[0][1])
+
     def test_a_name_that_only_starts_like_ours_is_kept(self):
         kept = b"Authentication-Results: mx.example.test.evil.example; none\r\n"
         self.send(message(extra=kept), sender="bob@example.net")
