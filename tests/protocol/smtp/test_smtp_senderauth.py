@@ -311,6 +311,15 @@ class TrustedNetworkTests(SenderAuthTestCase):
         self.assertTrue(self.store.calls[0][1].startswith(b"Return-Path: "))
         self.assertEqual(self.store.folders, [[names.INBOX]])
 
+    def test_results_claiming_our_name_are_removed_from_unchecked_mail_too(self):
+        """A trusted relay (a backup MX) passes internet mail on unchecked: a forged A-R of ours must not ride along."""
+        forged = b"Authentication-Results: mx.example.test; dmarc=pass header.from=example.net\r\n"
+        kept = b"Authentication-Results: backup.example; spf=pass\r\n"
+        self.assertRegex(self.send(message(extra=forged + kept), sender=FORGER), QUEUED)
+        stored = below_return_path(self.store.calls[0][1])
+        self.assertNotIn(b"mx.example.test; dmarc=pass", stored)
+        self.assertIn(kept, stored)
+
 
 class HeaderRemovalTests(SenderAuthTestCase):
     def test_results_claiming_our_name_are_removed_and_others_kept(self):
