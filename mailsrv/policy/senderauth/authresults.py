@@ -42,7 +42,7 @@ def header(hostname: str, results: Results) -> bytes:
         parts.append(f"spf={results.helo_spf} smtp.helo={results.helo}")
     for signature in results.dkim or ():
         parts.append(" ".join(
-            [f"dkim={signature.result}"]
+            [f"dkim={signature.result}" + (f" ({signature.comment})" if signature.comment else "")]
             + [f"header.{tag}={value}" for tag, value in
                (("d", signature.domain), ("s", signature.selector), ("b", signature.b)) if value]
         ))
