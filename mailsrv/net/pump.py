@@ -23,7 +23,10 @@ High-level approach (one coroutine per connection, :meth:`CommandPump._serve`):
   (FETCH, RETR) wait, so a client that does not read never makes the server
   buffer without bound.
 - The idle timeout counts from the last complete line (or raw input: a
-  body, a literal), so a line that never ends times out too.
+  body, a literal), so a line that never ends times out too.  It runs
+  only while the session waits for the client (its next line, more of a
+  body, room to write): time the server spends on a command (a held
+  reply, DNS, fsync) is not the client's idleness (RFC 5321 4.5.3.2.7).
 - :meth:`~CommandPump.discard_input` throws away what was pipelined behind
   STARTTLS/STLS (RFC 3207 6, RFC 2595 3.1); :meth:`~CommandPump.start_deflate`
   turns what follows into DEFLATE both ways, input pipelined behind the
@@ -298,12 +301,13 @@ class CommandPump(Protocol):
                 return
             self._raw_reader = None
             self._waiter = None
+            self._cancel_idle()  # what the command waited for came; what it does next is the server's time
             waiter.callback(None)
             return
         line = self.input.next_line()
         if line is not None:
             self._waiter = None
-            self._reset_idle()
+            self._cancel_idle()
             waiter.callback(line)
 
     def _need_input(self) -> None:
@@ -325,8 +329,9 @@ class CommandPump(Protocol):
             return defer.fail(ConnectionGone())
         line = self.input.next_line()
         if line is not None:
-            self._reset_idle()
+            self._cancel_idle()
             return defer.succeed(line)
+        self._arm_idle()
         waiter = self._waiter = defer.Deferred()
         self._need_input()  # may fire it at once, from compressed input held back
         return waiter
@@ -343,6 +348,7 @@ class CommandPump(Protocol):
         waiter = self._waiter
         self._feed_waiter()
         if not waiter.called:
+            self._arm_idle()
             self._need_input()
         return waiter
 
@@ -391,6 +397,7 @@ class CommandPump(Protocol):
             except ConnectionGone:
                 return
             self._busy = True
+            self._cancel_idle()  # the server works now; a read or a drain in the command waits anew
             try:
                 if isinstance(line, bytes):
                     await self.command(line)
@@ -455,14 +462,20 @@ class CommandPump(Protocol):
             return defer.succeed(None)
         waiter: defer.Deferred[None] = defer.Deferred()
         self._drain_waiters.append(waiter)
+        self._arm_idle()  # a client that stops reading is as idle as one that stops writing
         return waiter
 
     def _output_resumed(self) -> None:
         self._output_paused = False
-        self._reset_idle()  # a client reading a long response is not idle
         waiters, self._drain_waiters = self._drain_waiters, []
+        if waiters:
+            self._cancel_idle()  # a client reading a long response is not idle; the writer goes on
+        else:
+            self._reset_idle()
         for waiter in waiters:
             waiter.callback(None)
+        if self._waiter is not None:
+            self._arm_idle()  # a read still waits (IMAP IDLE's DONE): its wait is timed again
 
     def _output_stopped(self) -> None:
         """The transport is going away: nothing more will be sent, so stop producing it."""
@@ -489,6 +502,11 @@ class CommandPump(Protocol):
             self._idle_call.reset(self.idle_timeout)
         else:
             self._idle_call = self.clock.callLater(self.idle_timeout, self._idle)
+
+    def _arm_idle(self) -> None:
+        """Start the idle timer for a wait on the client, unless it runs (a trickled line keeps its start)."""
+        if self._idle_call is None or not self._idle_call.active():
+            self._reset_idle()
 
     def _cancel_idle(self) -> None:
         if self._idle_call is not None and self._idle_call.active():

@@ -28,7 +28,7 @@ from mailsrv.store import flags as flag_rules
 from mailsrv.store import cleanup, keywords, maildir, maildirsize, names, specialuse, writing
 from mailsrv.store.errors import InvalidAddress, InvalidFlag, InvalidFolderName, KeywordLimit, StoreError
 from mailsrv.store.names import folder_dir
-from mailsrv.store.userstore import UserStore
+from mailsrv.store.userstore import UserStore, create_for_use
 from mailsrv.store.watch import Watcher
 from mailsrv.workers import Executor
 
@@ -103,12 +103,21 @@ def _is_folder(path: str) -> bool:
 
 
 def _stand_in(place: _Place) -> str:
-    """The folder the user gave *place*'s use to (the first by name), else the INBOX."""
-    if place.use is not None:
-        for name, uses in sorted(specialuse.read(place.root).items()):
-            if place.use in uses and _is_folder(folder_dir(place.root, name)):
-                return name
-    return names.INBOX
+    """The folder the user gave *place*'s use to (the first by name), else *place*'s folder made anew.
+
+    A target without a use (a folder named for its own sake) goes to the
+    INBOX instead; one with a use (Junk) never does (:func:`create_for_use`).
+    """
+    if place.use is None:
+        return names.INBOX
+    for name, uses in sorted(specialuse.read(place.root).items()):
+        if place.use in uses and _is_folder(folder_dir(place.root, name)):
+            return name
+    try:
+        create_for_use(place.root, place.folder, place.use)
+    except OSError:  # a folder we cannot make must not cost the message
+        return names.INBOX
+    return place.folder
 
 
 def _letters(folder_path: str, flags: frozenset[str]) -> dict[str, str]:
@@ -212,6 +221,9 @@ class Store:
 
     def _delivered(self, done: _Delivered, key: str) -> str:
         for address, folder, used in done.missing_folders:
+            if used == folder:
+                self.log.info("delivery to {address}: no folder {folder}; made it", address=address, folder=folder)
+                continue
             self.log.warn(
                 "delivery to {address}: no folder {folder}; delivered to {used}", address=address, folder=folder,
                 used=used,

@@ -80,6 +80,27 @@ def _create_missing(root: str, name: str) -> bool:
     return True
 
 
+def create_for_use(root: str, name: str, use: str) -> None:
+    """Create folder *name*, subscribed, for mail meant for its special *use* (blocking).
+
+    Mail a policy check files as Junk (DMARC ``p=quarantine``, rspamd's
+    ``add header``) must not reach the INBOX, the folder a user trusts, just
+    because the user never logged in over IMAP or deleted Junk: as with
+    Dovecot's ``auto = subscribe``, the folder is made again.  The use is
+    recorded only in an account that was set up; one that never was keeps
+    no special-use file, so its first login's :func:`_provision` still makes
+    the other special folders (and records this one's use, the same default).
+    Two deliveries at once make the folder once.
+    """
+    try:
+        _create(root, name)
+    except FolderExists:
+        pass
+    subsfile.edit(root, lambda subs: subs | {name})
+    if os.path.exists(specialuse.path(root)):
+        specialuse.edit(root, lambda recorded: {**recorded, name: recorded.get(name, frozenset()) | {use}})
+
+
 def _provision(root: str, defaults: dict[str, str]) -> list[str]:
     """Set up a new account's special folders, subscribed (blocking); the names made."""
     made = specialuse.provision(root, defaults, lambda name: _create_missing(root, name))

@@ -121,6 +121,13 @@ def test_a_user_local_part_may_be_utf8_in_nfc_and_lower_case():
     assert canonical_address("ö" * 32 + "@example.test") is not None  # 64 octets
 
 
+def test_utf8_local_parts_are_lower_cased_not_case_folded():
+    """Full folding would make straße and strasse one user (and rename Maildirs); lower case keeps them two."""
+    assert canonical_address("STRAẞE@example.test") == "straße@example.test"
+    assert canonical_address("straße@example.test") != canonical_address("strasse@example.test")
+    assert canonical_address("ΟΔΟΣ@example.test") == "οδος@example.test"  # final sigma, as Python lowers it
+
+
 def test_a_user_address_fits_an_smtp_path():
     """RFC 5321 4.5.3.1.3: a user whose address no RCPT can carry would never get mail."""
     address = "x" * 64 + "@" + ".".join(["a" * 63, "a" * 63, "b" * 59]) + ".t"

@@ -151,6 +151,32 @@ class PumpTests(unittest.TestCase):
         self.assertTrue(self.transport.disconnecting)
         self.assertIsNone(self.transport.producer)  # unregistered before closing (TLS needs it)
 
+    def test_the_servers_own_work_is_no_idleness(self):
+        """A command that takes longer than the timeout (a held reply, slow checks) still answers."""
+        self.sent()
+        self.proto.dataReceived(b"WAIT\r\n")
+        self.clock.advance(100)
+        self.assertFalse(self.transport.disconnecting)
+        self.proto.waits[0].callback(None)
+        self.assertEqual(self.sent(), b"waited\r\n")
+        self.clock.advance(29)  # the wait for the next command counts from the reply
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(1)
+        self.assertEqual(self.sent(), b"bye\r\n")
+
+    def test_a_raw_read_that_stalls_times_out(self):
+        self.sent()
+        self.proto.dataReceived(b"RAW 5\r\nhe")
+        self.clock.advance(30)
+        self.assertEqual(self.sent(), b"bye\r\n")
+
+    def test_a_client_that_stops_reading_times_out(self):
+        self.sent()
+        self.transport.producer.pauseProducing()
+        self.assertNoResult(self.proto.drain())
+        self.clock.advance(30)
+        self.assertEqual(self.sent(), b"bye\r\n")
+
     def test_connection_lost_ends_a_waiting_read(self):
         self.proto.dataReceived(b"RAW 10\r\nabc")
         self.proto.connectionLost(None)

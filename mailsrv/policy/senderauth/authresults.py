@@ -31,7 +31,8 @@ def authserv_id(field: bytes) -> str:
 
 def is_ours(field: bytes, hostname: str) -> bool:
     """Whether *field* is an Authentication-Results header claiming to come from *hostname*."""
-    return bool(_NAME.match(field)) and authserv_id(field) == hostname.lower()
+    # A trailing dot names the same host (an absolute DNS name); a reader may ignore it.
+    return bool(_NAME.match(field)) and authserv_id(field).rstrip(".") == hostname.lower().rstrip(".")
 
 
 def header(hostname: str, results: Results) -> bytes:
@@ -41,7 +42,7 @@ def header(hostname: str, results: Results) -> bytes:
         parts.append(f"spf={results.helo_spf} smtp.helo={results.helo}")
     for signature in results.dkim or ():
         parts.append(" ".join(
-            [f"dkim={signature.result}"]
+            [f"dkim={signature.result}" + (f" ({signature.comment})" if signature.comment else "")]
             + [f"header.{tag}={value}" for tag, value in
                (("d", signature.domain), ("s", signature.selector), ("b", signature.b)) if value]
         ))

@@ -17,6 +17,7 @@ from mailsrv.policy.senderauth import authresults, dmarc
 from mailsrv.policy.senderauth.spfresults import SPFResults
 from mailsrv.policy.senderauth.verify import Message, Results, authenticate
 from mailsrv.smtp import replies
+from mailsrv.workers import InlineExecutor
 
 log = Logger()
 
@@ -27,15 +28,19 @@ if TYPE_CHECKING:
     from mailsrv.net.session import Session
 
 
+def forged_results(body: "Body", hostname: str) -> tuple[tuple[int, int], ...]:
+    """``(offset, length)`` of every Authentication-Results field of *body* naming *hostname*; blocking if spooled."""
+    return tuple((offset, length) for offset, length, field in field_spans(body)
+                 if authresults.is_ours(field, hostname))
+
+
 def read_message(body: "Body", hostname: str) -> Message:
     """The message, its author domains and our forged A-R fields; blocking on a spooled body."""
     domains = []
     for value in field_values(read_header(body), b"from"):
         for address in mailbox_list(value) or ():
             domains.append(canonical_domain(address.rpartition("@")[2]) or "")
-    drop = tuple((offset, length) for offset, length, field in field_spans(body)
-                 if authresults.is_ours(field, hostname))
-    return Message(data=body.read(), authors=tuple(domains), drop=drop)
+    return Message(data=body.read(), authors=tuple(domains), drop=forged_results(body, hostname))
 
 
 def judge(body: "Body", hostname: str, **where: Any) -> "tuple[Message, Results | Failure]":
@@ -82,6 +87,17 @@ class SenderAuthentication(Check):
     def _exempt(self, session: "Session") -> bool:
         return session.kind.submission or session.user is not None or session.peer_ip in self._trusted
 
+    async def _unchecked(self, ctx: CheckContext, body: "Body") -> Verdict:
+        """Mail we do not judge still loses the A-R fields naming us (RFC 8601 5).
+
+        A trusted relay (a backup MX) passes internet mail on unchecked, and
+        a user's client can write any header: a field with our name that
+        stayed would be believed as our verdict.
+        """
+        executor = InlineExecutor() if body.in_memory else ctx.disk
+        drop = await executor.run(forged_results, body, self._hostname)
+        return Verdict(drop=drop) if drop else ACCEPT
+
     def helo(self, ctx: CheckContext, name: str) -> Verdict:
         """Remember the HELO/EHLO name for :meth:`data`."""
         self._helo[ctx.session] = name
@@ -90,10 +106,10 @@ class SenderAuthentication(Check):
     async def data(self, ctx: CheckContext, envelope: "Envelope") -> Verdict:
         """The A-R field on top, ours removed below; 550 5.7.1 or Junk as the author's DMARC policy says."""
         session = ctx.session
-        if self._exempt(session) or ctx.dns is None:
-            return ACCEPT
         body = envelope.body
         assert body is not None
+        if self._exempt(session) or ctx.dns is None:
+            return await self._unchecked(ctx, body)
         message, results = await ctx.dns.run(
             judge, body, self._hostname, resolver=ctx.resolver, ip=session.peer_ip, helo=self._helo.get(session, ""),
             sender=envelope.sender, spf_results=self._spf_results,

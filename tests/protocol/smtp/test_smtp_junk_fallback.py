@@ -1,13 +1,14 @@
-"""Mail bound for Junk when the recipient has no Junk folder: it lands in the INBOX, never lost or refused.
+"""Mail bound for Junk when the recipient has no Junk folder: the folder is made, never the INBOX.
 
 A message goes to Junk for its author's DMARC ``p=quarantine``, for
 ``p=reject`` with ``dmarc_reject = false``, and for rspamd's ``add header``;
-an account set up before special-use folders existed has none, and a
-user may delete theirs.  Each session here delivers into a real store
+an account that never logged in over IMAP has no Junk yet, and a user may
+delete theirs.  Delivered to the INBOX, a forgery the author's domain asked
+to quarantine would sit where the user trusts mail, so the folder is made
+(subscribed) instead.  Each session here delivers into a real store
 (Maildir in the test's directory): with a Junk folder the message is in
 it; renamed, it is in the folder that now has the ``\\Junk`` use; without,
-it is in the INBOX, marked as the Junk copy would be
-(Authentication-Results, X-Spam), with one log line that says so.
+Junk is made and takes it, with one log line that says so.
 """
 
 from __future__ import annotations
@@ -65,13 +66,20 @@ class JunkFallbackTestCase(SenderAuthTestCase):
         """Send a message that fails q.example's DMARC; the reply."""
         return self.send(message("bob@q.example", subject="quarantined"))
 
-    def assert_in_the_inbox(self, *marks: bytes) -> None:
-        [inbox] = self.stored()
-        self.assertIn(b"Subject: quarantined", inbox)
+    def assert_in_a_new_junk(self, *marks: bytes) -> None:
+        """The message is in a Junk folder made for it, subscribed; nothing in the INBOX."""
+        [junk] = self.stored("Junk")
+        self.assertIn(b"Subject: quarantined", junk)
         for mark in marks:
-            self.assertIn(mark, inbox)
-        self.assertEqual(self.stored("Junk"), [])
-        self.assertEqual(self.fallbacks(), [f"delivery to {ALICE}: no folder Junk; delivered to INBOX"])
+            self.assertIn(mark, junk)
+        self.assertEqual(self.stored(), [])
+        self.assertIn("Junk", self.successResultOf(self.real.user(ALICE).subscriptions()))
+        self.assertEqual(self.made(), [f"delivery to {ALICE}: no folder Junk; made it"])
+        self.assertEqual(self.fallbacks(), [])
+
+    def made(self) -> list[str]:
+        logged = [e["log_format"].format(**e) for e in self.events if "no folder" in e.get("log_format", "")]
+        return [line for line in logged if line.endswith("made it")]
 
 
 class DMARCTests(JunkFallbackTestCase):
@@ -85,9 +93,17 @@ class DMARCTests(JunkFallbackTestCase):
         self.assertEqual(self.stored(), [])
         self.assertEqual(self.fallbacks(), [])
 
-    def test_an_account_that_never_had_one_gets_it_in_the_inbox(self):
+    def test_an_account_that_never_had_one_gets_junk_made(self):
         self.assertRegex(self.quarantined(), QUEUED)
-        self.assert_in_the_inbox(self.QUARANTINED, b"dmarc=fail (p=quarantine dis=quarantine) header.from=q.example")
+        self.assert_in_a_new_junk(self.QUARANTINED, b"dmarc=fail (p=quarantine dis=quarantine) header.from=q.example")
+
+    def test_the_first_login_after_it_still_sets_up_every_special_folder(self):
+        """No special-use file was written for the new Junk: provisioning makes Drafts, Sent, Trash and names Junk."""
+        self.assertRegex(self.quarantined(), QUEUED)
+        user = self.real.user(ALICE)
+        defaults = {"\\Drafts": "Drafts", "\\Junk": "Junk", "\\Sent": "Sent", "\\Trash": "Trash"}
+        self.assertEqual(sorted(self.successResultOf(user.provision(defaults))), ["Drafts", "Sent", "Trash"])
+        self.assertEqual(self.successResultOf(user.special_use())["Junk"], frozenset({"\\Junk"}))
 
     def test_a_user_who_renamed_junk_gets_it_in_the_renamed_folder(self):
         """The \\Junk use follows a RENAME (RFC 6154): the folder the user calls Spam now takes it."""
@@ -101,21 +117,22 @@ class DMARCTests(JunkFallbackTestCase):
         self.assertEqual(self.fallbacks("Spam"), [f"delivery to {ALICE}: no folder Junk; delivered to Spam"])
         self.assertEqual(self.fallbacks(), [])
 
-    def test_a_user_who_deleted_junk_gets_it_in_the_inbox(self):
+    def test_a_user_who_deleted_junk_gets_it_made_again_with_its_use(self):
         user = self.real.user(ALICE)
         self.successResultOf(user.provision({"\\Junk": "Junk"}))
         self.successResultOf(user.delete_folder("Junk"))
         self.assertFalse(os.path.isdir(os.path.join(self.maildir("Junk"), "cur")))
         self.assertRegex(self.quarantined(), QUEUED)
-        self.assert_in_the_inbox(self.QUARANTINED)
+        self.assert_in_a_new_junk(self.QUARANTINED)
+        self.assertEqual(self.successResultOf(user.special_use())["Junk"], frozenset({"\\Junk"}))
 
 
 class RejectToJunkTests(JunkFallbackTestCase):
     dmarc_reject = False
 
-    def test_a_reject_policy_delivered_to_junk_lands_in_the_inbox(self):
+    def test_a_reject_policy_delivered_to_junk_makes_junk(self):
         self.assertRegex(self.send(message(subject="quarantined"), sender="forger@elsewhere.example"), QUEUED)
-        self.assert_in_the_inbox(b"dmarc=fail (p=reject dis=reject) header.from=example.net")
+        self.assert_in_a_new_junk(b"dmarc=fail (p=reject dis=reject) header.from=example.net")
 
 
 class SpamTests(JunkFallbackTestCase):
@@ -128,11 +145,11 @@ class SpamTests(JunkFallbackTestCase):
     def make_config(self, **auth):
         return dataclasses.replace(super().make_config(**auth), spam=configuration.SpamConfig(rspamd=self.url))
 
-    async def test_add_header_without_a_junk_folder_lands_in_the_inbox(self):
+    async def test_add_header_without_a_junk_folder_makes_junk(self):
         self.connect()
         self.say(b"EHLO client.example.net\r\nMAIL FROM:<bob@example.net>\r\nRCPT TO:<alice@example.test>\r\n"
                  b"DATA\r\n")
         self.transport.clear()
         self.server.dataReceived(message(subject="quarantined") + b".\r\n")
         self.assertRegex(await replied(self), QUEUED)
-        self.assert_in_the_inbox(b"\nX-Spam: Yes\n", b"\nX-Spam-Action: add header\n")  # disk form: LF
+        self.assert_in_a_new_junk(b"\nX-Spam: Yes\n", b"\nX-Spam-Action: add header\n")  # disk form: LF

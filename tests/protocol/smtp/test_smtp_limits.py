@@ -198,6 +198,35 @@ class LineTimeout(LimitsTestCase):
 
 
 
+class TimeoutWhileTheServerWorks(LimitsTestCase):
+    """RFC 5321 4.5.3.2.7: the timeout is the server's wait for the next command, not its own work.
+
+    A reply the server holds (a dictionary attack's delay, a throttled login,
+    slow checks or fsync) longer than ``smtp_timeout`` must still be sent:
+    timed out after DATA, the client would retry a message already stored.
+    """
+
+    LIMITS = {"smtp_timeout": 2, "smtp_failed_recipients_before_delay": 0}
+
+    def test_a_reply_held_longer_than_the_timeout_is_sent_and_the_session_goes_on(self):
+        self.connect()
+        self.say(ENVELOPE)
+        for n in range(2):
+            self.say(b"RCPT TO:<nobody%d@example.test>\r\n" % n)
+            self.clock.advance(n + 1)
+        self.transport.clear()
+        self.say(b"RCPT TO:<nobody2@example.test>\r\n")
+        self.clock.advance(2.5)
+        self.assertEqual(self.transport.value(), b"")
+        self.clock.advance(0.5)
+        self.assertEqual(self.transport.value(), replies.USER_UNKNOWN(address="nobody2@example.test").wire())
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(1.9)  # then the wait for the next command starts from the reply
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assert_closed_with(self.transport.value(), replies.TIMEOUT(host=HOST))
+
+
 class Greylisting(LimitsTestCase):
     LIMITS = {"greylist": True, "greylist_delay": 300, "greylist_retry_window": 3600}
     RCPT = b"RCPT TO:<bob@example.test>\r\n"

@@ -51,7 +51,7 @@ class SenderAuthTestCase(SMTPTestCase):
         base = super().make_config(**auth)
         return configuration.Config(
             data_dir=base.data_dir, hostname=base.hostname, domains=base.domains,
-            limits=dataclasses.replace(base.limits, spool_threshold=self.spool_threshold),
+            limits=dataclasses.replace(base.limits, spool_threshold=self.spool_threshold, max_message_size=65536),
             auth=base.auth,
             policy=configuration.PolicyConfig(trusted_networks=self.trusted, dmarc_reject=self.dmarc_reject),
         )
@@ -177,6 +177,17 @@ class DKIMTests(SenderAuthTestCase):
         results = self.dkim(twice)
         self.assertEqual([r.split(" header.b=")[0] for r in results],
                          ["dkim=pass header.d=example.net header.s=s1", "dkim=pass header.d=other.example header.s=s1"])
+
+    def test_past_five_signatures_the_rest_are_not_checked(self):
+        """Each signature hashes the whole body again (a quarter second per 10 MiB, relaxed): 1,000 would
+        hold a DNS thread for minutes.  RFC 6376 6.1 lets a verifier stop; rspamd stops at five too."""
+        publish_key(self.zone, "other.example", "s1", key("other.example"))
+        signed = sign(message("bob@other.example"), "other.example")
+        signature = signed[:signed.index(b"From: Bob")]
+        results = self.dkim(signature * 6 + signed)
+        self.assertEqual([r.split(" header.b=")[0] for r in results],
+                         ["dkim=pass header.d=other.example header.s=s1"] * 5
+                         + ["dkim=policy (2 more signatures not checked)"])
 
     def test_a_header_dkimpy_cannot_read_is_a_permerror_not_a_refusal(self):
         broken = sign(message("bob@other.example"), "other.example").replace(b"To:", b"Not a field\r\nTo:")
@@ -311,6 +322,15 @@ class TrustedNetworkTests(SenderAuthTestCase):
         self.assertTrue(self.store.calls[0][1].startswith(b"Return-Path: "))
         self.assertEqual(self.store.folders, [[names.INBOX]])
 
+    def test_results_claiming_our_name_are_removed_from_unchecked_mail_too(self):
+        """A trusted relay (a backup MX) passes internet mail on unchecked: a forged A-R of ours must not ride along."""
+        forged = b"Authentication-Results: mx.example.test; dmarc=pass header.from=example.net\r\n"
+        kept = b"Authentication-Results: backup.example; spf=pass\r\n"
+        self.assertRegex(self.send(message(extra=forged + kept), sender=FORGER), QUEUED)
+        stored = below_return_path(self.store.calls[0][1])
+        self.assertNotIn(b"mx.example.test; dmarc=pass", stored)
+        self.assertIn(kept, stored)
+
 
 class HeaderRemovalTests(SenderAuthTestCase):
     def test_results_claiming_our_name_are_removed_and_others_kept(self):
@@ -324,6 +344,13 @@ class HeaderRemovalTests(SenderAuthTestCase):
         self.assertIn(b"==\r\nAuthentication-Results: other.example; spf=fail\r\nFrom: Bob", stored)
         self.assertNotIn(b"header.d=example.net\r\n", stored)
         self.assertIn(b"\r\n\r\nHello.\r\n", stored)
+
+    def test_our_name_as_an_absolute_dns_name_is_removed(self):
+        """``mx.example.test.`` is the same host to a reader; a filter trimming the dot would believe it."""
+        forged = b"Authentication-Results: mx.example.test.; dkim=pass header.d=example.net\r\n"
+        self.send(message(extra=forged), sender="bob@example.net")
+        self.assertEqual(below_return_path(self.store.calls[0][1]).count(b"Authentication-Results:"), 1)
+        self.assertNotIn(b"mx.example.test.;", self.store.calls[0][1])
 
     def test_a_name_that_only_starts_like_ours_is_kept(self):
         kept = b"Authentication-Results: mx.example.test.evil.example; none\r\n"

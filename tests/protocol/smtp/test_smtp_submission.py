@@ -15,14 +15,16 @@ from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.logger import formatEvent
 
+from mailsrv import config as configuration
 from mailsrv.config import SubmissionConfig
+from mailsrv.dns import make_resolver
 from mailsrv.delivery.outbound import build_queue
 from mailsrv.delivery.queuedir import QueueDir
 from mailsrv.smtp.replies import START_DATA
 from mailsrv.workers import Workers
-from support import ALICE, PASSWORD, audit_events
+from support import ALICE, PASSWORD, audit_events, make_context
 from store_harness import ManualExecutor
-from test_smtp_session import STORED_AS, SMTPTestCase
+from test_smtp_session import HOST, STORED_AS, FakeDirectory, SMTPTestCase
 
 PLAIN_OK = b"AUTH PLAIN " + base64.b64encode(b"\0" + ALICE.encode() + b"\0" + PASSWORD) + b"\r\n"
 PLAIN_BAD = b"AUTH PLAIN " + base64.b64encode(b"\0" + ALICE.encode() + b"\0wrong") + b"\r\n"
@@ -228,6 +230,20 @@ class SubmissionPolicyTests(SubmissionTestCase):
         self.assertEqual(addresses, ["bob@example.test"])
         self.assertIn(b"with ESMTPSA id ", data)
         self.assertIn(b"\r\n\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)\r\n", data)
+
+    def test_results_claiming_our_name_are_removed_from_what_a_user_sends(self):
+        """A user's client can write any header; a colleague's client would believe one naming our host."""
+        # With a resolver the server has its sender authentication check, which submission skips but for this.
+        resolver = make_resolver(configuration.DNSConfig(nameservers=("127.0.0.1:9",), timeout=1))
+        self.ctx = make_context(self.config, store=self.store, directory=FakeDirectory(), checker=self.checker,
+                                tls_options=object(), resolver=resolver)
+        self.login()
+        self.say(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n")
+        forged = f"Authentication-Results: {HOST}; dmarc=pass header.from=paypal.example\r\n".encode()
+        self.assertRegex(self.say(forged + MESSAGE), QUEUED)
+        [(_, data)] = self.store.calls
+        self.assertNotIn(b"Authentication-Results:", data)
+        self.assertIn(b"\r\nFrom: alice@example.test\r\nSubject: hi\r\n", data)
 
     def test_remote_recipient_is_refused_clearly(self):
         self.login()
