@@ -18,9 +18,10 @@ Beyond the records:
   hostname, and the ``mta-sts``, ``autoconfig`` and ``autodiscover`` names
   of the domain when our ``https`` listener serves them, is CA-signed and
   is not about to expire;
-* no blocklist of ``[policy] dnsbl`` lists a public address (with the
-  entry's filter, as the server judges its clients): receivers that use
-  the same lists would refuse our mail.
+* no blocklist of ``[policy] dnsbl`` lists a public address or the domain
+  (with the entry's filter, as the server judges its clients; the domain
+  as domain lists are asked): receivers that use the same lists would
+  refuse our mail.
 
 A lookup that fails (timeout, SERVFAIL) is an *error*: the check could not
 be made.  Everything here blocks; it is the command line's, not the
@@ -127,7 +128,7 @@ def check(config: Config, domain: str, addresses: list[str] | None = None,
     zone = f"{canonical_domain(domain)}."  # records() refused a name that is not a domain
     findings += _greetings(config, zone, addresses, lookup)
     findings.append(_certificate(config, zone))
-    findings += _blocklists(config, addresses, resolver)
+    findings += _blocklists(config, addresses, resolver, zone)
     return findings
 
 
@@ -397,16 +398,24 @@ def _covers(pattern: str, name: str) -> bool:
     return pattern == name
 
 
-def _blocklists(config: Config, addresses: list[str], resolver: dns.resolver.Resolver) -> list[Finding]:
-    """Each public address on each blocklist zone of ``[policy] dnsbl`` (an allowlist listing us is no fault)."""
+def _blocklists(config: Config, addresses: list[str], resolver: dns.resolver.Resolver, zone_of_domain: str) -> list[Finding]:
+    """Each public address, and the domain, on each blocklist zone of ``[policy] dnsbl`` (an allowlist
+    listing us is no fault).
+
+    The domain is asked as RFC 5782 2.3 has domain lists asked (``<domain>.<zone>``): receivers that
+    use a list such as Spamhaus's DBL refuse mail naming a listed domain, whichever address sends it.
+    An address list answers that with NXDOMAIN, so asking every zone both ways costs one query.
+    """
     policy = config.policy
     entries = [entry for entry in policy.dns_lists() if entry.weight > 0]
+    subjects = [(address, query_name) for address in addresses]
+    subjects.append((zone_of_domain.rstrip("."), lambda domain, zone: f"{domain}.{zone}."))
     findings = []
-    for address in addresses:
+    for subject, name_in in subjects:
         for zone in dict.fromkeys(entry.zone for entry in entries):
-            name = query_name(address, zone)
+            name = name_in(subject, zone)
             assert name is not None  # public addresses are addresses (checked when the config was read)
-            what = f"DNSBL {zone} {address}"
+            what = f"DNSBL {zone} {subject}"
             try:
                 answers, _ = list_lookup(resolver, name, policy.dnsbl_timeout)
             except ListUnavailable as e:
@@ -418,7 +427,7 @@ def _blocklists(config: Config, addresses: list[str], resolver: dns.resolver.Res
             if hits:
                 findings.append(Finding(what, Status.LISTED, found=f"{name} IN A {', '.join(hits)}",
                                         expected="not listed",
-                                        fix=f"look {address} up on the site of {zone} for why, and ask for "
+                                        fix=f"look {subject} up on the site of {zone} for why, and ask for "
                                             "delisting once the cause is gone"))
             else:
                 findings.append(Finding(what, Status.OK, found="not listed"))

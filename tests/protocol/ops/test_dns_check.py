@@ -275,6 +275,16 @@ def test_a_public_address_on_a_blocklist_is_listed(setup):
     assert not any(what.startswith("DNSBL wl.example") for what in findings)
 
 
+def test_the_domain_on_a_domain_blocklist_is_listed(setup):
+    config, _ = setup
+    config = with_lists(config, "dbl.example=127.0.1.[2..99]")
+    zone = good_zone(config)
+    zone.add("example.test.dbl.example", "A", "127.0.1.2")  # RFC 5782 2.3: a domain list names the domain
+    findings = run_check(config, zone)
+    assert findings["DNSBL dbl.example example.test"].status is Status.LISTED
+    assert findings["DNSBL dbl.example 127.0.0.1"].status is Status.OK
+
+
 def test_a_blocklist_that_does_not_answer_is_an_error(setup):
     config, _ = setup
     config = with_lists(config, "bl.example")
