@@ -28,6 +28,12 @@ def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
     return re.compile("".join(table.get(p, re.escape(p)) for p in parts), re.S)
 
 
+def names_above(name: str) -> list[str]:
+    """``a``, ``a/b`` for ``a/b/c``: the names above *name*."""
+    levels = name.split(DELIMITER)
+    return [DELIMITER.join(levels[:depth]) for depth in range(1, len(levels))]
+
+
 class Account:
     """All folders of one user, as every IMAP session of theirs sees them."""
 
@@ -42,7 +48,19 @@ class Account:
         """CREATE (RFC 3501 6.3.3) with special *uses* (RFC 6154 3); a trailing ``/`` is allowed and dropped."""
         await self.user.create_folder(name.rstrip(DELIMITER) or name, uses)
 
-    async def subscribed(self, reference: str, pattern: str) -> list[str]:
-        """Subscribed names matching, existing or not (RFC 3501 6.3.9)."""
+    async def subscribed(self, reference: str, pattern: str) -> list[tuple[str, bool]]:
+        """LSUB's names matching, existing or not, each with whether it is only a parent (RFC 3501 6.3.9).
+
+        A name that is not subscribed but has a subscribed name below it that
+        the pattern leaves out (``foo`` for ``foo/bar`` and ``%``) is listed
+        too, flagged ``\\Noselect`` by the caller: the RFC asks for it so a
+        client walking the tree one level at a time finds the subscriptions.
+        """
         regex = pattern_regex(reference, pattern)
-        return sorted(n for n in await self.user.subscriptions() if regex.fullmatch(n))
+        names = await self.user.subscriptions()
+        above = {parent for name in names if not regex.fullmatch(name) for parent in names_above(name)}
+        listed = {name: False for name in names if regex.fullmatch(name)}
+        for parent in above:
+            if parent not in listed and regex.fullmatch(parent):
+                listed[parent] = True
+        return sorted(listed.items())

@@ -92,6 +92,26 @@ class Hierarchy(IMAPTestCase):
         self.assertEqual(await session.command(b"d UNSUBSCRIBE Lists"), b"d OK Unsubscribed\r\n")
         self.assertEqual(await session.command(b'e LSUB "" *'), b"e OK LSUB completed\r\n")
 
+    async def test_lsub_percent_names_an_unsubscribed_parent_noselect(self) -> None:
+        """RFC 3501 6.3.9: foo/bar subscribed, foo not: ``%`` must return foo, flagged \\Noselect."""
+        session = await self.login(select=None)
+        await session.command(b"a CREATE foo/bar")
+        await session.command(b"b SUBSCRIBE foo/bar")
+        await session.command(b"c SUBSCRIBE gone/away")  # subscribed, no such folder
+        reply = await session.command(b'd LSUB "" %')
+        self.assertIn(b'* LSUB (\\Noselect) "/" "foo"\r\n', reply)
+        self.assertIn(b'* LSUB (\\Noselect) "/" "gone"\r\n', reply)
+        self.assertNotIn(b"foo/bar", reply)
+        self.assertEqual(await session.command(b'e LSUB "" foo/%'), b'* LSUB () "/" "foo/bar"\r\ne OK LSUB completed\r\n')
+        # "*" lists the subscribed names themselves, not their parents.
+        reply = await session.command(b'f LSUB "" *')
+        self.assertIn(b'* LSUB () "/" "foo/bar"\r\n', reply)
+        self.assertNotIn(b'"foo"', reply)
+        # A parent that is itself subscribed is listed once, without \Noselect.
+        await session.command(b"g SUBSCRIBE foo")
+        reply = await session.command(b'h LSUB "" f%')
+        self.assertEqual(reply, b'* LSUB () "/" "foo"\r\nh OK LSUB completed\r\n')
+
     async def test_modified_utf7_names_round_trip(self) -> None:
         session = await self.login(select=None)
         await session.command(b"a CREATE &AOQ-pfel")  # "äpfel" (RFC 3501 5.1.3)
