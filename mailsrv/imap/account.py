@@ -15,17 +15,30 @@ from mailsrv.store import Folder, UserStore
 DELIMITER = "/"
 
 
+_WILDCARDS = {"*": ".*", "%": "[^/]*"}
+
+
+def _wildcard_regex(pattern: str) -> str:
+    return "".join(_WILDCARDS.get(p, re.escape(p)) for p in re.split(r"([*%])", pattern))
+
+
 def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
     """LIST wildcards (RFC 3501 6.3.8): ``*`` matches anything, ``%`` one level.
 
-    A leading ``inbox`` level in any case means INBOX (RFC 3501 5.1).
+    INBOX is case-insensitive (RFC 3501 5.1), and not only as a whole
+    level: ``inbox*`` or ``Inb%`` must find INBOX (and ``inbox*`` its
+    subfolders) as ``INBOX*`` does, Dovecot's answer too.  So a pattern whose
+    letters before the first wildcard are INBOX's in another case gets a
+    second branch with them in INBOX's case, for INBOX and the names below it
+    only; every other name keeps its case.
     """
     full = reference + pattern
-    if full[:5].upper() == "INBOX" and full[5:6] in ("", DELIMITER):
-        full = "INBOX" + full[5:]
-    parts = re.split(r"([*%])", full)
-    table = {"*": ".*", "%": "[^/]*"}
-    return re.compile("".join(table.get(p, re.escape(p)) for p in parts), re.S)
+    plain = _wildcard_regex(full)
+    head = re.split(r"[*%]", full, maxsplit=1)[0][:5]
+    if not head or head == "INBOX"[:len(head)] or head.upper() != "INBOX"[:len(head)]:
+        return re.compile(plain, re.S)
+    inbox = _wildcard_regex("INBOX"[:len(head)] + full[len(head):])
+    return re.compile(f"(?=INBOX(?:{re.escape(DELIMITER)}|\\Z)){inbox}|{plain}", re.S)
 
 
 def names_above(name: str) -> list[str]:

@@ -84,6 +84,24 @@ class Hierarchy(IMAPTestCase):
         self.assertNotIn(b"Outbox", reply)
         self.assertEqual(await session.command(b"k CREATE Archive"), b"k NO [ALREADYEXISTS] Mailbox already exists\r\n")
 
+    async def test_inbox_in_any_case_also_before_a_wildcard(self) -> None:
+        """RFC 3501 5.1: INBOX is case-insensitive, so ``inbox*`` and ``Inb%`` match it as ``INBOX*`` does."""
+        session = await self.login(select=None)
+        await session.command(b"a CREATE INBOX/sub")
+        await session.command(b"b CREATE Inboxes")  # any other name keeps its case
+        both = b'* LIST (\\HasChildren) "/" "INBOX"\r\n* LIST (\\HasNoChildren) "/" "INBOX/sub"\r\n'
+        self.assertEqual(await session.command(b'c LIST "" inbox*'), both + b"c OK LIST completed\r\n")
+        self.assertEqual(await session.command(b'd LIST "" INBOX*'), both + b"d OK LIST completed\r\n")
+        self.assertEqual(await session.command(b'e LIST "" Inb%'),
+                         b'* LIST (\\HasChildren) "/" "INBOX"\r\n* LIST (\\HasNoChildren) "/" "Inboxes"\r\n'
+                         b"e OK LIST completed\r\n")
+        self.assertEqual(await session.command(b'f LIST "" inb%'),
+                         b'* LIST (\\HasChildren) "/" "INBOX"\r\nf OK LIST completed\r\n')
+        self.assertEqual(await session.command(b'g LIST "" i*/sub'),
+                         b'* LIST (\\HasNoChildren) "/" "INBOX/sub"\r\ng OK LIST completed\r\n')
+        await session.command(b"h SUBSCRIBE INBOX")
+        self.assertEqual(await session.command(b'i LSUB "" inbox*'), b'* LSUB () "/" "INBOX"\r\ni OK LSUB completed\r\n')
+
     async def test_subscriptions(self) -> None:
         session = await self.login(select=None)
         await session.command(b"a CREATE Lists")
