@@ -30,16 +30,23 @@ class Select(IMAPTestCase):
         )
 
     async def test_examine_is_read_only_and_claims_nothing(self) -> None:
+        """RFC 3501 6.3.2: EXAMINE answers as SELECT does, RECENT too, but MUST NOT take \\Recent away."""
         await self.deliver(MESSAGE)
         session = await self.login(select=None)
         reply = await session.command(b"A932 EXAMINE INBOX")
         self.assertIn(b"* OK [PERMANENTFLAGS ()] Flags permitted\r\n", reply)
-        self.assertIn(b"* 0 RECENT\r\n", reply)
+        self.assertIn(b"* 1 RECENT\r\n", reply)
         self.assertTrue(reply.endswith(b"A932 OK [READ-ONLY] EXAMINE completed\r\n"))
+        reply = await session.command(b"A935 FETCH 1 FLAGS")
+        self.assertEqual(reply, b"* 1 FETCH (FLAGS (\\Recent))\r\nA935 OK FETCH completed\r\n")
+        other = await self.login(select=None)
+        self.assertIn(b"(RECENT 1)", await other.command(b"o STATUS INBOX (RECENT)"))  # still unclaimed
+        await self.deliver(MESSAGE)  # arriving while EXAMINEd: \Recent there too, still nobody's claim
+        self.assertEqual(await session.command(b"A936 NOOP"), b"* 2 EXISTS\r\n* 2 RECENT\r\nA936 OK NOOP completed\r\n")
         reply = await session.command(b"A933 STORE 1 +FLAGS (\\Deleted)")
         self.assertEqual(reply, b"A933 NO [READ-ONLY] Mailbox is read-only\r\n")
         reply = await session.command(b"A934 SELECT INBOX")
-        self.assertIn(b"* 1 RECENT\r\n", reply)
+        self.assertIn(b"* 2 RECENT\r\n", reply)
 
     async def test_no_unseen_line_when_all_seen(self) -> None:
         await self.deliver(MESSAGE)
