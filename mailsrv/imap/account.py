@@ -15,17 +15,36 @@ from mailsrv.store import Folder, UserStore
 DELIMITER = "/"
 
 
+_WILDCARDS = {"*": ".*", "%": "[^/]*"}
+
+
+def _wildcard_regex(pattern: str) -> str:
+    return "".join(_WILDCARDS.get(p, re.escape(p)) for p in re.split(r"([*%])", pattern))
+
+
 def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
     """LIST wildcards (RFC 3501 6.3.8): ``*`` matches anything, ``%`` one level.
 
-    A leading ``inbox`` level in any case means INBOX (RFC 3501 5.1).
+    INBOX is case-insensitive (RFC 3501 5.1), and not only as a whole
+    level: ``inbox*`` or ``Inb%`` must find INBOX (and ``inbox*`` its
+    subfolders) as ``INBOX*`` does, Dovecot's answer too.  So a pattern whose
+    letters before the first wildcard are INBOX's in another case gets a
+    second branch with them in INBOX's case, for INBOX and the names below it
+    only; every other name keeps its case.
     """
     full = reference + pattern
-    if full[:5].upper() == "INBOX" and full[5:6] in ("", DELIMITER):
-        full = "INBOX" + full[5:]
-    parts = re.split(r"([*%])", full)
-    table = {"*": ".*", "%": "[^/]*"}
-    return re.compile("".join(table.get(p, re.escape(p)) for p in parts), re.S)
+    plain = _wildcard_regex(full)
+    head = re.split(r"[*%]", full, maxsplit=1)[0][:5]
+    if not head or head == "INBOX"[:len(head)] or head.upper() != "INBOX"[:len(head)]:
+        return re.compile(plain, re.S)
+    inbox = _wildcard_regex("INBOX"[:len(head)] + full[len(head):])
+    return re.compile(f"(?=INBOX(?:{re.escape(DELIMITER)}|\\Z)){inbox}|{plain}", re.S)
+
+
+def names_above(name: str) -> list[str]:
+    """``a``, ``a/b`` for ``a/b/c``: the names above *name*."""
+    levels = name.split(DELIMITER)
+    return [DELIMITER.join(levels[:depth]) for depth in range(1, len(levels))]
 
 
 class Account:
@@ -42,7 +61,19 @@ class Account:
         """CREATE (RFC 3501 6.3.3) with special *uses* (RFC 6154 3); a trailing ``/`` is allowed and dropped."""
         await self.user.create_folder(name.rstrip(DELIMITER) or name, uses)
 
-    async def subscribed(self, reference: str, pattern: str) -> list[str]:
-        """Subscribed names matching, existing or not (RFC 3501 6.3.9)."""
+    async def subscribed(self, reference: str, pattern: str) -> list[tuple[str, bool]]:
+        """LSUB's names matching, existing or not, each with whether it is only a parent (RFC 3501 6.3.9).
+
+        A name that is not subscribed but has a subscribed name below it that
+        the pattern leaves out (``foo`` for ``foo/bar`` and ``%``) is listed
+        too, flagged ``\\Noselect`` by the caller: the RFC asks for it so a
+        client walking the tree one level at a time finds the subscriptions.
+        """
         regex = pattern_regex(reference, pattern)
-        return sorted(n for n in await self.user.subscriptions() if regex.fullmatch(n))
+        names = await self.user.subscriptions()
+        above = {parent for name in names if not regex.fullmatch(name) for parent in names_above(name)}
+        listed = {name: False for name in names if regex.fullmatch(name)}
+        for parent in above:
+            if parent not in listed and regex.fullmatch(parent):
+                listed[parent] = True
+        return sorted(listed.items())

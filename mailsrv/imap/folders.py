@@ -172,7 +172,7 @@ async def _subscription(server: "Connection", args: Arguments, subscribe: bool) 
 
 
 async def _lsub(server: "Connection", args: Arguments) -> Result:
-    """LSUB (RFC 3501 6.3.9): subscribed names, existing or not."""
+    """LSUB (RFC 3501 6.3.9): subscribed names, existing or not, and ``\\Noselect`` parents for ``%``."""
     reference = args.list_mailbox()
     args.space()
     pattern = args.list_mailbox()
@@ -180,7 +180,10 @@ async def _lsub(server: "Connection", args: Arguments) -> Result:
     assert server.account is not None
     names = await server.account.subscribed(reference, pattern)
     utf8 = server.modes.utf8
-    server.write(b"".join(b'* LSUB () "/" ' + quoted_name(n, utf8) + b"\r\n" for n in names))
+    server.write(b"".join(
+        b"* LSUB (" + (b"\\Noselect" if parent else b"") + b') "/" ' + quoted_name(n, utf8) + b"\r\n"
+        for n, parent in names
+    ))
     return Result(OK, b"LSUB completed")
 
 

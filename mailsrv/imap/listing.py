@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mailsrv.imap.account import DELIMITER, pattern_regex
+from mailsrv.imap.account import names_above, pattern_regex
 from mailsrv.imap.arguments import Arguments
 from mailsrv.imap.responses import bad, syntax
 
@@ -123,8 +123,8 @@ async def entries(account: "Account", command: ListCommand) -> list[Entry]:
     present = set(existing)
     # Every name with a folder below it, and every name above a subscribed folder the patterns leave
     # out: one pass over the levels, so a LIST costs no more than the names it lists.
-    parents = {parent for name in existing for parent in _parents(name)}
-    above_unlisted = {parent for name in subscribed if not matches(name) for parent in _parents(name)}
+    parents = {parent for name in existing for parent in names_above(name)}
+    above_unlisted = {parent for name in subscribed if not matches(name) for parent in names_above(name)}
     # RFC 3501 6.3.4: a parent without a folder of its own (deleted, or never made by another program)
     # is still listed, \Noselect, while it has inferiors.
     implied = parents - present
@@ -133,7 +133,7 @@ async def entries(account: "Account", command: ListCommand) -> list[Entry]:
     if b"SUBSCRIBED" in select:
         candidates = set(subscribed)
         if b"RECURSIVEMATCH" in select:
-            candidates |= {parent for name in subscribed for parent in _parents(name)}
+            candidates |= {parent for name in subscribed for parent in names_above(name)}
     result = []
     for name in sorted(filter(matches, candidates), key=lambda n: (n != "INBOX", n)):
         # RFC 5258 3.5: CHILDINFO for a subscribed descendant the patterns did not list.
@@ -153,12 +153,6 @@ async def entries(account: "Account", command: ListCommand) -> list[Entry]:
         attributes += sorted(uses.get(name, ()))
         result.append(Entry(name, attributes, childinfo, name in present))
     return result
-
-
-def _parents(name: str) -> list[str]:
-    """``a``, ``a/b`` for ``a/b/c``."""
-    levels = name.split(DELIMITER)
-    return [DELIMITER.join(levels[:depth]) for depth in range(1, len(levels))]
 
 
 def childinfo(entry: Entry) -> bytes:

@@ -53,7 +53,9 @@ class Selection:
         # RFC 3501 2.3.2: \Recent goes to one session; EXAMINE never claims it, nor does an
         # IMAP4rev2 session, which has no \Recent (RFC 9051 2.3.2), so a rev1 session still gets it.
         self._claims_recent = writeable and not self.modes.rev2
-        self._recent = folder.claim_recent() if self._claims_recent else set()
+        # RFC 3501 6.3.2: EXAMINE answers as SELECT does, \Recent included, but MUST NOT take it away.
+        self._peeks_recent = not writeable and not self.modes.rev2
+        self._recent = self._take_recent()
         # Ordered sets (dicts): a burst of thousands of changes costs O(1) each.
         self._added: dict[int, None] = {}
         self._expunged: dict[int, None] = {}
@@ -65,6 +67,12 @@ class Selection:
         #: The folder was deleted under this session.
         self.deleted = False
         folder.add_listener(self)
+
+    def _take_recent(self) -> set[int]:
+        """The \\Recent messages new to this session: claimed (SELECT), seen but left (EXAMINE), or none (rev2)."""
+        if self._claims_recent:
+            return self.folder.claim_recent()
+        return self.folder.unclaimed_recent() if self._peeks_recent else set()
 
     # -- sequence numbers ----------------------------------------------------
 
@@ -294,8 +302,7 @@ class Selection:
             self._uids.extend(sorted(self._added))
             self._added = {}
             lines.append(b"%d EXISTS" % len(self._uids))
-            if self._claims_recent:
-                self._recent |= self.folder.claim_recent()
+            self._recent |= self._take_recent()
             if not self.modes.rev2:  # RFC 9051 7.4: IMAP4rev2 has no RECENT response
                 lines.append(b"%d RECENT" % len(self._recent))
         for uid, info in self._flags.items():

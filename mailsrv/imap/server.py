@@ -146,6 +146,7 @@ class IMAPServer(ServerProtocol):
         # RFC 4959 3: SASL-IR only beside a mechanism it can be used with.
         caps += [b"AUTH=PLAIN", b"SASL-IR"] if self.passwords_allowed() else [b"LOGINDISABLED"]
         caps += [b"IDLE", b"NAMESPACE", b"UIDPLUS", b"CHILDREN"]  # RFC 2177, 2342, 4315, 3348
+        # RFC 7888 5: LITERAL+ only, never LITERAL- beside it (LITERAL+ allows everything LITERAL- does).
         caps += [b"LITERAL+", b"ENABLE", b"ID", b"UNSELECT", b"MOVE"]  # RFC 7888, 5161, 2971, 3691, 6851
         caps.append(b"BINARY")  # RFC 3516
         caps += folders.LIST_CAPABILITIES

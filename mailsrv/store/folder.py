@@ -316,7 +316,11 @@ class Folder:
 
     def recent_count(self) -> int:
         """Messages no session has claimed yet (still in ``new/``): STATUS RECENT."""
-        return len(self._snap.in_new - self._claiming)
+        return len(self.unclaimed_recent())
+
+    def unclaimed_recent(self) -> set[int]:
+        """The UIDs no session has claimed yet: \\Recent to a session that looks without claiming (EXAMINE)."""
+        return self._snap.in_new - self._claiming
 
     def can_add_keywords(self) -> bool:
         """Whether a new keyword still gets a Maildir letter (PERMANENTFLAGS ``\\*``)."""

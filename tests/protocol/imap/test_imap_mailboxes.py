@@ -30,16 +30,23 @@ class Select(IMAPTestCase):
         )
 
     async def test_examine_is_read_only_and_claims_nothing(self) -> None:
+        """RFC 3501 6.3.2: EXAMINE answers as SELECT does, RECENT too, but MUST NOT take \\Recent away."""
         await self.deliver(MESSAGE)
         session = await self.login(select=None)
         reply = await session.command(b"A932 EXAMINE INBOX")
         self.assertIn(b"* OK [PERMANENTFLAGS ()] Flags permitted\r\n", reply)
-        self.assertIn(b"* 0 RECENT\r\n", reply)
+        self.assertIn(b"* 1 RECENT\r\n", reply)
         self.assertTrue(reply.endswith(b"A932 OK [READ-ONLY] EXAMINE completed\r\n"))
+        reply = await session.command(b"A935 FETCH 1 FLAGS")
+        self.assertEqual(reply, b"* 1 FETCH (FLAGS (\\Recent))\r\nA935 OK FETCH completed\r\n")
+        other = await self.login(select=None)
+        self.assertIn(b"(RECENT 1)", await other.command(b"o STATUS INBOX (RECENT)"))  # still unclaimed
+        await self.deliver(MESSAGE)  # arriving while EXAMINEd: \Recent there too, still nobody's claim
+        self.assertEqual(await session.command(b"A936 NOOP"), b"* 2 EXISTS\r\n* 2 RECENT\r\nA936 OK NOOP completed\r\n")
         reply = await session.command(b"A933 STORE 1 +FLAGS (\\Deleted)")
         self.assertEqual(reply, b"A933 NO [READ-ONLY] Mailbox is read-only\r\n")
         reply = await session.command(b"A934 SELECT INBOX")
-        self.assertIn(b"* 1 RECENT\r\n", reply)
+        self.assertIn(b"* 2 RECENT\r\n", reply)
 
     async def test_no_unseen_line_when_all_seen(self) -> None:
         await self.deliver(MESSAGE)
@@ -84,6 +91,24 @@ class Hierarchy(IMAPTestCase):
         self.assertNotIn(b"Outbox", reply)
         self.assertEqual(await session.command(b"k CREATE Archive"), b"k NO [ALREADYEXISTS] Mailbox already exists\r\n")
 
+    async def test_inbox_in_any_case_also_before_a_wildcard(self) -> None:
+        """RFC 3501 5.1: INBOX is case-insensitive, so ``inbox*`` and ``Inb%`` match it as ``INBOX*`` does."""
+        session = await self.login(select=None)
+        await session.command(b"a CREATE INBOX/sub")
+        await session.command(b"b CREATE Inboxes")  # any other name keeps its case
+        both = b'* LIST (\\HasChildren) "/" "INBOX"\r\n* LIST (\\HasNoChildren) "/" "INBOX/sub"\r\n'
+        self.assertEqual(await session.command(b'c LIST "" inbox*'), both + b"c OK LIST completed\r\n")
+        self.assertEqual(await session.command(b'd LIST "" INBOX*'), both + b"d OK LIST completed\r\n")
+        self.assertEqual(await session.command(b'e LIST "" Inb%'),
+                         b'* LIST (\\HasChildren) "/" "INBOX"\r\n* LIST (\\HasNoChildren) "/" "Inboxes"\r\n'
+                         b"e OK LIST completed\r\n")
+        self.assertEqual(await session.command(b'f LIST "" inb%'),
+                         b'* LIST (\\HasChildren) "/" "INBOX"\r\nf OK LIST completed\r\n')
+        self.assertEqual(await session.command(b'g LIST "" i*/sub'),
+                         b'* LIST (\\HasNoChildren) "/" "INBOX/sub"\r\ng OK LIST completed\r\n')
+        await session.command(b"h SUBSCRIBE INBOX")
+        self.assertEqual(await session.command(b'i LSUB "" inbox*'), b'* LSUB () "/" "INBOX"\r\ni OK LSUB completed\r\n')
+
     async def test_subscriptions(self) -> None:
         session = await self.login(select=None)
         await session.command(b"a CREATE Lists")
@@ -91,6 +116,26 @@ class Hierarchy(IMAPTestCase):
         self.assertEqual(await session.command(b'c LSUB "" *'), b'* LSUB () "/" "Lists"\r\nc OK LSUB completed\r\n')
         self.assertEqual(await session.command(b"d UNSUBSCRIBE Lists"), b"d OK Unsubscribed\r\n")
         self.assertEqual(await session.command(b'e LSUB "" *'), b"e OK LSUB completed\r\n")
+
+    async def test_lsub_percent_names_an_unsubscribed_parent_noselect(self) -> None:
+        """RFC 3501 6.3.9: foo/bar subscribed, foo not: ``%`` must return foo, flagged \\Noselect."""
+        session = await self.login(select=None)
+        await session.command(b"a CREATE foo/bar")
+        await session.command(b"b SUBSCRIBE foo/bar")
+        await session.command(b"c SUBSCRIBE gone/away")  # subscribed, no such folder
+        reply = await session.command(b'd LSUB "" %')
+        self.assertIn(b'* LSUB (\\Noselect) "/" "foo"\r\n', reply)
+        self.assertIn(b'* LSUB (\\Noselect) "/" "gone"\r\n', reply)
+        self.assertNotIn(b"foo/bar", reply)
+        self.assertEqual(await session.command(b'e LSUB "" foo/%'), b'* LSUB () "/" "foo/bar"\r\ne OK LSUB completed\r\n')
+        # "*" lists the subscribed names themselves, not their parents.
+        reply = await session.command(b'f LSUB "" *')
+        self.assertIn(b'* LSUB () "/" "foo/bar"\r\n', reply)
+        self.assertNotIn(b'"foo"', reply)
+        # A parent that is itself subscribed is listed once, without \Noselect.
+        await session.command(b"g SUBSCRIBE foo")
+        reply = await session.command(b'h LSUB "" f%')
+        self.assertEqual(reply, b'* LSUB () "/" "foo"\r\nh OK LSUB completed\r\n')
 
     async def test_modified_utf7_names_round_trip(self) -> None:
         session = await self.login(select=None)

@@ -105,6 +105,13 @@ class SaslInitialResponse(IMAPTestCase):
 
 
 class NonSynchronisingLiterals(IMAPTestCase):
+    async def test_literal_plus_alone_is_advertised(self) -> None:
+        """RFC 7888 5: LITERAL- is not advertised beside LITERAL+, which allows all it allows."""
+        session = await self.login(select=None)
+        capabilities = (await session.command(b"c CAPABILITY")).split(b"\r\n", 1)[0].split()
+        self.assertIn(b"LITERAL+", capabilities)
+        self.assertNotIn(b"LITERAL-", capabilities)
+
     async def test_append_without_waiting_for_continuation(self) -> None:
         session = await self.login()
         session.server.dataReceived(b"a APPEND INBOX (\\Seen) {%d+}\r\n" % len(MESSAGE) + MESSAGE + b"\r\n")
