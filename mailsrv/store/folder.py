@@ -86,6 +86,8 @@ OWN_STAMPS_KEPT = 1000
 SAVE_DELAY = 2.0
 #: New files a listing found, admitted per reactor turn (a few tens of milliseconds of work).
 ARRIVAL_SLICE = 2000
+#: Messages put straight into ``cur/`` remembered as \\Recent until a session claims them.
+RECENT_IN_CUR_MAX = 10_000
 
 
 class IFolderListener(Interface):
@@ -231,6 +233,8 @@ class Folder:
         self._listing = False
         self._touched: set[str] = set()
         self._claiming: set[int] = set()  # claimed \\Recent, their files on the way to cur/
+        # Keys of messages we put into cur/ (APPENDed with flags, copied, moved): \\Recent too, until claimed.
+        self._recent_in_cur: dict[str, None] = {}
         self._unmoved: set[int] = set()  # claimed, not yet sent to the pool
         self._moves = Coalescing(self._move_claimed, clock, BATCH_DELAY)
         self._syncs = Coalescing(self._sync_round)
@@ -320,7 +324,25 @@ class Folder:
 
     def unclaimed_recent(self) -> set[int]:
         """The UIDs no session has claimed yet: \\Recent to a session that looks without claiming (EXAMINE)."""
-        return self._snap.in_new - self._claiming
+        return (self._snap.in_new - self._claiming) | set(self._recent_cur_uids())
+
+    def _recent_cur_uids(self) -> list[int]:
+        """The UIDs of :attr:`_recent_in_cur` that are in the folder now (one still arriving is not yet)."""
+        uid_of = self._snap.uid_of
+        return [uid_of[key] for key in self._recent_in_cur if key in uid_of]
+
+    def _note_recent_in_cur(self, keys: Iterable[str]) -> None:
+        """Messages we put straight into ``cur/`` are \\Recent all the same (RFC 3501 6.3.11, 6.4.7).
+
+        Dovecot saves a flagged message to ``cur/`` too (a name in ``new/``
+        carries no flags) and keeps its \\Recent in its index; here it is
+        kept in memory, for this process's sessions, at most
+        :data:`RECENT_IN_CUR_MAX` of them (the oldest forgotten first).
+        """
+        for key in keys:
+            self._recent_in_cur[key] = None
+        while len(self._recent_in_cur) > RECENT_IN_CUR_MAX:
+            del self._recent_in_cur[next(iter(self._recent_in_cur))]
 
     def can_add_keywords(self) -> bool:
         """Whether a new keyword still gets a Maildir letter (PERMANENTFLAGS ``\\*``)."""
@@ -706,7 +728,8 @@ class Folder:
         One without flags goes into ``new/``, as delivered mail does and as
         Dovecot saves it: it is \\Recent (RFC 3501 2.3.2) to the first
         session that selects the folder, and STATUS RECENT counts it until
-        then.  Flags can only be kept in a name in ``cur/``.
+        then.  Flags can only be kept in a name in ``cur/``; such a message
+        is \\Recent all the same (:meth:`_note_recent_in_cur`).
 
         Fails with :class:`InvalidFlag` or :class:`KeywordLimit` before
         anything is written.
@@ -725,6 +748,8 @@ class Folder:
 
         def placed(done: writing.Placed) -> "Deferred[None]":
             date = done.mtime if internaldate is None else internaldate
+            if flags:
+                self._note_recent_in_cur([key])
             return self._arrive(dict([_arrival(rel, body.wire_size, date)]))
 
         d = self._executor.run(_place_counted, self._user_root, body, [(self.path, rel)], internaldate)
@@ -762,6 +787,7 @@ class Folder:
         pairs = [(src, (self.path, rel)) for (_, src, _), rel in zip(plan, rels)]
 
         def linked(done: list[int]) -> "Deferred[list[tuple[int, int]]]":
+            self._note_recent_in_cur(plan[i][2] for i in done)
             d = self._arrive(dict(_arrival(rels[i], plan[i][0].size, plan[i][0].internaldate) for i in done))
             return d.addCallback(lambda _: [(plan[i][0].uid, self._uids.by_key[plan[i][2]]) for i in done])
 
@@ -913,13 +939,17 @@ class Folder:
         UID commit).  A file another process moved first stays where it went
         (the next sync finds it).
         """
+        in_cur = set(self._recent_cur_uids())
+        if in_cur:  # already in cur/: nothing to move; those still arriving stay for the next claim
+            uid_of = self._snap.uid_of
+            self._recent_in_cur = {key: None for key in self._recent_in_cur if key not in uid_of}
         claimed = self._snap.in_new - self._claiming
         if not claimed:
-            return set()
+            return in_cur
         self._claiming |= claimed
         self._unmoved |= claimed
         self._logged(self._moves.run(soon=True), "moving claimed messages to cur/")
-        return set(claimed)
+        return set(claimed) | in_cur
 
     def _move_claimed(self) -> "Deferred[set[int]]":
         """Move the claimed files still in ``new/`` to ``cur/``, named for their flags *now*.

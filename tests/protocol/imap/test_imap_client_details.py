@@ -22,9 +22,9 @@ from support import make_context
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 
-async def append(session: Session, tag: bytes, folder: bytes) -> None:
+async def append(session: Session, tag: bytes, folder: bytes, flags: bytes = b"") -> None:
     """APPEND :data:`MESSAGE` to *folder* as a client does: the line, the ``+``, the literal."""
-    session.send(tag + b" APPEND " + folder + b" {%d}\r\n" % len(MESSAGE))
+    session.send(tag + b" APPEND " + folder + (b" (" + flags + b")" if flags else b"") + b" {%d}\r\n" % len(MESSAGE))
     session.server.dataReceived(MESSAGE + b"\r\n")
     assert b" OK [APPENDUID " in await session.wait_for(tag)
 
@@ -169,6 +169,23 @@ class StatusRecent(IMAPTestCase):
         self.assertIn(b"* 1 RECENT\r\n", await session.command(b"d SELECT Other"))
         other = await self.login(select=None)
         self.assertIn(b"(RECENT 0)", await other.command(b"e STATUS Other (RECENT)"))
+
+
+    async def test_append_with_flags_and_copies_are_recent_too(self) -> None:
+        session = await self.login(select=None)
+        await session.command(b"a CREATE Sent")
+        await append(session, b"b", b"Sent", flags=b"\\Seen")  # a client saving what it sent
+        reply = await session.command(b"c STATUS Sent (MESSAGES RECENT)")
+        self.assertEqual(reply, b'* STATUS "Sent" (MESSAGES 1 RECENT 1)\r\nc OK STATUS completed\r\n')
+        self.assertIn(b"* 1 RECENT\r\n", await session.command(b"d SELECT Sent"))
+        self.assertIn(b"\\Recent", await session.command(b"e FETCH 1 FLAGS"))
+        await session.command(b"f CREATE Archive")
+        self.assertIn(b"g OK", await session.command(b"g COPY 1 Archive"))
+        other = await self.login(select=None)
+        self.assertIn(b"(RECENT 0)", await other.command(b"h STATUS Sent (RECENT)"))  # claimed by the SELECT
+        self.assertIn(b"(RECENT 1)", await other.command(b"i STATUS Archive (RECENT)"))  # RFC 3501 6.4.7
+        self.assertIn(b"* 1 RECENT\r\n", await other.command(b"j SELECT Archive"))
+        self.assertIn(b"* 0 RECENT\r\n", await session.command(b"k SELECT Archive"))
 
 
 class Autologout(IMAPTestCase):

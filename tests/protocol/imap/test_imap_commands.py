@@ -144,12 +144,12 @@ class Append(IMAPTestCase):
         session.server.dataReceived(message + b"\r\n")
         reply = await session.wait_for(b"A003")
         self.assertEqual(
-            reply, b"* 1 EXISTS\r\n* 0 RECENT\r\nA003 OK [APPENDUID %d 1] APPEND completed\r\n" % self.inbox.uidvalidity
+            reply, b"* 1 EXISTS\r\n* 1 RECENT\r\nA003 OK [APPENDUID %d 1] APPEND completed\r\n" % self.inbox.uidvalidity
         )
         reply = await session.command(b"A004 FETCH 1 (FLAGS INTERNALDATE BODY.PEEK[])")
         self.assertEqual(
             reply,
-            b'* 1 FETCH (FLAGS (\\Flagged \\Seen) INTERNALDATE "08-Feb-1994 05:52:25 +0000" BODY[] {%d}\r\n%s)\r\n'
+            b'* 1 FETCH (FLAGS (\\Recent \\Flagged \\Seen) INTERNALDATE "08-Feb-1994 05:52:25 +0000" BODY[] {%d}\r\n%s)\r\n'
             b"A004 OK FETCH completed\r\n" % (len(message), message),
         )
 

@@ -47,7 +47,7 @@ class Move(IMAPTestCase):
         mover, watcher = await self.login(), await self.login()
         await watcher.command(b"w1 SELECT Archive")
         await mover.command(b"a MOVE 1 Archive")
-        self.assertEqual(await watcher.command(b"w2 NOOP"), b"* 1 EXISTS\r\n* 0 RECENT\r\nw2 OK NOOP completed\r\n")
+        self.assertEqual(await watcher.command(b"w2 NOOP"), b"* 1 EXISTS\r\n* 1 RECENT\r\nw2 OK NOOP completed\r\n")
         self.assertIn(b"* 1 EXISTS\r\n", await watcher.command(b"w3 SELECT INBOX"))
 
     async def test_missing_target_and_read_only(self) -> None:

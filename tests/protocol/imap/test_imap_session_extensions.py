@@ -118,7 +118,7 @@ class NonSynchronisingLiterals(IMAPTestCase):
         reply = await session.wait_for(b"a")  # no "+ Ready" before the updates and the result
         self.assertEqual(
             reply,
-            b"* 1 EXISTS\r\n* 0 RECENT\r\na OK [APPENDUID %d 1] APPEND completed\r\n" % self.inbox.uidvalidity,
+            b"* 1 EXISTS\r\n* 1 RECENT\r\na OK [APPENDUID %d 1] APPEND completed\r\n" % self.inbox.uidvalidity,
         )
         fetched = await session.command(b"b FETCH 1 BODY.PEEK[]")
         self.assertIn(b"{%d}\r\n" % len(MESSAGE) + MESSAGE, fetched)
