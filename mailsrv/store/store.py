@@ -74,8 +74,9 @@ class _Delivered:
 def _deliver(key: str, body: Body, places: list[_Place]) -> _Delivered:
     """Write *body* once and link it to every place (blocking).
 
-    Plain INBOX delivery goes to ``new/`` under the bare key, the fast path;
-    a folder or flags mean ``cur/`` with the flags in the name.  A folder
+    Delivery without flags goes to ``new/`` under the bare key, in any
+    folder, so it is \\Recent there (RFC 3501 2.3.2); flags mean ``cur/``
+    with the flags in the name.  A folder
     that does not exist takes the copy into its stand-in (:func:`_stand_in`):
     mail is never refused for a missing folder.
     """
@@ -87,7 +88,7 @@ def _deliver(key: str, body: Body, places: list[_Place]) -> _Delivered:
             folder = _stand_in(place)
             missing.append((place.address, place.folder, folder))
             path = folder_dir(place.root, folder)
-        if folder == names.INBOX and not place.flags:
+        if not place.flags:
             rel = "new/" + key
         else:
             rel = "cur/" + maildir.filename(key, place.flags, _letters(path, place.flags))

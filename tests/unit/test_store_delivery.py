@@ -25,6 +25,13 @@ class PlainDeliveryTests(StoreTestCase):
         self.assertEqual((info.uid, info.key, info.size), (1, name, len(MSG)))
         self.assertEqual(self.done(inbox.read(1)), MSG)
 
+    def test_a_folder_delivery_without_flags_waits_in_new_and_is_recent(self):
+        self.done(self.store.user(ALICE).create_folder("Junk"))
+        name = self.done(self.store.deliver([Target(ALICE, "Junk")], Body.from_wire(MSG)))
+        junk = self.folder("Junk")
+        self.assertTrue(os.path.exists(os.path.join(junk.path, "new", name)))  # RFC 3501 2.3.2: \Recent
+        self.assertEqual(junk.recent_count(), 1)
+
     def test_one_file_hard_linked_for_all_recipients(self):
         self.deliver(ALICE, BOB, "ALICE@example.test")
         inodes = {os.stat(os.path.join(self.maildir(a), "new", self.files("new", a)[0])).st_ino for a in (ALICE, BOB)}
