@@ -203,3 +203,66 @@ class Expunge(IMAPTestCase):
         self.assertEqual(len(self.inbox.messages()), 1)
         self.assertEqual(session.server.state, "auth")
         self.assertEqual(await session.command(b"f CHECK"), b"f BAD Unsupported command\r\n")
+
+
+#: Three messages for every RFC 3501 6.4.4 key: flags, internal dates, sent dates, addresses and
+#: a body in each transfer encoding and charset a client sends (plain, quoted-printable Latin-1,
+#: base64 UTF-8 in a multipart). Each is larger than the one before (LARGER, SMALLER).
+KEYED = (
+    (b"(\\Answered \\Flagged)", b"01-Feb-2020 10:00:00 +0000",
+     b"From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nCc: carol@example.test\r\n"
+     b"Date: Mon, 3 Feb 2020 12:00:00 +0000\r\nSubject: Lunch\r\n\r\nPizza at noon?\r\n"),
+    (b"(\\Draft $Work)", b"15-Jun-2021 10:00:00 +0000",
+     b"From: carol@example.test\r\nTo: dave@example.test\r\nBcc: erin@example.test\r\n"
+     b"Date: Sat, 1 Jan 2022 12:00:00 +0000\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+     b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+     b"Un caf=E9 au lait, s'il vous pla=EEt.\r\n"),
+    (b"(\\Seen \\Deleted)", b"20-Mar-2023 10:00:00 +0000",
+     b"From: dave@example.test\r\nDate: Fri, 10 Mar 2023 12:00:00 +0000\r\nSubject: report\r\n"
+     b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+     b"--b\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n"
+     b"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+     b"U3RyYcOfZSBuYWNoIEvDtmxuLCBkaWUgc2Nob25lIFN0cmHDn2Uu\r\n--b--\r\n"),
+)
+
+
+def utf8(text: str) -> bytes:
+    """A UTF-8 search string as a non-synchronising literal (RFC 7888), as clients send one."""
+    raw = text.encode()
+    return b"{%d+}\r\n" % len(raw) + raw
+
+
+class SearchEveryKey(IMAPTestCase):
+    """Item by item, RFC 3501 6.4.4's search keys under ``CHARSET UTF-8``, the way clients send them."""
+
+    async def test_every_rfc3501_key_with_charset_utf8(self) -> None:
+        session = await self.login(select=None)
+        for flags, date, message in KEYED:
+            reply = await session.command(b'a APPEND INBOX %s "%s" {%d+}\r\n%s' % (flags, date, len(message), message))
+            self.assertIn(b"a OK", reply)
+        self.assertIn(b"* 3 RECENT\r\n", await session.command(b"s SELECT INBOX"))  # all three \Recent here
+        first, _, last = (len(message) for _, _, message in KEYED)
+        cases = {
+            b"ALL": b"1 2 3",
+            b"ANSWERED": b"1", b"UNANSWERED": b"2 3",
+            b"DELETED": b"3", b"UNDELETED": b"1 2",
+            b"DRAFT": b"2", b"UNDRAFT": b"1 3",
+            b"FLAGGED": b"1", b"UNFLAGGED": b"2 3",
+            b"SEEN": b"3", b"UNSEEN": b"1 2",
+            b"KEYWORD $Work": b"2", b"UNKEYWORD $Work": b"1 3",
+            b"RECENT": b"1 2 3", b"NEW": b"1 2", b"OLD": b"",
+            b"FROM carol": b"2", b"TO dave": b"2", b"CC carol": b"1", b"BCC erin": b"2",
+            b"SUBJECT " + utf8("Grüße"): b"2", b"HEADER Subject " + utf8("Grüße"): b"2",
+            b"HEADER MIME-Version 1.0": b"3",
+            b"BODY pizza": b"1", b"BODY " + utf8("café"): b"2", b"BODY " + utf8("Köln"): b"3",
+            b"TEXT " + utf8("Straße"): b"3", b"TEXT carol": b"1 2", b"TEXT " + utf8("plaît"): b"2",
+            b"BEFORE 15-Jun-2021": b"1", b"ON 15-Jun-2021": b"2", b"SINCE 15-Jun-2021": b"2 3",
+            b"SENTBEFORE 1-Jan-2022": b"1", b"SENTON 1-Jan-2022": b"2", b"SENTSINCE 1-Jan-2022": b"2 3",
+            b"LARGER %d" % first: b"2 3", b"SMALLER %d" % last: b"1 2",
+            b"NOT FROM carol": b"1 3", b"OR ANSWERED DRAFT": b"1 2", b"(SEEN DELETED) FROM dave": b"3",
+            b"2,3": b"2 3", b"*": b"3", b"UID 2:*": b"2 3", b"NOT OR 1 UID 3": b"2",
+        }
+        for criteria, expected in cases.items():
+            reply = await session.command(b"k SEARCH CHARSET UTF-8 " + criteria)
+            self.assertEqual(reply, b"* SEARCH" + (b" " + expected if expected else b"") + b"\r\nk OK SEARCH completed\r\n",
+                             criteria)
