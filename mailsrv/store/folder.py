@@ -319,11 +319,12 @@ class Folder:
         return self.open_message(uid).addCallback(lambda message: self._executor.run(_read_wire, message))
 
     def recent_count(self) -> int:
-        """Messages no session has claimed yet (still in ``new/``): STATUS RECENT."""
+        """Messages no session has claimed yet (:meth:`unclaimed_recent`): STATUS RECENT."""
         return len(self.unclaimed_recent())
 
     def unclaimed_recent(self) -> set[int]:
-        """The UIDs no session has claimed yet: \\Recent to a session that looks without claiming (EXAMINE)."""
+        """The UIDs no session has claimed yet, still in ``new/`` or put into ``cur/`` by us: \\Recent to a
+        session that looks without claiming (EXAMINE)."""
         return (self._snap.in_new - self._claiming) | set(self._recent_cur_uids())
 
     def _recent_cur_uids(self) -> list[int]:
@@ -939,10 +940,10 @@ class Folder:
         UID commit).  A file another process moved first stays where it went
         (the next sync finds it).
         """
-        in_cur = set(self._recent_cur_uids())
-        if in_cur:  # already in cur/: nothing to move; those still arriving stay for the next claim
-            uid_of = self._snap.uid_of
-            self._recent_in_cur = {key: None for key in self._recent_in_cur if key not in uid_of}
+        in_cur = set(self._recent_cur_uids())  # already in cur/: nothing to move
+        if self._recent_in_cur:  # claimed now, or expunged meanwhile; those still arriving wait for the next claim
+            arriving = self._arrivals
+            self._recent_in_cur = {key: None for key in self._recent_in_cur if key in arriving}
         claimed = self._snap.in_new - self._claiming
         if not claimed:
             return in_cur
