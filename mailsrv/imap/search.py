@@ -116,18 +116,18 @@ _ATOM_END = re.compile(rb"[ ()]")
 #: folder's snapshot holds (flags, size, dates, UIDs, modseqs).
 CONTENT = b"CONTENT"
 _CONTENT_KEYS = {*_HEADER_KEYS, b"HEADER", b"BODY", b"TEXT", b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
-#: Noted with :data:`CONTENT` when a content key is not one of :class:`HeaderTests`' (SENT*,
+#: Noted with :data:`CONTENT` when a content key is not one of :class:`KeySetTests`' (SENT*,
 #: HEADER of another field): the program then reads messages one by one.
 READS_FILES = b"READS_FILES"
 _INDEXED_FIELDS = frozenset(_HEADER_KEYS.values())
 
 
-class HeaderTests:
+class KeySetTests:
     """The content tests of one program that are answerable as sets of Maildir keys.
 
     FROM, TO, CC, BCC and SUBJECT from the message cache's decoded header
     fields, BODY and TEXT from its full-text table.  The compiled program
-    notes each ``(field, needle)`` it tests in *wanted* and each ``(needle,
+    notes each ``(field, needle)`` it tests in *fields* and each ``(needle,
     with_header)`` in *texts*.  Once *answers* holds, for every one of them,
     the keys of the messages that pass it (:func:`.msgcache.header_sets`
     and :func:`.msgcache.text_sets`, one query each), the program tests a
@@ -136,7 +136,7 @@ class HeaderTests:
     """
 
     def __init__(self) -> None:
-        self.wanted: set[tuple[str, str]] = set()
+        self.fields: set[tuple[str, str]] = set()
         self.texts: set[tuple[str, bool]] = set()
         #: ``(field, needle)`` or ``(needle, with_header)`` -> the keys passing that test.
         self.answers: dict[tuple[str, str] | tuple[str, bool], set[str]] = {}
@@ -307,7 +307,7 @@ class _Compiler:
 
     def __init__(
         self, tokens: Sequence[Any], last_seq: int, last_uid: int, saved: frozenset[int], depth: int = 0,
-        used: set[bytes] | None = None, headers: HeaderTests | None = None,
+        used: set[bytes] | None = None, keyed: KeySetTests | None = None,
     ) -> None:
         if depth > MAX_DEPTH:
             raise SearchError("search program nested too deeply")
@@ -319,7 +319,7 @@ class _Compiler:
         #: Keys the program uses that change the response (MODSEQ: RFC 7162 3.1.5)
         #: or how it must run (:data:`CONTENT`).
         self.used = set() if used is None else used
-        self.headers = HeaderTests() if headers is None else headers
+        self.keyed = KeySetTests() if keyed is None else keyed
 
     def arg(self) -> bytes:
         token = next(self.tokens, None)
@@ -367,7 +367,7 @@ class _Compiler:
     def key(self, token: Any) -> Predicate:  # noqa: C901 - one branch per RFC key
         if isinstance(token, list):
             return _Compiler(
-                token, self.last_seq, self.last_uid, self.saved, self.depth + 1, self.used, self.headers,
+                token, self.last_seq, self.last_uid, self.saved, self.depth + 1, self.used, self.keyed,
             ).all()
         upper = token.upper()
         if token == b"$":  # RFC 5182 2.1: the saved result, as a sequence set
@@ -420,21 +420,21 @@ class _Compiler:
         raise SearchError("unknown search key")
 
     def _header(self, name: str, needle: str) -> Predicate:
-        """*needle* in the decoded *name* fields: by the message's key once :class:`HeaderTests` has the answer."""
+        """*needle* in the decoded *name* fields: by the message's key once :class:`KeySetTests` has the answer."""
         if name not in _INDEXED_FIELDS:
             self.used.add(READS_FILES)
             return lambda seq, m: _has_text(m, name, needle)
-        self.headers.wanted.add((name, needle))
+        self.keyed.fields.add((name, needle))
         return self._by_key((name, needle), lambda m: _has_text(m, name, needle))
 
     def _text(self, needle: str, with_header: bool) -> Predicate:
-        """BODY (*with_header* False) or TEXT: by the message's key once :class:`HeaderTests` has the answer."""
-        self.headers.texts.add((needle, with_header))
+        """BODY (*with_header* False) or TEXT: by the message's key once :class:`KeySetTests` has the answer."""
+        self.keyed.texts.add((needle, with_header))
         return self._by_key((needle, with_header), lambda m: _body_has(m, needle, with_header))
 
     def _by_key(self, test: tuple[str, str] | tuple[str, bool], read: Callable[[Any], bool]) -> Predicate:
-        """*test* answered by the key sets of :class:`HeaderTests` when it has them, else by *read* (the message)."""
-        answers = self.headers.answers
+        """*test* answered by the key sets of :class:`KeySetTests` when it has them, else by *read* (the message)."""
+        answers = self.keyed.answers
 
         def check(seq: int, m: Any) -> bool:
             if answers:
@@ -468,7 +468,7 @@ class _Compiler:
 
 def compile_search(
     query: Sequence[Any], last_seq: int, last_uid: int, saved: frozenset[int] = frozenset(),
-    used: set[bytes] | None = None, headers: HeaderTests | None = None,
+    used: set[bytes] | None = None, keyed: KeySetTests | None = None,
 ) -> Predicate:
     """A predicate for the search program *query* (raises :class:`SearchError`).
 
@@ -476,9 +476,9 @@ def compile_search(
     sets, *saved* (UIDs) gives ``$`` its meaning (RFC 5182 2.1); *used*
     collects the keys that change the response (``MODSEQ``, RFC 7162 3.1.5)
     and notes :data:`CONTENT` when the program reads message files
-    (:data:`READS_FILES` too unless *headers* can answer every content key).
+    (:data:`READS_FILES` too unless *keyed* can answer every content key).
     """
-    return _Compiler(query, last_seq, last_uid, saved, used=used, headers=headers).all()
+    return _Compiler(query, last_seq, last_uid, saved, used=used, keyed=keyed).all()
 
 
 def parse_search(parts: Sequence[Any]) -> list[Any]:

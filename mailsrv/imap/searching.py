@@ -24,7 +24,7 @@ from mailsrv.imap.hits import Hits
 from mailsrv.imap.msgcache import FoundFields, Lookup, header_sets, text_sets
 from mailsrv.imap.responses import OK, CommandError, Result, bad, no, syntax
 from mailsrv.imap.search import (
-    CONTENT, READS_FILES, HeaderTests, Message, SearchError, compile_search, parse_search, run_search,
+    CONTENT, READS_FILES, KeySetTests, Message, SearchError, compile_search, parse_search, run_search,
 )
 from mailsrv.imap.selection import SLICE
 from mailsrv.imap.sort import Hit, read_criteria, sort_order
@@ -102,9 +102,9 @@ async def _matching(
     await server.sync()
     count = selection.exists
     used = set() if used is None else used
-    headers = HeaderTests()
+    keyed = KeySetTests()
     try:
-        matches = compile_search(query, count, selection.uid_of(count) if count else 0, selection.saved, used, headers)
+        matches = compile_search(query, count, selection.uid_of(count) if count else 0, selection.saved, used, keyed)
     except SearchError as e:
         raise _invalid_search(e) from None
     from_views = CONTENT not in used
@@ -132,11 +132,11 @@ async def _matching(
             return found(Hits().gather(candidates.seqs, candidates.views, matches))
         if by_key:
             assert cache is not None
-            answers = header_sets(cache, candidates, headers.wanted, cancelled) if headers.wanted else {}
-            texts = text_sets(cache, candidates, headers.texts, cancelled) if headers.texts and answers is not None else {}
+            answers = header_sets(cache, candidates, keyed.fields, cancelled) if keyed.fields else {}
+            texts = text_sets(cache, candidates, keyed.texts, cancelled) if keyed.texts and answers is not None else {}
             if answers is not None and texts is not None:
-                headers.answers.update(answers)
-                headers.answers.update(texts)
+                keyed.answers.update(answers)
+                keyed.answers.update(texts)
                 return found(Hits().gather(candidates.seqs, candidates.views, matches))
         # A Message per candidate, 100,000 of them, would set off collections of the
         # whole heap that hold the GIL, and so every session, a tenth of a second
