@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
@@ -17,7 +18,6 @@ from mailsrv.policy.senderauth import authresults, dmarc
 from mailsrv.policy.senderauth.spfresults import SPFResults
 from mailsrv.policy.senderauth.verify import Message, Results, authenticate
 from mailsrv.smtp import replies
-from mailsrv.workers import InlineExecutor
 
 log = Logger()
 
@@ -94,8 +94,7 @@ class SenderAuthentication(Check):
         a user's client can write any header: a field with our name that
         stayed would be believed as our verdict.
         """
-        executor = InlineExecutor() if body.in_memory else ctx.disk
-        drop = await executor.run(forged_results, body, self._hostname)
+        drop = await ctx.read(partial(forged_results, hostname=self._hostname), body)
         return Verdict(drop=drop) if drop else ACCEPT
 
     def helo(self, ctx: CheckContext, name: str) -> Verdict:
