@@ -59,7 +59,7 @@ from mailsrv.store.keywords import Keywords
 from mailsrv.store.memo import Memo
 from mailsrv.store.message import MessageInfo, StoredMessage
 from mailsrv.store.scan import Arrival, DirStamps, Listing
-from mailsrv.store.snapshot import Snapshot
+from mailsrv.store.snapshot import Snapshot, place_of, rel_of
 from mailsrv.store.uidlist import BATCH_DELAY, UIDList
 
 T = TypeVar("T")
@@ -112,11 +112,11 @@ def _arrival(rel: str, size: int, internaldate: float) -> tuple[str, Arrival]:
     return key, Arrival(rel, info, size, internaldate)
 
 
-def locate(root: str, rel: str, key: str) -> tuple[str, Callable[[], "str | None"]]:
-    """The path of a message file of the folder at *root* (*rel* from :meth:`Folder.files_of`), and a
+def locate(root: str, place: str, key: str) -> tuple[str, Callable[[], "str | None"]]:
+    """The path of a message file of the folder at *root* (*place* from :meth:`Folder.files_of`), and a
     way to find it again under whatever name it has now (the finder lists the folder: blocking)."""
-    # Not os.path.join: a search makes 100,000 of these in a row, and *rel* is always relative.
-    return f"{root}/{rel}", partial(maildir.find_file, root, key)
+    # Not os.path.join: a search makes 100,000 of these in a row, and the place is always relative.
+    return f"{root}/{rel_of(place, key)}", partial(maildir.find_file, root, key)
 
 
 def _open_for_reading(path: str) -> BinaryIO:
@@ -306,13 +306,13 @@ class Folder:
         return self._each_file([uid], _open_for_reading, in_pool=False).addCallback(result)
 
     def files_of(self, uids: Iterable[int]) -> list[str]:
-        """Where each message's file was at the last sync (``"cur/<name>"``), for :func:`locate`.
+        """Where each message's file was at the last sync (its place, ``"cur/:2,S"``), for :func:`locate`.
 
         Taken on the reactor thread, where the snapshot lives; the readers
         in another thread (SEARCH, the message cache) locate from it there.
         """
-        files = self._snap.files
-        return [files[uid] for uid in uids]
+        places = self._snap.places
+        return [places[uid] for uid in uids]
 
     def read(self, uid: int) -> "Deferred[bytes]":
         """The whole message as sent on the wire: CRLF line ends, ``info.size`` octets."""
@@ -378,7 +378,7 @@ class Folder:
         key = maildir.split_name(os.path.basename(rel))[0]
         uid = self._snap.uid_of.get(key)
         if uid is not None:
-            return self._snap.files.get(uid) == rel
+            return uid in self._snap.places and self._snap.rel(uid) == rel
         arrival = self._arrivals.get(key)
         return arrival is not None and arrival.rel == rel
 
@@ -396,8 +396,8 @@ class Folder:
 
     # -- the snapshot ----------------------------------------------------------
 
-    def _set_file(self, uid: int, rel: str) -> None:
-        self._snap.set_file(uid, rel)
+    def _set_file(self, uid: int, place: str) -> None:
+        self._snap.set_file(uid, place)
         self._touch(self._snap.infos[uid].key)
 
     def _drop(self, uid: int) -> str:
@@ -542,7 +542,7 @@ class Folder:
         sources = snapfile.Sources(self.uidvalidity, scanned.started_ns, scanned.stamps, self._uids.stamp,
                                    self._uids.modseq_stamp, self._keywords.stamp, self.uidnext, self.highest_modseq)
         return self._executor.run(snapfile.write, self.path, sources, list(snap.ordered()), dict(snap.infos),
-                                  dict(snap.files))
+                                  dict(snap.places))
 
     def _settle_arrivals(self, _: object = None) -> "Deferred[None] | None":
         """Wait for the UIDs of messages delivered before this sync, committing them now.
@@ -576,7 +576,7 @@ class Folder:
 
     def _compare(self, listing: Listing) -> list[tuple[str, str, str]]:
         """Apply what the listing shows changed; the files it found that are new to us."""
-        found, touched, files = listing.entries, self._touched, self._snap.files
+        found, touched, places = listing.entries, self._touched, self._snap.places
         gone, moved = [], []
         for key, uid in self._snap.uid_of.items():
             if key in touched:
@@ -584,15 +584,15 @@ class Folder:
             entry = found.get(key)
             if entry is None:
                 gone.append(uid)
-            elif entry[0] != files[uid]:
+            elif entry[0] != places[uid]:
                 moved.append((uid, entry))
         for key, arrival in list(self._arrivals.items()):
             if key not in touched:
                 entry = found.get(key)
                 if entry is None:
                     del self._arrivals[key]
-                elif entry[0] != arrival.rel:
-                    self._arrivals[key] = replace(arrival, rel=entry[0], info=entry[1])
+                elif rel_of(entry[0], key) != arrival.rel:
+                    self._arrivals[key] = replace(arrival, rel=rel_of(entry[0], key), info=entry[1])
         self._scanned = _Scanned(listing.started_ns, listing.stamps)
         self._own = self._listed_own(listing)
         self._unsaved = True
@@ -600,7 +600,7 @@ class Folder:
             keys = [self._drop(uid) for uid in gone]
             self._logged(self._expunged(sorted(gone), keys), "forgetting expunged UIDs")
         self._logged(self._renamed_elsewhere(moved), "recording flags changed elsewhere")
-        return [(k, rel, info) for k, (rel, info) in found.items()
+        return [(k, rel_of(place, k), info) for k, (place, info) in found.items()
                 if k not in self._snap.uid_of and k not in self._arrivals and k not in touched]
 
     def _listed_own(self, listing: Listing) -> _Own:
@@ -619,8 +619,8 @@ class Folder:
     def _renamed_elsewhere(self, moved: list[tuple[int, tuple[str, str]]]) -> "Deferred[None]":
         """Files another session or node renamed: new places, maybe new flags."""
         changed = []
-        for uid, (rel, info) in moved:
-            self._set_file(uid, rel)
+        for uid, (place, info) in moved:
+            self._set_file(uid, place)
             flags = self._flags_of(info)
             if flags != self._snap.infos[uid].flags:
                 changed.append((uid, flags))
@@ -768,7 +768,7 @@ class Folder:
             info = self.get(uid)
             if info is None:
                 continue
-            src = os.path.join(self.path, self._snap.files[uid])
+            src = os.path.join(self.path, self._snap.rel(uid))
             disk = maildir.sizes_from_key(info.key)[0]
             if disk is None:
                 try:
@@ -814,8 +814,9 @@ class Folder:
         run = self._executor.run if in_pool else maybeDeferred
 
         def attempt(wanted: Iterable[int]) -> "Deferred[tuple[list[tuple[int, T]], list[int]]]":
-            files = self._snap.files
-            jobs = [(uid, (os.path.join(self.path, files[uid]), *args_of(uid))) for uid in wanted if uid in files]
+            snap = self._snap
+            jobs = [(uid, (os.path.join(self.path, snap.rel(uid)), *args_of(uid))) for uid in wanted
+                    if uid in snap.places]
             if own:
                 d = self._executor.run(scan.around, self.path, fileops.each, op, jobs).addCallback(self._note_own)
             else:
@@ -866,10 +867,10 @@ class Folder:
         return d.addCallback(lambda _: self._rename_for_flags(wanted))
 
     def _rename_for_flags(self, wanted: dict[int, frozenset[str]]) -> "Deferred[list[MessageInfo]]":
-        infos, files = self._snap.infos, self._snap.files
+        infos, snap = self._snap.infos, self._snap
         present = [uid for uid in wanted if uid in infos]
         names = {uid: "cur/" + self._filename(infos[uid].key, wanted[uid]) for uid in present}
-        moves = {uid: names[uid] for uid in present if names[uid] != files[uid]}
+        moves = {uid: names[uid] for uid in present if names[uid] != snap.rel(uid)}
 
         def renamed(done: set[int]) -> "Deferred[list[MessageInfo]]":
             lost = moves.keys() - done  # gone while we renamed
@@ -885,7 +886,7 @@ class Folder:
         def renamed(done: list[tuple[int, None]]) -> set[int]:
             for uid, _ in done:
                 if uid in self._snap.infos:
-                    self._set_file(uid, names[uid])
+                    self._set_file(uid, place_of(names[uid], self._snap.infos[uid].key))
             return {uid for uid, _ in done}
 
         d = self._each_file(sorted(names), os.rename, lambda uid: (os.path.join(self.path, names[uid]),),
@@ -960,9 +961,9 @@ class Folder:
         name made at the claim would have taken its flags back off the disk.
         """
         claimed, self._unmoved = self._unmoved, set()
-        infos, files = self._snap.infos, self._snap.files
+        infos, places = self._snap.infos, self._snap.places
         names = {uid: "cur/" + self._filename(infos[uid].key, infos[uid].flags)
-                 for uid in claimed if uid in infos and files[uid].startswith("new/")}
+                 for uid in claimed if uid in infos and places[uid].startswith("new/")}
 
         def settled(result: object) -> object:
             self._claiming -= claimed
@@ -978,7 +979,7 @@ class Folder:
                 freed = sum(size for _, size in done)
                 self._logged(self._executor.run(maildirsize.record, self._user_root, -freed, -len(done)),
                              "recording expunged messages in maildirsize")
-            removed = [uid for uid, _ in done if uid in self._snap.files]
+            removed = [uid for uid, _ in done if uid in self._snap.places]
             if not removed:
                 return []
             keys = [self._drop(uid) for uid in removed]

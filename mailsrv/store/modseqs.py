@@ -52,7 +52,7 @@ class Table:
     highest: int = 0
     #: Expunges with a modseq at or below this one may be forgotten.
     forgotten: int = 0
-    #: UID -> (modseq, Maildir info letters at that modseq).
+    #: UID -> (modseq, Maildir info letters at that modseq); equal pairs are one tuple (:func:`_shared`).
     by_uid: dict[int, tuple[int, str]] = field(default_factory=dict)
     #: ``(modseq, uid)`` of remembered expunges, oldest first.
     expunged: list[tuple[int, int]] = field(default_factory=list)
@@ -61,8 +61,9 @@ class Table:
 
     def apply(self, sets: list[tuple[int, int, str]], gone: list[tuple[int, list[int]]]) -> None:
         """Take in a commit's new lines: ``(uid, modseq, info)`` sets and ``(modseq, uids)`` expunges."""
+        pairs: dict[tuple[int, str], tuple[int, str]] = {}
         for uid, modseq, info in sets:
-            self.by_uid[uid] = (modseq, info)
+            self.by_uid[uid] = _shared(pairs, (modseq, info))
             self.highest = max(self.highest, modseq)
         for modseq, uids in gone:
             for uid in uids:
@@ -76,6 +77,16 @@ class Table:
         if modseq < self.forgotten:
             return None
         return sorted(uid for m, uid in self.expunged if m > modseq)
+
+
+def _shared(pairs: dict[tuple[int, str], tuple[int, str]], pair: tuple[int, str]) -> tuple[int, str]:
+    """*pair*, or the equal one already in *pairs*.
+
+    Messages numbered together (a first sync gives 100,000 of them one
+    modseq) then hold one tuple and one int between them, not one each:
+    a tenth of a folder's memory at that size.
+    """
+    return pairs.setdefault(pair, pair)
 
 
 #: The lines we write, for :func:`_parse_written`: ``<uid> <modseq> <flags>`` and ``X <modseq> <uid>...``.
@@ -94,7 +105,8 @@ def _parse_written(body: str, table: Table) -> bool:
     sets, gone = _SET_LINE.findall(body), _GONE_LINE.findall(body)
     if len(sets) + len(gone) != body.count("\n") - 1:
         return False
-    by_uid = {int(uid): (int(modseq), "" if info == "-" else info) for uid, modseq, info in sets}
+    pairs: dict[tuple[int, str], tuple[int, str]] = {}
+    by_uid = {int(uid): _shared(pairs, (int(modseq), "" if info == "-" else info)) for uid, modseq, info in sets}
     highest = max((modseq for modseq, _ in by_uid.values()), default=0)
     for modseq_text, uids in gone:
         modseq = int(modseq_text)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from mailsrv.message import wire
 from mailsrv.store import keywords, maildir, modseqs, uidlist
 from mailsrv.store.files import FileStamp
+from mailsrv.store.snapshot import shared_place
 
 T = TypeVar("T")
 
@@ -73,7 +74,7 @@ class Listing:
 
     started_ns: int
     stamps: DirStamps
-    #: key -> (``new/<name>`` or ``cur/<name>``, Maildir info letters)
+    #: key -> (the file's place, :func:`~mailsrv.store.snapshot.shared_place`; Maildir info letters)
     entries: dict[str, tuple[str, str]]
     uidlist: FileStamp | None
     keywords: FileStamp | None
@@ -122,7 +123,7 @@ def _read_entries(folder_path: str, entries: dict[str, tuple[str, str]]) -> None
         for filename in os.listdir(os.path.join(folder_path, sub)):
             if not filename.startswith("."):
                 key, info = maildir.split_name(filename)
-                entries[key] = (f"{sub}/{filename}", info)
+                entries[key] = (shared_place(f"{sub}/{filename[len(key):]}"), info)
 
 
 @dataclass(frozen=True)

@@ -50,14 +50,14 @@ from mailsrv.store.bulk import collector_paused
 from mailsrv.store.files import FileStamp, replace_file
 from mailsrv.store.message import MessageInfo
 from mailsrv.store.scan import DirStamps
-from mailsrv.store.snapshot import Snapshot
+from mailsrv.store.snapshot import Snapshot, shared_place
 
 FILENAME = "mailsrv-snapshot"
 MAGIC = b"mailsrv-snapshot 1\n"
 _SUBDIRS = ("new/", "cur/")
 #: What a file's place may begin with: its subdirectory, then its info or nothing.
 _PLACE_HEADS = frozenset(sub + end for sub in _SUBDIRS for end in ("", ":"))
-_HEAD, _SUBDIR, _INFO = itemgetter(slice(0, 5)), itemgetter(slice(0, 4)), itemgetter(slice(4, None))
+_HEAD = itemgetter(slice(0, 5))
 log = Logger()
 
 
@@ -108,15 +108,10 @@ def _column(kind: str, values: object) -> bytes:
     return column.tobytes()
 
 
-def _place(rel: str, key: str) -> str:
-    """*rel* without its key, which the file has already: ``cur/:2,S`` for ``cur/<key>:2,S``."""
-    return rel[:4] + rel[4 + len(key) :]
-
-
-def encode(sources: Sources, order: Sequence[int], infos: Mapping[int, MessageInfo], files: Mapping[int, str]) -> bytes:
-    """The file's bytes for the messages *order* names (UIDs ascending)."""
+def encode(sources: Sources, order: Sequence[int], infos: Mapping[int, MessageInfo], places: Mapping[int, str]) -> bytes:
+    """The file's bytes for the messages *order* names (UIDs ascending), whose files have *places*."""
     rows = [infos[uid] for uid in order]
-    text = "".join(f"{info.key}\0{_place(files[info.uid], info.key)}\0{' '.join(sorted(info.flags))}\0" for info in rows)
+    text = "".join(f"{info.key}\0{places[info.uid]}\0{' '.join(sorted(info.flags))}\0" for info in rows)
     body = b"".join((
         _column("q", order),
         _column("q", (info.size for info in rows)),
@@ -136,14 +131,14 @@ def encode(sources: Sources, order: Sequence[int], infos: Mapping[int, MessageIn
 
 
 def write(folder_path: str, sources: Sources, order: Sequence[int], infos: Mapping[int, MessageInfo],
-          files: Mapping[int, str]) -> None:
+          places: Mapping[int, str]) -> None:
     """Replace the folder's snapshot file durably (blocking).
 
-    *infos* and *files* are the caller's copies, which nothing changes while this runs.
+    *infos* and *places* are the caller's copies, which nothing changes while this runs.
     A folder deleted meanwhile gets none.
     """
     try:
-        replace_file(os.path.join(folder_path, FILENAME), encode(sources, order, infos, files))
+        replace_file(os.path.join(folder_path, FILENAME), encode(sources, order, infos, places))
     except FileNotFoundError:
         pass
 
@@ -198,17 +193,19 @@ def _decode(data: bytes) -> Persisted:
     uids = uid_column.tolist()  # one int object per UID, shared by every map that holds it
     if uids != sorted(set(uids)) or (count and uids[0] <= 0):
         raise Unreadable("UIDs not ascending")
-    keys = list(map(sys.intern, fields[0:-1:3]))  # one copy with the UID list's (uidlist interns them)
+    keys = fields[0:-1:3]  # the UID list's commit takes these (and the UIDs) as its own: one copy each
     places, flag_texts = fields[1:-1:3], fields[2:-1:3]
+    distinct = {place: shared_place(place) for place in set(places)}  # a few, one string each
     # After the key comes its info (":2,..."), or nothing: a longer key would be another message's.
-    if not set(map(_HEAD, places)) <= _PLACE_HEADS:
+    if not set(map(_HEAD, distinct)) <= _PLACE_HEADS:
         raise Unreadable("a file name does not match its key")
-    rels = list(map(str.__add__, map(str.__add__, map(_SUBDIR, places), keys), map(_INFO, places)))
+    places = list(map(distinct.__getitem__, places))
+    new_places = frozenset(place for place in distinct.values() if place.startswith("new/"))
     interned = {text: frozenset(text.split()) for text in set(flag_texts)}  # a few distinct sets, shared
     columns = zip(uids, keys, map(interned.__getitem__, flag_texts), sizes.tolist(), dates.tolist(),
                   modseqs.tolist())
     rows = list(map(tuple.__new__, repeat(MessageInfo), columns))  # MessageInfo._make without its Python frame
-    return Persisted(sources, Snapshot.of(rows, rels, uids, keys))
+    return Persisted(sources, Snapshot.of(rows, places, uids, keys, new_places))
 
 
 def read(folder_path: str) -> Persisted | None:

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -173,8 +172,7 @@ def parse(text: str, path: str) -> tuple[Header, Entries]:
     plain = _PLAIN_ENTRY.findall("\n" + body)
     if len(plain) == body.count("\n"):
         # Every entry a plain "<uid> :<key>" (what we write): parsed in one pass, no line loop.
-        # Interned: the folder's snapshot holds the same keys (snapfile interns them too), one copy each.
-        by_key = {sys.intern(key): int(uid) for uid, key in plain}
+        by_key = {key: int(uid) for uid, key in plain}
         uidnext = max(header.uidnext, max(by_key.values(), default=0) + 1)
         return replace(header, uidnext=uidnext), Entries(by_key)
     lines = text.splitlines()
@@ -253,6 +251,8 @@ def commit(
         elif stamp is not None and stamp != known:
             theirs, replaced = parse(read_text(path), path)
             header = replace(theirs, highest_modseq=max(theirs.highest_modseq, header.highest_modseq))
+            if replaced.by_key == entries.by_key:  # read for the first time after a restart: as recorded
+                replaced = Entries(entries.by_key, replaced.fields)  # whose keys and UIDs the snapshot holds
         by_key = entries.by_key if replaced is None else replaced.by_key
         assigned: dict[str, int] = {}
         uidnext = header.uidnext

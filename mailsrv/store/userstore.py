@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: Seconds between two prunings of a user's message cache by this process.
 PRUNE_EVERY = 3600.0
+#: Seconds from the open that asks for a pruning to the pruning: not while the client waits for that
+#: open (at 100,000 messages the pruning holds the interpreter for a quarter of a second).
+PRUNE_DELAY = 60.0
 
 
 def _exists(root: str, name: str) -> bool:
@@ -249,12 +252,19 @@ class UserStore:
         """Now and then (:data:`PRUNE_EVERY`), in the background: drop the cache rows of messages gone.
 
         Lazily, not at each expunge: a COPY's hard link keeps a key alive in
-        another folder, and only a listing of every folder can tell.
+        another folder, and only a listing of every folder can tell.  With
+        a clock, :data:`PRUNE_DELAY` later.
         """
         now = time.monotonic()
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
             return
         self._pruned_at = now
+        if self._clock is None:
+            self._prune()
+        else:
+            self._clock.callLater(PRUNE_DELAY, self._prune)
+
+    def _prune(self) -> None:
         self._executor.run(_prune_cache, self.path, self.cache).addErrback(
             lambda f: self.log.failure("{path}: pruning the message cache failed", f, path=self.path))
 

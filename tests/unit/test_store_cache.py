@@ -8,11 +8,13 @@ import sqlite3
 import threading
 from contextlib import closing
 
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from mailsrv.message.body import Body
 from mailsrv.store import UserStore, cache, idledb
 from mailsrv.store.cache import FILENAME, MessageCache
+from mailsrv.store.userstore import PRUNE_DELAY
 from mailsrv.workers import InlineExecutor
 
 
@@ -166,3 +168,15 @@ class Pruning(unittest.TestCase):
         user._pruned_at = None
         self.successResultOf(user.open("Archive"))
         self.assertEqual(set(user.cache.get([held, "gone"])), {held})
+
+    def test_with_a_clock_the_pruning_waits_until_the_opening_client_is_answered(self) -> None:
+        clock = Clock()
+        user = UserStore("alice@example.test", self.mktemp(), InlineExecutor(), clock)
+        inbox = self.successResultOf(user.open("INBOX"))
+        user.cache.put({"gone": {"envelope": b"(gone)"}})
+        self.successResultOf(user.open("INBOX"))
+        clock.advance(PRUNE_DELAY - 1)
+        self.assertEqual(set(user.cache.get(["gone"])), {"gone"})
+        clock.advance(1)
+        self.assertEqual(user.cache.get(["gone"]), {})
+        self.assertEqual(inbox.messages(), [])

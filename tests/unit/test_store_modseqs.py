@@ -104,3 +104,12 @@ class FileTests(StoreTestCase):
         self.assertEqual((table.uidvalidity, table.highest), (7, 9))
         self.assertEqual(table.by_uid, {1: (3, "S")})
         self.assertEqual(table.expunged, [(4, 2)])
+
+
+def test_messages_numbered_together_share_one_pair():
+    table = modseqs.Table()
+    table.apply([(1, 5, "S"), (2, 5, "S"), (3, 5, "FS"), (4, 6, "S")], [])
+    assert table.by_uid[1] is table.by_uid[2]  # a first sync gives 100,000 messages one modseq
+    assert table.by_uid[3] == (5, "FS") and table.by_uid[4] == (6, "S")
+    parsed = modseqs.parse("1 V1 H6 F0\n1 5 S\n2 5 S\n3 5 FS\n4 6 S\n", "test").by_uid
+    assert parsed == table.by_uid and parsed[1] is parsed[2] and parsed[1] is not parsed[4]

@@ -60,8 +60,8 @@ def test_a_file_renamed_during_the_reading_and_missed_is_still_listed(folder, mo
     calls = _readings(monkeypatch, rename_and_miss_it)
     listing = scan.list_folder(folder)
     assert calls == ["new", "cur", "new", "cur"]
-    assert listing.entries["1.a.host"] == ("cur/1.a.host:2,FS", "FS")
-    assert listing.entries["2.b.host"] == ("cur/2.b.host:2,", "")
+    assert listing.entries["1.a.host"] == ("cur/:2,FS", "FS")  # the place: the name without its key
+    assert listing.entries["2.b.host"] == ("cur/:2,", "")
 
 
 def test_the_stamps_recorded_are_those_before_the_first_reading(folder, monkeypatch):
@@ -83,3 +83,11 @@ def test_a_folder_that_never_settles_is_read_a_bounded_number_of_times(folder, m
     listing = scan.list_folder(folder)
     assert len(calls) == 2 * scan.LISTING_READS
     assert set(listing.entries) == {"1.a.host", "2.b.host"}
+
+
+def test_files_with_the_same_flags_share_one_place_string(folder):
+    for name in ("3.c.host:2,", "4.d.host"):
+        open(os.path.join(folder, "cur" if ":" in name else "new", name), "wb").close()
+    entries = scan.list_folder(folder).entries
+    assert entries["3.c.host"] == ("cur/:2,", "") and entries["4.d.host"] == ("new/", "")
+    assert entries["3.c.host"][0] is entries["2.b.host"][0]  # 100,000 messages hold a few strings, not 100,000

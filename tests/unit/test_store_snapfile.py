@@ -17,7 +17,7 @@ OTHER = b"Subject: x\n\nfrom another program\n"
 
 
 def _rows(folder) -> list[tuple[MessageInfo, str]]:
-    return [(info, folder._snap.files[info.uid]) for info in folder.messages()]
+    return [(info, folder._snap.rel(info.uid)) for info in folder.messages()]
 
 
 class PersistedSnapshotTests(StoreTestCase):
@@ -88,14 +88,15 @@ class PersistedSnapshotTests(StoreTestCase):
     def test_files_whose_uids_or_names_do_not_hold_read_as_none(self):
         persisted = snapfile.read(self.path)
         sources, snap = persisted.sources, persisted.snapshot
-        order, infos, files = snap.ordered(), snap.infos, snap.files
-        self.assertEqual(snapfile.decode(snapfile.encode(sources, order, infos, files)).snapshot.files, files)
+        order, infos, places = snap.ordered(), snap.infos, snap.places
+        self.assertEqual(snapfile.decode(snapfile.encode(sources, order, infos, places)).snapshot.places, places)
         first, second = order[0], order[1]
+        self.assertEqual(places[first], "new/")
         bad = {
-            "duplicate UID": ([first, first] + order[2:], infos, files),
-            "descending UIDs": ([second, first] + order[2:], infos, files),
-            "another key's file": (order, infos, {**files, first: files[first] + "x"}),
-            "a file outside new/ and cur/": (order, infos, {**files, first: "tmp/" + infos[first].key}),
+            "duplicate UID": ([first, first] + order[2:], infos, places),
+            "descending UIDs": ([second, first] + order[2:], infos, places),
+            "another key's file": (order, infos, {**places, first: "new/x"}),
+            "a file outside new/ and cur/": (order, infos, {**places, first: "tmp/"}),
         }
         for why, (uids, rows, names) in bad.items():
             with self.assertRaises(snapfile.Unreadable, msg=why):
@@ -106,8 +107,11 @@ class PersistedSnapshotTests(StoreTestCase):
         snap = inbox._snap
         self.assertEqual(inbox.uids(), [1, 2, 3])
         self.assertEqual({key: uid for uid, key in ((u, snap.infos[u].key) for u in snap.infos)}, snap.uid_of)
-        self.assertEqual(snap.in_new, {uid for uid, rel in snap.files.items() if rel.startswith("new/")})
+        self.assertEqual(snap.in_new, {uid for uid in snap.places if snap.rel(uid).startswith("new/")})
+        self.assertEqual({snap.rel(uid) for uid in snap.places},
+                         {f"{sub}/{name}" for sub in ("new", "cur") for name in os.listdir(os.path.join(inbox.path, sub))})
         self.assertEqual(snap.in_new, {1, 3})
+        self.assertIs(snap.places[1], snap.places[3])  # "new/": one string for both
         uids = inbox.uids()
         uids.append(99)  # a session's own copy
         self.assertEqual(inbox.uids(), [1, 2, 3])
@@ -188,6 +192,9 @@ class PersistedSnapshotTests(StoreTestCase):
         self.assertEqual(inbox.get(1).modseq, self.inbox.highest_modseq + 1)
         self.assertEqual(inbox._uids.by_key, self.uid_list())
         self.assertEqual(self.uid_list(), {info.key: info.uid for info in self.inbox.messages()})
+        by_key = inbox._uids.by_key
+        for info in inbox.messages():  # the commit keeps the snapshot's key strings, not copies of its own
+            self.assertIs(next(key for key in by_key if key == info.key), info.key)
 
     def test_a_uid_list_gone_before_the_first_commit_is_written_again_with_the_same_uids(self):
         executor, inbox = self.restart()
