@@ -17,7 +17,8 @@ well is kept open for the next message to the same destination
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -54,31 +55,95 @@ IMPLICIT_TLS_PORT = 465
 
 
 class _Slots:
-    """At most *total* transactions at once, and at most *each* per destination."""
+    """At most *total* transactions at once, and at most *each* per destination.
 
-    def __init__(self, total: int, each: int) -> None:
-        self._total = defer.DeferredSemaphore(total)
+    A slot given back goes to the first message waiting for one, unless a
+    message waits for a destination that has a session parked
+    (*parked*: those destinations): that one goes first, onto the parked
+    session.  Strictly first come, a slot went to a destination without one,
+    whose new connection then had to end a parked session elsewhere to stay
+    within ``max_connections``, whose next message needed a new connection
+    in turn: with as many busy destinations as slots, three connections
+    in four were new, a TLS handshake each.
+    """
+
+    def __init__(self, total: int, each: int, parked: Callable[[], Iterable[str]] = tuple) -> None:
+        self._free = total
         self._each = each
+        self._parked = parked
         self._by_destination: dict[str, defer.DeferredSemaphore] = {}
+        #: Waiting for the total, first come first: all of them, and each destination's.
+        self._queue: deque[tuple[str, defer.Deferred[None]]] = deque()
+        self._waiting: dict[str, deque[defer.Deferred[None]]] = {}
 
     async def acquire(self, destination: str) -> None:
         """Wait for a slot for *destination*."""
         semaphore = self._by_destination.setdefault(destination, defer.DeferredSemaphore(self._each))
         await semaphore.acquire()
-        await self._total.acquire()
+        if self._free and not self._queue:
+            self._free -= 1
+            return
+        turn: defer.Deferred[None] = defer.Deferred()
+        self._queue.append((destination, turn))
+        self._waiting.setdefault(destination, deque()).append(turn)
+        try:
+            await turn
+        except BaseException:  # cancelled (the queue stops): the turn is skipped when reached
+            semaphore.release()
+            self._forget_if_unused(destination)
+            raise
+
+    def others(self, destination: str) -> int:
+        """Transactions to *destination* under way besides the caller's, which holds one of its slots."""
+        semaphore = self._by_destination.get(destination)
+        return 0 if semaphore is None else self._each - semaphore.tokens - 1
 
     @property
     def free(self) -> int:
         """Transactions that could start now without waiting for the total."""
-        return self._total.tokens
+        return self._free
 
     def release(self, destination: str) -> None:
-        """Give the slot back; a destination nobody uses any more is forgotten."""
-        self._total.release()
+        """Give the slot back; a destination nobody uses any more is forgotten.
+
+        The destination's own waiter, if any, is let in to wait for the
+        total first, so that it can take the session just parked.
+        """
+        self._by_destination[destination].release()
+        self._give()
+        self._forget_if_unused(destination)
+
+    def _forget_if_unused(self, destination: str) -> None:
         semaphore = self._by_destination[destination]
-        semaphore.release()
         if semaphore.tokens == self._each and not semaphore.waiting:
             del self._by_destination[destination]
+
+    def _give(self) -> None:
+        """The freed total slot: to a waiter for a parked session's destination, else the first in line."""
+        for destination in self._parked():
+            turn = self._next_turn(destination)
+            if turn is not None:
+                turn.callback(None)
+                return
+        while self._queue:
+            destination, turn = self._queue.popleft()
+            if not turn.called:
+                self._next_turn(destination)  # *turn*: the first of its destination's too
+                turn.callback(None)
+                return
+        self._free += 1
+
+    def _next_turn(self, destination: str) -> "defer.Deferred[None] | None":
+        """Take the first turn still waiting for *destination* out of its line, or None."""
+        line = self._waiting.get(destination)
+        while line:
+            turn = line.popleft()
+            if not turn.called:
+                if not line:
+                    del self._waiting[destination]
+                return turn
+        self._waiting.pop(destination, None)
+        return None
 
 
 @dataclass(frozen=True)
@@ -111,8 +176,8 @@ class RemoteDelivery:
         self._policies = policies
         self._unverified = clienttls.Unverified()
         self._audit = AuditContext(settings.trust)
-        self._slots = _Slots(max_connections, per_domain)
         self._idle = reuse.IdleSessions(reactor)
+        self._slots = _Slots(max_connections, per_domain, self._idle.destinations)
 
     def deliver(
         self, queue_id: str, sender: str, recipients: Sequence[str], body: Body, options: Options = Options(),
@@ -146,8 +211,9 @@ class RemoteDelivery:
     async def _send(
         self, queue_id: str, tx: Transaction, destination: str, domain: str, route: routing.Route,
     ) -> list[RecipientResult]:
+        busy = self._slots.others(destination) > 0  # another message to it is under way: wait for its session
         destination = requiretls.sessions_key(destination, tx.options)
-        reused = await self._reuse(tx, destination)  # opened under the policy of that time: minutes old at most
+        reused = await self._reuse(tx, destination, busy)  # opened under the policy of that time: minutes old at most
         if reused is None:
             return await self._over_hosts(queue_id, tx, destination, domain, route, [])
         if not _next_host_may_take(reused):
@@ -221,9 +287,17 @@ class RemoteDelivery:
             done.setdefault(r, replace(unsupported or last, recipient=r))
         return [done[r] for r in everyone]
 
-    async def _reuse(self, tx: Transaction, destination: str) -> list[RecipientResult] | None:
-        """*tx* on a session kept open to *destination*; None when there is none, or it broke before the message."""
-        while (session := self._idle.take(destination)) is not None:
+    async def _reuse(self, tx: Transaction, destination: str, wait: bool) -> list[RecipientResult] | None:
+        """*tx* on a session kept open to *destination*; None when there is none, or it broke before the message.
+
+        With *wait*, when none is parked, the next one a transaction under way parks (a moment at most).
+        """
+        while True:
+            session = self._idle.take(destination)
+            if session is None and wait:
+                session, wait = await self._idle.handed(destination), False
+            if session is None:
+                return None
             try:
                 results = await mail_transaction(session.conn, tx, session.extensions, reset=True)
             except TryNextHost:  # RSET refused, or lost before the final reply: not taken, a new session may
@@ -231,7 +305,6 @@ class RemoteDelivery:
                 continue
             self._idle.park(destination, session)
             return [replace(r, host=session.host, ip=session.ip) for r in results]
-        return None
 
     async def _try(
         self, queue_id: str, tx: Transaction, destination: str, host: mx.Host, ip: str, port: int,

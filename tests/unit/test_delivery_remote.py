@@ -67,3 +67,37 @@ def test_slots_cap_each_destination_and_the_total() -> None:
     for destination in ("a", "a", "c"):
         slots.release(destination)
     assert slots._by_destination == {}
+
+
+def test_a_freed_slot_goes_first_to_a_message_for_a_destination_with_a_parked_session() -> None:
+    parked: list[str] = []
+    slots = _Slots(total=2, each=3, parked=lambda: parked)
+    held = [defer.ensureDeferred(slots.acquire(d)) for d in ("a", "b")]
+    waiting = [defer.ensureDeferred(slots.acquire(d)) for d in ("c", "b", "d")]
+    assert all(d.called for d in held) and not any(d.called for d in waiting)
+    parked.append("b")  # b's transaction ended well: its session waits for b's next message
+    slots.release("b")
+    assert [d.called for d in waiting] == [False, True, False]  # not c, first in line: it needs a new connection
+    parked.clear()
+    slots.release("a")
+    assert [d.called for d in waiting] == [True, True, False]  # then first come, first served
+    slots.release("b")
+    assert waiting[2].called
+    for destination in ("c", "d"):
+        slots.release(destination)
+    assert slots.free == 2 and slots._by_destination == {}
+
+
+def test_a_message_that_stops_waiting_for_the_total_gives_its_destination_slot_back() -> None:
+    slots = _Slots(total=1, each=1)
+    first = defer.ensureDeferred(slots.acquire("a"))
+    second = defer.ensureDeferred(slots.acquire("b"))
+    assert first.called and not second.called
+    second.cancel()
+    assert "b" not in slots._by_destination  # its one slot for b is back
+    third = defer.ensureDeferred(slots.acquire("b"))
+    slots.release("a")
+    assert third.called  # the cancelled turn was skipped
+    slots.release("b")
+    assert slots.free == 1
+    second.addErrback(lambda f: f.trap(defer.CancelledError))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.internet import defer, task
 
-from mailsrv.delivery.reuse import IDLE_TIME, MAX_AGE, IdleSessions, Session
+from mailsrv.delivery.reuse import HANDOFF_WAIT, IDLE_TIME, MAX_AGE, IdleSessions, Session
 from mailsrv.delivery.smtpclient import Reply
 
 
@@ -81,3 +81,31 @@ def test_close_ends_the_parked_sessions_and_parks_no_more():
     sessions.park("example.org", later)
     assert later.conn.sent == ["QUIT"] and sessions.take("example.org") is None
     assert not clock.getDelayedCalls()
+
+
+def test_a_session_parked_while_a_message_waits_for_its_destination_is_handed_to_it():
+    clock = task.Clock()
+    sessions = IdleSessions(clock)
+    waiting = sessions.handed("example.org")
+    session = Session(FakeConnection(), {}, "mx.example.org", "192.0.2.25", 0.0)
+    sessions.park("example.org", session)
+    assert waiting.result is session  # the caller's now: not parked, no idle timer
+    assert sessions.take("example.org") is None and not clock.getDelayedCalls()
+
+
+def test_a_message_waits_for_a_busy_session_a_moment_only():
+    clock = task.Clock()
+    sessions = IdleSessions(clock)
+    waiting = sessions.handed("example.org")
+    clock.advance(HANDOFF_WAIT)
+    assert waiting.result is None  # it opens a connection of its own
+    session = Session(FakeConnection(), {}, "mx.example.org", "192.0.2.25", 0.0)
+    sessions.park("example.org", session)
+    assert sessions.take("example.org") is session
+
+
+def test_close_answers_the_waiting_messages():
+    sessions = IdleSessions(task.Clock())
+    waiting = sessions.handed("example.org")
+    sessions.close()
+    assert waiting.result is None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 from twisted.internet.protocol import Factory, Protocol
 
@@ -534,6 +534,15 @@ class SessionReuseTests(DeliveryHarness):
         commands = receiver.sessions[0].commands
         self.assertIn(["RSET"], receiver.sessions[0].groups)
         self.assertEqual(commands[commands.index("RSET") + 1].split(":")[0], "MAIL FROM")
+
+    async def test_a_message_sent_while_its_destination_is_busy_waits_for_that_session(self) -> None:
+        receiver, port = self.receiver("mx1.example.test")
+        delivery = self.sender(port, tls="verify")
+        sends = [defer.ensureDeferred(self.send(delivery, rcpt)) for rcpt in ("bob@example.test", "carol@example.test")]
+        first, second = [result for [result] in await defer.gatherResults(sends)]
+        self.assertEqual([self.outcome(first), self.outcome(second)], [self.delivered, self.delivered])
+        self.assertEqual(receiver.connections, 1)  # no second handshake: the first's session was handed over
+        self.assertEqual([m.recipients for m in receiver.messages], [["bob@example.test"], ["carol@example.test"]])
 
     async def test_a_session_is_reused_after_a_refused_recipient(self) -> None:
         receiver, port = self.receiver()
