@@ -75,6 +75,8 @@ class _Slots:
         #: Waiting for the total, first come first: all of them, and each destination's.
         self._queue: deque[tuple[str, defer.Deferred[None]]] = deque()
         self._waiting: dict[str, deque[defer.Deferred[None]]] = {}
+        #: Transactions under way (both slots held) per destination.
+        self._running: dict[str, int] = {}
 
     async def acquire(self, destination: str) -> None:
         """Wait for a slot for *destination*."""
@@ -82,21 +84,21 @@ class _Slots:
         await semaphore.acquire()
         if self._free and not self._queue:
             self._free -= 1
-            return
-        turn: defer.Deferred[None] = defer.Deferred()
-        self._queue.append((destination, turn))
-        self._waiting.setdefault(destination, deque()).append(turn)
-        try:
-            await turn
-        except BaseException:  # cancelled (the queue stops): the turn is skipped when reached
-            semaphore.release()
-            self._forget_if_unused(destination)
-            raise
+        else:
+            turn: defer.Deferred[None] = defer.Deferred()
+            self._queue.append((destination, turn))
+            self._waiting.setdefault(destination, deque()).append(turn)
+            try:
+                await turn
+            except BaseException:  # cancelled (the queue stops): the turn is skipped when reached
+                semaphore.release()
+                self._forget_if_unused(destination)
+                raise
+        self._running[destination] = self._running.get(destination, 0) + 1
 
     def others(self, destination: str) -> int:
-        """Transactions to *destination* under way besides the caller's, which holds one of its slots."""
-        semaphore = self._by_destination.get(destination)
-        return 0 if semaphore is None else self._each - semaphore.tokens - 1
+        """Transactions to *destination* under way besides the caller's (not those still waiting for a slot)."""
+        return self._running.get(destination, 1) - 1
 
     @property
     def free(self) -> int:
@@ -109,6 +111,11 @@ class _Slots:
         The destination's own waiter, if any, is let in to wait for the
         total first, so that it can take the session just parked.
         """
+        running = self._running[destination] - 1
+        if running:
+            self._running[destination] = running
+        else:
+            del self._running[destination]
         self._by_destination[destination].release()
         self._give()
         self._forget_if_unused(destination)
@@ -374,7 +381,7 @@ class RemoteDelivery:
         if implicit:
             endpoint = wrapClientTLS(tls.creator, endpoint)
         try:
-            conn = await endpoint.connect(Factory.forProtocol(lambda: ClientConnection(self._reactor)))
+            conn = await endpoint.connect(_connection_factory(self._reactor))
         except ConnectError as e:  # refused, unreachable, timed out: all mean "next host"
             raise TryNextHost(f"cannot connect: {e}") from None
         opened = self._reactor.seconds()
@@ -386,6 +393,13 @@ class RemoteDelivery:
             raise
         self._idle.park(destination, reuse.Session(conn, extensions, hostname, ip, opened))
         return results
+
+
+def _connection_factory(reactor: object) -> Factory:
+    """The factory of one outbound connection; quiet, or each connection logged two lines of Twisted's."""
+    factory = Factory.forProtocol(lambda: ClientConnection(reactor))
+    factory.noisy = False
+    return factory
 
 
 def _next_host_may_take(results: Sequence[RecipientResult]) -> list[str]:

@@ -85,7 +85,7 @@ def test_a_freed_slot_goes_first_to_a_message_for_a_destination_with_a_parked_se
     assert waiting[2].called
     for destination in ("c", "d"):
         slots.release(destination)
-    assert slots.free == 2 and slots._by_destination == {}
+    assert slots.free == 2 and slots._by_destination == {} and slots._running == {}
 
 
 def test_a_message_that_stops_waiting_for_the_total_gives_its_destination_slot_back() -> None:
@@ -101,3 +101,15 @@ def test_a_message_that_stops_waiting_for_the_total_gives_its_destination_slot_b
     slots.release("b")
     assert slots.free == 1
     second.addErrback(lambda f: f.trap(defer.CancelledError))
+
+
+def test_a_message_waiting_for_the_total_is_not_a_transaction_under_way() -> None:
+    slots = _Slots(total=1, each=3)
+    running = defer.ensureDeferred(slots.acquire("a"))
+    waiting = defer.ensureDeferred(slots.acquire("a"))
+    assert running.called and not waiting.called
+    assert slots.others("a") == 0  # the running one has no session to wait for
+    slots.release("a")
+    assert waiting.called and slots.others("a") == 0
+    slots.release("a")
+    assert slots._running == {} and slots.free == 1

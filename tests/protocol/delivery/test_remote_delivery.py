@@ -10,6 +10,7 @@ import os
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import globalLogPublisher
 
 from delivery_harness import MESSAGE, DeliveryHarness, helo_name
 from mailsrv.delivery import dialogue
@@ -543,6 +544,17 @@ class SessionReuseTests(DeliveryHarness):
         self.assertEqual([self.outcome(first), self.outcome(second)], [self.delivered, self.delivered])
         self.assertEqual(receiver.connections, 1)  # no second handshake: the first's session was handed over
         self.assertEqual([m.recipients for m in receiver.messages], [["bob@example.test"], ["carol@example.test"]])
+
+    async def test_a_new_connection_logs_no_factory_lines(self) -> None:
+        receiver, port = self.receiver()
+        delivery = self.sender(port)
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        await self.send(delivery, "bob@example.test")
+        await delivery.close()
+        self.assertEqual(receiver.connections, 1)
+        self.assertEqual([e for e in events if "factory" in str(e.get("log_format", "")).lower()], [])
 
     async def test_a_session_is_reused_after_a_refused_recipient(self) -> None:
         receiver, port = self.receiver()
