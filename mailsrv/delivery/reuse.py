@@ -84,29 +84,33 @@ class IdleSessions:
             _end(session)
             return
         wanted = self._wanted.get(destination)
-        while wanted:
+        if wanted:  # every waiter here still waits: one that timed out or was cancelled left
             waiter = wanted.popleft()
-            if not waiter.called:  # not timed out, not cancelled
-                if not wanted:
-                    del self._wanted[destination]
-                waiter.callback(session)
-                return
-        self._wanted.pop(destination, None)
+            if not wanted:
+                del self._wanted[destination]
+            waiter.callback(session)
+            return
         timer = self._clock.callLater(self._idle_time, self._expire, destination, session)
         self._parked.setdefault(destination, []).append((session, timer))
 
     def handed(self, destination: str, timeout: float = HANDOFF_WAIT) -> "Deferred[Session | None]":
         """The next session to *destination* as it is parked, now the caller's; None after *timeout* seconds."""
         waiter: Deferred[Session | None] = Deferred()
-        timer = self._clock.callLater(timeout, lambda: waiter.called or waiter.callback(None))
+        wanted = self._wanted.setdefault(destination, deque())
+        wanted.append(waiter)
+        timer = self._clock.callLater(timeout, waiter.callback, None)
 
         def done(result: object) -> object:
+            """However it ended (handed a session, timed out, cancelled, closed): out of the line."""
             if timer.active():
                 timer.cancel()
+            if waiter in wanted:
+                wanted.remove(waiter)
+                if not wanted and self._wanted.get(destination) is wanted:
+                    del self._wanted[destination]
             return result
 
-        self._wanted.setdefault(destination, deque()).append(waiter.addBoth(done))
-        return waiter
+        return waiter.addBoth(done)
 
     def destinations(self) -> list[str]:
         """The destinations a session is parked for."""
@@ -139,11 +143,9 @@ class IdleSessions:
     def close(self) -> "Deferred[None]":
         """End every parked session (the server is stopping) and park none from now on; fires once they are closed."""
         self._closed = True
-        for wanted in self._wanted.values():
-            for waiter in wanted:
-                if not waiter.called:
-                    waiter.callback(None)
-        self._wanted.clear()
+        for wanted in list(self._wanted.values()):
+            for waiter in list(wanted):
+                waiter.callback(None)
         ending = []
         for parked in self._parked.values():
             for session, timer in parked:

@@ -99,6 +99,7 @@ def test_a_message_waits_for_a_busy_session_a_moment_only():
     waiting = sessions.handed("example.org")
     clock.advance(HANDOFF_WAIT)
     assert waiting.result is None  # it opens a connection of its own
+    assert sessions._wanted == {}  # nothing left behind for a destination that is never parked again
     session = Session(FakeConnection(), {}, "mx.example.org", "192.0.2.25", 0.0)
     sessions.park("example.org", session)
     assert sessions.take("example.org") is session
@@ -109,3 +110,15 @@ def test_close_answers_the_waiting_messages():
     waiting = sessions.handed("example.org")
     sessions.close()
     assert waiting.result is None
+    assert sessions._wanted == {}
+
+
+def test_a_cancelled_wait_leaves_the_line_and_the_next_waiter_gets_the_session():
+    clock = task.Clock()
+    sessions = IdleSessions(clock)
+    cancelled, waiting = sessions.handed("example.org"), sessions.handed("example.org")
+    cancelled.cancel()
+    cancelled.addErrback(lambda f: f.trap(defer.CancelledError))
+    session = Session(FakeConnection(), {}, "mx.example.org", "192.0.2.25", 0.0)
+    sessions.park("example.org", session)
+    assert waiting.result is session and sessions._wanted == {} and not clock.getDelayedCalls()
