@@ -591,8 +591,8 @@ class Folder:
                 entry = found.get(key)
                 if entry is None:
                     del self._arrivals[key]
-                elif rel_of(entry[0], key) != arrival.rel:
-                    self._arrivals[key] = replace(arrival, rel=rel_of(entry[0], key), info=entry[1])
+                elif (rel := rel_of(entry[0], key)) != arrival.rel:
+                    self._arrivals[key] = replace(arrival, rel=rel, info=entry[1])
         self._scanned = _Scanned(listing.started_ns, listing.stamps)
         self._own = self._listed_own(listing)
         self._unsaved = True
@@ -867,7 +867,8 @@ class Folder:
         return d.addCallback(lambda _: self._rename_for_flags(wanted))
 
     def _rename_for_flags(self, wanted: dict[int, frozenset[str]]) -> "Deferred[list[MessageInfo]]":
-        infos, snap = self._snap.infos, self._snap
+        snap = self._snap
+        infos = snap.infos
         present = [uid for uid in wanted if uid in infos]
         names = {uid: "cur/" + self._filename(infos[uid].key, wanted[uid]) for uid in present}
         moves = {uid: names[uid] for uid in present if names[uid] != snap.rel(uid)}

@@ -23,7 +23,8 @@ def shared_place(place: str) -> str:
 
     A place is the file name without its key: ``new/``, ``cur/:2,S``,
     ``cur/:2,FS``.  Kept instead of the whole name, 100,000 messages hold a
-    few strings, not 100,000 (10 MiB), and a listing compares them by identity.
+    few strings, not 100,000 (10 MiB), and a listing's comparison of two
+    equal ones ends at their identity.
     """
     got = _places.get(place)
     if got is None:
