@@ -766,6 +766,56 @@ def thread_pool() -> tuple[bool, str]:
     return pool.max == 10, f"default reactor thread pool: at most {pool.max} threads"
 
 
+@check("Every write waits for the poller")
+def writes_wait_for_the_poller() -> tuple[bool, str]:
+    from twisted.internet import abstract
+    from twisted.internet.epollreactor import EPollReactor
+
+    stock = EPollReactor()
+    calls: list[str] = []
+    poller = stock._poller
+
+    class Spy:
+        def register(self, fd, flags):
+            calls.append("register")
+            return poller.register(fd, flags)
+
+        def modify(self, fd, flags):
+            calls.append("modify")
+            return poller.modify(fd, flags)
+
+        def unregister(self, fd):
+            calls.append("unregister")
+            return poller.unregister(fd)
+
+        def poll(self, timeout, maxevents):
+            return poller.poll(timeout, maxevents)
+
+    here, there = socket.socketpair()
+    here.setblocking(False)
+
+    class End(abstract.FileDescriptor):
+        connected = 1
+
+        def fileno(self):
+            return here.fileno()
+
+        def writeSomeData(self, data):
+            return here.send(data)
+
+    stock._poller = Spy()
+    try:
+        End(stock).write(b"250 2.0.0 Ok\r\n")
+        stock.iterate(0)
+        sent = there.recv(100)
+    finally:
+        here.close()
+        there.close()
+        stock._poller = poller
+        poller.close()
+    return calls == ["register", "unregister"], f"one reply of {len(sent)} octets: epoll calls {calls}"
+
+
 _TAC = """\
 from twisted.application import service
 

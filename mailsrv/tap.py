@@ -14,7 +14,12 @@ import os
 import sys
 from typing import Any
 
-from twisted.application import service
+if sys.platform.startswith("linux"):  # epoll: elsewhere Twisted's default reactor serves
+    from mailsrv.net.reactor import install_unless_chosen
+
+    install_unless_chosen()  # before anything imports the global reactor
+
+from twisted.application import service  # noqa: E402
 from twisted.cred.portal import Portal
 from twisted.internet import reactor
 from twisted.internet.interfaces import IReactorTime

@@ -6,7 +6,8 @@
   listener (open sessions keep theirs), keeps the old one when the new one
   is broken, and reopens the log file after logrotate moved it.
 * SIGTERM stops accepting, says goodbye to idle sessions of all three
-  protocols, lets a message in DATA finish (250, stored), then exits.
+  protocols, lets a message in DATA finish (250, stored), then exits; all
+  of it on the server's prompt-write reactor (:mod:`mailsrv.net.reactor`).
 """
 
 from __future__ import annotations
@@ -311,6 +312,9 @@ def test_sigterm_says_goodbye_lets_data_finish_and_exits(tmp_path):
         # After a clean stop twistd ends by raising the signal again, as Unix daemons do.
         assert server.process.wait(timeout=30) == -signal.SIGTERM
         assert "Server Shut Down." in server.log()
+        # Every reply above went out through the server's own reactor
+        # (docs/twisted-notes.rst, "Every write waits for the poller").
+        assert "reactor class: mailsrv.net.reactor.PromptWriteReactor." in server.log()
     finally:
         server.stop()
     new = os.path.join(server.data_dir, "mail", "example.test", "alice", "new")
