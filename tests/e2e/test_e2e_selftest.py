@@ -138,7 +138,20 @@ def test_a_certificate_without_the_hostname_fails_every_tls_step(server):
     assert_cleaned_up(server)
 
 
-def test_ctrl_c_still_removes_the_temporary_user(server):
+@pytest.fixture
+def ctrl_c_reaches_children():
+    """SIGINT not ignored in this process while a child starts, as at a shell prompt.
+
+    A command started in the background by a non-interactive shell (``.ci/run
+    &``) has SIGINT ignored, its children inherit that, and Python then leaves
+    it ignored: the interrupted self-test would never see the Ctrl-C.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_still_removes_the_temporary_user(server, ctrl_c_reaches_children):
     with socket.create_server(("127.0.0.1", 0)) as mute:  # accepts, never greets: the self-test waits there
         config = variant(server, "mute", imaps=f'["tcp:{mute.getsockname()[1]}:interface=127.0.0.1"]')
         command = subprocess.Popen(
