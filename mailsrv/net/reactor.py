@@ -81,9 +81,17 @@ class PromptWriteReactor(EPollReactor):
     doIteration = doPoll
 
     def _write_due(self) -> None:
-        """One ``doWrite()`` per due descriptor; those that still want writing are watched by epoll."""
-        due, self._prompt_due = self._prompt_due, {}
-        for writer in due:
+        """One ``doWrite()`` per due descriptor; those that still want writing are watched by epoll.
+
+        Each is taken out of the due set as its turn comes, not all at once: a
+        write may end another connection of the same turn, whose
+        ``removeWriter`` then finds it still there and takes it out.  Those
+        that start writing meanwhile stay due for the next turn.
+        """
+        for writer in list(self._prompt_due):
+            if writer not in self._prompt_due:
+                continue  # stopped writing since the turn began
+            del self._prompt_due[writer]
             self._prompt_writer, self._prompt_finished = writer, False
             try:
                 log.callWithLogger(writer, self._doReadOrWrite, writer, writer.fileno(), EPOLLOUT)

@@ -243,3 +243,26 @@ def test_installed_only_when_no_reactor_was_chosen(monkeypatch):
     monkeypatch.delitem(sys.modules, "twisted.internet.reactor")
     prompt.install_unless_chosen()
     assert installed == [1]
+
+
+def test_a_writer_stopped_by_another_prompt_write_of_the_same_turn_is_not_written(reactor):
+    """One connection's write may end another's (a proxy's two sides): the ended one is skipped."""
+    first_pair, second_pair = socket.socketpair(), socket.socketpair()
+    first, second = _End(first_pair[0], reactor), _End(second_pair[0], reactor)
+    try:
+        original = first.doWrite
+
+        def write_and_stop_the_other():
+            second.stopWriting()
+            return original()
+
+        first.doWrite = write_and_stop_the_other
+        first.write(b"250 2.0.0 Ok\r\n")
+        second.write(b"250 2.0.0 Ok\r\n")
+        reactor.iterate(0)
+        assert first.writes == 1
+        assert second.writes == 0
+        assert second not in reactor.getWriters()
+    finally:
+        for sock in (*first_pair, *second_pair):
+            sock.close()
