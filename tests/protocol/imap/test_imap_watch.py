@@ -64,10 +64,12 @@ class ExternalChanges(IMAPTestCase):
         self.assertEqual(session.send(b"DONE\r\n"), b"A1 OK IDLE terminated\r\n")
 
     async def test_an_expunge_found_during_fetch_waits_for_the_next_command(self) -> None:
-        await self.deliver(MESSAGE, MESSAGE)
+        await self.deliver(MESSAGE)
+        (first,) = os.listdir(os.path.join(self.inbox.path, "new"))
+        await self.deliver(MESSAGE)
         session = await self.watched_login()
-        path = os.path.join(self.inbox.path, "cur")
-        os.unlink(os.path.join(path, sorted(os.listdir(path))[0]))
+        (gone,) = [name for name in os.listdir(os.path.join(self.inbox.path, "cur")) if name.startswith(first)]
+        os.unlink(os.path.join(self.inbox.path, "cur", gone))
         self.found(session)
         self.assertEqual(await session.command(b"A1 FETCH 2 UID"), b"* 2 FETCH (UID 2)\r\nA1 OK FETCH completed\r\n")
         self.assertEqual(await session.command(b"A2 NOOP"), b"* 1 EXPUNGE\r\nA2 OK NOOP completed\r\n")
