@@ -90,6 +90,12 @@ class FakeRspamd(resource.Resource):
         request.setHeader(b"content-type", b"application/json")
         return json.dumps(answer).encode()
 
+    def answer_hanging(self) -> None:
+        """Let the oldest hung request succeed."""
+        request = self.hanging.pop(0)
+        request.write(b'{"success":true}')
+        request.finish()
+
     def _release(self) -> None:
         """Let the client see hung requests closed, so the test ends clean."""
         for request in self.hanging:

@@ -3,8 +3,9 @@
 The folders are the user's special-use ones (RFC 6154 ``\\Junk`` and
 ``\\Trash``): out of Junk into the Trash teaches nothing, as deleting spam
 says nothing of it.  Learning happens after the IMAP command answered,
-one message at a time, each read from its file in the disk pool while it
-is sent; a failure (rspamd down, a message expunged meanwhile) is logged
+one message at a time and in the order the commands came (a message put in
+Junk and taken out again at once ends up ham, not spam), each read from its
+file in the disk pool while it is sent; a failure (rspamd down, a message expunged meanwhile) is logged
 and never reaches the client, whose COPY or MOVE already succeeded.
 """
 
@@ -49,6 +50,7 @@ class Learner:
     def __init__(self, rspamd: Rspamd, disk: "Executor") -> None:
         self._rspamd = rspamd
         self._disk = disk
+        self._turn = defer.DeferredLock()
         #: The lessons being given, for a stopping server or a test to wait for.
         self.pending: set[defer.Deferred[None]] = set()
 
@@ -57,7 +59,7 @@ class Learner:
         uids = list(uids)
         if not uids or source.name == target.name:
             return
-        lessons = defer.Deferred.fromCoroutine(self._learn(user, source.name, target, uids))
+        lessons = defer.Deferred.fromCoroutine(self._in_turn(user, source.name, target, uids))
         self.pending.add(lessons)
         lessons.addBoth(self._done, lessons)
 
@@ -65,6 +67,13 @@ class Learner:
         self.pending.discard(lessons)
         if isinstance(result, Failure):
             log.failure("learning from a copy failed", result)
+
+    async def _in_turn(self, user: "UserStore", source: str, target: "Folder", uids: list[int]) -> None:
+        await self._turn.acquire()
+        try:
+            await self._learn(user, source, target, uids)
+        finally:
+            self._turn.release()
 
     async def _learn(self, user: "UserStore", source: str, target: "Folder", uids: list[int]) -> None:
         spam = lesson(await user.special_use(), source, target.name)

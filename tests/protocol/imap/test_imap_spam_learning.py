@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 
 from imap_harness import IMAPTestCase
 from mailsrv import config as configuration
@@ -61,6 +61,20 @@ class Learning(LearningCase):
         await self.deliver(MESSAGE)
         lessons = await self.lessons(b"a MOVE 1 Junk", b"a SELECT Junk", b"a MOVE 1 INBOX")
         self.assertEqual([path for path, _ in lessons], ["/learnspam", "/learnham"])
+
+    async def test_lessons_are_given_in_the_order_of_the_commands(self) -> None:
+        await self.deliver(MESSAGE)
+        self.rspamd.mode = "hang"
+        session = await self.login()
+        for command in (b"a MOVE 1 Junk", b"a SELECT Junk", b"a MOVE 1 INBOX"):
+            self.assertRegex(await session.command(command), rb"(\A|\n)a OK ")
+        await self.rspamd.received(1)
+        await task.deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual([request.path for request in self.rspamd.requests], ["/learnspam"])
+        self.rspamd.mode = "no action"
+        self.rspamd.answer_hanging()
+        await self.settled()
+        self.assertEqual([request.path for request in self.rspamd.requests], ["/learnspam", "/learnham"])
 
     async def test_deleting_spam_teaches_nothing(self) -> None:
         await self.deliver(MESSAGE)
