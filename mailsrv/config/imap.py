@@ -74,6 +74,11 @@ class IMAPConfig(Table):
         at_least(1024, "RFC 5464 4.1"),
     )
 
+    notify_max_mailboxes: int = setting(
+        1000, "Most mailboxes one IMAP session may watch with NOTIFY (RFC 5465); a NOTIFY SET naming more "
+        "is refused with NOTIFICATIONOVERFLOW.", at_least(1),
+    )
+
     def check(self) -> None:
         """Two uses may not name one folder: clients would put drafts in the trash.
 

@@ -57,9 +57,12 @@ class Account:
         """The shared, synced folder for an IMAP name."""
         return await self.user.open(name)
 
-    async def create(self, name: str, uses: frozenset[str] = frozenset()) -> None:
-        """CREATE (RFC 3501 6.3.3) with special *uses* (RFC 6154 3); a trailing ``/`` is allowed and dropped."""
-        await self.user.create_folder(name.rstrip(DELIMITER) or name, uses)
+    async def create(self, name: str, uses: frozenset[str] = frozenset(), origin: object = None) -> None:
+        """CREATE (RFC 3501 6.3.3) with special *uses* (RFC 6154 3); a trailing ``/`` is allowed and dropped.
+
+        *origin* (the session) is who the store tells its tree listeners made it.
+        """
+        await self.user.create_folder(name.rstrip(DELIMITER) or name, uses, origin)
 
     async def subscribed(self, reference: str, pattern: str) -> list[tuple[str, bool]]:
         """LSUB's names matching, existing or not, each with whether it is only a parent (RFC 3501 6.3.9).

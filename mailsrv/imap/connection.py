@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mailsrv.context import ServerContext
     from mailsrv.imap.account import Account
     from mailsrv.imap.modes import Modes
+    from mailsrv.imap.notifications import Notifications
     from mailsrv.imap.selection import Selection
     from mailsrv.net.session import Session
 
@@ -38,6 +39,8 @@ class Connection(Protocol):
     tag: bytes
     #: CONDSTORE and QRESYNC as the session turned them on.
     modes: "Modes"
+    #: What NOTIFY (RFC 5465) watches for the session; ``None`` without one.
+    notifications: "Notifications | None"
 
     def write(self, data: bytes) -> None:
         """Send octets as they are."""
@@ -71,3 +74,9 @@ class Connection(Protocol):
 
     def updates_pending(self) -> None:
         """The selected folder changed (the selection calls this)."""
+
+    def notifications_pending(self) -> None:
+        """NOTIFY owes responses: they go at once between commands (its notifications call this)."""
+
+    def stop_notifications(self) -> None:
+        """End NOTIFY's watches (NOTIFY again, logout)."""

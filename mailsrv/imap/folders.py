@@ -114,7 +114,7 @@ async def do_CREATE(server: "Connection", args: Arguments) -> Result:
         uses = _create_uses(args)
     args.end()
     assert server.account is not None
-    await server.account.create(name, uses)
+    await server.account.create(name, uses, origin=server)
     return Result(OK, b"Mailbox created")
 
 
@@ -140,7 +140,7 @@ async def do_DELETE(server: "Connection", args: Arguments) -> Result:
     assert server.account is not None
     selection = server.selection
     try:
-        await server.account.user.delete_folder(name)
+        await server.account.user.delete_folder(name, origin=server)
     except FolderHasChildren:
         if server.modes.rev2:
             raise no(HAS_CHILDREN_REV2) from None
@@ -157,7 +157,7 @@ async def do_RENAME(server: "Connection", args: Arguments) -> Result:
     new = args.mailbox()
     args.end()
     assert server.account is not None
-    await server.account.user.rename_folder(old, new)
+    await server.account.user.rename_folder(old, new, origin=server)
     return Result(OK, b"Mailbox renamed")
 
 
@@ -167,7 +167,7 @@ async def _subscription(server: "Connection", args: Arguments, subscribe: bool) 
     args.end()
     assert server.account is not None
     user = server.account.user
-    await (user.subscribe(name) if subscribe else user.unsubscribe(name))
+    await (user.subscribe(name, origin=server) if subscribe else user.unsubscribe(name, origin=server))
     return Result(OK, b"Subscribed" if subscribe else b"Unsubscribed")
 
 

@@ -16,8 +16,9 @@ Private entries are supported everywhere, so ``[METADATA NOPRIVATE]`` is
 never owed.  GETMETADATA answers NIL for an entry asked for by name that
 is not set, as Dovecot and Cyrus do, so the METADATA response the command
 requires (4.2) always comes; ``/private`` and ``/shared`` themselves name
-only the trees below them (DEPTH).  No unsolicited METADATA responses
-(4.4: a MAY, after ``ENABLE METADATA``, which is not offered).
+only the trees below them (DEPTH).  Unsolicited METADATA responses (4.4)
+go only to a session that asked NOTIFY for them (:mod:`.notifications`):
+``ENABLE METADATA`` is not offered.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ async def do_SETMETADATA(server: "Connection", args: Arguments) -> Result:
     limits = metadata.Limits(config.metadata_max_value_size, config.metadata_max_entries,
                              config.metadata_max_total_size)
     try:
-        await server.account.user.annotate(name, changes, limits)
+        await server.account.user.annotate(name, changes, limits, origin=server)
     except MetadataTooLarge as e:
         raise no(b"[METADATA MAXSIZE %d] Value too large" % e.args[0]) from None
     except MetadataTooMany:

@@ -101,7 +101,6 @@ async def fetch_command(server: "Connection", args: Arguments, uid: bool = False
         items = fetch.with_item(items, "FLAGS")
         if server.modes.condstore:  # RFC 7162 3.1.4: the new flags come with their modseq
             items = fetch.with_item(items, "MODSEQ")
-    known = fetch.needs(items) is fetch.Need.NOTHING
     complete = True
     for n, pairs in enumerate(selection.slices(messages, by_uid)):
         if n:
@@ -113,13 +112,21 @@ async def fetch_command(server: "Connection", args: Arguments, uid: bool = False
             views = [(seq, view) for seq, view in views if view.modseq > modifiers.changedsince]
         if sets_seen:
             views = await _mark_seen(selection, views)
-        if known:
-            await _fetch_known(server, views, items, uid)
-        elif not await _fetch_all(server, views, items, uid):
+        if not await send_fetch(server, views, items, uid):
             complete = False
     if not complete:
         return Result(NO, EXPUNGE_ISSUED)
     return Result(OK, b"FETCH completed")
+
+
+async def send_fetch(server: "Connection", views: list[tuple[int, fetch.View]], items: list, uid: bool) -> bool:
+    """The FETCH responses for *views*; False when some were expunged before their files could be read.
+
+    FETCH's, and NOTIFY's for the new messages of the selected mailbox (RFC 5465 5.2).
+    """
+    if fetch.needs(items) is fetch.Need.NOTHING:
+        return await _fetch_known(server, views, items, uid)
+    return await _fetch_all(server, views, items, uid)
 
 
 async def _fetch_known(

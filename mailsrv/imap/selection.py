@@ -293,8 +293,22 @@ class Selection:
             return [b"VANISHED " + uid_set(gone)] if gone else []
         return [b"%d EXPUNGE" % (seq - i) for i, seq in enumerate(numbers)]
 
-    def take_updates(self, allow_expunge: bool) -> list[bytes]:
-        """The untagged responses owed to the client, applied to the map."""
+    @property
+    def last_uid(self) -> int:
+        """The highest UID this session was told of (0 for none)."""
+        return self._uids[-1] if self._uids else 0
+
+    def pairs_after(self, uid: int) -> list[tuple[int, int]]:
+        """``(sequence number, UID)`` of the messages above *uid* this session was told of."""
+        start = bisect.bisect_right(self._uids, uid)
+        return [(p + 1, self._uids[p]) for p in range(start, len(self._uids))]
+
+    def take_updates(self, allow_expunge: bool, flags: bool = True, with_uid: bool = False) -> list[bytes]:
+        """The untagged responses owed to the client, applied to the map.
+
+        Without *flags* the flag changes stay owed; *with_uid* puts the UID in
+        each (RFC 5465 5.1, for a session that asked NOTIFY for FlagChange).
+        """
         if self.closed:
             return []
         lines = self._apply_expunges() if allow_expunge else []
@@ -305,10 +319,12 @@ class Selection:
             self._recent |= self._take_recent()
             if not self.modes.rev2:  # RFC 9051 7.4: IMAP4rev2 has no RECENT response
                 lines.append(b"%d RECENT" % len(self._recent))
+        if not flags:
+            return lines
         for uid, info in self._flags.items():
             seq = self.seq_of(uid)
             if seq is not None:
-                lines.append(self.flags_update(seq, self.view(uid, info)))
+                lines.append(self.flags_update(seq, self.view(uid, info), with_uid=with_uid))
         self._flags = {}
         return lines
 

@@ -16,6 +16,8 @@ Replies: a handler returns a :class:`~.responses.Result` or raises a
 :class:`~.responses.CommandError`; before the tagged line goes out, the
 updates the session owes are sent (new messages and flag changes after any
 command, EXPUNGE except after FETCH, STORE and SEARCH: RFC 3501 7.4.1).
+A session with NOTIFY (RFC 5465, :mod:`.notifications`) is also sent what
+it asked for between commands, on the reactor turn after the change.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime, ITLSTransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mailsrv.accounts.cred import PlainCredentials
 from mailsrv.imap import (
-    clientid, compress, condstore, folders, metadata, modes, quota, searching, selected, utf8accept,
+    clientid, compress, condstore, fetch, folders, metadata, modes, notifications, notify, quota, searching, selected,
+    utf8accept,
 )
 from mailsrv.imap.account import Account
 from mailsrv.imap.arguments import Arguments
@@ -107,6 +111,12 @@ class IMAPServer(ServerProtocol):
         #: The command just read leaves input that cannot be read as commands (see :mod:`.reading`).
         self._hang_up = False
         self._idle_poll: Any = None
+        #: What NOTIFY (RFC 5465) watches; ``None`` without one.
+        self.notifications: notifications.Notifications | None = None
+        self._push_call: Any = None
+        self._pushing: defer.Deferred[None] | None = None
+        #: Messages of the selected mailbox above this UID are owed NOTIFY's MessageNew FETCH.
+        self._fetch_from: int | None = None
 
     # -- output --------------------------------------------------------------
 
@@ -123,13 +133,92 @@ class IMAPServer(ServerProtocol):
         self.flush_updates(allow_expunge)
         self.write(tag + b" " + result.status + b" " + result.text + b"\r\n")
 
-    def flush_updates(self, allow_expunge: bool) -> None:
-        """Send what other sessions changed in the selected folder (RFC 3501 7.4.1 permitting)."""
-        if self.selection is None:
+    def flush_updates(self, allow_expunge: bool, flags: bool = True) -> None:
+        """Send what other sessions changed in the selected folder (RFC 3501 7.4.1 permitting), and NOTIFY's due.
+
+        With NOTIFY's FlagChange on the selected mailbox a flag update carries
+        the UID (RFC 5465 5.1), and new messages are owed the FETCH items its
+        MessageNew names (5.2), sent once no command runs.
+        """
+        selection = self.selection
+        if selection is not None:
+            group = notifications.selected_group(self)
+            before = selection.last_uid
+            lines = selection.take_updates(
+                allow_expunge, flags, with_uid=group is not None and group.event(notify.FLAG_CHANGE) is not None)
+            if lines:
+                self.write(b"".join(b"* " + line + b"\r\n" for line in lines))
+            event = None if group is None else group.event(notify.MESSAGE_NEW)
+            if event is not None and event.fetch and selection.last_uid > before:
+                self._fetch_from = before if self._fetch_from is None else min(self._fetch_from, before)
+                self.notifications_pending()
+        self._send_notifications()
+
+    def _send_notifications(self) -> None:
+        """What NOTIFY owes for other mailboxes and the folder tree."""
+        watching = self.notifications
+        if watching is None:
             return
-        lines = self.selection.take_updates(allow_expunge)
+        lines = watching.take()
+        if watching.stopped:  # RFC 5465 5.8: after an overflow, as after NOTIFY NONE
+            self.notifications = None
         if lines:
             self.write(b"".join(b"* " + line + b"\r\n" for line in lines))
+
+    # -- NOTIFY (RFC 5465): responses pushed between commands ------------------
+
+    def notifications_pending(self) -> None:
+        """NOTIFY owes responses: sent on the next turn if no command runs then (else at its end)."""
+        if self._push_call is None and self._pushing is None and (self.between_commands or self.idling):
+            self._push_call = self.clock.callLater(0, self._push)
+
+    def _push(self) -> None:
+        self._push_call = None
+        if self.state == LOGOUT or not (self.between_commands or self.idling):
+            return
+        pushing = self._pushing = defer.Deferred.fromCoroutine(self._push_owed())
+        pushing.addErrback(self._push_failed)
+        pushing.addBoth(self._pushed)
+
+    def _push_failed(self, failure: Failure) -> None:
+        if not failure.check(ConnectionGone):
+            log.failure("IMAP NOTIFY push failed", failure, client_ip=self.session.peer_ip)
+
+    def _pushed(self, _: object) -> None:
+        self._pushing = None
+
+    async def _push_owed(self) -> None:
+        """RFC 5465 6.1: SELECTED has the selected mailbox's events sent at once, SELECTED-DELAYED
+        keeps its expunges for a command that allows them (IDLE does, RFC 3501 7.4.1)."""
+        await self.drain()
+        selection, group = self.selection, notifications.selected_group(self)
+        if selection is not None and selection.deleted:
+            if self.idling:
+                self.selected_gone()
+            return
+        if selection is not None and group is not None and group.events:
+            self.flush_updates(group.filter == notify.SELECTED or self.idling,
+                               flags=group.event(notify.FLAG_CHANGE) is not None)
+        else:
+            self._send_notifications()
+        await self._fetch_new()
+
+    async def _fetch_new(self) -> None:
+        """NOTIFY's MessageNew FETCH (RFC 5465 5.2) for the new messages the client was told of."""
+        start, self._fetch_from = self._fetch_from, None
+        selection, group = self.selection, notifications.selected_group(self)
+        event = None if group is None else group.event(notify.MESSAGE_NEW)
+        if start is None or selection is None or event is None or not event.fetch:
+            return
+        views, _ = selection.views(selection.pairs_after(start))
+        await selected.send_fetch(self, views, fetch.with_item(list(event.fetch), "UID"), uid=True)
+
+    def stop_notifications(self) -> None:
+        """End NOTIFY's watches (NOTIFY again, logout)."""
+        if self.notifications is not None:
+            self.notifications.stop()
+            self.notifications = None
+        self._fetch_from = None
 
     # -- connection hooks ----------------------------------------------------
 
@@ -156,6 +245,7 @@ class IMAPServer(ServerProtocol):
         caps += compress.CAPABILITIES  # RFC 4978
         caps += utf8accept.CAPABILITIES  # RFC 6855
         caps += metadata.CAPABILITIES  # RFC 5464
+        caps += notify.CAPABILITIES  # RFC 5465
         return caps
 
     def can_start_tls(self) -> bool:
@@ -203,6 +293,10 @@ class IMAPServer(ServerProtocol):
 
     def ended(self, reason: Failure) -> None:
         """Stop listening to the store; the base releases the login."""
+        self.stop_notifications()
+        if self._push_call is not None and self._push_call.active():
+            self._push_call.cancel()
+        self._push_call = None
         self.deselect()
         self.state = LOGOUT
         super().ended(reason)
@@ -219,6 +313,8 @@ class IMAPServer(ServerProtocol):
         except CommandError as e:
             self.finish(line.split(b" ", 1)[0], e.result)
             return
+        if self._pushing is not None:  # NOTIFY's responses being sent go out whole first
+            await self._pushing
         entry = COMMANDS.get(name)
         if entry is None or self.state not in entry.states:
             self.finish(tag, Result(BAD, b"Unsupported command"))
@@ -234,6 +330,8 @@ class IMAPServer(ServerProtocol):
             return
         if result is not None:
             self.finish(tag, result, allow_expunge=name not in _NO_EXPUNGE_AFTER)
+        if self._fetch_from is not None and self._push_call is None:  # once this command is over
+            self._push_call = self.clock.callLater(0, self._push)
         if self._hang_up:
             self.untagged(b"BYE Cannot read on past that literal")
             self.deselect()
@@ -274,6 +372,7 @@ class IMAPServer(ServerProtocol):
     def select(self, selection: Selection) -> None:
         """Make *selection* the selected folder."""
         self.deselect()
+        self._fetch_from = None
         self.selection = selection
         self.state = SELECTED
 
@@ -296,8 +395,11 @@ class IMAPServer(ServerProtocol):
         return previous
 
     def updates_pending(self) -> None:
-        """The selected folder changed: an IDLE client is told at once (RFC 2177)."""
+        """The selected folder changed: an IDLE client is told at once (RFC 2177), one with NOTIFY as it asked."""
         selection = self.selection
+        if selection is not None and self.notifications is not None:
+            self.notifications_pending()
+            return
         if selection is None or not self.idling:
             return
         if selection.deleted:
@@ -341,6 +443,7 @@ class IMAPServer(ServerProtocol):
         """RFC 3501 6.1.3."""
         args.end()
         self.untagged(b"BYE mailsrv logging out")
+        self.stop_notifications()
         self.deselect()
         self.state = LOGOUT
         return Result(OK, b"LOGOUT completed")
@@ -492,6 +595,7 @@ COMMANDS: dict[bytes, Entry] = {
     b"LOGIN": Entry((UNAUTH,), IMAPServer.do_LOGIN),
     b"AUTHENTICATE": Entry((UNAUTH,), IMAPServer.do_AUTHENTICATE),
     b"IDLE": Entry(LOGGED_IN, IMAPServer.do_IDLE),
+    b"NOTIFY": Entry(LOGGED_IN, notifications.do_NOTIFY),
     **{name: Entry(LOGGED_IN, handler) for name, handler in folders.COMMANDS.items()},
     **{name: Entry(LOGGED_IN, handler) for name, handler in quota.COMMANDS.items()},
     **{name: Entry(LOGGED_IN, handler) for name, handler in compress.COMMANDS.items()},

@@ -417,6 +417,11 @@ class CommandPump(Protocol):
                 except ConnectionGone:
                     return
 
+    @property
+    def between_commands(self) -> bool:
+        """No command runs: the session waits for the client's next line."""
+        return not self._busy and not self.closing
+
     def yield_turn(self) -> "defer.Deferred[None]":
         """Fires on the next reactor turn: long work lets other connections run in between."""
         return task.deferLater(self.clock, 0, lambda: None)

@@ -267,6 +267,11 @@ class Folder:
         """UIDs expunged after *modseq*, or None when such expunges may have been forgotten."""
         return self._uids.expunged_since(modseq)
 
+    @property
+    def count(self) -> int:
+        """How many messages the folder holds, as of the last sync."""
+        return len(self._snap.infos)
+
     def messages(self) -> list[MessageInfo]:
         """All messages in UID order, as of the last sync."""
         infos = self._snap.infos

@@ -18,11 +18,13 @@ import os
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import Interface
 
 from mailsrv.store import maildir, maildirsize, metadata, names, specialuse
 from mailsrv.store import subscriptions as subsfile
@@ -50,29 +52,36 @@ def _exists(root: str, name: str) -> bool:
     return name == names.INBOX or os.path.isdir(os.path.join(folder_dir(root, name), "cur"))
 
 
-def _create(root: str, name: str) -> None:
-    """Create a folder and any missing parents (RFC 3501 6.3.3; blocking)."""
+def _create(root: str, name: str) -> list[str]:
+    """Create a folder and any missing parents (RFC 3501 6.3.3; blocking); the names made, parents first."""
     if _exists(root, name):
         raise FolderExists(name)
     levels = name.split(names.SEPARATOR)
+    made = []
     for depth in range(1, len(levels) + 1):
         partial = names.SEPARATOR.join(levels[:depth])
         if not _exists(root, partial):
             path = folder_dir(root, partial)
             maildir.ensure_maildir(path)
             open(os.path.join(path, "maildirfolder"), "ab").close()
+            made.append(partial)
+    return made
 
 
-def _create_with_uses(root: str, name: str, uses: frozenset[str]) -> None:
-    """Create a folder and record its special uses (RFC 6154 3); no folder if the uses cannot be kept."""
-    _create(root, name)
+def _create_with_uses(root: str, name: str, uses: frozenset[str]) -> list[str]:
+    """Create a folder and record its special uses (RFC 6154 3); no folder if the uses cannot be kept.
+
+    The names made, parents first.
+    """
+    made = _create(root, name)
     if not uses:
-        return
+        return made
     try:
         specialuse.edit(root, lambda recorded: {**recorded, name: recorded.get(name, frozenset()) | uses})
     except BaseException:
         _delete(root, name)
         raise
+    return made
 
 
 def _create_missing(root: str, name: str) -> bool:
@@ -136,7 +145,7 @@ def _delete(root: str, name: str) -> str:
     return name
 
 
-def _rename(root: str, old: str, new: str) -> None:
+def _rename(root: str, old: str, new: str) -> "Renamed":
     """Rename a folder with its subfolders; renaming INBOX moves its mail (blocking)."""
     if not _exists(root, old):
         raise NoSuchFolder(old)
@@ -145,18 +154,31 @@ def _rename(root: str, old: str, new: str) -> None:
     if new.startswith(old + names.SEPARATOR):
         raise InvalidFolderName("cannot move a folder into itself")
     parent = new.rpartition(names.SEPARATOR)[0]
-    if parent and not _exists(root, parent):
-        _create(root, parent)
+    made = _create(root, parent) if parent and not _exists(root, parent) else []
     if old == names.INBOX:
         _move_inbox_mail(root, new)
         _rename_annotations(root, old, new)
-        return
+        return Renamed(made, [(old, new)])
     old_dir, new_dir = names.to_dirname(old), names.to_dirname(new)
-    for entry in os.listdir(root):
+    pairs = []
+    for entry in sorted(os.listdir(root)):
         if entry == old_dir or entry.startswith(old_dir + "."):
-            os.rename(os.path.join(root, entry), os.path.join(root, new_dir + entry[len(old_dir) :]))
+            moved = new_dir + entry[len(old_dir) :]
+            os.rename(os.path.join(root, entry), os.path.join(root, moved))
+            before, after = names.from_dirname(entry), names.from_dirname(moved)
+            if before is not None and after is not None:
+                pairs.append((before, after))
     specialuse.edit(root, lambda uses: specialuse.renamed(uses, old, new, names.SEPARATOR))
     _rename_annotations(root, old, new)
+    return Renamed(made, pairs)
+
+
+@dataclass(frozen=True)
+class Renamed:
+    """What a rename did: the parents it made for the new name, and each ``(old, new)`` folder name."""
+
+    made: list[str]
+    pairs: list[tuple[str, str]]
 
 
 def _rename_annotations(root: str, old: str, new: str) -> None:
@@ -198,6 +220,29 @@ def _prune_cache(root: str, cache: MessageCache) -> int:
     return cache.prune(_held_keys(root))
 
 
+class ITreeListener(Interface):
+    """Told of changes to a user's folder tree, subscriptions and annotations made through the store.
+
+    *origin* is what the caller of the change named as its author (an IMAP
+    session), so a listener can leave out the changes it made itself.
+    """
+
+    def folders_created(names: "list[str]", origin: object) -> None:
+        """Folders made, parents first."""
+
+    def folder_deleted(name: str, origin: object) -> None:
+        """A folder deleted (its subfolders stay)."""
+
+    def folders_renamed(pairs: "list[tuple[str, str]]", origin: object) -> None:
+        """``(old, new)`` for the folder renamed and each one below it."""
+
+    def subscription_changed(name: str, subscribed: bool, origin: object) -> None:
+        """A name subscribed or unsubscribed."""
+
+    def annotations_changed(name: str, entries: "list[str]", origin: object) -> None:
+        """Entries set or removed on folder *name*, or on the server (:data:`metadata.SERVER`)."""
+
+
 class UserStore:
     """The folders of one mailbox owner."""
 
@@ -213,9 +258,27 @@ class UserStore:
         self._clock = clock
         self._watcher = watcher
         self._folders: dict[str, Folder] = {}
+        self._tree_listeners: list[object] = []
         self._provisioned = False
         self.cache = MessageCache(path)  # opened by the first pool thread that uses it
         self._pruned_at: float | None = None
+
+    def add_tree_listener(self, listener: object) -> None:
+        """Start telling *listener* (an :class:`ITreeListener`) of changes to the tree."""
+        if listener not in self._tree_listeners:
+            self._tree_listeners.append(listener)
+
+    def remove_tree_listener(self, listener: object) -> None:
+        """Stop telling *listener*; unknown listeners are ignored."""
+        if listener in self._tree_listeners:
+            self._tree_listeners.remove(listener)
+
+    def _tell(self, method: str, *args: object) -> None:
+        for listener in list(self._tree_listeners):
+            try:
+                getattr(listener, method)(*args)
+            except Exception:
+                self.log.failure("tree listener {method} failed", method=method)
 
     def loaded_folder(self, name: str) -> Folder | None:
         """The folder object if some session already opened it, else None."""
@@ -272,12 +335,18 @@ class UserStore:
         """Every folder name, INBOX first, then sorted."""
         return self._executor.run(folder_names, self.path)
 
-    def create_folder(self, name: str, uses: frozenset[str] = frozenset()) -> "Deferred[None]":
+    def create_folder(
+        self, name: str, uses: frozenset[str] = frozenset(), origin: object = None,
+    ) -> "Deferred[None]":
         """Create a folder and any missing parents (RFC 3501 6.3.3), with special *uses* (RFC 6154 3).
 
         *uses* are :data:`specialuse.ATTRIBUTES`; the caller refuses others.
         """
-        return self._validated(lambda root, n: _create_with_uses(root, n, uses), name)
+
+        def created(made: list[str]) -> None:
+            self._tell("folders_created", made, origin)
+
+        return self._validated(lambda root, n: _create_with_uses(root, n, uses), name).addCallback(created)
 
     def special_use(self) -> "Deferred[dict[str, frozenset[str]]]":
         """Folder name -> its special-use attributes (RFC 6154 2)."""
@@ -297,17 +366,18 @@ class UserStore:
 
         return self._executor.run(_provision, self.path, defaults).addCallback(done)
 
-    def delete_folder(self, name: str) -> "Deferred[None]":
+    def delete_folder(self, name: str, origin: object = None) -> "Deferred[None]":
         """Delete a folder and its messages (its subfolders stay); sessions holding it are told."""
 
         def deleted(name: str) -> None:
             folder = self._folders.pop(name, None)
             if folder is not None:
                 folder.announce_deleted()
+            self._tell("folder_deleted", name, origin)
 
         return self._validated(_delete, name).addCallback(deleted)
 
-    def rename_folder(self, old: str, new: str) -> "Deferred[None]":
+    def rename_folder(self, old: str, new: str, origin: object = None) -> "Deferred[None]":
         """Rename a folder with its subfolders; renaming INBOX moves its mail.
 
         Sessions holding a renamed folder find it gone at their next sync.
@@ -317,7 +387,10 @@ class UserStore:
         except InvalidFolderName:
             return fail()
 
-        def renamed(_: None) -> "Deferred[None] | None":
+        def renamed(done: Renamed) -> "Deferred[None] | None":
+            if done.made:
+                self._tell("folders_created", done.made, origin)
+            self._tell("folders_renamed", done.pairs, origin)
             if old == names.INBOX:
                 inbox = self._folders.get(names.INBOX)
                 # Its mail moved; a listing soon after ours may not see a stamp move.
@@ -354,11 +427,16 @@ class UserStore:
         return self._annotation_job(read, name)
 
     def annotate(
-        self, name: str, changes: dict[str, bytes | None], limits: metadata.Limits,
+        self, name: str, changes: dict[str, bytes | None], limits: metadata.Limits, origin: object = None,
     ) -> "Deferred[None]":
         """Set (``None``: remove) entries of folder *name* or of the server, all or none (RFC 5464 4.3)."""
+
+        def done(_: object) -> None:
+            self._tell("annotations_changed", name, sorted(changes), origin)
+
         return self._annotation_job(
-            lambda root, n: metadata.update(root, n, changes, limits, lambda: _exists(root, n)), name)
+            lambda root, n: metadata.update(root, n, changes, limits, lambda: _exists(root, n)), name,
+        ).addCallback(done)
 
     def _annotation_job(self, job: Callable[[str, str], T], name: str) -> "Deferred[T]":
         """Like :meth:`_validated`, but the server's name ``""`` is no folder name to check."""
@@ -372,11 +450,11 @@ class UserStore:
         """Subscribed folder names (they need not exist)."""
         return self._executor.run(subsfile.read, self.path)
 
-    def subscribe(self, name: str) -> "Deferred[None]":
+    def subscribe(self, name: str, origin: object = None) -> "Deferred[None]":
         """Add a name to the subscriptions."""
-        return self._validated(lambda root, n: subsfile.edit(root, lambda subs: subs | {n}), name)
+        return self._subscription(lambda subs, n: subs | {n}, name, True, origin)
 
-    def unsubscribe(self, name: str) -> "Deferred[None]":
+    def unsubscribe(self, name: str, origin: object = None) -> "Deferred[None]":
         """Remove a name from the subscriptions; fails with NoSuchFolder if absent."""
 
         def remove(subs: set[str], name: str) -> set[str]:
@@ -384,7 +462,15 @@ class UserStore:
                 raise NoSuchFolder(name)
             return subs - {name}
 
-        return self._validated(lambda root, n: subsfile.edit(root, lambda subs: remove(subs, n)), name)
+        return self._subscription(remove, name, False, origin)
+
+    def _subscription(
+        self, change: Callable[[set[str], str], set[str]], name: str, subscribed: bool, origin: object,
+    ) -> "Deferred[None]":
+        def done(_: object) -> None:
+            self._tell("subscription_changed", names.validate(name), subscribed, origin)
+
+        return self._validated(lambda root, n: subsfile.edit(root, lambda subs: change(subs, n)), name).addCallback(done)
 
     def _validated(self, job: Callable[[str, str], T], name: str) -> "Deferred[T]":
         """Run ``job(root, canonical name)`` in the executor once *name* is valid."""

@@ -276,6 +276,31 @@ def test_idle_sees_smtp_delivery_within_a_second(server):
     m.logout()
 
 
+def test_notify_hears_smtp_delivery_and_pop3_deletes_in_a_mailbox_not_selected(server):
+    """RFC 5465 over the wire: no command runs, yet STATUS comes for INBOX while Drafts is selected."""
+    m = imap(server, "erin")
+    m.select("Drafts")
+    typ, data = m.xatom("NOTIFY", "SET (personal (MessageNew MessageExpunge))")
+    assert typ == "OK", data
+    m.sock.settimeout(5.0)
+
+    def status() -> bytes:
+        line = m.readline()
+        assert line.startswith(b'* STATUS "INBOX" '), line
+        return line
+
+    send(server, ["erin@example.test"], message("notify"))
+    assert status() == b'* STATUS "INBOX" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n'
+    pop = poplib.POP3_SSL("127.0.0.1", server.ports["pop3s"], context=server.tls(), timeout=30)
+    pop.user("erin@example.test")
+    pop.pass_(PASSWORD)
+    pop.dele(1)
+    pop.quit()
+    assert status() == b'* STATUS "INBOX" (MESSAGES 0 UIDNEXT 2 UNSEEN 0)\r\n'
+    m.sock.settimeout(30)
+    m.logout()
+
+
 #: (listener, lines sent and answered first, hostile payload).  Every payload
 #: must be answered, or the connection closed, within HOSTILE_BOUND seconds.
 HOSTILE_INPUTS = [
