@@ -60,7 +60,7 @@ class Group:
     """``(filter events)``: *events* empty is ``NONE``."""
 
     filter: str
-    names: tuple[str, ...]
+    names: frozenset[str]
     events: tuple[Event, ...]
 
     def event(self, name: str) -> Event | None:
@@ -73,8 +73,9 @@ class Group:
             return mailbox in subscribed
         if self.filter == "MAILBOXES":
             return mailbox in self.names
-        if self.filter == "SUBTREE":
-            return any(mailbox == n or mailbox.startswith(n + names.SEPARATOR) for n in self.names)
+        if self.filter == "SUBTREE":  # the mailbox or a name above it: as many look-ups as levels
+            levels = mailbox.split(names.SEPARATOR)
+            return any(names.SEPARATOR.join(levels[:depth]) in self.names for depth in range(1, len(levels) + 1))
         return True  # PERSONAL, and INBOXES (see the module docstring)
 
 
@@ -158,7 +159,7 @@ def _group(args: "Arguments") -> Group:
             events.append(_event(args))
     if not args.expect(b")"):
         raise bad(b"Malformed event group")
-    return Group(filter_, tuple(mailboxes), tuple(events))
+    return Group(filter_, frozenset(mailboxes), tuple(events))
 
 
 def _mailbox(args: "Arguments") -> str:
