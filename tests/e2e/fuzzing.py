@@ -98,6 +98,9 @@ SEEDS: dict[str, list[bytes]] = {
         b"t UID MOVE 1 Fuzz", b"t CREATE Fuzz3 (USE (\\Archive))", b"t APPEND INBOX {5+}\r\nhello",
         b't LIST (SUBSCRIBED RECURSIVEMATCH) "" (* %) RETURN (CHILDREN STATUS (MESSAGES SIZE))',
         b"t STATUS INBOX (SIZE)",
+        b"t NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (Subject)]) MessageExpunge "
+        b"FlagChange)) (subtree Fuzz (MessageNew MessageExpunge MailboxName SubscriptionChange))",
+        b"t NOTIFY SET (personal (MessageNew MessageExpunge FlagChange MailboxMetadataChange))", b"t NOTIFY NONE",
         b"t LOGOUT",
     ],
 }
