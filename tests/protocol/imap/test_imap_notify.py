@@ -190,6 +190,22 @@ class OtherMailboxes(NotifyCase):
         await self.create(b"E")
         self.assertEqual(self.pushed(session), b"")
 
+    async def test_a_client_that_stops_reading_is_sent_nothing_and_owes_no_more_than_the_limit(self) -> None:
+        self.patch(notifications, "MAX_OWED", 3)
+        await self.create(b"Archive")
+        session = await self.watching(PERSONAL)
+        producer = session.transport.producer
+        producer.pauseProducing()  # the client stopped reading
+        writer = await self.other()
+        await self.append(writer, b"Archive")
+        self.assertEqual(self.pushed(session), b"")  # the push waits for the client
+        for name in (b"B", b"C", b"D", b"E"):
+            self.assertIn(b"C OK", await writer.command(b"C CREATE " + name))
+        producer.resumeProducing()
+        self.assertEqual(self.pushed(session), b"* " + notifications.OVERFLOW + b"\r\n")
+        self.assertIsNone(session.server.notifications)
+        self.assertEqual(self.folder("Archive")._listeners, [])
+
 
 class FolderTree(NotifyCase):
     async def test_create_delete_and_rename_by_another_session(self) -> None:
