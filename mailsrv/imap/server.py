@@ -305,6 +305,8 @@ class IMAPServer(ServerProtocol):
 
     async def command(self, line: bytes) -> None:
         """Read the rest of the command (its literals), run it, and send the tagged result."""
+        if self._pushing is not None:  # NOTIFY's responses being sent go out whole first
+            await self._pushing
         try:
             tag, name, rest = split_head(line)
         except BadTag:
@@ -313,8 +315,6 @@ class IMAPServer(ServerProtocol):
         except CommandError as e:
             self.finish(line.split(b" ", 1)[0], e.result)
             return
-        if self._pushing is not None:  # NOTIFY's responses being sent go out whole first
-            await self._pushing
         entry = COMMANDS.get(name)
         if entry is None or self.state not in entry.states:
             self.finish(tag, Result(BAD, b"Unsupported command"))
@@ -560,6 +560,8 @@ class IMAPServer(ServerProtocol):
             if self._idle_poll is not None and self._idle_poll.active():
                 self._idle_poll.cancel()
             self._idle_poll = None
+        if self._pushing is not None:  # a NOTIFY push under way (a FETCH that waits for the client) ends first
+            await self._pushing
         return Result(OK, b"IDLE terminated")
 
     def _poll(self) -> None:

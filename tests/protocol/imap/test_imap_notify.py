@@ -313,3 +313,28 @@ class SelectedMailbox(NotifyCase):
         self.assertIn(b"S OK", await session.command(b"S SELECT Archive"))
         await self.deliver(MESSAGE)
         self.assertEqual(self.pushed(session), b'* STATUS "INBOX" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n')
+
+    async def held_push_then(self, line: bytes, idle: bool) -> bytes:
+        """A MessageNew FETCH push held by a client that stopped reading, then *line*: all that comes out."""
+        session = await self.watching(b"(selected (MessageNew (UID BODY.PEEK[]) MessageExpunge))")
+        if idle:
+            self.assertEqual(session.send(b"I IDLE\r\n"), b"+ idling\r\n")
+        producer = session.transport.producer
+        producer.pauseProducing()  # the client stops reading
+        await self.deliver(MESSAGE + b"x" * 200_000 + b"\r\n")
+        out = self.pushed(session)  # the push starts and waits for the client to read on
+        out += session.send(line)
+        for _ in range(20):
+            producer.resumeProducing()
+            out += self.pushed(session)
+        return out
+
+    async def test_done_waits_for_a_new_message_fetch_being_sent(self) -> None:
+        out = await self.held_push_then(b"DONE\r\n", idle=True)
+        self.assertTrue(out.endswith(b")\r\nI OK IDLE terminated\r\n"), out[-60:])
+
+    async def test_a_command_waits_for_a_new_message_fetch_being_sent(self) -> None:
+        out = await self.held_push_then(b"P NOOP\r\n", idle=False)
+        self.assertTrue(out.endswith(b")\r\nP OK NOOP completed\r\n"), out[-60:])
+        out = await self.held_push_then(b"* NOOP\r\n", idle=False)  # a bad tag too
+        self.assertTrue(out.endswith(b")\r\n* BAD Invalid tag\r\n"), out[-60:])
