@@ -115,6 +115,7 @@ class IMAPServer(ServerProtocol):
         self.notifications: notifications.Notifications | None = None
         self._push_call: Any = None
         self._pushing: defer.Deferred[None] | None = None
+        self._push_again = False
         #: Messages of the selected mailbox above this UID are owed NOTIFY's MessageNew FETCH.
         self._fetch_from: int | None = None
 
@@ -168,13 +169,18 @@ class IMAPServer(ServerProtocol):
     # -- NOTIFY (RFC 5465): responses pushed between commands ------------------
 
     def notifications_pending(self) -> None:
-        """NOTIFY owes responses: sent on the next turn if no command runs then (else at its end)."""
-        if self._push_call is None and self._pushing is None and (self.between_commands or self.idling):
+        """NOTIFY owes responses: sent on the next turn if no command runs then (else at its end).
+
+        Owed while a push is being written, they go in another push right after it.
+        """
+        if self._pushing is not None:
+            self._push_again = True
+        elif self._push_call is None and (self.between_commands or self.idling):
             self._push_call = self.clock.callLater(0, self._push)
 
     def _push(self) -> None:
         self._push_call = None
-        if self.state == LOGOUT or not (self.between_commands or self.idling):
+        if self._pushing is not None or self.state == LOGOUT or not (self.between_commands or self.idling):
             return
         pushing = self._pushing = defer.Deferred.fromCoroutine(self._push_owed())
         pushing.addErrback(self._push_failed)
@@ -186,6 +192,9 @@ class IMAPServer(ServerProtocol):
 
     def _pushed(self, _: object) -> None:
         self._pushing = None
+        if self._push_again:
+            self._push_again = False
+            self.notifications_pending()
 
     async def _push_owed(self) -> None:
         """RFC 5465 6.1: SELECTED has the selected mailbox's events sent at once, SELECTED-DELAYED

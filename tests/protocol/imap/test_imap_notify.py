@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from imap_harness import IMAPTestCase, Session
+from twisted.internet.testing import StringTransport
+
+from imap_harness import CREDENTIALS, LOOPBACK, IMAPTestCase, Session
 from mailsrv.imap import notifications
 
 MESSAGE = b"From: bob@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -338,3 +340,28 @@ class SelectedMailbox(NotifyCase):
         self.assertTrue(out.endswith(b")\r\nP OK NOOP completed\r\n"), out[-60:])
         out = await self.held_push_then(b"* NOOP\r\n", idle=False)  # a bad tag too
         self.assertTrue(out.endswith(b")\r\n* BAD Invalid tag\r\n"), out[-60:])
+
+    async def test_what_comes_during_a_push_follows_it(self) -> None:
+        await self.create(b"Archive")
+        session = self.open(transport=_FillsUp(peerAddress=LOOPBACK))
+        session.received()
+        for command in (b"L LOGIN " + CREDENTIALS, b"S SELECT INBOX", b"N NOTIFY SET (selected (MessageNew "
+                        b"(UID BODY.PEEK[]) MessageExpunge)) " + PERSONAL):
+            self.assertRegex(await session.command(command), rb"(\A|\n)[LSN] OK ")
+        await self.deliver(MESSAGE + b"x" * 200_000 + b"\r\n")
+        out = self.pushed(session)  # the FETCH starts, and its first chunk fills the client's window
+        self.assertIn(b"* 1 FETCH (UID 1 BODY[] {", out)
+        await self.append(await self.other(), b"Archive")
+        for _ in range(20):
+            session.transport.producer.resumeProducing()
+            out += self.pushed(session)
+        self.assertTrue(out.endswith(b')\r\n* STATUS "Archive" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n'), out[-80:])
+
+
+class _FillsUp(StringTransport):
+    """A client whose window a 64 KiB chunk fills: the server is paused after each."""
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if len(data) >= 65536 and self.producer is not None:
+            self.producer.pauseProducing()
