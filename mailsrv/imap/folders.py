@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import partial
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 from mailsrv.imap import condstore, listing, utf8accept
 from mailsrv.imap.arguments import Arguments
@@ -32,6 +32,8 @@ _STATUS_ITEMS = (
     b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"SIZE", b"DELETED", b"DELETED-STORAGE",
     b"HIGHESTMODSEQ",
 )
+#: The STATUS items that take a pass over every message.
+_PER_MESSAGE = frozenset({b"UNSEEN", b"SIZE", b"DELETED", b"DELETED-STORAGE"})
 #: RFC 9051 9: a quoted string holds TEXT-CHAR (no NUL, CR or LF) and UTF-8.
 _QUOTABLE_UTF8 = re.compile(rb"[^\x00\r\n]{0,1000}\Z")
 #: What LIST and STATUS offer beyond RFC 3501 (RFC 5258, 5819, 6154, 8438).
@@ -240,23 +242,36 @@ async def _send_status(server: "Connection", name: str, wanted: list[bytes], mis
         if missing_ok:
             return  # RFC 5819 2: LIST went on; the folder vanished between listing and STATUS
         raise
-    infos = folder.messages()
-    deleted = [i for i in infos if "\\Deleted" in i.flags]
     selection = server.selection
-    values = {
-        b"MESSAGES": len(infos),
-        b"RECENT": selection.recent if selection is not None and selection.folder is folder else folder.recent_count(),
-        b"UIDNEXT": folder.uidnext,
-        b"UIDVALIDITY": folder.uidvalidity,
-        b"UNSEEN": sum(1 for i in infos if "\\Seen" not in i.flags),
-        b"SIZE": sum(i.size for i in infos),  # RFC 8438 2: the octets of every message, as RFC822.SIZE counts
-        b"DELETED": len(deleted),  # RFC 9051 6.3.11, which RFC 9208 5.2 requires with MESSAGE
+
+    def recent() -> int:
+        return selection.recent if selection is not None and selection.folder is folder else folder.recent_count()
+
+    server.untagged(b"STATUS " + quoted_name(folder.name, server.modes.utf8) + b" " + status_data(folder, wanted, recent))
+
+
+def status_data(folder: "Folder", wanted: Sequence[bytes], recent: Callable[[], int]) -> bytes:
+    """``(item n ...)`` of a STATUS response for the *wanted* items, in that order, each worked out only if asked.
+
+    STATUS's, and NOTIFY's for a watched folder (RFC 5465 5.1-5.3), which
+    asks for a few cheap items after every change: a pass over every
+    message only for the items that need one.
+    """
+    infos = folder.messages() if _PER_MESSAGE.intersection(wanted) else []
+    deleted = [i for i in infos if "\\Deleted" in i.flags]
+    values: dict[bytes, Callable[[], int]] = {
+        b"MESSAGES": lambda: folder.count,
+        b"RECENT": recent,
+        b"UIDNEXT": lambda: folder.uidnext,
+        b"UIDVALIDITY": lambda: folder.uidvalidity,
+        b"UNSEEN": lambda: sum(1 for i in infos if "\\Seen" not in i.flags),
+        b"SIZE": lambda: sum(i.size for i in infos),  # RFC 8438 2: the octets of every message, as RFC822.SIZE counts
+        b"DELETED": lambda: len(deleted),  # RFC 9051 6.3.11, which RFC 9208 5.2 requires with MESSAGE
         # RFC 9208 4.4: what an EXPUNGE would free of STORAGE, in its units (the quota counts disk octets).
-        b"DELETED-STORAGE": sum(maildir.sizes_from_key(i.key)[0] or i.size for i in deleted) // 1024,
-        b"HIGHESTMODSEQ": folder.highest_modseq,  # RFC 7162 3.1.6
+        b"DELETED-STORAGE": lambda: sum(maildir.sizes_from_key(i.key)[0] or i.size for i in deleted) // 1024,
+        b"HIGHESTMODSEQ": lambda: folder.highest_modseq,  # RFC 7162 3.1.6
     }
-    items = b" ".join(b"%s %d" % (item, values[item]) for item in wanted)
-    server.untagged(b"STATUS " + quoted_name(folder.name, server.modes.utf8) + b" (" + items + b")")
+    return b"(" + b" ".join(b"%s %d" % (item, values[item]()) for item in wanted) + b")"
 
 
 async def do_APPEND(server: "Connection", args: Arguments) -> Result:

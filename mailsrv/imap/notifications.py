@@ -34,7 +34,7 @@ from zope.interface import implementer
 
 from mailsrv.imap import notify
 from mailsrv.imap.arguments import Arguments
-from mailsrv.imap.folders import quoted_name
+from mailsrv.imap.folders import quoted_name, status_data
 from mailsrv.imap.responses import OK, Result, no
 from mailsrv.store import IFolderListener, NoSuchFolder
 from mailsrv.store.metadata import SERVER
@@ -199,15 +199,8 @@ class Notifications:
         watch = self._watches.get(name)
         if watch is None:
             return None
-        folder = watch.folder
-        values = {
-            b"MESSAGES": lambda: folder.count, b"UIDNEXT": lambda: folder.uidnext,
-            b"UIDVALIDITY": lambda: folder.uidvalidity, b"HIGHESTMODSEQ": lambda: folder.highest_modseq,
-            b"UNSEEN": lambda: sum(1 for info in folder.messages() if "\\Seen" not in info.flags),
-        }
         wanted = [item for item in _STATUS_ORDER if item in items]
-        body = b" ".join(b"%s %d" % (item, values[item]()) for item in wanted)
-        return b"STATUS " + self._name(name) + b" (" + body + b")"
+        return b"STATUS " + self._name(name) + b" " + status_data(watch.folder, wanted, watch.folder.recent_count)
 
     # -- ITreeListener -------------------------------------------------------
 

@@ -20,7 +20,7 @@ it (5465 6, as mox reads it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from mailsrv.imap.fetchatt import FetchItem, parse_fetch_items
 from mailsrv.imap.responses import bad, no
@@ -178,9 +178,8 @@ def _event(args: "Arguments") -> Event:
     return Event(name)
 
 
-def _check(groups: Iterable[Group]) -> None:
+def _check(groups: list[Group]) -> None:
     """Section 5's and 6.1's rules (``BAD``), then the events we give (``NO [BADEVENT]``)."""
-    groups = list(groups)
     if sum(g.filter in _SELECTED_FILTERS for g in groups) > 1:
         raise bad(b"Only one of SELECTED and SELECTED-DELAYED")
     unsupported = False

@@ -175,7 +175,11 @@ class IMAPServer(ServerProtocol):
         """
         if self._pushing is not None:
             self._push_again = True
-        elif self._push_call is None and (self.between_commands or self.idling):
+        elif self.between_commands or self.idling:
+            self._push_soon()
+
+    def _push_soon(self) -> None:
+        if self._push_call is None:
             self._push_call = self.clock.callLater(0, self._push)
 
     def _push(self) -> None:
@@ -339,8 +343,8 @@ class IMAPServer(ServerProtocol):
             return
         if result is not None:
             self.finish(tag, result, allow_expunge=name not in _NO_EXPUNGE_AFTER)
-        if self._fetch_from is not None and self._push_call is None:  # once this command is over
-            self._push_call = self.clock.callLater(0, self._push)
+        if self._fetch_from is not None:  # NOTIFY's MessageNew FETCH, once this command is over
+            self._push_soon()
         if self._hang_up:
             self.untagged(b"BYE Cannot read on past that literal")
             self.deselect()

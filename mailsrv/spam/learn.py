@@ -59,7 +59,7 @@ class Learner:
         uids = list(uids)
         if not uids or source.name == target.name:
             return
-        lessons = defer.Deferred.fromCoroutine(self._in_turn(user, source.name, target, uids))
+        lessons = self._turn.run(self._learn, user, source.name, target, uids)
         self.pending.add(lessons)
         lessons.addBoth(self._done, lessons)
 
@@ -67,13 +67,6 @@ class Learner:
         self.pending.discard(lessons)
         if isinstance(result, Failure):
             log.failure("learning from a copy failed", result)
-
-    async def _in_turn(self, user: "UserStore", source: str, target: "Folder", uids: list[int]) -> None:
-        await self._turn.acquire()
-        try:
-            await self._learn(user, source, target, uids)
-        finally:
-            self._turn.release()
 
     async def _learn(self, user: "UserStore", source: str, target: "Folder", uids: list[int]) -> None:
         spam = lesson(await user.special_use(), source, target.name)

@@ -325,9 +325,13 @@ class SelectedMailbox(NotifyCase):
         producer.pauseProducing()  # the client stops reading
         await self.deliver(MESSAGE + b"x" * 200_000 + b"\r\n")
         out = self.pushed(session)  # the push starts and waits for the client to read on
-        out += session.send(line)
+        return out + session.send(line) + self.read_on(session)
+
+    def read_on(self, session: Session) -> bytes:
+        """What the server sends to a client that reads again each time it is paused, until it is done."""
+        out = b""
         for _ in range(20):
-            producer.resumeProducing()
+            session.transport.producer.resumeProducing()
             out += self.pushed(session)
         return out
 
@@ -352,9 +356,7 @@ class SelectedMailbox(NotifyCase):
         out = self.pushed(session)  # the FETCH starts, and its first chunk fills the client's window
         self.assertIn(b"* 1 FETCH (UID 1 BODY[] {", out)
         await self.append(await self.other(), b"Archive")
-        for _ in range(20):
-            session.transport.producer.resumeProducing()
-            out += self.pushed(session)
+        out += self.read_on(session)
         self.assertTrue(out.endswith(b')\r\n* STATUS "Archive" (MESSAGES 1 UIDNEXT 2 UNSEEN 1)\r\n'), out[-80:])
 
 
