@@ -112,8 +112,11 @@ _MAY_WAIT = re.compile(rb"\{\d*\+?\}|DATA|BDAT|AUTH|IDLE", re.I)
 _FINAL = re.compile(rb"STARTTLS|STLS|QUIT|LOGOUT", re.I)
 #: Sent after a batch that may leave the server waiting: ends a literal of up
 #: to 80 octets, a message body, a SASL exchange or IDLE, then asks for a reply.
+#: SMTP's also fills a BDAT chunk of up to 101 octets: the corpus's ``BDAT 10``
+#: with a digit appended (the mutation that appends an interesting token) is
+#: one the server must wait for; longer ones the mutations reach are refused at once.
 FLUSH = {
-    "smtp": b"\r\n.\r\nNOOP\r\n",
+    "smtp": b"x" * 101 + b"\r\n.\r\nNOOP\r\n",
     "pop3": b"\r\n*\r\nNOOP\r\n",
     "imap": b"x" * 90 + b"\r\nDONE\r\nzz NOOP\r\n",
 }
